@@ -1,0 +1,144 @@
+"""Resolved program → compiled policy document (``dsl.policy.Policy``).
+
+The mapping is the one the spec fixes (docs/language.md, "How rules combine"):
+
+* ``hide`` → ``hide`` (``hide all tools`` → ``"*"``); a hidden tool appears nowhere else.
+* an unconditional ``deny`` → ``action: deny`` (nothing else matters for that tool).
+* ``deny … unless approved`` → ``action: require_approval``; any other ``deny … unless C``
+  → one ``require`` entry; the tool's ``allow … if`` rules → one ``require`` entry (their OR).
+* ``deny … if C`` → ``deny_if``; ``limit`` → ``limits`` (``all tools`` → ``all_tools.limits``).
+* Under ``default deny`` only callable tools get an entry (and tools with an unconditional
+  deny, so the agent sees the rule's reason); under ``default allow`` every mentioned tool.
+
+Named ``compiler`` rather than ``compile`` so the builtin stays usable in this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from . import ir
+from .checks import check_program
+from .errors import Diagnostic, PlrError
+from .policy import All, AnyOf, Leaf, Limit, Not, Policy, Tool
+from .resolve import Program, ResolvedRule, ToolRules, load_program, program_default, program_package, rules_by_tool
+
+
+def condition_to_json(c: ir.Condition, reason: str | None = None, rule: str | None = None) -> Any:
+    meta: dict[str, Any] = {}
+    if reason is not None:
+        meta["reason"] = reason
+    if rule is not None:
+        meta["rule"] = rule
+    if isinstance(c, ir.Compare):
+        fields: dict[str, Any] = {"path": c.path.text(), "op": c.op, **meta}
+        if c.op not in ("exists", "missing"):
+            fields["value"] = c.value
+        if c.fn is not None:
+            fields["fn"] = c.fn
+        return Leaf.model_construct(**fields, _fields_set=set(fields))  # type: ignore[call-arg]
+    if isinstance(c, ir.And):
+        if len(c.items) == 1:
+            return condition_to_json(c.items[0], reason, rule)
+        return All.model_construct(all=[condition_to_json(x) for x in c.items], **_meta_defaults(meta))
+    if isinstance(c, ir.Or):
+        return AnyOf.model_construct(any=[condition_to_json(x) for x in c.items], **_meta_defaults(meta))
+    return Not.model_construct(not_=condition_to_json(c.item), **_meta_defaults(meta))
+
+
+def _meta_defaults(meta: dict[str, Any]) -> dict[str, Any]:
+    return {"reason": meta.get("reason"), "rule": meta.get("rule")}
+
+
+def _limit(rr: ResolvedRule, prog: Program) -> Limit:
+    lim = rr.rule.limit
+    assert lim is not None
+    return Limit(max=lim.max, window=lim.window, per=lim.per, rule=prog.rule_name(rr.rule.span))
+
+
+def _tool_entry(tr: ToolRules, prog: Program) -> Tool:
+    name = prog.rule_name
+    if tr.deny:
+        first = tr.deny[0].rule
+        return Tool(action="deny", reason=first.reason, rule=name(first.span))
+    action = "allow"
+    reason = None
+    rule = None
+    require: list[Any] = []
+    if tr.allow_if and not tr.allow:
+        conds = [condition_to_json(rr.rule.condition, rr.rule.reason, name(rr.rule.span)) for rr in tr.allow_if]  # type: ignore[arg-type]
+        if len(conds) == 1:
+            require.append(conds[0])
+        else:
+            require.append(AnyOf.model_construct(any=conds, reason=None, rule=name(tr.allow_if[0].rule.span)))
+    for rr in tr.deny_unless:
+        cond = rr.rule.condition
+        assert cond is not None
+        if ir.is_approved(cond):
+            if action != "require_approval":
+                action, reason, rule = "require_approval", rr.rule.reason, name(rr.rule.span)
+            continue
+        require.append(condition_to_json(cond, rr.rule.reason, name(rr.rule.span)))
+    deny_if = [condition_to_json(rr.rule.condition, rr.rule.reason, name(rr.rule.span)) for rr in tr.deny_if]  # type: ignore[arg-type]
+    limits = [_limit(rr, prog) for rr in tr.limit]
+    if rule is None and tr.allow:
+        rule = name(tr.allow[0].rule.span)
+    return Tool.model_construct(
+        action=action,
+        reason=reason,
+        require=require,
+        deny_if=deny_if,
+        limits=limits,
+        rule=rule,
+    )
+
+
+def compile_program(prog: Program) -> Policy:
+    """Compile a program that has passed the checks (no errors) into a policy document."""
+    default = program_default(prog)
+    by_tool, hide_all, limit_all = rules_by_tool(prog)
+    hidden = sorted(t for t, tr in by_tool.items() if tr.hide)
+    hide = ["*"] if hide_all else hidden
+    tools: dict[str, Tool] = {}
+    for tool, tr in sorted(by_tool.items()):
+        if tr.hide:
+            continue
+        if tr.deny or tr.callable(default):
+            tools[tool] = _tool_entry(tr, prog)
+    policy = Policy(
+        version="1",
+        package=program_package(prog),
+        default=default,  # type: ignore[arg-type]
+        hide=hide,
+        all_tools={"limits": [_limit(rr, prog) for rr in limit_all]},  # type: ignore[arg-type]
+        tools={},
+    )
+    # Tools were built from checked IR: skip re-validating thousands of entries one by one.
+    return policy.model_copy(update={"tools": tools})
+
+
+def build(paths: Iterable[str] = (), texts: dict[str, str] | None = None) -> tuple[Program, list[Diagnostic]]:
+    """Load, resolve and check; return the program and every diagnostic (errors and warnings)."""
+    prog = load_program(list(paths), texts=texts)
+    return prog, check_program(prog)
+
+
+def compile_files(paths: Iterable[str], *, source: bool = True) -> Policy:
+    """Compile .plr files (with their imports) into one policy; raise PlrError on any error."""
+    prog, diags = build(paths)
+    return _finish(prog, diags, source)
+
+
+def compile_source(text: str, file: str = "<input>", *, source: bool = True) -> Policy:
+    prog, diags = build((), {file: text})
+    return _finish(prog, diags, source)
+
+
+def _finish(prog: Program, diags: list[Diagnostic], source: bool) -> Policy:
+    errors = [d for d in diags if d.severity == "error"]
+    if errors:
+        raise PlrError(errors)
+    if not prog.modules:
+        raise PlrError([Diagnostic("error", "no policy files to compile")])
+    policy = compile_program(prog)
+    return policy if source else policy.strip_source()

@@ -1,0 +1,820 @@
+"""The decision engine: a loaded policy, prepared once, decides each MCP tool call in microseconds.
+
+``Engine(policy)`` turns the policy into plain Python data and closures up front (a frozenset of
+hidden names, a dict from tool name to a prepared tool, one closure per condition with its path
+split, its regex compiled and its operator chosen), so ``decide`` does no parsing, no string
+dispatch and no work for tools that have nothing to check. The decision order is the one in
+``spec/policy-json.md`` ("Decision"); condition meaning is ``spec/language.md`` ("Conditions").
+
+Two promises hold for any input: evaluating a condition never raises (a condition that does
+is treated as the denying outcome: a ``deny_if`` holds, a ``require`` fails), and ``decide``
+never raises (an unexpected error is a ``deny`` with code ``error``). Nothing fails open.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal, Protocol, Sequence, runtime_checkable
+
+from .errors import PlrError
+from .policy import PATH_ROOTS, All, AnyOf, Leaf, Limit, Not, Policy, Tool
+from .regex import compile_re2
+
+__all__ = [
+    "Engine",
+    "Decision",
+    "TraceStep",
+    "LimitStore",
+    "MemoryLimitStore",
+    "MISSING",
+    "Effect",
+    "Code",
+]
+
+Effect = Literal["allow", "deny", "approval_required"]
+Code = Literal["hidden", "denied", "default", "deny_if", "require", "rate_limited", "error"]
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """One check made while deciding; ``result`` is a bool, or text when there is more to say."""
+
+    check: str
+    result: bool | str
+    rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one call, why, and (with ``explain=True``) every check that was made."""
+
+    effect: Effect
+    code: Code
+    reason: str
+    rule: str | None = None
+    retry_after: float | None = None
+    trace: tuple[TraceStep, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The machine-readable form (``plr eval --format json``, audit log)."""
+        return {
+            "effect": self.effect,
+            "code": self.code,
+            "reason": self.reason,
+            "rule": self.rule,
+            "retry_after": self.retry_after,
+        }
+
+
+# --- limit counters -----------------------------------------------------------------------
+
+
+@runtime_checkable
+class LimitStore(Protocol):
+    """Sliding-window counters shared by every decision (and kept across policy reloads).
+
+    One atomic method so a shared store (Redis) can implement it with a script. A store may
+    also offer ``acquire_which(keys, now) -> (retry_after, index) | None`` (same contract,
+    plus the index of the key that set ``retry_after``) so the engine can name the limit hit.
+    """
+
+    def acquire(self, keys: Sequence[tuple[str, int, float]], now: float) -> float | None:
+        """Record one hit at ``now`` on every ``(key, max, window)`` if all have room.
+
+        A hit at ``t`` counts while ``now - t < window``. If every key has fewer than ``max``
+        counted hits, record the hit on all of them and return None; otherwise record nothing
+        and return the seconds until every key has room for one more call.
+        """
+        ...
+
+
+class MemoryLimitStore:
+    """In-process ``LimitStore``: a deque of hit times per key behind one lock."""
+
+    __slots__ = ("_lock", "_hits", "_windows", "_sweep_at")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hits: dict[str, deque[float]] = {}
+        self._windows: dict[str, float] = {}
+        self._sweep_at = 1024
+
+    def acquire(self, keys: Sequence[tuple[str, int, float]], now: float) -> float | None:
+        """See ``LimitStore.acquire``."""
+        r = self.acquire_which(keys, now)
+        return None if r is None else r[0]
+
+    def acquire_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
+        """``acquire`` that also says which key (index into ``keys``) set ``retry_after``."""
+        with self._lock:
+            hits = self._hits
+            queues: list[deque[float]] = []
+            worst: float | None = None
+            worst_i = -1
+            for i, (key, mx, window) in enumerate(keys):
+                dq = hits.get(key)
+                if dq is None:
+                    dq = hits[key] = deque()
+                    self._windows[key] = window
+                while dq and now - dq[0] >= window:  # exactly `window` later it no longer counts
+                    dq.popleft()
+                n = len(dq)
+                if n >= mx:
+                    # one more call fits once the (n - mx + 1) oldest counted hits have expired
+                    wait = dq[n - mx] + window - now
+                    if worst is None or wait > worst:
+                        worst, worst_i = wait, i
+                queues.append(dq)
+            if worst is not None:
+                return (max(worst, 0.0), worst_i)
+            for dq, (key, _mx, window) in zip(queues, keys):
+                dq.append(now)
+                self._windows[key] = window
+            if len(hits) > self._sweep_at:
+                self._sweep(now)
+            return None
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys with no counted hit, so idle sessions do not pile up (amortised O(1))."""
+        hits, windows = self._hits, self._windows
+        for key in [k for k, dq in hits.items() if not dq or now - dq[-1] >= windows.get(k, 0.0)]:
+            del hits[key]
+            windows.pop(key, None)
+        self._sweep_at = max(1024, 2 * len(hits))
+
+
+# --- conditions ---------------------------------------------------------------------------
+
+
+class _Missing:
+    """The value of a path that leads nowhere (distinct from JSON null)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+# The evaluation context: (args, identity, session, server, tool, approved); absent -> MISSING.
+Ctx = tuple[Any, Any, Any, Any, Any, bool]
+Pred = Callable[[Ctx], bool]
+_ROOT_INDEX = {"args": 0, "identity": 1, "session": 2, "server": 3, "tool": 4, "approved": 5}
+_EMPTY_ARGS: dict[str, Any] = {}
+
+_ROOT_RE = re.compile(r"[A-Za-z_]+")
+_STEP_RE = re.compile(r"\.([^.\[\]]+)|\[([0-9]+)\]")
+
+
+def parse_path(path: str) -> tuple[int, tuple[str | int, ...]]:
+    """``args.a[2].b`` -> (root index, ("a", 2, "b")); ValueError on anything else."""
+    m = _ROOT_RE.match(path)
+    if m is None or m.group() not in PATH_ROOTS:
+        raise ValueError(f"invalid path `{path}`: unknown root")
+    steps: list[str | int] = []
+    pos = m.end()
+    while pos < len(path):
+        s = _STEP_RE.match(path, pos)
+        if s is None:
+            raise ValueError(f"invalid path `{path}` at character {pos + 1}")
+        steps.append(s.group(1) if s.group(1) is not None else int(s.group(2)))
+        pos = s.end()
+    return _ROOT_INDEX[m.group()], tuple(steps)
+
+
+def _getter(path: str) -> Callable[[Ctx], Any]:
+    """A closure resolving ``path`` in a context: dicts by str key, lists by index, else MISSING."""
+    ri, steps = parse_path(path)
+    if not steps:
+        return lambda c: c[ri]
+    if len(steps) == 1 and isinstance(steps[0], str):
+        key = steps[0]
+
+        def get1(c: Ctx) -> Any:
+            v = c[ri]
+            return v.get(key, MISSING) if isinstance(v, dict) else MISSING
+
+        return get1
+    plan = tuple((s, isinstance(s, int)) for s in steps)
+
+    def get(c: Ctx) -> Any:
+        v = c[ri]
+        for s, is_index in plan:
+            if is_index:
+                if isinstance(v, list) and s < len(v):
+                    v = v[s]
+                else:
+                    return MISSING
+            elif isinstance(v, dict):
+                v = v.get(s, MISSING)
+                if v is MISSING:
+                    return MISSING
+            else:
+                return MISSING
+        return v
+
+    return get
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _kind(v: Any) -> int:
+    """0 null, 1 bool, 2 number, 3 string, 4 list, 5 object, 6 anything else (never equal)."""
+    if v is None:
+        return 0
+    if isinstance(v, bool):
+        return 1
+    if isinstance(v, (int, float)):
+        return 2
+    if isinstance(v, str):
+        return 3
+    if isinstance(v, list):
+        return 4
+    if isinstance(v, dict):
+        return 5
+    return 6
+
+
+def strict_eq(a: Any, b: Any) -> bool:
+    """Equality without JSON-unlike coercions: ``True != 1``, ``"1" != 1``, NaN equals nothing.
+
+    Recursion is bounded by the shallower operand, and policy literals are at most 32 deep.
+    """
+    k = _kind(a)
+    if k != _kind(b) or k == 6:
+        return False
+    if k == 4:
+        return len(a) == len(b) and all(strict_eq(x, y) for x, y in zip(a, b))
+    if k == 5:
+        return len(a) == len(b) and all(k2 in b and strict_eq(v, b[k2]) for k2, v in a.items())
+    return bool(a == b)
+
+
+def _test(op: str, lit: Any) -> Callable[[Any], bool]:
+    """The comparison for ``op`` against the literal, chosen once; the value is never MISSING."""
+    if op == "eq" or op == "neq":
+        k = _kind(lit)
+        eq: Callable[[Any], bool]
+        if k == 0:
+            eq = lambda v: v is None  # noqa: E731
+        elif k == 1:
+            eq = lambda v: isinstance(v, bool) and v == lit  # noqa: E731
+        elif k == 2:
+            eq = lambda v: _is_num(v) and v == lit  # noqa: E731
+        elif k == 3:
+            eq = lambda v: isinstance(v, str) and v == lit  # noqa: E731
+        else:
+            eq = lambda v: strict_eq(v, lit)  # noqa: E731
+        if op == "eq":
+            return eq
+        return lambda v: not eq(v)
+    if op in ("lt", "lte", "gt", "gte"):
+        import operator
+
+        cmp = getattr(operator, {"lte": "le", "gte": "ge"}.get(op, op))
+        if _is_num(lit):
+            return lambda v: _is_num(v) and cmp(v, lit)
+        if isinstance(lit, str):
+            return lambda v: isinstance(v, str) and cmp(v, lit)
+        return lambda v: False
+    if op == "in" or op == "not_in":
+        items = list(lit) if isinstance(lit, list) else []
+        # Hash lookups per kind keep `in` O(1) and strict (a set would find True in {1}).
+        strs = frozenset(x for x in items if isinstance(x, str))
+        nums = frozenset(x for x in items if _is_num(x) and not (isinstance(x, float) and math.isnan(x)))
+        bools = frozenset(x for x in items if isinstance(x, bool))
+        has_null = any(x is None for x in items)
+        nested = tuple(x for x in items if isinstance(x, (list, dict)))
+
+        def member(v: Any) -> bool:
+            if isinstance(v, str):
+                return v in strs
+            if isinstance(v, bool):
+                return v in bools
+            if isinstance(v, (int, float)):
+                return v in nums
+            if v is None:
+                return has_null
+            if isinstance(v, (list, dict)):
+                return any(strict_eq(v, x) for x in nested)
+            return False
+
+        if op == "in":
+            return member
+        return lambda v: not member(v)
+    if op == "contains":
+
+        def contains(v: Any) -> bool:
+            if isinstance(v, str):
+                return isinstance(lit, str) and lit in v
+            if isinstance(v, list):
+                return any(strict_eq(x, lit) for x in v)
+            return False
+
+        return contains
+    if op == "starts_with":
+        return lambda v: isinstance(v, str) and isinstance(lit, str) and v.startswith(lit)
+    if op == "ends_with":
+        return lambda v: isinstance(v, str) and isinstance(lit, str) and v.endswith(lit)
+    if op == "regex":
+        search = compile_re2(lit).search  # once, at prepare time
+        # A str RE2 cannot encode (lone surrogate) raises: the caller fails closed.
+        return lambda v: isinstance(v, str) and search(v) is not None
+    raise ValueError(f"unknown op `{op}`")
+
+
+def compile_condition(c: Leaf | All | AnyOf | Not) -> Pred:
+    """A condition as a closure over the context. It may raise on pathological input;
+    callers decide what an exception means (fail closed)."""
+    if isinstance(c, Leaf):
+        get = _getter(c.path)
+        if c.op == "exists":
+            return lambda ctx: get(ctx) is not MISSING
+        if c.op == "missing":
+            return lambda ctx: get(ctx) is MISSING
+        test = _test(c.op, c.value)
+        if c.fn == "count":
+
+            def count_leaf(ctx: Ctx) -> bool:
+                v = get(ctx)
+                return test(len(v) if isinstance(v, list) else 0 if v is MISSING else 1)
+
+            return count_leaf
+        if c.fn == "len":
+
+            def len_leaf(ctx: Ctx) -> bool:
+                v = get(ctx)
+                return isinstance(v, (str, list, dict)) and test(len(v))
+
+            return len_leaf
+
+        def leaf(ctx: Ctx) -> bool:
+            v = get(ctx)
+            return v is not MISSING and test(v)
+
+        return leaf
+    if isinstance(c, All):
+        parts = tuple(compile_condition(x) for x in c.all)
+        if len(parts) == 1:
+            return parts[0]
+
+        def all_of(ctx: Ctx) -> bool:
+            for p in parts:
+                if not p(ctx):
+                    return False
+            return True
+
+        return all_of
+    if isinstance(c, AnyOf):
+        parts = tuple(compile_condition(x) for x in c.any)
+        if len(parts) == 1:
+            return parts[0]
+
+        def any_of(ctx: Ctx) -> bool:
+            for p in parts:
+                if p(ctx):
+                    return True
+            return False
+
+        return any_of
+    if isinstance(c, Not):
+        inner = compile_condition(c.not_)
+        return lambda ctx: not inner(ctx)
+    raise TypeError(f"not a condition: {type(c).__name__}")
+
+
+# --- human-readable text ------------------------------------------------------------------
+
+_OP_TEXT = {
+    "eq": "==", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=",
+    "in": "in", "not_in": "not in", "contains": "contains",
+    "starts_with": "starts_with", "ends_with": "ends_with", "regex": "matches",
+}  # fmt: skip
+
+
+def _lit(v: Any) -> str:
+    try:
+        text = json.dumps(v, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):
+        text = "<value>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _short(name: Any) -> str:
+    """A tool name for a message: agents choose unknown names, so keep them bounded."""
+    s = name if isinstance(name, str) else repr(name)
+    return s if len(s) <= 120 else s[:117] + "..."
+
+
+def describe(c: Leaf | All | AnyOf | Not) -> str:
+    """A condition in the rule language's syntax, for reasons and traces."""
+    if isinstance(c, Leaf):
+        if c.path == "approved" and c.op == "eq" and c.fn is None and c.value is True:
+            return "approved"
+        lhs = f"{c.fn}({c.path})" if c.fn else c.path
+        if c.op in ("exists", "missing"):
+            return f"{lhs} {c.op}"
+        return f"{lhs} {_OP_TEXT[c.op]} {_lit(c.value)}"
+    if isinstance(c, All):
+        return " and ".join(_nested(x) for x in c.all) if c.all else "true"
+    if isinstance(c, AnyOf):
+        return " or ".join(_nested(x) for x in c.any) if c.any else "false"
+    inner = c.not_
+    if isinstance(inner, Leaf) and describe(inner) == "approved":
+        return "not approved"
+    return f"not ({describe(inner)})" if not isinstance(inner, Not) else f"not {describe(inner)}"
+
+
+def _nested(c: Leaf | All | AnyOf | Not) -> str:
+    if isinstance(c, (All, AnyOf)) and len(c.all if isinstance(c, All) else c.any) > 1:
+        return f"({describe(c)})"
+    return describe(c)
+
+
+def _secs(x: float) -> str:
+    """Seconds for a message, rounded up to the millisecond so `retry after 0 s` never shows."""
+    if not math.isfinite(x):
+        return str(x)
+    return f"{math.ceil(x * 1000) / 1000:.3f}".rstrip("0").rstrip(".")
+
+
+# --- the prepared policy ------------------------------------------------------------------
+
+_SCOPE_INDEX = {"global": 0, "session": 1, "identity": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class _Lim:
+    prefix: str  # counter key without the scope value
+    scope: int  # index into (global "", session, identity)
+    max: int
+    window: float
+    text: str  # "at most 10 calls per 60 s per session"
+    rule: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Cond:
+    pred: Pred
+    text: str
+    rule: str | None
+    decision: Decision  # when this condition denies
+    approval: Decision | None  # require only: when approval would satisfy it
+
+
+@dataclass(frozen=True, slots=True)
+class _Tool:
+    name: str
+    rule: str | None
+    action: str
+    deny_if: tuple[_Cond, ...]
+    require: tuple[_Cond, ...]
+    limits: tuple[_Lim, ...]
+    denied: Decision
+    needs_approval: Decision
+    allowed: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    policy: Policy
+    hide: frozenset[str]
+    hide_all: bool
+    fast: dict[str, Decision | _Tool]  # hidden and trivially-allowed tools map to their Decision
+    tools: dict[str, _Tool]
+    default_allow: bool
+    all_limits: tuple[_Lim, ...]
+
+
+def _limit_text(lim: Limit, any_tool: bool) -> str:
+    calls = "call" if lim.max == 1 else "calls"
+    scope = {"session": "per session", "identity": "per identity", "global": "in total"}[lim.per]
+    what = f"{calls} to any tool" if any_tool else calls
+    return f"at most {lim.max} {what} per {_secs(float(lim.window))} s {scope}"
+
+
+def _prepare_limit(lim: Limit, prefix: str) -> _Lim:
+    return _Lim(
+        prefix=f"{prefix}\x00{lim.per}\x00",
+        scope=_SCOPE_INDEX[lim.per],
+        max=lim.max,
+        window=float(lim.window),
+        text=_limit_text(lim, prefix.startswith("a\x00")),
+        rule=lim.rule,
+    )
+
+
+def _prepare_tool(name: str, t: Tool, all_limits: tuple[_Lim, ...], where: str) -> _Tool:
+    n = _short(name)
+    # The tool-level reason explains the tool's action; for an `allow` tool it is the only
+    # reason the author wrote, so conditions without their own reason fall back to it.
+    fallback = t.reason if t.action == "allow" else None
+
+    def cond(c: Leaf | All | AnyOf | Not, kind: str, i: int) -> _Cond:
+        try:
+            pred = compile_condition(c)
+        except ValueError as e:
+            raise PlrError.at(f"{where}.{kind}[{i}]: {e}") from None
+        text = describe(c)
+        rule = c.rule or t.rule
+        if kind == "deny_if":
+            reason = c.reason or fallback or f"`{n}`: denied because {text}"
+            return _Cond(pred, text, rule, Decision("deny", "deny_if", reason, rule), None)
+        deny = Decision("deny", "require", c.reason or fallback or f"`{n}`: requirement not met: {text}", rule)
+        ask = Decision(
+            "approval_required",
+            "require",
+            c.reason or fallback or f"`{n}`: requirement not met without approval: {text}",
+            rule,
+        )
+        return _Cond(pred, text, rule, deny, ask)
+
+    deny_if = tuple(cond(c, "deny_if", i) for i, c in enumerate(t.deny_if))
+    require = tuple(cond(c, "require", i) for i, c in enumerate(t.require))
+    limits = tuple(_prepare_limit(lim, f"t\x00{name}\x00{i}") for i, lim in enumerate(t.limits)) + all_limits
+    return _Tool(
+        name=name,
+        rule=t.rule,
+        action=t.action,
+        deny_if=deny_if,
+        require=require,
+        limits=limits,
+        denied=Decision("deny", "denied", t.reason or f"tool `{n}` is denied by policy", t.rule),
+        needs_approval=Decision(
+            "approval_required", "require", t.reason or f"tool `{n}` requires human approval", t.rule
+        ),
+        allowed=Decision("allow", "default" if False else "allow", f"tool `{n}` is allowed by policy", t.rule)
+        if False
+        else _allow(n, t.rule),
+    )
+
+
+def _allow(n: str, rule: str | None) -> Decision:
+    # `allow` has no code of its own in the spec's list; the deciding step is reported as such.
+    return Decision("allow", "default", f"tool `{n}` is allowed by policy", rule)
+
+
+def prepare(policy: Policy) -> _Prepared:
+    """Everything ``decide`` needs, computed once per policy (raises PlrError on a bad path)."""
+    try:
+        all_limits = tuple(_prepare_limit(lim, f"a\x00{i}") for i, lim in enumerate(policy.all_tools.limits))
+        tools = {
+            name: _prepare_tool(name, t, all_limits, f"tools.{name}") for name, t in policy.tools.items()
+        }
+    except RecursionError:
+        raise PlrError.at("policy conditions are nested too deeply") from None
+    hide = frozenset(policy.hide)
+    fast: dict[str, Decision | _Tool] = {}
+    for name, pt in tools.items():
+        trivial = pt.action == "allow" and not (pt.deny_if or pt.require or pt.limits)
+        fast[name] = pt.allowed if trivial else pt
+    for name in hide:
+        fast[name] = _hidden(name)
+    return _Prepared(
+        policy=policy,
+        hide=hide,
+        hide_all="*" in hide,
+        fast={} if "*" in hide else fast,
+        tools=tools,
+        default_allow=policy.default == "allow",
+        all_limits=all_limits,
+    )
+
+
+def _hidden(tool: Any) -> Decision:
+    return Decision("deny", "hidden", f"tool `{_short(tool)}` is hidden by policy")
+
+
+def _default_deny(tool: Any) -> Decision:
+    return Decision("deny", "default", f"tool `{_short(tool)}` is not allowed by policy (default deny)")
+
+
+def _default_allow(tool: Any) -> Decision:
+    return Decision("allow", "default", f"tool `{_short(tool)}` is allowed by policy (default allow)")
+
+
+def _scope_value(v: Any) -> str:
+    return v if isinstance(v, str) else "" if v is None else repr(v)
+
+
+def _error(e: BaseException) -> Decision:
+    try:
+        detail = f"{type(e).__name__}: {e}"
+    except Exception:  # an exception whose str() raises
+        detail = type(e).__name__
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    return Decision("deny", "error", f"internal error while deciding: {detail}")
+
+
+class Engine:
+    """Decides MCP tool calls against a policy; thread-safe if its ``LimitStore`` is."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        clock: Callable[[], float] = time.monotonic,
+        store: LimitStore | None = None,
+    ) -> None:
+        self._clock = clock
+        self._store: LimitStore = store if store is not None else MemoryLimitStore()
+        self._acquire_which: Callable[..., tuple[float, int] | None] | None = getattr(
+            self._store, "acquire_which", None
+        )
+        self._p = prepare(policy)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy currently in force."""
+        return self._p.policy
+
+    @property
+    def store(self) -> LimitStore:
+        return self._store
+
+    def replace_policy(self, policy: Policy) -> None:
+        """Hot reload: prepare the new policy fully, then swap it in with one assignment.
+
+        Limit counters are kept (keys name the tool, the limit's position and its scope). If
+        preparing fails the old policy stays in force and the error propagates.
+        """
+        self._p = prepare(policy)
+
+    def visible(self, tool_names: Iterable[str]) -> list[str]:
+        """A server's ``tools/list`` names minus the hidden ones, order kept."""
+        p = self._p
+        if p.hide_all:
+            return []
+        hide = p.hide
+        return [n for n in tool_names if n not in hide]
+
+    def decide(
+        self,
+        tool: str,
+        args: Any = None,
+        *,
+        identity: str | None = None,
+        session: str | None = None,
+        server: str | None = None,
+        approved: bool = False,
+        explain: bool = False,
+    ) -> Decision:
+        """Decide one call; never raises (an internal failure is a ``deny`` with code ``error``)."""
+        try:
+            p = self._p  # one read: a concurrent replace_policy never mixes two policies
+            if explain:
+                return self._explain(p, tool, args, identity, session, server, approved)
+            t = p.fast.get(tool)
+            if t is None:
+                if p.hide_all or tool in p.hide:
+                    return _hidden(tool)
+                if not p.default_allow:
+                    return _default_deny(tool)
+                if p.all_limits:
+                    refused = self._acquire(p.all_limits, session, identity, None)
+                    if refused is not None:
+                        return refused
+                return _default_allow(tool)
+            if t.__class__ is Decision:
+                return t  # type: ignore[return-value]
+            return self._run(t, tool, args, identity, session, server, approved)  # type: ignore[arg-type]
+        except Exception as e:  # noqa: BLE001 - the one place that turns bugs into a deny
+            return _error(e)
+
+    # -- the checks of one governed tool (steps 3-8) -------------------------------------
+
+    def _run(
+        self,
+        t: _Tool,
+        tool: str,
+        args: Any,
+        identity: Any,
+        session: Any,
+        server: Any,
+        approved: bool,
+        trace: list[TraceStep] | None = None,
+    ) -> Decision:
+        if t.action == "deny":
+            if trace is not None:
+                trace.append(TraceStep("action == deny", True, t.rule))
+            return t.denied
+        approved = approved is True
+        ctx: Ctx = (
+            _EMPTY_ARGS if args is None else args,
+            MISSING if identity is None else identity,
+            MISSING if session is None else session,
+            MISSING if server is None else server,
+            tool,
+            approved,
+        )
+        for c in t.deny_if:
+            try:
+                hit: bool | str = bool(c.pred(ctx))
+            except Exception as e:  # noqa: BLE001 - fail closed: the deny_if holds
+                hit = f"error ({type(e).__name__}): treated as holding"
+            if trace is not None:
+                trace.append(TraceStep(f"deny_if {c.text}", hit, c.rule))
+            if hit:
+                return c.decision
+        if t.require:
+            failing: list[_Cond] = []
+            for c in t.require:
+                try:
+                    ok: bool | str = bool(c.pred(ctx))
+                except Exception as e:  # noqa: BLE001 - fail closed: the require fails
+                    ok = f"error ({type(e).__name__}): treated as failing"
+                if trace is not None:
+                    trace.append(TraceStep(f"require {c.text}", ok, c.rule))
+                if ok is not True:
+                    failing.append(c)
+            if failing:
+                if approved:
+                    return failing[0].decision
+                actx: Ctx = ctx[:5] + (True,)  # type: ignore[assignment]
+                for c in failing:
+                    try:
+                        ok = bool(c.pred(actx))
+                    except Exception as e:  # noqa: BLE001
+                        ok = f"error ({type(e).__name__}): treated as failing"
+                    if trace is not None:
+                        trace.append(TraceStep(f"require {c.text} (if approved)", ok, c.rule))
+                    if ok is not True:
+                        return c.decision  # approval would not help: name this requirement
+                return failing[0].approval  # type: ignore[return-value]
+        if t.action == "require_approval":
+            if trace is not None:
+                trace.append(TraceStep("action == require_approval: approved", approved, t.rule))
+            if not approved:
+                return t.needs_approval
+        if t.limits:
+            refused = self._acquire(t.limits, session, identity, trace)
+            if refused is not None:
+                return refused
+        return t.allowed
+
+    def _acquire(
+        self, lims: tuple[_Lim, ...], session: Any, identity: Any, trace: list[TraceStep] | None
+    ) -> Decision | None:
+        """Step 7 and the counting of step 8, in one atomic store call."""
+        scopes = ("", _scope_value(session), _scope_value(identity))
+        keys = [(lim.prefix + scopes[lim.scope], lim.max, lim.window) for lim in lims]
+        now = self._clock()
+        which = self._acquire_which
+        if which is not None:
+            r = which(keys, now)
+            if r is None:
+                if trace is not None:
+                    trace.append(TraceStep("limits: " + "; ".join(x.text for x in lims), True))
+                return None
+            retry, i = r
+            lim: _Lim | None = lims[i] if 0 <= i < len(lims) else None
+        else:
+            ra = self._store.acquire(keys, now)
+            if ra is None:
+                if trace is not None:
+                    trace.append(TraceStep("limits: " + "; ".join(x.text for x in lims), True))
+                return None
+            retry = ra
+            lim = lims[0] if len(lims) == 1 else None
+        what = lim.text if lim is not None else "limit reached"
+        reason = f"rate limit: {what}; retry after {_secs(retry)} s"
+        rule = lim.rule if lim is not None else None
+        if trace is not None:
+            trace.append(TraceStep(f"limit {what}", f"reached; retry after {_secs(retry)} s", rule))
+        return Decision("deny", "rate_limited", reason, rule, float(retry))
+
+    # -- explain: the same steps, recording each check -----------------------------------
+
+    def _explain(
+        self, p: _Prepared, tool: str, args: Any, identity: Any, session: Any, server: Any, approved: bool
+    ) -> Decision:
+        trace: list[TraceStep] = []
+        hidden = p.hide_all or tool in p.hide
+        trace.append(TraceStep("hidden (tool in hide)" if not p.hide_all else 'hidden ("*" in hide)', hidden))
+        if hidden:
+            d = _hidden(tool)
+        else:
+            t = p.tools.get(tool)
+            trace.append(TraceStep("governed (tool in tools)", t is not None, t.rule if t else None))
+            if t is None:
+                trace.append(TraceStep("default", p.policy.default))
+                if not p.default_allow:
+                    d = _default_deny(tool)
+                else:
+                    refused = self._acquire(p.all_limits, session, identity, trace) if p.all_limits else None
+                    d = refused or _default_allow(tool)
+            else:
+                d = self._run(t, tool, args, identity, session, server, approved, trace)
+        return Decision(d.effect, d.code, d.reason, d.rule, d.retry_after, tuple(trace))

@@ -1,0 +1,252 @@
+"""The typed intermediate representation of a .plr file (frozen pydantic models with spans).
+
+One ``Module`` per file, as lowered from the parse tree, before imports and selectors are
+resolved. ``Policy`` is deliberately not a name here: that is the compiled JSON document
+(``dsl.policy.Policy``); the IR is the program that compiles into it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict
+
+Risk = Literal["read", "write", "destructive", "execute"]
+RISKS: tuple[Risk, ...] = ("read", "write", "destructive", "execute")
+Scope = Literal["session", "identity", "global"]
+CondOp = Literal[
+    "eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in",
+    "contains", "starts_with", "ends_with", "regex", "exists", "missing",
+]  # fmt: skip
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Span(Node):
+    file: str
+    line: int
+    col: int
+    end_line: int = 0
+    end_col: int = 0
+
+    def short(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+NOSPAN = Span(file="<generated>", line=0, col=0)
+
+
+# --- conditions -------------------------------------------------------------------------
+
+
+class Path(Node):
+    root: str
+    steps: tuple[Union[str, int], ...] = ()
+    span: Span = NOSPAN
+
+    def text(self) -> str:
+        out = self.root
+        for s in self.steps:
+            if isinstance(s, int):
+                out += f"[{s}]"
+            elif _is_name(s):
+                out += f".{s}"
+            else:
+                import json
+
+                out += f"[{json.dumps(s, ensure_ascii=False)}]"
+        return out
+
+
+def _is_name(s: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", s) is not None
+
+
+class Compare(Node):
+    """A leaf: ``[fn(]path[)] op value``. ``exists``/``missing`` have no value."""
+
+    path: Path
+    op: CondOp
+    value: Any = None
+    fn: Literal["count", "len"] | None = None
+    span: Span = NOSPAN
+
+
+class And(Node):
+    items: tuple["Condition", ...]
+    block: bool = False  # written as a `{ ... }` block (one expression per line)
+    span: Span = NOSPAN
+
+
+class Or(Node):
+    items: tuple["Condition", ...]
+    span: Span = NOSPAN
+
+
+class Not(Node):
+    item: "Condition"
+    span: Span = NOSPAN
+
+
+Condition = Union[Compare, And, Or, Not]
+
+
+def is_approved(c: Condition) -> bool:
+    """True for the condition `approved` itself (it compiles to the tool's approval action)."""
+    return (
+        isinstance(c, Compare)
+        and c.path.root == "approved"
+        and not c.path.steps
+        and c.op == "eq"
+        and c.value is True
+        and c.fn is None
+    )
+
+
+# --- selectors and rules ----------------------------------------------------------------
+
+
+class Selector(Node):
+    kind: Literal["tool", "list", "glob", "class", "all"]
+    names: tuple[str, ...] = ()
+    pattern: str | None = None
+    risk: Risk | None = None
+    span: Span = NOSPAN
+
+
+class Limit(Node):
+    max: int
+    window: int  # seconds
+    per: Scope = "session"
+    span: Span = NOSPAN
+
+
+class Rule(Node):
+    kind: Literal["allow", "deny", "hide", "limit"]
+    selector: Selector
+    guard: Literal["always", "if", "unless"] = "always"
+    condition: Condition | None = None
+    reason: str | None = None
+    limit: Limit | None = None
+    span: Span = NOSPAN
+
+    def source(self) -> str:
+        return self.span.short()
+
+
+# --- catalogues -------------------------------------------------------------------------
+
+
+class CatalogueTool(Node):
+    name: str
+    risk: Risk
+    span: Span = NOSPAN
+
+
+class Catalogue(Node):
+    server: str
+    tools: tuple[CatalogueTool, ...] = ()
+    span: Span = NOSPAN
+
+
+# --- tests ------------------------------------------------------------------------------
+
+
+class CallStep(Node):
+    tool: str
+    args: dict[str, Any] | None = None
+    approved: bool = False
+    effect: Literal["allow", "deny", "approval_required"]
+    code: str | None = None
+    reason: str | None = None
+    span: Span = NOSPAN
+
+
+class ContextStep(Node):
+    key: Literal["identity", "session", "server"]
+    value: str
+    as_: bool = False
+    span: Span = NOSPAN
+
+
+class RepeatStep(Node):
+    times: int
+    steps: tuple["Step", ...]
+    span: Span = NOSPAN
+
+
+class AfterStep(Node):
+    seconds: int
+    text: str
+    span: Span = NOSPAN
+
+
+class VisibleStep(Node):
+    tools: tuple[str, ...]
+    span: Span = NOSPAN
+
+
+Step = Union[CallStep, ContextStep, RepeatStep, AfterStep, VisibleStep]
+
+
+class TestCase(Node):
+    __test__ = False  # not a pytest class
+    name: str
+    steps: tuple[Step, ...]
+    span: Span = NOSPAN
+
+
+# --- files ------------------------------------------------------------------------------
+
+
+class Import(Node):
+    path: str
+    span: Span = NOSPAN
+
+
+class Default(Node):
+    effect: Literal["allow", "deny"]
+    span: Span = NOSPAN
+
+
+class Package(Node):
+    name: str
+    span: Span = NOSPAN
+
+
+Statement = Union[Package, Import, Default, Catalogue, Rule, TestCase]
+
+
+class Module(Node):
+    """One .plr file: its statements in source order."""
+
+    file: str  # the name used in messages and `rule` fields
+    path: str  # absolute path, or "" for text not read from disk
+    statements: tuple[Statement, ...] = ()
+
+    def of(self, kind: type) -> list[Any]:
+        return [s for s in self.statements if isinstance(s, kind)]
+
+    @property
+    def rules(self) -> list[Rule]:
+        return self.of(Rule)
+
+    @property
+    def tests(self) -> list[TestCase]:
+        return self.of(TestCase)
+
+    @property
+    def catalogues(self) -> list[Catalogue]:
+        return self.of(Catalogue)
+
+    @property
+    def imports(self) -> list[Import]:
+        return self.of(Import)
+
+
+for _m in (And, Or, Not, RepeatStep):
+    _m.model_rebuild()

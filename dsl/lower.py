@@ -1,0 +1,391 @@
+"""Parse tree → IR (a Lark Transformer), one ``Module`` per file.
+
+Lowering is structural: it decodes literals, turns units into seconds and attaches spans.
+Problems that need the whole program (unknown tools, bad regexes, duplicate defaults) are
+the business of ``checks``; problems only visible here are collected, never raised one by one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from lark import Token, Transformer, Tree, v_args
+from lark.tree import Meta
+
+from . import ir
+from .errors import Diagnostic, PlrError, line_of
+from .parser import parse
+
+CMP_OPS = {"==": "eq", "!=": "neq", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def lower_source(text: str, file: str = "<input>", path: str = "") -> ir.Module:
+    """Parse and lower one file; raise PlrError with every problem found."""
+    tree = parse(text, file)
+    return lower_tree(tree, text, file, path)
+
+
+def lower_tree(tree: Tree, text: str, file: str, path: str = "") -> ir.Module:
+    lowerer = _Lower(text, file)
+    statements = lowerer.transform(tree)
+    if lowerer.diagnostics:
+        raise PlrError(lowerer.diagnostics)
+    return ir.Module(file=file, path=path, statements=tuple(statements))
+
+
+def duration_seconds(text: str) -> int:
+    return int(text[:-1]) * UNIT_SECONDS[text[-1]]
+
+
+class _Lower(Transformer):  # type: ignore[type-arg]
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(visit_tokens=False)
+        self.text = text
+        self.file = file
+        self.diagnostics: list[Diagnostic] = []
+
+    # -- helpers --------------------------------------------------------------------------
+    def span(self, where: Meta | Token | None) -> ir.Span:
+        if where is None:
+            return ir.Span(file=self.file, line=0, col=0)
+        if isinstance(where, Token):
+            return ir.Span(
+                file=self.file,
+                line=where.line or 0,
+                col=where.column or 0,
+                end_line=where.end_line or 0,
+                end_col=where.end_column or 0,
+            )
+        if getattr(where, "empty", True):
+            return ir.Span(file=self.file, line=0, col=0)
+        return ir.Span(
+            file=self.file, line=where.line, col=where.column, end_line=where.end_line, end_col=where.end_column
+        )
+
+    def error(self, message: str, where: Meta | Token | ir.Span | None) -> None:
+        span = where if isinstance(where, ir.Span) else self.span(where)
+        width = max(1, span.end_col - span.col) if span.end_line == span.line else 1
+        self.diagnostics.append(
+            Diagnostic("error", message, self.file, span.line, span.col, line_of(self.text, span.line), width)
+        )
+
+    def text_of(self, tok: Token) -> str:
+        try:
+            value = json.loads(str(tok))
+        except (ValueError, RecursionError):
+            self.error("invalid string: only JSON escapes are allowed (\\\" \\\\ \\n \\t \\uXXXX)", tok)
+            return str(tok)[1:-1]
+        return str(value)
+
+    def number_of(self, tok: Token) -> int | float:
+        text = str(tok)
+        if any(c in text for c in ".eE"):
+            value = float(text)
+            if not math.isfinite(value):
+                self.error(f"number {text} is too large", tok)
+                return 0
+            return value
+        if len(text) > 4000:
+            self.error("number has too many digits", tok)
+            return 0
+        return int(text)
+
+    def positive_int(self, tok: Token, what: str) -> int:
+        value = self.number_of(tok)
+        if not isinstance(value, int):
+            self.error(f"{what} must be a whole number, got {tok}", tok)
+            return 1
+        return value
+
+    # -- statements -----------------------------------------------------------------------
+    def start(self, items: list[Any]) -> list[Any]:
+        return items
+
+    @v_args(meta=True)
+    def package_stmt(self, meta: Meta, names: list[Token]) -> ir.Package:
+        return ir.Package(name=".".join(str(n) for n in names), span=self.span(meta))
+
+    @v_args(meta=True)
+    def import_stmt(self, meta: Meta, items: list[Token]) -> ir.Import:
+        return ir.Import(path=self.text_of(items[0]), span=self.span(items[0]))
+
+    @v_args(meta=True)
+    def default_stmt(self, meta: Meta, items: list[Any]) -> ir.Default:
+        return ir.Default(effect=items[0], span=self.span(meta))
+
+    def effect_word(self, items: list[Token]) -> str:
+        return str(items[0])
+
+    def risk(self, items: list[Token]) -> str:
+        return str(items[0])
+
+    def unit_word(self, items: list[Token]) -> int:
+        return UNIT_SECONDS[str(items[0])]
+
+    def scope(self, items: list[Token]) -> str:
+        return str(items[0])
+
+    def effect(self, items: list[Token]) -> str:
+        return str(items[0])
+
+    def code(self, items: list[Token]) -> str:
+        return str(items[0])
+
+    def context_key(self, items: list[Token]) -> str:
+        return str(items[0])
+
+    @v_args(meta=True)
+    def server_block(self, meta: Meta, items: list[Any]) -> ir.Catalogue:
+        name = self.text_of(items[0])
+        return ir.Catalogue(server=name, tools=tuple(items[1:]), span=self.span(meta))
+
+    @v_args(meta=True)
+    def catalog_entry(self, meta: Meta, items: list[Any]) -> ir.CatalogueTool:
+        return ir.CatalogueTool(name=self.text_of(items[0]), risk=items[1], span=self.span(items[0]))
+
+    # -- rules ----------------------------------------------------------------------------
+    def reason(self, items: list[Token]) -> str:
+        return self.text_of(items[0])
+
+    @v_args(meta=True)
+    def allow_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
+        selector, cond, reason = items
+        guard = "if" if cond is not None else "always"
+        return ir.Rule(
+            kind="allow", selector=selector, guard=guard, condition=cond, reason=reason, span=self.span(meta)
+        )
+
+    @v_args(meta=True)
+    def deny_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
+        selector, guard, reason = items
+        kind, cond = guard if guard is not None else ("always", None)
+        return ir.Rule(kind="deny", selector=selector, guard=kind, condition=cond, reason=reason, span=self.span(meta))
+
+    def guard_if(self, items: list[Any]) -> tuple[str, ir.Condition]:
+        return ("if", items[0])
+
+    def guard_unless(self, items: list[Any]) -> tuple[str, ir.Condition]:
+        return ("unless", items[0])
+
+    @v_args(meta=True)
+    def hide_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
+        selector, reason = items
+        return ir.Rule(kind="hide", selector=selector, reason=reason, span=self.span(meta))
+
+    @v_args(meta=True)
+    def limit_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
+        selector, count_tok, window, scope, reason = items
+        count = self.positive_int(count_tok, "a limit's count")
+        lim_span = self.span(count_tok)
+        limit = ir.Limit(max=count, window=window, per=scope or "session", span=lim_span)
+        return ir.Rule(kind="limit", selector=selector, limit=limit, reason=reason, span=self.span(meta))
+
+    def window(self, items: list[Any]) -> int:
+        item = items[0]
+        if isinstance(item, Token):
+            return duration_seconds(str(item))
+        return int(item)
+
+    @v_args(meta=True)
+    def sel_tool(self, meta: Meta, items: list[Token]) -> ir.Selector:
+        return ir.Selector(kind="tool", names=(self.text_of(items[0]),), span=self.span(meta))
+
+    @v_args(meta=True)
+    def sel_list(self, meta: Meta, items: list[Any]) -> ir.Selector:
+        names = tuple(items[0])
+        if not names:
+            self.error("an empty tool list selects nothing: name at least one tool", meta)
+        return ir.Selector(kind="list", names=names, span=self.span(meta))
+
+    @v_args(meta=True)
+    def sel_glob(self, meta: Meta, items: list[Token]) -> ir.Selector:
+        return ir.Selector(kind="glob", pattern=self.text_of(items[0]), span=self.span(meta))
+
+    @v_args(meta=True)
+    def sel_class(self, meta: Meta, items: list[Any]) -> ir.Selector:
+        return ir.Selector(kind="class", risk=items[0], span=self.span(meta))
+
+    @v_args(meta=True)
+    def sel_all(self, meta: Meta, items: list[Any]) -> ir.Selector:
+        return ir.Selector(kind="all", span=self.span(meta))
+
+    def string_list(self, items: list[Token | None]) -> list[str]:
+        return [self.text_of(t) for t in items]
+
+    # -- conditions -----------------------------------------------------------------------
+    @v_args(meta=True)
+    def block(self, meta: Meta, items: list[ir.Condition]) -> ir.Condition:
+        return ir.And(items=tuple(items), block=True, span=self.span(meta))
+
+    @v_args(meta=True)
+    def or_(self, meta: Meta, items: list[ir.Condition]) -> ir.Or:
+        left, right = items
+        parts = (*left.items, right) if isinstance(left, ir.Or) else (left, right)
+        return ir.Or(items=parts, span=self.span(meta))
+
+    @v_args(meta=True)
+    def and_(self, meta: Meta, items: list[ir.Condition]) -> ir.And:
+        left, right = items
+        parts = (*left.items, right) if isinstance(left, ir.And) and not left.block else (left, right)
+        return ir.And(items=parts, span=self.span(meta))
+
+    @v_args(meta=True)
+    def not_(self, meta: Meta, items: list[ir.Condition]) -> ir.Not:
+        return ir.Not(item=items[0], span=self.span(meta))
+
+    @v_args(meta=True)
+    def path(self, meta: Meta, items: list[Token]) -> ir.Path:
+        root = str(items[0])
+        steps: list[str | int] = []
+        for tok in items[1:]:
+            if tok.type == "NAME":
+                steps.append(str(tok))
+            elif tok.type == "STRING":
+                steps.append(self.text_of(tok))
+            else:
+                index = self.number_of(tok)
+                if not isinstance(index, int) or index < 0:
+                    self.error(f"a list index must be a whole number >= 0, got {tok}", tok)
+                    index = 0
+                steps.append(index)
+        return ir.Path(root=root, steps=tuple(steps), span=self.span(meta))
+
+    def fn_call(self, items: list[Any]) -> tuple[str, ir.Path]:
+        return (str(items[0]), items[1])
+
+    def _leaf(self, meta: Meta, operand: Any, op: str, value: Any = None, has_value: bool = True) -> ir.Compare:
+        fn, path = operand if isinstance(operand, tuple) else (None, operand)
+        fields: dict[str, Any] = {"path": path, "op": op, "fn": fn, "span": self.span(meta)}
+        if has_value:
+            fields["value"] = value
+        return ir.Compare(**fields)
+
+    @v_args(meta=True)
+    def cmp(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        operand, op, value = items
+        return self._leaf(meta, operand, CMP_OPS[str(op)], value)
+
+    @v_args(meta=True)
+    def in_(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        return self._leaf(meta, items[0], "in", items[1])
+
+    @v_args(meta=True)
+    def not_in(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        return self._leaf(meta, items[0], "not_in", items[2])
+
+    @v_args(meta=True)
+    def contains(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        return self._leaf(meta, items[0], "contains", items[1])
+
+    @v_args(meta=True)
+    def starts_with(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        return self._leaf(meta, items[0], "starts_with", self.text_of(items[1]))
+
+    @v_args(meta=True)
+    def ends_with(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        return self._leaf(meta, items[0], "ends_with", self.text_of(items[1]))
+
+    @v_args(meta=True)
+    def matches(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        return self._leaf(meta, items[0], "regex", self.text_of(items[1]))
+
+    @v_args(meta=True)
+    def exists(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        return self._leaf(meta, items[0], "exists", has_value=False)
+
+    @v_args(meta=True)
+    def missing(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        return self._leaf(meta, items[0], "missing", has_value=False)
+
+    @v_args(meta=True)
+    def bare(self, meta: Meta, items: list[Any]) -> ir.Compare:
+        path: ir.Path = items[0]
+        if path.root != "approved" or path.steps:
+            self.error(
+                f"`{path.text()}` is not a condition on its own: compare it "
+                f"(`{path.text()} == \"x\"`) or test it (`{path.text()} exists`)",
+                meta,
+            )
+        return ir.Compare(path=path, op="eq", value=True, span=self.span(meta))
+
+    # -- literals -------------------------------------------------------------------------
+    def string(self, items: list[Token]) -> str:
+        return self.text_of(items[0])
+
+    def number(self, items: list[Token]) -> int | float:
+        return self.number_of(items[0])
+
+    def true(self, items: list[Any]) -> bool:
+        return True
+
+    def false(self, items: list[Any]) -> bool:
+        return False
+
+    def null(self, items: list[Any]) -> None:
+        return None
+
+    def list_lit(self, items: list[Any]) -> list[Any]:
+        return list(items)
+
+    def value_list(self, items: list[Any]) -> list[Any]:
+        return list(items)
+
+    def object(self, items: list[Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            out[key] = value
+        return out
+
+    def pair(self, items: list[Any]) -> tuple[str, Any]:
+        key = items[0]
+        name = self.text_of(key) if key.type == "STRING" else str(key)
+        return (name, items[1])
+
+    # -- tests ----------------------------------------------------------------------------
+    @v_args(meta=True)
+    def test_block(self, meta: Meta, items: list[Any]) -> ir.TestCase:
+        return ir.TestCase(name=self.text_of(items[0]), steps=tuple(items[1:]), span=self.span(meta))
+
+    @v_args(meta=True)
+    def call_step(self, meta: Meta, items: list[Any]) -> ir.CallStep:
+        tool_tok, args, approved, expectation = items
+        effect, code, reason = expectation
+        return ir.CallStep(
+            tool=self.text_of(tool_tok),
+            args=args,
+            approved=approved is not None,
+            effect=effect,
+            code=code,
+            reason=reason,
+            span=self.span(meta),
+        )
+
+    def approved_flag(self, items: list[Any]) -> bool:
+        return True
+
+    def expectation(self, items: list[Any]) -> tuple[str, str | None, str | None]:
+        return (items[0], items[1], items[2])
+
+    @v_args(meta=True)
+    def context_step(self, meta: Meta, items: list[Any]) -> ir.ContextStep:
+        as_tok, key, value = items
+        return ir.ContextStep(key=key, value=self.text_of(value), as_=as_tok is not None, span=self.span(meta))
+
+    @v_args(meta=True)
+    def repeat_step(self, meta: Meta, items: list[Any]) -> ir.RepeatStep:
+        times = self.positive_int(items[0], "repeat's count")
+        if times < 1 or times > 100_000:
+            self.error("repeat's count must be between 1 and 100000", items[0])
+            times = 1
+        return ir.RepeatStep(times=times, steps=tuple(items[1:]), span=self.span(meta))
+
+    @v_args(meta=True)
+    def after_step(self, meta: Meta, items: list[Token]) -> ir.AfterStep:
+        return ir.AfterStep(seconds=duration_seconds(str(items[0])), text=str(items[0]), span=self.span(meta))
+
+    @v_args(meta=True)
+    def visible_step(self, meta: Meta, items: list[Any]) -> ir.VisibleStep:
+        return ir.VisibleStep(tools=tuple(items[0]), span=self.span(meta))

@@ -1,0 +1,256 @@
+"""Text → Lark parse tree, with every syntax error turned into words a policy author reads.
+
+The grammar lives in ``grammar/plr.lark`` (shipped in the wheel). The LALR parser is built
+once per process (and cached on disk by Lark), positions are propagated so every later stage
+can point at the source.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Iterable
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from .errors import Diagnostic, PlrError, line_of
+from .resources import grammar_text
+
+MAX_NESTING = 64
+
+_lock = threading.Lock()
+_comments: list[Token] = []
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=_cache_path(),
+        lexer_callbacks={"COMMENT": _comments.append},
+    )
+
+
+def _cache_path() -> str | bool:
+    """A per-user cache file for the built parser, or no cache when nowhere is writable."""
+    import hashlib
+    import os
+    import tempfile
+
+    digest = hashlib.sha256(grammar_text().encode()).hexdigest()[:16]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for folder in (os.path.join(base, "plr"), tempfile.gettempdir()):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return os.path.join(folder, f"plr-grammar-{digest}.lark.cache")
+        except OSError:
+            continue
+    return False
+
+
+def parse(text: str, file: str = "<input>") -> Tree:
+    """Parse ``text`` or raise PlrError located at ``file:line:col``."""
+    return parse_with_comments(text, file)[0]
+
+
+def parse_with_comments(text: str, file: str = "<input>") -> tuple[Tree, list[Token]]:
+    """Like :func:`parse`, also returning the comments (with positions) for the formatter."""
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        col = text.index("\x00") - (text.rfind("\n", 0, text.index("\x00")) + 1) + 1
+        raise PlrError.at("a policy file must be text: found a NUL byte", file, line, col, line_of(text, line))
+    _check_nesting(text, file)
+    parser = _parser()
+    with _lock:
+        _comments.clear()
+        try:
+            tree = parser.parse(text)
+        except UnexpectedInput as e:
+            raise PlrError([syntax_diagnostic(e, text, file)]) from None
+        finally:
+            comments = list(_comments)
+            _comments.clear()
+    return tree, comments
+
+
+def _check_nesting(text: str, file: str) -> None:
+    """Refuse absurd nesting before parsing, so later tree walks can never exhaust the stack."""
+    depth = 0
+    in_string = False
+    in_comment = False
+    escaped = False
+    line, col = 1, 0
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+            in_comment = False
+            in_string = False
+            continue
+        if in_comment:
+            continue
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch == "#":
+            in_comment = True
+        elif ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise PlrError.at(
+                    f"nesting is too deep: more than {MAX_NESTING} levels of brackets",
+                    file, line, col, line_of(text, line),
+                )  # fmt: skip
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+
+
+# --- syntax errors in words -------------------------------------------------------------
+
+STATEMENTS = "package, import, default, server, allow, deny, hide, limit or test"
+SELECTOR = 'a tool selector such as tool "name", tools ["a", "b"], tools "prefix-*", read tools or all tools'
+COMPARISON = "a comparison such as == \"x\", > 5, in [...], contains \"x\", matches \"re\", exists or missing"
+
+_WORDS: dict[str, str] = {
+    "STRING": 'a string in double quotes, such as "name"',
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "DURATION": "a duration such as 30s, 5m, 1h or 1d",
+    "CMP_OP": "a comparison operator",
+    "FN": "count(...) or len(...)",
+    "NOT_IN": "not in",
+    "LBRACE": "{",
+    "RBRACE": "}",
+    "LSQB": "[",
+    "RSQB": "]",
+    "LPAR": "(",
+    "RPAR": ")",
+    "COMMA": ",",
+    "COLON": ":",
+    "DOT": ".",
+    "__ANON_0": "->",
+    "$END": "the end of the file",
+}
+
+
+def _terminal_words(names: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for name in sorted(names):
+        if name in _WORDS:
+            word = _WORDS[name]
+        elif name.startswith("__ANON"):
+            word = "->"
+        else:
+            word = name.lower()
+        if word not in out:
+            out.append(word)
+    return out
+
+
+def _expected_sentence(expected: set[str], after: str | None) -> str:
+    exp = {e for e in expected if e not in ("WS", "COMMENT")}
+    stmt_keys = {"ALLOW", "DENY", "HIDE", "LIMIT", "PACKAGE", "IMPORT", "DEFAULT", "SERVER", "TEST"}
+    if {"TOOL", "TOOLS", "ALL"} <= exp:
+        return f"expected {SELECTOR}"
+    if "CMP_OP" in exp and "EXISTS" in exp:
+        return f"expected {COMPARISON}"
+    if "REASON" in exp and stmt_keys <= exp:
+        return f"expected a new statement ({STATEMENTS}), a reason \"...\" or more of the condition (and, or)"
+    if stmt_keys <= exp:
+        return f"expected a statement: {STATEMENTS}"
+    if {"IF", "UNLESS"} <= exp:
+        return f"expected if, unless, reason or a new statement ({STATEMENTS})"
+    if "NAME" in exp and "FN" in exp:
+        return "expected a condition such as args.amount > 100, identity in [\"a\"], approved or not approved"
+    if {"SECOND", "MINUTE", "HOUR", "DAY", "DURATION"} <= exp:
+        return "expected a time unit: second, minute, hour, day, or a duration such as 90s"
+    if {"SESSION", "IDENTITY", "GLOBAL"} <= exp and len(exp) <= 4:
+        return "expected a limit scope: session, identity or global"
+    if {"READ", "WRITE", "DESTRUCTIVE", "EXECUTE"} <= exp and "TOOLS" not in exp:
+        return "expected a risk class: read, write, destructive or execute"
+    if {"ALLOW", "DENY", "APPROVAL_REQUIRED"} <= exp and "DEFAULT" not in exp:
+        return "expected an effect: allow, deny or approval_required"
+    if {"HIDDEN", "DENIED", "RATE_LIMITED"} <= exp:
+        return "expected a decision code (hidden, denied, default, deny_if, require, rate_limited), reason \"...\" or the next step"
+    if "CALL" in exp and "VISIBLE" in exp:
+        return "expected a test step: call, as identity/session/server, repeat, after or visible (or } to end the test)"
+    if exp == {"TOOL", "RBRACE"}:
+        return 'expected tool "name" CLASS (or } to end the server block)'
+    if "TO" in exp and len(exp) == 1:
+        return "expected `to N per UNIT` after the limit's tool selector"
+    words = _terminal_words(exp)
+    if len(words) == 1:
+        return f"expected {words[0]}"
+    return "expected one of: " + ", ".join(words[:12]) + (", ..." if len(words) > 12 else "")
+
+
+def _describe_token(tok: Token) -> str:
+    if tok.type == "$END":
+        return "the end of the file"
+    value = str(tok)
+    if len(value) > 40:
+        value = value[:37] + "..."
+    return f"`{value}`"
+
+
+def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
+    """Translate Lark's exception into one located sentence."""
+    line = getattr(e, "line", 0) or 0
+    col = getattr(e, "column", 0) or 0
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else ""
+        if ch == '"':
+            msg = "unterminated string: a string must close with \" on the same line"
+        elif ch == "\\" or ch.isprintable() is False and ch not in "\t":
+            msg = f"unexpected character {ch!r}"
+        else:
+            word = _word_at(text, e.pos_in_stream)
+            allowed = set(e.allowed or ())
+            if word and word[0].isalpha():
+                msg = f"unexpected word `{word}`: " + _expected_sentence(allowed, None)
+                if {"ALLOW", "DENY", "PACKAGE"} <= allowed:
+                    msg = f"unknown keyword `{word}`: " + _expected_sentence(allowed, None)
+            else:
+                msg = f"unexpected `{ch}`: " + _expected_sentence(allowed, None)
+        return Diagnostic("error", msg, file, line, col, line_of(text, line), max(1, len(_word_at(text, e.pos_in_stream))))
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        if tok.type == "$END":
+            line, col = _end_position(text)
+            msg = "unexpected end of file: " + _expected_sentence(set(e.expected or ()), None)
+            return Diagnostic("error", msg, file, line, col, line_of(text, line))
+        msg = f"unexpected {_describe_token(tok)}: " + _expected_sentence(set(e.expected or ()), None)
+        return Diagnostic("error", msg, file, line, col, line_of(text, line), max(1, min(len(str(tok)), 40)))
+    if isinstance(e, UnexpectedEOF):
+        line, col = _end_position(text)
+        msg = "unexpected end of file: " + _expected_sentence(set(e.expected or ()), None)
+        return Diagnostic("error", msg, file, line, col, line_of(text, line))
+    return Diagnostic("error", f"syntax error: {e}", file, line, col, line_of(text, line))
+
+
+def _word_at(text: str, pos: int) -> str:
+    end = pos
+    while end < len(text) and end - pos < 40 and (text[end].isalnum() or text[end] in "_-"):
+        end += 1
+    return text[pos:end] or text[pos : pos + 1]
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    stripped = text.rstrip()
+    if not stripped:
+        return 1, 1
+    line = stripped.count("\n") + 1
+    col = len(stripped) - (stripped.rfind("\n") + 1) + 1
+    return line, col

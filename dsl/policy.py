@@ -1,0 +1,403 @@
+"""The compiled policy document (PolicyLayer v1 + plr extensions) as pydantic models.
+
+This is the contract between the compiler and everything that runs a policy: the loader
+rejects anything it does not understand (``extra="forbid"``), names the JSON path of every
+problem, and never returns a half-valid policy. ``to_json`` is the one canonical dump.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictInt,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import PlrError
+
+OPS = (
+    "eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in",
+    "contains", "starts_with", "ends_with", "regex", "exists", "missing",
+)  # fmt: skip
+Op = Literal[
+    "eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in",
+    "contains", "starts_with", "ends_with", "regex", "exists", "missing",
+]  # fmt: skip
+VALUELESS_OPS = frozenset({"exists", "missing"})
+LIST_OPS = frozenset({"in", "not_in"})
+STRING_OPS = frozenset({"starts_with", "ends_with", "regex"})
+PATH_ROOTS = ("args", "identity", "session", "server", "tool", "approved")
+Scope = Literal["session", "identity", "global"]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_json_value(v: Any, depth: int = 0) -> Any:
+    """Literal values are JSON scalars or lists of them; NaN/Infinity are not JSON."""
+    if depth > 32:
+        raise ValueError("value is nested too deeply")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("value must be a finite number")
+    if isinstance(v, list):
+        for item in v:
+            _check_json_value(item, depth + 1)
+    elif isinstance(v, dict):
+        raise ValueError("value must be a string, number, boolean, null or a list of them")
+    return v
+
+
+class Leaf(BaseModel):
+    """``{"path": ..., "op": ..., "value": ...}``: compare the value at a path."""
+
+    model_config = _STRICT
+    path: str
+    op: Op
+    value: Any = None
+    fn: Literal["count", "len"] | None = None
+    reason: str | None = None
+    rule: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path_root(cls, v: str) -> str:
+        root = v.split(".", 1)[0].split("[", 1)[0]
+        if root not in PATH_ROOTS:
+            raise ValueError(f"unknown path root `{root}` (expected one of {', '.join(PATH_ROOTS)})")
+        return v
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, v: Any) -> Any:
+        return _check_json_value(v)
+
+    @model_validator(mode="after")
+    def _op_value(self) -> "Leaf":
+        has_value = "value" in self.model_fields_set
+        if self.op in VALUELESS_OPS:
+            if has_value:
+                raise ValueError(f"op `{self.op}` takes no value")
+            if self.fn is not None:
+                raise ValueError(f"op `{self.op}` takes no fn")
+            return self
+        if not has_value:
+            raise ValueError(f"op `{self.op}` needs a value")
+        if self.op in LIST_OPS and not isinstance(self.value, list):
+            raise ValueError(f"op `{self.op}` needs a list value")
+        if self.op in STRING_OPS and not isinstance(self.value, str):
+            raise ValueError(f"op `{self.op}` needs a string value")
+        if self.op == "regex":
+            from .regex import compile_re2
+
+            compile_re2(self.value)  # raises ValueError with RE2's explanation
+        return self
+
+
+class All(BaseModel):
+    model_config = _STRICT
+    all: list["Condition"]
+    reason: str | None = None
+    rule: str | None = None
+
+
+class AnyOf(BaseModel):
+    model_config = _STRICT
+    any: list["Condition"]
+    reason: str | None = None
+    rule: str | None = None
+
+
+class Not(BaseModel):
+    not_: "Condition" = Field(alias="not")
+    reason: str | None = None
+    rule: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _condition_kind(v: Any) -> str | None:
+    if isinstance(v, BaseModel):
+        return {Leaf: "leaf", All: "all", AnyOf: "any", Not: "not"}.get(type(v))
+    if isinstance(v, dict):
+        for key in ("all", "any", "not"):
+            if key in v:
+                return key
+        return "leaf"
+    return None
+
+
+Condition = Annotated[
+    Union[
+        Annotated[Leaf, Tag("leaf")],
+        Annotated[All, Tag("all")],
+        Annotated[AnyOf, Tag("any")],
+        Annotated[Not, Tag("not")],
+    ],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition",
+        custom_error_message="a condition must be an object: a leaf {path, op, value} or {all|any|not: ...}",
+    ),
+]
+_TAGS = {"leaf", "all", "any", "not"}
+
+
+class Limit(BaseModel):
+    """A sliding-window quota: at most ``max`` allowed calls per ``window`` seconds per scope."""
+
+    model_config = _STRICT
+    max: StrictInt = Field(ge=1)
+    window: float = Field(gt=0)
+    per: Scope = "session"
+    rule: str | None = None
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("must be a number of seconds")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("must be a finite number of seconds")
+        return v
+
+    @field_validator("window", mode="after")
+    @classmethod
+    def _window_int(cls, v: float) -> float:
+        return int(v) if float(v).is_integer() else v
+
+
+class AllTools(BaseModel):
+    model_config = _STRICT
+    limits: list[Limit] = []
+
+
+class Tool(BaseModel):
+    """One governed tool; ``{}`` allows it."""
+
+    model_config = _STRICT
+    action: Literal["allow", "deny", "require_approval"] = "allow"
+    reason: str | None = None
+    require: list[Condition] = []
+    deny_if: list[Condition] = []
+    limits: list[Limit] = []
+    rule: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_rate_limit(cls, data: Any) -> Any:
+        """The seed's ``"rate_limit": {max, window}`` is read as one more limit."""
+        if isinstance(data, dict) and "rate_limit" in data:
+            data = dict(data)
+            rl = data.pop("rate_limit")
+            data["limits"] = [*(data.get("limits") or []), rl]
+        return data
+
+
+class Policy(BaseModel):
+    """A whole compiled policy document."""
+
+    model_config = _STRICT
+    version: Literal["1"]
+    package: str | None = None
+    default: Literal["allow", "deny"]
+    hide: list[str] = []
+    all_tools: AllTools = AllTools()
+    tools: dict[str, Tool] = {}
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if v != "1":
+            raise ValueError(f'unsupported policy version {json.dumps(v)}; plr reads version "1"')
+        return v
+
+    def to_dict(self, source: bool = True) -> dict[str, Any]:
+        return _policy_dict(self, source)
+
+    def to_json(self, source: bool = True) -> str:
+        """Canonical text: sorted keys, 2-space indent, trailing newline."""
+        return canonical_json(self.to_dict(source))
+
+    def strip_source(self) -> "Policy":
+        return Policy.model_validate(self.to_dict(source=False))
+
+
+# --- canonical dump -----------------------------------------------------------------------
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _meta(d: dict[str, Any], m: Leaf | All | AnyOf | Not | Tool | Limit, source: bool) -> None:
+    reason = getattr(m, "reason", None)
+    if reason is not None:
+        d["reason"] = reason
+    if source and m.rule is not None:
+        d["rule"] = m.rule
+
+
+def condition_dict(c: Leaf | All | AnyOf | Not, source: bool = True) -> dict[str, Any]:
+    d: dict[str, Any]
+    if isinstance(c, Leaf):
+        d = {"path": c.path, "op": c.op}
+        if c.op not in VALUELESS_OPS:
+            d["value"] = c.value
+        if c.fn is not None:
+            d["fn"] = c.fn
+    elif isinstance(c, All):
+        d = {"all": [condition_dict(x, source) for x in c.all]}
+    elif isinstance(c, AnyOf):
+        d = {"any": [condition_dict(x, source) for x in c.any]}
+    else:
+        d = {"not": condition_dict(c.not_, source)}
+    _meta(d, c, source)
+    return d
+
+
+def limit_dict(lim: Limit, source: bool = True) -> dict[str, Any]:
+    d: dict[str, Any] = {"max": lim.max, "window": lim.window, "per": lim.per}
+    _meta(d, lim, source)
+    return d
+
+
+def tool_dict(t: Tool, source: bool = True) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if t.action != "allow":
+        d["action"] = t.action
+    if t.require:
+        d["require"] = [condition_dict(c, source) for c in t.require]
+    if t.deny_if:
+        d["deny_if"] = [condition_dict(c, source) for c in t.deny_if]
+    if t.limits:
+        d["limits"] = [limit_dict(x, source) for x in t.limits]
+    _meta(d, t, source)
+    return d
+
+
+def _policy_dict(p: Policy, source: bool) -> dict[str, Any]:
+    d: dict[str, Any] = {"version": p.version, "default": p.default}
+    if p.package is not None:
+        d["package"] = p.package
+    if p.hide:
+        d["hide"] = list(p.hide)
+    if p.all_tools.limits:
+        d["all_tools"] = {"limits": [limit_dict(x, source) for x in p.all_tools.limits]}
+    d["tools"] = {name: tool_dict(t, source) for name, t in sorted(p.tools.items())}
+    return d
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _json_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for i, part in enumerate(loc):
+        nxt = loc[i + 1] if i + 1 < len(loc) else None
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "leaf" or (part in _TAGS and nxt == part):
+            continue  # the discriminator's tag, not a key of the document
+        elif isinstance(part, str) and part.startswith(("function-", "tagged-union[")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(document)"
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", ""))
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "greater_than":
+        return f"must be > {_num(ctx.get('gt'))}"
+    if kind == "greater_than_equal":
+        return f"must be >= {_num(ctx.get('ge'))}"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}, got {json.dumps(err.get('input'), default=str)[:60]}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return msg[:1].lower() + msg[1:]
+
+
+def _num(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def validation_messages(e: ValidationError) -> list[str]:
+    seen: list[str] = []
+    for err in e.errors():
+        line = f"{_json_path(tuple(err['loc']))}: {_message(err)}"
+        if line not in seen:
+            seen.append(line)
+    return seen
+
+
+def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = None) -> Policy:
+    """Load a policy from a path, JSON text or a parsed dict; raise PlrError naming JSON paths.
+
+    A ``str`` that names an existing file is read as a path; any other string is JSON text.
+    """
+    label = name or "<policy>"
+    data: Any
+    if isinstance(src, dict):
+        data = src
+    else:
+        if isinstance(src, Path) or (
+            isinstance(src, str) and not src.lstrip().startswith(("{", "[")) and len(src) < 4096
+        ):
+            path = Path(src)
+            label = name or str(src)
+            try:
+                raw = path.read_bytes()
+            except OSError as e:
+                raise PlrError.at(f"cannot read policy: {e.strerror or e}", label) from None
+        else:
+            raw = src.encode() if isinstance(src, str) else src
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise PlrError.at(f"policy is not UTF-8 text (byte {e.start})", label) from None
+        try:
+            data = json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as e:
+            from .errors import line_of
+
+            raise PlrError.at(f"invalid JSON: {e.msg}", label, e.lineno, e.colno, line_of(text, e.lineno)) from None
+        except (ValueError, RecursionError) as e:
+            raise PlrError.at(f"invalid JSON: {e}", label) from None
+    if not isinstance(data, dict):
+        raise PlrError.at("a policy must be a JSON object", label)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as e:
+        from .errors import Diagnostic
+
+        raise PlrError([Diagnostic("error", m, label) for m in validation_messages(e)]) from None
+    except RecursionError:
+        raise PlrError.at("policy is nested too deeply", label) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Policy.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "plr policy (PolicyLayer v1 compatible)"
+    return schema
