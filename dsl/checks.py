@@ -36,6 +36,15 @@ def check_program(prog: Program) -> list:  # list[Diagnostic]
 
 
 def _check_statements(prog: Program) -> None:
+    for root in prog.roots:
+        if not root.statements:
+            prog.diagnostics.append(
+                prog.diagnostic(
+                    "error",
+                    "the file is empty: a policy needs at least one statement, such as `default deny`",
+                    ir.Span(file=root.file, line=0, col=0),
+                )
+            )
     defaults = prog.statements(ir.Default)
     for dup in defaults[1:]:
         first = defaults[0].span

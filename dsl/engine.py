@@ -38,7 +38,9 @@ __all__ = [
 ]
 
 Effect = Literal["allow", "deny", "approval_required"]
-Code = Literal["hidden", "denied", "default", "deny_if", "require", "rate_limited", "error"]
+# "allowed" (a governed tool passed every check) is not in the spec's list, which names only the
+# codes of refusals and of the default; an allowed call still needs a code to print and log.
+Code = Literal["allowed", "hidden", "denied", "default", "deny_if", "require", "rate_limited", "error"]
 
 
 # --- results ------------------------------------------------------------------------------
@@ -555,15 +557,8 @@ def _prepare_tool(name: str, t: Tool, all_limits: tuple[_Lim, ...], where: str) 
         needs_approval=Decision(
             "approval_required", "require", t.reason or f"tool `{n}` requires human approval", t.rule
         ),
-        allowed=Decision("allow", "default" if False else "allow", f"tool `{n}` is allowed by policy", t.rule)
-        if False
-        else _allow(n, t.rule),
+        allowed=Decision("allow", "allowed", f"tool `{n}` is allowed by policy", t.rule),
     )
-
-
-def _allow(n: str, rule: str | None) -> Decision:
-    # `allow` has no code of its own in the spec's list; the deciding step is reported as such.
-    return Decision("allow", "default", f"tool `{n}` is allowed by policy", rule)
 
 
 def prepare(policy: Policy) -> _Prepared:
@@ -606,7 +601,15 @@ def _default_allow(tool: Any) -> Decision:
 
 
 def _scope_value(v: Any) -> str:
-    return v if isinstance(v, str) else "" if v is None else repr(v)
+    """The counter-key part for a session or identity (callers should pass str or None)."""
+    if isinstance(v, str):
+        return v
+    if v is None:
+        return ""
+    try:
+        return f"\x01{type(v).__name__}:{v!r}"  # kept apart from ordinary names
+    except Exception:  # noqa: BLE001 - e.g. repr of a 5000-digit int
+        return f"\x01{type(v).__name__}:{id(v)}"
 
 
 def _error(e: BaseException) -> Decision:

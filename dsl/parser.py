@@ -164,8 +164,10 @@ def _expected_sentence(expected: set[str], after: str | None) -> str:
     stmt_keys = {"ALLOW", "DENY", "HIDE", "LIMIT", "PACKAGE", "IMPORT", "DEFAULT", "SERVER", "TEST"}
     if {"TOOL", "TOOLS", "ALL"} <= exp:
         return f"expected {SELECTOR}"
-    if "CMP_OP" in exp and "EXISTS" in exp:
+    if "CMP_OP" in exp and ("EXISTS" in exp or "DOT" in exp):
         return f"expected {COMPARISON}"
+    if {"STRING", "NUMBER", "TRUE", "FALSE", "NULL"} <= exp:
+        return "expected a value: a string, a number, true, false, null or a list [...]"
     if "REASON" in exp and stmt_keys <= exp:
         return f"expected a new statement ({STATEMENTS}), a reason \"...\" or more of the condition (and, or)"
     if stmt_keys <= exp:
@@ -213,6 +215,10 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else ""
         if ch == '"':
             msg = "unterminated string: a string must close with \" on the same line"
+        elif ch == "=" and text[e.pos_in_stream : e.pos_in_stream + 2] != "==":
+            msg = "`=` is not an operator: write `==` to compare"
+        elif ch == "'":
+            msg = "strings use double quotes: write \"text\", not 'text'"
         elif ch == "\\" or ch.isprintable() is False and ch not in "\t":
             msg = f"unexpected character {ch!r}"
         else:
@@ -229,15 +235,31 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         tok = e.token
         if tok.type == "$END":
             line, col = _end_position(text)
-            msg = "unexpected end of file: " + _expected_sentence(set(e.expected or ()), None)
+            expected_end = set(e.expected or ())
+            msg = "unexpected end of file: " + _expected_sentence(expected_end, None)
+            if "RBRACE" in expected_end:
+                msg = "unexpected end of file: a `{` block is not closed (expected `}`)"
             return Diagnostic("error", msg, file, line, col, line_of(text, line))
-        msg = f"unexpected {_describe_token(tok)}: " + _expected_sentence(set(e.expected or ()), None)
+        expected = set(e.expected or ())
+        msg = f"unexpected {_describe_token(tok)}: " + _expected_sentence(expected, None)
+        if tok.type == "NAME" and {"ALLOW", "DENY", "PACKAGE"} <= expected:
+            msg = f"unknown keyword `{tok}`: " + _expected_sentence(expected, None) + _did_you_mean(str(tok), _KEYWORDS)
         return Diagnostic("error", msg, file, line, col, line_of(text, line), max(1, min(len(str(tok)), 40)))
     if isinstance(e, UnexpectedEOF):
         line, col = _end_position(text)
         msg = "unexpected end of file: " + _expected_sentence(set(e.expected or ()), None)
         return Diagnostic("error", msg, file, line, col, line_of(text, line))
     return Diagnostic("error", f"syntax error: {e}", file, line, col, line_of(text, line))
+
+
+_KEYWORDS = ("package", "import", "default", "server", "allow", "deny", "hide", "limit", "test")
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean `{close[0]}`?)" if close else ""
 
 
 def _word_at(text: str, pos: int) -> str:

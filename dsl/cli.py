@@ -1,0 +1,570 @@
+"""The `plr` command. Thin: parse flags, call the library, print, return an exit code.
+
+Exit codes scripts can rely on: 0 ok, 1 a test/check/format failure, 2 usage or input error.
+Heavy modules are imported inside commands so `plr --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+
+
+def _color(stream: Any = None) -> bool:
+    stream = stream or sys.stdout
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
+
+
+def _style(text: str, fg: str, bold: bool = False, err: bool = False) -> str:
+    return click.style(text, fg=fg, bold=bold) if _color(sys.stderr if err else sys.stdout) else text
+
+
+def _print_diagnostics(diags: list[Any]) -> None:
+    from .errors import format_diagnostics
+
+    if diags:
+        click.echo(format_diagnostics(diags, color=_color(sys.stderr)), err=True)
+
+
+def _input_error(e: Any) -> NoReturn:
+    """Print a PlrError (all its diagnostics) and exit 2."""
+    _print_diagnostics(list(e.diagnostics))
+    n = len([d for d in e.diagnostics if d.severity == "error"])
+    if n > 1:
+        click.echo(_style(f"{n} errors", "red", bold=True, err=True), err=True)
+    sys.exit(EXIT_INPUT)
+
+
+def _read_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        from .errors import PlrError
+
+        _input_error(PlrError.at(f"input is not UTF-8 text (invalid byte at offset {e.start})", "<stdin>"))
+
+
+class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # keep the teaching order, not alphabetical
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="plr", prog_name="plr")
+def main() -> None:
+    """plr: policy-as-code for AI agents' MCP tool calls.
+
+    Write rules in .plr files, compile them to a PolicyLayer-style JSON policy, test them,
+    and enforce them in front of a real MCP server.
+
+    \b
+    A 30-second tour:
+      plr compile examples/codex_worker.plr        # .plr -> JSON policy
+      plr test examples/                            # run the rule tests
+      plr eval examples/codex_worker.plr --tool cancel-task --args '{"task_id": "t1"}' --explain
+
+    Exit codes: 0 ok, 1 a test/check/format failure, 2 usage or input error.
+    """
+
+
+# --- compile / check ----------------------------------------------------------------------
+
+
+def _roots(paths: tuple[str, ...]) -> list[str]:
+    from .tester import discover, suite_roots
+
+    for p in paths:
+        if p != "-" and not os.path.exists(p):
+            from .errors import PlrError
+
+            _input_error(PlrError.at("no such file or directory", p))
+    files = discover(p for p in paths if p != "-")
+    return suite_roots(files) if any(os.path.isdir(p) for p in paths) else files
+
+
+@main.command("compile")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the JSON here, not to stdout.")
+@click.option("--no-source", is_flag=True, help="Leave out the `rule` (file:line) fields.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print warnings.")
+def compile_cmd(paths: tuple[str, ...], output: str | None, no_source: bool, quiet: bool) -> None:
+    """Compile .plr files (and their imports) into one JSON policy.
+
+    All PATHS together form one policy; `-` reads the rules from stdin. Errors are printed as
+    file:line:col with the source line and a caret, and the exit code is 2.
+
+    \b
+    Examples:
+      plr compile policy.plr                    # JSON on stdout
+      plr compile policy.plr -o policy.json --no-source
+    """
+    from .compiler import build, compile_program
+    from .errors import PlrError
+
+    texts = {"<stdin>": _read_stdin()} if "-" in paths else None
+    roots = _roots(paths)
+    if len(roots) > 1 and any(os.path.isdir(p) for p in paths):
+        _input_error(
+            PlrError.at(
+                "a folder holds several independent policies ("
+                + ", ".join(roots[:5])
+                + "); name the file to compile, or use `plr check` for the folder",
+                paths[0],
+            )
+        )
+    prog, diags = build(roots, texts)
+    errors = [d for d in diags if d.severity == "error"]
+    if not quiet or errors:
+        _print_diagnostics(diags if not quiet else errors)
+    if errors:
+        click.echo(_style(f"{len(errors)} error{'s' if len(errors) > 1 else ''}", "red", True, True), err=True)
+        sys.exit(EXIT_INPUT)
+    if not prog.modules:
+        _input_error(PlrError.at("no .plr files found", paths[0]))
+    text = compile_program(prog).to_json(source=not no_source)
+    if output:
+        _write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".plr-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@main.command("check")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
+def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
+    """Report every error and warning of every policy, without writing anything.
+
+    PATHS are files or folders (default: the current folder). Each policy in a folder (a file
+    with tests, or one no other file imports) is checked with its imports.
+
+    \b
+    Examples:
+      plr check policies/
+      plr check policy.plr --format json        # for editors and CI
+    """
+    from .compiler import build
+
+    roots = _roots(paths or (".",))
+    seen: set[tuple[Any, ...]] = set()
+    diags = []
+    for root in roots:
+        _, ds = build([root])
+        for d in ds:
+            key = (d.severity, d.file, d.line, d.col, d.message)
+            if key not in seen:
+                seen.add(key)
+                diags.append(d)
+    errors = [d for d in diags if d.severity == "error"]
+    warnings = [d for d in diags if d.severity == "warning"]
+    if fmt == "json":
+        click.echo(json.dumps([d.to_dict() for d in diags], indent=2))
+    else:
+        _print_diagnostics(diags)
+        summary = f"{len(roots)} polic{'ies' if len(roots) != 1 else 'y'} checked: {len(errors)} errors, {len(warnings)} warnings"
+        colour = "red" if errors else ("yellow" if warnings else "green")
+        click.echo(_style(summary, colour, bold=True, err=True), err=True)
+    if errors:
+        sys.exit(EXIT_INPUT)
+    if strict and warnings:
+        sys.exit(EXIT_FAIL)
+
+
+# --- fmt ----------------------------------------------------------------------------------
+
+
+@main.command("fmt")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--check", "check_only", is_flag=True, help="Write nothing; exit 1 if a file would change.")
+@click.option("--diff", is_flag=True, help="Write nothing; print a unified diff of the changes.")
+@click.option("--json", "json_mode", is_flag=True, help="Format JSON policies (canonical form; seed `rate_limit` becomes `limits`).")
+def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: bool) -> None:
+    """Rewrite .plr files in canonical form (idempotent; never changes the compiled JSON).
+
+    `-` formats stdin to stdout.
+
+    \b
+    Examples:
+      plr fmt policies/                # rewrite in place
+      plr fmt --check policies/        # CI: exit 1 if anything is not formatted
+      plr fmt --json policy.json       # canonical JSON policy
+    """
+    import difflib
+
+    from .errors import PlrError
+    from .tester import discover
+
+    def format_text(text: str, name: str) -> str:
+        if json_mode:
+            from .policy import load_policy
+
+            return load_policy(text, name=name).to_json()
+        from .format import format_source
+
+        return format_source(text, name)
+
+    if "-" in paths:
+        try:
+            click.echo(format_text(_read_stdin(), "<stdin>"), nl=False)
+        except PlrError as e:
+            _input_error(e)
+        return
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += [f for f in discover([p])] if not json_mode else sorted(
+                os.path.join(r, f) for r, _, fs in os.walk(p) for f in fs if f.endswith(".json")
+            )
+        elif os.path.exists(p):
+            files.append(p)
+        else:
+            _input_error(PlrError.at("no such file or directory", p))
+    changed: list[str] = []
+    failed = False
+    for f in files:
+        try:
+            from .resolve import read_text
+
+            old = read_text(f)
+            new = format_text(old, f)
+        except PlrError as e:
+            _print_diagnostics(list(e.diagnostics))
+            failed = True
+            continue
+        except (OSError, ValueError) as e:
+            click.echo(f"{f}: error: {e}", err=True)
+            failed = True
+            continue
+        if new == old:
+            continue
+        changed.append(f)
+        if diff:
+            click.echo("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f, f + " (formatted)")), nl=False)
+        elif check_only:
+            click.echo(f"would reformat {f}")
+        else:
+            _write_atomic(f, new)
+            click.echo(f"reformatted {f}")
+    if failed:
+        sys.exit(EXIT_INPUT)
+    if (check_only or diff) and changed:
+        click.echo(_style(f"{len(changed)} file(s) would be reformatted", "yellow", err=True), err=True)
+        sys.exit(EXIT_FAIL)
+    if not changed and not check_only and not diff:
+        click.echo(f"{len(files)} file(s) already formatted", err=True)
+
+
+# --- test ---------------------------------------------------------------------------------
+
+
+@main.command("test")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--run", "select", metavar="REGEX", help="Only tests whose name matches REGEX.")
+@click.option("-v", "--verbose", is_flag=True, help="List every test; show the decision trace of failures.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", show_default=True)
+@click.option("--coverage", "show_coverage", is_flag=True, help="Report rules that no test exercised.")
+@click.option("--fail-under", type=click.FloatRange(0, 100), metavar="PCT", help="With --coverage: exit 1 below PCT%.")
+@click.option("--snapshot", is_flag=True, help="Also compare each compiled policy with __snapshots__/NAME.json.")
+@click.option("--update-snapshots", is_flag=True, help="Rewrite __snapshots__/NAME.json and list what changed.")
+def test_cmd(
+    paths: tuple[str, ...],
+    select: str | None,
+    verbose: bool,
+    fmt: str,
+    show_coverage: bool,
+    fail_under: float | None,
+    snapshot: bool,
+    update_snapshots: bool,
+) -> None:
+    """Run the test blocks of .plr files against the compiled policy.
+
+    Each policy is compiled to JSON and that JSON is loaded back, so what is tested is what
+    ships. PATHS are files or folders (default: the current folder, recursively).
+
+    \b
+    Examples:
+      plr test examples/
+      plr test policy.plr --run cancel -v
+      plr test . --coverage --fail-under 90
+      plr test . --snapshot                    # fail when the compiled JSON drifts
+
+    Exit codes: 0 all passed, 1 a test failed, 2 a policy does not compile.
+    """
+    from . import tester
+    from .errors import PlrError
+
+    if select:
+        import re
+
+        try:
+            re.compile(select)
+        except re.error as e:
+            raise click.BadParameter(f"not a valid regular expression: {e}", param_hint="--run") from None
+    for p in paths:
+        if not os.path.exists(p):
+            _input_error(PlrError.at("no such file or directory", p))
+    report = tester.run(paths or (".",), select=select, trace=verbose, coverage=show_coverage or fail_under is not None)
+    code = report.exit_code()
+    snapshot_failures: list[str] = []
+    if snapshot or update_snapshots:
+        for suite in report.suites:
+            if not suite.ok:
+                continue
+            if update_snapshots:
+                if tester.write_snapshot(suite):
+                    click.echo(f"updated snapshot {tester.snapshot_path(suite.file)}", err=True)
+                continue
+            status, diff = tester.snapshot_diff(suite)
+            if status == "missing":
+                snapshot_failures.append(f"{suite.file}: no snapshot at {tester.snapshot_path(suite.file)} (run with --update-snapshots)")
+            elif status == "differs":
+                snapshot_failures.append(f"{suite.file}: compiled policy differs from its snapshot\n{diff}")
+    cov = tester.coverage(report) if (show_coverage or fail_under is not None) else None
+    if fmt == "json":
+        out: dict[str, Any] = {
+            "passed": report.passed,
+            "failed": report.failed,
+            "skipped": report.skipped,
+            "errors": [d.to_dict() for d in report.errors],
+            "tests": [r.to_dict() for r in report.results],
+        }
+        if cov is not None:
+            out["coverage"] = {
+                "percent": _percent(cov),
+                "uncovered": [{"file": c.file, "line": c.line, "rule": c.text} for c in cov if not c.covered],
+            }
+        if snapshot_failures:
+            out["snapshots"] = snapshot_failures
+        click.echo(json.dumps(out, indent=2))
+    elif fmt == "junit":
+        click.echo(_junit(report))
+    else:
+        _print_test_report(report, verbose)
+        if cov is not None:
+            _print_coverage(cov)
+        for s in snapshot_failures:
+            click.echo(_style("SNAPSHOT ", "red", True) + s)
+    if code == EXIT_OK and snapshot_failures:
+        code = EXIT_FAIL
+    if code == EXIT_OK and fail_under is not None and cov is not None and _percent(cov) < fail_under:
+        click.echo(_style(f"coverage {_percent(cov):.1f}% is under {fail_under:g}%", "red", True), err=True)
+        code = EXIT_FAIL
+    sys.exit(code)
+
+
+def _percent(cov: list[Any]) -> float:
+    return 100.0 * sum(c.covered for c in cov) / len(cov) if cov else 100.0
+
+
+def _print_test_report(report: Any, verbose: bool) -> None:
+    _print_diagnostics(report.errors)
+    for suite in report.suites:
+        results = [r for r in report.results if r.file == suite.file or any(r is x for x in report.results if x.file == suite.file)]
+        if verbose:
+            for r in results:
+                mark = _style("PASS", "green", True) if r.passed else _style("FAIL", "red", True)
+                click.echo(f"{mark} {r.file}:{r.line}: {r.name} ({r.calls} calls, {r.duration * 1000:.1f} ms)")
+    for r in report.results:
+        if r.passed:
+            continue
+        click.echo(_style("FAIL", "red", True) + f" {r.file}:{r.line}: test {json.dumps(r.name)}")
+        if r.error:
+            click.echo(f"    error: {r.error}")
+        for f in r.failures:
+            click.echo(f"  {f.location()}: {f.step}")
+            click.echo(f"    expected: {f.expected}")
+            click.echo(f"    actual:   {f.actual}")
+            for line in f.trace:
+                click.echo(f"      {line}")
+    parts = [f"{report.passed} passed", f"{report.failed} failed"]
+    if report.skipped:
+        parts.append(f"{report.skipped} skipped")
+    if report.errors:
+        parts.append(f"{len(report.errors)} errors")
+    colour = "red" if report.failed or report.errors else "green"
+    click.echo(_style(", ".join(parts), colour, True) + f" in {report.duration:.2f}s")
+
+
+def _print_coverage(cov: list[Any]) -> None:
+    missing = [c for c in cov if not c.covered]
+    click.echo(f"coverage: {_percent(cov):.1f}% of {len(cov)} rules exercised")
+    for c in missing:
+        click.echo(f"  not exercised: {c.file}:{c.line}: {c.text}")
+
+
+def _junit(report: Any) -> str:
+    from xml.sax.saxutils import escape, quoteattr
+
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>']
+    lines.append(
+        f'<testsuites name="plr" tests="{len(report.results)}" failures="{report.failed}" time="{report.duration:.3f}">'
+    )
+    by_file: dict[str, list[Any]] = {}
+    for r in report.results:
+        by_file.setdefault(r.file, []).append(r)
+    for d in report.errors:
+        by_file.setdefault(d.file, [])
+    for file, results in by_file.items():
+        failures = sum(not r.passed for r in results)
+        errs = [d for d in report.errors if d.file == file]
+        lines.append(f'  <testsuite name={quoteattr(file)} tests="{len(results)}" failures="{failures}" errors="{len(errs)}">')
+        for d in errs:
+            lines.append(f'    <testcase name="compile" classname={quoteattr(file)}><error message={quoteattr(d.message)}>{escape(d.format())}</error></testcase>')
+        for r in results:
+            lines.append(f'    <testcase name={quoteattr(r.name)} classname={quoteattr(file)} time="{r.duration:.6f}">')
+            for f in r.failures:
+                msg = f"{f.step}: expected {f.expected}, got {f.actual}"
+                lines.append(f"      <failure message={quoteattr(msg)}>{escape(f.location() + ': ' + msg)}</failure>")
+            if r.error:
+                lines.append(f"      <error message={quoteattr(r.error)}/>")
+            lines.append("    </testcase>")
+        lines.append("  </testsuite>")
+    lines.append("</testsuites>")
+    return "\n".join(lines)
+
+
+# --- eval ---------------------------------------------------------------------------------
+
+
+def load_any_policy(path: str) -> Any:
+    """A .json policy through the loader, anything else compiled as .plr; PlrError on failure."""
+    from .errors import PlrError
+
+    if not os.path.exists(path):
+        raise PlrError.at("no such file", path)
+    if path.endswith(".json"):
+        from .policy import load_policy
+
+        return load_policy(path)
+    from .compiler import compile_files
+
+    return compile_files([path])
+
+
+@main.command("eval")
+@click.argument("policy", type=click.Path())
+@click.option("--tool", "-t", required=True, help="Tool name of the call.")
+@click.option("--args", "args_json", default="{}", show_default=True, metavar="JSON", help="The call's arguments as a JSON object.")
+@click.option("--identity", help="Who the agent acts for.")
+@click.option("--session", help="The agent session.")
+@click.option("--server", help="The MCP server name.")
+@click.option("--approved", is_flag=True, help="A human approved this call.")
+@click.option("--explain", is_flag=True, help="Print every check made and the rule it came from.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def eval_cmd(
+    policy: str,
+    tool: str,
+    args_json: str,
+    identity: str | None,
+    session: str | None,
+    server: str | None,
+    approved: bool,
+    explain: bool,
+    fmt: str,
+) -> None:
+    """Decide one tool call with a .plr or .json policy.
+
+    \b
+    Examples:
+      plr eval policy.plr --tool cancel-task --args '{"task_id": "t1"}'
+      plr eval policy.json --tool cancel-task --args '{"task_id": "t1"}' --approved --explain
+      plr eval policy.plr --tool get-task --format json
+    """
+    from .engine import Engine
+    from .errors import PlrError
+
+    try:
+        args = json.loads(args_json, parse_constant=lambda c: float(c))
+    except (ValueError, RecursionError) as e:
+        raise click.BadParameter(f"not valid JSON: {e}", param_hint="--args") from None
+    try:
+        pol = load_any_policy(policy)
+    except PlrError as e:
+        _input_error(e)
+    d = Engine(pol).decide(tool, args, identity=identity, session=session, server=server, approved=approved, explain=explain)
+    if fmt == "json":
+        out = d.to_dict()
+        if explain:
+            out["trace"] = [{"check": t.check, "result": t.result, "rule": t.rule} for t in d.trace or ()]
+        click.echo(json.dumps(out))
+        return
+    colour = {"allow": "green", "deny": "red"}.get(d.effect, "yellow")
+    click.echo(_style(d.effect, colour, True) + f" ({d.code})" + (f" by {d.rule}" if d.rule else ""))
+    if d.reason:
+        click.echo(f"  reason: {d.reason}")
+    if d.retry_after is not None:
+        click.echo(f"  retry after: {d.retry_after:g} s")
+    if explain:
+        click.echo("  checks:")
+        for t in d.trace or ():
+            res = t.result if isinstance(t.result, str) else ("true" if t.result else "false")
+            click.echo(f"    {t.check} -> {res}" + (f"   [{t.rule}]" if t.rule else ""))
+
+
+# --- decompile / schema ---------------------------------------------------------------------
+
+
+@main.command("decompile")
+@click.argument("policy", type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the .plr here, not to stdout.")
+def decompile_cmd(policy: str, output: str | None) -> None:
+    """Turn a JSON policy back into readable .plr rules (compiling them gives the same JSON).
+
+    \b
+    Example:
+      plr decompile policy.json -o policy.plr
+    """
+    from .decompile import decompile
+    from .errors import PlrError
+    from .policy import load_policy
+
+    try:
+        pol = load_policy(_read_stdin(), name="<stdin>") if policy == "-" else load_policy(policy)
+    except PlrError as e:
+        _input_error(e)
+    text = decompile(pol)
+    if output:
+        _write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of the compiled policy document.
+
+    \b
+    Example:
+      plr schema > plr-policy.schema.json
+    """
+    from .policy import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

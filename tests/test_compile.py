@@ -1,0 +1,153 @@
+"""The compiler's contract: the spec example byte for byte, pinned JSON of every example."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from syrupy.extensions.json import JSONSnapshotExtension
+
+import dsl
+from dsl.compiler import compile_source
+from dsl.policy import load_policy
+
+from .conftest import EXAMPLES, ROOT, SPEC, example_files
+
+
+@pytest.fixture
+def json_snapshot(snapshot):
+    return snapshot.use_extension(JSONSnapshotExtension)
+
+
+def test_spec_example_compiles_byte_for_byte():
+    got = dsl.compile_files([str(SPEC / "examples" / "codex_worker.plr")], source=False).to_json()
+    assert got == (SPEC / "examples" / "codex_worker.json").read_text()
+
+
+def test_spec_example_with_source_names_rules_relative_to_the_file():
+    p = dsl.compile_files([str(SPEC / "examples" / "codex_worker.plr")])
+    assert p.tools["cancel-task"].rule == "codex_worker.plr:20"
+    assert p.tools["cancel-task"].limits[0].rule == "codex_worker.plr:26"
+    assert p.tools["spawn-task"].require[0].rule == "codex_worker.plr:16"
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: str(p.relative_to(EXAMPLES)))
+def test_example_json_is_pinned(path: Path, json_snapshot):
+    policy = dsl.compile_files([str(path)])
+    assert json.loads(policy.to_json()) == json_snapshot
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: str(p.relative_to(EXAMPLES)))
+def test_load_dump_round_trip(path: Path):
+    policy = dsl.compile_files([str(path)])
+    assert load_policy(policy.to_json()) == policy
+    assert load_policy(policy.to_json()).to_json() == policy.to_json()
+
+
+def test_output_is_deterministic():
+    src = (SPEC / "examples" / "codex_worker.plr").read_text()
+    assert len({compile_source(src, "p.plr").to_json() for _ in range(5)}) == 1
+
+
+def compiled(src: str) -> dict:
+    return json.loads(compile_source(src, "p.plr", source=False).to_json())
+
+
+def test_default_deny_omits_uncallable_tools_but_keeps_denied_ones_reason():
+    out = compiled(
+        'default deny\ndeny tool "a" if args.x exists\ndeny tool "b" reason "never"\nallow tool "c"\n'
+    )
+    assert out["tools"] == {"b": {"action": "deny", "reason": "never"}, "c": {}}
+
+
+def test_default_allow_keeps_every_mentioned_tool():
+    out = compiled('default allow\ndeny tool "a" if args.x exists\nlimit tool "b" to 3 per 90s per identity\n')
+    assert out["tools"] == {
+        "a": {"deny_if": [{"op": "exists", "path": "args.x"}]},
+        "b": {"limits": [{"max": 3, "per": "identity", "window": 90}]},
+    }
+
+
+def test_several_allow_ifs_are_ored_into_one_requirement():
+    out = compiled('default deny\nallow tool "a" if identity == "x"\nallow tool "a" if args.n < 3\n')
+    assert out["tools"]["a"]["require"] == [
+        {"any": [{"op": "eq", "path": "identity", "value": "x"}, {"op": "lt", "path": "args.n", "value": 3}]}
+    ]
+
+
+def test_deny_unless_other_than_approved_is_a_requirement_with_its_reason():
+    out = compiled('default deny\ndeny tool "refund" unless args.reason exists reason "say why"\n')
+    assert out["tools"]["refund"] == {"require": [{"op": "exists", "path": "args.reason", "reason": "say why"}]}
+
+
+def test_blocks_and_boolean_operators():
+    out = compiled(
+        'default deny\nallow tool "a"\ndeny tool "a" if {\n  args.p matches "(?i)rm\\\\s+-rf"\n'
+        '  identity not in ["ops-bot"]\n}\ndeny tool "a" if not (args.x == 1 or args["weird key"] starts_with "y")\n'
+    )
+    deny_if = out["tools"]["a"]["deny_if"]
+    assert deny_if[0] == {
+        "all": [
+            {"op": "regex", "path": "args.p", "value": "(?i)rm\\s+-rf"},
+            {"op": "not_in", "path": "identity", "value": ["ops-bot"]},
+        ]
+    }
+    assert deny_if[1] == {
+        "not": {
+            "any": [
+                {"op": "eq", "path": "args.x", "value": 1},
+                {"op": "starts_with", "path": 'args["weird key"]', "value": "y"},
+            ]
+        }
+    }
+
+
+def test_hide_all_tools_and_all_tools_limits():
+    out = compiled('default allow\nhide all tools\nlimit all tools to 300 per hour per identity\n')
+    assert out["hide"] == ["*"]
+    assert out["all_tools"] == {"limits": [{"max": 300, "per": "identity", "window": 3600}]}
+
+
+def test_keywords_are_not_reserved_after_a_dot():
+    out = compiled('default deny\nallow tool "a" if args.limit > 1 and args.default == "x" and args.tool exists\n')
+    paths = [c["path"] for c in out["tools"]["a"]["require"][0]["all"]]
+    assert paths == ["args.limit", "args.default", "args.tool"]
+
+
+def test_globs_and_classes_expand_against_the_catalogue():
+    out = compiled(
+        'server "s" {\n tool "fs-read" read\n tool "fs-write" write\n tool "db-drop" destructive\n}\n'
+        'default deny\nallow tools "fs-*"\ndeny destructive tools unless approved\n'
+    )
+    assert sorted(out["tools"]) == ["db-drop", "fs-read", "fs-write"]
+    assert out["tools"]["db-drop"] == {"action": "require_approval"}
+
+
+def test_imports_load_each_file_once_and_name_rules_relative_to_the_root(tmp_path: Path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "shared.plr").write_text('allow tool "a"\n')
+    (tmp_path / "lib" / "other.plr").write_text('import "./shared.plr"\nallow tool "b"\n')
+    (tmp_path / "main.plr").write_text('import "./lib/shared.plr"\nimport "./lib/other.plr"\ndefault deny\n')
+    p = dsl.compile_files([str(tmp_path / "main.plr")])
+    assert p.tools["a"].rule == "lib/shared.plr:1"
+    assert p.tools["b"].rule == "lib/other.plr:2"
+
+
+def test_stdlib_import_is_found_through_package_resources():
+    p = compile_source('import "stdlib/mcp-codex-worker"\ndefault deny\ndeny destructive tools unless approved\n')
+    assert "cancel-task" in p.tools and p.tools["cancel-task"].action == "require_approval"
+    assert p.tools["cancel-task"].rule == "<input>:3"
+
+
+def test_no_source_strips_every_rule_field():
+    text = dsl.compile_files([str(SPEC / "examples" / "codex_worker.plr")], source=False).to_json()
+    assert '"rule"' not in text
+
+
+def test_public_api_matches_the_spec():
+    policy = dsl.compile_files([str(SPEC / "examples" / "codex_worker.plr")])
+    engine = dsl.Engine(policy)
+    d = engine.decide("cancel-task", {"task_id": "t1"}, identity="ops", session="s1", approved=False)
+    assert (d.effect, d.code) == ("approval_required", "require")
+    assert dsl.load_policy(policy.to_json()) == policy
