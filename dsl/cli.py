@@ -58,7 +58,7 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="plr", prog_name="plr")
-def main() -> None:
+def cli() -> None:
     """plr: policy-as-code for AI agents' MCP tool calls.
 
     Write rules in .plr files, compile them to a PolicyLayer-style JSON policy, test them,
@@ -89,7 +89,7 @@ def _roots(paths: tuple[str, ...]) -> list[str]:
     return suite_roots(files) if any(os.path.isdir(p) for p in paths) else files
 
 
-@main.command("compile")
+@cli.command("compile")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the JSON here, not to stdout.")
 @click.option("--no-source", is_flag=True, help="Leave out the `rule` (file:line) fields.")
@@ -151,7 +151,7 @@ def _write_atomic(path: str, text: str) -> None:
         raise
 
 
-@main.command("check")
+@cli.command("check")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
@@ -196,7 +196,7 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
 # --- fmt ----------------------------------------------------------------------------------
 
 
-@main.command("fmt")
+@cli.command("fmt")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--check", "check_only", is_flag=True, help="Write nothing; exit 1 if a file would change.")
 @click.option("--diff", is_flag=True, help="Write nothing; print a unified diff of the changes.")
@@ -280,7 +280,7 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: boo
 # --- test ---------------------------------------------------------------------------------
 
 
-@main.command("test")
+@cli.command("test")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--run", "select", metavar="REGEX", help="Only tests whose name matches REGEX.")
 @click.option("-v", "--verbose", is_flag=True, help="List every test; show the decision trace of failures.")
@@ -464,7 +464,7 @@ def load_any_policy(path: str) -> Any:
     return compile_files([path])
 
 
-@main.command("eval")
+@cli.command("eval")
 @click.argument("policy", type=click.Path())
 @click.option("--tool", "-t", required=True, help="Tool name of the call.")
 @click.option("--args", "args_json", default="{}", show_default=True, metavar="JSON", help="The call's arguments as a JSON object.")
@@ -527,7 +527,7 @@ def eval_cmd(
 # --- decompile / schema ---------------------------------------------------------------------
 
 
-@main.command("decompile")
+@cli.command("decompile")
 @click.argument("policy", type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the .plr here, not to stdout.")
 def decompile_cmd(policy: str, output: str | None) -> None:
@@ -553,7 +553,7 @@ def decompile_cmd(policy: str, output: str | None) -> None:
         click.echo(text, nl=False)
 
 
-@main.command("schema")
+@cli.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of the compiled policy document.
 
@@ -564,6 +564,22 @@ def schema_cmd() -> None:
     from .policy import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: no input ever produces a traceback; a bug is reported in one line."""
+    try:
+        cli.main(args=argv, prog_name="plr", standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except RecursionError:
+        click.echo("plr: error: input is nested too deeply to process", err=True)
+        sys.exit(EXIT_INPUT)
+    except Exception as e:  # noqa: BLE001 - last line of defence
+        click.echo(f"plr: internal error: {type(e).__name__}: {e} (please report this)", err=True)
+        sys.exit(EXIT_INPUT)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ on exactly what a compiled JSON policy would load to.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,10 @@ def test_require_mixed_approvable_and_not_is_deny_naming_the_hard_one() -> None:
     assert (d.effect, d.code, d.rule) == ("deny", "require", "p.plr:2")
     assert e.decide("x", {"a": 0, "b": 1}).effect == "approval_required"
     assert e.decide("x", {"a": 0, "b": 1}, approved=True).effect == "allow"
-    assert e.decide("x", {"a": 0, "b": 0}, approved=True).rule == "p.plr:1"  # first failing
+    assert e.decide("x", {"a": 0, "b": 0}, approved=True).rule == "p.plr:2"  # the approved one holds
+    two = engine({"x": {"require": [{**leaf("args.a", "eq", 1), "rule": "r1"}, {**leaf("args.b", "eq", 1), "rule": "r2"}]}})
+    assert two.decide("x", {}, approved=True).rule == "r1"  # the first failing one
+    assert two.decide("x", {"a": 1}).rule == "r2"
 
 
 def test_action_require_approval() -> None:
@@ -987,22 +991,34 @@ conditions = st.recursive(
     deny_if=st.lists(conditions, max_size=2),
     require=st.lists(conditions, max_size=2),
     action=st.sampled_from(["allow", "allow", "require_approval", "deny"]),
+    default=st.sampled_from(["allow", "deny"]),
     calls=st.lists(
-        st.tuples(json_values, st.booleans(), st.sampled_from([None, "s1", "s2"]), st.sampled_from([None, "ops"])),
+        st.tuples(
+            st.sampled_from(["x", "x", "x", "plain", "hidden", "other"]),
+            json_values,
+            st.booleans(),
+            st.sampled_from([None, "s1", "s2"]),
+            st.sampled_from([None, "ops"]),
+        ),
         min_size=1,
         max_size=4,
     ),
 )
 def test_explain_agrees_with_decide(
-    deny_if: list[Any], require: list[Any], action: str, calls: list[tuple[Any, bool, Any, Any]]
+    deny_if: list[Any], require: list[Any], action: str, default: str, calls: list[tuple[Any, ...]]
 ) -> None:
-    doc = {"x": {"action": action, "deny_if": deny_if, "require": require, "limits": [{"max": 2, "window": 60}]}}
-    fast, slow = engine(doc), engine(doc)
-    for args, approved, session, identity in calls:
+    doc = {
+        "x": {"action": action, "deny_if": deny_if, "require": require, "limits": [{"max": 2, "window": 60}]},
+        "plain": {},
+        "hidden": {},
+    }
+    top = {"default": default, "hide": ["hidden"], "all_tools": {"limits": [{"max": 7, "window": 60}]}}
+    fast, slow = engine(doc, **top), engine(doc, **top)
+    for tool, args, approved, session, identity in calls:
         kw = {"approved": approved, "session": session, "identity": identity}
         for a in (args, {"a": args}, {"a": [args, {"x": args}], "b": args}):
-            d1 = fast.decide("x", a, **kw)
-            d2 = slow.decide("x", a, **kw, explain=True)
+            d1 = fast.decide(tool, a, **kw)
+            d2 = slow.decide(tool, a, **kw, explain=True)
             assert d1.code != "error" and d1.trace is None and d2.trace is not None
             assert (d1.effect, d1.code, d1.reason, d1.rule, d1.retry_after) == (
                 d2.effect, d2.code, d2.reason, d2.rule, d2.retry_after,
@@ -1014,3 +1030,111 @@ def test_nan_never_equal_even_to_itself() -> None:
     assert not holds(leaf("args.v", "contains", 1), {"v": [nan]})
     assert holds(leaf("args.v", "neq", 1), {"v": nan})
     assert not holds(leaf("args.v", "in", [1, 2.5]), {"v": nan})
+
+
+# --- a differential check against a plain reading of language.md -------------------------
+
+
+def _ref_resolve(path: str, ctx: dict[str, Any]) -> Any:
+    root = re.match(r"[a-z]+", path).group()  # type: ignore[union-attr]
+    v = ctx[root]
+    for step in re.findall(r"\.([^.\[\]]+)|\[(\d+)\]", path[len(root) :]):
+        key, index = step
+        if key:
+            if not isinstance(v, dict) or key not in v:
+                return MISSING
+            v = v[key]
+        else:
+            if not isinstance(v, list) or int(index) >= len(v):
+                return MISSING
+            v = v[int(index)]
+    return v
+
+
+def _ref_kind(v: Any) -> str:
+    for name, types in (("bool", bool), ("num", (int, float)), ("str", str), ("list", list), ("dict", dict)):
+        if isinstance(v, types):
+            return name
+    return "null" if v is None else "other"
+
+
+def _ref_eq(a: Any, b: Any) -> bool:
+    if _ref_kind(a) != _ref_kind(b) or _ref_kind(a) == "other":
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_ref_eq(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_ref_eq(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _ref_holds(c: dict[str, Any], ctx: dict[str, Any]) -> bool:
+    if "all" in c:
+        return all(_ref_holds(x, ctx) for x in c["all"])
+    if "any" in c:
+        return any(_ref_holds(x, ctx) for x in c["any"])
+    if "not" in c:
+        return not _ref_holds(c["not"], ctx)
+    v = _ref_resolve(c["path"], ctx)
+    op, lit = c["op"], c.get("value")
+    if op == "exists":
+        return v is not MISSING
+    if op == "missing":
+        return v is MISSING
+    if c.get("fn") == "count":
+        v = 0 if v is MISSING else len(v) if isinstance(v, list) else 1
+    elif c.get("fn") == "len":
+        if not isinstance(v, (str, list, dict)):
+            return False
+        v = len(v)
+    if v is MISSING:
+        return False
+    kv, kl = _ref_kind(v), _ref_kind(lit)
+    if op == "eq":
+        return _ref_eq(v, lit)
+    if op == "neq":
+        return not _ref_eq(v, lit)
+    if op in ("lt", "lte", "gt", "gte"):
+        if kv != kl or kv not in ("num", "str"):
+            return False
+        return {"lt": v < lit, "lte": v <= lit, "gt": v > lit, "gte": v >= lit}[op]
+    if op == "in":
+        return any(_ref_eq(v, x) for x in lit)
+    if op == "not_in":
+        return not any(_ref_eq(v, x) for x in lit)
+    if op == "contains":
+        if kv == "str":
+            return kl == "str" and lit in v
+        return kv == "list" and any(_ref_eq(x, lit) for x in v)
+    if op == "starts_with":
+        return kv == "str" and v.startswith(lit)
+    if op == "ends_with":
+        return kv == "str" and v.endswith(lit)
+    if op == "regex":
+        return kv == "str" and re.search(lit, v) is not None  # the sampled patterns mean the same in re
+    raise AssertionError(op)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cond=conditions,
+    args=json_values,
+    identity=st.sampled_from([None, "ops", "a"]),
+    session=st.sampled_from([None, "s1"]),
+    approved=st.booleans(),
+)
+def test_conditions_agree_with_a_plain_reading_of_the_spec(
+    cond: dict[str, Any], args: Any, identity: Any, session: Any, approved: bool
+) -> None:
+    for a in (args, {"a": args, "b": [args]}, {"a": [args, {"x": args}]}):
+        e = engine({"t": {"deny_if": [cond]}})
+        got = e.decide("t", a, identity=identity, session=session, approved=approved).code == "deny_if"
+        ctx = {
+            "args": {} if a is None else a,
+            "identity": MISSING if identity is None else identity,
+            "session": MISSING if session is None else session,
+            "server": MISSING,
+            "tool": "t",
+            "approved": approved,
+        }
+        assert got == _ref_holds(cond, ctx), (cond, a)

@@ -1,0 +1,144 @@
+"""The CLI as users run it (subprocesses): exit codes, messages, no tracebacks on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import SPEC, run_plr
+
+CODEX = str(SPEC / "examples" / "codex_worker.plr")
+
+
+def assert_clean_error(proc, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout_text, proc.stderr_text)
+    assert "Traceback" not in proc.stderr_text + proc.stdout_text
+    for n in needles:
+        assert n in proc.stderr_text, proc.stderr_text
+
+
+def test_compile_prints_canonical_json(tmp_path: Path):
+    proc = run_plr("compile", "--no-source", CODEX)
+    assert proc.returncode == 0, proc.stderr_text
+    assert proc.stdout_text == (SPEC / "examples" / "codex_worker.json").read_text()
+    out = tmp_path / "p.json"
+    proc = run_plr("compile", CODEX, "-o", str(out))
+    assert proc.returncode == 0 and json.loads(out.read_text())["tools"]["cancel-task"]["rule"] == "codex_worker.plr:20"
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (b"", "the file is empty"),
+        (bytes(range(256)) * 4, "not UTF-8 text"),
+        (b'deny tool "x" if ' + b"(" * 1_000_000, "nesting is too deep"),
+        (b'deny tool "cancel-task\n', "unterminated string"),
+        (b'frobnicate tool "x"\n', "unknown keyword `frobnicate`"),
+        (b'deny tool "x" if args.a\x00 == 1\n', "NUL byte"),
+        (b"\xef\xbb\xbfdefault deny\ndeny tool \"x\" if args.q matches \"[\"\n", "invalid regular expression"),
+    ],
+    ids=["empty", "binary", "1MB-nested-parens", "unterminated-string", "unknown-keyword", "nul", "bom+bad-regex"],
+)
+def test_bad_plr_gives_a_clean_error(tmp_path: Path, content: bytes, needle: str):
+    f = tmp_path / "bad.plr"
+    f.write_bytes(content)
+    for cmd in ("compile", "check", "test"):
+        proc = run_plr(cmd, str(f))
+        assert_clean_error(proc, needle)
+        assert "bad.plr" in proc.stderr_text
+
+
+def test_one_megabyte_line_is_reported_with_a_short_snippet(tmp_path: Path):
+    f = tmp_path / "long.plr"
+    f.write_text('default deny\nallow tool "x" if args.a == "' + "a" * 1_000_000 + '" ==\n')
+    proc = run_plr("compile", str(f))
+    assert_clean_error(proc, "long.plr:2:")
+    assert len(proc.stderr_text) < 2000
+
+
+@pytest.mark.parametrize(
+    "doc, needle",
+    [
+        ({"version": "1", "default": "deny", "tools": {}, "colour": "red"}, "colour: unknown field"),
+        ({"version": "2", "default": "deny"}, 'version: unsupported policy version "2"'),
+        (
+            {"version": "1", "default": "deny", "tools": {"cancel-task": {"limits": [{"max": 3, "window": -60}]}}},
+            "tools.cancel-task.limits[0].window: must be > 0",
+        ),
+        ({"version": "1", "default": "maybe"}, "default: must be 'allow' or 'deny'"),
+        ({"version": "1", "default": "deny", "tools": {"a": {"deny_if": [{"path": "args.x", "op": "like", "value": 1}]}}}, "tools.a.deny_if[0].op"),
+    ],
+    ids=["unknown-field", "wrong-version", "negative-window", "bad-default", "unknown-op"],
+)
+def test_bad_json_policy_gives_a_clean_error(tmp_path: Path, doc: dict, needle: str):
+    f = tmp_path / "policy.json"
+    f.write_text(json.dumps(doc))
+    for args in (("eval", str(f), "--tool", "a"), ("decompile", str(f)), ("fmt", "--json", "--check", str(f))):
+        proc = run_plr(*args)
+        assert_clean_error(proc, needle)
+
+
+def test_truncated_json_policy(tmp_path: Path):
+    f = tmp_path / "policy.json"
+    f.write_text('{"version": "1", "default": "deny", "tools": {')
+    assert_clean_error(run_plr("eval", str(f), "--tool", "a"), "policy.json:1:", "invalid JSON")
+
+
+def test_check_reports_errors_of_all_files_as_json(tmp_path: Path):
+    (tmp_path / "a.plr").write_text('default deny\nallow tool "x" if argz.q == 1\n')
+    (tmp_path / "b.plr").write_text('default deny\nlimit tool "y" to 0 per minute\n')
+    proc = run_plr("check", "--format", "json", str(tmp_path))
+    assert proc.returncode == 2
+    items = json.loads(proc.stdout_text)
+    errors = [(Path(i["file"]).name, i["line"], i["col"]) for i in items if i["severity"] == "error"]
+    assert errors == [("a.plr", 2, 19), ("b.plr", 2, 19)]
+    assert set(items[0]) == {"severity", "file", "line", "col", "message"}
+
+
+def test_check_strict_fails_on_warnings(tmp_path: Path):
+    f = tmp_path / "w.plr"
+    f.write_text('default allow\nallow tool "x"\n')
+    assert run_plr("check", str(f)).returncode == 0
+    assert run_plr("check", "--strict", str(f)).returncode == 1
+
+
+def test_eval_json_output_and_explain():
+    proc = run_plr("eval", CODEX, "--tool", "cancel-task", "--args", '{"task_id": "t1"}', "--format", "json")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout_text) == {
+        "effect": "approval_required",
+        "code": "require",
+        "reason": "Destructive: cancels running tasks; a human must approve",
+        "rule": "codex_worker.plr:20",
+        "retry_after": None,
+    }
+    proc = run_plr("eval", CODEX, "--tool", "cancel-task", "--args", '{"task_id": [1,2,3,4,5,6]}', "--approved", "--explain")
+    assert proc.returncode == 0
+    assert proc.stdout_text.startswith("deny (deny_if) by codex_worker.plr:23")
+    assert "Cancel at most five tasks per call" in proc.stdout_text
+    assert "count(args.task_id) > 5" in proc.stdout_text
+
+
+def test_eval_bad_args_is_a_usage_error():
+    proc = run_plr("eval", CODEX, "--tool", "x", "--args", "{not json")
+    assert proc.returncode == 2 and "--args" in proc.stderr_text and "Traceback" not in proc.stderr_text
+
+
+def test_missing_file_is_an_input_error():
+    assert_clean_error(run_plr("compile", "nope.plr"), "nope.plr", "no such file")
+
+
+def test_schema_is_json_schema():
+    proc = run_plr("schema")
+    schema = json.loads(proc.stdout_text)
+    assert schema["type"] == "object" and "tools" in schema["properties"]
+    assert schema["additionalProperties"] is False
+
+
+def test_every_command_has_help_with_an_example():
+    for cmd in ("compile", "check", "fmt", "test", "eval", "decompile", "schema"):
+        proc = run_plr(cmd, "--help")
+        assert proc.returncode == 0
+        assert "plr " + cmd in proc.stdout_text or cmd == "schema", cmd
