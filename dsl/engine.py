@@ -20,7 +20,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from .errors import PlrError
 from .policy import PATH_ROOTS, All, AnyOf, Leaf, Limit, Not, Policy, Tool
@@ -138,7 +139,7 @@ class MemoryLimitStore:
                 queues.append(dq)
             if worst is not None:
                 return (max(worst, 0.0), worst_i)
-            for dq, (key, _mx, window) in zip(queues, keys):
+            for dq, (key, _mx, window) in zip(queues, keys, strict=True):
                 dq.append(now)
                 self._windows[key] = window
             if len(hits) > self._sweep_at:
@@ -207,7 +208,7 @@ def _getter(path: str) -> Callable[[Ctx], Any]:
             return v.get(key, MISSING) if isinstance(v, dict) else MISSING
 
         return get1
-    plan = tuple((s, isinstance(s, int)) for s in steps)
+    plan: tuple[tuple[Any, bool], ...] = tuple((s, isinstance(s, int)) for s in steps)
 
     def get(c: Ctx) -> Any:
         v = c[ri]
@@ -258,7 +259,7 @@ def strict_eq(a: Any, b: Any) -> bool:
     if k != _kind(b) or k == 6:
         return False
     if k == 4:
-        return len(a) == len(b) and all(strict_eq(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(strict_eq(x, y) for x, y in zip(a, b, strict=True))
     if k == 5:
         return len(a) == len(b) and all(k2 in b and strict_eq(v, b[k2]) for k2, v in a.items())
     return bool(a == b)
@@ -565,9 +566,7 @@ def prepare(policy: Policy) -> _Prepared:
     """Everything ``decide`` needs, computed once per policy (raises PlrError on a bad path)."""
     try:
         all_limits = tuple(_prepare_limit(lim, f"a\x00{i}") for i, lim in enumerate(policy.all_tools.limits))
-        tools = {
-            name: _prepare_tool(name, t, all_limits, f"tools.{name}") for name, t in policy.tools.items()
-        }
+        tools = {name: _prepare_tool(name, t, all_limits, f"tools.{name}") for name, t in policy.tools.items()}
     except RecursionError:
         raise PlrError.at("policy conditions are nested too deeply") from None
     hide = frozenset(policy.hide)
@@ -691,7 +690,7 @@ class Engine:
                         return refused
                 return _default_allow(tool)
             if t.__class__ is Decision:
-                return t  # type: ignore[return-value]
+                return t
             return self._run(t, tool, args, identity, session, server, approved)  # type: ignore[arg-type]
         except Exception as e:  # noqa: BLE001 - the one place that turns bugs into a deny
             return _error(e)
@@ -745,7 +744,7 @@ class Engine:
             if failing:
                 if approved:
                     return failing[0].decision
-                actx: Ctx = ctx[:5] + (True,)  # type: ignore[assignment]
+                actx: Ctx = ctx[:5] + (True,)
                 for c in failing:
                     try:
                         ok = bool(c.pred(actx))

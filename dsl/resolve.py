@@ -139,6 +139,12 @@ def load_program(
         except RecursionError:
             prog.diagnostics.append(Diagnostic("error", "file is nested too deeply to read", display))
             return None
+        except Exception as e:  # noqa: BLE001 - a lowering bug must be an error, not a crash
+            cause = getattr(e, "orig_exc", e)
+            prog.diagnostics.append(
+                Diagnostic("error", f"internal error while reading this file: {type(cause).__name__}: {cause}", display)
+            )
+            return None
         loaded[key] = module
         prog.modules.append(module)
         for imp in module.imports:

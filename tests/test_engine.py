@@ -168,7 +168,8 @@ def test_require_that_approval_satisfies() -> None:
     assert (d.effect, d.code, d.reason) == ("approval_required", "require", "big amounts need a human")
     assert e.decide("pay", {"amount": 500}, approved=True).effect == "allow"
     # without a reason the generated text says what approval would satisfy
-    d = engine({"pay": {"require": [{"any": [leaf("args.amount", "lt", 100), approved]}]}}).decide("pay", {"amount": 500})
+    bare = engine({"pay": {"require": [{"any": [leaf("args.amount", "lt", 100), approved]}]}})
+    d = bare.decide("pay", {"amount": 500})
     assert d.reason == "`pay`: requirement not met without approval: args.amount < 100 or approved"
 
 
@@ -189,7 +190,7 @@ def test_require_mixed_approvable_and_not_is_deny_naming_the_hard_one() -> None:
     assert e.decide("x", {"a": 0, "b": 1}).effect == "approval_required"
     assert e.decide("x", {"a": 0, "b": 1}, approved=True).effect == "allow"
     assert e.decide("x", {"a": 0, "b": 0}, approved=True).rule == "p.plr:2"  # the approved one holds
-    two = engine({"x": {"require": [{**leaf("args.a", "eq", 1), "rule": "r1"}, {**leaf("args.b", "eq", 1), "rule": "r2"}]}})
+    two = engine({"x": {"require": [leaf("args.a", "eq", 1, rule="r1"), leaf("args.b", "eq", 1, rule="r2")]}})
     assert two.decide("x", {}, approved=True).rule == "r1"  # the first failing one
     assert two.decide("x", {"a": 1}).rule == "r2"
 
@@ -943,7 +944,9 @@ json_scalars = st.one_of(
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["a", "b", "c", "x"]), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["a", "b", "c", "x"]), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 PATHS = ["args.a", "args.b", "args.a.b", "args.a[0]", "args.a[1].x", "identity", "session", "tool", "approved", "args"]
@@ -1062,7 +1065,7 @@ def _ref_eq(a: Any, b: Any) -> bool:
     if _ref_kind(a) != _ref_kind(b) or _ref_kind(a) == "other":
         return False
     if isinstance(a, list):
-        return len(a) == len(b) and all(_ref_eq(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_ref_eq(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_ref_eq(a[k], b[k]) for k in a)
     return bool(a == b)
