@@ -524,6 +524,35 @@ def eval_cmd(
             click.echo(f"    {t.check} -> {res}" + (f"   [{t.rule}]" if t.rule else ""))
 
 
+# --- watch --------------------------------------------------------------------------------
+
+
+@cli.command("watch")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("--run", "select", metavar="REGEX", help="Only tests whose name matches REGEX.")
+def watch_cmd(paths: tuple[str, ...], select: str | None) -> None:
+    """Recompile and rerun the tests of changed .plr files on every save.
+
+    Runs everything once, then, after each save, the policies that read the changed file.
+    A broken save shows its error and keeps watching. Ctrl-C stops.
+
+    \b
+    Example:
+      plr watch policies/
+    """
+    from .watch import watch
+
+    if _color():
+        emit = lambda lines: click.echo("\x1b[2J\x1b[H" + "\n".join(lines))  # noqa: E731 - clear the screen
+    else:
+        emit = lambda lines: click.echo("\n".join(lines))  # noqa: E731
+    try:
+        watch(list(paths or (".",)), select=select, emit=emit)
+    except KeyboardInterrupt:
+        pass
+    click.echo("stopped watching", err=True)
+
+
 # --- decompile / schema ---------------------------------------------------------------------
 
 

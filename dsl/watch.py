@@ -1,0 +1,114 @@
+"""`plr watch`: recompile and retest on every save; a broken save shows its error and waits.
+
+The loop is I/O at the edge; what to rerun after a change is a pure function of the
+previous run (`affected_roots`), so it is tested without a file watcher.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from . import tester
+
+
+@dataclass
+class WatchState:
+    """What the last run loaded: each root and the files its program read."""
+
+    files_of_root: dict[str, set[str]] = field(default_factory=dict)
+
+
+def affected_roots(state: WatchState, changed: Iterable[str], all_roots: list[str]) -> list[str]:
+    """Roots to rerun: those whose program read a changed file, plus changed roots themselves."""
+    changed_abs = {os.path.abspath(c) for c in changed}
+    out = []
+    for root in all_roots:
+        files = state.files_of_root.get(root, {os.path.abspath(root)})
+        if files & changed_abs or os.path.abspath(root) in changed_abs:
+            out.append(root)
+    return out
+
+
+def run_roots(roots: list[str], select: str | None, state: WatchState) -> tester.Report:
+    report = tester.Report()
+    start = time.perf_counter()
+    import re
+
+    pattern = re.compile(select) if select else None
+    for root in roots:
+        suite = tester.load_suite(root)
+        report.suites.append(suite)
+        if suite.program is not None:
+            state.files_of_root[root] = {os.path.abspath(m.path) for m in suite.program.modules if m.path} | {
+                os.path.abspath(root)
+            }
+        for test in suite.tests:
+            if pattern is not None and not pattern.search(test.name):
+                report.skipped += 1
+                continue
+            report.results.append(tester.run_test(suite, test))
+    report.duration = time.perf_counter() - start
+    return report
+
+
+def summary_lines(report: tester.Report, changed: list[str], max_lines: int = 20) -> list[str]:
+    """A one-screen summary: what changed, errors, failures (truncated), the counts."""
+    lines: list[str] = []
+    stamp = time.strftime("%H:%M:%S")
+    if changed:
+        shown = ", ".join(os.path.relpath(c) for c in changed[:3]) + (" ..." if len(changed) > 3 else "")
+        lines.append(f"[{stamp}] changed: {shown}")
+    else:
+        lines.append(f"[{stamp}] watching")
+    body: list[str] = []
+    for d in report.errors:
+        body += d.format().splitlines()
+    for r in report.results:
+        if r.passed:
+            continue
+        body.append(f'FAIL {r.file}:{r.line}: test "{r.name}"')
+        if r.error:
+            body.append(f"    error: {r.error}")
+        for f in r.failures:
+            body += [f"  {f.location()}: {f.step}", f"    expected: {f.expected}", f"    actual:   {f.actual}"]
+    if len(body) > max_lines:
+        body = body[: max_lines - 1] + [f"... {len(body) - max_lines + 1} more lines (run plr test for all)"]
+    lines += body
+    counts = f"{report.passed} passed, {report.failed} failed"
+    if report.errors:
+        counts += f", {len(report.errors)} errors"
+    lines.append(f"{counts} in {report.duration:.2f}s — waiting for changes (Ctrl-C to stop)")
+    return lines
+
+
+def watch(
+    paths: list[str],
+    *,
+    select: str | None = None,
+    emit: Callable[[list[str]], None] = lambda lines: print("\n".join(lines), flush=True),
+    debounce_ms: int = 150,
+    stop_event: object | None = None,
+) -> None:
+    """Run everything once, then rerun the affected roots after each batch of changes."""
+    import watchfiles
+
+    state = WatchState()
+    roots = tester.suite_roots(tester.discover(paths))
+    emit(summary_lines(run_roots(roots, select, state), []))
+
+    def only_plr(change: watchfiles.Change, path: str) -> bool:
+        return path.endswith(".plr") and "__snapshots__" not in path
+
+    for changes in watchfiles.watch(
+        *paths, watch_filter=only_plr, debounce=debounce_ms, step=50, stop_event=stop_event, raise_interrupt=False  # type: ignore[arg-type]
+    ):
+        changed = sorted({p for _, p in changes})
+        roots = tester.suite_roots(tester.discover(paths))
+        rerun = affected_roots(state, changed, roots)
+        for r in list(state.files_of_root):
+            if r not in roots:
+                del state.files_of_root[r]  # deleted or now imported by another file
+        emit(summary_lines(run_roots(rerun, select, state), changed))

@@ -1,0 +1,75 @@
+"""`plr watch` with real file changes in a temp dir: rerun on save, survive a broken save, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from dsl.watch import WatchState, affected_roots
+
+from .conftest import ROOT
+
+POLICY = 'default deny\nallow tool "a"\n'
+TESTS = 'import "./p.plr"\ntest "a is allowed" {\n    call "a" -> allow\n}\n'
+
+
+def test_affected_roots_follow_imports(tmp_path: Path):
+    state = WatchState({"t.plr": {str(tmp_path / "t.plr"), str(tmp_path / "p.plr")}, "u.plr": {str(tmp_path / "u.plr")}})
+    assert affected_roots(state, [str(tmp_path / "p.plr")], ["t.plr", "u.plr"]) == ["t.plr"]
+
+
+class Lines:
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.q: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, args=(proc,), daemon=True).start()
+
+    def _pump(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            self.q.put(line)
+
+    def wait_for(self, needle: str, timeout: float = 5.0) -> str:
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            seen.append(line)
+            if needle in line:
+                return "".join(seen)
+        raise AssertionError(f"{needle!r} not seen within {timeout}s; got:\n{''.join(seen)}")
+
+
+def test_watch_reruns_on_save_and_survives_a_broken_save(tmp_path: Path):
+    (tmp_path / "p.plr").write_text(POLICY)
+    (tmp_path / "p_test.plr").write_text(TESTS)
+    env = dict(os.environ, NO_COLOR="1", PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsl.cli", "watch", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )
+    try:
+        lines = Lines(proc)
+        lines.wait_for("1 passed, 0 failed")
+        time.sleep(0.3)  # let the watcher arm before the first change
+        (tmp_path / "p.plr").write_text('default deny\nallow tool "b"\n')
+        out = lines.wait_for("0 passed, 1 failed")
+        assert "changed: p.plr" in out and "expected: allow" in out
+        (tmp_path / "p.plr").write_text('default deny\nallow tool "a" if argz.x == 1\n')
+        out = lines.wait_for("errors")
+        assert "p.plr:2:19: error: unknown path root `argz`" in out
+        (tmp_path / "p.plr").write_text(POLICY)
+        lines.wait_for("1 passed, 0 failed")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 0
+        assert "Traceback" not in "".join(list(lines.q.queue))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
