@@ -19,12 +19,13 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from .errors import PlrError
 from .policy import PATH_ROOTS, All, AnyOf, Leaf, Limit, Not, Policy, Tool
+from .policy import parse_path as _parse_path
 from .regex import compile_re2
 
 __all__ = [
@@ -175,24 +176,10 @@ Pred = Callable[[Ctx], bool]
 _ROOT_INDEX = {"args": 0, "identity": 1, "session": 2, "server": 3, "tool": 4, "approved": 5}
 _EMPTY_ARGS: dict[str, Any] = {}
 
-_ROOT_RE = re.compile(r"[A-Za-z_]+")
-_STEP_RE = re.compile(r"\.([^.\[\]]+)|\[([0-9]+)\]")
-
-
 def parse_path(path: str) -> tuple[int, tuple[str | int, ...]]:
     """``args.a[2].b`` -> (root index, ("a", 2, "b")); ValueError on anything else."""
-    m = _ROOT_RE.match(path)
-    if m is None or m.group() not in PATH_ROOTS:
-        raise ValueError(f"invalid path `{path}`: unknown root")
-    steps: list[str | int] = []
-    pos = m.end()
-    while pos < len(path):
-        s = _STEP_RE.match(path, pos)
-        if s is None:
-            raise ValueError(f"invalid path `{path}` at character {pos + 1}")
-        steps.append(s.group(1) if s.group(1) is not None else int(s.group(2)))
-        pos = s.end()
-    return _ROOT_INDEX[m.group()], tuple(steps)
+    root, steps = _parse_path(path)
+    return _ROOT_INDEX[root], steps
 
 
 def _getter(path: str) -> Callable[[Ctx], Any]:
@@ -495,7 +482,7 @@ class _Prepared:
     policy: Policy
     hide: frozenset[str]
     hide_all: bool
-    fast: dict[str, Decision | _Tool]  # hidden and trivially-allowed tools map to their Decision
+    fast: dict[str, Decision | _Tool]  # tools whose decision is fixed map straight to it
     tools: dict[str, _Tool]
     default_allow: bool
     all_limits: tuple[_Lim, ...]
@@ -573,7 +560,7 @@ def prepare(policy: Policy) -> _Prepared:
     fast: dict[str, Decision | _Tool] = {}
     for name, pt in tools.items():
         trivial = pt.action == "allow" and not (pt.deny_if or pt.require or pt.limits)
-        fast[name] = pt.allowed if trivial else pt
+        fast[name] = pt.allowed if trivial else pt.denied if pt.action == "deny" else pt
     for name in hide:
         fast[name] = _hidden(name)
     return _Prepared(

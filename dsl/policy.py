@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -42,6 +43,37 @@ Scope = Literal["session", "identity", "global"]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
+_ROOT_RE = re.compile(r"[A-Za-z_]+")
+_STEP_RE = re.compile(r'\.([^.\[\]"]+)|\[([0-9]+)\]|\[("(?:[^"\\]|\\.)*")\]')
+
+
+def parse_path(path: str) -> tuple[str, tuple[str | int, ...]]:
+    """``args.a[2]["b c"]`` -> ("args", ("a", 2, "b c")); ValueError naming the bad spot.
+
+    Steps are ``.name``, ``[index]`` or ``["any key"]`` (a JSON string, for keys with dots,
+    spaces or brackets). The compiler writes exactly this syntax (``ir.Path.text``).
+    """
+    m = _ROOT_RE.match(path)
+    if m is None or m.group() not in PATH_ROOTS:
+        root = m.group() if m else path[:20]
+        raise ValueError(f"unknown path root `{root}` (expected one of {', '.join(PATH_ROOTS)})")
+    steps: list[str | int] = []
+    pos = m.end()
+    while pos < len(path):
+        s = _STEP_RE.match(path, pos)
+        if s is None:
+            raise ValueError(f"invalid path `{path}` at character {pos + 1}")
+        if s.group(1) is not None:
+            steps.append(s.group(1))
+        elif s.group(2) is not None:
+            steps.append(int(s.group(2)))
+        else:
+            steps.append(json.loads(s.group(3)))
+        pos = s.end()
+    if steps and m.group() != "args":
+        raise ValueError(f"`{m.group()}` is a single value: it has no fields or items")
+    return m.group(), tuple(steps)
+
 
 def _check_json_value(v: Any, depth: int = 0) -> Any:
     """Literal values are JSON scalars or lists of them; NaN/Infinity are not JSON."""
@@ -70,10 +102,8 @@ class Leaf(BaseModel):
 
     @field_validator("path")
     @classmethod
-    def _path_root(cls, v: str) -> str:
-        root = v.split(".", 1)[0].split("[", 1)[0]
-        if root not in PATH_ROOTS:
-            raise ValueError(f"unknown path root `{root}` (expected one of {', '.join(PATH_ROOTS)})")
+    def _path(cls, v: str) -> str:
+        parse_path(v)
         return v
 
     @field_validator("value")

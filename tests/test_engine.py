@@ -26,7 +26,7 @@ from dsl.engine import (
     parse_path,
 )
 from dsl.errors import PlrError
-from dsl.policy import Policy, load_policy
+from dsl.policy import Leaf, Policy, Tool, load_policy
 
 EXAMPLE = Path("/work/shared/spec/examples/codex_worker.json")
 if not EXAMPLE.exists():  # pragma: no cover - the repo's own copy, if the shared spec moves
@@ -307,9 +307,13 @@ def test_parse_path() -> None:
             parse_path(bad)
 
 
-def test_bad_path_is_refused_at_prepare_and_reload_keeps_old_policy() -> None:
+def test_bad_path_is_refused_by_the_loader_and_at_prepare_and_reload_keeps_old_policy() -> None:
     good = policy({"x": {}})
-    bad = policy({"x": {"deny_if": [leaf("args..a", "exists")]}})  # the loader only checks the root
+    with pytest.raises(PlrError, match=r"tools\.x\.deny_if\[0\]\.path: invalid path"):
+        policy({"x": {"deny_if": [leaf("args..a", "exists")]}})
+    # A policy built without validation (model_construct) is still refused when prepared.
+    bad_leaf = Leaf.model_construct(path="args..a", op="exists", _fields_set={"path", "op"})
+    bad = good.model_copy(update={"tools": {"x": Tool.model_construct(deny_if=[bad_leaf], require=[], limits=[], action="allow", reason=None, rule=None)}})
     with pytest.raises(PlrError, match=r"tools\.x\.deny_if\[0\]: invalid path"):
         Engine(bad)
     e = Engine(good)
@@ -353,7 +357,8 @@ def test_roots() -> None:
     assert holds(leaf("server", "eq", "github"), server="github")
     assert not holds(leaf("server", "exists"))
     assert holds(leaf("tool", "eq", "t"))
-    assert holds(leaf("identity.name", "missing"), identity="ops")  # a string has no keys
+    with pytest.raises(PlrError, match="single value"):  # identity, session, ... have no fields
+        policy({"t": {"deny_if": [leaf("identity.name", "missing")]}})
     e = engine({"t": {"deny_if": [leaf("approved", "eq", True)]}})
     assert e.decide("t", approved=True).code == "deny_if"
     assert e.decide("t").code == "allowed"
