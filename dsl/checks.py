@@ -51,7 +51,7 @@ def _check_statements(prog: Program) -> None:
         prog.error(
             f"duplicate `default`: it is already set to {defaults[0].effect} at {first.file}:{first.line}", dup.span
         )
-    if not defaults and prog.roots:
+    if not defaults and prog.roots and prog.rules:
         root = prog.roots[0]
         prog.diagnostics.append(
             prog.diagnostic(

@@ -553,6 +553,89 @@ def watch_cmd(paths: tuple[str, ...], select: str | None) -> None:
     click.echo("stopped watching", err=True)
 
 
+# --- catalogues ---------------------------------------------------------------------------
+
+
+@cli.command("catalog")
+@click.argument("server", required=False)
+@click.option("--from-server", "from_server", is_flag=True, help="Read the tool list of a live stdio server: plr catalog --from-server NAME -- CMD ARGS...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def catalog_cmd(server: str | None, from_server: bool, fmt: str, command: tuple[str, ...]) -> None:
+    """List the stdlib catalogues: servers, their tools and risk classes.
+
+    With --from-server, start a live MCP server over stdio, read its tools/list and print a
+    `server` block (risk classes from the tools' annotations) to review and save.
+
+    \b
+    Examples:
+      plr catalog                             # every catalogue
+      plr catalog memory                      # one, by name
+      plr catalog --from-server my-server -- npx -y @modelcontextprotocol/server-memory
+    """
+    from . import catalog
+
+    if from_server:
+        if not command:
+            raise click.UsageError("give the server command after --: plr catalog --from-server NAME -- CMD ARGS...")
+        try:
+            tools = catalog.tools_from_server(list(command), env=dict(os.environ))
+        except Exception as e:  # noqa: BLE001 - any failure to talk to the server is an input error
+            cause: BaseException = e
+            while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+                cause = cause.exceptions[0]
+            click.echo(f"plr: error: could not read tools/list from `{' '.join(command)}`: {type(cause).__name__}: {cause}", err=True)
+            sys.exit(EXIT_INPUT)
+        click.echo(catalog.catalogue_text(server or "server", tools, " ".join(command)), nl=False)
+        return
+    found = catalog.find(server) if server else catalog.stdlib_catalogues()
+    if not found:
+        names = ", ".join(c.server for c in catalog.stdlib_catalogues())
+        click.echo(f"plr: error: no catalogue matches `{server}`; known: {names}", err=True)
+        sys.exit(EXIT_INPUT)
+    if fmt == "json":
+        click.echo(json.dumps([{"import": c.module, "server": c.server, "tools": dict(c.tools)} for c in found], indent=2))
+        return
+    for c in found:
+        click.echo(_style(c.server, "cyan", True) + f"  (import \"{c.module}\")")
+        if c.header:
+            click.echo(f"  {c.header}")
+        for name, risk in c.tools:
+            click.echo(f"    {name:<34} {risk}")
+
+
+@cli.command("init")
+@click.argument("server")
+@click.option("--name", default="policy", show_default=True, help="File name stem: NAME.plr and NAME_test.plr.")
+@click.option("--dir", "folder", default=".", type=click.Path(file_okay=False), show_default=True)
+def init_cmd(server: str, name: str, folder: str) -> None:
+    """Write a starter policy and its test file for a stdlib server.
+
+    \b
+    Example:
+      plr init memory            # policy.plr + policy_test.plr for server-memory
+      plr test .
+    """
+    from pathlib import Path
+
+    from . import catalog
+
+    found = catalog.find(server)
+    if len(found) != 1:
+        names = ", ".join(c.server for c in (found or catalog.stdlib_catalogues()))
+        click.echo(f"plr: error: `{server}` matches {len(found)} catalogues; choose one of: {names}", err=True)
+        sys.exit(EXIT_INPUT)
+    policy, test = catalog.starter_files(found[0], f"{name}.plr")
+    os.makedirs(folder, exist_ok=True)
+    try:
+        catalog.write_new(Path(folder) / f"{name}.plr", policy)
+        catalog.write_new(Path(folder) / f"{name}_test.plr", test)
+    except FileExistsError as e:
+        click.echo(f"plr: error: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+    click.echo(f"wrote {os.path.join(folder, name)}.plr and {name}_test.plr; next: plr test {folder}")
+
+
 # --- decompile / schema ---------------------------------------------------------------------
 
 

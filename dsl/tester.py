@@ -126,9 +126,14 @@ def suite_roots(files: list[str]) -> list[str]:
         if re.search(r'^\s*test\s+"', text, flags=re.MULTILINE):
             has_tests.add(f)
         for spec in _imports_of(text):
-            if not spec.startswith("stdlib/"):
-                imported.add(os.path.normpath(os.path.join(os.path.dirname(f), spec)))
-    return [f for f in files if f in has_tests or os.path.normpath(f) not in imported]
+            if spec.startswith("stdlib/"):
+                from .resources import stdlib_dir
+
+                name = spec[len("stdlib/") :]
+                imported.add(os.path.realpath(stdlib_dir() / (name if name.endswith(".plr") else name + ".plr")))
+            else:
+                imported.add(os.path.realpath(os.path.join(os.path.dirname(f), spec)))
+    return [f for f in files if f in has_tests or os.path.realpath(f) not in imported]
 
 
 def load_suite(file: str) -> Suite:

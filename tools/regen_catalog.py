@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Regenerate a stdlib catalogue from a live MCP server and show how it differs.
+
+    python tools/regen_catalog.py server-memory -- npx -y @modelcontextprotocol/server-memory
+
+Prints the fresh `server` block and a diff of tool names against stdlib_rules/NAME.plr;
+review risk classes by hand before saving (annotations are hints, execute is never one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from dsl.catalog import catalogue_text, find, tools_from_server  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    if "--" not in argv or argv.index("--") != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    name, command = argv[0], argv[2:]
+    tools = tools_from_server(command, env=dict(os.environ))
+    print(catalogue_text(name, tools, " ".join(command)), end="")
+    known = find(name)
+    if known:
+        old = {t for t, _ in known[0].tools}
+        new = {t for t, _, _ in tools}
+        for t in sorted(new - old):
+            print(f"# new tool: {t}", file=sys.stderr)
+        for t in sorted(old - new):
+            print(f"# gone from the server: {t}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
