@@ -169,10 +169,11 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     from .compiler import build
 
     roots = _roots(paths or (".",))
+    stdin = {"<stdin>": _read_stdin()} if "-" in paths else None
     seen: set[tuple[Any, ...]] = set()
     diags = []
-    for root in roots:
-        _, ds = build([root])
+    for root, texts in [*((r, None) for r in roots), *([("<stdin>", stdin)] if stdin else [])]:
+        _, ds = build([] if texts else [root], texts)
         for d in ds:
             key = (d.severity, d.file, d.line, d.col, d.message)
             if key not in seen:
@@ -184,7 +185,8 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
         click.echo(json.dumps([d.to_dict() for d in diags], indent=2))
     else:
         _print_diagnostics(diags)
-        summary = f"{len(roots)} polic{'ies' if len(roots) != 1 else 'y'} checked: {len(errors)} errors, {len(warnings)} warnings"
+        checked = len(roots) + (1 if stdin else 0)
+        summary = f"{checked} polic{'ies' if checked != 1 else 'y'} checked: {len(errors)} error{'s' if len(errors) != 1 else ''}, {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
         colour = "red" if errors else ("yellow" if warnings else "green")
         click.echo(_style(summary, colour, bold=True, err=True), err=True)
     if errors:

@@ -7,6 +7,7 @@ can point at the source.
 
 from __future__ import annotations
 
+import re
 import threading
 from functools import lru_cache
 from typing import Iterable
@@ -71,11 +72,47 @@ def parse_with_comments(text: str, file: str = "<input>") -> tuple[Tree, list[To
         try:
             tree = parser.parse(text)
         except UnexpectedInput as e:
-            raise PlrError([syntax_diagnostic(e, text, file)]) from None
+            raise PlrError(_all_syntax_errors(parser, text, file, e)) from None
         finally:
             comments = list(_comments)
             _comments.clear()
     return tree, comments
+
+
+_STATEMENT_START = re.compile(r"(?:package|import|default|server|allow|deny|hide|limit|test)\b")
+MAX_SYNTAX_ERRORS = 20
+
+
+def _all_syntax_errors(parser: Lark, text: str, file: str, first: UnexpectedInput) -> list[Diagnostic]:
+    """Report every broken statement, not only the first: blank the statement that failed
+    (from its first line to the next line that starts a statement) and parse again."""
+    diags = [syntax_diagnostic(first, text, file)]
+    lines = text.split("\n")
+    error = first
+    last_line = 0
+    while len(diags) < MAX_SYNTAX_ERRORS:
+        line = getattr(error, "line", 0) or 0
+        if line < 1 or line <= last_line or line > len(lines):
+            break
+        start = line
+        while start > 1 and not _STATEMENT_START.match(lines[start - 1]):
+            start -= 1
+        end = line
+        while end < len(lines) and not _STATEMENT_START.match(lines[end]):
+            end += 1
+        for i in range(start - 1, end):
+            lines[i] = ""
+        last_line = end
+        try:
+            parser.parse("\n".join(lines))
+            break
+        except UnexpectedInput as e:
+            error = e
+            d = syntax_diagnostic(e, text, file)
+            if (getattr(e, "line", 0) or 0) <= last_line:
+                break
+            diags.append(d)
+    return diags
 
 
 def _check_nesting(text: str, file: str) -> None:

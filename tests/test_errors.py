@@ -110,3 +110,13 @@ def test_uncallable_rules_under_default_deny_warn():
 def test_allow_under_default_allow_warns():
     _, diags = build((), {"p.plr": 'default allow\nallow tool "b"\n'})
     assert any("changes nothing under `default allow`" in d.message for d in diags)
+
+
+def test_every_broken_statement_of_a_file_is_reported():
+    src = (
+        'default deny\nallow tool "a" if args.x = 1\nallow tool "b"\ndeny "c"\n'
+        'limit tool "d" to 5 per fortnight\n    reason "x"\nallow tool "e" if {\n  args.a exists\n'
+    )
+    with pytest.raises(PlrError) as info:
+        compile_source(src, "p.plr")
+    assert [(d.line, d.col) for d in info.value.errors] == [(2, 26), (4, 6), (5, 25), (8, 16)]
