@@ -151,3 +151,12 @@ def test_public_api_matches_the_spec():
     d = engine.decide("cancel-task", {"task_id": "t1"}, identity="ops", session="s1", approved=False)
     assert (d.effect, d.code) == ("approval_required", "require")
     assert dsl.load_policy(policy.to_json()) == policy
+
+
+def test_examples_tests_pass_and_match_their_snapshots():
+    from .conftest import run_plr
+
+    proc = run_plr("test", "--snapshot", str(EXAMPLES))
+    assert proc.returncode == 0, proc.stdout_text + proc.stderr_text
+    assert " 0 failed" in proc.stdout_text
+    assert len(list((EXAMPLES / "__snapshots__").glob("*.json"))) >= 6
