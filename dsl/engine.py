@@ -34,6 +34,7 @@ __all__ = [
     "TraceStep",
     "LimitStore",
     "MemoryLimitStore",
+    "StateUnavailable",
     "MISSING",
     "Effect",
     "Code",
@@ -42,7 +43,13 @@ __all__ = [
 Effect = Literal["allow", "deny", "approval_required"]
 # "allowed" (a governed tool passed every check) is not in the spec's list, which names only the
 # codes of refusals and of the default; an allowed call still needs a code to print and log.
-Code = Literal["allowed", "hidden", "denied", "default", "deny_if", "require", "rate_limited", "error"]
+Code = Literal[
+    "allowed", "hidden", "denied", "default", "deny_if", "require", "rate_limited", "error", "state_unavailable"
+]
+
+
+class StateUnavailable(Exception):
+    """A shared ``LimitStore`` cannot be reached: the call is denied (``state_unavailable``)."""
 
 
 # --- results ------------------------------------------------------------------------------
@@ -761,6 +768,21 @@ class Engine:
         keys = [(lim.prefix + scopes[lim.scope], lim.max, lim.window) for lim in lims]
         now = self._clock()
         which = self._acquire_which
+        try:
+            return self._acquired(lims, keys, now, which, trace)
+        except StateUnavailable as e:
+            if trace is not None:
+                trace.append(TraceStep("limits", f"state unavailable: {e}"))
+            return Decision("deny", "state_unavailable", f"limit counters unavailable ({e}); denied to stay safe")
+
+    def _acquired(
+        self,
+        lims: tuple[_Lim, ...],
+        keys: list[tuple[str, int, float]],
+        now: float,
+        which: Callable[..., tuple[float, int] | None] | None,
+        trace: list[TraceStep] | None,
+    ) -> Decision | None:
         if which is not None:
             r = which(keys, now)
             if r is None:

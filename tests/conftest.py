@@ -40,3 +40,69 @@ def run_plr(*args: str, cwd: Path | str | None = None, input: str | bytes | None
 @pytest.fixture
 def plr():
     return run_plr
+
+
+# --- a real redis-server for the fleet tests ---------------------------------------------
+
+
+class RedisServer:
+    """A redis-server on a free 127.0.0.1 port, in a temp dir, with no persistence."""
+
+    def __init__(self, workdir: Path) -> None:
+        import shutil
+        import socket
+
+        exe = shutil.which("redis-server")
+        if exe is None:
+            if os.environ.get("PLR_SKIP_REDIS") == "1":
+                pytest.skip("redis-server not installed and PLR_SKIP_REDIS=1")
+            pytest.fail("redis-server is not installed: .ci/run installs it (apt-get install redis-server)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.exe = exe
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import time
+
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
+                return
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def client(self):
+        import redis
+
+        return redis.Redis(port=self.port)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path):
+    server = RedisServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
