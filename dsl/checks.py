@@ -45,12 +45,13 @@ def _check_statements(prog: Program) -> None:
                     ir.Span(file=root.file, line=0, col=0),
                 )
             )
-    defaults = prog.statements(ir.Default)
+    # A rule pack's default cannot be edited by the user: count it first, report the others.
+    defaults = sorted(prog.statements(ir.Default), key=lambda d: not _is_stdlib(prog, d.span))
     for dup in defaults[1:]:
         first = defaults[0].span
-        prog.error(
-            f"duplicate `default`: it is already set to {defaults[0].effect} at {first.file}:{first.line}", dup.span
-        )
+        where = prog.rule_name(first) if _is_stdlib(prog, first) else f"{first.file}:{first.line}"
+        hint = " (a stdlib rule pack sets the default: remove this line)" if _is_stdlib(prog, first) else ""
+        prog.error(f"duplicate `default`: it is already set to {defaults[0].effect} at {where}{hint}", dup.span)
     if not defaults and prog.roots and prog.rules:
         root = prog.roots[0]
         prog.diagnostics.append(
@@ -64,6 +65,10 @@ def _check_statements(prog: Program) -> None:
         pkgs = m.of(ir.Package)
         for dup in pkgs[1:]:
             prog.error("a file has at most one `package` statement", dup.span)
+
+
+def _is_stdlib(prog: Program, span: ir.Span) -> bool:
+    return prog.rule_name(span).startswith("stdlib/")
 
 
 def _conditions(c: ir.Condition | None) -> Iterator[ir.Compare]:
@@ -92,6 +97,30 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
             prog.error("a limit's window must be at least 1 second", r.span)
     for leaf in _conditions(r.condition):
         _check_leaf(prog, leaf)
+    if r.reason is not None and r.kind in ("hide", "limit"):
+        what = "a hidden tool is simply absent" if r.kind == "hide" else "a rate-limited call says which limit and when to retry"
+        prog.warn(f"a `reason` on `{r.kind}` is not shown to the agent ({what}); remove it or put it in a comment", r.span)
+    if r.kind == "deny" and r.guard == "if" and r.condition is not None:
+        for leaf in _positive_negations(r.condition):
+            path = leaf.path.text()
+            prog.warn(
+                f"`{path} {'!=' if leaf.op == 'neq' else 'not in'} ...` is false when `{path}` is missing, so this "
+                f"deny does not fire for calls without it; write `not ({path} {'==' if leaf.op == 'neq' else 'in'} ...)` "
+                f"to deny those too",
+                leaf.span,
+            )
+
+
+def _positive_negations(c: ir.Condition, negated: bool = False) -> Iterator[ir.Compare]:
+    """`!=` / `not in` leaves that are not under a `not` (where they would fail open)."""
+    if isinstance(c, ir.Compare):
+        if not negated and c.op in ("neq", "not_in") and c.fn != "count" and c.path.root != "tool":
+            yield c
+    elif isinstance(c, (ir.And, ir.Or)):
+        for item in c.items:
+            yield from _positive_negations(item, negated)
+    else:
+        yield from _positive_negations(c.item, not negated)
 
 
 def _check_leaf(prog: Program, leaf: ir.Compare) -> None:
@@ -138,18 +167,27 @@ def _check_interactions(prog: Program) -> None:
                     extra = f"; did you mean `{hint[0]}`?" if hint else ""
                     warn_once(f"tool `{name}` is not in any declared catalogue{extra}", rr.rule.selector.span)
 
-    for tool, tr in sorted(by_tool.items()):
+    # A rule is dead when every tool it selects is always hidden or denied by another rule.
+    dead: dict[int, list[tuple[str, str, ir.Rule]]] = {}
+    for tool, tr in by_tool.items():
         winners = tr.hide or tr.deny
-        if winners:
-            w = winners[0].rule
-            how = "hidden" if tr.hide else "denied"
-            for rr in tr.all():
-                if rr.rule is w or rr.rule.kind == "hide" or (rr.rule.kind == "deny" and rr.rule.guard == "always"):
-                    continue
-                warn_once(
-                    f"this rule can never fire for `{tool}`: it is always {how} by {prog.rule_name(w.span)}",
-                    rr.rule.span,
-                )
+        if not winners:
+            continue
+        w = winners[0].rule
+        for rr in tr.all():
+            if rr.rule.kind == "hide" or (rr.rule.kind == "deny" and rr.rule.guard == "always"):
+                continue
+            dead.setdefault(id(rr), []).append((tool, "hidden" if tr.hide else "denied", w))
+    for rr in prog.rules:
+        why = dead.get(id(rr))
+        if not why or len(why) < len(rr.tools) or _is_stdlib(prog, rr.rule.span):
+            continue
+        tool, how, w = why[0]
+        names = f"`{tool}`" if len(why) == 1 else f"any of its {len(why)} tools"
+        warn_once(f"this rule can never fire for {names}: always {how} by {prog.rule_name(w.span)}", rr.rule.span)
+
+    for tool, tr in sorted(by_tool.items()):
+        if tr.hide or tr.deny:
             continue
         if default == "allow":
             for rr in tr.allow:
@@ -194,6 +232,10 @@ def _check_tests(prog: Program) -> None:
             if isinstance(step, ir.CallStep) and step.code is not None:
                 if step.code in DENY_CODES and step.effect != "deny":
                     prog.error(f"decision code `{step.code}` only comes with `deny`", step.span)
+                if step.code == "default" and step.effect == "approval_required":
+                    prog.error("decision code `default` only comes with `allow` or `deny`", step.span)
+                if step.code == "allowed" and step.effect != "allow":
+                    prog.error("decision code `allowed` only comes with `allow`", step.span)
                 if step.code == "require" and step.effect == "allow":
                     prog.error("decision code `require` only comes with `deny` or `approval_required`", step.span)
             if isinstance(step, ir.AfterStep) and step.seconds < 1:

@@ -81,8 +81,8 @@ def _tool_entry(tr: ToolRules, prog: Program) -> Tool:
         require.append(condition_to_json(cond, rr.rule.reason, name(rr.rule.span)))
     deny_if = [condition_to_json(rr.rule.condition, rr.rule.reason, name(rr.rule.span)) for rr in tr.deny_if]  # type: ignore[arg-type]
     limits = [_limit(rr, prog) for rr in tr.limit]
-    if rule is None and tr.allow:
-        rule = name(tr.allow[0].rule.span)
+    if rule is None and (tr.allow or tr.allow_if):
+        rule = name((tr.allow or tr.allow_if)[0].rule.span)  # what made the tool callable
     return Tool.model_construct(
         action=action,
         reason=reason,

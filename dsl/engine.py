@@ -787,7 +787,7 @@ class Engine:
             r = which(keys, now)
             if r is None:
                 if trace is not None:
-                    trace.append(TraceStep("limits: " + "; ".join(x.text for x in lims), True))
+                    trace.extend(TraceStep(f"limit {x.text}: room left", True, x.rule) for x in lims)
                 return None
             retry, i = r
             lim: _Lim | None = lims[i] if 0 <= i < len(lims) else None
@@ -795,7 +795,7 @@ class Engine:
             ra = self._store.acquire(keys, now)
             if ra is None:
                 if trace is not None:
-                    trace.append(TraceStep("limits: " + "; ".join(x.text for x in lims), True))
+                    trace.extend(TraceStep(f"limit {x.text}: room left", True, x.rule) for x in lims)
                 return None
             retry = ra
             lim = lims[0] if len(lims) == 1 else None

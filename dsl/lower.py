@@ -139,8 +139,8 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def server_block(self, meta: Meta, items: list[Any]) -> ir.Catalogue:
-        name = self.text_of(items[0])
-        return ir.Catalogue(server=name, tools=tuple(items[1:]), span=self.span(meta))
+        name = self.text_of(items[1])  # items[0] is the SERVER keyword token
+        return ir.Catalogue(server=name, tools=tuple(items[2:]), span=self.span(meta))
 
     @v_args(meta=True)
     def catalog_entry(self, meta: Meta, items: list[Any]) -> ir.CatalogueTool:

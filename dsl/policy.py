@@ -77,7 +77,7 @@ def parse_path(path: str) -> tuple[str, tuple[str | int, ...]]:
 
 def _check_json_value(v: Any, depth: int = 0) -> Any:
     """Literal values are JSON scalars or lists of them; NaN/Infinity are not JSON."""
-    if depth > 32:
+    if depth > 64:  # the parser's own limit (dsl.parser.MAX_NESTING): compiled output always loads
         raise ValueError("value is nested too deeply")
     if isinstance(v, float) and not math.isfinite(v):
         raise ValueError("value must be a finite number")

@@ -211,6 +211,7 @@ def run_test(suite: Suite, test: ir.TestCase, *, trace: bool = False, covered: s
     engine = Engine(suite.policy, clock=clock)
     ctx = _Context()
     explain = trace or covered is not None
+    hide_rules = _hide_rules(suite) if covered is not None else {}
     start = time.perf_counter()
 
     def run(steps: tuple[ir.Step, ...]) -> None:
@@ -227,6 +228,8 @@ def run_test(suite: Suite, test: ir.TestCase, *, trace: bool = False, covered: s
                     explain=explain,
                 )
                 if covered is not None:
+                    if d.code == "hidden":
+                        covered.update(hide_rules.get(step.tool, ()))
                     if d.rule:
                         covered.add(d.rule)
                     for t in d.trace or ():
@@ -268,6 +271,25 @@ def run_test(suite: Suite, test: ir.TestCase, *, trace: bool = False, covered: s
         result.error = f"{type(e).__name__}: {e}"
     result.duration = time.perf_counter() - start
     return result
+
+
+def _hide_rules(suite: Suite) -> dict[str, list[str]]:
+    """tool -> the `hide` rules that hide it (hidden decisions carry no rule of their own)."""
+    from .resolve import rules_by_tool
+
+    prog = suite.program
+    assert prog is not None
+    by_tool, hide_all, _ = rules_by_tool(prog)
+    everyone = [prog.rule_name(rr.rule.span) for rr in hide_all]
+
+    class _Map(dict):  # type: ignore[type-arg]
+        def __missing__(self, tool: str) -> list[str]:
+            return everyone
+
+    out = _Map()
+    for tool, tr in by_tool.items():
+        out[tool] = [prog.rule_name(rr.rule.span) for rr in tr.hide] + everyone
+    return out
 
 
 def _check_visible(suite: Suite, engine: Any, ctx: _Context, step: ir.VisibleStep, result: TestResult) -> None:

@@ -916,7 +916,7 @@ def test_explain_trace() -> None:
     assert TraceStep("deny_if count(args.task_id) > 5", True, None) in d.trace
     d = e.decide("cancel-task", {"task_id": "t"}, approved=True, explain=True)
     assert d.trace is not None
-    assert [s.result for s in d.trace if s.check.startswith("limits")] == [True]
+    assert [s.result for s in d.trace if s.check.startswith("limit ")] == [True]  # one step per limit
     assert e.decide("format-disk", explain=True).trace == (
         TraceStep("hidden (tool in hide)", False),
         TraceStep("governed (tool in tools)", False),

@@ -120,3 +120,41 @@ def test_every_broken_statement_of_a_file_is_reported():
     with pytest.raises(PlrError) as info:
         compile_source(src, "p.plr")
     assert [(d.line, d.col) for d in info.value.errors] == [(2, 26), (4, 6), (5, 25), (8, 16)]
+
+
+def warnings_of(src: str) -> list[str]:
+    _, diags = build((), {"p.plr": src})
+    assert not [d for d in diags if d.severity == "error"], diags
+    return [d.message for d in diags if d.severity == "warning"]
+
+
+def test_reason_on_hide_or_limit_warns():
+    ws = warnings_of('default deny\nallow tool "a"\nhide tool "b" reason "x"\nlimit tool "a" to 1 per hour reason "y"\n')
+    assert sum("is not shown to the agent" in w for w in ws) == 2
+
+
+def test_negative_comparison_in_deny_if_warns_that_it_fails_open():
+    ws = warnings_of('default deny\nallow tool "a"\ndeny tool "a" if identity not in ["ops"]\n')
+    assert any("is false when `identity` is missing" in w for w in ws)
+    assert not warnings_of('default deny\nallow tool "a"\ndeny tool "a" if not (identity in ["ops"])\n')
+
+
+def test_class_rule_with_one_hidden_tool_is_not_dead():
+    src = 'server "s" { tool "a" read  tool "b" read }\ndefault deny\nallow read tools\nhide tool "b"\n'
+    assert not any("can never fire" in w for w in warnings_of(src))
+    src2 = 'server "s" { tool "a" read  tool "b" read }\ndefault deny\nallow read tools\nhide tools ["a", "b"]\n'
+    assert any("can never fire for any of its 2 tools" in w for w in warnings_of(src2))
+
+
+def test_duplicate_default_beside_a_rule_pack_points_at_the_users_line():
+    with pytest.raises(PlrError) as info:
+        compile_source('import "stdlib/server-memory"\nimport "stdlib/baseline"\ndefault allow\n', "p.plr")
+    e = info.value.errors[0]
+    assert (e.file, e.line) == ("p.plr", 3)
+    assert "stdlib/baseline.plr" in e.message and "rule pack" in e.message
+
+
+def test_impossible_test_codes_are_errors():
+    for step in ('call "x" -> approval_required default', 'call "x" -> deny allowed'):
+        with pytest.raises(PlrError, match="only comes with"):
+            compile_source(f'default deny\ntest "t" {{\n    {step}\n}}\n', "p.plr")

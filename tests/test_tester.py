@@ -150,3 +150,14 @@ def test_pytest_plugin_collects_plr_tests(tmp_path: Path):
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )
     assert "no tests ran" in proc.stdout
+
+
+def test_coverage_counts_hide_and_limit_rules_and_allowed_code(tmp_path: Path):
+    f = tmp_path / "cov2.plr"
+    f.write_text(
+        'default deny\nallow tool "a"\nhide tool "h"\nlimit tool "a" to 5 per minute\n'
+        'test "t" {\n    call "a" -> allow allowed\n    call "h" -> deny hidden\n}\n'
+    )
+    proc = run_plr("test", "--coverage", str(f))
+    assert proc.returncode == 0, proc.stdout_text + proc.stderr_text
+    assert "coverage: 100.0% of 3 rules" in proc.stdout_text
