@@ -659,7 +659,10 @@ def decompile_cmd(policy: str, output: str | None) -> None:
         pol = load_policy(_read_stdin(), name="<stdin>") if policy == "-" else load_policy(policy)
     except PlrError as e:
         _input_error(e)
-    text = decompile(pol)
+    try:
+        text = decompile(pol)
+    except PlrError as e:
+        _input_error(e)
     if output:
         _write_atomic(output, text)
         click.echo(f"wrote {output}", err=True)

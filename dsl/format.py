@@ -22,24 +22,27 @@ import bisect
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from functools import lru_cache
+from typing import Any, Literal, cast
 
 from lark import Token, Tree
 
 from . import ir
+from .errors import PlrError
 from .lower import lower_tree
 from .parser import parse_with_comments
 
 __all__ = [
+    "condition_text",
+    "format_module",
     "format_source",
     "is_formatted",
-    "format_module",
-    "condition_text",
     "literal_text",
     "selector_text",
-    "window_text",
     "string_text",
+    "window_text",
 ]
 
 INDENT = "    "
@@ -69,9 +72,12 @@ _EVERYWHERE: Pos = (1 << 62, 0)
 def format_source(text: str, file: str = "<input>") -> str:
     """The canonical form of one .plr file; raises PlrError when it does not parse."""
     tree, comment_tokens = parse_with_comments(text, file)
-    module = lower_tree(tree, text, file)
-    comments = [_Comment.of(tok, text) for tok in comment_tokens]
-    return _Formatter(text, _build(tree, module), comments).run()
+    try:
+        module = lower_tree(tree, text, file)
+        comments = [_Comment.of(tok, text) for tok in comment_tokens]
+        return _Formatter(text, _build(tree, module), comments).run()
+    except RecursionError:  # e.g. thousands of `not not ...`: brackets are limited by the parser
+        raise PlrError.at("file is nested too deeply to format", file) from None
 
 
 def is_formatted(text: str, file: str = "<input>") -> bool:
@@ -170,6 +176,28 @@ def condition_text(c: ir.Condition, parent: str | None = None) -> str:
     return f"({text})" if parent is not None else text
 
 
+_SERVER_FIRST = re.compile(r"server(?![A-Za-z0-9_\-])")
+
+
+@lru_cache(maxsize=1)
+def _bare_server_item_parses() -> bool:
+    """Whether the grammar reads a block line starting with the path ``server`` after another
+    line. Older grammars lexed it as the ``server "name" { }`` keyword (LALR lookahead)."""
+    try:
+        parse_with_comments('deny tool "t" if {\n    approved\n    server exists\n}\n')
+    except PlrError:
+        return False
+    return True
+
+
+def _block_item_text(c: ir.Condition, first: bool) -> str:
+    """One line of a ``{ ... }`` block; parenthesized only where a grammar needs it."""
+    text = condition_text(c)
+    if not first and _SERVER_FIRST.match(text) and not _bare_server_item_parses():
+        return f"({text})"
+    return text
+
+
 def _rule_head(r: ir.Rule) -> str:
     """The rule up to its condition (``deny tool "x" unless``) or whole when it has none."""
     head = f"{r.kind} {selector_text(r.selector)}"
@@ -232,14 +260,14 @@ class _Comment:
         return (self.line, self.col)
 
     @staticmethod
-    def of(tok: Token, source: str) -> "_Comment":
+    def of(tok: Token, source: str) -> _Comment:
         line, col = tok.line or 1, tok.column or 1
         start = tok.start_pos if tok.start_pos is not None else 0
         before = source[source.rfind("\n", 0, start) + 1 : start]
         return _Comment(line, col, str(tok).rstrip(), own_line=before.strip(" \t\f\r") == "")
 
 
-NodeKind = str  # "root" | "stmt" | "entry" | "step" | "block" | "item" | "reason"
+NodeKind = Literal["root", "stmt", "entry", "step", "block", "item", "reason"]
 
 
 @dataclass(eq=False)
@@ -251,9 +279,9 @@ class _Node:
     start: Pos
     end: Pos
     container: bool = False  # children are printed one per line inside braces
-    children: list["_Node"] = field(default_factory=list)
+    children: list[_Node] = field(default_factory=list)
     body_end: Pos = _NOWHERE  # rules: where the part before `reason` ends
-    reason: Union["_Node", None] = None
+    reason: _Node | None = None
     leading: list[_Comment] = field(default_factory=list)  # own-line, before the node
     tail: list[_Comment] = field(default_factory=list)  # own-line, before the closing brace
     after_first: list[_Comment] = field(default_factory=list)  # trailing on the first line
@@ -262,7 +290,7 @@ class _Node:
     last: int = -1
     _starts: list[Pos] | None = None
 
-    def walk(self) -> Iterator["_Node"]:
+    def walk(self) -> Iterator[_Node]:
         yield self
         for ch in self.children:
             yield from ch.walk()
@@ -273,7 +301,7 @@ class _Node:
         return self._starts
 
 
-def _extent(x: Tree | Token | None) -> tuple[Pos, Pos]:
+def _extent(x: Tree[Any] | Token | None) -> tuple[Pos, Pos]:
     if isinstance(x, Token):
         return (x.line or 0, x.column or 0), (x.end_line or 0, x.end_column or 0)
     if isinstance(x, Tree) and not getattr(x.meta, "empty", True):
@@ -282,7 +310,7 @@ def _extent(x: Tree | Token | None) -> tuple[Pos, Pos]:
     return _NOWHERE, _NOWHERE
 
 
-def _build(tree: Tree | None, module: ir.Module) -> _Node:
+def _build(tree: Tree[Any] | None, module: ir.Module) -> _Node:
     """Pair each printed IR object with its parse-tree node (None: no source positions)."""
     root = _Node("root", None, _NOWHERE, _EVERYWHERE, container=True)
     subtrees: list[Any] = list(tree.children) if tree is not None else [None] * len(module.statements)
@@ -291,23 +319,22 @@ def _build(tree: Tree | None, module: ir.Module) -> _Node:
     return root
 
 
-def _sub(t: Tree | None, i: int) -> Any:
-    return t.children[i] if t is not None else None
+def _subtrees(t: Tree[Any] | None, count: int) -> list[Any]:
+    """The rule's subtrees (entries, steps, block items): its tokens are names and numbers."""
+    if t is None:
+        return [None] * count
+    return [c for c in t.children if isinstance(c, Tree)]
 
 
-def _subs(t: Tree | None, start: int, count: int) -> list[Any]:
-    return list(t.children[start:]) if t is not None else [None] * count
-
-
-def _statement_node(t: Tree | None, s: ir.Statement) -> _Node:
+def _statement_node(t: Tree[Any] | None, s: ir.Statement) -> _Node:
     node = _Node("stmt", s, *_extent(t))
     if isinstance(s, ir.Catalogue):
         node.container = True
-        for et, entry in zip(_subs(t, 1, len(s.tools)), s.tools, strict=True):
+        for et, entry in zip(_subtrees(t, len(s.tools)), s.tools, strict=True):
             node.children.append(_Node("entry", entry, *_extent(et)))
     elif isinstance(s, ir.TestCase):
         node.container = True
-        node.children = [_step_node(st, step) for st, step in zip(_subs(t, 1, len(s.steps)), s.steps, strict=True)]
+        node.children = [_step_node(st, step) for st, step in zip(_subtrees(t, len(s.steps)), s.steps, strict=True)]
     elif isinstance(s, ir.Rule):
         parts = list(t.children) if t is not None else []
         body = [p for p in parts[:-1] if p is not None]
@@ -316,7 +343,7 @@ def _statement_node(t: Tree | None, s: ir.Statement) -> _Node:
             assert isinstance(s.condition, ir.And)
             block_tree = _find_block(t)
             block = _Node("block", s.condition, *_extent(block_tree), container=True)
-            item_trees = _subs(block_tree, 0, len(s.condition.items))
+            item_trees = _subtrees(block_tree, len(s.condition.items))
             for it, item in zip(item_trees, s.condition.items, strict=True):
                 block.children.append(_Node("item", item, *_extent(it)))
             node.children.append(block)
@@ -326,20 +353,20 @@ def _statement_node(t: Tree | None, s: ir.Statement) -> _Node:
     return node
 
 
-def _find_block(t: Tree | None) -> Tree | None:
+def _find_block(t: Tree[Any] | None) -> Tree[Any] | None:
     if t is None:
         return None
-    for sub in t.iter_subtrees_topdown():
+    for sub in t.iter_subtrees_topdown():  # type: ignore[no-untyped-call]
         if sub.data == "block":
-            return sub
+            return cast("Tree[Any]", sub)
     return None
 
 
-def _step_node(t: Tree | None, s: ir.Step) -> _Node:
+def _step_node(t: Tree[Any] | None, s: ir.Step) -> _Node:
     node = _Node("step", s, *_extent(t))
     if isinstance(s, ir.RepeatStep):
         node.container = True
-        node.children = [_step_node(st, step) for st, step in zip(_subs(t, 1, len(s.steps)), s.steps, strict=True)]
+        node.children = [_step_node(st, step) for st, step in zip(_subtrees(t, len(s.steps)), s.steps, strict=True)]
     return node
 
 
@@ -390,21 +417,19 @@ class _LineIndex:
 
     def place(self, c: _Comment) -> None:
         """At the end of the output line that holds the code just before the comment."""
-        ending = [n for n in self.ending.get(c.line, []) if n.end <= c.pos]
-        if ending:
-            best = ending[0]
-            for n in ending[1:]:
-                if n.end > best.end:  # on a tie keep the outer node (pre-order puts it first)
-                    best = n
-            best.after_last.append(c)
+        ended: _Node | None = None  # the node that ends last on the line
+        for n in self.ending.get(c.line, []):
+            if n.end <= c.pos and (ended is None or n.end > ended.end):  # tie: the outer one
+                ended = n
+        started: _Node | None = None  # the node that starts last on the line
+        for n in self.starting.get(c.line, []):
+            if n.start < c.pos and (started is None or n.start >= started.start):  # tie: the inner one
+                started = n
+        if started is not None and (ended is None or started.start > ended.end):
+            started.after_first.append(c)  # `... deny tool "x" # c` with the rule going on below
             return
-        starting = [n for n in self.starting.get(c.line, []) if n.start < c.pos]
-        if starting:
-            best = starting[0]
-            for n in starting[1:]:
-                if n.start >= best.start:  # on a tie take the inner node
-                    best = n
-            best.after_first.append(c)
+        if ended is not None:
+            ended.after_last.append(c)
             return
         inner = self._innermost_spanning(self.root, c.line)
         if inner is None:
@@ -493,7 +518,7 @@ class _Formatter:
             ):
                 self.blank()
             self.comments(leading, depth, ch.start[0])
-            self.node(ch, depth)
+            self.node(ch, depth, first=prev is None)
             prev = ch
         last_line = prev.end[0] if prev is not None else None
         for c in sorted(container.tail):
@@ -512,10 +537,10 @@ class _Formatter:
         node.last = self.emit(depth, "}")
 
     # -- nodes -----------------------------------------------------------------------------
-    def node(self, n: _Node, depth: int) -> None:
+    def node(self, n: _Node, depth: int, first: bool = True) -> None:
         obj = n.obj
         if n.kind == "item":
-            n.first = n.last = self.emit(depth, condition_text(obj))
+            n.first = n.last = self.emit(depth, _block_item_text(obj, first))
         elif n.kind == "entry":
             n.first = n.last = self.emit(depth, f"tool {string_text(obj.name)} {obj.risk}")
         elif n.kind == "step":
