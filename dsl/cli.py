@@ -683,6 +683,11 @@ def schema_cmd() -> None:
     click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
 
+from .cli_proxy import register as _register_proxy  # noqa: E402 - proxy, approvals, audit
+
+_register_proxy(cli)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: no input ever produces a traceback; a bug is reported in one line."""
     try:

@@ -1,0 +1,455 @@
+"""The `plr proxy`, `plr approvals` and `plr audit` commands.
+
+Kept apart from ``cli.py`` (and importing the ``mcp`` SDK only inside the commands) so the
+rest of the CLI starts fast and works without the ``proxy`` extra. ``register(cli)`` adds the
+three commands to the ``plr`` group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+
+__all__ = ["register", "proxy_cmd", "approvals_group", "audit_cmd"]
+
+
+def _color() -> bool:
+    return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
+
+
+def _style(text: str, fg: str, bold: bool = False) -> str:
+    return click.style(text, fg=fg, bold=bold) if _color() else text
+
+
+def _need_mcp() -> None:
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        click.echo("plr proxy: the MCP SDK is not installed; install it with: pip install 'plr[proxy]'", err=True)
+        sys.exit(EXIT_INPUT)
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:8765", param_hint="--listen")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        p = int(port)
+    except ValueError:
+        raise click.BadParameter(f"port `{port}` is not a number", param_hint="--listen") from None
+    if not 0 <= p <= 65535:
+        raise click.BadParameter(f"port {p} is out of range", param_hint="--listen")
+    return host, p
+
+
+# --- plr proxy ------------------------------------------------------------------------------
+
+
+@click.command(
+    "proxy",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--policy",
+    "-p",
+    "policy",
+    required=True,
+    type=click.Path(),
+    help="A .plr file (or directory) or a compiled .json policy.",
+)
+@click.option(
+    "--audit",
+    "audit",
+    type=click.Path(dir_okay=False),
+    help="Audit log (JSON Lines). Default: ~/.local/state/plr/audit.jsonl.",
+)
+@click.option("--identity", help="Who the agent acts for (the policy's `identity`).")
+@click.option(
+    "--server-name", help="The policy's `server` and the audit log's `server` (default: the upstream server's name)."
+)
+@click.option(
+    "--watch", is_flag=True, help="Reload the policy when the file changes (a broken file keeps the old policy)."
+)
+@click.option(
+    "--log-args",
+    is_flag=True,
+    help="Store call arguments in the audit log (secret-looking keys redacted); default: only a hash.",
+)
+@click.option(
+    "--approval",
+    "approval",
+    type=click.Choice(["auto", "elicit", "queue", "deny"]),
+    default="auto",
+    show_default=True,
+    help="How to ask a human: MCP elicitation when the client supports it, else the local queue (auto); always elicitation; always the queue; never (deny).",
+)
+@click.option(
+    "--approval-timeout",
+    type=click.FloatRange(min=0.1),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="No answer in time -> deny.",
+)
+@click.option(
+    "--approvals-db",
+    type=click.Path(dir_okay=False),
+    help="The approval queue (SQLite). Default: approvals.sqlite next to the audit log.",
+)
+@click.option("--listen", metavar="HOST:PORT", help="Serve streamable HTTP here instead of stdio.")
+@click.option(
+    "--upstream", metavar="URL", help="The upstream server's streamable HTTP URL (instead of a command after --)."
+)
+@click.option(
+    "--upstream-mode",
+    type=click.Choice(["legacy", "auto", "2026-07-28"]),
+    default="legacy",
+    show_default=True,
+    help="Protocol era towards the upstream server (auto probes server/discover first).",
+)
+@click.option(
+    "--auth-tokens",
+    type=click.Path(dir_okay=False, exists=True),
+    help='HTTP only: JSON {"TOKEN": "identity"}; requests need "Authorization: Bearer TOKEN".',
+)
+@click.option(
+    "--upstream-timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help="Give up on an upstream request after this long (default: wait).",
+)
+@click.option(
+    "--audit-max-bytes",
+    type=click.IntRange(min=0),
+    default=10 * 1024 * 1024,
+    show_default=True,
+    help="Rotate the audit log at this size (0: never).",
+)
+@click.option(
+    "--audit-backups", type=click.IntRange(min=1), default=5, show_default=True, help="Rotated audit files to keep."
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def proxy_cmd(
+    policy: str,
+    audit: str | None,
+    identity: str | None,
+    server_name: str | None,
+    watch: bool,
+    log_args: bool,
+    approval: str,
+    approval_timeout: float,
+    approvals_db: str | None,
+    listen: str | None,
+    upstream: str | None,
+    upstream_mode: str,
+    auth_tokens: str | None,
+    upstream_timeout: float | None,
+    audit_max_bytes: int,
+    audit_backups: int,
+    command: tuple[str, ...],
+) -> None:
+    """Enforce a policy in front of one MCP server (stdio, or streamable HTTP with --listen).
+
+    Every tools/call is decided before the server sees it: denied calls get a tool error naming
+    the rule and reason, hidden tools vanish from tools/list, approval_required asks a human, and
+    one audit record per decision is written and flushed before anything is forwarded.
+
+    \b
+    Examples:
+      plr proxy --policy policy.plr -- npx -y @modelcontextprotocol/server-memory
+      plr proxy --policy policy.json --audit audit.jsonl --watch -- python server.py
+      plr proxy --policy policy.plr --listen 127.0.0.1:8765 --upstream http://127.0.0.1:9000/mcp
+
+    \b
+    In an MCP client's config (e.g. claude_desktop_config.json):
+      {"mcpServers": {"memory": {"command": "plr", "args": ["proxy", "--policy",
+        "/path/policy.plr", "--", "npx", "-y", "@modelcontextprotocol/server-memory"]}}}
+    """
+    from .errors import PlrError
+    from .proxy.audit import default_audit_path
+    from .proxy.reload import load_policy_file
+
+    cmd = list(command)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if bool(cmd) == bool(upstream):
+        raise click.UsageError(
+            "give the upstream server either as a command after `--` or as --upstream URL (not both)"
+        )
+    host_port = _parse_listen(listen) if listen else None
+    if host_port and host_port[0] not in ("127.0.0.1", "localhost", "::1") and not auth_tokens:
+        click.echo(
+            f"plr proxy: warning: listening on {host_port[0]} without --auth-tokens: anyone who can reach this "
+            "port acts with --identity",
+            err=True,
+        )
+    if auth_tokens and not listen:
+        raise click.UsageError("--auth-tokens applies to the HTTP front only (use it with --listen)")
+    tokens = None
+    if auth_tokens:
+        from .proxy.http import load_tokens
+
+        try:
+            tokens = load_tokens(auth_tokens)
+        except (OSError, ValueError) as e:
+            click.echo(f"plr proxy: {auth_tokens}: {e}", err=True)
+            sys.exit(EXIT_INPUT)
+    # fail closed: no policy, no proxy
+    try:
+        loaded = load_policy_file(policy)
+    except PlrError as e:
+        click.echo(str(e), err=True)
+        click.echo("plr proxy: the policy could not be loaded; not starting", err=True)
+        sys.exit(EXIT_INPUT)
+    audit_path = Path(audit) if audit else default_audit_path()
+    _need_mcp()
+    import anyio
+
+    from .proxy.core import ProxyOptions
+    from .proxy.serve import UpstreamStartError, serve
+
+    opts = ProxyOptions(
+        policy_path=policy,
+        identity=identity,
+        server_name=server_name,
+        audit_path=audit_path,
+        log_args=log_args,
+        audit_max_bytes=audit_max_bytes,
+        audit_backups=audit_backups,
+        approval_mode=approval,  # type: ignore[arg-type]
+        approval_timeout=approval_timeout,
+        approvals_db=Path(approvals_db) if approvals_db else None,
+        watch=watch,
+        upstream_timeout=upstream_timeout,
+        tokens=tokens,
+    )
+    try:
+        audit_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(audit_path, "ab"):
+            pass
+    except OSError as e:
+        click.echo(f"plr proxy: cannot write the audit log {audit_path}: {e.strerror or e}; not starting", err=True)
+        sys.exit(EXIT_INPUT)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="plr proxy: %(name)s: %(message)s")
+    target = " ".join(cmd) if cmd else upstream
+    click.echo(
+        f"plr proxy: enforcing {policy} (sha256 {loaded.sha256[:12]}) in front of {target}; audit log {audit_path}",
+        err=True,
+    )
+    try:
+        anyio.run(
+            lambda: serve(
+                opts, loaded, command=cmd or None, upstream_url=upstream, upstream_mode=upstream_mode, listen=host_port
+            )
+        )
+    except UpstreamStartError as e:
+        click.echo(f"plr proxy: cannot start the upstream MCP server: {e}", err=True)
+        sys.exit(EXIT_FAIL)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+# --- plr approvals ----------------------------------------------------------------------------
+
+
+def _queue(ctx: click.Context) -> Any:
+    from .proxy.approvals import ApprovalQueue, default_db_path
+
+    db = ctx.obj.get("db")
+    path = Path(db) if db else default_db_path(ctx.obj.get("audit"))
+    return ApprovalQueue(path)
+
+
+@click.group("approvals")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    envvar="PLR_APPROVALS_DB",
+    help="The queue file (default: approvals.sqlite next to the audit log).",
+)
+@click.option("--audit", type=click.Path(dir_okay=False), help="The proxy's audit log; the queue is next to it.")
+@click.pass_context
+def approvals_group(ctx: click.Context, db: str | None, audit: str | None) -> None:
+    """Answer the proxy's approval requests (when the MCP client cannot ask the human itself).
+
+    \b
+    Examples:
+      plr approvals list
+      plr approvals grant 3f9c2a1b
+      plr approvals deny 3f9c2a1b --note "not during the release"
+      plr approvals --db /var/lib/plr/approvals.sqlite list --all
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = db
+    ctx.obj["audit"] = audit
+
+
+def _ago(t: float) -> str:
+    import time
+
+    d = max(0.0, time.time() - t)
+    return f"{d:.0f}s" if d < 120 else f"{d / 60:.0f}m" if d < 7200 else f"{d / 3600:.0f}h"
+
+
+@approvals_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Also answered, expired and used requests (newest first).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
+    """Pending approval requests (id, tool, arguments, why, time left)."""
+    import time
+
+    from .proxy.approvals import short_args
+
+    q = _queue(ctx)
+    items = q.list(include_done=show_all)
+    if fmt == "json":
+        click.echo(json.dumps([a.to_dict() for a in items], ensure_ascii=False))
+        return
+    if not items:
+        click.echo("no pending approval requests" if not show_all else "no approval requests")
+        return
+    for a in items:
+        status = a.effective_status()
+        left = max(0, int(a.expires - time.time()))
+        state = _style(status, {"pending": "yellow", "granted": "green", "used": "green"}.get(status, "red"))
+        extra = f"{left}s left" if status == "pending" else f"{_ago(a.created)} ago"
+        click.echo(f"{_style(a.id, 'cyan', True)}  {state}  {a.tool}({short_args(a.args)})  {extra}")
+        who = ", ".join(
+            x for x in (f"identity {a.identity}" if a.identity else "", f"server {a.server}" if a.server else "") if x
+        )
+        click.echo(f"    {a.reason or ''}" + (f"  [{a.rule}]" if a.rule else "") + (f"  ({who})" if who else ""))
+
+
+def _answer(ctx: click.Context, aid: str, grant: bool, note: str | None) -> None:
+    q = _queue(ctx)
+    done, status = q.answer(aid, grant, note)
+    if done:
+        click.echo(f"{'granted' if grant else 'denied'} {aid}")
+        return
+    if status == "unknown":
+        click.echo(f"plr approvals: no approval request {aid}", err=True)
+        sys.exit(EXIT_INPUT)
+    click.echo(f"plr approvals: {aid} is not pending (it is {status})", err=True)
+    sys.exit(EXIT_FAIL)
+
+
+@approvals_group.command("grant")
+@click.argument("approval_id")
+@click.option("--note", help="Why (kept in the queue).")
+@click.pass_context
+def approvals_grant(ctx: click.Context, approval_id: str, note: str | None) -> None:
+    """Approve one pending call (exactly that call: same tool and arguments)."""
+    _answer(ctx, approval_id, True, note)
+
+
+@approvals_group.command("deny")
+@click.argument("approval_id")
+@click.option("--note", help="Why (kept in the queue).")
+@click.pass_context
+def approvals_deny(ctx: click.Context, approval_id: str, note: str | None) -> None:
+    """Refuse one pending call."""
+    _answer(ctx, approval_id, False, note)
+
+
+# --- plr audit --------------------------------------------------------------------------------
+
+
+@click.command("audit")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--tool", "tools", multiple=True, help="Only these tools (repeatable).")
+@click.option(
+    "--effect",
+    "effects",
+    multiple=True,
+    type=click.Choice(["allow", "deny", "approval_required"]),
+    help="Only these effects (repeatable).",
+)
+@click.option("--code", "codes", multiple=True, help="Only these codes, e.g. rate_limited (repeatable).")
+@click.option("--session", help="Only this session.")
+@click.option("--identity", help="Only this identity.")
+@click.option("--since", help="Only records newer than this: 90s, 15m, 1h, 2d or an ISO time.")
+@click.option(
+    "--rotated/--no-rotated", default=True, show_default=True, help="Also read rotated files (FILE.1, FILE.2, ...)."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def audit_cmd(
+    file: str | None,
+    tools: tuple[str, ...],
+    effects: tuple[str, ...],
+    codes: tuple[str, ...],
+    session: str | None,
+    identity: str | None,
+    since: str | None,
+    rotated: bool,
+    fmt: str,
+) -> None:
+    """Read and filter the proxy's audit log (a torn last line is skipped, never fatal).
+
+    \b
+    Examples:
+      plr audit audit.jsonl --effect deny --since 1h
+      plr audit audit.jsonl --tool cancel-task --format json | jq .reason
+    """
+    from .proxy.audit import default_audit_path, parse_since, read_records, record_time, rotated_paths
+
+    path = Path(file) if file else default_audit_path()
+    if not path.exists():
+        click.echo(f"plr audit: {path}: no such file", err=True)
+        sys.exit(EXIT_INPUT)
+    cutoff = None
+    if since:
+        try:
+            cutoff = parse_since(since)
+        except ValueError:
+            raise click.BadParameter("expected 90s, 15m, 1h, 2d or an ISO timestamp", param_hint="--since") from None
+    paths = rotated_paths(path) if rotated else [path]
+    errors: list[str] = []
+    n = 0
+    for rec in read_records(paths, errors):
+        if tools and rec.get("tool") not in tools:
+            continue
+        if effects and rec.get("effect") not in effects:
+            continue
+        if codes and rec.get("code") not in codes:
+            continue
+        if session is not None and rec.get("session") != session:
+            continue
+        if identity is not None and rec.get("identity") != identity:
+            continue
+        if cutoff is not None:
+            t = record_time(rec)
+            if t is None or t < cutoff:
+                continue
+        n += 1
+        if fmt == "json":
+            click.echo(json.dumps(rec, ensure_ascii=False))
+            continue
+        eff = str(rec.get("effect"))
+        colour = {"allow": "green", "deny": "red"}.get(eff, "yellow")
+        rule = f" {rec['rule']}" if rec.get("rule") else ""
+        click.echo(
+            f"{rec.get('ts', '?')}  {_style(f'{eff:<17}', colour)} {rec.get('tool')}  ({rec.get('code')}){rule}: {rec.get('reason', '')}"
+        )
+    for e in errors:
+        click.echo(f"plr audit: {e}", err=True)
+    if fmt == "text" and sys.stdout.isatty():
+        click.echo(f"{n} record(s)", err=True)
+
+
+def register(cli: click.Group) -> None:
+    """Add `proxy`, `approvals` and `audit` to the `plr` command group."""
+    cli.add_command(proxy_cmd, "proxy")
+    cli.add_command(approvals_group, "approvals")
+    cli.add_command(audit_cmd, "audit")

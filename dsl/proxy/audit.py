@@ -1,0 +1,280 @@
+"""The audit log: one JSON line per decision, appended and flushed before the call is forwarded.
+
+Writing: ``AuditLog.write(record)`` serialises the record, and appends it with a single
+``os.write`` on an ``O_APPEND`` descriptor, so the line is in the kernel before the call goes
+upstream (no user-space buffer to lose) and two processes sharing a log never interleave
+inside a line. A crash can at worst leave a torn last line without its newline; the writer
+terminates such a line before appending, and the reader skips it, so one torn line never breaks
+``plr audit``. Rotation is by size (``FILE`` -> ``FILE.1`` -> ... ``FILE.N``), under an
+advisory lock so concurrent proxies rotate once.
+
+Arguments are stored as a hash (``args_sha256`` of their canonical JSON) unless the proxy runs
+with ``--log-args``; then values under keys that look like secrets are replaced by
+``"[REDACTED]"``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import hashlib
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+try:  # POSIX advisory locks; rotation without them is still safe for a single process
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "AuditLog",
+    "args_sha256",
+    "canonical_args",
+    "redact",
+    "read_records",
+    "parse_since",
+    "default_audit_path",
+    "rotated_paths",
+    "utc_now",
+]
+
+_SECRET_KEY = re.compile(r"pass(word|wd|phrase)?|token|secret|key|auth|credential|cookie|session[-_]?id|private", re.I)
+REDACTED = "[REDACTED]"
+
+
+def default_audit_path() -> Path:
+    """``$XDG_STATE_HOME/plr/audit.jsonl`` (``~/.local/state/plr/audit.jsonl``)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "plr" / "audit.jsonl"
+
+
+def utc_now() -> str:
+    """``2026-11-25T12:00:00.123Z``: UTC, millisecond precision."""
+    now = _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def canonical_args(args: Any) -> str:
+    """The canonical JSON text of a call's arguments (sorted keys, no spaces, UTF-8)."""
+    try:
+        return json.dumps(
+            {} if args is None else args,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=True,
+            default=repr,
+        )
+    except (ValueError, RecursionError, TypeError):
+        return repr(args)
+
+
+def args_sha256(args: Any) -> str:
+    return hashlib.sha256(canonical_args(args).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def redact(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with every value under a secret-looking key replaced."""
+    if depth > 64:
+        return REDACTED
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact(v, depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v, depth + 1) for v in value]
+    return value
+
+
+def rotated_paths(path: str | os.PathLike[str], backups: int = 99) -> list[Path]:
+    """``FILE.N`` ... ``FILE.1``, ``FILE`` that exist, oldest first."""
+    p = Path(path)
+    out = [Path(f"{p}.{i}") for i in range(backups, 0, -1) if Path(f"{p}.{i}").exists()]
+    if p.exists():
+        out.append(p)
+    return out
+
+
+class AuditLog:
+    """Appends JSON Lines records; thread-safe; safe to share a file between processes."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = 10 * 1024 * 1024,
+        backups: int = 5,
+        fsync: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = max(1, backups)
+        self.fsync = fsync
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._ino: tuple[int, int] | None = None
+        self.records = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open()
+
+    # -- file handling ----------------------------------------------------------------
+
+    def _open(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        st = os.fstat(fd)
+        if st.st_size > 0:
+            # a previous crash may have left a torn last line: end it so our first record is whole
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        os.write(fd, b"\n")
+            except OSError:
+                pass
+        self._fd = fd
+        self._ino = (st.st_dev, st.st_ino)
+
+    def _reopen_if_moved(self) -> None:
+        """Another process rotated the file: follow the name to the new file."""
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._ino:
+                return
+        except FileNotFoundError:
+            pass
+        self._close_fd()
+        self._open()
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def _rotate(self) -> None:
+        assert self._fd is not None
+        locked = False
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                locked = True
+            except OSError:
+                pass
+        try:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) == self._ino and st.st_size >= self.max_bytes:
+                for i in range(self.backups - 1, 0, -1):
+                    src = Path(f"{self.path}.{i}")
+                    if src.exists():
+                        os.replace(src, f"{self.path}.{i + 1}")
+                os.replace(self.path, f"{self.path}.1")
+        except FileNotFoundError:
+            pass
+        finally:
+            if locked:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)  # type: ignore[union-attr]
+                except OSError:
+                    pass
+        self._close_fd()
+        self._open()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record and hand it to the kernel before returning (raises OSError on failure)."""
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=repr) + "\n").encode(
+            "utf-8", "surrogatepass"
+        )
+        with self._lock:
+            if self._fd is None:
+                self._open()
+            self._reopen_if_moved()
+            assert self._fd is not None
+            view = memoryview(line)
+            while view:
+                try:
+                    n = os.write(self._fd, view)
+                except InterruptedError:
+                    continue
+                except OSError as e:
+                    if e.errno == errno.EBADF:
+                        self._close_fd()
+                        self._open()
+                        continue
+                    raise
+                view = view[n:]
+            if self.fsync:
+                os.fsync(self._fd)
+            self.records += 1
+            if self.max_bytes > 0 and os.fstat(self._fd).st_size >= self.max_bytes:
+                self._rotate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_fd()
+
+
+# --- reading ------------------------------------------------------------------------
+
+
+def read_records(paths: Iterable[str | os.PathLike[str]], errors: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Records of the given files in order; a line that is not a JSON object is skipped
+    (and described in ``errors``), so a torn last line never stops the reader."""
+    for path in paths:
+        try:
+            f = open(path, "rb")
+        except OSError as e:
+            if errors is not None:
+                errors.append(f"{path}: {e.strerror or e}")
+            continue
+        with f:
+            for n, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw.decode("utf-8", "replace"))
+                except (ValueError, RecursionError):
+                    rec = None
+                if not isinstance(rec, dict):
+                    if errors is not None:
+                        errors.append(f"{path}:{n}: skipped a line that is not a JSON record (torn write?)")
+                    continue
+                yield rec
+
+
+_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$", re.I)
+_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, now: _dt.datetime | None = None) -> _dt.datetime:
+    """``90s``, ``15m``, ``1h``, ``2d`` (ago) or an ISO timestamp -> an aware UTC datetime."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    m = _SINCE.match(text)
+    if m:
+        return now - _dt.timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2).lower()])
+    t = text.strip()
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    ts = _dt.datetime.fromisoformat(t)  # ValueError on anything else
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=_dt.timezone.utc)
+    return ts
+
+
+def record_time(rec: dict[str, Any]) -> _dt.datetime | None:
+    ts = rec.get("ts")
+    if not isinstance(ts, str):
+        return None
+    try:
+        return parse_since(ts)
+    except ValueError:
+        return None

@@ -1,0 +1,900 @@
+"""The enforcing proxy's heart: decide each call, log it, then forward it (or not).
+
+``Proxy`` holds the engine, the audit log, the approval channels and one upstream
+``mcp.Client``; ``Proxy.build_server()`` returns a low-level ``mcp`` ``Server`` (the front the
+agent's client talks to) whose handlers
+
+- ``tools/list``: forward, then drop hidden tools (``Engine.visible``);
+- ``tools/call``: decide first; a denial becomes a ``CallToolResult(is_error=True)`` naming the
+  tool, rule and reason, and the upstream server never sees the call; ``approval_required``
+  asks a human (MCP elicitation in either protocol era, or the local ``plr approvals`` queue);
+  the audit record is written and flushed before anything is forwarded;
+- everything else the upstream server offers (resources, prompts, completion, logging level,
+  ping) is forwarded with its parameters rebuilt (never the inbound object: it may carry the
+  2026-07-28 envelope a handshake-era upstream rejects), and upstream notifications and
+  server-to-client requests are relayed back on a stdio front.
+
+Fail closed: an engine exception, an audit write failure or a broken approval channel denies
+the call; an upstream failure is a JSON-RPC error, never a silent success.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import TypeAdapter, ValidationError
+
+from ..engine import Decision, Engine
+from .audit import AuditLog, args_sha256, canonical_args, redact, utc_now
+from .reload import LoadedPolicy
+
+__all__ = ["ProxyOptions", "Proxy", "APPROVAL_SCHEMA", "deny_text"]
+
+log = logging.getLogger("plr.proxy")
+
+APPROVAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"approve": {"type": "boolean"}},
+    "required": ["approve"],
+}
+APPROVAL_KEY = "plr.approval"  # our key in InputRequiredResult.input_requests (kept apart from upstream keys)
+STATE_PREFIX = "plr1."
+DECISION_META_KEY = "plr/decision"
+
+ApprovalMode = Literal["auto", "elicit", "queue", "deny"]
+
+_CallToolAdapter: TypeAdapter[types.CallToolResult | types.InputRequiredResult] = TypeAdapter(
+    types.CallToolResult | types.InputRequiredResult
+)
+_ReadResourceAdapter: TypeAdapter[types.ReadResourceResult | types.InputRequiredResult] = TypeAdapter(
+    types.ReadResourceResult | types.InputRequiredResult
+)
+_GetPromptAdapter: TypeAdapter[types.GetPromptResult | types.InputRequiredResult] = TypeAdapter(
+    types.GetPromptResult | types.InputRequiredResult
+)
+# Results the proxy only passes on are kept as the wire dict: the SDK has validated them against
+# the upstream's protocol version, and the front validates them again for the client's version.
+_RAW: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
+
+
+@dataclass
+class ProxyOptions:
+    """Everything the proxy is told on the command line."""
+
+    policy_path: str
+    identity: str | None = None
+    server_name: str | None = None
+    audit_path: Path | None = None
+    log_args: bool = False
+    audit_max_bytes: int = 10 * 1024 * 1024
+    audit_backups: int = 5
+    approval_mode: ApprovalMode = "auto"
+    approval_timeout: float = 120.0
+    approvals_db: Path | None = None
+    watch: bool = False
+    upstream_timeout: float | None = None
+    # HTTP front: Authorization bearer token -> identity (None: everyone is ``identity``)
+    tokens: dict[str, str] | None = None
+    stderr: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
+
+
+def deny_text(tool: str, d: Decision) -> str:
+    """``plr: cancel-task denied by policy.plr:11: REASON`` (+ retry hint when rate limited)."""
+    where = f" by {d.rule}" if d.rule else " by policy"
+    text = f"plr: {tool} denied{where}: {d.reason}"
+    if d.retry_after is not None and "retry after" not in d.reason:
+        text += f"; retry after {_secs(d.retry_after)} s"
+    return text
+
+
+def _secs(x: float) -> str:
+    """Seconds for a human, rounded up (a retry hint must never be too early)."""
+    if x >= 10 or float(x).is_integer():
+        return str(int(math.ceil(x)))
+    return f"{math.ceil(x * 10) / 10:.1f}".rstrip("0").rstrip(".")
+
+
+def _short(value: str, limit: int = 400) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def _b64(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def _unb64(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def _clean_meta(meta: Any) -> dict[str, Any] | None:
+    """The inbound ``_meta`` minus what the front connection owns (envelope, progress token)."""
+    if not meta:
+        return None
+    out = {
+        k: v
+        for k, v in dict(meta).items()
+        if k != "progressToken"
+        and k != "progress_token"
+        and not k.startswith("io.modelcontextprotocol/")
+        and k not in ("traceparent", "tracestate", "baggage")
+    }
+    return out or None
+
+
+def _rebuild(params: Any, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Wire dict of inbound params without front-owned fields (never the inbound object itself)."""
+    if params is None:
+        return {}
+    d = params.model_dump(by_alias=True, mode="json", exclude_none=True)
+    meta = _clean_meta(d.pop("_meta", None))
+    for k in ("inputResponses", "requestState", "task", *drop):
+        d.pop(k, None)
+    if meta:
+        d["_meta"] = meta
+    return d
+
+
+class UpstreamGone(Exception):
+    pass
+
+
+class Proxy:
+    """One proxy instance: policy, audit, approvals, and the upstream client once connected."""
+
+    def __init__(self, options: ProxyOptions, loaded: LoadedPolicy, *, transport: str = "stdio") -> None:
+        self.opt = options
+        self.loaded = loaded
+        self.engine = Engine(loaded.policy)
+        self.transport = transport
+        self.audit: AuditLog | None = None
+        if options.audit_path is not None:
+            self.audit = AuditLog(options.audit_path, max_bytes=options.audit_max_bytes, backups=options.audit_backups)
+        self._queue: Any = None
+        self._secret = os.urandom(32)
+        self._used_nonces: dict[str, float] = {}
+        self.process_session = uuid.uuid4().hex
+        self.up: Any = None  # mcp.Client
+        self.server_name: str | None = options.server_name
+        self.front_session: Any = None  # last handshake-era ServerSession (stdio relay target)
+        self._last_hidden: frozenset[str] = frozenset(loaded.policy.hide)
+        self._schemas: dict[str, Any] = {}
+
+    # -- policy --------------------------------------------------------------------------
+
+    def apply_policy(self, loaded: LoadedPolicy) -> None:
+        """Hot reload: prepare fully, then swap (raises and keeps the old policy on failure)."""
+        self.engine.replace_policy(loaded.policy)
+        self.loaded = loaded
+        hidden = frozenset(loaded.policy.hide)
+        if hidden != self._last_hidden:
+            self._last_hidden = hidden
+            self._notify_front(types.ToolListChangedNotification())
+
+    # -- sessions and identity -------------------------------------------------------------
+
+    def session_of(self, ctx: Any) -> str:
+        if self.transport == "stdio":
+            return self.process_session
+        conn = getattr(ctx.session, "_connection", None)
+        sid = getattr(conn, "session_id", None)
+        if sid:
+            return str(sid)
+        req = getattr(ctx, "request", None)
+        if req is not None:
+            h = req.headers.get("mcp-session-id")
+            if h:
+                return h
+        # stateless 2026-07-28 era: the client's identity plus the client info it declares
+        cp = ctx.session.client_params
+        info = cp.client_info if cp is not None else None
+        who = f"{info.name}/{info.version}" if info is not None else "anonymous"
+        return f"{self.identity_of(ctx) or ''}|{who}"
+
+    def identity_of(self, ctx: Any) -> str | None:
+        tokens = self.opt.tokens
+        if tokens is not None:
+            from .http import identity_for_header
+
+            req = getattr(ctx, "request", None)
+            ident = identity_for_header(tokens, req.headers.get("authorization") if req is not None else None)
+            if ident is None:  # the HTTP gate lets no such request through; fail closed regardless
+                raise PermissionError("request without a known bearer token")
+            return ident
+        return self.opt.identity
+
+    def _remember_front(self, ctx: Any) -> None:
+        if self.transport == "stdio" and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            self.front_session = ctx.session
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        *,
+        call: str,
+        ctx_session: str,
+        identity: str | None,
+        tool: str,
+        args: Any,
+        effect: str,
+        code: str,
+        reason: str,
+        rule: str | None,
+        latency_us: int,
+        retry_after: float | None = None,
+        approval: str | None = None,
+        approval_id: str | None = None,
+        policy_sha256: str | None = None,
+    ) -> None:
+        """Write one decision record (raises OSError if it cannot be written)."""
+        if self.audit is None:
+            return
+        rec: dict[str, Any] = {
+            "ts": utc_now(),
+            "session": ctx_session,
+            "identity": identity,
+            "server": self.server_name,
+            "tool": tool,
+            "args_sha256": args_sha256(args),
+            "effect": effect,
+            "code": code,
+            "rule": rule,
+            "reason": reason,
+            "policy_sha256": policy_sha256 or self.loaded.sha256,
+            "latency_us": latency_us,
+            "call": call,
+        }
+        if retry_after is not None:
+            rec["retry_after"] = retry_after
+        if approval is not None:
+            rec["approval"] = approval
+        if approval_id is not None:
+            rec["approval_id"] = approval_id
+        if self.opt.log_args:
+            rec["args"] = redact(args)
+        self.audit.write(rec)
+
+    def decide(self, tool: str, args: Any, session: str, identity: str | None, approved: bool) -> tuple[Decision, int]:
+        t0 = time.perf_counter_ns()
+        try:
+            d = self.engine.decide(
+                tool, args, identity=identity, session=session, server=self.server_name, approved=approved
+            )
+        except Exception as e:  # noqa: BLE001 - the engine promises not to raise; fail closed if it does
+            d = Decision("deny", "error", f"internal error while deciding: {type(e).__name__}: {e}")
+        return d, (time.perf_counter_ns() - t0) // 1000
+
+    # -- results -------------------------------------------------------------------------
+
+    @staticmethod
+    def denied(tool: str, d: Decision, code: str | None = None) -> types.CallToolResult:
+        meta = {
+            DECISION_META_KEY: {
+                "effect": "deny",
+                "code": code or d.code,
+                "rule": d.rule,
+                "reason": d.reason,
+                "retry_after": d.retry_after,
+            }
+        }
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=deny_text(tool, d))], is_error=True, _meta=meta
+        )
+
+    # -- the upstream ----------------------------------------------------------------------
+
+    def _upstream(self) -> Any:
+        if self.up is None:
+            raise MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream MCP server is not connected")
+        return self.up.session
+
+    def _map_error(self, e: BaseException) -> MCPError:
+        if isinstance(e, MCPError):
+            if e.error.code == types.CONNECTION_CLOSED:
+                return MCPError(
+                    code=types.INTERNAL_ERROR,
+                    message="plr: the upstream MCP server closed the connection (it exited or crashed)",
+                )
+            if e.error.code == types.REQUEST_TIMEOUT:
+                return MCPError(
+                    code=types.INTERNAL_ERROR, message="plr: the upstream MCP server did not answer in time"
+                )
+            return e
+        if isinstance(e, ValidationError):
+            return MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream MCP server sent an invalid result")
+        if isinstance(e, (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError)):
+            return MCPError(
+                code=types.INTERNAL_ERROR,
+                message="plr: the upstream MCP server closed the connection (it exited or crashed)",
+            )
+        log.exception("upstream request failed")
+        return MCPError(code=types.INTERNAL_ERROR, message=f"plr: upstream request failed: {type(e).__name__}")
+
+    async def _send(
+        self,
+        ctx: Any,
+        request: Any,
+        result_type: Any,
+        progress: bool = False,
+    ) -> Any:
+        session = self._upstream()
+        cb = None
+        if (
+            progress
+            and ctx.meta
+            and (ctx.meta.get("progressToken") is not None or ctx.meta.get("progress_token") is not None)
+        ):
+            front = ctx.session
+
+            async def cb(p: float, total: float | None, message: str | None) -> None:
+                try:
+                    await front.report_progress(p, total, message)
+                except Exception:  # noqa: BLE001 - progress is best effort
+                    pass
+
+        try:
+            result = await session.send_request(
+                request, result_type, request_read_timeout_seconds=self.opt.upstream_timeout, progress_callback=cb
+            )
+        except Exception as e:  # noqa: BLE001
+            raise self._map_error(e) from None
+        needs_input = isinstance(result, types.InputRequiredResult) or (
+            isinstance(result, dict) and result.get("resultType") == "input_required"
+        )
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        if needs_input and not modern:
+            # a 2026-07-28 upstream asks for input; a handshake-era client cannot take that result
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message="plr: the upstream server asked for input that cannot be relayed to a 2025-era client",
+            )
+        if modern and isinstance(result, dict) and "resultType" not in result:
+            result["resultType"] = "complete"  # required from 2026-07-28 on; a 2025-era upstream omits it
+        return result
+
+    # -- handlers: tools -------------------------------------------------------------------
+
+    async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> dict[str, Any]:
+        self._remember_front(ctx)
+        res: dict[str, Any] = await self._send(
+            ctx, types.ListToolsRequest(params=types.PaginatedRequestParams.model_validate(_rebuild(params))), _RAW
+        )
+        tools = res.get("tools") or []
+        for t in tools:
+            if isinstance(t, dict) and isinstance(t.get("name"), str):
+                self._schemas[t["name"]] = t.get("inputSchema")
+        visible = set(self.engine.visible([t.get("name") for t in tools if isinstance(t, dict)]))
+        res["tools"] = [t for t in tools if isinstance(t, dict) and t.get("name") in visible]
+        return res
+
+    async def call_tool(
+        self, ctx: Any, params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        self._remember_front(ctx)
+        tool = params.name
+        args = params.arguments if params.arguments is not None else {}
+        call = uuid.uuid4().hex[:16]
+        try:
+            session = self.session_of(ctx)
+            identity = self.identity_of(ctx)
+        except Exception as e:  # noqa: BLE001
+            return self._fail_closed(tool, args, call, "?", None, e)
+        try:
+            d, us = self.decide(tool, args, session, identity, False)
+            approval = approval_id = None
+            if d.effect == "approval_required":
+                outcome = await self._approve(ctx, params, tool, args, d, us, call, session, identity)
+                if isinstance(outcome, types.InputRequiredResult | types.CallToolResult):
+                    return outcome
+                d, us, approval, approval_id, call = outcome
+            if d.effect != "allow":
+                self.record(
+                    call=call,
+                    ctx_session=session,
+                    identity=identity,
+                    tool=tool,
+                    args=args,
+                    effect="deny",
+                    code=d.code,
+                    reason=d.reason,
+                    rule=d.rule,
+                    latency_us=us,
+                    retry_after=d.retry_after,
+                    approval=approval,
+                    approval_id=approval_id,
+                )
+                return self.denied(tool, d)
+            self.record(
+                call=call,
+                ctx_session=session,
+                identity=identity,
+                tool=tool,
+                args=args,
+                effect="allow",
+                code=d.code,
+                reason=d.reason,
+                rule=d.rule,
+                latency_us=us,
+                approval=approval,
+                approval_id=approval_id,
+            )
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
+            return self._fail_closed(tool, args, call, session, identity, e)
+        # -- allowed and logged: forward ------------------------------------------------
+        fwd = _rebuild(params)
+        fwd["arguments"] = params.arguments
+        if params.arguments is None:
+            fwd.pop("arguments", None)
+        extra = {k: v for k, v in (params.input_responses or {}).items() if k != APPROVAL_KEY}
+        if extra:  # a 2026-07-28 upstream's own input round, passed through
+            fwd["inputResponses"] = {
+                k: v.model_dump(by_alias=True, mode="json", exclude_none=True) for k, v in extra.items()
+            }
+            if params.request_state and not params.request_state.startswith(STATE_PREFIX):
+                fwd["requestState"] = params.request_state
+        req = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd))
+        return await self._send(ctx, req, _RAW, progress=True)
+
+    def _fail_closed(
+        self, tool: str, args: Any, call: str, session: str, identity: str | None, e: BaseException
+    ) -> types.CallToolResult:
+        d = Decision("deny", "error", f"internal error in the proxy: {type(e).__name__}: {_short(str(e), 200)}")
+        log.error("plr proxy: denying %s: %s", tool, d.reason)
+        self.opt.stderr(f"plr proxy: denied {tool} after an internal error: {type(e).__name__}: {e}")
+        try:
+            self.record(
+                call=call,
+                ctx_session=session,
+                identity=identity,
+                tool=tool,
+                args=args,
+                effect="deny",
+                code="error",
+                reason=d.reason,
+                rule=None,
+                latency_us=0,
+            )
+        except Exception as e2:  # noqa: BLE001
+            self.opt.stderr(f"plr proxy: could not write the audit record: {e2}")
+        return self.denied(tool, d)
+
+    # -- approvals --------------------------------------------------------------------------
+
+    def _approval_message(self, tool: str, args: Any, d: Decision) -> str:
+        return f"Allow {tool}({_short(canonical_args(args), 600)})? {d.reason}"
+
+    @staticmethod
+    def _form_capable(ctx: Any) -> bool:
+        caps = ctx.session.client_capabilities
+        el = getattr(caps, "elicitation", None) if caps is not None else None
+        if el is None:
+            return False
+        return el.form is not None or el.url is None  # `{}` means form (2025-06-18 wording)
+
+    async def _approve(
+        self,
+        ctx: Any,
+        params: types.CallToolRequestParams,
+        tool: str,
+        args: Any,
+        d: Decision,
+        us: int,
+        call: str,
+        session: str,
+        identity: str | None,
+    ) -> Any:
+        """Ask a human. Returns a final (Decision, latency, channel, id), or a result to return as is."""
+        mode = self.opt.approval_mode
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        can_elicit = self._form_capable(ctx) and (modern or ctx.session.can_send_request)
+        if mode == "deny" or (mode == "elicit" and not can_elicit):
+            nd = Decision(
+                "deny", d.code, f"{d.reason} (approval required, but no approval channel is available)", d.rule
+            )
+            return nd, us, "unavailable", None, call
+        use_elicit = mode == "elicit" or (mode == "auto" and can_elicit)
+        if use_elicit and modern:
+            return await self._approve_modern(ctx, params, tool, args, d, us, call, session, identity)
+        # ask-record first (the operator's tail -f sees the pending call)
+        self.record(
+            call=call,
+            ctx_session=session,
+            identity=identity,
+            tool=tool,
+            args=args,
+            effect="approval_required",
+            code=d.code,
+            reason=d.reason,
+            rule=d.rule,
+            latency_us=us,
+            approval="elicitation" if use_elicit else "queue",
+        )
+        if use_elicit:
+            answer = await self._elicit_legacy(ctx, tool, args, d)
+            channel, aid = "elicitation", None
+        else:
+            answer, aid = await self._ask_queue(tool, args, d, session, identity)
+            channel = "queue"
+        return (*self._after_answer(answer, tool, args, d, session, identity, channel, aid), call)
+
+    def _after_answer(
+        self,
+        answer: str,
+        tool: str,
+        args: Any,
+        d: Decision,
+        session: str,
+        identity: str | None,
+        channel: str,
+        aid: str | None,
+    ) -> tuple[Decision, int, str, str | None]:
+        if answer == "granted":
+            nd, us2 = self.decide(tool, args, session, identity, True)
+            if nd.effect == "approval_required":  # cannot happen with approved=True; fail closed anyway
+                nd = Decision("deny", nd.code, nd.reason, nd.rule)
+            return nd, us2, channel, aid
+        why = {
+            "denied": "a human declined this call",
+            "expired": f"no approval within {_secs(self.opt.approval_timeout)} s",
+            "unavailable": "approval required, but the approval channel failed",
+        }.get(answer, "not approved")
+        code = {"denied": "approval_declined", "expired": "approval_timeout"}.get(answer, "approval_unavailable")
+        return Decision("deny", code, f"{d.reason} ({why})", d.rule), 0, channel, aid  # type: ignore[arg-type]
+
+    async def _elicit_legacy(self, ctx: Any, tool: str, args: Any, d: Decision) -> str:
+        msg = self._approval_message(tool, args, d)
+        try:
+            with anyio.fail_after(self.opt.approval_timeout):
+                res = await ctx.session.elicit_form(msg, APPROVAL_SCHEMA, related_request_id=ctx.request_id)
+        except TimeoutError:
+            return "expired"
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as e:  # noqa: BLE001 - the client failed to answer: not approved
+            self.opt.stderr(f"plr proxy: elicitation failed for {tool}: {type(e).__name__}: {e}")
+            return "unavailable"
+        ok = res.action == "accept" and (res.content or {}).get("approve") is True
+        return "granted" if ok else "denied"
+
+    def _queue_obj(self) -> Any:
+        if self._queue is None:
+            from .approvals import ApprovalQueue, default_db_path
+
+            path = self.opt.approvals_db or default_db_path(self.opt.audit_path)
+            self._queue = ApprovalQueue(path)
+        return self._queue
+
+    async def _ask_queue(
+        self, tool: str, args: Any, d: Decision, session: str, identity: str | None
+    ) -> tuple[str, str | None]:
+        try:
+            q = self._queue_obj()
+            shown = json.dumps(redact(args), ensure_ascii=False, sort_keys=True, default=repr)[:4000]
+            h = args_sha256(args)
+            aid = await anyio.to_thread.run_sync(
+                lambda: q.file(
+                    tool=tool,
+                    args_text=shown,
+                    args_hash=h,
+                    timeout=self.opt.approval_timeout,
+                    session=session,
+                    identity=identity,
+                    server=self.server_name,
+                    rule=d.rule,
+                    reason=d.reason,
+                )
+            )
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as e:  # noqa: BLE001
+            self.opt.stderr(f"plr proxy: cannot file an approval request: {type(e).__name__}: {e}")
+            return "unavailable", None
+        from .approvals import default_db_path
+
+        db = "" if Path(q.path) == default_db_path(None) else f" --db {q.path}"
+        self.opt.stderr(
+            f"plr proxy: approval needed for {tool} ({d.reason}); "
+            f"run `plr approvals{db} grant {aid}` or `plr approvals{db} deny {aid}` "
+            f"within {_secs(self.opt.approval_timeout)} s"
+        )
+        try:
+            return await q.wait(aid, h, self.opt.approval_timeout), aid
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as e:  # noqa: BLE001
+            self.opt.stderr(f"plr proxy: approval queue failed: {type(e).__name__}: {e}")
+            return "unavailable", aid
+
+    # 2026-07-28: return InputRequiredResult; the retried call carries the answer
+    def _fingerprint(self, tool: str, args: Any) -> str:
+        return hashlib.sha256(f"{tool}\x00{canonical_args(args)}".encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _seal(self, payload: dict[str, Any]) -> str:
+        body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+        mac = _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
+        return f"{STATE_PREFIX}{body}.{mac}"
+
+    def _unseal(self, state: str | None) -> dict[str, Any] | None:
+        if not state or not state.startswith(STATE_PREFIX):
+            return None
+        try:
+            body, mac = state[len(STATE_PREFIX) :].split(".", 1)
+            want = _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
+            if not hmac.compare_digest(want, mac):
+                return None
+            out = json.loads(_unb64(body))
+            return out if isinstance(out, dict) else None
+        except (ValueError, TypeError):
+            return None
+
+    def _spend_nonce(self, nonce: str, expires: float) -> bool:
+        now = time.time()
+        if len(self._used_nonces) > 4096:
+            self._used_nonces = {k: v for k, v in self._used_nonces.items() if v > now}
+        if nonce in self._used_nonces:
+            return False
+        self._used_nonces[nonce] = expires
+        return True
+
+    async def _approve_modern(
+        self,
+        ctx: Any,
+        params: types.CallToolRequestParams,
+        tool: str,
+        args: Any,
+        d: Decision,
+        us: int,
+        call: str,
+        session: str,
+        identity: str | None,
+    ) -> Any:
+        fp = self._fingerprint(tool, args)
+        responses = params.input_responses or {}
+        resp = responses.get(APPROVAL_KEY)
+        if resp is None:
+            # first round: ask, bound to this exact call, this session and a deadline
+            nonce = uuid.uuid4().hex
+            state = self._seal({"fp": fp, "sess": session, "iat": time.time(), "n": nonce, "call": call})
+            self.record(
+                call=call,
+                ctx_session=session,
+                identity=identity,
+                tool=tool,
+                args=args,
+                effect="approval_required",
+                code=d.code,
+                reason=d.reason,
+                rule=d.rule,
+                latency_us=us,
+                approval="elicitation",
+            )
+            req = types.ElicitRequest(
+                params=types.ElicitRequestFormParams(
+                    message=self._approval_message(tool, args, d), requested_schema=APPROVAL_SCHEMA
+                )
+            )
+            return types.InputRequiredResult(input_requests={APPROVAL_KEY: req}, request_state=state)
+        # the retry: request_state is attacker-controlled until verified
+        st = self._unseal(params.request_state)
+        if st is None or st.get("fp") != fp or st.get("sess") != session:
+            return (
+                Decision("deny", "approval_unavailable", f"{d.reason} (the approval does not match this call)", d.rule),
+                0,
+                "elicitation",
+                None,
+                call,
+            )
+        call = str(st.get("call") or call)
+        issued = float(st.get("iat", 0))
+        if time.time() - issued > self.opt.approval_timeout:
+            answer = "expired"
+        elif not self._spend_nonce(str(st.get("n")), issued + self.opt.approval_timeout):
+            return (
+                Decision("deny", "approval_unavailable", f"{d.reason} (this approval was already used)", d.rule),
+                0,
+                "elicitation",
+                None,
+                call,
+            )
+        else:
+            ok = (
+                isinstance(resp, types.ElicitResult)
+                and resp.action == "accept"
+                and (resp.content or {}).get("approve") is True
+            )
+            answer = "granted" if ok else "denied"
+        nd, us2, channel, aid = self._after_answer(answer, tool, args, d, session, identity, "elicitation", None)
+        if nd.effect != "allow":
+            self.record(
+                call=call,
+                ctx_session=session,
+                identity=identity,
+                tool=tool,
+                args=args,
+                effect="deny",
+                code=nd.code,
+                reason=nd.reason,
+                rule=nd.rule,
+                latency_us=us2,
+                retry_after=nd.retry_after,
+                approval=channel,
+            )
+            return self.denied(tool, nd)
+        return nd, us2, channel, aid, call
+
+    # -- handlers: everything else (forwarded) ---------------------------------------------
+
+    def _forwarder(
+        self, request_cls: Any, params_cls: Any, result_type: Any, *, progress: bool = False
+    ) -> Callable[[Any, Any], Awaitable[Any]]:
+        async def handler(ctx: Any, params: Any) -> Any:
+            self._remember_front(ctx)
+            p = _rebuild(params)
+            req = request_cls(params=params_cls.model_validate(p)) if (p or params_cls is not None) else request_cls()
+            return await self._send(ctx, req, result_type, progress=progress)
+
+        return handler
+
+    async def ping(self, ctx: Any, params: Any) -> types.EmptyResult:
+        # answered by the proxy, but only while the upstream server answers too
+        if self.up is not None:
+            try:
+                if self.up.session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                    await self._send(ctx, types.PingRequest(), types.EmptyResult)
+            except MCPError:
+                raise
+        return types.EmptyResult()
+
+    def build_server(self) -> tuple[Server[Any], Any]:
+        """The front server, mirroring what the upstream server offers."""
+        up = self.up
+        caps: types.ServerCapabilities = up.server_capabilities if up is not None else types.ServerCapabilities()
+        info = up.server_info if up is not None else None
+        if self.server_name is None:
+            self.server_name = info.name if info is not None else None
+        from mcp.server.caching import CACHEABLE_METHODS, CacheHint
+
+        server: Server[Any] = Server(
+            info.name if info is not None else "plr-proxy",
+            # lists depend on the policy (hot reload) and on who asks: never cacheable, never shared
+            cache_hints={m: CacheHint(ttl_ms=0, scope="private") for m in CACHEABLE_METHODS},
+            version=(info.version if info is not None else "") or "",
+            title=info.title if info is not None else None,
+            instructions=up.instructions if up is not None else None,
+            # Mcp-Param header checks (2026-07-28 HTTP) read the last listing, not a fresh upstream one
+            get_tool_input_schema=self._schemas.get,
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            on_ping=self.ping,
+        )
+        f = self._forwarder
+        if caps.resources is not None:
+            server.add_request_handler(
+                "resources/list",
+                types.PaginatedRequestParams,
+                f(types.ListResourcesRequest, types.PaginatedRequestParams, _RAW),
+            )
+            server.add_request_handler(
+                "resources/templates/list",
+                types.PaginatedRequestParams,
+                f(types.ListResourceTemplatesRequest, types.PaginatedRequestParams, _RAW),
+            )
+            server.add_request_handler(
+                "resources/read",
+                types.ReadResourceRequestParams,
+                f(types.ReadResourceRequest, types.ReadResourceRequestParams, _RAW, progress=True),
+            )
+            if caps.resources.subscribe:
+                server.add_request_handler(
+                    "resources/subscribe",
+                    types.SubscribeRequestParams,
+                    f(types.SubscribeRequest, types.SubscribeRequestParams, types.EmptyResult),
+                )
+                server.add_request_handler(
+                    "resources/unsubscribe",
+                    types.UnsubscribeRequestParams,
+                    f(types.UnsubscribeRequest, types.UnsubscribeRequestParams, types.EmptyResult),
+                )
+        if caps.prompts is not None:
+            server.add_request_handler(
+                "prompts/list",
+                types.PaginatedRequestParams,
+                f(types.ListPromptsRequest, types.PaginatedRequestParams, _RAW),
+            )
+            server.add_request_handler(
+                "prompts/get",
+                types.GetPromptRequestParams,
+                f(types.GetPromptRequest, types.GetPromptRequestParams, _RAW, progress=True),
+            )
+        if caps.completions is not None:
+            server.add_request_handler(
+                "completion/complete",
+                types.CompleteRequestParams,
+                f(types.CompleteRequest, types.CompleteRequestParams, _RAW),
+            )
+        if caps.logging is not None:
+            server.add_request_handler(
+                "logging/setLevel",
+                types.SetLevelRequestParams,
+                f(types.SetLevelRequest, types.SetLevelRequestParams, types.EmptyResult),
+            )
+        init = server.create_initialization_options(
+            NotificationOptions(
+                prompts_changed=bool(caps.prompts and caps.prompts.list_changed),
+                resources_changed=bool(caps.resources and caps.resources.list_changed),
+                tools_changed=True,
+            ),
+            experimental_capabilities=caps.experimental,
+        )
+        return server, init
+
+    # -- upstream -> front relay (stdio front, handshake era) ----------------------------------
+
+    def _notify_front(self, notification: Any) -> None:
+        s = self.front_session
+        if s is None:
+            return
+
+        async def send() -> None:
+            try:
+                await s.send_notification(notification)
+            except Exception:  # noqa: BLE001 - the front may be gone; relay is best effort
+                pass
+
+        tg = getattr(self, "_tg", None)
+        if tg is not None:
+            tg.start_soon(send)
+
+    async def upstream_message(self, message: Any) -> None:
+        """``message_handler`` of the upstream client: relay notifications to the front."""
+        if isinstance(message, Exception):
+            self.opt.stderr(f"plr proxy: ignored a malformed message from the upstream server: {message}")
+            return
+        if isinstance(message, (types.ProgressNotification, types.CancelledNotification)):
+            return  # progress is relayed per request (token mapping); cancellation is per connection
+        if isinstance(message, types.ServerNotification) or isinstance(message, types.Notification):
+            s = self.front_session
+            if s is None:
+                return
+            try:
+                await s.send_notification(message)
+            except Exception:  # noqa: BLE001
+                pass
+
+    async def upstream_elicitation(self, context: Any, params: Any) -> Any:
+        """An upstream server asks the user something: relay to the front client when it can answer."""
+        s = self.front_session
+        if s is None or not s.can_send_request:
+            return types.ErrorData(code=types.INVALID_REQUEST, message="Elicitation not supported")
+        caps = s.client_capabilities
+        if caps is None or caps.elicitation is None:
+            return types.ErrorData(code=types.INVALID_REQUEST, message="Elicitation not supported")
+        try:
+            with anyio.fail_after(self.opt.approval_timeout):
+                return await s.send_request(types.ElicitRequest(params=params), types.ElicitResult)
+        except TimeoutError:
+            return types.ElicitResult(action="cancel")
+        except MCPError as e:
+            return e.error
+        except Exception as e:  # noqa: BLE001
+            return types.ErrorData(code=types.INTERNAL_ERROR, message=f"relay failed: {type(e).__name__}")

@@ -1,0 +1,136 @@
+"""Wiring: policy + upstream client + front (stdio or HTTP) + optional hot reload."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import anyio
+import mcp_types as types
+
+from .core import Proxy, ProxyOptions
+from .reload import LoadedPolicy, watch_policy
+
+__all__ = ["serve", "UpstreamStartError"]
+
+
+class UpstreamStartError(Exception):
+    """The upstream server could not be started or did not complete the handshake."""
+
+
+def _version() -> str:
+    try:
+        from .. import __version__
+
+        return __version__
+    except Exception:  # noqa: BLE001
+        return "0"
+
+
+async def serve(
+    options: ProxyOptions,
+    loaded: LoadedPolicy,
+    *,
+    command: list[str] | None = None,
+    upstream_url: str | None = None,
+    upstream_mode: str = "legacy",
+    listen: tuple[str, int] | None = None,
+    stdin: Any = None,
+    stdout: Any = None,
+) -> None:
+    """Run one proxy until the front closes (stdio EOF) or the process is stopped."""
+    from mcp import Client, StdioServerParameters
+
+    proxy = Proxy(options, loaded, transport="http" if listen else "stdio")
+    if command:
+        target: Any = StdioServerParameters(command=command[0], args=list(command[1:]), env=dict(os.environ))
+    elif upstream_url:
+        target = upstream_url
+    else:
+        raise UpstreamStartError("no upstream server: give a command after `--` or --upstream URL")
+    kwargs: dict[str, Any] = {}
+    if listen is None:
+        # only a stdio front has one client to relay upstream elicitations to
+        kwargs["elicitation_callback"] = proxy.upstream_elicitation
+    client = Client(
+        target,
+        mode=upstream_mode,
+        cache=None,
+        message_handler=proxy.upstream_message,
+        client_info=types.Implementation(name="plr-proxy", version=_version()),
+        **kwargs,
+    )
+    entered = False
+    try:
+        async with anyio.create_task_group() as tg:
+            proxy._tg = tg  # type: ignore[attr-defined]
+            try:
+                async with client:
+                    entered = True
+                    proxy.up = client
+                    server, init = proxy.build_server()
+                    if options.watch:
+                        tg.start_soon(lambda: watch_policy(options.policy_path, proxy.apply_policy, options.stderr))
+                    stopping = anyio.Event()
+                    tg.start_soon(_on_signals, stopping, options.stderr)
+                    if listen is not None:
+                        from .http import serve_http
+
+                        await serve_http(
+                            server, listen[0], listen[1], tokens=options.tokens, report=options.stderr, stop=stopping
+                        )
+                    else:
+                        from .stdio import front_stdio
+
+                        with anyio.CancelScope() as front:
+                            tg.start_soon(_cancel_on, stopping, front)
+                            async with front_stdio(stdin, stdout) as (r, w):
+                                await server.run(r, w, init)
+            finally:
+                tg.cancel_scope.cancel()
+    except Exception as e:  # noqa: BLE001
+        if not entered:
+            raise UpstreamStartError(_describe(e)) from None
+        raise
+    finally:
+        if proxy.audit is not None:
+            proxy.audit.close()
+
+
+async def _on_signals(stopping: anyio.Event, report: Any) -> None:
+    """SIGTERM/SIGINT/SIGHUP: stop the front gracefully, so the upstream server is shut down too
+    (it runs in its own process group and would otherwise outlive the proxy)."""
+    import signal
+
+    sigs = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    try:
+        with anyio.open_signal_receiver(*sigs) as received:
+            async for num in received:
+                report(f"plr proxy: received {signal.Signals(num).name}; shutting down")
+                stopping.set()
+                return
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / platform
+        return
+
+
+async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, BaseExceptionGroup):
+        inner = [x for x in e.exceptions]
+        if len(inner) == 1:
+            return _describe(inner[0])
+    if isinstance(e, FileNotFoundError):
+        return f"command not found: {e.filename or e}"
+    if isinstance(e, OSError):
+        return f"{e.strerror or e}"
+    msg = str(e) or type(e).__name__
+    return f"{type(e).__name__}: {msg}" if not msg.startswith(type(e).__name__) else msg
+
+
+def report(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,288 @@
+"""Fixtures for the proxy tests: real processes (the proxy, the fake codex worker, npm servers).
+
+Nothing here mocks MCP: the tests drive the SDK's ``Client`` against ``python -m dsl.proxy``
+(the same code as ``plr proxy``), which starts the upstream server as a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+HERE = Path(__file__).resolve().parent
+FAKE_SERVER = HERE / "servers" / "fake_codex.py"
+NPM_CACHE = Path(os.environ.get("PLR_TEST_NPM_CACHE", Path.home() / ".cache" / "plr-tests" / "npm"))
+SERVER_MEMORY_VERSION = os.environ.get("PLR_TEST_SERVER_MEMORY_VERSION", "2026.8.31")
+
+CODEX_POLICY = """\
+package codex_worker
+
+server "mcp-codex-worker" {
+    tool "spawn-task" execute
+    tool "get-task" read
+    tool "list-tasks" read
+    tool "cancel-task" destructive
+    tool "purge-workspace" destructive
+}
+
+default deny
+
+allow read tools
+allow tool "spawn-task" if len(args.prompt) <= 20000
+
+hide tool "purge-workspace"
+
+deny tool "cancel-task" unless approved
+    reason "Destructive: cancels running tasks; a human must approve"
+
+deny tool "cancel-task" if count(args.task_id) > 5
+    reason "Cancel at most five tasks per call"
+
+limit tool "get-task" to 3 per minute per session
+"""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": str(ROOT), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    env.pop("PLR_APPROVALS_DB", None)
+    env.update(extra)
+    return env
+
+
+class ProxySetup:
+    """Paths and command lines of one proxy-under-test."""
+
+    def __init__(self, tmp: Path, policy_text: str = CODEX_POLICY) -> None:
+        self.tmp = tmp
+        self.policy = tmp / "policy.plr"
+        self.policy.write_text(policy_text)
+        self.audit = tmp / "audit.jsonl"
+        self.calls_log = tmp / "calls.jsonl"
+        self.db = tmp / "approvals.sqlite"
+        self.stderr = tmp / "proxy-stderr.txt"
+
+    def server_cmd(self) -> list[str]:
+        return [sys.executable, str(FAKE_SERVER)]
+
+    def proxy_args(self, *extra: str, server: list[str] | None = None) -> list[str]:
+        args = [
+            "-m",
+            "dsl.proxy",
+            "--policy",
+            str(self.policy),
+            "--audit",
+            str(self.audit),
+            "--approvals-db",
+            str(self.db),
+            *extra,
+        ]
+        if server is not False:  # type: ignore[comparison-overlap]
+            args += ["--", *(server or self.server_cmd())]
+        return args
+
+    def params(self, *extra: str, server: list[str] | None = None, env: dict[str, str] | None = None) -> Any:
+        from mcp import StdioServerParameters
+
+        return StdioServerParameters(
+            command=sys.executable,
+            args=self.proxy_args(*extra, server=server),
+            env=base_env(FAKE_CODEX_LOG=str(self.calls_log), **(env or {})),
+            cwd=str(ROOT),
+        )
+
+    def calls(self) -> list[dict[str, Any]]:
+        if not self.calls_log.exists():
+            return []
+        return [json.loads(line) for line in self.calls_log.read_text().splitlines() if line.strip()]
+
+    def called_tools(self) -> list[str]:
+        return [c["tool"] for c in self.calls()]
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.audit.exists():
+            return []
+        out = []
+        for line in self.audit.read_text().splitlines():
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+        return out
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> ProxySetup:
+    return ProxySetup(tmp_path)
+
+
+def run_proxy_cli(*args: str, input: bytes | None = None, timeout: float = 60, env: dict[str, str] | None = None):
+    """``python -m dsl.proxy ARGS`` (== ``plr proxy|approvals|audit ...``) as a subprocess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dsl.proxy", *args],
+        cwd=str(ROOT),
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env=env or base_env(),
+    )
+    proc.stdout_text = proc.stdout.decode("utf-8", "replace")  # type: ignore[attr-defined]
+    proc.stderr_text = proc.stderr.decode("utf-8", "replace")  # type: ignore[attr-defined]
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a process we started (by pid), waiting a bounded time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+# --- npm servers -----------------------------------------------------------------------------
+
+
+def _node_tools() -> tuple[str, str] | None:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        return None
+    return node, npm
+
+
+@pytest.fixture(scope="session")
+def server_memory() -> list[str]:
+    """The command line of ``@modelcontextprotocol/server-memory``, installed once into a cache dir."""
+    tools = _node_tools()
+    if tools is None:
+        pytest.skip("node and npm are not installed: cannot run the @modelcontextprotocol/server-memory e2e tests")
+    node, npm = tools
+    pkg = NPM_CACHE / "node_modules" / "@modelcontextprotocol" / "server-memory"
+    entry = pkg / "dist" / "index.js"
+    if not entry.exists():
+        NPM_CACHE.mkdir(parents=True, exist_ok=True)
+        if not (NPM_CACHE / "package.json").exists():
+            (NPM_CACHE / "package.json").write_text('{"name": "plr-test-npm-cache", "private": true}\n')
+        proc = subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                f"@modelcontextprotocol/server-memory@{SERVER_MEMORY_VERSION}",
+            ],
+            cwd=str(NPM_CACHE),
+            capture_output=True,
+            timeout=240,
+        )
+        if proc.returncode != 0:
+            pytest.fail(
+                "npm install @modelcontextprotocol/server-memory failed (node and npm are present, so this is "
+                f"an error, not a skip):\n{proc.stderr.decode(errors='replace')[-2000:]}"
+            )
+    if not entry.exists():
+        # the package layout changed: fall back to its declared bin
+        meta = json.loads((pkg / "package.json").read_text())
+        binv = meta.get("bin")
+        rel = binv if isinstance(binv, str) else next(iter((binv or {}).values()), None)
+        if not rel:
+            pytest.fail(f"cannot find the entry point of {pkg}")
+        entry = pkg / rel
+    return [node, str(entry)]
+
+
+# --- in-process proxies (same code, in-memory transports: fast edge-case tests) ------------------
+
+
+def load_fake_server(calls_log: Path) -> Any:
+    """A fresh instance of the fake codex worker module (its own task table), recording to calls_log."""
+    import importlib.util
+
+    name = f"fake_codex_{id(calls_log)}_{time.monotonic_ns()}"
+    spec = importlib.util.spec_from_file_location(name, FAKE_SERVER)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod._LOG = str(calls_log)
+    return mod
+
+
+class InProcess:
+    def __init__(self, proxy: Any, server: Any, init: Any) -> None:
+        self.proxy, self.server, self.init = proxy, server, init
+
+
+def inprocess(setup: ProxySetup, transport: str = "stdio", **options: Any):
+    """``async with inprocess(setup, approval_mode=...) as ip``: a Proxy wired to an in-process fake
+    server; connect a front client with ``Client(ip.server, mode=...)``."""
+    from contextlib import asynccontextmanager
+
+    import anyio
+    from mcp import Client
+
+    from dsl.proxy.core import Proxy, ProxyOptions
+    from dsl.proxy.reload import load_policy_file
+
+    @asynccontextmanager
+    async def cm():
+        fake = load_fake_server(setup.calls_log)
+        opts = ProxyOptions(
+            policy_path=str(setup.policy),
+            audit_path=setup.audit,
+            approvals_db=setup.db,
+            stderr=lambda s: setup.stderr.open("a").write(s + "\n"),
+            **options,
+        )
+        proxy = Proxy(opts, load_policy_file(setup.policy), transport=transport)
+        async with anyio.create_task_group() as tg:
+            proxy._tg = tg
+            async with Client(
+                fake.mcp,
+                mode="legacy",
+                cache=None,
+                message_handler=proxy.upstream_message,
+                elicitation_callback=proxy.upstream_elicitation,
+            ) as up:
+                proxy.up = up
+                server, init = proxy.build_server()
+                yield InProcess(proxy, server, init)
+            tg.cancel_scope.cancel()
+
+    return cm()

@@ -1,0 +1,248 @@
+"""The audit log, the approval queue, `plr audit` / `plr approvals`, and small proxy helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from dsl.proxy.approvals import ApprovalQueue
+from dsl.proxy.audit import AuditLog, args_sha256, parse_since, read_records, redact, rotated_paths
+
+from .conftest import run_proxy_cli
+
+
+def rec(i: int, **kw) -> dict:
+    base = {
+        "ts": "2026-01-01T00:00:00.000Z",
+        "session": "s",
+        "identity": None,
+        "server": "x",
+        "tool": "t",
+        "args_sha256": "0" * 64,
+        "effect": "allow",
+        "code": "allowed",
+        "rule": None,
+        "reason": "r",
+        "policy_sha256": "1" * 64,
+        "latency_us": i,
+    }
+    base.update(kw)
+    return base
+
+
+def test_audit_lines_are_whole_even_after_a_torn_write(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path)
+    log.write(rec(1))
+    log.close()
+    with open(path, "ab") as f:  # a crash mid-write: half a line, no newline
+        f.write(b'{"ts": "2026-01-01T00:00:01.000Z", "tool": "hal')
+    log = AuditLog(path)
+    log.write(rec(2))
+    log.close()
+    errors: list[str] = []
+    got = list(read_records([path], errors))
+    assert [r["latency_us"] for r in got] == [1, 2]
+    assert len(errors) == 1 and "torn" in errors[0]
+    out = run_proxy_cli("audit", str(path), "--format", "json")
+    assert out.returncode == 0 and len(out.stdout_text.splitlines()) == 2
+    assert "skipped a line" in out.stderr_text
+
+
+def test_audit_rotation_keeps_every_record(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path, max_bytes=2000, backups=50)
+    for i in range(100):
+        log.write(rec(i))
+    log.close()
+    files = rotated_paths(path)
+    assert len(files) > 3 and files[-1] == path
+    assert all(f.stat().st_size < 2000 + 400 for f in files)
+    assert [r["latency_us"] for r in read_records(files)] == list(range(100))
+    out = run_proxy_cli("audit", str(path), "--format", "json")
+    assert len(out.stdout_text.splitlines()) == 100
+    out = run_proxy_cli("audit", str(path), "--format", "json", "--no-rotated")
+    assert len(out.stdout_text.splitlines()) < 100
+
+
+def test_two_writers_sharing_a_file_never_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    a, b = AuditLog(path), AuditLog(path)
+    big = "x" * 50_000
+    for i in range(50):
+        (a if i % 2 else b).write(rec(i, reason=big))
+    a.close()
+    b.close()
+    assert sorted(r["latency_us"] for r in read_records([path])) == list(range(50))
+
+
+def test_audit_filters(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    now = dt.datetime.now(dt.timezone.utc)
+    old = (now - dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    new = now.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    log = AuditLog(path)
+    log.write(rec(1, ts=old, tool="cancel-task", effect="deny", code="require"))
+    log.write(rec(2, ts=new, tool="cancel-task", effect="deny", code="rate_limited"))
+    log.write(rec(3, ts=new, tool="get-task", effect="allow", identity="ops"))
+    log.close()
+
+    def ids(*args: str) -> list[int]:
+        out = run_proxy_cli("audit", str(path), "--format", "json", *args)
+        assert out.returncode == 0, out.stderr_text
+        return [json.loads(x)["latency_us"] for x in out.stdout_text.splitlines()]
+
+    assert ids("--effect", "deny") == [1, 2]
+    assert ids("--tool", "get-task") == [3]
+    assert ids("--since", "1h") == [2, 3]
+    assert ids("--code", "rate_limited", "--code", "require") == [1, 2]
+    assert ids("--identity", "ops") == [3]
+    text = run_proxy_cli("audit", str(path), "--effect", "deny")
+    assert "cancel-task  (rate_limited)" in text.stdout_text
+    assert run_proxy_cli("audit", str(tmp_path / "missing.jsonl")).returncode == 2
+    assert run_proxy_cli("audit", str(path), "--since", "yesterday").returncode == 2
+
+
+def test_redact_and_hash() -> None:
+    args = {"q": "x", "Authorization": "Bearer z", "nested": [{"client_secret": 1, "ok": 2}], "apiKey": "k"}
+    assert redact(args) == {
+        "q": "x",
+        "Authorization": "[REDACTED]",
+        "nested": [{"client_secret": "[REDACTED]", "ok": 2}],
+        "apiKey": "[REDACTED]",
+    }
+    assert args_sha256({"b": 1, "a": 2}) == args_sha256({"a": 2, "b": 1}) != args_sha256({"a": 2})
+    assert args_sha256(None) == args_sha256({})
+
+
+def test_parse_since() -> None:
+    now = dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc)
+    assert parse_since("90s", now) == now - dt.timedelta(seconds=90)
+    assert parse_since("2d", now) == now - dt.timedelta(days=2)
+    assert parse_since("2026-01-01T10:00:00Z", now) == dt.datetime(2026, 1, 1, 10, tzinfo=dt.timezone.utc)
+    with pytest.raises(ValueError):
+        parse_since("soon", now)
+
+
+def test_queue_grant_is_consumed_once_and_bound_to_the_arguments(tmp_path: Path) -> None:
+    q = ApprovalQueue(tmp_path / "q.sqlite")
+    assert oct(os.stat(tmp_path / "q.sqlite").st_mode & 0o777) == "0o600"
+    aid = q.file(tool="cancel-task", args_text="{}", args_hash="h1", timeout=60)
+    assert [a.id for a in q.list()] == [aid]
+    assert q._settle(aid, "h1") is None  # pending
+    assert q.answer(aid, True) == (True, "granted")
+    assert q._settle(aid, "other-args") == "denied"  # a grant never covers other arguments
+    assert q._settle(aid, "h1") == "denied"
+    aid2 = q.file(tool="cancel-task", args_text="{}", args_hash="h2", timeout=60)
+    assert q.answer(aid2, True) == (True, "granted")
+    assert q._settle(aid2, "h2") == "granted"
+    assert q._settle(aid2, "h2") == "denied"  # used: exactly one call
+    assert q.get(aid2).status == "used"
+    assert q.answer(aid2, False) == (False, "used")
+    assert q.answer("nope", True) == (False, "unknown")
+    aid3 = q.file(tool="t", args_text="{}", args_hash="h", timeout=0.01)
+    time.sleep(0.02)
+    assert q.list() == [] and q.answer(aid3, True) == (False, "expired")
+
+
+def test_approvals_cli(tmp_path: Path) -> None:
+    db = tmp_path / "q.sqlite"
+    q = ApprovalQueue(db)
+    aid = q.file(
+        tool="cancel-task",
+        args_text='{"task_id": "t-1"}',
+        args_hash="h",
+        timeout=60,
+        identity="ops",
+        rule="p.plr:3",
+        reason="a human must approve",
+    )
+    out = run_proxy_cli("approvals", "--db", str(db), "list")
+    assert aid in out.stdout_text and 'cancel-task({"task_id": "t-1"})' in out.stdout_text
+    assert "a human must approve  [p.plr:3]" in out.stdout_text
+    js = json.loads(run_proxy_cli("approvals", "--db", str(db), "list", "--format", "json").stdout_text)
+    assert js[0]["id"] == aid and js[0]["status"] == "pending"
+    assert run_proxy_cli("approvals", "--db", str(db), "deny", aid, "--note", "no").returncode == 0
+    assert q.get(aid).status == "denied" and q.get(aid).note == "no"
+    assert "no pending" in run_proxy_cli("approvals", "--db", str(db), "list").stdout_text
+    assert aid in run_proxy_cli("approvals", "--db", str(db), "list", "--all").stdout_text
+    missing = run_proxy_cli("approvals", "--db", str(db), "grant", "feedbeef")
+    assert missing.returncode == 2 and "no approval request feedbeef" in missing.stderr_text
+    # the queue lives next to the audit log unless told otherwise
+    audit = tmp_path / "logs" / "audit.jsonl"
+    out = run_proxy_cli("approvals", "--audit", str(audit), "list")
+    assert out.returncode == 0 and (tmp_path / "logs" / "approvals.sqlite").exists()
+
+
+def test_bad_client_lines_get_the_right_error() -> None:
+    pytest.importorskip("mcp")
+    from dsl.proxy.stdio import error_for_bad_line
+
+    assert error_for_bad_line(b"   \n") is None
+    assert error_for_bad_line(b"nope").error.code == -32700
+    e = error_for_bad_line(b'{"jsonrpc": "2.0", "id": 3, "method": 1}')
+    assert (e.id, e.error.code) == (3, -32600)
+    assert error_for_bad_line(b'{"jsonrpc": "2.0", "id": true, "method": "x"}').id is None
+    assert error_for_bad_line(b'{"jsonrpc": "1.0", "method": "x"}') is None  # a notification: never answered
+    assert error_for_bad_line(b'{"jsonrpc": "2.0", "id": 4, "result": 5, "error": 1}') is None  # a response
+    assert error_for_bad_line(b"[]").error.code == -32600
+
+
+def test_bearer_tokens() -> None:
+    from dsl.proxy.http import identity_for_header
+
+    tokens = {"abc": "ops", "xyz": "dev"}
+    assert identity_for_header(tokens, "Bearer abc") == "ops"
+    assert identity_for_header(tokens, "bearer xyz") == "dev"
+    assert identity_for_header(tokens, "Bearer abcd") is None
+    assert identity_for_header(tokens, "Basic abc") is None
+    assert identity_for_header(tokens, None) is None
+
+
+def test_proxy_usage_errors(tmp_path: Path) -> None:
+    p = tmp_path / "p.plr"
+    p.write_text("default allow\n")
+    both = run_proxy_cli("--policy", str(p), "--upstream", "http://127.0.0.1:1/mcp", "--", "x")
+    assert both.returncode == 2 and "either as a command" in both.stderr_text
+    neither = run_proxy_cli("--policy", str(p))
+    assert neither.returncode == 2
+    bad_listen = run_proxy_cli("--policy", str(p), "--listen", "nohost", "--", "x")
+    assert bad_listen.returncode == 2 and "HOST:PORT" in bad_listen.stderr_text
+    tokens_stdio = run_proxy_cli("--policy", str(p), "--auth-tokens", str(p), "--", "x")
+    assert tokens_stdio.returncode == 2 and "--listen" in tokens_stdio.stderr_text
+    assert "plr proxy --policy policy.plr -- npx" in run_proxy_cli("--help").stdout_text
+
+
+@pytest.mark.anyio
+async def test_front_stdio_answers_overlong_and_broken_lines(monkeypatch, tmp_path: Path) -> None:
+    pytest.importorskip("mcp")
+    import anyio
+
+    from dsl.proxy import stdio
+
+    monkeypatch.setattr(stdio, "MAX_LINE", 1000)
+    r_in, w_in = os.pipe()
+    out_path = tmp_path / "out.jsonl"
+    ok = b'{"jsonrpc": "2.0", "id": 5, "method": "ping"}\n'
+    os.write(w_in, b"x" * 3000 + b"\n" + b"nope\n" + b"y" * 1500 + ok)  # overlong, bad, overlong + next
+    os.write(w_in, ok)
+    os.close(w_in)
+    with open(out_path, "wb", buffering=0) as out, os.fdopen(r_in, "rb") as inp:
+        with anyio.fail_after(10):
+            async with stdio.front_stdio(inp, out) as (read, write):
+                got = [m async for m in read]
+                await write.aclose()
+    lines = [json.loads(x) for x in out_path.read_text().splitlines()]
+    assert [x["error"]["code"] for x in lines] == [-32700, -32700, -32700]
+    assert "too large" in lines[0]["error"]["message"]
+    assert [m.message.id for m in got] == [5]  # the line glued to an overlong one is dropped with it
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

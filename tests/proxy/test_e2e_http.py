@@ -1,0 +1,180 @@
+"""End to end over streamable HTTP on 127.0.0.1, real processes, both protocol eras."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+import httpx2
+import pytest
+
+pytest.importorskip("mcp", reason="the proxy tests need the `mcp` SDK (pip install 'plr[test]')")
+
+from mcp import Client, types
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.conftest import ROOT
+
+from .conftest import FAKE_SERVER, ProxySetup, base_env, free_port, stop, wait_for_port
+from .helpers import Human, text
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+@contextmanager
+def http_proxy(setup: ProxySetup, *extra: str, upstream_url: str | None = None) -> Iterator[str]:
+    port = free_port()
+    args = [
+        "-m",
+        "dsl.proxy",
+        "--policy",
+        str(setup.policy),
+        "--audit",
+        str(setup.audit),
+        "--approvals-db",
+        str(setup.db),
+        "--listen",
+        f"127.0.0.1:{port}",
+        *extra,
+    ]
+    args += ["--upstream", upstream_url] if upstream_url else ["--", sys.executable, str(FAKE_SERVER)]
+    with setup.stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=str(ROOT),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=base_env(FAKE_CODEX_LOG=str(setup.calls_log)),
+        )
+        try:
+            wait_for_port(port, proc)
+            yield f"http://127.0.0.1:{port}/mcp"
+            proc.terminate()
+            assert proc.wait(timeout=15) == 0, setup.stderr.read_text()
+        finally:
+            stop(proc)
+
+
+@contextmanager
+def fake_http_server(setup: ProxySetup) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKE_SERVER), "--http", str(port)],
+        cwd=str(ROOT),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=base_env(FAKE_CODEX_LOG=str(setup.calls_log)),
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop(proc)
+
+
+async def test_http_front_both_eras_sessions_and_approvals(setup: ProxySetup) -> None:
+    """Hidden tools, denials, elicitation (SSE back-channel and InputRequiredResult) and per-session
+    rate limits with concurrent sessions, all against one HTTP proxy."""
+    with http_proxy(setup, "--approval-timeout", "10") as url:
+        with anyio.fail_after(60):
+
+            async def session(mode: str, name: str, human: Human) -> list[types.CallToolResult]:
+                info = types.Implementation(name=name, version="1")
+                async with Client(url, mode=mode, cache=None, elicitation_callback=human, client_info=info) as c:
+                    assert c.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+                    names = [t.name for t in (await c.list_tools()).tools]
+                    assert names == ["spawn-task", "get-task", "list-tasks", "cancel-task"]
+                    out = [
+                        await c.call_tool("purge-workspace", {}),
+                        await c.call_tool("cancel-task", {"task_id": name}),
+                    ]
+                    for _ in range(4):
+                        out.append(await c.call_tool("get-task", {"task_id": "t"}))
+                    return out
+
+            humans = {n: Human([("accept", True)]) for n in ("a", "b", "c", "d")}
+            results: dict[str, list[types.CallToolResult]] = {}
+
+            async def run(mode: str, name: str) -> None:
+                results[name] = await session(mode, name, humans[name])
+
+            async with anyio.create_task_group() as tg:  # four concurrent sessions, two per era
+                tg.start_soon(run, "legacy", "a")
+                tg.start_soon(run, "legacy", "b")
+                tg.start_soon(run, "auto", "c")
+                tg.start_soon(run, "auto", "d")
+
+            # a malformed body gets a JSON-RPC error, and the proxy lives on
+            async with httpx2.AsyncClient() as h:
+                bad = await h.post(
+                    url,
+                    content=b"{not json",
+                    headers={"content-type": "application/json", "accept": "application/json, text/event-stream"},
+                )
+            assert bad.status_code in (400, 422) and bad.json()["error"]["code"] in (-32700, -32600)
+            async with Client(url, mode="legacy", cache=None) as c:
+                assert not (await c.call_tool("list-tasks", {})).is_error
+    for name, res in results.items():
+        hidden, cancel, *gets = res
+        assert hidden.is_error and "hidden by policy" in text(hidden)
+        assert not cancel.is_error and json.loads(text(cancel)) == {"cancelled": [name]}
+        assert [g.is_error for g in gets] == [False, False, False, True], name  # 3 per minute per session
+        assert "rate limit" in text(gets[-1]) and "retry after" in text(gets[-1])
+        assert len(humans[name].seen) == 1
+    assert sorted(c["args"]["task_id"] for c in setup.calls() if c["tool"] == "cancel-task") == ["a", "b", "c", "d"]
+    assert len([c for c in setup.calls() if c["tool"] == "get-task"]) == 12
+    assert "purge-workspace" not in setup.called_tools()  # denied calls never reach the server
+    recs = setup.records()
+    assert len(recs) == 4 * 7 + 1  # per session: hidden, ask + allow for cancel, four gets; + list-tasks
+    sessions = {r["session"] for r in recs}
+    assert len(sessions) == 5
+    assert sum(1 for s in sessions if s.endswith("|c/1") or s.endswith("|d/1")) == 2  # stateless era: client info
+
+
+async def test_http_upstream_and_bearer_identities(setup: ProxySetup) -> None:
+    tokens = setup.tmp / "tokens.json"
+    tokens.write_text(json.dumps({"tok-ops": "ops-bot", "tok-dev": "dev-bot"}))
+    setup.policy.write_text(
+        setup.policy.read_text() + '\ndeny tool "spawn-task" if identity != "ops-bot"\n'
+        '    reason "only ops may spawn"\n'
+    )
+    with (
+        fake_http_server(setup) as upstream,
+        http_proxy(setup, "--auth-tokens", str(tokens), upstream_url=upstream) as url,
+    ):
+        with anyio.fail_after(40):
+            async with httpx2.AsyncClient() as h:
+                anon = await h.post(
+                    url,
+                    json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                    headers={"accept": "application/json, text/event-stream"},
+                )
+                wrong = await h.post(
+                    url,
+                    json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                    headers={"authorization": "Bearer nope"},
+                )
+            assert anon.status_code == 401 and wrong.status_code == 401
+
+            async def as_(token: str):
+                http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"})
+                return Client(streamable_http_client(url, http_client=http), mode="legacy", cache=None)
+
+            async with await as_("tok-ops") as ops, await as_("tok-dev") as dev:
+                ok = await ops.call_tool("spawn-task", {"prompt": "ship it"})
+                no = await dev.call_tool("spawn-task", {"prompt": "ship it"})
+                listed = await dev.call_tool("list-tasks", {})
+    assert not ok.is_error and no.is_error and "only ops may spawn" in text(no)
+    assert json.loads(text(listed)) == ["t-1"]
+    assert setup.called_tools() == ["spawn-task", "list-tasks"]
+    assert [(r["identity"], r["tool"], r["effect"]) for r in setup.records()] == [
+        ("ops-bot", "spawn-task", "allow"),
+        ("dev-bot", "spawn-task", "deny"),
+        ("dev-bot", "list-tasks", "allow"),
+    ]

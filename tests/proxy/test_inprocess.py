@@ -1,0 +1,179 @@
+"""Edge cases of the proxy core, in process (the real SDK over in-memory transports: fast)."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+pytest.importorskip("mcp", reason="the proxy tests need the `mcp` SDK (pip install 'plr[test]')")
+
+from mcp import Client, types
+
+from dsl.engine import Decision
+from dsl.proxy.core import deny_text
+from dsl.proxy.reload import load_policy_file
+
+from .conftest import CODEX_POLICY, ProxySetup, inprocess
+from .helpers import Human, text
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+
+
+async def test_engine_exception_denies_and_is_logged(setup: ProxySetup) -> None:
+    async with inprocess(setup) as ip:
+
+        def boom(*a, **k):
+            raise RuntimeError("engine bug")
+
+        ip.proxy.engine.decide = boom  # type: ignore[method-assign]
+        async with Client(ip.server, mode="legacy") as c:
+            r = await c.call_tool("list-tasks", {})
+    assert (
+        r.is_error
+        and text(r) == "plr: list-tasks denied by policy: internal error while deciding: RuntimeError: engine bug"
+    )
+    assert setup.called_tools() == []
+    [rec] = setup.records()
+    assert (rec["effect"], rec["code"]) == ("deny", "error")
+
+
+async def test_audit_failure_fails_closed(setup: ProxySetup) -> None:
+    async with inprocess(setup) as ip:
+
+        def full(rec):
+            raise OSError(28, "No space left on device")
+
+        ip.proxy.audit.write = full  # type: ignore[method-assign]
+        async with Client(ip.server, mode="legacy") as c:
+            r = await c.call_tool("list-tasks", {})
+            still = await c.list_tools()
+    assert r.is_error and "internal error in the proxy: OSError" in text(r)
+    assert setup.called_tools() == []  # not logged -> not forwarded
+    assert len(still.tools) == 4
+    assert "could not write the audit record" in setup.stderr.read_text()
+
+
+async def test_modern_approval_state_is_bound_to_one_call(setup: ProxySetup) -> None:
+    """request_state is attacker-controlled: it cannot be moved to other arguments, forged or replayed."""
+    async with inprocess(setup) as ip:
+        async with Client(ip.server, mode=MODERN, elicitation_callback=Human()) as c:
+            s = c.session
+            first = await s.call_tool("cancel-task", {"task_id": "t-1"}, allow_input_required=True)
+            assert isinstance(first, types.InputRequiredResult) and list(first.input_requests) == ["plr.approval"]
+            yes = {"plr.approval": types.ElicitResult(action="accept", content={"approve": True})}
+
+            async def retry(args, state):
+                return await s.call_tool(
+                    "cancel-task", args, input_responses=yes, request_state=state, allow_input_required=True
+                )
+
+            moved = await retry({"task_id": "t-2"}, first.request_state)
+            forged = await retry({"task_id": "t-1"}, first.request_state[:-4] + "AAAA")
+            missing = await retry({"task_id": "t-1"}, None)
+            good = await retry({"task_id": "t-1"}, first.request_state)
+            replay = await retry({"task_id": "t-1"}, first.request_state)
+    for r in (moved, forged, missing):
+        assert r.is_error and "the approval does not match this call" in text(r)
+    assert not good.is_error
+    assert replay.is_error and "this approval was already used" in text(replay)
+    assert setup.called_tools() == ["cancel-task"]
+
+
+async def test_modern_approval_expires(setup: ProxySetup) -> None:
+    async with inprocess(setup, approval_timeout=0.2) as ip:
+        async with Client(ip.server, mode=MODERN, elicitation_callback=Human([("slow", 0.4)])) as c:
+            r = await c.call_tool("cancel-task", {"task_id": "t-1"})
+    assert r.is_error and "no approval within 0.2 s" in text(r)
+    assert setup.called_tools() == []
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_approval_modes(setup: ProxySetup, mode: str) -> None:
+    human = Human()
+    async with inprocess(setup, approval_mode="deny") as ip:
+        async with Client(ip.server, mode=mode, elicitation_callback=human) as c:
+            never = await c.call_tool("cancel-task", {"task_id": "t-1"})
+    async with inprocess(setup, approval_mode="elicit") as ip:
+        async with Client(ip.server, mode=mode) as c:  # declares no elicitation
+            cannot = await c.call_tool("cancel-task", {"task_id": "t-1"})
+    async with inprocess(setup, approval_mode="queue", approval_timeout=0.3) as ip:
+        async with Client(ip.server, mode=mode, elicitation_callback=human) as c:
+            queued = await c.call_tool("cancel-task", {"task_id": "t-1"})
+    assert human.seen == []
+    for r in (never, cannot):
+        assert r.is_error and "no approval channel is available" in text(r)
+    assert queued.is_error and "no approval within 0.3 s" in text(queued)
+    from dsl.proxy.approvals import ApprovalQueue
+
+    [a] = ApprovalQueue(setup.db).list(include_done=True)
+    assert a.effective_status() == "expired"
+    assert ApprovalQueue(setup.db).answer(a.id, True) == (False, "expired")
+    assert setup.called_tools() == []
+
+
+async def test_log_args_redacts_secrets_and_records_identity(setup: ProxySetup) -> None:
+    async with inprocess(setup, log_args=True, identity="ops-bot") as ip:
+        async with Client(ip.server, mode="legacy") as c:
+            await c.call_tool("spawn-task", {"prompt": "deploy", "api_token": "s3cr3t", "env": {"PASSWORD": "pw"}})
+    [rec] = setup.records()
+    assert rec["identity"] == "ops-bot"
+    assert rec["args"] == {"prompt": "deploy", "api_token": "[REDACTED]", "env": {"PASSWORD": "[REDACTED]"}}
+    assert "s3cr3t" not in setup.audit.read_text()
+
+
+async def test_reload_swaps_policy_keeps_counters_and_announces_tool_changes(setup: ProxySetup) -> None:
+    changed: list[str] = []
+
+    async def on_message(m) -> None:
+        if isinstance(m, types.ToolListChangedNotification):
+            changed.append(m.method)
+
+    async with inprocess(setup) as ip:
+        async with Client(ip.server, mode="legacy", message_handler=on_message) as c:
+            await c.list_tools()
+            for _ in range(2):
+                assert not (await c.call_tool("get-task", {"task_id": "t"})).is_error
+            setup.policy.write_text(
+                CODEX_POLICY.replace('hide tool "purge-workspace"', 'hide tools ["purge-workspace", "list-tasks"]')
+            )
+            new = load_policy_file(setup.policy)
+            ip.proxy.apply_policy(new)
+            with anyio.fail_after(5):
+                while not changed:
+                    await anyio.sleep(0.01)
+            names = [t.name for t in (await c.list_tools()).tools]
+            third = await c.call_tool("get-task", {"task_id": "t"})
+            fourth = await c.call_tool("get-task", {"task_id": "t"})
+            hidden = await c.call_tool("list-tasks", {})
+    assert names == ["spawn-task", "get-task", "cancel-task"]
+    assert not third.is_error and fourth.is_error  # 3 per minute, counted across the reload
+    assert hidden.is_error and "hidden" in text(hidden)
+    recs = setup.records()
+    assert recs[0]["policy_sha256"] != recs[-1]["policy_sha256"] == new.sha256
+
+
+async def test_upstream_errors_pass_through_as_errors(setup: ProxySetup) -> None:
+    async with inprocess(setup) as ip:
+        async with Client(ip.server, mode="legacy") as c:
+            with pytest.raises(Exception) as e:
+                await c.read_resource("codex://nope")
+            r = await c.call_tool("get-task", {"wrong": 1})  # the upstream's own validation error
+    assert "nope" in str(e.value) or "Unknown resource" in str(e.value)
+    assert r.is_error
+
+
+def test_deny_text() -> None:
+    d = Decision("deny", "rate_limited", "rate limit: at most 3 calls per 60 s", "p.plr:4", 12.5)
+    assert (
+        deny_text("get-task", d)
+        == "plr: get-task denied by p.plr:4: rate limit: at most 3 calls per 60 s; retry after 13 s"
+    )
+    d2 = Decision("deny", "rate_limited", "rate limit: x; retry after 2.5 s", "p.plr:4", 2.5)
+    assert deny_text("get-task", d2) == "plr: get-task denied by p.plr:4: rate limit: x; retry after 2.5 s"
+    d3 = Decision("deny", "rate_limited", "limit", None, 0.25)
+    assert deny_text("t", d3) == "plr: t denied by policy: limit; retry after 0.3 s"
+    assert json.dumps(deny_text("t", Decision("deny", "hidden", "x")))
