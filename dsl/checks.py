@@ -90,6 +90,12 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
         prog.error(
             f"`{r.kind} all tools` is not a rule: write `default {r.kind}` to decide for every tool", sel.span
         )
+    if r.kind == "hide" and "*" in rr.tools:
+        prog.error(
+            'a tool named `*` cannot be hidden on its own: the policy\'s `"hide": ["*"]` means every tool '
+            "(write `hide all tools` for that)",
+            sel.span,
+        )
     if r.limit is not None:
         if r.limit.max < 1:
             prog.error(f"a limit must allow at least 1 call, got {r.limit.max}", r.limit.span)

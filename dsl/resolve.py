@@ -6,8 +6,8 @@ Every problem is collected (all files, all statements); nothing stops at the fir
 
 from __future__ import annotations
 
-import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -213,6 +213,13 @@ def _build_catalogue(prog: Program) -> None:
             prog.catalogue.setdefault(tool.name, (cat.server, tool.risk))
 
 
+def glob_regex(pattern: str) -> "re.Pattern[str]":
+    """The language's globs: `*` any run of characters, `?` one; everything else literal
+    (unlike fnmatch, `[...]` is not a character class: tool names may contain brackets)."""
+    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern]
+    return re.compile("".join(parts), re.DOTALL)
+
+
 def _expand_selectors(prog: Program) -> None:
     known = sorted(prog.catalogue)
     for module in prog.modules:
@@ -223,7 +230,8 @@ def _expand_selectors(prog: Program) -> None:
                 tools = tuple(dict.fromkeys(sel.names))
             elif sel.kind == "glob":
                 pattern = sel.pattern or ""
-                tools = tuple(t for t in known if fnmatch.fnmatchcase(t, pattern))
+                matcher = glob_regex(pattern)
+                tools = tuple(t for t in known if matcher.fullmatch(t))
                 if not tools:
                     where = "any declared catalogue" if known else "a catalogue (none is declared or imported)"
                     prog.error(f'glob `{pattern}` matches no tool in {where}', sel.span)

@@ -158,3 +158,15 @@ def test_impossible_test_codes_are_errors():
     for step in ('call "x" -> approval_required default', 'call "x" -> deny allowed'):
         with pytest.raises(PlrError, match="only comes with"):
             compile_source(f'default deny\ntest "t" {{\n    {step}\n}}\n', "p.plr")
+
+
+def test_globs_have_only_star_and_question_mark():
+    src = 'server "s" {\n    tool "fs[1]-read" read\n    tool "fs1-x" read\n}\ndefault deny\nallow tools "fs[1]*"\n'
+    assert sorted(compile_source(src).tools) == ["fs[1]-read"]
+    src = 'server "s" {\n    tool "ab" read\n    tool "a.b" read\n}\ndefault deny\nallow tools "a?b"\n'
+    assert sorted(compile_source(src).tools) == ["a.b"]
+
+
+def test_hiding_a_tool_named_star_is_an_error():
+    with pytest.raises(PlrError, match="cannot be hidden on its own"):
+        compile_source('default allow\nhide tool "*"\n', "p.plr")
