@@ -63,7 +63,8 @@ def _parse_listen(value: str) -> tuple[str, int]:
     "policy",
     required=True,
     type=click.Path(),
-    help="A .plr file (or directory) or a compiled .json policy.",
+    help="A .plr file (or directory), a compiled .json policy, an http(s):// URL, or a Redis key "
+    "redis://HOST:PORT/DB#KEY holding policy JSON or .plr text (one policy for a fleet).",
 )
 @click.option(
     "--audit",
@@ -76,7 +77,26 @@ def _parse_listen(value: str) -> tuple[str, int]:
     "--server-name", help="The policy's `server` and the audit log's `server` (default: the upstream server's name)."
 )
 @click.option(
-    "--watch", is_flag=True, help="Reload the policy when the file changes (a broken file keeps the old policy)."
+    "--watch",
+    is_flag=True,
+    help="Reload the policy when it changes: files on save, URLs and Redis keys by polling (--policy-poll) "
+    "and Redis pub/sub; a broken or unreachable policy keeps the old one.",
+)
+@click.option(
+    "--policy-poll",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --watch: how often a URL or Redis policy is re-read.",
+)
+@click.option(
+    "--state",
+    metavar="redis://HOST:PORT/DB",
+    envvar="PLR_STATE",
+    help="Share limit counters and the approval queue with other replicas in this Redis "
+    "(default: in-process counters, SQLite queue). Redis unreachable -> calls needing it are denied "
+    "(state_unavailable) until it returns. Env: PLR_STATE.",
 )
 @click.option(
     "--log-args",
@@ -122,10 +142,13 @@ def _parse_listen(value: str) -> tuple[str, int]:
 )
 @click.option(
     "--upstream-timeout",
-    type=click.FloatRange(min=0.1),
-    default=None,
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
     metavar="SECONDS",
-    help="Give up on an upstream request after this long (default: wait).",
+    help="A request the upstream server has not answered after this long gets a JSON-RPC error (the server "
+    "is sent a cancellation); progress restarts the clock, a human answering a relayed elicitation stops "
+    "it. 0: wait for ever.",
 )
 @click.option(
     "--audit-max-bytes",
@@ -144,6 +167,8 @@ def proxy_cmd(
     identity: str | None,
     server_name: str | None,
     watch: bool,
+    policy_poll: float,
+    state: str | None,
     log_args: bool,
     approval: str,
     approval_timeout: float,
@@ -152,7 +177,7 @@ def proxy_cmd(
     upstream: str | None,
     upstream_mode: str,
     auth_tokens: str | None,
-    upstream_timeout: float | None,
+    upstream_timeout: float,
     audit_max_bytes: int,
     audit_backups: int,
     command: tuple[str, ...],
@@ -176,7 +201,7 @@ def proxy_cmd(
     """
     from .errors import PlrError
     from .proxy.audit import default_audit_path
-    from .proxy.reload import load_policy_file
+    from .proxy.reload import load_policy_source, show_source
 
     cmd = list(command)
     if cmd and cmd[0] == "--":
@@ -203,9 +228,12 @@ def proxy_cmd(
         except (OSError, ValueError) as e:
             click.echo(f"plr proxy: {auth_tokens}: {e}", err=True)
             sys.exit(EXIT_INPUT)
+    if state and approvals_db:
+        raise click.UsageError("--approvals-db and --state name two different approval queues; give one")
+    shared = _open_state(state, "plr proxy") if state else None
     # fail closed: no policy, no proxy
     try:
-        loaded = load_policy_file(policy)
+        loaded = load_policy_source(policy)
     except PlrError as e:
         click.echo(str(e), err=True)
         click.echo("plr proxy: the policy could not be loaded; not starting", err=True)
@@ -228,29 +256,44 @@ def proxy_cmd(
         approval_mode=approval,  # type: ignore[arg-type]
         approval_timeout=approval_timeout,
         approvals_db=Path(approvals_db) if approvals_db else None,
+        state=shared,
         watch=watch,
-        upstream_timeout=upstream_timeout,
+        upstream_timeout=upstream_timeout or None,
         tokens=tokens,
     )
     try:
         audit_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(audit_path, "ab"):
-            pass
+        os.close(os.open(audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))  # owner only
     except OSError as e:
         click.echo(f"plr proxy: cannot write the audit log {audit_path}: {e.strerror or e}; not starting", err=True)
         sys.exit(EXIT_INPUT)
     import logging
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="plr proxy: %(name)s: %(message)s")
+    from .proxy.core import TracebackFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TracebackFilter())  # never a traceback on the client's stderr
     target = " ".join(cmd) if cmd else upstream
     click.echo(
-        f"plr proxy: enforcing {policy} (sha256 {loaded.sha256[:12]}) in front of {target}; audit log {audit_path}",
+        f"plr proxy: enforcing {show_source(policy)} (sha256 {loaded.sha256[:12]}) in front of {target}; "
+        f"audit log {audit_path}",
         err=True,
     )
+    if shared is not None:
+        if shared.ping():
+            click.echo(f"plr proxy: limit counters and approval queue shared in redis at {shared.display}", err=True)
+        # else: the state's health monitor has said it is unreachable; calls needing it are denied until it returns
     try:
         anyio.run(
             lambda: serve(
-                opts, loaded, command=cmd or None, upstream_url=upstream, upstream_mode=upstream_mode, listen=host_port
+                opts,
+                loaded,
+                command=cmd or None,
+                upstream_url=upstream,
+                upstream_mode=upstream_mode,
+                listen=host_port,
+                policy_poll=policy_poll,
             )
         )
     except UpstreamStartError as e:
@@ -260,15 +303,39 @@ def proxy_cmd(
         sys.exit(130)
 
 
+def _open_state(url: str, who: str) -> Any:
+    """``--state URL`` -> a RedisState (exit 2 with a clear message on a bad URL or no redis-py)."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        click.echo(f"{who}: --state needs redis-py; install it with: pip install 'plr[fleet]'", err=True)
+        sys.exit(EXIT_INPUT)
+    from .state_redis import RedisState
+
+    try:
+        # the proxy reports outages once (and recovery); a one-shot command just says it failed
+        report = (lambda s: click.echo(s, err=True)) if who == "plr proxy" else None
+        return RedisState(url, report=report)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--state") from None
+
+
 # --- plr approvals ----------------------------------------------------------------------------
 
 
 def _queue(ctx: click.Context) -> Any:
-    from .proxy.approvals import ApprovalQueue, default_db_path
+    from .proxy.approvals import SqliteApprovalQueue, default_db_path
 
+    if ctx.obj.get("state"):
+        return _open_state(ctx.obj["state"], "plr approvals").approval_queue()
     db = ctx.obj.get("db")
     path = Path(db) if db else default_db_path(ctx.obj.get("audit"))
-    return ApprovalQueue(path)
+    return SqliteApprovalQueue(path)
+
+
+def _unreachable(e: Exception) -> None:
+    click.echo(f"plr approvals: the approval queue is unreachable: {e}", err=True)
+    sys.exit(EXIT_FAIL)
 
 
 @click.group("approvals")
@@ -279,8 +346,14 @@ def _queue(ctx: click.Context) -> Any:
     help="The queue file (default: approvals.sqlite next to the audit log).",
 )
 @click.option("--audit", type=click.Path(dir_okay=False), help="The proxy's audit log; the queue is next to it.")
+@click.option(
+    "--state",
+    metavar="redis://HOST:PORT/DB",
+    envvar="PLR_STATE",
+    help="The fleet's queue in Redis (the proxies' --state). Env: PLR_STATE.",
+)
 @click.pass_context
-def approvals_group(ctx: click.Context, db: str | None, audit: str | None) -> None:
+def approvals_group(ctx: click.Context, db: str | None, audit: str | None, state: str | None) -> None:
     """Answer the proxy's approval requests (when the MCP client cannot ask the human itself).
 
     \b
@@ -289,10 +362,32 @@ def approvals_group(ctx: click.Context, db: str | None, audit: str | None) -> No
       plr approvals grant 3f9c2a1b
       plr approvals deny 3f9c2a1b --note "not during the release"
       plr approvals --db /var/lib/plr/approvals.sqlite list --all
+      plr approvals --state redis://10.0.0.5:6379/0 grant 3f9c2a1b
     """
+    from click.core import ParameterSource
+
+    if state and db and ctx.get_parameter_source("db") == ParameterSource.COMMANDLINE:
+        raise click.UsageError("--db and --state name two different approval queues; give one")
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
     ctx.obj["audit"] = audit
+    ctx.obj["state"] = state
+
+
+def _set_state(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(dict)
+        ctx.obj["state"] = value
+
+
+# `plr approvals grant ID --state URL` reads as well as `plr approvals --state URL grant ID`
+_state_here = click.option(
+    "--state",
+    metavar="redis://HOST:PORT/DB",
+    expose_value=False,
+    callback=_set_state,
+    help="The fleet's queue in Redis (same as `plr approvals --state`).",
+)
 
 
 def _ago(t: float) -> str:
@@ -303,6 +398,7 @@ def _ago(t: float) -> str:
 
 
 @approvals_group.command("list")
+@_state_here
 @click.option("--all", "show_all", is_flag=True, help="Also answered, expired and used requests (newest first).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
@@ -312,8 +408,13 @@ def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
 
     from .proxy.approvals import short_args
 
+    from .engine import StateUnavailable
+
     q = _queue(ctx)
-    items = q.list(include_done=show_all)
+    try:
+        items = q.list(include_done=show_all)
+    except StateUnavailable as e:
+        _unreachable(e)
     if fmt == "json":
         click.echo(json.dumps([a.to_dict() for a in items], ensure_ascii=False))
         return
@@ -333,8 +434,13 @@ def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
 
 
 def _answer(ctx: click.Context, aid: str, grant: bool, note: str | None) -> None:
+    from .engine import StateUnavailable
+
     q = _queue(ctx)
-    done, status = q.answer(aid, grant, note)
+    try:
+        done, status = q.answer(aid, grant, note)
+    except StateUnavailable as e:
+        _unreachable(e)
     if done:
         click.echo(f"{'granted' if grant else 'denied'} {aid}")
         return
@@ -346,6 +452,7 @@ def _answer(ctx: click.Context, aid: str, grant: bool, note: str | None) -> None
 
 
 @approvals_group.command("grant")
+@_state_here
 @click.argument("approval_id")
 @click.option("--note", help="Why (kept in the queue).")
 @click.pass_context
@@ -355,6 +462,7 @@ def approvals_grant(ctx: click.Context, approval_id: str, note: str | None) -> N
 
 
 @approvals_group.command("deny")
+@_state_here
 @click.argument("approval_id")
 @click.option("--note", help="Why (kept in the queue).")
 @click.pass_context
@@ -364,6 +472,17 @@ def approvals_deny(ctx: click.Context, approval_id: str, note: str | None) -> No
 
 
 # --- plr audit --------------------------------------------------------------------------------
+
+
+def _shown(value: Any) -> str:
+    """A field for the terminal: control, format (bidi) and line-separator characters escaped."""
+    import unicodedata
+
+    text = value if isinstance(value, str) else str(value)
+    return "".join(
+        c if c == " " or unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") else f"\\u{ord(c):04x}"
+        for c in text
+    )
 
 
 @click.command("audit")
@@ -434,13 +553,16 @@ def audit_cmd(
                 continue
         n += 1
         if fmt == "json":
-            click.echo(json.dumps(rec, ensure_ascii=False))
+            # U+2028/U+2029 are valid raw in JSON but end a line for many readers: always escaped
+            click.echo(json.dumps(rec, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
             continue
-        eff = str(rec.get("effect"))
+        # every field is shown escaped: a tool name the agent chose must not fake a line or a colour
+        eff = _shown(rec.get("effect"))
         colour = {"allow": "green", "deny": "red"}.get(eff, "yellow")
-        rule = f" {rec['rule']}" if rec.get("rule") else ""
+        rule = f" {_shown(rec['rule'])}" if rec.get("rule") else ""
         click.echo(
-            f"{rec.get('ts', '?')}  {_style(f'{eff:<17}', colour)} {rec.get('tool')}  ({rec.get('code')}){rule}: {rec.get('reason', '')}"
+            f"{_shown(rec.get('ts', '?'))}  {_style(f'{eff:<17}', colour)} {_shown(rec.get('tool'))}  "
+            f"({_shown(rec.get('code'))}){rule}: {_shown(rec.get('reason', ''))}"
         )
     for e in errors:
         click.echo(f"plr audit: {e}", err=True)

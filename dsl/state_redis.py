@@ -1,18 +1,42 @@
-"""Shared state for proxy fleets: sliding-window limit counters in Redis.
+"""Shared state for proxy fleets (``plr proxy --state redis://HOST:PORT/DB``).
 
-One Lua script checks every key and records the hit on all of them atomically, so
-"10 per minute per session" holds across replicas. Time is Redis's own clock (``TIME``)
-unless a clock is injected for tests: replicas' clocks never have to agree. Any Redis
-failure raises ``StateUnavailable`` and the engine denies the call (fail closed); the next
-call simply tries again, so service resumes when Redis returns.
+- ``RedisLimitStore``: sliding-window limit counters. One Lua script checks every key and
+  records the hit on all of them atomically (sorted set per key: ``ZREMRANGEBYSCORE`` +
+  ``ZCARD`` + ``ZADD`` + ``PEXPIRE``), so "10 per minute per session" holds across replicas.
+  Time is Redis's own clock (``TIME``) unless a clock is injected for tests: replicas' clocks
+  never have to agree.
+- ``RedisState``: what ``--state`` builds once per process: one client, the limit store, the
+  approval queue (``dsl.proxy.approvals.RedisApprovalQueue``) and one ``RedisHealth``.
+- ``RedisHealth``: fail closed, say so once. Any Redis failure raises ``StateUnavailable``
+  (the engine denies the call with ``state_unavailable``; the approval queue denies too). The
+  first failure prints one clear line, later ones are counted, not printed (a reminder at most
+  once a minute), and the first success after an outage prints one "reachable again" line. While
+  Redis is down, calls fail fast without touching the network for ``retry_interval`` seconds
+  after each attempt (a black-holed Redis never stalls every call for a socket timeout); the
+  next attempt after that probes it again (the pause doubles while the outage lasts, up to
+  ``max_retry_interval``), so service resumes by itself when Redis returns.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .engine import StateUnavailable
+
+__all__ = [
+    "RedisLimitStore",
+    "RedisHealth",
+    "RedisState",
+    "StateUnavailable",
+    "display_url",
+    "check_state_url",
+    "redis_errors",
+]
 
 # KEYS: counter keys. ARGV[1]: now in seconds or "" to use Redis TIME; ARGV[2]: member id;
 # then per key: max, window. Returns nil when admitted, else {retry_after, index}.
@@ -46,39 +70,323 @@ return false
 """
 
 
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "Redis cannot serve this request" (all fail closed)."""
+    import redis
+
+    return (redis.exceptions.RedisError, OSError)
+
+
+def display_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs and hints)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{user}:***@{host}" + (f":{port}" if port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def check_state_url(url: str) -> str:
+    """Validate a ``--state`` URL (``redis://HOST:PORT/DB``, ``rediss://``, ``unix://``); ValueError if bad."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise ValueError(f"not a URL: {e}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected redis://HOST:PORT/DB (or rediss://, unix://)")
+    if parts.fragment:
+        raise ValueError("a #KEY names a policy key (--policy); --state takes redis://HOST:PORT/DB")
+    if parts.scheme != "unix":
+        if not parts.hostname:
+            raise ValueError("no host: expected redis://HOST:PORT/DB")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("the port is not a number in 0..65535") from None
+        db = unquote(parts.path.lstrip("/"))
+        if db and not db.isdigit():
+            raise ValueError(f"the database `{db}` is not a number (redis://HOST:PORT/DB)")
+    return url
+
+
+class RedisHealth:
+    """Is Redis reachable? Fail fast while it is not, and report changes once (thread-safe)."""
+
+    def __init__(
+        self,
+        where: str,
+        report: Callable[[str], None] | None = None,
+        *,
+        retry_interval: float = 0.0,
+        max_retry_interval: float = 5.0,
+        remind_every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.where = where
+        self._report = report
+        self.retry_interval = retry_interval
+        self.max_retry_interval = max(retry_interval, max_retry_interval)
+        self._pause = retry_interval
+        self.remind_every = remind_every
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.up = True
+        self.down_since = 0.0
+        self._next_try = 0.0
+        self._reminded = 0.0
+        self.denied = 0  # calls refused during the current outage
+        self.last_error = ""
+
+    def _say(self, text: str) -> None:
+        if self._report is not None:
+            try:
+                self._report(text)
+            except Exception:  # noqa: BLE001 - reporting must never break a decision
+                pass
+
+    def guard(self) -> None:
+        """Before talking to Redis: raise at once while an outage is known and no retry is due."""
+        if self.up:
+            return
+        with self._lock:
+            if self.up:
+                return
+            now = self._clock()
+            if now >= self._next_try:
+                self._next_try = now + self._pause  # this caller probes; others fail fast
+                return
+            self.denied += 1
+            note = self._remind(now)
+            err = StateUnavailable(f"redis at {self.where} unreachable ({self.last_error})")
+        if note:
+            self._say(note)
+        raise err
+
+    def ok(self) -> None:
+        """A Redis command succeeded."""
+        if self.up:
+            return
+        with self._lock:
+            if self.up:
+                return
+            self.up = True
+            self._pause = self.retry_interval
+            secs = self._clock() - self.down_since
+            n, self.denied = self.denied, 0
+        self._say(
+            f"plr proxy: shared state redis at {self.where} is reachable again after {secs:.1f} s; "
+            f"{n} request(s) were denied (state_unavailable) meanwhile"
+        )
+
+    def failed(self, e: BaseException) -> StateUnavailable:
+        """A Redis command failed: record it (one log line per outage) and return the exception to raise."""
+        detail = _describe(e)
+        first = False
+        note = None
+        with self._lock:
+            now = self._clock()
+            self.last_error = detail
+            self.denied += 1
+            if self.up:
+                self._pause = self.retry_interval
+            else:  # a failed probe: wait longer before the next one (bounded)
+                self._pause = min(self.max_retry_interval, max(self._pause * 2, self.retry_interval))
+            self._next_try = now + self._pause
+            if self.up:
+                self.up = False
+                self.down_since = now
+                self._reminded = now
+                first = True
+            else:
+                note = self._remind(now)
+        if note:
+            self._say(note)
+        if first:
+            self._say(
+                f"plr proxy: shared state redis at {self.where} is unreachable ({detail}); denying every call "
+                "that needs it (limits, approval queue) with code state_unavailable until it returns"
+            )
+        return StateUnavailable(f"redis at {self.where} unreachable ({detail})")
+
+    def _remind(self, now: float) -> str | None:  # under the lock; the caller prints outside it
+        if self.remind_every > 0 and now - self._reminded >= self.remind_every:
+            self._reminded = now
+            return (
+                f"plr proxy: shared state redis at {self.where} still unreachable after {now - self.down_since:.0f} s "
+                f"({self.last_error}); {self.denied} request(s) denied so far"
+            )
+        return None
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """``fn(*args, **kw)`` under this monitor: Redis errors become ``StateUnavailable``."""
+        self.guard()
+        try:
+            res = fn(*args, **kw)
+        except StateUnavailable:
+            raise
+        except redis_errors() as e:
+            raise self.failed(e) from None
+        self.ok()
+        return res
+
+    async def arun(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """``await fn(*args, **kw)`` under this monitor."""
+        self.guard()
+        try:
+            res = await fn(*args, **kw)
+        except StateUnavailable:
+            raise
+        except redis_errors() as e:
+            raise self.failed(e) from None
+        self.ok()
+        return res
+
+
+def _describe(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text
+
+
 class RedisLimitStore:
     """``LimitStore`` on Redis (sorted set per key: ZREMRANGEBYSCORE + ZCARD + ZADD + PEXPIRE)."""
 
-    def __init__(self, client: Any, prefix: str = "plr:limit:", use_server_time: bool = True) -> None:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "plr:limit:",
+        use_server_time: bool = True,
+        health: RedisHealth | None = None,
+    ) -> None:
         self._r = client
         self._prefix = prefix
         self._server_time = use_server_time
         self._script = client.register_script(_ACQUIRE)
+        self._health = health if health is not None else RedisHealth("redis")
 
     @classmethod
     def from_url(cls, url: str, **kw: Any) -> "RedisLimitStore":
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=5)
-        return cls(client, **kw)
+        return cls(_client(url, socket_timeout=1.0), **kw)
 
     def acquire(self, keys: Sequence[tuple[str, int, float]], now: float) -> float | None:
         r = self.acquire_which(keys, now)
         return None if r is None else r[0]
 
     def acquire_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
-        import redis
-
         args: list[Any] = ["" if self._server_time else repr(float(now)), uuid.uuid4().hex]
         for _key, mx, window in keys:
             args += [int(mx), float(window)]
-        try:
-            res = self._script(keys=[self._prefix + k for k, _, _ in keys], args=args)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as e:
-            raise StateUnavailable(f"redis: {e}") from None
-        except redis.exceptions.RedisError as e:
-            raise StateUnavailable(f"redis error: {e}") from None
+        res = self._health.run(self._script, keys=[self._prefix + k for k, _, _ in keys], args=args)
         if not res:
             return None
-        retry, index = res
-        return (float(retry), int(index))
+        try:
+            retry, index = res
+            return (float(retry), int(index))
+        except (TypeError, ValueError) as e:  # an answer we do not understand: fail closed
+            raise StateUnavailable(f"redis: unexpected answer from the limit script: {e}") from None
+
+
+def _client(url: str, *, socket_timeout: float = 0.5, asyncio: bool = False) -> Any:
+    """A client that fails fast: short timeouts, one retry (a pooled connection may be stale
+    after a Redis restart), no backoff sleeps on the caller's thread."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    kw: dict[str, Any] = dict(
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        health_check_interval=5,
+        retry=Retry(NoBackoff(), 1),
+    )
+    if asyncio:
+        import redis.asyncio
+
+        from redis.asyncio.retry import Retry as ARetry
+
+        kw["retry"] = ARetry(NoBackoff(), 1)
+        return redis.asyncio.Redis.from_url(url, **kw)
+    import redis
+
+    return redis.Redis.from_url(url, **kw)
+
+
+async def aclose_quietly(*objs: Any) -> None:
+    """Close redis.asyncio clients / pub-subs (``aclose`` on redis-py >= 5.0.1, ``close`` before),
+    never raising and never waiting more than 2 s each."""
+    import inspect
+
+    import anyio
+
+    with anyio.CancelScope(shield=True):
+        for obj in objs:
+            if obj is None:
+                continue
+            closer = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+            if closer is None:
+                continue
+            try:
+                with anyio.move_on_after(2):
+                    res = closer()
+                    if inspect.isawaitable(res):
+                        await res
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class RedisState:
+    """The shared state of one proxy process: limit counters and the approval queue in Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        report: Callable[[str], None] | None = None,
+        prefix: str = "plr:",
+        retry_interval: float = 0.5,
+        socket_timeout: float = 0.5,
+    ) -> None:
+        self.url = check_state_url(url)
+        self.display = display_url(url)
+        self.prefix = prefix
+        self.socket_timeout = socket_timeout
+        self.health = RedisHealth(self.display, report, retry_interval=retry_interval, max_retry_interval=2.0)
+        self.client = _client(url, socket_timeout=socket_timeout)
+        self.limit_store = RedisLimitStore(self.client, prefix=prefix + "limit:", health=self.health)
+        self._queue: Any = None
+
+    def async_client(self) -> Any:
+        """A new ``redis.asyncio`` client for the running event loop (the caller closes it)."""
+        return _client(self.url, socket_timeout=self.socket_timeout, asyncio=True)
+
+    def approval_queue(self) -> Any:
+        """The fleet's approval queue (one per process)."""
+        if self._queue is None:
+            from .proxy.approvals import RedisApprovalQueue
+
+            self._queue = RedisApprovalQueue(self)
+        return self._queue
+
+    def ping(self) -> bool:
+        """True if Redis answers now (the outcome is reported like any other command's)."""
+        try:
+            self.health.run(self.client.ping)
+            return True
+        except StateUnavailable:
+            return False
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass

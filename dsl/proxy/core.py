@@ -15,7 +15,9 @@ agent's client talks to) whose handlers
   server-to-client requests are relayed back on a stdio front.
 
 Fail closed: an engine exception, an audit write failure or a broken approval channel denies
-the call; an upstream failure is a JSON-RPC error, never a silent success.
+the call; an upstream failure is a JSON-RPC error, never a silent success, and so is an upstream
+request left unanswered for ``--upstream-timeout`` seconds (``_Timer``: the clock covers the
+write too, restarts on progress and stands still while a human answers a relayed elicitation).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,11 +45,11 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
-from ..engine import Decision, Engine
+from ..engine import Decision, Engine, StateUnavailable
 from .audit import AuditLog, args_sha256, canonical_args, redact, utc_now
 from .reload import LoadedPolicy
 
-__all__ = ["ProxyOptions", "Proxy", "APPROVAL_SCHEMA", "deny_text"]
+__all__ = ["ProxyOptions", "Proxy", "APPROVAL_SCHEMA", "deny_text", "TracebackFilter"]
 
 log = logging.getLogger("plr.proxy")
 
@@ -89,8 +92,10 @@ class ProxyOptions:
     approval_mode: ApprovalMode = "auto"
     approval_timeout: float = 120.0
     approvals_db: Path | None = None
+    # --state: shared limit counters + approval queue (a dsl.state_redis.RedisState); None: in-process + SQLite
+    state: Any = None
     watch: bool = False
-    upstream_timeout: float | None = None
+    upstream_timeout: float | None = 60.0  # seconds; None or 0: wait for ever
     # HTTP front: Authorization bearer token -> identity (None: everyone is ``identity``)
     tokens: dict[str, str] | None = None
     stderr: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
@@ -114,6 +119,38 @@ def _secs(x: float) -> str:
 
 def _short(value: str, limit: int = 400) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def _why(e: BaseException) -> str:
+    """One line about a bad message (a pydantic error's first problem, without the input)."""
+    if isinstance(e, ValidationError):
+        try:
+            errs = e.errors(include_url=False, include_input=False)
+        except Exception:  # noqa: BLE001
+            errs = []
+        if errs:
+            first = errs[0]
+            where = ".".join(str(x) for x in first.get("loc", ()) if x != "") or "message"
+            more = f" (and {len(errs) - 1} more problem(s))" if len(errs) > 1 else ""
+            return _short(f"{where}: {first.get('msg', 'invalid')}{more}", 300)
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return _short(f"{type(e).__name__}: {text}", 300)
+
+
+class TracebackFilter(logging.Filter):
+    """Log records keep one line about their exception, never the traceback (``PLR_DEBUG=1``
+    keeps tracebacks). Installed on the proxy's log handler: an MCP client shows our stderr to
+    its user, and a hostile server must not be able to make it scroll with stack dumps."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not os.environ.get("PLR_DEBUG"):
+            exc = record.exc_info[1]
+            if exc is not None:
+                record.msg = f"{record.getMessage()}: {_why(exc)}"
+                record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def _b64(b: bytes) -> str:
@@ -156,13 +193,59 @@ class UpstreamGone(Exception):
     pass
 
 
+class _Timer:
+    """The deadline of one upstream request (``--upstream-timeout``): a budget of seconds that
+    runs while the request is written and answered, restarts on progress, and stands still while
+    a human answers an elicitation the upstream server asked through the proxy."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.scope: anyio.CancelScope | None = None
+        self.budget = timeout or 0.0
+        self.paused = False
+
+    def attach(self, scope: anyio.CancelScope, proxy: Proxy) -> None:
+        self.scope = scope
+        if self.timeout is None:
+            return
+        proxy._timers.add(self)
+        if proxy._human_waits:
+            self.paused = True
+        else:
+            scope.deadline = anyio.current_time() + self.timeout
+
+    def detach(self, proxy: Proxy) -> None:
+        proxy._timers.discard(self)
+
+    def restart(self) -> None:
+        if self.timeout is None or self.scope is None:
+            return
+        if self.paused:
+            self.budget = self.timeout
+        else:
+            self.scope.deadline = anyio.current_time() + self.timeout
+
+    def pause(self) -> None:
+        if self.paused or self.scope is None:
+            return
+        self.budget = max(0.0, self.scope.deadline - anyio.current_time())
+        self.scope.deadline = math.inf
+        self.paused = True
+
+    def resume(self) -> None:
+        if not self.paused or self.scope is None:
+            return
+        self.paused = False
+        self.scope.deadline = anyio.current_time() + self.budget
+
+
 class Proxy:
     """One proxy instance: policy, audit, approvals, and the upstream client once connected."""
 
     def __init__(self, options: ProxyOptions, loaded: LoadedPolicy, *, transport: str = "stdio") -> None:
         self.opt = options
         self.loaded = loaded
-        self.engine = Engine(loaded.policy)
+        self.engine = Engine(loaded.policy, store=options.state.limit_store if options.state is not None else None)
         self.transport = transport
         self.audit: AuditLog | None = None
         if options.audit_path is not None:
@@ -176,6 +259,8 @@ class Proxy:
         self.front_session: Any = None  # last handshake-era ServerSession (stdio relay target)
         self._last_hidden: frozenset[str] = frozenset(loaded.policy.hide)
         self._schemas: dict[str, Any] = {}
+        self._timers: set[_Timer] = set()  # deadlines of the upstream requests in flight
+        self._human_waits = 0  # relayed elicitations a human is answering (timers stand still)
 
     # -- policy --------------------------------------------------------------------------
 
@@ -336,6 +421,8 @@ class Proxy:
         progress: bool = False,
     ) -> Any:
         session = self._upstream()
+        timeout = self.opt.upstream_timeout or None
+        timer = _Timer(timeout)
         cb = None
         if (
             progress
@@ -345,17 +432,31 @@ class Proxy:
             front = ctx.session
 
             async def cb(p: float, total: float | None, message: str | None) -> None:
+                timer.restart()  # a server that reports progress is working, not hanging
                 try:
                     await front.report_progress(p, total, message)
                 except Exception:  # noqa: BLE001 - progress is best effort
                     pass
 
-        try:
-            result = await session.send_request(
-                request, result_type, request_read_timeout_seconds=self.opt.upstream_timeout, progress_callback=cb
+        # Our own deadline, not the SDK's read timeout: the SDK starts its clock only once the
+        # request is written, so a server that stops reading (a full pipe) would hang the call
+        # for ever; ours also covers the write, and stands still while a human answers a relayed
+        # elicitation. On expiry the client is answered at once; the SDK tells the upstream server
+        # to cancel in the background.
+        with anyio.CancelScope() as scope:
+            timer.attach(scope, self)
+            try:
+                result = await self._request(session, request, result_type, cb, detach=timeout is not None)
+            except Exception as e:  # noqa: BLE001
+                raise self._map_error(e) from None
+            finally:
+                timer.detach(self)
+        if scope.cancelled_caught:
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message=f"plr: the upstream MCP server did not answer within {_secs(timeout or 0)} s "
+                "(--upstream-timeout)",
             )
-        except Exception as e:  # noqa: BLE001
-            raise self._map_error(e) from None
         needs_input = isinstance(result, types.InputRequiredResult) or (
             isinstance(result, dict) and result.get("resultType") == "input_required"
         )
@@ -369,6 +470,45 @@ class Proxy:
         if modern and isinstance(result, dict) and "resultType" not in result:
             result["resultType"] = "complete"  # required from 2026-07-28 on; a 2025-era upstream omits it
         return result
+
+    async def _request(self, session: Any, request: Any, result_type: Any, cb: Any, *, detach: bool) -> Any:
+        """``session.send_request``, run in the proxy's task group when ``detach``: abandoning it
+        (timeout, or the client cancelled) then returns at once, while the SDK's attempt to send
+        the upstream server a cancellation (up to 5 s when its input pipe is full) goes on apart."""
+        tg = getattr(self, "_tg", None)
+        if not detach or tg is None:
+            return await session.send_request(request, result_type, progress_callback=cb)
+        box_send, box_recv = anyio.create_memory_object_stream[tuple[bool, Any]](1)
+
+        async def run(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+            with anyio.CancelScope() as inner, box_send:
+                task_status.started(inner)
+                try:
+                    out: tuple[bool, Any] = (
+                        True,
+                        await session.send_request(request, result_type, progress_callback=cb),
+                    )
+                except Exception as e:  # noqa: BLE001 - handed to the waiting handler
+                    out = (False, e)
+                try:
+                    box_send.send_nowait(out)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
+                    pass  # nobody waits any more (the call was abandoned)
+
+        inner: anyio.CancelScope = await tg.start(run)
+        try:
+            with box_recv:
+                try:
+                    ok, value = await box_recv.receive()
+                except anyio.EndOfStream:  # the task was cancelled (the proxy is shutting down)
+                    raise MCPError(
+                        code=types.INTERNAL_ERROR, message="plr: the upstream request was abandoned"
+                    ) from None
+        finally:
+            inner.cancel()
+        if not ok:
+            raise value
+        return value
 
     # -- handlers: tools -------------------------------------------------------------------
 
@@ -557,8 +697,10 @@ class Proxy:
             "denied": "a human declined this call",
             "expired": f"no approval within {_secs(self.opt.approval_timeout)} s",
             "unavailable": "approval required, but the approval channel failed",
+            "state_unavailable": "approval required, but the shared approval queue is unreachable",
         }.get(answer, "not approved")
-        code = {"denied": "approval_declined", "expired": "approval_timeout"}.get(answer, "approval_unavailable")
+        codes = {"denied": "approval_declined", "expired": "approval_timeout", "state_unavailable": "state_unavailable"}
+        code = codes.get(answer, "approval_unavailable")
         return Decision("deny", code, f"{d.reason} ({why})", d.rule), 0, channel, aid  # type: ignore[arg-type]
 
     async def _elicit_legacy(self, ctx: Any, tool: str, args: Any, d: Decision) -> str:
@@ -578,10 +720,9 @@ class Proxy:
 
     def _queue_obj(self) -> Any:
         if self._queue is None:
-            from .approvals import ApprovalQueue, default_db_path
+            from .approvals import default_db_path, open_queue
 
-            path = self.opt.approvals_db or default_db_path(self.opt.audit_path)
-            self._queue = ApprovalQueue(path)
+            self._queue = open_queue(self.opt.state, self.opt.approvals_db or default_db_path(self.opt.audit_path))
         return self._queue
 
     async def _ask_queue(
@@ -606,12 +747,12 @@ class Proxy:
             )
         except anyio.get_cancelled_exc_class():
             raise
+        except StateUnavailable:  # a shared queue that cannot be reached (reported once, not per call)
+            return "state_unavailable", None
         except Exception as e:  # noqa: BLE001
             self.opt.stderr(f"plr proxy: cannot file an approval request: {type(e).__name__}: {e}")
             return "unavailable", None
-        from .approvals import default_db_path
-
-        db = "" if Path(q.path) == default_db_path(None) else f" --db {q.path}"
+        db = q.cli_hint
         self.opt.stderr(
             f"plr proxy: approval needed for {tool} ({d.reason}); "
             f"run `plr approvals{db} grant {aid}` or `plr approvals{db} deny {aid}` "
@@ -621,6 +762,8 @@ class Proxy:
             return await q.wait(aid, h, self.opt.approval_timeout), aid
         except anyio.get_cancelled_exc_class():
             raise
+        except StateUnavailable:
+            return "state_unavailable", aid
         except Exception as e:  # noqa: BLE001
             self.opt.stderr(f"plr proxy: approval queue failed: {type(e).__name__}: {e}")
             return "unavailable", aid
@@ -868,7 +1011,7 @@ class Proxy:
     async def upstream_message(self, message: Any) -> None:
         """``message_handler`` of the upstream client: relay notifications to the front."""
         if isinstance(message, Exception):
-            self.opt.stderr(f"plr proxy: ignored a malformed message from the upstream server: {message}")
+            self.opt.stderr(f"plr proxy: ignored a malformed message from the upstream server: {_why(message)}")
             return
         if isinstance(message, (types.ProgressNotification, types.CancelledNotification)):
             return  # progress is relayed per request (token mapping); cancellation is per connection
@@ -881,6 +1024,21 @@ class Proxy:
             except Exception:  # noqa: BLE001
                 pass
 
+    @contextmanager
+    def _human_wait(self) -> Iterator[None]:
+        """While a human answers, no upstream request's deadline runs (the server is waiting too)."""
+        self._human_waits += 1
+        if self._human_waits == 1:
+            for t in list(self._timers):
+                t.pause()
+        try:
+            yield
+        finally:
+            self._human_waits -= 1
+            if self._human_waits == 0:
+                for t in list(self._timers):
+                    t.resume()
+
     async def upstream_elicitation(self, context: Any, params: Any) -> Any:
         """An upstream server asks the user something: relay to the front client when it can answer."""
         s = self.front_session
@@ -890,7 +1048,7 @@ class Proxy:
         if caps is None or caps.elicitation is None:
             return types.ErrorData(code=types.INVALID_REQUEST, message="Elicitation not supported")
         try:
-            with anyio.fail_after(self.opt.approval_timeout):
+            with self._human_wait(), anyio.fail_after(self.opt.approval_timeout):
                 return await s.send_request(types.ElicitRequest(params=params), types.ElicitResult)
         except TimeoutError:
             return types.ElicitResult(action="cancel")

@@ -10,7 +10,7 @@ import anyio
 import mcp_types as types
 
 from .core import Proxy, ProxyOptions
-from .reload import LoadedPolicy, watch_policy
+from .reload import LoadedPolicy, watch_policy_source
 
 __all__ = ["serve", "UpstreamStartError"]
 
@@ -38,13 +38,20 @@ async def serve(
     listen: tuple[str, int] | None = None,
     stdin: Any = None,
     stdout: Any = None,
+    policy_poll: float = 2.0,
 ) -> None:
-    """Run one proxy until the front closes (stdio EOF) or the process is stopped."""
+    """Run one proxy until the front closes (stdio EOF) or the process is stopped.
+
+    ``policy_poll``: with ``--watch``, how often a URL or Redis policy source is re-read.
+    """
     from mcp import Client, StdioServerParameters
 
     proxy = Proxy(options, loaded, transport="http" if listen else "stdio")
     if command:
-        target: Any = StdioServerParameters(command=command[0], args=list(command[1:]), env=dict(os.environ))
+        # 'replace': one invalid byte from the server must not kill the upstream reader
+        target: Any = StdioServerParameters(
+            command=command[0], args=list(command[1:]), env=dict(os.environ), encoding_error_handler="replace"
+        )
     elif upstream_url:
         target = upstream_url
     else:
@@ -71,7 +78,15 @@ async def serve(
                     proxy.up = client
                     server, init = proxy.build_server()
                     if options.watch:
-                        tg.start_soon(lambda: watch_policy(options.policy_path, proxy.apply_policy, options.stderr))
+                        tg.start_soon(
+                            lambda: watch_policy_source(
+                                options.policy_path,
+                                proxy.apply_policy,
+                                options.stderr,
+                                initial=loaded,
+                                poll_interval=policy_poll,
+                            )
+                        )
                     stopping = anyio.Event()
                     tg.start_soon(_on_signals, stopping, options.stderr)
                     if listen is not None:
@@ -96,6 +111,8 @@ async def serve(
     finally:
         if proxy.audit is not None:
             proxy.audit.close()
+        if options.state is not None:
+            options.state.close()
 
 
 async def _on_signals(stopping: anyio.Event, report: Any) -> None:

@@ -34,6 +34,11 @@ def error_for_bad_line(line: bytes) -> types.JSONRPCError | None:
     if not text:
         return None
     try:
+        line.decode("utf-8")
+        why = "not a valid JSON-RPC message"
+    except UnicodeDecodeError:
+        why = "the message is not valid UTF-8"
+    try:
         obj = json.loads(text)
     except (ValueError, RecursionError):
         return types.JSONRPCError(
@@ -51,7 +56,7 @@ def error_for_bad_line(line: bytes) -> types.JSONRPCError | None:
     return types.JSONRPCError(
         jsonrpc="2.0",
         id=rid,
-        error=types.ErrorData(code=types.INVALID_REQUEST, message="Invalid Request: not a valid JSON-RPC message"),
+        error=types.ErrorData(code=types.INVALID_REQUEST, message=f"Invalid Request: {why}"),
     )
 
 
