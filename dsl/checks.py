@@ -15,6 +15,10 @@ from .regex import compile_re2
 from .resolve import Program, ResolvedRule, program_default, rules_by_tool
 
 DENY_CODES = {"hidden", "denied", "deny_if", "rate_limited"}
+# "did you mean" costs a difflib comparison per catalogue name: at most this many in all
+# (about a second), then unknown names are reported without a hint. Enough for every typo
+# in a normal policy; a policy naming thousands of undeclared tools lacks a catalogue.
+HINT_COMPARISONS = 50_000
 
 
 def check_program(prog: Program) -> list:  # list[Diagnostic]
@@ -164,14 +168,26 @@ def _check_interactions(prog: Program) -> None:
             prog.warn(message, span)
 
     if known:
+        candidates = sorted(known)
+        hints: dict[str, str] = {}  # one difflib search per unknown name, not per rule naming it
+        budget = HINT_COMPARISONS
+
+        def hint_for(name: str) -> str:
+            nonlocal budget
+            if name not in hints:
+                if budget < len(candidates):  # a missing catalogue, not typos: stop searching
+                    return ""
+                budget -= len(candidates)
+                close = difflib.get_close_matches(name, candidates, n=1)
+                hints[name] = f"; did you mean `{close[0]}`?" if close else ""
+            return hints[name]
+
         for rr in prog.rules:
             if rr.rule.selector.kind not in ("tool", "list"):
                 continue
             for name in rr.tools:
                 if name not in known:
-                    hint = difflib.get_close_matches(name, sorted(known), n=1)
-                    extra = f"; did you mean `{hint[0]}`?" if hint else ""
-                    warn_once(f"tool `{name}` is not in any declared catalogue{extra}", rr.rule.selector.span)
+                    warn_once(f"tool `{name}` is not in any declared catalogue{hint_for(name)}", rr.rule.selector.span)
 
     # A rule is dead when every tool it selects is always hidden or denied by another rule.
     dead: dict[int, list[tuple[str, str, ir.Rule]]] = {}

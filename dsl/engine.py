@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from .errors import PlrError
 from .policy import PATH_ROOTS, All, AnyOf, Leaf, Limit, Not, Policy, Tool
 from .policy import parse_path as _parse_path
-from .regex import compile_re2
+from .regex import re2_search_test
 
 __all__ = [
     "Engine",
@@ -126,6 +126,8 @@ class MemoryLimitStore:
 
     def acquire_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
         """``acquire`` that also says which key (index into ``keys``) set ``retry_after``."""
+        if len(keys) == 1:
+            return self._acquire_one(keys[0], now)
         with self._lock:
             hits = self._hits
             queues: list[deque[float]] = []
@@ -151,6 +153,25 @@ class MemoryLimitStore:
                 dq.append(now)
                 self._windows[key] = window
             if len(hits) > self._sweep_at:
+                self._sweep(now)
+            return None
+
+    def _acquire_one(self, entry: tuple[str, int, float], now: float) -> tuple[float, int] | None:
+        """``acquire_which`` for the common single key, without the bookkeeping for several."""
+        key, mx, window = entry
+        with self._lock:
+            dq = self._hits.get(key)
+            if dq is None:
+                dq = self._hits[key] = deque()
+                self._windows[key] = window
+            while dq and now - dq[0] >= window:  # exactly `window` later it no longer counts
+                dq.popleft()
+            n = len(dq)
+            if n >= mx:
+                return (max(dq[n - mx] + window - now, 0.0), 0)
+            dq.append(now)
+            self._windows[key] = window
+            if len(self._hits) > self._sweep_at:
                 self._sweep(now)
             return None
 
@@ -223,6 +244,9 @@ def _getter(path: str) -> Callable[[Ctx], Any]:
     return get
 
 
+_NUM = (int, float)
+
+
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -269,7 +293,7 @@ def _test(op: str, lit: Any) -> Callable[[Any], bool]:
         elif k == 1:
             eq = lambda v: isinstance(v, bool) and v == lit  # noqa: E731
         elif k == 2:
-            eq = lambda v: _is_num(v) and v == lit  # noqa: E731
+            eq = lambda v: isinstance(v, _NUM) and v.__class__ is not bool and v == lit  # noqa: E731
         elif k == 3:
             eq = lambda v: isinstance(v, str) and v == lit  # noqa: E731
         else:
@@ -282,7 +306,13 @@ def _test(op: str, lit: Any) -> Callable[[Any], bool]:
 
         cmp = getattr(operator, {"lte": "le", "gte": "ge"}.get(op, op))
         if _is_num(lit):
-            return lambda v: _is_num(v) and cmp(v, lit)
+            if op == "gt":
+                return lambda v: isinstance(v, _NUM) and v.__class__ is not bool and v > lit
+            if op == "gte":
+                return lambda v: isinstance(v, _NUM) and v.__class__ is not bool and v >= lit
+            if op == "lt":
+                return lambda v: isinstance(v, _NUM) and v.__class__ is not bool and v < lit
+            return lambda v: isinstance(v, _NUM) and v.__class__ is not bool and v <= lit
         if isinstance(lit, str):
             return lambda v: isinstance(v, str) and cmp(v, lit)
         return lambda v: False
@@ -326,16 +356,55 @@ def _test(op: str, lit: Any) -> Callable[[Any], bool]:
     if op == "ends_with":
         return lambda v: isinstance(v, str) and isinstance(lit, str) and v.endswith(lit)
     if op == "regex":
-        search = compile_re2(lit).search  # once, at prepare time
+        found = re2_search_test(lit)  # once, at prepare time
         # A str RE2 cannot encode (lone surrogate) raises: the caller fails closed.
-        return lambda v: isinstance(v, str) and search(v) is not None
+        return lambda v: isinstance(v, str) and found(v)
     raise ValueError(f"unknown op `{op}`")
+
+
+def _fused_leaf(c: Leaf) -> Pred | None:
+    """The common leaf ``root`` or ``root.key`` without ``fn``, as one closure that looks the
+    value up itself (one Python call fewer per leaf than getter + test); None otherwise."""
+    ri, steps = parse_path(c.path)
+    if c.fn is not None or len(steps) > 1 or (steps and not isinstance(steps[0], str)):
+        return None
+    op = c.op
+    if not steps:
+        if op == "exists":
+            return lambda ctx: ctx[ri] is not MISSING
+        if op == "missing":
+            return lambda ctx: ctx[ri] is MISSING
+        test0 = _test(op, c.value)
+
+        def leaf0(ctx: Ctx) -> bool:
+            v = ctx[ri]
+            return v is not MISSING and test0(v)
+
+        return leaf0
+    key = steps[0]
+    if op == "exists":
+        return lambda ctx: isinstance(ctx[ri], dict) and key in ctx[ri]
+    if op == "missing":
+        return lambda ctx: not (isinstance(ctx[ri], dict) and key in ctx[ri])
+    test1 = _test(op, c.value)
+
+    def leaf1(ctx: Ctx) -> bool:
+        v = ctx[ri]
+        if isinstance(v, dict):
+            v = v.get(key, MISSING)
+            return v is not MISSING and test1(v)
+        return False
+
+    return leaf1
 
 
 def compile_condition(c: Leaf | All | AnyOf | Not) -> Pred:
     """A condition as a closure over the context. It may raise on pathological input;
     callers decide what an exception means (fail closed)."""
     if isinstance(c, Leaf):
+        fused = _fused_leaf(c)
+        if fused is not None:
+            return fused
         get = _getter(c.path)
         if c.op == "exists":
             return lambda ctx: get(ctx) is not MISSING
@@ -482,6 +551,11 @@ class _Tool:
     denied: Decision
     needs_approval: Decision
     allowed: Decision
+    # The same checks flattened for Engine._check: (predicate, decision if it holds) per
+    # deny_if, the bare predicates of require, and whether approval is the tool's action.
+    deny_checks: tuple[tuple[Pred, Decision], ...] = ()
+    require_preds: tuple[Pred, ...] = ()
+    approval: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,6 +627,9 @@ def _prepare_tool(name: str, t: Tool, all_limits: tuple[_Lim, ...], where: str) 
             "approval_required", "require", t.reason or f"tool `{n}` requires human approval", t.rule
         ),
         allowed=Decision("allow", "allowed", f"tool `{n}` is allowed by policy", t.rule),
+        deny_checks=tuple((c.pred, c.decision) for c in deny_if),
+        require_preds=tuple(c.pred for c in require),
+        approval=t.action == "require_approval",
     )
 
 
@@ -685,9 +762,45 @@ class Engine:
                 return _default_allow(tool)
             if t.__class__ is Decision:
                 return t
-            return self._run(t, tool, args, identity, session, server, approved)  # type: ignore[arg-type]
+            return self._check(t, tool, args, identity, session, server, approved)  # type: ignore[arg-type]
         except Exception as e:  # noqa: BLE001 - the one place that turns bugs into a deny
             return _error(e)
+
+    def _check(
+        self, t: _Tool, tool: str, args: Any, identity: Any, session: Any, server: Any, approved: bool
+    ) -> Decision:
+        """``_run`` without a trace, for the common outcomes; a failing ``require`` (whose
+        answer depends on approval and names a requirement) is left to ``_run``."""
+        if t.action == "deny":
+            return t.denied
+        ctx: Ctx = (
+            _EMPTY_ARGS if args is None else args,
+            MISSING if identity is None else identity,
+            MISSING if session is None else session,
+            MISSING if server is None else server,
+            tool,
+            approved is True,
+        )
+        for pred, denied in t.deny_checks:
+            try:
+                if pred(ctx):
+                    return denied
+            except Exception:  # noqa: BLE001 - fail closed: the deny_if holds
+                return denied
+        for pred in t.require_preds:
+            try:
+                ok = pred(ctx)
+            except Exception:  # noqa: BLE001 - fail closed: the require fails
+                ok = False
+            if not ok:
+                return self._run(t, tool, args, identity, session, server, approved)
+        if t.approval and approved is not True:
+            return t.needs_approval
+        if t.limits:
+            refused = self._acquire(t.limits, session, identity, None)
+            if refused is not None:
+                return refused
+        return t.allowed
 
     # -- the checks of one governed tool (steps 3-8) -------------------------------------
 
@@ -764,8 +877,14 @@ class Engine:
         self, lims: tuple[_Lim, ...], session: Any, identity: Any, trace: list[TraceStep] | None
     ) -> Decision | None:
         """Step 7 and the counting of step 8, in one atomic store call."""
-        scopes = ("", _scope_value(session), _scope_value(identity))
-        keys = [(lim.prefix + scopes[lim.scope], lim.max, lim.window) for lim in lims]
+        if len(lims) == 1:
+            lim0 = lims[0]
+            scope = lim0.scope
+            who = "" if scope == 0 else _scope_value(session if scope == 1 else identity)
+            keys = [(lim0.prefix + who, lim0.max, lim0.window)]
+        else:
+            scopes = ("", _scope_value(session), _scope_value(identity))
+            keys = [(lim.prefix + scopes[lim.scope], lim.max, lim.window) for lim in lims]
         now = self._clock()
         which = self._acquire_which
         try:

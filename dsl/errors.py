@@ -7,6 +7,7 @@ terminal or as JSON is the CLI's business, through the helpers here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Literal
 
 Severity = Literal["error", "warning"]
@@ -130,5 +131,12 @@ def line_of(text: str, line: int) -> str | None:
     """The 1-based ``line`` of ``text`` (for caret snippets), or None when out of range."""
     if line < 1:
         return None
-    lines = text.splitlines()
+    lines = _lines(text)
     return lines[line - 1] if line <= len(lines) else ""
+
+
+@lru_cache(maxsize=8)
+def _lines(text: str) -> tuple[str, ...]:
+    """``text.splitlines()``, once per text: a policy with many diagnostics asks for many lines
+    of the same file (splitting it again each time made reporting quadratic)."""
+    return tuple(text.splitlines())

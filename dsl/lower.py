@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Callable
 
 from lark import Token, Transformer, Tree, v_args
 from lark.tree import Meta
@@ -30,7 +30,7 @@ def lower_source(text: str, file: str = "<input>", path: str = "") -> ir.Module:
 
 def lower_tree(tree: Tree, text: str, file: str, path: str = "") -> ir.Module:
     lowerer = _Lower(text, file)
-    statements = lowerer.transform(tree)
+    statements = lowerer.walk(tree)
     if lowerer.diagnostics:
         raise PlrError(lowerer.diagnostics)
     return ir.Module(file=file, path=path, statements=tuple(statements))
@@ -46,6 +46,17 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         self.text = text
         self.file = file
         self.diagnostics: list[Diagnostic] = []
+
+    def walk(self, tree: Tree) -> Any:
+        """``transform`` without Lark's per-node dispatch: on every node Lark's ``v_args``
+        descriptor builds a fresh wrapper (``functools.update_wrapper``) and the call goes
+        through three more layers. Same post-order, same methods, same results."""
+        children = [self.walk(c) if isinstance(c, Tree) else c for c in tree.children]
+        entry = _DISPATCH.get(tree.data)
+        if entry is None:
+            return self.__default__(tree.data, children, tree.meta)
+        fn, with_meta = entry
+        return fn(self, tree.meta, children) if with_meta else fn(self, children)
 
     # -- helpers --------------------------------------------------------------------------
     def span(self, where: Meta | Token | None) -> ir.Span:
@@ -389,3 +400,23 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     @v_args(meta=True)
     def visible_step(self, meta: Meta, items: list[Any]) -> ir.VisibleStep:
         return ir.VisibleStep(tools=tuple(items[0]), span=self.span(meta))
+
+
+def _dispatch_table(cls: type) -> dict[str, tuple[Callable[..., Any], bool]]:
+    """rule name -> (plain function, takes meta) for every callback of ``cls``."""
+    table: dict[str, tuple[Callable[..., Any], bool]] = {}
+    for klass in reversed(cls.__mro__):
+        if klass in (Transformer, object) or not issubclass(klass, Transformer):
+            continue
+        for name, attr in vars(klass).items():
+            if name.startswith("_") or name == "walk":
+                continue
+            base = getattr(attr, "base_func", None)  # a v_args(meta=True) wrapper
+            if base is not None and getattr(attr, "visit_wrapper", None) is not None:
+                table[name] = (base, True)
+            elif callable(attr) and not isinstance(attr, (staticmethod, classmethod, type)):
+                table[name] = (attr, False)
+    return table
+
+
+_DISPATCH = _dispatch_table(_Lower)

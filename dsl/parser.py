@@ -115,8 +115,35 @@ def _all_syntax_errors(parser: Lark, text: str, file: str, first: UnexpectedInpu
     return diags
 
 
+_STRINGS_AND_COMMENTS = re.compile(r'"(?:[^"\\\n]|\\[^\n])*"|#[^\n]*')
+_BRACKETS = re.compile(r"[][(){}]")
+
+
 def _check_nesting(text: str, file: str) -> None:
-    """Refuse absurd nesting before parsing, so later tree walks can never exhaust the stack."""
+    """Refuse absurd nesting before parsing, so later tree walks can never exhaust the stack.
+
+    Fast path: drop closed strings and comments with one regex, then count the brackets that
+    are left. An unterminated string or too deep a nesting goes to the character scan, which
+    decides those cases and names the place.
+    """
+    if text.count("(") + text.count("[") + text.count("{") <= MAX_NESTING:
+        return
+    code = _STRINGS_AND_COMMENTS.sub("", text)
+    if '"' in code:
+        return _scan_nesting(text, file)
+    depth = 0
+    for ch in _BRACKETS.findall(code):
+        if ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return _scan_nesting(text, file)
+        elif depth:
+            depth -= 1
+    return None
+
+
+def _scan_nesting(text: str, file: str) -> None:
+    """The character-by-character scan behind ``_check_nesting`` (raises at the first level too deep)."""
     depth = 0
     in_string = False
     in_comment = False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import re2
 
@@ -23,3 +23,25 @@ def compile_re2(pattern: str) -> Any:
         raise ValueError(f"invalid regular expression {pattern!r}: {detail}") from None
     except (TypeError, ValueError) as e:
         raise ValueError(f"invalid regular expression {pattern!r}: {e}") from None
+
+
+def re2_search_test(pattern: str) -> Callable[[str], bool]:
+    """``pattern`` compiled once into "does it match anywhere in this str?".
+
+    Same answer as ``compile_re2(pattern).search(s) is not None`` at a third of the cost: it
+    calls RE2's ``Match`` directly instead of the wrapper's generator that builds a match
+    object and maps byte offsets back to characters (a decision needs neither). A str that
+    cannot be encoded (lone surrogate) raises, as ``search`` does: callers fail closed.
+    """
+    rx = compile_re2(pattern)
+    match = getattr(getattr(rx, "_regexp", None), "Match", None)
+    anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    if match is None or anchor is None:  # a google-re2 without these internals: the public API
+        search = rx.search
+        return lambda s: search(s) is not None
+
+    def test(s: str) -> bool:
+        b = s.encode("utf-8")
+        return match(anchor, b, 0, len(b))[0][0] != -1
+
+    return test

@@ -252,6 +252,7 @@ def test_decide_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(Engine, "_run", boom)
+    monkeypatch.setattr(Engine, "_check", boom)  # the trace-free path of decide
     for explain in (False, True):
         d = e.decide("x", {"a": 1}, explain=explain)
         assert (d.effect, d.code) == ("deny", "error")
