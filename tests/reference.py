@@ -1,0 +1,288 @@
+"""A reference interpreter for plr: the language's meaning, evaluated on the IR directly.
+
+This is the oracle of the differential tests (``test_differential.py``). It is written from
+the spec (``language.md`` "How rules combine" and "Conditions", ``policy-json.md`` "Limits")
+and the project's decisions for what the spec leaves open, and deliberately shares no code
+with the compiler or the engine: selectors are expanded here from the catalogue statements,
+conditions are ``ir.Condition`` trees evaluated recursively, and limits are plain lists of
+hit times. It favours being obviously right over being fast.
+
+Decision order for one call (first match wins):
+
+1. hidden: a ``hide`` rule selects the tool, or ``hide all tools`` → ``deny``/``hidden``
+2. an unconditional ``deny`` selects it → ``deny``/``denied``
+3. not callable (default deny and no ``allow`` / ``allow if`` / ``deny unless`` selects it)
+   → ``deny``/``default``
+4. a ``deny … if C`` whose ``C`` holds → ``deny``/``deny_if``
+5. requirements: the OR of the tool's ``allow … if`` conditions (only when it has no
+   unconditional ``allow``) and every ``deny … unless C``. If some fail: when each failing
+   one holds with ``approved`` true → ``approval_required``/``require``, else ``deny``/``require``
+6. limits (the tool's own ``limit`` rules, one quota per rule and tool, plus every
+   ``limit all tools``): one full window → ``deny``/``rate_limited``. A hit at ``t`` counts
+   while ``now - t < window``; no session (identity) and ``""`` are one scope, as in the engine
+7. ``allow`` (code ``allowed`` when a rule names the tool, ``default`` otherwise); the call
+   is counted against every applicable limit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import re2
+
+from dsl import ir
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING: Any = _Missing()
+
+ALLOW, DENY, APPROVAL = "allow", "deny", "approval_required"
+
+
+# --- values -------------------------------------------------------------------------------
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if _is_number(v):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "list"
+    if isinstance(v, dict):
+        return "object"
+    return "other"
+
+
+def same(a: Any, b: Any) -> bool:
+    """JSON equality with strict types: ``true`` is not ``1``, ``"1"`` is not ``1``."""
+    ta, tb = _json_type(a), _json_type(b)
+    if ta != tb or ta == "other":
+        return False
+    if ta == "list":
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if ta == "object":
+        return set(a) == set(b) and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def compare(op: str, v: Any, lit: Any) -> bool:
+    """``v op lit`` for a value that is present (never MISSING)."""
+    if op == "eq":
+        return same(v, lit)
+    if op == "neq":
+        return not same(v, lit)
+    if op in ("lt", "lte", "gt", "gte"):
+        if _is_number(v) and _is_number(lit) or isinstance(v, str) and isinstance(lit, str):
+            pass
+        else:
+            return False
+        if op == "lt":
+            return v < lit
+        if op == "lte":
+            return v <= lit
+        if op == "gt":
+            return v > lit
+        return v >= lit
+    if op == "in":
+        return any(same(v, x) for x in lit)
+    if op == "not_in":
+        return not any(same(v, x) for x in lit)
+    if op == "contains":
+        if isinstance(v, str):
+            return isinstance(lit, str) and lit in v
+        if isinstance(v, list):
+            return any(same(x, lit) for x in v)
+        return False
+    if op == "starts_with":
+        return isinstance(v, str) and v.startswith(lit)
+    if op == "ends_with":
+        return isinstance(v, str) and v.endswith(lit)
+    if op == "regex":
+        return isinstance(v, str) and re2.search(lit, v) is not None
+    raise AssertionError(f"unknown op {op}")
+
+
+# --- conditions ---------------------------------------------------------------------------
+
+
+class Call:
+    """What a condition can look at."""
+
+    def __init__(self, tool: str, args: Any, identity: Any, session: Any, server: Any, approved: bool) -> None:
+        self.tool = tool
+        self.args = {} if args is None else args
+        self.identity = identity
+        self.session = session
+        self.server = server
+        self.approved = approved
+
+    def with_approval(self) -> Call:
+        return Call(self.tool, self.args, self.identity, self.session, self.server, True)
+
+    def root(self, name: str) -> Any:
+        if name == "args":
+            return self.args
+        if name == "approved":
+            return self.approved
+        if name == "tool":
+            return self.tool
+        value = {"identity": self.identity, "session": self.session, "server": self.server}[name]
+        return MISSING if value is None else value
+
+
+def lookup(path: ir.Path, call: Call) -> Any:
+    v = call.root(path.root)
+    for step in path.steps:
+        if isinstance(step, int):
+            if isinstance(v, list) and 0 <= step < len(v):
+                v = v[step]
+            else:
+                return MISSING
+        else:
+            if isinstance(v, dict) and step in v:
+                v = v[step]
+            else:
+                return MISSING
+    return v
+
+
+def holds(c: ir.Condition, call: Call) -> bool:
+    if isinstance(c, ir.And):
+        return all(holds(x, call) for x in c.items)
+    if isinstance(c, ir.Or):
+        return any(holds(x, call) for x in c.items)
+    if isinstance(c, ir.Not):
+        return not holds(c.item, call)
+    assert isinstance(c, ir.Compare), c
+    v = lookup(c.path, call)
+    if c.op == "exists":
+        return v is not MISSING
+    if c.op == "missing":
+        return v is MISSING
+    if c.fn == "count":
+        n = len(v) if isinstance(v, list) else 0 if v is MISSING else 1
+        return compare(c.op, n, c.value)
+    if c.fn == "len":
+        if not isinstance(v, (str, list, dict)):
+            return False  # every comparison of len() of anything else is false
+        return compare(c.op, len(v), c.value)
+    if v is MISSING:
+        return False  # a comparison on a missing path is false
+    return compare(c.op, v, c.value)
+
+
+def glob_matches(pattern: str, name: str) -> bool:
+    """The language's globs: `*` any run of characters, `?` one character, all else literal."""
+    rx = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(rx, name, flags=re.DOTALL) is not None
+
+
+# --- the interpreter ----------------------------------------------------------------------
+
+
+class RefInterpreter:
+    """Decide calls for a resolved, error-free ``Program`` the way the language says."""
+
+    def __init__(self, program: Any, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        defaults = [s for m in program.modules for s in m.statements if isinstance(s, ir.Default)]
+        self.default = defaults[0].effect if defaults else "deny"
+        # The catalogue: every declared tool with the risk of its first declaration.
+        self.risk: dict[str, str] = {}
+        for m in program.modules:
+            for s in m.statements:
+                if isinstance(s, ir.Catalogue):
+                    for t in s.tools:
+                        self.risk.setdefault(t.name, t.risk)
+        self.rules: list[ir.Rule] = [s for m in program.modules for s in m.statements if isinstance(s, ir.Rule)]
+        self.hits: dict[tuple[Any, ...], list[float]] = {}
+
+    def selects(self, sel: ir.Selector, tool: str) -> bool:
+        if sel.kind in ("tool", "list"):
+            return tool in sel.names
+        if sel.kind == "glob":
+            return tool in self.risk and glob_matches(sel.pattern or "", tool)
+        if sel.kind == "class":
+            return self.risk.get(tool) == sel.risk
+        return True  # all tools
+
+    def decide(
+        self,
+        tool: str,
+        args: Any = None,
+        identity: Any = None,
+        session: Any = None,
+        server: Any = None,
+        approved: bool = False,
+    ) -> tuple[str, str]:
+        mine = [(i, r) for i, r in enumerate(self.rules) if r.selector.kind != "all" and self.selects(r.selector, tool)]
+        every = [(i, r) for i, r in enumerate(self.rules) if r.selector.kind == "all"]
+
+        def of(kind: str, guard: str | None = None) -> list[tuple[int, ir.Rule]]:
+            return [(i, r) for i, r in mine if r.kind == kind and (guard is None or r.guard == guard)]
+
+        # 1. hidden
+        if of("hide") or any(r.kind == "hide" for _, r in every):
+            return DENY, "hidden"
+        # 2. denied
+        if of("deny", "always"):
+            return DENY, "denied"
+        allow_always, allow_if = of("allow", "always"), of("allow", "if")
+        deny_if, deny_unless = of("deny", "if"), of("deny", "unless")
+        # 3. callable?
+        if not (self.default == "allow" or allow_always or allow_if or deny_unless):
+            return DENY, "default"
+        call = Call(tool, args, identity, session, server, approved is True)
+        # 4. deny ... if
+        for _, r in deny_if:
+            assert r.condition is not None
+            if holds(r.condition, call):
+                return DENY, "deny_if"
+        # 5. requirements
+        requirements: list[ir.Condition] = []
+        if allow_if and not allow_always:
+            requirements.append(ir.Or(items=tuple(r.condition for _, r in allow_if if r.condition is not None)))
+        requirements += [r.condition for _, r in deny_unless if r.condition is not None]
+        failing = [c for c in requirements if not holds(c, call)]
+        if failing:
+            approved_call = call.with_approval()
+            if all(holds(c, approved_call) for c in failing):
+                return APPROVAL, "require"
+            return DENY, "require"
+        # 6. limits
+        now = self.clock()
+        # Spec-silent point, following the engine: a call without a session (identity) and a
+        # call whose session (identity) is "" share one quota (both mean "no session").
+        scope_value = {"session": session or "", "identity": identity or "", "global": None}
+        windows: list[tuple[tuple[Any, ...], int, float]] = []
+        for i, r in of("limit"):
+            assert r.limit is not None
+            windows.append((("tool", i, tool, r.limit.per, scope_value[r.limit.per]), r.limit.max, r.limit.window))
+        for i, r in every:
+            if r.kind == "limit":
+                assert r.limit is not None
+                windows.append((("all", i, r.limit.per, scope_value[r.limit.per]), r.limit.max, r.limit.window))
+        for key, mx, window in windows:
+            counted = [t for t in self.hits.get(key, []) if now - t < window]
+            self.hits[key] = counted
+            if len(counted) >= mx:
+                return DENY, "rate_limited"
+        for key, _mx, _window in windows:
+            self.hits.setdefault(key, []).append(now)
+        # 7. allowed
+        return ALLOW, ("allowed" if mine else "default")

@@ -1,0 +1,532 @@
+"""Hypothesis strategies: valid .plr programs, and calls shaped to hit their conditions.
+
+``programs()`` draws the text of one .plr file that follows ``grammar/plr.lark`` and passes
+the checks (every glob matches a catalogue tool, no ``allow/deny all tools``, no invalid
+regex, limits >= 1, ...). It uses every statement and selector form, every condition
+operator and combinator, ``count``/``len``, ``{ }`` blocks, every path shape and literals of
+every type, with free whitespace, comments and keyword-like argument names.
+
+Literals and argument values are drawn from shared pools so conditions actually hold on
+generated calls; ``calls(tool_names)`` draws one call (tool, args, identity, session,
+server, approved) and ``advances()`` a clock step that crosses limit windows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import strategies as st
+
+RISKS = ("read", "write", "destructive", "execute")
+UNITS = ("second", "minute", "hour", "day")
+SCOPES = ("session", "identity", "global")
+
+# Argument names: plain ones plus language keywords, which are not reserved after a dot.
+ARG_KEYS = (
+    "x", "a", "b", "items", "task_id", "name", "n",
+    "limit", "default", "tool", "in", "not", "count", "len", "exists", "true", "null",
+    "per", "to", "all", "approved", "reason", "a-b", "_k2",
+)  # fmt: skip
+# Keys written as `args["..."]` (not NAMEs): spaces, dots, digits, quotes, empty.
+ODD_KEYS = ("a b", "a.b", "0", "", 'q"t', "é", "x")
+INDICES = (0, 1, 2)
+
+IDENTITIES = (None, "alice", "bob", "ops-bot")
+SESSIONS = (None, "s1", "s2")
+SERVERS = (None, "srv", "other")
+
+STRINGS = (
+    "", "a", "abc", "A", "rm -rf /", "ops-bot", "alice", "s1", "srv", "x/y", "é", "prod",
+    "main", "a b", "12", "true", "null",
+)  # fmt: skip
+INT_TEXTS = ("0", "1", "-1", "2", "3", "5", "10", "-0", "100", "12345678901234567890", "-9007199254740993")
+FLOAT_TEXTS = ("2.5", "-0.5", "1.0", "0.0", "1e3", "1E-2", "3.14159", "-2.5e1", "5.0")
+NUMBERS: tuple[Any, ...] = tuple(json.loads(t) for t in INT_TEXTS + FLOAT_TEXTS)
+REGEXES = (
+    "^a", "b$", "(?i)rm\\s+-rf", "[0-9]+", "^$", ".", "a|b", "^ops-", "é", "\\d{2,}",
+    "^(?:x|y)/", "^[A-Z]", "\\bprod\\b", "(?s).*",
+)  # fmt: skip
+
+PREFIXES = ("fs", "git", "task", "db", "net", "get")
+SEPARATORS = ("-", "_", ".", "/", "", "-", "[1]", "?")  # brackets and `?` are literal in names
+WORDS = ("read", "write", "list", "get", "delete", "run", "log", "x1", "purge", "tools")
+EXTRA_TOOLS = ("ghost-tool", "legacy_run", "fs-ghost")  # named by rules, in no catalogue
+UNKNOWN_TOOLS = ("unknown", "fs-zzz", "git-", "", "Task-read", "get")
+
+
+# --- small pieces -------------------------------------------------------------------------
+
+
+def _string_text(draw: Any, s: str) -> str:
+    return json.dumps(s, ensure_ascii=draw(st.booleans()))
+
+
+def _ws(draw: Any) -> str:
+    """Whitespace between tokens: usually one space, sometimes a newline or more."""
+    return draw(st.sampled_from((" ", " ", " ", " ", "\n    ", "  ", "\t", " \n", '  # note: deny tool "x"\n    ')))
+
+
+@st.composite
+def _name(draw: Any) -> str:
+    """A NAME for `package`: identifiers, some of them keywords."""
+    return draw(st.sampled_from(("acme", "codex_worker", "p1", "default", "allow", "tools", "in", "x-y", "_z")))
+
+
+@st.composite
+def _catalogue(draw: Any) -> list[tuple[str, str]]:
+    n = draw(st.integers(1, 6))
+    names: list[str] = []
+    while len(names) < n:
+        name = draw(st.sampled_from(PREFIXES)) + draw(st.sampled_from(SEPARATORS)) + draw(st.sampled_from(WORDS))
+        if name not in names:
+            names.append(name)
+    return [(name, draw(st.sampled_from(RISKS))) for name in names]
+
+
+def _literal_text(draw: Any, kind: str | None = None, depth: int = 0) -> str:
+    """One literal of the language (`kind` forces string/number/list)."""
+    kind = kind or draw(
+        st.sampled_from(
+            ("string", "string", "number", "number", "bool", "null", "list")
+            if depth < 2
+            else ("string", "number", "bool", "null")
+        )
+    )
+    if kind == "string":
+        s = draw(st.sampled_from(STRINGS) | st.text(st.characters(exclude_categories=("Cs",)), max_size=6))
+        return _string_text(draw, s)
+    if kind == "number":
+        return draw(st.sampled_from(INT_TEXTS + FLOAT_TEXTS))
+    if kind == "bool":
+        return draw(st.sampled_from(("true", "false")))
+    if kind == "null":
+        return "null"
+    return _list_text(draw, depth + 1)
+
+
+def _list_text(draw: Any, depth: int = 0, scalar_kind: str | None = None) -> str:
+    items = [_literal_text(draw, scalar_kind, depth) for _ in range(draw(st.integers(0, 4)))]
+    trailing = "," if items and draw(st.booleans()) else ""
+    sep = draw(st.sampled_from((", ", ",", " , ", ",\n  ")))
+    return "[" + sep.join(items) + trailing + "]"
+
+
+@st.composite
+def _path(draw: Any) -> str:
+    kind = draw(
+        st.sampled_from(
+            ("key", "key", "key", "nested", "index", "index_key", "odd", "identity", "session", "server", "tool",
+             "approved", "args", "args_index")
+        )
+    )  # fmt: skip
+    if kind == "args_index":
+        return f"args[{draw(st.sampled_from(INDICES))}]"
+    key = draw(st.sampled_from(ARG_KEYS))
+    if kind == "key":
+        return f"args.{key}"
+    if kind == "nested":
+        return f"args.{key}.{draw(st.sampled_from(ARG_KEYS))}"
+    if kind == "index":
+        return f"args.{key}[{draw(st.sampled_from(INDICES))}]"
+    if kind == "index_key":
+        return f"args.{key}[{draw(st.sampled_from(INDICES))}].{draw(st.sampled_from(ARG_KEYS))}"
+    if kind == "odd":
+        odd = json.dumps(draw(st.sampled_from(ODD_KEYS)))
+        tail = draw(st.sampled_from(("", f".{key}", "[0]")))
+        return f"args[{odd}]{tail}"
+    return kind
+
+
+CMP = ("==", "!=", "<", "<=", ">", ">=")
+
+
+@st.composite
+def _leaf(draw: Any) -> str:
+    """One comparison (a leaf of a condition)."""
+    form = draw(
+        st.sampled_from(
+            (
+                "cmp", "cmp", "in", "not_in", "contains", "starts_with", "ends_with", "matches",
+                "exists", "missing", "fn", "fn", "approved", "not_approved",
+            )
+        )
+    )  # fmt: skip
+    if form == "approved":
+        return "approved"
+    if form == "not_approved":
+        return "not approved"
+    path = draw(_path())
+    if form == "cmp":
+        if draw(st.integers(0, 3)) == 0:  # literals that Python's == would confuse across types
+            lit = draw(st.sampled_from(("true", "false", "0", "1", "1.0", "0.0", "null", '"1"', "[1]", "[true]")))
+            return f"{path} {draw(st.sampled_from(('==', '!=')))} {lit}"
+        return f"{path} {draw(st.sampled_from(CMP))} {_literal_text(draw)}"
+    if form == "in":
+        return f"{path} in {_list_text(draw)}"
+    if form == "not_in":
+        return f"{path} {draw(st.sampled_from(('not in', 'not  in', 'not' + chr(10) + 'in')))} {_list_text(draw)}"
+    if form == "contains":
+        return f"{path} contains {_literal_text(draw, draw(st.sampled_from(('string', 'string', 'number', 'bool', 'null'))))}"
+    if form in ("starts_with", "ends_with"):
+        s = draw(st.sampled_from(STRINGS[:8]))
+        return f"{path} {form} {_string_text(draw, s)}"
+    if form == "matches":
+        return f"{path} matches {_string_text(draw, draw(st.sampled_from(REGEXES)))}"
+    if form in ("exists", "missing"):
+        return f"{path} {form}"
+    fn = draw(st.sampled_from(("count", "len")))
+    lhs = f"{fn}({path})" if draw(st.booleans()) else f"{fn} ( {path} )"
+    how = draw(st.sampled_from(("cmp", "cmp", "cmp", "in", "not_in")))
+    if how == "cmp":
+        lit = draw(st.sampled_from(("0", "0", "1", "1", "2", "3", "-1", "2.5", "1.0", '"1"', "true", "null")))
+        return f"{lhs} {draw(st.sampled_from(CMP))} {lit}"
+    nums = ", ".join(draw(st.lists(st.sampled_from(("0", "1", "2", "3", "1.0", '"2"')), max_size=3)))
+    return f"{lhs} {'in' if how == 'in' else 'not in'} [{nums}]"
+
+
+# A condition as a small tree: ("leaf", text) | ("and"|"or", [c, ...]) | ("not", c).
+def _cond_tree() -> st.SearchStrategy[Any]:
+    leaves = _leaf().map(lambda t: ("leaf", t))
+    # half of the conditions are one comparison, so each one's outcome often decides the call
+    return leaves | st.recursive(
+        leaves,
+        lambda inner: st.one_of(
+            st.tuples(st.just("and"), st.lists(inner, min_size=2, max_size=3)),
+            st.tuples(st.just("or"), st.lists(inner, min_size=2, max_size=3)),
+            st.tuples(st.just("not"), inner),
+        ),
+        max_leaves=5,
+    )
+
+
+def _render(draw: Any, c: Any, parens: bool = False) -> str:
+    """Text for a condition tree: parentheses where precedence needs them (and sometimes more)."""
+    kind = c[0]
+    if kind == "leaf":
+        text = c[1]
+        # `not approved` is a not_expr: fine anywhere except directly under `not` (`not not approved` is ok too)
+        return f"({text})" if parens or draw(st.integers(0, 9)) == 0 else text
+    if kind == "not":
+        inner = c[1]
+        # `not` binds tighter than and/or: a compound operand needs parentheses
+        text = "not " + _render(draw, inner, parens=inner[0] in ("and", "or"))
+    else:
+        parts = []
+        for item in c[1]:
+            need = kind == "and" and item[0] == "or"
+            parts.append(_render(draw, item, parens=need or draw(st.integers(0, 5)) == 0))
+        text = f"{_ws(draw)}{kind} ".join(parts)
+    return f"({text})" if parens else text
+
+
+@st.composite
+def conditions(draw: Any) -> str:
+    """A rule's COND: one expression, or a `{ ... }` block of expressions (AND)."""
+    if draw(st.integers(0, 3)) == 0:
+        items = [_render(draw, draw(_cond_tree())) for _ in range(draw(st.integers(1, 3)))]
+        sep = draw(st.sampled_from(("\n    ", "\n    ", " ")))
+        return "{" + sep + sep.join(items) + draw(st.sampled_from(("\n", " "))) + "}"
+    return _render(draw, draw(_cond_tree()))
+
+
+# --- selectors, rules, programs -----------------------------------------------------------
+
+
+def _glob_for(draw: Any, name: str) -> str:
+    """A glob that matches `name` (so it matches at least one catalogue tool)."""
+    form = draw(st.sampled_from(("prefix", "prefix", "qmark", "exact", "star", "suffix")))
+    if form == "prefix":
+        return name[: draw(st.integers(0, len(name)))] + "*"
+    if form == "qmark" and name:
+        i = draw(st.integers(0, len(name) - 1))
+        return name[:i] + "?" + name[i + 1 :]
+    if form == "star":
+        return "*"
+    if form == "suffix":
+        return "*" + name[draw(st.integers(0, len(name))) :]
+    return name
+
+
+@st.composite
+def selectors(draw: Any, catalogue: list[tuple[str, str]], allow_all: bool) -> str:
+    names = [n for n, _ in catalogue]
+    pool = names + list(EXTRA_TOOLS)
+    forms = ["tool", "tool", "list", "glob", "class"] + (["all"] if allow_all else [])
+    form = draw(st.sampled_from(forms))
+    if form == "tool":
+        return f"tool {_string_text(draw, draw(st.sampled_from(pool)))}"
+    if form == "list":
+        chosen = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3))
+        trailing = "," if draw(st.booleans()) else ""
+        return "tools [" + ", ".join(_string_text(draw, n) for n in chosen) + trailing + "]"
+    if form == "glob":
+        return f"tools {json.dumps(_glob_for(draw, draw(st.sampled_from(names))))}"
+    if form == "class":
+        return f"{draw(st.sampled_from(RISKS))} tools"
+    return "all tools"
+
+
+def _reason(draw: Any) -> str:
+    if draw(st.integers(0, 3)):
+        return ""
+    text = draw(st.sampled_from(("Destructive: needs approval", "no", 'say "why"', "é\ttab", "")))
+    return f"{_ws(draw)}reason {_string_text(draw, text)}"
+
+
+@st.composite
+def rules(draw: Any, catalogue: list[tuple[str, str]]) -> str:
+    kind = draw(
+        st.sampled_from(
+            ("allow", "allow", "allow_if", "allow_if", "allow_if", "deny", "deny_if", "deny_if", "deny_unless",
+             "deny_unless", "hide", "limit", "limit", "limit")
+        )
+    )  # fmt: skip
+    if kind == "allow":
+        return f"allow {draw(selectors(catalogue, False))}{_reason(draw)}"
+    if kind == "allow_if":
+        return f"allow {draw(selectors(catalogue, False))}{_ws(draw)}if {draw(conditions())}{_reason(draw)}"
+    if kind == "deny":
+        return f"deny {draw(selectors(catalogue, False))}{_reason(draw)}"
+    if kind == "deny_if":
+        return f"deny {draw(selectors(catalogue, False))}{_ws(draw)}if {draw(conditions())}{_reason(draw)}"
+    if kind == "deny_unless":
+        cond = "approved" if draw(st.booleans()) else draw(conditions())
+        return f"deny {draw(selectors(catalogue, False))}{_ws(draw)}unless {cond}{_reason(draw)}"
+    if kind == "hide":
+        # `hide all tools` hides everything: keep it rare so programs stay interesting
+        sel = draw(selectors(catalogue, allow_all=draw(st.integers(0, 14)) == 0))
+        return f"hide {sel}{_reason(draw)}"
+    sel = draw(selectors(catalogue, allow_all=draw(st.integers(0, 2)) == 0))
+    count = draw(st.sampled_from((1, 1, 2, 2, 3, 5, 12345678901)))
+    window = draw(
+        st.sampled_from(UNITS)
+        | st.builds(lambda n, u: f"{n}{u}", st.sampled_from((1, 2, 5, 30, 90)), st.sampled_from("smhd"))
+    )
+    scope = draw(st.sampled_from(("", "")) | st.sampled_from(SCOPES).map(lambda x: f" per {x}"))
+    return f"limit {sel} to {count} per {window}{scope}{_reason(draw)}"
+
+
+@st.composite
+def programs(draw: Any) -> str:
+    """The text of one valid .plr file."""
+    catalogue = draw(_catalogue())
+    statements: list[str] = []
+    # one or two server blocks (a tool may be declared again with the same risk)
+    split = draw(st.integers(1, len(catalogue)))
+    blocks = [catalogue[:split], catalogue[split:]] if draw(st.booleans()) else [catalogue]
+    for i, block in enumerate(b for b in blocks if b):
+        entries = [f"tool {_string_text(draw, n)} {r}" for n, r in block]
+        if draw(st.integers(0, 5)) == 0:
+            entries.append(entries[0])
+        inner = draw(st.sampled_from(("\n    ", " ")))
+        server = _string_text(draw, draw(st.sampled_from(("mcp-fs", "git", "srv", "é server"))) + str(i))
+        statements.append(f"server {server} {{{inner}" + inner.join(entries) + "\n}")
+    if draw(st.integers(0, 9)) == 0:
+        statements.append('import "stdlib/mcp-codex-worker"')  # one more catalogue: cancel-task
+    if draw(st.integers(0, 9)) == 0:
+        # test blocks are ignored by the compiler (but parsed, checked and formatted)
+        statements.append(
+            'test "generated" {\n    as identity "alice"\n    call "x" {"a": [1, {"b": null}]} approved -> deny\n'
+            '    repeat 2 { call "y" -> allow }\n    after 90s\n}'
+        )
+    default = draw(st.sampled_from(("deny", "allow", None)))
+    if default is not None:
+        statements.append(f"default {default}")
+    statements += [draw(rules(catalogue)) for _ in range(draw(st.integers(0, 10)))]
+    order = draw(st.permutations(range(len(statements))))
+    body = [statements[i] for i in order]
+    if draw(st.booleans()):
+        pkg = ".".join(draw(st.lists(_name(), min_size=1, max_size=3)))
+        body.insert(0, f"package {pkg}")
+    comments = draw(st.booleans())
+    out: list[str] = []
+    for stmt in body:
+        if comments and draw(st.integers(0, 3)) == 0:
+            out.append('# a comment: allow tool "x" { }')
+        out.append(stmt + ("   # trailing comment" if comments and draw(st.integers(0, 4)) == 0 else ""))
+    if not out:
+        out.append("default deny")
+    # statements may share a line (whitespace is free), unless a comment would swallow the rest
+    seps = ("\n", "\n\n", "\n  \n") if comments else ("\n", "\n\n", " ")
+    sep = draw(st.sampled_from(seps))
+    return sep.join(out) + "\n"
+
+
+# --- calls --------------------------------------------------------------------------------
+
+_SCALARS = st.one_of(
+    st.sampled_from(STRINGS),
+    st.sampled_from(NUMBERS),
+    st.sampled_from((None, True, False, 0, 1, 2, 3, 1.0, 2**64, -(2**70), 0.1 + 0.2)),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=8),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(ARG_KEYS + ODD_KEYS), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+# Strings that the pooled regexes, prefixes and suffixes match (and some that they do not).
+_MATCHING = ("abc", "xb", "rm  -RF /", "123", "", "ops-x", "y/z", "Prod", "a prod b", "é", "b\nb", "x/y")
+
+
+def arguments() -> st.SearchStrategy[dict[str, Any]]:
+    """A call's `args`: keys the generated paths use, values of every JSON type (and NaN)."""
+    return st.dictionaries(st.sampled_from(ARG_KEYS + ODD_KEYS), _VALUES, max_size=5)
+
+
+Hint = tuple[str, tuple[Any, ...], str, Any, Any]  # (root, steps, op, value, fn)
+
+
+def hints(program: Any) -> list[Hint]:
+    """Every comparison of a resolved program's rules, for shaping calls that hit them."""
+    from dsl import ir
+
+    out: list[Hint] = []
+
+    def walk(c: Any) -> None:
+        if isinstance(c, ir.Compare):
+            out.append((c.path.root, tuple(c.path.steps), c.op, c.value, c.fn))
+        elif isinstance(c, (ir.And, ir.Or)):
+            for x in c.items:
+                walk(x)
+        elif isinstance(c, ir.Not):
+            walk(c.item)
+
+    for rr in program.rules:
+        walk(rr.rule.condition)
+    return out
+
+
+def _value_for(draw: Any, op: str, value: Any, fn: Any) -> Any:
+    """A value that makes `op value` hold (usually) or nearly hold."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(_VALUES)
+    if fn == "count":
+        n = value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6 else 1
+        n = max(0, n + draw(st.sampled_from((0, 0, 1, -1))))
+        return draw(st.sampled_from(("one", [0] * n, [None] * n)))
+    if fn == "len":
+        n = value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6 else 1
+        n = max(0, n + draw(st.sampled_from((0, 0, 1, -1))))
+        return draw(st.sampled_from(("z" * n, list(range(n)), {str(i): i for i in range(n)}, n)))
+    if op in ("in", "not_in") and isinstance(value, list) and value:
+        return draw(st.sampled_from(value))
+    if op == "contains":
+        if isinstance(value, str):
+            return draw(st.sampled_from((value, "<" + value + ">", [value], [1, value])))
+        return draw(st.sampled_from(([value], [0, value], [[value]], value)))
+    if op == "starts_with":
+        return value + draw(st.sampled_from(("", "zz")))
+    if op == "ends_with":
+        return draw(st.sampled_from(("", "zz"))) + value
+    if op == "regex":
+        return draw(st.sampled_from(_MATCHING))
+    if op in ("lt", "lte", "gt", "gte") and not isinstance(value, bool) and isinstance(value, (int, float)):
+        return value + draw(st.sampled_from((0, 1, -1, 0.5)))
+    if op in ("in", "not_in") and isinstance(value, list):
+        return draw(st.sampled_from((0, 1, True, False, None, "", [])))
+    other = _confusable(value)
+    extra = (other, other) if other is not None else ()
+    return draw(st.sampled_from((value, value, [value], str(value), *extra)))
+
+
+def _confusable(value: Any) -> Any:
+    """A value of another JSON type that Python's == would call equal (true/1, false/0, 1/1.0)."""
+    if value is True:
+        return 1
+    if value is False:
+        return 0
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int):
+        return float(value)
+    return None
+
+
+def _put(args: dict[str, Any], steps: tuple[Any, ...], value: Any) -> None:
+    """Set args[steps...] = value, creating dicts and (padded) lists on the way."""
+    cur: Any = args
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        nxt: Any = value if last else ([] if isinstance(steps[i + 1], int) else {})
+        if isinstance(step, int):
+            if not isinstance(cur, list):
+                return
+            while len(cur) <= step:
+                cur.append(None)
+            if last or not isinstance(cur[step], (list, dict)):
+                cur[step] = nxt
+        else:
+            if not isinstance(cur, dict):
+                return
+            if last or not isinstance(cur.get(step), (list, dict)):
+                cur[step] = nxt
+        cur = cur[step]
+
+
+@st.composite
+def shaped_arguments(draw: Any, program_hints: list[Hint]) -> dict[str, Any]:
+    """`args` with some of the program's paths set to values that (nearly) satisfy them."""
+    args = draw(arguments()) if draw(st.booleans()) else {}
+    usable = [h for h in program_hints if h[0] == "args" and h[1]]
+    if usable:
+        for root, steps, op, value, fn in usable:
+            if draw(st.integers(0, 2)) == 0 or op == "missing" and draw(st.booleans()):
+                continue  # leave some paths missing
+            _put(args, steps, _value_for(draw, op, value, fn))
+    return args
+
+
+def calls(
+    tool_names: list[str] | tuple[str, ...], program_hints: list[Hint] | None = None
+) -> st.SearchStrategy[dict[str, Any]]:
+    """One call: a tool of the program (mostly) or an unknown name, and its context.
+
+    With ``program_hints`` (from ``hints(program)``) the arguments are shaped to reach the
+    program's paths, and identity/session/server sometimes take a compared literal.
+    """
+    names = list(tool_names) or ["t"]
+    tools = st.one_of(
+        st.sampled_from(names), st.sampled_from(names), st.sampled_from(names), st.sampled_from(UNKNOWN_TOOLS)
+    )
+    h = program_hints or []
+
+    def ctx(root: str, pool: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+        extra = [v for r, _s, _op, v, _fn in h if r == root and isinstance(v, str)]
+        extra += [x for r, _s, _op, v, _fn in h if r == root and isinstance(v, list) for x in v if isinstance(x, str)]
+        base = st.sampled_from(pool)
+        return st.one_of(base, base, base, st.sampled_from(extra)) if extra else base
+
+    return st.fixed_dictionaries(
+        {
+            "tool": tools,
+            # MCP arguments are an object; now and then a hostile list or scalar instead
+            "args": st.one_of(*[shaped_arguments(h) if h else arguments()] * 15, _VALUES),
+            "identity": ctx("identity", IDENTITIES),
+            "session": ctx("session", SESSIONS),
+            "server": ctx("server", SERVERS),
+            "approved": st.booleans(),
+        }
+    )
+
+
+def advances(windows: list[float] | tuple[float, ...] = ()) -> st.SearchStrategy[float]:
+    """Seconds to move the clock after a call: often none, sometimes exactly a window (pass the
+    program's limit windows to hit their boundaries: a hit no longer counts `window` s later)."""
+    exact = [st.sampled_from(sorted(set(windows)))] * 2 if windows else []
+    return st.one_of(
+        *exact,
+        st.just(0),
+        st.just(0),
+        st.just(0),
+        st.sampled_from((0.5, 1, 2, 29.5, 30, 59, 60, 61, 90, 120, 3600, 86400)),
+        st.floats(0, 200, allow_nan=False),
+    )
