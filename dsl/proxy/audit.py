@@ -191,9 +191,10 @@ class AuditLog:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record and hand it to the kernel before returning (raises OSError on failure)."""
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=repr) + "\n").encode(
-            "utf-8", "surrogatepass"
-        )
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=repr)
+        # U+2028/U+2029 are valid in JSON but split lines for many readers: escape them
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        line = (text + "\n").encode("utf-8", "surrogatepass")
         with self._lock:
             if self._fd is None:
                 self._open()

@@ -390,6 +390,7 @@ async def watch_policy(
         debounce=debounce_ms,
         step=25,
         stop_event=stop_event,
+        rust_timeout=200,  # wake often enough that stopping the proxy never waits seconds
         recursive=os.path.isdir(target),
     ):
         try:
