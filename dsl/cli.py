@@ -51,9 +51,20 @@ def _read_stdin() -> str:
         _input_error(PlrError.at(f"input is not UTF-8 text (invalid byte at offset {e.start})", "<stdin>"))
 
 
+_LAZY_COMMANDS = ("proxy", "approvals", "audit")  # defined in cli_proxy, imported on first use
+
+
 class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # keep the teaching order, not alphabetical
+        names = list(self.commands)  # keep the teaching order, not alphabetical
+        return names + [n for n in _LAZY_COMMANDS if n not in names]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in _LAZY_COMMANDS and name not in self.commands:
+            from .cli_proxy import register
+
+            register(self)
+        return super().get_command(ctx, name)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -681,11 +692,6 @@ def schema_cmd() -> None:
     from .policy import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
-
-
-from .cli_proxy import register as _register_proxy  # noqa: E402 - proxy, approvals, audit
-
-_register_proxy(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
