@@ -83,3 +83,17 @@ def test_plr_catalog_lists_and_init_writes_a_passing_starter(tmp_path: Path):
 def test_starter_for_every_catalogue_compiles(cat):
     policy, _ = starter_files(cat, "policy.plr")
     compile_source(policy)
+
+
+STDLIB_TESTS = sorted((ROOT / "stdlib_rules" / "tests").glob("*.plr"))
+
+
+@pytest.mark.parametrize("path", STDLIB_TESTS, ids=lambda p: p.name)
+def test_rule_pack_json_is_pinned(path: Path, snapshot):
+    """Each pack compiled with the catalogues its tests import: the JSON users get is reviewed."""
+    from syrupy.extensions.json import JSONSnapshotExtension
+
+    from dsl.compiler import compile_files
+
+    policy = compile_files([str(path)], source=False)
+    assert json.loads(policy.to_json()) == snapshot.use_extension(JSONSnapshotExtension)
