@@ -357,6 +357,37 @@ class Proxy:
             rec["args"] = redact(args)
         self.audit.write(rec)
 
+    def record_decision(
+        self,
+        call: str,
+        session: str,
+        identity: str | None,
+        tool: str,
+        args: Any,
+        d: Decision,
+        latency_us: int,
+        *,
+        effect: str | None = None,
+        approval: str | None = None,
+        approval_id: str | None = None,
+    ) -> None:
+        """``record`` with the outcome fields taken from the decision (effect may be overridden)."""
+        self.record(
+            call=call,
+            ctx_session=session,
+            identity=identity,
+            tool=tool,
+            args=args,
+            effect=effect or d.effect,
+            code=d.code,
+            reason=d.reason,
+            rule=d.rule,
+            latency_us=latency_us,
+            retry_after=d.retry_after,
+            approval=approval,
+            approval_id=approval_id,
+        )
+
     def decide(self, tool: str, args: Any, session: str, identity: str | None, approved: bool) -> tuple[Decision, int]:
         t0 = time.perf_counter_ns()
         try:
@@ -546,36 +577,11 @@ class Proxy:
                     return outcome
                 d, us, approval, approval_id, call = outcome
             if d.effect != "allow":
-                self.record(
-                    call=call,
-                    ctx_session=session,
-                    identity=identity,
-                    tool=tool,
-                    args=args,
-                    effect="deny",
-                    code=d.code,
-                    reason=d.reason,
-                    rule=d.rule,
-                    latency_us=us,
-                    retry_after=d.retry_after,
-                    approval=approval,
-                    approval_id=approval_id,
+                self.record_decision(
+                    call, session, identity, tool, args, d, us, effect="deny", approval=approval, approval_id=approval_id
                 )
                 return self.denied(tool, d)
-            self.record(
-                call=call,
-                ctx_session=session,
-                identity=identity,
-                tool=tool,
-                args=args,
-                effect="allow",
-                code=d.code,
-                reason=d.reason,
-                rule=d.rule,
-                latency_us=us,
-                approval=approval,
-                approval_id=approval_id,
-            )
+            self.record_decision(call, session, identity, tool, args, d, us, approval=approval, approval_id=approval_id)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
@@ -602,18 +608,7 @@ class Proxy:
         log.error("plr proxy: denying %s: %s", tool, d.reason)
         self.opt.stderr(f"plr proxy: denied {tool} after an internal error: {type(e).__name__}: {e}")
         try:
-            self.record(
-                call=call,
-                ctx_session=session,
-                identity=identity,
-                tool=tool,
-                args=args,
-                effect="deny",
-                code="error",
-                reason=d.reason,
-                rule=None,
-                latency_us=0,
-            )
+            self.record_decision(call, session, identity, tool, args, d, 0)
         except Exception as e2:  # noqa: BLE001
             self.opt.stderr(f"plr proxy: could not write the audit record: {e2}")
         return self.denied(tool, d)
@@ -656,19 +651,7 @@ class Proxy:
         if use_elicit and modern:
             return await self._approve_modern(ctx, params, tool, args, d, us, call, session, identity)
         # ask-record first (the operator's tail -f sees the pending call)
-        self.record(
-            call=call,
-            ctx_session=session,
-            identity=identity,
-            tool=tool,
-            args=args,
-            effect="approval_required",
-            code=d.code,
-            reason=d.reason,
-            rule=d.rule,
-            latency_us=us,
-            approval="elicitation" if use_elicit else "queue",
-        )
+        self.record_decision(call, session, identity, tool, args, d, us, approval="elicitation" if use_elicit else "queue")
         if use_elicit:
             answer = await self._elicit_legacy(ctx, tool, args, d)
             channel, aid = "elicitation", None
@@ -818,19 +801,7 @@ class Proxy:
             # first round: ask, bound to this exact call, this session and a deadline
             nonce = uuid.uuid4().hex
             state = self._seal({"fp": fp, "sess": session, "iat": time.time(), "n": nonce, "call": call})
-            self.record(
-                call=call,
-                ctx_session=session,
-                identity=identity,
-                tool=tool,
-                args=args,
-                effect="approval_required",
-                code=d.code,
-                reason=d.reason,
-                rule=d.rule,
-                latency_us=us,
-                approval="elicitation",
-            )
+            self.record_decision(call, session, identity, tool, args, d, us, approval="elicitation")
             req = types.ElicitRequest(
                 params=types.ElicitRequestFormParams(
                     message=self._approval_message(tool, args, d), requested_schema=APPROVAL_SCHEMA
@@ -868,20 +839,7 @@ class Proxy:
             answer = "granted" if ok else "denied"
         nd, us2, channel, aid = self._after_answer(answer, tool, args, d, session, identity, "elicitation", None)
         if nd.effect != "allow":
-            self.record(
-                call=call,
-                ctx_session=session,
-                identity=identity,
-                tool=tool,
-                args=args,
-                effect="deny",
-                code=nd.code,
-                reason=nd.reason,
-                rule=nd.rule,
-                latency_us=us2,
-                retry_after=nd.retry_after,
-                approval=channel,
-            )
+            self.record_decision(call, session, identity, tool, args, nd, us2, effect="deny", approval=channel)
             return self.denied(tool, nd)
         return nd, us2, channel, aid, call
 
