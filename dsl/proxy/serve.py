@@ -69,9 +69,21 @@ async def serve(
         **kwargs,
     )
     entered = False
+    timed_out = False
+
+    async def handshake_deadline(seconds: float) -> None:
+        """A server that never answers `initialize` must not keep the proxy waiting for ever."""
+        nonlocal timed_out
+        await anyio.sleep(seconds)
+        if not entered:
+            timed_out = True
+            tg.cancel_scope.cancel()
+
     try:
         async with anyio.create_task_group() as tg:
             proxy._tg = tg  # type: ignore[attr-defined]
+            if options.upstream_timeout:
+                tg.start_soon(handshake_deadline, options.upstream_timeout)
             try:
                 async with client:
                     entered = True
@@ -104,6 +116,12 @@ async def serve(
                                 await server.run(r, w, init)
             finally:
                 tg.cancel_scope.cancel()
+        if timed_out:
+            raise UpstreamStartError(
+                f"the server did not complete the MCP handshake within {options.upstream_timeout:g} s"
+            )
+    except UpstreamStartError:
+        raise
     except Exception as e:  # noqa: BLE001
         if not entered:
             raise UpstreamStartError(_describe(e)) from None

@@ -293,3 +293,19 @@ def test_upstream_that_cannot_start_is_a_clear_error(setup: ProxySetup) -> None:
         timeout=30,
     )
     assert crash.returncode == 1 and "cannot start the upstream MCP server" in crash.stderr_text
+
+
+def test_server_that_never_answers_initialize_is_a_clear_error(setup: ProxySetup) -> None:
+    """A silent server (it reads but never answers the handshake) must not hold the proxy for ever."""
+    import time
+
+    start = time.monotonic()
+    proc = run_proxy_cli(
+        "--policy", str(setup.policy), "--audit", str(setup.audit), "--upstream-timeout", "2",
+        "--", sys.executable, "-c", "import sys, time\nfor _ in sys.stdin: pass\ntime.sleep(60)",
+        input=b"", timeout=30,
+    )
+    assert time.monotonic() - start < 20
+    assert proc.returncode == 1, proc.stderr_text
+    assert "did not complete the MCP handshake within 2 s" in proc.stderr_text
+    assert "Traceback" not in proc.stderr_text
