@@ -142,3 +142,22 @@ def test_every_command_has_help_with_an_example():
         proc = run_plr(cmd, "--help")
         assert proc.returncode == 0
         assert "plr " + cmd in proc.stdout_text or cmd == "schema", cmd
+
+
+def test_shipped_policies_are_formatted():
+    from .conftest import ROOT
+
+    proc = run_plr("fmt", "--check", str(ROOT / "examples"), str(ROOT / "stdlib_rules"))
+    assert proc.returncode == 0, proc.stdout_text + proc.stderr_text
+
+
+def test_fmt_check_and_diff_exit_1_on_unformatted_files(tmp_path: Path):
+    f = tmp_path / "messy.plr"
+    f.write_text('default   deny\nallow tool "a"   if args.x==1 reason "r"\n')
+    proc = run_plr("fmt", "--check", str(f))
+    assert proc.returncode == 1 and "would reformat" in proc.stdout_text
+    proc = run_plr("fmt", "--diff", str(f))
+    assert proc.returncode == 1 and "+allow tool \"a\" if args.x == 1" in proc.stdout_text
+    assert run_plr("fmt", str(f)).returncode == 0
+    assert f.read_text() == 'default deny\n\nallow tool "a" if args.x == 1\n    reason "r"\n'
+    assert run_plr("fmt", "--check", str(f)).returncode == 0
