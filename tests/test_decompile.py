@@ -17,6 +17,7 @@ from dsl.engine import Engine
 from dsl.errors import PlrError
 from dsl.format import format_source, is_formatted
 from dsl.policy import Policy, load_policy
+from tests.strategies import programs
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC_JSON = Path("/work/shared/spec/examples/codex_worker.json")
@@ -543,21 +544,8 @@ def test_generated_policies_round_trip(p: Policy) -> None:
     assert "# note" not in text
 
 
-def _shared_programs() -> st.SearchStrategy[str] | None:
-    """The project's generator of valid programs (tests/strategies.py), when it is there."""
-    try:
-        from tests.strategies import programs
-    except ImportError:
-        return None
-    return programs()
-
-
-_PROGRAMS = _shared_programs()
-
-
-@pytest.mark.skipif(_PROGRAMS is None, reason="tests/strategies.py has no programs()")
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-@given(_PROGRAMS if _PROGRAMS is not None else st.just("default deny"))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs())  # the project's generator of valid programs (tests/strategies.py)
 def test_compiled_generated_programs_round_trip(source: str) -> None:
     """Every policy the compiler produces decompiles exactly (here: from generated programs)."""
     text = round_trip(compile_source(source, "generated.plr"))

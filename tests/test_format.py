@@ -16,6 +16,7 @@ from dsl.errors import PlrError
 from dsl.format import _bare_server_item_parses, condition_text, format_source, is_formatted, literal_text, window_text
 from dsl.lower import lower_source
 from dsl.parser import parse_with_comments
+from tests.strategies import programs
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC_EXAMPLE = Path("/work/shared/spec/examples/codex_worker.plr")
@@ -596,20 +597,7 @@ def test_generated_sources_mostly_compile() -> None:
     assert sum(results) >= len(results) // 3, f"only {sum(results)} of {len(results)} generated sources compile"
 
 
-def _shared_programs() -> st.SearchStrategy[str] | None:
-    """The project's generator of valid programs (tests/strategies.py), when it is there."""
-    try:
-        from tests.strategies import programs
-    except ImportError:
-        return None
-    return programs()
-
-
-_PROGRAMS = _shared_programs()
-
-
-@pytest.mark.skipif(_PROGRAMS is None, reason="tests/strategies.py has no programs()")
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-@given(_PROGRAMS if _PROGRAMS is not None else st.just("default deny"))
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs())  # the project's generator of valid programs (tests/strategies.py)
 def test_shared_generated_programs(source: str) -> None:
     assert_format_properties(source)
