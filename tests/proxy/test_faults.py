@@ -90,16 +90,9 @@ class RawClient:
         self.proc.stdin.write(raw + b"\n")
         self.proc.stdin.flush()
 
-    def recv(self, timeout: float = 10) -> dict:
-        line = self.lines.get(timeout=timeout)
-        assert line, "the proxy closed its stdout"
-        return json.loads(line)
-
-
-def test_malformed_frames_from_the_client_get_json_rpc_errors(setup: ProxySetup) -> None:
-    raw = RawClient(setup)
-    try:
-        raw.send(
+    def handshake(self) -> dict:
+        """initialize (id 1, handshake era) + initialized; returns the initialize result."""
+        self.send(
             {
                 "jsonrpc": "2.0",
                 "id": 1,
@@ -111,8 +104,20 @@ def test_malformed_frames_from_the_client_get_json_rpc_errors(setup: ProxySetup)
                 },
             }
         )
-        assert raw.recv(20)["result"]["serverInfo"]["name"] == "mcp-codex-worker"
-        raw.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        result = self.recv(20)["result"]
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return result
+
+    def recv(self, timeout: float = 10) -> dict:
+        line = self.lines.get(timeout=timeout)
+        assert line, "the proxy closed its stdout"
+        return json.loads(line)
+
+
+def test_malformed_frames_from_the_client_get_json_rpc_errors(setup: ProxySetup) -> None:
+    raw = RawClient(setup)
+    try:
+        assert raw.handshake()["serverInfo"]["name"] == "mcp-codex-worker"
         answers = {}
         bad = [
             (b"this is not json", None, -32700),
@@ -211,20 +216,7 @@ def test_sigterm_stops_the_proxy_and_its_server(setup: ProxySetup) -> None:
 
     raw = RawClient(setup)
     try:
-        raw.send(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": {"name": "raw", "version": "0"},
-                },
-            }
-        )
-        raw.recv(20)
-        raw.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        raw.handshake()
         raw.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list-tasks", "arguments": {}}})
         assert "result" in raw.recv()
         server_pid = setup.calls()[0]["pid"]
