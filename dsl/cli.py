@@ -462,19 +462,24 @@ def _junit(report: Any) -> str:
 # --- eval ---------------------------------------------------------------------------------
 
 
-def load_any_policy(path: str) -> Any:
-    """A .json policy through the loader, anything else compiled as .plr; PlrError on failure."""
+def load_policy_data(path: str, use_cache: bool = True) -> dict[str, Any]:
+    """A .json policy through the loader, anything else compiled as .plr, as the canonical
+    dump ``Engine.from_data`` prepares; PlrError on failure. See dsl/cache.py."""
     from .errors import PlrError
 
     if not os.path.exists(path):
         raise PlrError.at("no such file", path)
+    if use_cache:
+        from .cache import load_cached
+
+        return load_cached(path)
     if path.endswith(".json"):
         from .policy import load_policy
 
-        return load_policy(path)
+        return load_policy(path).to_dict()
     from .compiler import compile_files
 
-    return compile_files([path])
+    return compile_files([path]).to_dict()
 
 
 @cli.command("eval")
@@ -487,6 +492,11 @@ def load_any_policy(path: str) -> Any:
 @click.option("--approved", is_flag=True, help="A human approved this call.")
 @click.option("--explain", is_flag=True, help="Print every check made and the rule it came from.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Validate/compile the policy even if the compiled-policy cache has it (also: PLR_NO_CACHE=1).",
+)
 def eval_cmd(
     policy: str,
     tool: str,
@@ -497,8 +507,13 @@ def eval_cmd(
     approved: bool,
     explain: bool,
     fmt: str,
+    no_cache: bool,
 ) -> None:
     """Decide one tool call with a .plr or .json policy.
+
+    The validated (or compiled) policy is cached by content in ~/.cache/plr, so the next
+    eval of an unchanged policy skips validation; an edit to the policy or to any file it
+    imports is picked up at once.
 
     \b
     Examples:
@@ -514,10 +529,10 @@ def eval_cmd(
     except (ValueError, RecursionError) as e:
         raise click.BadParameter(f"not valid JSON: {e}", param_hint="--args") from None
     try:
-        pol = load_any_policy(policy)
+        engine = Engine.from_data(load_policy_data(policy, use_cache=not no_cache))
     except PlrError as e:
         _input_error(e)
-    d = Engine(pol).decide(tool, args, identity=identity, session=session, server=server, approved=approved, explain=explain)
+    d = engine.decide(tool, args, identity=identity, session=session, server=server, approved=approved, explain=explain)
     if fmt == "json":
         out = d.to_dict()
         if explain:

@@ -23,7 +23,17 @@ from . import ir
 from .checks import check_program
 from .errors import Diagnostic, PlrError
 from .policy import All, AnyOf, Leaf, Limit, Not, Policy, Tool
-from .resolve import Program, ResolvedRule, ToolRules, load_program, program_default, program_package, rules_by_tool
+from .resolve import (
+    Program,
+    Reader,
+    ResolvedRule,
+    ToolRules,
+    load_program,
+    program_default,
+    program_package,
+    read_text,
+    rules_by_tool,
+)
 
 
 def condition_to_json(c: ir.Condition, reason: str | None = None, rule: str | None = None) -> Any:
@@ -138,17 +148,19 @@ def gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def build(paths: Iterable[str] = (), texts: dict[str, str] | None = None) -> tuple[Program, list[Diagnostic]]:
+def build(
+    paths: Iterable[str] = (), texts: dict[str, str] | None = None, reader: Reader = read_text
+) -> tuple[Program, list[Diagnostic]]:
     """Load, resolve and check; return the program and every diagnostic (errors and warnings)."""
     with gc_paused():
-        prog = load_program(list(paths), texts=texts)
+        prog = load_program(list(paths), reader, texts)
         return prog, check_program(prog)
 
 
-def compile_files(paths: Iterable[str], *, source: bool = True) -> Policy:
+def compile_files(paths: Iterable[str], *, source: bool = True, reader: Reader = read_text) -> Policy:
     """Compile .plr files (with their imports) into one policy; raise PlrError on any error."""
     with gc_paused():
-        prog, diags = build(paths)
+        prog, diags = build(paths, reader=reader)
         return _finish(prog, diags, source)
 
 

@@ -1,6 +1,7 @@
 """The decision engine: a loaded policy, prepared once, decides each MCP tool call in microseconds.
 
-``Engine(policy)`` turns the policy into plain Python data and closures up front (a frozenset of
+``Engine(policy)`` (or ``Engine.from_data(policy.to_dict())``, the path that never imports
+pydantic: the compiled-policy cache feeds it) turns the policy into closures up front (a frozenset of
 hidden names, a dict from tool name to a prepared tool, one closure per condition with its path
 split, its regex compiled and its operator chosen), so ``decide`` does no parsing, no string
 dispatch and no work for tools that have nothing to check. The decision order is the one in
@@ -15,18 +16,23 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from .errors import PlrError
-from .policy import PATH_ROOTS, All, AnyOf, Leaf, Limit, Not, Policy, Tool
-from .policy import parse_path as _parse_path
 from .regex import re2_search_test
+from .vocab import parse_path as _parse_path
+
+if TYPE_CHECKING:
+    from .policy import Policy
+
+# A condition, limit, tool or whole policy in the canonical dump form (``Policy.to_dict()``):
+# the engine prepares from this plain data, so deciding never needs pydantic.
+Data = dict[str, Any]
 
 __all__ = [
     "Engine",
@@ -362,19 +368,19 @@ def _test(op: str, lit: Any) -> Callable[[Any], bool]:
     raise ValueError(f"unknown op `{op}`")
 
 
-def _fused_leaf(c: Leaf) -> Pred | None:
+def _fused_leaf(c: Data) -> Pred | None:
     """The common leaf ``root`` or ``root.key`` without ``fn``, as one closure that looks the
     value up itself (one Python call fewer per leaf than getter + test); None otherwise."""
-    ri, steps = parse_path(c.path)
-    if c.fn is not None or len(steps) > 1 or (steps and not isinstance(steps[0], str)):
+    ri, steps = parse_path(c["path"])
+    if c.get("fn") is not None or len(steps) > 1 or (steps and not isinstance(steps[0], str)):
         return None
-    op = c.op
+    op = c["op"]
     if not steps:
         if op == "exists":
             return lambda ctx: ctx[ri] is not MISSING
         if op == "missing":
             return lambda ctx: ctx[ri] is MISSING
-        test0 = _test(op, c.value)
+        test0 = _test(op, c.get("value"))
 
         def leaf0(ctx: Ctx) -> bool:
             v = ctx[ri]
@@ -386,7 +392,7 @@ def _fused_leaf(c: Leaf) -> Pred | None:
         return lambda ctx: isinstance(ctx[ri], dict) and key in ctx[ri]
     if op == "missing":
         return lambda ctx: not (isinstance(ctx[ri], dict) and key in ctx[ri])
-    test1 = _test(op, c.value)
+    test1 = _test(op, c.get("value"))
 
     def leaf1(ctx: Ctx) -> bool:
         v = ctx[ri]
@@ -398,27 +404,55 @@ def _fused_leaf(c: Leaf) -> Pred | None:
     return leaf1
 
 
-def compile_condition(c: Leaf | All | AnyOf | Not) -> Pred:
-    """A condition as a closure over the context. It may raise on pathological input;
-    callers decide what an exception means (fail closed)."""
-    if isinstance(c, Leaf):
+def compile_condition(c: Data) -> Pred:
+    """A condition (canonical dump form) as a closure over the context. It may raise on
+    pathological input; callers decide what an exception means (fail closed)."""
+    if "all" in c:
+        parts = tuple(compile_condition(x) for x in c["all"])
+        if len(parts) == 1:
+            return parts[0]
+
+        def all_of(ctx: Ctx) -> bool:
+            for p in parts:
+                if not p(ctx):
+                    return False
+            return True
+
+        return all_of
+    if "any" in c:
+        parts = tuple(compile_condition(x) for x in c["any"])
+        if len(parts) == 1:
+            return parts[0]
+
+        def any_of(ctx: Ctx) -> bool:
+            for p in parts:
+                if p(ctx):
+                    return True
+            return False
+
+        return any_of
+    if "not" in c:
+        inner = compile_condition(c["not"])
+        return lambda ctx: not inner(ctx)
+    if "path" in c:
         fused = _fused_leaf(c)
         if fused is not None:
             return fused
-        get = _getter(c.path)
-        if c.op == "exists":
+        get = _getter(c["path"])
+        op, fn = c["op"], c.get("fn")
+        if op == "exists":
             return lambda ctx: get(ctx) is not MISSING
-        if c.op == "missing":
+        if op == "missing":
             return lambda ctx: get(ctx) is MISSING
-        test = _test(c.op, c.value)
-        if c.fn == "count":
+        test = _test(op, c.get("value"))
+        if fn == "count":
 
             def count_leaf(ctx: Ctx) -> bool:
                 v = get(ctx)
                 return test(len(v) if isinstance(v, list) else 0 if v is MISSING else 1)
 
             return count_leaf
-        if c.fn == "len":
+        if fn == "len":
 
             def len_leaf(ctx: Ctx) -> bool:
                 v = get(ctx)
@@ -431,34 +465,7 @@ def compile_condition(c: Leaf | All | AnyOf | Not) -> Pred:
             return v is not MISSING and test(v)
 
         return leaf
-    if isinstance(c, All):
-        parts = tuple(compile_condition(x) for x in c.all)
-        if len(parts) == 1:
-            return parts[0]
-
-        def all_of(ctx: Ctx) -> bool:
-            for p in parts:
-                if not p(ctx):
-                    return False
-            return True
-
-        return all_of
-    if isinstance(c, AnyOf):
-        parts = tuple(compile_condition(x) for x in c.any)
-        if len(parts) == 1:
-            return parts[0]
-
-        def any_of(ctx: Ctx) -> bool:
-            for p in parts:
-                if p(ctx):
-                    return True
-            return False
-
-        return any_of
-    if isinstance(c, Not):
-        inner = compile_condition(c.not_)
-        return lambda ctx: not inner(ctx)
-    raise TypeError(f"not a condition: {type(c).__name__}")
+    raise ValueError(f"not a condition: {_lit(c)}")
 
 
 # --- human-readable text ------------------------------------------------------------------
@@ -484,27 +491,29 @@ def _short(name: Any) -> str:
     return s if len(s) <= 120 else s[:117] + "..."
 
 
-def describe(c: Leaf | All | AnyOf | Not) -> str:
+def describe(c: Data) -> str:
     """A condition in the rule language's syntax, for reasons and traces."""
-    if isinstance(c, Leaf):
-        if c.path == "approved" and c.op == "eq" and c.fn is None and c.value is True:
-            return "approved"
-        lhs = f"{c.fn}({c.path})" if c.fn else c.path
-        if c.op in ("exists", "missing"):
-            return f"{lhs} {c.op}"
-        return f"{lhs} {_OP_TEXT[c.op]} {_lit(c.value)}"
-    if isinstance(c, All):
-        return " and ".join(_nested(x) for x in c.all) if c.all else "true"
-    if isinstance(c, AnyOf):
-        return " or ".join(_nested(x) for x in c.any) if c.any else "false"
-    inner = c.not_
-    if isinstance(inner, Leaf) and describe(inner) == "approved":
-        return "not approved"
-    return f"not ({describe(inner)})" if not isinstance(inner, Not) else f"not {describe(inner)}"
+    if "all" in c:
+        return " and ".join(_nested(x) for x in c["all"]) if c["all"] else "true"
+    if "any" in c:
+        return " or ".join(_nested(x) for x in c["any"]) if c["any"] else "false"
+    if "not" in c:
+        inner = c["not"]
+        if "path" in inner and describe(inner) == "approved":
+            return "not approved"
+        return f"not {describe(inner)}" if "not" in inner else f"not ({describe(inner)})"
+    path, op, fn = c["path"], c["op"], c.get("fn")
+    if path == "approved" and op == "eq" and fn is None and c.get("value") is True:
+        return "approved"
+    lhs = f"{fn}({path})" if fn else path
+    if op in ("exists", "missing"):
+        return f"{lhs} {op}"
+    return f"{lhs} {_OP_TEXT[op]} {_lit(c.get('value'))}"
 
 
-def _nested(c: Leaf | All | AnyOf | Not) -> str:
-    if isinstance(c, (All, AnyOf)) and len(c.all if isinstance(c, All) else c.any) > 1:
+def _nested(c: Data) -> str:
+    parts = c.get("all", c.get("any"))
+    if parts is not None and len(parts) > 1:
         return f"({describe(c)})"
     return describe(c)
 
@@ -560,7 +569,9 @@ class _Tool:
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    policy: Policy
+    data: Data | None  # the canonical dump, kept only when there is no model to answer `.policy`
+    source: "Policy | None"  # the validated model, when the engine was given one
+    default: str
     hide: frozenset[str]
     hide_all: bool
     fast: dict[str, Decision | _Tool]  # tools whose decision is fixed map straight to it
@@ -569,91 +580,111 @@ class _Prepared:
     all_limits: tuple[_Lim, ...]
 
 
-def _limit_text(lim: Limit, any_tool: bool) -> str:
-    calls = "call" if lim.max == 1 else "calls"
-    scope = {"session": "per session", "identity": "per identity", "global": "in total"}[lim.per]
+def _limit_text(lim: Data, any_tool: bool) -> str:
+    calls = "call" if lim["max"] == 1 else "calls"
+    scope = {"session": "per session", "identity": "per identity", "global": "in total"}[lim["per"]]
     what = f"{calls} to any tool" if any_tool else calls
-    return f"at most {lim.max} {what} per {_secs(float(lim.window))} s {scope}"
+    return f"at most {lim['max']} {what} per {_secs(float(lim['window']))} s {scope}"
 
 
-def _prepare_limit(lim: Limit, prefix: str) -> _Lim:
+def _prepare_limit(lim: Data, prefix: str) -> _Lim:
+    per = lim["per"]
     return _Lim(
-        prefix=f"{prefix}\x00{lim.per}\x00",
-        scope=_SCOPE_INDEX[lim.per],
-        max=lim.max,
-        window=float(lim.window),
+        prefix=f"{prefix}\x00{per}\x00",
+        scope=_SCOPE_INDEX[per],
+        max=lim["max"],
+        window=float(lim["window"]),
         text=_limit_text(lim, prefix.startswith("a\x00")),
-        rule=lim.rule,
+        rule=lim.get("rule"),
     )
 
 
-def _prepare_tool(name: str, t: Tool, all_limits: tuple[_Lim, ...], where: str) -> _Tool:
+def _prepare_tool(name: str, t: Data, all_limits: tuple[_Lim, ...], where: str) -> _Tool:
     n = _short(name)
+    action: str = t.get("action", "allow")
+    t_reason: str | None = t.get("reason")
+    t_rule: str | None = t.get("rule")
     # The tool-level reason explains the tool's action; for an `allow` tool it is the only
     # reason the author wrote, so conditions without their own reason fall back to it.
-    fallback = t.reason if t.action == "allow" else None
+    fallback = t_reason if action == "allow" else None
 
-    def cond(c: Leaf | All | AnyOf | Not, kind: str, i: int) -> _Cond:
+    def cond(c: Data, kind: str, i: int) -> _Cond:
         try:
             pred = compile_condition(c)
         except ValueError as e:
             raise PlrError.at(f"{where}.{kind}[{i}]: {e}") from None
         text = describe(c)
-        rule = c.rule or t.rule
+        rule = c.get("rule") or t_rule
+        reason = c.get("reason") or fallback
         if kind == "deny_if":
-            reason = c.reason or fallback or f"`{n}`: denied because {text}"
-            return _Cond(pred, text, rule, Decision("deny", "deny_if", reason, rule), None)
-        deny = Decision("deny", "require", c.reason or fallback or f"`{n}`: requirement not met: {text}", rule)
+            why = reason or f"`{n}`: denied because {text}"
+            return _Cond(pred, text, rule, Decision("deny", "deny_if", why, rule), None)
+        deny = Decision("deny", "require", reason or f"`{n}`: requirement not met: {text}", rule)
         ask = Decision(
             "approval_required",
             "require",
-            c.reason or fallback or f"`{n}`: requirement not met without approval: {text}",
+            reason or f"`{n}`: requirement not met without approval: {text}",
             rule,
         )
         return _Cond(pred, text, rule, deny, ask)
 
-    deny_if = tuple(cond(c, "deny_if", i) for i, c in enumerate(t.deny_if))
-    require = tuple(cond(c, "require", i) for i, c in enumerate(t.require))
-    limits = tuple(_prepare_limit(lim, f"t\x00{name}\x00{i}") for i, lim in enumerate(t.limits)) + all_limits
+    deny_if = tuple(cond(c, "deny_if", i) for i, c in enumerate(t.get("deny_if", ())))
+    require = tuple(cond(c, "require", i) for i, c in enumerate(t.get("require", ())))
+    own = t.get("limits", ())
+    limits = tuple(_prepare_limit(lim, f"t\x00{name}\x00{i}") for i, lim in enumerate(own)) + all_limits
     return _Tool(
         name=name,
-        rule=t.rule,
-        action=t.action,
+        rule=t_rule,
+        action=action,
         deny_if=deny_if,
         require=require,
         limits=limits,
-        denied=Decision("deny", "denied", t.reason or f"tool `{n}` is denied by policy", t.rule),
+        denied=Decision("deny", "denied", t_reason or f"tool `{n}` is denied by policy", t_rule),
         needs_approval=Decision(
-            "approval_required", "require", t.reason or f"tool `{n}` requires human approval", t.rule
+            "approval_required", "require", t_reason or f"tool `{n}` requires human approval", t_rule
         ),
-        allowed=Decision("allow", "allowed", f"tool `{n}` is allowed by policy", t.rule),
+        allowed=Decision("allow", "allowed", f"tool `{n}` is allowed by policy", t_rule),
         deny_checks=tuple((c.pred, c.decision) for c in deny_if),
         require_preds=tuple(c.pred for c in require),
-        approval=t.action == "require_approval",
+        approval=action == "require_approval",
     )
 
 
-def prepare(policy: Policy) -> _Prepared:
-    """Everything ``decide`` needs, computed once per policy (raises PlrError on a bad path)."""
+def prepare(data: Data, source: Policy | None = None) -> _Prepared:
+    """Everything ``decide`` needs, computed once per policy (raises PlrError on a bad path).
+
+    ``data`` is the canonical dump of a validated policy (``Policy.to_dict()``): the engine
+    trusts its shape, so callers get it from the loader or from the compiled-policy cache.
+    """
     try:
-        all_limits = tuple(_prepare_limit(lim, f"a\x00{i}") for i, lim in enumerate(policy.all_tools.limits))
-        tools = {name: _prepare_tool(name, t, all_limits, f"tools.{name}") for name, t in policy.tools.items()}
+        top_limits = data.get("all_tools", {}).get("limits", ())
+        all_limits = tuple(_prepare_limit(lim, f"a\x00{i}") for i, lim in enumerate(top_limits))
+        tools = {
+            name: _prepare_tool(name, t, all_limits, f"tools.{name}") for name, t in data.get("tools", {}).items()
+        }
     except RecursionError:
         raise PlrError.at("policy conditions are nested too deeply") from None
-    hide = frozenset(policy.hide)
+    except (KeyError, TypeError, AttributeError) as e:  # not the canonical shape: refuse, never guess
+        raise PlrError.at(f"policy data is not in the canonical form: {type(e).__name__}: {e}") from None
+    hide = frozenset(data.get("hide", ()))
     fast: dict[str, Decision | _Tool] = {}
     for name, pt in tools.items():
         trivial = pt.action == "allow" and not (pt.deny_if or pt.require or pt.limits)
         fast[name] = pt.allowed if trivial else pt.denied if pt.action == "deny" else pt
     for name in hide:
         fast[name] = _hidden(name)
+    default = data.get("default")
+    if default not in ("allow", "deny"):
+        raise PlrError.at("policy data is not in the canonical form: `default` must be allow or deny")
     return _Prepared(
-        policy=policy,
+        data=None if source is not None else data,
+        source=source,
+        default=default,
         hide=hide,
         hide_all="*" in hide,
         fast={} if "*" in hide else fast,
         tools=tools,
-        default_allow=policy.default == "allow",
+        default_allow=default == "allow",
         all_limits=all_limits,
     )
 
@@ -706,12 +737,34 @@ class Engine:
         self._acquire_which: Callable[..., tuple[float, int] | None] | None = getattr(
             self._store, "acquire_which", None
         )
-        self._p = prepare(policy)
+        self._p = prepare(policy.to_dict(), policy)
+
+    @classmethod
+    def from_data(
+        cls,
+        data: Data,
+        clock: Callable[[], float] = time.monotonic,
+        store: LimitStore | None = None,
+    ) -> "Engine":
+        """An engine from the canonical dump of an already validated policy (``Policy.to_dict()``,
+        e.g. read back from the compiled-policy cache): no pydantic on this path."""
+        engine = cls.__new__(cls)
+        engine._clock = clock
+        engine._store = store if store is not None else MemoryLimitStore()
+        engine._acquire_which = getattr(engine._store, "acquire_which", None)
+        engine._p = prepare(data)
+        return engine
 
     @property
     def policy(self) -> Policy:
-        """The policy currently in force."""
-        return self._p.policy
+        """The policy currently in force (validated from the data on first use if need be)."""
+        p = self._p
+        if p.source is not None:
+            return p.source
+        from .policy import load_policy
+
+        assert p.data is not None
+        return load_policy(p.data)
 
     @property
     def store(self) -> LimitStore:
@@ -723,7 +776,7 @@ class Engine:
         Limit counters are kept (keys name the tool, the limit's position and its scope). If
         preparing fails the old policy stays in force and the error propagates.
         """
-        self._p = prepare(policy)
+        self._p = prepare(policy.to_dict(), policy)
 
     def visible(self, tool_names: Iterable[str]) -> list[str]:
         """A server's ``tools/list`` names minus the hidden ones, order kept."""
@@ -939,7 +992,7 @@ class Engine:
             t = p.tools.get(tool)
             trace.append(TraceStep("governed (tool in tools)", t is not None, t.rule if t else None))
             if t is None:
-                trace.append(TraceStep("default", p.policy.default))
+                trace.append(TraceStep("default", p.default))
                 if not p.default_allow:
                     d = _default_deny(tool)
                 else:

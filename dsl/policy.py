@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -26,53 +25,21 @@ from pydantic import (
 )
 
 from .errors import PlrError
+from .vocab import LIST_OPS, OPS, PATH_ROOTS, STRING_OPS, VALUELESS_OPS, parse_path
 
-OPS = (
-    "eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in",
-    "contains", "starts_with", "ends_with", "regex", "exists", "missing",
-)  # fmt: skip
+__all__ = [
+    "OPS", "PATH_ROOTS", "LIST_OPS", "STRING_OPS", "VALUELESS_OPS", "parse_path",
+    "Policy", "Tool", "Limit", "AllTools", "Leaf", "All", "AnyOf", "Not", "Condition",
+    "load_policy", "canonical_json", "json_schema",
+]  # fmt: skip
+
 Op = Literal[
     "eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in",
     "contains", "starts_with", "ends_with", "regex", "exists", "missing",
 ]  # fmt: skip
-VALUELESS_OPS = frozenset({"exists", "missing"})
-LIST_OPS = frozenset({"in", "not_in"})
-STRING_OPS = frozenset({"starts_with", "ends_with", "regex"})
-PATH_ROOTS = ("args", "identity", "session", "server", "tool", "approved")
 Scope = Literal["session", "identity", "global"]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-
-_ROOT_RE = re.compile(r"[A-Za-z_]+")
-_STEP_RE = re.compile(r'\.([^.\[\]"]+)|\[([0-9]+)\]|\[("(?:[^"\\]|\\.)*")\]')
-
-
-def parse_path(path: str) -> tuple[str, tuple[str | int, ...]]:
-    """``args.a[2]["b c"]`` -> ("args", ("a", 2, "b c")); ValueError naming the bad spot.
-
-    Steps are ``.name``, ``[index]`` or ``["any key"]`` (a JSON string, for keys with dots,
-    spaces or brackets). The compiler writes exactly this syntax (``ir.Path.text``).
-    """
-    m = _ROOT_RE.match(path)
-    if m is None or m.group() not in PATH_ROOTS:
-        root = m.group() if m else path[:20]
-        raise ValueError(f"unknown path root `{root}` (expected one of {', '.join(PATH_ROOTS)})")
-    steps: list[str | int] = []
-    pos = m.end()
-    while pos < len(path):
-        s = _STEP_RE.match(path, pos)
-        if s is None:
-            raise ValueError(f"invalid path `{path}` at character {pos + 1}")
-        if s.group(1) is not None:
-            steps.append(s.group(1))
-        elif s.group(2) is not None:
-            steps.append(int(s.group(2)))
-        else:
-            steps.append(json.loads(s.group(3)))
-        pos = s.end()
-    if steps and m.group() != "args":
-        raise ValueError(f"`{m.group()}` is a single value: it has no fields or items")
-    return m.group(), tuple(steps)
 
 
 def _check_json_value(v: Any, depth: int = 0) -> Any:

@@ -22,12 +22,17 @@ Reader = Callable[[str], str]
 
 def read_text(path: str) -> str:
     """Read a policy file as UTF-8 text; a clear error for binary or unreadable files."""
+    return read_source(path)[1]
+
+
+def read_source(path: str) -> tuple[bytes, str]:
+    """A policy file's bytes and their text (the compiled-policy cache hashes what was read)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise OSError(e.strerror or str(e)) from None
     try:
-        return data.decode("utf-8-sig")
+        return data, data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8 text (invalid byte at offset {e.start}); is this a .plr file?") from None
 

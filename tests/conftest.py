@@ -42,6 +42,12 @@ def plr():
     return run_plr
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The compiled-policy cache of every CLI run in the suite lives in a temp dir, not ~/.cache."""
+    os.environ["PLR_CACHE_DIR"] = str(tmp_path_factory.mktemp("plr-cache"))
+
+
 # --- a real redis-server for the fleet tests ---------------------------------------------
 
 

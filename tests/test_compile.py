@@ -12,7 +12,7 @@ import dsl
 from dsl.compiler import compile_source
 from dsl.policy import load_policy
 
-from .conftest import EXAMPLES, ROOT, SPEC, example_files
+from .conftest import EXAMPLES, SPEC, example_files
 
 
 @pytest.fixture

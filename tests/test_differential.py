@@ -65,11 +65,14 @@ class Pair:
         self.prog = prog
         self.clock, self.ref_clock = VirtualClock(), VirtualClock()
         self.engine = Engine(policy, clock=self.clock)
+        # the cache's path: plain data read back from the canonical JSON text, no pydantic
+        self.from_data = Engine.from_data(json.loads(policy.to_json()), clock=self.clock)
         self.ref = RefInterpreter(prog, self.ref_clock)
         self.history: list[str] = []
 
     def call(self, tool: str, args: Any = None, **ctx: Any) -> tuple[str, str]:
         d = self.engine.decide(tool, args, **ctx)
+        assert self.from_data.decide(tool, args, **ctx) == d, "Engine.from_data disagrees with Engine(policy)"
         expected = self.ref.decide(tool, args, **ctx)
         got = (d.effect, d.code)
         line = (

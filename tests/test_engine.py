@@ -564,7 +564,7 @@ def test_describe() -> None:
             }
         }
     )
-    texts = [describe(c) for c in p.tools["x"].deny_if]
+    texts = [describe(c) for c in p.to_dict()["tools"]["x"]["deny_if"]]
     assert texts == [
         "count(args.task_id) > 5",
         'args.a in ["a", 1] or not approved',

@@ -1,0 +1,149 @@
+"""The compiled-policy cache: ``plr eval`` decides from plain data it validated once before.
+
+Loading a policy the slow way costs pydantic model building (and, for ``.plr``, the parser
+and every stage of the compiler); a command that decides one call should not pay that on
+every run. The cache keeps, per source, the canonical dump of the validated policy
+(``Policy.to_dict()``), which ``Engine.from_data`` prepares without pydantic.
+
+An entry is used only if everything it was made from is unchanged: the bytes of the policy
+file and of every file a ``.plr`` imported (their SHA-256 is checked on each hit), and plr's
+own code (the version plus the size and mtime of the package's modules and grammar). Errors
+are never cached. Entries are written atomically (temp file + rename) in a directory only
+the user can read; a corrupt or unreadable entry is a miss, never an error.
+
+Only the CLI's one-shot commands use it; the proxy always validates (a policy that enforces
+must not depend on a writable cache). ``PLR_NO_CACHE=1`` turns it off; ``PLR_CACHE_DIR``
+moves it (default ``$XDG_CACHE_HOME/plr`` or ``~/.cache/plr``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import PlrError
+
+__all__ = ["cache_dir", "load_cached"]
+
+FORMAT = 1  # bump when the entry layout or the meaning of the dump changes
+
+
+def cache_dir() -> Path | None:
+    """Where entries live, or None when the cache is turned off."""
+    if os.environ.get("PLR_NO_CACHE", "") not in ("", "0"):
+        return None
+    explicit = os.environ.get("PLR_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "plr"
+
+
+def _code_fingerprint() -> bytes:
+    """plr's own code: an entry made by other code (an upgrade, an edit in a checkout) is stale."""
+    from .resources import grammar_path
+
+    h = hashlib.sha256(f"plr {__version__} cache {FORMAT}\0".encode())
+    pkg = Path(__file__).resolve().parent
+    files = sorted(e.path for e in os.scandir(pkg) if e.name.endswith(".py"))
+    for f in [*files, str(grammar_path())]:
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.digest()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_entry(path: Path) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(entry, dict) or entry.get("format") != FORMAT or not isinstance(entry.get("policy"), dict):
+        return None
+    return entry
+
+
+def _deps_unchanged(deps: Any) -> bool:
+    if not isinstance(deps, list):
+        return False
+    for dep in deps:
+        if not (isinstance(dep, list) and len(dep) == 2 and all(isinstance(x, str) for x in dep)):
+            return False
+        try:
+            if _sha(Path(dep[0]).read_bytes()) != dep[1]:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _write_entry(directory: Path, path: Path, entry: dict[str, Any]) -> None:
+    """Best effort: a cache that cannot be written only costs speed."""
+    import tempfile
+
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(entry, f, ensure_ascii=False, separators=(",", ":"))
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def _compile_recording(path: str) -> tuple[dict[str, Any], list[list[str]]]:
+    """Compile a .plr file, noting the SHA-256 of every file the compiler read."""
+    from .compiler import compile_files
+    from .resolve import read_source
+
+    deps: list[list[str]] = []
+
+    def reader(p: str) -> str:
+        data, text = read_source(p)
+        deps.append([p, _sha(data)])
+        return text
+
+    policy = compile_files([path], reader=reader)
+    return policy.to_dict(), deps
+
+
+def load_cached(path: str) -> dict[str, Any]:
+    """The canonical dump of the policy at ``path`` (``.json`` loaded, anything else compiled),
+    from the cache when nothing changed; PlrError exactly as the uncached load would raise."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise PlrError.at(f"cannot read policy: {e.strerror or e}", path) from None
+    is_json = path.endswith(".json")
+    directory = cache_dir()
+    entry_path: Path | None = None
+    if directory is not None:
+        kind = b"json" if is_json else os.path.abspath(path).encode("utf-8", "surrogateescape")
+        key = hashlib.sha256(_code_fingerprint() + b"\0" + kind + b"\0" + raw).hexdigest()
+        entry_path = directory / f"{key}.json"
+        entry = _read_entry(entry_path)
+        if entry is not None and (is_json or _deps_unchanged(entry.get("deps"))):
+            return entry["policy"]  # type: ignore[no-any-return]
+    if is_json:
+        from .policy import load_policy
+
+        data, deps = load_policy(raw, name=path).to_dict(), []
+    else:
+        data, deps = _compile_recording(path)
+    if directory is not None and entry_path is not None:
+        _write_entry(directory, entry_path, {"format": FORMAT, "source": os.path.abspath(path), "deps": deps, "policy": data})
+    return data

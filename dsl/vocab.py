@@ -1,0 +1,51 @@
+"""The words of the policy JSON contract: operators, path roots and path syntax.
+
+Kept apart from ``dsl.policy`` (the pydantic models) so the decision path — the engine and a
+cached compiled policy — never imports pydantic: ``plr eval`` and an embedding program pay
+for model building only when they validate a document they have not seen before.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+OPS = (
+    "eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in",
+    "contains", "starts_with", "ends_with", "regex", "exists", "missing",
+)  # fmt: skip
+VALUELESS_OPS = frozenset({"exists", "missing"})
+LIST_OPS = frozenset({"in", "not_in"})
+STRING_OPS = frozenset({"starts_with", "ends_with", "regex"})
+PATH_ROOTS = ("args", "identity", "session", "server", "tool", "approved")
+
+_ROOT_RE = re.compile(r"[A-Za-z_]+")
+_STEP_RE = re.compile(r'\.([^.\[\]"]+)|\[([0-9]+)\]|\[("(?:[^"\\]|\\.)*")\]')
+
+
+def parse_path(path: str) -> tuple[str, tuple[str | int, ...]]:
+    """``args.a[2]["b c"]`` -> ("args", ("a", 2, "b c")); ValueError naming the bad spot.
+
+    Steps are ``.name``, ``[index]`` or ``["any key"]`` (a JSON string, for keys with dots,
+    spaces or brackets). The compiler writes exactly this syntax (``ir.Path.text``).
+    """
+    m = _ROOT_RE.match(path)
+    if m is None or m.group() not in PATH_ROOTS:
+        root = m.group() if m else path[:20]
+        raise ValueError(f"unknown path root `{root}` (expected one of {', '.join(PATH_ROOTS)})")
+    steps: list[str | int] = []
+    pos = m.end()
+    while pos < len(path):
+        s = _STEP_RE.match(path, pos)
+        if s is None:
+            raise ValueError(f"invalid path `{path}` at character {pos + 1}")
+        if s.group(1) is not None:
+            steps.append(s.group(1))
+        elif s.group(2) is not None:
+            steps.append(int(s.group(2)))
+        else:
+            steps.append(json.loads(s.group(3)))
+        pos = s.end()
+    if steps and m.group() != "args":
+        raise ValueError(f"`{m.group()}` is a single value: it has no fields or items")
+    return m.group(), tuple(steps)
