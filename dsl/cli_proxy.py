@@ -136,6 +136,15 @@ def _parse_listen(value: str) -> tuple[str, int]:
     help="Protocol era towards the upstream server (auto probes server/discover first).",
 )
 @click.option(
+    "--max-sessions",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    metavar="N",
+    help="With --listen and --upstream URL: at most N client sessions hold their own upstream session; "
+    "beyond that a new session's requests get a JSON-RPC error until one ends.",
+)
+@click.option(
     "--auth-tokens",
     type=click.Path(dir_okay=False, exists=True),
     help='HTTP only: JSON {"TOKEN": "identity"}; requests need "Authorization: Bearer TOKEN".',
@@ -176,6 +185,7 @@ def proxy_cmd(
     listen: str | None,
     upstream: str | None,
     upstream_mode: str,
+    max_sessions: int,
     auth_tokens: str | None,
     upstream_timeout: float,
     audit_max_bytes: int,
@@ -260,6 +270,7 @@ def proxy_cmd(
         watch=watch,
         upstream_timeout=upstream_timeout or None,
         tokens=tokens,
+        max_sessions=max_sessions,
     )
     try:
         audit_path.parent.mkdir(parents=True, exist_ok=True)

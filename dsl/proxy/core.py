@@ -12,7 +12,9 @@ agent's client talks to) whose handlers
 - everything else the upstream server offers (resources, prompts, completion, logging level,
   ping) is forwarded with its parameters rebuilt (never the inbound object: it may carry the
   2026-07-28 envelope a handshake-era upstream rejects), and upstream notifications and
-  server-to-client requests are relayed back on a stdio front.
+  server-to-client requests (elicitation, sampling, roots) are relayed back to the client: on
+  stdio to the one client; over HTTP see ``upstream_message`` (a shared upstream) and
+  ``_open_link_upstream`` (one upstream session per front session with ``--upstream URL``).
 
 Fail closed: an engine exception, an audit write failure or a broken approval channel denies
 the call; an upstream failure is a JSON-RPC error, never a silent success, and so is an upstream
@@ -23,6 +25,7 @@ write too, restarts on progress and stands still while a human answers a relayed
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -42,11 +45,13 @@ import anyio
 import mcp_types as types
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
 from ..engine import Decision, Engine, StateUnavailable
 from .audit import AuditLog, args_sha256, canonical_args, redact, utc_now
+from .http import FrontLink
 from .reload import LoadedPolicy
 
 __all__ = ["ProxyOptions", "Proxy", "APPROVAL_SCHEMA", "deny_text", "TracebackFilter"]
@@ -63,6 +68,13 @@ STATE_PREFIX = "plr1."
 DECISION_META_KEY = "plr/decision"
 
 ApprovalMode = Literal["auto", "elicit", "queue", "deny"]
+
+# what the SDK's own client answers when it has no callback for a server-to-client request
+_NOT_SUPPORTED = {
+    "elicitation": "Elicitation not supported",
+    "sampling": "Sampling not supported",
+    "roots": "List roots not supported",
+}
 
 _CallToolAdapter: TypeAdapter[types.CallToolResult | types.InputRequiredResult] = TypeAdapter(
     types.CallToolResult | types.InputRequiredResult
@@ -98,6 +110,8 @@ class ProxyOptions:
     upstream_timeout: float | None = 60.0  # seconds; None or 0: wait for ever
     # HTTP front: Authorization bearer token -> identity (None: everyone is ``identity``)
     tokens: dict[str, str] | None = None
+    # HTTP front with --upstream URL: at most this many front sessions hold their own upstream session
+    max_sessions: int = 64
     stderr: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
 
 
@@ -151,6 +165,13 @@ class TracebackFilter(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+def _describe_failure(e: BaseException) -> str:
+    """One line about why an upstream connection failed (the innermost of a group of one)."""
+    while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+        e = e.exceptions[0]
+    return _why(e)
 
 
 def _b64(b: bytes) -> str:
@@ -257,6 +278,11 @@ class Proxy:
         self.up: Any = None  # mcp.Client
         self.server_name: str | None = options.server_name
         self.front_session: Any = None  # last handshake-era ServerSession (stdio relay target)
+        self.links: dict[str, FrontLink] = {}  # HTTP front: live handshake-era sessions by Mcp-Session-Id
+        # --upstream URL over HTTP: builds an unentered mcp.Client for one front session (callbacks as
+        # keyword arguments); None: every front session shares ``up``
+        self.session_client: Callable[..., Any] | None = None
+        self._open_upstreams = 0  # per-session upstream clients open or opening (--max-sessions)
         self._last_hidden: frozenset[str] = frozenset(loaded.policy.hide)
         self._schemas: dict[str, Any] = {}
         self._timers: set[_Timer] = set()  # deadlines of the upstream requests in flight
@@ -308,6 +334,39 @@ class Proxy:
     def _remember_front(self, ctx: Any) -> None:
         if self.transport == "stdio" and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self.front_session = ctx.session
+        else:
+            self._link_of(ctx)
+
+    def _link_of(self, ctx: Any) -> FrontLink | None:
+        """The HTTP front session of ``ctx`` (created on first sight, dropped when the session ends);
+        None on stdio and for stateless 2026-07-28 requests."""
+        if self.transport == "stdio" or ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return None
+        conn = getattr(ctx.session, "_connection", None)
+        key = getattr(conn, "session_id", None)
+        if conn is None or not key:
+            return None
+        link = self.links.get(key)
+        if link is None:
+            link = self.links[key] = FrontLink(str(key), ctx.session)
+            # DELETE, a closed transport, the idle timeout and shutdown all unwind this stack
+            conn.exit_stack.push_async_callback(self._end_link, link)
+        return link
+
+    async def _end_link(self, link: FrontLink) -> None:
+        """A front session ended: forget it and close its own upstream session, if it has one."""
+        if self.links.get(link.key) is link:
+            del self.links[link.key]
+        await link.close()
+
+    async def close_links(self) -> None:
+        """Shutdown: close every front session's upstream session (each sends the upstream a DELETE)."""
+        links = list(self.links.values())
+        self.links.clear()
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for link in links:
+                    tg.start_soon(link.close)
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -450,8 +509,65 @@ class Proxy:
         request: Any,
         result_type: Any,
         progress: bool = False,
+        *,
+        open_session: bool = True,
     ) -> Any:
-        session = self._upstream()
+        """Forward one request upstream: on the front session's own upstream session when it has
+        one (opened now if ``open_session``), else on the shared one."""
+        link = self._link_of(ctx)
+        if link is None:
+            return await self._exchange(ctx, self._upstream(), request, result_type, progress)
+        with link.waiting(ctx):  # relays for this session ride this request's stream meanwhile
+            if self.session_client is not None and link.up is None and open_session:
+                await self._open_link_upstream(link)
+            session = link.up.session if link.up is not None else self._upstream()
+            result = await self._exchange(ctx, session, request, result_type, progress)
+        await link.settle()
+        return result
+
+    async def _open_link_upstream(self, link: FrontLink) -> None:
+        """Open the front session's own upstream session (``--upstream URL``), within
+        ``--max-sessions``: beyond it the request gets a JSON-RPC error, never a hang."""
+        async with link.opening:
+            if link.up is not None:
+                return
+            if link.ended:
+                raise MCPError(code=types.INTERNAL_ERROR, message="plr: this session has ended")
+            limit = self.opt.max_sessions
+            if self._open_upstreams >= limit:
+                self.opt.stderr(
+                    f"plr proxy: refused an upstream session to client session {link.key[:12]}: "
+                    f"{limit} are open (--max-sessions {limit})"
+                )
+                raise MCPError(
+                    code=types.INTERNAL_ERROR,
+                    message=f"plr: too many sessions: the proxy already holds {limit} upstream sessions "
+                    f"(--max-sessions {limit}); end a session or try again later",
+                )
+            assert self.session_client is not None
+            try:
+                client = self.session_client(**self._link_callbacks(link))
+                self._open_upstreams += 1  # given back by _upstream_closed when the client's task ends
+                await link.open(
+                    client,
+                    self._tg,  # type: ignore[attr-defined]
+                    self.opt.upstream_timeout,
+                    self._upstream_closed,
+                )
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as e:  # noqa: BLE001
+                self.opt.stderr(f"plr proxy: cannot open an upstream session: {_describe_failure(e)}")
+                raise MCPError(
+                    code=types.INTERNAL_ERROR,
+                    message=f"plr: cannot open a session with the upstream MCP server: {_describe_failure(e)}",
+                ) from None
+
+    def _upstream_closed(self) -> None:
+        self._open_upstreams -= 1
+
+    async def _exchange(self, ctx: Any, session: Any, request: Any, result_type: Any, progress: bool) -> Any:
+        """One request on one upstream session, under ``--upstream-timeout``, progress relayed."""
         timeout = self.opt.upstream_timeout or None
         timer = _Timer(timeout)
         cb = None
@@ -861,7 +977,8 @@ class Proxy:
         if self.up is not None:
             try:
                 if self.up.session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-                    await self._send(ctx, types.PingRequest(), types.EmptyResult)
+                    # the session's own upstream session if it has one; never opens one for a ping
+                    await self._send(ctx, types.PingRequest(), types.EmptyResult, open_session=False)
             except MCPError:
                 raise
         return types.EmptyResult()
@@ -888,6 +1005,11 @@ class Proxy:
             on_call_tool=self.call_tool,
             on_ping=self.ping,
         )
+        server.add_notification_handler(
+            "notifications/roots/list_changed", types.NotificationParams, self.front_roots_changed
+        )
+        if self.transport != "stdio":
+            server.add_notification_handler("notifications/initialized", types.NotificationParams, self.front_initialized)
         f = self._forwarder
         if caps.resources is not None:
             server.add_request_handler(
@@ -949,38 +1071,69 @@ class Proxy:
         )
         return server, init
 
-    # -- upstream -> front relay (stdio front, handshake era) ----------------------------------
+    # -- upstream -> front relay ---------------------------------------------------------------
+    #
+    # stdio: everything goes to the one client. HTTP with a shared upstream (a command after `--`,
+    # or a 2026-07-28 upstream): notifications are broadcast to every live handshake-era session,
+    # and a server-to-client request goes to the one session with a request in flight (ambiguous
+    # otherwise). HTTP with --upstream URL: each front session's own upstream session relays to that
+    # session only. Progress is relayed per request everywhere (``_exchange``).
 
     def _notify_front(self, notification: Any) -> None:
-        s = self.front_session
-        if s is None:
-            return
-
-        async def send() -> None:
-            try:
-                await s.send_notification(notification)
-            except Exception:  # noqa: BLE001 - the front may be gone; relay is best effort
-                pass
-
+        """A notification of the proxy's own (a reload changed the hidden tools) to every client."""
+        if self.transport == "stdio":
+            sessions = [self.front_session] if self.front_session is not None else []
+        else:
+            sessions = [link.session for link in self.links.values()]
         tg = getattr(self, "_tg", None)
-        if tg is not None:
-            tg.start_soon(send)
+        if tg is None:
+            return
+        for s in sessions:
+            tg.start_soon(self._notify_quietly, s, notification)
 
-    async def upstream_message(self, message: Any) -> None:
-        """``message_handler`` of the upstream client: relay notifications to the front."""
+    @staticmethod
+    async def _notify_quietly(session: Any, notification: Any, related: Any = None) -> None:
+        try:
+            await session.send_notification(notification, related_request_id=related)
+        except Exception:  # noqa: BLE001 - the front may be gone; relay is best effort
+            pass
+
+    def _relayable(self, message: Any) -> bool:
+        """Whether an upstream message is a notification to relay (a malformed one is reported)."""
         if isinstance(message, Exception):
             self.opt.stderr(f"plr proxy: ignored a malformed message from the upstream server: {_why(message)}")
-            return
+            return False
         if isinstance(message, (types.ProgressNotification, types.CancelledNotification)):
-            return  # progress is relayed per request (token mapping); cancellation is per connection
-        if isinstance(message, types.ServerNotification) or isinstance(message, types.Notification):
-            s = self.front_session
-            if s is None:
-                return
+            return False  # progress is relayed per request (token mapping); cancellation is per connection
+        return isinstance(message, types.ServerNotification) or isinstance(message, types.Notification)
+
+    async def upstream_message(self, message: Any) -> None:
+        """``message_handler`` of the shared upstream client."""
+        if not self._relayable(message):
+            return
+        if self.transport == "stdio":
+            if self.front_session is not None:
+                await self._notify_quietly(self.front_session, message)
+        elif self.session_client is None:
+            # one server for every session: whom a list_changed, resources/updated or log message
+            # concerns cannot be known, so every session hears it
+            await self._relay_to(list(self.links.values()), message)
+        # else: each session has its own upstream session; the shared one serves only stateless
+        # 2026-07-28 requests, which have no channel for notifications
+
+    async def _link_message(self, link: FrontLink, message: Any) -> None:
+        """``message_handler`` of a front session's own upstream client: to that session only."""
+        if self._relayable(message):
+            await self._relay_to([link], message)
+
+    async def _relay_to(self, links: list[FrontLink], message: Any) -> None:
+        # every relay is registered before the first await (see FrontLink.begin_relay)
+        plans = [(link, *link.route(), link.begin_relay()) for link in links if not link.ended]
+        for link, session, related, done in plans:
             try:
-                await s.send_notification(message)
-            except Exception:  # noqa: BLE001
-                pass
+                await self._notify_quietly(session, message, related)
+            finally:
+                link.end_relay(done)
 
     @contextmanager
     def _human_wait(self) -> Iterator[None]:
@@ -997,20 +1150,105 @@ class Proxy:
                 for t in list(self._timers):
                     t.resume()
 
-    async def upstream_elicitation(self, context: Any, params: Any) -> Any:
-        """An upstream server asks the user something: relay to the front client when it can answer."""
-        s = self.front_session
-        if s is None or not s.can_send_request:
-            return types.ErrorData(code=types.INVALID_REQUEST, message="Elicitation not supported")
-        caps = s.client_capabilities
-        if caps is None or caps.elicitation is None:
-            return types.ErrorData(code=types.INVALID_REQUEST, message="Elicitation not supported")
+    async def upstream_elicitation(self, context: Any, params: Any, *, link: FrontLink | None = None) -> Any:
+        """The upstream server asks the user something (``elicitation/create``)."""
+        return await self._ask_front(link, "elicitation", types.ElicitRequest(params=params), types.ElicitResult)
+
+    async def upstream_sampling(self, context: Any, params: Any, *, link: FrontLink | None = None) -> Any:
+        """The upstream server asks the client's model (``sampling/createMessage``)."""
+        tools = params.tools is not None or params.tool_choice is not None
+        result = types.CreateMessageResultWithTools if tools else types.CreateMessageResult
+        return await self._ask_front(link, "sampling", types.CreateMessageRequest(params=params), result)
+
+    async def upstream_roots(self, context: Any, *, link: FrontLink | None = None) -> Any:
+        """The upstream server asks for the client's roots (``roots/list``)."""
+        return await self._ask_front(link, "roots", types.ListRootsRequest(), types.ListRootsResult)
+
+    def shared_callbacks(self) -> dict[str, Any]:
+        """Callbacks of the shared upstream client (stdio, or a command upstream over HTTP)."""
+        return {
+            "elicitation_callback": self.upstream_elicitation,
+            "sampling_callback": self.upstream_sampling,
+            "list_roots_callback": self.upstream_roots,
+        }
+
+    def _link_callbacks(self, link: FrontLink) -> dict[str, Any]:
+        """Callbacks of a front session's own upstream client. It declares to the upstream only the
+        capabilities this client declared, so the server sees what it would see without the proxy."""
+
+        async def message(m: Any) -> None:
+            await self._link_message(link, m)
+
+        out: dict[str, Any] = {"message_handler": message}
+        caps = link.session.client_capabilities
+        if caps is not None and caps.elicitation is not None:
+            out["elicitation_callback"] = functools.partial(self.upstream_elicitation, link=link)
+        if caps is not None and caps.sampling is not None:
+            out["sampling_callback"] = functools.partial(self.upstream_sampling, link=link)
+            out["sampling_capabilities"] = caps.sampling
+        if caps is not None and caps.roots is not None:
+            out["list_roots_callback"] = functools.partial(self.upstream_roots, link=link)
+        return out
+
+    def _ask_target(self, link: FrontLink | None, kind: str, method: str) -> tuple[Any, Any] | types.ErrorData:
+        """Who answers a server-to-client request: (ServerSession, related request id), or an error."""
+        if link is not None:
+            if link.ended:
+                return types.ErrorData(code=types.INVALID_REQUEST, message="plr: the client session has ended")
+            return link.route()
+        if self.transport == "stdio":
+            s = self.front_session
+            if s is None or not s.can_send_request:
+                return types.ErrorData(code=types.INVALID_REQUEST, message=_NOT_SUPPORTED[kind])
+            return s, None
+        waiting = [x for x in self.links.values() if x.inflight]
+        if len(waiting) == 1:
+            return waiting[0].route()
+        who = f"{len(waiting)} client sessions have requests" if waiting else "no client session has a request"
+        return types.ErrorData(
+            code=types.INVALID_REQUEST,
+            message=f"plr: {method} not relayed: {who} in flight on this shared upstream server, "
+            "so which client should answer is ambiguous",
+        )
+
+    async def _ask_front(self, link: FrontLink | None, kind: str, request: Any, result_type: Any) -> Any:
+        """Relay a server-to-client request to the client that should answer it, when it can."""
+        target = self._ask_target(link, kind, request.method)
+        if isinstance(target, types.ErrorData):
+            return target
+        session, related = target
+        caps = session.client_capabilities
+        if caps is None or getattr(caps, kind, None) is None:
+            return types.ErrorData(code=types.INVALID_REQUEST, message=_NOT_SUPPORTED[kind])
+        metadata = ServerMessageMetadata(related_request_id=related) if related is not None else None
         try:
             with self._human_wait(), anyio.fail_after(self.opt.approval_timeout):
-                return await s.send_request(types.ElicitRequest(params=params), types.ElicitResult)
+                return await session.send_request(request, result_type, metadata=metadata)
         except TimeoutError:
-            return types.ElicitResult(action="cancel")
+            if kind == "elicitation":
+                return types.ElicitResult(action="cancel")
+            return types.ErrorData(
+                code=types.REQUEST_TIMEOUT,
+                message=f"plr: the client did not answer {request.method} within {_secs(self.opt.approval_timeout)} s",
+            )
         except MCPError as e:
             return e.error
         except Exception as e:  # noqa: BLE001
             return types.ErrorData(code=types.INTERNAL_ERROR, message=f"relay failed: {type(e).__name__}")
+
+    # -- front -> upstream notifications ------------------------------------------------------
+
+    async def front_initialized(self, ctx: Any, params: Any) -> None:
+        """HTTP: a session is known from its handshake on, so broadcasts reach it before its first request."""
+        self._remember_front(ctx)
+
+    async def front_roots_changed(self, ctx: Any, params: Any) -> None:
+        """The client's roots changed: tell the upstream session that serves it (which then asks)."""
+        link = self._link_of(ctx)
+        client = self.up if self.session_client is None else (link.up if link is not None else None)
+        if client is None:
+            return
+        try:
+            await client.session.send_notification(types.RootsListChangedNotification())
+        except Exception:  # noqa: BLE001 - best effort, like every notification
+            pass

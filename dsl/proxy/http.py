@@ -1,9 +1,16 @@
 """The streamable HTTP front: ``plr proxy --listen 127.0.0.1:PORT (--upstream URL | -- CMD)``.
 
 The SDK's ``Server.streamable_http_app()`` serves both protocol eras (handshake-era clients
-get an ``Mcp-Session-Id``, 2026-07-28 clients send self-contained POSTs); uvicorn runs it. One
-upstream client is shared by every front session; the session a limit counts against is the
-front's ``Mcp-Session-Id`` (or, in the stateless era, identity + client info).
+get an ``Mcp-Session-Id``, 2026-07-28 clients send self-contained POSTs); uvicorn runs it. The
+session a limit counts against is the front's ``Mcp-Session-Id`` (or, in the stateless era,
+identity + client info).
+
+Each handshake-era front session is a ``FrontLink``: where the upstream's notifications and
+server-to-client requests for that session are relayed. With ``--upstream URL`` a link also owns
+its own upstream ``mcp.Client`` (one upstream session per agent, as without the proxy; at most
+``--max-sessions``); with a command upstream every link shares the one server process (see
+``Proxy.upstream_message`` for how its messages are routed). Stateless 2026-07-28 requests have
+no link and use the shared upstream client.
 
 With ``--auth-tokens FILE`` (a JSON object ``{"TOKEN": "identity", ...}``) every request must
 carry ``Authorization: Bearer TOKEN``; the identity the policy sees is the token's. A request
@@ -16,11 +23,14 @@ import contextlib
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.abc
 
-__all__ = ["TokenGate", "serve_http", "load_tokens", "identity_for_header"]
+__all__ = ["TokenGate", "serve_http", "load_tokens", "identity_for_header", "FrontLink"]
 
 
 def load_tokens(path: str) -> dict[str, str]:
@@ -44,6 +54,116 @@ def identity_for_header(tokens: dict[str, str], header: str | None) -> str | Non
         if hmac.compare_digest(given, hashlib.sha256(tok.encode()).digest()):
             found = ident
     return found
+
+
+@dataclass(eq=False)
+class FrontLink:
+    """One handshake-era front session (one ``Mcp-Session-Id``) and its way back to the client.
+
+    ``inflight`` holds the session's requests now waiting on the upstream. While there is exactly
+    one, a relayed message rides that request's response stream: that is where the upstream sent
+    it as far as the proxy can tell, and that stream is surely open, whereas the session's
+    standalone stream (its GET) may not be open yet. Otherwise relayed messages take the
+    standalone stream.
+    """
+
+    key: str
+    session: Any  # a ServerSession of this front session: its standalone channel, its capabilities
+    inflight: list[Any] = field(default_factory=list)  # request contexts waiting on the upstream
+    up: Any = None  # its own upstream mcp.Client (--upstream URL), once opened
+    ended: bool = False
+    opening: anyio.Lock = field(default_factory=anyio.Lock)
+    _closing: anyio.Event = field(default_factory=anyio.Event)
+    _done: anyio.Event | None = None
+    _scope: anyio.CancelScope | None = None
+    _relays: set[anyio.Event] = field(default_factory=set)
+
+    def route(self) -> tuple[Any, Any]:
+        """(ServerSession, related request id or None) a relayed message for this session takes."""
+        if len(self.inflight) == 1:
+            ctx = self.inflight[0]
+            return ctx.session, ctx.request_id
+        return self.session, None
+
+    @contextlib.contextmanager
+    def waiting(self, ctx: Any) -> Iterator[None]:
+        """Mark the request ``ctx`` as waiting on the upstream (relay routing reads this)."""
+        self.inflight.append(ctx)
+        try:
+            yield
+        finally:
+            self.inflight.remove(ctx)
+
+    def begin_relay(self) -> anyio.Event:
+        """Register a relay in progress. Called before the relay's first await: the SDK runs an
+        upstream notification's handler before it reads the next message, so a notification sent
+        ahead of a result is registered before that result is handed to the waiting request."""
+        done = anyio.Event()
+        self._relays.add(done)
+        return done
+
+    def end_relay(self, done: anyio.Event) -> None:
+        self._relays.discard(done)
+        done.set()
+
+    async def settle(self, limit: float = 2.0) -> None:
+        """Wait (a bounded time) for the relays begun so far, so a log message the upstream sent
+        before its result reaches the client before the result does."""
+        pending = list(self._relays)
+        if not pending:
+            return
+        with anyio.move_on_after(limit):
+            for done in pending:
+                await done.wait()
+
+    async def open(
+        self,
+        client: Any,
+        tg: anyio.abc.TaskGroup,
+        timeout: float | None,
+        on_closed: Callable[[], None],
+    ) -> None:
+        """Enter ``client`` (an unentered ``mcp.Client``) in a task of its own that holds it until
+        ``close``; ``on_closed`` runs once when that task ends. Raises if the upstream does not
+        complete its handshake (within ``timeout`` seconds)."""
+        ready = anyio.Event()
+        self._done = done = anyio.Event()
+        self._scope = scope = anyio.CancelScope()
+        failure: list[BaseException] = []
+
+        async def hold() -> None:
+            try:
+                with scope:
+                    async with client as entered:
+                        self.up = entered
+                        ready.set()
+                        await self._closing.wait()
+            except Exception as e:  # noqa: BLE001 - handed to the request that opened it
+                failure.append(e)
+            finally:
+                self.up = None
+                ready.set()
+                done.set()
+                on_closed()
+
+        tg.start_soon(hold)
+        with anyio.move_on_after(timeout if timeout else float("inf")):
+            await ready.wait()
+        if self.up is None:
+            scope.cancel()
+            raise failure[0] if failure else TimeoutError(f"no upstream handshake within {timeout:g} s")
+
+    async def close(self, grace: float = 3.0) -> None:
+        """The front session ended: close its upstream session (the SDK sends the upstream a
+        DELETE), cancelling it after ``grace`` seconds."""
+        self.ended = True
+        self._closing.set()
+        if self._done is None:
+            return
+        with anyio.move_on_after(grace, shield=True):
+            await self._done.wait()
+        if not self._done.is_set() and self._scope is not None:
+            self._scope.cancel()
 
 
 class TokenGate:

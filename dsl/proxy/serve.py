@@ -1,4 +1,12 @@
-"""Wiring: policy + upstream client + front (stdio or HTTP) + optional hot reload."""
+"""Wiring: policy + upstream client(s) + front (stdio or HTTP) + optional hot reload.
+
+One upstream ``mcp.Client`` is opened at start: it gives the front its capabilities and serves
+stdio, a command upstream (one server process shared by every HTTP session: its state stays
+shared, and a flood of sessions never becomes a flood of processes) and stateless 2026-07-28
+requests. With ``--listen`` and ``--upstream URL`` each handshake-era front session also gets an
+upstream session of its own (``Proxy.session_client``), so the upstream's messages for it are
+relayed to it alone.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from .core import Proxy, ProxyOptions
 from .reload import LoadedPolicy, watch_policy_source
@@ -56,17 +65,12 @@ async def serve(
         target = upstream_url
     else:
         raise UpstreamStartError("no upstream server: give a command after `--` or --upstream URL")
-    kwargs: dict[str, Any] = {}
-    if listen is None:
-        # only a stdio front has one client to relay upstream elicitations to
-        kwargs["elicitation_callback"] = proxy.upstream_elicitation
+    info = types.Implementation(name="plr-proxy", version=_version())
+    # --upstream URL over HTTP: sessions get their own upstream clients, which relay server-to-client
+    # requests; the shared one then serves stateless requests only, which cannot be asked anything
+    kwargs: dict[str, Any] = proxy.shared_callbacks() if listen is None or command else {}
     client = Client(
-        target,
-        mode=upstream_mode,
-        cache=None,
-        message_handler=proxy.upstream_message,
-        client_info=types.Implementation(name="plr-proxy", version=_version()),
-        **kwargs,
+        target, mode=upstream_mode, cache=None, message_handler=proxy.upstream_message, client_info=info, **kwargs
     )
     entered = False
     timed_out = False
@@ -88,6 +92,8 @@ async def serve(
                 async with client:
                     entered = True
                     proxy.up = client
+                    if listen is not None and upstream_url and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                        proxy.session_client = _session_client_factory(upstream_url, info)
                     server, init = proxy.build_server()
                     if options.watch:
                         tg.start_soon(
@@ -104,9 +110,12 @@ async def serve(
                     if listen is not None:
                         from .http import serve_http
 
-                        await serve_http(
-                            server, listen[0], listen[1], tokens=options.tokens, report=options.stderr, stop=stopping
-                        )
+                        try:
+                            await serve_http(
+                                server, listen[0], listen[1], tokens=options.tokens, report=options.stderr, stop=stopping
+                            )
+                        finally:
+                            await proxy.close_links()  # normally done already, as each front session ended
                     else:
                         from .stdio import front_stdio
 
@@ -131,6 +140,17 @@ async def serve(
             proxy.audit.close()
         if options.state is not None:
             options.state.close()
+
+
+def _session_client_factory(url: str, info: types.Implementation) -> Any:
+    """Builds one front session's own upstream client (handshake era: the shared client found the
+    upstream speaks it, so no probe); the proxy passes the callbacks that relay to that session."""
+    from mcp import Client
+
+    def make(**callbacks: Any) -> Any:
+        return Client(url, mode="legacy", cache=None, client_info=info, **callbacks)
+
+    return make
 
 
 async def _on_signals(stopping: anyio.Event, report: Any) -> None:

@@ -1,0 +1,322 @@
+"""The HTTP front relays what the upstream server sends back to the right client session.
+
+Real processes throughout: ``servers/relay_server.py`` (an MCPServer that logs, reports progress,
+elicits, samples, asks for roots, sends ``tools/list_changed`` and records its sessions in
+``RELAY_LOG``), the proxy
+(``python -m dsl.proxy --listen ...``) and the SDK's ``Client`` as the agents.
+
+- ``--upstream URL``: each front session has its own upstream session, so what the server sends
+  on it reaches that client only; closing a front session closes its upstream session;
+  ``--max-sessions`` bounds them with a clear error.
+- a command upstream: one server process shared by every session; notifications are broadcast, a
+  server-to-client request goes to the one session with a request in flight (ambiguous otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+pytest.importorskip("mcp", reason="the proxy tests need the `mcp` SDK (pip install 'plr[test]')")
+
+from mcp import Client, types
+from mcp.shared.exceptions import MCPError
+
+from tests.conftest import ROOT
+
+from .conftest import HERE, ProxySetup, base_env, free_port, stop, wait_for_port
+from .helpers import text
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+RELAY_SERVER = HERE / "servers" / "relay_server.py"
+
+POLICY = """\
+package relay_test
+
+default deny
+
+allow tools ["whoami", "say", "work", "ask", "sample", "roots", "caps", "wait", "change", "put", "get"]
+
+deny tool "put" if args.key == "forbidden"
+    reason "nobody writes the forbidden key"
+"""
+
+
+@pytest.fixture
+def rsetup(tmp_path: Path) -> ProxySetup:
+    s = ProxySetup(tmp_path, POLICY)
+    s.relay_log = tmp_path / "relay.jsonl"  # type: ignore[attr-defined]
+    return s
+
+
+def relay_events(setup: ProxySetup) -> list[dict[str, Any]]:
+    log: Path = setup.relay_log  # type: ignore[attr-defined]
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+async def until(predicate: Any, timeout: float = 8.0) -> None:
+    """Wait until ``predicate()`` holds (fails the test after ``timeout`` seconds)."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.05)
+
+
+@contextmanager
+def relay_http_server(setup: ProxySetup) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(RELAY_SERVER), "--http", str(port)],
+        cwd=str(ROOT),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=base_env(RELAY_LOG=str(setup.relay_log)),  # type: ignore[attr-defined]
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def relay_proxy(setup: ProxySetup, *extra: str, upstream_url: str | None = None) -> Iterator[str]:
+    """The proxy over HTTP in front of ``upstream_url``, or of the relay server as its command."""
+    port = free_port()
+    args = setup.proxy_args("--listen", f"127.0.0.1:{port}", "--approval", "deny", *extra, server=False)  # type: ignore[arg-type]
+    args += ["--upstream", upstream_url] if upstream_url else ["--", sys.executable, str(RELAY_SERVER)]
+    with setup.stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=str(ROOT),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=base_env(RELAY_LOG=str(setup.relay_log)),  # type: ignore[attr-defined]
+        )
+        try:
+            wait_for_port(port, proc)
+            yield f"http://127.0.0.1:{port}/mcp"
+            proc.terminate()
+            assert proc.wait(timeout=15) == 0, setup.stderr.read_text()
+        finally:
+            stop(proc)
+
+
+class Agent:
+    """One front client and everything the server sent it through the proxy."""
+
+    def __init__(
+        self, name: str, approve: bool = True, *, can_elicit: bool = True, can_sample: bool = False, roots: bool = False
+    ) -> None:
+        self.name = name
+        self.approve = approve
+        self.can_elicit = can_elicit
+        self.can_sample = can_sample
+        self.roots = roots
+        self.logs: list[Any] = []
+        self.list_changed = 0
+        self.asked: list[str] = []
+
+    async def _log(self, params: types.LoggingMessageNotificationParams) -> None:
+        self.logs.append(params.data)
+
+    async def _message(self, message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self.list_changed += 1
+
+    async def _elicit(self, context: Any, params: Any) -> types.ElicitResult | types.ErrorData:
+        self.asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"ok": self.approve})
+
+    async def _sample(self, context: Any, params: Any) -> types.CreateMessageResult | types.ErrorData:
+        asked = params.messages[0].content.text
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=f"{self.name} says: {asked}"), model="m"
+        )
+
+    async def _roots(self, context: Any) -> types.ListRootsResult | types.ErrorData:
+        return types.ListRootsResult(roots=[types.Root.model_validate({"uri": f"file:///{self.name}"})])
+
+    def client(self, url: str) -> Client:
+        return Client(
+            url,
+            mode="legacy",
+            cache=None,
+            logging_callback=self._log,
+            message_handler=self._message,
+            elicitation_callback=self._elicit if self.can_elicit else None,
+            sampling_callback=self._sample if self.can_sample else None,
+            list_roots_callback=self._roots if self.roots else None,
+            client_info=types.Implementation(name=self.name, version="1"),
+        )
+
+
+async def call(c: Client, tool: str, args: dict[str, Any] | None = None, **kw: Any) -> str:
+    """A tool call that must succeed; its text."""
+    res = await c.call_tool(tool, args or {}, **kw)
+    assert not res.is_error, text(res)
+    return text(res)
+
+
+async def progress_of(c: Client, steps: int) -> tuple[str, list[str]]:
+    seen: list[str] = []
+
+    async def on_progress(p: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+
+    return await call(c, "work", {"steps": steps}, progress_callback=on_progress), seen
+
+
+async def test_upstream_url_gives_each_session_its_own_upstream_session(rsetup: ProxySetup) -> None:
+    """Two concurrent front sessions: logs, progress, elicitation, sampling and roots requests the
+    server sends on a call reach only the calling session (and the server sees each agent's own
+    capabilities); a list_changed reaches the sessions; a cancelled call is cancelled upstream; a
+    denied call reaches no upstream session; ending a front session ends its upstream session and
+    leaves the other one serving."""
+    a, b = Agent("a", approve=True, can_sample=True, roots=True), Agent("b", approve=False)
+    with relay_http_server(rsetup) as upstream, relay_proxy(rsetup, upstream_url=upstream) as url:
+        with anyio.fail_after(40):
+            async with a.client(url) as ca:
+                async with b.client(url) as cb:
+                    sid_a, sid_b = await call(ca, "whoami"), await call(cb, "whoami")
+                    assert sid_a != sid_b  # one upstream session per agent
+
+                    res: dict[str, Any] = {}
+
+                    async def run(key: str, coro: Any) -> None:
+                        res[key] = await coro
+
+                    async with anyio.create_task_group() as tg:  # both at once
+                        tg.start_soon(run, "say_a", call(ca, "say", {"text": "from a"}))
+                        tg.start_soon(run, "say_b", call(cb, "say", {"text": "from b"}))
+                        tg.start_soon(run, "work_a", progress_of(ca, 3))
+                        tg.start_soon(run, "work_b", progress_of(cb, 2))
+                        tg.start_soon(run, "ask_a", call(ca, "ask", {"question": "question for a?"}))
+                        tg.start_soon(run, "ask_b", call(cb, "ask", {"question": "question for b?"}))
+                    assert (res["say_a"], res["say_b"]) == (sid_a, sid_b)
+                    assert a.logs == ["from a"] and b.logs == ["from b"]
+                    assert res["work_a"] == (sid_a, [f"{sid_a} step {i}" for i in (1, 2, 3)])
+                    assert res["work_b"] == (sid_b, [f"{sid_b} step {i}" for i in (1, 2)])
+                    assert a.asked == ["question for a?"] and b.asked == ["question for b?"]
+                    assert json.loads(res["ask_a"]) == {"action": "accept", "ok": True}
+                    assert json.loads(res["ask_b"]) == {"action": "accept", "ok": False}
+
+                    # sampling and roots: a declared them, b did not, and the server sees just that
+                    assert json.loads(await call(ca, "caps")) == ["elicitation", "sampling", "roots"]
+                    assert json.loads(await call(cb, "caps")) == ["elicitation"]
+                    assert await call(ca, "sample", {"prompt": "hi"}) == "a says: hi"
+                    assert json.loads(await call(ca, "roots")) == ["file:///a"]
+                    assert "error" in json.loads(await call(cb, "sample", {"prompt": "hi"}))
+                    assert "error" in json.loads(await call(cb, "roots"))
+
+                    # the server tells its sessions the tool list changed: each front session hears it
+                    assert await call(cb, "change") == "2"
+                    await until(lambda: a.list_changed >= 1 and b.list_changed >= 1)
+
+                    # a call the client abandons is cancelled upstream, on its own session
+                    with anyio.move_on_after(0.5):
+                        await ca.call_tool("wait", {"seconds": 30})
+                    await until(lambda: {"event": "cancelled", "session": sid_a} in strip_pid(relay_events(rsetup)))
+
+                    # a denied call reaches no upstream session
+                    denied = await ca.call_tool("put", {"key": "forbidden", "value": "x"})
+                    assert denied.is_error and "nobody writes the forbidden key" in text(denied)
+                    assert await call(cb, "get", {"key": "forbidden"}) == ""
+                # b's front session ended: its upstream session is closed, a's is not
+                await until(lambda: {"event": "closed", "session": sid_b} in strip_pid(relay_events(rsetup)))
+                assert {"event": "closed", "session": sid_a} not in strip_pid(relay_events(rsetup))
+                assert await call(ca, "whoami") == sid_a
+            await until(lambda: {"event": "closed", "session": sid_a} in strip_pid(relay_events(rsetup)))
+    opened = [e["session"] for e in relay_events(rsetup) if e["event"] == "open"]
+    assert opened == [sid_a, sid_b]  # the server saw exactly the two agents' sessions call tools
+
+
+def strip_pid(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "pid"} for e in events]
+
+
+async def test_max_sessions_refuses_clearly_and_keeps_serving(rsetup: ProxySetup) -> None:
+    """Beyond --max-sessions upstream sessions a new front session gets a JSON-RPC error naming the
+    limit (logged once per refusal); the others go on, and the slot comes back when one ends."""
+    a, b, c = Agent("a"), Agent("b"), Agent("c")
+    with (
+        relay_http_server(rsetup) as upstream,
+        relay_proxy(rsetup, "--max-sessions", "2", upstream_url=upstream) as url,
+    ):
+        with anyio.fail_after(40):
+            async with c.client(url) as cc:
+                async with a.client(url) as ca, b.client(url) as cb:
+                    sid_a, sid_b = await call(ca, "whoami"), await call(cb, "whoami")
+                    refusals = 0
+                    for _ in range(2):
+                        with pytest.raises(MCPError) as err:
+                            await cc.list_tools()
+                        refusals += 1
+                        assert "too many sessions" in str(err.value) and "--max-sessions 2" in str(err.value)
+                    # the policy still decides c's calls (a denial needs no upstream session)
+                    denied = await cc.call_tool("put", {"key": "forbidden", "value": "x"})
+                    assert denied.is_error and "nobody writes the forbidden key" in text(denied)
+                    assert (await call(ca, "whoami"), await call(cb, "whoami")) == (sid_a, sid_b)
+                    stderr = rsetup.stderr.read_text()
+                    assert stderr.count("refused an upstream session") == refusals, stderr
+                    assert "Traceback" not in stderr
+                # a and b ended: c gets an upstream session of its own
+                await until(lambda: sum(e["event"] == "closed" for e in relay_events(rsetup)) == 2)
+                sid_c = await call(cc, "whoami")
+                assert sid_c not in (sid_a, sid_b)
+
+
+async def test_command_upstream_is_shared_and_relays_by_session(rsetup: ProxySetup) -> None:
+    """A command upstream: one server process for every session (shared state); list_changed and
+    log messages are broadcast; progress goes to the caller; an elicitation goes to the one
+    session with a request in flight (an error if that client cannot elicit), and is refused as
+    ambiguous when two have one."""
+    a, b, c = Agent("a"), Agent("b"), Agent("c", can_elicit=False)
+    with relay_proxy(rsetup) as url:
+        with anyio.fail_after(40):
+            async with a.client(url) as ca, b.client(url) as cb, c.client(url) as cc:
+                assert await call(ca, "put", {"key": "graph", "value": "alice knows bob"}) == "ok"
+                assert await call(cb, "get", {"key": "graph"}) == "alice knows bob"
+                assert await call(ca, "whoami") == await call(cb, "whoami") == "stdio"
+
+                assert await call(ca, "change") == "1"  # one upstream session, relayed to both
+                await until(lambda: a.list_changed >= 1 and b.list_changed >= 1)
+                await call(cb, "say", {"text": "to everyone"})
+                await until(lambda: a.logs == b.logs == c.logs == ["to everyone"])
+
+                res: dict[str, Any] = {}
+
+                async def run(key: str, coro: Any) -> None:
+                    res[key] = await coro
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run, "work_a", progress_of(ca, 3))
+                    tg.start_soon(run, "work_b", progress_of(cb, 2))
+                assert res["work_a"] == ("stdio", [f"stdio step {i}" for i in (1, 2, 3)])
+                assert res["work_b"] == ("stdio", [f"stdio step {i}" for i in (1, 2)])
+
+                # one caller in flight: the elicitation is relayed to that caller
+                assert json.loads(await call(cb, "ask", {"question": "only b?"})) == {"action": "accept", "ok": True}
+                assert b.asked == ["only b?"] and a.asked == []
+                assert "Elicitation not supported" in json.loads(await call(cc, "ask", {"question": "c?"}))["error"]
+
+                # two sessions in flight: whom to ask is ambiguous, so nobody is asked
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run, "wait_a", call(ca, "wait", {"seconds": 1.5}))
+                    await anyio.sleep(0.4)
+                    tg.start_soon(run, "ask_b", call(cb, "ask", {"question": "who answers?"}))
+                assert "ambiguous" in json.loads(res["ask_b"])["error"]
+                assert b.asked == ["only b?"] and a.asked == []
+    assert len({e["pid"] for e in relay_events(rsetup)}) == 1  # one server process throughout
