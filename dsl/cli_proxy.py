@@ -136,6 +136,23 @@ def _parse_listen(value: str) -> tuple[str, int]:
     help="Protocol era towards the upstream server (auto probes server/discover first).",
 )
 @click.option(
+    "--pin-tools",
+    "pin_mode",
+    type=click.Choice(["deny", "warn", "off"]),
+    default="deny",
+    show_default=True,
+    help="A tool whose definition (description, schema, annotations) changes after the proxy first saw it: "
+    "deny = withhold it from tools/list and deny its calls (code tool_changed); warn = only report it.",
+)
+@click.option(
+    "--pins",
+    "pins_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Keep the pinned tool definitions in FILE so they survive restarts (created on first use). "
+    "To accept a changed tool, delete its entry and restart.",
+)
+@click.option(
     "--max-sessions",
     type=click.IntRange(min=1),
     default=64,
@@ -185,6 +202,8 @@ def proxy_cmd(
     listen: str | None,
     upstream: str | None,
     upstream_mode: str,
+    pin_mode: str,
+    pins_path: str | None,
     max_sessions: int,
     auth_tokens: str | None,
     upstream_timeout: float,
@@ -240,6 +259,13 @@ def proxy_cmd(
             sys.exit(EXIT_INPUT)
     if state and approvals_db:
         raise click.UsageError("--approvals-db and --state name two different approval queues; give one")
+    from .proxy.pins import PinsFileError, ToolPins
+
+    try:
+        pins = ToolPins(pin_mode, pins_path)  # type: ignore[arg-type]
+    except PinsFileError as e:
+        click.echo(f"plr proxy: {e}; not starting (delete it to pin afresh)", err=True)
+        sys.exit(EXIT_INPUT)
     shared = _open_state(state, "plr proxy") if state else None
     # fail closed: no policy, no proxy
     try:
@@ -271,6 +297,7 @@ def proxy_cmd(
         upstream_timeout=upstream_timeout or None,
         tokens=tokens,
         max_sessions=max_sessions,
+        pins=pins,
     )
     try:
         audit_path.parent.mkdir(parents=True, exist_ok=True)

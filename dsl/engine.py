@@ -49,9 +49,11 @@ __all__ = [
 Effect = Literal["allow", "deny", "approval_required"]
 # "allowed" (a governed tool passed every check) is not in the spec's list, which names only the
 # codes of refusals and of the default; an allowed call still needs a code to print and log.
+# "tool_changed" is the proxy's (dsl/proxy/pins.py): a pinned tool's definition changed.
 Code = Literal[
-    "allowed", "hidden", "denied", "default", "deny_if", "require", "rate_limited", "error", "state_unavailable"
-]
+    "allowed", "hidden", "denied", "default", "deny_if", "require", "rate_limited", "error", "state_unavailable",
+    "tool_changed",
+]  # fmt: skip
 
 
 class StateUnavailable(Exception):

@@ -52,6 +52,7 @@ from pydantic import TypeAdapter, ValidationError
 from ..engine import Decision, Engine, StateUnavailable
 from .audit import AuditLog, args_sha256, canonical_args, redact, utc_now
 from .http import FrontLink
+from .pins import ToolPins
 from .reload import LoadedPolicy
 
 __all__ = ["ProxyOptions", "Proxy", "APPROVAL_SCHEMA", "deny_text", "TracebackFilter"]
@@ -112,6 +113,8 @@ class ProxyOptions:
     tokens: dict[str, str] | None = None
     # HTTP front with --upstream URL: at most this many front sessions hold their own upstream session
     max_sessions: int = 64
+    # tool pinning (pins.py); None: pin in memory, withholding changed tools
+    pins: ToolPins | None = None
     stderr: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
 
 
@@ -285,6 +288,7 @@ class Proxy:
         self._open_upstreams = 0  # per-session upstream clients open or opening (--max-sessions)
         self._last_hidden: frozenset[str] = frozenset(loaded.policy.hide)
         self._schemas: dict[str, Any] = {}
+        self.pins: ToolPins = options.pins if options.pins is not None else ToolPins("deny")
         self._timers: set[_Timer] = set()  # deadlines of the upstream requests in flight
         self._human_waits = 0  # relayed elicitations a human is answering (timers stand still)
 
@@ -450,6 +454,9 @@ class Proxy:
     def decide(self, tool: str, args: Any, session: str, identity: str | None, approved: bool) -> tuple[Decision, int]:
         t0 = time.perf_counter_ns()
         try:
+            changed = self.pins.withheld(tool)
+            if changed is not None:  # before the engine: a withheld tool counts against no limit
+                return Decision("deny", "tool_changed", changed.reason()), (time.perf_counter_ns() - t0) // 1000
             d = self.engine.decide(
                 tool, args, identity=identity, session=session, server=self.server_name, approved=approved
             )
@@ -664,7 +671,13 @@ class Proxy:
         res: dict[str, Any] = await self._send(
             ctx, types.ListToolsRequest(params=types.PaginatedRequestParams.model_validate(_rebuild(params))), _RAW
         )
-        tools = res.get("tools") or []
+        tools, changes = self.pins.review(res.get("tools") or [])
+        for change in changes:
+            served = "still served (--pin-tools warn)"
+            self.opt.stderr(f"plr proxy: {change.summary()}: " + (served if self.pins.mode == "warn" else "withheld"))
+        if self.pins.write_error is not None:
+            self.opt.stderr(f"plr proxy: {self.pins.write_error}; pins kept in memory only")
+            self.pins.write_error = None
         for t in tools:
             if isinstance(t, dict) and isinstance(t.get("name"), str):
                 self._schemas[t["name"]] = t.get("inputSchema")

@@ -41,12 +41,11 @@ class PinChange:
     tool: str
     fields: tuple[str, ...]  # which top-level fields differ from the pin ("name" never does)
 
+    def summary(self) -> str:
+        return f"tool `{self.tool}` changed its {', '.join(self.fields) or 'definition'} since it was pinned"
+
     def reason(self) -> str:
-        what = ", ".join(self.fields) or "definition"
-        return (
-            f"tool `{self.tool}` changed its {what} since it was pinned; it is withheld until an "
-            "operator reviews the change and re-pins it"
-        )
+        return f"{self.summary()}; it is withheld until an operator reviews the change and re-pins it"
 
 
 def _canonical(value: Any) -> bytes:
