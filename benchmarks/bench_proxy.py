@@ -4,8 +4,11 @@ The server is ``benchmarks/echo_server.py`` (the official SDK's ``MCPServer``, o
 tool). The client is a minimal newline-delimited JSON-RPC client on the process's pipes, so
 the client adds as little as possible to both sides:
 
-* latency: sequential ``tools/call`` round trips, p50/p99, direct vs through the proxy; the
-  added latency is the difference of the medians (target ≤ 1 ms);
+* latency: sequential ``tools/call`` round trips, p50/p99, direct vs through the proxy. The
+  connections are open side by side and measured in alternating rounds (direct, proxy, ...,
+  then the reverse order), so a machine that gets busier or quieter during the run moves both
+  alike; the added latency is the median over rounds of (proxy round p50 − direct round p50)
+  (target ≤ 1 ms);
 * throughput: 1,000 calls written at once; every response must arrive exactly once and carry
   the text of its own request (target: none lost or mismatched). Whether responses came back
   in request order is reported too (JSON-RPC allows any order).
@@ -48,12 +51,13 @@ READ_TIMEOUT_S = 60.0
 @dataclass(frozen=True)
 class _Plan:
     calls: int
+    rounds: int  # the calls are split into this many alternating rounds
     concurrent: int
     devnull: bool  # also measure with the audit log going to /dev/null
 
 
 def _plan(cfg: Config) -> _Plan:
-    return _Plan(50, 100, False) if cfg.quick else _Plan(2_000, 1_000, True)
+    return _Plan(50, 5, 100, False) if cfg.quick else _Plan(2_000, 20, 1_000, True)
 
 
 def _env() -> dict[str, str]:
@@ -155,19 +159,36 @@ def _text_of(reply: dict[str, Any]) -> str | None:
         return None
 
 
-def _latency(client: _Client, calls: int) -> tuple[float, float, list[int]]:
-    for i in range(min(50, calls)):  # warm up
-        client.call(f"warm-{i}")
+def _timed_calls(client: _Client, n: int, tag: str) -> list[int]:
     samples: list[int] = []
     pc = time.perf_counter_ns
-    for i in range(calls):
+    for i in range(n):
         t0 = pc()
-        reply = client.call(f"m-{i}")
+        reply = client.call(f"{tag}-{i}")
         samples.append(pc() - t0)
-        if _text_of(reply) != f"m-{i}":
-            raise RuntimeError(f"unexpected reply to call {i}: {str(reply)[:300]}")
-    s = sorted(samples)
-    return percentile(s, 0.5), percentile(s, 0.99), samples
+        if _text_of(reply) != f"{tag}-{i}":
+            raise RuntimeError(f"unexpected reply to call {tag}-{i}: {str(reply)[:300]}")
+    return samples
+
+
+def _interleaved(clients: dict[str, _Client], calls: int, rounds: int) -> dict[str, dict[str, Any]]:
+    """Sequential calls on every connection in alternating rounds; per connection: all samples and
+    each round's p50 (the rounds line up across connections, so they can be paired)."""
+    for name, c in clients.items():
+        _timed_calls(c, min(50, calls), f"warm-{name}")
+    per = max(1, calls // rounds)
+    out: dict[str, dict[str, Any]] = {k: {"samples": [], "round_p50_ns": []} for k in clients}
+    names = list(clients)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            s = _timed_calls(clients[name], per, f"r{r}")
+            out[name]["samples"].extend(s)
+            out[name]["round_p50_ns"].append(percentile(sorted(s), 0.5))
+    for res in out.values():
+        s = sorted(res["samples"])
+        res.update(p50_ns=percentile(s, 0.5), p99_ns=percentile(s, 0.99), mean_ns=statistics.fmean(s), calls=len(s))
+        del res["samples"]
+    return out
 
 
 def _burst(client: _Client, n: int) -> dict[str, Any]:
@@ -224,18 +245,24 @@ def _burst(client: _Client, n: int) -> dict[str, Any]:
     }
 
 
-def _measure(cmd: list[str], plan: _Plan) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    client = _Client(cmd)
+def _measure(cmds: dict[str, list[str]], plan: _Plan) -> dict[str, dict[str, Any]]:
+    """Start every connection, measure latency interleaved, then each one's burst."""
+    clients: dict[str, _Client] = {}
+    starts: dict[str, float] = {}
     try:
-        client.initialize()
-        start_s = time.perf_counter() - t0
-        p50, p99, samples = _latency(client, plan.calls)
-        burst = _burst(client, plan.concurrent)
+        for name, cmd in cmds.items():
+            t0 = time.perf_counter()
+            clients[name] = _Client(cmd)
+            clients[name].initialize()
+            starts[name] = time.perf_counter() - t0
+        results = _interleaved(clients, plan.calls, plan.rounds)
+        for name, c in clients.items():
+            results[name]["start_s"] = starts[name]
+            results[name]["burst"] = _burst(c, plan.concurrent)
     finally:
-        client.close()
-    return {"p50_ns": p50, "p99_ns": p99, "mean_ns": statistics.fmean(samples), "calls": plan.calls,
-            "start_s": start_s, "burst": burst}  # fmt: skip
+        for c in clients.values():
+            c.close()
+    return results
 
 
 def run(cfg: Config) -> Section:
@@ -252,17 +279,19 @@ def run(cfg: Config) -> Section:
         policy.write_text(POLICY, encoding="utf-8")
         server = [sys.executable, str(SERVER)]
         proxy = [*plr_command()[0], "proxy", "--policy", str(policy)]
-        direct = _measure(server, plan)
         audit_file = str(Path(tmp) / "audit.jsonl")
-        variants = {"plr proxy": _measure([*proxy, "--audit", audit_file, "--", *server], plan)}
+        cmds = {"direct": server, "plr proxy": [*proxy, "--audit", audit_file, "--", *server]}
         if plan.devnull:
-            variants["plr proxy, audit /dev/null"] = _measure([*proxy, "--audit", os.devnull, "--", *server], plan)
+            cmds["plr proxy, audit /dev/null"] = [*proxy, "--audit", os.devnull, "--", *server]
+        results = _measure(cmds, plan)
+    direct = results.pop("direct")
+    variants = results
     section.rows.append(
         Row(NAME, f"direct stdio, {plan.calls:,} sequential calls",
             f"p50 {fmt_ns(direct['p50_ns'])} · p99 {fmt_ns(direct['p99_ns'])}", values=direct)
     )  # fmt: skip
     for label, res in variants.items():
-        added = res["p50_ns"] - direct["p50_ns"]
+        added = statistics.median(p - d for p, d in zip(res["round_p50_ns"], direct["round_p50_ns"]))
         section.rows.append(
             Row(
                 section=NAME,
@@ -273,7 +302,7 @@ def run(cfg: Config) -> Section:
                 baseline_name="direct stdio to the same server",
                 baseline_values={"p50_ns": direct["p50_ns"], "p99_ns": direct["p99_ns"]},
                 ratio=added,
-                ratio_text=f"+{fmt_ns(added)} added",
+                ratio_text=f"+{fmt_ns(added)} added (median of {plan.rounds} paired rounds)",
                 target="added p50 ≤ 1 ms",
                 status=status_of(added <= ADDED_P50_TARGET_NS),
             )

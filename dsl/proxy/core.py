@@ -632,34 +632,31 @@ class Proxy:
         tg = getattr(self, "_tg", None)
         if not detach or tg is None:
             return await session.send_request(request, result_type, progress_callback=cb)
-        box_send, box_recv = anyio.create_memory_object_stream[tuple[bool, Any]](1)
+        # one task per request, spawned without waiting for it to start (a pre-made scope we can
+        # cancel even before the task enters it) and an Event instead of a memory stream
+        done = anyio.Event()
+        box: list[tuple[bool, Any]] = []
+        inner = anyio.CancelScope()
 
-        async def run(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-            with anyio.CancelScope() as inner, box_send:
-                task_status.started(inner)
-                try:
-                    out: tuple[bool, Any] = (
-                        True,
-                        await session.send_request(request, result_type, progress_callback=cb),
-                    )
-                except Exception as e:  # noqa: BLE001 - handed to the waiting handler
-                    out = (False, e)
-                try:
-                    box_send.send_nowait(out)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.WouldBlock):
-                    pass  # nobody waits any more (the call was abandoned)
+        async def run() -> None:
+            try:
+                with inner:
+                    try:
+                        box.append((True, await session.send_request(request, result_type, progress_callback=cb)))
+                    except Exception as e:  # noqa: BLE001 - handed to the waiting handler
+                        box.append((False, e))
+            finally:
+                done.set()
 
-        inner: anyio.CancelScope = await tg.start(run)
+        tg.start_soon(run)
         try:
-            with box_recv:
-                try:
-                    ok, value = await box_recv.receive()
-                except anyio.EndOfStream:  # the task was cancelled (the proxy is shutting down)
-                    raise MCPError(
-                        code=types.INTERNAL_ERROR, message="plr: the upstream request was abandoned"
-                    ) from None
+            await done.wait()
         finally:
-            inner.cancel()
+            if not done.is_set():  # abandoned (timeout, or the client cancelled); cancel() formats a repr: not per call
+                inner.cancel()
+        if not box:  # the task was cancelled (the proxy is shutting down)
+            raise MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream request was abandoned")
+        ok, value = box[0]
         if not ok:
             raise value
         return value

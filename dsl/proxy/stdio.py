@@ -6,6 +6,11 @@ valid JSON-RPC gets a JSON-RPC error back (``-32700`` parse error, or ``-32600``
 request with the request's id when one can be read) instead of being dropped silently, and the
 proxy stays up. While serving, file descriptor 1 points at stderr so stray prints (ours or a
 library's) can never corrupt the wire.
+
+Every call crosses this module twice, so it avoids task hops: stdin is read by a callback that
+stays registered with the asyncio loop and lines are parsed and handed to the session inline;
+an answer is written by the task that sends it (one ``os.write`` when the pipe takes it whole,
+else the rest under a lock, shielded, so a frame is never cut in half).
 """
 
 from __future__ import annotations
@@ -113,6 +118,60 @@ def _pollable(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
 
 
+async def pump_lines(fd: int, splitter: _Lines, deliver_now: Any, deliver: Any) -> bool:
+    """Read ``fd`` from a reader callback that stays registered with the asyncio loop (no
+    add/remove of the fd per message, as ``anyio.wait_readable`` does), splitting lines and
+    handing each to ``deliver_now(line) -> bool`` (synchronous; False: it needs to wait); what
+    cannot be handed on at once goes, in order, through ``await deliver(line) -> bool`` (False:
+    stop), with reading paused meanwhile. Returns False when the loop has no reader callbacks
+    (the caller then falls back to ``wait_readable``)."""
+    import asyncio
+    from collections import deque
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not on asyncio (trio): the caller uses anyio.wait_readable
+        return False
+    backlog: deque[bytes | None] = deque()
+    wake = asyncio.Event()
+    eof = False
+
+    def on_readable() -> None:
+        nonlocal eof
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        lines = splitter.feed(chunk) if chunk else splitter.eof()
+        for line in lines:
+            if backlog or not deliver_now(line):
+                backlog.append(line)
+        if not chunk:
+            eof = True
+        if backlog or eof:
+            loop.remove_reader(fd)  # paused until the backlog is handed on
+            wake.set()
+
+    try:
+        loop.add_reader(fd, on_readable)
+    except NotImplementedError:
+        return False
+    try:
+        while True:
+            await wake.wait()
+            wake.clear()
+            while backlog:
+                if not await deliver(backlog.popleft()):
+                    return True
+            if eof:
+                return True
+            loop.add_reader(fd, on_readable)
+    finally:
+        loop.remove_reader(fd)
+
+
 @asynccontextmanager
 async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tuple[Any, Any]]:
     """(read_stream, write_stream) over this process's stdin/stdout, answering malformed lines.
@@ -140,23 +199,6 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
     lines_send, lines_recv = anyio.create_memory_object_stream[bytes | None](16)
     splitter = _Lines()
 
-    async def loop_pump() -> None:
-        """Read stdin from the event loop (the fd stays blocking; we only read once it is readable)."""
-        async with lines_send:
-            while True:
-                try:
-                    await anyio.wait_readable(in_fd)
-                    chunk = os.read(in_fd, 65536)
-                except InterruptedError:
-                    continue
-                except OSError:
-                    chunk = b""
-                items = splitter.feed(chunk) if chunk else [*splitter.eof(), b""]
-                for item in items:
-                    await lines_send.send(item)
-                if not chunk:
-                    return
-
     token = anyio.lowlevel.current_token()
 
     def thread_pump() -> None:
@@ -178,81 +220,146 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
             return
 
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
-    raw_send, raw_recv = anyio.create_memory_object_stream[bytes](64)
-
-    reader_done = anyio.Event()
-
-    async def reader() -> None:
-        try:
-            await _read_frames()
-        finally:
-            reader_done.set()
-
-    async def _read_frames() -> None:
-        async with read_send, raw_send:
-            async for line in lines_recv:
-                if line == b"":
-                    break
-                if line is None:
-                    err = types.JSONRPCError(
-                        jsonrpc="2.0",
-                        id=None,
-                        error=types.ErrorData(code=types.PARSE_ERROR, message="Parse error: message too large"),
-                    )
-                    await raw_send.send(err.model_dump_json(by_alias=True).encode() + b"\n")
-                    continue
-                try:
-                    msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                except Exception:  # noqa: BLE001 - any invalid frame
-                    err = error_for_bad_line(line)
-                    if err is not None:
-                        await raw_send.send(err.model_dump_json(by_alias=True).encode() + b"\n")
-                    continue
-                try:
-                    await read_send.send(SessionMessage(msg))
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    break
-
     lock = anyio.Lock()
 
     async def write_bytes(data: bytes) -> None:
-        view = memoryview(data)
-        async with lock:
-            while view:
+        """One whole frame on the wire. Fast path: the pipe takes it at once, no await at all (so
+        no task hop and nothing to cancel). Otherwise the rest is written under the lock, shielded
+        (a frame cut in half by a cancelled handler would corrupt the wire)."""
+        if not lock.locked():
+            try:
+                n = os.write(out_fd, data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            if n == len(data):
+                return
+            data = data[n:]
+            # the rest of this frame goes before anyone else's: take the lock without yielding
+            lock.acquire_nowait()
+        else:
+            await lock.acquire()
+        try:
+            with anyio.CancelScope(shield=True) as scope:
+                slow_writes.add(scope)
                 try:
-                    n = os.write(out_fd, view)
-                except BlockingIOError:
-                    await anyio.wait_writable(out_fd)
-                    continue
+                    view = memoryview(data)
+                    while view:
+                        try:
+                            n = os.write(out_fd, view)
+                        except BlockingIOError:
+                            await anyio.wait_writable(out_fd)
+                            continue
+                        except InterruptedError:
+                            continue
+                        view = view[n:]
+                finally:
+                    slow_writes.discard(scope)
+        finally:
+            lock.release()
+
+    slow_writes: set[anyio.CancelScope] = set()
+
+    async def handle_line(line: bytes | None) -> bool:
+        """Parse one line and hand it on (False: the session is gone, stop reading)."""
+        if line is None:
+            err = types.JSONRPCError(
+                jsonrpc="2.0",
+                id=None,
+                error=types.ErrorData(code=types.PARSE_ERROR, message="Parse error: message too large"),
+            )
+            await write_bytes(err.model_dump_json(by_alias=True).encode() + b"\n")
+            return True
+        try:
+            msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except Exception:  # noqa: BLE001 - any invalid frame
+            bad = error_for_bad_line(line)
+            if bad is not None:
+                await write_bytes(bad.model_dump_json(by_alias=True).encode() + b"\n")
+            return True
+        sm = SessionMessage(msg)
+        try:
+            try:
+                read_send.send_nowait(sm)  # the session is waiting for it: no extra checkpoint
+            except anyio.WouldBlock:
+                await read_send.send(sm)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
+    def deliver_now(line: bytes | None) -> bool:
+        if line is None:
+            return False
+        try:
+            msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except Exception:  # noqa: BLE001 - the async path answers it
+            return False
+        try:
+            read_send.send_nowait(SessionMessage(msg))
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
+    async def deliver(line: bytes | None) -> bool:
+        return await handle_line(line)
+
+    async def loop_pump() -> None:
+        """Read stdin from the event loop and parse inline (no task hop per message)."""
+        async with read_send:
+            if await pump_lines(in_fd, splitter, deliver_now, deliver):
+                return
+            while True:
+                try:
+                    await anyio.wait_readable(in_fd)
+                    chunk = os.read(in_fd, 65536)
                 except InterruptedError:
                     continue
-                view = view[n:]
+                except OSError:
+                    chunk = b""
+                items = splitter.feed(chunk) if chunk else splitter.eof()
+                for item in items:
+                    if not await handle_line(item):
+                        return
+                if not chunk:
+                    return
 
-    writer_done = anyio.Event()
+    async def thread_reader() -> None:
+        """Lines from the fallback thread."""
+        async with read_send:
+            async for line in lines_recv:
+                if line == b"":
+                    break
+                if not await handle_line(line):
+                    break
 
-    async def writer() -> None:
-        try:
-            async with write_recv:
-                async for sm in write_recv:
-                    data = sm.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
-                    await write_bytes(data)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-            pass
-        finally:
-            writer_done.set()
+    class _FrontWrite:
+        """The SDK's write stream: each message serialized and written by the task that sends it."""
 
-    raw_done = anyio.Event()
+        def __init__(self) -> None:
+            self.closed = False
 
-    async def raw_writer() -> None:
-        try:
-            async with raw_recv:
-                async for data in raw_recv:
-                    await write_bytes(data)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-            pass
-        finally:
-            raw_done.set()
+        async def send(self, sm: SessionMessage) -> None:
+            if self.closed:
+                raise anyio.ClosedResourceError
+            data = sm.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+            try:
+                await write_bytes(data)
+            except OSError:
+                self.closed = True  # the client is gone
+                raise anyio.BrokenResourceError from None
+
+        async def aclose(self) -> None:
+            self.closed = True
+
+        def close(self) -> None:
+            self.closed = True
+
+        async def __aenter__(self) -> _FrontWrite:
+            return self
+
+        async def __aexit__(self, *exc: Any) -> None:
+            self.closed = True
+
+    write_send = _FrontWrite()
 
     try:
         async with anyio.create_task_group() as tg:
@@ -260,18 +367,17 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
                 tg.start_soon(loop_pump)
             else:
                 threading.Thread(target=thread_pump, name="plr-stdin", daemon=True).start()
-            tg.start_soon(reader)
-            tg.start_soon(writer)
-            tg.start_soon(raw_writer)
+                tg.start_soon(thread_reader)
             try:
                 yield read_recv, write_send
             finally:
-                # let the last responses reach the client, then stop
+                write_send.close()
+                # let a last response stuck in a slow write reach the client, then stop
                 with anyio.move_on_after(2, shield=True):
-                    await write_send.aclose()
-                    await writer_done.wait()
-                    if reader_done.is_set():  # at EOF the reader closed raw_send: flush its answers
-                        await raw_done.wait()
+                    while slow_writes:
+                        await anyio.sleep(0.01)
+                for scope in list(slow_writes):
+                    scope.cancel()
                 tg.cancel_scope.cancel()
     finally:
         if out_nonblocking:
