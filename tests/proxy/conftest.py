@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +176,52 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+@contextmanager
+def http_server(script: Path, env: dict[str, str]) -> Iterator[str]:
+    """A test MCP server (``script --http PORT``) on 127.0.0.1; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--http", str(port)],
+        cwd=str(ROOT),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def http_proxy_process(
+    setup: ProxySetup, *extra: str, upstream: str | list[str], env: dict[str, str]
+) -> Iterator[str]:
+    """``plr proxy --listen`` in front of a URL or a command; yields its URL, and checks that it
+    stops cleanly (exit 0) on SIGTERM."""
+    port = free_port()
+    args = setup.proxy_args("--listen", f"127.0.0.1:{port}", *extra, server=False)  # type: ignore[arg-type]
+    args += ["--upstream", upstream] if isinstance(upstream, str) else ["--", *upstream]
+    with setup.stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=str(ROOT),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
+        try:
+            wait_for_port(port, proc)
+            yield f"http://127.0.0.1:{port}/mcp"
+            proc.terminate()
+            assert proc.wait(timeout=15) == 0, setup.stderr.read_text()
+        finally:
+            stop(proc)
 
 
 # --- npm servers -----------------------------------------------------------------------------

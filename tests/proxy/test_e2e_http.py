@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import anyio
 import httpx2
@@ -17,65 +15,21 @@ pytest.importorskip("mcp", reason="the proxy tests need the `mcp` SDK (pip insta
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import ROOT
 
-from .conftest import FAKE_SERVER, ProxySetup, base_env, free_port, stop, wait_for_port
+from .conftest import FAKE_SERVER, ProxySetup, base_env, http_proxy_process, http_server
 from .helpers import Human, text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-@contextmanager
-def http_proxy(setup: ProxySetup, *extra: str, upstream_url: str | None = None) -> Iterator[str]:
-    port = free_port()
-    args = [
-        "-m",
-        "dsl.proxy",
-        "--policy",
-        str(setup.policy),
-        "--audit",
-        str(setup.audit),
-        "--approvals-db",
-        str(setup.db),
-        "--listen",
-        f"127.0.0.1:{port}",
-        *extra,
-    ]
-    args += ["--upstream", upstream_url] if upstream_url else ["--", sys.executable, str(FAKE_SERVER)]
-    with setup.stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=str(ROOT),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=base_env(FAKE_CODEX_LOG=str(setup.calls_log)),
-        )
-        try:
-            wait_for_port(port, proc)
-            yield f"http://127.0.0.1:{port}/mcp"
-            proc.terminate()
-            assert proc.wait(timeout=15) == 0, setup.stderr.read_text()
-        finally:
-            stop(proc)
+def http_proxy(setup: ProxySetup, *extra: str, upstream_url: str | None = None) -> AbstractContextManager[str]:
+    """The proxy over HTTP in front of ``upstream_url``, or of the fake server as its command."""
+    upstream = upstream_url or [sys.executable, str(FAKE_SERVER)]
+    return http_proxy_process(setup, *extra, upstream=upstream, env=base_env(FAKE_CODEX_LOG=str(setup.calls_log)))
 
 
-@contextmanager
-def fake_http_server(setup: ProxySetup) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(FAKE_SERVER), "--http", str(port)],
-        cwd=str(ROOT),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=base_env(FAKE_CODEX_LOG=str(setup.calls_log)),
-    )
-    try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
+def fake_http_server(setup: ProxySetup) -> AbstractContextManager[str]:
+    return http_server(FAKE_SERVER, base_env(FAKE_CODEX_LOG=str(setup.calls_log)))
 
 
 async def test_http_front_both_eras_sessions_and_approvals(setup: ProxySetup) -> None:

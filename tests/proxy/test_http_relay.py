@@ -15,10 +15,8 @@ elicits, samples, asks for roots, sends ``tools/list_changed`` and records its s
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +28,8 @@ pytest.importorskip("mcp", reason="the proxy tests need the `mcp` SDK (pip insta
 from mcp import Client, types
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import ROOT
 
-from .conftest import HERE, ProxySetup, base_env, free_port, stop, wait_for_port
+from .conftest import HERE, ProxySetup, base_env, http_proxy_process, http_server
 from .helpers import text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -72,46 +69,20 @@ async def until(predicate: Any, timeout: float = 8.0) -> None:
             await anyio.sleep(0.05)
 
 
-@contextmanager
-def relay_http_server(setup: ProxySetup) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(RELAY_SERVER), "--http", str(port)],
-        cwd=str(ROOT),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def relay_http_server(setup: ProxySetup) -> AbstractContextManager[str]:
+    return http_server(RELAY_SERVER, base_env(RELAY_LOG=str(setup.relay_log)))  # type: ignore[attr-defined]
+
+
+def relay_proxy(setup: ProxySetup, *extra: str, upstream_url: str | None = None) -> AbstractContextManager[str]:
+    """The proxy over HTTP in front of ``upstream_url``, or of the relay server as its command."""
+    return http_proxy_process(
+        setup,
+        "--approval",
+        "deny",
+        *extra,
+        upstream=upstream_url or [sys.executable, str(RELAY_SERVER)],
         env=base_env(RELAY_LOG=str(setup.relay_log)),  # type: ignore[attr-defined]
     )
-    try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
-
-
-@contextmanager
-def relay_proxy(setup: ProxySetup, *extra: str, upstream_url: str | None = None) -> Iterator[str]:
-    """The proxy over HTTP in front of ``upstream_url``, or of the relay server as its command."""
-    port = free_port()
-    args = setup.proxy_args("--listen", f"127.0.0.1:{port}", "--approval", "deny", *extra, server=False)  # type: ignore[arg-type]
-    args += ["--upstream", upstream_url] if upstream_url else ["--", sys.executable, str(RELAY_SERVER)]
-    with setup.stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=str(ROOT),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=base_env(RELAY_LOG=str(setup.relay_log)),  # type: ignore[attr-defined]
-        )
-        try:
-            wait_for_port(port, proc)
-            yield f"http://127.0.0.1:{port}/mcp"
-            proc.terminate()
-            assert proc.wait(timeout=15) == 0, setup.stderr.read_text()
-        finally:
-            stop(proc)
 
 
 class Agent:
