@@ -259,23 +259,29 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
 
     slow_writes: set[anyio.CancelScope] = set()
 
+    async def answer(err: types.JSONRPCError) -> bool:
+        """Our own error answer to a bad line (False: the client stopped reading, stop too)."""
+        try:
+            await write_bytes(err.model_dump_json(by_alias=True).encode() + b"\n")
+        except OSError:
+            return False
+        return True
+
     async def handle_line(line: bytes | None) -> bool:
         """Parse one line and hand it on (False: the session is gone, stop reading)."""
         if line is None:
-            err = types.JSONRPCError(
-                jsonrpc="2.0",
-                id=None,
-                error=types.ErrorData(code=types.PARSE_ERROR, message="Parse error: message too large"),
+            return await answer(
+                types.JSONRPCError(
+                    jsonrpc="2.0",
+                    id=None,
+                    error=types.ErrorData(code=types.PARSE_ERROR, message="Parse error: message too large"),
+                )
             )
-            await write_bytes(err.model_dump_json(by_alias=True).encode() + b"\n")
-            return True
         try:
             msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         except Exception:  # noqa: BLE001 - any invalid frame
             bad = error_for_bad_line(line)
-            if bad is not None:
-                await write_bytes(bad.model_dump_json(by_alias=True).encode() + b"\n")
-            return True
+            return await answer(bad) if bad is not None else True
         sm = SessionMessage(msg)
         try:
             try:
