@@ -9,7 +9,8 @@ An entry is used only if everything it was made from is unchanged: the bytes of 
 file and of every file a ``.plr`` imported (their SHA-256 is checked on each hit), and plr's
 own code (the version plus the size and mtime of the package's modules and grammar). Errors
 are never cached. Entries are written atomically (temp file + rename) in a directory only
-the user can read; a corrupt or unreadable entry is a miss, never an error.
+the user can read (an existing directory that is not the user's own, or that others may write
+to, turns the cache off); a corrupt or unreadable entry is a miss, never an error.
 
 Only the CLI's one-shot commands use it; the proxy always validates (a policy that enforces
 must not depend on a writable cache). ``PLR_NO_CACHE=1`` turns it off; ``PLR_CACHE_DIR``
@@ -38,9 +39,17 @@ def cache_dir() -> Path | None:
         return None
     explicit = os.environ.get("PLR_CACHE_DIR")
     if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "plr"
+        d = Path(explicit)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        d = Path(base) / "plr"
+    try:
+        st = os.stat(d)
+    except OSError:
+        return d  # created private on first write
+    if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+        return None  # someone else could write entries: not a cache to trust
+    return d
 
 
 def _code_fingerprint() -> bytes:
@@ -96,12 +105,13 @@ def _write_entry(directory: Path, path: Path, entry: dict[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f, ensure_ascii=False, separators=(",", ":"))
+                # ASCII: a lone surrogate (valid in JSON text) cannot be encoded as UTF-8
+                json.dump(entry, f, ensure_ascii=True, separators=(",", ":"))
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
             raise
-    except OSError:
+    except (OSError, ValueError):
         pass
 
 

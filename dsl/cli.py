@@ -529,7 +529,13 @@ def eval_cmd(
     except (ValueError, RecursionError) as e:
         raise click.BadParameter(f"not valid JSON: {e}", param_hint="--args") from None
     try:
-        engine = Engine.from_data(load_policy_data(policy, use_cache=not no_cache))
+        try:
+            engine = Engine.from_data(load_policy_data(policy, use_cache=not no_cache))
+        except PlrError:
+            if no_cache:
+                raise
+            # a cache entry that does not prepare is a miss: load the policy itself
+            engine = Engine.from_data(load_policy_data(policy, use_cache=False))
     except PlrError as e:
         _input_error(e)
     d = engine.decide(tool, args, identity=identity, session=session, server=server, approved=approved, explain=explain)

@@ -176,3 +176,33 @@ def test_the_proxy_never_reads_the_cache(tmp_path: Path, cache_dir: Path) -> Non
     entry.write_text(json.dumps(poisoned))
     assert cache.load_cached(str(src))["default"] == "allow"  # eval trusts its own cache dir...
     assert load_policy_file(str(src)).policy.default == "deny"  # ...the proxy's loader does not use it
+
+
+def test_an_entry_that_parses_but_does_not_prepare_is_a_miss(tmp_path: Path, cache_dir: Path) -> None:
+    src = tmp_path / "p.plr"
+    src.write_text(POLICY)
+    want = evaluate(src, "get-task", cache_dir)
+    (entry,) = entries(cache_dir)
+    entry.write_text(json.dumps({"format": cache.FORMAT, "deps": [], "policy": {"version": "1"}}))
+    assert evaluate(src, "get-task", cache_dir) == want
+
+
+def test_a_lone_surrogate_in_a_policy_is_cached_and_read_back(tmp_path: Path, cache_dir: Path) -> None:
+    policy = tmp_path / "p.json"
+    policy.write_text('{"version": "1", "default": "deny", "tools": {"a\\ud800": {}}}')
+    for _ in range(2):  # miss, then hit
+        proc = run_plr("eval", str(policy), "--tool", "get-task", "--format", "json")
+        assert proc.returncode == 0, proc.stderr_text
+    assert len(entries(cache_dir)) == 1
+    assert "a\ud800" in cache.load_cached(str(policy))["tools"]
+
+
+def test_a_cache_dir_others_can_write_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("PLR_CACHE_DIR", str(shared))
+    monkeypatch.delenv("PLR_NO_CACHE", raising=False)
+    assert cache.cache_dir() is None
+    shared.chmod(0o700)
+    assert cache.cache_dir() == shared
