@@ -10,18 +10,25 @@ changed description never reaches the model, and calls to the tool are denied wi
 is served again; a new tool is pinned when first seen (trust on first use).
 
 Pins live for the proxy's lifetime, or in a JSON file (``--pins FILE``) so they survive
-restarts: a server that changed while the proxy was down is caught at the first list. To
-accept a change, delete the tool's entry (or the file) and restart the proxy. A pins file
-that cannot be read is an error at start-up (fail closed), never an empty pin set.
+restarts: a server that changed while the proxy was down is caught at the first list. The
+file is the source of truth and may be shared by several proxies (one per agent session is
+the usual stdio setup): each review re-reads it under an exclusive lock, the first pin of a
+tool wins, and new pins are merged in before the lock is released, so no proxy overwrites
+another's pins. To accept a change, delete the tool's entry (or the file); running proxies
+pin the definition they see at their next list. Pins are keyed by tool name: use one file per
+upstream server. A pins file that cannot be read is an error at start-up (fail closed), never
+an empty pin set; if it becomes unreadable later, the pins in memory stay in force.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,7 +56,8 @@ class PinChange:
 
 
 def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    # ASCII escapes: a lone surrogate in a server's text must hash, not raise
+    return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str).encode()
 
 
 def fingerprint(tool: dict[str, Any]) -> dict[str, str]:
@@ -64,8 +72,12 @@ class ToolPins:
         self.mode: PinMode = mode
         self.path = path
         self._lock = threading.Lock()
-        self._pins: dict[str, dict[str, str]] = self._read(path) if path and mode != "off" else {}
+        self._pins: dict[str, dict[str, str]] = {}
+        if path and mode != "off":
+            with self._file_lock():
+                self._pins = self._read(path)
         self._changed: dict[str, PinChange] = {}
+        self._unsaved: set[str] = set()  # pinned while the file could not be written
         self.write_error: str | None = None
 
     @staticmethod
@@ -83,6 +95,41 @@ class ToolPins:
         ):
             raise PinsFileError(f"{path} is not a plr pins file (expected {{\"format\": 1, \"tools\": {{...}}}})")
         return {str(k): dict(v) for k, v in tools.items()}
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """An exclusive lock on ``FILE.lock`` while the pins file is read and merged (POSIX)."""
+        if self.path is None:
+            yield
+            return
+        try:
+            import fcntl
+        except ImportError:  # no fcntl: proxies sharing a file may race; one proxy is still exact
+            yield
+            return
+        try:
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            yield  # cannot create the lock file: the write below reports the problem
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _sync(self) -> None:
+        """The file is the truth: adopt it (another proxy may have pinned since; an operator may
+        have removed an entry to accept a change), keeping only our pins it never received."""
+        assert self.path is not None
+        try:
+            on_disk = self._read(self.path)
+        except PinsFileError as e:
+            self.write_error = f"{e}; the pins in memory stay in force"
+            return
+        for name in self._unsaved:
+            on_disk.setdefault(name, self._pins[name])
+        self._pins = on_disk
 
     def _write(self) -> None:
         """Atomically (temp file + rename): a crash leaves the old file or the new one."""
@@ -107,40 +154,44 @@ class ToolPins:
         """
         if self.mode == "off":
             return tools, []
+        with self._lock, self._file_lock():
+            if self.path is not None:
+                self._sync()
+            return self._review_locked(tools)
+
+    def _review_locked(self, tools: list[Any]) -> tuple[list[Any], list[PinChange]]:
         out: list[Any] = []
         fresh: list[PinChange] = []
-        grew = False
-        with self._lock:
-            for t in tools:
-                name = t.get("name") if isinstance(t, dict) else None
-                if not isinstance(name, str):
-                    out.append(t)
-                    continue
-                now = fingerprint(t)
-                pin = self._pins.get(name)
+        new: list[str] = []
+        for t in tools:
+            name = t.get("name") if isinstance(t, dict) else None
+            if not isinstance(name, str):
+                out.append(t)
+                continue
+            now = fingerprint(t)
+            pin = self._pins.get(name)
+            if pin is None or pin == now:
                 if pin is None:
                     self._pins[name] = now
-                    grew = True
-                    self._changed.pop(name, None)
-                    out.append(t)
-                    continue
-                if pin == now:
-                    self._changed.pop(name, None)
-                    out.append(t)
-                    continue
-                fields = tuple(sorted(k for k in pin.keys() | now.keys() if pin.get(k) != now.get(k)))
-                change = PinChange(name, fields)
-                if self._changed.get(name) != change:
-                    fresh.append(change)
-                self._changed[name] = change
-                if self.mode == "warn":
-                    out.append(t)
-            if grew and self.path is not None:
-                try:
-                    self._write()
-                    self.write_error = None
-                except OSError as e:  # the pins stay in force in memory; the caller reports
-                    self.write_error = f"cannot write the pins file {self.path}: {e.strerror or e}"
+                    new.append(name)
+                self._changed.pop(name, None)
+                out.append(t)
+                continue
+            fields = tuple(sorted(k for k in pin.keys() | now.keys() if pin.get(k) != now.get(k)))
+            change = PinChange(name, fields)
+            if self._changed.get(name) != change:
+                fresh.append(change)
+            self._changed[name] = change
+            if self.mode == "warn":
+                out.append(t)
+        if new and self.path is not None:
+            self._unsaved.update(new)
+            try:
+                self._write()
+                self._unsaved.clear()
+                self.write_error = None
+            except OSError as e:  # the pins stay in force in memory; the caller reports
+                self.write_error = f"cannot write the pins file {self.path}: {e.strerror or e}"
         return out, fresh
 
     def withheld(self, tool: str) -> PinChange | None:

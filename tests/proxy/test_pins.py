@@ -107,6 +107,40 @@ def test_an_unwritable_pins_file_keeps_the_pins_in_memory(tmp_path: Path) -> Non
     assert [c.tool for c in changes] == ["a"] and pins.withheld("a") is not None
 
 
+def test_proxies_sharing_a_pins_file_never_drop_each_others_pins(tmp_path: Path) -> None:
+    """One stdio proxy per agent session, one file: the first pin of a tool wins everywhere."""
+    path = str(tmp_path / "pins.json")
+    a, b = ToolPins("deny", path), ToolPins("deny", path)  # both started on an empty file
+    b.review([tool("t", "good")])
+    a.review([tool("other")])  # must not write back a file without b's pin of t
+    assert sorted(json.loads(Path(path).read_text())["tools"]) == ["other", "t"]
+    _, changes = a.review([tool("t", "EVIL")])  # a never listed t itself: b's pin applies
+    assert [c.tool for c in changes] == ["t"] and a.withheld("t") is not None
+    restarted = ToolPins("deny", path)
+    shown, changes = restarted.review([tool("t", "EVIL")])
+    assert shown == [] and [c.tool for c in changes] == ["t"]
+
+
+def test_removing_an_entry_accepts_the_change_in_a_running_proxy(tmp_path: Path) -> None:
+    path = tmp_path / "pins.json"
+    pins = ToolPins("deny", str(path))
+    pins.review([tool("a", "v1")])
+    assert pins.review([tool("a", "v2")])[0] == []
+    data = json.loads(path.read_text())
+    data["tools"].pop("a")
+    path.write_text(json.dumps(data))
+    shown, changes = pins.review([tool("a", "v2")])
+    assert names(shown) == ["a"] and changes == [] and pins.withheld("a") is None
+    assert ToolPins("deny", str(path)).review([tool("a", "v1")])[0] == []  # v2 is the pin now
+
+
+def test_a_definition_with_a_lone_surrogate_is_pinned_not_an_error() -> None:
+    pins = ToolPins("deny")
+    shown, _ = pins.review([tool("a", "bad \ud800 text")])
+    assert names(shown) == ["a"]
+    assert pins.review([tool("a", "bad \udfff text")])[0] == []
+
+
 # --- in the proxy: a rug pull behind a live session, and pins across restarts -------------------
 
 mcp = pytest.importorskip("mcp", reason="the proxy tests need the `mcp` SDK (pip install 'plr[test]')")
