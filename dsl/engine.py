@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from .errors import PlrError
 from .regex import re2_search_test
+from .vocab import OPS, VALUELESS_OPS
 from .vocab import parse_path as _parse_path
 
 if TYPE_CHECKING:
@@ -652,6 +653,86 @@ def _prepare_tool(name: str, t: Data, all_limits: tuple[_Lim, ...], where: str) 
     )
 
 
+_TOP_KEYS = frozenset({"version", "package", "default", "hide", "all_tools", "tools"})
+_TOOL_KEYS = frozenset({"action", "reason", "require", "deny_if", "limits", "rule"})
+_LIMIT_KEYS = frozenset({"max", "window", "per", "rule"})
+_LEAF_KEYS = frozenset({"path", "op", "value", "fn", "reason", "rule"})
+_ACTIONS = ("allow", "deny", "require_approval")
+
+
+def _shape(ok: bool, where: str, what: str) -> None:
+    if not ok:
+        raise ValueError(f"{where}: {what}")
+
+
+def _check_meta(d: Data, where: str) -> None:
+    for key in ("reason", "rule"):
+        _shape(d.get(key) is None or isinstance(d[key], str), f"{where}.{key}", "must be a string")
+
+
+def _check_condition(c: Any, where: str, depth: int = 0) -> None:
+    _shape(isinstance(c, dict), where, "a condition must be an object")
+    _shape(depth <= 200, where, "nested too deeply")
+    kinds = [k for k in ("all", "any", "not") if k in c]
+    if kinds:
+        k = kinds[0]
+        _shape(len(kinds) == 1 and set(c) <= {k, "reason", "rule"}, where, f"unexpected keys {sorted(c)}")
+        if k == "not":
+            _check_condition(c["not"], f"{where}.not", depth + 1)
+        else:
+            _shape(isinstance(c[k], list), f"{where}.{k}", "must be a list")
+            for i, x in enumerate(c[k]):
+                _check_condition(x, f"{where}.{k}[{i}]", depth + 1)
+    else:
+        _shape(set(c) <= _LEAF_KEYS, where, f"unexpected keys {sorted(set(c) - _LEAF_KEYS)}")
+        _shape(isinstance(c.get("path"), str), f"{where}.path", "must be a string")
+        _shape(c.get("op") in OPS, f"{where}.op", f"unknown op {_lit(c.get('op'))}")
+        _shape(c.get("fn") in (None, "count", "len"), f"{where}.fn", f"unknown fn {_lit(c.get('fn'))}")
+        _shape(("value" in c) == (c["op"] not in VALUELESS_OPS), where, f"op `{c['op']}` and value do not match")
+    _check_meta(c, where)
+
+
+def _check_limit(lim: Any, where: str) -> None:
+    _shape(isinstance(lim, dict) and set(lim) <= _LIMIT_KEYS, where, "a limit is {max, window, per}")
+    m, w = lim.get("max"), lim.get("window")
+    _shape(isinstance(m, int) and not isinstance(m, bool) and m >= 1, f"{where}.max", "must be an integer >= 1")
+    _shape(_is_num(w) and math.isfinite(w) and w > 0, f"{where}.window", "must be a number of seconds > 0")
+    _shape(lim.get("per") in _SCOPE_INDEX, f"{where}.per", "must be session, identity or global")
+    _check_meta(lim, where)
+
+
+def check_data(data: Any) -> None:
+    """Refuse anything that is not the canonical dump (``Policy.to_dict()``) instead of guessing:
+    a typo'd key, an unknown action or a bare seed ``rate_limit`` would otherwise be ignored.
+    Pydantic-free, so ``Engine.from_data`` stays on the fast path; ValueError naming the spot."""
+    _shape(isinstance(data, dict), "(document)", "a policy must be an object")
+    _shape(set(data) <= _TOP_KEYS, "(document)", f"unexpected keys {sorted(set(data) - _TOP_KEYS)}")
+    _shape(data.get("version") == "1", "version", 'must be "1"')
+    _shape(data.get("default") in ("allow", "deny"), "default", "must be allow or deny")
+    hide = data.get("hide", [])
+    _shape(isinstance(hide, list) and all(isinstance(h, str) for h in hide), "hide", "must be a list of names")
+    top = data.get("all_tools", {})
+    _shape(isinstance(top, dict) and set(top) <= {"limits"}, "all_tools", "must be {limits: [...]}")
+    _shape(isinstance(top.get("limits", []), list), "all_tools.limits", "must be a list")
+    for i, lim in enumerate(top.get("limits", [])):
+        _check_limit(lim, f"all_tools.limits[{i}]")
+    tools = data.get("tools", {})
+    _shape(isinstance(tools, dict), "tools", "must be an object")
+    for name, t in tools.items():
+        where = f"tools.{name}"
+        _shape(isinstance(t, dict), where, "must be an object")
+        _shape(set(t) <= _TOOL_KEYS, where, f"unexpected keys {sorted(set(t) - _TOOL_KEYS)}")
+        _shape(t.get("action", "allow") in _ACTIONS, f"{where}.action", f"unknown action {_lit(t.get('action'))}")
+        for kind in ("require", "deny_if", "limits"):
+            _shape(isinstance(t.get(kind, []), list), f"{where}.{kind}", "must be a list")
+        for kind in ("require", "deny_if"):
+            for i, c in enumerate(t.get(kind, [])):
+                _check_condition(c, f"{where}.{kind}[{i}]")
+        for i, lim in enumerate(t.get("limits", [])):
+            _check_limit(lim, f"{where}.limits[{i}]")
+        _check_meta(t, where)
+
+
 def prepare(data: Data, source: Policy | None = None) -> _Prepared:
     """Everything ``decide`` needs, computed once per policy (raises PlrError on a bad path).
 
@@ -666,7 +747,7 @@ def prepare(data: Data, source: Policy | None = None) -> _Prepared:
         }
     except RecursionError:
         raise PlrError.at("policy conditions are nested too deeply") from None
-    except (KeyError, TypeError, AttributeError) as e:  # not the canonical shape: refuse, never guess
+    except (KeyError, TypeError, AttributeError, ValueError) as e:  # not the canonical shape: refuse
         raise PlrError.at(f"policy data is not in the canonical form: {type(e).__name__}: {e}") from None
     hide = frozenset(data.get("hide", ()))
     fast: dict[str, Decision | _Tool] = {}
@@ -750,6 +831,12 @@ class Engine:
     ) -> "Engine":
         """An engine from the canonical dump of an already validated policy (``Policy.to_dict()``,
         e.g. read back from the compiled-policy cache): no pydantic on this path."""
+        try:
+            check_data(data)
+        except ValueError as e:
+            raise PlrError.at(f"policy data is not in the canonical form: {e}") from None
+        except RecursionError:
+            raise PlrError.at("policy conditions are nested too deeply") from None
         engine = cls.__new__(cls)
         engine._clock = clock
         engine._store = store if store is not None else MemoryLimitStore()

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dsl.compiler import compile_files
 from dsl.engine import (
     MISSING,
     Decision,
@@ -27,6 +28,7 @@ from dsl.engine import (
 )
 from dsl.errors import PlrError
 from dsl.policy import Leaf, Policy, Tool, load_policy
+from tests.conftest import EXAMPLES
 
 EXAMPLE = Path("/work/shared/spec/examples/codex_worker.json")
 if not EXAMPLE.exists():  # pragma: no cover - the repo's own copy, if the shared spec moves
@@ -1147,3 +1149,45 @@ def test_conditions_agree_with_a_plain_reading_of_the_spec(
             "approved": approved,
         }
         assert got == _ref_holds(cond, ctx), (cond, a)
+
+
+# --- Engine.from_data: the canonical dump only, never a guess -------------------------------------
+
+_CANONICAL = {"version": "1", "default": "deny", "tools": {"rm": {"action": "deny"}, "ls": {}}}
+
+
+@pytest.mark.parametrize(
+    "mutate, where",
+    [
+        (lambda d: d["tools"]["rm"].update(action="Deny"), "tools.rm.action"),
+        (lambda d: d["tools"]["ls"].update(deny_if=[{"path": "args.a", "op": "eq", "value": 1, "fn": "cnt"}]), "fn"),
+        (lambda d: d["tools"]["ls"].update(denyif=[]), "unexpected keys ['denyif']"),
+        (lambda d: d["tools"]["ls"].update(rate_limit={"max": 1, "window": 60}), "unexpected keys ['rate_limit']"),
+        (lambda d: d.update(hide="rm"), "hide"),
+        (lambda d: d["tools"]["ls"].update(limits=[{"max": 1, "window": -1, "per": "session"}]), "window"),
+        (lambda d: d["tools"]["ls"].update(limits=[{"max": 1, "window": "60", "per": "session"}]), "window"),
+        (lambda d: d["tools"]["ls"].update(limits=[{"max": True, "window": 60, "per": "session"}]), "max"),
+        (lambda d: d["tools"]["ls"].update(require=[{"path": "args.a", "op": "exists", "value": 1}]), "value"),
+        (lambda d: d["tools"]["ls"].update(require=[{"all": [], "any": []}]), "unexpected keys"),
+        (lambda d: d["tools"]["ls"].update(require=[{"path": "args.a", "op": "regex", "value": "("}]), "require[0]"),
+        (lambda d: d.update(default="maybe"), "default"),
+        (lambda d: d.update(version=1), "version"),
+    ],
+)
+def test_from_data_refuses_anything_but_the_canonical_dump(mutate, where: str) -> None:
+    import copy
+
+    data = copy.deepcopy(_CANONICAL)
+    mutate(data)
+    with pytest.raises(PlrError) as e:
+        Engine.from_data(data)
+    assert where in str(e.value)
+
+
+def test_from_data_on_the_dump_of_every_example_decides_as_the_model() -> None:
+    for example in sorted(EXAMPLES.rglob("*.plr")):
+        policy = compile_files([str(example)])
+        a, b = Engine(policy), Engine.from_data(policy.to_dict())
+        for tool in [*policy.tools, "unknown-tool"]:
+            for args in ({}, {"task_id": "t1"}, {"task_id": ["a", "b", "c", "d", "e", "f"]}):
+                assert a.decide(tool, args, explain=True) == b.decide(tool, args, explain=True)
