@@ -177,6 +177,16 @@ def _parse_listen(value: str) -> tuple[str, int]:
     "it. 0: wait for ever.",
 )
 @click.option(
+    "--max-restarts",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="A server started after -- that dies is started again (backoff 0.5 s, 1 s, 2 s, ... up to 10 s) at "
+    "most N times in a row; the count resets once it stays up 60 s. Calls in flight when it died get an "
+    "error, never a silent resend. 0: never restart.",
+)
+@click.option(
     "--audit-max-bytes",
     type=click.IntRange(min=0),
     default=10 * 1024 * 1024,
@@ -207,6 +217,7 @@ def proxy_cmd(
     max_sessions: int,
     auth_tokens: str | None,
     upstream_timeout: float,
+    max_restarts: int,
     audit_max_bytes: int,
     audit_backups: int,
     command: tuple[str, ...],
@@ -295,6 +306,7 @@ def proxy_cmd(
         state=shared,
         watch=watch,
         upstream_timeout=upstream_timeout or None,
+        max_restarts=max_restarts,
         tokens=tokens,
         max_sessions=max_sessions,
         pins=pins,

@@ -20,6 +20,9 @@ Fail closed: an engine exception, an audit write failure or a broken approval ch
 the call; an upstream failure is a JSON-RPC error, never a silent success, and so is an upstream
 request left unanswered for ``--upstream-timeout`` seconds (``_Timer``: the clock covers the
 write too, restarts on progress and stands still while a human answers a relayed elicitation).
+A command upstream that dies is restarted by ``upstream.Upstream``, which tells the proxy
+(``upstream_lost``, ``upstream_back``, ``upstream_given_up``): requests in flight get an error,
+requests that arrive during the restart wait for it (``_upstream``).
 """
 
 from __future__ import annotations
@@ -109,6 +112,8 @@ class ProxyOptions:
     state: Any = None
     watch: bool = False
     upstream_timeout: float | None = 60.0  # seconds; None or 0: wait for ever
+    # a command upstream that dies is started again at most this many times in a row (0: never)
+    max_restarts: int = 3
     # HTTP front: Authorization bearer token -> identity (None: everyone is ``identity``)
     tokens: dict[str, str] | None = None
     # HTTP front with --upstream URL: at most this many front sessions hold their own upstream session
@@ -217,6 +222,9 @@ class UpstreamGone(Exception):
     pass
 
 
+_CLOSED = "plr: the upstream MCP server closed the connection (it exited or crashed)"
+
+
 class _Timer:
     """The deadline of one upstream request (``--upstream-timeout``): a budget of seconds that
     runs while the request is written and answered, restarts on progress, and stands still while
@@ -291,6 +299,11 @@ class Proxy:
         self.pins: ToolPins = options.pins if options.pins is not None else ToolPins("deny")
         self._timers: set[_Timer] = set()  # deadlines of the upstream requests in flight
         self._human_waits = 0  # relayed elicitations a human is answering (timers stand still)
+        # a command upstream that died (serve.CommandUpstream): set while it is being restarted
+        # (requests wait on it), and ``_up_gone`` once the restarts are used up
+        self._restarting: anyio.Event | None = None
+        self._up_gone = False
+        self._up_modern = False  # the upstream speaks 2026-07-28 (read while its client is open)
 
     # -- policy --------------------------------------------------------------------------
 
@@ -483,18 +496,67 @@ class Proxy:
 
     # -- the upstream ----------------------------------------------------------------------
 
-    def _upstream(self) -> Any:
+    async def _upstream(self) -> Any:
+        """The shared upstream session; while a dead server is being restarted, the new one (a
+        request that arrives then waits for it, up to ``--upstream-timeout``)."""
+        restarting = self._restarting
+        if restarting is not None:
+            await self._wait_restart(restarting)
+        if self._up_gone:
+            raise MCPError(code=types.INTERNAL_ERROR, message=_CLOSED)
         if self.up is None:
             raise MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream MCP server is not connected")
         return self.up.session
 
+    async def _wait_restart(self, restarting: anyio.Event) -> None:
+        timeout = self.opt.upstream_timeout or None
+        with anyio.move_on_after(timeout if timeout is not None else math.inf):
+            await restarting.wait()
+        if not restarting.is_set():
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message=f"plr: the upstream MCP server is being restarted and was not back within "
+                f"{_secs(timeout or 0)} s (--upstream-timeout)",
+            )
+
+    # -- the upstream's life (driven by serve.CommandUpstream; the policy, limit counters, audit
+    # log, approvals and pins live here, so they carry over to the restarted server) ------------
+
+    def upstream_lost(self, *, restarting: bool) -> None:
+        """A command upstream died. Synchronous, called before its session fails the requests in
+        flight: those get an error (they may have had effects; never re-sent), while requests that
+        arrive from now on wait for the restart, or fail at once when there will be none."""
+        if restarting:
+            if self._restarting is None:
+                self._restarting = anyio.Event()
+        else:
+            self.upstream_given_up()
+
+    def upstream_back(self, client: Any) -> None:
+        """The restarted server completed its handshake: waiting requests go to it, and the
+        clients hear ``tools/list_changed`` (its tools may differ; the pins check them at the next
+        ``tools/list``)."""
+        self.up = client
+        self._up_gone = False
+        self._up_modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
+        self._release_waiters()
+        self._notify_front(types.ToolListChangedNotification())
+
+    def upstream_given_up(self) -> None:
+        """No more restarts: calls that need the server get a JSON-RPC error (denials still work)."""
+        self._up_gone = True
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        restarting, self._restarting = self._restarting, None
+        if restarting is not None:
+            restarting.set()
+
     def _map_error(self, e: BaseException) -> MCPError:
         if isinstance(e, MCPError):
             if e.error.code == types.CONNECTION_CLOSED:
-                return MCPError(
-                    code=types.INTERNAL_ERROR,
-                    message="plr: the upstream MCP server closed the connection (it exited or crashed)",
-                )
+                more = "; the proxy is restarting it" if self._restarting is not None else ""
+                return MCPError(code=types.INTERNAL_ERROR, message=_CLOSED + more)
             if e.error.code == types.REQUEST_TIMEOUT:
                 return MCPError(
                     code=types.INTERNAL_ERROR, message="plr: the upstream MCP server did not answer in time"
@@ -503,10 +565,7 @@ class Proxy:
         if isinstance(e, ValidationError):
             return MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream MCP server sent an invalid result")
         if isinstance(e, (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError)):
-            return MCPError(
-                code=types.INTERNAL_ERROR,
-                message="plr: the upstream MCP server closed the connection (it exited or crashed)",
-            )
+            return MCPError(code=types.INTERNAL_ERROR, message=_CLOSED)
         log.exception("upstream request failed")
         return MCPError(code=types.INTERNAL_ERROR, message=f"plr: upstream request failed: {type(e).__name__}")
 
@@ -523,11 +582,11 @@ class Proxy:
         one (opened now if ``open_session``), else on the shared one."""
         link = self._link_of(ctx)
         if link is None:
-            return await self._exchange(ctx, self._upstream(), request, result_type, progress)
+            return await self._exchange(ctx, await self._upstream(), request, result_type, progress)
         with link.waiting(ctx):  # relays for this session ride this request's stream meanwhile
             if self.session_client is not None and link.up is None and open_session:
                 await self._open_link_upstream(link)
-            session = link.up.session if link.up is not None else self._upstream()
+            session = link.up.session if link.up is not None else await self._upstream()
             result = await self._exchange(ctx, session, request, result_type, progress)
         await link.settle()
         return result
@@ -984,18 +1043,16 @@ class Proxy:
 
     async def ping(self, ctx: Any, params: Any) -> types.EmptyResult:
         # answered by the proxy, but only while the upstream server answers too
-        if self.up is not None:
-            try:
-                if self.up.session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-                    # the session's own upstream session if it has one; never opens one for a ping
-                    await self._send(ctx, types.PingRequest(), types.EmptyResult, open_session=False)
-            except MCPError:
-                raise
+        if self.up is not None and not self._up_modern:
+            # the session's own upstream session if it has one; never opens one for a ping
+            await self._send(ctx, types.PingRequest(), types.EmptyResult, open_session=False)
         return types.EmptyResult()
 
     def build_server(self) -> tuple[Server[Any], Any]:
         """The front server, mirroring what the upstream server offers."""
         up = self.up
+        # kept, not read per request: a dead server's client is closed, and a restart keeps the era
+        self._up_modern = up is not None and up.protocol_version in MODERN_PROTOCOL_VERSIONS
         caps: types.ServerCapabilities = up.server_capabilities if up is not None else types.ServerCapabilities()
         info = up.server_info if up is not None else None
         if self.server_name is None:

@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 async def test_server_exits_mid_call(setup: ProxySetup) -> None:
     with anyio.fail_after(30):
-        async with Client(setup.params(env={"FAKE_CODEX_EXIT_ON": "get-task"}), mode="legacy", cache=None) as c:
+        params = setup.params("--max-restarts", "0", env={"FAKE_CODEX_EXIT_ON": "get-task"})
+        async with Client(params, mode="legacy", cache=None) as c:
             assert not (await c.call_tool("list-tasks", {})).is_error
             t0 = anyio.current_time()
             with pytest.raises(MCPError, match="upstream MCP server closed the connection"):

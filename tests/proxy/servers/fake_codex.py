@@ -7,6 +7,10 @@ server saw (and, above all, what it never saw).
 Fault knobs (environment):
 - ``FAKE_CODEX_EXIT_ON=TOOL``: the process exits (code 3) in the middle of that tool's call.
 - ``FAKE_CODEX_GARBAGE_ON=TOOL``: writes a non-JSON line to the wire before that tool's result.
+- ``FAKE_CODEX_FAIL_START_FILE=PATH``: while PATH exists, the process exits (code 5) as it starts
+  (a restart that fails).
+- ``FAKE_CODEX_GET_TASK_DESCRIPTION_FILE=PATH``: if PATH exists at start, get-task's description
+  is its text (a server that changed while it was down).
 
 Also: a resource ``codex://status``, a prompt ``review``; ``spawn-task`` with a prompt of
 ``sleep:SECONDS`` sleeps, reporting progress (cancellation, progress), ``log:TEXT`` sends a log
@@ -24,6 +28,10 @@ import os
 import sys
 import time
 from typing import Any
+
+_FAIL_START = os.environ.get("FAKE_CODEX_FAIL_START_FILE")
+if __name__ == "__main__" and _FAIL_START and os.path.exists(_FAIL_START):
+    os._exit(5)  # before the slow imports: a start that fails at once
 
 import anyio
 from mcp.server import MCPServer
@@ -78,7 +86,15 @@ async def spawn_task(prompt: str, ctx: Context) -> str:
 _GET_TASK = "Read one task."
 
 
-@mcp.tool(name="get-task", description=os.environ.get("FAKE_CODEX_GET_TASK_DESCRIPTION", _GET_TASK))
+def _get_task_description() -> str:
+    path = os.environ.get("FAKE_CODEX_GET_TASK_DESCRIPTION_FILE")
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    return os.environ.get("FAKE_CODEX_GET_TASK_DESCRIPTION", _GET_TASK)
+
+
+@mcp.tool(name="get-task", description=_get_task_description())
 def get_task(task_id: str) -> str:
     _record("get-task", {"task_id": task_id})
     return json.dumps(TASKS.get(task_id) or {"task_id": task_id, "state": "unknown"})
