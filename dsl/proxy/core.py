@@ -294,6 +294,10 @@ class Proxy:
         # keyword arguments); None: every front session shares ``up``
         self.session_client: Callable[..., Any] | None = None
         self._open_upstreams = 0  # per-session upstream clients open or opening (--max-sessions)
+        # HTTP with a shared upstream: stateless requests waiting on it (they have no FrontLink, but a
+        # server-to-client request could be meant for them), and who subscribed to which resource
+        self._stateless_inflight = 0
+        self._subscribers: dict[str, set[str]] = {}
         self._last_hidden: frozenset[str] = frozenset(loaded.policy.hide)
         self._schemas: dict[str, Any] = {}
         self.pins: ToolPins = options.pins if options.pins is not None else ToolPins("deny")
@@ -374,6 +378,12 @@ class Proxy:
         """A front session ended: forget it and close its own upstream session, if it has one."""
         if self.links.get(link.key) is link:
             del self.links[link.key]
+        for uri in link.subscriptions:
+            holders = self._subscribers.get(uri)
+            if holders is not None:
+                holders.discard(link.key)
+                if not holders:
+                    del self._subscribers[uri]
         await link.close()
 
     async def close_links(self) -> None:
@@ -582,7 +592,11 @@ class Proxy:
         one (opened now if ``open_session``), else on the shared one."""
         link = self._link_of(ctx)
         if link is None:
-            return await self._exchange(ctx, await self._upstream(), request, result_type, progress)
+            self._stateless_inflight += 1
+            try:
+                return await self._exchange(ctx, await self._upstream(), request, result_type, progress)
+            finally:
+                self._stateless_inflight -= 1
         with link.waiting(ctx):  # relays for this session ride this request's stream meanwhile
             if self.session_client is not None and link.up is None and open_session:
                 await self._open_link_upstream(link)
@@ -1095,15 +1109,9 @@ class Proxy:
                 f(types.ReadResourceRequest, types.ReadResourceRequestParams, _RAW, progress=True),
             )
             if caps.resources.subscribe:
+                server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, self._subscription(True))
                 server.add_request_handler(
-                    "resources/subscribe",
-                    types.SubscribeRequestParams,
-                    f(types.SubscribeRequest, types.SubscribeRequestParams, types.EmptyResult),
-                )
-                server.add_request_handler(
-                    "resources/unsubscribe",
-                    types.UnsubscribeRequestParams,
-                    f(types.UnsubscribeRequest, types.UnsubscribeRequestParams, types.EmptyResult),
+                    "resources/unsubscribe", types.UnsubscribeRequestParams, self._subscription(False)
                 )
         if caps.prompts is not None:
             server.add_request_handler(
@@ -1182,11 +1190,57 @@ class Proxy:
             if self.front_session is not None:
                 await self._notify_quietly(self.front_session, message)
         elif self.session_client is None:
-            # one server for every session: whom a list_changed, resources/updated or log message
-            # concerns cannot be known, so every session hears it
-            await self._relay_to(list(self.links.values()), message)
+            await self._relay_to(self._shared_audience(message), message)
         # else: each session has its own upstream session; the shared one serves only stateless
         # 2026-07-28 requests, which have no channel for notifications
+
+    def _shared_audience(self, message: Any) -> list[FrontLink]:
+        """Who hears a notification of the one server every HTTP session shares. Sessions may be
+        different identities, so nothing goes to a session it may not concern: list_changed
+        (about the server, not a caller) to every session; resources/updated to the sessions that
+        subscribed to that URI; anything else (a log message) only to the one session with a
+        request in flight, and to nobody when that is not known."""
+        links = [x for x in self.links.values() if not x.ended]
+        changed = (types.ToolListChangedNotification, types.ResourceListChangedNotification,
+                   types.PromptListChangedNotification)  # fmt: skip
+        if isinstance(message, changed):
+            return links
+        if isinstance(message, types.ResourceUpdatedNotification):
+            holders = self._subscribers.get(str(message.params.uri), set())
+            return [x for x in links if x.key in holders]
+        waiting = [x for x in links if x.inflight]
+        return waiting if len(waiting) == 1 and not self._stateless_inflight else []
+
+    def _subscription(self, subscribe: bool) -> Callable[[Any, Any], Awaitable[Any]]:
+        """resources/(un)subscribe. On a shared upstream over HTTP the proxy keeps who subscribed
+        (resources/updated goes to them only) and forwards only the first subscribe and the last
+        unsubscribe of a URI, so one session leaving does not unsubscribe the others."""
+        if subscribe:
+            forward = self._forwarder(types.SubscribeRequest, types.SubscribeRequestParams, types.EmptyResult)
+        else:
+            forward = self._forwarder(types.UnsubscribeRequest, types.UnsubscribeRequestParams, types.EmptyResult)
+
+        async def handler(ctx: Any, params: Any) -> Any:
+            self._remember_front(ctx)
+            link = self._link_of(ctx)
+            if link is None or self.session_client is not None:
+                return await forward(ctx, params)
+            uri = str(params.uri)
+            holders = self._subscribers.setdefault(uri, set())
+            if subscribe:
+                if not holders:
+                    await forward(ctx, params)
+                holders.add(link.key)
+                link.subscriptions.add(uri)
+            else:
+                holders.discard(link.key)
+                link.subscriptions.discard(uri)
+                if not holders:
+                    del self._subscribers[uri]
+                    await forward(ctx, params)
+            return types.EmptyResult()
+
+        return handler
 
     async def _link_message(self, link: FrontLink, message: Any) -> None:
         """``message_handler`` of a front session's own upstream client: to that session only."""
@@ -1269,9 +1323,10 @@ class Proxy:
                 return types.ErrorData(code=types.INVALID_REQUEST, message=_NOT_SUPPORTED[kind])
             return s, None
         waiting = [x for x in self.links.values() if x.inflight]
-        if len(waiting) == 1:
+        if len(waiting) == 1 and not self._stateless_inflight:
             return waiting[0].route()
-        who = f"{len(waiting)} client sessions have requests" if waiting else "no client session has a request"
+        n = len(waiting) + self._stateless_inflight
+        who = f"{n} client sessions have requests" if n else "no client session has a request"
         return types.ErrorData(
             code=types.INVALID_REQUEST,
             message=f"plr: {method} not relayed: {who} in flight on this shared upstream server, "

@@ -71,6 +71,7 @@ class FrontLink:
     session: Any  # a ServerSession of this front session: its standalone channel, its capabilities
     inflight: list[Any] = field(default_factory=list)  # request contexts waiting on the upstream
     up: Any = None  # its own upstream mcp.Client (--upstream URL), once opened
+    subscriptions: set[str] = field(default_factory=set)  # resource URIs it subscribed to (shared upstream)
     ended: bool = False
     opening: anyio.Lock = field(default_factory=anyio.Lock)
     _closing: anyio.Event = field(default_factory=anyio.Event)

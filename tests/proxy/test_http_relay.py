@@ -41,7 +41,7 @@ package relay_test
 
 default deny
 
-allow tools ["whoami", "say", "work", "ask", "sample", "roots", "caps", "wait", "change", "put", "get"]
+allow tools ["whoami", "say", "work", "ask", "sample", "roots", "caps", "wait", "change", "touch", "put", "get"]
 
 deny tool "put" if args.key == "forbidden"
     reason "nobody writes the forbidden key"
@@ -98,6 +98,7 @@ class Agent:
         self.roots = roots
         self.logs: list[Any] = []
         self.list_changed = 0
+        self.updated: list[str] = []
         self.asked: list[str] = []
 
     async def _log(self, params: types.LoggingMessageNotificationParams) -> None:
@@ -106,6 +107,8 @@ class Agent:
     async def _message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
             self.list_changed += 1
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self.updated.append(str(message.params.uri))
 
     async def _elicit(self, context: Any, params: Any) -> types.ElicitResult | types.ErrorData:
         self.asked.append(params.message)
@@ -249,11 +252,13 @@ async def test_max_sessions_refuses_clearly_and_keeps_serving(rsetup: ProxySetup
                 assert sid_c not in (sid_a, sid_b)
 
 
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")  # handshake-era on purpose
 async def test_command_upstream_is_shared_and_relays_by_session(rsetup: ProxySetup) -> None:
-    """A command upstream: one server process for every session (shared state); list_changed and
-    log messages are broadcast; progress goes to the caller; an elicitation goes to the one
-    session with a request in flight (an error if that client cannot elicit), and is refused as
-    ambiguous when two have one."""
+    """A command upstream: one server process for every session (shared state). Sessions may be
+    different identities, so: list_changed goes to all; a log message only to the one session with
+    a request in flight; resources/updated only to the sessions that subscribed; progress to the
+    caller; an elicitation to the one session with a request in flight (an error if that client
+    cannot elicit), refused as ambiguous when two have one."""
     a, b, c = Agent("a"), Agent("b"), Agent("c", can_elicit=False)
     with relay_proxy(rsetup) as url:
         with anyio.fail_after(40):
@@ -264,8 +269,18 @@ async def test_command_upstream_is_shared_and_relays_by_session(rsetup: ProxySet
 
                 assert await call(ca, "change") == "1"  # one upstream session, relayed to both
                 await until(lambda: a.list_changed >= 1 and b.list_changed >= 1)
-                await call(cb, "say", {"text": "to everyone"})
-                await until(lambda: a.logs == b.logs == c.logs == ["to everyone"])
+                await call(cb, "say", {"text": "for b only"})
+                await until(lambda: b.logs == ["for b only"])
+
+                # subscriptions: the server's resources/updated reaches the subscribers only, and one
+                # session unsubscribing does not unsubscribe the other upstream
+                await ca.session.subscribe_resource("relay://note")
+                await cb.session.subscribe_resource("relay://note")
+                await cb.session.unsubscribe_resource("relay://note")
+                assert await call(cc, "touch", {"uri": "relay://note"}) == "1"  # one upstream session
+                await until(lambda: a.updated == ["relay://note"])
+                events = [e["event"] for e in relay_events(rsetup)]
+                assert events.count("subscribe relay://note") == 1 and "unsubscribe relay://note" not in events
 
                 res: dict[str, Any] = {}
 
@@ -290,4 +305,26 @@ async def test_command_upstream_is_shared_and_relays_by_session(rsetup: ProxySet
                     tg.start_soon(run, "ask_b", call(cb, "ask", {"question": "who answers?"}))
                 assert "ambiguous" in json.loads(res["ask_b"])["error"]
                 assert b.asked == ["only b?"] and a.asked == []
+                await anyio.sleep(0.3)  # anything misrouted would have arrived by now
+                assert a.logs == [] and c.logs == [] and b.updated == [] and c.updated == []
     assert len({e["pid"] for e in relay_events(rsetup)}) == 1  # one server process throughout
+
+
+async def test_shared_upstream_never_asks_a_session_a_stateless_callers_question(rsetup: ProxySetup) -> None:
+    """A 2026-07-28 (stateless) call has no session to be asked through; while one is in flight a
+    server-to-client request cannot be pinned on the handshake-era session that also waits."""
+    alice = Agent("alice")
+    with relay_proxy(rsetup) as url:
+        with anyio.fail_after(40):
+            async with alice.client(url) as ca, Client(url, mode="2026-07-28", cache=None) as modern:
+                res: dict[str, Any] = {}
+
+                async def run(key: str, coro: Any) -> None:
+                    res[key] = await coro
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run, "alice", call(ca, "wait", {"seconds": 1.5}))
+                    await anyio.sleep(0.4)
+                    tg.start_soon(run, "modern", modern.call_tool("ask", {"question": "paste your token"}))
+    assert alice.asked == []
+    assert "ambiguous" in text(res["modern"])

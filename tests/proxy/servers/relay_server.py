@@ -145,6 +145,40 @@ async def change(ctx: Context) -> int:
     return sent
 
 
+@mcp.resource("relay://note", name="note")
+def note() -> str:
+    return STORE.get("note", "")
+
+
+async def _subscribe(ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+    _record(f"subscribe {params.uri}", "?")
+    return types.EmptyResult()
+
+
+async def _unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+    _record(f"unsubscribe {params.uri}", "?")
+    return types.EmptyResult()
+
+
+mcp._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, _subscribe)  # noqa: SLF001
+mcp._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, _unsubscribe)  # noqa: SLF001
+
+
+@mcp.tool()
+async def touch(uri: str, ctx: Context) -> int:
+    """resources/updated for ``uri`` on every session of this server (it cannot know who subscribed
+    through a proxy: the proxy must route it)."""
+    _track(ctx)
+    sent = 0
+    for session in list(SESSIONS.values()):
+        try:
+            await session.send_resource_updated(uri)
+            sent += 1
+        except Exception:  # a session that went away
+            pass
+    return sent
+
+
 @mcp.tool()
 async def put(key: str, value: str, ctx: Context) -> str:
     _track(ctx)
