@@ -206,3 +206,17 @@ def test_a_cache_dir_others_can_write_is_not_used(tmp_path: Path, monkeypatch: p
     assert cache.cache_dir() is None
     shared.chmod(0o700)
     assert cache.cache_dir() == shared
+
+
+def test_an_edit_to_plr_itself_invalidates_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code fingerprint covers every module of the package (size and mtime) and the grammar."""
+    import shutil
+
+    pkg = tmp_path / "dsl"
+    shutil.copytree(Path(cache.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__", "proxy"))
+    monkeypatch.setattr(cache, "__file__", str(pkg / "cache.py"))
+    before = cache._code_fingerprint()
+    assert cache._code_fingerprint() == before
+    compiler = pkg / "compiler.py"
+    compiler.write_text(compiler.read_text() + "\n# an edit\n")
+    assert cache._code_fingerprint() != before

@@ -73,6 +73,8 @@ DECISION_META_KEY = "plr/decision"
 
 ApprovalMode = Literal["auto", "elicit", "queue", "deny"]
 
+RELAY_SEND_TIMEOUT = 5.0  # seconds a relayed notification may wait on one client
+
 # what the SDK's own client answers when it has no callback for a server-to-client request
 _NOT_SUPPORTED = {
     "elicitation": "Elicitation not supported",
@@ -1168,10 +1170,12 @@ class Proxy:
 
     @staticmethod
     async def _notify_quietly(session: Any, notification: Any, related: Any = None) -> None:
-        try:
-            await session.send_notification(notification, related_request_id=related)
-        except Exception:  # noqa: BLE001 - the front may be gone; relay is best effort
-            pass
+        # bounded: a client that stopped reading must not stall the relay for every other session
+        with anyio.move_on_after(RELAY_SEND_TIMEOUT):
+            try:
+                await session.send_notification(notification, related_request_id=related)
+            except Exception:  # noqa: BLE001 - the front may be gone; relay is best effort
+                pass
 
     def _relayable(self, message: Any) -> bool:
         """Whether an upstream message is a notification to relay (a malformed one is reported)."""
