@@ -196,7 +196,10 @@ class Tool(BaseModel):
         if isinstance(data, dict) and "rate_limit" in data:
             data = dict(data)
             rl = data.pop("rate_limit")
-            data["limits"] = [*(data.get("limits") or []), rl]
+            limits = data.get("limits")
+            if limits is not None and not isinstance(limits, list):
+                raise ValueError("`limits` must be a list (it is merged with `rate_limit`)")
+            data["limits"] = [*(limits or []), rl]
         return data
 
 

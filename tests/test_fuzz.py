@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dsl.compiler import compile_source
@@ -175,6 +175,9 @@ def assert_loads_cleanly(doc: object) -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(policy_like())
+@example(  # found by this test: the seed's rate_limit merged into a `limits` that is not a list
+    {"version": "1", "default": "deny", "tools": {"0": {"rate_limit": {"max": 1, "window": 1}, "limits": True}}}
+)
 def test_loader_on_near_valid_documents(doc: dict) -> None:
     assert_loads_cleanly(doc)
 
