@@ -300,6 +300,9 @@ class Proxy:
         # server-to-client request could be meant for them), and who subscribed to which resource
         self._stateless_inflight = 0
         self._subscribers: dict[str, set[str]] = {}
+        self._subscribing: dict[str, anyio.Lock] = {}  # one (un)subscribe of a URI at a time
+        # a restarted server whose tools could not be re-checked: calls denied until a tools/list
+        self._pins_unchecked = False
         self._last_hidden: frozenset[str] = frozenset(loaded.policy.hide)
         self._schemas: dict[str, Any] = {}
         self.pins: ToolPins = options.pins if options.pins is not None else ToolPins("deny")
@@ -380,13 +383,27 @@ class Proxy:
         """A front session ended: forget it and close its own upstream session, if it has one."""
         if self.links.get(link.key) is link:
             del self.links[link.key]
-        for uri in link.subscriptions:
+        for uri in list(link.subscriptions):
             holders = self._subscribers.get(uri)
             if holders is not None:
                 holders.discard(link.key)
                 if not holders:
                     del self._subscribers[uri]
+                    tg = getattr(self, "_tg", None)
+                    if tg is not None:
+                        tg.start_soon(self._unsubscribe_quietly, uri)
+        link.subscriptions.clear()
         await link.close()
+
+    async def _unsubscribe_quietly(self, uri: str) -> None:
+        """The last subscriber of ``uri`` left: tell the shared server (best effort, bounded)."""
+        with anyio.move_on_after(self.opt.upstream_timeout or RELAY_SEND_TIMEOUT):
+            try:
+                session = await self._upstream()
+                req = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri))
+                await session.send_request(req, types.EmptyResult)
+            except Exception:  # noqa: BLE001 - the server or the proxy may be going away
+                pass
 
     async def close_links(self) -> None:
         """Shutdown: close every front session's upstream session (each sends the upstream a DELETE)."""
@@ -482,6 +499,9 @@ class Proxy:
             changed = self.pins.withheld(tool)
             if changed is not None:  # before the engine: a withheld tool counts against no limit
                 return Decision("deny", "tool_changed", changed.reason()), (time.perf_counter_ns() - t0) // 1000
+            if self._pins_unchecked:
+                why = "the restarted server's tools could not be checked against their pins; list the tools again"
+                return Decision("deny", "tool_changed", why), (time.perf_counter_ns() - t0) // 1000
             d = self.engine.decide(
                 tool, args, identity=identity, session=session, server=self.server_name, approved=approved
             )
@@ -544,15 +564,52 @@ class Proxy:
         else:
             self.upstream_given_up()
 
+    async def prepare_restarted(self, client: Any) -> None:
+        """Before a restarted server serves anyone: check its tools against the pins (a tool that
+        changed while the server was down is withheld before any call can reach it, even from a
+        client that never lists tools again) and subscribe it to the resources the sessions had
+        subscribed to. Never raises: what fails is reported, and unchecked pins fail closed."""
+        timeout = self.opt.upstream_timeout or None
+        if self.pins.mode != "off":
+            try:
+                with anyio.fail_after(timeout):
+                    cursor: str | None = None
+                    for _ in range(1000):  # pages, bounded
+                        req = types.ListToolsRequest(params=types.PaginatedRequestParams(cursor=cursor))
+                        res = await client.session.send_request(req, _RAW)
+                        self._review_pins(res.get("tools") or [])
+                        cursor = res.get("nextCursor")
+                        if not isinstance(cursor, str):
+                            break
+                self._pins_unchecked = False
+            except Exception as e:  # noqa: BLE001
+                self._pins_unchecked = True
+                self.opt.stderr(f"plr proxy: could not check the restarted server's tools ({_why(e)}); calls are denied until a tools/list succeeds")
+        for uri in list(self._subscribers):
+            try:
+                with anyio.fail_after(timeout):
+                    req = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
+                    await client.session.send_request(req, types.EmptyResult)
+            except Exception as e:  # noqa: BLE001
+                self.opt.stderr(f"plr proxy: could not subscribe the restarted server to {_short(uri, 200)} ({_why(e)})")
+                for key in self._subscribers.pop(uri, set()):
+                    link = self.links.get(key)
+                    if link is not None:
+                        link.subscriptions.discard(uri)
+
     def upstream_back(self, client: Any) -> None:
-        """The restarted server completed its handshake: waiting requests go to it, and the
-        clients hear ``tools/list_changed`` (its tools may differ; the pins check them at the next
-        ``tools/list``)."""
+        """The restarted server is ready (``prepare_restarted``): waiting requests go to it, and
+        the clients hear ``tools/list_changed`` (its tools may differ)."""
         self.up = client
         self._up_gone = False
         self._up_modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
         self._release_waiters()
         self._notify_front(types.ToolListChangedNotification())
+
+    def upstream_stopping(self) -> None:
+        """The proxy stops: requests waiting for a restart get an error now, not at a timeout."""
+        if self._restarting is not None:
+            self.upstream_given_up()
 
     def upstream_given_up(self) -> None:
         """No more restarts: calls that need the server get a JSON-RPC error (denials still work)."""
@@ -743,19 +800,25 @@ class Proxy:
         res: dict[str, Any] = await self._send(
             ctx, types.ListToolsRequest(params=types.PaginatedRequestParams.model_validate(_rebuild(params))), _RAW
         )
-        tools, changes = self.pins.review(res.get("tools") or [])
-        for change in changes:
-            served = "still served (--pin-tools warn)"
-            self.opt.stderr(f"plr proxy: {change.summary()}: " + (served if self.pins.mode == "warn" else "withheld"))
-        if self.pins.write_error is not None:
-            self.opt.stderr(f"plr proxy: {self.pins.write_error}; pins kept in memory only")
-            self.pins.write_error = None
+        tools = self._review_pins(res.get("tools") or [])
+        self._pins_unchecked = False  # a whole page was reviewed: the usual state again
         for t in tools:
             if isinstance(t, dict) and isinstance(t.get("name"), str):
                 self._schemas[t["name"]] = t.get("inputSchema")
         visible = set(self.engine.visible([t.get("name") for t in tools if isinstance(t, dict)]))
         res["tools"] = [t for t in tools if isinstance(t, dict) and t.get("name") in visible]
         return res
+
+    def _review_pins(self, tools: list[Any]) -> list[Any]:
+        """Tool pinning on one ``tools/list`` page from the server; reports changes on stderr."""
+        shown, changes = self.pins.review(tools)
+        for change in changes:
+            served = "still served (--pin-tools warn)"
+            self.opt.stderr(f"plr proxy: {change.summary()}: " + (served if self.pins.mode == "warn" else "withheld"))
+        if self.pins.write_error is not None:
+            self.opt.stderr(f"plr proxy: {self.pins.write_error}; pins kept in memory only")
+            self.pins.write_error = None
+        return shown
 
     async def call_tool(
         self, ctx: Any, params: types.CallToolRequestParams
@@ -1230,18 +1293,26 @@ class Proxy:
             if link is None or self.session_client is not None:
                 return await forward(ctx, params)
             uri = str(params.uri)
-            holders = self._subscribers.setdefault(uri, set())
-            if subscribe:
-                if not holders:
-                    await forward(ctx, params)
-                holders.add(link.key)
-                link.subscriptions.add(uri)
-            else:
-                holders.discard(link.key)
-                link.subscriptions.discard(uri)
-                if not holders:
-                    del self._subscribers[uri]
-                    await forward(ctx, params)
+            async with self._subscribing.setdefault(uri, anyio.Lock()):
+                holders = self._subscribers.get(uri, set())
+                if subscribe:
+                    if link.ended:
+                        return types.EmptyResult()
+                    if not holders:
+                        await forward(ctx, params)  # raises: nothing recorded
+                    if link.ended:  # it ended meanwhile: hold nothing for it
+                        if not self._subscribers.get(uri) and getattr(self, "_tg", None) is not None:
+                            self._tg.start_soon(self._unsubscribe_quietly, uri)  # type: ignore[attr-defined]
+                        return types.EmptyResult()
+                    self._subscribers.setdefault(uri, set()).add(link.key)
+                    link.subscriptions.add(uri)
+                elif link.key in holders:  # an unsubscribe of what this session never held is a no-op
+                    if holders == {link.key}:
+                        await forward(ctx, params)
+                        self._subscribers.pop(uri, None)
+                    else:
+                        holders.discard(link.key)
+                    link.subscriptions.discard(uri)
             return types.EmptyResult()
 
         return handler

@@ -19,10 +19,12 @@ without a known token is refused with 401 before it reaches the MCP layer (fail 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,6 +201,12 @@ class TokenGate:
         await self.app(scope, receive, send)
 
 
+class _NotShutdownCancellation(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
+
+
 async def serve_http(
     server: Any,
     host: str,
@@ -215,7 +223,20 @@ async def serve_http(
     app: Any = server.streamable_http_app(streamable_http_path=path, host=host)
     if tokens is not None:
         app = TokenGate(app, tokens)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False)
+    # A signal must stop the proxy even while clients hold sessions (streams) open: after 3 s
+    # uvicorn cancels what still runs. Its log goes through the proxy's handler (one line, never a
+    # traceback), and the cancellations of that shutdown are not errors worth a line at all.
+    logging.getLogger("uvicorn.error").addFilter(_NotShutdownCancellation())
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+    )
     userver = uvicorn.Server(config)
     # signals are ours (serve.py): uvicorn would re-raise them after its shutdown and skip our cleanup
     userver.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]

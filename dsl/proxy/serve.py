@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -24,8 +25,8 @@ import mcp_types as types
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from .core import Proxy, ProxyOptions
-from .upstream import Upstream, UpstreamStartError, describe_failure
 from .reload import LoadedPolicy, watch_policy_source
+from .upstream import Upstream, UpstreamStartError, describe_failure
 
 if TYPE_CHECKING:
     from mcp import StdioServerParameters
@@ -95,7 +96,7 @@ async def serve(
                         proxy.session_client = _session_client_factory(upstream_url, info)
                     if params is not None:
                         tg.start_soon(upstream.supervise, first)
-                    await _serve_front(proxy, options, loaded, tg, listen, stdin, stdout, policy_poll)
+                    await _serve_front(proxy, options, loaded, tg, listen, stdin, stdout, policy_poll, upstream.stop)
             finally:
                 upstream.stopping = True  # the server exits because we stop it: not a death to restart
                 tg.cancel_scope.cancel()
@@ -117,8 +118,10 @@ async def _serve_front(
     stdin: Any,
     stdout: Any,
     policy_poll: float,
+    on_stop: Callable[[], None],
 ) -> None:
-    """The front (stdio or HTTP) and the policy watcher, until the client leaves or a signal."""
+    """The front (stdio or HTTP) and the policy watcher, until the client leaves or a signal
+    (which also stops restarts at once: the HTTP front may take a moment to close its sessions)."""
     server, init = proxy.build_server()
     if options.watch:
         tg.start_soon(
@@ -132,6 +135,12 @@ async def _serve_front(
         )
     stopping = anyio.Event()
     tg.start_soon(_on_signals, stopping, options.stderr)
+
+    async def stop_upstream() -> None:
+        await stopping.wait()
+        on_stop()
+
+    tg.start_soon(stop_upstream)
     if listen is not None:
         from .http import serve_http
 

@@ -16,6 +16,7 @@ output ended before the session fails the requests in flight.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -179,6 +180,12 @@ class Upstream:
         finally:
             run.stopped.set()
 
+    def stop(self) -> None:
+        """The proxy is stopping (a signal): no more restarts; requests waiting for one get an error."""
+        if not self.stopping:
+            self.stopping = True
+            self.proxy.upstream_stopping()
+
     def _lost(self, run: _ServerRun) -> None:
         """The server's output ended (it exited, crashed or was killed). Called by the transport
         before the session fails the requests in flight, so the proxy knows first: requests from
@@ -216,6 +223,8 @@ class Upstream:
         Returns the new run (None: given up)."""
         while True:
             await anyio.sleep(self.budget.delay(attempt))
+            if self.stopping:
+                return None
             run = _ServerRun(self._lost)
             try:
                 await self._start(run)
@@ -228,7 +237,9 @@ class Upstream:
                 self._announce(what, nxt)
                 attempt = nxt
                 continue
-            if not run.lost.is_set():  # (else it died at once: the supervisor sees to it)
+            if not run.lost.is_set() and not self.stopping:
+                await self.proxy.prepare_restarted(run.client)  # pins re-checked before any call
+            if not run.lost.is_set() and not self.stopping:  # (else the supervisor sees to it)
                 self.proxy.upstream_back(run.client)
                 self.report(f"plr proxy: the server is back (pid {getattr(run.process, 'pid', '?')})")
             return run
@@ -298,6 +309,20 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
         if not shutting_down:
             run.output_ended()
 
+    async def exit_watcher() -> None:
+        """A server whose child keeps its pipes open would never end its output: its own exit is
+        the death. Then its process group goes too (children of a crashed server outlive it)."""
+        await process.wait()
+        if shutting_down:
+            return
+        ended()
+        await read_send.aclose()  # the session fails the requests in flight now, not at a timeout
+        _kill_group(process.pid, signal.SIGTERM)
+        try:
+            await anyio.sleep(1.0)
+        finally:
+            _kill_group(process.pid, signal.SIGKILL)
+
     async def stdout_reader() -> None:
         stdout = TextReceiveStream(stdout_pipe, encoding=params.encoding, errors=params.encoding_error_handler)
         try:
@@ -333,6 +358,7 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
     async with anyio.create_task_group() as tg:
         tg.start_soon(stdout_reader)
         tg.start_soon(stdin_writer)
+        tg.start_soon(exit_watcher)
         try:
             yield read_recv, write_send
         finally:
@@ -343,6 +369,17 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
                 with anyio.move_on_after(sdk._WRITER_FLUSH_TIMEOUT):  # noqa: SLF001
                     await writer_done.wait()
                 await sdk._stop_server_process(process)  # noqa: SLF001
+                _kill_group(process.pid, signal.SIGKILL)  # whatever the server left behind
                 await sdk._aclose_all(read_recv, write_send, read_send, write_recv)  # noqa: SLF001
                 await anyio.lowlevel.checkpoint()
             tg.cancel_scope.cancel()
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    """Signal the server's process group (it was spawned in a session of its own), best effort."""
+    if os.name != "posix":
+        return
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass

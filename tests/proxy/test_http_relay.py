@@ -15,7 +15,9 @@ elicits, samples, asks for roots, sends ``tools/list_changed`` and records its s
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ pytest.importorskip("mcp", reason="the proxy tests need the `mcp` SDK (pip insta
 from mcp import Client, types
 from mcp.shared.exceptions import MCPError
 
+from tests.conftest import ROOT
 
-from .conftest import HERE, ProxySetup, base_env, http_proxy_process, http_server
+
+from .conftest import HERE, ProxySetup, base_env, free_port, http_proxy_process, http_server, stop, wait_for_port
 from .helpers import text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -41,7 +45,7 @@ package relay_test
 
 default deny
 
-allow tools ["whoami", "say", "work", "ask", "sample", "roots", "caps", "wait", "change", "touch", "put", "get"]
+allow tools ["whoami", "say", "work", "ask", "sample", "roots", "caps", "wait", "change", "touch", "crash", "put", "get"]
 
 deny tool "put" if args.key == "forbidden"
     reason "nobody writes the forbidden key"
@@ -328,3 +332,52 @@ async def test_shared_upstream_never_asks_a_session_a_stateless_callers_question
                     tg.start_soon(run, "modern", modern.call_tool("ask", {"question": "paste your token"}))
     assert alice.asked == []
     assert "ambiguous" in text(res["modern"])
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")  # handshake-era on purpose
+async def test_shared_upstream_subscriptions_survive_a_restart_and_end_with_their_sessions(rsetup: ProxySetup) -> None:
+    """The proxy keeps the shared server's subscriptions: it subscribes a restarted server again,
+    ignores an unsubscribe of what a session never held, and unsubscribes when the last holder's
+    session ends."""
+    a, b, c = Agent("a"), Agent("b"), Agent("c")
+    with relay_proxy(rsetup) as url:
+        with anyio.fail_after(60):
+            async with b.client(url) as cb, c.client(url) as cc:
+                async with a.client(url) as ca:
+                    await ca.session.subscribe_resource("relay://note")
+                    await cb.session.unsubscribe_resource("relay://note")  # b never subscribed
+                    with pytest.raises(MCPError):
+                        await call(cc, "crash")
+                    assert await call(cc, "whoami") == "stdio"  # waited for the restarted server
+                    assert await call(cc, "touch", {"uri": "relay://note"}) == "1"
+                    await until(lambda: a.updated == ["relay://note"])
+                    assert b.updated == [] and c.updated == []
+                # a's session is over: the server is told, since nobody else holds the URI
+                await until(lambda: "unsubscribe relay://note" in [e["event"] for e in relay_events(rsetup)])
+    events = relay_events(rsetup)
+    subscribed = [e["pid"] for e in events if e["event"] == "subscribe relay://note"]
+    assert len(subscribed) == 2 and len(set(subscribed)) == 2  # the old server, then the new one
+    assert [e["event"] for e in events].count("unsubscribe relay://note") == 1  # b's was not forwarded
+
+
+async def test_sigterm_stops_the_http_proxy_while_a_client_holds_a_session(rsetup: ProxySetup) -> None:
+    port = free_port()
+    args = rsetup.proxy_args("--listen", f"127.0.0.1:{port}", server=[sys.executable, str(RELAY_SERVER)])
+    with rsetup.stderr.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, *args], cwd=str(ROOT), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, env=base_env(RELAY_LOG=str(rsetup.relay_log)))  # type: ignore[attr-defined]  # fmt: skip
+        try:
+            wait_for_port(port, proc)
+            a = Agent("a")
+            with anyio.fail_after(30):
+                async with a.client(f"http://127.0.0.1:{port}/mcp") as ca:
+                    assert await call(ca, "whoami") == "stdio"
+                    t0 = time.monotonic()
+                    proc.terminate()
+                    while proc.poll() is None:
+                        assert time.monotonic() - t0 < 10, "the proxy did not stop on SIGTERM"
+                        await anyio.sleep(0.1)
+            assert proc.returncode == 0
+        finally:
+            stop(proc)
+    assert "Traceback" not in rsetup.stderr.read_text()

@@ -7,6 +7,8 @@ server saw (and, above all, what it never saw).
 Fault knobs (environment):
 - ``FAKE_CODEX_EXIT_ON=TOOL``: the process exits (code 3) in the middle of that tool's call.
 - ``FAKE_CODEX_GARBAGE_ON=TOOL``: writes a non-JSON line to the wire before that tool's result.
+- ``FAKE_CODEX_CHILD_PID_FILE=PATH``: at start, spawns a ``sleep 300`` child that inherits the
+  server's stdin and stdout (a server whose helper outlives it), appending its pid to PATH.
 - ``FAKE_CODEX_FAIL_START_FILE=PATH``: while PATH exists, the process exits (code 5) as it starts
   (a restart that fails).
 - ``FAKE_CODEX_GET_TASK_DESCRIPTION_FILE=PATH``: if PATH exists at start, get-task's description
@@ -147,6 +149,13 @@ async def _serve_stdio() -> None:
 
 
 if __name__ == "__main__":
+    _child_log = os.environ.get("FAKE_CODEX_CHILD_PID_FILE")
+    if _child_log:  # a helper process that inherits (and so holds open) the server's stdin and stdout
+        import subprocess
+
+        child = subprocess.Popen(["sleep", "300"])
+        with open(_child_log, "a", encoding="utf-8") as f:
+            f.write(f"{child.pid}\n")
     if len(sys.argv) >= 3 and sys.argv[1] == "--http":
         mcp.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:

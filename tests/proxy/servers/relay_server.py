@@ -180,6 +180,13 @@ async def touch(uri: str, ctx: Context) -> int:
 
 
 @mcp.tool()
+async def crash(ctx: Context) -> str:
+    """The server dies in the middle of this call (the proxy restarts a command upstream)."""
+    _track(ctx)
+    os._exit(3)
+
+
+@mcp.tool()
 async def put(key: str, value: str, ctx: Context) -> str:
     _track(ctx)
     STORE[key] = value
