@@ -178,6 +178,8 @@ class Upstream:
                 raise
             # closing the client of a dead server failed: it is gone all the same
         finally:
+            if run.live and not run.lost.is_set():
+                self._lost(run)  # the client ended some other way: the supervisor must hear of it
             run.stopped.set()
 
     def stop(self) -> None:
