@@ -27,9 +27,8 @@ FAKE_SERVER = HERE / "servers" / "fake_codex.py"
 NPM_CACHE = Path(os.environ.get("PLR_TEST_NPM_CACHE", Path.home() / ".cache" / "plr-tests" / "npm"))
 SERVER_MEMORY_VERSION = os.environ.get("PLR_TEST_SERVER_MEMORY_VERSION", "2026.8.31")
 
-CODEX_POLICY = """\
-package codex_worker
-
+# the fake codex worker's five tools, as a policy declares them
+CODEX_SERVER = """\
 server "mcp-codex-worker" {
     tool "spawn-task" execute
     tool "get-task" read
@@ -37,7 +36,12 @@ server "mcp-codex-worker" {
     tool "cancel-task" destructive
     tool "purge-workspace" destructive
 }
+"""
 
+CODEX_POLICY = f"""\
+package codex_worker
+
+{CODEX_SERVER}
 default deny
 
 allow read tools

@@ -15,7 +15,6 @@ pytest.importorskip("mcp", reason="the proxy tests need the `mcp` SDK (pip insta
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 
-
 from .conftest import FAKE_SERVER, ProxySetup, base_env, http_proxy_process, http_server
 from .helpers import Human, text
 

@@ -32,8 +32,16 @@ from mcp.shared.exceptions import MCPError
 
 from tests.conftest import ROOT
 
-
-from .conftest import HERE, ProxySetup, base_env, free_port, http_proxy_process, http_server, stop, wait_for_port
+from .conftest import (
+    HERE,
+    ProxySetup,
+    base_env,
+    free_port,
+    http_proxy_process,
+    http_server,
+    stop,
+    wait_for_port,
+)
 from .helpers import text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -36,24 +36,26 @@ from mcp import Client, MCPError, types
 from dsl.proxy.reload import load_policy_file
 from tests.conftest import ROOT
 
-from .conftest import FAKE_SERVER, ProxySetup, base_env, free_port, run_proxy_cli, stop, wait_for_port
+from .conftest import (
+    CODEX_SERVER,
+    FAKE_SERVER,
+    ProxySetup,
+    base_env,
+    free_port,
+    run_proxy_cli,
+    stop,
+    wait_for_port,
+)
 from .helpers import sha, text
 
 pytestmark = [pytest.mark.slow]
 
 TAMPER = Path(__file__).resolve().parent / "servers" / "tamper.py"
 
-POLICY = """\
+POLICY = f"""\
 package reliability
 
-server "mcp-codex-worker" {
-    tool "spawn-task" execute
-    tool "get-task" read
-    tool "list-tasks" read
-    tool "cancel-task" destructive
-    tool "purge-workspace" destructive
-}
-
+{CODEX_SERVER}
 default deny
 
 allow tool "get-task"

@@ -22,22 +22,21 @@ from mcp.client.stdio import stdio_client
 
 from dsl.proxy.upstream import RestartBudget
 
-from .conftest import FAKE_SERVER, ProxySetup, base_env, http_proxy_process
+from .conftest import (
+    CODEX_SERVER,
+    FAKE_SERVER,
+    ProxySetup,
+    base_env,
+    http_proxy_process,
+)
 from .helpers import text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-POLICY = """\
+POLICY = f"""\
 package restart
 
-server "mcp-codex-worker" {
-    tool "spawn-task" execute
-    tool "get-task" read
-    tool "list-tasks" read
-    tool "cancel-task" destructive
-    tool "purge-workspace" destructive
-}
-
+{CODEX_SERVER}
 default deny
 
 allow read tools
