@@ -529,8 +529,9 @@ def eval_cmd(
     except (ValueError, RecursionError) as e:
         raise click.BadParameter(f"not valid JSON: {e}", param_hint="--args") from None
     try:
+        data = load_policy_data(policy, use_cache=not no_cache)  # a broken policy fails here, once
         try:
-            engine = Engine.from_data(load_policy_data(policy, use_cache=not no_cache))
+            engine = Engine.from_data(data)
         except PlrError:
             if no_cache:
                 raise

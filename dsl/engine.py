@@ -815,12 +815,15 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         store: LimitStore | None = None,
     ) -> None:
+        self._attach(prepare(policy.to_dict(), policy), clock, store)
+
+    def _attach(self, p: _Prepared, clock: Callable[[], float], store: LimitStore | None) -> None:
         self._clock = clock
         self._store: LimitStore = store if store is not None else MemoryLimitStore()
         self._acquire_which: Callable[..., tuple[float, int] | None] | None = getattr(
             self._store, "acquire_which", None
         )
-        self._p = prepare(policy.to_dict(), policy)
+        self._p = p
 
     @classmethod
     def from_data(
@@ -838,10 +841,7 @@ class Engine:
         except RecursionError:
             raise PlrError.at("policy conditions are nested too deeply") from None
         engine = cls.__new__(cls)
-        engine._clock = clock
-        engine._store = store if store is not None else MemoryLimitStore()
-        engine._acquire_which = getattr(engine._store, "acquire_which", None)
-        engine._p = prepare(data)
+        engine._attach(prepare(data), clock, store)
         return engine
 
     @property
