@@ -118,6 +118,18 @@ def _pollable(fd: int) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
 
 
+def _read_lines(fd: int, splitter: _Lines) -> tuple[list[bytes | None], bool] | None:
+    """One read of ``fd``, split into lines, and whether it was the end (a read error counts as
+    the end); None when there was nothing to read after all (interrupted, or would block)."""
+    try:
+        chunk = os.read(fd, 65536)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        chunk = b""
+    return (splitter.feed(chunk), False) if chunk else (splitter.eof(), True)
+
+
 async def pump_lines(fd: int, splitter: _Lines, deliver_now: Any, deliver: Any) -> bool:
     """Read ``fd`` from a reader callback that stays registered with the asyncio loop (no
     add/remove of the fd per message, as ``anyio.wait_readable`` does), splitting lines and
@@ -138,18 +150,13 @@ async def pump_lines(fd: int, splitter: _Lines, deliver_now: Any, deliver: Any) 
 
     def on_readable() -> None:
         nonlocal eof
-        try:
-            chunk = os.read(fd, 65536)
-        except (BlockingIOError, InterruptedError):
+        got = _read_lines(fd, splitter)
+        if got is None:
             return
-        except OSError:
-            chunk = b""
-        lines = splitter.feed(chunk) if chunk else splitter.eof()
+        lines, eof = got
         for line in lines:
             if backlog or not deliver_now(line):
                 backlog.append(line)
-        if not chunk:
-            eof = True
         if backlog or eof:
             loop.remove_reader(fd)  # paused until the backlog is handed on
             wake.set()
@@ -176,9 +183,9 @@ async def pump_lines(fd: int, splitter: _Lines, deliver_now: Any, deliver: Any) 
 async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tuple[Any, Any]]:
     """(read_stream, write_stream) over this process's stdin/stdout, answering malformed lines.
 
-    Pipes (what an MCP client gives its server) are read and written from the event loop
-    (``wait_readable``/``wait_writable``), with no thread hop per message; anything else falls
-    back to a daemon reader thread and blocking writes.
+    Pipes (what an MCP client gives its server) are read and written from the event loop (a
+    reader callback, ``wait_readable`` off asyncio, ``wait_writable``), with no thread hop per
+    message; anything else falls back to a daemon reader thread and blocking writes.
     """
     restore: int | None = None
     in_fd = stdin.fileno() if stdin is not None else 0
@@ -205,16 +212,13 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
         """Fallback for a non-pollable stdin: a daemon thread (never joined at exit) with os.read."""
         try:
             while True:
-                try:
-                    chunk = os.read(in_fd, 65536)
-                except InterruptedError:
+                got = _read_lines(in_fd, splitter)
+                if got is None:
                     continue
-                except OSError:
-                    chunk = b""
-                items = splitter.feed(chunk) if chunk else [*splitter.eof(), b""]
-                for item in items:
+                items, end = got
+                for item in [*items, b""] if end else items:  # b"": the end, for thread_reader
                     anyio.from_thread.run(lines_send.send, item, token=token)
-                if not chunk:
+                if end:
                     return
         except Exception:  # noqa: BLE001 - the loop is gone (shutdown): just stop
             return
@@ -267,6 +271,12 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
             return False
         return True
 
+    def parsed(line: bytes) -> SessionMessage | None:
+        try:
+            return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+        except Exception:  # noqa: BLE001 - any invalid frame: the caller answers it
+            return None
+
     async def handle_line(line: bytes | None) -> bool:
         """Parse one line and hand it on (False: the session is gone, stop reading)."""
         if line is None:
@@ -277,12 +287,10 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
                     error=types.ErrorData(code=types.PARSE_ERROR, message="Parse error: message too large"),
                 )
             )
-        try:
-            msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        except Exception:  # noqa: BLE001 - any invalid frame
+        sm = parsed(line)
+        if sm is None:
             bad = error_for_bad_line(line)
             return await answer(bad) if bad is not None else True
-        sm = SessionMessage(msg)
         try:
             try:
                 read_send.send_nowait(sm)  # the session is waiting for it: no extra checkpoint
@@ -293,39 +301,34 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
         return True
 
     def deliver_now(line: bytes | None) -> bool:
-        if line is None:
+        """The synchronous fast path; False: ``handle_line`` takes it (a bad line, a full stream)."""
+        sm = parsed(line) if line is not None else None
+        if sm is None:
             return False
         try:
-            msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        except Exception:  # noqa: BLE001 - the async path answers it
-            return False
-        try:
-            read_send.send_nowait(SessionMessage(msg))
+            read_send.send_nowait(sm)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             return False
         return True
 
-    async def deliver(line: bytes | None) -> bool:
-        return await handle_line(line)
-
     async def loop_pump() -> None:
         """Read stdin from the event loop and parse inline (no task hop per message)."""
         async with read_send:
-            if await pump_lines(in_fd, splitter, deliver_now, deliver):
+            if await pump_lines(in_fd, splitter, deliver_now, handle_line):
                 return
             while True:
                 try:
                     await anyio.wait_readable(in_fd)
-                    chunk = os.read(in_fd, 65536)
-                except InterruptedError:
-                    continue
                 except OSError:
-                    chunk = b""
-                items = splitter.feed(chunk) if chunk else splitter.eof()
+                    pass  # the read below reports the end
+                got = _read_lines(in_fd, splitter)
+                if got is None:
+                    continue
+                items, end = got
                 for item in items:
                     if not await handle_line(item):
                         return
-                if not chunk:
+                if end:
                     return
 
     async def thread_reader() -> None:
