@@ -8,6 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The suite's property tests are repeatable: the same examples on every run, so CI passes or
+# fails on the change, not on the draw. `HYPOTHESIS_PROFILE=explore` searches fresh examples;
+# whatever it finds is pinned with @example before it is fixed.
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT.parent / "shared" / "spec"

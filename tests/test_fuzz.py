@@ -161,13 +161,28 @@ def policy_like(draw: st.DrawFn) -> dict:
     return doc
 
 
+def _strings_in(doc: object) -> str:
+    """Every key and string value of a JSON document, joined: the words the user wrote."""
+    if isinstance(doc, str):
+        return doc
+    if isinstance(doc, dict):
+        return "\n".join(_strings_in(k) + "\n" + _strings_in(v) for k, v in doc.items())
+    if isinstance(doc, list):
+        return "\n".join(_strings_in(v) for v in doc)
+    return ""
+
+
 def assert_loads_cleanly(doc: object) -> None:
     try:
         p = load_policy(doc if isinstance(doc, dict) else json.dumps(doc))
     except PlrError as e:
+        written = _strings_in(doc).lower()
         for d in e.diagnostics:
-            assert d.message and "Traceback" not in d.message
-            assert "ValidationError" not in d.message and "pydantic" not in d.message.lower(), d.message
+            assert d.message
+            # A message may quote the document back (a key named "pydantic" is the user's word);
+            # plr's internals must not show unless the user wrote that word themselves.
+            for internal in ("traceback", "validationerror", "pydantic"):
+                assert internal not in d.message.lower() or internal in written, d.message
         return
     assert isinstance(p, Policy)
     assert load_policy(p.to_json()) == p  # what loads, dumps and reloads identically
@@ -184,6 +199,8 @@ def test_loader_on_near_valid_documents(doc: dict) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(json_values)
+@example({"PYDANTIC": None})  # found by CI: an unknown key is quoted back; the oracle must allow it
+@example({"ValidationError": 1})
 def test_loader_on_random_json(doc: object) -> None:
     assert_loads_cleanly(doc)
 
