@@ -303,6 +303,7 @@ class Proxy:
         self._subscribing: dict[str, anyio.Lock] = {}  # one (un)subscribe of a URI at a time
         # a restarted server whose tools could not be re-checked: calls denied until a tools/list
         self._pins_unchecked = False
+        self._log_level: str | None = None  # the last logging/setLevel the server accepted, replayed after a restart
         self._last_hidden: frozenset[str] = frozenset(loaded.policy.hide)
         self._schemas: dict[str, Any] = {}
         self.pins: ToolPins = options.pins if options.pins is not None else ToolPins("deny")
@@ -567,8 +568,8 @@ class Proxy:
     async def prepare_restarted(self, client: Any) -> None:
         """Before a restarted server serves anyone: check its tools against the pins (a tool that
         changed while the server was down is withheld before any call can reach it, even from a
-        client that never lists tools again) and subscribe it to the resources the sessions had
-        subscribed to. Never raises: what fails is reported, and unchecked pins fail closed."""
+        client that never lists tools again), tell it the log level the clients had set, and
+        subscribe it to the resources the sessions had subscribed to. Never raises: what fails is reported, and unchecked pins fail closed."""
         timeout = self.opt.upstream_timeout or None
         if self.pins.mode != "off":
             try:
@@ -585,6 +586,13 @@ class Proxy:
             except Exception as e:  # noqa: BLE001
                 self._pins_unchecked = True
                 self.opt.stderr(f"plr proxy: could not check the restarted server's tools ({_why(e)}); calls are denied until a tools/list succeeds")
+        if self._log_level is not None:
+            try:
+                with anyio.fail_after(timeout):
+                    level = types.SetLevelRequest(params=types.SetLevelRequestParams(level=self._log_level))
+                    await client.session.send_request(level, types.EmptyResult)
+            except Exception as e:  # noqa: BLE001
+                self.opt.stderr(f"plr proxy: could not set the restarted server's log level ({_why(e)})")
         for uri in list(self._subscribers):
             try:
                 with anyio.fail_after(timeout):
@@ -1120,6 +1128,15 @@ class Proxy:
 
         return handler
 
+    async def _set_level(self, ctx: Any, params: Any) -> types.EmptyResult:
+        """logging/setLevel, forwarded; the level the server accepted is kept, so a restarted
+        server is told it again (``prepare_restarted``)."""
+        self._remember_front(ctx)
+        req = types.SetLevelRequest(params=types.SetLevelRequestParams.model_validate(_rebuild(params)))
+        result = await self._send(ctx, req, types.EmptyResult)
+        self._log_level = req.params.level
+        return result
+
     async def ping(self, ctx: Any, params: Any) -> types.EmptyResult:
         # answered by the proxy, but only while the upstream server answers too
         if self.up is not None and not self._up_modern:
@@ -1196,11 +1213,7 @@ class Proxy:
                 f(types.CompleteRequest, types.CompleteRequestParams, _RAW),
             )
         if caps.logging is not None:
-            server.add_request_handler(
-                "logging/setLevel",
-                types.SetLevelRequestParams,
-                f(types.SetLevelRequest, types.SetLevelRequestParams, types.EmptyResult),
-            )
+            server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self._set_level)
         init = server.create_initialization_options(
             NotificationOptions(
                 prompts_changed=bool(caps.prompts and caps.prompts.list_changed),

@@ -305,3 +305,19 @@ async def test_pins_are_checked_when_the_server_comes_back_not_only_at_the_next_
     new_pid = pids(rs)[-1]
     assert not [x for x in rs.calls() if x["pid"] == new_pid and x["tool"] == "get-task"]
     assert "tool `get-task` changed its description since it was pinned: withheld" in stderr_of(rs)
+
+
+@pytest.mark.filterwarnings("ignore:The logging capability is deprecated")  # handshake-era on purpose
+async def test_the_log_level_the_client_set_is_told_to_the_restarted_server(rs: ProxySetup) -> None:
+    """A client sets the server's log level once; a restarted server is told it again before
+    anyone is let through, so the client does not suddenly get a flood (or silence)."""
+    levels = rs.tmp / "levels.txt"
+    front = Front()
+    with anyio.fail_after(40):
+        async with stdio_proxy(rs, front, env={"FAKE_CODEX_LEVEL_FILE": str(levels)}) as c:
+            await c.set_logging_level("warning")
+            await kill_with_get_task(c)
+            await ok(c, "list-tasks")  # the new server is in place: prepared before this call
+    old, new = pids(rs)
+    assert levels.read_text().splitlines() == [f"{old} warning", f"{new} warning"]
+    no_traceback(stderr_of(rs))

@@ -11,6 +11,8 @@ Fault knobs (environment):
   server's stdin and stdout (a server whose helper outlives it), appending its pid to PATH.
 - ``FAKE_CODEX_FAIL_START_FILE=PATH``: while PATH exists, the process exits (code 5) as it starts
   (a restart that fails).
+- ``FAKE_CODEX_LEVEL_FILE=PATH``: the server offers logging; each ``logging/setLevel`` it
+  receives is appended to PATH as ``PID LEVEL``.
 - ``FAKE_CODEX_GET_TASK_DESCRIPTION_FILE=PATH``: if PATH exists at start, get-task's description
   is its text (a server that changed while it was down).
 
@@ -37,6 +39,7 @@ if __name__ == "__main__" and _FAIL_START and os.path.exists(_FAIL_START):
 
 import anyio
 from mcp.server import MCPServer
+from mcp import types
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel
 
@@ -135,6 +138,15 @@ def review(task_id: str) -> str:
     return f"Please review task {task_id}."
 
 
+_LEVEL_FILE = os.environ.get("FAKE_CODEX_LEVEL_FILE")
+
+
+async def _set_level(ctx: Any, params: Any) -> types.EmptyResult:
+    with open(_LEVEL_FILE or os.devnull, "a", encoding="utf-8") as f:
+        f.write(f"{os.getpid()} {params.level}\n")
+    return types.EmptyResult()
+
+
 async def _serve_stdio() -> None:
     """stdio with our own streams, so a fault knob can write raw bytes onto the wire."""
     global _WIRE_FD
@@ -145,6 +157,8 @@ async def _serve_stdio() -> None:
     out = os.fdopen(_WIRE_FD, "w", encoding="utf-8", buffering=1, closefd=False)
     async with stdio_server(anyio.wrap_file(sys.stdin), anyio.wrap_file(out)) as (r, w):
         low = mcp._lowlevel_server  # noqa: SLF001 - test server
+        if _LEVEL_FILE:
+            low.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _set_level)
         await low.run(r, w, low.create_initialization_options())
 
 
