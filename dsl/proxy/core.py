@@ -220,6 +220,18 @@ def _rebuild(params: Any, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     return d
 
 
+@dataclass(slots=True)
+class ToolCall:
+    """One tools/call as the proxy decides and audits it: what is asked, by whom, and the id
+    that ties its audit records together (a 2026-07-28 approval retry takes the first round's)."""
+
+    id: str
+    tool: str
+    args: Any
+    session: str
+    identity: str | None
+
+
 class UpstreamGone(Exception):
     pass
 
@@ -417,59 +429,9 @@ class Proxy:
 
     # -- audit ---------------------------------------------------------------------------
 
-    def record(
-        self,
-        *,
-        call: str,
-        ctx_session: str,
-        identity: str | None,
-        tool: str,
-        args: Any,
-        effect: str,
-        code: str,
-        reason: str,
-        rule: str | None,
-        latency_us: int,
-        retry_after: float | None = None,
-        approval: str | None = None,
-        approval_id: str | None = None,
-        policy_sha256: str | None = None,
-    ) -> None:
-        """Write one decision record (raises OSError if it cannot be written)."""
-        if self.audit is None:
-            return
-        rec: dict[str, Any] = {
-            "ts": utc_now(),
-            "session": ctx_session,
-            "identity": identity,
-            "server": self.server_name,
-            "tool": tool,
-            "args_sha256": args_sha256(args),
-            "effect": effect,
-            "code": code,
-            "rule": rule,
-            "reason": reason,
-            "policy_sha256": policy_sha256 or self.loaded.sha256,
-            "latency_us": latency_us,
-            "call": call,
-        }
-        if retry_after is not None:
-            rec["retry_after"] = retry_after
-        if approval is not None:
-            rec["approval"] = approval
-        if approval_id is not None:
-            rec["approval_id"] = approval_id
-        if self.opt.log_args:
-            rec["args"] = redact(args)
-        self.audit.write(rec)
-
     def record_decision(
         self,
-        call: str,
-        session: str,
-        identity: str | None,
-        tool: str,
-        args: Any,
+        c: ToolCall,
         d: Decision,
         latency_us: int,
         *,
@@ -477,34 +439,48 @@ class Proxy:
         approval: str | None = None,
         approval_id: str | None = None,
     ) -> None:
-        """``record`` with the outcome fields taken from the decision (effect may be overridden)."""
-        self.record(
-            call=call,
-            ctx_session=session,
-            identity=identity,
-            tool=tool,
-            args=args,
-            effect=effect or d.effect,
-            code=d.code,
-            reason=d.reason,
-            rule=d.rule,
-            latency_us=latency_us,
-            retry_after=d.retry_after,
-            approval=approval,
-            approval_id=approval_id,
-        )
+        """Write one decision record, outcome from ``d`` (effect may be overridden: an
+        ``approval_required`` that was not approved is logged as a deny). Raises OSError if it
+        cannot be written."""
+        if self.audit is None:
+            return
+        rec: dict[str, Any] = {
+            "ts": utc_now(),
+            "session": c.session,
+            "identity": c.identity,
+            "server": self.server_name,
+            "tool": c.tool,
+            "args_sha256": args_sha256(c.args),
+            "effect": effect or d.effect,
+            "code": d.code,
+            "rule": d.rule,
+            "reason": d.reason,
+            "policy_sha256": self.loaded.sha256,
+            "latency_us": latency_us,
+            "call": c.id,
+        }
+        if d.retry_after is not None:
+            rec["retry_after"] = d.retry_after
+        if approval is not None:
+            rec["approval"] = approval
+        if approval_id is not None:
+            rec["approval_id"] = approval_id
+        if self.opt.log_args:
+            rec["args"] = redact(c.args)
+        self.audit.write(rec)
 
-    def decide(self, tool: str, args: Any, session: str, identity: str | None, approved: bool) -> tuple[Decision, int]:
+    def decide(self, c: ToolCall, approved: bool) -> tuple[Decision, int]:
+        """The decision for ``c`` and how long it took (µs). Never raises: an error is a deny."""
         t0 = time.perf_counter_ns()
         try:
-            changed = self.pins.withheld(tool)
+            changed = self.pins.withheld(c.tool)
             if changed is not None:  # before the engine: a withheld tool counts against no limit
                 return Decision("deny", "tool_changed", changed.reason()), (time.perf_counter_ns() - t0) // 1000
             if self._pins_unchecked:
                 why = "the restarted server's tools could not be checked against their pins; list the tools again"
                 return Decision("deny", "tool_changed", why), (time.perf_counter_ns() - t0) // 1000
             d = self.engine.decide(
-                tool, args, identity=identity, session=session, server=self.server_name, approved=approved
+                c.tool, c.args, identity=c.identity, session=c.session, server=self.server_name, approved=approved
             )
         except Exception as e:  # noqa: BLE001 - the engine promises not to raise; fail closed if it does
             d = Decision("deny", "error", f"internal error while deciding: {type(e).__name__}: {e}")
@@ -832,32 +808,26 @@ class Proxy:
         self, ctx: Any, params: types.CallToolRequestParams
     ) -> types.CallToolResult | types.InputRequiredResult:
         self._remember_front(ctx)
-        tool = params.name
         args = params.arguments if params.arguments is not None else {}
-        call = uuid.uuid4().hex[:16]
+        c = ToolCall(uuid.uuid4().hex[:16], params.name, args, session="?", identity=None)
         try:
-            session = self.session_of(ctx)
-            identity = self.identity_of(ctx)
-        except Exception as e:  # noqa: BLE001
-            return self._fail_closed(tool, args, call, "?", None, e)
-        try:
-            d, us = self.decide(tool, args, session, identity, False)
+            c.session = self.session_of(ctx)
+            c.identity = self.identity_of(ctx)
+            d, us = self.decide(c, False)
             approval = approval_id = None
             if d.effect == "approval_required":
-                outcome = await self._approve(ctx, params, tool, args, d, us, call, session, identity)
+                outcome = await self._approve(ctx, params, c, d, us)
                 if isinstance(outcome, types.InputRequiredResult | types.CallToolResult):
                     return outcome
-                d, us, approval, approval_id, call = outcome
+                d, us, approval, approval_id = outcome
             if d.effect != "allow":
-                self.record_decision(
-                    call, session, identity, tool, args, d, us, effect="deny", approval=approval, approval_id=approval_id
-                )
-                return self.denied(tool, d)
-            self.record_decision(call, session, identity, tool, args, d, us, approval=approval, approval_id=approval_id)
+                self.record_decision(c, d, us, effect="deny", approval=approval, approval_id=approval_id)
+                return self.denied(c.tool, d)
+            self.record_decision(c, d, us, approval=approval, approval_id=approval_id)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
-            return self._fail_closed(tool, args, call, session, identity, e)
+            return self._fail_closed(c, e)
         # -- allowed and logged: forward ------------------------------------------------
         fwd = _rebuild(params)
         fwd["arguments"] = params.arguments
@@ -873,22 +843,20 @@ class Proxy:
         req = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd))
         return await self._send(ctx, req, _RAW, progress=True)
 
-    def _fail_closed(
-        self, tool: str, args: Any, call: str, session: str, identity: str | None, e: BaseException
-    ) -> types.CallToolResult:
+    def _fail_closed(self, c: ToolCall, e: BaseException) -> types.CallToolResult:
         d = Decision("deny", "error", f"internal error in the proxy: {type(e).__name__}: {_short(str(e), 200)}")
-        log.error("plr proxy: denying %s: %s", tool, d.reason)
-        self.opt.stderr(f"plr proxy: denied {tool} after an internal error: {type(e).__name__}: {e}")
+        log.error("plr proxy: denying %s: %s", c.tool, d.reason)
+        self.opt.stderr(f"plr proxy: denied {c.tool} after an internal error: {type(e).__name__}: {e}")
         try:
-            self.record_decision(call, session, identity, tool, args, d, 0)
+            self.record_decision(c, d, 0)
         except Exception as e2:  # noqa: BLE001
             self.opt.stderr(f"plr proxy: could not write the audit record: {e2}")
-        return self.denied(tool, d)
+        return self.denied(c.tool, d)
 
     # -- approvals --------------------------------------------------------------------------
 
-    def _approval_message(self, tool: str, args: Any, d: Decision) -> str:
-        return f"Allow {tool}({_short(canonical_args(args), 600)})? {d.reason}"
+    def _approval_message(self, c: ToolCall, d: Decision) -> str:
+        return f"Allow {c.tool}({_short(canonical_args(c.args), 600)})? {d.reason}"
 
     @staticmethod
     def _form_capable(ctx: Any) -> bool:
@@ -898,18 +866,7 @@ class Proxy:
             return False
         return el.form is not None or el.url is None  # `{}` means form (2025-06-18 wording)
 
-    async def _approve(
-        self,
-        ctx: Any,
-        params: types.CallToolRequestParams,
-        tool: str,
-        args: Any,
-        d: Decision,
-        us: int,
-        call: str,
-        session: str,
-        identity: str | None,
-    ) -> Any:
+    async def _approve(self, ctx: Any, params: types.CallToolRequestParams, c: ToolCall, d: Decision, us: int) -> Any:
         """Ask a human. Returns a final (Decision, latency, channel, id), or a result to return as is."""
         mode = self.opt.approval_mode
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
@@ -918,33 +875,25 @@ class Proxy:
             nd = Decision(
                 "deny", d.code, f"{d.reason} (approval required, but no approval channel is available)", d.rule
             )
-            return nd, us, "unavailable", None, call
+            return nd, us, "unavailable", None
         use_elicit = mode == "elicit" or (mode == "auto" and can_elicit)
         if use_elicit and modern:
-            return await self._approve_modern(ctx, params, tool, args, d, us, call, session, identity)
+            return await self._approve_modern(ctx, params, c, d, us)
         # ask-record first (the operator's tail -f sees the pending call)
-        self.record_decision(call, session, identity, tool, args, d, us, approval="elicitation" if use_elicit else "queue")
+        self.record_decision(c, d, us, approval="elicitation" if use_elicit else "queue")
         if use_elicit:
-            answer = await self._elicit_legacy(ctx, tool, args, d)
+            answer = await self._elicit_legacy(ctx, c, d)
             channel, aid = "elicitation", None
         else:
-            answer, aid = await self._ask_queue(tool, args, d, session, identity)
+            answer, aid = await self._ask_queue(c, d)
             channel = "queue"
-        return (*self._after_answer(answer, tool, args, d, session, identity, channel, aid), call)
+        return self._after_answer(answer, c, d, channel, aid)
 
     def _after_answer(
-        self,
-        answer: str,
-        tool: str,
-        args: Any,
-        d: Decision,
-        session: str,
-        identity: str | None,
-        channel: str,
-        aid: str | None,
+        self, answer: str, c: ToolCall, d: Decision, channel: str, aid: str | None
     ) -> tuple[Decision, int, str, str | None]:
         if answer == "granted":
-            nd, us2 = self.decide(tool, args, session, identity, True)
+            nd, us2 = self.decide(c, True)
             if nd.effect == "approval_required":  # cannot happen with approved=True; fail closed anyway
                 nd = Decision("deny", nd.code, nd.reason, nd.rule)
             return nd, us2, channel, aid
@@ -958,8 +907,8 @@ class Proxy:
         code = codes.get(answer, "approval_unavailable")
         return Decision("deny", code, f"{d.reason} ({why})", d.rule), 0, channel, aid  # type: ignore[arg-type]
 
-    async def _elicit_legacy(self, ctx: Any, tool: str, args: Any, d: Decision) -> str:
-        msg = self._approval_message(tool, args, d)
+    async def _elicit_legacy(self, ctx: Any, c: ToolCall, d: Decision) -> str:
+        msg = self._approval_message(c, d)
         try:
             with anyio.fail_after(self.opt.approval_timeout):
                 res = await ctx.session.elicit_form(msg, APPROVAL_SCHEMA, related_request_id=ctx.request_id)
@@ -968,7 +917,7 @@ class Proxy:
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as e:  # noqa: BLE001 - the client failed to answer: not approved
-            self.opt.stderr(f"plr proxy: elicitation failed for {tool}: {type(e).__name__}: {e}")
+            self.opt.stderr(f"plr proxy: elicitation failed for {c.tool}: {type(e).__name__}: {e}")
             return "unavailable"
         ok = res.action == "accept" and (res.content or {}).get("approve") is True
         return "granted" if ok else "denied"
@@ -980,21 +929,19 @@ class Proxy:
             self._queue = open_queue(self.opt.state, self.opt.approvals_db or default_db_path(self.opt.audit_path))
         return self._queue
 
-    async def _ask_queue(
-        self, tool: str, args: Any, d: Decision, session: str, identity: str | None
-    ) -> tuple[str, str | None]:
+    async def _ask_queue(self, c: ToolCall, d: Decision) -> tuple[str, str | None]:
         try:
             q = self._queue_obj()
-            shown = json.dumps(redact(args), ensure_ascii=False, sort_keys=True, default=repr)[:4000]
-            h = args_sha256(args)
+            shown = json.dumps(redact(c.args), ensure_ascii=False, sort_keys=True, default=repr)[:4000]
+            h = args_sha256(c.args)
             aid = await anyio.to_thread.run_sync(
                 lambda: q.file(
-                    tool=tool,
+                    tool=c.tool,
                     args_text=shown,
                     args_hash=h,
                     timeout=self.opt.approval_timeout,
-                    session=session,
-                    identity=identity,
+                    session=c.session,
+                    identity=c.identity,
                     server=self.server_name,
                     rule=d.rule,
                     reason=d.reason,
@@ -1009,7 +956,7 @@ class Proxy:
             return "unavailable", None
         db = q.cli_hint
         self.opt.stderr(
-            f"plr proxy: approval needed for {tool} ({d.reason}); "
+            f"plr proxy: approval needed for {c.tool} ({d.reason}); "
             f"run `plr approvals{db} grant {aid}` or `plr approvals{db} deny {aid}` "
             f"within {_secs(self.opt.approval_timeout)} s"
         )
@@ -1024,8 +971,8 @@ class Proxy:
             return "unavailable", aid
 
     # 2026-07-28: return InputRequiredResult; the retried call carries the answer
-    def _fingerprint(self, tool: str, args: Any) -> str:
-        return hashlib.sha256(f"{tool}\x00{canonical_args(args)}".encode("utf-8", "surrogatepass")).hexdigest()
+    def _fingerprint(self, c: ToolCall) -> str:
+        return hashlib.sha256(f"{c.tool}\x00{canonical_args(c.args)}".encode("utf-8", "surrogatepass")).hexdigest()
 
     def _seal(self, payload: dict[str, Any]) -> str:
         body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
@@ -1055,53 +1002,34 @@ class Proxy:
         return True
 
     async def _approve_modern(
-        self,
-        ctx: Any,
-        params: types.CallToolRequestParams,
-        tool: str,
-        args: Any,
-        d: Decision,
-        us: int,
-        call: str,
-        session: str,
-        identity: str | None,
+        self, ctx: Any, params: types.CallToolRequestParams, c: ToolCall, d: Decision, us: int
     ) -> Any:
-        fp = self._fingerprint(tool, args)
+        fp = self._fingerprint(c)
         responses = params.input_responses or {}
         resp = responses.get(APPROVAL_KEY)
         if resp is None:
             # first round: ask, bound to this exact call, this session and a deadline
             nonce = uuid.uuid4().hex
-            state = self._seal({"fp": fp, "sess": session, "iat": time.time(), "n": nonce, "call": call})
-            self.record_decision(call, session, identity, tool, args, d, us, approval="elicitation")
+            state = self._seal({"fp": fp, "sess": c.session, "iat": time.time(), "n": nonce, "call": c.id})
+            self.record_decision(c, d, us, approval="elicitation")
             req = types.ElicitRequest(
                 params=types.ElicitRequestFormParams(
-                    message=self._approval_message(tool, args, d), requested_schema=APPROVAL_SCHEMA
+                    message=self._approval_message(c, d), requested_schema=APPROVAL_SCHEMA
                 )
             )
             return types.InputRequiredResult(input_requests={APPROVAL_KEY: req}, request_state=state)
         # the retry: request_state is attacker-controlled until verified
         st = self._unseal(params.request_state)
-        if st is None or st.get("fp") != fp or st.get("sess") != session:
-            return (
-                Decision("deny", "approval_unavailable", f"{d.reason} (the approval does not match this call)", d.rule),
-                0,
-                "elicitation",
-                None,
-                call,
-            )
-        call = str(st.get("call") or call)
+        if st is None or st.get("fp") != fp or st.get("sess") != c.session:
+            why = f"{d.reason} (the approval does not match this call)"
+            return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None
+        c.id = str(st.get("call") or c.id)  # the retry's records join the first round's
         issued = float(st.get("iat", 0))
         if time.time() - issued > self.opt.approval_timeout:
             answer = "expired"
         elif not self._spend_nonce(str(st.get("n")), issued + self.opt.approval_timeout):
-            return (
-                Decision("deny", "approval_unavailable", f"{d.reason} (this approval was already used)", d.rule),
-                0,
-                "elicitation",
-                None,
-                call,
-            )
+            why = f"{d.reason} (this approval was already used)"
+            return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None
         else:
             ok = (
                 isinstance(resp, types.ElicitResult)
@@ -1109,11 +1037,11 @@ class Proxy:
                 and (resp.content or {}).get("approve") is True
             )
             answer = "granted" if ok else "denied"
-        nd, us2, channel, aid = self._after_answer(answer, tool, args, d, session, identity, "elicitation", None)
+        nd, us2, channel, aid = self._after_answer(answer, c, d, "elicitation", None)
         if nd.effect != "allow":
-            self.record_decision(call, session, identity, tool, args, nd, us2, effect="deny", approval=channel)
-            return self.denied(tool, nd)
-        return nd, us2, channel, aid, call
+            self.record_decision(c, nd, us2, effect="deny", approval=channel)
+            return self.denied(c.tool, nd)
+        return nd, us2, channel, aid
 
     # -- handlers: everything else (forwarded) ---------------------------------------------
 
