@@ -547,21 +547,7 @@ class Proxy:
         client that never lists tools again), tell it the log level the clients had set, and
         subscribe it to the resources the sessions had subscribed to. Never raises: what fails is reported, and unchecked pins fail closed."""
         timeout = self.opt.upstream_timeout or None
-        if self.pins.mode != "off":
-            try:
-                with anyio.fail_after(timeout):
-                    cursor: str | None = None
-                    for _ in range(1000):  # pages, bounded
-                        req = types.ListToolsRequest(params=types.PaginatedRequestParams(cursor=cursor))
-                        res = await client.session.send_request(req, _RAW)
-                        self._review_pins(res.get("tools") or [])
-                        cursor = res.get("nextCursor")
-                        if not isinstance(cursor, str):
-                            break
-                self._pins_unchecked = False
-            except Exception as e:  # noqa: BLE001
-                self._pins_unchecked = True
-                self.opt.stderr(f"plr proxy: could not check the restarted server's tools ({_why(e)}); calls are denied until a tools/list succeeds")
+        await self._recheck_pins(client)
         if self._log_level is not None:
             try:
                 with anyio.fail_after(timeout):
@@ -580,6 +566,32 @@ class Proxy:
                     link = self.links.get(key)
                     if link is not None:
                         link.subscriptions.discard(uri)
+
+    async def _recheck_pins(self, client: Any) -> None:
+        """List a server's tools (that came back after a restart or a lost session) and check them
+        against the pins now, not at the client's next tools/list. Never raises: if the list
+        fails, every call is denied (``tool_changed``) until a tools/list succeeds."""
+        if self.pins.mode == "off":
+            return
+        try:
+            with anyio.fail_after(self.opt.upstream_timeout or None):
+                cursor: str | None = None
+                for _ in range(1000):  # pages, bounded
+                    req = types.ListToolsRequest(params=types.PaginatedRequestParams(cursor=cursor))
+                    res = await client.session.send_request(req, _RAW)
+                    self._review_pins(res.get("tools") or [])
+                    cursor = res.get("nextCursor")
+                    if not isinstance(cursor, str):
+                        break
+            self._pins_unchecked = False
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as e:  # noqa: BLE001
+            self._pins_unchecked = True
+            self.opt.stderr(
+                f"plr proxy: could not check the server's tools against their pins ({_why(e)}); "
+                "calls are denied until a tools/list succeeds"
+            )
 
     def upstream_back(self, client: Any) -> None:
         """The restarted server is ready (``prepare_restarted``): waiting requests go to it, and
@@ -641,12 +653,43 @@ class Proxy:
             finally:
                 self._stateless_inflight -= 1
         with link.waiting(ctx):  # relays for this session ride this request's stream meanwhile
-            if self.session_client is not None and link.up is None and open_session:
-                await self._open_link_upstream(link)
+            if self.session_client is not None and open_session:
+                if link.lost:
+                    await self._upstream_forgot(link)
+                if link.up is None:
+                    await self._open_link_upstream(link)
             session = link.up.session if link.up is not None else await self._upstream()
-            result = await self._exchange(ctx, session, request, result_type, progress)
+            try:
+                result = await self._exchange(ctx, session, request, result_type, progress)
+            except MCPError:
+                if not link.lost:
+                    raise
+                await self._upstream_forgot(link)
+                raise MCPError(
+                    code=types.INTERNAL_ERROR,
+                    message="plr: the upstream MCP server no longer knows this session (did it restart?); "
+                    "the request failed and was not re-sent; the next request opens a new upstream session",
+                ) from None
         await link.settle()
         return result
+
+    async def _upstream_forgot(self, link: FrontLink) -> None:
+        """The upstream answered 404 to this front session's upstream session id (``--upstream
+        URL``; it restarted or expired the session): drop that session, so the next request opens
+        a new one, as the spec asks of a client; tell the front session its tools may differ.
+        What the old session held upstream (subscriptions, log level) is not carried over."""
+        async with link.opening:
+            if not link.lost:
+                return  # another request of this session got here first
+            self.opt.stderr(
+                f"plr proxy: the upstream server forgot the session of client session {link.key[:12]}; "
+                "a new one is opened for its next request"
+            )
+            await link.drop()
+            link.recheck_pins = True
+        tg = getattr(self, "_tg", None)
+        if tg is not None:
+            tg.start_soon(self._notify_quietly, link.session, types.ToolListChangedNotification())
 
     async def _open_link_upstream(self, link: FrontLink) -> None:
         """Open the front session's own upstream session (``--upstream URL``), within
@@ -669,7 +712,7 @@ class Proxy:
                 )
             assert self.session_client is not None
             try:
-                client = self.session_client(**self._link_callbacks(link))
+                client = self.session_client(link.loss_reporter(), **self._link_callbacks(link))
                 self._open_upstreams += 1  # given back by _upstream_closed when the client's task ends
                 await link.open(
                     client,
@@ -677,6 +720,9 @@ class Proxy:
                     self.opt.upstream_timeout,
                     self._upstream_closed,
                 )
+                if link.recheck_pins:  # a server that came back may have changed while it was away
+                    link.recheck_pins = False
+                    await self._recheck_pins(link.up)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as e:  # noqa: BLE001

@@ -75,7 +75,10 @@ class FrontLink:
     up: Any = None  # its own upstream mcp.Client (--upstream URL), once opened
     subscriptions: set[str] = field(default_factory=set)  # resource URIs it subscribed to (shared upstream)
     ended: bool = False
+    lost: bool = False  # the upstream answered 404 to its session id: it forgot the session
+    recheck_pins: bool = False  # the next upstream session is the server coming back: check its tools
     opening: anyio.Lock = field(default_factory=anyio.Lock)
+    _generation: int = 0  # of the upstream client: a loss reported by an older one is ignored
     _closing: anyio.Event = field(default_factory=anyio.Event)
     _done: anyio.Event | None = None
     _scope: anyio.CancelScope | None = None
@@ -119,6 +122,18 @@ class FrontLink:
             for done in pending:
                 await done.wait()
 
+    def loss_reporter(self) -> Callable[[], None]:
+        """For the upstream client about to be opened: called when the upstream answers 404 to
+        its session id (the server forgot the session: it restarted, or expired it)."""
+        self._generation += 1
+        generation = self._generation
+
+        def lost() -> None:
+            if generation == self._generation and not self.ended:
+                self.lost = True
+
+        return lost
+
     async def open(
         self,
         client: Any,
@@ -127,11 +142,13 @@ class FrontLink:
         on_closed: Callable[[], None],
     ) -> None:
         """Enter ``client`` (an unentered ``mcp.Client``) in a task of its own that holds it until
-        ``close``; ``on_closed`` runs once when that task ends. Raises if the upstream does not
-        complete its handshake (within ``timeout`` seconds)."""
+        ``close`` or ``drop``; ``on_closed`` runs once when that task ends. Raises if the upstream
+        does not complete its handshake (within ``timeout`` seconds)."""
         ready = anyio.Event()
         self._done = done = anyio.Event()
         self._scope = scope = anyio.CancelScope()
+        self._closing = closing = anyio.Event()
+        self.lost = False
         failure: list[BaseException] = []
 
         async def hold() -> None:
@@ -140,11 +157,12 @@ class FrontLink:
                     async with client as entered:
                         self.up = entered
                         ready.set()
-                        await self._closing.wait()
+                        await closing.wait()
             except Exception as e:  # noqa: BLE001 - handed to the request that opened it
                 failure.append(e)
             finally:
-                self.up = None
+                if self._closing is closing:  # not already replaced by a newer upstream session
+                    self.up = None
                 ready.set()
                 done.set()
                 on_closed()
@@ -160,6 +178,14 @@ class FrontLink:
         """The front session ended: close its upstream session (the SDK sends the upstream a
         DELETE), cancelling it after ``grace`` seconds."""
         self.ended = True
+        await self.drop(grace)
+
+    async def drop(self, grace: float = 3.0) -> None:
+        """Close the upstream session but not the front session: the next request opens a new
+        one (the upstream forgot this one)."""
+        self._generation += 1  # the old client's last words (a 404 to its DELETE) are not a loss
+        self.lost = False
+        self.up = None  # no new request goes to the old session
         self._closing.set()
         if self._done is None:
             return

@@ -12,10 +12,11 @@ A command upstream is supervised and restarted when it dies (``upstream.Upstream
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -159,13 +160,31 @@ async def _serve_front(
 
 def _session_client_factory(url: str, info: types.Implementation) -> Any:
     """Builds one front session's own upstream client (handshake era: the shared client found the
-    upstream speaks it, so no probe); the proxy passes the callbacks that relay to that session."""
+    upstream speaks it, so no probe); the proxy passes the callbacks that relay to that session,
+    and ``on_lost``, called when the upstream answers 404 to the session's id (it forgot it)."""
     from mcp import Client
 
-    def make(**callbacks: Any) -> Any:
-        return Client(url, mode="legacy", cache=None, client_info=info, **callbacks)
+    def make(on_lost: Callable[[], None], **callbacks: Any) -> Any:
+        return Client(_watched_http(url, on_lost), mode="legacy", cache=None, client_info=info, **callbacks)
 
     return make
+
+
+@contextlib.asynccontextmanager
+async def _watched_http(url: str, on_lost: Callable[[], None]) -> AsyncIterator[Any]:
+    """The SDK's streamable HTTP transport, watching for the one answer that means the server no
+    longer knows the session: HTTP 404 to a request that carries its ``Mcp-Session-Id`` (the SDK
+    turns it into a JSON-RPC error whose wording depends on the server)."""
+    from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+    async def watch(response: Any) -> None:
+        if response.status_code == 404 and response.request.headers.get("mcp-session-id"):
+            on_lost()
+
+    async with create_mcp_http_client() as http:
+        http.event_hooks["response"].append(watch)
+        async with streamable_http_client(url, http_client=http) as streams:
+            yield streams
 
 
 async def _on_signals(stopping: anyio.Event, report: Any) -> None:

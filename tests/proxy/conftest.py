@@ -183,9 +183,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def http_server(script: Path, env: dict[str, str]) -> Iterator[str]:
-    """A test MCP server (``script --http PORT``) on 127.0.0.1; yields its URL."""
-    port = free_port()
+def http_server(script: Path, env: dict[str, str], port: int | None = None) -> Iterator[str]:
+    """A test MCP server (``script --http PORT``) on 127.0.0.1 (``port``, or a free one); yields its URL."""
+    port = port or free_port()
     proc = subprocess.Popen(
         [sys.executable, str(script), "--http", str(port)],
         cwd=str(ROOT),

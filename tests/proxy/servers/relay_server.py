@@ -8,7 +8,8 @@ Tools: ``whoami`` (the server-side session id), ``say`` (a log message to the ca
 ``work`` (progress to the caller), ``ask`` (an elicitation to the caller), ``sample`` and
 ``roots`` (sampling and roots requests to the caller), ``caps`` (what the caller declared),
 ``wait`` (sleeps; records a cancellation), ``change`` (``notifications/tools/list_changed`` to
-every live session), ``put``/``get`` (state shared by every session of this process).
+every live session), ``put``/``get`` (state shared by every session of this process;
+``RELAY_GET_DESCRIPTION`` sets ``get``'s description).
 
 Run: ``python relay_server.py`` (stdio) or ``python relay_server.py --http PORT``.
 """
@@ -193,7 +194,7 @@ async def put(key: str, value: str, ctx: Context) -> str:
     return "ok"
 
 
-@mcp.tool()
+@mcp.tool(description=os.environ.get("RELAY_GET_DESCRIPTION"))  # a server that comes back changed
 async def get(key: str, ctx: Context) -> str:
     _track(ctx)
     return STORE.get(key, "")
