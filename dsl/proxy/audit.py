@@ -119,6 +119,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._ino: tuple[int, int] | None = None
+        self._torn = False  # a write failed part-way: end that line before the next record
         self.records = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open()
@@ -128,17 +129,24 @@ class AuditLog:
     def _open(self) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         st = os.fstat(fd)
-        if st.st_size > 0:
-            # a previous crash may have left a torn last line: end it so our first record is whole
-            try:
-                with open(self.path, "rb") as f:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        os.write(fd, b"\n")
-            except OSError:
-                pass
         self._fd = fd
         self._ino = (st.st_dev, st.st_ino)
+        self._end_torn_line()  # a previous crash may have left a torn last line
+
+    def _end_torn_line(self) -> None:
+        """End a last line that a crash or a failed write (disk full) left without its newline,
+        so the next record starts a line of its own instead of being glued to the torn one."""
+        assert self._fd is not None
+        try:
+            if os.fstat(self._fd).st_size == 0:
+                return
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
+            self._torn = False
+        except OSError:
+            pass  # still failing: the next write tries again, and fails (denying) if it must
 
     def _reopen_if_moved(self) -> None:
         """Another process rotated the file: follow the name to the new file."""
@@ -200,6 +208,8 @@ class AuditLog:
                 self._open()
             self._reopen_if_moved()
             assert self._fd is not None
+            if self._torn:
+                self._end_torn_line()
             view = memoryview(line)
             while view:
                 try:
@@ -211,6 +221,7 @@ class AuditLog:
                         self._close_fd()
                         self._open()
                         continue
+                    self._torn = True
                     raise
                 view = view[n:]
             if self.fsync:

@@ -54,6 +54,36 @@ def test_audit_lines_are_whole_even_after_a_torn_write(tmp_path: Path) -> None:
     assert "skipped a line" in out.stderr_text
 
 
+def test_a_write_that_fails_part_way_does_not_swallow_the_next_record(tmp_path: Path, monkeypatch) -> None:
+    """Disk full in the middle of a record: that write fails (the proxy then denies the call),
+    and the next record, once there is room again, is a line of its own, not glued to the torn one."""
+    import errno
+
+    import dsl.proxy.audit as audit_mod
+
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path)
+    log.write(rec(1))
+    real_write = os.write
+    calls = {"n": 0}
+
+    def full_disk(fd: int, data) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[:20]))  # part of the record gets in ...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ... then the disk is full
+
+    monkeypatch.setattr(audit_mod.os, "write", full_disk)
+    with pytest.raises(OSError):
+        log.write(rec(2))
+    monkeypatch.setattr(audit_mod.os, "write", real_write)
+    log.write(rec(3))
+    log.close()
+    errors: list[str] = []
+    assert [r["latency_us"] for r in read_records([path], errors)] == [1, 3]
+    assert len(errors) == 1 and "torn" in errors[0]
+
+
 def test_audit_rotation_keeps_every_record(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     log = AuditLog(path, max_bytes=2000, backups=50)
