@@ -74,6 +74,9 @@ DECISION_META_KEY = "plr/decision"
 ApprovalMode = Literal["auto", "elicit", "queue", "deny"]
 
 RELAY_SEND_TIMEOUT = 5.0  # seconds a relayed notification may wait on one client
+# how long a request the proxy abandoned (deadline, cancel) keeps the shared server's messages
+# from being attributed to another session: a server that ignores the cancellation may still run
+ABANDONED_WINDOW = 600.0
 
 # what the SDK's own client answers when it has no callback for a server-to-client request
 _NOT_SUPPORTED = {
@@ -232,6 +235,11 @@ class ToolCall:
     identity: str | None
 
 
+class UpstreamTimeout(MCPError):
+    """The proxy's deadline for an upstream request passed: the client got this error, while
+    the server may still be working on the request."""
+
+
 class UpstreamGone(Exception):
     pass
 
@@ -311,6 +319,9 @@ class Proxy:
         # HTTP with a shared upstream: stateless requests waiting on it (they have no FrontLink, but a
         # server-to-client request could be meant for them), and who subscribed to which resource
         self._stateless_inflight = 0
+        # requests the proxy gave up on (timeout, client cancel) that the shared server may still be
+        # working on, by front session key ("" for stateless): its messages could be theirs
+        self._abandoned: dict[str, float] = {}
         self._subscribers: dict[str, set[str]] = {}
         self._subscribing: dict[str, anyio.Lock] = {}  # one (un)subscribe of a URI at a time
         # a restarted server whose tools could not be re-checked: calls denied until a tools/list
@@ -649,10 +660,11 @@ class Proxy:
         if link is None:
             self._stateless_inflight += 1
             try:
-                return await self._exchange(ctx, await self._upstream(), request, result_type, progress)
+                with self._noting_abandoned(""):
+                    return await self._exchange(ctx, await self._upstream(), request, result_type, progress)
             finally:
                 self._stateless_inflight -= 1
-        with link.waiting(ctx):  # relays for this session ride this request's stream meanwhile
+        with link.waiting(ctx), self._noting_abandoned(link.key):  # relays for this session ride this request's stream meanwhile
             if self.session_client is not None and open_session:
                 if link.lost:
                     await self._upstream_forgot(link)
@@ -672,6 +684,33 @@ class Proxy:
                 ) from None
         await link.settle()
         return result
+
+    @contextmanager
+    def _noting_abandoned(self, key: str) -> Iterator[None]:
+        """Remember a request the proxy stopped waiting for (its deadline, or the client cancelled)
+        while the server may still be working on it: what that server sends next may be that
+        request's, so it must not be taken for another session's (``_sole_caller``)."""
+        try:
+            yield
+        except BaseException as e:
+            if isinstance(e, (UpstreamTimeout, anyio.get_cancelled_exc_class())):
+                self._abandoned[key] = time.monotonic()
+            raise
+
+    def _sole_caller(self) -> FrontLink | None:
+        """On a shared upstream over HTTP, the one front session whose request the server can be
+        working on now, or None when that is not sure: several sessions (or a stateless caller)
+        in flight, or another caller's request abandoned in the last ``ABANDONED_WINDOW`` s."""
+        waiting = [x for x in self.links.values() if x.inflight and not x.ended]
+        if len(waiting) != 1 or self._stateless_inflight:
+            return None
+        now = time.monotonic()
+        for key, at in list(self._abandoned.items()):
+            if now - at > ABANDONED_WINDOW:
+                del self._abandoned[key]
+            elif key != waiting[0].key:
+                return None
+        return waiting[0]
 
     async def _upstream_forgot(self, link: FrontLink) -> None:
         """The upstream answered 404 to this front session's upstream session id (``--upstream
@@ -768,7 +807,7 @@ class Proxy:
             finally:
                 timer.detach(self)
         if scope.cancelled_caught:
-            raise MCPError(
+            raise UpstreamTimeout(
                 code=types.INTERNAL_ERROR,
                 message=f"plr: the upstream MCP server did not answer within {_secs(timeout or 0)} s "
                 "(--upstream-timeout)",
@@ -1262,8 +1301,8 @@ class Proxy:
         if isinstance(message, types.ResourceUpdatedNotification):
             holders = self._subscribers.get(str(message.params.uri), set())
             return [x for x in links if x.key in holders]
-        waiting = [x for x in links if x.inflight]
-        return waiting if len(waiting) == 1 and not self._stateless_inflight else []
+        sole = self._sole_caller()
+        return [sole] if sole is not None else []
 
     def _subscription(self, subscribe: bool) -> Callable[[Any, Any], Awaitable[Any]]:
         """resources/(un)subscribe. On a shared upstream over HTTP the proxy keeps who subscribed
@@ -1384,11 +1423,14 @@ class Proxy:
             if s is None or not s.can_send_request:
                 return types.ErrorData(code=types.INVALID_REQUEST, message=_NOT_SUPPORTED[kind])
             return s, None
-        waiting = [x for x in self.links.values() if x.inflight]
-        if len(waiting) == 1 and not self._stateless_inflight:
-            return waiting[0].route()
-        n = len(waiting) + self._stateless_inflight
+        sole = self._sole_caller()
+        if sole is not None:
+            return sole.route()
+        w = len([x for x in self.links.values() if x.inflight])
+        n = w + self._stateless_inflight
         who = f"{n} client sessions have requests" if n else "no client session has a request"
+        if w == 1 and not self._stateless_inflight:
+            who = "a request another client abandoned may still be running, and a client session has one"
         return types.ErrorData(
             code=types.INVALID_REQUEST,
             message=f"plr: {method} not relayed: {who} in flight on this shared upstream server, "

@@ -53,7 +53,7 @@ package relay_test
 
 default deny
 
-allow tools ["whoami", "say", "work", "ask", "sample", "roots", "caps", "wait", "change", "touch", "crash", "put", "get"]
+allow tools ["whoami", "say", "work", "ask", "sample", "roots", "caps", "wait", "change", "touch", "crash", "put", "get", "stubborn"]
 
 deny tool "put" if args.key == "forbidden"
     reason "nobody writes the forbidden key"
@@ -320,6 +320,27 @@ async def test_command_upstream_is_shared_and_relays_by_session(rsetup: ProxySet
                 await anyio.sleep(0.3)  # anything misrouted would have arrived by now
                 assert a.logs == [] and c.logs == [] and b.updated == [] and c.updated == []
     assert len({e["pid"] for e in relay_events(rsetup)}) == 1  # one server process throughout
+
+
+async def test_shared_upstream_does_not_hand_an_abandoned_calls_messages_to_the_next_caller(
+    rsetup: ProxySetup,
+) -> None:
+    """Alice's call passes its deadline at the proxy while the shared server, ignoring the
+    cancellation, goes on with it; Bob then has the only request in flight. What the server
+    sends for Alice's call (a log line, a question) must not reach Bob: it may be Alice's."""
+    alice, bob = Agent("alice"), Agent("bob")
+    with relay_proxy(rsetup, "--upstream-timeout", "2") as url:
+        with anyio.fail_after(40):
+            async with alice.client(url) as ca, bob.client(url) as cb:
+                with pytest.raises(MCPError, match="did not answer within 2 s"):
+                    await ca.call_tool("stubborn", {"seconds": 2.6, "text": "ALICE-SECRET"})
+                assert await call(cb, "wait", {"seconds": 1.8}) == "stdio"  # in flight as Alice's goes on
+                await until(lambda: {"event": "ask refused", "session": "stdio"} in strip_pid(relay_events(rsetup)))
+                await call(cb, "say", {"text": "for bob"})  # Bob's own request in flight: still his
+                await anyio.sleep(0.3)
+    assert bob.asked == [] and "ALICE-SECRET" not in bob.logs and alice.logs == []
+    assert bob.logs == []  # inside the window, even Bob's own log line is not sure to be his
+    assert "Traceback" not in rsetup.stderr.read_text()
 
 
 async def test_shared_upstream_never_asks_a_session_a_stateless_callers_question(rsetup: ProxySetup) -> None:

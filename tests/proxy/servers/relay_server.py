@@ -7,7 +7,8 @@ so a test can prove what the server saw on its side of the proxy.
 Tools: ``whoami`` (the server-side session id), ``say`` (a log message to the caller),
 ``work`` (progress to the caller), ``ask`` (an elicitation to the caller), ``sample`` and
 ``roots`` (sampling and roots requests to the caller), ``caps`` (what the caller declared),
-``wait`` (sleeps; records a cancellation), ``change`` (``notifications/tools/list_changed`` to
+``wait`` (sleeps; records a cancellation), ``stubborn`` (ignores cancellation, then logs and
+asks), ``change`` (``notifications/tools/list_changed`` to
 every live session), ``put``/``get`` (state shared by every session of this process;
 ``RELAY_GET_DESCRIPTION`` sets ``get``'s description).
 
@@ -130,6 +131,20 @@ async def wait(seconds: float, ctx: Context) -> str:
     except anyio.get_cancelled_exc_class():
         _record("cancelled", sid)
         raise
+    return sid
+
+
+@mcp.tool()
+async def stubborn(seconds: float, text: str, ctx: Context) -> str:
+    """Ignores cancellation: sleeps, then logs ``text`` and asks the caller about it."""
+    sid = _track(ctx)
+    with anyio.CancelScope(shield=True):
+        await anyio.sleep(seconds)
+        await ctx.info(text)
+        try:
+            await ctx.elicit(text, Confirm)
+        except Exception:  # noqa: BLE001 - refused by the proxy as ambiguous
+            _record("ask refused", sid)
     return sid
 
 
