@@ -363,6 +363,11 @@ async def watch_policy_source(
         await src.aclose()
 
 
+# With --watch, how long (ms) the policy files must be left alone before a change is loaded: a
+# file written in place, in chunks, must not have a prefix that happens to compile swapped in.
+QUIET_MS = 400
+
+
 async def watch_policy(
     path: str,
     apply: Callable[[LoadedPolicy], None],
@@ -387,8 +392,8 @@ async def watch_policy(
     async for _changes in awatch(
         watch_dir,
         watch_filter=relevant,
-        debounce=debounce_ms,
-        step=25,
+        debounce=max(debounce_ms, QUIET_MS * 8),
+        step=QUIET_MS,  # a file written in several chunks is loaded once it has been quiet this long
         stop_event=stop_event,
         rust_timeout=200,  # wake often enough that stopping the proxy never waits seconds
         recursive=os.path.isdir(target),

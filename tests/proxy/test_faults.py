@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import anyio
 import pytest
@@ -234,3 +235,30 @@ def test_sigterm_stops_the_proxy_and_its_server(setup: ProxySetup) -> None:
             pytest.fail("the upstream server outlived the proxy")
     finally:
         stop(raw.proc)
+
+
+async def test_a_policy_written_in_place_in_chunks_is_loaded_whole_not_by_its_prefix(tmp_path) -> None:
+    """An editor or a script that writes the file in place, in chunks: its first chunk may well
+    compile on its own (here: `default allow`, before the `hide` line arrives). --watch loads
+    the file once it has been left alone a moment, so that prefix is never swapped in."""
+    from dsl.proxy.reload import watch_policy
+
+    path = tmp_path / "policy.plr"
+    path.write_text("default deny\n")
+    applied: list[Any] = []
+    reports: list[str] = []
+    stop_event = anyio.Event()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: watch_policy(str(path), applied.append, reports.append, stop_event=stop_event))
+            await anyio.sleep(0.5)  # the watcher is up
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("default allow\n")  # a prefix that compiles, and would allow purge
+                f.flush()
+                await anyio.sleep(0.05)
+                f.write('hide tool "purge"\n')
+            while not applied:
+                await anyio.sleep(0.05)
+            await anyio.sleep(1.0)  # any later reload (of the prefix) would have happened by now
+            stop_event.set()
+    assert [(p.policy.default, list(p.policy.hide)) for p in applied] == [("allow", ["purge"])], reports
