@@ -357,17 +357,14 @@ class Proxy:
         conn = getattr(ctx.session, "_connection", None)
         sid = getattr(conn, "session_id", None)
         if sid:
-            return str(sid)
-        req = getattr(ctx, "request", None)
-        if req is not None:
-            h = req.headers.get("mcp-session-id")
-            if h:
-                return h
-        # stateless 2026-07-28 era: the client's identity plus the client info it declares
+            return str(sid)  # a session the SDK knows (it answers an unknown id with 404)
+        # stateless 2026-07-28 era: the client's identity plus the client info it declares. Never
+        # an Mcp-Session-Id header the SDK did not vouch for: that would let a caller spend (and
+        # sign the audit records of) another session; the prefix keeps the two kinds apart.
         cp = ctx.session.client_params
         info = cp.client_info if cp is not None else None
         who = f"{info.name}/{info.version}" if info is not None else "anonymous"
-        return f"{self.identity_of(ctx) or ''}|{who}"
+        return f"stateless:{self.identity_of(ctx) or ''}|{who}"
 
     def identity_of(self, ctx: Any) -> str | None:
         tokens = self.opt.tokens

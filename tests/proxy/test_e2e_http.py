@@ -87,7 +87,7 @@ async def test_http_front_both_eras_sessions_and_approvals(setup: ProxySetup) ->
     assert len(recs) == 4 * 7 + 1  # per session: hidden, ask + allow for cancel, four gets; + list-tasks
     sessions = {r["session"] for r in recs}
     assert len(sessions) == 5
-    assert sum(1 for s in sessions if s.endswith("|c/1") or s.endswith("|d/1")) == 2  # stateless era: client info
+    assert {s for s in sessions if s.startswith("stateless:")} == {"stateless:|c/1", "stateless:|d/1"}  # client info
 
 
 async def test_http_upstream_and_bearer_identities(setup: ProxySetup) -> None:
@@ -131,3 +131,26 @@ async def test_http_upstream_and_bearer_identities(setup: ProxySetup) -> None:
         ("dev-bot", "spawn-task", "deny"),
         ("dev-bot", "list-tasks", "allow"),
     ]
+
+
+async def test_a_stateless_caller_cannot_spend_another_sessions_limit(setup: ProxySetup) -> None:
+    """A 2026-07-28 (stateless) request that carries another session's Mcp-Session-Id is not that
+    session: it neither uses up the victim's per-session limit nor signs audit records as it."""
+    with http_proxy(setup) as url:
+        with anyio.fail_after(60):
+            async with Client(url, mode="legacy", cache=None) as victim:
+                assert not (await victim.call_tool("get-task", {"task_id": "v1"})).is_error  # 1 of 3
+                victim_sid = {r["session"] for r in setup.records()}.pop()
+                forged = httpx2.AsyncClient(headers={"mcp-session-id": victim_sid})
+                async with forged, Client(streamable_http_client(url, http_client=forged), cache=None) as mallory:
+                    assert mallory.protocol_version == "2026-07-28"
+                    for _ in range(3):
+                        await mallory.call_tool("get-task", {"task_id": "m"})
+                for i in (2, 3):  # the victim still has its own three calls
+                    assert not (await victim.call_tool("get-task", {"task_id": f"v{i}"})).is_error
+    by_session = {}
+    for r in setup.records():
+        by_session.setdefault(r["session"], []).append(r["args_sha256"])
+    assert len(by_session[victim_sid]) == 3
+    others = [s for s in by_session if s != victim_sid]
+    assert len(others) == 1 and others[0].startswith("stateless:") and len(by_session[others[0]]) == 3
