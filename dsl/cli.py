@@ -32,6 +32,18 @@ def _print_diagnostics(diags: list[Any]) -> None:
         click.echo(format_diagnostics(diags, color=_color(sys.stderr)), err=True)
 
 
+def _not_json_number(word: str) -> float:
+    raise ValueError(f"{word} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number that fits a double; 1e400 would become infinity, which no MCP call carries."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return value
+
+
 def _input_error(e: Any) -> NoReturn:
     """Print a PlrError (all its diagnostics) and exit 2."""
     _print_diagnostics(list(e.diagnostics))
@@ -525,7 +537,7 @@ def eval_cmd(
     from .errors import PlrError
 
     try:
-        args = json.loads(args_json, parse_constant=lambda c: float(c))
+        args = json.loads(args_json, parse_constant=_not_json_number, parse_float=_finite_float)
     except (ValueError, RecursionError) as e:
         raise click.BadParameter(f"not valid JSON: {e}", param_hint="--args") from None
     try:

@@ -124,6 +124,11 @@ def test_eval_json_output_and_explain():
 def test_eval_bad_args_is_a_usage_error():
     proc = run_plr("eval", CODEX, "--tool", "x", "--args", "{not json")
     assert proc.returncode == 2 and "--args" in proc.stderr_text and "Traceback" not in proc.stderr_text
+    # not JSON either, though Python's reader would take them (and NaN compares false to everything)
+    for bad, why in (('{"n": NaN}', "NaN is not a JSON number"), ('{"n": [-Infinity]}', "-Infinity is not"),
+                     ('{"n": 1e400}', "1e400 is too large")):  # fmt: skip
+        proc = run_plr("eval", CODEX, "--tool", "x", "--args", bad)
+        assert proc.returncode == 2 and why in proc.stderr_text, proc.stderr_text
 
 
 def test_missing_file_is_an_input_error():

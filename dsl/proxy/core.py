@@ -235,6 +235,21 @@ class ToolCall:
     identity: str | None
 
 
+def _has_non_finite(value: Any) -> bool:
+    """Whether a call's arguments hold NaN or ±Infinity (which Python's JSON reader accepts)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
 class UpstreamTimeout(MCPError):
     """The proxy's deadline for an upstream request passed: the client got this error, while
     the server may still be working on the request."""
@@ -487,6 +502,9 @@ class Proxy:
             if self._pins_unchecked:
                 why = "the restarted server's tools could not be checked against their pins; list the tools again"
                 return Decision("deny", "tool_changed", why), (time.perf_counter_ns() - t0) // 1000
+            if _has_non_finite(c.args):  # decided on NaN, forwarded as null: refuse rather than guess
+                why = "the arguments hold NaN or Infinity, which JSON cannot carry; send a number, a string or null"
+                return Decision("deny", "invalid_args", why), (time.perf_counter_ns() - t0) // 1000
             d = self.engine.decide(
                 c.tool, c.args, identity=c.identity, session=c.session, server=self.server_name, approved=approved
             )

@@ -116,6 +116,33 @@ class RawClient:
         return json.loads(line)
 
 
+def test_arguments_with_nan_or_infinity_are_refused_not_decided(setup: ProxySetup) -> None:
+    """`NaN`, `Infinity` and `1e400` are not JSON, yet the SDK's reader takes them; every
+    comparison with NaN is false (a `deny … if args.x > 10` would not fire) and the server would
+    get null: the proxy refuses such a call, audited, never forwarded."""
+    raw = RawClient(setup)
+    try:
+        raw.handshake()
+        frames = [
+            b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get-task","arguments":{"task_id":NaN}}}',
+            b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get-task","arguments":{"task_id":"t","n":[1,-Infinity]}}}',
+            b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get-task","arguments":{"task_id":"t","n":1e400}}}',
+            b'{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"get-task","arguments":{"task_id":"t","n":2.5}}}',
+        ]
+        results = {}
+        for frame in frames:
+            raw.send(frame)
+            msg = raw.recv(20)
+            results[msg["id"]] = msg["result"]
+    finally:
+        stop(raw.proc)
+    for i in (2, 3, 4):
+        assert results[i]["isError"] and results[i]["_meta"]["plr/decision"]["code"] == "invalid_args", results[i]
+    assert not results[5].get("isError")
+    assert setup.called_tools() == ["get-task"]  # only the last one
+    assert [r["code"] for r in setup.records()] == ["invalid_args"] * 3 + ["allowed"]
+
+
 def test_malformed_frames_from_the_client_get_json_rpc_errors(setup: ProxySetup) -> None:
     raw = RawClient(setup)
     try:
