@@ -476,11 +476,57 @@ def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
         left = max(0, int(a.expires - time.time()))
         state = _style(status, {"pending": "yellow", "granted": "green", "used": "green"}.get(status, "red"))
         extra = f"{left}s left" if status == "pending" else f"{_ago(a.created)} ago"
-        click.echo(f"{_style(a.id, 'cyan', True)}  {state}  {a.tool}({short_args(a.args)})  {extra}")
+        # every field the agent or the server chose is escaped: it must not fake a line or hide text
+        args = short_args(_shown(a.args)).replace("plr approvals show ID", f"plr approvals show {a.id}")
+        click.echo(f"{_style(a.id, 'cyan', True)}  {state}  {_shown(a.tool)}({args})  {extra}")
         who = ", ".join(
-            x for x in (f"identity {a.identity}" if a.identity else "", f"server {a.server}" if a.server else "") if x
+            x
+            for x in (f"identity {_shown(a.identity)}" if a.identity else "", f"server {_shown(a.server)}" if a.server else "")
+            if x
         )
-        click.echo(f"    {a.reason or ''}" + (f"  [{a.rule}]" if a.rule else "") + (f"  ({who})" if who else ""))
+        click.echo(f"    {_shown(a.reason or '')}" + (f"  [{_shown(a.rule)}]" if a.rule else "") + (f"  ({who})" if who else ""))
+
+
+@approvals_group.command("show")
+@_state_here
+@click.argument("approval_id")
+@click.pass_context
+def approvals_show(ctx: click.Context, approval_id: str) -> None:
+    """One approval request in full: the whole call (arguments pretty-printed), why, who, status.
+
+    Read this before `grant`: `list` shows only the start of long arguments. Values under
+    secret-looking keys are stored and shown as "[REDACTED]"; the call carries the real ones.
+    """
+    from .engine import StateUnavailable
+
+    q = _queue(ctx)
+    try:
+        a = q.get(approval_id)
+    except StateUnavailable as e:
+        _unreachable(e)
+    if a is None:
+        click.echo(f"plr approvals: no approval request {approval_id}", err=True)
+        sys.exit(EXIT_INPUT)
+    try:
+        args = json.dumps(json.loads(a.args), ensure_ascii=False, indent=2, sort_keys=True)
+    except ValueError:  # stored cut (the note of what is missing is at its end) or unprintable
+        args = a.args
+    fields = [
+        ("id", a.id),
+        ("status", a.effective_status()),
+        ("tool", a.tool),
+        ("reason", a.reason or ""),
+        ("rule", a.rule or ""),
+        ("identity", a.identity or ""),
+        ("session", a.session or ""),
+        ("server", a.server or ""),
+        ("args sha256", a.args_sha256),
+    ]
+    for name, value in fields:
+        click.echo(f"{name + ':':<13}{_shown(value)}")
+    click.echo("arguments:")
+    for line in args.splitlines():
+        click.echo(f"  {_shown(line)}")
 
 
 def _answer(ctx: click.Context, aid: str, grant: bool, note: str | None) -> None:

@@ -604,11 +604,27 @@ ApprovalQueue = SqliteApprovalQueue  # the name used before there were two backe
 
 
 def short_args(args_text: str, limit: int = 120) -> str:
-    return args_text if len(args_text) <= limit else args_text[: limit - 3] + "..."
+    """One line's worth of the arguments; what is cut is said, never silently dropped."""
+    if len(args_text) <= limit:
+        return args_text
+    return f"{args_text[: limit - 40]}… [{len(args_text) - (limit - 40)} more characters: plr approvals show ID]"
 
 
-def args_for_display(args: Any, redactor: Callable[[Any], Any]) -> str:
+# What an approver is shown of a call's arguments, at most (a queue entry stays small). A human
+# must not approve what they cannot see: whatever is cut is named, so they can decline instead.
+SHOWN_MAX = 65536
+
+
+def cut_marked(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and a note of how many more it has."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} … [{len(text) - limit} more characters not shown: decline unless you know what they are]"
+
+
+def args_for_display(args: Any, redactor: Callable[[Any], Any], limit: int = SHOWN_MAX) -> str:
     try:
-        return json.dumps(redactor(args), ensure_ascii=False, sort_keys=True, default=repr)[:4000]
+        text = json.dumps(redactor(args), ensure_ascii=False, sort_keys=True, default=repr)
     except (ValueError, RecursionError, TypeError):
         return "<unprintable>"
+    return cut_marked(text, limit)

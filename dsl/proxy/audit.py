@@ -43,7 +43,22 @@ __all__ = [
     "utc_now",
 ]
 
-_SECRET_KEY = re.compile(r"pass(word|wd|phrase)?|token|secret|key|auth|credential|cookie|session[-_]?id|private", re.I)
+# A key is secret-looking when one of its words (split at _ - . and camelCase) is a short secret
+# word, or its letters contain a long one: `api_key`, `apiKey`, `accesstoken`, `client_secret`,
+# `AUTH_TOKEN`, `sessionId` are; `monkey`, `author`, `keyboard`, `passenger` are not.
+_SECRET_WORDS = frozenset({"key", "auth", "pass", "pwd", "pin", "jwt", "otp", "sid"})
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "credential", "cookie",
+                 "apikey", "privatekey", "accesskey", "sessionid", "authorization", "bearer", "signature")  # fmt: skip
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def is_secret_key(key: str) -> bool:
+    words = [w.lower() for w in _WORD.findall(key)]
+    if any(w in _SECRET_WORDS for w in words):
+        return True
+    letters = "".join(words)
+    return any(part in letters for part in _SECRET_PARTS)
+
 REDACTED = "[REDACTED]"
 
 
@@ -84,7 +99,7 @@ def redact(value: Any, depth: int = 0) -> Any:
         return REDACTED
     if isinstance(value, dict):
         return {
-            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact(v, depth + 1))
+            k: (REDACTED if isinstance(k, str) and is_secret_key(k) else redact(v, depth + 1))
             for k, v in value.items()
         }
     if isinstance(value, list):

@@ -53,6 +53,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
 from ..engine import Decision, Engine, StateUnavailable
+from .approvals import args_for_display, cut_marked
 from .audit import AuditLog, args_sha256, canonical_args, redact, utc_now
 from .http import FrontLink
 from .pins import ToolPins
@@ -73,6 +74,7 @@ DECISION_META_KEY = "plr/decision"
 
 ApprovalMode = Literal["auto", "elicit", "queue", "deny"]
 
+ELICIT_ARGS_MAX = 8000  # characters of arguments in an approval question (more is named, not dropped)
 RELAY_SEND_TIMEOUT = 5.0  # seconds a relayed notification may wait on one client
 # how long a request the proxy abandoned (deadline, cancel) keeps the shared server's messages
 # from being attributed to another session: a server that ignores the cancellation may still run
@@ -956,7 +958,8 @@ class Proxy:
     # -- approvals --------------------------------------------------------------------------
 
     def _approval_message(self, c: ToolCall, d: Decision) -> str:
-        return f"Allow {c.tool}({_short(canonical_args(c.args), 600)})? {d.reason}"
+        # the client already holds these arguments: shown whole (up to a bound that is named)
+        return f"Allow {c.tool}({cut_marked(canonical_args(c.args), ELICIT_ARGS_MAX)})? {d.reason}"
 
     @staticmethod
     def _form_capable(ctx: Any) -> bool:
@@ -1032,7 +1035,7 @@ class Proxy:
     async def _ask_queue(self, c: ToolCall, d: Decision) -> tuple[str, str | None]:
         try:
             q = self._queue_obj()
-            shown = json.dumps(redact(c.args), ensure_ascii=False, sort_keys=True, default=repr)[:4000]
+            shown = args_for_display(c.args, redact)
             h = args_sha256(c.args)
             aid = await anyio.to_thread.run_sync(
                 lambda: q.file(

@@ -209,6 +209,40 @@ def test_approvals_cli(tmp_path: Path) -> None:
     assert out.returncode == 0 and (tmp_path / "logs" / "approvals.sqlite").exists()
 
 
+def test_an_approver_sees_the_whole_call_or_is_told_what_is_hidden(tmp_path: Path) -> None:
+    """A long argument list: `list` says how much it cut and where to read it all; `show` prints
+    every argument (the review's "t-PRODUCTION" hidden at character 700); text the agent chose
+    cannot fake a line or reverse itself on the operator's terminal."""
+    from dsl.proxy.approvals import args_for_display, cut_marked
+
+    args = {"task_id": ["y" * 700, "t-PRODUCTION"], "monkey": "banana", "api_key": "sk-1", "note": "a\u202eb\nc"}
+    shown = args_for_display(args, redact)
+    assert "t-PRODUCTION" in shown and '"monkey": "banana"' in shown and '"api_key": "[REDACTED]"' in shown
+    assert cut_marked("x" * 10, 4) == "xxxx … [6 more characters not shown: decline unless you know what they are]"
+    db = tmp_path / "q.sqlite"
+    q = ApprovalQueue(db)
+    aid = q.file(tool="cancel-\u202etask", args_text=shown, args_hash="h", timeout=60, reason="why\nfake line")
+    listed = run_proxy_cli("approvals", "--db", str(db), "list").stdout_text
+    assert f"more characters: plr approvals show {aid}]" in listed and "t-PRODUCTION" not in listed
+    assert "\u202e" not in listed and "\\u202e" in listed and "why\\u000afake line" in listed
+    out = run_proxy_cli("approvals", "--db", str(db), "show", aid)
+    assert out.returncode == 0, out.stderr_text
+    assert '"t-PRODUCTION"' in out.stdout_text and "\u202e" not in out.stdout_text
+    assert f"id:          {aid}" in out.stdout_text and "status:      pending" in out.stdout_text
+    missing = run_proxy_cli("approvals", "--db", str(db), "show", "feedbeef")
+    assert missing.returncode == 2 and "no approval request feedbeef" in missing.stderr_text
+
+
+def test_redaction_is_by_secret_words_not_substrings() -> None:
+    from dsl.proxy.audit import is_secret_key
+
+    secret = ["api_key", "apiKey", "apikey", "x-api-key", "privateKey", "access_token", "clientsecret",
+              "Authorization", "auth", "AUTH_TOKEN", "sessionId", "SESSIONID", "password", "db_pass", "Cookie"]  # fmt: skip
+    plain = ["monkey", "author", "keyboard", "passenger", "private", "note", "keys_count", "authority"]
+    assert [k for k in secret if not is_secret_key(k)] == []
+    assert [k for k in plain if is_secret_key(k)] == []
+
+
 def test_bad_client_lines_get_the_right_error() -> None:
     pytest.importorskip("mcp")
     from dsl.proxy.stdio import error_for_bad_line
