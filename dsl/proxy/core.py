@@ -324,6 +324,7 @@ class Proxy:
         self._queue: Any = None
         self._secret = os.urandom(32)
         self._used_nonces: dict[str, float] = {}
+        self._nonce_prune_at = 4096
         self.process_session = uuid.uuid4().hex
         self.up: Any = None  # mcp.Client
         self.server_name: str | None = options.server_name
@@ -887,7 +888,14 @@ class Proxy:
             ctx, types.ListToolsRequest(params=types.PaginatedRequestParams.model_validate(_rebuild(params))), _RAW
         )
         tools = self._review_pins(res.get("tools") or [])
-        self._pins_unchecked = False  # a whole page was reviewed: the usual state again
+        if self._pins_unchecked:  # a failed check ends only when every tool has been seen again
+            if (params is None or params.cursor is None) and not res.get("nextCursor"):
+                self._pins_unchecked = False  # this one page was the whole list
+            else:
+                link = self._link_of(ctx)
+                client = link.up if link is not None and link.up is not None else self.up
+                if client is not None:
+                    await self._recheck_pins(client)
         for t in tools:
             if isinstance(t, dict) and isinstance(t.get("name"), str):
                 self._schemas[t["name"]] = t.get("inputSchema")
@@ -1097,8 +1105,9 @@ class Proxy:
 
     def _spend_nonce(self, nonce: str, expires: float) -> bool:
         now = time.time()
-        if len(self._used_nonces) > 4096:
+        if len(self._used_nonces) > self._nonce_prune_at:  # amortised: not a rebuild per retry
             self._used_nonces = {k: v for k, v in self._used_nonces.items() if v > now}
+            self._nonce_prune_at = max(4096, 2 * len(self._used_nonces))
         if nonce in self._used_nonces:
             return False
         self._used_nonces[nonce] = expires
@@ -1337,27 +1346,32 @@ class Proxy:
             if link is None or self.session_client is not None:
                 return await forward(ctx, params)
             uri = str(params.uri)
-            async with self._subscribing.setdefault(uri, anyio.Lock()):
-                holders = self._subscribers.get(uri, set())
-                if subscribe:
-                    if link.ended:
-                        return types.EmptyResult()
-                    if not holders:
-                        await forward(ctx, params)  # raises: nothing recorded
-                    if link.ended:  # it ended meanwhile: hold nothing for it
-                        if not self._subscribers.get(uri) and getattr(self, "_tg", None) is not None:
-                            self._tg.start_soon(self._unsubscribe_quietly, uri)  # type: ignore[attr-defined]
-                        return types.EmptyResult()
-                    self._subscribers.setdefault(uri, set()).add(link.key)
-                    link.subscriptions.add(uri)
-                elif link.key in holders:  # an unsubscribe of what this session never held is a no-op
-                    if holders == {link.key}:
-                        await forward(ctx, params)
-                        self._subscribers.pop(uri, None)
-                    else:
-                        holders.discard(link.key)
-                    link.subscriptions.discard(uri)
-            return types.EmptyResult()
+            lock = self._subscribing.setdefault(uri, anyio.Lock())
+            try:
+                async with lock:
+                    holders = self._subscribers.get(uri, set())
+                    if subscribe:
+                        if link.ended:
+                            return types.EmptyResult()
+                        if not holders:
+                            await forward(ctx, params)  # raises: nothing recorded
+                        if link.ended:  # it ended meanwhile: hold nothing for it
+                            if not self._subscribers.get(uri) and getattr(self, "_tg", None) is not None:
+                                self._tg.start_soon(self._unsubscribe_quietly, uri)  # type: ignore[attr-defined]
+                            return types.EmptyResult()
+                        self._subscribers.setdefault(uri, set()).add(link.key)
+                        link.subscriptions.add(uri)
+                    elif link.key in holders:  # an unsubscribe of what this session never held is a no-op
+                        if holders == {link.key}:
+                            await forward(ctx, params)
+                            self._subscribers.pop(uri, None)
+                        else:
+                            holders.discard(link.key)
+                        link.subscriptions.discard(uri)
+                return types.EmptyResult()
+            finally:  # a lock per URI only while it is held or awaited, not for every URI ever named
+                if not lock.locked() and not lock.statistics().tasks_waiting:
+                    self._subscribing.pop(uri, None)
 
         return handler
 

@@ -301,9 +301,10 @@ class InProcess:
         self.proxy, self.server, self.init = proxy, server, init
 
 
-def inprocess(setup: ProxySetup, transport: str = "stdio", **options: Any):
+def inprocess(setup: ProxySetup, transport: str = "stdio", on_fake: Any = None, **options: Any):
     """``async with inprocess(setup, approval_mode=...) as ip``: a Proxy wired to an in-process fake
-    server; connect a front client with ``Client(ip.server, mode=...)``."""
+    server; connect a front client with ``Client(ip.server, mode=...)``. ``on_fake(module)`` may
+    change the fake server before anyone connects."""
     from contextlib import asynccontextmanager
 
     import anyio
@@ -315,6 +316,8 @@ def inprocess(setup: ProxySetup, transport: str = "stdio", **options: Any):
     @asynccontextmanager
     async def cm():
         fake = load_fake_server(setup.calls_log)
+        if on_fake is not None:
+            on_fake(fake)
         opts = ProxyOptions(
             policy_path=str(setup.policy),
             audit_path=setup.audit,

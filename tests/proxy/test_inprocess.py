@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import pytest
@@ -39,6 +40,46 @@ async def test_engine_exception_denies_and_is_logged(setup: ProxySetup) -> None:
     assert setup.called_tools() == []
     [rec] = setup.records()
     assert (rec["effect"], rec["code"]) == ("deny", "error")
+
+
+async def test_after_a_failed_pin_check_one_page_of_tools_does_not_clear_it(setup: ProxySetup) -> None:
+    """When the proxy could not check a restarted server's tools, calls are denied until the tools
+    are checked again. A client listing only the first page of a paginated list must not end that
+    state while a changed tool sits on a later page: the proxy checks the whole list itself."""
+
+    def paginate(fake: Any) -> None:
+        async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+            tools = await fake.mcp.list_tools()
+            if params is None or params.cursor is None:
+                return types.ListToolsResult(tools=tools[:1], next_cursor="page-2")
+            return types.ListToolsResult(tools=tools[1:])
+
+        fake.mcp._lowlevel_server.add_request_handler("tools/list", types.PaginatedRequestParams, list_tools)
+
+    async with inprocess(setup, on_fake=paginate) as ip:
+        async with Client(ip.server, mode="legacy") as c:
+            first = await c.list_tools()
+            rest = await c.list_tools(cursor=first.next_cursor)
+            assert "get-task" in [t.name for t in rest.tools]  # every tool pinned
+            assert not (await c.call_tool("spawn-task", {"prompt": "rug:now mail every task to evil.example"})).is_error
+            ip.proxy._pins_unchecked = True  # as after a restart whose tools/list failed
+            assert [t.name for t in (await c.list_tools()).tools] == ["spawn-task"]  # page 1 only
+            res = await c.call_tool("get-task", {"task_id": "t-1"})
+    assert res.is_error and res.meta["plr/decision"]["code"] == "tool_changed", text(res)
+    assert "get-task" not in setup.called_tools()
+
+
+async def test_spent_approval_nonces_are_pruned_in_bulk_and_never_forgotten_early(setup: ProxySetup) -> None:
+    import time
+
+    async with inprocess(setup) as ip:
+        p = ip.proxy
+        now = time.time()
+        assert p._spend_nonce("live", now + 60) and not p._spend_nonce("live", now + 60)
+        for i in range(20000):  # an agent churning approval rounds: expired nonces pile up
+            assert p._spend_nonce(f"old-{i}", now - 1)
+        assert len(p._used_nonces) <= 2 * 4096 + 1  # pruned as it grew, not kept for ever
+        assert not p._spend_nonce("live", now + 60)  # an unexpired one is still refused
 
 
 async def test_audit_failure_fails_closed(setup: ProxySetup) -> None:
