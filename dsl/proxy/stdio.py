@@ -65,6 +65,16 @@ def error_for_bad_line(line: bytes) -> types.JSONRPCError | None:
     )
 
 
+def _has_id(line: bytes) -> bool:
+    """Whether a frame that validated as a notification carries an ``id`` member after all (``true``,
+    ``1.5``, ``null``): the client waits for an answer that a notification never gets."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(obj, dict) and "id" in obj
+
+
 def _claim_stdout() -> tuple[int, int | None]:
     """A private duplicate of fd 1 for the wire; fd 1 itself then points at stderr."""
     try:
@@ -273,9 +283,12 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
 
     def parsed(line: bytes) -> SessionMessage | None:
         try:
-            return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+            msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         except Exception:  # noqa: BLE001 - any invalid frame: the caller answers it
             return None
+        if isinstance(msg, types.JSONRPCNotification) and b'"id"' in line and _has_id(line):
+            return None  # a request whose id is not a string or an integer: answered, not dropped
+        return SessionMessage(msg)
 
     async def handle_line(line: bytes | None) -> bool:
         """Parse one line and hand it on (False: the session is gone, stop reading)."""

@@ -159,6 +159,10 @@ def test_malformed_frames_from_the_client_get_json_rpc_errors(setup: ProxySetup)
                 -32602,
             ),
             (b'{"jsonrpc": "2.0", "id": 10, "method": "no/such/method"}', 10, -32601),
+            # ids that are not a string or an integer: a request all the same, so it gets an answer
+            (b'{"jsonrpc": "2.0", "id": true, "method": "tools/call", "params": {"name": "get-task"}}', None, -32600),
+            (b'{"jsonrpc": "2.0", "id": 1.5, "method": "tools/call", "params": {"name": "get-task"}}', None, -32600),
+            (b'{"jsonrpc": "2.0", "id": null, "method": "tools/call", "params": {"name": "get-task"}}', None, -32600),
         ]
         for frame, _, _ in bad:
             raw.send(frame)
@@ -170,6 +174,7 @@ def test_malformed_frames_from_the_client_get_json_rpc_errors(setup: ProxySetup)
             answers.setdefault(msg.get("id"), []).append(msg)
         for _, rid, code in bad:
             assert any(m.get("error", {}).get("code") == code for m in answers[rid]), (rid, answers.get(rid))
+        assert [m["error"]["code"] for m in answers[None]].count(-32600) == 4  # [1,2,3] and the three ids
         assert [t["name"] for t in answers[11][0]["result"]["tools"]] == [
             "spawn-task",
             "get-task",
