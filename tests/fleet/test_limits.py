@@ -36,7 +36,7 @@ async def test_ten_per_minute_per_session_holds_across_two_replicas(tmp_path: Pa
     assert len(forwarded) == 11  # the 10 allowed + the other session's call; no refused call reached a server
     recs = [x for r in (a, b) for x in r.records() if x["session"].endswith("|agent/1")]
     assert sorted(x["code"] for x in recs) == ["allowed"] * 10 + ["rate_limited"] * 10
-    assert {x["session"] for x in recs} == {"|agent/1"}  # one session, both replicas
+    assert {x["session"] for x in recs} == {"stateless:|agent/1"}  # one session, both replicas
     assert len({x["policy_sha256"] for x in recs}) == 1
     assert all("retry after" in x["reason"] for x in recs if x["code"] == "rate_limited")
 
