@@ -137,6 +137,10 @@ def line_of(text: str, line: int) -> str | None:
 
 @lru_cache(maxsize=8)
 def _lines(text: str) -> tuple[str, ...]:
-    """``text.splitlines()``, once per text: a policy with many diagnostics asks for many lines
-    of the same file (splitting it again each time made reporting quadratic)."""
-    return tuple(text.splitlines())
+    """The lines of ``text``, once per text: a policy with many diagnostics asks for many lines
+    of the same file (splitting it again each time made reporting quadratic).
+
+    Lines end at ``\n`` only (a ``\r`` before it is dropped), as the parser counts them:
+    ``str.splitlines`` also splits at form feeds, ``\x1c``-``\x1e``, U+0085, U+2028 and
+    U+2029, which a comment or a string may hold, and the snippet would show another line."""
+    return tuple(line[:-1] if line.endswith("\r") else line for line in text.split("\n"))

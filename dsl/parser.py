@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from functools import lru_cache
-from typing import Iterable
+from typing import Callable, Iterable
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -76,16 +76,24 @@ def parse_with_comments(text: str, file: str = "<input>") -> tuple[Tree, list[To
         finally:
             comments = list(_comments)
             _comments.clear()
+    problems = literal_problems(tree, text, file)
+    if problems:
+        raise PlrError(problems)
     return tree, comments
 
 
-_STATEMENT_START = re.compile(r"(?:package|import|default|server|allow|deny|hide|limit|test)\b")
+# A line that starts a statement (recovery only): `server` only before its string, since
+# `server == "x"` may start a line of a condition block.
+_STATEMENT_START = re.compile(r'(?:package|import|default|allow|deny|hide|limit|test)\b|server[ \t]*"')
 MAX_SYNTAX_ERRORS = 20
 
 
 def _all_syntax_errors(parser: Lark, text: str, file: str, first: UnexpectedInput) -> list[Diagnostic]:
     """Report every broken statement, not only the first: blank the statement that failed
-    (from its first line to the next line that starts a statement) and parse again."""
+    (from its first line to the next line that starts a statement) and parse again.
+
+    Blanking replaces characters by spaces, so positions in the blanked text are positions in
+    ``text``: each message names the token at the place it points to."""
     diags = [syntax_diagnostic(first, text, file)]
     lines = text.split("\n")
     error = first
@@ -94,14 +102,9 @@ def _all_syntax_errors(parser: Lark, text: str, file: str, first: UnexpectedInpu
         line = getattr(error, "line", 0) or 0
         if line < 1 or line <= last_line or line > len(lines):
             break
-        start = line
-        while start > 1 and not _STATEMENT_START.match(lines[start - 1]):
-            start -= 1
-        end = line
-        while end < len(lines) and not _STATEMENT_START.match(lines[end]):
-            end += 1
+        start, end = _broken_statement(lines, line, getattr(error, "column", 0) or 0)
         for i in range(start - 1, end):
-            lines[i] = ""
+            lines[i] = " " * len(lines[i])
         last_line = end
         try:
             parser.parse("\n".join(lines))
@@ -113,6 +116,27 @@ def _all_syntax_errors(parser: Lark, text: str, file: str, first: UnexpectedInpu
                 break
             diags.append(d)
     return diags
+
+
+def _broken_statement(lines: list[str], line: int, col: int) -> tuple[int, int]:
+    """The 1-based first and last line of the statement an error at ``line:col`` belongs to."""
+    if col == 1 and line > 1 and _STATEMENT_START.match(lines[line - 1]):
+        # The keyword starting this line was unexpected: the statement before it is unfinished
+        # (`reason` without its string, an unclosed `{`). That one is broken; this line's own
+        # statement must be parsed again to be judged on its own.
+        end = line - 1
+        start = end
+        while start > 1 and not _STATEMENT_START.match(lines[start - 1]):
+            start -= 1
+        if any(lines[i].strip() for i in range(start - 1, end)):
+            return start, end
+    start = line
+    while start > 1 and not _STATEMENT_START.match(lines[start - 1]):
+        start -= 1
+    end = line
+    while end < len(lines) and not _STATEMENT_START.match(lines[end]):
+        end += 1
+    return start, end
 
 
 _STRINGS_AND_COMMENTS = re.compile(r'"(?:[^"\\\n]|\\[^\n])*"|#[^\n]*')
@@ -179,6 +203,133 @@ def _scan_nesting(text: str, file: str) -> None:
                 )  # fmt: skip
         elif ch in ")]}":
             depth = max(depth - 1, 0)
+
+
+# --- literals the grammar accepts but nothing after it can carry -------------------------
+
+# Whole numbers a JSON document carries exactly (JavaScript's Number.MAX_SAFE_INTEGER): the
+# largest limit count, since every consumer of the compiled JSON (a Redis script included)
+# reads it as a double.
+MAX_LIMIT_COUNT = 2**53 - 1
+# The longest limit window and `after` step: 100 years. Longer is not a rate limit any more,
+# and the window must stay an exact number of seconds, and of milliseconds for Redis.
+MAX_WINDOW_DAYS = 36500
+MAX_WINDOW_SECONDS = MAX_WINDOW_DAYS * 86400
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+_RAW_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|.)", re.DOTALL)
+# Only a literal with a long negative exponent or hundreds of leading zeros can round to 0.
+_MAY_UNDERFLOW = re.compile(r"[eE]-[0-9]{3}|\.0{200}")
+
+
+def literal_problems(tree: Tree, text: str, file: str) -> list[Diagnostic]:
+    """Errors for literals that parse but cannot be carried to the compiled JSON and back:
+    lone UTF-16 surrogates (no UTF-8 text can hold them), limit counts and windows too large
+    to be exact, and numbers so small they would silently become 0."""
+    diags: list[Diagnostic] = []
+
+    def at(message: str, line: int, col: int, width: int = 1) -> None:
+        diags.append(Diagnostic("error", message, file, line, col, line_of(text, line), max(1, width)))
+
+    raw = _RAW_SURROGATE.search(text)
+    if raw is not None:
+        line = text.count("\n", 0, raw.start()) + 1
+        col = raw.start() - (text.rfind("\n", 0, raw.start()) + 1) + 1
+        at(f"U+{ord(raw.group()):04X} is not a character: a lone surrogate", line, col)
+    if "\\u" in text:
+        for tok in tree.scan_values(lambda v: isinstance(v, Token) and v.type == "STRING"):
+            _check_surrogates(tok, at)
+    for stmt in tree.children:
+        if not isinstance(stmt, Tree):
+            continue
+        if stmt.data == "limit_rule":
+            _check_limit(stmt, at)
+        elif stmt.data == "test_block" and "after" in text:
+            for sub in stmt.iter_subtrees():
+                if sub.data == "after_step" and sub.children and isinstance(sub.children[0], Token):
+                    tok = sub.children[0]
+                    if _duration_too_long(str(tok)):
+                        shown = str(tok) if len(tok) <= 40 else str(tok)[:36] + "..." + str(tok)[-1]
+                        at(
+                            f"`after {shown}` is too long: a step can advance the clock by at most "
+                            f"{MAX_WINDOW_DAYS}d (100 years)",
+                            tok.line or 0, tok.column or 0, len(tok),
+                        )  # fmt: skip
+    if _MAY_UNDERFLOW.search(text):
+        for tok in tree.scan_values(lambda v: isinstance(v, Token) and v.type == "NUMBER"):
+            if _underflows(str(tok)):
+                shown = str(tok) if len(tok) <= 40 else str(tok)[:37] + "..."
+                at(f"number {shown} is too small to represent: it would be read as 0", tok.line or 0, tok.column or 0, len(tok))
+    diags.sort(key=lambda d: (d.line, d.col))
+    return diags
+
+
+def _check_surrogates(tok: Token, at: Callable[..., None]) -> None:
+    r"""A `\uXXXX` escape of a UTF-16 surrogate must be the first half of a pair directly
+    followed by its second half (as JSON writes a character beyond U+FFFF)."""
+    raw = str(tok)
+    pending: re.Match[str] | None = None  # a high surrogate waiting for its low half
+    for m in _ESCAPE.finditer(raw):
+        code = int(m.group(1), 16) if m.group(1) else None
+        if pending is not None:
+            if code is not None and 0xDC00 <= code <= 0xDFFF and m.start() == pending.end():
+                pending = None
+                continue
+            _lone(tok, pending, at)
+            pending = None
+        if code is None or not 0xD800 <= code <= 0xDFFF:
+            continue
+        if code <= 0xDBFF:
+            pending = m
+        else:
+            _lone(tok, m, at)
+    if pending is not None:
+        _lone(tok, pending, at)
+
+
+def _lone(tok: Token, m: re.Match[str], at: Callable[..., None]) -> None:
+    # a STRING token never spans lines, so the escape's column is the token's plus its offset
+    at(f"{m.group()} is not a character: a lone surrogate", tok.line or 0, (tok.column or 0) + m.start(), len(m.group()))
+
+
+def _check_limit(stmt: Tree, at: Callable[..., None]) -> None:
+    count = next((c for c in stmt.children if isinstance(c, Token) and c.type == "NUMBER"), None)
+    if count is not None and not any(ch in count for ch in ".eE-") and _int_above(str(count), MAX_LIMIT_COUNT):
+        at(
+            f"a limit's count must be at most {MAX_LIMIT_COUNT} (2^53 - 1, the largest whole number "
+            "a JSON number carries exactly)",
+            count.line or 0, count.column or 0, len(count),
+        )  # fmt: skip
+    window = next((c for c in stmt.children if isinstance(c, Tree) and c.data == "window"), None)
+    tok = window.children[0] if window is not None and window.children else None
+    if isinstance(tok, Token) and tok.type == "DURATION" and _duration_too_long(str(tok)):
+        at(
+            f"a limit's window must be at most {MAX_WINDOW_DAYS}d (100 years, {MAX_WINDOW_SECONDS} seconds)",
+            tok.line or 0, tok.column or 0, len(tok),
+        )  # fmt: skip
+
+
+def _int_above(digits: str, bound: int) -> bool:
+    digits = digits.lstrip("0") or "0"
+    return len(digits) > len(str(bound)) or int(digits) > bound
+
+
+def _duration_too_long(text: str) -> bool:
+    digits, unit = text[:-1], text[-1]
+    return _int_above(digits, MAX_WINDOW_SECONDS // _UNIT_SECONDS.get(unit, 1))
+
+
+def _underflows(text: str) -> bool:
+    if not any(ch in text for ch in ".eE"):
+        return False
+    mantissa = re.split("[eE]", text, maxsplit=1)[0]
+    if not any(ch in "123456789" for ch in mantissa):
+        return False  # a written zero is zero
+    try:
+        return float(text) == 0.0
+    except (ValueError, OverflowError):
+        return False
 
 
 # --- syntax errors in words -------------------------------------------------------------

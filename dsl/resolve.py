@@ -52,10 +52,16 @@ class Program:
     roots: list[ir.Module] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # display file -> text
     rule_names: dict[str, str] = field(default_factory=dict)  # display file -> name in `rule`
-    catalogue: dict[str, tuple[str, ir.Risk]] = field(default_factory=dict)  # tool -> (server, risk)
+    # tool -> every (server, class) declaring it, in load order. A tool two catalogues class
+    # differently has every one of those classes: each class selector selects it.
+    catalogue: dict[str, tuple[tuple[str, ir.Risk], ...]] = field(default_factory=dict)
     servers: dict[str, list[ir.CatalogueTool]] = field(default_factory=dict)
     rules: list[ResolvedRule] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def classes_of(self, tool: str) -> tuple[ir.Risk, ...]:
+        """The risk classes of a catalogue tool (empty when no catalogue declares it)."""
+        return tuple(dict.fromkeys(risk for _, risk in self.catalogue.get(tool, ())))
 
     def rule_name(self, span: ir.Span) -> str:
         return f"{self.rule_names.get(span.file, span.file)}:{span.line}"
@@ -201,6 +207,12 @@ def _stdlib_missing(spec: str) -> str:
 
 
 def _build_catalogue(prog: Program) -> None:
+    """Collect the `server` blocks. One server declaring a tool twice with two classes is an
+    error; two servers classing one tool name differently is allowed (a name is matched
+    whatever server it comes from) but warned about: the tool then has both classes, so a
+    rule on either class selects it (`deny destructive tools` is never dodged by a `read`
+    declaration elsewhere, whichever file is loaded first)."""
+    first_decl: dict[tuple[str, ir.Risk], tuple[str, ir.CatalogueTool]] = {}
     for cat in prog.statements(ir.Catalogue):
         entries = prog.servers.setdefault(cat.server, [])
         seen = {t.name: t for t in entries}
@@ -215,7 +227,35 @@ def _build_catalogue(prog: Program) -> None:
                 continue
             seen[tool.name] = tool
             entries.append(tool)
-            prog.catalogue.setdefault(tool.name, (cat.server, tool.risk))
+            decls = prog.catalogue.get(tool.name, ())
+            others = [risk for _, risk in decls if risk != tool.risk]
+            if others and (tool.name, tool.risk) not in first_decl:
+                classes = " and ".join(dict.fromkeys([*(r for _, r in decls), tool.risk]))
+                _warn_two_classes(prog, first_decl[(tool.name, others[0])], (cat.server, tool), classes)
+            first_decl.setdefault((tool.name, tool.risk), (cat.server, tool))
+            prog.catalogue[tool.name] = (*decls, (cat.server, tool.risk))
+
+
+def _warn_two_classes(
+    prog: Program, first: tuple[str, ir.CatalogueTool], later: tuple[str, ir.CatalogueTool], classes: str
+) -> None:
+    """Warn at the later declaration, unless that one is in the stdlib and the first is not:
+    the warning belongs in a file the user can change (a catalogue of their own is loaded
+    before the stdlib modules it imports)."""
+    here, there = later, first
+    if _in_stdlib(prog, later[1].span) and not _in_stdlib(prog, first[1].span):
+        here, there = first, later
+    tool = here[1]
+    prog.warn(
+        f"tool `{tool.name}` is classified as {tool.risk} here but as {there[1].risk} by server "
+        f"`{there[0]}` ({prog.rule_name(there[1].span)}): it counts as {classes}, so rules on "
+        "each of those classes select it",
+        tool.span,
+    )
+
+
+def _in_stdlib(prog: Program, span: ir.Span) -> bool:
+    return prog.rule_names.get(span.file, "").startswith("stdlib/")
 
 
 def glob_regex(pattern: str) -> "re.Pattern[str]":
@@ -241,7 +281,7 @@ def _expand_selectors(prog: Program) -> None:
                     where = "any declared catalogue" if known else "a catalogue (none is declared or imported)"
                     prog.error(f'glob `{pattern}` matches no tool in {where}', sel.span)
             elif sel.kind == "class":
-                tools = tuple(t for t in known if prog.catalogue[t][1] == sel.risk)
+                tools = tuple(t for t in known if sel.risk in prog.classes_of(t))
                 if not tools:
                     prog.warn(f"no catalogue classifies any tool as {sel.risk}: this rule selects nothing", sel.span)
             prog.rules.append(ResolvedRule(rule=rule, tools=tools, module=module))

@@ -5,6 +5,9 @@
 
 Prints the fresh `server` block and a diff of tool names against stdlib_rules/NAME.plr;
 review risk classes by hand before saving (annotations are hints, execute is never one).
+A tool the stdlib catalogue already lists keeps its reviewed class in the printed block (the
+server's annotations often say less: server-github has none, so every tool would read
+`write`, push_files included); each such difference is listed on stderr.
 """
 
 from __future__ import annotations
@@ -23,8 +26,12 @@ def main(argv: list[str]) -> int:
         return 2
     name, command = argv[0], argv[2:]
     tools = tools_from_server(command, env=dict(os.environ))
-    print(catalogue_text(name, tools, " ".join(command)), end="")
     known = find(name)
+    if known:
+        tools, changed = keep_reviewed_classes(tools, dict(known[0].tools))
+        for tool, server_says, reviewed in changed:
+            print(f"# class kept: {tool} is {reviewed} in {known[0].module} (the server says {server_says})", file=sys.stderr)
+    print(catalogue_text(name, tools, " ".join(command)), end="")
     if known:
         old = {t for t, _ in known[0].tools}
         new = {t for t, _, _ in tools}
@@ -33,6 +40,21 @@ def main(argv: list[str]) -> int:
         for t in sorted(old - new):
             print(f"# gone from the server: {t}", file=sys.stderr)
     return 0
+
+
+def keep_reviewed_classes(
+    tools: list[tuple[str, str, str]], reviewed: dict[str, str]
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """The live tools with the class a person gave each known one; and (tool, live, reviewed)
+    for every class that differs."""
+    out: list[tuple[str, str, str]] = []
+    changed: list[tuple[str, str, str]] = []
+    for tool, risk, desc in tools:
+        kept = reviewed.get(tool, risk)
+        if kept != risk:
+            changed.append((tool, risk, kept))
+        out.append((tool, kept, desc))
+    return out, changed
 
 
 if __name__ == "__main__":
