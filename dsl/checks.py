@@ -112,25 +112,183 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
         prog.warn(f"a `reason` on `{r.kind}` is not shown to the agent ({what}); remove it or put it in a comment", r.span)
     if r.kind == "deny" and r.guard == "if" and r.condition is not None:
         for leaf in _positive_negations(r.condition):
-            path = leaf.path.text()
+            path = f"{leaf.fn}({leaf.path.text()})" if leaf.fn else leaf.path.text()
+            if leaf.fn == "len":
+                what = "missing or has no length (not a string, list or object)"
+                what = f"`{leaf.path.text()}` is {what}"
+            else:
+                what = "missing or of another type than " + ("the value" if leaf.op == "neq" else "every item")
+                what = f"`{path}` is {what}"
             prog.warn(
-                f"`{path} {'!=' if leaf.op == 'neq' else 'not in'} ...` is false when `{path}` is missing, so this "
-                f"deny does not fire for calls without it; write `not ({path} {'==' if leaf.op == 'neq' else 'in'} ...)` "
+                f"`{path} {'!=' if leaf.op == 'neq' else 'not in'} ...` is false when {what}, so this "
+                f"deny does not fire for such calls; write `not ({path} {'==' if leaf.op == 'neq' else 'in'} ...)` "
                 f"to deny those too",
                 leaf.span,
             )
+    if r.condition is not None and r.kind in ("allow", "deny") and r.guard in ("if", "unless"):
+        _check_literal_types(prog, r)
 
 
 def _positive_negations(c: ir.Condition, negated: bool = False) -> Iterator[ir.Compare]:
-    """`!=` / `not in` leaves that are not under a `not` (where they would fail open)."""
+    """`!=` / `not in` leaves that are not under a `not` (where they would fail open). A leaf
+    that can never hold because of its literal's type gets its own warning instead."""
     if isinstance(c, ir.Compare):
         if not negated and c.op in ("neq", "not_in") and c.fn != "count" and c.path.root != "tool":
-            yield c
+            if _never_holds(c) is None:
+                yield c
     elif isinstance(c, (ir.And, ir.Or)):
         for item in c.items:
             yield from _positive_negations(item, negated)
     else:
         yield from _positive_negations(c.item, not negated)
+
+
+# --- comparisons that can never hold because of their literal's type --------------------
+
+# What a path holds when it is present: count(...) and len(...) are numbers, `approved` is a
+# boolean, and the other context roots are strings (tool names, identities, sessions, servers).
+_ROOT_TYPES = {"identity": "string", "session": "string", "server": "string", "tool": "string", "approved": "boolean"}
+_ORDERED = {"lt": "less than", "lte": "at most", "gt": "greater than", "gte": "at least"}
+_SYMBOLS = {"eq": "==", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": "in", "not_in": "not in"}
+
+
+def _type_of(v: object) -> str:
+    """The JSON type of a literal, as the language's comparisons see it (int and float are one)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "list" if isinstance(v, list) else "object"
+
+
+def _a(kind: str) -> str:
+    return "null" if kind == "null" else f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _known_type(leaf: ir.Compare) -> str | None:
+    if leaf.fn is not None:
+        return "number"
+    return None if leaf.path.steps else _ROOT_TYPES.get(leaf.path.root)
+
+
+def _never_holds(leaf: ir.Compare) -> str | None:
+    """Why ``leaf`` can never hold for any call, judging by its literal's type; None if it can.
+
+    Comparing values of different types is false (language.md), so a comparison whose literal
+    has the wrong type for every value the left side can have is a constant false.
+    """
+    op, value = leaf.op, leaf.value
+    if op not in _SYMBOLS:
+        return None
+    known = _known_type(leaf)
+    lhs = f"{leaf.fn}(...)" if leaf.fn else f"`{leaf.path.text()}`"
+    if op in _ORDERED:
+        kind = _type_of(value)
+        if kind not in ("number", "string"):
+            return f"only numbers and strings are ordered, and the value is {_a(kind)}"
+        if known is not None and known != kind:
+            return f"{lhs} is {_a(known)}, and {_a(known)} is never {_ORDERED[op]} {_a(kind)}"
+        return None
+    if op in ("eq", "neq"):
+        kind = _type_of(value)
+        if known is not None and known != kind:
+            if op == "eq":
+                return f"{lhs} is {_a(known)}, and {_a(known)} never equals {_a(kind)}"
+            return f"{lhs} is {_a(known)}, and `!=` holds only between two values of the same type"
+        if op == "neq" and kind == "null":
+            return "null is a type of its own, and `!=` holds only between two values of the same type"
+        return None
+    items = value if isinstance(value, list) else []
+    kinds = {_type_of(x) for x in items}
+    if not items:
+        return "the list is empty"
+    if known is not None and known not in kinds:
+        return f"{lhs} is {_a(known)}, and no item of the list is"
+    if op == "not_in" and kinds == {"null"}:
+        return "every item is null, and `not in` holds only for a value of the type of some item that equals none"
+    return None
+
+
+def _fix_hint(leaf: ir.Compare) -> str:
+    """A rewrite for the common slips: a quoted number, or `!= null`."""
+    import json
+
+    from .format import literal_text
+
+    lhs = f"{leaf.fn}({leaf.path.text()})" if leaf.fn else leaf.path.text()
+    value = leaf.value
+    if leaf.op == "neq" and value is None and _known_type(leaf) is None:
+        return f"; to require a value that is not null, write `not ({lhs} == null)`"
+    if _known_type(leaf) == "number" and isinstance(value, str):
+        try:
+            number = json.loads(value)
+        except ValueError:
+            return ""
+        if isinstance(number, (int, float)) and not isinstance(number, bool):
+            return f"; write `{lhs} {_SYMBOLS[leaf.op]} {literal_text(number)}`"
+    return ""
+
+
+def _const(c: ir.Condition, never: set[int]) -> bool | None:
+    """The condition's value when the leaves in ``never`` are false; None when it depends on the call."""
+    if isinstance(c, ir.Compare):
+        return False if id(c) in never else None
+    if isinstance(c, ir.Not):
+        inner = _const(c.item, never)
+        return None if inner is None else not inner
+    values = [_const(x, never) for x in c.items]
+    stop = isinstance(c, ir.Or)  # an `or` is decided by a true item, an `and` by a false one
+    if stop in values:
+        return stop
+    return (not stop) if all(v is not None for v in values) else None
+
+
+def _leaves_with_polarity(c: ir.Condition, negated: bool = False) -> Iterator[tuple[ir.Compare, bool]]:
+    if isinstance(c, ir.Compare):
+        yield c, negated
+    elif isinstance(c, (ir.And, ir.Or)):
+        for item in c.items:
+            yield from _leaves_with_polarity(item, negated)
+    else:
+        yield from _leaves_with_polarity(c.item, not negated)
+
+
+def _check_literal_types(prog: Program, r: ir.Rule) -> None:
+    """Warn at each comparison that can never hold, and say what that does to the rule: in a
+    `deny … if` (or under a `not` in a requirement) it is a silent fail-open."""
+    from .format import condition_text
+
+    assert r.condition is not None
+    found = [(leaf, negated, why) for leaf, negated in _leaves_with_polarity(r.condition) if (why := _never_holds(leaf))]
+    if not found:
+        return
+    whole = _const(r.condition, {id(leaf) for leaf, _n, _w in found})
+    deny_if = r.kind == "deny" and r.guard == "if"
+    head = "`deny … if`" if deny_if else "`allow … if`" if r.kind == "allow" else "`deny … unless`"
+    for leaf, negated, why in found:
+        message = f"`{condition_text(leaf)}` can never hold: {why}"
+        if deny_if and not negated:
+            if whole is False:
+                message += (
+                    f", so this {head} never fires: the calls it is meant to deny are allowed "
+                    "(a silent fail-open)"
+                )
+            else:
+                message += (
+                    f", so this part of the {head} never fires: calls it is meant to deny may be allowed "
+                    "(a silent fail-open)"
+                )
+        elif not deny_if and negated:
+            message += f", so the `not` around it always holds and this {head} denies less than written (fail open)"
+        elif deny_if:
+            message += ", so the `not` around it always holds"
+        elif whole is False:
+            message += f", so this {head} condition never holds: the rule denies every call it selects"
+        prog.warn(message + _fix_hint(leaf), leaf.span)
 
 
 def _check_leaf(prog: Program, leaf: ir.Compare) -> None:
@@ -221,13 +379,18 @@ def _check_interactions(prog: Program) -> None:
                     f"`{tool}` is denied by `default deny` (no allow rule selects it), so this rule can never matter",
                     rr.rule.span,
                 )
-        if tr.allow and tr.allow_if:
-            for rr in tr.allow_if:
-                warn_once(
-                    f"this condition never matters for `{tool}`: it is allowed unconditionally by "
-                    f"{prog.rule_name(tr.allow[0].rule.span)}",
-                    rr.rule.span,
-                )
+        elif tr.allow and tr.allow_if:
+            # The tool's `allow … if` rules restrict it whatever else allows it, so an
+            # unconditional allow naming this very tool adds nothing (one of a class or glob
+            # is how a rule pack is narrowed: no warning there).
+            for rr in tr.allow:
+                if rr.rule.selector.kind in ("tool", "list") and not _is_stdlib(prog, rr.rule.span):
+                    warn_once(
+                        f"this unconditional `allow` does not make `{tool}` always callable: `{tool}` also has "
+                        f"`allow … if` rules ({prog.rule_name(tr.allow_if[0].rule.span)}), and it is allowed only "
+                        "when one of them holds",
+                        rr.rule.span,
+                    )
         _check_limit_widths(tool, [*tr.limit, *limit_all], warn_once)
 
 

@@ -5,7 +5,8 @@ The mapping is the one the spec fixes (docs/language.md, "How rules combine"):
 * ``hide`` → ``hide`` (``hide all tools`` → ``"*"``); a hidden tool appears nowhere else.
 * an unconditional ``deny`` → ``action: deny`` (nothing else matters for that tool).
 * ``deny … unless approved`` → ``action: require_approval``; any other ``deny … unless C``
-  → one ``require`` entry; the tool's ``allow … if`` rules → one ``require`` entry (their OR).
+  → one ``require`` entry; the tool's ``allow … if`` rules → one ``require`` entry (their OR),
+  also when an unconditional ``allow`` selects the tool too.
 * ``deny … if C`` → ``deny_if``; ``limit`` → ``limits`` (``all tools`` → ``all_tools.limits``).
 * Under ``default deny`` only callable tools get an entry (and tools with an unconditional
   deny, so the agent sees the rule's reason); under ``default allow`` every mentioned tool.
@@ -77,7 +78,9 @@ def _tool_entry(tr: ToolRules, prog: Program) -> Tool:
     reason = None
     rule = None
     require: list[Any] = []
-    if tr.allow_if and not tr.allow:
+    # A tool's `allow … if` rules restrict it whatever else allows it (spec: "if the tool has
+    # `allow ... if` rules and none holds → deny"); an unconditional allow never lifts them.
+    if tr.allow_if:
         conds = [condition_to_json(rr.rule.condition, rr.rule.reason, name(rr.rule.span)) for rr in tr.allow_if]  # type: ignore[arg-type]
         if len(conds) == 1:
             require.append(conds[0])

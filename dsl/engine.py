@@ -278,7 +278,8 @@ def _kind(v: Any) -> int:
 
 
 def strict_eq(a: Any, b: Any) -> bool:
-    """Equality without JSON-unlike coercions: ``True != 1``, ``"1" != 1``, NaN equals nothing.
+    """Equality without JSON-unlike coercions: ``True`` is not ``1``, ``"1"`` is not ``1``, NaN
+    equals nothing.
 
     Recursion is bounded by the shallower operand, and policy literals are at most 32 deep.
     """
@@ -309,7 +310,17 @@ def _test(op: str, lit: Any) -> Callable[[Any], bool]:
             eq = lambda v: strict_eq(v, lit)  # noqa: E731
         if op == "eq":
             return eq
-        return lambda v: not eq(v)
+        # `neq` holds only between values of the same JSON type that differ (spec: comparing
+        # values of different types is false): `"1" != 1`, `true != 1` and `x != null` are false.
+        if k == 0:
+            return lambda v: False  # null is its own type, and null equals null
+        if k == 1:
+            return lambda v: v.__class__ is bool and v is not lit
+        if k == 2:
+            return lambda v: isinstance(v, _NUM) and v.__class__ is not bool and v != lit
+        if k == 3:
+            return lambda v: isinstance(v, str) and v != lit
+        return lambda v: _kind(v) == k and not strict_eq(v, lit)
     if op in ("lt", "lte", "gt", "gte"):
         import operator
 
@@ -349,7 +360,25 @@ def _test(op: str, lit: Any) -> Callable[[Any], bool]:
 
         if op == "in":
             return member
-        return lambda v: not member(v)
+        # `not_in` holds only when the value has the type of at least one item and equals none.
+        has_str, has_num = any(isinstance(x, str) for x in items), any(_is_num(x) for x in items)
+        has_bool = any(isinstance(x, bool) for x in items)
+        has_list, has_dict = any(isinstance(x, list) for x in items), any(isinstance(x, dict) for x in items)
+
+        def not_member(v: Any) -> bool:
+            if isinstance(v, str):
+                return has_str and v not in strs
+            if isinstance(v, bool):
+                return has_bool and v not in bools
+            if isinstance(v, (int, float)):
+                return has_num and v not in nums
+            if isinstance(v, list):
+                return has_list and not any(strict_eq(v, x) for x in nested)
+            if isinstance(v, dict):
+                return has_dict and not any(strict_eq(v, x) for x in nested)
+            return False  # null (`null not in [...]` never holds) or not a JSON value
+
+        return not_member
     if op == "contains":
 
         def contains(v: Any) -> bool:

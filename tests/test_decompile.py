@@ -106,6 +106,21 @@ def test_source_with_every_construct(default: str) -> None:
     assert "# note" not in text
 
 
+def test_allow_if_beside_an_unconditional_allow_survives_the_round_trip() -> None:
+    """The compiler keeps a tool's `allow … if` beside `allow read tools` / `allow tool "x"`; the
+    decompiled rules say so, and the recompiled policy still denies when no condition holds."""
+    source = (
+        'server "s" {\n    tool "r1" read\n    tool "r2" read\n}\ndefault deny\nallow read tools\n'
+        'allow tool "r1" if identity == "ops"\nallow tool "r2"\nallow tool "r2" if args.n != 1\n'
+    )
+    text = round_trip(compile_source(source, "p.plr"))
+    assert 'allow tool "r1" if identity == "ops"' in text
+    assert 'allow tool "r2" if args.n != 1' in text
+    e = Engine(compile_source(text, "back.plr"))
+    assert [e.decide("r1", identity=who).effect for who in ("ops", "intern", None)] == ["allow", "deny", "deny"]
+    assert [e.decide("r2", {"n": n}).effect for n in (2, 1, "2", None)] == ["allow", "deny", "deny", "deny"]
+
+
 def test_hide_all_tools() -> None:
     compiled = compile_source('default allow\nhide all tools\nlimit tool "a" to 1 per day\n')
     assert "hide all tools" in round_trip(compiled)

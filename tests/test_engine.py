@@ -399,11 +399,30 @@ HUGE = 10**5000
         ("eq", 1, HUGE, False),
         ("eq", 1, b"1", False),
         ("eq", "a", object(), False),
+        # neq: the same JSON type and a different value; across types it is false, like eq
         ("neq", "a", "b", True),
         ("neq", "a", "a", False),
-        ("neq", 1, True, True),
-        ("neq", 5, "x", True),  # neq is `not eq`
-        ("neq", 1, NAN, True),
+        ("neq", 1, 2, True),
+        ("neq", 1, 1.0, False),
+        ("neq", 1, 2.5, True),
+        ("neq", 1, True, False),  # a boolean is not a number
+        ("neq", True, 1, False),
+        ("neq", True, False, True),
+        ("neq", False, False, False),
+        ("neq", 5, "x", False),
+        ("neq", "1", 1, False),
+        ("neq", "root", ["root"], False),  # a list is not a string
+        ("neq", None, None, False),
+        ("neq", None, 0, False),  # null is its own type: `!= null` never holds
+        ("neq", 0, None, False),
+        ("neq", [1], [2], True),
+        ("neq", [1], [1.0], False),
+        ("neq", [1], "1", False),
+        ("neq", [1], (2,), False),  # a tuple is not a JSON list
+        ("neq", 1, NAN, True),  # NaN is a number that equals nothing
+        ("neq", 1, HUGE, True),
+        ("neq", "a", object(), False),
+        ("neq", "a", b"b", False),
         # order: both numbers or both strings
         ("lt", 5, 4, True),
         ("lt", 5, 5, False),
@@ -442,9 +461,27 @@ HUGE = 10**5000
         ("in", [1], HUGE, False),
         ("in", ["a"], {"a": 1}, False),
         ("in", ["a"], b"a", False),
+        # not_in: the type of at least one item, and equal to none of them
         ("not_in", ["a", "b"], "c", True),
         ("not_in", ["a", "b"], "a", False),
-        ("not_in", [1], True, True),
+        ("not_in", [1], True, False),  # no item is a boolean
+        ("not_in", [True], 1, False),
+        ("not_in", [True], False, True),
+        ("not_in", [1], 2, True),
+        ("not_in", [1], 1.0, False),
+        ("not_in", ["a", 1], "b", True),
+        ("not_in", ["a", 1], 2, True),
+        ("not_in", ["a"], 2, False),
+        ("not_in", ["root"], ["root"], False),  # a list, and no item is one
+        ("not_in", [["a"]], ["b"], True),
+        ("not_in", [["a"]], ["a"], False),
+        ("not_in", [None], None, False),
+        ("not_in", ["a"], None, False),  # null is its own type
+        ("not_in", [None, "a"], "b", True),
+        ("not_in", [], "a", False),  # no item, so no type to share
+        ("not_in", [1], NAN, True),
+        ("not_in", ["a"], {"a": 1}, False),
+        ("not_in", ["a"], b"b", False),
         # contains: substring or strict list membership
         ("contains", "rm", "rm -rf", True),
         ("contains", "rm", "ls", False),
@@ -501,6 +538,9 @@ def test_every_comparison_on_a_missing_path_is_false(op: str, value: Any) -> Non
         (MISSING, "eq", 0, True),
         (MISSING, "neq", 1, True),  # count is never missing
         (MISSING, "not_in", [1, 2], True),
+        (["a", "b"], "neq", "2", False),  # count is a number: never unequal to a string
+        (["a", "b"], "not_in", ["1", "3"], False),
+        (["a", "b"], "not_in", ["1", 3], True),
         (list(range(6)), "gt", 5, True),
         (["a"] * 5, "gt", 5, False),
     ],
@@ -1036,6 +1076,64 @@ def test_explain_agrees_with_decide(
             )  # fmt: skip
 
 
+def _compiled_engine(src: str) -> tuple[Engine, Engine]:
+    """The engine on a compiled .plr source, built both ways (model, canonical dump)."""
+    from dsl.compiler import compile_source
+
+    p = compile_source(src, "p.plr")
+    return Engine(p), Engine.from_data(p.to_dict())
+
+
+@pytest.mark.parametrize("user", [["root"], 1, 1.5, True, None, {"name": "root"}])
+def test_neq_on_a_value_of_another_type_is_false(user: Any) -> None:
+    """The reviewer's reproduction: `!=` used to hold for any value of another type."""
+    src = 'server "s" { tool "t" write }\ndefault deny\nallow tool "t" if args.user != "root"\n'
+    for e in _compiled_engine(src):
+        assert e.decide("t", {"user": user}).effect == "deny"
+        assert e.decide("t", {"user": user}, explain=True).effect == "deny"
+        assert e.decide("t", {"user": "bob"}).effect == "allow"
+        assert e.decide("t", {"user": "root"}).effect == "deny"
+
+
+def test_not_in_needs_the_type_of_an_item() -> None:
+    src = 'default deny\nallow tool "t" if args.u not in ["a", 1]\n'
+    for e in _compiled_engine(src):
+        got = {repr(u): e.decide("t", {"u": u}).effect for u in ["b", 2, "a", 1, 1.0, True, None, ["b"], {}]}
+        assert got == {
+            "'b'": "allow", "2": "allow", "'a'": "deny", "1": "deny", "1.0": "deny",
+            "True": "deny", "None": "deny", "['b']": "deny", "{}": "deny",
+        }  # fmt: skip
+
+
+def test_allow_if_restricts_a_tool_that_a_rule_pack_allows() -> None:
+    """The reviewer's reproduction: `allow read tools` used to drop get-env's `allow … if`."""
+    src = (
+        'import "stdlib/server-everything"\nimport "stdlib/read_only"\n'
+        'allow tool "get-env" if identity == "ops"\n'
+    )
+    from dsl.compiler import compile_source
+
+    assert compile_source(src, "p.plr", source=False).to_dict()["tools"]["get-env"] == {
+        "require": [{"op": "eq", "path": "identity", "value": "ops"}]
+    }
+    for e in _compiled_engine(src):
+        assert (e.decide("get-env", identity="intern").effect, e.decide("get-env", identity="intern").code) == (
+            "deny",
+            "require",
+        )
+        assert e.decide("get-env").effect == "deny"
+        assert e.decide("get-env", identity="ops").effect == "allow"
+        assert e.decide("echo", {"message": "hi"}, identity="intern").effect == "allow"  # other read tools
+
+
+def test_allow_if_restricts_a_bare_allow_of_the_same_tool_under_either_default() -> None:
+    for default in ("deny", "allow"):
+        src = f'default {default}\nallow tool "x"\nallow tool "x" if args.ok == true\n'
+        for e in _compiled_engine(src):
+            assert e.decide("x", {}).code == "require"
+            assert e.decide("x", {"ok": True}).code == "allowed"
+
+
 def test_nan_never_equal_even_to_itself() -> None:
     nan = float("nan")
     assert not holds(leaf("args.v", "contains", 1), {"v": [nan]})
@@ -1103,16 +1201,16 @@ def _ref_holds(c: dict[str, Any], ctx: dict[str, Any]) -> bool:
     kv, kl = _ref_kind(v), _ref_kind(lit)
     if op == "eq":
         return _ref_eq(v, lit)
-    if op == "neq":
-        return not _ref_eq(v, lit)
+    if op == "neq":  # different types are never compared: `!=` needs the same type
+        return kv == kl and kv != "other" and not _ref_eq(v, lit)
     if op in ("lt", "lte", "gt", "gte"):
         if kv != kl or kv not in ("num", "str"):
             return False
         return {"lt": v < lit, "lte": v <= lit, "gt": v > lit, "gte": v >= lit}[op]
     if op == "in":
         return any(_ref_eq(v, x) for x in lit)
-    if op == "not_in":
-        return not any(_ref_eq(v, x) for x in lit)
+    if op == "not_in":  # the type of some item, and equal to none
+        return any(_ref_kind(x) == kv for x in lit) and not any(_ref_eq(v, x) for x in lit)
     if op == "contains":
         if kv == "str":
             return kl == "str" and lit in v
