@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from .errors import PlrError
 from .regex import re2_search_test
-from .vocab import OPS, VALUELESS_OPS
+from .vocab import MAX_LIMIT_COUNT, MAX_WINDOW_SECONDS, OPS, VALUELESS_OPS
 from .vocab import parse_path as _parse_path
 
 if TYPE_CHECKING:
@@ -724,8 +724,16 @@ def _check_condition(c: Any, where: str, depth: int = 0) -> None:
 def _check_limit(lim: Any, where: str) -> None:
     _shape(isinstance(lim, dict) and set(lim) <= _LIMIT_KEYS, where, "a limit is {max, window, per}")
     m, w = lim.get("max"), lim.get("window")
-    _shape(isinstance(m, int) and not isinstance(m, bool) and m >= 1, f"{where}.max", "must be an integer >= 1")
-    _shape(_is_num(w) and math.isfinite(w) and w > 0, f"{where}.window", "must be a number of seconds > 0")
+    _shape(
+        isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= MAX_LIMIT_COUNT,
+        f"{where}.max",
+        f"must be an integer from 1 to {MAX_LIMIT_COUNT}",
+    )
+    _shape(
+        _is_num(w) and math.isfinite(w) and 0 < w <= MAX_WINDOW_SECONDS,
+        f"{where}.window",
+        f"must be a number of seconds > 0 and <= {MAX_WINDOW_SECONDS}",
+    )
     _shape(lim.get("per") in _SCOPE_INDEX, f"{where}.per", "must be session, identity or global")
     _check_meta(lim, where)
 

@@ -17,6 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from .errors import Diagnostic, PlrError, line_of
 from .resources import grammar_text
+from .vocab import MAX_LIMIT_COUNT, MAX_WINDOW_DAYS, MAX_WINDOW_SECONDS
 
 MAX_NESTING = 64
 
@@ -207,14 +208,6 @@ def _scan_nesting(text: str, file: str) -> None:
 
 # --- literals the grammar accepts but nothing after it can carry -------------------------
 
-# Whole numbers a JSON document carries exactly (JavaScript's Number.MAX_SAFE_INTEGER): the
-# largest limit count, since every consumer of the compiled JSON (a Redis script included)
-# reads it as a double.
-MAX_LIMIT_COUNT = 2**53 - 1
-# The longest limit window and `after` step: 100 years. Longer is not a rate limit any more,
-# and the window must stay an exact number of seconds, and of milliseconds for Redis.
-MAX_WINDOW_DAYS = 36500
-MAX_WINDOW_SECONDS = MAX_WINDOW_DAYS * 86400
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 _RAW_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -25,7 +26,16 @@ from pydantic import (
 )
 
 from .errors import PlrError
-from .vocab import LIST_OPS, OPS, PATH_ROOTS, STRING_OPS, VALUELESS_OPS, parse_path
+from .vocab import (
+    LIST_OPS,
+    MAX_LIMIT_COUNT,
+    MAX_WINDOW_SECONDS,
+    OPS,
+    PATH_ROOTS,
+    STRING_OPS,
+    VALUELESS_OPS,
+    parse_path,
+)
 
 __all__ = [
     "OPS", "PATH_ROOTS", "LIST_OPS", "STRING_OPS", "VALUELESS_OPS", "parse_path",
@@ -153,8 +163,8 @@ class Limit(BaseModel):
     """A sliding-window quota: at most ``max`` allowed calls per ``window`` seconds per scope."""
 
     model_config = _STRICT
-    max: StrictInt = Field(ge=1)
-    window: float = Field(gt=0)
+    max: StrictInt = Field(ge=1, le=MAX_LIMIT_COUNT)
+    window: float = Field(gt=0, le=MAX_WINDOW_SECONDS)
     per: Scope = "session"
     rule: str | None = None
 
@@ -347,10 +357,34 @@ def validation_messages(e: ValidationError) -> list[str]:
     return seen
 
 
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """The JSON path of the first string (key or value) holding a lone surrogate, else None."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                return at
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                key_at = f"{at}.{k}" if at else str(k)
+                if isinstance(k, str) and _SURROGATE.search(k):
+                    return at or "(document)"
+                stack.append((item, key_at))
+        elif isinstance(v, list):
+            stack.extend((item, f"{at}[{i}]") for i, item in enumerate(v))
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = None) -> Policy:
     """Load a policy from a path, JSON text or a parsed dict; raise PlrError naming JSON paths.
 
-    A ``str`` that names an existing file is read as a path; any other string is JSON text.
+    A ``Path``, or a ``str`` given without ``name``, that does not start like JSON is a file to
+    read; ``bytes``, and a ``str`` given with a ``name`` (text someone read: a file's contents,
+    a fetched document), are always the document itself, never a path to follow.
     """
     label = name or "<policy>"
     data: Any
@@ -358,7 +392,7 @@ def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = Non
         data = src
     else:
         if isinstance(src, Path) or (
-            isinstance(src, str) and not src.lstrip().startswith(("{", "[")) and len(src) < 4096
+            isinstance(src, str) and name is None and not src.lstrip().startswith(("{", "[")) and len(src) < 4096
         ):
             path = Path(src)
             label = name or str(src)
@@ -382,6 +416,9 @@ def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = Non
             raise PlrError.at(f"invalid JSON: {e}", label) from None
     if not isinstance(data, dict):
         raise PlrError.at("a policy must be a JSON object", label)
+    where = _lone_surrogate(data, "")
+    if where is not None:  # "\ud800" is valid JSON text, yet no UTF-8 output can carry it
+        raise PlrError.at(f"{where or '(document)'}: a lone surrogate (\\ud800-\\udfff) is not a character", label)
     try:
         return Policy.model_validate(data)
     except ValidationError as e:

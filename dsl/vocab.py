@@ -19,6 +19,15 @@ LIST_OPS = frozenset({"in", "not_in"})
 STRING_OPS = frozenset({"starts_with", "ends_with", "regex"})
 PATH_ROOTS = ("args", "identity", "session", "server", "tool", "approved")
 
+# Whole numbers a JSON document carries exactly (JavaScript's Number.MAX_SAFE_INTEGER): the
+# largest limit count, since every consumer of the compiled JSON (a Redis script included)
+# reads it as a double.
+MAX_LIMIT_COUNT = 2**53 - 1
+# The longest limit window and `after` step: 100 years. Longer is not a rate limit any more,
+# and the window must stay an exact number of seconds, and of milliseconds for Redis.
+MAX_WINDOW_DAYS = 36500
+MAX_WINDOW_SECONDS = MAX_WINDOW_DAYS * 86400
+
 _ROOT_RE = re.compile(r"[A-Za-z_]+")
 _STEP_RE = re.compile(r'\.([^.\[\]"]+)|\[([0-9]+)\]|\[("(?:[^"\\]|\\.)*")\]')
 
