@@ -74,11 +74,42 @@ def _page(cursor: str | None) -> Any:
     return types.PaginatedRequestParams(cursor=cursor) if cursor else None
 
 
-def tools_from_server(command: list[str], env: dict[str, str] | None = None, timeout: float = 60.0) -> list[tuple[str, str, str]]:
-    """(name, risk, first line of description) for each tool a live stdio server lists."""
+def tools_from_server(command: list[str], env: dict[str, str] | None = None, timeout: float = 20.0) -> list[tuple[str, str, str]]:
+    """(name, risk, first line of description) for each tool a live stdio server lists.
+
+    Raises (TimeoutError when the server does not answer within ``timeout`` seconds); what the
+    SDK logs about a misbehaving server (a line that is not JSON-RPC) is one line on stderr,
+    never a traceback."""
+    import logging
+
     import anyio
 
-    return anyio.run(_list_tools, command, env, timeout)
+    sdk = logging.getLogger("mcp")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("plr catalog: the server: %(message)s"))
+    handler.addFilter(_one_line)
+    saved = sdk.propagate
+    sdk.addHandler(handler)
+    sdk.propagate = False
+    try:
+        return anyio.run(_list_tools, command, env, timeout)
+    except TimeoutError:
+        raise TimeoutError(f"no tools/list answer within {timeout:g} s") from None
+    finally:
+        sdk.removeHandler(handler)
+        sdk.propagate = saved
+
+
+def _one_line(record: Any) -> bool:
+    """A log record's exception as one line, not a traceback."""
+    if record.exc_info:
+        exc = record.exc_info[1]
+        first = (str(exc).strip().splitlines() or [""])[0]
+        record.msg = f"{record.getMessage()}: {type(exc).__name__}: {first}"[:300]
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+    return True
 
 
 def catalogue_text(server: str, tools: list[tuple[str, str, str]], source: str = "") -> str:
