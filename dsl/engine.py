@@ -165,6 +165,18 @@ class MemoryLimitStore:
                 self._sweep(now)
             return None
 
+    def peek_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
+        """What ``acquire_which`` would answer now, recording nothing."""
+        worst: tuple[float, int] | None = None
+        with self._lock:
+            for i, (key, mx, window) in enumerate(keys):
+                counted = [t for t in self._hits.get(key, ()) if now - t < window]
+                if len(counted) >= mx:
+                    wait = max(counted[len(counted) - mx] + window - now, 0.0)
+                    if worst is None or wait > worst[0]:
+                        worst = (wait, i)
+        return worst
+
     def _acquire_one(self, entry: tuple[str, int, float], now: float) -> tuple[float, int] | None:
         """``acquire_which`` for the common single key, without the bookkeeping for several."""
         key, mx, window = entry
@@ -860,6 +872,7 @@ class Engine:
         self._acquire_which: Callable[..., tuple[float, int] | None] | None = getattr(
             self._store, "acquire_which", None
         )
+        self._peek_which: Callable[..., tuple[float, int] | None] | None = getattr(self._store, "peek_which", None)
         self._p = p
 
     @classmethod
@@ -1052,10 +1065,28 @@ class Engine:
                 return refused
         return t.allowed
 
-    def _acquire(
-        self, lims: tuple[_Lim, ...], session: Any, identity: Any, trace: list[TraceStep] | None
+    def rate_limit_if_approved(
+        self, tool: str, *, identity: str | None = None, session: str | None = None
     ) -> Decision | None:
-        """Step 7 and the counting of step 8, in one atomic store call."""
+        """The ``rate_limited`` (or ``state_unavailable``) deny that ``tool`` would get now if a
+        human approved it, counting nothing; None when its limits have room or it has none (or
+        the store cannot look without counting). The proxy asks this before it asks a human:
+        approving a call that its limit refuses anyway only spends the human's attention."""
+        t = self._p.fast.get(tool)
+        if t is None or t.__class__ is Decision or not t.limits or self._peek_which is None:  # type: ignore[union-attr]
+            return None
+        return self._acquire(t.limits, session, identity, None, peek=True)  # type: ignore[union-attr]
+
+    def _acquire(
+        self,
+        lims: tuple[_Lim, ...],
+        session: Any,
+        identity: Any,
+        trace: list[TraceStep] | None,
+        *,
+        peek: bool = False,
+    ) -> Decision | None:
+        """Step 7 and the counting of step 8, in one atomic store call (``peek``: count nothing)."""
         if len(lims) == 1:
             lim0 = lims[0]
             scope = lim0.scope
@@ -1065,7 +1096,7 @@ class Engine:
             scopes = ("", _scope_value(session), _scope_value(identity))
             keys = [(lim.prefix + scopes[lim.scope], lim.max, lim.window) for lim in lims]
         now = self._clock()
-        which = self._acquire_which
+        which = self._peek_which if peek else self._acquire_which
         try:
             return self._acquired(lims, keys, now, which, trace)
         except StateUnavailable as e:

@@ -38,8 +38,9 @@ __all__ = [
     "redis_errors",
 ]
 
-# KEYS: counter keys. ARGV[1]: now in seconds or "" to use Redis TIME; ARGV[2]: member id;
-# then per key: max, window. Returns nil when admitted, else {retry_after, index}.
+# KEYS: counter keys. ARGV[1]: now in seconds or "" to use Redis TIME; ARGV[2]: member id ("" to
+# peek: answer without recording); then per key: max, window. Returns nil when admitted, else
+# {retry_after, index}.
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
 if not now then
@@ -61,6 +62,7 @@ end
 if which >= 0 then
   return {tostring(math.max(worst, 0)), which}
 end
+if ARGV[2] == '' then return false end  -- a peek: room everywhere, nothing recorded
 for i, key in ipairs(KEYS) do
   local window = tonumber(ARGV[2 + 2 * i])
   redis.call('ZADD', key, now, ARGV[2] .. ':' .. i)
@@ -283,8 +285,15 @@ class RedisLimitStore:
         r = self.acquire_which(keys, now)
         return None if r is None else r[0]
 
-    def acquire_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
-        args: list[Any] = ["" if self._server_time else repr(float(now)), uuid.uuid4().hex]
+    def peek_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
+        """What ``acquire_which`` would answer now, recording nothing."""
+        return self.acquire_which(keys, now, _member="")
+
+    def acquire_which(
+        self, keys: Sequence[tuple[str, int, float]], now: float, _member: str | None = None
+    ) -> tuple[float, int] | None:
+        member = uuid.uuid4().hex if _member is None else _member
+        args: list[Any] = ["" if self._server_time else repr(float(now)), member]
         for _key, mx, window in keys:
             args += [int(mx), float(window)]
         res = self._health.run(self._script, keys=[self._prefix + k for k, _, _ in keys], args=args)

@@ -92,3 +92,40 @@ def test_redis_down_denies_with_state_unavailable_then_recovers(redis_server):
     redis_server.start()
     d = e.decide("cancel-task", {}, session="s")
     assert d.code == "allowed", d
+
+
+def test_peek_answers_like_acquire_and_records_nothing(redis_server):
+    """`peek_which` (asked before a human is asked to approve) says what `acquire_which` would say,
+    on Redis as in memory, and never uses up quota."""
+    redis_store = RedisLimitStore(redis_server.client(), use_server_time=False)
+    memory = MemoryLimitStore()
+    keys = [("peek-a", 2, 10.0), ("peek-b", 3, 60.0)]
+    for store in (redis_store, memory):
+        for _ in range(5):
+            assert store.peek_which(keys, 1000.0) is None  # peeking counts nothing
+        assert store.acquire_which(keys, 1000.0) is None
+        assert store.acquire_which(keys, 1001.0) is None
+        full = store.peek_which(keys, 1002.0)
+        assert full is not None and full[1] == 0 and abs(full[0] - 8.0) < 1e-9
+        assert store.acquire_which(keys, 1002.0) == full  # acquire agrees, and records nothing either
+        assert store.peek_which(keys, 1010.0) is None  # the window moved on
+
+
+def test_engine_rate_limit_if_approved_counts_nothing() -> None:
+    clock = Clock()
+    policy = compile_source(
+        'default deny\ndeny tool "cancel-task" unless approved\nlimit tool "cancel-task" to 2 per minute per session\n',
+        "p.plr",
+    )
+    e = Engine(policy, clock=clock)
+    for _ in range(3):
+        assert e.rate_limit_if_approved("cancel-task", session="s") is None
+    assert e.decide("cancel-task", session="s").effect == "approval_required"
+    for _ in range(2):
+        assert e.decide("cancel-task", session="s", approved=True).code == "allowed"
+    limited = e.rate_limit_if_approved("cancel-task", session="s")
+    assert limited is not None and limited.code == "rate_limited" and limited.retry_after == 60.0
+    assert e.rate_limit_if_approved("cancel-task", session="other") is None  # per session
+    assert e.rate_limit_if_approved("no-such-tool", session="s") is None
+    clock.now += 60
+    assert e.rate_limit_if_approved("cancel-task", session="s") is None

@@ -987,6 +987,13 @@ class Proxy:
                 "deny", d.code, f"{d.reason} (approval required, but no approval channel is available)", d.rule
             )
             return nd, us, "unavailable", None
+        # a call its limit would refuse once approved is refused now: a human is not asked for it
+        # (an agent looping on a limited tool must not flood the approver); a retry of an
+        # InputRequiredResult round is let through to be decided with its answer
+        if not (modern and params.input_responses):
+            limited = self.engine.rate_limit_if_approved(c.tool, identity=c.identity, session=c.session)
+            if limited is not None:
+                return limited, us, None, None
         use_elicit = mode == "elicit" or (mode == "auto" and can_elicit)
         if use_elicit and modern:
             return await self._approve_modern(ctx, params, c, d, us)

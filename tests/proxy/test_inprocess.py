@@ -133,6 +133,24 @@ async def test_modern_approval_expires(setup: ProxySetup) -> None:
 
 
 @pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_a_call_its_limit_would_refuse_is_not_put_to_a_human(setup: ProxySetup, mode: str) -> None:
+    """cancel-task needs approval and is limited to 2 a minute: an agent that loops on it gets
+    two questions to the human, then rate_limited answers without a third question."""
+    setup.policy.write_text(setup.policy.read_text() + '\nlimit tool "cancel-task" to 2 per minute per session\n')
+    human = Human()
+    async with inprocess(setup) as ip:
+        async with Client(ip.server, mode=mode, elicitation_callback=human) as c:
+            results = [await c.call_tool("cancel-task", {"task_id": f"t-{i}"}) for i in range(4)]
+    assert [r.is_error for r in results] == [False, False, True, True]
+    assert all(r.meta["plr/decision"]["code"] == "rate_limited" for r in results[2:])
+    assert "retry after" in text(results[3])
+    assert len(human.seen) == 2
+    assert setup.called_tools() == ["cancel-task", "cancel-task"]
+    codes = [(r["code"], r.get("approval")) for r in setup.records()]
+    assert codes[-2:] == [("rate_limited", None), ("rate_limited", None)]
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
 async def test_approval_modes(setup: ProxySetup, mode: str) -> None:
     human = Human()
     async with inprocess(setup, approval_mode="deny") as ip:
