@@ -14,14 +14,19 @@ Decision order for one call (first match wins):
 3. not callable (default deny and no ``allow`` / ``allow if`` / ``deny unless`` selects it)
    → ``deny``/``default``
 4. a ``deny … if C`` whose ``C`` holds → ``deny``/``deny_if``
-5. requirements: the OR of the tool's ``allow … if`` conditions (only when it has no
-   unconditional ``allow``) and every ``deny … unless C``. If some fail: when each failing
-   one holds with ``approved`` true → ``approval_required``/``require``, else ``deny``/``require``
+5. requirements: the OR of the tool's ``allow … if`` conditions (whenever it has any, even
+   when an unconditional ``allow`` selects it too) and every ``deny … unless C``. If some fail:
+   when each failing one holds with ``approved`` true → ``approval_required``/``require``, else
+   ``deny``/``require``
 6. limits (the tool's own ``limit`` rules, one quota per rule and tool, plus every
    ``limit all tools``): one full window → ``deny``/``rate_limited``. A hit at ``t`` counts
    while ``now - t < window``; no session (identity) and ``""`` are one scope, as in the engine
 7. ``allow`` (code ``allowed`` when a rule names the tool, ``default`` otherwise); the call
    is counted against every applicable limit.
+
+Comparing values of different types is false, for every operator (``!=`` and ``not in``
+included): ``args.x != "a"`` holds only for a string other than ``"a"``, and
+``args.x not in [..]`` only for a value of some item's type that equals no item.
 """
 
 from __future__ import annotations
@@ -81,11 +86,12 @@ def same(a: Any, b: Any) -> bool:
 
 
 def compare(op: str, v: Any, lit: Any) -> bool:
-    """``v op lit`` for a value that is present (never MISSING)."""
+    """``v op lit`` for a value that is present (never MISSING). Values of different types are
+    never compared: every operator, ``neq`` and ``not_in`` included, is then false."""
     if op == "eq":
         return same(v, lit)
-    if op == "neq":
-        return not same(v, lit)
+    if op == "neq":  # same JSON type (int and float are one; bool is not a number), and different
+        return _json_type(v) == _json_type(lit) != "other" and not same(v, lit)
     if op in ("lt", "lte", "gt", "gte"):
         if _is_number(v) and _is_number(lit) or isinstance(v, str) and isinstance(lit, str):
             pass
@@ -100,8 +106,8 @@ def compare(op: str, v: Any, lit: Any) -> bool:
         return v >= lit
     if op == "in":
         return any(same(v, x) for x in lit)
-    if op == "not_in":
-        return not any(same(v, x) for x in lit)
+    if op == "not_in":  # the type of at least one item, and equal to none
+        return _json_type(v) in {_json_type(x) for x in lit} and not any(same(v, x) for x in lit)
     if op == "contains":
         if isinstance(v, str):
             return isinstance(lit, str) and lit in v
@@ -162,6 +168,8 @@ def lookup(path: ir.Path, call: Call) -> Any:
 
 
 def holds(c: ir.Condition, call: Call) -> bool:
+    """Whether ``c`` holds for ``call``: a comparison on a missing path is false, and so is one
+    of values of different types (see ``compare``)."""
     if isinstance(c, ir.And):
         return all(holds(x, call) for x in c.items)
     if isinstance(c, ir.Or):
@@ -253,9 +261,9 @@ class RefInterpreter:
             assert r.condition is not None
             if holds(r.condition, call):
                 return DENY, "deny_if"
-        # 5. requirements
+        # 5. requirements: the tool's allow-ifs (an unconditional allow does not lift them)
         requirements: list[ir.Condition] = []
-        if allow_if and not allow_always:
+        if allow_if:
             requirements.append(ir.Or(items=tuple(r.condition for _, r in allow_if if r.condition is not None)))
         requirements += [r.condition for _, r in deny_unless if r.condition is not None]
         failing = [c for c in requirements if not holds(c, call)]

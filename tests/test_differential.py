@@ -17,14 +17,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dsl import ir
 from dsl.compiler import build, compile_program
 from dsl.engine import Engine
 from dsl.policy import load_policy
 from dsl.resolve import Program
 from dsl.tester import VirtualClock
-from tests import reference
-from tests.reference import ALLOW, APPROVAL, DENY, MISSING, Call, RefInterpreter, lookup
+from tests.reference import RefInterpreter
 from tests.strategies import EXTRA_TOOLS, advances, calls, hints, programs
 
 MAX_EXAMPLES = int(os.environ.get("PLR_DIFF_EXAMPLES", "500"))
@@ -57,110 +55,6 @@ def windows(prog: Program) -> list[float]:
     return [rr.rule.limit.window for rr in prog.rules if rr.rule.limit is not None]
 
 
-# --- the reference, brought to the spec on two points --------------------------------------
-#
-# ``tests/reference.py`` (not this file's to change) still reads `!=` / `not in` as "not `==` /
-# not `in`" and lets an unconditional `allow` lift a tool's `allow … if` rules. The spec says
-# otherwise (language.md: "Comparing values of different types ... is false"; "if the tool has
-# `allow ... if` rules and none holds → deny"), so the oracle used here is ``SpecRef``: the
-# reference with those two rules as the spec states them, still sharing no code with the engine.
-
-
-def spec_compare(op: str, v: Any, lit: Any) -> bool:
-    """``v op lit`` for a present value, as language.md says: different types are never compared."""
-    if op == "neq":  # same JSON type (int and float are one; bool is not a number), and different
-        return reference._json_type(v) == reference._json_type(lit) != "other" and not reference.same(v, lit)
-    if op == "not_in":  # the type of at least one item, and equal to none
-        kinds = {reference._json_type(x) for x in lit}
-        return reference._json_type(v) in kinds and not any(reference.same(v, x) for x in lit)
-    return reference.compare(op, v, lit)
-
-
-def spec_holds(c: ir.Condition, call: Call) -> bool:
-    if isinstance(c, ir.And):
-        return all(spec_holds(x, call) for x in c.items)
-    if isinstance(c, ir.Or):
-        return any(spec_holds(x, call) for x in c.items)
-    if isinstance(c, ir.Not):
-        return not spec_holds(c.item, call)
-    v = lookup(c.path, call)
-    if c.op == "exists":
-        return v is not MISSING
-    if c.op == "missing":
-        return v is MISSING
-    if c.fn == "count":
-        return spec_compare(c.op, len(v) if isinstance(v, list) else 0 if v is MISSING else 1, c.value)
-    if c.fn == "len":
-        return isinstance(v, (str, list, dict)) and spec_compare(c.op, len(v), c.value)
-    return v is not MISSING and spec_compare(c.op, v, c.value)
-
-
-class SpecRef(RefInterpreter):
-    """``RefInterpreter.decide`` with the spec's `!=` / `not in` (``spec_holds``) and its step 5:
-    the OR of a tool's `allow … if` conditions is a requirement whenever the tool has any, whether
-    or not an unconditional `allow` selects it too. Everything else is the reference's, unchanged."""
-
-    def decide(
-        self,
-        tool: str,
-        args: Any = None,
-        identity: Any = None,
-        session: Any = None,
-        server: Any = None,
-        approved: bool = False,
-    ) -> tuple[str, str]:
-        mine = [(i, r) for i, r in enumerate(self.rules) if r.selector.kind != "all" and self.selects(r.selector, tool)]
-        every = [(i, r) for i, r in enumerate(self.rules) if r.selector.kind == "all"]
-
-        def of(kind: str, guard: str | None = None) -> list[ir.Rule]:
-            return [r for _, r in mine if r.kind == kind and (guard is None or r.guard == guard)]
-
-        if of("hide") or any(r.kind == "hide" for _, r in every):  # 1. hidden
-            return DENY, "hidden"
-        if of("deny", "always"):  # 2. denied
-            return DENY, "denied"
-        allow_always, allow_if = of("allow", "always"), of("allow", "if")
-        deny_if, deny_unless = of("deny", "if"), of("deny", "unless")
-        if not (self.default == "allow" or allow_always or allow_if or deny_unless):  # 3. callable?
-            return DENY, "default"
-        call = Call(tool, args, identity, session, server, approved is True)
-        for r in deny_if:  # 4. deny ... if
-            assert r.condition is not None
-            if spec_holds(r.condition, call):
-                return DENY, "deny_if"
-        # 5. requirements: the tool's allow-ifs (an unconditional allow does not lift them)
-        requirements: list[ir.Condition] = []
-        if allow_if:
-            requirements.append(ir.Or(items=tuple(r.condition for r in allow_if if r.condition is not None)))
-        requirements += [r.condition for r in deny_unless if r.condition is not None]
-        failing = [c for c in requirements if not spec_holds(c, call)]
-        if failing:
-            approved_call = call.with_approval()
-            if all(spec_holds(c, approved_call) for c in failing):
-                return APPROVAL, "require"
-            return DENY, "require"
-        # 6. limits, as the reference counts them
-        now = self.clock()
-        scope_value = {"session": session or "", "identity": identity or "", "global": None}
-        windows: list[tuple[tuple[Any, ...], int, float]] = []
-        for i, r in mine:
-            if r.kind == "limit":
-                assert r.limit is not None
-                windows.append((("tool", i, tool, r.limit.per, scope_value[r.limit.per]), r.limit.max, r.limit.window))
-        for i, r in every:
-            if r.kind == "limit":
-                assert r.limit is not None
-                windows.append((("all", i, r.limit.per, scope_value[r.limit.per]), r.limit.max, r.limit.window))
-        for key, mx, window in windows:
-            counted = [t for t in self.hits.get(key, []) if now - t < window]
-            self.hits[key] = counted
-            if len(counted) >= mx:
-                return DENY, "rate_limited"
-        for key, _mx, _window in windows:
-            self.hits.setdefault(key, []).append(now)
-        return ALLOW, ("allowed" if mine else "default")  # 7. allowed
-
-
 class Pair:
     """The engine on the compiled policy and the reference on the IR, on two clocks moved together."""
 
@@ -173,7 +67,7 @@ class Pair:
         self.engine = Engine(policy, clock=self.clock)
         # the cache's path: plain data read back from the canonical JSON text, no pydantic
         self.from_data = Engine.from_data(json.loads(policy.to_json()), clock=self.clock)
-        self.ref = SpecRef(prog, self.ref_clock)
+        self.ref = RefInterpreter(prog, self.ref_clock)
         self.history: list[str] = []
 
     def call(self, tool: str, args: Any = None, **ctx: Any) -> tuple[str, str]:
