@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,6 +196,64 @@ class FrontLink:
             self._scope.cancel()
 
 
+_SUSPECT_ID = re.compile(rb'"id"\s*:\s*(?:true|false|null|-?\d+(?:\.\d|[eE]))')
+_BODY_PEEK_MAX = 4 * 1024 * 1024  # the SDK refuses larger bodies itself (413)
+
+
+def bad_request_id(body: bytes) -> bool:
+    """Whether a JSON-RPC request carries an id that is not a string or an integer (``true``,
+    ``1.5``, ``null``): the SDK would take it for a notification and answer 202, leaving the
+    client waiting for ever. A cheap scan first; the body is parsed only when it looks so."""
+    if not _SUSPECT_ID.search(body):
+        return False
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # the SDK answers a parse error itself
+    if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("method"), str):
+        return False
+    rid = obj["id"]
+    return not (isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)))
+
+
+class RequestIdGate:
+    """ASGI middleware: a POST whose JSON-RPC request has an id that is not a string or an
+    integer gets a 400 with a JSON-RPC Invalid Request error (id null), not a silent 202."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[Any] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if not message.get("more_body") or size > _BODY_PEEK_MAX:
+                break
+        complete = chunks and chunks[-1]["type"] == "http.request" and not chunks[-1].get("more_body")
+        if complete and bad_request_id(b"".join(m.get("body", b"") for m in chunks)):
+            body = json.dumps(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32600,
+                 "message": "Invalid Request: the id must be a string or an integer"}}  # fmt: skip
+            ).encode()
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def replay() -> Any:
+            return chunks.pop(0) if chunks else await receive()
+
+        await self.app(scope, replay, send)
+
+
 class TokenGate:
     """ASGI middleware: 401 unless the request carries a known bearer token."""
 
@@ -246,7 +305,7 @@ async def serve_http(
     """Serve ``server`` until cancelled (or until uvicorn stops on a signal)."""
     import uvicorn
 
-    app: Any = server.streamable_http_app(streamable_http_path=path, host=host)
+    app: Any = RequestIdGate(server.streamable_http_app(streamable_http_path=path, host=host))
     if tokens is not None:
         app = TokenGate(app, tokens)
     # A signal must stop the proxy even while clients hold sessions (streams) open: after 3 s

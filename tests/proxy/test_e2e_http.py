@@ -154,3 +154,20 @@ async def test_a_stateless_caller_cannot_spend_another_sessions_limit(setup: Pro
     assert len(by_session[victim_sid]) == 3
     others = [s for s in by_session if s != victim_sid]
     assert len(others) == 1 and others[0].startswith("stateless:") and len(by_session[others[0]]) == 3
+
+
+async def test_a_request_with_an_id_that_is_not_a_string_or_integer_is_answered(setup: ProxySetup) -> None:
+    """The SDK takes `"id": true` (or 1.5, or null) for a notification and answers 202, so the
+    client would wait for ever: the proxy answers 400 with a JSON-RPC Invalid Request instead."""
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    with http_proxy(setup) as url:
+        async with httpx2.AsyncClient() as h:
+            for rid in ("true", "1.5", "null", "1e3"):
+                body = '{"jsonrpc": "2.0", "id": %s, "method": "tools/call", "params": {"name": "get-task"}}' % rid
+                r = await h.post(url, content=body.encode(), headers=headers)
+                assert r.status_code == 400 and "the id must be a string or an integer" in r.text, (rid, r.text)
+            # an id of the right kind is not touched, nor is an "id" deeper in the params
+            ok = '{"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {"_meta": {"id": true}}}'
+            r = await h.post(url, content=ok.encode(), headers=headers)
+            assert "the id must be a string or an integer" not in r.text, r.text
+    assert setup.called_tools() == []
