@@ -53,14 +53,19 @@ def _input_error(e: Any) -> NoReturn:
     sys.exit(EXIT_INPUT)
 
 
-def _read_stdin() -> str:
+def _read_stdin(errors: list[Any] | None = None) -> str | None:
+    """Stdin as text; not UTF-8 -> exit 2, or, given ``errors``, its diagnostic there and None."""
+    from .errors import PlrError
+
     data = sys.stdin.buffer.read()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        from .errors import PlrError
-
-        _input_error(PlrError.at(f"input is not UTF-8 text (invalid byte at offset {e.start})", "<stdin>"))
+        err = PlrError.at(f"input is not UTF-8 text (invalid byte at offset {e.start})", "<stdin>")
+        if errors is None:
+            _input_error(err)
+        errors.extend(err.diagnostics)
+        return None
 
 
 _LAZY_COMMANDS = ("proxy", "approvals", "audit")  # defined in cli_proxy, imported on first use
@@ -100,21 +105,35 @@ def cli() -> None:
 # --- compile / check ----------------------------------------------------------------------
 
 
-def _roots(paths: tuple[str, ...]) -> list[str]:
+def _missing(paths: tuple[str, ...]) -> list[Any]:
+    """An error diagnostic for each path (not `-`) that does not exist."""
+    from .errors import Diagnostic
+
+    return [Diagnostic("error", "no such file or directory", p) for p in paths if p != "-" and not os.path.exists(p)]
+
+
+def _roots(paths: tuple[str, ...], missing: list[Any] | None = None) -> list[str]:
+    """The policies to compile under ``paths``. A path that does not exist exits 2, unless
+    ``missing`` is given: then its diagnostic is added there and the other paths still count."""
     from .tester import discover, suite_roots
 
-    for p in paths:
-        if p != "-" and not os.path.exists(p):
-            from .errors import PlrError
+    gone = _missing(paths)
+    if gone and missing is None:
+        from .errors import PlrError
 
-            _input_error(PlrError.at("no such file or directory", p))
+        _input_error(PlrError(gone[:1]))
+    if missing is not None:
+        missing.extend(gone)
+    paths = tuple(p for p in paths if p == "-" or os.path.exists(p))
     files = discover(p for p in paths if p != "-")
     return suite_roots(files) if any(os.path.isdir(p) for p in paths) else files
 
 
 @cli.command("compile")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the JSON here, not to stdout.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the JSON here (`-`: stdout)."
+)
 @click.option("--no-source", is_flag=True, help="Leave out the `rule` (file:line) fields.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print warnings.")
 def compile_cmd(paths: tuple[str, ...], output: str | None, no_source: bool, quiet: bool) -> None:
@@ -131,6 +150,8 @@ def compile_cmd(paths: tuple[str, ...], output: str | None, no_source: bool, qui
     from .compiler import build, compile_program
     from .errors import PlrError
 
+    if output and output != "-":
+        _write_output_check(output, paths)
     texts = {"<stdin>": _read_stdin()} if "-" in paths else None
     roots = _roots(paths)
     if len(roots) > 1 and any(os.path.isdir(p) for p in paths):
@@ -152,26 +173,106 @@ def compile_cmd(paths: tuple[str, ...], output: str | None, no_source: bool, qui
     if not prog.modules:
         _input_error(PlrError.at("no .plr files found", paths[0]))
     text = compile_program(prog).to_json(source=not no_source)
-    if output:
-        _write_atomic(output, text)
+    if output and output != "-":
+        _write_output(output, text, sources=[*paths, *prog.sources])
         click.echo(f"wrote {output}", err=True)
     else:
-        click.echo(text, nl=False)
+        click.echo(_safe(text), nl=False)
 
 
-def _write_atomic(path: str, text: str) -> None:
+def _fail(message: str) -> NoReturn:
+    """One line on stderr, exit 2: an input or usage problem the user can fix."""
+    click.echo(f"plr: error: {_safe(message)}", err=True)
+    sys.exit(EXIT_INPUT)
+
+
+def _safe(text: str) -> str:
+    """Text that any UTF-8 stream can take: lone surrogates (a non-UTF-8 file name, a JSON
+    ``\\ud800`` escape) become ``\\udXXX`` escapes instead of an encoding error."""
+    import re
+
+    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _write_output_check(path: str, sources: Any, what: str = "-o") -> None:
+    """Before any work: refuse an output that is one of the inputs, or whose folder is missing."""
+    target = os.path.realpath(path)
+    for src in sources:
+        if src and src != "-" and _same_file(src, target):
+            _fail(f"{what} {path} is the input file {src}; refusing to overwrite it (write the output elsewhere)")
+    if not os.path.lexists(target) and not os.path.isdir(os.path.dirname(target)):
+        _fail(f"cannot write {path}: no such directory {os.path.dirname(target)}")
+
+
+def _write_output(path: str, text: str, *, sources: Any = (), what: str = "-o") -> None:
+    """Write ``text`` to ``path`` the way a shell redirect would, but atomically where it can.
+
+    ``-`` is stdout. A symlink is followed and its target replaced. A target that exists and is
+    not a regular file (a device such as /dev/null, a FIFO) is opened and written, never
+    replaced. A regular file is replaced atomically (temp file in its own folder + rename) and
+    keeps its mode and, where allowed, its owner; a new file gets ``0o666 & ~umask``. Writing
+    over one of ``sources`` (the files the text was made from) is refused. Problems exit 2.
+    """
+    import stat
     import tempfile
 
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".plr-", suffix=".tmp")
+    if path == "-":
+        click.echo(text, nl=False)
+        return
+    text = _safe(text)
+    target = os.path.realpath(path)
+    for src in sources:
+        if src and src != "-" and _same_file(src, target):
+            _fail(f"{what} {path} is the input file {src}; refusing to overwrite it (write the output elsewhere)")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        st: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except (OSError, ValueError) as e:
+        _fail(f"cannot write {path}: {getattr(e, 'strerror', None) or e}")
+    try:
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            _fail(f"cannot write {path}: it is a directory")
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            # a device, FIFO or socket: write into it; replacing it would destroy it
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(text)
+            return
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):
+            _fail(f"cannot write {path}: no such directory {folder}")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".plr-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            if st is not None:  # keep the file's owner (if allowed) and mode, as an in-place edit would
+                try:
+                    os.chown(tmp, st.st_uid, st.st_gid)
+                except OSError:
+                    pass
+                os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            else:
+                os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        _fail(f"cannot write {path}: {e.strerror or e}")
 
 
 @cli.command("check")
@@ -191,10 +292,12 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     """
     from .compiler import build
 
-    roots = _roots(paths or (".",))
-    stdin = {"<stdin>": _read_stdin()} if "-" in paths else None
+    missing: list[Any] = []  # a missing path is an error of the report, so --format json stays a document
+    roots = _roots(paths or (".",), missing=missing)
+    stdin_text = _read_stdin(missing) if "-" in paths else None
+    diags = list(missing)
+    stdin = {"<stdin>": stdin_text} if stdin_text is not None else None
     seen: set[tuple[Any, ...]] = set()
-    diags = []
     for root, texts in [*((r, None) for r in roots), *([("<stdin>", stdin)] if stdin else [])]:
         _, ds = build([] if texts else [root], texts)
         for d in ds:
@@ -206,6 +309,7 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     warnings = [d for d in diags if d.severity == "warning"]
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in diags], indent=2))
+        _print_diagnostics(missing)  # and the human message on stderr
     else:
         _print_diagnostics(diags)
         checked = len(roots) + (1 if stdin else 0)
@@ -229,7 +333,9 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
 def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: bool) -> None:
     """Rewrite .plr files in canonical form (idempotent; never changes the compiled JSON).
 
-    `-` formats stdin to stdout.
+    `-` (alone) formats stdin to stdout; with --check or --diff it prints nothing or the diff
+    and exits 1 if the input would change. Files are rewritten atomically, keeping their mode;
+    a symlink's target is rewritten.
 
     \b
     Examples:
@@ -252,10 +358,23 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: boo
         return format_source(text, name)
 
     if "-" in paths:
+        if len(paths) > 1:
+            raise click.UsageError("`-` formats stdin to stdout; it cannot be combined with other paths")
+        old = _read_stdin()
         try:
-            click.echo(format_text(_read_stdin(), "<stdin>"), nl=False)
+            new = format_text(old, "<stdin>")
         except PlrError as e:
             _input_error(e)
+        if diff:
+            if new != old:
+                lines = difflib.unified_diff(old.splitlines(True), new.splitlines(True), "<stdin>", "<stdin> (formatted)")
+                click.echo(_safe("".join(lines)), nl=False)
+        elif not check_only:
+            click.echo(_safe(new), nl=False)
+            return
+        if new != old:
+            click.echo("would reformat <stdin>", err=True)
+            sys.exit(EXIT_FAIL)
         return
     files = []
     for p in paths:
@@ -280,19 +399,19 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: boo
             failed = True
             continue
         except (OSError, ValueError) as e:
-            click.echo(f"{f}: error: {e}", err=True)
+            click.echo(_safe(f"{f}: error: {e}"), err=True)
             failed = True
             continue
         if new == old:
             continue
         changed.append(f)
         if diff:
-            click.echo("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f, f + " (formatted)")), nl=False)
+            click.echo(_safe("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f, f + " (formatted)"))), nl=False)
         elif check_only:
-            click.echo(f"would reformat {f}")
+            click.echo(_safe(f"would reformat {f}"))
         else:
-            _write_atomic(f, new)
-            click.echo(f"reformatted {f}")
+            _write_output(f, new, what="fmt")
+            click.echo(_safe(f"reformatted {f}"))
     if failed:
         sys.exit(EXIT_INPUT)
     if (check_only or diff) and changed:
@@ -339,7 +458,6 @@ def test_cmd(
     Exit codes: 0 all passed, 1 a test failed, 2 a policy does not compile.
     """
     from . import tester
-    from .errors import PlrError
 
     if select:
         import re
@@ -348,10 +466,18 @@ def test_cmd(
             re.compile(select)
         except re.error as e:
             raise click.BadParameter(f"not a valid regular expression: {e}", param_hint="--run") from None
-    for p in paths:
-        if not os.path.exists(p):
-            _input_error(PlrError.at("no such file or directory", p))
-    report = tester.run(paths or (".",), select=select, trace=verbose, coverage=show_coverage or fail_under is not None)
+    # a path that does not exist is an error of the report (like a policy that does not
+    # compile), so --format json/junit still print a whole document; the others still run
+    missing = _missing(paths)
+    present = tuple(p for p in paths if p not in {d.file for d in missing})
+    want_cov = show_coverage or fail_under is not None
+    if present or not paths:
+        report = tester.run(present or (".",), select=select, trace=verbose, coverage=want_cov)
+    else:
+        report = tester.Report()
+    report.suites[:0] = [tester.Suite(file=d.file, diagnostics=[d]) for d in missing]
+    if missing and fmt != "text":
+        _print_diagnostics(missing)  # the human message, on stderr
     code = report.exit_code()
     snapshot_failures: list[str] = []
     if snapshot or update_snapshots:
@@ -440,31 +566,61 @@ def _print_coverage(cov: list[Any]) -> None:
         click.echo(f"  not exercised: {c.file}:{c.line}: {c.text}")
 
 
+def _xml_text(value: Any) -> str:
+    """Text XML 1.0 can hold: characters it forbids (C0 controls other than tab/newline/CR,
+    lone surrogates, U+FFFE/U+FFFF) are written as the escape ``\\uXXXX``."""
+    import re
+
+    forbidden = "[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+    return re.sub(forbidden, lambda m: f"\\u{ord(m.group()):04x}", str(value))
+
+
 def _junit(report: Any) -> str:
+    """JUnit XML: one <testsuite> per file, one <testcase> per test with at most one
+    <failure> (all failing calls of the test) or one <error> (a crash)."""
     from xml.sax.saxutils import escape, quoteattr
+
+    def attr(value: Any) -> str:
+        return quoteattr(_xml_text(value))
+
+    def text(value: Any) -> str:
+        return escape(_xml_text(value))
 
     lines = ['<?xml version="1.0" encoding="UTF-8"?>']
     lines.append(
         f'<testsuites name="plr" tests="{len(report.results)}" failures="{report.failed}" time="{report.duration:.3f}">'
     )
     by_file: dict[str, list[Any]] = {}
-    for r in report.results:
-        by_file.setdefault(r.file, []).append(r)
     for d in report.errors:
         by_file.setdefault(d.file, [])
+    for r in report.results:
+        by_file.setdefault(r.file, []).append(r)
     for file, results in by_file.items():
-        failures = sum(not r.passed for r in results)
+        failures = sum(bool(r.failures) and r.error is None for r in results)
         errs = [d for d in report.errors if d.file == file]
-        lines.append(f'  <testsuite name={quoteattr(file)} tests="{len(results)}" failures="{failures}" errors="{len(errs)}">')
+        errors = len(errs) + sum(r.error is not None for r in results)
+        lines.append(
+            f'  <testsuite name={attr(file)} tests="{len(results) + len(errs)}" failures="{failures}" errors="{errors}">'
+        )
         for d in errs:
-            lines.append(f'    <testcase name="compile" classname={quoteattr(file)}><error message={quoteattr(d.message)}>{escape(d.format())}</error></testcase>')
+            lines.append(
+                f'    <testcase name="compile" classname={attr(file)}><error message={attr(d.message)}>'
+                f"{text(d.format())}</error></testcase>"
+            )
         for r in results:
-            lines.append(f'    <testcase name={quoteattr(r.name)} classname={quoteattr(file)} time="{r.duration:.6f}">')
+            lines.append(f'    <testcase name={attr(r.name)} classname={attr(file)} time="{r.duration:.6f}">')
+            details = []
             for f in r.failures:
                 msg = f"{f.step}: expected {f.expected}, got {f.actual}"
-                lines.append(f"      <failure message={quoteattr(msg)}>{escape(f.location() + ': ' + msg)}</failure>")
-            if r.error:
-                lines.append(f"      <error message={quoteattr(r.error)}/>")
+                details.append(f.location() + ": " + msg)
+            if r.error is not None:
+                lines.append(f"      <error message={attr(r.error)}>{text(chr(10).join([r.error, *details]))}</error>")
+            elif r.failures:
+                first = r.failures[0]
+                msg = f"{first.step}: expected {first.expected}, got {first.actual}"
+                if len(r.failures) > 1:
+                    msg += f" (and {len(r.failures) - 1} more)"
+                lines.append(f"      <failure message={attr(msg)}>{text(chr(10).join(details))}</failure>")
             lines.append("    </testcase>")
         lines.append("  </testsuite>")
     lines.append("</testsuites>")
@@ -540,6 +696,9 @@ def eval_cmd(
         args = json.loads(args_json, parse_constant=_not_json_number, parse_float=_finite_float)
     except (ValueError, RecursionError) as e:
         raise click.BadParameter(f"not valid JSON: {e}", param_hint="--args") from None
+    if not isinstance(args, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(args), "a number")
+        raise click.BadParameter(f"must be a JSON object (the call's arguments by name), not {kind}", param_hint="--args")
     try:
         data = load_policy_data(policy, use_cache=not no_cache)  # a broken policy fails here, once
         try:
@@ -672,14 +831,24 @@ def init_cmd(server: str, name: str, folder: str) -> None:
         names = ", ".join(c.server for c in (found or catalog.stdlib_catalogues()))
         click.echo(f"plr: error: `{server}` matches {len(found)} catalogues; choose one of: {names}", err=True)
         sys.exit(EXIT_INPUT)
+    if not name or name in (".", "..") or "/" in name or os.sep in name or (os.altsep and os.altsep in name) or "\0" in name:
+        raise click.BadParameter(f"`{name}` is not a file name stem (put the folder in --dir)", param_hint="--name")
     policy, test = catalog.starter_files(found[0], f"{name}.plr")
-    os.makedirs(folder, exist_ok=True)
+    targets = [Path(folder) / f"{name}.plr", Path(folder) / f"{name}_test.plr"]
+    # check every target before writing any, so a refusal never leaves half a starter behind
+    for t in targets:
+        if os.path.lexists(t):
+            _fail(f"{t} exists; not overwriting it (choose another --name or --dir)")
+    written: list[Path] = []
     try:
-        catalog.write_new(Path(folder) / f"{name}.plr", policy)
-        catalog.write_new(Path(folder) / f"{name}_test.plr", test)
-    except FileExistsError as e:
-        click.echo(f"plr: error: {e}", err=True)
-        sys.exit(EXIT_INPUT)
+        os.makedirs(folder, exist_ok=True)
+        for t, text in zip(targets, (policy, test)):
+            catalog.write_new(t, text)
+            written.append(t)
+    except (OSError, ValueError) as e:
+        for t in written:  # all or nothing
+            t.unlink(missing_ok=True)
+        _fail(f"cannot write the starter files in {folder}: {getattr(e, 'strerror', None) or e}")
     click.echo(f"wrote {os.path.join(folder, name)}.plr and {name}_test.plr; next: plr test {folder}")
 
 
@@ -688,7 +857,7 @@ def init_cmd(server: str, name: str, folder: str) -> None:
 
 @cli.command("decompile")
 @click.argument("policy", type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the .plr here, not to stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), help="Write the .plr here (`-`: stdout).")
 def decompile_cmd(policy: str, output: str | None) -> None:
     """Turn a JSON policy back into readable .plr rules (compiling them gives the same JSON).
 
@@ -700,6 +869,8 @@ def decompile_cmd(policy: str, output: str | None) -> None:
     from .errors import PlrError
     from .policy import load_policy
 
+    if output and output != "-":
+        _write_output_check(output, [policy])
     try:
         pol = load_policy(_read_stdin(), name="<stdin>") if policy == "-" else load_policy(policy)
     except PlrError as e:
@@ -708,11 +879,11 @@ def decompile_cmd(policy: str, output: str | None) -> None:
         text = decompile(pol)
     except PlrError as e:
         _input_error(e)
-    if output:
-        _write_atomic(output, text)
+    if output and output != "-":
+        _write_output(output, text, sources=[policy])
         click.echo(f"wrote {output}", err=True)
     else:
-        click.echo(text, nl=False)
+        click.echo(_safe(text), nl=False)
 
 
 @cli.command("schema")
@@ -730,6 +901,13 @@ def schema_cmd() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: no input ever produces a traceback; a bug is reported in one line."""
+    for stream in (sys.stdout, sys.stderr):
+        # text we did not escape ourselves (a file name that is not UTF-8) is shown as \\udcff,
+        # never an encoding error part-way through the output
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass
     try:
         cli.main(args=argv, prog_name="plr", standalone_mode=True)
     except KeyboardInterrupt:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -48,6 +49,21 @@ def _parse_listen(value: str) -> tuple[str, int]:
     if not 0 <= p <= 65535:
         raise click.BadParameter(f"port {p} is out of range", param_hint="--listen")
     return host, p
+
+
+def _check_upstream(url: str) -> None:
+    """--upstream must be an http(s) URL with a host (and a valid port): checked before starting."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError as e:
+        raise click.BadParameter(f"`{url}` is not a valid URL: {e}", param_hint="--upstream") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"`{url}` is not an http(s) URL; expected e.g. http://127.0.0.1:9000/mcp", param_hint="--upstream"
+        )
 
 
 # --- plr proxy ------------------------------------------------------------------------------
@@ -250,6 +266,8 @@ def proxy_cmd(
         raise click.UsageError(
             "give the upstream server either as a command after `--` or as --upstream URL (not both)"
         )
+    if upstream is not None:
+        _check_upstream(upstream)
     host_port = _parse_listen(listen) if listen else None
     if host_port and host_port[0] not in ("127.0.0.1", "localhost", "::1") and not auth_tokens:
         click.echo(
@@ -373,17 +391,56 @@ def _open_state(url: str, who: str) -> Any:
 # --- plr approvals ----------------------------------------------------------------------------
 
 
+class _NoQueue:
+    """The default queue before any proxy filed a request: empty, and never created here."""
+
+    def __init__(self, path: Path) -> None:
+        self.where = str(path)
+
+    def list(self, *, include_done: bool = False, limit: int = 200) -> list[Any]:
+        return []
+
+    def get(self, aid: str) -> None:
+        return None
+
+    def answer(self, aid: str, grant: bool, note: str | None = None, who: str | None = None) -> tuple[bool, str]:
+        return False, "unknown"
+
+
 def _queue(ctx: click.Context) -> Any:
+    """The queue to read or answer. Only the proxy creates a queue: a path the user named
+    (--db, PLR_APPROVALS_DB, or --audit naming a log that does not exist either) with no queue
+    is an error, exit 2; the default place with no queue yet is an empty queue."""
     from .proxy.approvals import SqliteApprovalQueue, default_db_path
 
     if ctx.obj.get("state"):
         return _open_state(ctx.obj["state"], "plr approvals").approval_queue()
     db = ctx.obj.get("db")
-    path = Path(db) if db else default_db_path(ctx.obj.get("audit"))
-    return SqliteApprovalQueue(path)
+    audit = ctx.obj.get("audit")
+    path = Path(db) if db else default_db_path(audit)
+    try:
+        return SqliteApprovalQueue(path, create=False)
+    except FileNotFoundError:
+        named = bool(db or os.environ.get("PLR_APPROVALS_DB")) or (audit is not None and not Path(audit).exists())
+        if named:
+            click.echo(
+                f"plr approvals: no approval queue at {_shown(str(path))} (check the path; the proxy creates "
+                "it when it first needs an approval)",
+                err=True,
+            )
+            sys.exit(EXIT_INPUT)
+        return _NoQueue(path)
+    except (sqlite3.DatabaseError, OSError) as e:
+        _bad_queue(path, e)
 
 
-def _unreachable(e: Exception) -> None:
+def _bad_queue(path: Any, e: Exception) -> NoReturn:
+    why = "it is not an SQLite database" if type(e) is sqlite3.DatabaseError else (getattr(e, "strerror", None) or str(e))
+    click.echo(f"plr approvals: cannot read the approval queue {_shown(str(path))}: {_shown(why)}", err=True)
+    sys.exit(EXIT_INPUT)
+
+
+def _unreachable(e: Exception) -> NoReturn:
     click.echo(f"plr approvals: the approval queue is unreachable: {e}", err=True)
     sys.exit(EXIT_FAIL)
 
@@ -393,7 +450,8 @@ def _unreachable(e: Exception) -> None:
     "--db",
     type=click.Path(dir_okay=False),
     envvar="PLR_APPROVALS_DB",
-    help="The queue file (default: approvals.sqlite next to the audit log).",
+    help="The queue file (default: approvals.sqlite next to the audit log). Only the proxy creates it; "
+    "a FILE that does not exist is an error.",
 )
 @click.option("--audit", type=click.Path(dir_okay=False), help="The proxy's audit log; the queue is next to it.")
 @click.option(
@@ -465,6 +523,8 @@ def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
         items = q.list(include_done=show_all)
     except StateUnavailable as e:
         _unreachable(e)
+    except sqlite3.DatabaseError as e:
+        _bad_queue(q.where, e)
     if fmt == "json":
         click.echo(json.dumps([a.to_dict() for a in items], ensure_ascii=False))
         return
@@ -504,6 +564,8 @@ def approvals_show(ctx: click.Context, approval_id: str) -> None:
         a = q.get(approval_id)
     except StateUnavailable as e:
         _unreachable(e)
+    except sqlite3.DatabaseError as e:
+        _bad_queue(q.where, e)
     if a is None:
         click.echo(f"plr approvals: no approval request {approval_id}", err=True)
         sys.exit(EXIT_INPUT)
@@ -537,6 +599,8 @@ def _answer(ctx: click.Context, aid: str, grant: bool, note: str | None) -> None
         done, status = q.answer(aid, grant, note)
     except StateUnavailable as e:
         _unreachable(e)
+    except sqlite3.DatabaseError as e:
+        _bad_queue(q.where, e)
     if done:
         click.echo(f"{'granted' if grant else 'denied'} {aid}")
         return
@@ -571,14 +635,23 @@ def approvals_deny(ctx: click.Context, approval_id: str, note: str | None) -> No
 
 
 def _shown(value: Any) -> str:
-    """A field for the terminal: control, format (bidi) and line-separator characters escaped."""
+    """A field for the terminal: control, format (bidi), line-separator characters and lone
+    surrogates (which no terminal encoding can carry) escaped."""
     import unicodedata
 
     text = value if isinstance(value, str) else str(value)
     return "".join(
-        c if c == " " or unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") else f"\\u{ord(c):04x}"
+        c if c == " " or unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp") else f"\\u{ord(c):04x}"
         for c in text
     )
+
+
+def _json_line(rec: Any) -> str:
+    """One JSON line: U+2028/U+2029 and lone surrogates written as escapes (the same JSON value)."""
+    import re
+
+    text = json.dumps(rec, ensure_ascii=False)
+    return re.sub("[\u2028\u2029\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 @click.command("audit")
@@ -621,14 +694,15 @@ def audit_cmd(
 
     path = Path(file) if file else default_audit_path()
     if not path.exists():
-        click.echo(f"plr audit: {path}: no such file", err=True)
+        click.echo(f"plr audit: {_shown(str(path))}: no such file", err=True)
         sys.exit(EXIT_INPUT)
     cutoff = None
     if since:
         try:
             cutoff = parse_since(since)
-        except ValueError:
-            raise click.BadParameter("expected 90s, 15m, 1h, 2d or an ISO timestamp", param_hint="--since") from None
+        except ValueError as e:
+            why = str(e) if "before the year" in str(e) else "expected 90s, 15m, 1h, 2d or an ISO timestamp"
+            raise click.BadParameter(_shown(why), param_hint="--since") from None
     paths = rotated_paths(path) if rotated else [path]
     errors: list[str] = []
     n = 0
@@ -649,8 +723,9 @@ def audit_cmd(
                 continue
         n += 1
         if fmt == "json":
-            # U+2028/U+2029 are valid raw in JSON but end a line for many readers: always escaped
-            click.echo(json.dumps(rec, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+            # U+2028/U+2029 end a line for many readers, a lone surrogate (another writer's "\\ud800")
+            # cannot be written as UTF-8: both are escaped, which keeps the JSON value the same
+            click.echo(_json_line(rec))
             continue
         # every field is shown escaped: a tool name the agent chose must not fake a line or a colour
         eff = _shown(rec.get("effect"))
@@ -661,7 +736,7 @@ def audit_cmd(
             f"({_shown(rec.get('code'))}){rule}: {_shown(rec.get('reason', ''))}"
         )
     for e in errors:
-        click.echo(f"plr audit: {e}", err=True)
+        click.echo(f"plr audit: {_shown(e)}", err=True)
     if fmt == "text" and sys.stdout.isatty():
         click.echo(f"{n} record(s)", err=True)
 

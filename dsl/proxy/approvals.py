@@ -23,6 +23,7 @@ Two backends behind one interface (``ApprovalBackend``):
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
 import os
@@ -176,14 +177,21 @@ def _operator() -> str | None:
 class SqliteApprovalQueue:
     """The queue; every method opens its own short connection (safe across threads/processes)."""
 
-    def __init__(self, path: str | os.PathLike[str], poll_interval: float = 0.1) -> None:
+    def __init__(self, path: str | os.PathLike[str], poll_interval: float = 0.1, *, create: bool = True) -> None:
+        """Open the queue at ``path``; the proxy (``create=True``) makes the file and its folder.
+        ``create=False`` (the operator's ``plr approvals``) raises ``FileNotFoundError`` when
+        there is no queue there, and ``sqlite3.DatabaseError`` when the file is not one."""
         self.path = Path(path)
         self.where = str(self.path)
         self.poll_interval = poll_interval
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
+        if not create:
+            if not self.path.is_file():
+                raise FileNotFoundError(errno.ENOENT, "no approval queue", str(self.path))
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
         with self._connect() as db:
             db.executescript(_SCHEMA)
 

@@ -287,7 +287,14 @@ def parse_since(text: str, now: _dt.datetime | None = None) -> _dt.datetime:
     now = now or _dt.datetime.now(_dt.timezone.utc)
     m = _SINCE.match(text)
     if m:
-        return now - _dt.timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2).lower()])
+        try:
+            return now - _dt.timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2).lower()])
+        except OverflowError:  # 99999999999d: before year 1
+            raise ValueError(f"{text.strip()} reaches back before the year 1") from None
+    return _parse_iso(text)
+
+
+def _parse_iso(text: str) -> _dt.datetime:
     t = text.strip()
     if t.endswith("Z"):
         t = t[:-1] + "+00:00"
@@ -302,6 +309,6 @@ def record_time(rec: dict[str, Any]) -> _dt.datetime | None:
     if not isinstance(ts, str):
         return None
     try:
-        return parse_since(ts)
-    except ValueError:
+        return _parse_iso(ts)  # a record's time is ISO; never `2d`, which would mean "two days ago"
+    except (ValueError, OverflowError):
         return None

@@ -203,10 +203,18 @@ def test_approvals_cli(tmp_path: Path) -> None:
     assert aid in run_proxy_cli("approvals", "--db", str(db), "list", "--all").stdout_text
     missing = run_proxy_cli("approvals", "--db", str(db), "grant", "feedbeef")
     assert missing.returncode == 2 and "no approval request feedbeef" in missing.stderr_text
-    # the queue lives next to the audit log unless told otherwise
+    # the queue lives next to the audit log unless told otherwise; only the proxy creates it
     audit = tmp_path / "logs" / "audit.jsonl"
+    out = run_proxy_cli("approvals", "--audit", str(audit), "list")  # no such log: a mistyped path
+    assert out.returncode == 2 and "no approval queue at" in out.stderr_text
+    assert not (tmp_path / "logs").exists()
+    audit.parent.mkdir()
+    audit.touch()  # a proxy runs with this log but has not asked for an approval yet
     out = run_proxy_cli("approvals", "--audit", str(audit), "list")
-    assert out.returncode == 0 and (tmp_path / "logs" / "approvals.sqlite").exists()
+    assert out.returncode == 0 and "no pending approval requests" in out.stdout_text
+    assert not (tmp_path / "logs" / "approvals.sqlite").exists()
+    ApprovalQueue(tmp_path / "logs" / "approvals.sqlite").file(tool="t", args_text="{}", args_hash="h", timeout=60)
+    assert "t({})" in run_proxy_cli("approvals", "--audit", str(audit), "list").stdout_text
 
 
 def test_an_approver_sees_the_whole_call_or_is_told_what_is_hidden(tmp_path: Path) -> None:
@@ -310,3 +318,68 @@ async def test_front_stdio_answers_overlong_and_broken_lines(monkeypatch, tmp_pa
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_approvals_never_create_a_queue_and_refuse_a_named_one_that_is_missing(tmp_path: Path) -> None:
+    """Only the proxy (the writer) creates the queue: a mistyped --db is an error, not an empty queue."""
+    from .conftest import base_env
+
+    for db in (tmp_path / "nodir" / "q.sqlite", tmp_path / "q.sqlite"):
+        for args in (("list",), ("list", "--format", "json"), ("show", "feedbeef"), ("grant", "feedbeef")):
+            out = run_proxy_cli("approvals", "--db", str(db), *args)
+            assert out.returncode == 2, (args, out.stdout_text, out.stderr_text)
+            assert f"no approval queue at {db}" in out.stderr_text and "Traceback" not in out.stderr_text
+            assert out.stdout_text == ""
+        out = run_proxy_cli("approvals", "list", env=base_env(PLR_APPROVALS_DB=str(db)))
+        assert out.returncode == 2 and "no approval queue at" in out.stderr_text
+    assert list(tmp_path.iterdir()) == []
+    # the default place, before any proxy asked: an empty queue, and still nothing is created
+    env = base_env(XDG_STATE_HOME=str(tmp_path / "state"))
+    out = run_proxy_cli("approvals", "list", env=env)
+    assert out.returncode == 0 and "no pending approval requests" in out.stdout_text
+    assert json.loads(run_proxy_cli("approvals", "list", "--format", "json", env=env).stdout_text) == []
+    out = run_proxy_cli("approvals", "grant", "feedbeef", env=env)
+    assert out.returncode == 2 and "no approval request feedbeef" in out.stderr_text
+    assert not (tmp_path / "state").exists()
+
+
+def test_approvals_on_a_file_that_is_not_a_queue(tmp_path: Path) -> None:
+    db = tmp_path / "garbage.sqlite"
+    db.write_bytes(b"this is not an SQLite database, it is just text\n" * 20)
+    before = db.read_bytes()
+    for args in (("list",), ("show", "feedbeef"), ("deny", "feedbeef")):
+        out = run_proxy_cli("approvals", "--db", str(db), *args)
+        assert out.returncode == 2, out.stderr_text
+        assert "not an SQLite database" in out.stderr_text and str(db) in out.stderr_text
+        assert "internal error" not in out.stderr_text and "Traceback" not in out.stderr_text
+    assert db.read_bytes() == before
+
+
+def test_audit_since_too_far_back_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text(json.dumps(rec(1)) + "\n")
+    for since in ("99999999999d", "999999999999999w"):
+        out = run_proxy_cli("audit", str(path), "--since", since)
+        assert out.returncode == 2 and "--since" in out.stderr_text, out.stderr_text
+        assert "internal error" not in out.stderr_text and "Traceback" not in out.stderr_text
+    with pytest.raises(ValueError):
+        parse_since("99999999999d")
+    # a record whose ts is junk or relative is skipped by --since, not read as "two days ago"
+    path.write_text(json.dumps(rec(1, ts="2d")) + "\n" + json.dumps(rec(2, ts="99999999999d")) + "\n")
+    out = run_proxy_cli("audit", str(path), "--since", "1h", "--format", "json")
+    assert out.returncode == 0 and out.stdout_text == ""
+
+
+def test_audit_record_with_a_lone_surrogate_is_escaped_and_later_records_survive(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text(
+        '{"ts":"2026-11-25T12:00:00Z","tool":"a\\ud800b","effect":"deny"}\n'
+        + json.dumps(rec(2, tool="later")) + "\n"
+    )
+    out = run_proxy_cli("audit", str(path))
+    assert out.returncode == 0, out.stderr_text
+    assert "a\\ud800b" in out.stdout_text and "later" in out.stdout_text
+    out = run_proxy_cli("audit", str(path), "--format", "json")
+    assert out.returncode == 0, out.stderr_text
+    lines = [json.loads(line) for line in out.stdout.decode("utf-8").splitlines()]  # valid UTF-8, valid JSON
+    assert [r["tool"] for r in lines] == ["a\ud800b", "later"]  # the same value, escaped in the text
