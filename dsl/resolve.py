@@ -64,7 +64,10 @@ class Program:
         return tuple(dict.fromkeys(risk for _, risk in self.catalogue.get(tool, ())))
 
     def rule_name(self, span: ir.Span) -> str:
-        return f"{self.rule_names.get(span.file, span.file)}:{span.line}"
+        # a file name that is not UTF-8 reaches Python as lone surrogates, which no JSON output
+        # can carry: its bytes are written as \xNN escapes instead
+        name = self.rule_names.get(span.file, span.file)
+        return f"{os.fsencode(name).decode('utf-8', 'backslashreplace')}:{span.line}"
 
     def diagnostic(self, severity: str, message: str, span: ir.Span) -> Diagnostic:
         width = max(1, span.end_col - span.col) if span.end_line == span.line else 1

@@ -187,14 +187,16 @@ def test_an_entry_that_parses_but_does_not_prepare_is_a_miss(tmp_path: Path, cac
     assert evaluate(src, "get-task", cache_dir) == want
 
 
-def test_a_lone_surrogate_in_a_policy_is_cached_and_read_back(tmp_path: Path, cache_dir: Path) -> None:
+def test_a_lone_surrogate_in_a_policy_is_refused_and_not_cached(tmp_path: Path, cache_dir: Path) -> None:
+    """No UTF-8 output can carry "\\ud800", so the loader refuses it (it once crashed the cache
+    writer); errors are never cached."""
     policy = tmp_path / "p.json"
     policy.write_text('{"version": "1", "default": "deny", "tools": {"a\\ud800": {}}}')
-    for _ in range(2):  # miss, then hit
+    for _ in range(2):
         proc = run_plr("eval", str(policy), "--tool", "get-task", "--format", "json")
-        assert proc.returncode == 0, proc.stderr_text
-    assert len(entries(cache_dir)) == 1
-    assert "a\ud800" in cache.load_cached(str(policy))["tools"]
+        assert proc.returncode == 2 and "lone surrogate" in proc.stderr_text, proc.stderr_text
+        assert "Traceback" not in proc.stderr_text
+    assert entries(cache_dir) == []
 
 
 def test_a_cache_dir_others_can_write_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

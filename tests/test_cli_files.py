@@ -158,3 +158,15 @@ def test_init_name_with_a_folder_is_a_usage_error(tmp_path: Path) -> None:
     proc = run_plr("init", "memory", "--name", "mine", "--dir", str(tmp_path / "new"))
     assert proc.returncode == 0, proc.stderr_text
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["mine.plr", "mine_test.plr"]
+
+
+def test_a_file_name_that_is_not_utf8_compiles_to_a_policy_that_loads(tmp_path: Path) -> None:
+    """Its bytes reach Python as lone surrogates; in the JSON's `rule` they are \\xNN escapes."""
+    name = os.fsdecode(b"\xffp.plr")
+    (tmp_path / name).write_text('default deny\nallow tool "a"\ntest "t" {\n    call "a" -> allow\n}\n')
+    assert run_plr("test", str(tmp_path)).returncode == 0
+    out = tmp_path / "out.json"
+    assert run_plr("compile", str(tmp_path / name), "-o", str(out)).returncode == 0
+    assert '"rule": "\\\\xffp.plr:2"' in out.read_text()
+    proc = run_plr("eval", str(out), "--tool", "a")
+    assert proc.returncode == 0 and "allow" in proc.stdout_text
