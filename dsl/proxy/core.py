@@ -614,6 +614,7 @@ class Proxy:
                         break
             self._pins_unchecked = False
         except anyio.get_cancelled_exc_class():
+            self._pins_unchecked = True  # cut short: unchecked, so calls are denied until a list
             raise
         except Exception as e:  # noqa: BLE001
             self._pins_unchecked = True
@@ -752,7 +753,8 @@ class Proxy:
         """Open the front session's own upstream session (``--upstream URL``), within
         ``--max-sessions``: beyond it the request gets a JSON-RPC error, never a hang."""
         async with link.opening:
-            if link.up is not None:
+            if link.up is not None:  # opened meanwhile, prepared (pins re-checked) before it was
+                link.recheck_pins = False
                 return
             if link.ended:
                 raise MCPError(code=types.INTERNAL_ERROR, message="plr: this session has ended")
@@ -776,10 +778,11 @@ class Proxy:
                     self._tg,  # type: ignore[attr-defined]
                     self.opt.upstream_timeout,
                     self._upstream_closed,
+                    # a server that came back may have changed while it was away: its tools are
+                    # checked against the pins before any request can reach it
+                    prepare=self._recheck_pins if link.recheck_pins else None,
                 )
-                if link.recheck_pins:  # a server that came back may have changed while it was away
-                    link.recheck_pins = False
-                    await self._recheck_pins(link.up)
+                link.recheck_pins = False
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as e:  # noqa: BLE001
@@ -920,6 +923,15 @@ class Proxy:
         self._remember_front(ctx)
         args = params.arguments if params.arguments is not None else {}
         c = ToolCall(uuid.uuid4().hex[:16], params.name, args, session="?", identity=None)
+        link = self._link_of(ctx)
+        if link is not None and self.session_client is not None and (link.lost or link.recheck_pins):
+            # the upstream forgot this session: open the new one (its tools checked against the
+            # pins) before deciding, so the decision sees what the call would reach
+            with link.waiting(ctx):
+                if link.lost:
+                    await self._upstream_forgot(link)
+                if link.up is None:
+                    await self._open_link_upstream(link)
         try:
             c.session = self.session_of(ctx)
             c.identity = self.identity_of(ctx)

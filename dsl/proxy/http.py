@@ -26,7 +26,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,10 +141,13 @@ class FrontLink:
         tg: anyio.abc.TaskGroup,
         timeout: float | None,
         on_closed: Callable[[], None],
+        prepare: Callable[[Any], Awaitable[None]] | None = None,
     ) -> None:
         """Enter ``client`` (an unentered ``mcp.Client``) in a task of its own that holds it until
-        ``close`` or ``drop``; ``on_closed`` runs once when that task ends. Raises if the upstream
-        does not complete its handshake (within ``timeout`` seconds)."""
+        ``close`` or ``drop``; ``on_closed`` runs once when that task ends. ``prepare(client)``
+        runs before any request can use it, in that task (a cancelled request does not cut it
+        short). Raises if the upstream does not complete its handshake and ``prepare`` (within
+        ``timeout`` seconds)."""
         ready = anyio.Event()
         self._done = done = anyio.Event()
         self._scope = scope = anyio.CancelScope()
@@ -156,6 +159,8 @@ class FrontLink:
             try:
                 with scope:
                     async with client as entered:
+                        if prepare is not None:
+                            await prepare(entered)
                         self.up = entered
                         ready.set()
                         await closing.wait()
@@ -169,8 +174,12 @@ class FrontLink:
                 on_closed()
 
         tg.start_soon(hold)
-        with anyio.move_on_after(timeout if timeout else float("inf")):
-            await ready.wait()
+        try:
+            with anyio.move_on_after(timeout if timeout else float("inf")):
+                await ready.wait()
+        except BaseException:  # the request that opens it was cancelled: so is the half-open session
+            scope.cancel()
+            raise
         if self.up is None:
             scope.cancel()
             raise failure[0] if failure else TimeoutError(f"no upstream handshake within {timeout:g} s")

@@ -236,3 +236,38 @@ def test_deny_text() -> None:
     d3 = Decision("deny", "rate_limited", "limit", None, 0.25)
     assert deny_text("t", d3) == "plr: t denied by policy: limit; retry after 0.3 s"
     assert json.dumps(deny_text("t", Decision("deny", "hidden", "x")))
+
+
+async def test_a_pin_recheck_cut_short_leaves_the_session_unopened_and_calls_denied(setup: ProxySetup) -> None:
+    """A client cancels the call that reopens a session the upstream forgot, while the proxy is
+    listing the returned server's tools: the half-open session is dropped, the next request
+    re-checks, and meanwhile calls are denied (found by review: the check was simply skipped)."""
+    from dsl.proxy.core import ToolCall
+    from dsl.proxy.http import FrontLink
+
+    class SlowList:
+        async def send_request(self, *a: Any, **k: Any) -> Any:
+            await anyio.sleep(30)
+
+    class Slow:
+        session = SlowList()
+
+        async def __aenter__(self) -> Any:
+            return self
+
+        async def __aexit__(self, *a: Any) -> None:
+            return None
+
+    async with inprocess(setup) as ip:
+        proxy = ip.proxy
+        proxy.pins.review([{"name": "get-task", "description": "Get a task", "inputSchema": {}}])
+        proxy.session_client = lambda on_lost, **callbacks: Slow()
+        proxy._link_callbacks = lambda link: {}  # type: ignore[method-assign]
+        link = FrontLink(key="s", session=None)
+        link.recheck_pins = True  # as after the upstream forgot the session
+        with anyio.move_on_after(0.3):
+            await proxy._open_link_upstream(link)
+        await anyio.sleep(0.1)
+        assert link.up is None and link.recheck_pins  # the next request opens and checks again
+        d, _ = proxy.decide(ToolCall("1", "get-task", {}, "s", None), False)
+        assert (d.effect, d.code) == ("deny", "tool_changed")
