@@ -142,7 +142,8 @@ class AuditLog:
     # -- file handling ----------------------------------------------------------------
 
     def _open(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        # read-write only so the last byte can be read back through this same descriptor
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         st = os.fstat(fd)
         self._fd = fd
         self._ino = (st.st_dev, st.st_ino)
@@ -153,12 +154,9 @@ class AuditLog:
         so the next record starts a line of its own instead of being glued to the torn one."""
         assert self._fd is not None
         try:
-            if os.fstat(self._fd).st_size == 0:
-                return
-            with open(self.path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    os.write(self._fd, b"\n")
+            size = os.fstat(self._fd).st_size  # this file, even if the name was rotated meanwhile
+            if size and os.pread(self._fd, 1, size - 1) != b"\n":
+                os.write(self._fd, b"\n")
             self._torn = False
         except OSError:
             pass  # still failing: the next write tries again, and fails (denying) if it must
