@@ -57,6 +57,8 @@ def _child(kind: str, path: str, traced: bool) -> dict[str, Any]:
         del policy
     elif kind == "plr-json":
         held = (Engine(load_policy(text)),)
+    elif kind == "plr-literal":  # hostile input: one huge string literal through the compiler
+        held = (compile_source(text, "big.plr"),)
     elif kind == "cedar":
         import cedarpy
 
@@ -157,6 +159,30 @@ def run(cfg: Config) -> Section:
             f"{label}: peak RSS while loading +{_mib(r['hwm_kib'] - r['rss_before_kib'])}; Python objects "
             f"retained {_mib(r['traced_retained_kib'])}, traced peak {_mib(r['traced_peak_kib'])} (tracemalloc)"
         )
+    # hostile input: one huge string literal must cost memory in proportion to its size (a regex
+    # with a per-character backtracking stack once made a 15 MB literal cost 2.5 GB)
+    literal_mb = 1 if cfg.quick else 15
+    big = 'default deny\nallow tool "a" if args.x == "' + "y" * (literal_mb * 1_000_000) + '"\n'
+    with tempfile.TemporaryDirectory(prefix="plr-bench-mem-") as tmp:
+        p = Path(tmp) / "big.plr"
+        p.write_text(big, encoding="utf-8")
+        lit = _measure("plr-literal", str(p))
+    peak = float(lit["hwm_kib"] - lit["rss_before_kib"])
+    ratio = peak * 1024 / len(big)
+    section.rows.append(
+        Row(
+            section=NAME,
+            case=f"one {literal_mb} MB string literal: compile",
+            result=f"peak RSS +{_mib(peak)}",
+            values={"literal_bytes": len(big), "peak_delta_kib": peak, **lit},
+            baseline=f"the input, {len(big) / 1e6:.0f} MB",
+            baseline_name="size of the .plr text",
+            ratio=ratio,
+            ratio_text=f"{ratio:.1f}× the input",
+            target="≤ 20× the input",
+            status="PASS" if ratio <= 20 else "FAIL",
+        )
+    )
     section.notes.append(
         f"policy JSON {len(files['plr-json']) / 1e6:.1f} MB, .plr text {len(text) / 1e6:.2f} MB. RSS keeps "
         "allocator arenas freed after the compile peak (parse tree, IR): RSS delta > objects retained"

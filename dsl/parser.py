@@ -140,7 +140,7 @@ def _broken_statement(lines: list[str], line: int, col: int) -> tuple[int, int]:
     return start, end
 
 
-_STRINGS_AND_COMMENTS = re.compile(r'"(?:[^"\\\n]|\\[^\n])*"|#[^\n]*')
+_STRINGS_AND_COMMENTS = re.compile(r'"[^"\\\n]*(?:\\[^\n][^"\\\n]*)*"|#[^\n]*')  # unrolled: no per-char stack
 _BRACKETS = re.compile(r"[][(){}]")
 
 

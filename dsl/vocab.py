@@ -29,7 +29,7 @@ MAX_WINDOW_DAYS = 36500
 MAX_WINDOW_SECONDS = MAX_WINDOW_DAYS * 86400
 
 _ROOT_RE = re.compile(r"[A-Za-z_]+")
-_STEP_RE = re.compile(r'\.([^.\[\]"]+)|\[([0-9]+)\]|\[("(?:[^"\\]|\\.)*")\]')
+_STEP_RE = re.compile(r'\.([^.\[\]"]+)|\[([0-9]+)\]|\[("[^"\\]*(?:\\.[^"\\]*)*")\]')
 
 
 def parse_path(path: str) -> tuple[str, tuple[str | int, ...]]:
