@@ -178,6 +178,15 @@ def _check_upstream(url: str) -> None:
     "beyond that a new session's requests get a JSON-RPC error until one ends.",
 )
 @click.option(
+    "--max-sessions-per-identity",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="With --max-sessions: at most N of them per identity (with --auth-tokens), so one identity "
+    "cannot hold them all; 0: no per-identity share.",
+)
+@click.option(
     "--auth-tokens",
     type=click.Path(dir_okay=False, exists=True),
     help='HTTP only: JSON {"TOKEN": "identity"}; requests need "Authorization: Bearer TOKEN".',
@@ -231,6 +240,7 @@ def proxy_cmd(
     pin_mode: str,
     pins_path: str | None,
     max_sessions: int,
+    max_sessions_per_identity: int,
     auth_tokens: str | None,
     upstream_timeout: float,
     max_restarts: int,
@@ -327,6 +337,7 @@ def proxy_cmd(
         max_restarts=max_restarts,
         tokens=tokens,
         max_sessions=max_sessions,
+        max_sessions_per_identity=max_sessions_per_identity,
         pins=pins,
     )
     try:

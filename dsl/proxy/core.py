@@ -125,6 +125,8 @@ class ProxyOptions:
     tokens: dict[str, str] | None = None
     # HTTP front with --upstream URL: at most this many front sessions hold their own upstream session
     max_sessions: int = 64
+    # ... and at most this many of them per identity (0: no share), so one identity cannot hold them all
+    max_sessions_per_identity: int = 0
     # tool pinning (pins.py); None: pin in memory, withholding changed tools
     pins: ToolPins | None = None
     stderr: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
@@ -334,6 +336,7 @@ class Proxy:
         # keyword arguments); None: every front session shares ``up``
         self.session_client: Callable[..., Any] | None = None
         self._open_upstreams = 0  # per-session upstream clients open or opening (--max-sessions)
+        self._open_by_identity: dict[str | None, int] = {}  # the same, by identity
         # HTTP with a shared upstream: stateless requests waiting on it (they have no FrontLink, but a
         # server-to-client request could be meant for them), and who subscribed to which resource
         self._stateless_inflight = 0
@@ -688,7 +691,7 @@ class Proxy:
                 if link.lost:
                     await self._upstream_forgot(link)
                 if link.up is None:
-                    await self._open_link_upstream(link)
+                    await self._open_link_upstream(link, self.identity_of(ctx))
             session = link.up.session if link.up is not None else await self._upstream()
             try:
                 result = await self._exchange(ctx, session, request, result_type, progress)
@@ -749,9 +752,10 @@ class Proxy:
         if tg is not None:
             tg.start_soon(self._notify_quietly, link.session, types.ToolListChangedNotification())
 
-    async def _open_link_upstream(self, link: FrontLink) -> None:
+    async def _open_link_upstream(self, link: FrontLink, identity: str | None) -> None:
         """Open the front session's own upstream session (``--upstream URL``), within
-        ``--max-sessions``: beyond it the request gets a JSON-RPC error, never a hang."""
+        ``--max-sessions`` (and ``--max-sessions-per-identity``): beyond it the request gets a
+        JSON-RPC error, never a hang."""
         async with link.opening:
             if link.up is not None:  # opened meanwhile, prepared (pins re-checked) before it was
                 link.recheck_pins = False
@@ -769,15 +773,28 @@ class Proxy:
                     message=f"plr: too many sessions: the proxy already holds {limit} upstream sessions "
                     f"(--max-sessions {limit}); end a session or try again later",
                 )
+            share = self.opt.max_sessions_per_identity
+            if share and self._open_by_identity.get(identity, 0) >= share:
+                who = f"identity {_short(identity, 80)}" if identity is not None else "the anonymous identity"
+                self.opt.stderr(
+                    f"plr proxy: refused an upstream session to client session {link.key[:12]}: {who} "
+                    f"holds {share} (--max-sessions-per-identity {share})"
+                )
+                raise MCPError(
+                    code=types.INTERNAL_ERROR,
+                    message=f"plr: too many sessions for {who}: it already holds {share} upstream sessions "
+                    f"(--max-sessions-per-identity {share}); end one of them first",
+                )
             assert self.session_client is not None
             try:
                 client = self.session_client(link.loss_reporter(), **self._link_callbacks(link))
                 self._open_upstreams += 1  # given back by _upstream_closed when the client's task ends
+                self._open_by_identity[identity] = self._open_by_identity.get(identity, 0) + 1
                 await link.open(
                     client,
                     self._tg,  # type: ignore[attr-defined]
                     self.opt.upstream_timeout,
-                    self._upstream_closed,
+                    functools.partial(self._upstream_closed, identity),
                     # a server that came back may have changed while it was away: its tools are
                     # checked against the pins before any request can reach it
                     prepare=self._recheck_pins if link.recheck_pins else None,
@@ -792,8 +809,13 @@ class Proxy:
                     message=f"plr: cannot open a session with the upstream MCP server: {_describe_failure(e)}",
                 ) from None
 
-    def _upstream_closed(self) -> None:
+    def _upstream_closed(self, identity: str | None) -> None:
         self._open_upstreams -= 1
+        left = self._open_by_identity.get(identity, 0) - 1
+        if left > 0:
+            self._open_by_identity[identity] = left
+        else:
+            self._open_by_identity.pop(identity, None)
 
     async def _exchange(self, ctx: Any, session: Any, request: Any, result_type: Any, progress: bool) -> Any:
         """One request on one upstream session, under ``--upstream-timeout``, progress relayed."""
@@ -931,7 +953,7 @@ class Proxy:
                 if link.lost:
                     await self._upstream_forgot(link)
                 if link.up is None:
-                    await self._open_link_upstream(link)
+                    await self._open_link_upstream(link, self.identity_of(ctx))
         try:
             c.session = self.session_of(ctx)
             c.identity = self.identity_of(ctx)

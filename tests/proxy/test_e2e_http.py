@@ -171,3 +171,39 @@ async def test_a_request_with_an_id_that_is_not_a_string_or_integer_is_answered(
             r = await h.post(url, content=ok.encode(), headers=headers)
             assert "the id must be a string or an integer" not in r.text, r.text
     assert setup.called_tools() == []
+
+
+async def test_max_sessions_per_identity_keeps_one_identity_from_holding_them_all(setup: ProxySetup) -> None:
+    """--max-sessions 3 --max-sessions-per-identity 2: Mallory's third session is refused (a clear
+    JSON-RPC error naming the flag), and Alice still gets one; a slot comes back when one ends."""
+    from mcp import MCPError
+
+    tokens = setup.tmp / "tokens.json"
+    tokens.write_text(json.dumps({"tok-m": "mallory", "tok-a": "alice"}))
+    extra = ("--auth-tokens", str(tokens), "--max-sessions", "3", "--max-sessions-per-identity", "2")
+    with fake_http_server(setup) as upstream, http_proxy(setup, *extra, upstream_url=upstream) as url:
+        with anyio.fail_after(60):
+
+            def as_(token: str) -> Client:
+                http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"})
+                return Client(streamable_http_client(url, http_client=http), mode="legacy", cache=None)
+
+            async with as_("tok-m") as m1, as_("tok-m") as m2:
+                for m in (m1, m2):
+                    assert not (await m.call_tool("list-tasks", {})).is_error
+                async with as_("tok-m") as m3:
+                    with pytest.raises(MCPError, match="too many sessions for identity mallory"):
+                        await m3.call_tool("list-tasks", {})
+                async with as_("tok-a") as a:
+                    assert not (await a.call_tool("list-tasks", {})).is_error
+            async with as_("tok-m") as m4:  # m1 and m2 ended: mallory's share is free again
+                for _ in range(40):
+                    try:
+                        assert not (await m4.call_tool("list-tasks", {})).is_error
+                        break
+                    except MCPError:
+                        await anyio.sleep(0.1)  # the ended sessions' upstream sessions are closing
+                else:
+                    raise AssertionError("mallory never got a session back")
+    err = setup.stderr.read_text()
+    assert "(--max-sessions-per-identity 2)" in err and "Traceback" not in err
