@@ -266,7 +266,7 @@ async def test_a_pin_recheck_cut_short_leaves_the_session_unopened_and_calls_den
         link = FrontLink(key="s", session=None)
         link.recheck_pins = True  # as after the upstream forgot the session
         with anyio.move_on_after(0.3):
-            await proxy._open_link_upstream(link)
+            await proxy._open_link_upstream(link, None)
         await anyio.sleep(0.1)
         assert link.up is None and link.recheck_pins  # the next request opens and checks again
         d, _ = proxy.decide(ToolCall("1", "get-task", {}, "s", None), False)
