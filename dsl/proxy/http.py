@@ -213,7 +213,7 @@ def bad_request_id(body: bytes) -> bool:
     """Whether a JSON-RPC request carries an id that is not a string or an integer (``true``,
     ``1.5``, ``null``): the SDK would take it for a notification and answer 202, leaving the
     client waiting for ever. A cheap scan first; the body is parsed only when it looks so."""
-    if not _SUSPECT_ID.search(body):
+    if not _SUSPECT_ID.search(body) and b"\\u" not in body:  # (an escape may spell the "id" key)
         return False
     try:
         obj = json.loads(body)

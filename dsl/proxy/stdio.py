@@ -286,7 +286,7 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
             msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         except Exception:  # noqa: BLE001 - any invalid frame: the caller answers it
             return None
-        if isinstance(msg, types.JSONRPCNotification) and b'"id"' in line and _has_id(line):
+        if isinstance(msg, types.JSONRPCNotification) and (b'"id"' in line or b"\\u" in line) and _has_id(line):
             return None  # a request whose id is not a string or an integer: answered, not dropped
         return SessionMessage(msg)
 
