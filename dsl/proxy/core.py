@@ -335,8 +335,8 @@ class Proxy:
         # --upstream URL over HTTP: builds an unentered mcp.Client for one front session (callbacks as
         # keyword arguments); None: every front session shares ``up``
         self.session_client: Callable[..., Any] | None = None
-        self._open_upstreams = 0  # per-session upstream clients open or opening (--max-sessions)
-        self._open_by_identity: dict[str | None, int] = {}  # the same, by identity
+        # per-session upstream clients open or opening, by identity (--max-sessions[-per-identity])
+        self._open_by_identity: dict[str | None, int] = {}
         # HTTP with a shared upstream: stateless requests waiting on it (they have no FrontLink, but a
         # server-to-client request could be meant for them), and who subscribed to which resource
         self._stateless_inflight = 0
@@ -688,10 +688,7 @@ class Proxy:
                 self._stateless_inflight -= 1
         with link.waiting(ctx), self._noting_abandoned(link.key):  # relays for this session ride this request's stream meanwhile
             if self.session_client is not None and open_session:
-                if link.lost:
-                    await self._upstream_forgot(link)
-                if link.up is None:
-                    await self._open_link_upstream(link, self.identity_of(ctx))
+                await self._ensure_link_upstream(link, ctx)
             session = link.up.session if link.up is not None else await self._upstream()
             try:
                 result = await self._exchange(ctx, session, request, result_type, progress)
@@ -752,6 +749,14 @@ class Proxy:
         if tg is not None:
             tg.start_soon(self._notify_quietly, link.session, types.ToolListChangedNotification())
 
+    async def _ensure_link_upstream(self, link: FrontLink, ctx: Any) -> None:
+        """The front session's own upstream session, open: a forgotten one dropped first, a
+        missing one opened (``--upstream URL``)."""
+        if link.lost:
+            await self._upstream_forgot(link)
+        if link.up is None:
+            await self._open_link_upstream(link, self.identity_of(ctx))
+
     async def _open_link_upstream(self, link: FrontLink, identity: str | None) -> None:
         """Open the front session's own upstream session (``--upstream URL``), within
         ``--max-sessions`` (and ``--max-sessions-per-identity``): beyond it the request gets a
@@ -763,7 +768,7 @@ class Proxy:
             if link.ended:
                 raise MCPError(code=types.INTERNAL_ERROR, message="plr: this session has ended")
             limit = self.opt.max_sessions
-            if self._open_upstreams >= limit:
+            if sum(self._open_by_identity.values()) >= limit:
                 self.opt.stderr(
                     f"plr proxy: refused an upstream session to client session {link.key[:12]}: "
                     f"{limit} are open (--max-sessions {limit})"
@@ -788,7 +793,7 @@ class Proxy:
             assert self.session_client is not None
             try:
                 client = self.session_client(link.loss_reporter(), **self._link_callbacks(link))
-                self._open_upstreams += 1  # given back by _upstream_closed when the client's task ends
+                # given back by _upstream_closed when the client's task ends
                 self._open_by_identity[identity] = self._open_by_identity.get(identity, 0) + 1
                 await link.open(
                     client,
@@ -810,7 +815,6 @@ class Proxy:
                 ) from None
 
     def _upstream_closed(self, identity: str | None) -> None:
-        self._open_upstreams -= 1
         left = self._open_by_identity.get(identity, 0) - 1
         if left > 0:
             self._open_by_identity[identity] = left
@@ -950,10 +954,7 @@ class Proxy:
             # the upstream forgot this session: open the new one (its tools checked against the
             # pins) before deciding, so the decision sees what the call would reach
             with link.waiting(ctx):
-                if link.lost:
-                    await self._upstream_forgot(link)
-                if link.up is None:
-                    await self._open_link_upstream(link, self.identity_of(ctx))
+                await self._ensure_link_upstream(link, ctx)
         try:
             c.session = self.session_of(ctx)
             c.identity = self.identity_of(ctx)
