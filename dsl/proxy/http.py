@@ -205,14 +205,15 @@ class FrontLink:
             self._scope.cancel()
 
 
-_SUSPECT_ID = re.compile(rb'"id"\s*:\s*(?:true|false|null|-?\d+(?:\.\d|[eE]))')
+_SUSPECT_ID = re.compile(rb'"id"\s*:\s*(?:true|false|null|[\[{]|-?\d+(?:\.\d|[eE]))')
 _BODY_PEEK_MAX = 4 * 1024 * 1024  # the SDK refuses larger bodies itself (413)
 
 
 def bad_request_id(body: bytes) -> bool:
     """Whether a JSON-RPC request carries an id that is not a string or an integer (``true``,
-    ``1.5``, ``null``): the SDK would take it for a notification and answer 202, leaving the
-    client waiting for ever. A cheap scan first; the body is parsed only when it looks so."""
+    ``1.5``, ``null``, a list or an object): the SDK would take it for a notification (over HTTP
+    answered 202, over stdio not at all), leaving the client waiting for ever. Both fronts ask
+    this. A cheap scan first; the frame is parsed only when it looks so."""
     if not _SUSPECT_ID.search(body) and b"\\u" not in body:  # (an escape may spell the "id" key)
         return False
     try:

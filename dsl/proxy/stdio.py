@@ -30,6 +30,8 @@ import anyio.lowlevel
 import mcp_types as types
 from mcp.shared.message import SessionMessage
 
+from .http import bad_request_id
+
 MAX_LINE = 32 * 1024 * 1024  # a longer line is answered with a parse error, not buffered forever
 
 
@@ -63,16 +65,6 @@ def error_for_bad_line(line: bytes) -> types.JSONRPCError | None:
         id=rid,
         error=types.ErrorData(code=types.INVALID_REQUEST, message=f"Invalid Request: {why}"),
     )
-
-
-def _has_id(line: bytes) -> bool:
-    """Whether a frame that validated as a notification carries an ``id`` member after all (``true``,
-    ``1.5``, ``null``): the client waits for an answer that a notification never gets."""
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
-        return False
-    return isinstance(obj, dict) and "id" in obj
 
 
 def _claim_stdout() -> tuple[int, int | None]:
@@ -286,7 +278,7 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
             msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
         except Exception:  # noqa: BLE001 - any invalid frame: the caller answers it
             return None
-        if isinstance(msg, types.JSONRPCNotification) and (b'"id"' in line or b"\\u" in line) and _has_id(line):
+        if isinstance(msg, types.JSONRPCNotification) and bad_request_id(line):
             return None  # a request whose id is not a string or an integer: answered, not dropped
         return SessionMessage(msg)
 

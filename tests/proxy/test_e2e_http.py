@@ -162,7 +162,7 @@ async def test_a_request_with_an_id_that_is_not_a_string_or_integer_is_answered(
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
     with http_proxy(setup) as url:
         async with httpx2.AsyncClient() as h:
-            for key, rid in (("id", "true"), ("id", "1.5"), ("id", "null"), ("id", "1e3"), ("\\u0069d", "true")):
+            for key, rid in (("id", "true"), ("id", "1.5"), ("id", "null"), ("id", "1e3"), ("\\u0069d", "true"), ("id", "[1]")):
                 body = '{"jsonrpc": "2.0", "%s": %s, "method": "tools/call", "params": {"name": "get-task"}}' % (key, rid)
                 r = await h.post(url, content=body.encode(), headers=headers)
                 assert r.status_code == 400 and "the id must be a string or an integer" in r.text, (rid, r.text)

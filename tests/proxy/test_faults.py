@@ -164,6 +164,7 @@ def test_malformed_frames_from_the_client_get_json_rpc_errors(setup: ProxySetup)
             (b'{"jsonrpc": "2.0", "id": 1.5, "method": "tools/call", "params": {"name": "get-task"}}', None, -32600),
             (b'{"jsonrpc": "2.0", "id": null, "method": "tools/call", "params": {"name": "get-task"}}', None, -32600),
             (b'{"jsonrpc": "2.0", "\\u0069d": true, "method": "tools/call", "params": {"name": "get-task"}}', None, -32600),
+            (b'{"jsonrpc": "2.0", "id": [1], "method": "tools/call", "params": {"name": "get-task"}}', None, -32600),
         ]
         for frame, _, _ in bad:
             raw.send(frame)
@@ -175,7 +176,7 @@ def test_malformed_frames_from_the_client_get_json_rpc_errors(setup: ProxySetup)
             answers.setdefault(msg.get("id"), []).append(msg)
         for _, rid, code in bad:
             assert any(m.get("error", {}).get("code") == code for m in answers[rid]), (rid, answers.get(rid))
-        assert [m["error"]["code"] for m in answers[None]].count(-32600) == 5  # [1,2,3] and the four ids
+        assert [m["error"]["code"] for m in answers[None]].count(-32600) == 6  # [1,2,3] and the five ids
         assert [t["name"] for t in answers[11][0]["result"]["tools"]] == [
             "spawn-task",
             "get-task",
