@@ -84,10 +84,12 @@ def tools_from_server(command: list[str], env: dict[str, str] | None = None, tim
 
     import anyio
 
+    from .proxy.core import TracebackFilter  # the proxy's own: one line per record (PLR_DEBUG keeps tracebacks)
+
     sdk = logging.getLogger("mcp")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("plr catalog: the server: %(message)s"))
-    handler.addFilter(_one_line)
+    handler.addFilter(TracebackFilter())
     saved = sdk.propagate
     sdk.addHandler(handler)
     sdk.propagate = False
@@ -98,18 +100,6 @@ def tools_from_server(command: list[str], env: dict[str, str] | None = None, tim
     finally:
         sdk.removeHandler(handler)
         sdk.propagate = saved
-
-
-def _one_line(record: Any) -> bool:
-    """A log record's exception as one line, not a traceback."""
-    if record.exc_info:
-        exc = record.exc_info[1]
-        first = (str(exc).strip().splitlines() or [""])[0]
-        record.msg = f"{record.getMessage()}: {type(exc).__name__}: {first}"[:300]
-        record.args = None
-        record.exc_info = None
-        record.exc_text = None
-    return True
 
 
 def catalogue_text(server: str, tools: list[tuple[str, str, str]], source: str = "") -> str:
