@@ -233,10 +233,8 @@ def _write_output(path: str, text: str, *, sources: Any = (), what: str = "-o") 
         click.echo(text, nl=False)
         return
     text = _safe(text)
+    _write_output_check(path, sources, what)
     target = os.path.realpath(path)
-    for src in sources:
-        if src and src != "-" and _same_file(src, target):
-            _fail(f"{what} {path} is the input file {src}; refusing to overwrite it (write the output elsewhere)")
     try:
         st: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
@@ -251,9 +249,7 @@ def _write_output(path: str, text: str, *, sources: Any = (), what: str = "-o") 
             with open(target, "w", encoding="utf-8") as f:
                 f.write(text)
             return
-        folder = os.path.dirname(target)
-        if not os.path.isdir(folder):
-            _fail(f"cannot write {path}: no such directory {folder}")
+        folder = os.path.dirname(target)  # exists: _write_output_check said so
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".plr-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
