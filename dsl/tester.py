@@ -149,33 +149,12 @@ def load_suite(file: str) -> Suite:
     compiled = compile_program(prog)
     text = compiled.to_json()
     try:
-        suite.policy = load_policy(json_text_safe(text), name=file)
+        suite.policy = load_policy(text, name=file)
     except PlrError as e:  # a compiler bug must show, not pass silently
-        problems = list(e.diagnostics)
-        odd = [m.file for m in prog.modules if _not_utf8(m.file)]
-        if odd and _not_utf8(text):  # a rule's location (file:line) would not be text
-            problems = [
-                Diagnostic(
-                    "error",
-                    "the file name is not UTF-8 text (its bytes are shown as \\udcXX); rename the file: "
-                    "rules are located by file name",
-                    json_text_safe(odd[0]),
-                )
-            ]
-        suite.diagnostics = [*diags, *problems]
+        suite.diagnostics = [*diags, *e.diagnostics]
         return suite
     suite.tests = list(prog.roots[0].tests)
     return suite
-
-
-def json_text_safe(text: str) -> str:
-    """JSON text with lone surrogates (from a file name that is not UTF-8, which becomes a rule's
-    `file:line`) written as ``\\udXXX`` escapes: the same JSON value, and encodable as UTF-8."""
-    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _not_utf8(text: str) -> bool:
-    return re.search("[\ud800-\udfff]", text) is not None
 
 
 # --- running ------------------------------------------------------------------------------
