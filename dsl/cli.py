@@ -177,21 +177,13 @@ def compile_cmd(paths: tuple[str, ...], output: str | None, no_source: bool, qui
         _write_output(output, text, sources=[*paths, *prog.sources])
         click.echo(f"wrote {output}", err=True)
     else:
-        click.echo(_safe(text), nl=False)
+        click.echo(text, nl=False)
 
 
 def _fail(message: str) -> NoReturn:
     """One line on stderr, exit 2: an input or usage problem the user can fix."""
-    click.echo(f"plr: error: {_safe(message)}", err=True)
+    click.echo(f"plr: error: {message}", err=True)
     sys.exit(EXIT_INPUT)
-
-
-def _safe(text: str) -> str:
-    """Text that any UTF-8 stream can take: lone surrogates (a non-UTF-8 file name, a JSON
-    ``\\ud800`` escape) become ``\\udXXX`` escapes instead of an encoding error."""
-    import re
-
-    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _umask() -> int:
@@ -229,10 +221,12 @@ def _write_output(path: str, text: str, *, sources: Any = (), what: str = "-o") 
     import stat
     import tempfile
 
+    from .vocab import escape_surrogates
+
     if path == "-":
         click.echo(text, nl=False)
         return
-    text = _safe(text)
+    text = escape_surrogates(text)  # what a file holds must be UTF-8
     _write_output_check(path, sources, what)
     target = os.path.realpath(path)
     try:
@@ -364,9 +358,9 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: boo
         if diff:
             if new != old:
                 lines = difflib.unified_diff(old.splitlines(True), new.splitlines(True), "<stdin>", "<stdin> (formatted)")
-                click.echo(_safe("".join(lines)), nl=False)
+                click.echo("".join(lines), nl=False)
         elif not check_only:
-            click.echo(_safe(new), nl=False)
+            click.echo(new, nl=False)
             return
         if new != old:
             click.echo("would reformat <stdin>", err=True)
@@ -395,19 +389,19 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: boo
             failed = True
             continue
         except (OSError, ValueError) as e:
-            click.echo(_safe(f"{f}: error: {e}"), err=True)
+            click.echo(f"{f}: error: {e}", err=True)
             failed = True
             continue
         if new == old:
             continue
         changed.append(f)
         if diff:
-            click.echo(_safe("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f, f + " (formatted)"))), nl=False)
+            click.echo("".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f, f + " (formatted)")), nl=False)
         elif check_only:
-            click.echo(_safe(f"would reformat {f}"))
+            click.echo(f"would reformat {f}")
         else:
             _write_output(f, new, what="fmt")
-            click.echo(_safe(f"reformatted {f}"))
+            click.echo(f"reformatted {f}")
     if failed:
         sys.exit(EXIT_INPUT)
     if (check_only or diff) and changed:
@@ -879,7 +873,7 @@ def decompile_cmd(policy: str, output: str | None) -> None:
         _write_output(output, text, sources=[policy])
         click.echo(f"wrote {output}", err=True)
     else:
-        click.echo(_safe(text), nl=False)
+        click.echo(text, nl=False)
 
 
 @cli.command("schema")

@@ -17,7 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from .errors import Diagnostic, PlrError, line_of
 from .resources import grammar_text
-from .vocab import MAX_LIMIT_COUNT, MAX_WINDOW_DAYS, MAX_WINDOW_SECONDS
+from .vocab import MAX_LIMIT_COUNT, MAX_WINDOW_DAYS, MAX_WINDOW_SECONDS, SURROGATE
 
 MAX_NESTING = 64
 
@@ -210,7 +210,6 @@ def _scan_nesting(text: str, file: str) -> None:
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-_RAW_SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPE = re.compile(r"\\(?:u([0-9A-Fa-f]{4})|.)", re.DOTALL)
 # Only a literal with a long negative exponent or hundreds of leading zeros can round to 0.
 _MAY_UNDERFLOW = re.compile(r"[eE]-[0-9]{3}|\.0{200}")
@@ -225,7 +224,7 @@ def literal_problems(tree: Tree, text: str, file: str) -> list[Diagnostic]:
     def at(message: str, line: int, col: int, width: int = 1) -> None:
         diags.append(Diagnostic("error", message, file, line, col, line_of(text, line), max(1, width)))
 
-    raw = _RAW_SURROGATE.search(text)
+    raw = SURROGATE.search(text)
     if raw is not None:
         line = text.count("\n", 0, raw.start()) + 1
         col = raw.start() - (text.rfind("\n", 0, raw.start()) + 1) + 1

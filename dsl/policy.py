@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -33,6 +32,7 @@ from .vocab import (
     OPS,
     PATH_ROOTS,
     STRING_OPS,
+    SURROGATE,
     VALUELESS_OPS,
     parse_path,
 )
@@ -363,20 +363,18 @@ def _lone_surrogate(value: Any, where: str) -> str | None:
     while stack:
         v, at = stack.pop()
         if isinstance(v, str):
-            if _SURROGATE.search(v):
+            if SURROGATE.search(v):
                 return at
         elif isinstance(v, dict):
             for k, item in v.items():
                 key_at = f"{at}.{k}" if at else str(k)
-                if isinstance(k, str) and _SURROGATE.search(k):
+                if isinstance(k, str) and SURROGATE.search(k):
                     return at or "(document)"
                 stack.append((item, key_at))
         elif isinstance(v, list):
             stack.extend((item, f"{at}[{i}]") for i, item in enumerate(v))
     return None
 
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = None) -> Policy:

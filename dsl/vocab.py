@@ -28,6 +28,18 @@ MAX_LIMIT_COUNT = 2**53 - 1
 MAX_WINDOW_DAYS = 36500
 MAX_WINDOW_SECONDS = MAX_WINDOW_DAYS * 86400
 
+# A lone surrogate: valid in JSON text (`"\ud800"`) and in Python strings (a file name that is
+# not UTF-8), but no UTF-8 output can carry it, so plr refuses it in policies and escapes it in
+# what it writes.
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate written as the escape ``\\udXXX``: encodable as UTF-8
+    (and, inside a JSON string, the same value)."""
+    return SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 _ROOT_RE = re.compile(r"[A-Za-z_]+")
 _STEP_RE = re.compile(r'\.([^.\[\]"]+)|\[([0-9]+)\]|\[("[^"\\]*(?:\\.[^"\\]*)*")\]')
 
