@@ -50,11 +50,11 @@ def _check_statements(prog: Program) -> None:
                 )
             )
     # A rule pack's default cannot be edited by the user: count it first, report the others.
-    defaults = sorted(prog.statements(ir.Default), key=lambda d: not _is_stdlib(prog, d.span))
+    defaults = sorted(prog.statements(ir.Default), key=lambda d: not prog.in_stdlib(d.span))
     for dup in defaults[1:]:
         first = defaults[0].span
-        where = prog.rule_name(first) if _is_stdlib(prog, first) else f"{first.file}:{first.line}"
-        hint = " (a stdlib rule pack sets the default: remove this line)" if _is_stdlib(prog, first) else ""
+        where = prog.rule_name(first) if prog.in_stdlib(first) else f"{first.file}:{first.line}"
+        hint = " (a stdlib rule pack sets the default: remove this line)" if prog.in_stdlib(first) else ""
         prog.error(f"duplicate `default`: it is already set to {defaults[0].effect} at {where}{hint}", dup.span)
     if not defaults and prog.roots and prog.rules:
         root = prog.roots[0]
@@ -69,10 +69,6 @@ def _check_statements(prog: Program) -> None:
         pkgs = m.of(ir.Package)
         for dup in pkgs[1:]:
             prog.error("a file has at most one `package` statement", dup.span)
-
-
-def _is_stdlib(prog: Program, span: ir.Span) -> bool:
-    return prog.rule_name(span).startswith("stdlib/")
 
 
 def _conditions(c: ir.Condition | None) -> Iterator[ir.Compare]:
@@ -129,18 +125,13 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
         _check_literal_types(prog, r)
 
 
-def _positive_negations(c: ir.Condition, negated: bool = False) -> Iterator[ir.Compare]:
+def _positive_negations(c: ir.Condition) -> Iterator[ir.Compare]:
     """`!=` / `not in` leaves that are not under a `not` (where they would fail open). A leaf
     that can never hold because of its literal's type gets its own warning instead."""
-    if isinstance(c, ir.Compare):
-        if not negated and c.op in ("neq", "not_in") and c.fn != "count" and c.path.root != "tool":
-            if _never_holds(c) is None:
-                yield c
-    elif isinstance(c, (ir.And, ir.Or)):
-        for item in c.items:
-            yield from _positive_negations(item, negated)
-    else:
-        yield from _positive_negations(c.item, not negated)
+    for leaf, negated in _leaves_with_polarity(c):
+        if not negated and leaf.op in ("neq", "not_in") and leaf.fn != "count" and leaf.path.root != "tool":
+            if _never_holds(leaf) is None:
+                yield leaf
 
 
 # --- comparisons that can never hold because of their literal's type --------------------
@@ -360,7 +351,7 @@ def _check_interactions(prog: Program) -> None:
             dead.setdefault(id(rr), []).append((tool, "hidden" if tr.hide else "denied", w))
     for rr in prog.rules:
         why = dead.get(id(rr))
-        if not why or len(why) < len(rr.tools) or _is_stdlib(prog, rr.rule.span):
+        if not why or len(why) < len(rr.tools) or prog.in_stdlib(rr.rule.span):
             continue
         tool, how, w = why[0]
         names = f"`{tool}`" if len(why) == 1 else f"any of its {len(why)} tools"
@@ -384,7 +375,7 @@ def _check_interactions(prog: Program) -> None:
             # unconditional allow naming this very tool adds nothing (one of a class or glob
             # is how a rule pack is narrowed: no warning there).
             for rr in tr.allow:
-                if rr.rule.selector.kind in ("tool", "list") and not _is_stdlib(prog, rr.rule.span):
+                if rr.rule.selector.kind in ("tool", "list") and not prog.in_stdlib(rr.rule.span):
                     warn_once(
                         f"this unconditional `allow` does not make `{tool}` always callable: `{tool}` also has "
                         f"`allow … if` rules ({prog.rule_name(tr.allow_if[0].rule.span)}), and it is allowed only "

@@ -69,6 +69,10 @@ class Program:
         name = self.rule_names.get(span.file, span.file)
         return f"{os.fsencode(name).decode('utf-8', 'backslashreplace')}:{span.line}"
 
+    def in_stdlib(self, span: ir.Span) -> bool:
+        """Whether ``span`` is in a file of plr's standard library (not the user's to change)."""
+        return self.rule_name(span).startswith("stdlib/")
+
     def diagnostic(self, severity: str, message: str, span: ir.Span) -> Diagnostic:
         width = max(1, span.end_col - span.col) if span.end_line == span.line else 1
         return Diagnostic(
@@ -246,7 +250,7 @@ def _warn_two_classes(
     the warning belongs in a file the user can change (a catalogue of their own is loaded
     before the stdlib modules it imports)."""
     here, there = later, first
-    if _in_stdlib(prog, later[1].span) and not _in_stdlib(prog, first[1].span):
+    if prog.in_stdlib(later[1].span) and not prog.in_stdlib(first[1].span):
         here, there = first, later
     tool = here[1]
     prog.warn(
@@ -255,10 +259,6 @@ def _warn_two_classes(
         "each of those classes select it",
         tool.span,
     )
-
-
-def _in_stdlib(prog: Program, span: ir.Span) -> bool:
-    return prog.rule_names.get(span.file, "").startswith("stdlib/")
 
 
 def glob_regex(pattern: str) -> "re.Pattern[str]":
