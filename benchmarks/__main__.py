@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(_finite(doc), indent=2, ensure_ascii=False, allow_nan=False, default=str)
     path.write_text(text + "\n", encoding="utf-8")
     s = doc["summary"]
-    print(f"\n{s['PASS']} pass, {s['FAIL']} fail, {s['SKIP']} skipped, {s['TODO']} todo; results: {path}")
+    shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+    print(f"\n{s['PASS']} pass, {s['FAIL']} fail, {s['SKIP']} skipped, {s['TODO']} todo; results: {shown}")
     return 1 if crashed else 0
 
 

@@ -79,7 +79,7 @@ def plr_command() -> tuple[list[str], str]:
     except OSError:
         first = b""
     if first.startswith(b"#!") and b"python" in first:
-        return [str(script)], f"console script {script}"
+        return [str(script)], "the installed console script plr"
     return [sys.executable, "-c", "import sys; from dsl.cli import main; sys.exit(main())"], "python -c entry point"
 
 

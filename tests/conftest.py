@@ -18,8 +18,11 @@ settings.register_profile("explore", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT.parent / "shared" / "spec"
 EXAMPLES = ROOT / "examples"
+# The spec's worked example: its policy is examples/codex_worker.plr, and its exact compiled
+# JSON (byte for byte, as the spec prints it) is pinned in the repository, not read from beside it.
+SPEC_PLR = EXAMPLES / "codex_worker.plr"
+SPEC_JSON = ROOT / "tests" / "data" / "codex_worker.spec.json"
 STDLIB = ROOT / "stdlib_rules"
 
 
@@ -48,6 +51,37 @@ def run_plr(*args: str, cwd: Path | str | None = None, input: str | bytes | None
 @pytest.fixture
 def plr():
     return run_plr
+
+
+# --- stress mode: the suite under a saturated CPU ----------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--stress",
+        action="store_true",
+        default=bool(os.environ.get("PLR_STRESS")),
+        help="keep every core busy with a CPU burner while the suite runs (also PLR_STRESS=1): "
+        "a test that fails only then depends on the machine's speed, which is a defect",
+    )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cpu_burners(request: pytest.FixtureRequest):
+    """With --stress, one busy-looping process per core for the whole session."""
+    if not request.config.getoption("--stress"):
+        yield
+        return
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(os.cpu_count() or 2)
+    ]
+    try:
+        yield
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
 
 
 @pytest.fixture(autouse=True, scope="session")

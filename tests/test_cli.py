@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SPEC, run_plr
+from .conftest import SPEC_JSON, SPEC_PLR, run_plr
 
-CODEX = str(SPEC / "examples" / "codex_worker.plr")
+CODEX = str(SPEC_PLR)
 
 
 def assert_clean_error(proc, *needles: str) -> None:
@@ -23,7 +23,7 @@ def assert_clean_error(proc, *needles: str) -> None:
 def test_compile_prints_canonical_json(tmp_path: Path):
     proc = run_plr("compile", "--no-source", CODEX)
     assert proc.returncode == 0, proc.stderr_text
-    assert proc.stdout_text == (SPEC / "examples" / "codex_worker.json").read_text()
+    assert proc.stdout_text == SPEC_JSON.read_text()
     out = tmp_path / "p.json"
     proc = run_plr("compile", CODEX, "-o", str(out))
     assert proc.returncode == 0 and json.loads(out.read_text())["tools"]["cancel-task"]["rule"] == "codex_worker.plr:20"

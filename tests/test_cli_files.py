@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SPEC, run_plr
+from .conftest import SPEC_JSON, SPEC_PLR, run_plr
 
-CODEX = SPEC / "examples" / "codex_worker.plr"
+CODEX = SPEC_PLR
 MESSY = 'default  deny\nallow tool "a"\n'
 TIDY = 'default deny\n\nallow tool "a"\n'
 
@@ -85,7 +85,7 @@ def test_output_into_a_fifo_writes_into_it_and_keeps_the_fifo(tmp_path: Path) ->
     finally:
         os.close(reader)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # not replaced by a regular file
-    assert data.decode() == (SPEC / "examples" / "codex_worker.json").read_text()
+    assert data.decode() == SPEC_JSON.read_text()
 
 
 def test_output_dash_is_stdout(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import dsl
 from dsl.compiler import compile_source
 from dsl.policy import load_policy
 
-from .conftest import EXAMPLES, SPEC, example_files
+from .conftest import EXAMPLES, SPEC_JSON, SPEC_PLR, example_files
 
 
 @pytest.fixture
@@ -21,12 +21,12 @@ def json_snapshot(snapshot):
 
 
 def test_spec_example_compiles_byte_for_byte():
-    got = dsl.compile_files([str(SPEC / "examples" / "codex_worker.plr")], source=False).to_json()
-    assert got == (SPEC / "examples" / "codex_worker.json").read_text()
+    got = dsl.compile_files([str(SPEC_PLR)], source=False).to_json()
+    assert got == SPEC_JSON.read_text()
 
 
 def test_spec_example_with_source_names_rules_relative_to_the_file():
-    p = dsl.compile_files([str(SPEC / "examples" / "codex_worker.plr")])
+    p = dsl.compile_files([str(SPEC_PLR)])
     assert p.tools["cancel-task"].rule == "codex_worker.plr:20"
     assert p.tools["cancel-task"].limits[0].rule == "codex_worker.plr:26"
     assert p.tools["spawn-task"].require[0].rule == "codex_worker.plr:16"
@@ -46,7 +46,7 @@ def test_load_dump_round_trip(path: Path):
 
 
 def test_output_is_deterministic():
-    src = (SPEC / "examples" / "codex_worker.plr").read_text()
+    src = SPEC_PLR.read_text()
     assert len({compile_source(src, "p.plr").to_json() for _ in range(5)}) == 1
 
 
@@ -141,12 +141,12 @@ def test_stdlib_import_is_found_through_package_resources():
 
 
 def test_no_source_strips_every_rule_field():
-    text = dsl.compile_files([str(SPEC / "examples" / "codex_worker.plr")], source=False).to_json()
+    text = dsl.compile_files([str(SPEC_PLR)], source=False).to_json()
     assert '"rule"' not in text
 
 
 def test_public_api_matches_the_spec():
-    policy = dsl.compile_files([str(SPEC / "examples" / "codex_worker.plr")])
+    policy = dsl.compile_files([str(SPEC_PLR)])
     engine = dsl.Engine(policy)
     d = engine.decide("cancel-task", {"task_id": "t1"}, identity="ops", session="s1", approved=False)
     assert (d.effect, d.code) == ("approval_required", "require")

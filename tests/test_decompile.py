@@ -20,7 +20,7 @@ from dsl.policy import Policy, load_policy
 from tests.strategies import programs
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC_JSON = Path("/work/shared/spec/examples/codex_worker.json")
+from tests.conftest import SPEC_JSON
 REGEXES = ["^a", "(?i)rm\\s+-rf", "[0-9]+$", "^(?:x|y)/", "é"]
 
 

@@ -28,11 +28,9 @@ from dsl.engine import (
 )
 from dsl.errors import PlrError
 from dsl.policy import Leaf, Policy, Tool, load_policy
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, SPEC_JSON
 
-EXAMPLE = Path("/work/shared/spec/examples/codex_worker.json")
-if not EXAMPLE.exists():  # pragma: no cover - the repo's own copy, if the shared spec moves
-    EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "codex_worker.json"
+EXAMPLE = SPEC_JSON
 
 
 class Clock:

@@ -19,14 +19,11 @@ from dsl.parser import parse_with_comments
 from tests.strategies import programs
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC_EXAMPLE = Path("/work/shared/spec/examples/codex_worker.plr")
+from tests.conftest import SPEC_PLR as SPEC_EXAMPLE
 
 
 def _plr_files() -> list[Path]:
-    found = sorted([*(REPO / "examples").rglob("*.plr"), *(REPO / "stdlib_rules").rglob("*.plr")])
-    if SPEC_EXAMPLE.is_file():
-        found.append(SPEC_EXAMPLE)
-    return found
+    return sorted([*(REPO / "examples").rglob("*.plr"), *(REPO / "stdlib_rules").rglob("*.plr")])
 
 
 def _compiled(text: str, file: str = "policy.plr") -> str | None:

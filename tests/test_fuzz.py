@@ -17,10 +17,10 @@ from dsl.compiler import compile_source
 from dsl.errors import PlrError
 from dsl.policy import Policy, load_policy
 
-from .conftest import EXAMPLES, ROOT, SPEC
+from .conftest import EXAMPLES, ROOT, SPEC_JSON, SPEC_PLR
 
 CORPUS = [p.read_text() for p in sorted(EXAMPLES.glob("*.plr"))] + [
-    (SPEC / "examples" / "codex_worker.plr").read_text(),
+    SPEC_PLR.read_text(),
     *(p.read_text() for p in sorted((ROOT / "stdlib_rules").rglob("*.plr"))),
 ]
 TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[A-Za-z_][A-Za-z0-9_\-]*|-?\d+(?:\.\d+)?[smhd]?|==|!=|<=|>=|->|\S')

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 
-from .conftest import SPEC, run_plr
+from .conftest import SPEC_JSON, SPEC_PLR, run_plr
 
-CODEX = SPEC / "examples" / "codex_worker.plr"
+CODEX = SPEC_PLR
 
 
 def test_spec_example_passes():
