@@ -12,7 +12,7 @@ from typing import Iterator
 from . import ir
 from .policy import PATH_ROOTS
 from .regex import compile_re2
-from .resolve import Program, ResolvedRule, program_default, rules_by_tool
+from .resolve import Program, ResolvedRule, glob_regex, program_default, rules_by_tool
 
 DENY_CODES = {"hidden", "denied", "deny_if", "rate_limited"}
 # "did you mean" costs a difflib comparison per catalogue name: at most this many in all
@@ -26,6 +26,7 @@ def check_program(prog: Program) -> list:  # list[Diagnostic]
     _check_statements(prog)
     for rr in prog.rules:
         _check_rule(prog, rr)
+    _check_hides(prog)
     if not prog.errors:
         _check_interactions(prog)
     _check_tests(prog)
@@ -103,6 +104,7 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
             prog.error("a limit's window must be at least 1 second", r.span)
     for leaf in _conditions(r.condition):
         _check_leaf(prog, leaf)
+    _check_names(prog, sel)
     if r.reason is not None and r.kind in ("hide", "limit"):
         what = "a hidden tool is simply absent" if r.kind == "hide" else "a rate-limited call says which limit and when to retry"
         prog.warn(f"a `reason` on `{r.kind}` is not shown to the agent ({what}); remove it or put it in a comment", r.span)
@@ -123,6 +125,31 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
             )
     if r.condition is not None and r.kind in ("allow", "deny") and r.guard in ("if", "unless"):
         _check_literal_types(prog, r)
+
+
+def _check_names(prog: Program, sel: ir.Selector) -> None:
+    """An empty name selects nothing, and a name written twice in one list is a slip (often of
+    a copy that was meant to be edited)."""
+    seen: set[str] = set()
+    for name in sel.names:
+        if name == "":
+            prog.warn('an empty tool name `""` selects no tool', sel.span)
+        elif name in seen:
+            prog.warn(f"`{name}` appears twice in this list", sel.span)
+        seen.add(name)
+
+
+def _check_hides(prog: Program) -> None:
+    """A tool hidden by two rules: the second changes nothing (and its reason is never shown)."""
+    first: dict[str, ir.Span] = {}
+    for rr in prog.rules:
+        if rr.rule.kind != "hide" or rr.rule.selector.kind not in ("tool", "list") or prog.in_stdlib(rr.rule.span):
+            continue
+        for name in dict.fromkeys(rr.tools):
+            if name in first:
+                prog.warn(f"`{name}` is already hidden by {prog.rule_name(first[name])}", rr.rule.selector.span)
+            else:
+                first[name] = rr.rule.span
 
 
 def _positive_negations(c: ir.Condition) -> Iterator[ir.Compare]:
@@ -331,12 +358,19 @@ def _check_interactions(prog: Program) -> None:
                 hints[name] = f"; did you mean `{close[0]}`?" if close else ""
             return hints[name]
 
+        # With a catalogue in scope a name it lacks is most likely a typo, and a typo fails open
+        # (`deny tool "write_fil"` under `default allow` governs nothing): an error. A tool the
+        # server has beyond its catalogue is declared in a `server` block of the author's own.
         for rr in prog.rules:
             if rr.rule.selector.kind not in ("tool", "list"):
                 continue
             for name in rr.tools:
                 if name not in known:
-                    warn_once(f"tool `{name}` is not in any declared catalogue{hint_for(name)}", rr.rule.selector.span)
+                    prog.error(
+                        f"tool `{name}` is not in any declared catalogue{hint_for(name)} (a tool the server "
+                        f'has beyond its catalogue is declared in a `server` block: tool "{name}" CLASS)',
+                        rr.rule.selector.span,
+                    )
 
     # A rule is dead when every tool it selects is always hidden or denied by another rule.
     dead: dict[int, list[tuple[str, str, ir.Rule]]] = {}
@@ -386,6 +420,8 @@ def _check_interactions(prog: Program) -> None:
 
 
 def _check_limit_widths(tool: str, limits: list[ResolvedRule], warn_once) -> None:  # type: ignore[no-untyped-def]
+    """A limit that another one on the same tool always reaches first can never matter: the other
+    has a wider (or the same) window and no more calls, in the same scope or a global one."""
     for a in limits:
         la = a.rule.limit
         assert la is not None
@@ -400,11 +436,26 @@ def _check_limit_widths(tool: str, limits: list[ResolvedRule], warn_once) -> Non
                     f"{lb.window}s at line {lb.span.line} always stops `{tool}` first",
                     a.rule.span,
                 )
+            elif lb.window == la.window and (lb.max < la.max or lb.max == la.max and (lb.per != la.per or _before(b, a))):
+                same = "the same limit" if lb.max == la.max and lb.per == la.per else f"the limit {lb.max} per {lb.window}s"
+                warn_once(
+                    f"limit {la.max} per {la.window}s can never be reached: {same} at line {lb.span.line} "
+                    f"counts the same window and always stops `{tool}` first",
+                    a.rule.span,
+                )
+
+
+def _before(a: ResolvedRule, b: ResolvedRule) -> bool:
+    sa, sb = a.rule.span, b.rule.span
+    return (sa.file, sa.line, sa.col) < (sb.file, sb.line, sb.col)
 
 
 def _check_tests(prog: Program) -> None:
+    known = _tools_known(prog)
     for test in prog.statements(ir.TestCase):
         for step in _walk(test.steps):
+            if isinstance(step, ir.CallStep) and step.tool not in known:
+                _check_test_tool(prog, step, known)
             if isinstance(step, ir.CallStep) and step.code is not None:
                 if step.code in DENY_CODES and step.effect != "deny":
                     prog.error(f"decision code `{step.code}` only comes with `deny`", step.span)
@@ -416,6 +467,30 @@ def _check_tests(prog: Program) -> None:
                     prog.error("decision code `require` only comes with `deny` or `approval_required`", step.span)
             if isinstance(step, ir.AfterStep) and step.seconds < 1:
                 prog.error("`after` must advance the clock by at least 1 second", step.span)
+
+
+def _tools_known(prog: Program) -> set[str]:
+    names = set(prog.catalogue)
+    for rr in prog.rules:
+        if rr.rule.selector.kind in ("tool", "list"):
+            names.update(rr.rule.selector.names)
+    return names
+
+
+def _check_test_tool(prog: Program, step: ir.CallStep, known: set[str]) -> None:
+    """A test that calls a misspelled tool passes against `default deny` and proves nothing
+    (`call "cancle-task" -> deny default`). A name close to a known one is reported; a name far
+    from all of them (`format-disk`, testing the default on purpose) is not."""
+    globs = [rr.rule.selector.pattern for rr in prog.rules if rr.rule.selector.kind == "glob"]
+    if any(g and glob_regex(g).fullmatch(step.tool) for g in globs) or len(known) * len(step.tool) > 2_000_000:
+        return
+    close = difflib.get_close_matches(step.tool, sorted(known), n=1, cutoff=0.8)
+    if close:
+        prog.warn(
+            f"this test calls `{step.tool}`, which no rule or catalogue knows: did you mean `{close[0]}`? "
+            "(the call only tests the default)",
+            step.span,
+        )
 
 
 def _walk(steps: tuple[ir.Step, ...]) -> Iterator[ir.Step]:

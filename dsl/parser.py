@@ -23,6 +23,17 @@ MAX_NESTING = 64
 
 _lock = threading.Lock()
 _comments: list[Token] = []
+_keywords: list[Token] = []  # keyword tokens as lexed, to find one glued to the word after it
+
+
+def _keep_keyword(tok: Token) -> Token:
+    _keywords.append(tok)
+    return tok
+
+
+def _keyword_terminals(grammar: str) -> tuple[str, ...]:
+    """Lark's names for the grammar's keywords: each quoted word becomes a terminal named after it."""
+    return tuple(sorted({w.upper() for w in re.findall(r'(?<![A-Za-z0-9_.\\])"([a-z][a-z_]*)"', grammar)}))
 
 
 @lru_cache(maxsize=1)
@@ -33,7 +44,10 @@ def _parser() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         cache=_cache_path(),
-        lexer_callbacks={"COMMENT": _comments.append},
+        lexer_callbacks={
+            "COMMENT": _comments.append,
+            **{name: _keep_keyword for name in _keyword_terminals(grammar_text())},
+        },
     )
 
 
@@ -70,14 +84,17 @@ def parse_with_comments(text: str, file: str = "<input>") -> tuple[Tree, list[To
     parser = _parser()
     with _lock:
         _comments.clear()
+        _keywords.clear()
         try:
             tree = parser.parse(text)
         except UnexpectedInput as e:
             raise PlrError(_all_syntax_errors(parser, text, file, e)) from None
         finally:
             comments = list(_comments)
+            keywords = list(_keywords)
             _comments.clear()
-    problems = literal_problems(tree, text, file)
+            _keywords.clear()
+    problems = glued_keywords(keywords, text, file) or literal_problems(tree, text, file)
     if problems:
         raise PlrError(problems)
     return tree, comments
@@ -95,7 +112,7 @@ def _all_syntax_errors(parser: Lark, text: str, file: str, first: UnexpectedInpu
 
     Blanking replaces characters by spaces, so positions in the blanked text are positions in
     ``text``: each message names the token at the place it points to."""
-    diags = [syntax_diagnostic(first, text, file)]
+    diags = [_error_diagnostic(first, text, file)]
     lines = text.split("\n")
     error = first
     last_line = 0
@@ -107,16 +124,25 @@ def _all_syntax_errors(parser: Lark, text: str, file: str, first: UnexpectedInpu
         for i in range(start - 1, end):
             lines[i] = " " * len(lines[i])
         last_line = end
+        _keywords.clear()
         try:
             parser.parse("\n".join(lines))
             break
         except UnexpectedInput as e:
             error = e
-            d = syntax_diagnostic(e, text, file)
+            d = _error_diagnostic(e, text, file)
             if (getattr(e, "line", 0) or 0) <= last_line:
                 break
             diags.append(d)
     return diags
+
+
+def _error_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
+    """The error of one parse: a keyword glued to the word after it, lexed just before the error on
+    its line, explains it better than the token the parser stumbled on (`per minutes`: `s`)."""
+    line = getattr(e, "line", 0) or 0
+    glued = glued_keywords((k for k in _keywords if k.line == line), text, file)
+    return glued[-1] if glued else syntax_diagnostic(e, text, file)
 
 
 def _broken_statement(lines: list[str], line: int, col: int) -> tuple[int, int]:
@@ -326,6 +352,34 @@ def _underflows(text: str) -> bool:
 
 # --- syntax errors in words -------------------------------------------------------------
 
+
+def glued_keywords(tokens: Iterable[Token], text: str, file: str) -> list[Diagnostic]:
+    """A keyword must end at a word boundary. Where the grammar takes no name, the lexer matches
+    the keyword at the start of a longer word (`denytool`, `per minutes`) and the rest would be
+    read as the next word: `defaultallow` would compile. Each such word is an error that names it."""
+    diags: list[Diagnostic] = []
+    for tok in tokens:
+        end = tok.end_pos
+        if end is None or end >= len(text) or not (text[end].isalnum() or text[end] == "_"):
+            continue
+        word = _word_at(text, tok.start_pos or 0).rstrip("-")
+        if word.lower() in _ALL_KEYWORDS:
+            continue
+        line = tok.line or 0
+        diags.append(
+            Diagnostic("error", _glued_message(str(tok), word), file, line, tok.column or 0, line_of(text, line), len(word))
+        )
+    return diags
+
+
+def _glued_message(keyword: str, word: str) -> str:
+    rest = word[len(keyword):]
+    if rest.lower() in ("s", "es") and keyword in _UNIT_AND_SCOPE:
+        return f"unknown word `{word}`: did you mean `per {keyword}`? (units and scopes are singular)"
+    if rest.lower() in _ALL_KEYWORDS:
+        return f"unknown word `{word}`: did you mean `{keyword} {rest}`? (a keyword ends at a space)"
+    return f"unknown word `{word}`: did you mean `{keyword}`?"
+
 STATEMENTS = "package, import, default, server, allow, deny, hide, limit or test"
 SELECTOR = 'a tool selector such as tool "name", tools ["a", "b"], tools "prefix-*", read tools or all tools'
 COMPARISON = "a comparison such as == \"x\", > 5, in [...], contains \"x\", matches \"re\", exists or missing"
@@ -460,6 +514,8 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
 
 
 _KEYWORDS = ("package", "import", "default", "server", "allow", "deny", "hide", "limit", "test")
+_ALL_KEYWORDS = frozenset(name.lower() for name in _keyword_terminals(grammar_text())) | {"server", "not"}
+_UNIT_AND_SCOPE = frozenset({"second", "minute", "hour", "day", "session", "identity", "global"})
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
