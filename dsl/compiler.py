@@ -17,6 +17,7 @@ Named ``compiler`` rather than ``compile`` so the builtin stays usable in this p
 from __future__ import annotations
 
 import gc
+import os
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
@@ -160,8 +161,19 @@ def build(
         return prog, check_program(prog)
 
 
-def compile_files(paths: Iterable[str], *, source: bool = True, reader: Reader = read_text) -> Policy:
-    """Compile .plr files (with their imports) into one policy; raise PlrError on any error."""
+def compile_files(
+    paths: Iterable[str | os.PathLike[str]] | str | os.PathLike[str], *, source: bool = True, reader: Reader = read_text
+) -> Policy:
+    """Compile .plr files (with their imports) into one policy; raise PlrError on any error.
+
+    One path (a ``str`` or ``Path``) is taken as one file, not as the characters of its name."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    elif isinstance(paths, (bytes, bytearray)):
+        raise TypeError("compile_files takes a path or a list of paths, not bytes: decode the path first")
+    paths = [os.fspath(p) for p in paths]
+    if not all(isinstance(p, str) for p in paths):
+        raise TypeError("compile_files takes a path or a list of paths (str or pathlib.Path)")
     with gc_paused():
         prog, diags = build(paths, reader=reader)
         return _finish(prog, diags, source)

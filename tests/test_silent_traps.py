@@ -145,3 +145,19 @@ def test_duplicate_and_empty_hide_entries_warn() -> None:
     assert "`a` appears twice in this list" in warnings
     assert 'an empty tool name `""` selects no tool' in warnings
     assert "`b` is already hidden by p.plr:2" in warnings
+
+
+# --- 10. the Python API takes one path as one path ------------------------------------------
+
+
+def test_compile_files_takes_a_single_path_as_a_file(tmp_path) -> None:
+    import dsl
+
+    f = tmp_path / "policy.plr"
+    f.write_text('default deny\nallow tool "a"\n')
+    assert dsl.compile_files(str(f)).to_json() == dsl.compile_files([str(f)]).to_json()
+    assert dsl.compile_files(f).to_json() == dsl.compile_files([f]).to_json()
+    with pytest.raises(TypeError, match="not bytes"):
+        dsl.compile_files(b"policy.plr")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a path or a list of paths"):
+        dsl.compile_files([str(f).encode()])  # type: ignore[list-item]
