@@ -32,7 +32,9 @@ def _tracked_files() -> list[Path]:
 
 
 def _machine_path_pattern() -> re.Pattern[str]:
-    here = [re.escape(str(ROOT) + os.sep), re.escape(str(ROOT.parent) + os.sep)]
+    here = [re.escape(str(ROOT) + os.sep)]
+    if len(ROOT.parent.parts) > 2:  # the folder holding the checkout, unless a generic one like /tmp
+        here.append(re.escape(str(ROOT.parent) + os.sep))
     home = str(Path.home())
     if home not in ("/", ""):
         here.append(re.escape(home + os.sep))

@@ -33,7 +33,7 @@ class Lines:
         for line in proc.stdout:  # type: ignore[union-attr]
             self.q.put(line)
 
-    def wait_for(self, needle: str, timeout: float = 5.0) -> str:
+    def wait_for(self, needle: str, timeout: float = 30.0) -> str:
         seen = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

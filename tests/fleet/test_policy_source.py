@@ -32,7 +32,7 @@ def sha_of(text: str, name: str) -> str:
     return hashlib.sha256(compile_source(text, name).to_json().encode()).hexdigest()
 
 
-async def wait_code(client, tool: str, want: str, timeout: float = 8.0) -> None:
+async def wait_code(client, tool: str, want: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         code = code_of(await client.call_tool(tool, {"task_id": "t"} if tool == "get-task" else {}))

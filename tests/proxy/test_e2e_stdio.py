@@ -137,7 +137,7 @@ async def test_approval_by_elicitation(setup: ProxySetup, mode: str) -> None:
             ("accept", False),
             ("decline", None),
             ("cancel", None),
-            ("slow", 2.5),
+            ("slow", 6),  # far past the 1.2 s deadline: a loaded machine cannot blur the two
             ("accept", {"approve": "yes"}),
         ]
     )
@@ -169,7 +169,7 @@ async def test_approval_by_elicitation(setup: ProxySetup, mode: str) -> None:
     assert late.is_error and "(no approval within 1.2 s)" in text(late)
     assert late.meta["plr/decision"]["code"] == "approval_timeout"
     if mode == "legacy":
-        assert late_took < 2.4  # the proxy gave up at its own deadline, not when the client answered
+        assert late_took < 5  # the proxy gave up at its own deadline, not when the client answered (6 s)
     assert setup.called_tools() == ["cancel-task"]
     assert setup.calls()[0]["args"] == {"task_id": "t-0"}
     recs = setup.records()
@@ -301,7 +301,7 @@ def test_server_that_never_answers_initialize_is_a_clear_error(setup: ProxySetup
 
     start = time.monotonic()
     proc = run_proxy_cli(
-        "--policy", str(setup.policy), "--audit", str(setup.audit), "--upstream-timeout", "2",
+        "--policy", str(setup.policy), "--audit", str(setup.audit), "--start-timeout", "2",
         "--", sys.executable, "-c", "import sys, time\nfor _ in sys.stdin: pass\ntime.sleep(60)",
         input=b"", timeout=30,
     )

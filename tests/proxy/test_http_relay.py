@@ -74,7 +74,7 @@ def relay_events(setup: ProxySetup) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
-async def until(predicate: Any, timeout: float = 8.0) -> None:
+async def until(predicate: Any, timeout: float = 30.0) -> None:
     """Wait until ``predicate()`` holds (fails the test after ``timeout`` seconds)."""
     with anyio.fail_after(timeout):
         while not predicate():

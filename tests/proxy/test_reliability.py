@@ -250,8 +250,8 @@ def test_server_killed_with_calls_in_flight(rsetup: ProxySetup) -> None:
             time.sleep(0.02)
         t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        got = w.answers(10)
-        assert time.monotonic() - t0 < 5
+        got = w.answers(10, timeout=30)
+        assert time.monotonic() - t0 < 20  # at once, not after the 60 s --upstream-timeout
         assert set(got) == set(range(100, 110))
         for msg in got.values():
             assert "upstream MCP server closed the connection" in msg["error"]["message"]
@@ -300,11 +300,11 @@ def test_hung_server_gets_an_error_after_the_upstream_timeout(rsetup: ProxySetup
         w.call(4, "get-task", {"task_id": "fine"})
         w.call(5, "cancel-task", {"task_id": "t-1"})
         quick = w.answers(2)
-        assert set(quick) == {4, 5} and time.monotonic() - t0 < 2
+        assert set(quick) == {4, 5}  # answered first: before the three hung calls time out
         assert not is_tool_error(quick[4]) and is_tool_error(quick[5])
-        slow = w.answers(3)
+        slow = w.answers(3, timeout=30)
         took = time.monotonic() - t0
-        assert set(slow) == {1, 2, 3} and 1.9 < took < 6, took
+        assert set(slow) == {1, 2, 3} and 1.9 < took < 20, took  # at the timeout, not before (nor never)
         for msg in slow.values():
             assert msg["error"]["message"] == (
                 "plr: the upstream MCP server did not answer within 2 s (--upstream-timeout)"
@@ -319,13 +319,13 @@ def test_hung_server_gets_an_error_after_the_upstream_timeout(rsetup: ProxySetup
                 w.call(i, "get-task", {"task_id": f"{i}" + "y" * 1_000_000})
             w.call(14, "purge-workspace", {})
             assert is_tool_error(w.answers(1)[14])  # decided without the server
-            stuck = w.answers(4, timeout=15)
+            stuck = w.answers(4, timeout=30)
             took = time.monotonic() - t0
         finally:
             os.kill(pid, signal.SIGCONT)
         assert set(stuck) == {10, 11, 12, 13}
         assert all("did not answer within 2 s" in m["error"]["message"] for m in stuck.values())
-        assert took < 2 + 3, took  # at the timeout, although the writes (and the cancellations) are stuck
+        assert took < 2 + 15, took  # at the timeout, although the writes (and the cancellations) are stuck
         # the server wakes up and answers the abandoned calls late: nobody gets a second answer
         w.call(20, "get-task", {"task_id": "awake"})
         assert "awake" in result_text(w.answers(1, timeout=15)[20])
@@ -338,11 +338,13 @@ def test_hung_server_gets_an_error_after_the_upstream_timeout(rsetup: ProxySetup
 
 @pytest.mark.anyio
 async def test_upstream_timeout_spares_a_slow_human_and_a_server_reporting_progress(rsetup: ProxySetup) -> None:
-    """--upstream-timeout 1: the clock stands still while a human answers the server's own question
-    (relayed by the proxy), and progress notifications restart it; silence still times out."""
+    """--upstream-timeout 2: the clock stands still while a human answers the server's own question
+    (relayed by the proxy), and progress notifications restart it; silence still times out.
+    (Progress comes every 0.8 s: 1.2 s of headroom for a loaded machine; the start of the server is
+    bounded by --start-timeout, not by the 2 s under test.)"""
 
     async def slow_human(ctx: Any, params: Any) -> types.ElicitResult:
-        await anyio.sleep(1.6)
+        await anyio.sleep(2.6)
         return types.ElicitResult(action="accept", content={"ok": True})
 
     progress: list[float] = []
@@ -350,15 +352,15 @@ async def test_upstream_timeout_spares_a_slow_human_and_a_server_reporting_progr
     async def on_progress(p: float, total: float | None, message: str | None) -> None:
         progress.append(p)
 
-    params = rsetup.params("--upstream-timeout", "1")
-    with anyio.fail_after(40):
+    params = rsetup.params("--upstream-timeout", "2")
+    with anyio.fail_after(90):
         async with Client(params, mode="legacy", cache=None, elicitation_callback=slow_human) as c:
             asked = await c.call_tool("spawn-task", {"prompt": "ask:Sure?"})
             assert json.loads(text(asked)) == {"asked": "accept", "ok": True}
-            slow = await c.call_tool("spawn-task", {"prompt": "sleep:2"}, progress_callback=on_progress)
+            slow = await c.call_tool("spawn-task", {"prompt": "sleep:4"}, progress_callback=on_progress)
             assert not slow.is_error and progress == [0, 1, 2, 3, 4]
-            with pytest.raises(MCPError, match="did not answer within 1 s"):
-                await c.call_tool("spawn-task", {"prompt": "sleep:2"})  # no progress asked for: silence
+            with pytest.raises(MCPError, match="did not answer within 2 s"):
+                await c.call_tool("spawn-task", {"prompt": "sleep:4"})  # no progress asked for: silence
     no_traceback(rsetup.stderr.read_text() if rsetup.stderr.exists() else "")
 
 
@@ -394,7 +396,7 @@ def test_invalid_utf8_from_the_server(rsetup: ProxySetup) -> None:
         w.initialize()
         w.call(1, "get-task", {"task_id": "@@BADUTF8@@"})
         w.call(2, "get-task", {"task_id": "@@BINARY@@"})
-        got = w.answers(2, timeout=3)
+        got = w.answers(2)
         assert "\ufffd" in result_text(got[1]) and not is_tool_error(got[1])
         assert "@@BINARY@@" in result_text(got[2])
         w.call(3, "get-task", {"task_id": "after"})
