@@ -146,7 +146,7 @@ def _without_gc(fn: Callable[[], object]) -> Callable[[], object]:
 
 def _undeclared(text: str, every: int = 10) -> str:
     """The same policy with every ``every``-th catalogue entry left out: rules naming those
-    tools get a "not in any declared catalogue; did you mean ..." warning each."""
+    tools get a "not in any declared catalogue; did you mean ..." error each."""
     out: list[str] = []
     k = 0
     for line in text.split("\n"):
@@ -216,23 +216,24 @@ def run(cfg: Config) -> Section:
         if stage_runs:
             splits[rules] = {st: statistics.median(r[st] for r in stage_runs) for st in STAGES}
 
-    # The same policy with a tenth of its tools left out of the catalogue: a warning (with a
-    # "did you mean" search) per rule naming one. Shows whether reporting stays linear.
+    # The same policy with a tenth of its tools left out of the catalogue: an error (with a
+    # "did you mean" search) per rule naming one. Shows whether reporting stays linear: both
+    # sides run every check (build), since the errors stop the noisy one before compiling.
     size = plan.warn_size
     clean = compile_policy(size)
     noisy = _undeclared(clean)
     rules = count_rules(noisy)
     _, diags = dsl.compiler.build((), {"<bench>": noisy})
-    t_noisy = statistics.median(_timed(partial(compile_source, noisy))[0] for _ in range(plan.warn_repeats))
-    t_clean = statistics.median(_timed(partial(compile_source, clean))[0] for _ in range(plan.warn_repeats))
+    t_noisy = statistics.median(_timed(partial(dsl.compiler.build, (), {"<bench>": noisy}))[0] for _ in range(plan.warn_repeats))
+    t_clean = statistics.median(_timed(partial(dsl.compiler.build, (), {"<bench>": clean}))[0] for _ in range(plan.warn_repeats))
     section.rows.append(
         Row(
             section=NAME,
             case=f"{rules:,} rules, 10% of tools undeclared",
-            result=f"{fmt_s(t_noisy)} ({len(diags):,} warnings)",
-            values={"rules": rules, "median_cpu_s": t_noisy, "warnings": len(diags)},
+            result=f"{fmt_s(t_noisy)} ({len(diags):,} errors)",
+            values={"rules": rules, "median_cpu_s": t_noisy, "errors": len(diags)},
             baseline=f"same policy, all declared {fmt_s(t_clean)}",
-            baseline_name="compile_source of the clean policy",
+            baseline_name="checks (build) of the clean policy",
             baseline_values={"median_cpu_s": t_clean},
             ratio=t_noisy / t_clean,
             ratio_text=f"{fmt_ratio(t_noisy / t_clean)} the clean policy",

@@ -51,7 +51,9 @@ REGEXES = (
 PREFIXES = ("fs", "git", "task", "db", "net", "get")
 SEPARATORS = ("-", "_", ".", "/", "", "-", "[1]", "?")  # brackets and `?` are literal in names
 WORDS = ("read", "write", "list", "get", "delete", "run", "log", "x1", "purge", "tools")
-EXTRA_TOOLS = ("ghost-tool", "legacy_run", "fs-ghost")  # named by rules, in no catalogue
+# named by rules beside the generated catalogue: with a catalogue in scope a rule may name only a
+# declared tool, so they are declared on purpose in a server block of their own
+EXTRA_TOOLS = ("ghost-tool", "legacy_run", "fs-ghost")
 UNKNOWN_TOOLS = ("unknown", "fs-zzz", "git-", "", "Task-read", "get")
 
 
@@ -322,6 +324,8 @@ def programs(draw: Any) -> str:
         inner = draw(st.sampled_from(("\n    ", " ")))
         server = _string_text(draw, draw(st.sampled_from(("mcp-fs", "git", "srv", "é server"))) + str(i))
         statements.append(f"server {server} {{{inner}" + inner.join(entries) + "\n}")
+    extras = draw(st.sampled_from(RISKS))
+    statements.append('server "extras" { ' + " ".join(f'tool "{n}" {extras}' for n in EXTRA_TOOLS) + " }")
     if draw(st.integers(0, 9)) == 0:
         statements.append('import "stdlib/mcp-codex-worker"')  # one more catalogue: cancel-task
     if draw(st.integers(0, 9)) == 0:

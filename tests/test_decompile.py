@@ -70,6 +70,10 @@ server "s" {
     tool "w1" write
     tool "d1" destructive
 }
+server "extras" {
+    tool "a" execute tool "b" execute tool "c" execute tool "d" execute tool "e" execute
+    tool "h0" execute tool "h1" execute tool "h2" execute tool "weird \\"name\\" é" execute
+}
 default deny
 allow read tools
 allow tool "a" if args.x == 1 reason "one"
