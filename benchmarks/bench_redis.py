@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsl.compiler import compile_source
-from dsl.engine import Engine, MemoryLimitStore
+from dsl.engine import Engine
+from dsl.state.memory import MemoryLimitStore
 
 from .harness import Config, Latency, Row, Section, fmt_ns, fmt_ratio, measure, status_of, timer_overhead_ns
 from .policies import LIMIT_CLOCK_STEP_S, LIMIT_MAX
@@ -166,8 +167,8 @@ def run(cfg: Config) -> Section:
         import redis  # noqa: F401
     except ImportError:
         return _skip(section, "redis-py not installed (pip install 'plr[fleet]')")
-    from dsl.proxy.approvals import SqliteApprovalQueue
-    from dsl.state_redis import RedisLimitStore, RedisState
+    from dsl.state.redis import RedisLimitStore, RedisState
+    from dsl.state.sqlite import SqliteApprovalQueue
 
     overhead = timer_overhead_ns()
     policy = compile_source(POLICY, "bench.plr")

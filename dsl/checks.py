@@ -97,6 +97,12 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
             "(write `hide all tools` for that)",
             sel.span,
         )
+    if r.kind != "hide" and sel.kind in ("tool", "list") and "*" in sel.names:
+        prog.error(
+            f'`*` is not a wildcard in `tool "*"`: it would name only a tool literally called `*`; write '
+            f"`{r.kind} all tools` for every call" + (" (or `default …`)" if r.kind != "limit" else ""),
+            sel.span,
+        )
     if r.limit is not None:
         if r.limit.max < 1:
             prog.error(f"a limit must allow at least 1 call, got {r.limit.max}", r.limit.span)

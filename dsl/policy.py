@@ -3,12 +3,13 @@
 This is the contract between the compiler and everything that runs a policy: the loader
 rejects anything it does not understand (``extra="forbid"``), names the JSON path of every
 problem, and never returns a half-valid policy. ``to_json`` is the one canonical dump.
+The rules a type cannot express (op and value, RE2 patterns, literal values, lone surrogates)
+are ``dsl.validate``'s, which ``Engine.from_data`` enforces on the canonical dump too.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from .errors import PlrError
+from .validate import check_json_value, check_leaf, check_tool_names, check_window_type, surrogate_problem
 from .vocab import (
     LIST_OPS,
     MAX_LIMIT_COUNT,
@@ -32,7 +34,6 @@ from .vocab import (
     OPS,
     PATH_ROOTS,
     STRING_OPS,
-    SURROGATE,
     VALUELESS_OPS,
     parse_path,
 )
@@ -50,20 +51,6 @@ Op = Literal[
 Scope = Literal["session", "identity", "global"]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_json_value(v: Any, depth: int = 0) -> Any:
-    """Literal values are JSON scalars or lists of them; NaN/Infinity are not JSON."""
-    if depth > 64:  # the parser's own limit (dsl.parser.MAX_NESTING): compiled output always loads
-        raise ValueError("value is nested too deeply")
-    if isinstance(v, float) and not math.isfinite(v):
-        raise ValueError("value must be a finite number")
-    if isinstance(v, list):
-        for item in v:
-            _check_json_value(item, depth + 1)
-    elif isinstance(v, dict):
-        raise ValueError("value must be a string, number, boolean, null or a list of them")
-    return v
 
 
 class Leaf(BaseModel):
@@ -86,27 +73,11 @@ class Leaf(BaseModel):
     @field_validator("value")
     @classmethod
     def _value(cls, v: Any) -> Any:
-        return _check_json_value(v)
+        return check_json_value(v)
 
     @model_validator(mode="after")
     def _op_value(self) -> "Leaf":
-        has_value = "value" in self.model_fields_set
-        if self.op in VALUELESS_OPS:
-            if has_value:
-                raise ValueError(f"op `{self.op}` takes no value")
-            if self.fn is not None:
-                raise ValueError(f"op `{self.op}` takes no fn")
-            return self
-        if not has_value:
-            raise ValueError(f"op `{self.op}` needs a value")
-        if self.op in LIST_OPS and not isinstance(self.value, list):
-            raise ValueError(f"op `{self.op}` needs a list value")
-        if self.op in STRING_OPS and not isinstance(self.value, str):
-            raise ValueError(f"op `{self.op}` needs a string value")
-        if self.op == "regex":
-            from .regex import compile_re2
-
-            compile_re2(self.value)  # raises ValueError with RE2's explanation
+        check_leaf(self.op, self.value, "value" in self.model_fields_set, self.fn)
         return self
 
 
@@ -171,11 +142,7 @@ class Limit(BaseModel):
     @field_validator("window", mode="before")
     @classmethod
     def _window(cls, v: Any) -> Any:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError("must be a number of seconds")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ValueError("must be a finite number of seconds")
-        return v
+        return check_window_type(v)
 
     @field_validator("window", mode="after")
     @classmethod
@@ -223,6 +190,13 @@ class Policy(BaseModel):
     hide: list[str] = []
     all_tools: AllTools = AllTools()
     tools: dict[str, Tool] = {}
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tool_names(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            check_tool_names(v)
+        return v
 
     @field_validator("version", mode="before")
     @classmethod
@@ -339,9 +313,25 @@ def _message(err: dict[str, Any]) -> str:
         return f"must be >= {_num(ctx.get('ge'))}"
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}, got {json.dumps(err.get('input'), default=str)[:60]}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):  # never a class name the user never wrote
+        return f"must be an object, got {_json_type(err.get('input'))}"
+    if kind == "list_type":
+        return f"must be a list, got {_json_type(err.get('input'))}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     return msg[:1].lower() + msg[1:]
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return f"the string {json.dumps(v)[:40]}"
+    return "a list" if isinstance(v, list) else "an object" if isinstance(v, dict) else type(v).__name__
 
 
 def _num(v: Any) -> Any:
@@ -355,26 +345,6 @@ def validation_messages(e: ValidationError) -> list[str]:
         if line not in seen:
             seen.append(line)
     return seen
-
-
-def _lone_surrogate(value: Any, where: str) -> str | None:
-    """The JSON path of the first string (key or value) holding a lone surrogate, else None."""
-    stack: list[tuple[Any, str]] = [(value, where)]
-    while stack:
-        v, at = stack.pop()
-        if isinstance(v, str):
-            if SURROGATE.search(v):
-                return at
-        elif isinstance(v, dict):
-            for k, item in v.items():
-                key_at = f"{at}.{k}" if at else str(k)
-                if isinstance(k, str) and SURROGATE.search(k):
-                    return at or "(document)"
-                stack.append((item, key_at))
-        elif isinstance(v, list):
-            stack.extend((item, f"{at}[{i}]") for i, item in enumerate(v))
-    return None
-
 
 
 def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = None) -> Policy:
@@ -409,14 +379,16 @@ def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = Non
         except json.JSONDecodeError as e:
             from .errors import line_of
 
+            if _looks_like_yaml(text):
+                raise PlrError.at(_FOREIGN_YAML, label) from None
             raise PlrError.at(f"invalid JSON: {e.msg}", label, e.lineno, e.colno, line_of(text, e.lineno)) from None
         except (ValueError, RecursionError) as e:
             raise PlrError.at(f"invalid JSON: {e}", label) from None
     if not isinstance(data, dict):
         raise PlrError.at("a policy must be a JSON object", label)
-    where = _lone_surrogate(data, "")
-    if where is not None:  # "\ud800" is valid JSON text, yet no UTF-8 output can carry it
-        raise PlrError.at(f"{where or '(document)'}: a lone surrogate (\\ud800-\\udfff) is not a character", label)
+    problem = surrogate_problem(data) or foreign_format(data)
+    if problem is not None:
+        raise PlrError.at(problem, label)
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
@@ -425,6 +397,42 @@ def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = Non
         raise PlrError([Diagnostic("error", m, label) for m in validation_messages(e)]) from None
     except RecursionError:
         raise PlrError.at("policy is nested too deeply", label) from None
+
+
+_MIGRATE = "rewrite it as a .plr policy (docs/policy-json.md, \"Intercept compatibility\", maps each construct)"
+_FOREIGN_YAML = (
+    "this is YAML, not a JSON policy: plr loads compiled JSON policies (and compiles .plr files); "
+    "an Intercept policy in YAML cannot be loaded as is: " + _MIGRATE
+)
+_INTERCEPT_RULE_KEYS = frozenset({"rules", "conditions", "on_deny", "rate_limit", "state", "name"})
+
+
+def _looks_like_yaml(text: str) -> bool:
+    import re
+
+    return re.search(r"^(version|default|tools|hide|description)\s*:", text, re.M) is not None
+
+
+def foreign_format(data: dict[str, Any]) -> str | None:
+    """One line naming a policy format that is not plr's (Intercept's `rules[]` with `conditions`,
+    `on_deny`, `rate_limit: "5/hour"`), instead of a page of "unknown field" about it."""
+    tools = data.get("tools")
+    if not isinstance(tools, dict):
+        return None
+    for name, entry in tools.items():
+        if not isinstance(entry, dict):
+            continue
+        found = sorted(_INTERCEPT_RULE_KEYS & set(entry))
+        if "rate_limit" in found and isinstance(entry.get("rate_limit"), dict):
+            found.remove("rate_limit")  # the seed's own {max, window} form: plr reads it
+        if found:
+            shown = ", ".join(f"`{k}`" for k in found)
+            return (
+                f"tools.{name} uses {shown}: this is an Intercept policy (rules[] with conditions, on_deny, "
+                f'rate_limit "N/window"), not a compiled plr / PolicyLayer v1 policy; plr cannot load it as is: '
+                + _MIGRATE
+            )
+    return None
 
 
 def _reject_constant(name: str) -> Any:

@@ -178,10 +178,10 @@ def holds(c: ir.Condition, call: Call) -> bool:
         return not holds(c.item, call)
     assert isinstance(c, ir.Compare), c
     v = lookup(c.path, call)
-    if c.op == "exists":
-        return v is not MISSING
+    if c.op == "exists":  # an explicit null is absent too
+        return v is not MISSING and v is not None
     if c.op == "missing":
-        return v is MISSING
+        return v is MISSING or v is None
     if c.fn == "count":
         n = len(v) if isinstance(v, list) else 0 if v is MISSING else 1
         return compare(c.op, n, c.value)
@@ -192,6 +192,21 @@ def holds(c: ir.Condition, call: Call) -> bool:
     if v is MISSING:
         return False  # a comparison on a missing path is false
     return compare(c.op, v, c.value)
+
+
+def unsafe_arguments(v: Any) -> bool:
+    """NaN, ±Infinity, or an integer a JavaScript number cannot hold exactly, anywhere in ``v``."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return False
+    if isinstance(v, int):
+        return abs(v) > 2**53 - 1
+    if isinstance(v, float):
+        return v != v or v in (float("inf"), float("-inf"))
+    if isinstance(v, dict):
+        return any(unsafe_arguments(x) for x in v.values())
+    if isinstance(v, list):
+        return any(unsafe_arguments(x) for x in v)
+    return False
 
 
 def glob_matches(pattern: str, name: str) -> bool:
@@ -255,6 +270,9 @@ class RefInterpreter:
         # 3. callable?
         if not (self.default == "allow" or allow_always or allow_if or deny_unless):
             return DENY, "default"
+        # 3b. arguments the server would read as other values than the ones decided on
+        if unsafe_arguments(args):
+            return DENY, "invalid_args"
         call = Call(tool, args, identity, session, server, approved is True)
         # 4. deny ... if
         for _, r in deny_if:

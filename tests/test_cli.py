@@ -278,3 +278,33 @@ def test_proxy_upstream_must_be_an_http_url():
     for bad in ("notaurl", "ftp://h/mcp", "http://", "http://h:99999/mcp"):
         proc = run_plr("proxy", "--policy", CODEX, "--upstream", bad, "--listen", "127.0.0.1:0")
         assert_clean_error(proc, "--upstream")
+
+
+def test_every_proxy_flag_has_its_field_in_proxy_command_options():
+    """`plr proxy` hands click's keyword arguments to ProxyCommandOptions: a flag without a
+    field (or a field no flag fills) would fail only when the proxy starts."""
+    from dataclasses import fields
+
+    from dsl.cli.proxy import proxy_cmd
+    from dsl.cli.proxy_run import ProxyCommandOptions
+
+    assert [p.name for p in proxy_cmd.params] == [f.name for f in fields(ProxyCommandOptions)]
+
+
+def test_plr_help_imports_no_heavy_module():
+    """`plr --help` lists every command (so imports every command module), yet loads none of
+    the parser, pydantic, the MCP SDK, SQLite or Redis: the command modules import them lazily."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    code = (
+        "import sys\nfrom dsl.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print([m for m in ('lark', 'pydantic', 'mcp', 'anyio', 'sqlite3', 'redis', 'dsl.compiler', 'dsl.engine') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert "Commands:" in out.stdout and "approvals" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"

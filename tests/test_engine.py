@@ -16,18 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dsl.compiler import compile_files
-from dsl.engine import (
-    MISSING,
-    Decision,
-    Engine,
-    LimitStore,
-    MemoryLimitStore,
-    TraceStep,
-    describe,
-    parse_path,
-)
+from dsl.engine import MISSING, Decision, Engine, TraceStep, compile_condition, describe, parse_path
+from dsl.engine.arguments import argument_problem
 from dsl.errors import PlrError
 from dsl.policy import Leaf, Policy, Tool, load_policy
+from dsl.state import LimitStore, MemoryLimitStore
 from tests.conftest import EXAMPLES, SPEC_JSON
 
 EXAMPLE = SPEC_JSON
@@ -54,7 +47,15 @@ def engine(tools: dict[str, Any] | None = None, clock: Clock | None = None, **to
 
 
 def holds(cond: dict[str, Any], args: Any = None, **ctx: Any) -> bool:
-    """Whether ``cond`` holds, asked two ways (as a deny_if and as a require) that must agree."""
+    """Whether ``cond`` holds, asked two ways (as a deny_if and as a require) that must agree.
+
+    Arguments a server could read as other values (NaN, Infinity, integers beyond ±(2^53 - 1))
+    are refused by ``decide`` before any condition (``invalid_args``); what the condition means
+    for them is still defined, and asked of the compiled condition itself."""
+    if argument_problem(args) is not None:
+        assert engine({"t": {"deny_if": [cond]}}).decide("t", args, **ctx).code == "invalid_args"
+        pred = compile_condition(cond)
+        return bool(pred((args, *(ctx.get(k, MISSING) for k in ("identity", "session", "server")), "t", False)))
     as_deny = engine({"t": {"deny_if": [cond]}}).decide("t", args, **ctx)
     as_require = engine({"t": {"require": [cond]}}).decide("t", args, **{**ctx, "approved": True})
     assert as_deny.code in ("deny_if", "allowed"), as_deny
@@ -331,7 +332,11 @@ def test_bad_path_is_refused_by_the_loader_and_at_prepare_and_reload_keeps_old_p
         pytest.param("args.a.b", {"a": {"c": 1}}, False, id="missing nested key"),
         pytest.param("args.a.b", {"a": [1]}, False, id="key on a list"),
         pytest.param("args.a.b", {"a": "str"}, False, id="key on a string"),
-        pytest.param("args.items[0]", {"items": [None]}, True, id="index; null is present"),
+        pytest.param("args.items[0]", {"items": [None]}, False, id="index; null counts as absent"),
+        pytest.param("args.a", {"a": None}, False, id="key; null counts as absent"),
+        pytest.param("args.a.b", {"a": {"b": None}}, False, id="nested key; null counts as absent"),
+        pytest.param("args.a", {"a": False}, True, id="false is present"),
+        pytest.param("args.a", {"a": ""}, True, id="empty string is present"),
         pytest.param("args.items[1]", {"items": [1]}, False, id="index out of range"),
         pytest.param("args.items[0]", {"items": {"0": 1}}, False, id="index on a dict"),
         pytest.param("args.items[0]", {"items": "abc"}, False, id="index on a string"),
@@ -347,6 +352,7 @@ def test_bad_path_is_refused_by_the_loader_and_at_prepare_and_reload_keeps_old_p
 )
 def test_path_resolution(path: str, args: Any, present: bool) -> None:
     assert holds(leaf(path, "exists"), args) is present
+    assert holds(leaf(path, "missing"), args) is not present
     assert holds(leaf(path, "missing"), args) is not present
 
 
@@ -875,10 +881,13 @@ HOSTILE_ARGS = [
     pytest.param({"cmd": "ok", "deep": _deep_dict(10_000)}, "allowed", id="10k-deep dict"),
     pytest.param({"cmd": "ok", "ids": _deep_list(10_000)}, "allowed", id="count of a deep list"),
     pytest.param(_deep_dict(10_000), "require", id="10k-deep args"),
-    pytest.param({"cmd": "ok", "n": 10**5000}, "deny_if", id="huge int"),
-    pytest.param({"cmd": "ok", "n": -(10**5000)}, "allowed", id="huge negative int"),
-    pytest.param({"cmd": "ok", "n": float("nan")}, "allowed", id="NaN"),
-    pytest.param({"cmd": "ok", "n": float("inf")}, "deny_if", id="Infinity"),
+    # a server could read these as other values than the ones decided on: refused before any rule
+    pytest.param({"cmd": "ok", "n": 10**5000}, "invalid_args", id="huge int"),
+    pytest.param({"cmd": "ok", "n": -(10**5000)}, "invalid_args", id="huge negative int"),
+    pytest.param({"cmd": "ok", "n": float("nan")}, "invalid_args", id="NaN"),
+    pytest.param({"cmd": "ok", "n": float("inf")}, "invalid_args", id="Infinity"),
+    pytest.param({"cmd": "ok", "n": 2**53}, "invalid_args", id="2^53: a double cannot tell it from 2^53 + 1"),
+    pytest.param({"cmd": "ok", "n": 2**53 - 1}, "deny_if", id="2^53 - 1: exact everywhere, decided"),
     pytest.param({"cmd": "ok", 1: "x", None: 2, (1, 2): 3}, "allowed", id="non-string keys"),
     pytest.param({"cmd": ["rm -rf /", "evilish"]}, "allowed", id="list where a string is expected"),
     pytest.param({"cmd": ["ok", "evil"]}, "deny_if", id="contains on a list is membership"),
@@ -1184,10 +1193,10 @@ def _ref_holds(c: dict[str, Any], ctx: dict[str, Any]) -> bool:
         return not _ref_holds(c["not"], ctx)
     v = _ref_resolve(c["path"], ctx)
     op, lit = c["op"], c.get("value")
-    if op == "exists":
-        return v is not MISSING
+    if op == "exists":  # null is absent
+        return v is not MISSING and v is not None
     if op == "missing":
-        return v is MISSING
+        return v is MISSING or v is None
     if c.get("fn") == "count":
         v = 0 if v is MISSING else len(v) if isinstance(v, list) else 1
     elif c.get("fn") == "len":
@@ -1235,7 +1244,13 @@ def test_conditions_agree_with_a_plain_reading_of_the_spec(
 ) -> None:
     for a in (args, {"a": args, "b": [args]}, {"a": [args, {"x": args}]}):
         e = engine({"t": {"deny_if": [cond]}})
-        got = e.decide("t", a, identity=identity, session=session, approved=approved).code == "deny_if"
+        d = e.decide("t", a, identity=identity, session=session, approved=approved)
+        if argument_problem(a) is not None:  # refused before any condition; the condition still has a meaning
+            assert d.code == "invalid_args"
+            ctx_t = (a, MISSING if identity is None else identity, MISSING if session is None else session, MISSING, "t", approved)
+            got = bool(compile_condition(cond)(ctx_t))
+        else:
+            got = d.code == "deny_if"
         ctx = {
             "args": {} if a is None else a,
             "identity": MISSING if identity is None else identity,

@@ -67,7 +67,12 @@ HOSTILE_ARGS = [
 def test_hostile_args_give_a_defined_decision(args: object):
     d = Engine(POLICY).decide("spawn", args)  # type: ignore[arg-type]
     assert d.effect in ("allow", "deny")
-    assert d.code in ("allowed", "deny_if", "error")
+    assert d.code in ("allowed", "deny_if", "error", "invalid_args")
+    # invalid_args exactly for what a server could read as another value
+    assert (d.code == "invalid_args") == any(
+        isinstance(v, float) and not math.isfinite(v) or isinstance(v, int) and abs(v) > 2**53 - 1
+        for v in (args.values() if isinstance(args, dict) else ())
+    )
 
 
 def test_regex_on_hostile_strings_fails_closed_or_matches():

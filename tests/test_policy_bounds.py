@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dsl.engine import Engine, check_data
+from dsl.engine import Engine
 from dsl.errors import PlrError
 from dsl.policy import load_policy
+from dsl.validate import check_data
 
 BASE = '{"version": "1", "default": "deny", '
 
@@ -42,6 +43,49 @@ def test_the_engine_refuses_the_same_limits_in_a_prepared_dump() -> None:
     for lim in ({"max": 2**53, "window": 60, "per": "session"}, {"max": 1, "window": 3153600001, "per": "session"}):
         with pytest.raises(ValueError):
             check_data({"version": "1", "default": "deny", "tools": {"a": {"limits": [lim]}}})
+
+
+@pytest.mark.parametrize(
+    ("leaf", "where"),
+    [
+        ({"path": "args.a", "op": "exists", "fn": "len"}, "op `exists` takes no fn"),
+        ({"path": "args.a", "op": "in", "value": "abc"}, "op `in` needs a list value"),
+        ({"path": "args.a", "op": "starts_with", "value": 1}, "op `starts_with` needs a string value"),
+        ({"path": "args.a", "op": "eq", "value": float("nan")}, "value: value must be a finite number"),
+        ({"path": "args.a", "op": "eq", "value": {"k": 1}}, "value: value must be a string, number"),
+        ({"path": "args.a", "op": "eq", "value": "x\ud800"}, "value: a lone surrogate"),
+        ({"path": "nope.a", "op": "exists"}, "deny_if[0].path: unknown path root"),
+    ],
+)
+def test_the_engine_refuses_what_the_loader_refuses(leaf: dict, where: str) -> None:
+    """One set of rules (dsl.validate) behind both doors: a dump the loader would refuse is not
+    prepared either, whichever door it comes through."""
+    data = {"version": "1", "default": "deny", "tools": {"a": {"deny_if": [leaf]}}}
+    with pytest.raises(PlrError, match=r"tools\.a\.deny_if\[0\]"):
+        load_policy(data)
+    with pytest.raises(PlrError) as e:
+        Engine.from_data(data)
+    assert where in str(e.value)
+
+
+def test_the_canonical_check_knows_the_keys_and_words_of_the_models() -> None:
+    """check_data cannot import the pydantic models (the cache's path stays pydantic-free), so
+    it keeps its own tables of the contract: they must say what the models say."""
+    from typing import get_args
+
+    from dsl import validate
+    from dsl.policy import AllTools, Leaf, Limit, Policy, Tool
+    from dsl.vocab import OPS
+
+    assert set(Policy.model_fields) == validate.TOP_KEYS
+    assert set(Tool.model_fields) == validate.TOOL_KEYS
+    assert set(Limit.model_fields) == validate.LIMIT_KEYS
+    assert set(Leaf.model_fields) == validate.LEAF_KEYS
+    assert set(AllTools.model_fields) == {"limits"}
+    assert get_args(Tool.model_fields["action"].annotation) == validate.ACTIONS
+    assert get_args(Limit.model_fields["per"].annotation) == validate.SCOPES
+    assert get_args(get_args(Leaf.model_fields["fn"].annotation)[0]) == validate.FNS
+    assert get_args(Leaf.model_fields["op"].annotation) == OPS
 
 
 def test_text_read_from_a_file_is_never_followed_as_a_path(tmp_path: Path, monkeypatch) -> None:

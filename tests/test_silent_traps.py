@@ -161,3 +161,112 @@ def test_compile_files_takes_a_single_path_as_a_file(tmp_path) -> None:
         dsl.compile_files(b"policy.plr")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="a path or a list of paths"):
         dsl.compile_files([str(f).encode()])  # type: ignore[list-item]
+
+
+# --- 5. null and exists --------------------------------------------------------------------
+
+
+def test_exists_and_missing_treat_an_explicit_null_as_absent() -> None:
+    from dsl.engine import Engine
+
+    src = (
+        'default deny\nallow tool "refund" if args.reason exists\n'
+        'allow tool "note" if args.text missing\nallow tool "clear" if args.text == null\n'
+    )
+    e = Engine(compile_source(src, "p.plr"))
+    assert e.decide("refund", {"reason": "dup"}).effect == "allow"
+    assert e.decide("refund", {"reason": None}).code == "require"  # a migrated "must be present" holds
+    assert e.decide("refund", {}).code == "require"
+    assert e.decide("refund", {"reason": False}).effect == "allow"  # false and "" are values
+    assert e.decide("note", {"text": None}).effect == "allow"
+    assert e.decide("clear", {"text": None}).effect == "allow"  # == null still sees a written null
+    assert e.decide("clear", {}).code == "require"
+
+
+def test_the_reference_interpreter_agrees_on_null() -> None:
+    from dsl.engine import Engine
+    from tests.reference import RefInterpreter
+
+    src = 'default deny\nallow tool "t" if args.a exists and not (args.b missing)\n'
+    prog, _ = build((), {"p.plr": src})
+    engine, ref = Engine(compile_source(src, "p.plr")), RefInterpreter(prog, lambda: 0.0)
+    for args in ({"a": 1, "b": 2}, {"a": None, "b": 2}, {"a": 1, "b": None}, {"a": 1}, {}):
+        assert (engine.decide("t", args).effect, engine.decide("t", args).code) == ref.decide("t", args), args
+
+
+# --- 4. "*" in the JSON and in .plr -------------------------------------------------------
+
+
+def test_a_wildcard_tools_key_is_refused_by_the_loader_and_the_engine() -> None:
+    from dsl.engine import Engine
+    from dsl.policy import load_policy
+
+    doc = {"version": "1", "default": "allow", "tools": {"*": {"deny_if": [{"path": "args.a", "op": "exists"}]}}}
+    with pytest.raises(PlrError) as e:
+        load_policy(doc)
+    assert 'a tools key "*" is not a wildcard' in str(e.value) and "all_tools" in str(e.value)
+    with pytest.raises(PlrError, match='a tools key "\\*" is not a wildcard'):
+        Engine.from_data(doc)
+    # "*" in hide keeps its one meaning: every tool
+    assert Engine(load_policy({"version": "1", "default": "allow", "hide": ["*"]})).decide("x").code == "hidden"
+
+
+def test_a_star_tool_in_plr_is_an_error_pointing_at_all_tools() -> None:
+    errors, _ = diagnostics('default allow\ndeny tool "*" if args.a == 1\n')
+    assert errors == ['`*` is not a wildcard in `tool "*"`: it would name only a tool literally called `*`; '
+                      "write `deny all tools` for every call (or `default …`)"]
+
+
+# --- 9. migration errors that teach --------------------------------------------------------
+
+
+def test_an_intercept_policy_gets_one_line_saying_what_it_is(tmp_path) -> None:
+    from dsl.policy import load_policy
+
+    doc = {
+        "version": "1", "default": "deny",
+        "tools": {"create_refund": {"rules": [{"name": "cap", "conditions": [{"path": "args.amount", "op": "lt", "value": 500}],
+                                               "on_deny": "too much", "rate_limit": "5/hour"}]}},
+    }  # fmt: skip
+    with pytest.raises(PlrError) as e:
+        load_policy(doc)
+    assert len(e.value.diagnostics) == 1
+    msg = e.value.diagnostics[0].message
+    assert "tools.create_refund uses `rules`: this is an Intercept policy" in msg and "rewrite it as a .plr policy" in msg
+    yaml = tmp_path / "policy.yaml"
+    yaml.write_text('version: "1"\ndefault: deny\ntools:\n  create_refund:\n    rules: []\n')
+    with pytest.raises(PlrError, match="this is YAML, not a JSON policy"):
+        load_policy(yaml)
+
+
+def test_the_seed_rate_limit_object_is_still_read() -> None:
+    from dsl.policy import load_policy
+
+    p = load_policy({"version": "1", "default": "deny", "tools": {"x": {"rate_limit": {"max": 5, "window": 60}}}})
+    assert p.tools["x"].limits[0].max == 5
+
+
+def test_loader_messages_never_name_an_internal_class() -> None:
+    from dsl.policy import load_policy
+
+    for doc in (
+        {"version": "1", "default": "deny", "tools": {"x": {"limits": ["5/hour"]}}},
+        {"version": "1", "default": "deny", "tools": {"x": []}},
+        {"version": "1", "default": "deny", "all_tools": "x"},
+        {"version": "1", "default": "deny", "tools": {"x": {"require": [5]}}},
+    ):
+        with pytest.raises(PlrError) as e:
+            load_policy(doc)
+        text = str(e.value)
+        for internal in ("instance of", "Limit", "Tool", "AllTools", "Leaf", "model", "pydantic"):
+            assert internal not in text, text
+
+
+def test_plr_eval_of_a_yaml_policy_says_what_it_is(tmp_path) -> None:
+    from .conftest import run_plr
+
+    yaml = tmp_path / "intercept.yaml"
+    yaml.write_text('version: "1"\ndefault: deny\ntools:\n  x:\n    rules: []\n')
+    proc = run_plr("eval", str(yaml), "--tool", "x")
+    assert proc.returncode == 2
+    assert "this is YAML, not a JSON policy" in proc.stderr_text and len(proc.stderr_text.splitlines()) == 1

@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 
 from dsl.compiler import compile_source
-from dsl.engine import Engine, MemoryLimitStore
-from dsl.state_redis import RedisLimitStore
+from dsl.engine import Engine
+from dsl.state.memory import MemoryLimitStore
+from dsl.state.redis import RedisLimitStore
 
 POLICY = compile_source(
     'default deny\nallow tool "cancel-task"\nlimit tool "cancel-task" to 10 per minute per session\n'

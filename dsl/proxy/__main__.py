@@ -1,4 +1,4 @@
-"""``python -m dsl.proxy ...`` == ``plr proxy ...`` (also works before cli.py registers the command)."""
+"""``python -m dsl.proxy ...`` == ``plr proxy ...`` (``approvals`` and ``audit`` too)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ import sys
 
 
 def main() -> None:
-    from ..cli import cli
     from ..cli import main as plr_main
-    from ..cli_proxy import register
 
-    register(cli)
     argv = sys.argv[1:]
     if not argv or argv[0] not in ("proxy", "approvals", "audit"):
         argv = ["proxy", *argv]

@@ -31,6 +31,8 @@ try:  # POSIX advisory locks; rotation without them is still safe for a single p
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+from ..state.base import state_home
+
 __all__ = [
     "AuditLog",
     "args_sha256",
@@ -64,8 +66,7 @@ REDACTED = "[REDACTED]"
 
 def default_audit_path() -> Path:
     """``$XDG_STATE_HOME/plr/audit.jsonl`` (``~/.local/state/plr/audit.jsonl``)."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "plr" / "audit.jsonl"
+    return state_home() / "audit.jsonl"
 
 
 def utc_now() -> str:

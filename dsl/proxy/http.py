@@ -9,8 +9,8 @@ Each handshake-era front session is a ``FrontLink``: where the upstream's notifi
 server-to-client requests for that session are relayed. With ``--upstream URL`` a link also owns
 its own upstream ``mcp.Client`` (one upstream session per agent, as without the proxy; at most
 ``--max-sessions``); with a command upstream every link shares the one server process (see
-``Proxy.upstream_message`` for how its messages are routed). Stateless 2026-07-28 requests have
-no link and use the shared upstream client.
+``relay.Relay.upstream_message`` for how its messages are routed). Stateless 2026-07-28 requests
+have no link and use the shared upstream client.
 
 With ``--auth-tokens FILE`` (a JSON object ``{"TOKEN": "identity", ...}``) every request must
 carry ``Authorization: Bearer TOKEN``; the identity the policy sees is the token's. A request

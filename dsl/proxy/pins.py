@@ -18,6 +18,11 @@ another's pins. To accept a change, delete the tool's entry (or the file); runni
 pin the definition they see at their next list. Pins are keyed by tool name: use one file per
 upstream server. A pins file that cannot be read is an error at start-up (fail closed), never
 an empty pin set; if it becomes unreadable later, the pins in memory stay in force.
+
+``ToolPins`` is the pin store; ``PinCheck`` is the proxy's use of it: each ``tools/list`` page
+from the server is reviewed (changes reported on stderr), a server that came back (a restart, a
+session the upstream forgot) is listed and checked before it serves anyone, and while such a
+check has failed every call is refused until a client's ``tools/list`` covers every tool again.
 """
 
 from __future__ import annotations
@@ -28,11 +33,17 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["PinMode", "PinChange", "ToolPins", "PinsFileError", "fingerprint"]
+import anyio
+import mcp_types as types
+from pydantic import TypeAdapter
+
+from .errors import why
+
+__all__ = ["PinMode", "PinChange", "ToolPins", "PinCheck", "PinsFileError", "fingerprint"]
 
 PinMode = Literal["deny", "warn", "off"]
 FORMAT = 1
@@ -199,3 +210,78 @@ class ToolPins:
         if self.mode != "deny":
             return None
         return self._changed.get(tool)
+
+
+_PAGE: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])  # a tools/list page, kept as the wire dict
+
+
+class PinCheck:
+    """The proxy's side of pinning: reviews the server's ``tools/list`` pages, re-checks a server
+    that came back, and refuses calls while such a check has failed (``unchecked``)."""
+
+    def __init__(self, pins: ToolPins, *, timeout: float | None, report: Callable[[str], None]) -> None:
+        self.pins = pins
+        self.timeout = timeout  # --upstream-timeout of a re-check's listing (None: none)
+        self.report = report
+        # a server that came back and whose tools could not be checked: calls denied until a tools/list
+        self.unchecked = False
+
+    def refusal(self, tool: str) -> str | None:
+        """Why a call to ``tool`` is refused before the engine sees it (None: it is not)."""
+        changed = self.pins.withheld(tool)
+        if changed is not None:
+            return changed.reason()
+        if self.unchecked:
+            return "the restarted server's tools could not be checked against their pins; list the tools again"
+        return None
+
+    def review(self, tools: list[Any]) -> list[Any]:
+        """Tool pinning on one ``tools/list`` page from the server; reports changes on stderr."""
+        shown, changes = self.pins.review(tools)
+        for change in changes:
+            served = "still served (--pin-tools warn)"
+            self.report(f"plr proxy: {change.summary()}: " + (served if self.pins.mode == "warn" else "withheld"))
+        if self.pins.write_error is not None:
+            self.report(f"plr proxy: {self.pins.write_error}; pins kept in memory only")
+            self.pins.write_error = None
+        return shown
+
+    async def listed(self, whole: bool, client: Callable[[], Any]) -> None:
+        """A client listed tools (each page reviewed): a failed check ends only when every tool has
+        been seen again, so unless that page was the whole list, the server that serves this
+        client (``client()``, None: none) is listed and checked in full now."""
+        if not self.unchecked:
+            return
+        if whole:
+            self.unchecked = False
+            return
+        up = client()
+        if up is not None:
+            await self.recheck(up)
+
+    async def recheck(self, client: Any) -> None:
+        """List a server's tools (that came back after a restart or a lost session) and check them
+        against the pins now, not at the client's next tools/list. Never raises: if the list
+        fails, every call is denied (``tool_changed``) until a tools/list succeeds."""
+        if self.pins.mode == "off":
+            return
+        try:
+            with anyio.fail_after(self.timeout):
+                cursor: str | None = None
+                for _ in range(1000):  # pages, bounded
+                    req = types.ListToolsRequest(params=types.PaginatedRequestParams(cursor=cursor))
+                    res = await client.session.send_request(req, _PAGE)
+                    self.review(res.get("tools") or [])
+                    cursor = res.get("nextCursor")
+                    if not isinstance(cursor, str):
+                        break
+            self.unchecked = False
+        except anyio.get_cancelled_exc_class():
+            self.unchecked = True  # cut short: unchecked, so calls are denied until a list
+            raise
+        except Exception as e:  # noqa: BLE001
+            self.unchecked = True
+            self.report(
+                f"plr proxy: could not check the server's tools against their pins ({why(e)}); "
+                "calls are denied until a tools/list succeeds"
+            )

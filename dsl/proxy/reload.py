@@ -101,7 +101,7 @@ def show_source(spec: str) -> str:
     """The source for logs, with any password hidden."""
     if source_kind(spec) == "file":
         return spec
-    from ..state_redis import display_url
+    from ..state.redis_link import display_url
 
     return display_url(spec)
 
@@ -200,7 +200,7 @@ class _RedisSource:
 
     def _sync(self) -> Any:
         if self._client is None:
-            from ..state_redis import _client
+            from ..state.redis_link import _client
 
             try:
                 self._client = _client(self.url, socket_timeout=min(self.timeout, 2.0))
@@ -229,7 +229,7 @@ class _RedisSource:
         deadline = anyio.current_time() + poll_interval
         try:
             if self._pubsub is None:
-                from ..state_redis import _client
+                from ..state.redis_link import _client
 
                 self._aclient = _client(self.url, socket_timeout=min(self.timeout, 2.0), asyncio=True)
                 ps = self._aclient.pubsub()
@@ -258,7 +258,7 @@ class _RedisSource:
         ps, ac = self._pubsub, self._aclient
         self._pubsub = self._aclient = None
         if ps is not None or ac is not None:
-            from ..state_redis import aclose_quietly
+            from ..state.redis_link import aclose_quietly
 
             await aclose_quietly(ps, ac)
 

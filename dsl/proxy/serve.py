@@ -4,8 +4,8 @@ One upstream ``mcp.Client`` is opened at start: it gives the front its capabilit
 stdio, a command upstream (one server process shared by every HTTP session: its state stays
 shared, and a flood of sessions never becomes a flood of processes) and stateless 2026-07-28
 requests. With ``--listen`` and ``--upstream URL`` each handshake-era front session also gets an
-upstream session of its own (``Proxy.session_client``), so the upstream's messages for it are
-relayed to it alone.
+upstream session of its own (``session_upstreams.SessionUpstreams``), so the upstream's messages
+for it are relayed to it alone.
 
 A command upstream is supervised and restarted when it dies (``upstream.Upstream``).
 """
@@ -73,19 +73,24 @@ async def serve(
     info = types.Implementation(name="plr-proxy", version=_version())
     # --upstream URL over HTTP: sessions get their own upstream clients, which relay server-to-client
     # requests; the shared one then serves stateless requests only, which cannot be asked anything
-    kwargs: dict[str, Any] = proxy.shared_callbacks() if listen is None or command else {}
+    kwargs: dict[str, Any] = proxy.relay.shared_callbacks() if listen is None or command else {}
 
     def make_client(target: Any) -> Any:
         """The same client info, capabilities and callbacks for the first server and every restart."""
         return Client(
-            target, mode=upstream_mode, cache=None, message_handler=proxy.upstream_message, client_info=info, **kwargs
+            target,
+            mode=upstream_mode,
+            cache=None,
+            message_handler=proxy.relay.upstream_message,
+            client_info=info,
+            **kwargs,
         )
 
     upstream = Upstream(proxy, make_client, params=params, url=upstream_url)
     failure: BaseException | None = None
     try:
         async with anyio.create_task_group() as tg:
-            proxy._tg = tg  # type: ignore[attr-defined]
+            proxy.tasks.tg = tg
             try:
                 try:
                     first = await upstream.start(tg)
@@ -94,7 +99,7 @@ async def serve(
                 else:
                     proxy.up = client = first.client
                     if listen is not None and upstream_url and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-                        proxy.session_client = _session_client_factory(upstream_url, info)
+                        proxy.session_upstreams.make_client = _session_client_factory(upstream_url, info)
                     if params is not None:
                         tg.start_soon(upstream.supervise, first)
                     await _serve_front(proxy, options, loaded, tg, listen, stdin, stdout, policy_poll, upstream.stop)

@@ -181,6 +181,222 @@ async def pump_lines(fd: int, splitter: _Lines, deliver_now: Any, deliver: Any) 
         loop.remove_reader(fd)
 
 
+class _Writer:
+    """Whole frames onto the client's pipe (``out_fd``), written by the task that sends them.
+
+    Fast path: the pipe takes the frame at once, no await at all (so no task hop and nothing to
+    cancel). Otherwise the rest is written under the lock, shielded (a frame cut in half by a
+    cancelled handler would corrupt the wire)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.lock = anyio.Lock()
+        self.slow_writes: set[anyio.CancelScope] = set()  # frames still being written
+
+    async def write(self, data: bytes) -> None:
+        lock = self.lock
+        if not lock.locked():
+            try:
+                n = os.write(self.fd, data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            if n == len(data):
+                return
+            data = data[n:]
+            # the rest of this frame goes before anyone else's: take the lock without yielding
+            lock.acquire_nowait()
+        else:
+            await lock.acquire()
+        try:
+            with anyio.CancelScope(shield=True) as scope:
+                self.slow_writes.add(scope)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        try:
+                            n = os.write(self.fd, view)
+                        except BlockingIOError:
+                            await anyio.wait_writable(self.fd)
+                            continue
+                        except InterruptedError:
+                            continue
+                        view = view[n:]
+                finally:
+                    self.slow_writes.discard(scope)
+        finally:
+            lock.release()
+
+    async def drain(self, limit: float = 2.0) -> None:
+        """Let a last response stuck in a slow write reach the client (for ``limit`` seconds), then stop."""
+        with anyio.move_on_after(limit, shield=True):
+            while self.slow_writes:
+                await anyio.sleep(0.01)
+        for scope in list(self.slow_writes):
+            scope.cancel()
+
+
+class _FrontWrite:
+    """The SDK's write stream: each message serialized and written by the task that sends it."""
+
+    def __init__(self, writer: _Writer) -> None:
+        self.writer = writer
+        self.closed = False
+
+    async def send(self, sm: SessionMessage) -> None:
+        if self.closed:
+            raise anyio.ClosedResourceError
+        data = sm.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+        try:
+            await self.writer.write(data)
+        except OSError:
+            self.closed = True  # the client is gone
+            raise anyio.BrokenResourceError from None
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def __aenter__(self) -> _FrontWrite:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.closed = True
+
+
+def _parsed(line: bytes) -> SessionMessage | None:
+    """A valid JSON-RPC message (None: any invalid frame, which the caller answers)."""
+    try:
+        msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except Exception:  # noqa: BLE001 - any invalid frame: the caller answers it
+        return None
+    if isinstance(msg, types.JSONRPCNotification) and bad_request_id(line):
+        return None  # a request whose id is not a string or an integer: answered, not dropped
+    return SessionMessage(msg)
+
+
+class _Reader:
+    """Lines from the client's stdin (``in_fd``), parsed and handed to the session's read stream;
+    a line that is not valid JSON-RPC is answered with an error (through ``writer``)."""
+
+    def __init__(self, fd: int, writer: _Writer, read_send: Any) -> None:
+        self.fd = fd
+        self.writer = writer
+        self.read_send = read_send
+        self.splitter = _Lines()
+
+    def start(self, tg: anyio.abc.TaskGroup) -> None:
+        """Pipes are read from the event loop, with no thread hop per message; anything else by a
+        daemon reader thread (never joined at exit) whose lines cross over a memory stream."""
+        if _pollable(self.fd):
+            tg.start_soon(self.loop_pump)
+            return
+        lines_send, lines_recv = anyio.create_memory_object_stream[bytes | None](16)
+        token = anyio.lowlevel.current_token()
+        threading.Thread(target=self.thread_pump, args=(lines_send, token), name="plr-stdin", daemon=True).start()
+        tg.start_soon(self.thread_reader, lines_recv)
+
+    async def answer(self, err: types.JSONRPCError) -> bool:
+        """Our own error answer to a bad line (False: the client stopped reading, stop too)."""
+        try:
+            await self.writer.write(err.model_dump_json(by_alias=True).encode() + b"\n")
+        except OSError:
+            return False
+        return True
+
+    async def handle_line(self, line: bytes | None) -> bool:
+        """Parse one line and hand it on (False: the session is gone, stop reading)."""
+        if line is None:
+            return await self.answer(
+                types.JSONRPCError(
+                    jsonrpc="2.0",
+                    id=None,
+                    error=types.ErrorData(code=types.PARSE_ERROR, message="Parse error: message too large"),
+                )
+            )
+        sm = _parsed(line)
+        if sm is None:
+            bad = error_for_bad_line(line)
+            return await self.answer(bad) if bad is not None else True
+        try:
+            try:
+                self.read_send.send_nowait(sm)  # the session is waiting for it: no extra checkpoint
+            except anyio.WouldBlock:
+                await self.read_send.send(sm)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
+    def deliver_now(self, line: bytes | None) -> bool:
+        """The synchronous fast path; False: ``handle_line`` takes it (a bad line, a full stream)."""
+        sm = _parsed(line) if line is not None else None
+        if sm is None:
+            return False
+        try:
+            self.read_send.send_nowait(sm)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
+    async def loop_pump(self) -> None:
+        """Read stdin from the event loop and parse inline (no task hop per message)."""
+        async with self.read_send:
+            if await pump_lines(self.fd, self.splitter, self.deliver_now, self.handle_line):
+                return
+            while True:
+                try:
+                    await anyio.wait_readable(self.fd)
+                except OSError:
+                    pass  # the read below reports the end
+                got = _read_lines(self.fd, self.splitter)
+                if got is None:
+                    continue
+                items, end = got
+                for item in items:
+                    if not await self.handle_line(item):
+                        return
+                if end:
+                    return
+
+    def thread_pump(self, lines_send: Any, token: Any) -> None:
+        """Fallback for a non-pollable stdin: a daemon thread (never joined at exit) with os.read."""
+        try:
+            while True:
+                got = _read_lines(self.fd, self.splitter)
+                if got is None:
+                    continue
+                items, end = got
+                for item in [*items, b""] if end else items:  # b"": the end, for thread_reader
+                    anyio.from_thread.run(lines_send.send, item, token=token)
+                if end:
+                    return
+        except Exception:  # noqa: BLE001 - the loop is gone (shutdown): just stop
+            return
+
+    async def thread_reader(self, lines_recv: Any) -> None:
+        """Lines from the fallback thread."""
+        async with self.read_send:
+            async for line in lines_recv:
+                if line == b"":
+                    break
+                if not await self.handle_line(line):
+                    break
+
+
+def _nonblocking(fd: int) -> bool:
+    """Non-blocking writes on a pipe/socket, so a slow client never blocks the event loop
+    (True: switched, to be switched back)."""
+    try:
+        mode = os.fstat(fd).st_mode
+        if (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and os.get_blocking(fd):
+            os.set_blocking(fd, False)
+            return True
+    except OSError:
+        pass
+    return False
+
+
 @asynccontextmanager
 async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tuple[Any, Any]]:
     """(read_stream, write_stream) over this process's stdin/stdout, answering malformed lines.
@@ -195,203 +411,18 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
         out_fd, restore = _claim_stdout()
     else:
         out_fd = stdout.fileno()
-    # non-blocking writes on a pipe/socket, so a slow client never blocks the event loop
-    out_nonblocking = False
-    try:
-        mode = os.fstat(out_fd).st_mode
-        if (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and os.get_blocking(out_fd):
-            os.set_blocking(out_fd, False)
-            out_nonblocking = True
-    except OSError:
-        pass
-
-    lines_send, lines_recv = anyio.create_memory_object_stream[bytes | None](16)
-    splitter = _Lines()
-
-    token = anyio.lowlevel.current_token()
-
-    def thread_pump() -> None:
-        """Fallback for a non-pollable stdin: a daemon thread (never joined at exit) with os.read."""
-        try:
-            while True:
-                got = _read_lines(in_fd, splitter)
-                if got is None:
-                    continue
-                items, end = got
-                for item in [*items, b""] if end else items:  # b"": the end, for thread_reader
-                    anyio.from_thread.run(lines_send.send, item, token=token)
-                if end:
-                    return
-        except Exception:  # noqa: BLE001 - the loop is gone (shutdown): just stop
-            return
-
+    out_nonblocking = _nonblocking(out_fd)
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    lock = anyio.Lock()
-
-    async def write_bytes(data: bytes) -> None:
-        """One whole frame on the wire. Fast path: the pipe takes it at once, no await at all (so
-        no task hop and nothing to cancel). Otherwise the rest is written under the lock, shielded
-        (a frame cut in half by a cancelled handler would corrupt the wire)."""
-        if not lock.locked():
-            try:
-                n = os.write(out_fd, data)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            if n == len(data):
-                return
-            data = data[n:]
-            # the rest of this frame goes before anyone else's: take the lock without yielding
-            lock.acquire_nowait()
-        else:
-            await lock.acquire()
-        try:
-            with anyio.CancelScope(shield=True) as scope:
-                slow_writes.add(scope)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        try:
-                            n = os.write(out_fd, view)
-                        except BlockingIOError:
-                            await anyio.wait_writable(out_fd)
-                            continue
-                        except InterruptedError:
-                            continue
-                        view = view[n:]
-                finally:
-                    slow_writes.discard(scope)
-        finally:
-            lock.release()
-
-    slow_writes: set[anyio.CancelScope] = set()
-
-    async def answer(err: types.JSONRPCError) -> bool:
-        """Our own error answer to a bad line (False: the client stopped reading, stop too)."""
-        try:
-            await write_bytes(err.model_dump_json(by_alias=True).encode() + b"\n")
-        except OSError:
-            return False
-        return True
-
-    def parsed(line: bytes) -> SessionMessage | None:
-        try:
-            msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-        except Exception:  # noqa: BLE001 - any invalid frame: the caller answers it
-            return None
-        if isinstance(msg, types.JSONRPCNotification) and bad_request_id(line):
-            return None  # a request whose id is not a string or an integer: answered, not dropped
-        return SessionMessage(msg)
-
-    async def handle_line(line: bytes | None) -> bool:
-        """Parse one line and hand it on (False: the session is gone, stop reading)."""
-        if line is None:
-            return await answer(
-                types.JSONRPCError(
-                    jsonrpc="2.0",
-                    id=None,
-                    error=types.ErrorData(code=types.PARSE_ERROR, message="Parse error: message too large"),
-                )
-            )
-        sm = parsed(line)
-        if sm is None:
-            bad = error_for_bad_line(line)
-            return await answer(bad) if bad is not None else True
-        try:
-            try:
-                read_send.send_nowait(sm)  # the session is waiting for it: no extra checkpoint
-            except anyio.WouldBlock:
-                await read_send.send(sm)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            return False
-        return True
-
-    def deliver_now(line: bytes | None) -> bool:
-        """The synchronous fast path; False: ``handle_line`` takes it (a bad line, a full stream)."""
-        sm = parsed(line) if line is not None else None
-        if sm is None:
-            return False
-        try:
-            read_send.send_nowait(sm)
-        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            return False
-        return True
-
-    async def loop_pump() -> None:
-        """Read stdin from the event loop and parse inline (no task hop per message)."""
-        async with read_send:
-            if await pump_lines(in_fd, splitter, deliver_now, handle_line):
-                return
-            while True:
-                try:
-                    await anyio.wait_readable(in_fd)
-                except OSError:
-                    pass  # the read below reports the end
-                got = _read_lines(in_fd, splitter)
-                if got is None:
-                    continue
-                items, end = got
-                for item in items:
-                    if not await handle_line(item):
-                        return
-                if end:
-                    return
-
-    async def thread_reader() -> None:
-        """Lines from the fallback thread."""
-        async with read_send:
-            async for line in lines_recv:
-                if line == b"":
-                    break
-                if not await handle_line(line):
-                    break
-
-    class _FrontWrite:
-        """The SDK's write stream: each message serialized and written by the task that sends it."""
-
-        def __init__(self) -> None:
-            self.closed = False
-
-        async def send(self, sm: SessionMessage) -> None:
-            if self.closed:
-                raise anyio.ClosedResourceError
-            data = sm.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
-            try:
-                await write_bytes(data)
-            except OSError:
-                self.closed = True  # the client is gone
-                raise anyio.BrokenResourceError from None
-
-        async def aclose(self) -> None:
-            self.closed = True
-
-        def close(self) -> None:
-            self.closed = True
-
-        async def __aenter__(self) -> _FrontWrite:
-            return self
-
-        async def __aexit__(self, *exc: Any) -> None:
-            self.closed = True
-
-    write_send = _FrontWrite()
-
+    writer = _Writer(out_fd)
+    write_send = _FrontWrite(writer)
     try:
         async with anyio.create_task_group() as tg:
-            if _pollable(in_fd):
-                tg.start_soon(loop_pump)
-            else:
-                threading.Thread(target=thread_pump, name="plr-stdin", daemon=True).start()
-                tg.start_soon(thread_reader)
+            _Reader(in_fd, writer, read_send).start(tg)
             try:
                 yield read_recv, write_send
             finally:
                 write_send.close()
-                # let a last response stuck in a slow write reach the client, then stop
-                with anyio.move_on_after(2, shield=True):
-                    while slow_writes:
-                        await anyio.sleep(0.01)
-                for scope in list(slow_writes):
-                    scope.cancel()
+                await writer.drain()
                 tg.cancel_scope.cancel()
     finally:
         if out_nonblocking:

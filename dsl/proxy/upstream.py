@@ -11,6 +11,11 @@ The server runs under a transport of our own (``_server_process``), built from t
 spawn, stop and parse functions (``mcp==2.3.0`` is pinned): the SDK's ``stdio_client`` keeps
 the process to itself, and the supervisor needs its pid, its exit code, and to learn that its
 output ended before the session fails the requests in flight.
+
+``SharedUpstream`` is that client as requests see it: the one every request without an upstream
+session of its own goes to (stdio, a command upstream over HTTP, stateless 2026-07-28 requests);
+while its server is being restarted a request waits for the new one (up to
+``--upstream-timeout``), and once the restarts are used up it gets an error at once.
 """
 
 from __future__ import annotations
@@ -27,14 +32,19 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import mcp_types as types
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from .core import Proxy
+from .errors import CLOSED, secs
 
 if TYPE_CHECKING:
     from mcp import StdioServerParameters
 
-__all__ = ["Upstream", "RestartBudget", "UpstreamStartError", "describe_failure"]
+    from .core import Proxy
+
+__all__ = ["Upstream", "SharedUpstream", "RestartBudget", "UpstreamStartError", "describe_failure"]
 
 # a server that stayed up this long has earned a fresh --max-restarts budget
 STABLE_AFTER = 60.0
@@ -91,6 +101,77 @@ class RestartBudget:
         return min(BACKOFF_FIRST * 2 ** (attempt - 1), BACKOFF_CAP)
 
 
+class SharedUpstream:
+    """The shared upstream client, as the requests that use it see it through restarts."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout  # --upstream-timeout: how long a request waits for a restart (None: for ever)
+        self.client: Any = None  # mcp.Client, once connected
+        self.modern = False  # the upstream speaks 2026-07-28 (read while its client is open)
+        # a command upstream that died: set while it is being restarted (requests wait on it), and
+        # ``_gone`` once the restarts are used up
+        self._restarting: anyio.Event | None = None
+        self._gone = False
+
+    @property
+    def restarting(self) -> bool:
+        return self._restarting is not None
+
+    async def session(self) -> Any:
+        """The shared upstream session; while a dead server is being restarted, the new one (a
+        request that arrives then waits for it, up to ``--upstream-timeout``)."""
+        restarting = self._restarting
+        if restarting is not None:
+            await self._wait_restart(restarting)
+        if self._gone:
+            raise MCPError(code=types.INTERNAL_ERROR, message=CLOSED)
+        if self.client is None:
+            raise MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream MCP server is not connected")
+        return self.client.session
+
+    async def _wait_restart(self, restarting: anyio.Event) -> None:
+        timeout = self.timeout
+        with anyio.move_on_after(timeout if timeout is not None else math.inf):
+            await restarting.wait()
+        if not restarting.is_set():
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message=f"plr: the upstream MCP server is being restarted and was not back within "
+                f"{secs(timeout or 0)} s (--upstream-timeout)",
+            )
+
+    def lost(self, *, restarting: bool) -> None:
+        """The server died: requests that arrive from now on wait for the restart, or fail at once
+        when there will be none."""
+        if restarting:
+            if self._restarting is None:
+                self._restarting = anyio.Event()
+        else:
+            self.given_up()
+
+    def back(self, client: Any) -> None:
+        """The restarted server is ready: waiting requests go to it."""
+        self.client = client
+        self._gone = False
+        self.modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
+        self._release_waiters()
+
+    def stopping(self) -> None:
+        """The proxy stops: requests waiting for a restart get an error now, not at a timeout."""
+        if self._restarting is not None:
+            self.given_up()
+
+    def given_up(self) -> None:
+        """No more restarts: requests that need the server get a JSON-RPC error."""
+        self._gone = True
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        restarting, self._restarting = self._restarting, None
+        if restarting is not None:
+            restarting.set()
+
+
 class _StartFailed(UpstreamStartError):
     """A start that produced no usable server (its message is shown as is)."""
 
@@ -132,14 +213,14 @@ class Upstream:
         self.make_client = make_client
         self.params = params  # a command upstream (else ``url``)
         self.url = url
-        self.timeout = proxy.opt.upstream_timeout or None
+        self.timeout = proxy.opt.start_timeout or None
         self.budget = RestartBudget(proxy.opt.max_restarts)
         self.report = proxy.opt.stderr
         self.stopping = False
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def start(self, tg: anyio.abc.TaskGroup) -> _ServerRun:
-        """Start the upstream once (spawn, handshake within ``--upstream-timeout``); raises if
+        """Start the upstream once (spawn, handshake within ``--start-timeout``); raises if
         that fails. The client then lives in ``tg`` until its server is lost or the proxy stops."""
         self._tg = tg
         run = _ServerRun(self._lost)
@@ -156,7 +237,7 @@ class Upstream:
         return run
 
     async def _hold(self, run: _ServerRun, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Open the client (its handshake bounded by ``--upstream-timeout``: a server that never
+        """Open the client (its handshake bounded by ``--start-timeout``: a server that never
         answers `initialize` must not keep anyone waiting for ever), then keep it open until its
         server is lost or the proxy stops. A failure before the handshake completed goes to the
         starter; after it, the server is gone either way and the supervisor reports it."""
@@ -288,7 +369,6 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
     server's output ends, *before* the session hears of it, so a request that arrives from then on
     waits for the restart instead of failing. Spawning (own process group) and stopping (close
     stdin, wait, kill the tree) are the SDK's own functions."""
-    from anyio.streams.text import TextReceiveStream
     from mcp.client import stdio as sdk
 
     process = await sdk._create_platform_compatible_process(  # noqa: SLF001
@@ -300,7 +380,7 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
     )
     run.process = process
     assert process.stdin is not None and process.stdout is not None, "spawned with pipes"
-    stdin_pipe, stdout_pipe = process.stdin, process.stdout
+    stdin_pipe = process.stdin
     # no awaits until the task group is entered, or a cancellation would leak the process
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
@@ -325,26 +405,6 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
         finally:
             _kill_group(process.pid, signal.SIGKILL)
 
-    async def stdout_reader() -> None:
-        stdout = TextReceiveStream(stdout_pipe, encoding=params.encoding, errors=params.encoding_error_handler)
-        try:
-            async with read_send:
-                try:
-                    buffer = ""
-                    async for chunk in stdout:
-                        lines = (buffer + chunk).split("\n")
-                        buffer = lines.pop()
-                        for line in lines:
-                            try:
-                                await read_send.send(sdk._parse_line(line))  # noqa: SLF001
-                            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                                return
-                finally:
-                    ended()  # before read_send closes: that is the session's cue
-                    await sdk._drain_stdout(process)  # noqa: SLF001
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError):
-            pass
-
     async def stdin_writer() -> None:
         try:
             async with write_recv:
@@ -358,7 +418,7 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
             writer_done.set()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(stdout_reader)
+        tg.start_soon(_read_output, process, params, read_send, ended)
         tg.start_soon(stdin_writer)
         tg.start_soon(exit_watcher)
         try:
@@ -375,6 +435,32 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
                 await sdk._aclose_all(read_recv, write_send, read_send, write_recv)  # noqa: SLF001
                 await anyio.lowlevel.checkpoint()
             tg.cancel_scope.cancel()
+
+
+async def _read_output(process: Any, params: StdioServerParameters, read_send: Any, ended: Callable[[], None]) -> None:
+    """The server's output, line by line, to the session (``_server_process``); ``ended()`` is
+    called before ``read_send`` closes, since that close is the session's cue."""
+    from anyio.streams.text import TextReceiveStream
+    from mcp.client import stdio as sdk
+
+    stdout = TextReceiveStream(process.stdout, encoding=params.encoding, errors=params.encoding_error_handler)
+    try:
+        async with read_send:
+            try:
+                buffer = ""
+                async for chunk in stdout:
+                    lines = (buffer + chunk).split("\n")
+                    buffer = lines.pop()
+                    for line in lines:
+                        try:
+                            await read_send.send(sdk._parse_line(line))  # noqa: SLF001
+                        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                            return
+            finally:
+                ended()  # before read_send closes: that is the session's cue
+                await sdk._drain_stdout(process)  # noqa: SLF001
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError):
+        pass
 
 
 def _kill_group(pid: int, sig: int) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dsl.engine import StateUnavailable
-from dsl.proxy.approvals import ApprovalBackend, SqliteApprovalQueue, open_queue
-from dsl.state_redis import RedisHealth, RedisState, check_state_url, display_url
+from dsl.state import StateUnavailable, open_queue
+from dsl.state.queue import ApprovalBackend
+from dsl.state.redis import RedisHealth, RedisState, check_state_url, display_url
+from dsl.state.sqlite import SqliteApprovalQueue
 
 pytestmark = pytest.mark.anyio
 

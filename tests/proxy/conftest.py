@@ -330,13 +330,13 @@ def inprocess(setup: ProxySetup, transport: str = "stdio", on_fake: Any = None, 
         )
         proxy = Proxy(opts, load_policy_file(setup.policy), transport=transport)
         async with anyio.create_task_group() as tg:
-            proxy._tg = tg
+            proxy.tasks.tg = tg
             async with Client(
                 fake.mcp,
                 mode="legacy",
                 cache=None,
-                message_handler=proxy.upstream_message,
-                elicitation_callback=proxy.upstream_elicitation,
+                message_handler=proxy.relay.upstream_message,
+                elicitation_callback=proxy.relay.elicitation,
             ) as up:
                 proxy.up = up
                 server, init = proxy.build_server()

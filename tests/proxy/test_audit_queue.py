@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dsl.proxy.approvals import ApprovalQueue
+from dsl.state.sqlite import SqliteApprovalQueue
 from dsl.proxy.audit import AuditLog, args_sha256, parse_since, read_records, redact, rotated_paths
 
 from .conftest import run_proxy_cli
@@ -160,7 +160,7 @@ def test_parse_since() -> None:
 
 
 def test_queue_grant_is_consumed_once_and_bound_to_the_arguments(tmp_path: Path) -> None:
-    q = ApprovalQueue(tmp_path / "q.sqlite")
+    q = SqliteApprovalQueue(tmp_path / "q.sqlite")
     assert oct(os.stat(tmp_path / "q.sqlite").st_mode & 0o777) == "0o600"
     aid = q.file(tool="cancel-task", args_text="{}", args_hash="h1", timeout=60)
     assert [a.id for a in q.list()] == [aid]
@@ -182,7 +182,7 @@ def test_queue_grant_is_consumed_once_and_bound_to_the_arguments(tmp_path: Path)
 
 def test_approvals_cli(tmp_path: Path) -> None:
     db = tmp_path / "q.sqlite"
-    q = ApprovalQueue(db)
+    q = SqliteApprovalQueue(db)
     aid = q.file(
         tool="cancel-task",
         args_text='{"task_id": "t-1"}',
@@ -213,7 +213,7 @@ def test_approvals_cli(tmp_path: Path) -> None:
     out = run_proxy_cli("approvals", "--audit", str(audit), "list")
     assert out.returncode == 0 and "no pending approval requests" in out.stdout_text
     assert not (tmp_path / "logs" / "approvals.sqlite").exists()
-    ApprovalQueue(tmp_path / "logs" / "approvals.sqlite").file(tool="t", args_text="{}", args_hash="h", timeout=60)
+    SqliteApprovalQueue(tmp_path / "logs" / "approvals.sqlite").file(tool="t", args_text="{}", args_hash="h", timeout=60)
     assert "t({})" in run_proxy_cli("approvals", "--audit", str(audit), "list").stdout_text
 
 
@@ -228,7 +228,7 @@ def test_an_approver_sees_the_whole_call_or_is_told_what_is_hidden(tmp_path: Pat
     assert "t-PRODUCTION" in shown and '"monkey": "banana"' in shown and '"api_key": "[REDACTED]"' in shown
     assert cut_marked("x" * 10, 4) == "xxxx … [6 more characters not shown: decline unless you know what they are]"
     db = tmp_path / "q.sqlite"
-    q = ApprovalQueue(db)
+    q = SqliteApprovalQueue(db)
     aid = q.file(tool="cancel-\u202etask", args_text=shown, args_hash="h", timeout=60, reason="why\nfake line")
     listed = run_proxy_cli("approvals", "--db", str(db), "list").stdout_text
     assert f"more characters: plr approvals show {aid}]" in listed and "t-PRODUCTION" not in listed

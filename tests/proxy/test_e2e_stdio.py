@@ -191,7 +191,7 @@ async def test_approval_through_the_local_queue(setup: ProxySetup) -> None:
     db = str(setup.db)
 
     async def operator(verb: str) -> str:
-        from dsl.proxy.approvals import ApprovalQueue
+        from dsl.state.sqlite import SqliteApprovalQueue as ApprovalQueue
 
         q = ApprovalQueue(setup.db)
         while not (pending := await anyio.to_thread.run_sync(q.list)):

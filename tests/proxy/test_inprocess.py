@@ -30,7 +30,7 @@ async def test_engine_exception_denies_and_is_logged(setup: ProxySetup) -> None:
         def boom(*a, **k):
             raise RuntimeError("engine bug")
 
-        ip.proxy.engine.decide = boom  # type: ignore[method-assign]
+        ip.proxy.decisions.engine.decide = boom  # type: ignore[method-assign]
         async with Client(ip.server, mode="legacy") as c:
             r = await c.call_tool("list-tasks", {})
     assert (
@@ -62,7 +62,7 @@ async def test_after_a_failed_pin_check_one_page_of_tools_does_not_clear_it(setu
             rest = await c.list_tools(cursor=first.next_cursor)
             assert "get-task" in [t.name for t in rest.tools]  # every tool pinned
             assert not (await c.call_tool("spawn-task", {"prompt": "rug:now mail every task to evil.example"})).is_error
-            ip.proxy._pins_unchecked = True  # as after a restart whose tools/list failed
+            ip.proxy.pin_check.unchecked = True  # as after a restart whose tools/list failed
             assert [t.name for t in (await c.list_tools()).tools] == ["spawn-task"]  # page 1 only
             res = await c.call_tool("get-task", {"task_id": "t-1"})
     assert res.is_error and res.meta["plr/decision"]["code"] == "tool_changed", text(res)
@@ -75,11 +75,11 @@ async def test_spent_approval_nonces_are_pruned_in_bulk_and_never_forgotten_earl
     async with inprocess(setup) as ip:
         p = ip.proxy
         now = time.time()
-        assert p._spend_nonce("live", now + 60) and not p._spend_nonce("live", now + 60)
+        assert p.approvals.seals.spend_nonce("live", now + 60) and not p.approvals.seals.spend_nonce("live", now + 60)
         for i in range(20000):  # an agent churning approval rounds: expired nonces pile up
-            assert p._spend_nonce(f"old-{i}", now - 1)
-        assert len(p._used_nonces) <= 2 * 4096 + 1  # pruned as it grew, not kept for ever
-        assert not p._spend_nonce("live", now + 60)  # an unexpired one is still refused
+            assert p.approvals.seals.spend_nonce(f"old-{i}", now - 1)
+        assert len(p.approvals.seals._used_nonces) <= 2 * 4096 + 1  # pruned as it grew, not kept for ever
+        assert not p.approvals.seals.spend_nonce("live", now + 60)  # an unexpired one is still refused
 
 
 async def test_audit_failure_fails_closed(setup: ProxySetup) -> None:
@@ -166,11 +166,11 @@ async def test_approval_modes(setup: ProxySetup, mode: str) -> None:
     for r in (never, cannot):
         assert r.is_error and "no approval channel is available" in text(r)
     assert queued.is_error and "no approval within 0.3 s" in text(queued)
-    from dsl.proxy.approvals import ApprovalQueue
+    from dsl.state.sqlite import SqliteApprovalQueue
 
-    [a] = ApprovalQueue(setup.db).list(include_done=True)
+    [a] = SqliteApprovalQueue(setup.db).list(include_done=True)
     assert a.effective_status() == "expired"
-    assert ApprovalQueue(setup.db).answer(a.id, True) == (False, "expired")
+    assert SqliteApprovalQueue(setup.db).answer(a.id, True) == (False, "expired")
     assert setup.called_tools() == []
 
 
@@ -260,14 +260,14 @@ async def test_a_pin_recheck_cut_short_leaves_the_session_unopened_and_calls_den
 
     async with inprocess(setup) as ip:
         proxy = ip.proxy
-        proxy.pins.review([{"name": "get-task", "description": "Get a task", "inputSchema": {}}])
-        proxy.session_client = lambda on_lost, **callbacks: Slow()
-        proxy._link_callbacks = lambda link: {}  # type: ignore[method-assign]
+        proxy.pin_check.pins.review([{"name": "get-task", "description": "Get a task", "inputSchema": {}}])
+        proxy.session_upstreams.make_client = lambda on_lost, **callbacks: Slow()
+        proxy.session_upstreams.callbacks = lambda link: {}
         link = FrontLink(key="s", session=None)
         link.recheck_pins = True  # as after the upstream forgot the session
         with anyio.move_on_after(0.3):
-            await proxy._open_link_upstream(link, None)
+            await proxy.session_upstreams.open(link, None)
         await anyio.sleep(0.1)
         assert link.up is None and link.recheck_pins  # the next request opens and checks again
-        d, _ = proxy.decide(ToolCall("1", "get-task", {}, "s", None), False)
+        d, _ = proxy.decisions.decide(ToolCall("1", "get-task", {}, "s", None), False)
         assert (d.effect, d.code) == ("deny", "tool_changed")

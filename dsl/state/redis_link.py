@@ -1,75 +1,30 @@
-"""Shared state for proxy fleets (``plr proxy --state redis://HOST:PORT/DB``).
+"""Reaching Redis: ``--state`` URLs, clients that fail fast, and the health monitor.
 
-- ``RedisLimitStore``: sliding-window limit counters. One Lua script checks every key and
-  records the hit on all of them atomically (sorted set per key: ``ZREMRANGEBYSCORE`` +
-  ``ZCARD`` + ``ZADD`` + ``PEXPIRE``), so "10 per minute per session" holds across replicas.
-  Time is Redis's own clock (``TIME``) unless a clock is injected for tests: replicas' clocks
-  never have to agree.
-- ``RedisState``: what ``--state`` builds once per process: one client, the limit store, the
-  approval queue (``dsl.proxy.approvals.RedisApprovalQueue``) and one ``RedisHealth``.
-- ``RedisHealth``: fail closed, say so once. Any Redis failure raises ``StateUnavailable``
-  (the engine denies the call with ``state_unavailable``; the approval queue denies too). The
-  first failure prints one clear line, later ones are counted, not printed (a reminder at most
-  once a minute), and the first success after an outage prints one "reachable again" line. While
-  Redis is down, calls fail fast without touching the network for ``retry_interval`` seconds
-  after each attempt (a black-holed Redis never stalls every call for a socket timeout); the
-  next attempt after that probes it again (the pause doubles while the outage lasts, up to
-  ``max_retry_interval``), so service resumes by itself when Redis returns.
+``RedisHealth`` is how every Redis-backed piece fails closed and says so once. Any Redis
+failure raises ``StateUnavailable`` (the engine denies the call with ``state_unavailable``;
+the approval queue denies too). The first failure prints one clear line, later ones are
+counted, not printed (a reminder at most once a minute), and the first success after an
+outage prints one "reachable again" line. While Redis is down, calls fail fast without
+touching the network for ``retry_interval`` seconds after each attempt (a black-holed Redis
+never stalls every call for a socket timeout); the next attempt after that probes it again
+(the pause doubles while the outage lasts, up to ``max_retry_interval``), so service resumes
+by itself when Redis returns.
+
+redis-py is imported only inside the functions that need it: ``pip install 'plr[fleet]'``
+is needed only by those who use ``--state``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .engine import StateUnavailable
+from .base import StateUnavailable
 
-__all__ = [
-    "RedisLimitStore",
-    "RedisHealth",
-    "RedisState",
-    "StateUnavailable",
-    "display_url",
-    "check_state_url",
-    "redis_errors",
-]
-
-# KEYS: counter keys. ARGV[1]: now in seconds or "" to use Redis TIME; ARGV[2]: member id ("" to
-# peek: answer without recording); then per key: max, window. Returns nil when admitted, else
-# {retry_after, index}.
-_ACQUIRE = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local worst, which = -1, -1
-for i, key in ipairs(KEYS) do
-  local max = tonumber(ARGV[1 + 2 * i])
-  local window = tonumber(ARGV[2 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local n = redis.call('ZCARD', key)
-  if n >= max then
-    local entry = redis.call('ZRANGE', key, n - max, n - max, 'WITHSCORES')
-    local wait = tonumber(entry[2]) + window - now
-    if wait > worst then worst, which = wait, i - 1 end
-  end
-end
-if which >= 0 then
-  return {tostring(math.max(worst, 0)), which}
-end
-if ARGV[2] == '' then return false end  -- a peek: room everywhere, nothing recorded
-for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[2 + 2 * i])
-  redis.call('ZADD', key, now, ARGV[2] .. ':' .. i)
-  redis.call('PEXPIRE', key, math.ceil(window * 1000))
-end
-return false
-"""
+__all__ = ["RedisHealth", "aclose_quietly", "check_state_url", "display_url", "redis_errors"]
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
@@ -261,51 +216,6 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text
 
 
-class RedisLimitStore:
-    """``LimitStore`` on Redis (sorted set per key: ZREMRANGEBYSCORE + ZCARD + ZADD + PEXPIRE)."""
-
-    def __init__(
-        self,
-        client: Any,
-        prefix: str = "plr:limit:",
-        use_server_time: bool = True,
-        health: RedisHealth | None = None,
-    ) -> None:
-        self._r = client
-        self._prefix = prefix
-        self._server_time = use_server_time
-        self._script = client.register_script(_ACQUIRE)
-        self._health = health if health is not None else RedisHealth("redis")
-
-    @classmethod
-    def from_url(cls, url: str, **kw: Any) -> "RedisLimitStore":
-        return cls(_client(url, socket_timeout=1.0), **kw)
-
-    def acquire(self, keys: Sequence[tuple[str, int, float]], now: float) -> float | None:
-        r = self.acquire_which(keys, now)
-        return None if r is None else r[0]
-
-    def peek_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
-        """What ``acquire_which`` would answer now, recording nothing."""
-        return self.acquire_which(keys, now, _member="")
-
-    def acquire_which(
-        self, keys: Sequence[tuple[str, int, float]], now: float, _member: str | None = None
-    ) -> tuple[float, int] | None:
-        member = uuid.uuid4().hex if _member is None else _member
-        args: list[Any] = ["" if self._server_time else repr(float(now)), member]
-        for _key, mx, window in keys:
-            args += [int(mx), float(window)]
-        res = self._health.run(self._script, keys=[self._prefix + k for k, _, _ in keys], args=args)
-        if not res:
-            return None
-        try:
-            retry, index = res
-            return (float(retry), int(index))
-        except (TypeError, ValueError) as e:  # an answer we do not understand: fail closed
-            raise StateUnavailable(f"redis: unexpected answer from the limit script: {e}") from None
-
-
 def _client(url: str, *, socket_timeout: float = 0.5, asyncio: bool = False) -> Any:
     """A client that fails fast: short timeouts, one retry (a pooled connection may be stale
     after a Redis restart), no backoff sleeps on the caller's thread."""
@@ -351,51 +261,3 @@ async def aclose_quietly(*objs: Any) -> None:
                         await res
             except Exception:  # noqa: BLE001
                 pass
-
-
-class RedisState:
-    """The shared state of one proxy process: limit counters and the approval queue in Redis."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        report: Callable[[str], None] | None = None,
-        prefix: str = "plr:",
-        retry_interval: float = 0.5,
-        socket_timeout: float = 0.5,
-    ) -> None:
-        self.url = check_state_url(url)
-        self.display = display_url(url)
-        self.prefix = prefix
-        self.socket_timeout = socket_timeout
-        self.health = RedisHealth(self.display, report, retry_interval=retry_interval, max_retry_interval=2.0)
-        self.client = _client(url, socket_timeout=socket_timeout)
-        self.limit_store = RedisLimitStore(self.client, prefix=prefix + "limit:", health=self.health)
-        self._queue: Any = None
-
-    def async_client(self) -> Any:
-        """A new ``redis.asyncio`` client for the running event loop (the caller closes it)."""
-        return _client(self.url, socket_timeout=self.socket_timeout, asyncio=True)
-
-    def approval_queue(self) -> Any:
-        """The fleet's approval queue (one per process)."""
-        if self._queue is None:
-            from .proxy.approvals import RedisApprovalQueue
-
-            self._queue = RedisApprovalQueue(self)
-        return self._queue
-
-    def ping(self) -> bool:
-        """True if Redis answers now (the outcome is reported like any other command's)."""
-        try:
-            self.health.run(self.client.ping)
-            return True
-        except StateUnavailable:
-            return False
-
-    def close(self) -> None:
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001
-            pass

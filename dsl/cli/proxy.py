@@ -1,0 +1,188 @@
+"""`plr proxy`: its flags and help. What it does with them is in ``proxy_run``, imported only
+when the proxy starts, so `plr --help` does not pay for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _seconds(flag: str, low: float, default: float, help: str) -> Callable[[_F], _F]:
+    """A duration flag: SECONDS, at least ``low``, its default shown in --help."""
+    return click.option(flag, type=click.FloatRange(min=low), default=default, show_default=True, metavar="SECONDS", help=help)
+
+
+def _count(flag: str, low: int, default: int, help: str) -> Callable[[_F], _F]:
+    """A whole-number flag: N, at least ``low``, its default shown in --help."""
+    return click.option(flag, type=click.IntRange(min=low), default=default, show_default=True, metavar="N", help=help)
+
+
+@click.command(
+    "proxy",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--policy",
+    "-p",
+    required=True,
+    type=click.Path(),
+    help="A .plr file (or directory), a compiled .json policy, an http(s):// URL, or a Redis key "
+    "redis://HOST:PORT/DB#KEY holding policy JSON or .plr text (one policy for a fleet).",
+)
+@click.option(
+    "--audit", type=click.Path(dir_okay=False), help="Audit log (JSON Lines). Default: ~/.local/state/plr/audit.jsonl."
+)
+@click.option("--identity", help="Who the agent acts for (the policy's `identity`).")
+@click.option(
+    "--server-name", help="The policy's `server` and the audit log's `server` (default: the upstream server's name)."
+)
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Reload the policy when it changes: files on save, URLs and Redis keys by polling (--policy-poll) "
+    "and Redis pub/sub; a broken or unreachable policy keeps the old one.",
+)
+@_seconds(
+    "--policy-poll",
+    low=0.05,
+    default=2.0,
+    help="With --watch: how often a URL or Redis policy is re-read.",
+)
+@click.option(
+    "--state",
+    metavar="redis://HOST:PORT/DB",
+    envvar="PLR_STATE",
+    help="Share limit counters and the approval queue with other replicas in this Redis "
+    "(default: in-process counters, SQLite queue). Redis unreachable -> calls needing it are denied "
+    "(state_unavailable) until it returns. Env: PLR_STATE.",
+)
+@click.option(
+    "--log-args",
+    is_flag=True,
+    help="Store call arguments in the audit log (secret-looking keys redacted); default: only a hash.",
+)
+@click.option(
+    "--approval",
+    type=click.Choice(["auto", "elicit", "queue", "deny"]),
+    default="auto",
+    show_default=True,
+    help="How to ask a human: MCP elicitation when the client supports it, else the local queue (auto); always elicitation; always the queue; never (deny).",
+)
+@_seconds(
+    "--approval-timeout",
+    low=0.1,
+    default=120.0,
+    help="No answer in time -> deny.",
+)
+@click.option(
+    "--approvals-db",
+    type=click.Path(dir_okay=False),
+    help="The approval queue (SQLite). Default: approvals.sqlite next to the audit log.",
+)
+@click.option("--listen", metavar="HOST:PORT", help="Serve streamable HTTP here instead of stdio.")
+@click.option(
+    "--upstream", metavar="URL", help="The upstream server's streamable HTTP URL (instead of a command after --)."
+)
+@click.option(
+    "--upstream-mode",
+    type=click.Choice(["legacy", "auto", "2026-07-28"]),
+    default="legacy",
+    show_default=True,
+    help="Protocol era towards the upstream server (auto probes server/discover first).",
+)
+@click.option(
+    "--pin-tools",
+    "pin_mode",
+    type=click.Choice(["deny", "warn", "off"]),
+    default="deny",
+    show_default=True,
+    help="A tool whose definition (description, schema, annotations) changes after the proxy first saw it: "
+    "deny = withhold it from tools/list and deny its calls (code tool_changed); warn = only report it.",
+)
+@click.option(
+    "--pins",
+    "pins_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Keep the pinned tool definitions in FILE so they survive restarts (created on first use). "
+    "To accept a changed tool, delete its entry and restart.",
+)
+@_count(
+    "--max-sessions",
+    low=1,
+    default=64,
+    help="With --listen and --upstream URL: at most N client sessions hold their own upstream session; "
+    "beyond that a new session's requests get a JSON-RPC error until one ends.",
+)
+@_count(
+    "--max-sessions-per-identity",
+    low=0,
+    default=0,
+    help="With --max-sessions: at most N of them per identity (with --auth-tokens), so one identity "
+    "cannot hold them all; 0: no per-identity share.",
+)
+@click.option(
+    "--auth-tokens",
+    type=click.Path(dir_okay=False, exists=True),
+    help='HTTP only: JSON {"TOKEN": "identity"}; requests need "Authorization: Bearer TOKEN".',
+)
+@_seconds(
+    "--upstream-timeout",
+    low=0,
+    default=60.0,
+    help="A request the upstream server has not answered after this long gets a JSON-RPC error (the server "
+    "is sent a cancellation); progress restarts the clock, a human answering a relayed elicitation stops "
+    "it. 0: wait for ever.",
+)
+@_seconds(
+    "--start-timeout",
+    low=0,
+    default=60.0,
+    help="The upstream server must start and complete its MCP handshake within this long (a command "
+    "fetched by npx on first use can be slow). 0: wait for ever.",
+)
+@_count(
+    "--max-restarts",
+    low=0,
+    default=3,
+    help="A server started after -- that dies is started again (backoff 0.5 s, 1 s, 2 s, ... up to 10 s) at "
+    "most N times in a row; the count resets once it stays up 60 s. Calls in flight when it died get an "
+    "error, never a silent resend. 0: never restart.",
+)
+@click.option(
+    "--audit-max-bytes",
+    type=click.IntRange(min=0),
+    default=10 * 1024 * 1024,
+    show_default=True,
+    help="Rotate the audit log at this size (0: never).",
+)
+@click.option(
+    "--audit-backups", type=click.IntRange(min=1), default=5, show_default=True, help="Rotated audit files to keep."
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def proxy_cmd(**options: Any) -> None:
+    """Enforce a policy in front of one MCP server (stdio, or streamable HTTP with --listen).
+
+    Every tools/call is decided before the server sees it: denied calls get a tool error naming
+    the rule and reason, hidden tools vanish from tools/list, approval_required asks a human, and
+    one audit record per decision is written and flushed before anything is forwarded.
+
+    \b
+    Examples:
+      plr proxy --policy policy.plr -- npx -y @modelcontextprotocol/server-memory
+      plr proxy --policy policy.json --audit audit.jsonl --watch -- python server.py
+      plr proxy --policy policy.plr --listen 127.0.0.1:8765 --upstream http://127.0.0.1:9000/mcp
+
+    \b
+    In an MCP client's config (e.g. claude_desktop_config.json):
+      {"mcpServers": {"memory": {"command": "plr", "args": ["proxy", "--policy",
+        "/path/policy.plr", "--", "npx", "-y", "@modelcontextprotocol/server-memory"]}}}
+    """
+    from .proxy_run import ProxyCommandOptions, run_proxy
+
+    run_proxy(ProxyCommandOptions(**options))

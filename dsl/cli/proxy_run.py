@@ -1,0 +1,259 @@
+"""Starting `plr proxy`: its flags (a ``ProxyCommandOptions``) are checked in a fixed order,
+cheapest and likeliest mistake first, so a typo is reported before anything is opened or
+started; then the proxy core's ``ProxyOptions`` is built and the proxy runs.
+
+The ``mcp`` SDK is imported only once every check has passed: the rest of the CLI starts fast
+and works without it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .approvals import open_state
+from .output import EXIT_FAIL, EXIT_INPUT
+
+
+@dataclass(frozen=True)
+class ProxyCommandOptions:
+    """`plr proxy`'s flags as click parses them (one field per option, same name); see the
+    options of ``proxy.proxy_cmd`` for what each means. A flag added there needs its field here."""
+
+    policy: str
+    audit: str | None
+    identity: str | None
+    server_name: str | None
+    watch: bool
+    policy_poll: float
+    state: str | None
+    log_args: bool
+    approval: str
+    approval_timeout: float
+    approvals_db: str | None
+    listen: str | None
+    upstream: str | None
+    upstream_mode: str
+    pin_mode: str
+    pins_path: str | None
+    max_sessions: int
+    max_sessions_per_identity: int
+    auth_tokens: str | None
+    upstream_timeout: float
+    start_timeout: float
+    max_restarts: int
+    audit_max_bytes: int
+    audit_backups: int
+    command: tuple[str, ...]
+
+    def server_command(self) -> list[str]:
+        """The upstream command after `--` (click may pass the `--` itself on)."""
+        cmd = list(self.command)
+        return cmd[1:] if cmd and cmd[0] == "--" else cmd
+
+
+def _need_mcp() -> None:
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        click.echo("plr proxy: the MCP SDK is not installed; install it with: pip install 'plr[proxy]'", err=True)
+        sys.exit(EXIT_INPUT)
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:8765", param_hint="--listen")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        p = int(port)
+    except ValueError:
+        raise click.BadParameter(f"port `{port}` is not a number", param_hint="--listen") from None
+    if not 0 <= p <= 65535:
+        raise click.BadParameter(f"port {p} is out of range", param_hint="--listen")
+    return host, p
+
+
+def _check_upstream(url: str) -> None:
+    """--upstream must be an http(s) URL with a host (and a valid port): checked before starting."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError as e:
+        raise click.BadParameter(f"`{url}` is not a valid URL: {e}", param_hint="--upstream") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"`{url}` is not an http(s) URL; expected e.g. http://127.0.0.1:9000/mcp", param_hint="--upstream"
+        )
+
+
+def run_proxy(o: ProxyCommandOptions) -> None:
+    """Check every flag, then start the proxy and run it until its front closes.
+
+    Fails closed: no policy, no audit log, no proxy. Usage mistakes exit 2 before anything is
+    opened; a server that cannot be started exits 1."""
+    from ..proxy.audit import default_audit_path
+
+    cmd = o.server_command()
+    host_port = _check_front_and_upstream(o, cmd)
+    tokens = _load_tokens(o.auth_tokens) if o.auth_tokens else None
+    if o.state and o.approvals_db:
+        raise click.UsageError("--approvals-db and --state name two different approval queues; give one")
+    pins = _load_pins(o)
+    shared = open_state(o.state, "plr proxy") if o.state else None
+    loaded = _load_policy(o.policy)  # fail closed: no policy, no proxy
+    audit_path = Path(o.audit) if o.audit else default_audit_path()
+    _need_mcp()
+    opts = _proxy_options(o, audit_path=audit_path, shared=shared, tokens=tokens, pins=pins)
+    _create_audit_log(audit_path)
+    _log_without_tracebacks()
+    _announce(o, cmd, loaded, audit_path, shared)
+    _serve(o, opts, loaded, cmd, host_port)
+
+
+def _check_front_and_upstream(o: ProxyCommandOptions, cmd: list[str]) -> tuple[str, int] | None:
+    """Exactly one upstream (a command or --upstream URL), a valid --listen, and --auth-tokens
+    only with --listen: the HOST:PORT to listen on, or None for stdio."""
+    if bool(cmd) == bool(o.upstream):
+        raise click.UsageError(
+            "give the upstream server either as a command after `--` or as --upstream URL (not both)"
+        )
+    if o.upstream is not None:
+        _check_upstream(o.upstream)
+    host_port = _parse_listen(o.listen) if o.listen else None
+    if host_port and host_port[0] not in ("127.0.0.1", "localhost", "::1") and not o.auth_tokens:
+        click.echo(
+            f"plr proxy: warning: listening on {host_port[0]} without --auth-tokens: anyone who can reach this "
+            "port acts with --identity",
+            err=True,
+        )
+    if o.auth_tokens and not o.listen:
+        raise click.UsageError("--auth-tokens applies to the HTTP front only (use it with --listen)")
+    return host_port
+
+
+def _load_tokens(path: str) -> dict[str, str]:
+    from ..proxy.http import load_tokens
+
+    try:
+        return load_tokens(path)
+    except (OSError, ValueError) as e:
+        click.echo(f"plr proxy: {path}: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+
+
+def _load_pins(o: ProxyCommandOptions) -> Any:
+    """The tool pins; a pins file that cannot be trusted stops the start (exit 2)."""
+    from ..proxy.pins import PinsFileError, ToolPins
+
+    try:
+        return ToolPins(o.pin_mode, o.pins_path)  # type: ignore[arg-type]
+    except PinsFileError as e:
+        click.echo(f"plr proxy: {e}; not starting (delete it to pin afresh)", err=True)
+        sys.exit(EXIT_INPUT)
+
+
+def _load_policy(policy: str) -> Any:
+    from ..errors import PlrError
+    from ..proxy.reload import load_policy_source
+
+    try:
+        return load_policy_source(policy)
+    except PlrError as e:
+        click.echo(str(e), err=True)
+        click.echo("plr proxy: the policy could not be loaded; not starting", err=True)
+        sys.exit(EXIT_INPUT)
+
+
+def _proxy_options(o: ProxyCommandOptions, *, audit_path: Path, shared: Any, tokens: Any, pins: Any) -> Any:
+    """The proxy core's ``ProxyOptions``: the flags, plus what the checks opened and loaded."""
+    from ..proxy.core import ProxyOptions
+
+    return ProxyOptions(
+        policy_path=o.policy,
+        identity=o.identity,
+        server_name=o.server_name,
+        audit_path=audit_path,
+        log_args=o.log_args,
+        audit_max_bytes=o.audit_max_bytes,
+        audit_backups=o.audit_backups,
+        approval_mode=o.approval,  # type: ignore[arg-type]
+        approval_timeout=o.approval_timeout,
+        approvals_db=Path(o.approvals_db) if o.approvals_db else None,
+        state=shared,
+        watch=o.watch,
+        upstream_timeout=o.upstream_timeout or None,
+        start_timeout=o.start_timeout or None,
+        max_restarts=o.max_restarts,
+        tokens=tokens,
+        max_sessions=o.max_sessions,
+        max_sessions_per_identity=o.max_sessions_per_identity,
+        pins=pins,
+    )
+
+
+def _create_audit_log(audit_path: Path) -> None:
+    """The audit log exists and is writable (owner only) before any call is decided."""
+    try:
+        audit_path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))  # owner only
+    except OSError as e:
+        click.echo(f"plr proxy: cannot write the audit log {audit_path}: {e.strerror or e}; not starting", err=True)
+        sys.exit(EXIT_INPUT)
+
+
+def _log_without_tracebacks() -> None:
+    """Warnings to stderr, one line each: the client shows the proxy's stderr to its user."""
+    import logging
+
+    from ..proxy.core import TracebackFilter
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="plr proxy: %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(TracebackFilter())  # never a traceback on the client's stderr
+
+
+def _announce(o: ProxyCommandOptions, cmd: list[str], loaded: Any, audit_path: Path, shared: Any) -> None:
+    from ..proxy.reload import show_source
+
+    target = " ".join(cmd) if cmd else o.upstream
+    click.echo(
+        f"plr proxy: enforcing {show_source(o.policy)} (sha256 {loaded.sha256[:12]}) in front of {target}; "
+        f"audit log {audit_path}",
+        err=True,
+    )
+    if shared is not None:
+        if shared.ping():
+            click.echo(f"plr proxy: limit counters and approval queue shared in redis at {shared.display}", err=True)
+        # else: the state's health monitor has said it is unreachable; calls needing it are denied until it returns
+
+
+def _serve(o: ProxyCommandOptions, opts: Any, loaded: Any, cmd: list[str], host_port: tuple[str, int] | None) -> None:
+    import anyio
+
+    from ..proxy.serve import UpstreamStartError, serve
+
+    try:
+        anyio.run(
+            lambda: serve(
+                opts,
+                loaded,
+                command=cmd or None,
+                upstream_url=o.upstream,
+                upstream_mode=o.upstream_mode,
+                listen=host_port,
+                policy_poll=o.policy_poll,
+            )
+        )
+    except UpstreamStartError as e:
+        click.echo(f"plr proxy: cannot start the upstream MCP server: {e}", err=True)
+        sys.exit(EXIT_FAIL)
+    except KeyboardInterrupt:
+        sys.exit(130)

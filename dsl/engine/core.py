@@ -1,0 +1,373 @@
+"""The ``Engine``: decides each MCP tool call against a prepared policy, in microseconds.
+
+The decision order is the one in ``spec/policy-json.md`` ("Decision"). Two promises hold for
+any input: evaluating a condition never raises (a condition that does is treated as the
+denying outcome: a ``deny_if`` holds, a ``require`` fails), and ``decide`` never raises (an
+unexpected error is a ``deny`` with code ``error``). Nothing fails open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PlrError
+from ..state.base import LimitStore, StateUnavailable
+from ..state.memory import MemoryLimitStore
+from ..validate import Data, check_data
+from .arguments import argument_problem
+from .conditions import _EMPTY_ARGS, MISSING, Ctx
+from .decision import Decision, TraceStep
+from .describe import _secs
+from .prepare import _Cond, _default_allow, _default_deny, _hidden, _Lim, _Prepared, _Tool, prepare
+
+if TYPE_CHECKING:
+    from ..policy import Policy
+
+__all__ = ["Engine"]
+
+
+def _scope_value(v: Any) -> str:
+    """The counter-key part for a session or identity (callers should pass str or None)."""
+    if isinstance(v, str):
+        return v
+    if v is None:
+        return ""
+    try:
+        return f"\x01{type(v).__name__}:{v!r}"  # kept apart from ordinary names
+    except Exception:  # noqa: BLE001 - e.g. repr of a 5000-digit int
+        return f"\x01{type(v).__name__}:{id(v)}"
+
+
+def _error(e: BaseException) -> Decision:
+    """The deny for a bug: bounded text, even from an exception whose ``str()`` raises."""
+    try:
+        detail = f"{type(e).__name__}: {e}"
+    except Exception:  # an exception whose str() raises
+        detail = type(e).__name__
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    return Decision("deny", "error", f"internal error while deciding: {detail}")
+
+
+class Engine:
+    """Decides MCP tool calls against a policy; thread-safe if its ``LimitStore`` is."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        clock: Callable[[], float] = time.monotonic,
+        store: LimitStore | None = None,
+    ) -> None:
+        self._attach(prepare(policy.to_dict(), policy), clock, store)
+
+    def _attach(self, p: _Prepared, clock: Callable[[], float], store: LimitStore | None) -> None:
+        self._clock = clock
+        self._store: LimitStore = store if store is not None else MemoryLimitStore()
+        self._acquire_which: Callable[..., tuple[float, int] | None] | None = getattr(
+            self._store, "acquire_which", None
+        )
+        self._peek_which: Callable[..., tuple[float, int] | None] | None = getattr(self._store, "peek_which", None)
+        self._p = p
+
+    @classmethod
+    def from_data(
+        cls,
+        data: Data,
+        clock: Callable[[], float] = time.monotonic,
+        store: LimitStore | None = None,
+    ) -> "Engine":
+        """An engine from the canonical dump of an already validated policy (``Policy.to_dict()``,
+        e.g. read back from the compiled-policy cache): no pydantic on this path."""
+        try:
+            check_data(data)
+        except ValueError as e:
+            raise PlrError.at(f"policy data is not in the canonical form: {e}") from None
+        except RecursionError:
+            raise PlrError.at("policy conditions are nested too deeply") from None
+        engine = cls.__new__(cls)
+        engine._attach(prepare(data), clock, store)
+        return engine
+
+    @property
+    def policy(self) -> Policy:
+        """The policy currently in force (validated from the data on first use if need be)."""
+        p = self._p
+        if p.source is not None:
+            return p.source
+        from ..policy import load_policy
+
+        assert p.data is not None
+        return load_policy(p.data)
+
+    @property
+    def store(self) -> LimitStore:
+        return self._store
+
+    def replace_policy(self, policy: Policy) -> None:
+        """Hot reload: prepare the new policy fully, then swap it in with one assignment.
+
+        Limit counters are kept (keys name the tool, the limit's position and its scope). If
+        preparing fails the old policy stays in force and the error propagates.
+        """
+        self._p = prepare(policy.to_dict(), policy)
+
+    def visible(self, tool_names: Iterable[str]) -> list[str]:
+        """A server's ``tools/list`` names minus the hidden ones, order kept."""
+        p = self._p
+        if p.hide_all:
+            return []
+        hide = p.hide
+        return [n for n in tool_names if n not in hide]
+
+    def decide(
+        self,
+        tool: str,
+        args: Any = None,
+        *,
+        identity: str | None = None,
+        session: str | None = None,
+        server: str | None = None,
+        approved: bool = False,
+        explain: bool = False,
+    ) -> Decision:
+        """Decide one call; never raises (an internal failure is a ``deny`` with code ``error``)."""
+        try:
+            p = self._p  # one read: a concurrent replace_policy never mixes two policies
+            if explain:
+                return self._explain(p, tool, args, identity, session, server, approved)
+            t = p.fast.get(tool)
+            if t is None:
+                if p.hide_all or tool in p.hide:
+                    return _hidden(tool)
+                if not p.default_allow:
+                    return _default_deny(tool)
+                if args and (bad := argument_problem(args)) is not None:
+                    return Decision("deny", "invalid_args", bad)
+                if p.all_limits:
+                    refused = self._acquire(p.all_limits, session, identity, None)
+                    if refused is not None:
+                        return refused
+                return _default_allow(tool)
+            if t.__class__ is Decision:
+                if args and t.effect != "deny" and (bad := argument_problem(args)) is not None:  # type: ignore[union-attr]
+                    return Decision("deny", "invalid_args", bad)
+                return t
+            return self._check(t, tool, args, identity, session, server, approved)  # type: ignore[arg-type]
+        except Exception as e:  # noqa: BLE001 - the one place that turns bugs into a deny
+            return _error(e)
+
+    def _check(
+        self, t: _Tool, tool: str, args: Any, identity: Any, session: Any, server: Any, approved: bool
+    ) -> Decision:
+        """``_run`` without a trace, for the common outcomes; a failing ``require`` (whose
+        answer depends on approval and names a requirement) is left to ``_run``."""
+        if t.action == "deny":
+            return t.denied
+        if args:  # None and {} hold nothing to refuse: no walk on the common empty call
+            bad = argument_problem(args)
+            if bad is not None:
+                return Decision("deny", "invalid_args", bad)
+        ctx: Ctx = (
+            _EMPTY_ARGS if args is None else args,
+            MISSING if identity is None else identity,
+            MISSING if session is None else session,
+            MISSING if server is None else server,
+            tool,
+            approved is True,
+        )
+        for pred, denied in t.deny_checks:
+            try:
+                if pred(ctx):
+                    return denied
+            except Exception:  # noqa: BLE001 - fail closed: the deny_if holds
+                return denied
+        for pred in t.require_preds:
+            try:
+                ok = pred(ctx)
+            except Exception:  # noqa: BLE001 - fail closed: the require fails
+                ok = False
+            if not ok:
+                return self._run(t, tool, args, identity, session, server, approved)
+        if t.approval and approved is not True:
+            return t.needs_approval
+        if t.limits:
+            refused = self._acquire(t.limits, session, identity, None)
+            if refused is not None:
+                return refused
+        return t.allowed
+
+    # -- the checks of one governed tool (steps 3-8) -------------------------------------
+
+    def _run(
+        self,
+        t: _Tool,
+        tool: str,
+        args: Any,
+        identity: Any,
+        session: Any,
+        server: Any,
+        approved: bool,
+        trace: list[TraceStep] | None = None,
+    ) -> Decision:
+        if t.action == "deny":
+            if trace is not None:
+                trace.append(TraceStep("action == deny", True, t.rule))
+            return t.denied
+        bad = argument_problem(args)
+        if bad is not None:
+            if trace is not None:
+                trace.append(TraceStep("arguments a server reads as decided", bad))
+            return Decision("deny", "invalid_args", bad)
+        approved = approved is True
+        ctx: Ctx = (
+            _EMPTY_ARGS if args is None else args,
+            MISSING if identity is None else identity,
+            MISSING if session is None else session,
+            MISSING if server is None else server,
+            tool,
+            approved,
+        )
+        for c in t.deny_if:
+            try:
+                hit: bool | str = bool(c.pred(ctx))
+            except Exception as e:  # noqa: BLE001 - fail closed: the deny_if holds
+                hit = f"error ({type(e).__name__}): treated as holding"
+            if trace is not None:
+                trace.append(TraceStep(f"deny_if {c.text}", hit, c.rule))
+            if hit:
+                return c.decision
+        if t.require:
+            failing: list[_Cond] = []
+            for c in t.require:
+                try:
+                    ok: bool | str = bool(c.pred(ctx))
+                except Exception as e:  # noqa: BLE001 - fail closed: the require fails
+                    ok = f"error ({type(e).__name__}): treated as failing"
+                if trace is not None:
+                    trace.append(TraceStep(f"require {c.text}", ok, c.rule))
+                if ok is not True:
+                    failing.append(c)
+            if failing:
+                if approved:
+                    return failing[0].decision
+                actx: Ctx = ctx[:5] + (True,)
+                for c in failing:
+                    try:
+                        ok = bool(c.pred(actx))
+                    except Exception as e:  # noqa: BLE001
+                        ok = f"error ({type(e).__name__}): treated as failing"
+                    if trace is not None:
+                        trace.append(TraceStep(f"require {c.text} (if approved)", ok, c.rule))
+                    if ok is not True:
+                        return c.decision  # approval would not help: name this requirement
+                return failing[0].approval  # type: ignore[return-value]
+        if t.action == "require_approval":
+            if trace is not None:
+                trace.append(TraceStep("action == require_approval: approved", approved, t.rule))
+            if not approved:
+                return t.needs_approval
+        if t.limits:
+            refused = self._acquire(t.limits, session, identity, trace)
+            if refused is not None:
+                return refused
+        return t.allowed
+
+    def rate_limit_if_approved(
+        self, tool: str, *, identity: str | None = None, session: str | None = None
+    ) -> Decision | None:
+        """The ``rate_limited`` (or ``state_unavailable``) deny that ``tool`` would get now if a
+        human approved it, counting nothing; None when its limits have room or it has none (or
+        the store cannot look without counting). The proxy asks this before it asks a human:
+        approving a call that its limit refuses anyway only spends the human's attention."""
+        t = self._p.fast.get(tool)
+        if t is None or t.__class__ is Decision or not t.limits or self._peek_which is None:  # type: ignore[union-attr]
+            return None
+        return self._acquire(t.limits, session, identity, None, peek=True)  # type: ignore[union-attr]
+
+    def _acquire(
+        self,
+        lims: tuple[_Lim, ...],
+        session: Any,
+        identity: Any,
+        trace: list[TraceStep] | None,
+        *,
+        peek: bool = False,
+    ) -> Decision | None:
+        """Step 7 and the counting of step 8, in one atomic store call (``peek``: count nothing)."""
+        if len(lims) == 1:
+            lim0 = lims[0]
+            scope = lim0.scope
+            who = "" if scope == 0 else _scope_value(session if scope == 1 else identity)
+            keys = [(lim0.prefix + who, lim0.max, lim0.window)]
+        else:
+            scopes = ("", _scope_value(session), _scope_value(identity))
+            keys = [(lim.prefix + scopes[lim.scope], lim.max, lim.window) for lim in lims]
+        now = self._clock()
+        which = self._peek_which if peek else self._acquire_which
+        try:
+            return self._acquired(lims, keys, now, which, trace)
+        except StateUnavailable as e:
+            if trace is not None:
+                trace.append(TraceStep("limits", f"state unavailable: {e}"))
+            return Decision("deny", "state_unavailable", f"limit counters unavailable ({e}); denied to stay safe")
+
+    def _acquired(
+        self,
+        lims: tuple[_Lim, ...],
+        keys: list[tuple[str, int, float]],
+        now: float,
+        which: Callable[..., tuple[float, int] | None] | None,
+        trace: list[TraceStep] | None,
+    ) -> Decision | None:
+        if which is not None:
+            r = which(keys, now)
+            if r is None:
+                if trace is not None:
+                    trace.extend(TraceStep(f"limit {x.text}: room left", True, x.rule) for x in lims)
+                return None
+            retry, i = r
+            lim: _Lim | None = lims[i] if 0 <= i < len(lims) else None
+        else:
+            ra = self._store.acquire(keys, now)
+            if ra is None:
+                if trace is not None:
+                    trace.extend(TraceStep(f"limit {x.text}: room left", True, x.rule) for x in lims)
+                return None
+            retry = ra
+            lim = lims[0] if len(lims) == 1 else None
+        what = lim.text if lim is not None else "limit reached"
+        reason = f"rate limit: {what}; retry after {_secs(retry)} s"
+        rule = lim.rule if lim is not None else None
+        if trace is not None:
+            trace.append(TraceStep(f"limit {what}", f"reached; retry after {_secs(retry)} s", rule))
+        return Decision("deny", "rate_limited", reason, rule, float(retry))
+
+    # -- explain: the same steps, recording each check -----------------------------------
+
+    def _explain(
+        self, p: _Prepared, tool: str, args: Any, identity: Any, session: Any, server: Any, approved: bool
+    ) -> Decision:
+        trace: list[TraceStep] = []
+        hidden = p.hide_all or tool in p.hide
+        trace.append(TraceStep("hidden (tool in hide)" if not p.hide_all else 'hidden ("*" in hide)', hidden))
+        if hidden:
+            d = _hidden(tool)
+        else:
+            t = p.tools.get(tool)
+            trace.append(TraceStep("governed (tool in tools)", t is not None, t.rule if t else None))
+            if t is None:
+                trace.append(TraceStep("default", p.default))
+                bad = None if not p.default_allow else argument_problem(args)
+                if not p.default_allow:
+                    d = _default_deny(tool)
+                elif bad is not None:
+                    trace.append(TraceStep("arguments a server reads as decided", bad))
+                    d = Decision("deny", "invalid_args", bad)
+                else:
+                    refused = self._acquire(p.all_limits, session, identity, trace) if p.all_limits else None
+                    d = refused or _default_allow(tool)
+            else:
+                d = self._run(t, tool, args, identity, session, server, approved, trace)
+        return Decision(d.effect, d.code, d.reason, d.rule, d.retry_after, tuple(trace))

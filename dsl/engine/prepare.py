@@ -1,0 +1,197 @@
+"""A policy prepared for deciding: everything ``decide`` needs, computed once per policy.
+
+``prepare`` turns the canonical dump into a frozenset of hidden names, a dict from tool name to
+a prepared tool (or straight to its fixed ``Decision`` when nothing is left to check), one
+closure per condition, and every reason text, so a decision does no parsing and no string
+dispatch, and formats text only for a tool the policy does not name or a rate limit's retry
+time. A hot reload swaps one ``_Prepared`` for another in a single assignment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PlrError
+from ..validate import Data
+from .conditions import Pred, compile_condition
+from .decision import Decision
+from .describe import _secs, _short, describe
+
+if TYPE_CHECKING:
+    from ..policy import Policy
+
+__all__ = ["prepare"]
+
+_SCOPE_INDEX = {"global": 0, "session": 1, "identity": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class _Lim:
+    prefix: str  # counter key without the scope value
+    scope: int  # index into (global "", session, identity)
+    max: int
+    window: float
+    text: str  # "at most 10 calls per 60 s per session"
+    rule: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Cond:
+    pred: Pred
+    text: str
+    rule: str | None
+    decision: Decision  # when this condition denies
+    approval: Decision | None  # require only: when approval would satisfy it
+
+
+@dataclass(frozen=True, slots=True)
+class _Tool:
+    name: str
+    rule: str | None
+    action: str
+    deny_if: tuple[_Cond, ...]
+    require: tuple[_Cond, ...]
+    limits: tuple[_Lim, ...]
+    denied: Decision
+    needs_approval: Decision
+    allowed: Decision
+    # The same checks flattened for Engine._check: (predicate, decision if it holds) per
+    # deny_if, the bare predicates of require, and whether approval is the tool's action.
+    deny_checks: tuple[tuple[Pred, Decision], ...] = ()
+    require_preds: tuple[Pred, ...] = ()
+    approval: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    data: Data | None  # the canonical dump, kept only when there is no model to answer `.policy`
+    source: "Policy | None"  # the validated model, when the engine was given one
+    default: str
+    hide: frozenset[str]
+    hide_all: bool
+    fast: dict[str, Decision | _Tool]  # tools whose decision is fixed map straight to it
+    tools: dict[str, _Tool]
+    default_allow: bool
+    all_limits: tuple[_Lim, ...]
+
+
+def _limit_text(lim: Data, any_tool: bool) -> str:
+    calls = "call" if lim["max"] == 1 else "calls"
+    scope = {"session": "per session", "identity": "per identity", "global": "in total"}[lim["per"]]
+    what = f"{calls} to any tool" if any_tool else calls
+    return f"at most {lim['max']} {what} per {_secs(float(lim['window']))} s {scope}"
+
+
+def _prepare_limit(lim: Data, prefix: str) -> _Lim:
+    per = lim["per"]
+    return _Lim(
+        prefix=f"{prefix}\x00{per}\x00",
+        scope=_SCOPE_INDEX[per],
+        max=lim["max"],
+        window=float(lim["window"]),
+        text=_limit_text(lim, prefix.startswith("a\x00")),
+        rule=lim.get("rule"),
+    )
+
+
+def _prepare_tool(name: str, t: Data, all_limits: tuple[_Lim, ...], where: str) -> _Tool:
+    n = _short(name)
+    action: str = t.get("action", "allow")
+    t_reason: str | None = t.get("reason")
+    t_rule: str | None = t.get("rule")
+    # The tool-level reason explains the tool's action; for an `allow` tool it is the only
+    # reason the author wrote, so conditions without their own reason fall back to it.
+    fallback = t_reason if action == "allow" else None
+
+    def cond(c: Data, kind: str, i: int) -> _Cond:
+        try:
+            pred = compile_condition(c)
+        except ValueError as e:
+            raise PlrError.at(f"{where}.{kind}[{i}]: {e}") from None
+        text = describe(c)
+        rule = c.get("rule") or t_rule
+        reason = c.get("reason") or fallback
+        if kind == "deny_if":
+            why = reason or f"`{n}`: denied because {text}"
+            return _Cond(pred, text, rule, Decision("deny", "deny_if", why, rule), None)
+        deny = Decision("deny", "require", reason or f"`{n}`: requirement not met: {text}", rule)
+        ask = Decision(
+            "approval_required",
+            "require",
+            reason or f"`{n}`: requirement not met without approval: {text}",
+            rule,
+        )
+        return _Cond(pred, text, rule, deny, ask)
+
+    deny_if = tuple(cond(c, "deny_if", i) for i, c in enumerate(t.get("deny_if", ())))
+    require = tuple(cond(c, "require", i) for i, c in enumerate(t.get("require", ())))
+    own = t.get("limits", ())
+    limits = tuple(_prepare_limit(lim, f"t\x00{name}\x00{i}") for i, lim in enumerate(own)) + all_limits
+    return _Tool(
+        name=name,
+        rule=t_rule,
+        action=action,
+        deny_if=deny_if,
+        require=require,
+        limits=limits,
+        denied=Decision("deny", "denied", t_reason or f"tool `{n}` is denied by policy", t_rule),
+        needs_approval=Decision(
+            "approval_required", "require", t_reason or f"tool `{n}` requires human approval", t_rule
+        ),
+        allowed=Decision("allow", "allowed", f"tool `{n}` is allowed by policy", t_rule),
+        deny_checks=tuple((c.pred, c.decision) for c in deny_if),
+        require_preds=tuple(c.pred for c in require),
+        approval=action == "require_approval",
+    )
+
+
+def prepare(data: Data, source: Policy | None = None) -> _Prepared:
+    """Everything ``decide`` needs, computed once per policy (raises PlrError on a bad path).
+
+    ``data`` is the canonical dump of a validated policy (``Policy.to_dict()``): the engine
+    trusts its shape, so callers get it from the loader or from the compiled-policy cache.
+    """
+    try:
+        top_limits = data.get("all_tools", {}).get("limits", ())
+        all_limits = tuple(_prepare_limit(lim, f"a\x00{i}") for i, lim in enumerate(top_limits))
+        tools = {
+            name: _prepare_tool(name, t, all_limits, f"tools.{name}") for name, t in data.get("tools", {}).items()
+        }
+    except RecursionError:
+        raise PlrError.at("policy conditions are nested too deeply") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as e:  # not the canonical shape: refuse
+        raise PlrError.at(f"policy data is not in the canonical form: {type(e).__name__}: {e}") from None
+    hide = frozenset(data.get("hide", ()))
+    fast: dict[str, Decision | _Tool] = {}
+    for name, pt in tools.items():
+        trivial = pt.action == "allow" and not (pt.deny_if or pt.require or pt.limits)
+        fast[name] = pt.allowed if trivial else pt.denied if pt.action == "deny" else pt
+    for name in hide:
+        fast[name] = _hidden(name)
+    default = data.get("default")
+    if default not in ("allow", "deny"):
+        raise PlrError.at("policy data is not in the canonical form: `default` must be allow or deny")
+    return _Prepared(
+        data=None if source is not None else data,
+        source=source,
+        default=default,
+        hide=hide,
+        hide_all="*" in hide,
+        fast={} if "*" in hide else fast,
+        tools=tools,
+        default_allow=default == "allow",
+        all_limits=all_limits,
+    )
+
+
+def _hidden(tool: Any) -> Decision:
+    return Decision("deny", "hidden", f"tool `{_short(tool)}` is hidden by policy")
+
+
+def _default_deny(tool: Any) -> Decision:
+    return Decision("deny", "default", f"tool `{_short(tool)}` is not allowed by policy (default deny)")
+
+
+def _default_allow(tool: Any) -> Decision:
+    return Decision("allow", "default", f"tool `{_short(tool)}` is allowed by policy (default allow)")

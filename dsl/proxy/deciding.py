@@ -1,0 +1,192 @@
+"""Decisions and their audit records: what the policy says about one ``tools/call``, and the
+line in the audit log that says it.
+
+``Decisions`` holds the engine, the policy it runs (swapped whole by a hot reload), the audit
+log and the pin check. ``decide`` never raises (an engine error is a deny); ``record`` raises
+when the record cannot be written, and the caller then fails closed (``fail_closed``: the call
+is denied, never forwarded). ``denied`` is the tool result a denied call gets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+
+from ..engine import Decision, Engine
+from .audit import AuditLog, args_sha256, redact, utc_now
+from .errors import log, secs, short
+from .pins import PinCheck
+from .reload import LoadedPolicy
+
+__all__ = ["DECISION_META_KEY", "Decisions", "ToolCall", "denied", "deny_text"]
+
+DECISION_META_KEY = "plr/decision"
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One tools/call as the proxy decides and audits it: what is asked, by whom, and the id
+    that ties its audit records together (a 2026-07-28 approval retry takes the first round's)."""
+
+    id: str
+    tool: str
+    args: Any
+    session: str
+    identity: str | None
+
+
+def deny_text(tool: str, d: Decision) -> str:
+    """``plr: cancel-task denied by policy.plr:11: REASON`` (+ retry hint when rate limited)."""
+    where = f" by {d.rule}" if d.rule else " by policy"
+    text = f"plr: {tool} denied{where}: {d.reason}"
+    if d.retry_after is not None and "retry after" not in d.reason:
+        text += f"; retry after {secs(d.retry_after)} s"
+    return text
+
+
+def denied(tool: str, d: Decision, code: str | None = None) -> types.CallToolResult:
+    """The tool result of a denied call: an error naming the tool, rule and reason, and the
+    decision in ``_meta`` for programs."""
+    meta = {
+        DECISION_META_KEY: {
+            "effect": "deny",
+            "code": code or d.code,
+            "rule": d.rule,
+            "reason": d.reason,
+            "retry_after": d.retry_after,
+        }
+    }
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=deny_text(tool, d))], is_error=True, _meta=meta
+    )
+
+
+def has_non_finite(value: Any) -> bool:
+    """Whether a call's arguments hold NaN or ±Infinity (which Python's JSON reader accepts)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
+class Decisions:
+    """The policy's decisions on tool calls and their audit records."""
+
+    def __init__(
+        self,
+        loaded: LoadedPolicy,
+        pins: PinCheck,
+        *,
+        limit_store: Any = None,
+        audit: AuditLog | None = None,
+        server_name: str | None = None,
+        log_args: bool = False,
+        report: Callable[[str], None],
+    ) -> None:
+        self.engine = Engine(loaded.policy, store=limit_store)
+        self.loaded = loaded
+        self.pins = pins
+        self.audit = audit
+        self.server_name = server_name  # the records' "server" (the upstream's name once known)
+        self.log_args = log_args
+        self.report = report
+        self._last_hidden: frozenset[str] = frozenset(loaded.policy.hide)
+
+    def apply_policy(self, loaded: LoadedPolicy) -> bool:
+        """Hot reload: prepare fully, then swap (raises and keeps the old policy on failure).
+        Returns whether the hidden tools changed (the clients are then told their list changed)."""
+        self.engine.replace_policy(loaded.policy)
+        self.loaded = loaded
+        hidden = frozenset(loaded.policy.hide)
+        if hidden == self._last_hidden:
+            return False
+        self._last_hidden = hidden
+        return True
+
+    def visible(self, names: list[Any]) -> set[Any]:
+        """Which of the listed tool names the policy lets a client see."""
+        return set(self.engine.visible(names))
+
+    def decide(self, c: ToolCall, approved: bool) -> tuple[Decision, int]:
+        """The decision for ``c`` and how long it took (µs). Never raises: an error is a deny."""
+        t0 = time.perf_counter_ns()
+        try:
+            changed = self.pins.refusal(c.tool)
+            if changed is not None:  # before the engine: a withheld tool counts against no limit
+                return Decision("deny", "tool_changed", changed), (time.perf_counter_ns() - t0) // 1000
+            if has_non_finite(c.args):  # decided on NaN, forwarded as null: refuse rather than guess
+                why = "the arguments hold NaN or Infinity, which JSON cannot carry; send a number, a string or null"
+                return Decision("deny", "invalid_args", why), (time.perf_counter_ns() - t0) // 1000
+            d = self.engine.decide(
+                c.tool, c.args, identity=c.identity, session=c.session, server=self.server_name, approved=approved
+            )
+        except Exception as e:  # noqa: BLE001 - the engine promises not to raise; fail closed if it does
+            d = Decision("deny", "error", f"internal error while deciding: {type(e).__name__}: {e}")
+        return d, (time.perf_counter_ns() - t0) // 1000
+
+    def limited_once_approved(self, c: ToolCall) -> Decision | None:
+        """The rate-limit denial ``c`` would get once approved (None: its limits let it through)."""
+        return self.engine.rate_limit_if_approved(c.tool, identity=c.identity, session=c.session)
+
+    def record(
+        self,
+        c: ToolCall,
+        d: Decision,
+        latency_us: int,
+        *,
+        effect: str | None = None,
+        approval: str | None = None,
+        approval_id: str | None = None,
+    ) -> None:
+        """Write one decision record, outcome from ``d`` (effect may be overridden: an
+        ``approval_required`` that was not approved is logged as a deny). Raises OSError if it
+        cannot be written."""
+        if self.audit is None:
+            return
+        rec: dict[str, Any] = {
+            "ts": utc_now(),
+            "session": c.session,
+            "identity": c.identity,
+            "server": self.server_name,
+            "tool": c.tool,
+            "args_sha256": args_sha256(c.args),
+            "effect": effect or d.effect,
+            "code": d.code,
+            "rule": d.rule,
+            "reason": d.reason,
+            "policy_sha256": self.loaded.sha256,
+            "latency_us": latency_us,
+            "call": c.id,
+        }
+        if d.retry_after is not None:
+            rec["retry_after"] = d.retry_after
+        if approval is not None:
+            rec["approval"] = approval
+        if approval_id is not None:
+            rec["approval_id"] = approval_id
+        if self.log_args:
+            rec["args"] = redact(c.args)
+        self.audit.write(rec)
+
+    def fail_closed(self, c: ToolCall, e: BaseException) -> types.CallToolResult:
+        """An internal error while deciding or recording ``c``: denied (and recorded if possible)."""
+        d = Decision("deny", "error", f"internal error in the proxy: {type(e).__name__}: {short(str(e), 200)}")
+        log.error("plr proxy: denying %s: %s", c.tool, d.reason)
+        self.report(f"plr proxy: denied {c.tool} after an internal error: {type(e).__name__}: {e}")
+        try:
+            self.record(c, d, 0)
+        except Exception as e2:  # noqa: BLE001
+            self.report(f"plr proxy: could not write the audit record: {e2}")
+        return denied(c.tool, d)

@@ -1,0 +1,69 @@
+"""What every part of the proxy is given: the command line (``ProxyOptions``) and, once the proxy
+serves, the task group it runs in (``Background``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .pins import ToolPins
+
+__all__ = ["ApprovalMode", "Background", "ProxyOptions"]
+
+ApprovalMode = Literal["auto", "elicit", "queue", "deny"]
+
+
+@dataclass
+class ProxyOptions:
+    """Everything the proxy is told on the command line."""
+
+    policy_path: str
+    identity: str | None = None
+    server_name: str | None = None
+    audit_path: Path | None = None
+    log_args: bool = False
+    audit_max_bytes: int = 10 * 1024 * 1024
+    audit_backups: int = 5
+    approval_mode: ApprovalMode = "auto"
+    approval_timeout: float = 120.0
+    approvals_db: Path | None = None
+    # --state: shared limit counters + approval queue (a dsl.state.redis.RedisState); None: in-process + SQLite
+    state: Any = None
+    watch: bool = False
+    upstream_timeout: float | None = 60.0  # seconds; None or 0: wait for ever
+    # the upstream's start (spawn + MCP handshake, or opening an upstream session): a server fetched by
+    # npx or a busy machine takes longer to start than to answer, so the two bounds are separate
+    start_timeout: float | None = 60.0
+    # a command upstream that dies is started again at most this many times in a row (0: never)
+    max_restarts: int = 3
+    # HTTP front: Authorization bearer token -> identity (None: everyone is ``identity``)
+    tokens: dict[str, str] | None = None
+    # HTTP front with --upstream URL: at most this many front sessions hold their own upstream session
+    max_sessions: int = 64
+    # ... and at most this many of them per identity (0: no share), so one identity cannot hold them all
+    max_sessions_per_identity: int = 0
+    # tool pinning (pins.py); None: pin in memory, withholding changed tools
+    pins: ToolPins | None = None
+    stderr: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
+
+
+class Background:
+    """The task group the proxy serves in (``None`` until ``serve`` sets it, or in a test that
+    never serves): where a part starts work that must outlive the request that began it."""
+
+    __slots__ = ("tg",)
+
+    def __init__(self) -> None:
+        self.tg: Any = None  # anyio.abc.TaskGroup
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """``tg.start_soon(fn, *args)``; False (and nothing started) before the proxy serves."""
+        tg = self.tg
+        if tg is None:
+            return False
+        tg.start_soon(fn, *args)
+        return True

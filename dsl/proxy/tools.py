@@ -1,0 +1,90 @@
+"""The two methods the policy governs: ``tools/list`` and ``tools/call``.
+
+``tools/list`` is forwarded, each page reviewed against the pins (a changed tool is withheld),
+and the tools the policy hides are dropped. ``tools/call`` is decided first (``Decisions``); a
+denial is a tool error naming the tool, rule and reason, and the upstream server never sees the
+call; ``approval_required`` asks a human (``ApprovalFlow``); the audit record is written and
+flushed before anything is forwarded, and a failure in any of that denies the call (fail closed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import mcp_types as types
+
+from .approval_flow import ApprovalFlow, upstream_inputs
+from .deciding import Decisions, ToolCall, denied
+from .forwarding import RAW, Forwarder, rebuild
+from .pins import PinCheck
+from .sessions import FrontSessions
+
+__all__ = ["ToolMethods"]
+
+
+@dataclass(eq=False)
+class ToolMethods:
+    """The ``tools/list`` and ``tools/call`` handlers of the front server."""
+
+    sessions: FrontSessions
+    decisions: Decisions
+    approvals: ApprovalFlow
+    pin_check: PinCheck
+    forwarding: Forwarder
+    # input schemas of the last listing: Mcp-Param header checks (2026-07-28 HTTP) read them
+    schemas: dict[str, Any] = field(default_factory=dict)
+
+    async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> dict[str, Any]:
+        self.sessions.remember(ctx)
+        res: dict[str, Any] = await self.forwarding.send(
+            ctx, types.ListToolsRequest(params=types.PaginatedRequestParams.model_validate(rebuild(params))), RAW
+        )
+        tools = self.pin_check.review(res.get("tools") or [])
+        whole = (params is None or params.cursor is None) and not res.get("nextCursor")
+        await self.pin_check.listed(whole, lambda: self.forwarding.client_of(ctx))
+        for t in tools:
+            if isinstance(t, dict) and isinstance(t.get("name"), str):
+                self.schemas[t["name"]] = t.get("inputSchema")
+        visible = self.decisions.visible([t.get("name") for t in tools if isinstance(t, dict)])
+        res["tools"] = [t for t in tools if isinstance(t, dict) and t.get("name") in visible]
+        return res
+
+    async def call_tool(
+        self, ctx: Any, params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        self.sessions.remember(ctx)
+        args = params.arguments if params.arguments is not None else {}
+        c = ToolCall(uuid.uuid4().hex[:16], params.name, args, session="?", identity=None)
+        # a session the upstream forgot is reopened (its tools checked against the pins) before
+        # deciding, so the decision sees what the call would reach
+        await self.forwarding.reopen_forgotten(ctx)
+        decisions = self.decisions
+        try:
+            c.session = self.sessions.session_of(ctx)
+            c.identity = self.sessions.identity_of(ctx)
+            d, us = decisions.decide(c, False)
+            approval = approval_id = None
+            if d.effect == "approval_required":
+                outcome = await self.approvals.approve(ctx, params, c, d, us)
+                if isinstance(outcome, types.InputRequiredResult | types.CallToolResult):
+                    return outcome
+                d, us, approval, approval_id = outcome
+            if d.effect != "allow":
+                decisions.record(c, d, us, effect="deny", approval=approval, approval_id=approval_id)
+                return denied(c.tool, d)
+            decisions.record(c, d, us, approval=approval, approval_id=approval_id)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
+            return decisions.fail_closed(c, e)
+        # -- allowed and logged: forward ------------------------------------------------
+        fwd = rebuild(params)
+        fwd["arguments"] = params.arguments
+        if params.arguments is None:
+            fwd.pop("arguments", None)
+        fwd.update(upstream_inputs(params))  # a 2026-07-28 upstream's own input round, passed through
+        req = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd))
+        return await self.forwarding.send(ctx, req, RAW, progress=True)

@@ -1,0 +1,40 @@
+"""State that outlives one decision: limit counters and the human-approval queue.
+
+Where things live:
+
+- ``base``: the ``LimitStore`` contract and ``StateUnavailable``, the one exception every
+  backend raises when it cannot be reached (the call is then denied, never let through);
+- ``queue``: the approval queue's contract (``ApprovalBackend``) and its ``Approval`` record;
+- ``memory``: ``MemoryLimitStore``, the in-process counters an ``Engine`` uses by default;
+- ``sqlite``: ``SqliteApprovalQueue``, the approval queue of one machine, and
+  ``default_db_path``;
+- ``redis``: the fleet backends behind ``--state redis://...`` (``RedisLimitStore``,
+  ``RedisApprovalQueue``, ``RedisState`` that wires them) and ``redis_link``: URLs, clients and
+  ``RedisHealth``, which turns any Redis failure into a fail-closed ``StateUnavailable``.
+
+Nothing here imports the engine or the proxy, and the backends are imported only when chosen:
+redis-py (an optional dependency), sqlite3 and anyio stay off the decision path.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .base import LimitStore, StateUnavailable
+from .memory import MemoryLimitStore
+
+if TYPE_CHECKING:
+    from .queue import ApprovalBackend
+    from .redis import RedisState
+
+__all__ = ["LimitStore", "MemoryLimitStore", "StateUnavailable", "open_queue"]
+
+
+def open_queue(state: RedisState | None, db_path: str | os.PathLike[str] | None) -> ApprovalBackend:
+    """The Redis queue of ``state`` if given, else SQLite at ``db_path``."""
+    if state is not None:
+        return state.approval_queue()
+    from .sqlite import SqliteApprovalQueue, default_db_path
+
+    return SqliteApprovalQueue(db_path if db_path is not None else default_db_path(None))

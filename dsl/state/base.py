@@ -1,0 +1,48 @@
+"""What every limit store promises, and how any state backend fails: ``StateUnavailable``.
+
+The engine programs against ``LimitStore`` only; a backend (``memory``, ``redis``) is chosen
+once at start-up. The engine imports this module, so it holds nothing else: no backend, and
+not the approval queue's contract (``queue``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+__all__ = ["StateUnavailable", "LimitStore", "state_home"]
+
+
+class StateUnavailable(Exception):
+    """A shared ``LimitStore`` cannot be reached: the call is denied (``state_unavailable``)."""
+
+
+def state_home() -> Path:
+    """``$XDG_STATE_HOME/plr`` (``~/.local/state/plr``): the audit log and the local approval
+    queue live side by side there unless told otherwise."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "plr"
+
+
+# --- limit counters -----------------------------------------------------------------------
+
+
+@runtime_checkable
+class LimitStore(Protocol):
+    """Sliding-window counters shared by every decision (and kept across policy reloads).
+
+    One atomic method so a shared store (Redis) can implement it with a script. A store may
+    also offer ``acquire_which(keys, now) -> (retry_after, index) | None`` (same contract,
+    plus the index of the key that set ``retry_after``) so the engine can name the limit hit.
+    """
+
+    def acquire(self, keys: Sequence[tuple[str, int, float]], now: float) -> float | None:
+        """Record one hit at ``now`` on every ``(key, max, window)`` if all have room.
+
+        A hit at ``t`` counts while ``now - t < window``. If every key has fewer than ``max``
+        counted hits, record the hit on all of them and return None; otherwise record nothing
+        and return the seconds until every key has room for one more call.
+        """
+        ...

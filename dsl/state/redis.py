@@ -1,0 +1,431 @@
+"""Shared state for proxy fleets (``plr proxy --state redis://HOST:PORT/DB``).
+
+- ``RedisLimitStore``: sliding-window limit counters. One Lua script checks every key and
+  records the hit on all of them atomically (sorted set per key: ``ZREMRANGEBYSCORE`` +
+  ``ZCARD`` + ``ZADD`` + ``PEXPIRE``), so "10 per minute per session" holds across replicas.
+  Time is Redis's own clock (``TIME``) unless a clock is injected for tests: replicas' clocks
+  never have to agree.
+- ``RedisApprovalQueue``: one hash per request (``plr:approval:ID``) with a TTL (the timeout
+  plus a day of history), a sorted-set index for ``list``, every state change in one Lua script
+  using Redis's clock, and a pub/sub message on ``plr:approval:ID:events`` when it is answered,
+  which wakes the replica that holds the call at once (it also re-reads the request every
+  ``poll_interval`` in case a message was missed). The operator answers with
+  ``plr approvals --state URL grant ID`` from anywhere.
+- ``RedisState``: what ``--state`` builds once per process: one client, the limit store, the
+  approval queue and one ``RedisHealth``.
+
+How a client is made and how failures are reported (``RedisHealth``: Redis unreachable ->
+``StateUnavailable`` -> the call is denied with ``state_unavailable``) is
+``dsl.state.redis_link``; its names are importable from here too.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .base import StateUnavailable
+from .queue import Approval, operator_name
+from .redis_link import RedisHealth, _client, aclose_quietly, check_state_url, display_url, redis_errors
+
+__all__ = [
+    "RedisLimitStore",
+    "RedisApprovalQueue",
+    "RedisHealth",
+    "RedisState",
+    "StateUnavailable",
+    "aclose_quietly",
+    "check_state_url",
+    "display_url",
+    "redis_errors",
+]
+
+# KEYS: counter keys. ARGV[1]: now in seconds or "" to use Redis TIME; ARGV[2]: member id ("" to
+# peek: answer without recording); then per key: max, window. Returns nil when admitted, else
+# {retry_after, index}.
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local worst, which = -1, -1
+for i, key in ipairs(KEYS) do
+  local max = tonumber(ARGV[1 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local n = redis.call('ZCARD', key)
+  if n >= max then
+    local entry = redis.call('ZRANGE', key, n - max, n - max, 'WITHSCORES')
+    local wait = tonumber(entry[2]) + window - now
+    if wait > worst then worst, which = wait, i - 1 end
+  end
+end
+if which >= 0 then
+  return {tostring(math.max(worst, 0)), which}
+end
+if ARGV[2] == '' then return false end  -- a peek: room everywhere, nothing recorded
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 + 2 * i])
+  redis.call('ZADD', key, now, ARGV[2] .. ':' .. i)
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+end
+return false
+"""
+
+
+class RedisLimitStore:
+    """``LimitStore`` on Redis (sorted set per key: ZREMRANGEBYSCORE + ZCARD + ZADD + PEXPIRE)."""
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "plr:limit:",
+        use_server_time: bool = True,
+        health: RedisHealth | None = None,
+    ) -> None:
+        self._r = client
+        self._prefix = prefix
+        self._server_time = use_server_time
+        self._script = client.register_script(_ACQUIRE)
+        self._health = health if health is not None else RedisHealth("redis")
+
+    @classmethod
+    def from_url(cls, url: str, **kw: Any) -> "RedisLimitStore":
+        return cls(_client(url, socket_timeout=1.0), **kw)
+
+    def acquire(self, keys: Sequence[tuple[str, int, float]], now: float) -> float | None:
+        r = self.acquire_which(keys, now)
+        return None if r is None else r[0]
+
+    def peek_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
+        """What ``acquire_which`` would answer now, recording nothing."""
+        return self.acquire_which(keys, now, _member="")
+
+    def acquire_which(
+        self, keys: Sequence[tuple[str, int, float]], now: float, _member: str | None = None
+    ) -> tuple[float, int] | None:
+        member = uuid.uuid4().hex if _member is None else _member
+        args: list[Any] = ["" if self._server_time else repr(float(now)), member]
+        for _key, mx, window in keys:
+            args += [int(mx), float(window)]
+        res = self._health.run(self._script, keys=[self._prefix + k for k, _, _ in keys], args=args)
+        if not res:
+            return None
+        try:
+            retry, index = res
+            return (float(retry), int(index))
+        except (TypeError, ValueError) as e:  # an answer we do not understand: fail closed
+            raise StateUnavailable(f"redis: unexpected answer from the limit script: {e}") from None
+
+
+# --- the approval queue of a fleet ------------------------------------------------------
+
+# Every script reads Redis's clock (TIME): replicas and the operator's machine never have to agree.
+_R_NOW = "local _t = redis.call('TIME'); local now = tonumber(_t[1]) + tonumber(_t[2]) / 1000000\n"
+
+# KEYS[1] request hash, KEYS[2] index; ARGV: id, timeout, retention, field, value, ...
+_R_FILE = (
+    _R_NOW
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local timeout, retention = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'created', string.format('%.6f', now),
+  'expires', string.format('%.6f', now + timeout), 'status', 'pending')
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[1], math.ceil((timeout + retention) * 1000))
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention - 7 * 86400)
+return 1
+"""
+)
+
+# KEYS[1] request hash; ARGV[1] args hash. "granted" (consumed now) | "denied" | "expired" | nil (pending)
+_R_SETTLE = (
+    _R_NOW
+    + """
+local st = redis.call('HMGET', KEYS[1], 'status', 'expires', 'args_sha256')
+local status = st[1]
+if not status then return 'denied' end
+if status == 'granted' then
+  if st[3] == ARGV[1] then
+    redis.call('HSET', KEYS[1], 'status', 'used')
+    return 'granted'
+  end
+  redis.call('HSET', KEYS[1], 'status', 'denied', 'note', 'arguments hash mismatch')
+  return 'denied'
+end
+if status == 'pending' then
+  if now < tonumber(st[2]) then return false end
+  redis.call('HSET', KEYS[1], 'status', 'expired')
+  return 'expired'
+end
+if status == 'denied' or status == 'expired' then return status end
+return 'denied'
+"""
+)
+
+# KEYS[1] request hash; ARGV: new status, decided_by, note, channel, only_if_unexpired ("1"/"0").
+# Moves a pending request to the new status; returns {1, status} or {0, status now | "unknown"}.
+_R_ANSWER = (
+    _R_NOW
+    + """
+local st = redis.call('HMGET', KEYS[1], 'status', 'expires')
+if not st[1] then return {0, 'unknown'} end
+if st[1] ~= 'pending' then return {0, st[1]} end
+if ARGV[5] == '1' and now >= tonumber(st[2]) then return {0, 'expired'} end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'decided_at', string.format('%.6f', now))
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'decided_by', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'note', ARGV[3]) end
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return {1, ARGV[1]}
+"""
+)
+
+
+def _s(v: Any) -> str | None:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+
+def _f(v: Any) -> float | None:
+    try:
+        return float(_s(v)) if v is not None else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+class RedisApprovalQueue:
+    """The approval queue of a fleet, in Redis (see the module docstring); thread-safe."""
+
+    def __init__(self, state: RedisState, *, retention: float = 86400.0, poll_interval: float = 0.5) -> None:
+        self._state = state  # a RedisState
+        self._r = state.client
+        self._health = state.health
+        self._p = state.prefix + "approval:"
+        self._index = state.prefix + "approvals"
+        self.retention = retention
+        self.poll_interval = poll_interval
+        self.where = state.display
+        self.cli_hint = f" --state {state.display}"
+        self._file = self._r.register_script(_R_FILE)
+        self._settle = self._r.register_script(_R_SETTLE)
+        self._answer = self._r.register_script(_R_ANSWER)
+
+    def _key(self, aid: str) -> str:
+        return self._p + aid
+
+    def _channel(self, aid: str) -> str:
+        return self._p + aid + ":events"
+
+    # -- proxy side -------------------------------------------------------------------
+
+    def file(
+        self,
+        *,
+        tool: str,
+        args_text: str,
+        args_hash: str,
+        timeout: float,
+        session: str | None = None,
+        identity: str | None = None,
+        server: str | None = None,
+        rule: str | None = None,
+        reason: str | None = None,
+    ) -> str:
+        fields = {
+            "tool": tool,
+            "args": args_text,
+            "args_sha256": args_hash,
+            "session": session,
+            "identity": identity,
+            "server": server,
+            "rule": rule,
+            "reason": reason,
+            "pid": os.getpid(),
+        }
+        flat: list[Any] = []
+        for k, v in fields.items():
+            if v is not None:
+                flat += [k, v]
+        for _ in range(20):
+            aid = secrets.token_hex(4)
+            ok = self._health.run(
+                self._file, keys=[self._key(aid), self._index], args=[aid, float(timeout), self.retention, *flat]
+            )
+            if ok:
+                return aid
+        raise RuntimeError("could not allocate an approval id")
+
+    def _transition(self, aid: str, status: str, *, only_unexpired: bool, who: str | None, note: str | None) -> tuple[bool, str]:
+        res = self._health.run(
+            self._answer,
+            keys=[self._key(aid)],
+            args=[status, who or "", note or "", self._channel(aid), "1" if only_unexpired else "0"],
+        )
+        try:
+            return bool(int(res[0])), str(_s(res[1]))
+        except (TypeError, ValueError, IndexError):
+            raise StateUnavailable("redis: unexpected answer from the approval script") from None
+
+    def cancel(self, aid: str) -> None:
+        self._transition(aid, "cancelled", only_unexpired=False, who=None, note=None)
+
+    async def wait(self, aid: str, args_hash: str, timeout: float) -> str:
+        """Subscribe to the request's channel, then settle it whenever a message (or the
+        fallback poll) says something may have changed, until it is answered or expires."""
+        import anyio  # only once a call waits: the limit store and `plr approvals` never need it
+        import anyio.to_thread
+
+        deadline = anyio.current_time() + timeout
+        health = self._health
+        client = self._state.async_client()
+        pubsub = client.pubsub()
+        settle = client.register_script(_R_SETTLE)
+        key = self._key(aid)
+        try:
+            await health.arun(pubsub.subscribe, self._channel(aid))  # before the first look: no lost wake-up
+            while True:
+                result = _s(await health.arun(settle, keys=[key], args=[args_hash]))
+                if result:
+                    return str(result)
+                left = deadline - anyio.current_time()
+                if left <= 0:
+                    # our deadline: expire it (unless it was answered this instant) and settle once more
+                    await anyio.to_thread.run_sync(
+                        lambda: self._transition(aid, "expired", only_unexpired=False, who=None, note=None)
+                    )
+                    result = _s(await health.arun(settle, keys=[key], args=[args_hash]))
+                    return str(result or "expired")
+                await health.arun(
+                    pubsub.get_message, ignore_subscribe_messages=True, timeout=min(self.poll_interval, left)
+                )
+        except BaseException:
+            # cancelled, or Redis failed: the request must not stay pending (best effort)
+            with anyio.CancelScope(shield=True):
+                try:
+                    await anyio.to_thread.run_sync(self.cancel, aid)
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+        finally:
+            await aclose_quietly(pubsub, client)
+
+    # -- operator side ----------------------------------------------------------------
+
+    def _load(self, ids: list[str]) -> list[Approval]:
+        def fetch() -> list[Any]:
+            pipe = self._r.pipeline(transaction=False)
+            for aid in ids:
+                pipe.hgetall(self._key(aid))
+            return pipe.execute()  # type: ignore[no-any-return]
+
+        rows = self._health.run(fetch) if ids else []
+        out: list[Approval] = []
+        gone: list[str] = []
+        for aid, h in zip(ids, rows, strict=True):
+            if not h:
+                gone.append(aid)
+                continue
+            d = {_s(k): _s(v) for k, v in h.items()}
+            try:
+                pid = int(d["pid"]) if d.get("pid") else None
+            except ValueError:
+                pid = None
+            out.append(
+                Approval(
+                    id=d.get("id") or aid,
+                    created=_f(d.get("created")) or 0.0,
+                    expires=_f(d.get("expires")) or 0.0,
+                    status=d.get("status") or "unknown",
+                    tool=d.get("tool") or "",
+                    args=d.get("args") or "",
+                    args_sha256=d.get("args_sha256") or "",
+                    session=d.get("session"),
+                    identity=d.get("identity"),
+                    server=d.get("server"),
+                    rule=d.get("rule"),
+                    reason=d.get("reason"),
+                    pid=pid,
+                    decided_at=_f(d.get("decided_at")),
+                    decided_by=d.get("decided_by"),
+                    note=d.get("note"),
+                )
+            )
+        if gone:  # their TTL ran out: keep the index small (best effort)
+            try:
+                self._health.run(self._r.zrem, self._index, *gone)
+            except StateUnavailable:
+                pass
+        return out
+
+    def _now(self) -> float:
+        secs, micros = self._health.run(self._r.time)
+        return float(secs) + float(micros) / 1e6
+
+    def list(self, *, include_done: bool = False, limit: int = 200) -> list[Approval]:
+        if include_done:
+            ids = [str(_s(x)) for x in self._health.run(self._r.zrevrange, self._index, 0, max(0, limit - 1))]
+            return self._load(ids)
+        ids = [str(_s(x)) for x in self._health.run(self._r.zrange, self._index, 0, -1)]
+        now = self._now()
+        return [a for a in self._load(ids) if a.status == "pending" and a.expires > now][:limit]
+
+    def get(self, aid: str) -> Approval | None:
+        got = self._load([aid])
+        return got[0] if got else None
+
+    def answer(self, aid: str, grant: bool, note: str | None = None, who: str | None = None) -> tuple[bool, str]:
+        if who is None:
+            who = operator_name()
+        status = "granted" if grant else "denied"
+        done, now_status = self._transition(aid, status, only_unexpired=True, who=who, note=note)
+        return done, (status if done else now_status)
+
+
+class RedisState:
+    """The shared state of one proxy process: limit counters and the approval queue in Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        report: Callable[[str], None] | None = None,
+        prefix: str = "plr:",
+        retry_interval: float = 0.5,
+        socket_timeout: float = 0.5,
+    ) -> None:
+        self.url = check_state_url(url)
+        self.display = display_url(url)
+        self.prefix = prefix
+        self.socket_timeout = socket_timeout
+        self.health = RedisHealth(self.display, report, retry_interval=retry_interval, max_retry_interval=2.0)
+        self.client = _client(url, socket_timeout=socket_timeout)
+        self.limit_store = RedisLimitStore(self.client, prefix=prefix + "limit:", health=self.health)
+        self._queue: RedisApprovalQueue | None = None
+
+    def async_client(self) -> Any:
+        """A new ``redis.asyncio`` client for the running event loop (the caller closes it)."""
+        return _client(self.url, socket_timeout=self.socket_timeout, asyncio=True)
+
+    def approval_queue(self) -> RedisApprovalQueue:
+        """The fleet's approval queue (one per process)."""
+        if self._queue is None:
+            self._queue = RedisApprovalQueue(self)
+        return self._queue
+
+    def ping(self) -> bool:
+        """True if Redis answers now (the outcome is reported like any other command's)."""
+        try:
+            self.health.run(self.client.ping)
+            return True
+        except StateUnavailable:
+            return False
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass

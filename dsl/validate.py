@@ -1,0 +1,264 @@
+"""The rules of the policy JSON contract, in one place and without pydantic.
+
+Two doors let a policy document in, and both enforce these rules:
+
+- ``dsl.policy.load_policy``: any document a person wrote. Its pydantic models declare the
+  structure (types, keys, enums, bounds: that is also the published JSON Schema) and call the
+  rules here for everything a type cannot say (op and value, RE2, literal values, lone
+  surrogates). It reports every problem, and accepts the seed's ``rate_limit``.
+- ``Engine.from_data`` (``check_data``): the canonical dump (``Policy.to_dict()``) read back
+  from the compiled-policy cache. That path must not import pydantic (``plr eval`` on an
+  unchanged policy stays fast), so the structure is checked here too, against the same
+  tables; anything that is not exactly the canonical form (a typo'd key, a seed
+  ``rate_limit``, a missing ``per``) is refused rather than guessed, at the first problem.
+
+Kept apart from ``dsl.policy`` and ``dsl.engine`` so each can import it without the other.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .vocab import (
+    LIST_OPS,
+    MAX_LIMIT_COUNT,
+    MAX_WINDOW_SECONDS,
+    OPS,
+    STRING_OPS,
+    SURROGATE,
+    VALUELESS_OPS,
+    parse_path,
+)
+
+__all__ = [
+    "Data",
+    "ACTIONS",
+    "SCOPES",
+    "FNS",
+    "TOP_KEYS",
+    "TOOL_KEYS",
+    "LIMIT_KEYS",
+    "LEAF_KEYS",
+    "literal",
+    "check_json_value",
+    "check_leaf",
+    "check_window_type",
+    "surrogate_problem",
+    "check_data",
+]
+
+# A condition, limit, tool or whole policy in the canonical dump form (``Policy.to_dict()``).
+Data = dict[str, Any]
+
+ACTIONS = ("allow", "deny", "require_approval")
+SCOPES = ("session", "identity", "global")
+FNS = ("count", "len")
+# The keys of the canonical dump: the pydantic models' fields, minus the seed's `rate_limit`
+# (a test keeps the two in step).
+TOP_KEYS = frozenset({"version", "package", "default", "hide", "all_tools", "tools"})
+TOOL_KEYS = frozenset({"action", "reason", "require", "deny_if", "limits", "rule"})
+LIMIT_KEYS = frozenset({"max", "window", "per", "rule"})
+LEAF_KEYS = frozenset({"path", "op", "value", "fn", "reason", "rule"})
+
+
+def literal(v: Any) -> str:
+    """A value as JSON for a message, bounded: documents and agents choose these values."""
+    try:
+        text = json.dumps(v, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):
+        text = "<value>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --- the rules a type cannot express (the loader's models call these too) ---------------------
+
+
+def check_json_value(v: Any, depth: int = 0) -> Any:
+    """Literal values are JSON scalars or lists of them; NaN/Infinity are not JSON."""
+    if depth > 64:  # the parser's own limit (dsl.parser.MAX_NESTING): compiled output always loads
+        raise ValueError("value is nested too deeply")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("value must be a finite number")
+    if isinstance(v, list):
+        for item in v:
+            check_json_value(item, depth + 1)
+    elif isinstance(v, dict):
+        raise ValueError("value must be a string, number, boolean, null or a list of them")
+    return v
+
+
+def check_leaf(op: str, value: Any, has_value: bool, fn: str | None) -> None:
+    """An op and its value agree: ValueError with the author-facing explanation otherwise."""
+    if op in VALUELESS_OPS:
+        if has_value:
+            raise ValueError(f"op `{op}` takes no value")
+        if fn is not None:
+            raise ValueError(f"op `{op}` takes no fn")
+        return
+    if not has_value:
+        raise ValueError(f"op `{op}` needs a value")
+    if op in LIST_OPS and not isinstance(value, list):
+        raise ValueError(f"op `{op}` needs a list value")
+    if op in STRING_OPS and not isinstance(value, str):
+        raise ValueError(f"op `{op}` needs a string value")
+    if op == "regex":
+        from .regex import compile_re2
+
+        compile_re2(value)  # raises ValueError with RE2's explanation
+
+
+def check_window_type(v: Any) -> Any:
+    """A window is a finite JSON number (``true`` is not 1 second); its bounds are checked apart."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("must be a number of seconds")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("must be a finite number of seconds")
+    return v
+
+
+def surrogate_problem(value: Any) -> str | None:
+    """The message for the first string (key or value) holding a lone surrogate, else None:
+    ``"\\ud800"`` is valid JSON text, yet no UTF-8 output can carry it."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, str):
+            if SURROGATE.search(v):
+                return _surrogate_at(at)
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                key_at = f"{at}.{k}" if at else str(k)
+                if isinstance(k, str) and SURROGATE.search(k):
+                    return _surrogate_at(at)
+                stack.append((item, key_at))
+        elif isinstance(v, list):
+            stack.extend((item, f"{at}[{i}]") for i, item in enumerate(v))
+    return None
+
+
+def _surrogate_at(where: str) -> str:
+    return f"{where or '(document)'}: a lone surrogate (\\ud800-\\udfff) is not a character"
+
+
+# --- the canonical dump (Engine.from_data) ---------------------------------------------------
+
+
+def _shape(ok: bool, where: str, what: str) -> None:
+    if not ok:
+        raise ValueError(f"{where}: {what}")
+
+
+def _rule(check: Callable[..., Any], where: str, *args: Any) -> None:
+    """One of the shared rules above, its message located at ``where``."""
+    try:
+        check(*args)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _check_meta(d: Data, where: str) -> None:
+    for key in ("reason", "rule"):
+        _shape(d.get(key) is None or isinstance(d[key], str), f"{where}.{key}", "must be a string")
+
+
+def _check_leaf(c: Data, where: str) -> None:
+    _shape(set(c) <= LEAF_KEYS, where, f"unexpected keys {sorted(set(c) - LEAF_KEYS)}")
+    _shape(isinstance(c.get("path"), str), f"{where}.path", "must be a string")
+    _shape(c.get("op") in OPS, f"{where}.op", f"unknown op {literal(c.get('op'))}")
+    _shape(c.get("fn") in (None, *FNS), f"{where}.fn", f"unknown fn {literal(c.get('fn'))}")
+    _rule(parse_path, f"{where}.path", c["path"])
+    if "value" in c:
+        _rule(check_json_value, f"{where}.value", c["value"])
+    _rule(check_leaf, where, c["op"], c.get("value"), "value" in c, c.get("fn"))
+
+
+def _check_condition(c: Any, where: str, depth: int = 0) -> None:
+    _shape(isinstance(c, dict), where, "a condition must be an object")
+    _shape(depth <= 200, where, "nested too deeply")
+    kinds = [k for k in ("all", "any", "not") if k in c]
+    if kinds:
+        k = kinds[0]
+        _shape(len(kinds) == 1 and set(c) <= {k, "reason", "rule"}, where, f"unexpected keys {sorted(c)}")
+        if k == "not":
+            _check_condition(c["not"], f"{where}.not", depth + 1)
+        else:
+            _shape(isinstance(c[k], list), f"{where}.{k}", "must be a list")
+            for i, x in enumerate(c[k]):
+                _check_condition(x, f"{where}.{k}[{i}]", depth + 1)
+    else:
+        _check_leaf(c, where)
+    _check_meta(c, where)
+
+
+def _check_limit(lim: Any, where: str) -> None:
+    _shape(isinstance(lim, dict) and set(lim) <= LIMIT_KEYS, where, "a limit is {max, window, per}")
+    m, w = lim.get("max"), lim.get("window")
+    _shape(
+        isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= MAX_LIMIT_COUNT,
+        f"{where}.max",
+        f"must be an integer from 1 to {MAX_LIMIT_COUNT}",
+    )
+    _rule(check_window_type, f"{where}.window", w)
+    _shape(
+        0 < w <= MAX_WINDOW_SECONDS,
+        f"{where}.window",
+        f"must be a number of seconds > 0 and <= {MAX_WINDOW_SECONDS}",
+    )
+    _shape(lim.get("per") in SCOPES, f"{where}.per", "must be session, identity or global")
+    _check_meta(lim, where)
+
+
+def _check_tool(t: Any, where: str) -> None:
+    _shape(isinstance(t, dict), where, "must be an object")
+    _shape(set(t) <= TOOL_KEYS, where, f"unexpected keys {sorted(set(t) - TOOL_KEYS)}")
+    _shape(t.get("action", "allow") in ACTIONS, f"{where}.action", f"unknown action {literal(t.get('action'))}")
+    for kind in ("require", "deny_if", "limits"):
+        _shape(isinstance(t.get(kind, []), list), f"{where}.{kind}", "must be a list")
+    for kind in ("require", "deny_if"):
+        for i, c in enumerate(t.get(kind, [])):
+            _check_condition(c, f"{where}.{kind}[{i}]")
+    for i, lim in enumerate(t.get("limits", [])):
+        _check_limit(lim, f"{where}.limits[{i}]")
+    _check_meta(t, where)
+
+
+WILDCARD_TOOL = (
+    'a tools key "*" is not a wildcard: it would govern only a tool literally named `*`, while "*" in '
+    "`hide` means every tool; for rules on every call use `all_tools` (`all tools` in .plr)"
+)
+
+
+def check_tool_names(names: Any) -> None:
+    """``"*"`` has one meaning in a policy (every tool, as `hide` has it): as a `tools` key it
+    would silently govern nothing, so it is refused (an Intercept-style wildcard rule)."""
+    if "*" in names:
+        raise ValueError(WILDCARD_TOOL)
+
+
+def check_data(data: Any) -> None:
+    """Refuse anything that is not the canonical dump (``Policy.to_dict()``) of a valid policy
+    instead of guessing: a typo'd key, an unknown action or a bare seed ``rate_limit`` would
+    otherwise be ignored. ValueError naming the spot (RecursionError past any sane nesting)."""
+    _shape(isinstance(data, dict), "(document)", "a policy must be an object")
+    _shape(set(data) <= TOP_KEYS, "(document)", f"unexpected keys {sorted(set(data) - TOP_KEYS)}")
+    _shape(data.get("version") == "1", "version", 'must be "1"')
+    _shape(data.get("package") is None or isinstance(data["package"], str), "package", "must be a string")
+    _shape(data.get("default") in ("allow", "deny"), "default", "must be allow or deny")
+    hide = data.get("hide", [])
+    _shape(isinstance(hide, list) and all(isinstance(h, str) for h in hide), "hide", "must be a list of names")
+    top = data.get("all_tools", {})
+    _shape(isinstance(top, dict) and set(top) <= {"limits"}, "all_tools", "must be {limits: [...]}")
+    _shape(isinstance(top.get("limits", []), list), "all_tools.limits", "must be a list")
+    for i, lim in enumerate(top.get("limits", [])):
+        _check_limit(lim, f"all_tools.limits[{i}]")
+    tools = data.get("tools", {})
+    _shape(isinstance(tools, dict), "tools", "must be an object")
+    _rule(check_tool_names, "tools", tools)
+    for name, t in tools.items():
+        _check_tool(t, f"tools.{name}")
+    problem = surrogate_problem(data)
+    if problem is not None:
+        raise ValueError(problem)
