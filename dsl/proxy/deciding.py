@@ -9,7 +9,6 @@ is denied, never forwarded). ``denied`` is the tool result a denied call gets.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import mcp_types as types
 
 from ..engine import Decision, Engine
+from ..engine.arguments import argument_problem
 from .audit import AuditLog, args_sha256, redact, utc_now
 from .errors import log, secs, short
 from .pins import PinCheck
@@ -66,21 +66,6 @@ def denied(tool: str, d: Decision, code: str | None = None) -> types.CallToolRes
     )
 
 
-def has_non_finite(value: Any) -> bool:
-    """Whether a call's arguments hold NaN or ±Infinity (which Python's JSON reader accepts)."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                return True
-        elif isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return False
-
-
 class Decisions:
     """The policy's decisions on tool calls and their audit records."""
 
@@ -126,8 +111,10 @@ class Decisions:
             changed = self.pins.refusal(c.tool)
             if changed is not None:  # before the engine: a withheld tool counts against no limit
                 return Decision("deny", "tool_changed", changed), (time.perf_counter_ns() - t0) // 1000
-            if has_non_finite(c.args):  # decided on NaN, forwarded as null: refuse rather than guess
-                why = "the arguments hold NaN or Infinity, which JSON cannot carry; send a number, a string or null"
+            # NaN (forwarded as null) or an integer a JavaScript server rounds: the server would act on
+            # another value than the one decided on, whatever the tool (so also for an unknown one)
+            why = argument_problem(c.args)
+            if why is not None:
                 return Decision("deny", "invalid_args", why), (time.perf_counter_ns() - t0) // 1000
             d = self.engine.decide(
                 c.tool, c.args, identity=c.identity, session=c.session, server=self.server_name, approved=approved

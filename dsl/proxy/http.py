@@ -280,7 +280,8 @@ class TokenGate:
             if k.lower() == b"authorization":
                 auth = v.decode("latin-1")
                 break
-        if identity_for_header(self.tokens, auth) is None:
+        identity = identity_for_header(self.tokens, auth)
+        if identity is None:
             body = json.dumps(
                 {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": "plr: unauthorized"}}
             ).encode()
@@ -293,7 +294,17 @@ class TokenGate:
             )
             await send({"type": "http.response.body", "body": body})
             return
-        await self.app(scope, receive, send)
+        # The SDK binds a session to the principal that opened it and answers any other one exactly
+        # as for a session that does not exist (404), for POST, GET and DELETE alike: the token's
+        # identity is that principal, so token B cannot spend, end or listen on token A's session.
+        await self.app({**scope, "user": _principal(identity)}, receive, send)
+
+
+def _principal(identity: str) -> Any:
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+
+    return AuthenticatedUser(AccessToken(token="", client_id=identity, scopes=[]))
 
 
 class _NotShutdownCancellation(logging.Filter):

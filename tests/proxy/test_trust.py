@@ -1,0 +1,112 @@
+"""The proxy is never the weak link: attacks on paths around the policy, against real processes.
+
+Each test drives a real `plr proxy` with raw JSON-RPC (the SDK would hide the problem) in front of
+a real upstream, and checks that the attack now fails closed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+
+from .conftest import FAKE_SERVER, ProxySetup, base_env, http_proxy_process
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+def http_proxy(setup: ProxySetup, *extra: str) -> Any:
+    return http_proxy_process(
+        setup, *extra, upstream=[sys.executable, str(FAKE_SERVER)], env=base_env(FAKE_CODEX_LOG=str(setup.calls_log))
+    )
+
+
+def rpc_body(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON-RPC message of a JSON or SSE response."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in response.text.splitlines():
+            if line.startswith("data:") and line[5:].strip():
+                return json.loads(line[5:])
+        raise AssertionError(f"no data in the event stream: {response.text!r}")
+    return response.json()
+
+
+async def open_session(h: httpx2.AsyncClient, url: str, token: str) -> str:
+    """A handshake-era session opened with ``token``: its Mcp-Session-Id."""
+    auth = {"authorization": f"Bearer {token}"}
+    init = {
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+    }  # fmt: skip
+    r = await h.post(url, json=init, headers={**ACCEPT, **auth})
+    assert r.status_code == 200, r.text
+    sid = r.headers["mcp-session-id"]
+    heads = {**ACCEPT, **auth, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"}
+    r = await h.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=heads)
+    assert r.status_code == 202, r.text
+    return sid
+
+
+# --- 2. HTTP sessions are bound to the identity that opened them ---------------------------------
+
+
+async def test_another_identity_cannot_use_delete_or_listen_on_a_session(setup: ProxySetup) -> None:
+    tokens = setup.tmp / "tokens.json"
+    tokens.write_text(json.dumps({"tok-a": "alice", "tok-b": "bob"}))
+    setup.policy.write_text(setup.policy.read_text() + "\nlimit tool \"get-task\" to 2 per minute per session\n")
+    with http_proxy(setup, "--auth-tokens", str(tokens)) as url:
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=20) as h:
+                sid = await open_session(h, url, "tok-a")
+                alice = {**ACCEPT, "authorization": "Bearer tok-a", "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"}
+                bob = {**alice, "authorization": "Bearer tok-b"}
+                call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "get-task", "arguments": {"task_id": "t"}}}
+                # bob spends nothing of alice's quota, cannot listen on her stream, cannot end her session
+                for _ in range(3):
+                    r = await h.post(url, json=call, headers=bob)
+                    assert r.status_code == 404 and rpc_body(r)["error"]["message"] == "Session not found"
+                async with h.stream("GET", url, headers={**bob, "accept": "text/event-stream"}) as g:
+                    assert g.status_code == 404
+                r = await h.delete(url, headers=bob)
+                assert r.status_code == 404
+                # alice's session is intact, with her whole quota
+                for i in range(2):
+                    r = await h.post(url, json={**call, "id": 10 + i}, headers=alice)
+                    assert r.status_code == 200 and not rpc_body(r)["result"].get("isError"), r.text
+                # a session id bob never had looks exactly like one that does not exist
+                r = await h.post(url, json=call, headers={**bob, "mcp-session-id": "0" * 32})
+                assert r.status_code == 404 and rpc_body(r)["error"]["message"] == "Session not found"
+    records = setup.records()
+    assert [(r["identity"], r["tool"]) for r in records if r["session"] == sid] == [("alice", "get-task")] * 2
+    assert not [r for r in records if r.get("identity") == "bob"]
+
+
+# --- 1. integers the upstream cannot represent -------------------------------------------------
+
+
+async def test_an_integer_a_javascript_server_would_round_is_refused(setup: ProxySetup) -> None:
+    setup.policy.write_text(
+        setup.policy.read_text() + '\ndeny tool "get-task" if args.task_id == 9007199254740992\n'
+    )
+    with http_proxy(setup) as url:
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=20) as h:
+                r = await h.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
+                    headers=ACCEPT)  # fmt: skip
+                sid = r.headers["mcp-session-id"]
+                heads = {**ACCEPT, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"}
+                await h.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=heads)
+                for i, raw in enumerate(("9007199254740993", "-9007199254740993", "1" + "0" * 400)):
+                    body = '{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"get-task","arguments":{"task_id":%s}}}' % (i + 2, raw)
+                    r = await h.post(url, content=body.encode(), headers=heads)
+                    result = rpc_body(r)["result"]
+                    assert result["isError"] and result["_meta"]["plr/decision"]["code"] == "invalid_args", result
+    assert setup.called_tools() == []  # nothing reached the server
+    assert {r["code"] for r in setup.records()} == {"invalid_args"}
