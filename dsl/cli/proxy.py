@@ -68,10 +68,13 @@ def _count(flag: str, low: int, default: int, help: str) -> Callable[[_F], _F]:
 )
 @click.option(
     "--approval",
-    type=click.Choice(["auto", "elicit", "queue", "deny"]),
-    default="auto",
+    type=click.Choice(["queue", "elicit", "auto", "deny"]),
+    default="queue",
     show_default=True,
-    help="How to ask a human: MCP elicitation when the client supports it, else the local queue (auto); always elicitation; always the queue; never (deny).",
+    help="How to ask a human. queue: a queue the agent cannot touch, answered with `plr approvals grant/deny` "
+    "(the safe default). elicit: trust the MCP client to show a human a dialog (a desktop client; an "
+    "autonomous agent's client could approve its own calls). auto: elicit when the client can, else "
+    "the queue. deny: never ask.",
 )
 @_seconds(
     "--approval-timeout",

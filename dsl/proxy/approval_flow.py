@@ -192,6 +192,12 @@ class ApprovalFlow:
             "unavailable": "approval required, but the approval channel failed",
             "state_unavailable": "approval required, but the shared approval queue is unreachable",
         }.get(answer, "not approved")
+        if answer == "expired" and channel == "queue" and self._queue is not None:
+            # the agent's only view of the queue: say what a human runs, so the retry can be answered
+            why += (
+                f"; it waited in the approval queue, where a human answers with "
+                f"`plr approvals{self._queue.cli_hint} grant ID` while a call waits: retry to ask again"
+            )
         codes = {"denied": "approval_declined", "expired": "approval_timeout", "state_unavailable": "state_unavailable"}
         code = codes.get(answer, "approval_unavailable")
         return Decision("deny", code, f"{d.reason} ({why})", d.rule), 0, channel, aid  # type: ignore[arg-type]

@@ -28,7 +28,8 @@ class ProxyOptions:
     log_args: bool = False
     audit_max_bytes: int = 10 * 1024 * 1024
     audit_backups: int = 5
-    approval_mode: ApprovalMode = "auto"
+    # secure by default: the queue, a channel the agent does not control (elicit/auto trust the client)
+    approval_mode: ApprovalMode = "queue"
     approval_timeout: float = 120.0
     approvals_db: Path | None = None
     # --state: shared limit counters + approval queue (a dsl.state.redis.RedisState); None: in-process + SQLite

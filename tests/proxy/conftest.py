@@ -97,6 +97,9 @@ class ProxySetup:
             str(self.audit),
             "--approvals-db",
             str(self.db),
+            # these e2e clients play the human in an elicitation dialog: trust them, as a desktop
+            # client is trusted (the default, the queue, has tests of its own)
+            *(() if "--approval" in extra else ("--approval", "auto")),
             *extra,
         ]
         if server is not False:  # type: ignore[comparison-overlap]
@@ -326,7 +329,7 @@ def inprocess(setup: ProxySetup, transport: str = "stdio", on_fake: Any = None, 
             audit_path=setup.audit,
             approvals_db=setup.db,
             stderr=lambda s: setup.stderr.open("a").write(s + "\n"),
-            **options,
+            **{"approval_mode": "auto", **options},
         )
         proxy = Proxy(opts, load_policy_file(setup.policy), transport=transport)
         async with anyio.create_task_group() as tg:

@@ -110,3 +110,34 @@ async def test_an_integer_a_javascript_server_would_round_is_refused(setup: Prox
                     assert result["isError"] and result["_meta"]["plr/decision"]["code"] == "invalid_args", result
     assert setup.called_tools() == []  # nothing reached the server
     assert {r["code"] for r in setup.records()} == {"invalid_args"}
+
+
+# --- 4. the agent cannot approve its own calls by default -------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_by_default_a_self_approving_client_is_never_asked(setup: ProxySetup, mode: str) -> None:
+    """A client that declares elicitation and says yes to everything (an autonomous agent's client)
+    is not asked: the call waits in the queue, which only a human with `plr approvals` answers."""
+    from mcp import Client, StdioServerParameters
+
+    from dsl.state.sqlite import SqliteApprovalQueue
+
+    from .conftest import ROOT
+    from .helpers import Human, text
+
+    agent_says_yes = Human([("accept", True)] * 3)
+    args = ["-m", "dsl.proxy", "--policy", str(setup.policy), "--audit", str(setup.audit),
+            "--approvals-db", str(setup.db), "--approval-timeout", "1.5", "--", sys.executable, str(FAKE_SERVER)]  # fmt: skip
+    params = StdioServerParameters(
+        command=sys.executable, args=args, env=base_env(FAKE_CODEX_LOG=str(setup.calls_log)), cwd=str(ROOT)
+    )
+    with anyio.fail_after(60):
+        async with Client(params, mode=mode, cache=None, elicitation_callback=agent_says_yes) as c:
+            r = await c.call_tool("cancel-task", {"task_id": "t-1"})
+    assert agent_says_yes.seen == []
+    assert r.is_error and r.meta["plr/decision"]["code"] == "approval_timeout"
+    assert "waited in the approval queue" in text(r) and "plr approvals" in text(r) and "grant ID" in text(r)
+    assert setup.called_tools() == []
+    filed = SqliteApprovalQueue(setup.db, create=False).list(include_done=True)
+    assert [a.tool for a in filed] == ["cancel-task"]
