@@ -341,6 +341,16 @@ class Report:
     def errors(self) -> list[Diagnostic]:
         return [d for s in self.suites for d in s.diagnostics if d.severity == "error"]
 
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        """The policies' warnings (a test of a misspelled tool among them), once each."""
+        seen: dict[tuple[str, int, int, str], Diagnostic] = {}
+        for s in self.suites:
+            for d in s.diagnostics:
+                if d.severity == "warning":
+                    seen.setdefault((d.file, d.line, d.col, d.message), d)
+        return list(seen.values())
+
     def exit_code(self) -> int:
         if self.errors:
             return 2

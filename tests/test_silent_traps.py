@@ -270,3 +270,40 @@ def test_plr_eval_of_a_yaml_policy_says_what_it_is(tmp_path) -> None:
     proc = run_plr("eval", str(yaml), "--tool", "x")
     assert proc.returncode == 2
     assert "this is YAML, not a JSON policy" in proc.stderr_text and len(proc.stderr_text.splitlines()) == 1
+
+
+def test_plr_test_reports_a_near_miss_tool_and_strict_fails_on_it(tmp_path) -> None:
+    from .conftest import run_plr
+
+    f = tmp_path / "p.plr"
+    f.write_text(
+        'default deny\nallow tool "get-task"\ndeny tool "cancel-task" unless approved\n'
+        'test "t" {\n    call "cancle-task" -> deny default\n    call "format-disk" -> deny default\n}\n'
+    )
+    plain = run_plr("test", str(f))
+    assert plain.returncode == 0
+    assert "did you mean `cancel-task`?" in plain.stderr_text and "format-disk" not in plain.stderr_text
+    strict = run_plr("test", str(f), "--strict")
+    assert strict.returncode == 1 and "did you mean `cancel-task`?" in strict.stderr_text
+    as_json = run_plr("test", str(f), "--format", "json")
+    assert as_json.returncode == 0 and '"passed": 1' in as_json.stdout_text  # the document stays whole
+
+
+# --- 11. plr eval --args @file and - ---------------------------------------------------------
+
+
+def test_eval_reads_arguments_from_a_file_or_stdin(tmp_path) -> None:
+    from .conftest import SPEC_PLR, run_plr
+
+    args = tmp_path / "call.json"
+    args.write_text('{"task_id": "t1"}')
+    from_file = run_plr("eval", str(SPEC_PLR), "--tool", "cancel-task", "--args", f"@{args}", "--format", "json")
+    from_stdin = run_plr("eval", str(SPEC_PLR), "--tool", "cancel-task", "--args", "-", "--format", "json",
+                         input='{"task_id": "t1"}')  # fmt: skip
+    inline = run_plr("eval", str(SPEC_PLR), "--tool", "cancel-task", "--args", '{"task_id": "t1"}', "--format", "json")
+    assert from_file.stdout_text == from_stdin.stdout_text == inline.stdout_text
+    assert '"approval_required"' in inline.stdout_text
+    missing = run_plr("eval", str(SPEC_PLR), "--tool", "x", "--args", f"@{tmp_path / 'nope.json'}")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr_text and "Traceback" not in missing.stderr_text
+    not_object = run_plr("eval", str(SPEC_PLR), "--tool", "x", "--args", "-", input="[1]")
+    assert not_object.returncode == 2 and "must be a JSON object" in not_object.stderr_text

@@ -54,7 +54,16 @@ def _finite_float(text: str) -> float:
 
 def _call_arguments(args_json: str) -> dict[str, Any]:
     """--args as the call's arguments: a JSON object of the values an MCP call can carry
-    (no NaN, no infinity); anything else is a usage error naming --args."""
+    (no NaN, no infinity); anything else is a usage error naming --args. ``@FILE`` reads the
+    object from a file and ``-`` from stdin, as `opa eval --input` users expect."""
+    if args_json == "-":
+        args_json = click.get_text_stream("stdin").read()
+    elif args_json.startswith("@"):
+        try:
+            args_json = Path(args_json[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            why = getattr(e, "strerror", None) or e
+            raise click.BadParameter(f"cannot read {args_json[1:]}: {why}", param_hint="--args") from None
     try:
         args = json.loads(args_json, parse_constant=_not_json_number, parse_float=_finite_float)
     except (ValueError, RecursionError) as e:
@@ -86,7 +95,14 @@ def _engine(policy: str, no_cache: bool) -> Any:
 @click.command("eval")
 @click.argument("policy", type=click.Path())
 @click.option("--tool", "-t", required=True, help="Tool name of the call.")
-@click.option("--args", "args_json", default="{}", show_default=True, metavar="JSON", help="The call's arguments as a JSON object.")
+@click.option(
+    "--args",
+    "args_json",
+    default="{}",
+    show_default=True,
+    metavar="JSON|@FILE|-",
+    help="The call's arguments as a JSON object: inline, @FILE to read it from a file, - from stdin.",
+)
 @click.option("--identity", help="Who the agent acts for.")
 @click.option("--session", help="The agent session.")
 @click.option("--server", help="The MCP server name.")
@@ -121,6 +137,8 @@ def eval_cmd(
       plr eval policy.plr --tool cancel-task --args '{"task_id": "t1"}'
       plr eval policy.json --tool cancel-task --args '{"task_id": "t1"}' --approved --explain
       plr eval policy.plr --tool get-task --format json
+      plr eval policy.plr --tool write_file --args @call.json
+      jq .arguments request.json | plr eval policy.plr --tool write_file --args -
     """
     args = _call_arguments(args_json)
     engine = _engine(policy, no_cache)

@@ -22,6 +22,7 @@ from .output import EXIT_FAIL, EXIT_OK, color, print_diagnostics, style
 @click.option("--fail-under", type=click.FloatRange(0, 100), metavar="PCT", help="With --coverage: exit 1 below PCT%.")
 @click.option("--snapshot", is_flag=True, help="Also compare each compiled policy with __snapshots__/NAME.json.")
 @click.option("--update-snapshots", is_flag=True, help="Rewrite __snapshots__/NAME.json and list what changed.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a policy has warnings (a test calling a misspelled tool, ...).")
 def test_cmd(
     paths: tuple[str, ...],
     select: str | None,
@@ -31,6 +32,7 @@ def test_cmd(
     fail_under: float | None,
     snapshot: bool,
     update_snapshots: bool,
+    strict: bool,
 ) -> None:
     """Run the test blocks of .plr files against the compiled policy.
 
@@ -44,7 +46,11 @@ def test_cmd(
       plr test . --coverage --fail-under 90
       plr test . --snapshot                    # fail when the compiled JSON drifts
 
-    Exit codes: 0 all passed, 1 a test failed, 2 a policy does not compile.
+    Warnings (such as a test that calls a tool no rule or catalogue knows, close to one that is
+    known) are printed on stderr; --strict makes them fail the run.
+
+    Exit codes: 0 all passed, 1 a test failed (or, with --strict, a warning), 2 a policy does not
+    compile.
     """
     from .. import tester
 
@@ -80,6 +86,10 @@ def test_cmd(
             _print_coverage(cov)
         for s in snapshot_failures:
             click.echo(style("SNAPSHOT ", "red", True) + s)
+    if report.warnings:
+        print_diagnostics(report.warnings)  # stderr: every format's document stays whole
+        if strict and code == EXIT_OK:
+            code = EXIT_FAIL
     if code == EXIT_OK and snapshot_failures:
         code = EXIT_FAIL
     if code == EXIT_OK and fail_under is not None and cov is not None and _percent(cov) < fail_under:
