@@ -76,7 +76,26 @@ def _parse_listen(value: str) -> tuple[str, int]:
         raise click.BadParameter(f"port `{port}` is not a number", param_hint="--listen") from None
     if not 0 <= p <= 65535:
         raise click.BadParameter(f"port {p} is out of range", param_hint="--listen")
+    _check_bindable(host, p)
     return host, p
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """A port in use or an address this machine does not have is a usage error now, in one line,
+    not a traceback from the web server later (its socket is bound the same way)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as e:
+        raise click.BadParameter(f"cannot resolve `{host}`: {getattr(e, 'strerror', None) or e}", param_hint="--listen") from None
+    family, _, _, _, addr = infos[0]
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+    except OSError as e:
+        raise click.BadParameter(f"cannot listen on {host}:{port}: {e.strerror or e}", param_hint="--listen") from None
 
 
 def _check_upstream(url: str) -> None:

@@ -112,12 +112,13 @@ class _Lines:
 
 
 def _pollable(fd: int) -> bool:
-    """A pipe, socket or terminal: the event loop can wait on it (a regular file it cannot)."""
+    """A pipe, socket or terminal: the event loop can wait on it (a regular file it cannot, nor
+    a character device such as /dev/null, which epoll refuses: those are read by a thread)."""
     try:
         mode = os.fstat(fd).st_mode
     except OSError:
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
 
 
 def _read_lines(fd: int, splitter: _Lines) -> tuple[list[bytes | None], bool] | None:
@@ -165,7 +166,7 @@ async def pump_lines(fd: int, splitter: _Lines, deliver_now: Any, deliver: Any) 
 
     try:
         loop.add_reader(fd, on_readable)
-    except NotImplementedError:
+    except (NotImplementedError, PermissionError):  # not pollable after all: wait_readable's turn
         return False
     try:
         while True:

@@ -141,3 +141,36 @@ async def test_by_default_a_self_approving_client_is_never_asked(setup: ProxySet
     assert setup.called_tools() == []
     filed = SqliteApprovalQueue(setup.db, create=False).list(include_done=True)
     assert [a.tool for a in filed] == ["cancel-task"]
+
+
+# --- 12. --listen on a port in use or a bad address; 14. stdin that is /dev/null --------------
+
+
+def test_listen_on_a_port_in_use_or_a_bad_address_is_one_line_exit_2(setup: ProxySetup) -> None:
+    import socket
+
+    from .conftest import run_proxy_cli
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        for listen, says in ((f"127.0.0.1:{port}", "cannot listen on"), ("nohost.invalid:80", "cannot resolve")):
+            proc = run_proxy_cli("--policy", str(setup.policy), "--listen", listen, "--", sys.executable, str(FAKE_SERVER))
+            assert proc.returncode == 2, proc.stderr_text
+            assert says in proc.stderr_text and "Traceback" not in proc.stderr_text
+            assert not [line for line in proc.stderr_text.splitlines() if line.startswith("  |")]
+
+
+def test_stdin_that_is_dev_null_is_a_closed_client(setup: ProxySetup) -> None:
+    import subprocess
+
+    from .conftest import ROOT
+
+    with open("/dev/null", "rb") as devnull:
+        proc = subprocess.run(
+            [sys.executable, *setup.proxy_args()], stdin=devnull, capture_output=True, timeout=60, cwd=str(ROOT),
+            env=base_env(FAKE_CODEX_LOG=str(setup.calls_log)),
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"internal error" not in proc.stderr and b"Traceback" not in proc.stderr
