@@ -18,6 +18,7 @@ import mcp_types as types
 
 from ..engine import Decision, Engine
 from ..engine.arguments import argument_problem
+from ..engine.prepare import _default_deny
 from .audit import AuditLog, args_sha256, redact, utc_now
 from .errors import log, secs, short
 from .pins import PinCheck
@@ -166,6 +167,13 @@ class Decisions:
         if self.log_args:
             rec["args"] = redact(c.args)
         self.audit.write(rec)
+
+    def as_the_agent_sees_it(self, tool: str, d: Decision) -> Decision:
+        """A hidden tool answers exactly as a tool that does not exist (under `default deny`: the
+        default's denial), so an agent cannot enumerate hidden names; the audit keeps `hidden`."""
+        if d.code == "hidden" and self.loaded.policy.default == "deny":
+            return _default_deny(tool)
+        return d
 
     def fail_closed(self, c: ToolCall, e: BaseException) -> types.CallToolResult:
         """An internal error while deciding or recording ``c``: denied (and recorded if possible)."""

@@ -74,7 +74,7 @@ class ToolMethods:
                 d, us, approval, approval_id = outcome
             if d.effect != "allow":
                 decisions.record(c, d, us, effect="deny", approval=approval, approval_id=approval_id)
-                return denied(c.tool, d)
+                return denied(c.tool, decisions.as_the_agent_sees_it(c.tool, d))
             decisions.record(c, d, us, approval=approval, approval_id=approval_id)
         except anyio.get_cancelled_exc_class():
             raise

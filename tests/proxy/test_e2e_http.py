@@ -75,7 +75,7 @@ async def test_http_front_both_eras_sessions_and_approvals(setup: ProxySetup) ->
                 assert not (await c.call_tool("list-tasks", {})).is_error
     for name, res in results.items():
         hidden, cancel, *gets = res
-        assert hidden.is_error and "hidden by policy" in text(hidden)
+        assert hidden.is_error and "not allowed by policy (default deny)" in text(hidden)  # as if it did not exist
         assert not cancel.is_error and json.loads(text(cancel)) == {"cancelled": [name]}
         assert [g.is_error for g in gets] == [False, False, False, True], name  # 3 per minute per session
         assert "rate limit" in text(gets[-1]) and "retry after" in text(gets[-1])

@@ -89,9 +89,12 @@ async def test_policy_is_enforced_and_logged_end_to_end(setup: ProxySetup, mode:
 
     # the denial texts name the tool, the rule and the reason
     by_code = {code: r for (_, _, _, code), r in zip(SCRIPT, results, strict=True)}
+    # a hidden tool answers exactly as one that does not exist (the audit says hidden)
     assert (
-        text(by_code["hidden"]) == "plr: purge-workspace denied by policy: tool `purge-workspace` is hidden by policy"
+        text(by_code["hidden"])
+        == "plr: purge-workspace denied by policy: tool `purge-workspace` is not allowed by policy (default deny)"
     )
+    assert by_code["hidden"].meta["plr/decision"]["code"] == "default"
     assert text(by_code["deny_if"]) == "plr: cancel-task denied by policy.plr:21: Cancel at most five tasks per call"
     assert "not allowed by policy (default deny)" in text(by_code["default"])
     limited = by_code["rate_limited"]

@@ -174,3 +174,20 @@ def test_stdin_that_is_dev_null_is_a_closed_client(setup: ProxySetup) -> None:
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr.decode()
     assert b"internal error" not in proc.stderr and b"Traceback" not in proc.stderr
+
+
+# --- 7. hidden tools cannot be enumerated --------------------------------------------------------
+
+
+async def test_a_hidden_tool_answers_exactly_as_a_tool_that_does_not_exist(setup: ProxySetup) -> None:
+    from mcp import Client
+
+    with anyio.fail_after(60):
+        async with Client(setup.params(), mode="legacy", cache=None) as c:
+            hidden = await c.call_tool("purge-workspace", {"task_id": "t"})
+            unknown = await c.call_tool("purge-workspacf", {"task_id": "t"})
+    dump = lambda r, name: json.dumps(r.model_dump(mode="json", by_alias=True), sort_keys=True).replace(name, "NAME")  # noqa: E731
+    assert dump(hidden, "purge-workspace") == dump(unknown, "purge-workspacf")
+    assert hidden.meta["plr/decision"]["code"] == "default"
+    codes = {r["tool"]: r["code"] for r in setup.records()}
+    assert codes == {"purge-workspace": "hidden", "purge-workspacf": "default"}  # the audit still knows
