@@ -210,7 +210,7 @@ async def test_reload_swaps_policy_keeps_counters_and_announces_tool_changes(set
             hidden = await c.call_tool("list-tasks", {})
     assert names == ["spawn-task", "get-task", "cancel-task"]
     assert not third.is_error and fourth.is_error  # 3 per minute, counted across the reload
-    assert hidden.is_error and "hidden" in text(hidden)
+    assert hidden.is_error and "not allowed by policy (default deny)" in text(hidden)  # as if absent
     recs = setup.records()
     assert recs[0]["policy_sha256"] != recs[-1]["policy_sha256"] == new.sha256
 
