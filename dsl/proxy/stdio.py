@@ -236,16 +236,55 @@ class _Writer:
             scope.cancel()
 
 
+class _InFlight:
+    """The ids of the client's requests that have no answer yet. A second request with the id of
+    one still in flight (a call waiting for approval, say) would orphan the first: its cancel
+    could no longer reach it, and a later grant would answer twice. It is an Invalid Request."""
+
+    def __init__(self) -> None:
+        self.ids: set[tuple[type, Any]] = set()
+
+    def claim(self, msg: Any) -> bool:
+        """False: ``msg`` is a request whose id is in flight; else it is now (if a request)."""
+        if isinstance(msg, types.JSONRPCRequest):
+            key = (type(msg.id), msg.id)  # 1 and "1" are two ids
+            if key in self.ids:
+                return False
+            self.ids.add(key)
+        return True
+
+    def unclaim(self, msg: Any) -> None:
+        if isinstance(msg, types.JSONRPCRequest):
+            self.ids.discard((type(msg.id), msg.id))
+
+    def release(self, msg: Any) -> None:
+        if isinstance(msg, (types.JSONRPCResponse, types.JSONRPCError)) and msg.id is not None:
+            self.ids.discard((type(msg.id), msg.id))
+
+
+def _duplicate_id(msg: Any) -> types.JSONRPCError:
+    return types.JSONRPCError(
+        jsonrpc="2.0",
+        id=msg.id,
+        error=types.ErrorData(
+            code=types.INVALID_REQUEST,
+            message=f"Invalid Request: a request with id {json.dumps(msg.id)} is still in flight; use a new id",
+        ),
+    )
+
+
 class _FrontWrite:
     """The SDK's write stream: each message serialized and written by the task that sends it."""
 
-    def __init__(self, writer: _Writer) -> None:
+    def __init__(self, writer: _Writer, in_flight: _InFlight) -> None:
         self.writer = writer
+        self.in_flight = in_flight
         self.closed = False
 
     async def send(self, sm: SessionMessage) -> None:
         if self.closed:
             raise anyio.ClosedResourceError
+        self.in_flight.release(sm.message)
         data = sm.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
         try:
             await self.writer.write(data)
@@ -281,10 +320,11 @@ class _Reader:
     """Lines from the client's stdin (``in_fd``), parsed and handed to the session's read stream;
     a line that is not valid JSON-RPC is answered with an error (through ``writer``)."""
 
-    def __init__(self, fd: int, writer: _Writer, read_send: Any) -> None:
+    def __init__(self, fd: int, writer: _Writer, read_send: Any, in_flight: _InFlight) -> None:
         self.fd = fd
         self.writer = writer
         self.read_send = read_send
+        self.in_flight = in_flight
         self.splitter = _Lines()
 
     def start(self, tg: anyio.abc.TaskGroup) -> None:
@@ -320,6 +360,8 @@ class _Reader:
         if sm is None:
             bad = error_for_bad_line(line)
             return await self.answer(bad) if bad is not None else True
+        if not self.in_flight.claim(sm.message):
+            return await self.answer(_duplicate_id(sm.message))
         try:
             try:
                 self.read_send.send_nowait(sm)  # the session is waiting for it: no extra checkpoint
@@ -332,11 +374,12 @@ class _Reader:
     def deliver_now(self, line: bytes | None) -> bool:
         """The synchronous fast path; False: ``handle_line`` takes it (a bad line, a full stream)."""
         sm = _parsed(line) if line is not None else None
-        if sm is None:
-            return False
+        if sm is None or not self.in_flight.claim(sm.message):
+            return False  # a bad line or an id in flight: handle_line answers it
         try:
             self.read_send.send_nowait(sm)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self.in_flight.unclaim(sm.message)  # handle_line takes it from the start
             return False
         return True
 
@@ -415,10 +458,11 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
     out_nonblocking = _nonblocking(out_fd)
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     writer = _Writer(out_fd)
-    write_send = _FrontWrite(writer)
+    in_flight = _InFlight()
+    write_send = _FrontWrite(writer, in_flight)
     try:
         async with anyio.create_task_group() as tg:
-            _Reader(in_fd, writer, read_send).start(tg)
+            _Reader(in_fd, writer, read_send, in_flight).start(tg)
             try:
                 yield read_recv, write_send
             finally:

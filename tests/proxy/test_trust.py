@@ -191,3 +191,31 @@ async def test_a_hidden_tool_answers_exactly_as_a_tool_that_does_not_exist(setup
     assert hidden.meta["plr/decision"]["code"] == "default"
     codes = {r["tool"]: r["code"] for r in setup.records()}
     assert codes == {"purge-workspace": "hidden", "purge-workspacf": "default"}  # the audit still knows
+
+
+# --- 13. a request id reused while its call is in flight ---------------------------------------
+
+
+def test_a_request_id_in_flight_cannot_be_reused(setup: ProxySetup) -> None:
+    """id 1 waits for approval in the queue; a second request with id 1 is an Invalid Request and
+    leaves the first alone: its cancel still reaches it, and the client gets one answer for it."""
+    from .test_reliability import Wire
+
+    w = Wire(setup, "--approval", "queue", "--approval-timeout", "60")
+    try:
+        w.initialize()
+        w.call(1, "cancel-task", {"task_id": "t-1"})  # waits for a human
+        w.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        dup = w.recv()
+        assert dup["id"] == 1 and dup["error"]["code"] == -32600 and "still in flight" in dup["error"]["message"]
+        w.send({"jsonrpc": "2.0", "id": "1", "method": "tools/list"})  # "1" is another id
+        assert "result" in w.recv()
+        w.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
+        w.call(2, "get-task", {"task_id": "after"})
+        answers = w.answers(1)
+        assert set(answers) == {2}  # nothing more for id 1
+        w.quiet(0.5)
+        assert w.close() == 0
+    finally:
+        w.kill()
+    assert setup.called_tools() == ["get-task"]
