@@ -32,7 +32,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..engine import Decision, StateUnavailable
 from .approvals import args_for_display, cut_marked
-from .audit import args_sha256, canonical_args, redact
+from .audit import args_sha256, canonical_args
 from .deciding import Decisions, ToolCall, denied
 from .errors import secs
 
@@ -232,7 +232,7 @@ class ApprovalFlow:
     async def _ask_queue(self, c: ToolCall, d: Decision) -> tuple[str, str | None]:
         try:
             q = self._queue_obj()
-            shown = args_for_display(c.args, redact)
+            shown = args_for_display(c.args)
             h = args_sha256(c.args)
             aid = await anyio.to_thread.run_sync(
                 lambda: q.file(

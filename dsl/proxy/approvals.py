@@ -8,7 +8,6 @@ show the call's arguments through the helpers here.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 __all__ = ["short_args", "cut_marked", "args_for_display", "SHOWN_MAX"]
@@ -33,9 +32,11 @@ def cut_marked(text: str, limit: int) -> str:
     return f"{text[:limit]} … [{len(text) - limit} more characters not shown: decline unless you know what they are]"
 
 
-def args_for_display(args: Any, redactor: Callable[[Any], Any], limit: int = SHOWN_MAX) -> str:
+def args_for_display(args: Any, limit: int = SHOWN_MAX) -> str:
+    """The arguments as the approver reads them: exactly the values that run on a grant, nothing
+    redacted (the queue is readable by its owner only; redaction is the audit log's business)."""
     try:
-        text = json.dumps(redactor(args), ensure_ascii=False, sort_keys=True, default=repr)
+        text = json.dumps(args, ensure_ascii=False, sort_keys=True, default=repr)
     except (ValueError, RecursionError, TypeError):
         return "<unprintable>"
     return cut_marked(text, limit)

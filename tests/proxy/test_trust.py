@@ -219,3 +219,32 @@ def test_a_request_id_in_flight_cannot_be_reused(setup: ProxySetup) -> None:
     finally:
         w.kill()
     assert setup.called_tools() == ["get-task"]
+
+
+# --- 5. the approver sees the values that will run ------------------------------------------------
+
+
+def test_the_approver_sees_every_value_that_will_run(setup: ProxySetup) -> None:
+    from dsl.state.sqlite import SqliteApprovalQueue
+
+    from .conftest import run_proxy_cli
+    from .test_reliability import Wire
+
+    w = Wire(setup, "--approval", "queue", "--approval-timeout", "60")
+    try:
+        w.initialize()
+        w.call(1, "cancel-task", {"task_id": "t-1", "key": "prod-db", "token_id": "tk-42", "secret_name": "s3"})
+        import time
+
+        for _ in range(600):
+            if setup.db.exists() and SqliteApprovalQueue(setup.db, create=False).list():
+                break
+            time.sleep(0.05)
+        (pending,) = SqliteApprovalQueue(setup.db, create=False).list()
+        shown = run_proxy_cli("approvals", "--db", str(setup.db), "show", pending.id).stdout_text
+        for value in ("prod-db", "tk-42", "s3"):
+            assert value in shown, shown
+        assert "REDACTED" not in shown
+    finally:
+        w.kill()
+    assert oct(setup.db.stat().st_mode & 0o777) == "0o600"
