@@ -82,6 +82,13 @@ def _count(flag: str, low: int, default: int, help: str) -> Callable[[_F], _F]:
     default=120.0,
     help="No answer in time -> deny.",
 )
+@_count(
+    "--max-pending-approvals",
+    low=0,
+    default=20,
+    help="At most N calls per identity and per session wait for a human at once; the next is denied "
+    "(so an agent cannot bury its approver). 0: no cap.",
+)
 @click.option(
     "--approvals-db",
     type=click.Path(dir_okay=False),

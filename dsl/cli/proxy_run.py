@@ -35,6 +35,7 @@ class ProxyCommandOptions:
     log_args: bool
     approval: str
     approval_timeout: float
+    max_pending_approvals: int
     approvals_db: str | None
     listen: str | None
     upstream: str | None
@@ -205,6 +206,7 @@ def _proxy_options(o: ProxyCommandOptions, *, audit_path: Path, shared: Any, tok
         audit_backups=o.audit_backups,
         approval_mode=o.approval,  # type: ignore[arg-type]
         approval_timeout=o.approval_timeout,
+        max_pending_approvals=o.max_pending_approvals,
         approvals_db=Path(o.approvals_db) if o.approvals_db else None,
         state=shared,
         watch=o.watch,

@@ -135,8 +135,13 @@ class ApprovalFlow:
         approvals_db: Path | None = None,
         audit_path: Path | None = None,
         report: Callable[[str], None],
+        max_pending: int = 20,
     ) -> None:
         self.decisions = decisions
+        # at most this many calls wait for a human per identity and per session (0: no cap), so
+        # an agent looping on a tool that needs approval cannot bury its approver
+        self.max_pending = max_pending
+        self._pending: dict[tuple[str, Any], int] = {}
         self.mode = mode  # --approval
         self.timeout = timeout  # --approval-timeout
         self.state = state  # --state (its shared queue), else the SQLite queue at approvals_db
@@ -163,13 +168,40 @@ class ApprovalFlow:
         # a call its limit would refuse once approved is refused now: a human is not asked for it
         # (an agent looping on a limited tool must not flood the approver); a retry of an
         # InputRequiredResult round is let through to be decided with its answer
-        if not (modern and params.input_responses):
+        # (skipped only for the retry that carries plr's own approval answer, which is decided
+        # with that answer: junk input responses must not switch the check off)
+        if not (modern and APPROVAL_KEY in (params.input_responses or {})):
             limited = self.decisions.limited_once_approved(c)
             if limited is not None:
                 return limited, us, None, None
         use_elicit = mode == "elicit" or (mode == "auto" and can_elicit)
         if use_elicit and modern:
             return await self._approve_modern(params, c, d, us)
+        crowded = self._crowded(c)
+        if crowded is not None:
+            why = f"{d.reason} (approval required, but {crowded}; wait for a human to answer those first)"
+            return Decision("deny", "approval_unavailable", why, d.rule), us, None, None
+        keys = (("identity", c.identity), ("session", c.session))
+        for k in keys:
+            self._pending[k] = self._pending.get(k, 0) + 1
+        try:
+            return await self._ask(ctx, c, d, us, use_elicit)
+        finally:
+            for k in keys:
+                self._pending[k] -= 1
+                if not self._pending[k]:
+                    del self._pending[k]
+
+    def _crowded(self, c: ToolCall) -> str | None:
+        """Why no more of ``c``'s calls may wait for a human now, or None."""
+        if not self.max_pending:
+            return None
+        for kind, who in (("identity", c.identity), ("session", c.session)):
+            if self._pending.get((kind, who), 0) >= self.max_pending:
+                return f"{self.max_pending} calls of this {kind} already wait for a human (--max-pending-approvals)"
+        return None
+
+    async def _ask(self, ctx: Any, c: ToolCall, d: Decision, us: int, use_elicit: bool) -> Answered:
         # ask-record first (the operator's tail -f sees the pending call)
         self.decisions.record(c, d, us, approval="elicitation" if use_elicit else "queue")
         if use_elicit:

@@ -91,6 +91,7 @@ class Proxy:
             approvals_db=options.approvals_db,
             audit_path=options.audit_path,
             report=options.stderr,
+            max_pending=options.max_pending_approvals,
         )
 
     def _traffic_parts(self, options: ProxyOptions, transport: str) -> None:

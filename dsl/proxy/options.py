@@ -30,6 +30,7 @@ class ProxyOptions:
     audit_backups: int = 5
     # secure by default: the queue, a channel the agent does not control (elicit/auto trust the client)
     approval_mode: ApprovalMode = "queue"
+    max_pending_approvals: int = 20  # per identity and per session; 0: no cap
     approval_timeout: float = 120.0
     approvals_db: Path | None = None
     # --state: shared limit counters + approval queue (a dsl.state.redis.RedisState); None: in-process + SQLite

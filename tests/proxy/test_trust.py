@@ -248,3 +248,27 @@ def test_the_approver_sees_every_value_that_will_run(setup: ProxySetup) -> None:
     finally:
         w.kill()
     assert oct(setup.db.stat().st_mode & 0o777) == "0o600"
+
+
+# --- 6. an agent cannot bury its approver ------------------------------------------------------
+
+
+def test_pending_approvals_are_capped_per_session(setup: ProxySetup) -> None:
+    from dsl.state.sqlite import SqliteApprovalQueue
+
+    from .test_reliability import Wire, result_text
+
+    w = Wire(setup, "--approval", "queue", "--approval-timeout", "60", "--max-pending-approvals", "2")
+    try:
+        w.initialize()
+        for i in range(1, 4):
+            w.call(i, "cancel-task", {"task_id": f"t-{i}"})
+        third = w.answers(1)  # the first two wait for a human; the third is refused at once
+        assert set(third) == {3}, third
+        text = result_text(third[3])
+        assert "2 calls of this identity already wait for a human (--max-pending-approvals)" in text or \
+            "2 calls of this session already wait for a human (--max-pending-approvals)" in text, text
+        assert third[3]["result"]["_meta"]["plr/decision"]["code"] == "approval_unavailable"
+        assert len(SqliteApprovalQueue(setup.db, create=False).list()) == 2  # the approver sees two
+    finally:
+        w.kill()
