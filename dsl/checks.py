@@ -12,6 +12,7 @@ from typing import Iterator
 from . import ir
 from .policy import PATH_ROOTS
 from .regex import compile_re2
+from .vocab import json_type
 from .resolve import Program, ResolvedRule, glob_regex, program_default, rules_by_tool
 
 DENY_CODES = {"hidden", "denied", "deny_if", "rate_limited"}
@@ -176,17 +177,7 @@ _ORDERED = {"lt": "less than", "lte": "at most", "gt": "greater than", "gte": "a
 _SYMBOLS = {"eq": "==", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": "in", "not_in": "not in"}
 
 
-def _type_of(v: object) -> str:
-    """The JSON type of a literal, as the language's comparisons see it (int and float are one)."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    return "list" if isinstance(v, list) else "object"
+_type_of = json_type  # the JSON type of a literal, as the language's comparisons see it
 
 
 def _a(kind: str) -> str:

@@ -35,6 +35,7 @@ from .vocab import (
     PATH_ROOTS,
     STRING_OPS,
     VALUELESS_OPS,
+    json_type,
     parse_path,
 )
 
@@ -323,15 +324,10 @@ def _message(err: dict[str, Any]) -> str:
 
 
 def _json_type(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return "a number"
-    if isinstance(v, str):
+    kind = json_type(v)
+    if kind == "string":
         return f"the string {json.dumps(v)[:40]}"
-    return "a list" if isinstance(v, list) else "an object" if isinstance(v, dict) else type(v).__name__
+    return kind if kind == "null" else ("an " if kind == "object" else "a ") + kind
 
 
 def _num(v: Any) -> Any:

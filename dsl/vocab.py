@@ -70,3 +70,16 @@ def parse_path(path: str) -> tuple[str, tuple[str | int, ...]]:
     if steps and m.group() != "args":
         raise ValueError(f"`{m.group()}` is a single value: it has no fields or items")
     return m.group(), tuple(steps)
+
+
+def json_type(v: object) -> str:
+    """The JSON type of a Python value as the language sees it (int and float are one: number)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "list" if isinstance(v, list) else "object"
