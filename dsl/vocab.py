@@ -83,3 +83,16 @@ def json_type(v: object) -> str:
     if isinstance(v, str):
         return "string"
     return "list" if isinstance(v, list) else "object"
+
+
+def terminal_text(value: object) -> str:
+    """One line for a terminal: control, format (bidi), line-separator characters and lone
+    surrogates escaped, so text someone else chose (a tool name, a reason) cannot forge a line,
+    move the cursor or reverse itself."""
+    import unicodedata
+
+    text = value if isinstance(value, str) else str(value)
+    return "".join(
+        c if c == " " or unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp") else f"\\u{ord(c):04x}"
+        for c in text
+    )

@@ -26,15 +26,10 @@ def style(text: str, fg: str, bold: bool = False, err: bool = False) -> str:
 
 
 def shown(value: Any) -> str:
-    """A field for the terminal: control, format (bidi), line-separator characters and lone
-    surrogates (which no terminal encoding can carry) escaped."""
-    import unicodedata
+    """A field for the terminal (see ``vocab.terminal_text``)."""
+    from ..vocab import terminal_text
 
-    text = value if isinstance(value, str) else str(value)
-    return "".join(
-        c if c == " " or unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp") else f"\\u{ord(c):04x}"
-        for c in text
-    )
+    return terminal_text(value)
 
 
 def print_diagnostics(diags: list[Any]) -> None:

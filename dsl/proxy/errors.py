@@ -18,6 +18,8 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
+from ..vocab import terminal_text
+
 __all__ = [
     "CLOSED",
     "TracebackFilter",
@@ -81,6 +83,8 @@ class TracebackFilter(logging.Filter):
                 record.args = None
             record.exc_info = None
             record.exc_text = None
+        # one line, escaped: what a server chose (a tool name, an error text) cannot forge a line
+        record.msg, record.args = terminal_text(record.getMessage()), None
         return True
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..vocab import terminal_text
+
 if TYPE_CHECKING:
     from .pins import ToolPins
 
@@ -50,7 +52,8 @@ class ProxyOptions:
     max_sessions_per_identity: int = 0
     # tool pinning (pins.py); None: pin in memory, withholding changed tools
     pins: ToolPins | None = None
-    stderr: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
+    # every line escaped: a tool name with a newline and ANSI codes must not forge a line of ours
+    stderr: Callable[[str], None] = field(default=lambda s: print(terminal_text(s), file=sys.stderr, flush=True))
 
 
 class Background:

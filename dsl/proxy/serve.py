@@ -25,6 +25,7 @@ import anyio.lowlevel
 import mcp_types as types
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from ..vocab import terminal_text
 from .core import Proxy, ProxyOptions
 from .reload import LoadedPolicy, watch_policy_source
 from .upstream import Upstream, UpstreamStartError, describe_failure
@@ -213,4 +214,5 @@ async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:
 
 
 def report(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A line on stderr, escaped: server-chosen text in it must not forge a line of ours."""
+    print(terminal_text(msg), file=sys.stderr, flush=True)

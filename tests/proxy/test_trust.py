@@ -272,3 +272,26 @@ def test_pending_approvals_are_capped_per_session(setup: ProxySetup) -> None:
         assert len(SqliteApprovalQueue(setup.db, create=False).list()) == 2  # the approver sees two
     finally:
         w.kill()
+
+
+# --- 11. server-chosen text cannot forge a line on the proxy's stderr -------------------------------
+
+
+def test_every_stderr_sink_of_the_proxy_escapes_its_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The proxy writes to stderr through three sinks (its report function, ProxyOptions.stderr,
+    and the log handler's filter); each escapes control, ANSI and bidi characters."""
+    import logging
+
+    from dsl.proxy.errors import TracebackFilter
+    from dsl.proxy.options import ProxyOptions
+    from dsl.proxy.serve import report
+
+    forged = "evil\n\x1b[2Kplr proxy: reloaded policy\u202e"
+    report(f"plr proxy: tool {forged} changed")
+    ProxyOptions(policy_path="p").stderr(f"plr proxy: denied {forged}")
+    record = logging.LogRecord("mcp", logging.WARNING, __file__, 1, "upstream said %s", (forged,), None)
+    assert TracebackFilter().filter(record)
+    lines = [*capsys.readouterr().err.splitlines(), record.getMessage()]
+    assert len(lines) == 3, lines
+    for line in lines:
+        assert "\x1b" not in line and "\u202e" not in line and "\\u000a" in line and "\\u001b" in line
