@@ -28,7 +28,8 @@ def check_program(prog: Program) -> list:  # list[Diagnostic]
     for rr in prog.rules:
         _check_rule(prog, rr)
     _check_hides(prog)
-    if not prog.errors:
+    if not prog.errors:  # a failed import leaves a partial catalogue: its names would be noise
+        _check_catalogue_names(prog)
         _check_interactions(prog)
     _check_tests(prog)
     seen: set[tuple] = set()
@@ -328,10 +329,42 @@ def _check_leaf(prog: Program, leaf: ir.Compare) -> None:
         prog.error(f"{leaf.fn}(...) is a number: compare it with ==, <, > or in", leaf.span)
 
 
+def _check_catalogue_names(prog: Program) -> None:
+    """With a catalogue in scope a name it lacks is most likely a typo, and a typo fails open
+    (`deny tool "write_fil"` under `default allow` governs nothing): an error. A tool the server
+    has beyond its catalogue is declared in a `server` block of the author's own."""
+    known = set(prog.catalogue)
+    if not known:
+        return
+    candidates = sorted(known)
+    hints: dict[str, str] = {}  # one difflib search per unknown name, not per rule naming it
+    budget = HINT_COMPARISONS
+
+    def hint_for(name: str) -> str:
+        nonlocal budget
+        if name not in hints:
+            if budget < len(candidates):  # a missing catalogue, not typos: stop searching
+                return ""
+            budget -= len(candidates)
+            close = difflib.get_close_matches(name, candidates, n=1)
+            hints[name] = f"; did you mean `{close[0]}`?" if close else ""
+        return hints[name]
+
+    for rr in prog.rules:
+        if rr.rule.selector.kind not in ("tool", "list"):
+            continue
+        for name in rr.tools:
+            if name not in known:
+                prog.error(
+                    f"tool `{name}` is not in any declared catalogue{hint_for(name)} (a tool the server "
+                    f'has beyond its catalogue is declared in a `server` block: tool "{name}" CLASS)',
+                    rr.rule.selector.span,
+                )
+
+
 def _check_interactions(prog: Program) -> None:
     default = program_default(prog)
     by_tool, _hide_all, limit_all = rules_by_tool(prog)
-    known = set(prog.catalogue)
     reported: set[tuple[str, int, str]] = set()
 
     def warn_once(message: str, span: ir.Span) -> None:
@@ -339,35 +372,6 @@ def _check_interactions(prog: Program) -> None:
         if key not in reported:
             reported.add(key)
             prog.warn(message, span)
-
-    if known:
-        candidates = sorted(known)
-        hints: dict[str, str] = {}  # one difflib search per unknown name, not per rule naming it
-        budget = HINT_COMPARISONS
-
-        def hint_for(name: str) -> str:
-            nonlocal budget
-            if name not in hints:
-                if budget < len(candidates):  # a missing catalogue, not typos: stop searching
-                    return ""
-                budget -= len(candidates)
-                close = difflib.get_close_matches(name, candidates, n=1)
-                hints[name] = f"; did you mean `{close[0]}`?" if close else ""
-            return hints[name]
-
-        # With a catalogue in scope a name it lacks is most likely a typo, and a typo fails open
-        # (`deny tool "write_fil"` under `default allow` governs nothing): an error. A tool the
-        # server has beyond its catalogue is declared in a `server` block of the author's own.
-        for rr in prog.rules:
-            if rr.rule.selector.kind not in ("tool", "list"):
-                continue
-            for name in rr.tools:
-                if name not in known:
-                    prog.error(
-                        f"tool `{name}` is not in any declared catalogue{hint_for(name)} (a tool the server "
-                        f'has beyond its catalogue is declared in a `server` block: tool "{name}" CLASS)',
-                        rr.rule.selector.span,
-                    )
 
     # A rule is dead when every tool it selects is always hidden or denied by another rule.
     dead: dict[int, list[tuple[str, str, ir.Rule]]] = {}
