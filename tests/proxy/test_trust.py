@@ -269,6 +269,11 @@ def test_pending_approvals_are_capped_per_session(setup: ProxySetup) -> None:
         assert "2 calls of this identity already wait for a human (--max-pending-approvals)" in text or \
             "2 calls of this session already wait for a human (--max-pending-approvals)" in text, text
         assert third[3]["result"]["_meta"]["plr/decision"]["code"] == "approval_unavailable"
+        import time
+
+        deadline = time.monotonic() + 30  # the two are filed by a thread each: wait, do not race it
+        while len(SqliteApprovalQueue(setup.db, create=False).list()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(SqliteApprovalQueue(setup.db, create=False).list()) == 2  # the approver sees two
     finally:
         w.kill()
