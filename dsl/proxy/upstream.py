@@ -27,7 +27,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -42,7 +42,22 @@ from .errors import CLOSED, secs
 if TYPE_CHECKING:
     from mcp import StdioServerParameters
 
-    from .core import Proxy
+
+class UpstreamOwner(Protocol):
+    """What the upstream tells the proxy about its server's life (``Proxy`` implements it); a
+    protocol, so this module needs nothing of ``core``."""
+
+    opt: Any  # ProxyOptions: start_timeout, max_restarts, stderr
+
+    def upstream_lost(self, *, restarting: bool) -> None: ...
+
+    async def prepare_restarted(self, client: Any) -> None: ...
+
+    def upstream_back(self, client: Any) -> None: ...
+
+    def upstream_stopping(self) -> None: ...
+
+    def upstream_given_up(self) -> None: ...
 
 __all__ = ["Upstream", "SharedUpstream", "RestartBudget", "UpstreamStartError", "describe_failure"]
 
@@ -203,7 +218,7 @@ class Upstream:
 
     def __init__(
         self,
-        proxy: Proxy,
+        proxy: UpstreamOwner,
         make_client: Callable[[Any], Any],
         *,
         params: StdioServerParameters | None = None,
