@@ -31,9 +31,10 @@ def _keep_keyword(tok: Token) -> Token:
     return tok
 
 
-def _keyword_terminals(grammar: str) -> tuple[str, ...]:
-    """Lark's names for the grammar's keywords: each quoted word becomes a terminal named after it."""
-    return tuple(sorted({w.upper() for w in re.findall(r'(?<![A-Za-z0-9_.\\])"([a-z][a-z_]*)"', grammar)}))
+@lru_cache(maxsize=1)
+def _keywords_of_grammar() -> frozenset[str]:
+    """The grammar's keywords: its quoted words (Lark names each one's terminal after it, upper-cased)."""
+    return frozenset(re.findall(r'(?<![A-Za-z0-9_.\\])"([a-z][a-z_]*)"', grammar_text()))
 
 
 @lru_cache(maxsize=1)
@@ -46,7 +47,7 @@ def _parser() -> Lark:
         cache=_cache_path(),
         lexer_callbacks={
             "COMMENT": _comments.append,
-            **{name: _keep_keyword for name in _keyword_terminals(grammar_text())},
+            **{word.upper(): _keep_keyword for word in _keywords_of_grammar()},
         },
     )
 
@@ -363,7 +364,7 @@ def glued_keywords(tokens: Iterable[Token], text: str, file: str) -> list[Diagno
         if end is None or end >= len(text) or not (text[end].isalnum() or text[end] == "_"):
             continue
         word = _word_at(text, tok.start_pos or 0).rstrip("-")
-        if word.lower() in _ALL_KEYWORDS:
+        if word.lower() in _keywords_of_grammar():  # `tools` after `tool`: a keyword of its own
             continue
         line = tok.line or 0
         diags.append(
@@ -376,9 +377,10 @@ def _glued_message(keyword: str, word: str) -> str:
     rest = word[len(keyword):]
     if rest.lower() in ("s", "es") and keyword in _UNIT_AND_SCOPE:
         return f"unknown word `{word}`: did you mean `per {keyword}`? (units and scopes are singular)"
-    if rest.lower() in _ALL_KEYWORDS:
+    if rest.lower() in _keywords_of_grammar() or rest.lower() == "server":  # `server` is a pattern, not a quoted word
         return f"unknown word `{word}`: did you mean `{keyword} {rest}`? (a keyword ends at a space)"
     return f"unknown word `{word}`: did you mean `{keyword}`?"
+
 
 STATEMENTS = "package, import, default, server, allow, deny, hide, limit or test"
 SELECTOR = 'a tool selector such as tool "name", tools ["a", "b"], tools "prefix-*", read tools or all tools'
@@ -514,7 +516,6 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
 
 
 _KEYWORDS = ("package", "import", "default", "server", "allow", "deny", "hide", "limit", "test")
-_ALL_KEYWORDS = frozenset(name.lower() for name in _keyword_terminals(grammar_text())) | {"server", "not"}
 _UNIT_AND_SCOPE = frozenset({"second", "minute", "hour", "day", "session", "identity", "global"})
 
 
