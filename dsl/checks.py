@@ -7,13 +7,13 @@ Every message names the rule's place and says what to write instead.
 from __future__ import annotations
 
 import difflib
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import ir
 from .policy import PATH_ROOTS
 from .regex import compile_re2
-from .vocab import json_type
 from .resolve import Program, ResolvedRule, glob_regex, program_default, rules_by_tool
+from .vocab import json_type
 
 DENY_CODES = {"hidden", "denied", "deny_if", "rate_limited"}
 # "did you mean" costs a difflib comparison per catalogue name: at most this many in all
@@ -178,7 +178,6 @@ _ORDERED = {"lt": "less than", "lte": "at most", "gt": "greater than", "gte": "a
 _SYMBOLS = {"eq": "==", "neq": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": "in", "not_in": "not in"}
 
 
-_type_of = json_type  # the JSON type of a literal, as the language's comparisons see it
 
 
 def _a(kind: str) -> str:
@@ -203,14 +202,14 @@ def _never_holds(leaf: ir.Compare) -> str | None:
     known = _known_type(leaf)
     lhs = f"{leaf.fn}(...)" if leaf.fn else f"`{leaf.path.text()}`"
     if op in _ORDERED:
-        kind = _type_of(value)
+        kind = json_type(value)
         if kind not in ("number", "string"):
             return f"only numbers and strings are ordered, and the value is {_a(kind)}"
         if known is not None and known != kind:
             return f"{lhs} is {_a(known)}, and {_a(known)} is never {_ORDERED[op]} {_a(kind)}"
         return None
     if op in ("eq", "neq"):
-        kind = _type_of(value)
+        kind = json_type(value)
         if known is not None and known != kind:
             if op == "eq":
                 return f"{lhs} is {_a(known)}, and {_a(known)} never equals {_a(kind)}"
@@ -219,7 +218,7 @@ def _never_holds(leaf: ir.Compare) -> str | None:
             return "null is a type of its own, and `!=` holds only between two values of the same type"
         return None
     items = value if isinstance(value, list) else []
-    kinds = {_type_of(x) for x in items}
+    kinds = {json_type(x) for x in items}
     if not items:
         return "the list is empty"
     if known is not None and known not in kinds:
@@ -452,11 +451,11 @@ def _before(a: ResolvedRule, b: ResolvedRule) -> bool:
 
 
 def _check_tests(prog: Program) -> None:
-    known = _tools_known(prog)
+    near_miss = _near_miss_finder(prog)
     for test in prog.statements(ir.TestCase):
         for step in _walk(test.steps):
-            if isinstance(step, ir.CallStep) and step.tool not in known:
-                _check_test_tool(prog, step, known)
+            if isinstance(step, ir.CallStep):
+                near_miss(step)
             if isinstance(step, ir.CallStep) and step.code is not None:
                 if step.code in DENY_CODES and step.effect != "deny":
                     prog.error(f"decision code `{step.code}` only comes with `deny`", step.span)
@@ -470,28 +469,33 @@ def _check_tests(prog: Program) -> None:
                 prog.error("`after` must advance the clock by at least 1 second", step.span)
 
 
-def _tools_known(prog: Program) -> set[str]:
-    names = set(prog.catalogue)
+def _near_miss_finder(prog: Program) -> Callable[[ir.CallStep], None]:
+    """A test that calls a misspelled tool passes against `default deny` and proves nothing
+    (`call "cancle-task" -> deny default`). A step calling a name that no rule, glob or catalogue
+    knows, close to a known one, is reported; a name far from all of them (`format-disk`, testing
+    the default on purpose) is not. The "did you mean" searches share one budget, as above."""
+    known = set(prog.catalogue)
     for rr in prog.rules:
         if rr.rule.selector.kind in ("tool", "list"):
-            names.update(rr.rule.selector.names)
-    return names
+            known.update(rr.rule.selector.names)
+    candidates = sorted(known)
+    globs = [glob_regex(s.pattern) for s in (rr.rule.selector for rr in prog.rules) if s.kind == "glob" and s.pattern]
+    budget = HINT_COMPARISONS
 
+    def near_miss(step: ir.CallStep) -> None:
+        nonlocal budget
+        if step.tool in known or any(g.fullmatch(step.tool) for g in globs) or budget < len(candidates):
+            return
+        budget -= len(candidates)
+        close = difflib.get_close_matches(step.tool, candidates, n=1, cutoff=0.8)
+        if close:
+            prog.warn(
+                f"this test calls `{step.tool}`, which no rule or catalogue knows: did you mean `{close[0]}`? "
+                "(the call only tests the default)",
+                step.span,
+            )
 
-def _check_test_tool(prog: Program, step: ir.CallStep, known: set[str]) -> None:
-    """A test that calls a misspelled tool passes against `default deny` and proves nothing
-    (`call "cancle-task" -> deny default`). A name close to a known one is reported; a name far
-    from all of them (`format-disk`, testing the default on purpose) is not."""
-    globs = [rr.rule.selector.pattern for rr in prog.rules if rr.rule.selector.kind == "glob"]
-    if any(g and glob_regex(g).fullmatch(step.tool) for g in globs) or len(known) * len(step.tool) > 2_000_000:
-        return
-    close = difflib.get_close_matches(step.tool, sorted(known), n=1, cutoff=0.8)
-    if close:
-        prog.warn(
-            f"this test calls `{step.tool}`, which no rule or catalogue knows: did you mean `{close[0]}`? "
-            "(the call only tests the default)",
-            step.span,
-        )
+    return near_miss
 
 
 def _walk(steps: tuple[ir.Step, ...]) -> Iterator[ir.Step]:
