@@ -400,7 +400,7 @@ _FOREIGN_YAML = (
     "this is YAML, not a JSON policy: plr loads compiled JSON policies (and compiles .plr files); "
     "an Intercept policy in YAML cannot be loaded as is: " + _MIGRATE
 )
-_INTERCEPT_RULE_KEYS = frozenset({"rules", "conditions", "on_deny", "rate_limit", "state", "name"})
+_INTERCEPT_RULE_KEYS = frozenset({"rules", "conditions", "on_deny", "rate_limit", "state"})
 
 
 def _looks_like_yaml(text: str) -> bool:

@@ -122,6 +122,11 @@ def _form_capable(ctx: Any) -> bool:
     return el.form is not None or el.url is None  # `{}` means form (2025-06-18 wording)
 
 
+def _pending_keys(c: ToolCall) -> tuple[tuple[str, Any], tuple[str, Any]]:
+    """Who a waiting call counts against for --max-pending-approvals: its identity and its session."""
+    return ("identity", c.identity), ("session", c.session)
+
+
 class ApprovalFlow:
     """Asks a human about a call that needs approval, over the channel ``mode`` allows."""
 
@@ -166,10 +171,9 @@ class ApprovalFlow:
             )
             return nd, us, "unavailable", None
         # a call its limit would refuse once approved is refused now: a human is not asked for it
-        # (an agent looping on a limited tool must not flood the approver); a retry of an
-        # InputRequiredResult round is let through to be decided with its answer
-        # (skipped only for the retry that carries plr's own approval answer, which is decided
-        # with that answer: junk input responses must not switch the check off)
+        # (an agent looping on a limited tool must not flood the approver); only the retry that
+        # carries plr's own approval answer is let through, to be decided with that answer (junk
+        # input responses must not switch the check off)
         if not (modern and APPROVAL_KEY in (params.input_responses or {})):
             limited = self.decisions.limited_once_approved(c)
             if limited is not None:
@@ -181,7 +185,7 @@ class ApprovalFlow:
         if crowded is not None:
             why = f"{d.reason} (approval required, but {crowded}; wait for a human to answer those first)"
             return Decision("deny", "approval_unavailable", why, d.rule), us, None, None
-        keys = (("identity", c.identity), ("session", c.session))
+        keys = _pending_keys(c)
         for k in keys:
             self._pending[k] = self._pending.get(k, 0) + 1
         try:
@@ -196,9 +200,9 @@ class ApprovalFlow:
         """Why no more of ``c``'s calls may wait for a human now, or None."""
         if not self.max_pending:
             return None
-        for kind, who in (("identity", c.identity), ("session", c.session)):
-            if self._pending.get((kind, who), 0) >= self.max_pending:
-                return f"{self.max_pending} calls of this {kind} already wait for a human (--max-pending-approvals)"
+        for key in _pending_keys(c):
+            if self._pending.get(key, 0) >= self.max_pending:
+                return f"{self.max_pending} calls of this {key[0]} already wait for a human (--max-pending-approvals)"
         return None
 
     async def _ask(self, ctx: Any, c: ToolCall, d: Decision, us: int, use_elicit: bool) -> Answered:
