@@ -247,7 +247,7 @@ class _InFlight:
     def claim(self, msg: Any) -> bool:
         """False: ``msg`` is a request whose id is in flight; else it is now (if a request)."""
         if isinstance(msg, types.JSONRPCRequest):
-            key = (type(msg.id), msg.id)  # 1 and "1" are two ids
+            key = _id_key(msg.id)
             if key in self.ids:
                 return False
             self.ids.add(key)
@@ -255,11 +255,15 @@ class _InFlight:
 
     def unclaim(self, msg: Any) -> None:
         if isinstance(msg, types.JSONRPCRequest):
-            self.ids.discard((type(msg.id), msg.id))
+            self.ids.discard(_id_key(msg.id))
 
     def release(self, msg: Any) -> None:
         if isinstance(msg, (types.JSONRPCResponse, types.JSONRPCError)) and msg.id is not None:
-            self.ids.discard((type(msg.id), msg.id))
+            self.ids.discard(_id_key(msg.id))
+
+
+def _id_key(rid: Any) -> tuple[type, Any]:
+    return type(rid), rid  # 1 and "1" are two ids
 
 
 def _duplicate_id(msg: Any) -> types.JSONRPCError:
