@@ -187,6 +187,7 @@ class Proxy:
         """The restarted server is ready (``prepare_restarted``): waiting requests go to it, and
         the clients hear ``tools/list_changed`` (its tools may differ)."""
         self.shared.back(client)
+        self.sessions.upstream_restarted()
         self.relay.notify_all(types.ToolListChangedNotification())
 
     def upstream_stopping(self) -> None:

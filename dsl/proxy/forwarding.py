@@ -171,7 +171,7 @@ class Forwarder:
         one (opened now if ``open_session``), else on the shared one."""
         link = self.sessions.link_of(ctx)
         if link is None:
-            with self.sessions.stateless_request():
+            with self.sessions.stateless_request(ctx):
                 return await self.exchange(ctx, await self.shared.session(), request, result_type, progress)
         with self.sessions.link_request(link, ctx):
             if self.own.enabled and open_session:

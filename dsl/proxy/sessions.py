@@ -7,9 +7,11 @@ identity (``identity_of``: the bearer token's), and its ``FrontLink`` (a live ha
 session, created on first sight and dropped when the session ends).
 
 It also knows who is waiting on the upstream: each link's requests in flight, the stateless
-requests on the shared upstream, and the requests the proxy gave up on that the server may still
-be working on. From that, ``sole_caller`` and ``answerer`` say which client a server-to-client
-request of a shared server is for, and only when that is sure.
+requests on the shared upstream, the requests the proxy gave up on that the server may still
+be working on, and every identity that has called the shared server since it started (a call
+that has returned may have left a job running there). From that, ``sole_caller`` and
+``answerer`` say which client a server-to-client request of a shared server is for, and only
+when that is sure: never a session of another identity than every caller the server has had.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ __all__ = ["ABANDONED_WINDOW", "NOT_SUPPORTED", "FrontSessions"]
 # how long a request the proxy abandoned (deadline, cancel) keeps the shared server's messages
 # from being attributed to another session: a server that ignores the cancellation may still run
 ABANDONED_WINDOW = 600.0
+
+# the identity of a caller whose token could not be read: it is nobody else's
+_UNKNOWN = object()
 
 # what the SDK's own client answers when it has no callback for a server-to-client request
 NOT_SUPPORTED = {
@@ -65,6 +70,11 @@ class FrontSessions:
         # requests the proxy gave up on (timeout, client cancel) that the shared server may still be
         # working on, by front session key ("" for stateless): its messages could be theirs
         self._abandoned: dict[str, float] = {}
+        # every identity that has sent the shared server a request since it (re)started, and each
+        # live link's identity: a message the server sends on its own is only ever relayed to a
+        # session whose identity is the only one the server has served
+        self._callers: set[object] = set()
+        self._link_identity: dict[str, object] = {}
 
     # -- who asks ----------------------------------------------------------------------------
 
@@ -125,6 +135,7 @@ class FrontSessions:
         """A front session ended: forget it and close its own upstream session, if it has one."""
         if self.links.get(link.key) is link:
             del self.links[link.key]
+            self._link_identity.pop(link.key, None)  # its identity stays among the callers
         self.on_end(link)
         await link.close()
 
@@ -148,9 +159,25 @@ class FrontSessions:
 
     # -- who waits on the upstream -------------------------------------------------------------
 
+    def _caller(self, ctx: Any) -> object:
+        """The identity a request counts as on the shared server (never raises)."""
+        try:
+            return self.identity_of(ctx)
+        except Exception:  # noqa: BLE001 - a request the gate should not have let through
+            return _UNKNOWN
+
+    def upstream_restarted(self) -> None:
+        """A new server process has no job of any earlier caller: it starts with no callers."""
+        if self.stateless_inflight:
+            return  # whose they are is not known: keep every caller
+        waiting = [x.key for x in self.links.values() if x.inflight]
+        self._callers = {self._link_identity.get(key, _UNKNOWN) for key in waiting}
+        self._abandoned.clear()
+
     @contextmanager
-    def stateless_request(self) -> Iterator[None]:
+    def stateless_request(self, ctx: Any) -> Iterator[None]:
         """A request with no link (stdio, stateless 2026-07-28) waits on the shared upstream."""
+        self._callers.add(self._caller(ctx))
         self.stateless_inflight += 1
         try:
             yield
@@ -163,6 +190,8 @@ class FrontSessions:
     @contextmanager
     def link_request(self, link: FrontLink, ctx: Any) -> Iterator[None]:
         """A request of ``link`` waits on the upstream: relays for this session ride its stream meanwhile."""
+        caller = self._link_identity.setdefault(link.key, self._caller(ctx))
+        self._callers.add(caller)
         with link.waiting(ctx):
             try:
                 yield
@@ -180,9 +209,13 @@ class FrontSessions:
     def sole_caller(self) -> FrontLink | None:
         """On a shared upstream over HTTP, the one front session whose request the server can be
         working on now, or None when that is not sure: several sessions (or a stateless caller)
-        in flight, or another caller's request abandoned in the last ``ABANDONED_WINDOW`` s."""
+        in flight, another caller's request abandoned in the last ``ABANDONED_WINDOW`` s, or
+        another identity among the server's callers since it started (a call of theirs that
+        returned may have left a job running that speaks now)."""
         waiting = [x for x in self.links.values() if x.inflight and not x.ended]
         if len(waiting) != 1 or self.stateless_inflight:
+            return None
+        if self._callers - {self._link_identity.get(waiting[0].key, _UNKNOWN)}:
             return None
         now = time.monotonic()
         for key, at in list(self._abandoned.items()):
@@ -211,7 +244,8 @@ class FrontSessions:
         n = w + self.stateless_inflight
         who = f"{n} client sessions have requests" if n else "no client session has a request"
         if w == 1 and not self.stateless_inflight:
-            who = "a request another client abandoned may still be running, and a client session has one"
+            who = ("more than one identity has used this server (a job of another may be asking) "
+                   "or a request another client abandoned may still be running, and a client session has one")  # fmt: skip
         return types.ErrorData(
             code=types.INVALID_REQUEST,
             message=f"plr: {method} not relayed: {who} in flight on this shared upstream server, "

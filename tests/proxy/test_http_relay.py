@@ -27,7 +27,9 @@ import pytest
 
 pytest.importorskip("mcp", reason="the proxy tests need the `mcp` SDK (pip install 'plr[test]')")
 
+import httpx2
 from mcp import Client, types
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import ROOT
@@ -53,7 +55,7 @@ package relay_test
 
 default deny
 
-allow tools ["whoami", "say", "work", "ask", "sample", "roots", "caps", "wait", "change", "touch", "crash", "put", "get", "stubborn"]
+allow tools ["whoami", "say", "work", "ask", "sample", "roots", "caps", "wait", "change", "touch", "crash", "put", "get", "stubborn", "later"]
 
 deny tool "put" if args.key == "forbidden"
     reason "nobody writes the forbidden key"
@@ -135,9 +137,14 @@ class Agent:
     async def _roots(self, context: Any) -> types.ListRootsResult | types.ErrorData:
         return types.ListRootsResult(roots=[types.Root.model_validate({"uri": f"file:///{self.name}"})])
 
-    def client(self, url: str) -> Client:
+    def client(self, url: str, token: str | None = None) -> Client:
+        """A client of the proxy at ``url``; with ``token``, its bearer token names who it is."""
+        target: Any = url
+        if token is not None:
+            http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"})
+            target = streamable_http_client(url, http_client=http)
         return Client(
-            url,
+            target,
             mode="legacy",
             cache=None,
             logging_callback=self._log,
@@ -341,6 +348,46 @@ async def test_shared_upstream_does_not_hand_an_abandoned_calls_messages_to_the_
     assert bob.asked == [] and "ALICE-SECRET" not in bob.logs and alice.logs == []
     assert bob.logs == []  # inside the window, even Bob's own log line is not sure to be his
     assert "Traceback" not in rsetup.stderr.read_text()
+
+
+async def test_shared_upstream_never_hands_one_identitys_background_messages_to_another(
+    rsetup: ProxySetup,
+) -> None:
+    """Bob's call returns at once, but a job of his goes on in the shared server and later logs
+    and asks "wire $10,000?". Alice then has the only request in flight: the question must not
+    reach her (her "yes" would go back to Bob's job), nor the log line. Once two identities have
+    used the shared server, nothing it sends on its own can be proven to be one caller's."""
+    tokens = rsetup.tmp / "tokens.json"
+    tokens.write_text(json.dumps({"tok-a": "alice", "tok-b": "bob"}))
+    alice, bob = Agent("alice"), Agent("bob")
+    with relay_proxy(rsetup, "--auth-tokens", str(tokens)) as url:
+        with anyio.fail_after(40):
+            async with alice.client(url, "tok-a") as ca, bob.client(url, "tok-b") as cb:
+                assert await call(cb, "later", {"seconds": 0.6, "text": "wire $10,000?"}) == "stdio"
+                assert await call(ca, "wait", {"seconds": 1.8}) == "stdio"  # alone in flight as Bob's job asks
+                await until(lambda: any(e["event"] == "ask refused" or e["event"].startswith("answered")
+                                        for e in relay_events(rsetup)))  # fmt: skip
+    assert "ask refused" in [e["event"] for e in relay_events(rsetup)]
+    assert alice.asked == [] and alice.logs == [] and bob.asked == [] and bob.logs == []
+    assert not [e for e in relay_events(rsetup) if e["event"].startswith("answered")]
+    assert "Traceback" not in rsetup.stderr.read_text()
+
+
+async def test_shared_upstream_relays_a_background_question_when_one_identity_uses_it(
+    rsetup: ProxySetup,
+) -> None:
+    """With one identity on the shared server, its own background job's question reaches its
+    session that has the only request in flight (the rule costs nothing when nobody can be confused)."""
+    tokens = rsetup.tmp / "tokens.json"
+    tokens.write_text(json.dumps({"tok-b": "bob"}))
+    bob = Agent("bob")
+    with relay_proxy(rsetup, "--auth-tokens", str(tokens)) as url:
+        with anyio.fail_after(40):
+            async with bob.client(url, "tok-b") as cb:
+                assert await call(cb, "later", {"seconds": 0.6, "text": "wire $10,000?"}) == "stdio"
+                assert await call(cb, "wait", {"seconds": 1.8}) == "stdio"
+                await until(lambda: any(e["event"].startswith("answered") for e in relay_events(rsetup)))
+    assert bob.asked == ["wire $10,000?"] and bob.logs == ["wire $10,000?"]
 
 
 async def test_shared_upstream_never_asks_a_session_a_stateless_callers_question(rsetup: ProxySetup) -> None:

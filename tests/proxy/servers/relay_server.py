@@ -8,7 +8,8 @@ Tools: ``whoami`` (the server-side session id), ``say`` (a log message to the ca
 ``work`` (progress to the caller), ``ask`` (an elicitation to the caller), ``sample`` and
 ``roots`` (sampling and roots requests to the caller), ``caps`` (what the caller declared),
 ``wait`` (sleeps; records a cancellation), ``stubborn`` (ignores cancellation, then logs and
-asks), ``change`` (``notifications/tools/list_changed`` to
+asks), ``later`` (answers at once, then a background job of the caller's logs and asks after
+``seconds``: a message of a call that has returned), ``change`` (``notifications/tools/list_changed`` to
 every live session), ``put``/``get`` (state shared by every session of this process;
 ``RELAY_GET_DESCRIPTION`` sets ``get``'s description).
 
@@ -17,6 +18,7 @@ Run: ``python relay_server.py`` (stdio) or ``python relay_server.py --http PORT`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -32,6 +34,7 @@ mcp = MCPServer("relay-test", version="0.0.1")
 LOG = os.environ.get("RELAY_LOG")
 SESSIONS: dict[str, Any] = {}  # server-side session id -> a ServerSession of it (its standalone channel)
 STORE: dict[str, str] = {}
+BACKGROUND: set[Any] = set()  # background jobs of `later` (kept referenced until done)
 
 
 class Confirm(BaseModel):
@@ -145,6 +148,26 @@ async def stubborn(seconds: float, text: str, ctx: Context) -> str:
             await ctx.elicit(text, Confirm)
         except Exception:  # noqa: BLE001 - refused by the proxy as ambiguous
             _record("ask refused", sid)
+    return sid
+
+
+@mcp.tool()
+async def later(seconds: float, text: str, ctx: Context) -> str:
+    """Returns at once; ``seconds`` later a background job of this call logs ``text`` and asks
+    the caller about it, with nothing on the wire that ties either to a request."""
+    sid = _track(ctx)
+    session = ctx.request_context.session
+
+    async def job() -> None:
+        await anyio.sleep(seconds)
+        await session.send_log_message(level="info", data=text)
+        try:
+            res = await session.elicit_form(text, {"type": "object", "properties": {"ok": {"type": "boolean"}}})
+            _record(f"answered {res.action} {json.dumps(res.content)}", sid)
+        except Exception:  # noqa: BLE001 - refused by the proxy as ambiguous
+            _record("ask refused", sid)
+
+    BACKGROUND.add(asyncio.get_running_loop().create_task(job()))
     return sid
 
 
