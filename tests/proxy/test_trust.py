@@ -279,6 +279,35 @@ def test_pending_approvals_are_capped_per_session(setup: ProxySetup) -> None:
         w.kill()
 
 
+async def test_junk_input_responses_do_not_switch_off_the_limit_look_ahead(setup: ProxySetup) -> None:
+    """A call its limit would refuse once approved is refused at once, not filed for a human;
+    input responses that are not plr's own approval answer must not switch that check off."""
+    from mcp import Client, StdioServerParameters
+
+    from dsl.state.sqlite import SqliteApprovalQueue
+
+    from .conftest import ROOT
+
+    setup.policy.write_text(setup.policy.read_text() + "\nlimit all tools to 1 per minute per identity\n")
+    args = ["-m", "dsl.proxy", "--policy", str(setup.policy), "--audit", str(setup.audit),
+            "--approvals-db", str(setup.db), "--approval-timeout", "30", "--", sys.executable, str(FAKE_SERVER)]  # fmt: skip
+    params = StdioServerParameters(
+        command=sys.executable, args=args, env=base_env(FAKE_CODEX_LOG=str(setup.calls_log)), cwd=str(ROOT)
+    )
+    junk = {"junk": {"action": "accept", "content": {"ok": True}}}
+    with anyio.fail_after(60):
+        async with Client(params, mode="2026-07-28", cache=None) as c:
+            assert not (await c.call_tool("get-task", {"task_id": "t"})).is_error  # spends the limit
+            answers = [
+                await c.call_tool("cancel-task", {"task_id": f"t-{i}"}, input_responses=junk)  # type: ignore[arg-type]
+                for i in range(5)
+            ]
+    assert all(r.is_error and r.meta["plr/decision"]["code"] == "rate_limited" for r in answers), answers
+    # nobody was asked (the queue is created with its first request)
+    assert not setup.db.exists() or SqliteApprovalQueue(setup.db, create=False).list(include_done=True) == []
+    assert setup.called_tools() == ["get-task"]
+
+
 # --- 11. server-chosen text cannot forge a line on the proxy's stderr -------------------------------
 
 
