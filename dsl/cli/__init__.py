@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("proxy", "proxy_cmd"),
     "approvals": ("approvals", "approvals_group"),
     "audit": ("audit", "audit_cmd"),
+    "lsp": ("lsp", "lsp_cmd"),
 }
 # imported only when named (or listed by --help): the other commands never pay for them, and a
 # mistyped command is offered only the others as "Did you mean"

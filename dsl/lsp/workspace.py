@@ -1,0 +1,246 @@
+"""The policies of an editor's workspace, checked exactly as `plr check` checks them.
+
+``plr check FOLDER`` finds the .plr files under the folder, takes as roots the files with tests
+and the files no other file imports (``dsl.tester``'s rule), builds each root with its imports
+(``dsl.compiler.build``: load, resolve, every check) and reports each diagnostic once. This
+class does the same with the editor's unsaved texts read in place of the files on disk, so the
+server never disagrees with ``plr check``: same messages, same places, same severities. An open
+file that no root loads (outside every workspace folder, or in an import cycle) is checked on
+its own, as ``plr check FILE`` would check it.
+
+After an edit only the roots that load the edited file are built again. A root's build is kept
+(its ``Program``: catalogues, rules, names) for completion, hover and go to definition; for a
+file that does not parse at the moment, the last build in which it did is used instead, so
+completing inside a half-typed statement still knows the catalogues.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from .. import ir
+from ..errors import Diagnostic
+from .source import Source
+
+Reader = Callable[[str], str]
+
+_TESTS = re.compile(r'^\s*test\s+"', re.MULTILINE)
+_IMPORTS = re.compile(r'^\s*import\s+"([^"]+)"', re.MULTILINE)
+
+
+def default_reader(path: str) -> str:
+    """What `plr check` reads a policy with: a regular file only, size-capped, UTF-8."""
+    from ..proxy.reload import read_policy_text
+
+    return read_policy_text(path)
+
+
+def abs_file(display: str) -> str:
+    """A diagnostic's or program's file name (relative to the working directory, as
+    ``dsl.resolve.display_name`` makes it) as an absolute path; ``<stdin>``-like names as they are."""
+    if display.startswith("<") and display.endswith(">"):
+        return display
+    return os.path.abspath(display)
+
+
+@dataclass
+class RootResult:
+    """One build of one root: the program, its diagnostics, and every file it read."""
+
+    root: str
+    prog: Any  # dsl.resolve.Program
+    diagnostics: list[Diagnostic]
+    files: frozenset[str]
+    modules: dict[str, ir.Module] = field(default_factory=dict)  # absolute path -> module
+    _policy: Any = None
+    _compiled: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+    def policy(self) -> Any:
+        """The compiled policy (``dsl.policy.Policy``), or None while the program has errors."""
+        with self._lock:
+            if not self._compiled:
+                self._compiled = True
+                if self.ok and self.prog.modules:
+                    from ..compiler import compile_program
+
+                    try:
+                        self._policy = compile_program(self.prog)
+                    except Exception:  # noqa: BLE001 - hover must not fail on a compiler bug
+                        self._policy = None
+            return self._policy
+
+
+class Workspace:
+    """The editor's folders and open texts; ``check`` builds, ``diagnostics`` reports."""
+
+    def __init__(self, folders: Iterable[str] = (), reader: Reader = default_reader) -> None:
+        self.folders = [os.path.abspath(f) for f in folders]
+        self.read = reader
+        self.open: dict[str, str] = {}  # absolute path -> the editor's text
+        self.files: list[str] = []  # .plr files under the folders
+        self.roots: list[str] = []
+        self.results: dict[str, RootResult] = {}  # root -> its latest build
+        self.last_good: dict[str, RootResult] = {}  # file -> the latest build that parsed it
+        self._signature: dict[str, tuple[bool, tuple[str, ...]]] = {}
+        self._sources: dict[str, tuple[str, Source]] = {}
+        self._lock = threading.RLock()
+
+    # -- texts ----------------------------------------------------------------------------
+    def text(self, path: str, overlay: dict[str, str] | None = None) -> str | None:
+        texts = self.open if overlay is None else overlay
+        if path in texts:
+            return texts[path]
+        try:
+            return self.read(path)
+        except (OSError, ValueError):
+            return None
+
+    def source(self, path: str) -> Source | None:
+        """The lexed text of a file (the editor's when open), cached per text."""
+        text = self.text(path)
+        if text is None:
+            return None
+        cached = self._sources.get(path)
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        src = Source(text)
+        self._sources[path] = (text, src)
+        return src
+
+    # -- roots ----------------------------------------------------------------------------
+    def scan(self) -> None:
+        """Find the .plr files under the folders again (new, deleted or renamed files)."""
+        from ..tester import discover
+
+        self.files = discover(f for f in self.folders if os.path.isdir(f))
+        self._signature.clear()
+
+    def _signature_of(self, path: str, overlay: dict[str, str]) -> tuple[bool, tuple[str, ...]]:
+        """What decides whether a file is a root: it has tests; what it imports."""
+        text = self.text(path, overlay) or ""
+        return bool(_TESTS.search(text)), tuple(_IMPORTS.findall(text))
+
+    def compute_roots(self, overlay: dict[str, str]) -> list[str]:
+        """``dsl.tester.suite_roots`` with the editor's texts: files with tests, and files no
+        other file imports."""
+        from ..resources import stdlib_dir
+
+        imported: set[str] = set()
+        has_tests: set[str] = set()
+        for f in self.files:
+            tests, imports = self._signature[f] = self._signature_of(f, overlay)
+            if tests:
+                has_tests.add(f)
+            for spec in imports:
+                if spec.startswith("stdlib/"):
+                    name = spec[len("stdlib/") :]
+                    imported.add(os.path.realpath(stdlib_dir() / (name if name.endswith(".plr") else name + ".plr")))
+                else:
+                    imported.add(os.path.realpath(os.path.join(os.path.dirname(f), spec)))
+        return [f for f in self.files if f in has_tests or os.path.realpath(f) not in imported]
+
+    # -- checking -------------------------------------------------------------------------
+    def build(self, root: str, overlay: dict[str, str]) -> RootResult:
+        """Build one root as `plr check` does, reading the editor's texts for open files."""
+        from ..compiler import build
+
+        def reader(path: str) -> str:
+            key = os.path.abspath(path)
+            if key in overlay:
+                return overlay[key]
+            return self.read(path)
+
+        prog, diags = build([root], reader=reader)
+        files = {abs_file(f) for f in prog.sources} | {os.path.abspath(f) for f in prog.data_files}
+        files |= {abs_file(d.file) for d in diags}  # a file that could not be read still counts
+        files.add(root)
+        modules = {m.path: m for m in prog.modules if m.path}
+        return RootResult(root, prog, diags, frozenset(files), modules)
+
+    def check(self, changed: Iterable[str] | None = None, overlay: dict[str, str] | None = None) -> set[str]:
+        """Build the roots that read a changed file (every root when ``changed`` is None);
+        return the files whose diagnostics may have changed. Safe to call from a worker thread:
+        ``overlay`` is a copy of the open texts taken when the change arrived."""
+        overlay = dict(self.open) if overlay is None else overlay
+        with self._lock:
+            every = changed is None
+            changed_set = set() if changed is None else {os.path.abspath(p) for p in changed}
+            if every or any(
+                p in self.files and self._signature.get(p) != self._signature_of(p, overlay) for p in changed_set
+            ):
+                self.roots = self.compute_roots(overlay)
+            touched: set[str] = set()
+
+            def refresh(root: str) -> RootResult:
+                previous = self.results.get(root)
+                if not every and previous is not None and root not in changed_set and not (changed_set & previous.files):
+                    return previous
+                result = self.build(root, overlay)
+                self.results[root] = result
+                for path in result.modules:
+                    self.last_good[path] = result
+                touched.update(result.files, previous.files if previous is not None else ())
+                return result
+
+            covered: set[str] = set()
+            for root in self.roots:
+                covered |= refresh(root).files
+            # an open file no root reads is checked on its own, as `plr check FILE` would
+            orphans = [p for p in overlay if p not in covered and p not in self.roots]
+            for root in orphans:
+                refresh(root)
+            keep = {*self.roots, *orphans}
+            for old in [r for r in self.results if r not in keep]:
+                touched |= self.results.pop(old).files
+            return touched
+
+    def diagnostics(self) -> dict[str, list[Diagnostic]]:
+        """Every file's diagnostics over all roots, each once (as `plr check` prints them)."""
+        out: dict[str, list[Diagnostic]] = {}
+        seen: set[tuple[Any, ...]] = set()
+        for root in list(self.results):
+            result = self.results.get(root)
+            if result is None:
+                continue
+            for d in result.diagnostics:
+                key = (d.severity, d.file, d.line, d.col, d.message)
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.setdefault(abs_file(d.file), []).append(d)
+        return out
+
+    # -- programs for the features --------------------------------------------------------
+    def result_for(self, path: str) -> RootResult | None:
+        """The build to answer questions about ``path`` from: a current one that parsed it
+        (its own root first), else the latest one that did, else any that read it."""
+        path = os.path.abspath(path)
+        own = self.results.get(path)
+        if own is not None and path in own.modules:
+            return own
+        for result in list(self.results.values()):
+            if path in result.modules:
+                return result
+        good = self.last_good.get(path)
+        if good is not None:
+            return good
+        for result in list(self.results.values()):
+            if path in result.files:
+                return result
+        return own
+
+    def all_files(self) -> list[str]:
+        """Every file the workspace knows: under its folders, open, or read by a root."""
+        files = dict.fromkeys([*self.files, *self.open])
+        for result in list(self.results.values()):
+            files.update(dict.fromkeys(f for f in result.files if f.endswith(".plr")))
+        return list(files)
