@@ -114,6 +114,8 @@ def literal_text(value: Any) -> str:
         return repr(value)  # 1.5, 20000.0, 1e+16: re-read as the same float
     if isinstance(value, str):
         return string_text(value)
+    if isinstance(value, ir.Ref):
+        return value.text()
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(literal_text(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -238,6 +240,10 @@ def _simple_statement_text(s: ir.Statement) -> str:
         return f"import {string_text(s.path)}"
     if isinstance(s, ir.Default):
         return f"default {s.effect}"
+    if isinstance(s, ir.DataImport):
+        return f"import data {string_text(s.path)} as {s.name}"
+    if isinstance(s, ir.Let):
+        return f"let {s.name} = {literal_text(s.value)}"
     raise TypeError(f"not a one-line statement: {type(s).__name__}")
 
 
@@ -448,7 +454,7 @@ class _LineIndex:
 
 
 def _statement_kind(s: Any) -> int:
-    order = (ir.Package, ir.Import, ir.Default, ir.Catalogue, ir.Rule, ir.TestCase)
+    order = (ir.Package, (ir.Import, ir.DataImport), ir.Let, ir.Default, ir.Catalogue, ir.Rule, ir.TestCase)
     for i, cls in enumerate(order):
         if isinstance(s, cls):
             return i

@@ -66,8 +66,30 @@ def _is_name(s: str) -> bool:
     return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", s) is not None
 
 
+class Ref(Node):
+    """A `let` or `import data` name standing for its value (``admins``, ``teams.oncall``).
+
+    Only in the program as written: resolution (``dsl.names``) replaces every one by its value,
+    so the checks, the compiler and the JSON never see a name."""
+
+    name: str
+    steps: tuple[Union[str, int], ...] = ()
+    span: Span = NOSPAN
+
+    def text(self) -> str:
+        return Path(root=self.name, steps=self.steps).text()
+
+
+def has_refs(value: Any) -> bool:
+    """Whether a literal as written holds a name (a ``Ref``) anywhere."""
+    if isinstance(value, Ref):
+        return True
+    return isinstance(value, (list, tuple)) and any(has_refs(v) for v in value)
+
+
 class Compare(Node):
-    """A leaf: ``[fn(]path[)] op value``. ``exists``/``missing`` have no value."""
+    """A leaf: ``[fn(]path[)] op value``. ``exists``/``missing`` have no value; before names are
+    resolved the value (or an item of a list value) may be a ``Ref``."""
 
     path: Path
     op: CondOp
@@ -218,7 +240,25 @@ class Package(Node):
     span: Span = NOSPAN
 
 
-Statement = Union[Package, Import, Default, Catalogue, Rule, TestCase]
+class DataImport(Node):
+    """``import data "FILE.json" as NAME``: the file's values, read at compile time."""
+
+    path: str
+    name: str
+    span: Span = NOSPAN  # the file's string
+    name_span: Span = NOSPAN
+
+
+class Let(Node):
+    """``let NAME = LITERAL``: a named literal (its value may name other constants)."""
+
+    name: str
+    value: Any
+    span: Span = NOSPAN
+    name_span: Span = NOSPAN
+
+
+Statement = Union[Package, Import, DataImport, Let, Default, Catalogue, Rule, TestCase]
 
 
 class Module(Node):
@@ -246,6 +286,14 @@ class Module(Node):
     @property
     def imports(self) -> list[Import]:
         return self.of(Import)
+
+    @property
+    def data_imports(self) -> list[DataImport]:
+        return self.of(DataImport)
+
+    @property
+    def lets(self) -> list[Let]:
+        return self.of(Let)
 
 
 for _m in (And, Or, Not, RepeatStep):

@@ -124,6 +124,18 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         return ir.Import(path=self.text_of(items[0]), span=self.span(items[0]))
 
     @v_args(meta=True)
+    def data_import(self, meta: Meta, items: list[Token]) -> ir.DataImport:
+        file_tok, _as, name_tok = items
+        return ir.DataImport(
+            path=self.text_of(file_tok), name=str(name_tok), span=self.span(file_tok), name_span=self.span(name_tok)
+        )
+
+    @v_args(meta=True)
+    def let_stmt(self, meta: Meta, items: list[Any]) -> ir.Let:
+        name_tok, value = items
+        return ir.Let(name=str(name_tok), value=value, span=self.span(meta), name_span=self.span(name_tok))
+
+    @v_args(meta=True)
     def default_stmt(self, meta: Meta, items: list[Any]) -> ir.Default:
         return ir.Default(effect=items[0], span=self.span(meta))
 
@@ -249,6 +261,9 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def path(self, meta: Meta, items: list[Token]) -> ir.Path:
+        return self._path_of(meta, items)
+
+    def _path_of(self, meta: Meta, items: list[Token]) -> ir.Path:
         root = str(items[0])
         steps: list[str | int] = []
         for tok in items[1:]:
@@ -263,6 +278,15 @@ class _Lower(Transformer):  # type: ignore[type-arg]
                     index = 0
                 steps.append(index)
         return ir.Path(root=root, steps=tuple(steps), span=self.span(meta))
+
+    @v_args(meta=True)
+    def ref(self, meta: Meta, items: list[Token]) -> ir.Ref:
+        path = self._path_of(meta, items)
+        return ir.Ref(name=path.root, steps=path.steps, span=path.span)
+
+    def string_value(self, item: Token | ir.Ref) -> str | ir.Ref:
+        """A string literal's text, or the name standing for one (checked once resolved)."""
+        return item if isinstance(item, ir.Ref) else self.text_of(item)
 
     def fn_call(self, items: list[Any]) -> tuple[str, ir.Path]:
         return (str(items[0]), items[1])
@@ -293,15 +317,15 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def starts_with(self, meta: Meta, items: list[Any]) -> ir.Compare:
-        return self._leaf(meta, items[0], "starts_with", self.text_of(items[1]))
+        return self._leaf(meta, items[0], "starts_with", self.string_value(items[1]))
 
     @v_args(meta=True)
     def ends_with(self, meta: Meta, items: list[Any]) -> ir.Compare:
-        return self._leaf(meta, items[0], "ends_with", self.text_of(items[1]))
+        return self._leaf(meta, items[0], "ends_with", self.string_value(items[1]))
 
     @v_args(meta=True)
     def matches(self, meta: Meta, items: list[Any]) -> ir.Compare:
-        return self._leaf(meta, items[0], "regex", self.text_of(items[1]))
+        return self._leaf(meta, items[0], "regex", self.string_value(items[1]))
 
     @v_args(meta=True)
     def exists(self, meta: Meta, items: list[Any]) -> ir.Compare:

@@ -103,7 +103,7 @@ def parse_with_comments(text: str, file: str = "<input>") -> tuple[Tree, list[To
 
 # A line that starts a statement (recovery only): `server` only before its string, since
 # `server == "x"` may start a line of a condition block.
-_STATEMENT_START = re.compile(r'(?:package|import|default|allow|deny|hide|limit|test)\b|server[ \t]*"')
+_STATEMENT_START = re.compile(r'(?:package|import|let|default|allow|deny|hide|limit|test)\b|server[ \t]*"')
 MAX_SYNTAX_ERRORS = 20
 
 
@@ -382,13 +382,14 @@ def _glued_message(keyword: str, word: str) -> str:
     return f"unknown word `{word}`: did you mean `{keyword}`?"
 
 
-STATEMENTS = "package, import, default, server, allow, deny, hide, limit or test"
+STATEMENTS = "package, import, let, default, server, allow, deny, hide, limit or test"
 SELECTOR = 'a tool selector such as tool "name", tools ["a", "b"], tools "prefix-*", read tools or all tools'
 COMPARISON = "a comparison such as == \"x\", > 5, in [...], contains \"x\", matches \"re\", exists or missing"
 
 _WORDS: dict[str, str] = {
     "STRING": 'a string in double quotes, such as "name"',
     "NAME": "a name",
+    "REF_NAME": "a name",
     "NUMBER": "a number",
     "DURATION": "a duration such as 30s, 5m, 1h or 1d",
     "CMP_OP": "a comparison operator",
@@ -429,7 +430,9 @@ def _expected_sentence(expected: set[str], after: str | None) -> str:
         return f"expected {SELECTOR}"
     if "CMP_OP" in exp and ("EXISTS" in exp or "DOT" in exp):
         return f"expected {COMPARISON}"
-    if {"STRING", "NUMBER", "TRUE", "FALSE", "NULL"} <= exp:
+    if {"STRING", "NUMBER", "TRUE", "FALSE", "NULL"} <= exp or {"STRING", "NUMBER", "LSQB", "REF_NAME"} <= exp:
+        if "REF_NAME" in exp:
+            return "expected a value: a string, a number, true, false, null, a list [...] or a name defined by let or import data"
         return "expected a value: a string, a number, true, false, null or a list [...]"
     if "REASON" in exp and stmt_keys <= exp:
         return f"expected a new statement ({STATEMENTS}), a reason \"...\" or more of the condition (and, or)"
@@ -505,7 +508,9 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
             return Diagnostic("error", msg, file, line, col, line_of(text, line))
         expected = set(e.expected or ())
         msg = f"unexpected {_describe_token(tok)}: " + _expected_sentence(expected, None)
-        if tok.type == "NAME" and {"ALLOW", "DENY", "PACKAGE"} <= expected:
+        if tok.type == "EQUAL" and "CMP_OP" in expected:  # `=` is a token only for `let`
+            msg = "`=` is not an operator: write `==` to compare"
+        if tok.type in ("NAME", "REF_NAME") and {"ALLOW", "DENY", "PACKAGE"} <= expected:
             msg = f"unknown keyword `{tok}`: " + _expected_sentence(expected, None) + _did_you_mean(str(tok), _KEYWORDS)
         return Diagnostic("error", msg, file, line, col, line_of(text, line), max(1, min(len(str(tok)), 40)))
     if isinstance(e, UnexpectedEOF):
@@ -515,7 +520,7 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     return Diagnostic("error", f"syntax error: {e}", file, line, col, line_of(text, line))
 
 
-_KEYWORDS = ("package", "import", "default", "server", "allow", "deny", "hide", "limit", "test")
+_KEYWORDS = ("package", "import", "let", "default", "server", "allow", "deny", "hide", "limit", "test")
 _UNIT_AND_SCOPE = frozenset({"second", "minute", "hour", "day", "session", "identity", "global"})
 
 

@@ -6,15 +6,17 @@ Every problem is collected (all files, all statements); nothing stops at the fir
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from . import ir
 from .errors import Diagnostic, PlrError, line_of
 from .lower import lower_source
+from .names import Names, resolve_names, resolved_rule
 from .resources import stdlib_dir
 
 Reader = Callable[[str], str]
@@ -58,6 +60,11 @@ class Program:
     servers: dict[str, list[ir.CatalogueTool]] = field(default_factory=dict)
     rules: list[ResolvedRule] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # display file -> display files it imports (a name is seen by the files importing its file)
+    imports_of: dict[str, list[str]] = field(default_factory=dict)
+    # (display file, name) -> the document of its `import data` (absent when it could not be read)
+    data: dict[tuple[str, str], Any] = field(default_factory=dict)
+    data_files: list[str] = field(default_factory=list)  # absolute paths of the data files read
 
     def classes_of(self, tool: str) -> tuple[ir.Risk, ...]:
         """The risk classes of a catalogue tool (empty when no catalogue declares it)."""
@@ -165,6 +172,9 @@ def load_program(
             return None
         loaded[key] = module
         prog.modules.append(module)
+        imported = prog.imports_of.setdefault(display, [])
+        for data_imp in module.data_imports:
+            _load_data(prog, data_imp, display, abs_path, reader)
         for imp in module.imports:
             target = _import_target(imp.path, abs_path)
             if target is None:
@@ -177,7 +187,9 @@ def load_program(
             if not os.path.isfile(target):
                 prog.error(f"cannot import `{imp.path}`: no such file ({display_name(target)})", imp.span)
                 continue
-            load(target, display_name(target), [*stack, abs_path])
+            child = load(target, display_name(target), [*stack, abs_path])
+            if child is not None:
+                imported.append(child.file)
         return module
 
     for p in paths:
@@ -191,8 +203,38 @@ def load_program(
             prog.roots.append(module)
 
     _build_catalogue(prog)
-    _expand_selectors(prog)
+    _expand_selectors(prog, resolve_names(prog))
     return prog
+
+
+def _load_data(prog: Program, imp: ir.DataImport, display: str, importer: str, reader: Reader) -> None:
+    """Read one `import data` file (relative to the importing file) through ``reader``, so the
+    compiled-policy cache records it like any imported .plr file."""
+    base = os.path.dirname(importer) if importer else os.getcwd()
+    target = os.path.normpath(os.path.join(base, imp.path))
+    shown = display_name(target)
+    if not imp.path.endswith(".json"):
+        prog.error(f"`import data` reads a JSON file: `{imp.path}` does not end in .json", imp.span)
+        return
+    try:
+        text = reader(target)
+    except (OSError, ValueError) as e:
+        prog.error(f"cannot read data file `{imp.path}` ({shown}): {e}", imp.span)
+        return
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        prog.error(f"data file `{imp.path}` is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}", imp.span)
+        return
+    except (ValueError, RecursionError) as e:
+        prog.error(f"data file `{imp.path}` is not valid JSON: {e}", imp.span)
+        return
+    prog.data[(display, imp.name)] = value
+    prog.data_files.append(target)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _import_target(spec: str, importer: str) -> str | None:
@@ -268,10 +310,11 @@ def glob_regex(pattern: str) -> "re.Pattern[str]":
     return re.compile("".join(parts), re.DOTALL)
 
 
-def _expand_selectors(prog: Program) -> None:
+def _expand_selectors(prog: Program, names: Names) -> None:
     known = sorted(prog.catalogue)
     for module in prog.modules:
-        for rule in module.rules:
+        for written in module.rules:
+            rule = resolved_rule(names, written, module.file)
             sel = rule.selector
             tools: tuple[str, ...] = ()
             if sel.kind in ("tool", "list"):

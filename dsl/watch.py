@@ -42,9 +42,9 @@ def run_roots(roots: list[str], select: str | None, state: WatchState) -> tester
         suite = tester.load_suite(root)
         report.suites.append(suite)
         if suite.program is not None:
-            state.files_of_root[root] = {os.path.abspath(m.path) for m in suite.program.modules if m.path} | {
-                os.path.abspath(root)
-            }
+            prog = suite.program
+            files = {os.path.abspath(m.path) for m in prog.modules if m.path} | {os.path.abspath(p) for p in prog.data_files}
+            state.files_of_root[root] = files | {os.path.abspath(root)}
         for test in suite.tests:
             if pattern is not None and not pattern.search(test.name):
                 report.skipped += 1
@@ -99,15 +99,18 @@ def watch(
     roots = tester.suite_roots(tester.discover(paths))
     emit(summary_lines(run_roots(roots, select, state), []))
 
-    def only_plr(change: watchfiles.Change, path: str) -> bool:
-        return path.endswith(".plr") and "__snapshots__" not in path
+    def sources(change: watchfiles.Change, path: str) -> bool:
+        """Policy files, and JSON files a policy may read with `import data`."""
+        return path.endswith((".plr", ".json")) and "__snapshots__" not in path
 
     for changes in watchfiles.watch(
-        *paths, watch_filter=only_plr, debounce=debounce_ms, step=50, stop_event=stop_event, raise_interrupt=False  # type: ignore[arg-type]
+        *paths, watch_filter=sources, debounce=debounce_ms, step=50, stop_event=stop_event, raise_interrupt=False  # type: ignore[arg-type]
     ):
         changed = sorted({p for _, p in changes})
         roots = tester.suite_roots(tester.discover(paths))
         rerun = affected_roots(state, changed, roots)
+        if not rerun and all(c.endswith(".json") for c in changed):
+            continue  # a JSON file no policy reads
         for r in list(state.files_of_root):
             if r not in roots:
                 del state.files_of_root[r]  # deleted or now imported by another file

@@ -167,16 +167,47 @@ def lookup(path: ir.Path, call: Call) -> Any:
     return v
 
 
-def holds(c: ir.Condition, call: Call) -> bool:
+class Env:
+    """What names mean while evaluating: `let` and `import data` constants, looked up here from
+    the program as written (the compiler substitutes them instead)."""
+
+    def __init__(self, program: Any = None) -> None:
+        self.lets: dict[str, Any] = {}
+        self.data: dict[str, Any] = {}
+        for m in program.modules if program is not None else ():
+            for s in m.statements:
+                if isinstance(s, ir.Let):
+                    self.lets[s.name] = s.value
+                elif isinstance(s, ir.DataImport):
+                    self.data[s.name] = program.data[(m.file, s.name)]
+
+    def const(self, value: Any) -> Any:
+        """A literal as written, with each name replaced by what it stands for."""
+        if isinstance(value, ir.Ref):
+            base = self.data[value.name] if value.name in self.data else self.const(self.lets[value.name])
+            for step in value.steps:
+                base = base[step]
+            return self.const(base)
+        if isinstance(value, list):
+            return [self.const(v) for v in value]
+        return value
+
+
+NO_NAMES = Env()
+
+
+def holds(c: ir.Condition, call: Call, env: Env = NO_NAMES) -> bool:
     """Whether ``c`` holds for ``call``: a comparison on a missing path is false, and so is one
     of values of different types (see ``compare``)."""
     if isinstance(c, ir.And):
-        return all(holds(x, call) for x in c.items)
+        return all(holds(x, call, env) for x in c.items)
     if isinstance(c, ir.Or):
-        return any(holds(x, call) for x in c.items)
+        return any(holds(x, call, env) for x in c.items)
     if isinstance(c, ir.Not):
-        return not holds(c.item, call)
+        return not holds(c.item, call, env)
     assert isinstance(c, ir.Compare), c
+    if ir.has_refs(c.value):
+        c = c.model_copy(update={"value": env.const(c.value)})
     v = lookup(c.path, call)
     if c.op == "exists":  # an explicit null is absent too
         return v is not MISSING and v is not None
@@ -233,6 +264,7 @@ class RefInterpreter:
                     for t in s.tools:
                         self.risk.setdefault(t.name, t.risk)
         self.rules: list[ir.Rule] = [s for m in program.modules for s in m.statements if isinstance(s, ir.Rule)]
+        self.env = Env(program)
         self.hits: dict[tuple[Any, ...], list[float]] = {}
 
     def selects(self, sel: ir.Selector, tool: str) -> bool:
@@ -277,17 +309,17 @@ class RefInterpreter:
         # 4. deny ... if
         for _, r in deny_if:
             assert r.condition is not None
-            if holds(r.condition, call):
+            if holds(r.condition, call, self.env):
                 return DENY, "deny_if"
         # 5. requirements: the tool's allow-ifs (an unconditional allow does not lift them)
         requirements: list[ir.Condition] = []
         if allow_if:
             requirements.append(ir.Or(items=tuple(r.condition for _, r in allow_if if r.condition is not None)))
         requirements += [r.condition for _, r in deny_unless if r.condition is not None]
-        failing = [c for c in requirements if not holds(c, call)]
+        failing = [c for c in requirements if not holds(c, call, self.env)]
         if failing:
             approved_call = call.with_approval()
-            if all(holds(c, approved_call) for c in failing):
+            if all(holds(c, approved_call, self.env) for c in failing):
                 return APPROVAL, "require"
             return DENY, "require"
         # 6. limits

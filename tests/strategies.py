@@ -14,6 +14,7 @@ server, approved) and ``advances()`` a clock step that crosses limit windows.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
@@ -57,6 +58,40 @@ EXTRA_TOOLS = ("ghost-tool", "legacy_run", "fs-ghost")
 UNKNOWN_TOOLS = ("unknown", "fs-zzz", "git-", "", "Task-read", "get")
 
 
+# Names a program may define (`let`) or import (`import data`), by the kind of value they stand
+# for; a generated program defines all of them or none (`Names`).
+DATA_FILE = Path(__file__).resolve().parent / "data" / "names.json"
+DATA_REFS = {
+    "string": ("teams.ws", 'teams["odd key"]["é"]', "teams.nested[1][0]"),
+    "number": ("teams.limits.max", "teams.limits.ratio"),
+    "list": ("teams.oncall", "teams.flags", "teams.nested[0]"),
+}
+LET_NAMES = {"string": ("ws", "who-1"), "number": ("cap",), "list": ("admins", "mixed"), "any": ("v_any",)}
+
+
+def _ref_text(draw: Any, kind: str | None) -> str:
+    """A name standing for a value of ``kind`` (any kind when None)."""
+    kinds = ("string", "number", "list") if kind is None else (kind,)
+    k = draw(st.sampled_from(kinds))
+    pool = DATA_REFS.get(k, ()) + LET_NAMES.get(k, ()) + (LET_NAMES["any"] if kind is None else ())
+    return draw(st.sampled_from(pool))
+
+
+def _lets_text(draw: Any) -> list[str]:
+    """The statements defining every name of LET_NAMES (and the data import), in any order."""
+    data = f"import data {json.dumps(str(DATA_FILE))} as teams"
+    ws = _string_text(draw, draw(st.sampled_from(("/workspace/", "a", "x/", ""))))
+    who = _string_text(draw, draw(st.sampled_from(STRINGS)))
+    cap = draw(st.sampled_from(INT_TEXTS + FLOAT_TEXTS))
+    admins = "[" + ", ".join(
+        draw(st.lists(st.sampled_from(('"alice"', '"bob"', "ws", "teams.ws", '"ops-bot"', '""')), max_size=3))
+    ) + "]"
+    mixed = _list_text(draw, 1, None, names=False)
+    v_any = draw(st.sampled_from(("null", "true", "1", '"1"', "teams.flags", "[1, true]", "cap")))
+    return [data, f"let ws = {ws}", f"let who-1 = {who}", f"let cap = {cap}", f"let admins = {admins}",
+            f"let mixed = {mixed}", f"let v_any = {v_any}"]  # fmt: skip
+
+
 # --- small pieces -------------------------------------------------------------------------
 
 
@@ -86,8 +121,11 @@ def _catalogue(draw: Any) -> list[tuple[str, str]]:
     return [(name, draw(st.sampled_from(RISKS))) for name in names]
 
 
-def _literal_text(draw: Any, kind: str | None = None, depth: int = 0) -> str:
-    """One literal of the language (`kind` forces string/number/list)."""
+def _literal_text(draw: Any, kind: str | None = None, depth: int = 0, names: bool = False) -> str:
+    """One literal of the language (`kind` forces string/number/list); with ``names``, sometimes
+    a `let` or data name standing for one."""
+    if names and kind in (None, "string", "number", "list") and draw(st.integers(0, 4)) == 0:
+        return _ref_text(draw, kind)
     kind = kind or draw(
         st.sampled_from(
             ("string", "string", "number", "number", "bool", "null", "list")
@@ -104,11 +142,13 @@ def _literal_text(draw: Any, kind: str | None = None, depth: int = 0) -> str:
         return draw(st.sampled_from(("true", "false")))
     if kind == "null":
         return "null"
-    return _list_text(draw, depth + 1)
+    return _list_text(draw, depth + 1, names=names)
 
 
-def _list_text(draw: Any, depth: int = 0, scalar_kind: str | None = None) -> str:
-    items = [_literal_text(draw, scalar_kind, depth) for _ in range(draw(st.integers(0, 4)))]
+def _list_text(draw: Any, depth: int = 0, scalar_kind: str | None = None, names: bool = False) -> str:
+    if names and draw(st.integers(0, 4)) == 0:
+        return _ref_text(draw, "list")
+    items = [_literal_text(draw, scalar_kind, depth, names) for _ in range(draw(st.integers(0, 4)))]
     trailing = "," if items and draw(st.booleans()) else ""
     sep = draw(st.sampled_from((", ", ",", " , ", ",\n  ")))
     return "[" + sep.join(items) + trailing + "]"
@@ -144,8 +184,8 @@ CMP = ("==", "!=", "<", "<=", ">", ">=")
 
 
 @st.composite
-def _leaf(draw: Any) -> str:
-    """One comparison (a leaf of a condition)."""
+def _leaf(draw: Any, names: bool = False) -> str:
+    """One comparison (a leaf of a condition); with ``names``, literals may be names."""
     form = draw(
         st.sampled_from(
             (
@@ -163,17 +203,23 @@ def _leaf(draw: Any) -> str:
         if draw(st.integers(0, 3)) == 0:  # literals that Python's == would confuse across types
             lit = draw(st.sampled_from(("true", "false", "0", "1", "1.0", "0.0", "null", '"1"', "[1]", "[true]")))
             return f"{path} {draw(st.sampled_from(('==', '!=')))} {lit}"
-        return f"{path} {draw(st.sampled_from(CMP))} {_literal_text(draw)}"
+        return f"{path} {draw(st.sampled_from(CMP))} {_literal_text(draw, names=names)}"
     if form == "in":
-        return f"{path} in {_list_text(draw)}"
+        return f"{path} in {_list_text(draw, names=names)}"
     if form == "not_in":
-        return f"{path} {draw(st.sampled_from(('not in', 'not  in', 'not' + chr(10) + 'in')))} {_list_text(draw)}"
+        word = draw(st.sampled_from(("not in", "not  in", "not" + chr(10) + "in")))
+        return f"{path} {word} {_list_text(draw, names=names)}"
     if form == "contains":
-        return f"{path} contains {_literal_text(draw, draw(st.sampled_from(('string', 'string', 'number', 'bool', 'null'))))}"
+        kind = draw(st.sampled_from(("string", "string", "number", "bool", "null")))
+        return f"{path} contains {_literal_text(draw, kind, names=names)}"
     if form in ("starts_with", "ends_with"):
+        if names and draw(st.integers(0, 3)) == 0:
+            return f"{path} {form} {_ref_text(draw, 'string')}"
         s = draw(st.sampled_from(STRINGS[:8]))
         return f"{path} {form} {_string_text(draw, s)}"
     if form == "matches":
+        if names and draw(st.integers(0, 3)) == 0:
+            return f"{path} matches {draw(st.sampled_from(('teams.ws', 'teams.nested[1][0]')))}"  # valid RE2
         return f"{path} matches {_string_text(draw, draw(st.sampled_from(REGEXES)))}"
     if form in ("exists", "missing"):
         return f"{path} {form}"
@@ -188,8 +234,8 @@ def _leaf(draw: Any) -> str:
 
 
 # A condition as a small tree: ("leaf", text) | ("and"|"or", [c, ...]) | ("not", c).
-def _cond_tree() -> st.SearchStrategy[Any]:
-    leaves = _leaf().map(lambda t: ("leaf", t))
+def _cond_tree(names: bool = False) -> st.SearchStrategy[Any]:
+    leaves = _leaf(names).map(lambda t: ("leaf", t))
     # half of the conditions are one comparison, so each one's outcome often decides the call
     return leaves | st.recursive(
         leaves,
@@ -223,13 +269,13 @@ def _render(draw: Any, c: Any, parens: bool = False) -> str:
 
 
 @st.composite
-def conditions(draw: Any) -> str:
+def conditions(draw: Any, names: bool = False) -> str:
     """A rule's COND: one expression, or a `{ ... }` block of expressions (AND)."""
     if draw(st.integers(0, 3)) == 0:
-        items = [_render(draw, draw(_cond_tree())) for _ in range(draw(st.integers(1, 3)))]
+        items = [_render(draw, draw(_cond_tree(names))) for _ in range(draw(st.integers(1, 3)))]
         sep = draw(st.sampled_from(("\n    ", "\n    ", " ")))
         return "{" + sep + sep.join(items) + draw(st.sampled_from(("\n", " "))) + "}"
-    return _render(draw, draw(_cond_tree()))
+    return _render(draw, draw(_cond_tree(names)))
 
 
 # --- selectors, rules, programs -----------------------------------------------------------
@@ -277,7 +323,7 @@ def _reason(draw: Any) -> str:
 
 
 @st.composite
-def rules(draw: Any, catalogue: list[tuple[str, str]]) -> str:
+def rules(draw: Any, catalogue: list[tuple[str, str]], names: bool = False) -> str:
     kind = draw(
         st.sampled_from(
             ("allow", "allow", "allow_if", "allow_if", "allow_if", "deny", "deny_if", "deny_if", "deny_unless",
@@ -287,13 +333,13 @@ def rules(draw: Any, catalogue: list[tuple[str, str]]) -> str:
     if kind == "allow":
         return f"allow {draw(selectors(catalogue, False))}{_reason(draw)}"
     if kind == "allow_if":
-        return f"allow {draw(selectors(catalogue, False))}{_ws(draw)}if {draw(conditions())}{_reason(draw)}"
+        return f"allow {draw(selectors(catalogue, False))}{_ws(draw)}if {draw(conditions(names))}{_reason(draw)}"
     if kind == "deny":
         return f"deny {draw(selectors(catalogue, False))}{_reason(draw)}"
     if kind == "deny_if":
-        return f"deny {draw(selectors(catalogue, False))}{_ws(draw)}if {draw(conditions())}{_reason(draw)}"
+        return f"deny {draw(selectors(catalogue, False))}{_ws(draw)}if {draw(conditions(names))}{_reason(draw)}"
     if kind == "deny_unless":
-        cond = "approved" if draw(st.booleans()) else draw(conditions())
+        cond = "approved" if draw(st.booleans()) else draw(conditions(names))
         return f"deny {draw(selectors(catalogue, False))}{_ws(draw)}unless {cond}{_reason(draw)}"
     if kind == "hide":
         # `hide all tools` hides everything: keep it rare so programs stay interesting
@@ -337,7 +383,10 @@ def programs(draw: Any) -> str:
     default = draw(st.sampled_from(("deny", "allow", None)))
     if default is not None:
         statements.append(f"default {default}")
-    statements += [draw(rules(catalogue)) for _ in range(draw(st.integers(0, 10)))]
+    names = draw(st.integers(0, 2)) == 0
+    if names:
+        statements += _lets_text(draw)
+    statements += [draw(rules(catalogue, names)) for _ in range(draw(st.integers(0, 10)))]
     order = draw(st.permutations(range(len(statements))))
     body = [statements[i] for i in order]
     if draw(st.booleans()):

@@ -37,6 +37,14 @@ ERROR_CASES: dict[str, str] = {
     "test_code_mismatch": 'default deny\ntest "t" {\n  call "x" -> allow hidden\n}\n',
     "empty_file": "",
     "deep_nesting": 'default deny\nallow tool "x" if ' + "(" * 80 + "approved" + ")" * 80 + "\n",
+    "unknown_name": 'let admins = ["a"]\ndefault deny\nallow tool "x" if identity in admin\n',
+    "let_cycle": "let a = [b]\nlet b = a\ndefault deny\n",
+    "name_shadows_root": 'let identity = "x"\ndefault deny\n',
+    "duplicate_name": "let a = 1\nlet a = 2\ndefault deny\n",
+    "name_of_the_wrong_kind": 'let ws = ["/w"]\ndefault deny\nallow tool "x" if args.p starts_with ws\n',
+    "path_as_a_value": 'default deny\nallow tool "x" if args.owner == identity\n',
+    "missing_data_file": 'import data "./no-such-file.json" as teams\ndefault deny\n',
+    "let_with_two_equals": "let x == 1\n",
 }
 
 

@@ -102,7 +102,9 @@ def test_names_that_start_with_a_keyword_are_still_names() -> None:
         ('limit tool "a" to 5 per hour per sessions\n', "unknown word `sessions`: did you mean `per session`? (units and scopes are singular)"),
         ("allow readonly tools\n", "unknown word `readonly`: did you mean `read`?"),
         ('server "s" { tool "a" readonly }\n', "unknown word `readonly`: did you mean `read`?"),
-        ('deny tool "x" if args.a == nullable\n', "unknown word `nullable`: did you mean `null`?"),
+        # a name may stand for a value (`let`), so this is an unknown name, with the same hint
+        ('deny tool "x" if args.a == nullable\n', "unknown name `nullable` (did you mean `null`?): a value here is a "
+                                                   "literal or a name defined by `let` or `import data`"),
     ],
 )
 def test_near_misses_get_the_message_a_person_needs(src: str, message: str) -> None:

@@ -1,0 +1,259 @@
+"""Compile-time names: `let` constants and `import data` documents, replaced by their values.
+
+A name is visible in the file that defines it and in every file that imports that file,
+directly or not; one name is defined once in a whole program (a second definition is an error
+naming the first). Resolution turns each rule's condition into one with no names left, so the
+checks, the compiler and the JSON never see one; the program as written (``Program.modules``)
+keeps them for ``plr fmt`` and the reference interpreter of the tests.
+
+Every misuse is an error at the name as written: an unknown name (with a "did you mean"), a
+missing key of a data file, a value of the wrong kind for its operator, a cycle of `let`s.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+from . import ir
+from .validate import check_json_value, surrogate_problem
+from .vocab import PATH_ROOTS, json_type
+
+if TYPE_CHECKING:
+    from .resolve import Program
+
+__all__ = ["KEYWORD_VALUES", "NameError_", "Names", "resolve_names"]
+
+KEYWORD_VALUES = ("true", "false", "null")
+
+
+class NameError_(Exception):  # noqa: N801 - not the builtin NameError
+    """A misuse of a name: the message and the place to point at."""
+
+    def __init__(self, message: str, span: ir.Span, cycle: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.cycle = cycle  # the names of a cycle of definitions, when that is the misuse
+
+
+Definition = Union[ir.Let, ir.DataImport]
+
+
+@dataclass
+class _Entry:
+    definition: Definition
+    file: str  # the defining module's display name
+
+
+@dataclass
+class Names:
+    """Every name of a program, where it is defined and which files see it."""
+
+    prog: Program
+    defined: dict[str, _Entry] = field(default_factory=dict)
+    _visible: dict[str, frozenset[str]] = field(default_factory=dict)  # file -> files it sees
+    _lets: dict[int, Any] = field(default_factory=dict)  # id(Let) -> resolved value
+
+    # -- definitions ----------------------------------------------------------------------
+    def collect(self) -> None:
+        """Register every definition; report shadowed roots, keywords and duplicates."""
+        prog = self.prog
+        # stdlib files first: a name the user's file repeats is reported there, not in the stdlib
+        stdlib = [m for m in prog.modules if prog.in_stdlib(ir.Span(file=m.file, line=1, col=1))]
+        for module in [*stdlib, *(m for m in prog.modules if m not in stdlib)]:
+            for d in [*module.data_imports, *module.lets]:
+                span = d.name_span
+                if d.name in PATH_ROOTS:
+                    prog.error(f"`{d.name}` is a path root: a name may not shadow it (choose another name)", span)
+                    continue
+                if d.name in KEYWORD_VALUES:
+                    prog.error(f"`{d.name}` is a keyword: choose another name", span)
+                    continue
+                first = self.defined.get(d.name)
+                if first is not None:
+                    where = prog.rule_name(first.definition.name_span)
+                    prog.error(f"`{d.name}` is already defined at {where}: a name is defined once", span)
+                    continue
+                self.defined[d.name] = _Entry(d, module.file)
+
+    def visible(self, file: str) -> frozenset[str]:
+        """The files whose names ``file`` sees: itself and everything it imports, transitively."""
+        seen = self._visible.get(file)
+        if seen is None:
+            out: set[str] = set()
+            stack = [file]
+            while stack:
+                f = stack.pop()
+                if f in out:
+                    continue
+                out.add(f)
+                stack.extend(self.prog.imports_of.get(f, ()))
+            seen = self._visible[file] = frozenset(out)
+        return seen
+
+    # -- values ---------------------------------------------------------------------------
+    def value(self, ref: ir.Ref, file: str, stack: tuple[str, ...] = ()) -> Any:
+        """The literal a name stands for, seen from ``file``; NameError_ on any misuse."""
+        entry = self._lookup(ref, file)
+        d = entry.definition
+        if isinstance(d, ir.Let):
+            if d.name in stack:
+                cycle = (*stack[stack.index(d.name) :], d.name)
+                raise NameError_(f"`{d.name}` is defined in terms of itself: {' -> '.join(cycle)}", ref.span, cycle)
+            if id(d) not in self._lets:
+                self._lets[id(d)] = self.literal(d.value, entry.file, (*stack, d.name))
+            base = self._lets[id(d)]
+        else:
+            base = self.prog.data.get((entry.file, d.name), _UNREADABLE)
+            if base is _UNREADABLE:
+                raise NameError_(f"`{d.name}`: its data file could not be read (see the error at its import)", ref.span)
+        value = _walk(base, ref, d)
+        return _as_literal(value, ref)
+
+    def literal(self, value: Any, file: str, stack: tuple[str, ...] = ()) -> Any:
+        """A literal as written with each name in it replaced by its value."""
+        if isinstance(value, ir.Ref):
+            return self.value(value, file, stack)
+        if isinstance(value, (list, tuple)) and ir.has_refs(value):
+            return [self.literal(v, file, stack) for v in value]
+        return value
+
+    def _lookup(self, ref: ir.Ref, file: str) -> _Entry:
+        entry = self.defined.get(ref.name)
+        if entry is not None and entry.file in self.visible(file):
+            return entry
+        if entry is not None:
+            raise NameError_(
+                f"`{ref.name}` is defined in {self.prog.rule_name(entry.definition.name_span).rsplit(':', 1)[0]}, "
+                "which this file does not import",
+                ref.span,
+            )
+        if ref.name in PATH_ROOTS:
+            raise NameError_(
+                f"`{ref.text()}` is a path, not a value: the right of a comparison is a literal or a name "
+                "defined by `let` or `import data` (plr never compares two paths)",
+                ref.span,
+            )
+        seen = sorted(n for n, e in self.defined.items() if e.file in self.visible(file))
+        close = difflib.get_close_matches(ref.name, [*seen, *KEYWORD_VALUES], n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        raise NameError_(
+            f"unknown name `{ref.name}`{hint}: a value here is a literal or a name defined by `let` or `import data`",
+            ref.span,
+        )
+
+
+_UNREADABLE: Any = object()
+
+
+def _walk(value: Any, ref: ir.Ref, d: Definition) -> Any:
+    """``value`` followed along the ref's steps (fields of data objects, items of lists)."""
+    at = ref.name
+    for i, step in enumerate(ref.steps):
+        if isinstance(step, int):
+            if not isinstance(value, list):
+                raise NameError_(f"`{at}` is {_a(value)}: it has no items, so `[{step}]` names nothing", ref.span)
+            if step >= len(value):
+                n = len(value)
+                raise NameError_(f"`{at}` has {n} item{'' if n == 1 else 's'}: there is no item [{step}]", ref.span)
+            value = value[step]
+        else:
+            if not isinstance(value, dict):
+                raise NameError_(f"`{at}` is {_a(value)}: it has no fields, so `{step}` names nothing", ref.span)
+            if step not in value:
+                close = difflib.get_close_matches(step, [k for k in value if isinstance(k, str)], n=1)
+                hint = f" (did you mean `{close[0]}`?)" if close else ""
+                where = f" in {d.path}" if isinstance(d, ir.DataImport) else ""
+                raise NameError_(f"`{at}` has no key {json.dumps(step, ensure_ascii=False)}{where}{hint}", ref.span)
+            value = value[step]
+        at = ir.Ref(name=ref.name, steps=ref.steps[: i + 1]).text()
+    return value
+
+
+def _as_literal(value: Any, ref: ir.Ref) -> Any:
+    """A value that a rule can hold: a JSON scalar or a list of them (no objects)."""
+    if isinstance(value, dict):
+        keys = [k for k in value if isinstance(k, str)][:3]
+        example = f" (such as `{ir.Ref(name=ref.name, steps=(*ref.steps, keys[0])).text()}`)" if keys else ""
+        raise NameError_(
+            f"`{ref.text()}` is an object: a value in a rule is a string, number, boolean, null or a list of "
+            f"them; name one of its fields{example}",
+            ref.span,
+        )
+    try:
+        check_json_value(value)
+    except ValueError as e:
+        raise NameError_(f"`{ref.text()}`: {e}", ref.span) from None
+    except RecursionError:
+        raise NameError_(f"`{ref.text()}`: value is nested too deeply", ref.span) from None
+    problem = surrogate_problem(value)
+    if problem is not None:
+        raise NameError_(f"`{ref.text()}`: {problem}", ref.span)
+    return value
+
+
+def _a(value: Any) -> str:
+    kind = json_type(value)
+    return "null" if kind == "null" else ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+# --- conditions ---------------------------------------------------------------------------
+
+_WANTS = {"in": "list", "not_in": "list", "starts_with": "string", "ends_with": "string", "regex": "string"}
+_OP_WORDS = {"in": "in", "not_in": "not in", "starts_with": "starts_with", "ends_with": "ends_with", "regex": "matches"}
+
+
+def _resolve_condition(names: Names, c: ir.Condition, file: str) -> ir.Condition:
+    """``c`` with every name replaced by its value (NameError_ at the first misuse)."""
+    if isinstance(c, ir.Compare):
+        if not ir.has_refs(c.value):
+            return c
+        value = names.literal(c.value, file)
+        want = _WANTS.get(c.op)
+        if want is not None and json_type(value) != want and isinstance(c.value, ir.Ref):
+            raise NameError_(
+                f"`{_OP_WORDS[c.op]}` takes a {want}, and `{c.value.text()}` is {_a(value)}", c.value.span
+            )
+        return c.model_copy(update={"value": value})
+    if isinstance(c, (ir.And, ir.Or)):
+        return c.model_copy(update={"items": tuple(_resolve_condition(names, x, file) for x in c.items)})
+    return c.model_copy(update={"item": _resolve_condition(names, c.item, file)})
+
+
+def resolve_names(prog: Program) -> Names:
+    """Check every definition and replace the names in each rule's condition by their values.
+
+    A rule with a misused name gets no condition (the error is reported and nothing compiles)."""
+    names = Names(prog)
+    names.collect()
+    in_cycles: set[str] = set()
+    for module in prog.modules:
+        for let in module.lets:
+            if let.name in in_cycles or not ir.has_refs(let.value):
+                continue
+            if names.defined.get(let.name, _Entry(let, "")).definition is not let:
+                continue
+            try:  # report a bad `let` at its definition even when nothing uses it
+                names.value(ir.Ref(name=let.name, span=let.name_span), module.file)
+            except NameError_ as e:
+                prog.error(e.message, e.span)
+                in_cycles.update(e.cycle)  # one report per cycle
+    return names
+
+
+def resolved_rule(names: Names, rule: ir.Rule, file: str) -> ir.Rule:
+    """``rule`` with no names left in its condition (None, with an error reported, on a misuse)."""
+    if rule.condition is None:
+        return rule
+    try:
+        cond = _resolve_condition(names, rule.condition, file)
+    except NameError_ as e:
+        names.prog.error(e.message, e.span)
+        return rule.model_copy(update={"condition": None, "guard": "always" if rule.kind == "limit" else rule.guard})
+    except RecursionError:
+        names.prog.error("condition is nested too deeply", rule.span)
+        return rule.model_copy(update={"condition": None})
+    return rule if cond is rule.condition else rule.model_copy(update={"condition": cond})
