@@ -151,7 +151,237 @@ def test_the_lexer_knows_the_constructs_of_issue_15():
     assert _kind(ISSUE_15, "starts_with") in Operator.Word
 
 
-def test_every_keyword_of_the_grammar_has_a_colour():
+def test_every_keyword_of_the_grammar_has_a_colour_and_a_help_line():
     known = {*words.KEYWORDS, *words.CONSTANTS, *words.FUNCTIONS, *words.PATH_ROOTS}
     assert grammar_keywords() - known == set()
     assert set(words.KEYWORD_HELP) >= set(words.KEYWORDS) - {"data"} | set(words.FUNCTIONS)
+
+
+# --- the TextMate grammar, run by VS Code's own engine -------------------------------------------
+
+TEXTMATE_VERSIONS = ("vscode-textmate@9.3.2", "vscode-oniguruma@2.0.1")
+NPM_CACHE = Path(os.environ.get("PLR_TEST_NPM_CACHE", Path.home() / ".cache" / "plr-tests" / "npm")).with_name("npm-textmate")
+TOKENIZE_JS = r"""
+// node tokenize.js GRAMMAR FILE...: every file's tokens as [line, start, text, scopes], as JSON
+const fs = require("fs");
+const path = require("path");
+const vsctm = require("vscode-textmate");
+const onig = require("vscode-oniguruma");
+const [grammarPath, ...files] = process.argv.slice(2);
+const wasm = fs.readFileSync(path.join(path.dirname(require.resolve("vscode-oniguruma")), "onig.wasm"));
+const onigLib = onig.loadWASM(wasm.buffer.slice(wasm.byteOffset, wasm.byteOffset + wasm.byteLength)).then(() => ({
+  createOnigScanner: (patterns) => new onig.OnigScanner(patterns),
+  createOnigString: (s) => new onig.OnigString(s),
+}));
+const registry = new vsctm.Registry({
+  onigLib,
+  loadGrammar: async (scope) =>
+    scope === "source.plr" ? vsctm.parseRawGrammar(fs.readFileSync(grammarPath, "utf8"), grammarPath) : null,
+});
+registry.loadGrammar("source.plr").then((grammar) => {
+  const out = {};
+  for (const file of files) {
+    let stack = vsctm.INITIAL;
+    const tokens = [];
+    fs.readFileSync(file, "utf8").split("\n").forEach((line, i) => {
+      const r = grammar.tokenizeLine(line, stack);
+      for (const t of r.tokens) tokens.push([i, t.startIndex, line.substring(t.startIndex, t.endIndex), t.scopes]);
+      stack = r.ruleStack;
+    });
+    out[file] = tokens;
+  }
+  process.stdout.write(JSON.stringify(out));
+});
+"""
+
+
+def _textmate_engine() -> tuple[str, Path]:
+    """node and a folder holding vscode-textmate and vscode-oniguruma (installed once from npm)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        # a missing tool fails, never silently skips (.ci/run installs node and npm)
+        if os.environ.get("PLR_SKIP_NODE") == "1":
+            pytest.skip("node/npm not installed and PLR_SKIP_NODE=1")
+        pytest.fail("node and npm are not installed: .ci/run installs them (apt-get install nodejs npm; macOS: brew install node)")
+    modules = NPM_CACHE / "node_modules"
+    if not all((modules / v.rsplit("@", 1)[0] / "package.json").exists() for v in TEXTMATE_VERSIONS):
+        NPM_CACHE.mkdir(parents=True, exist_ok=True)
+        if not (NPM_CACHE / "package.json").exists():
+            (NPM_CACHE / "package.json").write_text('{"name": "plr-test-textmate", "private": true}\n', encoding="utf-8")
+        proc = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *TEXTMATE_VERSIONS],
+            cwd=NPM_CACHE, capture_output=True, timeout=240,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            pytest.fail(f"npm install {' '.join(TEXTMATE_VERSIONS)} failed:\n{proc.stderr.decode(errors='replace')[-2000:]}")
+    (NPM_CACHE / "tokenize.js").write_text(TOKENIZE_JS, encoding="utf-8")
+    return node, NPM_CACHE
+
+
+@pytest.fixture(scope="module")
+def textmate(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple[int, int, str, list[str]]]]:
+    """The tokens of every example, stdlib file, docs ```plr block and the #15 snippet, by name."""
+    node, folder = _textmate_engine()
+    tmp = tmp_path_factory.mktemp("textmate")
+    files: dict[str, Path] = {p.name: p for p in [*EXAMPLES, *STDLIB]}
+    for n, (where, code) in enumerate(code_blocks("plr")):
+        files[where] = tmp / f"block{n}.plr"
+        files[where].write_text(code, encoding="utf-8")
+    files["issue15"] = tmp / "issue15.plr"
+    files["issue15"].write_text(ISSUE_15, encoding="utf-8")
+    files["words"] = tmp / "words.plr"
+    files["words"].write_text("\n".join(words.KEYWORDS) + "\n", encoding="utf-8")
+    proc = subprocess.run(
+        [node, str(folder / "tokenize.js"), str(EDITORS / "plr.tmLanguage.json"), *map(str, files.values())],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    raw = json.loads(proc.stdout)
+    return {name: [tuple(t) for t in raw[str(path)]] for name, path in files.items()}  # type: ignore[misc]
+
+
+def _tm_category(scopes: list[str], text: str) -> str:
+    """What a TextMate token is, in the words the comparison with Pygments uses."""
+    scope = scopes[-1]
+    if any(s.startswith("comment.") for s in scopes):
+        return "comment"
+    if any(s.startswith("string.") for s in scopes):
+        return "string"
+    if scope.startswith("invalid."):
+        return "error"
+    for prefix, kind in (
+        ("constant.numeric", "number"), ("constant.language", "constant"),
+        ("keyword.operator.comparison", "operator"), ("keyword.operator.arrow", "operator"),
+        ("keyword.operator.assignment", "operator"), ("keyword.", "keyword"), ("storage.type.risk", "keyword"),
+        ("support.function", "function"), ("entity.name.function", "function"), ("variable.language", "root"),
+        ("variable.other.property", "property"), ("punctuation.", "operator"),
+    ):  # fmt: skip
+        if scope.startswith(prefix):
+            return kind
+    return "name" if text.strip() and (text[0].isalpha() or text[0] == "_") else "operator"
+
+
+def _pygments_category(tok: _TokenType) -> str:
+    for kind, category in (
+        (Comment, "comment"), (String, "string"), (Error, "error"), (Number, "number"),
+        (Keyword.Constant, "constant"), (Keyword, "keyword"), (Operator.Word, "keyword"), (Operator, "operator"),
+        (Name.Builtin.Pseudo, "root"), (Name.Builtin, "function"), (Name.Function, "function"),
+        (Name.Attribute, "property"), (Name, "name"),
+    ):  # fmt: skip
+        if tok in kind:
+            return category
+    return "operator"
+
+
+def _categories_per_character(tokens: list[tuple[int, int, str, list[str]]]) -> dict[tuple[int, int], str]:
+    return {
+        (line, start + k): _tm_category(scopes, text)
+        for line, start, text, scopes in tokens
+        for k, ch in enumerate(text)
+        if not ch.isspace()
+    }
+
+
+def test_the_vscode_extension_ships_the_same_grammar():
+    assert (EDITORS / "vscode" / "syntaxes" / "plr.tmLanguage.json").read_bytes() == (EDITORS / "plr.tmLanguage.json").read_bytes()
+    grammar = json.loads((EDITORS / "plr.tmLanguage.json").read_text(encoding="utf-8"))
+    assert grammar["scopeName"] == "source.plr" and grammar["fileTypes"] == ["plr"]
+
+
+def test_textmate_scopes_keywords_strings_comments_and_numbers(textmate):
+    def scopes_of(name: str, text: str, nth: int = 0) -> list[str]:
+        found = [scopes for _l, _s, t, scopes in textmate[name] if t == text]
+        assert len(found) > nth, (name, text)
+        return found[nth]
+
+    fs = "filesystem.plr"
+    assert scopes_of(fs, "#")[-1] == "punctuation.definition.comment.plr"
+    assert "comment.line.number-sign.plr" in scopes_of(fs, "#")
+    assert scopes_of(fs, "package")[-1] == "keyword.other.declaration.plr"
+    assert scopes_of(fs, "filesystem")[-1] == "entity.name.namespace.plr"
+    assert scopes_of(fs, "server")[-1] == "keyword.other.plr"
+    assert scopes_of(fs, "tool")[-1] == "keyword.other.plr"
+    assert scopes_of(fs, "destructive")[-1] == "storage.type.risk.plr"
+    assert scopes_of(fs, "default")[-1] == "keyword.other.declaration.plr"
+    assert scopes_of(fs, "allow")[-1] == "keyword.control.plr"
+    assert scopes_of(fs, "write_file")[-1] == "string.quoted.double.plr"
+    assert scopes_of(fs, "args")[-1] == "variable.language.plr"
+    assert scopes_of(fs, "path")[-1] == "variable.other.property.plr"
+    assert scopes_of(fs, "starts_with")[-1] == "keyword.operator.word.plr"
+    assert scopes_of(fs, "\\\\")[-1] == "constant.character.escape.plr"
+    assert scopes_of(fs, "->")[-1] == "keyword.operator.arrow.plr"
+    cw = "codex_worker.plr"
+    assert scopes_of(cw, "10")[-1] == "constant.numeric.plr"
+    assert scopes_of(cw, "session")[-1] == "keyword.other.plr"  # `per session`
+
+
+def test_textmate_knows_the_constructs_of_issue_15(textmate):
+    by_text = {}
+    for _l, _s, text, scopes in textmate["issue15"]:
+        by_text.setdefault(text.strip(), scopes[-1])
+    assert by_text["let"] == "keyword.other.declaration.plr"
+    assert by_text["workspace"] == "variable.other.constant.plr"
+    assert by_text["def"] == "keyword.other.declaration.plr"
+    assert by_text["in_workspace"] == "entity.name.function.plr"
+    assert by_text["normpath"] == "support.function.plr"
+    assert by_text["every"] == "keyword.control.quantifier.plr"
+    assert by_text["teams"] == "variable.other.constant.plr"
+
+
+def test_textmate_marks_no_shipped_policy_or_docs_example_invalid(textmate):
+    bad = [(name, line + 1, text) for name, toks in textmate.items() for line, _s, text, scopes in toks if any(s.startswith("invalid.") for s in scopes)]
+    assert not bad, bad[:10]
+
+
+def test_textmate_colours_every_keyword_as_a_keyword(textmate):
+    tokens = {text: scopes[-1] for _l, _s, text, scopes in textmate["words"]}
+    assert set(tokens) >= set(words.KEYWORDS) - {"tool", "server", "identity", "session"}
+    plain = {k: s for k, s in tokens.items() if k in words.KEYWORDS and not s.startswith(("keyword.", "storage.type.risk"))}
+    # on a line of its own, a word that is also a path root (tool, session, ...) is the path root
+    assert set(plain) <= set(words.PATH_ROOTS), plain
+
+
+def test_textmate_and_pygments_colour_every_character_alike(textmate):
+    """The two highlighters are held to each other: on every example, stdlib file, docs block
+    and the #15 snippet, each non-space character is a keyword, string, comment, number, name...
+    for both (one set of words, dsl/lsp/words.py, and one set of contextual rules)."""
+    sources = {p.name: p.read_text(encoding="utf-8") for p in [*EXAMPLES, *STDLIB]}
+    sources.update(dict(code_blocks("plr")))
+    sources["issue15"] = ISSUE_15
+    mismatches = []
+    for name, text in sources.items():
+        tm = _categories_per_character(textmate[name])
+        line, col = 0, 0
+        for tok, value in _pygments_stream(text):
+            for ch in value:
+                if ch == "\n":
+                    line, col = line + 1, 0
+                    continue
+                if not ch.isspace() and tm.get((line, col)) != _pygments_category(tok):
+                    mismatches.append((name, line + 1, col + 1, ch, tm.get((line, col)), _pygments_category(tok)))
+                col += 1
+    assert not mismatches, mismatches[:20]
+
+
+def _pygments_stream(text: str):
+    """Pygments' tokens over exactly ``text`` (its lexer adds a final newline; drop nothing else)."""
+    return [(t, v) for _i, t, v in PlrLexer(stripnl=False, ensurenl=False).get_tokens_unprocessed(text)]
+
+
+def test_the_vscode_extension_is_complete():
+    ext = EDITORS / "vscode"
+    manifest = json.loads((ext / "package.json").read_text(encoding="utf-8"))
+    (language,) = manifest["contributes"]["languages"]
+    assert language["id"] == "plr" and language["extensions"] == [".plr"]
+    (grammar,) = manifest["contributes"]["grammars"]
+    assert grammar["scopeName"] == "source.plr" and (ext / grammar["path"]).is_file()
+    config = json.loads((ext / language["configuration"]).read_text(encoding="utf-8"))
+    assert config["comments"]["lineComment"] == "#"
+    assert manifest["activationEvents"] == ["onLanguage:plr"]
+    assert manifest["contributes"]["configuration"]["properties"]["plr.server.args"]["default"] == ["lsp"]
+    main = ext / manifest["main"]
+    assert "vscode-languageclient/node" in main.read_text(encoding="utf-8")
+    node = shutil.which("node")
+    if node:  # the script at least parses (running it needs VS Code itself)
+        proc = subprocess.run([node, "--check", str(main)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
