@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "memory": "benchmarks.bench_memory",
     "proxy": "benchmarks.bench_proxy",
     "redis": "benchmarks.bench_redis",
+    "lsp": "benchmarks.bench_lsp",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCHEMA = "plr-bench/1"
