@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -385,3 +386,33 @@ def test_the_vscode_extension_is_complete():
     if node:  # the script at least parses (running it needs VS Code itself)
         proc = subprocess.run([node, "--check", str(main)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
+
+
+# --- pre-commit ----------------------------------------------------------------------------------
+
+
+def test_the_pre_commit_hooks_run_plr_as_documented(tmp_path: Path):
+    """Each hook of .pre-commit-hooks.yaml, run the way pre-commit runs it (entry, then args, then
+    the matching files unless pass_filenames is false), passes a tidy policy and fails a bad one."""
+    import yaml
+
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))}
+    assert set(hooks) == {"plr-fmt", "plr-check"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+    def run(hook_id: str, files: list[str]) -> int:
+        hook = hooks[hook_id]
+        assert hook["language"] == "python" and hook["entry"].startswith("plr ")
+        assert all(re.search(hook["files"], f) for f in files)
+        argv = [*hook["entry"].split()[1:], *hook.get("args", []), *(files if hook.get("pass_filenames", True) else [])]
+        proc = subprocess.run([sys.executable, "-m", "dsl.cli", *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        return proc.returncode
+
+    good = (ROOT / "examples" / "filesystem.plr").read_text(encoding="utf-8")
+    (tmp_path / "good.plr").write_text(good, encoding="utf-8")
+    assert run("plr-fmt", ["good.plr"]) == 0
+    assert run("plr-check", ["good.plr"]) == 0
+    (tmp_path / "messy.plr").write_text("default deny\nallow   tool \"x\"\n", encoding="utf-8")
+    assert run("plr-fmt", ["good.plr", "messy.plr"]) == 1
+    (tmp_path / "messy.plr").write_text('default deny\nallow tool "x" if args.a = 1\n', encoding="utf-8")
+    assert run("plr-check", ["good.plr"]) == 2  # checks the repository, not only the changed files
