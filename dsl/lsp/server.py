@@ -126,14 +126,16 @@ class PlrLanguageServer(LanguageServer):
             if path.startswith("<"):
                 continue
             diags = [self.lsp_diagnostic(path, d) for d in by_file.get(path, [])]
-            if self.published.get(path) == diags:
-                continue
-            self.published[path] = diags
-            if not diags and path not in by_file and not self._known(path):
-                self.published.pop(path, None)
+            previous = self.published.get(path)
+            if previous == diags or (not diags and previous is None and not self._known(path)):
+                continue  # nothing new (a stdlib file the server never said anything about stays unmentioned)
             self.text_document_publish_diagnostics(
                 types.PublishDiagnosticsParams(uri=from_fs_path(path) or path, diagnostics=diags)
             )
+            if diags or self._known(path):
+                self.published[path] = diags
+            else:
+                self.published.pop(path, None)
 
     def _known(self, path: str) -> bool:
         return path in self.plr.open or path in self.plr.files
@@ -167,6 +169,10 @@ def create_server() -> PlrLanguageServer:
         if not folders and ls.workspace.root_path:
             folders = [ls.workspace.root_path]
         ls.plr.folders = [os.path.abspath(f) for f in folders if f]
+        if ls.plr.folders and os.path.isdir(ls.plr.folders[0]):
+            # file names in messages are relative to the working directory, as when `plr check`
+            # runs at the top of the workspace
+            os.chdir(ls.plr.folders[0])
         ls.plr.scan()
         ls.request_check(None)
 
