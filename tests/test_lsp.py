@@ -200,6 +200,23 @@ def test_the_filesystem_example_typo_is_reported_and_fixed_by_its_quick_fix(serv
     client.close(path)
 
 
+def test_the_filesystem_example_hover_and_definition(server, workspace: Path):
+    """The issue's own case: examples/filesystem.plr, as written."""
+    client, _ = server
+    path = workspace / "filesystem.plr"
+    text = path.read_text(encoding="utf-8")
+    rule = text.index("deny tools [\"write_file\", \"edit_file\"] if args.path matches")
+    line, col = _position(text[rule:], '"write_file"', 2)
+    line += text.count("\n", 0, rule)
+    value = client.at("textDocument/hover", path, line, col)["contents"]["value"]
+    assert value.startswith("**`write_file`** — destructive (server `filesystem`)")
+    assert "`filesystem.plr:22` `allow tools [\"write_file\", \"edit_file\", \"create_directory\"] if args.path" in value
+    assert '"reason": "Never touch .git or .env"' in value  # the compiled entry: its deny_if
+    (loc,) = client.at("textDocument/definition", path, line, col)
+    assert loc == {"uri": uri(path), "range": {"start": {"line": 12, "character": 9}, "end": {"line": 12, "character": 21}}}
+    assert text.split("\n")[12] == '    tool "write_file" destructive'
+
+
 def test_completion_offers_the_catalogues_tools_with_class_and_description(server, workspace: Path):
     client, _ = server
     path = workspace / "filesystem.plr"
