@@ -94,6 +94,10 @@ def server(workspace: Path) -> Iterator[tuple[LspClient, dict[str, Any]]]:
         yield client, init
     finally:
         assert client.shutdown() == 0
+    # no handler failed along the way: pygls reports a failure as a message to show, and a log line
+    shown = [n["params"]["message"] for n in client.notifications if n.get("method") == "window/showMessage"]
+    assert not shown, shown
+    assert "Traceback" not in client.stderr_text(), client.stderr_text()[-3000:]
 
 
 def _latest(client: LspClient, path: Path) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,11 +35,12 @@ class LspClient:
         cmd: Sequence[str] | None = None,
         cwd: str | Path | None = None,
         env: dict[str, str] | None = None,
-        stderr: Any = subprocess.PIPE,
     ) -> None:
         cmd = list(cmd) if cmd is not None else [sys.executable, "-m", "dsl.cli", "lsp"]
+        # the server's stderr goes to a file, never a pipe nobody reads (a full pipe would stop it)
+        self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
+            cmd, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
         )
         self._next = 0
         self._lock = threading.Lock()
@@ -143,13 +145,17 @@ class LspClient:
         params = self.wait_for("textDocument/publishDiagnostics", lambda p: p["uri"] == target, timeout, after)
         return list(params["diagnostics"])
 
-    def _stderr_tail(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None:
-            return "still running"
+    def stderr_text(self) -> str:
+        """What the server wrote to stderr so far."""
         try:
-            return self.proc.stderr.read().decode("utf-8", "replace")[-2000:]
+            self._stderr.seek(0)
+            return self._stderr.read().decode("utf-8", "replace")
         except (OSError, ValueError):
-            return f"exit {self.proc.returncode}"
+            return ""
+
+    def _stderr_tail(self) -> str:
+        state = "still running" if self.proc.poll() is None else f"exit {self.proc.returncode}"
+        return f"{state}; stderr: {self.stderr_text()[-2000:]}"
 
     # -- an editor's session --------------------------------------------------------------
     def initialize(self, root: str | Path | None = None, capabilities: dict[str, Any] | None = None) -> Any:
@@ -198,7 +204,7 @@ class LspClient:
             self.proc.kill()
             return self.proc.wait()
         finally:
-            for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
                 try:
                     if stream is not None:
                         stream.close()
