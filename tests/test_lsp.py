@@ -518,3 +518,32 @@ def test_source_roles_and_blocks():
     assert limit.block == "" and src.tokens[limit.stmt].text == "deny"  # a field, not a statement
     call = next(t for t in src.tokens if t.text == "call")
     assert call.block == "test"
+
+
+def test_no_question_at_any_place_of_any_example_fails(tmp_path: Path):
+    """Completion, hover, definition and references at the start, middle and end of every token
+    of every example, whole and cut short (as while typing), answer without an exception."""
+    for p in sorted((ROOT / "examples").glob("*.plr")):
+        shutil.copy(p, tmp_path / p.name)
+    ws = Workspace([str(tmp_path)])
+    ws.scan()
+    ws.check()
+    asked = 0
+    for p in sorted(tmp_path.glob("*.plr")):
+        text = p.read_text(encoding="utf-8")
+        for cut in (len(text), len(text) // 2, len(text) // 3):
+            ws.open[str(p)] = text[:cut]
+            ws.check([str(p)])
+            src = ws.source(str(p))
+            assert src is not None
+            for tok in src.tokens:
+                for offset in (tok.start, (tok.start + tok.end) // 2, tok.end):
+                    pos = src.pos(offset)
+                    features.complete(ws, str(p), pos)
+                    features.hover(ws, str(p), pos)
+                    features.definition(ws, str(p), pos)
+                    features.references(ws, str(p), pos)
+                    asked += 1
+            features.formatting(ws, str(p))
+            del ws.open[str(p)]
+    assert asked > 5000
