@@ -118,8 +118,10 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
         prog.warn(f"a `reason` on `{r.kind}` is not shown to the agent ({what}); remove it or put it in a comment", r.span)
     if r.kind == "deny" and r.guard == "if" and r.condition is not None:
         for leaf in _positive_negations(r.condition):
-            path = f"{leaf.fn}({leaf.path.text()})" if leaf.fn else leaf.path.text()
-            if leaf.fn == "len":
+            path = leaf.lhs_text()
+            if leaf.fns:
+                what = f"`{leaf.path.text()}` is missing or not a string"
+            elif leaf.fn == "len":
                 what = "missing or has no length (not a string, list or object)"
                 what = f"`{leaf.path.text()}` is {what}"
             else:
@@ -187,6 +189,8 @@ def _a(kind: str) -> str:
 def _known_type(leaf: ir.Compare) -> str | None:
     if leaf.fn is not None:
         return "number"
+    if leaf.fns:
+        return "string"
     return None if leaf.path.steps else _ROOT_TYPES.get(leaf.path.root)
 
 
@@ -197,10 +201,13 @@ def _never_holds(leaf: ir.Compare) -> str | None:
     has the wrong type for every value the left side can have is a constant false.
     """
     op, value = leaf.op, leaf.value
+    unreachable = _unreachable(leaf)
+    if unreachable is not None:
+        return unreachable
     if op not in _SYMBOLS:
         return None
     known = _known_type(leaf)
-    lhs = f"{leaf.fn}(...)" if leaf.fn else f"`{leaf.path.text()}`"
+    lhs = f"{leaf.fn}(...)" if leaf.fn else f"{leaf.fns[-1]}(...)" if leaf.fns else f"`{leaf.path.text()}`"
     if op in _ORDERED:
         kind = json_type(value)
         if kind not in ("number", "string"):
@@ -228,13 +235,45 @@ def _never_holds(leaf: ir.Compare) -> str | None:
     return None
 
 
+# Value functions that give the same string when applied again: a literal that one of them
+# changes is a string it never gives (`lower(...) == "Admin"`). Not `dirname` (`/a/b` -> `/a` -> `/`).
+_IDEMPOTENT = {"lower", "upper", "trim", "normpath", "basename"}
+_CASE_FNS = {"lower", "upper"}  # every part of what they give is given unchanged too (prefixes, ...)
+
+
+def _unreachable(leaf: ir.Compare) -> str | None:
+    """Why a comparison of a value function's result with a string it never gives never holds."""
+    if leaf.fn is not None or not leaf.fns or leaf.fns[-1] not in _IDEMPOTENT:
+        return None
+    f = leaf.fns[-1]
+    from .engine.functions import STRING_FUNCTIONS
+
+    apply = STRING_FUNCTIONS[f]
+    op, value = leaf.op, leaf.value
+    if op == "eq" and isinstance(value, str) and apply(value) != value:
+        return f"{f}(...) never gives {_quote(value)} (it gives {_quote(apply(value))} for it)"
+    if op == "in" and isinstance(value, list) and value:
+        if not any(isinstance(x, str) and apply(x) == x for x in value):
+            return f"{f}(...) gives none of the strings of the list"
+    if op in ("starts_with", "ends_with", "contains") and f in _CASE_FNS and isinstance(value, str):
+        if apply(value) != value:
+            return f"{f}(...) gives no text with {_quote(value)} in it (write {_quote(apply(value))})"
+    return None
+
+
+def _quote(s: str) -> str:
+    from .format import string_text
+
+    return string_text(s) if len(s) <= 60 else string_text(s[:57]) + "..."
+
+
 def _fix_hint(leaf: ir.Compare) -> str:
     """A rewrite for the common slips: a quoted number, or `!= null`."""
     import json
 
     from .format import literal_text
 
-    lhs = f"{leaf.fn}({leaf.path.text()})" if leaf.fn else leaf.path.text()
+    lhs = leaf.lhs_text()
     value = leaf.value
     if leaf.op == "neq" and value is None and _known_type(leaf) is None:
         return f"; to require a value that is not null, write `not ({lhs} == null)`"
@@ -417,6 +456,66 @@ def _check_interactions(prog: Program) -> None:
                         rr.rule.span,
                     )
         _check_limit_widths(tool, [*tr.limit, *limit_all], warn_once)
+        if tr.callable(default):
+            _check_string_guards(prog, tool, tr, warn_once)
+
+
+def _check_string_guards(prog: Program, tool: str, tr, warn_once) -> None:  # type: ignore[no-untyped-def]
+    """A value function on a value that is not a string makes its comparison false, so in a
+    `deny … if` a list or a number slips through (`lower(args.path) contains ".env"` does not
+    fire for `[".ENV"]`). Warn, unless the tool requires that path to be a string anyway."""
+    for rr in tr.deny_if:
+        if rr.rule.condition is None or prog.in_stdlib(rr.rule.span):
+            continue
+        for leaf, negated in _leaves_with_polarity(rr.rule.condition):
+            if negated or not leaf.fns or leaf.path.root != "args" or _never_holds(leaf) is not None:
+                continue
+            if leaf.op in ("neq", "not_in"):
+                continue  # the warning on `!=` / `not in` in a `deny … if` says this already
+            if _string_required(tr, leaf.path):
+                continue
+            path = leaf.path.text()
+            warn_once(
+                f"`{condition_text_of(leaf)}` is false when `{path}` is missing or not a string (a list, a number), so "
+                f"this deny does not fire for such calls of `{tool}`; require a string where `{tool}` is allowed "
+                f'(such as `deny tool "{tool}" unless {path} matches ""`) and this warning goes away',
+                leaf.span,
+            )
+
+
+def condition_text_of(leaf: ir.Compare) -> str:
+    from .format import condition_text
+
+    return condition_text(leaf)
+
+
+def _string_required(tr, path: ir.Path) -> bool:  # type: ignore[no-untyped-def]
+    """Whether every call that passes the tool's requirements has a string at ``path``."""
+    allow_ifs = [rr.rule.condition for rr in tr.allow_if]
+    if allow_ifs and all(c is not None and _requires_string(c, path) for c in allow_ifs):
+        return True
+    return any(rr.rule.condition is not None and _requires_string(rr.rule.condition, path) for rr in tr.deny_unless)
+
+
+def _requires_string(c: ir.Condition, path: ir.Path) -> bool:
+    """Whether ``c`` holds only when ``path`` holds a string."""
+    if isinstance(c, ir.And):
+        return any(_requires_string(x, path) for x in c.items)
+    if isinstance(c, ir.Or):
+        return all(_requires_string(x, path) for x in c.items)
+    if not isinstance(c, ir.Compare) or c.path.root != path.root or c.path.steps != path.steps:
+        return False
+    if c.fns:
+        return True
+    if c.fn is not None:
+        return False
+    if c.op in ("starts_with", "ends_with", "regex"):
+        return True
+    if c.op in ("eq", "lt", "lte", "gt", "gte"):
+        return isinstance(c.value, str)
+    if c.op == "in":
+        return isinstance(c.value, list) and bool(c.value) and all(isinstance(x, str) for x in c.value)
+    return False
 
 
 def _check_limit_widths(tool: str, limits: list[ResolvedRule], warn_once) -> None:  # type: ignore[no-untyped-def]

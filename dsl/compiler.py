@@ -48,8 +48,9 @@ def condition_to_json(c: ir.Condition, reason: str | None = None, rule: str | No
         fields: dict[str, Any] = {"path": c.path.text(), "op": c.op, **meta}
         if c.op not in ("exists", "missing"):
             fields["value"] = c.value
-        if c.fn is not None:
-            fields["fn"] = c.fn
+        chain = c.chain()
+        if chain:
+            fields["fn"] = chain[0] if len(chain) == 1 else list(chain)
         return Leaf.model_construct(**fields, _fields_set=set(fields))  # type: ignore[call-arg]
     if isinstance(c, ir.And):
         if len(c.items) == 1:

@@ -34,6 +34,7 @@ from . import ir
 from .errors import PlrError
 from .format import format_module, format_source, string_text
 from .policy import All, AnyOf, Leaf, Limit, Not, Policy, Tool, parse_path
+from .validate import fn_chain
 
 __all__ = ["HEADER", "decompile"]
 
@@ -132,11 +133,14 @@ class _Decompiler:
             self.note(f"`{path.text()}`: plr check rejects steps after `{path.root}`")
         if c.op == "contains" and isinstance(c.value, list):
             self.note("`contains` with a list value: plr check rejects it (write `in [...]`)")
-        if c.fn is not None and c.op in ("contains", "starts_with", "ends_with", "regex"):
-            self.note(f"`{c.fn}(...) {c.op}`: plr check rejects a string test on a number")
+        chain = fn_chain(c.fn)
+        fn = chain[-1] if chain and chain[-1] in ("count", "len") else None
+        fns = chain[:-1] if fn is not None else chain
+        if fn is not None and c.op in ("contains", "starts_with", "ends_with", "regex"):
+            self.note(f"`{fn}(...) {c.op}`: plr check rejects a string test on a number")
         if c.op in ("exists", "missing"):
-            return ir.Compare(path=path, op=c.op, fn=c.fn)
-        return ir.Compare(path=path, op=c.op, value=c.value, fn=c.fn)
+            return ir.Compare(path=path, op=c.op, fn=fn, fns=fns)
+        return ir.Compare(path=path, op=c.op, value=c.value, fn=fn, fns=fns)
 
     # -- rules -------------------------------------------------------------------------------
     def limit(self, lim: Limit) -> ir.Limit:

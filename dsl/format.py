@@ -152,7 +152,7 @@ def window_text(seconds: int) -> str:
 def _compare_text(c: ir.Compare) -> str:
     if ir.is_approved(c):
         return "approved"
-    lhs = f"{c.fn}({c.path.text()})" if c.fn else c.path.text()
+    lhs = c.lhs_text()
     if c.op in ("exists", "missing"):
         return f"{lhs} {c.op}"
     if c.op in CMP_SYMBOLS:

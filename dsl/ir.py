@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict
 Risk = Literal["read", "write", "destructive", "execute"]
 RISKS: tuple[Risk, ...] = ("read", "write", "destructive", "execute")
 Scope = Literal["session", "identity", "global"]
+# Value functions: string to string, applied to a path's value before it is compared (a value
+# that is not a string makes the comparison false). `count` and `len` give numbers, outermost.
+StringFn = Literal["lower", "upper", "trim", "normpath", "basename", "dirname"]
+STRING_FNS: tuple[StringFn, ...] = ("lower", "upper", "trim", "normpath", "basename", "dirname")
 CondOp = Literal[
     "eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in",
     "contains", "starts_with", "ends_with", "regex", "exists", "missing",
@@ -88,14 +92,29 @@ def has_refs(value: Any) -> bool:
 
 
 class Compare(Node):
-    """A leaf: ``[fn(]path[)] op value``. ``exists``/``missing`` have no value; before names are
-    resolved the value (or an item of a list value) may be a ``Ref``."""
+    """A leaf: ``[fn(][fns(]path[)][)] op value``. ``exists``/``missing`` have no value; before
+    names are resolved the value (or an item of a list value) may be a ``Ref``.
+
+    ``fns`` are the value functions in the order they apply (``lower(trim(p))`` is
+    ``("trim", "lower")``); ``fn`` (``count``/``len``) applies last."""
 
     path: Path
     op: CondOp
     value: Any = None
     fn: Literal["count", "len"] | None = None
+    fns: tuple[StringFn, ...] = ()
     span: Span = NOSPAN
+
+    def chain(self) -> tuple[str, ...]:
+        """Every function applied, innermost first (``fns`` then ``fn``)."""
+        return (*self.fns, self.fn) if self.fn is not None else self.fns
+
+    def lhs_text(self) -> str:
+        """The left side as written: ``len(trim(args.note))``."""
+        text = self.path.text()
+        for f in self.chain():
+            text = f"{f}({text})"
+        return text
 
 
 class And(Node):
@@ -126,6 +145,7 @@ def is_approved(c: Condition) -> bool:
         and c.op == "eq"
         and c.value is True
         and c.fn is None
+        and not c.fns
     )
 
 

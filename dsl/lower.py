@@ -288,12 +288,35 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         """A string literal's text, or the name standing for one (checked once resolved)."""
         return item if isinstance(item, ir.Ref) else self.text_of(item)
 
-    def fn_call(self, items: list[Any]) -> tuple[str, ir.Path]:
-        return (str(items[0]), items[1])
+    def fn_call(self, items: list[Any]) -> tuple[tuple[Token, ...], ir.Path]:
+        """``f(g(path))`` as (functions innermost first, path); checked in ``_operand``."""
+        inner = items[1]
+        chain, path = inner if isinstance(inner, tuple) else ((), inner)
+        return ((*chain, items[0]), path)
+
+    def _operand(self, operand: Any) -> tuple[str | None, tuple[str, ...], ir.Path]:
+        """(count/len or None, value functions in order, path): `count`/`len` give a number,
+        so they apply last, and `count` counts the values at a path, not a string's."""
+        chain, path = operand if isinstance(operand, tuple) else ((), operand)
+        names = [str(t) for t in chain]
+        for i, tok in enumerate(chain):
+            name = str(tok)
+            if name in ("count", "len") and i < len(chain) - 1:
+                outer = names[i + 1]
+                self.error(f"{name}(...) is a number, and {outer}(...) takes a string: write {name}(...) outermost", chain[i + 1])
+            elif name == "count" and i > 0:
+                self.error(
+                    f"count(...) counts the values at a path, and {names[i - 1]}(...) gives one string: "
+                    f"write len(...) for its length, or count({path.text()})",
+                    tok,
+                )  # fmt: skip
+        fn = names[-1] if names and names[-1] in ("count", "len") else None
+        fns = tuple(n for n in names if n not in ("count", "len"))
+        return fn, fns, path
 
     def _leaf(self, meta: Meta, operand: Any, op: str, value: Any = None, has_value: bool = True) -> ir.Compare:
-        fn, path = operand if isinstance(operand, tuple) else (None, operand)
-        fields: dict[str, Any] = {"path": path, "op": op, "fn": fn, "span": self.span(meta)}
+        fn, fns, path = self._operand(operand)
+        fields: dict[str, Any] = {"path": path, "op": op, "fn": fn, "fns": fns, "span": self.span(meta)}
         if has_value:
             fields["value"] = value
         return ir.Compare(**fields)

@@ -510,6 +510,8 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         msg = f"unexpected {_describe_token(tok)}: " + _expected_sentence(expected, None)
         if tok.type == "EQUAL" and "CMP_OP" in expected:  # `=` is a token only for `let`
             msg = "`=` is not an operator: write `==` to compare"
+        elif tok.type in ("EXISTS", "MISSING") and "CMP_OP" in expected and "DOT" not in expected:
+            msg = f"`{tok}` tests a path, not a function's result: write `PATH {tok}` (a function's value is compared)"
         if tok.type in ("NAME", "REF_NAME") and {"ALLOW", "DENY", "PACKAGE"} <= expected:
             msg = f"unknown keyword `{tok}`: " + _expected_sentence(expected, None) + _did_you_mean(str(tok), _KEYWORDS)
         return Diagnostic("error", msg, file, line, col, line_of(text, line), max(1, min(len(str(tok)), 40)))

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from .errors import PlrError
-from .validate import check_json_value, check_leaf, check_tool_names, check_window_type, surrogate_problem
+from .validate import check_json_value, check_leaf, fn_chain, check_tool_names, check_window_type, surrogate_problem
 from .vocab import (
     LIST_OPS,
     MAX_LIMIT_COUNT,
@@ -50,6 +50,7 @@ Op = Literal[
     "contains", "starts_with", "ends_with", "regex", "exists", "missing",
 ]  # fmt: skip
 Scope = Literal["session", "identity", "global"]
+FnName = Literal["count", "len", "lower", "upper", "trim", "normpath", "basename", "dirname"]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,7 +62,7 @@ class Leaf(BaseModel):
     path: str
     op: Op
     value: Any = None
-    fn: Literal["count", "len"] | None = None
+    fn: Union[FnName, list[FnName], None] = None  # one function, or several applied in order
     reason: str | None = None
     rule: str | None = None
 
@@ -75,6 +76,12 @@ class Leaf(BaseModel):
     @classmethod
     def _value(cls, v: Any) -> Any:
         return check_json_value(v)
+
+    @field_validator("fn", mode="before")
+    @classmethod
+    def _fn(cls, v: Any) -> Any:
+        fn_chain(v)  # one message for an unknown name or a bad order, not one per union member
+        return v
 
     @model_validator(mode="after")
     def _op_value(self) -> "Leaf":
@@ -239,7 +246,7 @@ def condition_dict(c: Leaf | All | AnyOf | Not, source: bool = True) -> dict[str
         if c.op not in VALUELESS_OPS:
             d["value"] = c.value
         if c.fn is not None:
-            d["fn"] = c.fn
+            d["fn"] = list(c.fn) if isinstance(c.fn, list) else c.fn
     elif isinstance(c, All):
         d = {"all": [condition_dict(x, source) for x in c.all]}
     elif isinstance(c, AnyOf):

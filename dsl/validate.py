@@ -38,6 +38,8 @@ __all__ = [
     "ACTIONS",
     "SCOPES",
     "FNS",
+    "STRING_FNS",
+    "fn_chain",
     "TOP_KEYS",
     "TOOL_KEYS",
     "LIMIT_KEYS",
@@ -55,7 +57,9 @@ Data = dict[str, Any]
 
 ACTIONS = ("allow", "deny", "require_approval")
 SCOPES = ("session", "identity", "global")
-FNS = ("count", "len")
+FNS = ("count", "len", "lower", "upper", "trim", "normpath", "basename", "dirname")
+STRING_FNS = frozenset(FNS[2:])  # string -> string; a value that is not a string fails the comparison
+MAX_FNS = 8
 # The keys of the canonical dump: the pydantic models' fields, minus the seed's `rate_limit`
 # (a test keeps the two in step).
 TOP_KEYS = frozenset({"version", "package", "default", "hide", "all_tools", "tools"})
@@ -90,8 +94,30 @@ def check_json_value(v: Any, depth: int = 0) -> Any:
     return v
 
 
-def check_leaf(op: str, value: Any, has_value: bool, fn: str | None) -> None:
+def fn_chain(fn: Any) -> tuple[str, ...]:
+    """A leaf's ``fn`` as the functions it applies, in order: one name, or a list of two or more
+    (``["trim", "lower"]`` is ``lower(trim(path))``). `count` and `len` give numbers, so they
+    come last; `count` counts the values at a path, so it comes alone."""
+    if fn is None:
+        return ()
+    chain = [fn] if isinstance(fn, str) else fn
+    if not isinstance(chain, list) or not all(isinstance(f, str) for f in chain):
+        raise ValueError("`fn` is a function name or a list of them")
+    if isinstance(fn, list) and not 2 <= len(fn) <= MAX_FNS:
+        raise ValueError(f"a list `fn` applies 2 to {MAX_FNS} functions (write one function as a string)")
+    for i, f in enumerate(chain):
+        if f not in FNS:
+            raise ValueError(f"unknown fn {literal(f)} (expected one of {', '.join(FNS)})")
+        if f in ("count", "len") and i < len(chain) - 1:
+            raise ValueError(f"`{f}` gives a number: it can only be the last function")
+        if f == "count" and i > 0:
+            raise ValueError("`count` counts the values at a path: it takes no other function")
+    return tuple(chain)
+
+
+def check_leaf(op: str, value: Any, has_value: bool, fn: Any) -> None:
     """An op and its value agree: ValueError with the author-facing explanation otherwise."""
+    fn_chain(fn)
     if op in VALUELESS_OPS:
         if has_value:
             raise ValueError(f"op `{op}` takes no value")
@@ -168,7 +194,7 @@ def _check_leaf(c: Data, where: str) -> None:
     _shape(set(c) <= LEAF_KEYS, where, f"unexpected keys {sorted(set(c) - LEAF_KEYS)}")
     _shape(isinstance(c.get("path"), str), f"{where}.path", "must be a string")
     _shape(c.get("op") in OPS, f"{where}.op", f"unknown op {literal(c.get('op'))}")
-    _shape(c.get("fn") in (None, *FNS), f"{where}.fn", f"unknown fn {literal(c.get('fn'))}")
+    _rule(fn_chain, f"{where}.fn", c.get("fn"))
     _rule(parse_path, f"{where}.path", c["path"])
     if "value" in c:
         _rule(check_json_value, f"{where}.value", c["value"])

@@ -123,6 +123,59 @@ def compare(op: str, v: Any, lit: Any) -> bool:
     raise AssertionError(f"unknown op {op}")
 
 
+# --- value functions (written from the language's definitions, not the engine's code) --------
+
+
+def _clean(p: str) -> str:
+    """POSIX lexical normalisation, as Go's path.Clean: one `/` between elements, no `.`, each
+    `..` eats the element before it (at the root it is dropped; a relative path keeps it)."""
+    if p == "":
+        return "."
+    rooted = p.startswith("/")
+    kept: list[str] = []
+    for element in p.split("/"):
+        if element in ("", "."):
+            continue
+        if element == "..":
+            if kept and kept[-1] != "..":
+                kept.pop()
+            elif not rooted:
+                kept.append("..")
+            continue
+        kept.append(element)
+    body = "/".join(kept)
+    if rooted:
+        return "/" + body
+    return body if body else "."
+
+
+def _base(p: str) -> str:
+    """Go's path.Base: the last element, trailing slashes ignored."""
+    while len(p) > 1 and p.endswith("/"):
+        p = p[:-1]
+    if p == "":
+        return "."
+    if p == "/":
+        return "/"
+    return p.split("/")[-1]
+
+
+def _dir(p: str) -> str:
+    """Go's path.Dir: what comes before the last element (up to its `/`), cleaned."""
+    head = p[: len(p) - len(p.split("/")[-1])]
+    return _clean(head)
+
+
+STRING_FUNCTIONS: dict[str, Callable[[str], str]] = {
+    "lower": lambda s: s.lower(),
+    "upper": lambda s: s.upper(),
+    "trim": lambda s: re.sub(r"^\s+|\s+$", "", s),
+    "normpath": _clean,
+    "basename": _base,
+    "dirname": _dir,
+}
+
+
 # --- conditions ---------------------------------------------------------------------------
 
 
@@ -213,6 +266,10 @@ def holds(c: ir.Condition, call: Call, env: Env = NO_NAMES) -> bool:
         return v is not MISSING and v is not None
     if c.op == "missing":
         return v is MISSING or v is None
+    for f in c.fns:  # string functions: anything but a string makes the comparison false
+        if not isinstance(v, str):
+            return False
+        v = STRING_FUNCTIONS[f](v)
     if c.fn == "count":
         n = len(v) if isinstance(v, list) else 0 if v is MISSING else 1
         return compare(c.op, n, c.value)

@@ -190,7 +190,7 @@ def _leaf(draw: Any, names: bool = False) -> str:
         st.sampled_from(
             (
                 "cmp", "cmp", "in", "not_in", "contains", "starts_with", "ends_with", "matches",
-                "exists", "missing", "fn", "fn", "approved", "not_approved",
+                "exists", "missing", "fn", "fn", "approved", "not_approved", "strfn", "strfn",
             )
         )
     )  # fmt: skip
@@ -223,6 +223,8 @@ def _leaf(draw: Any, names: bool = False) -> str:
         return f"{path} matches {_string_text(draw, draw(st.sampled_from(REGEXES)))}"
     if form in ("exists", "missing"):
         return f"{path} {form}"
+    if form == "strfn":
+        return _string_fn_leaf(draw, path, names)
     fn = draw(st.sampled_from(("count", "len")))
     lhs = f"{fn}({path})" if draw(st.booleans()) else f"{fn} ( {path} )"
     how = draw(st.sampled_from(("cmp", "cmp", "cmp", "in", "not_in")))
@@ -231,6 +233,41 @@ def _leaf(draw: Any, names: bool = False) -> str:
         return f"{lhs} {draw(st.sampled_from(CMP))} {lit}"
     nums = ", ".join(draw(st.lists(st.sampled_from(("0", "1", "2", "3", "1.0", '"2"')), max_size=3)))
     return f"{lhs} {'in' if how == 'in' else 'not in'} [{nums}]"
+
+
+STRING_FNS = ("lower", "upper", "trim", "normpath", "basename", "dirname")
+# what the value functions give and take: paths that normalise to each other, case, spaces
+PATHY = (
+    "/workspace/", "/workspace", "/workspace/a.txt", "/etc/passwd", "/etc", "..", ".", "/", "", "a", "ABC",
+    "abc", " a ", ".env", ".GIT", "x/y", "passwd",
+)  # fmt: skip
+PATHY_VALUES = (
+    "/workspace/../etc/passwd", "//etc/passwd", "/./etc/passwd", "/ETC/PASSWD", "/workspace/a.txt",
+    "/workspace//a.txt/", "a/../..", "../x", "", "/", "//", " A ", "\tabc\n", "/a/.GIT/config",
+    "/workspace/.env", "x/y/", "é/É", "\u00a0a\u00a0",
+)  # fmt: skip
+
+
+def _string_fn_leaf(draw: Any, path: str, names: bool) -> str:
+    """A comparison of value functions of a path: `normpath(args.p) starts_with "/workspace/"`."""
+    chain = draw(st.lists(st.sampled_from(STRING_FNS), min_size=1, max_size=3))
+    lhs = path
+    for f in chain:
+        lhs = f"{f}({lhs})" if draw(st.integers(0, 4)) else f"{f} ( {lhs} )"
+    if draw(st.integers(0, 5)) == 0:
+        return f"len({lhs}) {draw(st.sampled_from(CMP))} {draw(st.sampled_from(('0', '1', '3', '10')))}"
+    op = draw(st.sampled_from(("==", "!=", "<", "in", "not in", "starts_with", "ends_with", "contains", "matches")))
+    if op == "matches":
+        return f"{lhs} matches {_string_text(draw, draw(st.sampled_from(REGEXES)))}"
+    if op in ("in", "not in"):
+        items = draw(st.lists(st.sampled_from(PATHY), max_size=3))
+        return f"{lhs} {op} [" + ", ".join(_string_text(draw, x) for x in items) + "]"
+    if names and draw(st.integers(0, 3)) == 0:
+        return f"{lhs} {op} {_ref_text(draw, 'string')}"
+    lit = _string_text(draw, draw(st.sampled_from(PATHY))) if draw(st.integers(0, 7)) else _literal_text(draw)
+    if op in ("starts_with", "ends_with") and not lit.startswith('"'):
+        lit = '"a"'
+    return f"{lhs} {op} {lit}"
 
 
 # A condition as a small tree: ("leaf", text) | ("and"|"or", [c, ...]) | ("not", c).
@@ -433,7 +470,7 @@ def arguments() -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(st.sampled_from(ARG_KEYS + ODD_KEYS), _VALUES, max_size=5)
 
 
-Hint = tuple[str, tuple[Any, ...], str, Any, Any]  # (root, steps, op, value, fn)
+Hint = tuple[str, tuple[Any, ...], str, Any, Any, tuple[str, ...]]  # (root, steps, op, value, fn, fns)
 
 
 def hints(program: Any) -> list[Hint]:
@@ -444,7 +481,7 @@ def hints(program: Any) -> list[Hint]:
 
     def walk(c: Any) -> None:
         if isinstance(c, ir.Compare):
-            out.append((c.path.root, tuple(c.path.steps), c.op, c.value, c.fn))
+            out.append((c.path.root, tuple(c.path.steps), c.op, c.value, c.fn, c.fns))
         elif isinstance(c, (ir.And, ir.Or)):
             for x in c.items:
                 walk(x)
@@ -489,6 +526,18 @@ def _value_for(draw: Any, op: str, value: Any, fn: Any) -> Any:
     return draw(st.sampled_from((value, value, [value], str(value), *extra)))
 
 
+def _pathy_value(draw: Any, value: Any) -> Any:
+    """A value for a path that value functions read: tricky paths, and spellings of the literal."""
+    if draw(st.integers(0, 5)) == 0:
+        return draw(_VALUES)
+    if isinstance(value, list) and value:
+        value = draw(st.sampled_from(value))
+    if isinstance(value, str) and draw(st.booleans()):
+        return draw(st.sampled_from((value, value.upper(), f" {value} ", "/" + value, value + "/..", "//" + value,
+                                     value + "/", "/x/../" + value, [value])))  # fmt: skip
+    return draw(st.sampled_from(PATHY_VALUES))
+
+
 def _confusable(value: Any) -> Any:
     """A value of another JSON type that Python's == would call equal (true/1, false/0, 1/1.0)."""
     if value is True:
@@ -531,10 +580,10 @@ def shaped_arguments(draw: Any, program_hints: list[Hint]) -> dict[str, Any]:
     args = draw(arguments()) if draw(st.booleans()) else {}
     usable = [h for h in program_hints if h[0] == "args" and h[1]]
     if usable:
-        for root, steps, op, value, fn in usable:
+        for root, steps, op, value, fn, fns in usable:
             if draw(st.integers(0, 2)) == 0 or op == "missing" and draw(st.booleans()):
                 continue  # leave some paths missing
-            _put(args, steps, _value_for(draw, op, value, fn))
+            _put(args, steps, _pathy_value(draw, value) if fns else _value_for(draw, op, value, fn))
     return args
 
 
@@ -553,8 +602,8 @@ def calls(
     h = program_hints or []
 
     def ctx(root: str, pool: tuple[Any, ...]) -> st.SearchStrategy[Any]:
-        extra = [v for r, _s, _op, v, _fn in h if r == root and isinstance(v, str)]
-        extra += [x for r, _s, _op, v, _fn in h if r == root and isinstance(v, list) for x in v if isinstance(x, str)]
+        extra = [v for r, _s, _op, v, _fn, _fns in h if r == root and isinstance(v, str)]
+        extra += [x for r, _s, _op, v, _fn, _fns in h if r == root and isinstance(v, list) for x in v if isinstance(x, str)]
         base = st.sampled_from(pool)
         return st.one_of(base, base, base, st.sampled_from(extra)) if extra else base
 

@@ -454,16 +454,22 @@ def leaves(draw: st.DrawFn) -> dict[str, Any]:
     op = draw(st.sampled_from(["eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in", "contains",
                                "starts_with", "ends_with", "regex", "exists", "missing", "approved"]))  # fmt: skip
     fn = draw(st.sampled_from([None, None, "count", "len"]))
+    # value functions, alone or chained (then maybe `len`): a string for a string test
+    strings = draw(st.lists(st.sampled_from(["lower", "upper", "trim", "normpath", "basename", "dirname"]), max_size=3))
+    chain = [*strings, *([fn] if fn == "len" or (fn and not strings) else [])]
+    str_fn = {"fn": chain[0] if len(chain) == 1 else chain} if chain and chain[-1] not in ("count", "len") else {}
     if op == "approved":
         return dict(APPROVED)
     if op in ("exists", "missing"):
         return leaf(path, op)
     if op in ("starts_with", "ends_with"):
-        return leaf(path, op, draw(texts))
+        return leaf(path, op, draw(texts), **str_fn)
     if op == "regex":
-        return leaf(path, op, draw(st.sampled_from(REGEXES)))
+        return leaf(path, op, draw(st.sampled_from(REGEXES)), **str_fn)
     if op == "contains":
-        return leaf(path, op, draw(scalars))
+        return leaf(path, op, draw(scalars), **str_fn)
+    if chain:
+        fn = chain[0] if len(chain) == 1 else chain  # type: ignore[assignment]
     value = draw(st.lists(json_values, max_size=3)) if op in ("in", "not_in") else draw(json_values)
     return leaf(path, op, value, **({"fn": fn} if fn else {}))
 

@@ -430,6 +430,9 @@ def _list_tokens(items: list[str]) -> list[str]:
 def leaves(draw: st.DrawFn) -> list[str]:
     path = draw(st.sampled_from(PATHS))
     operand = [draw(st.sampled_from(["count(", "len("])), path, ")"] if draw(st.booleans()) else [path]
+    if operand == [path] and draw(st.booleans()):  # value functions, nested
+        for f in draw(st.lists(st.sampled_from(["lower(", "trim(", "normpath(", "basename("]), min_size=1, max_size=2)):
+            operand = [f, *operand, ")"]
     kind = draw(st.sampled_from(["cmp", "in", "contains", "str", "exists", "approved"]))
     if kind == "cmp":
         return [*operand, draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">="])), draw(scalars)]

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..validate import Data
+from ..validate import Data, fn_chain
 from ..validate import literal as _lit
 from ..vocab import parse_path as _parse_path
+from .functions import string_chain
 from .operators import _test
 
 __all__ = ["MISSING", "Ctx", "Pred", "parse_path", "compile_condition"]
@@ -115,6 +116,26 @@ def _fused_leaf(c: Data) -> Pred | None:
     return leaf1
 
 
+def _string_fn_leaf(get: Callable[[Ctx], Any], chain: tuple[str, ...], test: Callable[[Any], bool]) -> Pred:
+    """A leaf whose value goes through value functions first (then `len`, if last): false
+    whenever the value is not a string, whatever the operator."""
+    with_len = chain[-1] == "len"
+    apply = string_chain(chain[:-1] if with_len else chain)
+    if with_len:
+
+        def len_of(ctx: Ctx) -> bool:
+            v = get(ctx)
+            return isinstance(v, str) and test(len(apply(v)))
+
+        return len_of
+
+    def fn_leaf(ctx: Ctx) -> bool:
+        v = get(ctx)
+        return isinstance(v, str) and test(apply(v))
+
+    return fn_leaf
+
+
 def compile_condition(c: Data) -> Pred:
     """A condition (canonical dump form) as a closure over the context. It may raise on
     pathological input; callers decide what an exception means (fail closed)."""
@@ -160,6 +181,9 @@ def compile_condition(c: Data) -> Pred:
 
             return presence
         test = _test(op, c.get("value"))
+        chain = fn_chain(fn)
+        if chain and chain[0] not in ("count", "len"):
+            return _string_fn_leaf(get, chain, test)
         if fn == "count":
 
             def count_leaf(ctx: Ctx) -> bool:

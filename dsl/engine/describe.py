@@ -42,7 +42,9 @@ def describe(c: Data) -> str:
     path, op, fn = c["path"], c["op"], c.get("fn")
     if path == "approved" and op == "eq" and fn is None and c.get("value") is True:
         return "approved"
-    lhs = f"{fn}({path})" if fn else path
+    lhs = path
+    for f in [fn] if isinstance(fn, str) else fn or ():
+        lhs = f"{f}({lhs})"
     if op in ("exists", "missing"):
         return f"{lhs} {op}"
     return f"{lhs} {_OP_TEXT[op]} {_lit(c.get('value'))}"
