@@ -32,6 +32,7 @@ from .workspace import Workspace
 
 log = logging.getLogger("plr.lsp")
 
+SETTLE_S = 2.0  # how long a hover or a definition waits for a build in progress
 SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning}
 
 
@@ -103,6 +104,16 @@ class PlrLanguageServer(LanguageServer):
             self._dirty.add(path)
         if self._checker is None or self._checker.done():
             self._checker = asyncio.get_running_loop().create_task(self._check_loop())
+
+    async def settled(self, timeout: float = SETTLE_S) -> None:
+        """Wait (a little) for the builds of edits already received, so an answer about the
+        program (a hover, a definition, references) is about the text the editor shows."""
+        task = self._checker
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - answer from what there is
+                pass
 
     async def _check_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -245,7 +256,8 @@ def create_server() -> PlrLanguageServer:
         return types.CompletionList(is_incomplete=False, items=items)
 
     @server.feature(types.TEXT_DOCUMENT_HOVER)
-    def hover(ls: PlrLanguageServer, params: types.HoverParams) -> types.Hover | None:
+    async def hover(ls: PlrLanguageServer, params: types.HoverParams) -> types.Hover | None:
+        await ls.settled()
         path = _path(params.text_document.uri)
         found = features.hover(ls.plr, path, ls.from_client(path, params.position))
         if found is None:
@@ -257,13 +269,15 @@ def create_server() -> PlrLanguageServer:
         )
 
     @server.feature(types.TEXT_DOCUMENT_DEFINITION)
-    def definition(ls: PlrLanguageServer, params: types.DefinitionParams) -> list[types.Location]:
+    async def definition(ls: PlrLanguageServer, params: types.DefinitionParams) -> list[types.Location]:
+        await ls.settled()
         path = _path(params.text_document.uri)
         found = features.definition(ls.plr, path, ls.from_client(path, params.position))
         return [types.Location(uri=from_fs_path(f) or f, range=ls.range_to_client(f, r)) for f, r in found]
 
     @server.feature(types.TEXT_DOCUMENT_REFERENCES)
-    def references(ls: PlrLanguageServer, params: types.ReferenceParams) -> list[types.Location]:
+    async def references(ls: PlrLanguageServer, params: types.ReferenceParams) -> list[types.Location]:
+        await ls.settled()
         path = _path(params.text_document.uri)
         found = features.references(
             ls.plr, path, ls.from_client(path, params.position), params.context.include_declaration

@@ -60,6 +60,25 @@ class RootResult:
     _compiled: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def complete(self, path: str) -> bool:
+        """Whether this build parsed ``path`` and every file it imports, directly or not."""
+        module = self.modules.get(path)
+        if module is None:
+            return False
+        by_file = {m.file: m for m in self.modules.values()}
+        seen: set[str] = set()
+        stack = [module]
+        while stack:
+            m = stack.pop()
+            if m.file in seen:
+                continue
+            seen.add(m.file)
+            loaded = self.prog.imports_of.get(m.file, [])
+            if len(loaded) < len(m.imports):
+                return False  # an import that did not load (missing, or a syntax error in it)
+            stack.extend(by_file[f] for f in loaded if f in by_file)
+        return True
+
     @property
     def ok(self) -> bool:
         return not any(d.severity == "error" for d in self.diagnostics)
@@ -89,7 +108,9 @@ class Workspace:
         self.files: list[str] = []  # .plr files under the folders
         self.roots: list[str] = []
         self.results: dict[str, RootResult] = {}  # root -> its latest build
-        self.last_good: dict[str, RootResult] = {}  # file -> the latest build that parsed it
+        # file -> the latest build that parsed it and everything it imports (a catalogue being
+        # edited into a syntax error does not take its tools away from the files importing it)
+        self.last_good: dict[str, RootResult] = {}
         self._signature: dict[str, tuple[bool, tuple[str, ...]]] = {}
         self._sources: dict[str, tuple[str, Source]] = {}
         self._lock = threading.RLock()
@@ -187,7 +208,8 @@ class Workspace:
                 result = self.build(root, overlay)
                 self.results[root] = result
                 for path in result.modules:
-                    self.last_good[path] = result
+                    if result.complete(path):
+                        self.last_good[path] = result
                 touched.update(result.files, previous.files if previous is not None else ())
                 return result
 
@@ -221,19 +243,22 @@ class Workspace:
 
     # -- programs for the features --------------------------------------------------------
     def result_for(self, path: str) -> RootResult | None:
-        """The build to answer questions about ``path`` from: a current one that parsed it
-        (its own root first), else the latest one that did, else any that read it."""
+        """The build to answer questions about ``path`` from: a current one that parsed it and all
+        it imports (its own root first), else the latest one that did, else a current one that
+        parsed it, else any that read it."""
         path = os.path.abspath(path)
+        results = list(self.results.values())
         own = self.results.get(path)
-        if own is not None and path in own.modules:
-            return own
-        for result in list(self.results.values()):
-            if path in result.modules:
+        parsed = [r for r in ([own] if own is not None else []) + results if path in r.modules]
+        for result in parsed:
+            if result.complete(path):
                 return result
         good = self.last_good.get(path)
         if good is not None:
             return good
-        for result in list(self.results.values()):
+        if parsed:
+            return parsed[0]
+        for result in results:
             if path in result.files:
                 return result
         return own
