@@ -548,3 +548,20 @@ def test_no_question_at_any_place_of_any_example_fails(tmp_path: Path):
             features.formatting(ws, str(p))
             del ws.open[str(p)]
     assert asked > 5000
+
+
+def test_a_catalogue_typed_into_a_syntax_error_keeps_its_tools_for_its_importers(tmp_path: Path):
+    (tmp_path / "catalogue.plr").write_text(CATALOGUE, encoding="utf-8")
+    shop = tmp_path / "shop.plr"
+    shop.write_text(SHOP, encoding="utf-8")
+    ws = Workspace([str(tmp_path)])
+    ws.scan()
+    ws.check()
+    catalogue = str(tmp_path / "catalogue.plr")
+    ws.open[catalogue] = CATALOGUE.replace('tool "refund" destructive', 'tool "refund" destruct')
+    ws.check([catalogue])
+    assert any(d.severity == "error" for d in ws.diagnostics()[catalogue])
+    text, _ = features.hover(ws, str(shop), _position(SHOP, '"refund"', 1))  # type: ignore[misc]
+    assert text.startswith("**`refund`** — destructive (server `shop`)")
+    labels = {i.label for i in features.complete(ws, str(shop), (SHOP.count("\n") + 1, 0))}
+    assert "allow" in labels
