@@ -1,10 +1,12 @@
 """`plr lsp`: a Language Server for .plr files (stdio), and what it shares with other editors.
 
 * ``words``: the language's words, grouped (also used by the Pygments lexer and the TextMate test).
-* ``analysis``: everything the server knows, without pygls: the workspace's policies checked
-  exactly as ``plr check`` checks them, tokens, completion, hover, definitions, references,
-  formatting and quick fixes, in the server's own (0-based, code point) positions.
-* ``server``: the pygls wiring (LSP types, UTF-16 positions, when to re-check).
+* ``source``: a text as it is being typed: tolerant tokens, blocks, statements, what a string names.
+* ``workspace``: the workspace's policies checked exactly as ``plr check`` checks them, with the
+  editor's unsaved texts; the builds kept for the features.
+* ``features``: completion, hover, definitions, references, formatting and quick fixes, in the
+  server's own positions (0-based lines, code-point columns). None of these three needs pygls.
+* ``server``: the pygls wiring (LSP types, UTF-16 positions, when to check again).
 * ``client``: a small stdio JSON-RPC client (Content-Length framing) for tests and benchmarks.
 
 pygls is an optional dependency (``pip install 'plr[lsp]'``); only ``server`` imports it.
