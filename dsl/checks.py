@@ -74,16 +74,21 @@ def _check_statements(prog: Program) -> None:
             prog.error("a file has at most one `package` statement", dup.span)
 
 
-def _conditions(c: ir.Condition | None) -> Iterator[ir.Compare]:
+def _conditions(c: ir.Condition | None, bound: tuple[str, ...] = ()) -> Iterator[tuple[ir.Compare, tuple[str, ...]]]:
+    """Every comparison, with the names bound around it by `every`/`some`. A quantifier's own
+    path is yielded as an `exists` test of it, so its root is checked like any path's."""
     if c is None:
         return
     if isinstance(c, ir.Compare):
-        yield c
+        yield c, bound
     elif isinstance(c, (ir.And, ir.Or)):
         for item in c.items:
-            yield from _conditions(item)
+            yield from _conditions(item, bound)
+    elif isinstance(c, ir.Quantifier):
+        yield ir.Compare(path=c.path, op="exists", span=c.span), bound
+        yield from _conditions(c.body, (*bound, c.var))
     else:
-        yield from _conditions(c.item)
+        yield from _conditions(c.item, bound)
 
 
 def _check_rule(prog: Program, rr: ResolvedRule) -> None:
@@ -110,8 +115,8 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
             prog.error(f"a limit must allow at least 1 call, got {r.limit.max}", r.limit.span)
         if r.limit.window < 1:
             prog.error("a limit's window must be at least 1 second", r.span)
-    for leaf in _conditions(r.condition):
-        _check_leaf(prog, leaf)
+    for leaf, bound in _conditions(r.condition):
+        _check_leaf(prog, leaf, bound)
     _check_names(prog, sel)
     if r.reason is not None and r.kind in ("hide", "limit"):
         what = "a hidden tool is simply absent" if r.kind == "hide" else "a rate-limited call says which limit and when to retry"
@@ -294,6 +299,8 @@ def _const(c: ir.Condition, never: set[int]) -> bool | None:
     if isinstance(c, ir.Not):
         inner = _const(c.item, never)
         return None if inner is None else not inner
+    if isinstance(c, ir.Quantifier):  # no item can satisfy the block: `some` is false (`every` holds for [])
+        return False if c.kind == "some" and _const(c.body, never) is False else None
     values = [_const(x, never) for x in c.items]
     stop = isinstance(c, ir.Or)  # an `or` is decided by a true item, an `and` by a false one
     if stop in values:
@@ -307,6 +314,8 @@ def _leaves_with_polarity(c: ir.Condition, negated: bool = False) -> Iterator[tu
     elif isinstance(c, (ir.And, ir.Or)):
         for item in c.items:
             yield from _leaves_with_polarity(item, negated)
+    elif isinstance(c, ir.Quantifier):  # an item's comparison counts toward the quantifier's truth alike
+        yield from _leaves_with_polarity(c.body, negated)
     else:
         yield from _leaves_with_polarity(c.item, not negated)
 
@@ -345,16 +354,18 @@ def _check_literal_types(prog: Program, r: ir.Rule) -> None:
         prog.warn(message + _fix_hint(leaf), leaf.span)
 
 
-def _check_leaf(prog: Program, leaf: ir.Compare) -> None:
+def _check_leaf(prog: Program, leaf: ir.Compare, bound: tuple[str, ...] = ()) -> None:
     root = leaf.path.root
-    if root not in PATH_ROOTS:
-        hint = difflib.get_close_matches(root, PATH_ROOTS, n=1)
+    if root not in PATH_ROOTS and root not in bound:
+        hint = difflib.get_close_matches(root, [*PATH_ROOTS, *bound], n=1)
         extra = f" (did you mean `{hint[0]}`?)" if hint else ""
+        names = f", or a name bound around it ({', '.join(bound)})" if bound else ""
         prog.error(
-            f"unknown path root `{root}`{extra}: a path starts with args, identity, session, server, tool or approved",
+            f"unknown path root `{root}`{extra}: a path starts with args, identity, session, server, tool or "
+            f"approved{names}",
             leaf.path.span,
         )
-    elif root != "args" and leaf.path.steps:
+    elif root in PATH_ROOTS and root != "args" and leaf.path.steps:
         prog.error(f"`{root}` is a single value: it has no fields or items (write `{root}`)", leaf.path.span)
     if leaf.op == "regex":
         try:

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator
 from . import ir
 from .checks import check_program
 from .errors import Diagnostic, PlrError
-from .policy import All, AnyOf, Leaf, Limit, Not, Policy, Tool
+from .policy import All, AnyOf, Every, Leaf, Limit, Not, Policy, Some, Tool
 from .resolve import (
     Program,
     Reader,
@@ -58,6 +58,10 @@ def condition_to_json(c: ir.Condition, reason: str | None = None, rule: str | No
         return All.model_construct(all=[condition_to_json(x) for x in c.items], **_meta_defaults(meta))
     if isinstance(c, ir.Or):
         return AnyOf.model_construct(any=[condition_to_json(x) for x in c.items], **_meta_defaults(meta))
+    if isinstance(c, ir.Quantifier):
+        model = Every if c.kind == "every" else Some
+        fields = {c.kind: c.var, "in_": c.path.text(), "where": condition_to_json(c.body), **_meta_defaults(meta)}
+        return model.model_construct(**fields)
     return Not.model_construct(not_=condition_to_json(c.item), **_meta_defaults(meta))
 
 

@@ -33,8 +33,9 @@ from typing import Any
 from . import ir
 from .errors import PlrError
 from .format import format_module, format_source, string_text
-from .policy import All, AnyOf, Leaf, Limit, Not, Policy, Tool, parse_path
+from .policy import All, AnyOf, Every, Leaf, Limit, Not, Policy, Some, Tool, parse_path
 from .validate import fn_chain
+from .vocab import ANY_ROOT, PATH_ROOTS
 
 __all__ = ["HEADER", "decompile"]
 
@@ -42,7 +43,7 @@ HEADER = "# decompiled from a plr/PolicyLayer policy"
 
 _PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*")
 
-PolicyCondition = Leaf | All | AnyOf | Not
+PolicyCondition = Leaf | All | AnyOf | Not | Every | Some
 
 # `X exists or X missing` holds for every call and `X exists and X missing` for none: the
 # nearest plr spellings of JSON's empty `all` and empty `any`.
@@ -72,7 +73,7 @@ def ir_path(text: str) -> tuple[ir.Path, bool]:
     value, spelled differently in the JSON.
     """
     try:
-        root, steps = parse_path(text)
+        root, steps = parse_path(text, ANY_ROOT)  # a name bound by every/some may start it
     except ValueError:  # only for a policy built without validation
         return ir.Path(root="args", steps=(text,)), False
     path = ir.Path(root=root, steps=steps)
@@ -101,6 +102,16 @@ class _Decompiler:
             return self.leaf(c)
         if isinstance(c, Not):
             return ir.Not(item=self.condition(c.not_, False))
+        if isinstance(c, (Every, Some)):
+            path, exact = ir_path(c.in_)
+            if not exact:
+                self.note(f"path {string_text(c.in_)} is written `{path.text()}`, the nearest plr spelling")
+            # the block of a quantifier is written like a rule's `{ ... }` block: an `all` is its lines
+            body = self.condition(c.where, True)
+            if c.where.reason is not None:
+                self.note(f"the reason {string_text(c.where.reason)} of a nested condition cannot be written in plr; dropped")
+            items = body.items if isinstance(body, ir.And) and body.block else (body,)
+            return ir.Quantifier(kind=c.kind, var=c.var, path=path, body=ir.And(items=items, block=True))  # type: ignore[arg-type]
         if isinstance(c, All):
             items = [self.condition(x, False) for x in c.all]
             if not items:
@@ -129,7 +140,7 @@ class _Decompiler:
         path, exact = ir_path(c.path)
         if not exact:
             self.note(f"path {string_text(c.path)} is written `{path.text()}`, the nearest plr spelling")
-        if path.root != "args" and path.steps:
+        if path.root in PATH_ROOTS and path.root != "args" and path.steps:
             self.note(f"`{path.text()}`: plr check rejects steps after `{path.root}`")
         if c.op == "contains" and isinstance(c.value, list):
             self.note("`contains` with a list value: plr check rejects it (write `in [...]`)")

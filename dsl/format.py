@@ -169,6 +169,8 @@ def condition_text(c: ir.Condition, parent: str | None = None) -> str:
     """
     if isinstance(c, ir.Compare):
         return _compare_text(c)
+    if isinstance(c, ir.Quantifier):
+        return f"{c.head()} {{ {_body_text(c.body)} }}"
     if isinstance(c, ir.Not):
         return "not " + condition_text(c.item, "not")
     if isinstance(c, ir.And):
@@ -176,6 +178,52 @@ def condition_text(c: ir.Condition, parent: str | None = None) -> str:
         return f"({text})" if parent in ("and", "not") else text
     text = " or ".join(condition_text(x, "or") for x in c.items)
     return f"({text})" if parent is not None else text
+
+
+def _body_text(body: ir.Condition) -> str:
+    """A block's conditions on one line (for messages): several are joined by `and`."""
+    if isinstance(body, ir.And) and body.block:
+        if len(body.items) == 1:
+            return condition_text(body.items[0])
+        return " and ".join(condition_text(x, "and") for x in body.items)
+    return condition_text(body)
+
+
+Lines = list[tuple[int, str]]  # (indent relative to the first line, text)
+
+
+def condition_lines(c: ir.Condition, parent: str | None = None) -> Lines:
+    """A condition as the formatter prints it: ``condition_text``'s one line, except that a
+    quantifier whose block holds several conditions (or one that takes several lines) writes
+    them one per line, as a rule's ``{ ... }`` block is, wherever it stands."""
+    if isinstance(c, ir.Compare):
+        return [(0, _compare_text(c))]
+    if isinstance(c, ir.Quantifier):
+        items = c.body.items if isinstance(c.body, ir.And) and c.body.block else (c.body,)
+        if len(items) == 1:
+            inner = condition_lines(items[0])
+            if len(inner) == 1:
+                return [(0, f"{c.head()} {{ {inner[0][1]} }}")]
+        body = [(d + 1, t) for item in items for d, t in condition_lines(item)]
+        return [(0, f"{c.head()} {{"), *body, (0, "}")]
+    if isinstance(c, ir.Not):
+        lines = condition_lines(c.item, "not")
+        return [(lines[0][0], "not " + lines[0][1]), *lines[1:]]
+    kind = "and" if isinstance(c, ir.And) else "or"
+    parts = [condition_lines(x, kind) for x in c.items]
+    out = list(parts[0])
+    for part in parts[1:]:
+        depth, last = out.pop()
+        out += [(depth, f"{last} {kind} {part[0][1]}"), *part[1:]]
+    wrap = parent in ("and", "not") if kind == "and" else parent is not None
+    return _parenthesized(out) if wrap else out
+
+
+def _parenthesized(lines: Lines) -> Lines:
+    if len(lines) == 1:
+        return [(lines[0][0], f"({lines[0][1]})")]
+    (d0, first), (dn, last) = lines[0], lines[-1]
+    return [(d0, "(" + first), *lines[1:-1], (dn, last + ")")]
 
 
 _SERVER_FIRST = re.compile(r"server(?![A-Za-z0-9_\-])")
@@ -192,12 +240,12 @@ def _bare_server_item_parses() -> bool:
     return True
 
 
-def _block_item_text(c: ir.Condition, first: bool) -> str:
-    """One line of a ``{ ... }`` block; parenthesized only where a grammar needs it."""
-    text = condition_text(c)
-    if not first and _SERVER_FIRST.match(text) and not _bare_server_item_parses():
-        return f"({text})"
-    return text
+def _block_item_lines(c: ir.Condition, first: bool) -> Lines:
+    """One item of a ``{ ... }`` block; parenthesized only where a grammar needs it."""
+    lines = condition_lines(c)
+    if not first and _SERVER_FIRST.match(lines[0][1]) and not _bare_server_item_parses():
+        return _parenthesized(lines)
+    return lines
 
 
 def _rule_head(r: ir.Rule) -> str:
@@ -464,7 +512,11 @@ def _statement_kind(s: Any) -> int:
 def _multi_line(s: Any) -> bool:
     if isinstance(s, (ir.Catalogue, ir.TestCase)):
         return True
-    return isinstance(s, ir.Rule) and (s.reason is not None or _is_block(s.condition))
+    if not isinstance(s, ir.Rule):
+        return False
+    return s.reason is not None or _is_block(s.condition) or (
+        s.condition is not None and len(condition_lines(s.condition)) > 1
+    )
 
 
 def _needs_blank(a: Any, b: Any) -> bool:
@@ -546,7 +598,10 @@ class _Formatter:
     def node(self, n: _Node, depth: int, first: bool = True) -> None:
         obj = n.obj
         if n.kind == "item":
-            n.first = n.last = self.emit(depth, _block_item_text(obj, first))
+            lines = _block_item_lines(obj, first)
+            n.first = n.last = self.emit(depth, lines[0][1])
+            for extra, text in lines[1:]:
+                n.last = self.emit(depth + extra, text)
         elif n.kind == "entry":
             n.first = n.last = self.emit(depth, f"tool {string_text(obj.name)} {obj.risk}")
         elif n.kind == "step":
@@ -568,7 +623,10 @@ class _Formatter:
             self.sequence(block, depth + 1)
             n.last = block.last = self.emit(depth, "}")
         elif r.condition is not None:
-            n.first = n.last = self.emit(depth, f"{head} {condition_text(r.condition)}")
+            lines = condition_lines(r.condition)
+            n.first = n.last = self.emit(depth, f"{head} {lines[0][1]}")
+            for extra, text in lines[1:]:
+                n.last = self.emit(depth + extra, text)
         else:
             n.first = n.last = self.emit(depth, head)
         if n.reason is not None:

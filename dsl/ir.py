@@ -133,7 +133,23 @@ class Not(Node):
     span: Span = NOSPAN
 
 
-Condition = Union[Compare, And, Or, Not]
+class Quantifier(Node):
+    """``every NAME in PATH { ... }`` / ``some ...``: the block (an ``And``) for the items of a
+    list, each bound to NAME; false when PATH is missing or not a list."""
+
+    kind: Literal["every", "some"]
+    var: str
+    path: Path
+    body: "Condition"
+    span: Span = NOSPAN
+    var_span: Span = NOSPAN
+
+    def head(self) -> str:
+        """``every p in args.paths``, as written before the block."""
+        return f"{self.kind} {self.var} in {self.path.text()}"
+
+
+Condition = Union[Compare, And, Or, Not, Quantifier]
 
 
 def is_approved(c: Condition) -> bool:
@@ -316,5 +332,5 @@ class Module(Node):
         return self.of(Let)
 
 
-for _m in (And, Or, Not, RepeatStep):
+for _m in (And, Or, Not, Quantifier, RepeatStep):
     _m.model_rebuild()

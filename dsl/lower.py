@@ -260,6 +260,20 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         return ir.Not(item=items[0], span=self.span(meta))
 
     @v_args(meta=True)
+    def quantifier(self, meta: Meta, items: list[Any]) -> ir.Quantifier:
+        kind, var, path, body = items
+        return ir.Quantifier(
+            kind=kind, var=str(var), path=path, body=body, span=self.span(meta), var_span=self.span(var)
+        )
+
+    def quant_word(self, items: list[Token]) -> str:
+        return str(items[0])
+
+    @v_args(meta=True)
+    def quant_body(self, meta: Meta, items: list[ir.Condition]) -> ir.And:
+        return ir.And(items=tuple(items), block=True, span=self.span(meta))
+
+    @v_args(meta=True)
     def path(self, meta: Meta, items: list[Token]) -> ir.Path:
         return self._path_of(meta, items)
 

@@ -206,8 +206,27 @@ _WANTS = {"in": "list", "not_in": "list", "starts_with": "string", "ends_with": 
 _OP_WORDS = {"in": "in", "not_in": "not in", "starts_with": "starts_with", "ends_with": "ends_with", "regex": "matches"}
 
 
-def _resolve_condition(names: Names, c: ir.Condition, file: str) -> ir.Condition:
+def _check_binding(names: Names, var: str, span: ir.Span, bound: tuple[str, ...], file: str, what: str) -> None:
+    """A name bound by `every`/`some` (or a `def` parameter) names one thing only: not a path
+    root, not a name bound around it, not a `let`/`import data` name."""
+    if var in PATH_ROOTS:
+        raise NameError_(f"`{var}` is a path root: {what} may not shadow it (choose another name)", span)
+    if var in KEYWORD_VALUES:
+        raise NameError_(f"`{var}` is a keyword: choose another name", span)
+    if var in bound:
+        raise NameError_(f"`{var}` is already bound around this: {what} may not shadow it (choose another name)", span)
+    entry = names.defined.get(var)
+    if entry is not None and entry.file in names.visible(file):
+        where = names.prog.rule_name(entry.definition.name_span)
+        raise NameError_(f"`{var}` is already defined at {where}: {what} may not shadow it (choose another name)", span)
+
+
+def _resolve_condition(names: Names, c: ir.Condition, file: str, bound: tuple[str, ...] = ()) -> ir.Condition:
     """``c`` with every name replaced by its value (NameError_ at the first misuse)."""
+    if isinstance(c, ir.Quantifier):
+        _check_binding(names, c.var, c.var_span, bound, file, f"the name of `{c.kind}`")
+        body = _resolve_condition(names, c.body, file, (*bound, c.var))
+        return c if body is c.body else c.model_copy(update={"body": body})
     if isinstance(c, ir.Compare):
         if not ir.has_refs(c.value):
             return c
@@ -219,8 +238,8 @@ def _resolve_condition(names: Names, c: ir.Condition, file: str) -> ir.Condition
             )
         return c.model_copy(update={"value": value})
     if isinstance(c, (ir.And, ir.Or)):
-        return c.model_copy(update={"items": tuple(_resolve_condition(names, x, file) for x in c.items)})
-    return c.model_copy(update={"item": _resolve_condition(names, c.item, file)})
+        return c.model_copy(update={"items": tuple(_resolve_condition(names, x, file, bound) for x in c.items)})
+    return c.model_copy(update={"item": _resolve_condition(names, c.item, file, bound)})
 
 
 def resolve_names(prog: Program) -> Names:

@@ -26,7 +26,16 @@ from pydantic import (
 )
 
 from .errors import PlrError
-from .validate import check_json_value, check_leaf, fn_chain, check_tool_names, check_window_type, surrogate_problem
+from .validate import (
+    check_binding,
+    check_json_value,
+    check_leaf,
+    check_scopes,
+    check_tool_names,
+    check_window_type,
+    fn_chain,
+    surrogate_problem,
+)
 from .vocab import (
     LIST_OPS,
     MAX_LIMIT_COUNT,
@@ -35,13 +44,14 @@ from .vocab import (
     PATH_ROOTS,
     STRING_OPS,
     VALUELESS_OPS,
+    ANY_ROOT,
     json_type,
     parse_path,
 )
 
 __all__ = [
     "OPS", "PATH_ROOTS", "LIST_OPS", "STRING_OPS", "VALUELESS_OPS", "parse_path",
-    "Policy", "Tool", "Limit", "AllTools", "Leaf", "All", "AnyOf", "Not", "Condition",
+    "Policy", "Tool", "Limit", "AllTools", "Leaf", "All", "AnyOf", "Not", "Every", "Some", "Condition",
     "load_policy", "canonical_json", "json_schema",
 ]  # fmt: skip
 
@@ -69,7 +79,7 @@ class Leaf(BaseModel):
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
-        parse_path(v)
+        parse_path(v, ANY_ROOT)  # the syntax; which roots are in scope is the tool's check
         return v
 
     @field_validator("value")
@@ -111,11 +121,56 @@ class Not(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class _Quantifier(BaseModel):
+    """``{"every"|"some": NAME, "in": PATH, "where": CONDITION}``: the condition for the items
+    of the list at PATH, each bound to NAME (paths in ``where`` may start with it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    in_: str = Field(alias="in")
+    where: "Condition"
+    reason: str | None = None
+    rule: str | None = None
+
+    @field_validator("in_")
+    @classmethod
+    def _in(cls, v: str) -> str:
+        parse_path(v, ANY_ROOT)
+        return v
+
+    @property
+    def var(self) -> str:
+        return getattr(self, self.kind)
+
+    @property
+    def kind(self) -> str:
+        return "every" if isinstance(self, Every) else "some"
+
+
+class Every(_Quantifier):
+    every: str
+
+    @field_validator("every")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        check_binding(v, ())
+        return v
+
+
+class Some(_Quantifier):
+    some: str
+
+    @field_validator("some")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        check_binding(v, ())
+        return v
+
+
 def _condition_kind(v: Any) -> str | None:
     if isinstance(v, BaseModel):
-        return {Leaf: "leaf", All: "all", AnyOf: "any", Not: "not"}.get(type(v))
+        return {Leaf: "leaf", All: "all", AnyOf: "any", Not: "not", Every: "every", Some: "some"}.get(type(v))
     if isinstance(v, dict):
-        for key in ("all", "any", "not"):
+        for key in ("all", "any", "not", "every", "some"):
             if key in v:
                 return key
         return "leaf"
@@ -128,14 +183,19 @@ Condition = Annotated[
         Annotated[All, Tag("all")],
         Annotated[AnyOf, Tag("any")],
         Annotated[Not, Tag("not")],
+        Annotated[Every, Tag("every")],
+        Annotated[Some, Tag("some")],
     ],
     Discriminator(
         _condition_kind,
         custom_error_type="condition",
-        custom_error_message="a condition must be an object: a leaf {path, op, value} or {all|any|not: ...}",
+        custom_error_message=(
+            "a condition must be an object: a leaf {path, op, value}, {all|any|not: ...} or "
+            "{every|some: NAME, in: PATH, where: ...}"
+        ),
     ),
 ]
-_TAGS = {"leaf", "all", "any", "not"}
+_TAGS = {"leaf", "all", "any", "not", "every", "some"}
 
 
 class Limit(BaseModel):
@@ -173,6 +233,13 @@ class Tool(BaseModel):
     deny_if: list[Condition] = []
     limits: list[Limit] = []
     rule: str | None = None
+
+    @model_validator(mode="after")
+    def _scopes(self) -> "Tool":
+        for kind in ("require", "deny_if"):
+            for i, c in enumerate(getattr(self, kind)):
+                check_scopes(condition_dict(c), f"{kind}[{i}]")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -231,7 +298,7 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _meta(d: dict[str, Any], m: Leaf | All | AnyOf | Not | Tool | Limit, source: bool) -> None:
+def _meta(d: dict[str, Any], m: Any, source: bool) -> None:
     reason = getattr(m, "reason", None)
     if reason is not None:
         d["reason"] = reason
@@ -239,7 +306,7 @@ def _meta(d: dict[str, Any], m: Leaf | All | AnyOf | Not | Tool | Limit, source:
         d["rule"] = m.rule
 
 
-def condition_dict(c: Leaf | All | AnyOf | Not, source: bool = True) -> dict[str, Any]:
+def condition_dict(c: Any, source: bool = True) -> dict[str, Any]:
     d: dict[str, Any]
     if isinstance(c, Leaf):
         d = {"path": c.path, "op": c.op}
@@ -251,6 +318,8 @@ def condition_dict(c: Leaf | All | AnyOf | Not, source: bool = True) -> dict[str
         d = {"all": [condition_dict(x, source) for x in c.all]}
     elif isinstance(c, AnyOf):
         d = {"any": [condition_dict(x, source) for x in c.any]}
+    elif isinstance(c, (Every, Some)):
+        d = {c.kind: c.var, "in": c.in_, "where": condition_dict(c.where, source)}
     else:
         d = {"not": condition_dict(c.not_, source)}
     _meta(d, c, source)
@@ -343,8 +412,14 @@ def _num(v: Any) -> Any:
 
 def validation_messages(e: ValidationError) -> list[str]:
     seen: list[str] = []
+    import re
+
     for err in e.errors():
-        line = f"{_json_path(tuple(err['loc']))}: {_message(err)}"
+        where, message = _json_path(tuple(err["loc"])), _message(err)
+        if re.match(r"(require|deny_if|limits)\[\d+\]", message):  # a whole-entry check names the spot inside
+            line = f"{where}.{message}"
+        else:
+            line = f"{where}: {message}"
         if line not in seen:
             seen.append(line)
     return seen

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .vocab import (
+    NAME_RE,
+    PATH_ROOTS,
     LIST_OPS,
     MAX_LIMIT_COUNT,
     MAX_WINDOW_SECONDS,
@@ -50,6 +52,9 @@ __all__ = [
     "check_window_type",
     "surrogate_problem",
     "check_data",
+    "check_binding",
+    "check_scopes",
+    "QUANTIFIERS",
 ]
 
 # A condition, limit, tool or whole policy in the canonical dump form (``Policy.to_dict()``).
@@ -190,33 +195,75 @@ def _check_meta(d: Data, where: str) -> None:
         _shape(d.get(key) is None or isinstance(d[key], str), f"{where}.{key}", "must be a string")
 
 
-def _check_leaf(c: Data, where: str) -> None:
+def _check_leaf(c: Data, where: str, bound: tuple[str, ...] = ()) -> None:
     _shape(set(c) <= LEAF_KEYS, where, f"unexpected keys {sorted(set(c) - LEAF_KEYS)}")
     _shape(isinstance(c.get("path"), str), f"{where}.path", "must be a string")
     _shape(c.get("op") in OPS, f"{where}.op", f"unknown op {literal(c.get('op'))}")
     _rule(fn_chain, f"{where}.fn", c.get("fn"))
-    _rule(parse_path, f"{where}.path", c["path"])
+    _rule(parse_path, f"{where}.path", c["path"], bound)
     if "value" in c:
         _rule(check_json_value, f"{where}.value", c["value"])
     _rule(check_leaf, where, c["op"], c.get("value"), "value" in c, c.get("fn"))
 
 
-def _check_condition(c: Any, where: str, depth: int = 0) -> None:
+QUANTIFIERS = ("every", "some")
+MAX_CONDITION_DEPTH = 200
+
+
+def check_binding(var: Any, bound: tuple[str, ...]) -> None:
+    """The name an `every`/`some` binds: a plr name, not a path root, not bound around it."""
+    if not isinstance(var, str) or NAME_RE.fullmatch(var) is None:
+        raise ValueError(f"must be a name (letters, digits, _ and -), got {literal(var)}")
+    if var in PATH_ROOTS:
+        raise ValueError(f"`{var}` is a path root: a quantifier's name may not shadow it")
+    if var in bound:
+        raise ValueError(f"`{var}` is already bound by an enclosing every/some")
+
+
+def _check_condition(c: Any, where: str, depth: int = 0, bound: tuple[str, ...] = ()) -> None:
     _shape(isinstance(c, dict), where, "a condition must be an object")
-    _shape(depth <= 200, where, "nested too deeply")
-    kinds = [k for k in ("all", "any", "not") if k in c]
-    if kinds:
+    _shape(depth <= MAX_CONDITION_DEPTH, where, "nested too deeply")
+    kinds = [k for k in ("all", "any", "not", *QUANTIFIERS) if k in c]
+    if kinds and kinds[0] in QUANTIFIERS:
+        k = kinds[0]
+        _shape(len(kinds) == 1 and set(c) <= {k, "in", "where", "reason", "rule"}, where, f"unexpected keys {sorted(c)}")
+        _shape("in" in c and "where" in c, where, f"`{k}` needs `in` (a path) and `where` (a condition)")
+        _rule(check_binding, f"{where}.{k}", c[k], bound)
+        _shape(isinstance(c["in"], str), f"{where}.in", "must be a string")
+        _rule(parse_path, f"{where}.in", c["in"], bound)
+        _check_condition(c["where"], f"{where}.where", depth + 1, (*bound, c[k]))
+    elif kinds:
         k = kinds[0]
         _shape(len(kinds) == 1 and set(c) <= {k, "reason", "rule"}, where, f"unexpected keys {sorted(c)}")
         if k == "not":
-            _check_condition(c["not"], f"{where}.not", depth + 1)
+            _check_condition(c["not"], f"{where}.not", depth + 1, bound)
         else:
             _shape(isinstance(c[k], list), f"{where}.{k}", "must be a list")
             for i, x in enumerate(c[k]):
-                _check_condition(x, f"{where}.{k}[{i}]", depth + 1)
+                _check_condition(x, f"{where}.{k}[{i}]", depth + 1, bound)
     else:
-        _check_leaf(c, where)
+        _check_leaf(c, where, bound)
     _check_meta(c, where)
+
+
+def check_scopes(c: Data, where: str, bound: tuple[str, ...] = ()) -> None:
+    """Every path of a condition (canonical dump form) starts at a root or at a name an
+    enclosing `every`/`some` binds, and no binding shadows a root or another: ValueError naming
+    the spot. The loader's models check each piece alone, and this the whole, top down."""
+    for k in QUANTIFIERS:
+        if k in c:
+            _rule(check_binding, f"{where}.{k}", c[k], bound)
+            _rule(parse_path, f"{where}.in", c["in"], bound)
+            check_scopes(c["where"], f"{where}.where", (*bound, c[k]))
+            return
+    if "not" in c:
+        check_scopes(c["not"], f"{where}.not", bound)
+    elif "all" in c or "any" in c:
+        k = "all" if "all" in c else "any"
+        for i, x in enumerate(c[k]):
+            check_scopes(x, f"{where}.{k}[{i}]", bound)
+    else:
+        _rule(parse_path, f"{where}.path", c["path"], bound)
 
 
 def _check_limit(lim: Any, where: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 
 OPS = (
     "eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in",
@@ -40,20 +41,27 @@ def escape_surrogates(text: str) -> str:
     return SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-_ROOT_RE = re.compile(r"[A-Za-z_]+")
+_ROOT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # a name bound by `every`/`some`
 _STEP_RE = re.compile(r'\.([^.\[\]"]+)|\[([0-9]+)\]|\[("[^"\\]*(?:\\.[^"\\]*)*")\]')
 
 
-def parse_path(path: str) -> tuple[str, tuple[str | int, ...]]:
+ANY_ROOT: frozenset[str] = frozenset({"*"})  # ``bound`` that accepts any name as a root (syntax only)
+
+
+def parse_path(path: str, bound: Collection[str] = ()) -> tuple[str, tuple[str | int, ...]]:
     """``args.a[2]["b c"]`` -> ("args", ("a", 2, "b c")); ValueError naming the bad spot.
 
     Steps are ``.name``, ``[index]`` or ``["any key"]`` (a JSON string, for keys with dots,
-    spaces or brackets). The compiler writes exactly this syntax (``ir.Path.text``).
+    spaces or brackets). The compiler writes exactly this syntax (``ir.Path.text``). A root is
+    one of ``PATH_ROOTS`` or a name in ``bound`` (bound by an enclosing `every`/`some`, whose
+    items may have fields); ``ANY_ROOT`` accepts any name, for a check of the syntax alone.
     """
     m = _ROOT_RE.match(path)
-    if m is None or m.group() not in PATH_ROOTS:
+    if m is None or not (m.group() in PATH_ROOTS or m.group() in bound or bound is ANY_ROOT):
         root = m.group() if m else path[:20]
-        raise ValueError(f"unknown path root `{root}` (expected one of {', '.join(PATH_ROOTS)})")
+        names = ", ".join(PATH_ROOTS) + (f", or a name bound around it: {', '.join(sorted(bound))}" if bound else "")
+        raise ValueError(f"unknown path root `{root}` (expected one of {names})")
     steps: list[str | int] = []
     pos = m.end()
     while pos < len(path):
@@ -67,7 +75,7 @@ def parse_path(path: str) -> tuple[str, tuple[str | int, ...]]:
         else:
             steps.append(json.loads(s.group(3)))
         pos = s.end()
-    if steps and m.group() != "args":
+    if steps and m.group() in PATH_ROOTS and m.group() != "args":
         raise ValueError(f"`{m.group()}` is a single value: it has no fields or items")
     return m.group(), tuple(steps)
 

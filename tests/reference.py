@@ -204,8 +204,8 @@ class Call:
         return MISSING if value is None else value
 
 
-def lookup(path: ir.Path, call: Call) -> Any:
-    v = call.root(path.root)
+def lookup(path: ir.Path, call: Call, env: Any = None) -> Any:
+    v = env.vars[path.root] if env is not None and path.root in env.vars else call.root(path.root)
     for step in path.steps:
         if isinstance(step, int):
             if isinstance(v, list) and 0 <= step < len(v):
@@ -227,12 +227,19 @@ class Env:
     def __init__(self, program: Any = None) -> None:
         self.lets: dict[str, Any] = {}
         self.data: dict[str, Any] = {}
+        self.vars: dict[str, Any] = {}  # names bound by every/some, to their item
         for m in program.modules if program is not None else ():
             for s in m.statements:
                 if isinstance(s, ir.Let):
                     self.lets[s.name] = s.value
                 elif isinstance(s, ir.DataImport):
                     self.data[s.name] = program.data[(m.file, s.name)]
+
+    def bind(self, name: str, value: Any) -> Env:
+        """This environment with ``name`` standing for ``value`` (an item of a list)."""
+        child = Env()
+        child.lets, child.data, child.vars = self.lets, self.data, {**self.vars, name: value}
+        return child
 
     def const(self, value: Any) -> Any:
         """A literal as written, with each name replaced by what it stands for."""
@@ -258,10 +265,16 @@ def holds(c: ir.Condition, call: Call, env: Env = NO_NAMES) -> bool:
         return any(holds(x, call, env) for x in c.items)
     if isinstance(c, ir.Not):
         return not holds(c.item, call, env)
+    if isinstance(c, ir.Quantifier):
+        items = lookup(c.path, call, env)
+        if not isinstance(items, list):
+            return False  # a missing path or one that is not a list: both quantifiers are false
+        results = [holds(c.body, call, env.bind(c.var, item)) for item in items]
+        return all(results) if c.kind == "every" else any(results)
     assert isinstance(c, ir.Compare), c
     if ir.has_refs(c.value):
         c = c.model_copy(update={"value": env.const(c.value)})
-    v = lookup(c.path, call)
+    v = lookup(c.path, call, env)
     if c.op == "exists":  # an explicit null is absent too
         return v is not MISSING and v is not None
     if c.op == "missing":

@@ -155,7 +155,10 @@ def _list_text(draw: Any, depth: int = 0, scalar_kind: str | None = None, names:
 
 
 @st.composite
-def _path(draw: Any) -> str:
+def _path(draw: Any, bound: tuple[str, ...] = ()) -> str:
+    if bound and draw(st.integers(0, 2)):  # mostly the item a quantifier binds: `p`, `p.key`, `p[0]`
+        var = draw(st.sampled_from(bound))
+        return var + draw(st.sampled_from(("", "", f".{draw(st.sampled_from(ARG_KEYS))}", "[0]", "[1].x", '["a b"]')))
     kind = draw(
         st.sampled_from(
             ("key", "key", "key", "nested", "index", "index_key", "odd", "identity", "session", "server", "tool",
@@ -183,9 +186,26 @@ def _path(draw: Any) -> str:
 CMP = ("==", "!=", "<", "<=", ">", ">=")
 
 
+QUANT_NAMES = ("p", "e", "item", "x-1", "q")
+
+
+def _quantifier(draw: Any, names: bool, bound: tuple[str, ...]) -> str:
+    """`every p in PATH { ... }` / `some ...`, its block using the item (and nesting, a little)."""
+    kind = draw(st.sampled_from(("every", "some")))
+    var = draw(st.sampled_from([n for n in QUANT_NAMES if n not in bound]))
+    path = draw(_path(bound)) if bound else f"args.{draw(st.sampled_from(ARG_KEYS))}"
+    inner = (*bound, var)
+    items = [_render(draw, draw(_cond_tree(names, inner))) for _ in range(draw(st.integers(1, 3)))]
+    sep = draw(st.sampled_from(("\n", " ", "\n        ")))
+    return f"{kind} {var} in {path} {{{sep}" + sep.join(items) + f"{sep}}}"
+
+
 @st.composite
-def _leaf(draw: Any, names: bool = False) -> str:
-    """One comparison (a leaf of a condition); with ``names``, literals may be names."""
+def _leaf(draw: Any, names: bool = False, bound: tuple[str, ...] = ()) -> str:
+    """One comparison (a leaf of a condition); with ``names``, literals may be names; ``bound``:
+    the names quantifiers around it bind, which its paths may start with."""
+    if len(bound) < 2 and draw(st.integers(0, 6 if bound else 4)) == 0:
+        return _quantifier(draw, names, bound)
     form = draw(
         st.sampled_from(
             (
@@ -198,7 +218,7 @@ def _leaf(draw: Any, names: bool = False) -> str:
         return "approved"
     if form == "not_approved":
         return "not approved"
-    path = draw(_path())
+    path = draw(_path(bound))
     if form == "cmp":
         if draw(st.integers(0, 3)) == 0:  # literals that Python's == would confuse across types
             lit = draw(st.sampled_from(("true", "false", "0", "1", "1.0", "0.0", "null", '"1"', "[1]", "[true]")))
@@ -271,8 +291,8 @@ def _string_fn_leaf(draw: Any, path: str, names: bool) -> str:
 
 
 # A condition as a small tree: ("leaf", text) | ("and"|"or", [c, ...]) | ("not", c).
-def _cond_tree(names: bool = False) -> st.SearchStrategy[Any]:
-    leaves = _leaf(names).map(lambda t: ("leaf", t))
+def _cond_tree(names: bool = False, bound: tuple[str, ...] = ()) -> st.SearchStrategy[Any]:
+    leaves = _leaf(names, bound).map(lambda t: ("leaf", t))
     # half of the conditions are one comparison, so each one's outcome often decides the call
     return leaves | st.recursive(
         leaves,
@@ -479,17 +499,21 @@ def hints(program: Any) -> list[Hint]:
 
     out: list[Hint] = []
 
-    def walk(c: Any) -> None:
+    def walk(c: Any, out: list[Hint]) -> None:
         if isinstance(c, ir.Compare):
             out.append((c.path.root, tuple(c.path.steps), c.op, c.value, c.fn, c.fns))
+        elif isinstance(c, ir.Quantifier):  # (root, steps, "every"|"some", hints of its block, name, ())
+            body: list[Hint] = []
+            walk(c.body, body)
+            out.append((c.path.root, tuple(c.path.steps), c.kind, body, c.var, ()))
         elif isinstance(c, (ir.And, ir.Or)):
             for x in c.items:
-                walk(x)
+                walk(x, out)
         elif isinstance(c, ir.Not):
-            walk(c.item)
+            walk(c.item, out)
 
     for rr in program.rules:
-        walk(rr.rule.condition)
+        walk(rr.rule.condition, out)
     return out
 
 
@@ -524,6 +548,36 @@ def _value_for(draw: Any, op: str, value: Any, fn: Any) -> Any:
     other = _confusable(value)
     extra = (other, other) if other is not None else ()
     return draw(st.sampled_from((value, value, [value], str(value), *extra)))
+
+
+def _hinted_value(draw: Any, op: str, value: Any, fn: Any, fns: Any) -> Any:
+    """A value for a path a hint names, meant to (nearly) satisfy its comparison or quantifier."""
+    if op in ("every", "some"):
+        return _items_for(draw, fn, value)
+    return _pathy_value(draw, value) if fns else _value_for(draw, op, value, fn)
+
+
+def _items_for(draw: Any, var: str, body: list[Hint]) -> Any:
+    """A list for a quantifier: items shaped by the comparisons of its block on the item (`p`,
+    `p.key`), or now and then no list at all."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(_VALUES)
+    own = [h for h in body if h[0] == var]
+    items: list[Any] = []
+    for _ in range(draw(st.integers(0, 4))):
+        whole = [h for h in own if not h[1]]
+        if whole and draw(st.booleans()):
+            _r, _s, op, value, fn, fns = draw(st.sampled_from(whole))
+            items.append(_hinted_value(draw, op, value, fn, fns))
+            continue
+        item: dict[str, Any] | list[Any] = {} if draw(st.integers(0, 3)) else []
+        for _r, steps, op, value, fn, fns in own:
+            if steps and draw(st.integers(0, 3)):
+                if isinstance(item, list) and not isinstance(steps[0], int):
+                    item = {}
+                _put(item, steps, _hinted_value(draw, op, value, fn, fns))  # type: ignore[arg-type]
+        items.append(item)
+    return items
 
 
 def _pathy_value(draw: Any, value: Any) -> Any:
@@ -579,11 +633,13 @@ def shaped_arguments(draw: Any, program_hints: list[Hint]) -> dict[str, Any]:
     """`args` with some of the program's paths set to values that (nearly) satisfy them."""
     args = draw(arguments()) if draw(st.booleans()) else {}
     usable = [h for h in program_hints if h[0] == "args" and h[1]]
+    usable.sort(key=lambda h: h[2] in ("every", "some"))  # a quantifier's list last: others would overwrite it
     if usable:
         for root, steps, op, value, fn, fns in usable:
-            if draw(st.integers(0, 2)) == 0 or op == "missing" and draw(st.booleans()):
+            skip = draw(st.integers(0, 5 if op in ("every", "some") else 2)) == 0
+            if skip or op == "missing" and draw(st.booleans()):
                 continue  # leave some paths missing
-            _put(args, steps, _pathy_value(draw, value) if fns else _value_for(draw, op, value, fn))
+            _put(args, steps, _hinted_value(draw, op, value, fn, fns))
     return args
 
 

@@ -484,10 +484,45 @@ nested = st.recursive(
         st.lists(inner, min_size=2, max_size=3).filter(_first_is_not("all")).map(lambda xs: {"all": xs}),
         st.lists(inner, min_size=2, max_size=3).filter(_first_is_not("any")).map(lambda xs: {"any": xs}),
         inner.map(lambda x: {"not": x}),
+        st.tuples(st.sampled_from(["every", "some"]), st.sampled_from(["args.items", "args.a[0]"]), inner).map(
+            lambda t: {t[0]: "v", "in": t[1], "where": t[2]}
+        ),
     ),
     max_leaves=6,
 )
 reasons = st.one_of(st.none(), texts)
+
+
+def bind_names(c: Any, depth: int = 0) -> Any:
+    """Quantifiers drawn above all bind `v`: give each depth its own name (no shadowing), and
+    let `identity` inside one stand for its item, so paths use what they bind."""
+    if isinstance(c, list):
+        return [bind_names(x, depth) for x in c]
+    if not isinstance(c, dict):
+        return c
+    for kind in ("every", "some"):
+        if kind in c:
+            where = bind_names(c["where"], depth + 1)
+            return {**c, kind: f"v{depth}", "where": _item_paths(where, f"v{depth}")}
+    return {k: bind_names(v, depth) if k in ("all", "any", "not") else v for k, v in c.items()}
+
+
+def bind_document(doc: dict[str, Any]) -> dict[str, Any]:
+    for t in doc.get("tools", {}).values():
+        for kind in ("require", "deny_if"):
+            if kind in t:
+                t[kind] = bind_names(t[kind])
+    return doc
+
+
+def _item_paths(c: Any, var: str) -> Any:
+    if isinstance(c, list):
+        return [_item_paths(x, var) for x in c]
+    if not isinstance(c, dict) or "every" in c or "some" in c:
+        return c
+    if c.get("path") == "identity":
+        return {**c, "path": var}
+    return {k: _item_paths(v, var) if k in ("all", "any", "not") else v for k, v in c.items()}
 
 
 @st.composite
@@ -559,7 +594,7 @@ def policies(draw: st.DrawFn) -> Policy:
     package = draw(st.one_of(st.none(), package_names))
     if package is not None:
         doc["package"] = package
-    return Policy.model_validate(json.loads(json.dumps(doc)))
+    return Policy.model_validate(bind_document(json.loads(json.dumps(doc))))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -593,6 +628,7 @@ loose_conditions = st.recursive(
         st.builds(lambda xs, r: _with_reason({"all": xs}, r), st.lists(inner, max_size=3), reasons),
         st.builds(lambda xs, r: _with_reason({"any": xs}, r), st.lists(inner, max_size=3), reasons),
         st.builds(lambda x, r: _with_reason({"not": x}, r), inner, reasons),
+        st.builds(lambda x, r: _with_reason({"some": "v", "in": "args.a", "where": x}, r), inner, reasons),
     ),
     max_leaves=6,
 )
@@ -631,7 +667,7 @@ def loose_policies(draw: st.DrawFn) -> Policy:
     package = draw(st.one_of(st.none(), st.sampled_from(["ok.name", "not a name", "", "é-1"])))
     if package is not None:
         doc["package"] = package
-    return Policy.model_validate(doc)
+    return Policy.model_validate(bind_document(doc))
 
 
 CALLS = [

@@ -32,21 +32,25 @@ class _Missing:
 MISSING: Any = _Missing()
 
 # The evaluation context: (args, identity, session, server, tool, approved); absent -> MISSING.
-Ctx = tuple[Any, Any, Any, Any, Any, bool]
+# Inside `every`/`some`, the item each binds follows, outermost first: (..., approved, item1, item2).
+Ctx = tuple[Any, ...]
+Scope = tuple[str, ...]  # the names bound by enclosing quantifiers, outermost first
 Pred = Callable[[Ctx], bool]
 _ROOT_INDEX = {"args": 0, "identity": 1, "session": 2, "server": 3, "tool": 4, "approved": 5}
 _EMPTY_ARGS: dict[str, Any] = {}
 
 
-def parse_path(path: str) -> tuple[int, tuple[str | int, ...]]:
-    """``args.a[2].b`` -> (root index, ("a", 2, "b")); ValueError on anything else."""
-    root, steps = _parse_path(path)
+def parse_path(path: str, scope: Scope = ()) -> tuple[int, tuple[str | int, ...]]:
+    """``args.a[2].b`` -> (index in the context, ("a", 2, "b")); ValueError on anything else."""
+    root, steps = _parse_path(path, scope)
+    if root in scope:  # the innermost binding of a name (the loaders refuse shadowing anyway)
+        return len(_ROOT_INDEX) + len(scope) - 1 - scope[::-1].index(root), steps
     return _ROOT_INDEX[root], steps
 
 
-def _getter(path: str) -> Callable[[Ctx], Any]:
+def _getter(path: str, scope: Scope = ()) -> Callable[[Ctx], Any]:
     """A closure resolving ``path`` in a context: dicts by str key, lists by index, else MISSING."""
-    ri, steps = parse_path(path)
+    ri, steps = parse_path(path, scope)
     if not steps:
         return lambda c: c[ri]
     if len(steps) == 1 and isinstance(steps[0], str):
@@ -78,10 +82,10 @@ def _getter(path: str) -> Callable[[Ctx], Any]:
     return get
 
 
-def _fused_leaf(c: Data) -> Pred | None:
+def _fused_leaf(c: Data, scope: Scope) -> Pred | None:
     """The common leaf ``root`` or ``root.key`` without ``fn``, as one closure that looks the
     value up itself (one Python call fewer per leaf than getter + test); None otherwise."""
-    ri, steps = parse_path(c["path"])
+    ri, steps = parse_path(c["path"], scope)
     if c.get("fn") is not None or len(steps) > 1 or (steps and not isinstance(steps[0], str)):
         return None
     op = c["op"]
@@ -136,11 +140,45 @@ def _string_fn_leaf(get: Callable[[Ctx], Any], chain: tuple[str, ...], test: Cal
     return fn_leaf
 
 
-def compile_condition(c: Data) -> Pred:
+def _quantifier(c: Data, scope: Scope) -> Pred:
+    """``every``/``some``: the ``where`` closure for each item of the list at ``in``, with the
+    item appended to the context; false when ``in`` is missing or not a list (``every`` of an
+    empty list holds, as in Rego)."""
+    kind = "every" if "every" in c else "some"
+    get = _getter(c["in"], scope)
+    body = compile_condition(c["where"], (*scope, c[kind]))
+    if kind == "every":
+
+        def every(ctx: Ctx) -> bool:
+            items = get(ctx)
+            if not isinstance(items, list):
+                return False
+            for item in items:
+                if not body((*ctx, item)):
+                    return False
+            return True
+
+        return every
+
+    def some(ctx: Ctx) -> bool:
+        items = get(ctx)
+        if not isinstance(items, list):
+            return False
+        for item in items:
+            if body((*ctx, item)):
+                return True
+        return False
+
+    return some
+
+
+def compile_condition(c: Data, scope: Scope = ()) -> Pred:
     """A condition (canonical dump form) as a closure over the context. It may raise on
     pathological input; callers decide what an exception means (fail closed)."""
+    if "every" in c or "some" in c:
+        return _quantifier(c, scope)
     if "all" in c:
-        parts = tuple(compile_condition(x) for x in c["all"])
+        parts = tuple(compile_condition(x, scope) for x in c["all"])
         if len(parts) == 1:
             return parts[0]
 
@@ -152,7 +190,7 @@ def compile_condition(c: Data) -> Pred:
 
         return all_of
     if "any" in c:
-        parts = tuple(compile_condition(x) for x in c["any"])
+        parts = tuple(compile_condition(x, scope) for x in c["any"])
         if len(parts) == 1:
             return parts[0]
 
@@ -164,13 +202,13 @@ def compile_condition(c: Data) -> Pred:
 
         return any_of
     if "not" in c:
-        inner = compile_condition(c["not"])
+        inner = compile_condition(c["not"], scope)
         return lambda ctx: not inner(ctx)
     if "path" in c:
-        fused = _fused_leaf(c)
+        fused = _fused_leaf(c, scope)
         if fused is not None:
             return fused
-        get = _getter(c["path"])
+        get = _getter(c["path"], scope)
         op, fn = c["op"], c.get("fn")
         if op in ("exists", "missing"):
             want = op == "exists"
@@ -205,3 +243,68 @@ def compile_condition(c: Data) -> Pred:
 
         return leaf
     raise ValueError(f"not a condition: {_lit(c)}")
+
+
+# --- witnesses, for `explain` ---------------------------------------------------------------
+
+Note = tuple[str, bool]  # ("`some e in args.edits` held at index 2", the quantifier's value)
+Explainer = Callable[[Ctx, list[Note]], bool]
+
+
+def has_quantifier(c: Data) -> bool:
+    """Whether a condition holds an `every`/`some` anywhere (only those get witnesses)."""
+    if "every" in c or "some" in c:
+        return True
+    if "not" in c:
+        return has_quantifier(c["not"])
+    return any(has_quantifier(x) for x in c.get("all", c.get("any", ())))
+
+
+def compile_explainer(c: Data, scope: Scope = ()) -> Explainer:
+    """The condition again, evaluated the same way (same order, same short cuts), noting for
+    each quantifier it reaches which item decided it: the witness of a `some` that held, the
+    first item an `every` failed on. Built only when a trace is asked for."""
+    if "every" in c or "some" in c:
+        kind = "every" if "every" in c else "some"
+        var, where = c[kind], c["where"]
+        get = _getter(c["in"], scope)
+        body = compile_explainer(where, (*scope, var))
+        head = f"`{kind} {var} in {c['in']}`"
+
+        def quantifier(ctx: Ctx, notes: list[Note]) -> bool:
+            items = get(ctx)
+            if not isinstance(items, list):
+                what = "is missing" if items is MISSING else "is not a list"
+                notes.append((f"{head}: `{c['in']}` {what}, so it is false", False))
+                return False
+            for i, item in enumerate(items):
+                inner: list[Note] = []
+                if body((*ctx, item), inner) is (kind == "some"):
+                    verb = "held" if kind == "some" else "failed"
+                    notes.append((f"{head} {verb} at index {i}", kind == "some"))
+                    notes.extend((f"  {text}", value) for text, value in inner)
+                    return kind == "some"
+            n = f"{len(items)} item" + ("" if len(items) == 1 else "s")
+            if kind == "every":
+                notes.append((f"{head} held for all {n}" if items else f"{head} held: the list is empty", True))
+                return True
+            notes.append((f"{head} held for none of {n}", False))
+            return False
+
+        return quantifier
+    if "all" in c or "any" in c:
+        want = "any" in c  # an `any` stops at the first true item, an `all` at the first false one
+        parts = tuple(compile_explainer(x, scope) for x in c["any" if want else "all"])
+
+        def combined(ctx: Ctx, notes: list[Note]) -> bool:
+            for p in parts:
+                if p(ctx, notes) is want:
+                    return want
+            return not want
+
+        return combined
+    if "not" in c:
+        inner_explainer = compile_explainer(c["not"], scope)
+        return lambda ctx, notes: not inner_explainer(ctx, notes)
+    pred = compile_condition(c, scope)
+    return lambda ctx, notes: bool(pred(ctx))

@@ -40,6 +40,18 @@ def _scope_value(v: Any) -> str:
         return f"\x01{type(v).__name__}:{id(v)}"
 
 
+def _witness(c: _Cond, ctx: Ctx, trace: list[TraceStep]) -> None:
+    """Trace steps naming the item that decided each `every`/`some` of the condition."""
+    if c.witness is None:
+        return
+    notes: list[tuple[str, bool]] = []
+    try:
+        c.witness(ctx, notes)
+    except Exception:  # noqa: BLE001 - a trace never changes or breaks the decision
+        return
+    trace.extend(TraceStep(f"  {text}", value, c.rule) for text, value in notes)
+
+
 def _error(e: BaseException) -> Decision:
     """The deny for a bug: bounded text, even from an exception whose ``str()`` raises."""
     try:
@@ -236,6 +248,7 @@ class Engine:
                 hit = f"error ({type(e).__name__}): treated as holding"
             if trace is not None:
                 trace.append(TraceStep(f"deny_if {c.text}", hit, c.rule))
+                _witness(c, ctx, trace)
             if hit:
                 return c.decision
         if t.require:
@@ -247,6 +260,7 @@ class Engine:
                     ok = f"error ({type(e).__name__}): treated as failing"
                 if trace is not None:
                     trace.append(TraceStep(f"require {c.text}", ok, c.rule))
+                    _witness(c, ctx, trace)
                 if ok is not True:
                     failing.append(c)
             if failing:

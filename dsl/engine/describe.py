@@ -34,6 +34,9 @@ def describe(c: Data) -> str:
         return " and ".join(_nested(x) for x in c["all"]) if c["all"] else "true"
     if "any" in c:
         return " or ".join(_nested(x) for x in c["any"]) if c["any"] else "false"
+    for k in ("every", "some"):
+        if k in c:
+            return f"{k} {c[k]} in {c['in']} {{ {describe(c['where'])} }}"
     if "not" in c:
         inner = c["not"]
         if "path" in inner and describe(inner) == "approved":

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PlrError
 from ..validate import Data
-from .conditions import Pred, compile_condition
+from .conditions import Explainer, Pred, compile_condition, compile_explainer, has_quantifier
 from .decision import Decision
 from .describe import _secs, _short, describe
 
@@ -43,6 +43,7 @@ class _Cond:
     rule: str | None
     decision: Decision  # when this condition denies
     approval: Decision | None  # require only: when approval would satisfy it
+    witness: Explainer | None = None  # for traces: which item decided each every/some
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +111,12 @@ def _prepare_tool(name: str, t: Data, all_limits: tuple[_Lim, ...], where: str) 
         except ValueError as e:
             raise PlrError.at(f"{where}.{kind}[{i}]: {e}") from None
         text = describe(c)
+        witness = compile_explainer(c) if has_quantifier(c) else None
         rule = c.get("rule") or t_rule
         reason = c.get("reason") or fallback
         if kind == "deny_if":
             why = reason or f"`{n}`: denied because {text}"
-            return _Cond(pred, text, rule, Decision("deny", "deny_if", why, rule), None)
+            return _Cond(pred, text, rule, Decision("deny", "deny_if", why, rule), None, witness)
         deny = Decision("deny", "require", reason or f"`{n}`: requirement not met: {text}", rule)
         ask = Decision(
             "approval_required",
@@ -122,7 +124,7 @@ def _prepare_tool(name: str, t: Data, all_limits: tuple[_Lim, ...], where: str) 
             reason or f"`{n}`: requirement not met without approval: {text}",
             rule,
         )
-        return _Cond(pred, text, rule, deny, ask)
+        return _Cond(pred, text, rule, deny, ask, witness)
 
     deny_if = tuple(cond(c, "deny_if", i) for i, c in enumerate(t.get("deny_if", ())))
     require = tuple(cond(c, "require", i) for i, c in enumerate(t.get("require", ())))
