@@ -171,6 +171,8 @@ def condition_text(c: ir.Condition, parent: str | None = None) -> str:
         return _compare_text(c)
     if isinstance(c, ir.Quantifier):
         return f"{c.head()} {{ {_body_text(c.body)} }}"
+    if isinstance(c, ir.Call):
+        return c.text()
     if isinstance(c, ir.Not):
         return "not " + condition_text(c.item, "not")
     if isinstance(c, ir.And):
@@ -198,6 +200,8 @@ def condition_lines(c: ir.Condition, parent: str | None = None) -> Lines:
     them one per line, as a rule's ``{ ... }`` block is, wherever it stands."""
     if isinstance(c, ir.Compare):
         return [(0, _compare_text(c))]
+    if isinstance(c, ir.Call):
+        return [(0, c.text())]
     if isinstance(c, ir.Quantifier):
         items = c.body.items if isinstance(c.body, ir.And) and c.body.block else (c.body,)
         if len(items) == 1:
@@ -389,6 +393,12 @@ def _statement_node(t: Tree[Any] | None, s: ir.Statement) -> _Node:
     elif isinstance(s, ir.TestCase):
         node.container = True
         node.children = [_step_node(st, step) for st, step in zip(_subtrees(t, len(s.steps)), s.steps, strict=True)]
+    elif isinstance(s, ir.Def):
+        node.container = True
+        items = s.body.items if isinstance(s.body, ir.And) else (s.body,)
+        body_tree = _subtrees(t, 1)[0]
+        for it, item in zip(_subtrees(body_tree, len(items)), items, strict=True):
+            node.children.append(_Node("item", item, *_extent(it)))
     elif isinstance(s, ir.Rule):
         parts = list(t.children) if t is not None else []
         body = [p for p in parts[:-1] if p is not None]
@@ -502,7 +512,7 @@ class _LineIndex:
 
 
 def _statement_kind(s: Any) -> int:
-    order = (ir.Package, (ir.Import, ir.DataImport), ir.Let, ir.Default, ir.Catalogue, ir.Rule, ir.TestCase)
+    order = (ir.Package, (ir.Import, ir.DataImport), ir.Let, ir.Def, ir.Default, ir.Catalogue, ir.Rule, ir.TestCase)
     for i, cls in enumerate(order):
         if isinstance(s, cls):
             return i
@@ -510,7 +520,7 @@ def _statement_kind(s: Any) -> int:
 
 
 def _multi_line(s: Any) -> bool:
-    if isinstance(s, (ir.Catalogue, ir.TestCase)):
+    if isinstance(s, (ir.Catalogue, ir.TestCase, ir.Def)):
         return True
     if not isinstance(s, ir.Rule):
         return False
@@ -612,6 +622,8 @@ class _Formatter:
             self.braces(n, depth, f"server {string_text(obj.server)}")
         elif isinstance(obj, ir.TestCase):
             self.braces(n, depth, f"test {string_text(obj.name)}")
+        elif isinstance(obj, ir.Def):
+            self.braces(n, depth, f"def {obj.name}({', '.join(obj.params)})")
         else:
             n.first = n.last = self.emit(depth, _simple_statement_text(obj))
 

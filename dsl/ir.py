@@ -149,7 +149,20 @@ class Quantifier(Node):
         return f"{self.kind} {self.var} in {self.path.text()}"
 
 
-Condition = Union[Compare, And, Or, Not, Quantifier]
+class Call(Node):
+    """``name(path, ...)``: a `def` predicate used as a condition. Only in the program as
+    written: resolution inlines the predicate's block with each parameter replaced by its path."""
+
+    name: str
+    args: tuple[Path, ...] = ()
+    span: Span = NOSPAN
+    name_span: Span = NOSPAN
+
+    def text(self) -> str:
+        return f"{self.name}({', '.join(a.text() for a in self.args)})"
+
+
+Condition = Union[Compare, And, Or, Not, Quantifier, Call]
 
 
 def is_approved(c: Condition) -> bool:
@@ -294,7 +307,19 @@ class Let(Node):
     name_span: Span = NOSPAN
 
 
-Statement = Union[Package, Import, DataImport, Let, Default, Catalogue, Rule, TestCase]
+class Def(Node):
+    """``def NAME(PARAMS) { CONDITIONS }``: a named condition block whose parameters stand for
+    the paths it is called with."""
+
+    name: str
+    params: tuple[str, ...] = ()
+    body: "Condition"  # an And block
+    span: Span = NOSPAN
+    name_span: Span = NOSPAN
+    param_spans: tuple[Span, ...] = ()
+
+
+Statement = Union[Package, Import, DataImport, Let, Def, Default, Catalogue, Rule, TestCase]
 
 
 class Module(Node):
@@ -331,6 +356,10 @@ class Module(Node):
     def lets(self) -> list[Let]:
         return self.of(Let)
 
+    @property
+    def defs(self) -> list[Def]:
+        return self.of(Def)
 
-for _m in (And, Or, Not, Quantifier, RepeatStep):
+
+for _m in (And, Or, Not, Quantifier, Def, RepeatStep):
     _m.model_rebuild()

@@ -260,6 +260,30 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         return ir.Not(item=items[0], span=self.span(meta))
 
     @v_args(meta=True)
+    def def_stmt(self, meta: Meta, items: list[Any]) -> ir.Def:
+        name, *params, body = items
+        toks = [t for t in params if t is not None]
+        return ir.Def(
+            name=str(name),
+            params=tuple(str(t) for t in toks),
+            body=body,
+            span=self.span(meta),
+            name_span=self.span(name),
+            param_spans=tuple(self.span(t) for t in toks),
+        )
+
+    @v_args(meta=True)
+    def def_body(self, meta: Meta, items: list[ir.Condition]) -> ir.And:
+        return ir.And(items=tuple(items), block=True, span=self.span(meta))
+
+    @v_args(meta=True)
+    def pred_call(self, meta: Meta, items: list[Any]) -> ir.Call:
+        name, *args = items
+        return ir.Call(
+            name=str(name), args=tuple(a for a in args if a is not None), span=self.span(meta), name_span=self.span(name)
+        )
+
+    @v_args(meta=True)
     def quantifier(self, meta: Meta, items: list[Any]) -> ir.Quantifier:
         kind, var, path, body = items
         return ir.Quantifier(

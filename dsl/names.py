@@ -1,4 +1,8 @@
-"""Compile-time names: `let` constants and `import data` documents, replaced by their values.
+"""Compile-time names: `let` constants, `import data` documents and `def` predicates.
+
+Constants are replaced by their values; a call of a predicate by the predicate's block, each
+parameter replaced by the path it is called with (a name an `every`/`some` of the block binds
+is renamed where it would capture a name of the call).
 
 A name is visible in the file that defines it and in every file that imports that file,
 directly or not; one name is defined once in a whole program (a second definition is an error
@@ -39,7 +43,8 @@ class NameError_(Exception):  # noqa: N801 - not the builtin NameError
         self.cycle = cycle  # the names of a cycle of definitions, when that is the misuse
 
 
-Definition = Union[ir.Let, ir.DataImport]
+Definition = Union[ir.Let, ir.DataImport, ir.Def]
+BUILTIN_FUNCTIONS = ("count", "len", *ir.STRING_FNS)
 
 
 @dataclass
@@ -56,6 +61,8 @@ class Names:
     defined: dict[str, _Entry] = field(default_factory=dict)
     _visible: dict[str, frozenset[str]] = field(default_factory=dict)  # file -> files it sees
     _lets: dict[int, Any] = field(default_factory=dict)  # id(Let) -> resolved value
+    _defs: dict[int, ir.Condition] = field(default_factory=dict)  # id(Def) -> block, names resolved
+    broken: set[str] = field(default_factory=set)  # predicates whose own block has an error (reported)
 
     # -- definitions ----------------------------------------------------------------------
     def collect(self) -> None:
@@ -64,8 +71,14 @@ class Names:
         # stdlib files first: a name the user's file repeats is reported there, not in the stdlib
         stdlib = [m for m in prog.modules if prog.in_stdlib(ir.Span(file=m.file, line=1, col=1))]
         for module in [*stdlib, *(m for m in prog.modules if m not in stdlib)]:
-            for d in [*module.data_imports, *module.lets]:
+            for d in [*module.data_imports, *module.lets, *module.defs]:
                 span = d.name_span
+                if isinstance(d, ir.Def) and d.name in BUILTIN_FUNCTIONS:
+                    prog.error(f"`{d.name}` is a built-in function: choose another name for the predicate", span)
+                    continue
+                if isinstance(d, ir.Def) and d.name in _keywords():
+                    prog.error(f"`{d.name}` is a keyword: choose another name for the predicate", span)
+                    continue
                 if d.name in PATH_ROOTS:
                     prog.error(f"`{d.name}` is a path root: a name may not shadow it (choose another name)", span)
                     continue
@@ -99,6 +112,8 @@ class Names:
         """The literal a name stands for, seen from ``file``; NameError_ on any misuse."""
         entry = self._lookup(ref, file)
         d = entry.definition
+        if isinstance(d, ir.Def):
+            raise NameError_(f"`{d.name}` is a predicate (def), not a value: call it as a condition, `{d.name}(...)`", ref.span)
         if isinstance(d, ir.Let):
             if d.name in stack:
                 cycle = (*stack[stack.index(d.name) :], d.name)
@@ -121,7 +136,7 @@ class Names:
             return [self.literal(v, file, stack) for v in value]
         return value
 
-    def _lookup(self, ref: ir.Ref, file: str) -> _Entry:
+    def _lookup(self, ref: ir.Ref, file: str, want: str = "value") -> _Entry:
         entry = self.defined.get(ref.name)
         if entry is not None and entry.file in self.visible(file):
             return entry
@@ -131,6 +146,11 @@ class Names:
                 "which this file does not import",
                 ref.span,
             )
+        if want == "predicate":
+            seen = sorted(n for n, e in self.defined.items() if e.file in self.visible(file))
+            close = difflib.get_close_matches(ref.name, [*seen, *BUILTIN_FUNCTIONS], n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise NameError_(f"unknown predicate `{ref.name}`{hint}: a call names a predicate defined by `def`", ref.span)
         if ref.name in PATH_ROOTS:
             raise NameError_(
                 f"`{ref.text()}` is a path, not a value: the right of a comparison is a literal or a name "
@@ -147,6 +167,12 @@ class Names:
 
 
 _UNREADABLE: Any = object()
+
+
+def _keywords() -> frozenset[str]:
+    from .parser import _keywords_of_grammar
+
+    return _keywords_of_grammar()
 
 
 def _walk(value: Any, ref: ir.Ref, d: Definition) -> Any:
@@ -221,15 +247,31 @@ def _check_binding(names: Names, var: str, span: ir.Span, bound: tuple[str, ...]
         raise NameError_(f"`{var}` is already defined at {where}: {what} may not shadow it (choose another name)", span)
 
 
-def _resolve_condition(names: Names, c: ir.Condition, file: str, bound: tuple[str, ...] = ()) -> ir.Condition:
-    """``c`` with every name replaced by its value (NameError_ at the first misuse)."""
+Stack = tuple[str, ...]  # the predicates being inlined, outermost first
+
+
+def _resolve_condition(
+    names: Names, c: ir.Condition, file: str, bound: tuple[str, ...] = (), stack: Stack = ()
+) -> ir.Condition:
+    """``c`` with every name replaced by its value and every call by its predicate's block
+    (NameError_ at the first misuse). ``bound``: the names bound around ``c``."""
+    if isinstance(c, ir.Call):
+        return _inline(names, c, file, bound, stack)
     if isinstance(c, ir.Quantifier):
         _check_binding(names, c.var, c.var_span, bound, file, f"the name of `{c.kind}`")
-        body = _resolve_condition(names, c.body, file, (*bound, c.var))
+        _check_root(c.path, bound)
+        body = _resolve_condition(names, c.body, file, (*bound, c.var), stack)
         return c if body is c.body else c.model_copy(update={"body": body})
     if isinstance(c, ir.Compare):
         if not ir.has_refs(c.value):
             return c
+        for ref in _refs(c.value):
+            if ref.name in bound:
+                raise NameError_(
+                    f"`{ref.name}` stands for a path here (bound by every/some or a parameter), and the right of "
+                    "a comparison is a value: plr never compares two paths",
+                    ref.span,
+                )
         value = names.literal(c.value, file)
         want = _WANTS.get(c.op)
         if want is not None and json_type(value) != want and isinstance(c.value, ir.Ref):
@@ -238,8 +280,108 @@ def _resolve_condition(names: Names, c: ir.Condition, file: str, bound: tuple[st
             )
         return c.model_copy(update={"value": value})
     if isinstance(c, (ir.And, ir.Or)):
-        return c.model_copy(update={"items": tuple(_resolve_condition(names, x, file, bound) for x in c.items)})
-    return c.model_copy(update={"item": _resolve_condition(names, c.item, file, bound)})
+        items = tuple(_resolve_condition(names, x, file, bound, stack) for x in c.items)
+        return c.model_copy(update={"items": items})
+    return c.model_copy(update={"item": _resolve_condition(names, c.item, file, bound, stack)})
+
+
+def _refs(value: Any) -> list[ir.Ref]:
+    if isinstance(value, ir.Ref):
+        return [value]
+    return [r for v in value for r in _refs(v)] if isinstance(value, (list, tuple)) else []
+
+
+def _check_root(path: ir.Path, bound: tuple[str, ...]) -> None:
+    """A path given to a predicate or a quantifier starts at a root or at a name bound around it."""
+    if path.root in PATH_ROOTS or path.root in bound:
+        if path.root in PATH_ROOTS and path.root != "args" and path.steps:
+            raise NameError_(f"`{path.root}` is a single value: it has no fields or items (write `{path.root}`)", path.span)
+        return
+    close = difflib.get_close_matches(path.root, [*PATH_ROOTS, *bound], n=1)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    names = f", or a name bound around it ({', '.join(bound)})" if bound else ""
+    raise NameError_(
+        f"unknown path root `{path.root}`{hint}: a path starts with args, identity, session, server, tool or "
+        f"approved{names}",
+        path.span,
+    )
+
+
+def _inline(names: Names, call: ir.Call, file: str, bound: tuple[str, ...], stack: Stack) -> ir.Condition:
+    """The block of the called predicate, its parameters replaced by the call's paths."""
+    entry = names._lookup(ir.Ref(name=call.name, span=call.name_span), file, "predicate")
+    d = entry.definition
+    if not isinstance(d, ir.Def):
+        kind = "let" if isinstance(d, ir.Let) else "import data"
+        raise NameError_(
+            f"`{call.name}` is a value ({kind}), not a predicate: compare it, as in `args.x == {call.name}`",
+            call.name_span,
+        )
+    if d.name in stack:
+        cycle = (*stack[stack.index(d.name) :], d.name)
+        raise NameError_(f"a predicate may not call itself: {' -> '.join(cycle)}", call.name_span, cycle)
+    if len(call.args) != len(d.params):
+        want = f"{len(d.params)} path" + ("" if len(d.params) == 1 else "s")
+        params = f" ({', '.join(d.params)})" if d.params else ""
+        raise NameError_(f"`{d.name}` takes {want}{params}, and this call gives {len(call.args)}", call.span)
+    for arg in call.args:
+        _check_root(arg, bound)
+    if d.name in names.broken:
+        raise NameError_("", call.span)  # its own error is reported at the predicate
+    body = names._defs.get(id(d))
+    if body is None:
+        body = _resolve_condition(names, d.body, entry.file, d.params, (*stack, d.name))
+        names._defs[id(d)] = body
+    mapping = dict(zip(d.params, call.args, strict=True))
+    taken = set(bound) | {a.root for a in call.args}
+    return _substitute(body, mapping, taken, call)
+
+
+def _substitute(c: ir.Condition, mapping: dict[str, ir.Path], taken: set[str], call: ir.Call) -> ir.Condition:
+    """``c`` with each path rooted at a key of ``mapping`` rebased on its value; a quantifier
+    whose name is in ``taken`` (bound at the call, or a root of a path given to it) is renamed."""
+    if isinstance(c, ir.Compare):
+        if c.path.root not in mapping:
+            return c
+        return c.model_copy(update={"path": _rebase(c.path, mapping[c.path.root], call)})
+    if isinstance(c, ir.Quantifier):
+        path = _rebase(c.path, mapping[c.path.root], call) if c.path.root in mapping else c.path
+        inner = {k: v for k, v in mapping.items() if k != c.var}
+        var = c.var
+        if var in taken:
+            inside = _bound_in(c.body)
+            n = 2
+            while f"{c.var}{n}" in taken or f"{c.var}{n}" in inside:
+                n += 1
+            var = f"{c.var}{n}"
+            inner[c.var] = ir.Path(root=var)
+        body = _substitute(c.body, inner, taken | {var}, call)
+        return c.model_copy(update={"var": var, "path": path, "body": body})
+    if isinstance(c, (ir.And, ir.Or)):
+        return c.model_copy(update={"items": tuple(_substitute(x, mapping, taken, call) for x in c.items)})
+    assert isinstance(c, ir.Not)  # INVARIANT: calls were inlined before substitution
+    return c.model_copy(update={"item": _substitute(c.item, mapping, taken, call)})
+
+
+def _bound_in(c: ir.Condition) -> set[str]:
+    """Every name a quantifier inside ``c`` binds."""
+    if isinstance(c, ir.Quantifier):
+        return {c.var} | _bound_in(c.body)
+    if isinstance(c, (ir.And, ir.Or)):
+        return set().union(*(_bound_in(x) for x in c.items))
+    if isinstance(c, ir.Not):
+        return _bound_in(c.item)
+    return set()
+
+
+def _rebase(path: ir.Path, on: ir.Path, call: ir.Call) -> ir.Path:
+    if path.steps and on.root in PATH_ROOTS and on.root != "args":
+        raise NameError_(
+            f"`{call.name}` reads `{path.text()}` of its parameter, and `{on.text()}` is a single value with no "
+            "fields or items",
+            on.span,
+        )
+    return ir.Path(root=on.root, steps=(*on.steps, *path.steps), span=path.span)
 
 
 def resolve_names(prog: Program) -> Names:
@@ -248,6 +390,7 @@ def resolve_names(prog: Program) -> Names:
     A rule with a misused name gets no condition (the error is reported and nothing compiles)."""
     names = Names(prog)
     names.collect()
+    _check_defs(names)
     in_cycles: set[str] = set()
     for module in prog.modules:
         for let in module.lets:
@@ -263,6 +406,49 @@ def resolve_names(prog: Program) -> Names:
     return names
 
 
+def _check_defs(names: Names) -> None:
+    """Each predicate on its own, called or not: its parameters, and its block resolved with the
+    parameters bound (an error there is reported once, here, not at every call)."""
+    prog = names.prog
+    in_cycles: set[str] = set()
+    for module in prog.modules:
+        for d in module.defs:
+            if names.defined.get(d.name, _Entry(d, "")).definition is not d:
+                continue
+            try:
+                seen: list[str] = []
+                for param, span in zip(d.params, d.param_spans, strict=True):
+                    if param in seen:
+                        raise NameError_(f"`{param}` is a parameter of `{d.name}` twice", span)
+                    _check_binding(names, param, span, (), module.file, "a parameter")
+                    seen.append(param)
+                if id(d) not in names._defs:
+                    names._defs[id(d)] = _resolve_condition(names, d.body, module.file, d.params, (d.name,))
+                _check_roots(names._defs[id(d)], d.params)
+            except NameError_ as e:
+                names.broken.add(d.name)
+                if e.message and not (set(e.cycle) & in_cycles):
+                    prog.error(e.message, e.span)
+                in_cycles.update(e.cycle)
+            except RecursionError:
+                names.broken.add(d.name)
+                prog.error("the predicate is nested too deeply", d.span)
+
+
+def _check_roots(c: ir.Condition, bound: tuple[str, ...]) -> None:
+    """Every path of a resolved block starts at a root or a name bound around it."""
+    if isinstance(c, ir.Compare):
+        _check_root(c.path, bound)
+    elif isinstance(c, ir.Quantifier):
+        _check_root(c.path, bound)
+        _check_roots(c.body, (*bound, c.var))
+    elif isinstance(c, (ir.And, ir.Or)):
+        for x in c.items:
+            _check_roots(x, bound)
+    elif isinstance(c, ir.Not):
+        _check_roots(c.item, bound)
+
+
 def resolved_rule(names: Names, rule: ir.Rule, file: str) -> ir.Rule:
     """``rule`` with no names left in its condition (None, with an error reported, on a misuse)."""
     if rule.condition is None:
@@ -270,7 +456,8 @@ def resolved_rule(names: Names, rule: ir.Rule, file: str) -> ir.Rule:
     try:
         cond = _resolve_condition(names, rule.condition, file)
     except NameError_ as e:
-        names.prog.error(e.message, e.span)
+        if e.message:
+            names.prog.error(e.message, e.span)
         return rule.model_copy(update={"condition": None, "guard": "always" if rule.kind == "limit" else rule.guard})
     except RecursionError:
         names.prog.error("condition is nested too deeply", rule.span)

@@ -103,7 +103,7 @@ def parse_with_comments(text: str, file: str = "<input>") -> tuple[Tree, list[To
 
 # A line that starts a statement (recovery only): `server` only before its string, since
 # `server == "x"` may start a line of a condition block.
-_STATEMENT_START = re.compile(r'(?:package|import|let|default|allow|deny|hide|limit|test)\b|server[ \t]*"')
+_STATEMENT_START = re.compile(r'(?:package|import|let|def|default|allow|deny|hide|limit|test)\b|server[ \t]*"')
 MAX_SYNTAX_ERRORS = 20
 
 
@@ -379,10 +379,19 @@ def _glued_message(keyword: str, word: str) -> str:
         return f"unknown word `{word}`: did you mean `per {keyword}`? (units and scopes are singular)"
     if rest.lower() in _keywords_of_grammar() or rest.lower() == "server":  # `server` is a pattern, not a quoted word
         return f"unknown word `{word}`: did you mean `{keyword} {rest}`? (a keyword ends at a space)"
+    import difflib
+
+    # `defualt` starts with `def`, but is a slip of `default`: name the longer keyword it resembles
+    longer = [k for k in _keywords_of_grammar() if k.startswith(keyword.lower()) and len(k) > len(keyword)]
+    close = difflib.get_close_matches(word.lower(), longer, n=1, cutoff=0.7)
+    if close and keyword.lower() in _KEYWORDS:  # a statement's first word, as an unknown one is reported
+        return f"unknown keyword `{word}`: expected a statement: {STATEMENTS} (did you mean `{close[0]}`?)"
+    if close:
+        return f"unknown word `{word}`: did you mean `{close[0]}`?"
     return f"unknown word `{word}`: did you mean `{keyword}`?"
 
 
-STATEMENTS = "package, import, let, default, server, allow, deny, hide, limit or test"
+STATEMENTS = "package, import, let, def, default, server, allow, deny, hide, limit or test"
 SELECTOR = 'a tool selector such as tool "name", tools ["a", "b"], tools "prefix-*", read tools or all tools'
 COMPARISON = "a comparison such as == \"x\", > 5, in [...], contains \"x\", matches \"re\", exists or missing"
 
@@ -390,6 +399,7 @@ _WORDS: dict[str, str] = {
     "STRING": 'a string in double quotes, such as "name"',
     "NAME": "a name",
     "REF_NAME": "a name",
+    "CALL_NAME": "a predicate call",
     "NUMBER": "a number",
     "DURATION": "a duration such as 30s, 5m, 1h or 1d",
     "CMP_OP": "a comparison operator",
@@ -510,6 +520,20 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         msg = f"unexpected {_describe_token(tok)}: " + _expected_sentence(expected, None)
         if tok.type == "EQUAL" and "CMP_OP" in expected:  # `=` is a token only for `let`
             msg = "`=` is not an operator: write `==` to compare"
+        elif tok.type in ("STRING", "NUMBER", "TRUE", "FALSE", "NULL", "LSQB") and {"NAME", "RPAR"} <= expected and len(expected) <= 3:
+            msg = f"unexpected {_describe_token(tok)}: a predicate is called with paths, such as `in_workspace(args.path)`, not values"
+        elif tok.type == "CMP_OP" and {"NAME", "FN"} <= expected:
+            msg = f"unexpected `{tok}`: a call of a predicate (or a condition in parentheses) holds or not on its own; it is not compared"
+            base = max(0, (tok.start_pos or 0) - 200)
+            before = text[base : tok.start_pos or 0]  # bounded: no scan of a long line
+            call = re.search(r"([A-Za-z_][A-Za-z0-9_\-]*)[ \t]*\([^()\n]*\)[ \t]*$", before)
+            if call is not None and call.group(1) not in _FUNCTIONS:
+                hint = _did_you_mean(call.group(1), _FUNCTIONS)
+                if hint:
+                    at = base + call.start(1)
+                    line, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+                    msg = f"unknown function `{call.group(1)}`{hint}: the functions are {', '.join(_FUNCTIONS)}"
+                    return Diagnostic("error", msg, file, line, col, line_of(text, line), len(call.group(1)))
         elif tok.type in ("EXISTS", "MISSING") and "CMP_OP" in expected and "DOT" not in expected:
             msg = f"`{tok}` tests a path, not a function's result: write `PATH {tok}` (a function's value is compared)"
         if tok.type in ("NAME", "REF_NAME") and {"ALLOW", "DENY", "PACKAGE"} <= expected:
@@ -522,7 +546,8 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     return Diagnostic("error", f"syntax error: {e}", file, line, col, line_of(text, line))
 
 
-_KEYWORDS = ("package", "import", "let", "default", "server", "allow", "deny", "hide", "limit", "test")
+_KEYWORDS = ("package", "import", "let", "def", "default", "server", "allow", "deny", "hide", "limit", "test")
+_FUNCTIONS = ("count", "len", "lower", "upper", "trim", "normpath", "basename", "dirname")
 _UNIT_AND_SCOPE = frozenset({"second", "minute", "hour", "day", "session", "identity", "global"})
 
 

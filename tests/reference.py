@@ -227,18 +227,25 @@ class Env:
     def __init__(self, program: Any = None) -> None:
         self.lets: dict[str, Any] = {}
         self.data: dict[str, Any] = {}
-        self.vars: dict[str, Any] = {}  # names bound by every/some, to their item
+        self.vars: dict[str, Any] = {}  # names bound by every/some (or parameters), to their value
+        self.defs: dict[str, ir.Def] = {}
         for m in program.modules if program is not None else ():
             for s in m.statements:
                 if isinstance(s, ir.Let):
                     self.lets[s.name] = s.value
                 elif isinstance(s, ir.DataImport):
                     self.data[s.name] = program.data[(m.file, s.name)]
+                elif isinstance(s, ir.Def):
+                    self.defs[s.name] = s
 
     def bind(self, name: str, value: Any) -> Env:
         """This environment with ``name`` standing for ``value`` (an item of a list)."""
+        return self.scope({**self.vars, name: value})
+
+    def scope(self, variables: dict[str, Any]) -> Env:
+        """The same constants and predicates, with exactly ``variables`` bound."""
         child = Env()
-        child.lets, child.data, child.vars = self.lets, self.data, {**self.vars, name: value}
+        child.lets, child.data, child.defs, child.vars = self.lets, self.data, self.defs, variables
         return child
 
     def const(self, value: Any) -> Any:
@@ -265,6 +272,11 @@ def holds(c: ir.Condition, call: Call, env: Env = NO_NAMES) -> bool:
         return any(holds(x, call, env) for x in c.items)
     if isinstance(c, ir.Not):
         return not holds(c.item, call, env)
+    if isinstance(c, ir.Call):
+        # a predicate sees only its parameters, each the value at the path it was called with
+        d = env.defs[c.name]
+        values = [lookup(a, call, env) for a in c.args]
+        return holds(d.body, call, env.scope(dict(zip(d.params, values))))
     if isinstance(c, ir.Quantifier):
         items = lookup(c.path, call, env)
         if not isinstance(items, list):

@@ -77,6 +77,34 @@ def _ref_text(draw: Any, kind: str | None) -> str:
     return draw(st.sampled_from(pool))
 
 
+def _defs_text(draw: Any) -> list[str]:
+    """Predicates of every arity (their blocks use names but call nothing, except `all_ok`,
+    which calls `ok1` from inside a quantifier whose name a call may also bind: inlining
+    must rename it)."""
+    def body(params: tuple[str, ...]) -> str:
+        items = [_render(draw, draw(_cond_tree("def", params))) for _ in range(draw(st.integers(1, 2)))]
+        sep = draw(st.sampled_from(("\n    ", " ")))
+        return "{" + sep + sep.join(items) + draw(st.sampled_from(("\n", " "))) + "}"
+
+    return [
+        f"def ok1(a1) {body(('a1',))}",
+        f"def ok2(a1, b1) {body(('a1', 'b1'))}",
+        f"def ok0() {body(())}",
+        "def all_ok(a1) { every q in a1 { ok1(q) } }",
+    ]
+
+
+def _call_text(draw: Any, bound: tuple[str, ...]) -> str:
+    """A call of one of the predicates of ``_defs_text``, with paths (maybe rooted at a bound name)."""
+    name = draw(st.sampled_from(("ok1", "ok1", "ok2", "ok0", "all_ok")))
+    arity = {"ok1": 1, "ok2": 2, "ok0": 0, "all_ok": 1}[name]
+    def arg() -> str:  # a context root has no fields, and a predicate may read some of its parameter's
+        path = draw(_path(bound))
+        return path if path.startswith("args") or path.split(".")[0].split("[")[0] in bound else "args.x"
+
+    return f"{name}(" + ", ".join(arg() for _ in range(arity)) + ")"
+
+
 def _lets_text(draw: Any) -> list[str]:
     """The statements defining every name of LET_NAMES (and the data import), in any order."""
     data = f"import data {json.dumps(str(DATA_FILE))} as teams"
@@ -206,6 +234,8 @@ def _leaf(draw: Any, names: bool = False, bound: tuple[str, ...] = ()) -> str:
     the names quantifiers around it bind, which its paths may start with."""
     if len(bound) < 2 and draw(st.integers(0, 6 if bound else 4)) == 0:
         return _quantifier(draw, names, bound)
+    if names is True and draw(st.integers(0, 5)) == 0:  # "def": names, but no calls (inside a predicate)
+        return _call_text(draw, bound)
     form = draw(
         st.sampled_from(
             (
@@ -442,7 +472,7 @@ def programs(draw: Any) -> str:
         statements.append(f"default {default}")
     names = draw(st.integers(0, 2)) == 0
     if names:
-        statements += _lets_text(draw)
+        statements += _lets_text(draw) + _defs_text(draw)
     statements += [draw(rules(catalogue, names)) for _ in range(draw(st.integers(0, 10)))]
     order = draw(st.permutations(range(len(statements))))
     body = [statements[i] for i in order]
