@@ -3,6 +3,10 @@
 
 Only the proxy creates a queue; these commands read and answer one, never make one. Every
 field the agent or the server chose is escaped before it is shown.
+
+Which queue: the options --db, --audit and --state are taken before the subcommand or after it
+(`plr approvals --db F list` == `plr approvals list --db F`); `list` says on stderr which queue
+it read, and the proxy names its own when it starts, so the two can be matched.
 """
 
 from __future__ import annotations
@@ -55,6 +59,49 @@ class _NoQueue:
         return False, "unknown"
 
 
+def _options(ctx: click.Context) -> dict[str, Any]:
+    """The queue options given so far: the group's (from the command line or the environment)
+    and the subcommand's (command line), each as (value, from the command line?)."""
+    obj = ctx.ensure_object(dict)
+    opts: dict[str, Any] = obj.setdefault("queue_options", {})
+    return opts
+
+
+def _given(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A subcommand's --db/--audit/--state: the same as the group's; one named twice with two
+    different values is a usage error (which queue would a grant answer?)."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is None:
+            return
+        opts = _options(ctx)
+        before = opts.get(name)
+        if before is not None and before[1] and before[0] != value:
+            raise click.UsageError(f"--{name} is given twice ({before[0]} and {value}); give it once")
+        opts[name] = (value, True)
+
+    return remember
+
+
+def _chosen(ctx: click.Context) -> tuple[str | None, str | None, str | None]:
+    """(db, audit, state) as given, wherever they were given; --db and --state both given on the
+    command line name two different queues (from the environment, --state wins as it did)."""
+    opts = _options(ctx)
+    db, db_cli = opts.get("db") or (None, False)
+    state, state_cli = opts.get("state") or (None, False)
+    audit, _ = opts.get("audit") or (None, False)
+    if db_cli and audit and Path(db) != Path(audit).parent / "approvals.sqlite":
+        raise click.UsageError("--db and --audit name two different approval queues; give one")
+    if db and state:
+        if db_cli and state_cli:
+            raise click.UsageError("--db and --state name two different approval queues; give one")
+        if db_cli:  # --db on the command line beats PLR_STATE from the environment
+            state = None
+        else:
+            db = None
+    return db, audit, state
+
+
 def _queue(ctx: click.Context) -> Any:
     """The queue to read or answer. Only the proxy creates a queue: a path the user named
     (--db, PLR_APPROVALS_DB, or --audit naming a log that does not exist either) with no queue
@@ -63,10 +110,9 @@ def _queue(ctx: click.Context) -> Any:
 
     from ..state.sqlite import SqliteApprovalQueue, default_db_path
 
-    if ctx.obj.get("state"):
-        return open_state(ctx.obj["state"], "plr approvals").approval_queue()
-    db = ctx.obj.get("db")
-    audit = ctx.obj.get("audit")
+    db, audit, state = _chosen(ctx)
+    if state:
+        return open_state(state, "plr approvals").approval_queue()
     path = Path(db) if db else default_db_path(audit)
     try:
         return SqliteApprovalQueue(path, create=False)
@@ -75,13 +121,33 @@ def _queue(ctx: click.Context) -> Any:
         if named:
             click.echo(
                 f"plr approvals: no approval queue at {shown(str(path))} (check the path; the proxy creates "
-                "it when it first needs an approval)",
+                "it when it first needs an approval, and names it when it starts)",
                 err=True,
             )
             sys.exit(EXIT_INPUT)
         return _NoQueue(path)
     except (sqlite3.DatabaseError, OSError) as e:
         _bad_queue(path, e)
+
+
+def _place(q: Any) -> str:
+    """Where ``q`` is, for a message: ``at FILE`` or ``in redis at URL``."""
+    where = shown(q.where)
+    return f"in redis at {where}" if where.startswith(("redis://", "rediss://", "unix://")) else f"at {where}"
+
+
+def _say_which(q: Any) -> None:
+    """Which queue was read, on stderr (stdout stays the listing): an operator whose proxy runs
+    with another --audit, --approvals-db or --state sees that this is not its queue."""
+    if isinstance(q, _NoQueue):
+        click.echo(
+            f"plr approvals: no queue {_place(q)} yet (a proxy creates it at its first approval request); "
+            "a proxy started with --audit, --approvals-db or --state keeps its queue elsewhere and names it "
+            "when it starts: `plr proxy: approvals queue ...`",
+            err=True,
+        )
+    else:
+        click.echo(f"plr approvals: queue {_place(q)}", err=True)
 
 
 def _bad_queue(path: Any, e: Exception) -> NoReturn:
@@ -109,73 +175,102 @@ def _answering(q: Any) -> Iterator[None]:
         _bad_queue(q.where, e)
 
 
+_DB_HELP = (
+    "The queue file: the --approvals-db a proxy was given, else approvals.sqlite next to its audit log "
+    "(`plr proxy` names its queue when it starts). Only the proxy creates it; a FILE that does not exist is "
+    "an error. Env: PLR_APPROVALS_DB."
+)
+_AUDIT_HELP = "The proxy's audit log (its --audit); the queue is approvals.sqlite next to it."
+_STATE_HELP = "The fleet's queue in Redis (the proxies' --state). Env: PLR_STATE."
+
+
 @click.group("approvals")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    envvar="PLR_APPROVALS_DB",
-    help="The queue file (default: approvals.sqlite next to the audit log). Only the proxy creates it; "
-    "a FILE that does not exist is an error.",
-)
-@click.option("--audit", type=click.Path(dir_okay=False), help="The proxy's audit log; the queue is next to it.")
-@click.option(
-    "--state",
-    metavar="redis://HOST:PORT/DB",
-    envvar="PLR_STATE",
-    help="The fleet's queue in Redis (the proxies' --state). Env: PLR_STATE.",
-)
+@click.option("--db", type=click.Path(dir_okay=False), envvar="PLR_APPROVALS_DB", help=_DB_HELP)
+@click.option("--audit", type=click.Path(dir_okay=False), help=_AUDIT_HELP)
+@click.option("--state", metavar="redis://HOST:PORT/DB", envvar="PLR_STATE", help=_STATE_HELP)
 @click.pass_context
 def approvals_group(ctx: click.Context, db: str | None, audit: str | None, state: str | None) -> None:
     """Answer the proxy's approval requests (when the MCP client cannot ask the human itself).
 
+    Which queue: the one `plr proxy` names when it starts (`plr proxy: approvals queue FILE
+    (plr approvals --db FILE list)`). Without options: PLR_APPROVALS_DB, else approvals.sqlite
+    next to the default audit log (~/.local/state/plr); a proxy started with --audit,
+    --approvals-db or --state keeps its queue elsewhere. `list` says on stderr which queue it
+    read. --db, --audit and --state go before or after the subcommand.
+
     \b
     Examples:
       plr approvals list
+      plr approvals show 3f9c2a1b                # the whole call, and who answered it
       plr approvals grant 3f9c2a1b
       plr approvals deny 3f9c2a1b --note "not during the release"
-      plr approvals --db /var/lib/plr/approvals.sqlite list --all
-      plr approvals --state redis://10.0.0.5:6379/0 grant 3f9c2a1b
+      plr approvals list --db /var/lib/plr/approvals.sqlite --all
+      plr approvals --audit /var/log/plr/audit.jsonl list
+      plr approvals grant 3f9c2a1b --state redis://10.0.0.5:6379/0
     """
     from click.core import ParameterSource
 
-    if state and db and ctx.get_parameter_source("db") == ParameterSource.COMMANDLINE:
-        raise click.UsageError("--db and --state name two different approval queues; give one")
-    ctx.ensure_object(dict)
-    ctx.obj["db"] = db
-    ctx.obj["audit"] = audit
-    ctx.obj["state"] = state
+    opts = _options(ctx)
+    for name, value in (("db", db), ("audit", audit), ("state", state)):
+        if value is not None:
+            opts[name] = (value, ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE)
 
 
-def _set_state(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value:
-        ctx.ensure_object(dict)
-        ctx.obj["state"] = value
+def _queue_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--db, --audit and --state on a subcommand, as on the group: `plr approvals list --db F`
+    reads as well as `plr approvals --db F list`."""
+    for name, kw in (
+        ("state", {"metavar": "redis://HOST:PORT/DB", "help": "The fleet's queue in Redis (the proxies' --state)."}),
+        ("audit", {"type": click.Path(dir_okay=False), "help": _AUDIT_HELP}),
+        ("db", {"type": click.Path(dir_okay=False), "help": _DB_HELP}),
+    ):
+        f = click.option(f"--{name}", expose_value=False, callback=_given(name), **kw)(f)  # type: ignore[arg-type]
+    return f
 
 
-# `plr approvals grant ID --state URL` reads as well as `plr approvals --state URL grant ID`
-_state_here = click.option(
-    "--state",
-    metavar="redis://HOST:PORT/DB",
-    expose_value=False,
-    callback=_set_state,
-    help="The fleet's queue in Redis (same as `plr approvals --state`).",
-)
+def _span(d: float) -> str:
+    return f"{d:.0f}s" if d < 120 else f"{d / 60:.0f}m" if d < 7200 else f"{d / 3600:.0f}h"
 
 
 def _ago(t: float) -> str:
     import time
 
-    d = max(0.0, time.time() - t)
-    return f"{d:.0f}s" if d < 120 else f"{d / 60:.0f}m" if d < 7200 else f"{d / 3600:.0f}h"
+    return _span(max(0.0, time.time() - t))
+
+
+def _when(t: float | None) -> str:
+    """A time for `show`: UTC to the second, and how long ago (or from now) that is."""
+    import datetime as dt
+    import time
+
+    if t is None:
+        return ""
+    try:
+        stamp = dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(t)
+    d = t - time.time()
+    return f"{stamp} (in {_span(d)})" if d > 0 else f"{stamp} ({_span(-d)} ago)"
 
 
 @approvals_group.command("list")
-@_state_here
+@_queue_options
 @click.option("--all", "show_all", is_flag=True, help="Also answered, expired and used requests (newest first).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON array on stdout (every field, `decided_by`, `decided_at` and `note` included).",
+)
 @click.pass_context
 def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
-    """Pending approval requests (id, tool, arguments, why, time left)."""
+    """Pending approval requests (id, tool, arguments, why, time left).
+
+    Which queue was read goes to stderr (`plr approvals: queue at FILE`), so a queue other than
+    your proxy's (it names its own when it starts) shows; stdout is only the listing.
+    """
     import time
 
     from ..proxy.approvals import short_args
@@ -183,6 +278,7 @@ def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
     q = _queue(ctx)
     with _answering(q):
         items = q.list(include_done=show_all)
+    _say_which(q)
     if fmt == "json":
         click.echo(json.dumps([a.to_dict() for a in items], ensure_ascii=False))
         return
@@ -194,6 +290,8 @@ def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
         left = max(0, int(a.expires - time.time()))
         state = style(status, {"pending": "yellow", "granted": "green", "used": "green"}.get(status, "red"))
         extra = f"{left}s left" if status == "pending" else f"{_ago(a.created)} ago"
+        if a.decided_by and status != "pending":
+            extra += f", {status if status != 'used' else 'granted'} by {shown(a.decided_by)}"
         # every field the agent or the server chose is escaped: it must not fake a line or hide text
         args = short_args(shown(a.args)).replace("plr approvals show ID", f"plr approvals show {a.id}")
         click.echo(f"{style(a.id, 'cyan', True)}  {state}  {shown(a.tool)}({args})  {extra}")
@@ -205,29 +303,53 @@ def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
         click.echo(f"    {shown(a.reason or '')}" + (f"  [{shown(a.rule)}]" if a.rule else "") + (f"  ({who})" if who else ""))
 
 
-@approvals_group.command("show")
-@_state_here
-@click.argument("approval_id")
-@click.pass_context
-def approvals_show(ctx: click.Context, approval_id: str) -> None:
-    """One approval request in full: the whole call (arguments pretty-printed), why, who, status.
+def _no_request(q: Any, aid: str) -> NoReturn:
+    click.echo(f"plr approvals: no approval request {shown(aid)} in the queue {_place(q)}", err=True)
+    sys.exit(EXIT_INPUT)
 
-    Read this before `grant`: `list` shows only the start of long arguments. Values under
-    secret-looking keys are stored and shown as "[REDACTED]"; the call carries the real ones.
+
+@approvals_group.command("show")
+@_queue_options
+@click.argument("approval_id")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: the request as one JSON object (the fields of `list --format json`).",
+)
+@click.pass_context
+def approvals_show(ctx: click.Context, approval_id: str, fmt: str) -> None:
+    """One approval request in full: the whole call (arguments pretty-printed), why, whose call,
+    its status, and who answered it, when, with what note.
+
+    Read this before `grant`: `list` shows only the start of long arguments. The arguments are
+    exactly the values that run on a grant, secret-looking keys included (the queue is readable
+    by its owner only; the audit log is where they are redacted).
+
+    \b
+    Examples:
+      plr approvals show 3f9c2a1b
+      plr approvals show 3f9c2a1b --format json | jq .decided_by
     """
     q = _queue(ctx)
     with _answering(q):
         a = q.get(approval_id)
     if a is None:
-        click.echo(f"plr approvals: no approval request {approval_id}", err=True)
-        sys.exit(EXIT_INPUT)
+        _no_request(q, approval_id)
+    if fmt == "json":
+        click.echo(json.dumps(a.to_dict(), ensure_ascii=False))
+        return
     try:
         args = json.dumps(json.loads(a.args), ensure_ascii=False, indent=2, sort_keys=True)
     except ValueError:  # stored cut (the note of what is missing is at its end) or unprintable
         args = a.args
+    status = a.effective_status()
+    answered = a.decided_at is not None and status not in ("pending", "expired", "cancelled")
     fields = [
         ("id", a.id),
-        ("status", a.effective_status()),
+        ("status", status),
         ("tool", a.tool),
         ("reason", a.reason or ""),
         ("rule", a.rule or ""),
@@ -235,6 +357,11 @@ def approvals_show(ctx: click.Context, approval_id: str) -> None:
         ("session", a.session or ""),
         ("server", a.server or ""),
         ("args sha256", a.args_sha256),
+        ("created", _when(a.created)),
+        ("expires", _when(a.expires)),
+        ("decided by", (a.decided_by or "(unknown)") if answered else "-"),
+        ("decided at", _when(a.decided_at) if answered else "-"),
+        ("note", a.note or ""),
     ]
     for name, value in fields:
         click.echo(f"{name + ':':<13}{shown(value)}")
@@ -248,21 +375,20 @@ def _answer(ctx: click.Context, aid: str, grant: bool, note: str | None) -> None
     with _answering(q):
         done, status = q.answer(aid, grant, note)
     if done:
-        click.echo(f"{'granted' if grant else 'denied'} {aid}")
+        click.echo(f"{'granted' if grant else 'denied'} {shown(aid)}")
         return
     if status == "unknown":
-        click.echo(f"plr approvals: no approval request {aid}", err=True)
-        sys.exit(EXIT_INPUT)
-    click.echo(f"plr approvals: {aid} is not pending (it is {status})", err=True)
+        _no_request(q, aid)
+    click.echo(f"plr approvals: {shown(aid)} is not pending (it is {status})", err=True)
     sys.exit(EXIT_FAIL)
 
 
 def _answer_options(f: Callable[..., None]) -> Callable[..., None]:
-    """What `grant` and `deny` both take: the request's id, a --note, and --state."""
+    """What `grant` and `deny` both take: the request's id, a --note, and the queue options."""
     f = click.pass_context(f)
-    f = click.option("--note", help="Why (kept in the queue).")(f)
+    f = click.option("--note", help="Why (kept in the queue; `plr approvals show ID` prints it).")(f)
     f = click.argument("approval_id")(f)
-    return _state_here(f)
+    return _queue_options(f)
 
 
 @approvals_group.command("grant")

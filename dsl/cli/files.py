@@ -31,20 +31,43 @@ def missing_paths(paths: tuple[str, ...]) -> list[Any]:
     return [Diagnostic("error", "no such file or directory", p) for p in paths if p != "-" and not os.path.exists(p)]
 
 
+def special_files(files: list[str]) -> list[Any]:
+    """An error diagnostic for each file that is not a regular file (a FIFO, a socket, a
+    device): reading one could wait for ever, so it is never opened."""
+    from ..errors import Diagnostic
+    from ..proxy.reload import not_a_regular_file
+
+    out = []
+    for f in files:
+        try:
+            why = not_a_regular_file(os.stat(f).st_mode)  # stat does not open: it never waits
+        except OSError:
+            continue  # gone meanwhile: reading it says so
+        if why:
+            out.append(Diagnostic("error", f"cannot read {f}: {why}", f))
+    return out
+
+
 def _roots(paths: tuple[str, ...], missing: list[Any] | None = None) -> list[str]:
-    """The policies to compile under ``paths``. A path that does not exist exits 2, unless
-    ``missing`` is given: then its diagnostic is added there and the other paths still count."""
+    """The policies to compile under ``paths``. A path that does not exist, or a file that is not
+    a regular file (a FIFO, a socket, a device), exits 2, unless ``missing`` is given: then its
+    diagnostic is added there and the other paths still count."""
     from ..tester import discover, suite_roots
 
     gone = missing_paths(paths)
-    if gone and missing is None:
-        from ..errors import PlrError
-
-        input_error(PlrError(gone[:1]))
-    if missing is not None:
-        missing.extend(gone)
     paths = tuple(p for p in paths if p == "-" or os.path.exists(p))
     files = discover(p for p in paths if p != "-")
+    special = special_files(files)  # never read, not even to look for tests and imports
+    if special:
+        skip = {d.file for d in special}
+        files = [f for f in files if f not in skip]
+    bad = gone + special
+    if bad and missing is None:
+        from ..errors import PlrError
+
+        input_error(PlrError(bad[:1]))
+    if missing is not None:
+        missing.extend(bad)
     return suite_roots(files) if any(os.path.isdir(p) for p in paths) else files
 
 
@@ -71,6 +94,7 @@ def compile_cmd(paths: tuple[str, ...], output: str | None, no_source: bool, qui
     """
     from ..compiler import build, compile_program
     from ..errors import PlrError
+    from ..proxy.reload import read_policy_text
 
     if output and output != "-":
         write_output_check(output, paths)
@@ -85,7 +109,7 @@ def compile_cmd(paths: tuple[str, ...], output: str | None, no_source: bool, qui
                 paths[0],
             )
         )
-    prog, diags = build(roots, texts)
+    prog, diags = build(roots, texts, reader=read_policy_text)  # regular files only, size-capped
     errors = [d for d in diags if d.severity == "error"]
     if not quiet or errors:
         print_diagnostics(diags if not quiet else errors)
@@ -118,6 +142,7 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
       plr check policy.plr --format json        # for editors and CI
     """
     from ..compiler import build
+    from ..proxy.reload import read_policy_text
 
     missing: list[Any] = []  # a missing path is an error of the report, so --format json stays a document
     roots = _roots(paths or (".",), missing=missing)
@@ -126,7 +151,7 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     stdin = {"<stdin>": stdin_text} if stdin_text is not None else None
     seen: set[tuple[Any, ...]] = set()
     for root, texts in [*((r, None) for r in roots), *([("<stdin>", stdin)] if stdin else [])]:
-        _, ds = build([] if texts else [root], texts)
+        _, ds = build([] if texts else [root], texts, reader=read_policy_text)
         for d in ds:
             key = (d.severity, d.file, d.line, d.col, d.message)
             if key not in seen:
@@ -247,13 +272,13 @@ def _fmt_files(files: list[str], check_only: bool, diff: bool, json_mode: bool) 
     """Format each file (or report it): the files that change, and whether any could not be read
     or parsed. One bad file does not stop the others."""
     from ..errors import PlrError
-    from ..resolve import read_text
+    from ..proxy.reload import read_policy_text
 
     changed: list[str] = []
     failed = False
     for f in files:
         try:
-            old = read_text(f)
+            old = read_policy_text(f)  # a FIFO or device is refused, never waited on
             new = _format_text(old, f, json_mode)
         except PlrError as e:
             print_diagnostics(list(e.diagnostics))
@@ -292,11 +317,19 @@ def decompile_cmd(policy: str, output: str | None) -> None:
     from ..decompile import decompile
     from ..errors import PlrError
     from ..policy import load_policy
+    from ..proxy.reload import read_policy_bytes
 
     if output and output != "-":
         write_output_check(output, [policy])
     try:
-        pol = load_policy(read_stdin(), name="<stdin>") if policy == "-" else load_policy(policy)
+        if policy == "-":
+            pol = load_policy(read_stdin(), name="<stdin>")
+        else:
+            try:
+                raw = read_policy_bytes(policy)  # a regular file only, size-capped: never waits
+            except (OSError, ValueError) as e:
+                raise PlrError.at(f"cannot read policy: {e}", policy) from None
+            pol = load_policy(raw, name=policy)
     except PlrError as e:
         input_error(e)
     try:

@@ -94,7 +94,12 @@ def _count(flag: str, low: int, default: int, help: str) -> Callable[[_F], _F]:
     type=click.Path(dir_okay=False),
     help="The approval queue (SQLite). Default: approvals.sqlite next to the audit log.",
 )
-@click.option("--listen", metavar="HOST:PORT", help="Serve streamable HTTP here instead of stdio.")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Serve streamable HTTP here instead of stdio. Without --auth-tokens only on loopback (127.0.0.1, "
+    "localhost, ::1; see --insecure-no-auth).",
+)
 @click.option(
     "--upstream", metavar="URL", help="The upstream server's streamable HTTP URL (instead of a command after --)."
 )
@@ -140,6 +145,48 @@ def _count(flag: str, low: int, default: int, help: str) -> Callable[[_F], _F]:
     "--auth-tokens",
     type=click.Path(dir_okay=False, exists=True),
     help='HTTP only: JSON {"TOKEN": "identity"}; requests need "Authorization: Bearer TOKEN".',
+)
+@click.option(
+    "--allow-host",
+    "allow_host",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="HTTP only, repeatable: also accept requests whose Host (and Origin) names HOST (on any port) or "
+    "HOST:PORT, e.g. the name a reverse proxy forwards. Otherwise only the --listen address (on loopback or "
+    "0.0.0.0 also localhost, 127.0.0.1 and [::1]) is accepted, others get 421: a web page cannot reach the "
+    "proxy through a DNS name it controls (DNS rebinding). With --auth-tokens the check applies on loopback "
+    "and whenever this flag is given.",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Let --listen use an address other than loopback (0.0.0.0, a LAN address) without --auth-tokens, "
+    "which it otherwise refuses. This gives up authentication: anyone who can reach the port calls tools as "
+    "--identity, spends its limits and files approval requests in its name. Host checks still apply "
+    "(--allow-host).",
+)
+@_seconds(
+    "--read-timeout",
+    low=0.1,
+    default=10.0,
+    help="HTTP only: a client connection must send a request's headers within this long (of connecting, or of "
+    "its previous response), then its body within this long again (plus 1 s per 64 KiB); one that stalls is "
+    "closed, so half-sent requests (slowloris) cannot pile up.",
+)
+@_count(
+    "--max-connections",
+    low=1,
+    default=512,
+    help="HTTP only: at most N client connections at once. At the cap a new connection closes the one that has "
+    "waited longest on its client for a request (a stalled one, never one being served); if none waits, the "
+    "new one gets 503.",
+)
+@_seconds(
+    "--session-idle-timeout",
+    low=0.5,
+    default=1800.0,
+    help="HTTP only: a client session with no request in flight and no open stream for this long is ended (its "
+    "Mcp-Session-Id then answers 404; with --upstream URL its upstream session is closed too).",
 )
 @_seconds(
     "--upstream-timeout",

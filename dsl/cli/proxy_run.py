@@ -45,6 +45,11 @@ class ProxyCommandOptions:
     max_sessions: int
     max_sessions_per_identity: int
     auth_tokens: str | None
+    allow_host: tuple[str, ...]
+    insecure_no_auth: bool
+    read_timeout: float
+    max_connections: int
+    session_idle_timeout: float
     upstream_timeout: float
     start_timeout: float
     max_restarts: int
@@ -123,6 +128,7 @@ def run_proxy(o: ProxyCommandOptions) -> None:
 
     cmd = o.server_command()
     host_port = _check_front_and_upstream(o, cmd)
+    front = _http_front(o, host_port)
     tokens = _load_tokens(o.auth_tokens) if o.auth_tokens else None
     if o.state and o.approvals_db:
         raise click.UsageError("--approvals-db and --state name two different approval queues; give one")
@@ -135,28 +141,116 @@ def run_proxy(o: ProxyCommandOptions) -> None:
     _create_audit_log(audit_path)
     _log_without_tracebacks()
     _announce(o, cmd, loaded, audit_path, shared)
-    _serve(o, opts, loaded, cmd, host_port)
+    _serve(o, opts, loaded, cmd, host_port, front)
 
 
 def _check_front_and_upstream(o: ProxyCommandOptions, cmd: list[str]) -> tuple[str, int] | None:
-    """Exactly one upstream (a command or --upstream URL), a valid --listen, and --auth-tokens
-    only with --listen: the HOST:PORT to listen on, or None for stdio."""
+    """Exactly one upstream (a command or --upstream URL), a valid --listen, the HTTP-only flags
+    only with --listen, and no unauthenticated listener beyond loopback unless the operator says
+    so: the HOST:PORT to listen on, or None for stdio."""
     if bool(cmd) == bool(o.upstream):
         raise click.UsageError(
             "give the upstream server either as a command after `--` or as --upstream URL (not both)"
         )
     if o.upstream is not None:
         _check_upstream(o.upstream)
+    http_only = {"--auth-tokens": o.auth_tokens, "--allow-host": o.allow_host, "--insecure-no-auth": o.insecure_no_auth}
+    for flag, given in http_only.items():
+        if given and not o.listen:
+            raise click.UsageError(f"{flag} applies to the HTTP front only (use it with --listen)")
+    if o.insecure_no_auth and o.auth_tokens:
+        raise click.UsageError("--insecure-no-auth and --auth-tokens contradict each other: give one")
+    for value in o.allow_host:
+        _parse_allow_host(value)
     host_port = _parse_listen(o.listen) if o.listen else None
-    if host_port and host_port[0] not in ("127.0.0.1", "localhost", "::1") and not o.auth_tokens:
+    if host_port and not o.auth_tokens:
+        _check_unauthenticated_listener(host_port[0], o.insecure_no_auth)
+    return host_port
+
+
+def _parse_allow_host(value: str) -> str:
+    from ..proxy.http import parse_allow_host
+
+    try:
+        return parse_allow_host(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--allow-host") from None
+
+
+def _check_unauthenticated_listener(host: str, insecure: bool) -> None:
+    """Without --auth-tokens only loopback is served (any spelling: LOCALHOST, 127.0.0.2, ::1),
+    unless --insecure-no-auth says the operator means it: then one warning line."""
+    from ..proxy.http import is_loopback_listener
+    from ..vocab import terminal_text
+
+    if is_loopback_listener(host):
+        return
+    if not insecure:
         click.echo(
-            f"plr proxy: warning: listening on {host_port[0]} without --auth-tokens: anyone who can reach this "
-            "port acts with --identity",
+            terminal_text(
+                f"plr proxy: refusing to listen on {host} without --auth-tokens: anyone who can reach it would "
+                "call tools as --identity; give --auth-tokens FILE, listen on 127.0.0.1, or pass --insecure-no-auth"
+            ),
             err=True,
         )
-    if o.auth_tokens and not o.listen:
-        raise click.UsageError("--auth-tokens applies to the HTTP front only (use it with --listen)")
-    return host_port
+        sys.exit(EXIT_INPUT)
+    click.echo(
+        terminal_text(
+            f"plr proxy: warning: listening on {host} without --auth-tokens (--insecure-no-auth): anyone who can "
+            "reach this port acts as --identity"
+        ),
+        err=True,
+    )
+
+
+def _http_front(o: ProxyCommandOptions, host_port: tuple[str, int] | None) -> Any:
+    """The HTTP front's guards. Host/Origin checks (DNS rebinding): always without tokens. With
+    tokens the token is what a rebinding page lacks, so the check is defence in depth, kept where
+    it costs nothing: on a loopback listener (whose names are known) and whenever --allow-host
+    names the accepted hosts; a public listener with tokens is otherwise reached by any name (a
+    reverse proxy's, a DNS name, an address), so there it is off."""
+    if host_port is None:
+        return None
+    from ..proxy.http import HttpFront, is_loopback_listener
+
+    _ensure_open_files(o.max_connections)
+    allow = tuple(dict.fromkeys(_parse_allow_host(v) for v in o.allow_host))
+    return HttpFront(
+        check_hosts=not o.auth_tokens or bool(allow) or is_loopback_listener(host_port[0]),
+        allow_hosts=allow,
+        read_timeout=o.read_timeout,
+        max_connections=o.max_connections,
+        session_idle_timeout=o.session_idle_timeout,
+    )
+
+
+_SPARE_FILES = 256  # besides client connections: the server, upstream sessions, logs, the queue
+
+
+def _ensure_open_files(max_connections: int) -> None:
+    """--max-connections is a real cap only below the open-files limit (past it the listener
+    cannot accept anyone): raise the soft limit as far as needed, or refuse in one line."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    need = max_connections + _SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    except (ValueError, OSError):
+        pass
+    if soft < need:
+        click.echo(
+            f"plr proxy: --max-connections {max_connections} needs {need} open files, but this process may open "
+            f"only {soft} (ulimit -n); lower --max-connections or raise the limit",
+            err=True,
+        )
+        sys.exit(EXIT_INPUT)
 
 
 def _load_tokens(path: str) -> dict[str, str]:
@@ -242,21 +336,33 @@ def _log_without_tracebacks() -> None:
 
 
 def _announce(o: ProxyCommandOptions, cmd: list[str], loaded: Any, audit_path: Path, shared: Any) -> None:
+    """What the proxy enforces, where it logs, and where a human answers its approval requests:
+    the queue's place and the `plr approvals` options that reach it (an operator's defaults, its
+    environment or another --audit, may name another queue)."""
     from ..proxy.reload import show_source
+    from ..state import queue_location
+    from ..vocab import terminal_text
 
     target = " ".join(cmd) if cmd else o.upstream
     click.echo(
-        f"plr proxy: enforcing {show_source(o.policy)} (sha256 {loaded.sha256[:12]}) in front of {target}; "
-        f"audit log {audit_path}",
+        terminal_text(
+            f"plr proxy: enforcing {show_source(o.policy)} (sha256 {loaded.sha256[:12]}) in front of {target}; "
+            f"audit log {audit_path}"
+        ),
         err=True,
     )
-    if shared is not None:
-        if shared.ping():
-            click.echo(f"plr proxy: limit counters and approval queue shared in redis at {shared.display}", err=True)
-        # else: the state's health monitor has said it is unreachable; calls needing it are denied until it returns
+    if shared is not None and shared.ping():
+        click.echo(terminal_text(f"plr proxy: limit counters shared in redis at {shared.display}"), err=True)
+    # else: the state's health monitor has said it is unreachable; calls needing it are denied until it returns
+    if o.approval in ("queue", "auto"):
+        where, hint = queue_location(shared, o.approvals_db, audit_path)
+        place = f"in {where}" if shared is not None else where
+        click.echo(terminal_text(f"plr proxy: approvals queue {place} (plr approvals{hint} list)"), err=True)
 
 
-def _serve(o: ProxyCommandOptions, opts: Any, loaded: Any, cmd: list[str], host_port: tuple[str, int] | None) -> None:
+def _serve(
+    o: ProxyCommandOptions, opts: Any, loaded: Any, cmd: list[str], host_port: tuple[str, int] | None, front: Any
+) -> None:
     import anyio
 
     from ..proxy.serve import UpstreamStartError, serve
@@ -271,6 +377,7 @@ def _serve(o: ProxyCommandOptions, opts: Any, loaded: Any, cmd: list[str], host_
                 upstream_mode=o.upstream_mode,
                 listen=host_port,
                 policy_poll=o.policy_poll,
+                http_front=front,
             )
         )
     except UpstreamStartError as e:

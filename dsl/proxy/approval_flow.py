@@ -206,15 +206,13 @@ class ApprovalFlow:
         return None
 
     async def _ask(self, ctx: Any, c: ToolCall, d: Decision, us: int, use_elicit: bool) -> Answered:
-        # ask-record first (the operator's tail -f sees the pending call)
-        self.decisions.record(c, d, us, approval="elicitation" if use_elicit else "queue")
+        # the ask-record comes before the wait (the operator's tail -f sees the pending call)
         if use_elicit:
+            self.decisions.record(c, d, us, approval="elicitation")
             answer = await self._elicit_legacy(ctx, c, d)
-            channel, aid = "elicitation", None
-        else:
-            answer, aid = await self._ask_queue(c, d)
-            channel = "queue"
-        return self._after_answer(answer, c, d, channel, aid)
+            return self._after_answer(answer, c, d, "elicitation", None)
+        answer, aid = await self._ask_queue(c, d, us)
+        return self._after_answer(answer, c, d, "queue", aid)
 
     def _after_answer(self, answer: str, c: ToolCall, d: Decision, channel: str, aid: str | None) -> Answered:
         if answer == "granted":
@@ -260,12 +258,47 @@ class ApprovalFlow:
     def _queue_obj(self) -> Any:
         if self._queue is None:
             from ..state import open_queue
-            from ..state.sqlite import default_db_path
+            from ..state.sqlite import queue_db_path
 
-            self._queue = open_queue(self.state, self.approvals_db or default_db_path(self.audit_path))
+            # the place the proxy named when it started (dsl.state.queue_location makes the same choice)
+            self._queue = open_queue(self.state, queue_db_path(self.approvals_db, self.audit_path))
         return self._queue
 
-    async def _ask_queue(self, c: ToolCall, d: Decision) -> tuple[str, str | None]:
+    async def _ask_queue(self, c: ToolCall, d: Decision, us: int) -> tuple[str, str | None]:
+        """File the request, write the ask-record (with the request's id, so the log joins the
+        queue), say what a human runs, and wait. A record that cannot be written cancels the
+        request (nobody may grant a call that will not run) and fails the call closed."""
+        answer, aid, q = await self._file(c, d)
+        try:
+            self.decisions.record(c, d, us, approval="queue", approval_id=aid)
+        except BaseException:
+            if aid is not None:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await anyio.to_thread.run_sync(q.cancel, aid)
+                    except Exception:  # noqa: BLE001 - the call is refused either way
+                        pass
+            raise
+        if aid is None:
+            return answer or "unavailable", None
+        db = q.cli_hint
+        self.report(
+            f"plr proxy: approval needed for {c.tool} ({d.reason}); "
+            f"run `plr approvals{db} grant {aid}` or `plr approvals{db} deny {aid}` "
+            f"within {secs(self.timeout)} s"
+        )
+        try:
+            return await q.wait(aid, args_sha256(c.args), self.timeout), aid
+        except anyio.get_cancelled_exc_class():
+            raise
+        except StateUnavailable:
+            return "state_unavailable", aid
+        except Exception as e:  # noqa: BLE001
+            self.report(f"plr proxy: approval queue failed: {type(e).__name__}: {e}")
+            return "unavailable", aid
+
+    async def _file(self, c: ToolCall, d: Decision) -> tuple[str | None, str | None, Any]:
+        """(None, the request's id, the queue), or (why not, None, None) when it cannot be filed."""
         try:
             q = self._queue_obj()
             shown = args_for_display(c.args)
@@ -286,25 +319,11 @@ class ApprovalFlow:
         except anyio.get_cancelled_exc_class():
             raise
         except StateUnavailable:  # a shared queue that cannot be reached (reported once, not per call)
-            return "state_unavailable", None
+            return "state_unavailable", None, None
         except Exception as e:  # noqa: BLE001
             self.report(f"plr proxy: cannot file an approval request: {type(e).__name__}: {e}")
-            return "unavailable", None
-        db = q.cli_hint
-        self.report(
-            f"plr proxy: approval needed for {c.tool} ({d.reason}); "
-            f"run `plr approvals{db} grant {aid}` or `plr approvals{db} deny {aid}` "
-            f"within {secs(self.timeout)} s"
-        )
-        try:
-            return await q.wait(aid, h, self.timeout), aid
-        except anyio.get_cancelled_exc_class():
-            raise
-        except StateUnavailable:
-            return "state_unavailable", aid
-        except Exception as e:  # noqa: BLE001
-            self.report(f"plr proxy: approval queue failed: {type(e).__name__}: {e}")
-            return "unavailable", aid
+            return "unavailable", None, None
+        return None, aid, q
 
     # -- 2026-07-28: return InputRequiredResult; the retried call carries the answer --------------
 

@@ -15,6 +15,10 @@ have no link and use the shared upstream client.
 With ``--auth-tokens FILE`` (a JSON object ``{"TOKEN": "identity", ...}``) every request must
 carry ``Authorization: Bearer TOKEN``; the identity the policy sees is the token's. A request
 without a known token is refused with 401 before it reaches the MCP layer (fail closed).
+
+The front's own guards (``HttpFront``): the SDK's Host/Origin checks against the names of the
+listener (DNS rebinding), the SDK's idle-session expiry, and ``guarded_protocol``, uvicorn's h11
+protocol with a read deadline and a connection cap (slowloris).
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
+import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +40,16 @@ from typing import Any
 import anyio
 import anyio.abc
 
-__all__ = ["TokenGate", "serve_http", "load_tokens", "identity_for_header", "FrontLink"]
+__all__ = [
+    "TokenGate",
+    "serve_http",
+    "load_tokens",
+    "identity_for_header",
+    "FrontLink",
+    "HttpFront",
+    "is_loopback_listener",
+    "parse_allow_host",
+]
 
 
 def load_tokens(path: str) -> dict[str, str]:
@@ -307,6 +323,256 @@ def _principal(identity: str) -> Any:
     return AuthenticatedUser(AccessToken(token="", client_id=identity, scopes=[]))
 
 
+# --- the front's guards: Host/Origin names, read deadline, connection cap -----------------------
+
+
+@dataclass(frozen=True)
+class HttpFront:
+    """How the HTTP front guards itself (``plr proxy --listen``; docs/proxy.md, "Over HTTP").
+
+    ``check_hosts``: the SDK's DNS-rebinding protection: a request whose ``Host`` (or ``Origin``)
+    names anything but the listener (or an ``allow_hosts`` entry) gets 421 (403). The CLI turns it
+    on without ``--auth-tokens`` always, and with tokens on a loopback listener or when
+    ``--allow-host`` is given. ``read_timeout``: see ``guarded_protocol``.
+    ``session_idle_timeout``: the SDK ends a session with no request in flight (and no open
+    stream) for this long; its id then answers 404."""
+
+    check_hosts: bool = True
+    allow_hosts: tuple[str, ...] = ()  # "name", "name:port", "[v6]" or "[v6]:port", lower case
+    read_timeout: float = 10.0
+    max_connections: int = 512
+    session_idle_timeout: float = 30 * 60.0
+
+
+def _is_loopback_address(text: str) -> bool | None:
+    """Whether an IP literal is loopback (127.0.0.0/8, ::1, or either mapped into IPv6); None if
+    ``text`` is not an IP literal."""
+    try:
+        addr = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return addr.is_loopback or bool(mapped is not None and mapped.is_loopback)
+
+
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified
+    except ValueError:
+        return False
+
+
+def is_loopback_listener(host: str) -> bool:
+    """Whether listening on ``host`` listens on loopback only: ``localhost`` in any case, any IP
+    literal in 127.0.0.0/8 or ``::1``, or a name every address of which is loopback. A wildcard
+    (``0.0.0.0``, ``::``) or a name that does not resolve is not."""
+    host = host.strip()
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    literal = _is_loopback_address(host)
+    if literal is not None:
+        return literal
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return bool(infos) and all(_is_loopback_address(str(info[4][0])) for info in infos)
+
+
+_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9_])?\.?")
+
+
+def _split_host(entry: str) -> tuple[str, str]:
+    """``HOST[:PORT]`` (IPv6 in brackets) -> (HOST, PORT or "")."""
+    if entry.startswith("["):
+        inner, _, rest = entry.partition("]")
+        return inner + "]", rest[1:] if rest.startswith(":") else rest
+    name, _, port = entry.partition(":")
+    return name, port
+
+
+def parse_allow_host(value: str) -> str:
+    """An ``--allow-host`` value, ``HOST`` or ``HOST:PORT`` (IPv6 in brackets), in lower case;
+    ValueError with a readable message for anything else (a wildcard, a URL, a path)."""
+    text = value.strip().lower()
+    usage = (
+        f"`{value}` is not HOST or HOST:PORT (a host name, an IPv4 address or an IPv6 address in brackets: "
+        "[::1]:8765)"
+    )
+    name, port = _split_host(text)
+    if name.startswith("["):
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            raise ValueError(usage) from None
+        if text != name and not text[len(name) :].startswith(":"):
+            raise ValueError(usage)
+    elif not _HOST_NAME.fullmatch(name):
+        raise ValueError(usage)
+    if text != name:  # a port was given
+        if not port.isdigit():
+            raise ValueError(usage)
+        if not 0 < int(port) <= 65535:
+            raise ValueError(f"the port in `{value}` is not from 1 to 65535")
+        return f"{name}:{int(port)}"
+    return name
+
+
+def _allowed_names(host: str, ports: set[int], allow_hosts: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The ``Host`` and ``Origin`` values (the SDK's exact or ``name:*`` patterns) that name this
+    listener: its address as given with each bound port; on loopback, or on a wildcard address
+    (which serves loopback too), ``localhost``, ``127.0.0.1`` and ``[::1]``; and ``allow_hosts``
+    (without a port: on any port)."""
+    names: list[str] = []
+    if not _is_unspecified(host):
+        names.append(host.lower())
+    if _is_unspecified(host) or is_loopback_listener(host):
+        names += ["localhost", "127.0.0.1", "::1"]
+    hosts: list[str] = []
+    origins: list[str] = []
+    for name in dict.fromkeys(names):
+        shown = f"[{name}]" if ":" in name else name
+        for port in sorted(ports):
+            hosts.append(f"{shown}:{port}")
+            origins.append(f"http://{shown}:{port}")
+            if port == 80:  # the default port is left out of Host and Origin
+                hosts.append(shown)
+                origins.append(f"http://{shown}")
+    for entry in allow_hosts:
+        patterns = [entry] if _split_host(entry)[1] else [entry, f"{entry}:*"]
+        hosts += patterns
+        origins += [f"{scheme}://{p}" for p in patterns for scheme in ("http", "https")]
+    return hosts, origins
+
+
+_BODY_RATE = 64 * 1024  # bytes a second: a body earns its sender this much more time to send it
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\ncontent-length: 26\r\n\r\nplr: too many connections\n"
+)
+
+
+def guarded_protocol(read_timeout: float, max_connections: int, report: Callable[[str], None]) -> type:
+    """uvicorn's h11 protocol with the two guards it lacks (it never times out a half-sent request,
+    and its ``limit_concurrency`` counts stalled connections, so at its limit it answers the valid
+    clients 503 while the stalled ones stay):
+
+    - a read deadline: while a connection waits on its client for a request (from connecting, or
+      from the end of its previous response, until the headers are in) it has ``read_timeout``
+      seconds, then again for the body (plus a second per 64 KiB it carries); a connection that
+      misses its deadline is closed;
+    - a cap of ``max_connections``: at the cap a new connection closes the connection that has
+      waited longest on its client (a stalled one; a client whose request is being served or
+      streamed is never chosen), or, when none is waiting, is itself answered 503 and closed.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    last_report = [0.0]
+
+    def tell(what: str) -> None:  # at most one line in 10 s: an attack must not flood the log
+        now = time.monotonic()
+        if now - last_report[0] >= 10:
+            last_report[0] = now
+            report(f"plr proxy: {max_connections} HTTP connections open (--max-connections): {what}")
+
+    class GuardedH11Protocol(H11Protocol):
+        _phase: Any = None  # the client's h11 state while the connection waits on it, else None
+        _since = 0.0  # when it started waiting on its client
+        _deadline = 0.0
+        _timer: asyncio.TimerHandle | None = None
+        _closing = False  # evicted or refused: no longer counted
+        _refused = False
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            live = [c for c in self.connections if not getattr(c, "_closing", False)]
+            if len(live) >= max_connections:
+                waiting = [c for c in live if isinstance(c, GuardedH11Protocol) and c._phase is not None]
+                if waiting:
+                    victim = min(waiting, key=lambda c: c._since)
+                    victim._closing = True
+                    victim.transport.close()
+                    tell("closing the ones that wait longest on their clients")
+                else:
+                    self._refused = self._closing = True
+                    transport.write(_REFUSED)
+                    transport.close()
+                    tell("all busy, refusing new ones (503)")
+                    return
+            super().connection_made(transport)
+            self._watch()
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            super().data_received(data)
+            if self._phase is h11.SEND_BODY and self.conn.their_state is h11.SEND_BODY:
+                self._deadline += len(data) / _BODY_RATE
+            self._watch()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._watch()
+
+        def pause_writing(self) -> None:
+            if not self._refused:
+                super().pause_writing()
+
+        def resume_writing(self) -> None:
+            if not self._refused:
+                super().resume_writing()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._phase = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not self._refused:
+                super().connection_lost(exc)
+
+        def _watch(self) -> None:
+            """(Re)arm the deadline when the connection starts waiting on its client for a request's
+            headers or body; disarm it while the request is served."""
+            state = self.conn.their_state
+            if state is not h11.IDLE and state is not h11.SEND_BODY:
+                self._phase = None
+                return
+            if state is self._phase:
+                return
+            self._phase = state
+            self._since = self.loop.time()
+            self._deadline = self._since + read_timeout
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(self._deadline, self._expire)
+
+        def _expire(self) -> None:
+            self._timer = None
+            if self._phase is None or self.transport is None or self.transport.is_closing():
+                return
+            if self.loop.time() < self._deadline:
+                self._timer = self.loop.call_at(self._deadline, self._expire)
+                return
+            self._closing = True
+            self.transport.close()
+
+    return GuardedH11Protocol
+
+
+class LowerCaseHost:
+    """ASGI middleware: ``Host`` and ``Origin`` in lower case (host names are case-insensitive;
+    the SDK compares them as strings), so ``Host: LOCALHOST:8765`` is the listener's name too."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = [(k, v.lower() if k in (b"host", b"origin") else v) for k, v in scope.get("headers") or []]
+            scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
 class _NotShutdownCancellation(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -322,11 +588,26 @@ async def serve_http(
     report: Any,
     path: str = "/mcp",
     stop: anyio.Event | None = None,
+    front: HttpFront | None = None,
 ) -> None:
     """Serve ``server`` until cancelled (or until uvicorn stops on a signal)."""
     import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
 
-    app: Any = RequestIdGate(server.streamable_http_app(streamable_http_path=path, host=host))
+    front = front or HttpFront()
+    # Always explicit: the SDK would switch the checks on by itself only for three spellings of
+    # loopback. The lists are filled once the port is known (now, or after binding port 0); until
+    # then every request is refused (421).
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=front.check_hosts)
+    if port:
+        security.allowed_hosts[:], security.allowed_origins[:] = _allowed_names(host, {port}, front.allow_hosts)
+    sdk_app = server.streamable_http_app(
+        streamable_http_path=path,
+        host=host,
+        transport_security=security,
+        session_idle_timeout=front.session_idle_timeout,
+    )
+    app: Any = RequestIdGate(LowerCaseHost(sdk_app))
     if tokens is not None:
         app = TokenGate(app, tokens)
     # A signal must stop the proxy even while clients hold sessions (streams) open: after 3 s
@@ -342,6 +623,8 @@ async def serve_http(
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=3,
+        http=guarded_protocol(front.read_timeout, front.max_connections, report),
+        ws="none",  # the MCP endpoint is plain HTTP: no WebSocket upgrade path
     )
     userver = uvicorn.Server(config)
     # signals are ours (serve.py): uvicorn would re-raise them after its shutdown and skip our cleanup
@@ -355,6 +638,9 @@ async def serve_http(
     async def announce() -> None:
         while not userver.started:
             await anyio.sleep(0.02)
+        if not port:  # bound to a port of the system's choosing: now it has a number
+            ports = {sock.getsockname()[1] for s in userver.servers for sock in s.sockets}
+            security.allowed_hosts[:], security.allowed_origins[:] = _allowed_names(host, ports, front.allow_hosts)
         for s in userver.servers:
             for sock in s.sockets:
                 h, p = sock.getsockname()[:2]

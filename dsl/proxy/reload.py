@@ -15,6 +15,14 @@ a pub/sub message: keyspace notifications (``notify-keyspace-events K$``) or a `
 new policy, never a mix; limit counters are kept). A broken policy or an unreachable source
 leaves the old policy in force and is reported once (not at every poll).
 
+Local files are read by ``read_policy_bytes`` only: regular files (a symlink to one is fine),
+opened without blocking, so a FIFO, socket or device named ``*.plr`` / ``*.json`` is refused at
+once, never waited on (a reload that waited would never end, and no later change would apply),
+and at most ``MAX_POLICY_BYTES``, the cap of a URL or Redis source, checked on the open file
+and again by a bounded read, so a file that grows meanwhile cannot get past it. A reload that
+still does not finish within ``RELOAD_TIMEOUT`` seconds is given up (the old policy stays) so
+the watcher goes on.
+
 ``LoadedPolicy.sha256`` is the SHA-256 of the policy's canonical JSON (``Policy.to_json()``);
 the proxy writes it as ``policy_sha256`` in every audit record, so a fleet can prove which
 policy decided each call.
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +46,10 @@ from ..errors import PlrError
 
 __all__ = [
     "LoadedPolicy",
+    "MAX_POLICY_BYTES",
+    "read_policy_bytes",
+    "read_policy_text",
+    "not_a_regular_file",
     "load_policy_file",
     "load_policy_source",
     "watch_policy",
@@ -45,8 +58,11 @@ __all__ = [
     "show_source",
 ]
 
-MAX_POLICY_BYTES = 32 * 1024 * 1024
+MAX_POLICY_BYTES = 32 * 1024 * 1024  # a policy file, URL or Redis key: at most this many bytes
 FETCH_TIMEOUT = 10.0
+# a reload that has not finished after this long is given up (the old policy stays in force):
+# the watcher must go on to the next change whatever one file does
+RELOAD_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
@@ -57,8 +73,87 @@ class LoadedPolicy:
     raw_sha256: str | None = None  # of the fetched bytes (URL / Redis sources): a poll that sees them again is a no-op
 
 
+def not_a_regular_file(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not read as a policy (a FIFO, a socket, a device, a
+    directory), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = "not a regular file"
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            kind = name
+    return f"{kind}, not a regular file: plr reads policies only from regular files"
+
+
+def _too_big(limit: int) -> ValueError:
+    return ValueError(f"the policy is larger than {limit} bytes (the limit for a policy file, URL or Redis key)")
+
+
+def read_policy_bytes(path: str | os.PathLike[str], limit: int = MAX_POLICY_BYTES) -> bytes:
+    """A local policy file's bytes. Regular files only (a symlink to one is fine): a FIFO, socket
+    or device is refused without waiting on it; more than ``limit`` bytes is refused too, checked
+    on the open file and by a bounded read (a file growing meanwhile cannot get past it).
+
+    Raises ``ValueError`` for a file that is not a policy file, ``OSError`` if it cannot be
+    opened (the message only, e.g. "No such file or directory")."""
+    p = os.fspath(path)
+    try:
+        before = os.stat(p)  # never open a device or a FIFO at all (an open can have effects)
+    except OSError as e:
+        raise OSError(e.strerror or str(e)) from None
+    why = not_a_regular_file(before.st_mode)
+    if why:
+        raise ValueError(why)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(p, flags)  # O_NONBLOCK: swapped for a FIFO meanwhile, the open still returns
+    except OSError as e:
+        raise OSError(e.strerror or str(e)) from None
+    try:
+        st = os.fstat(fd)  # what was opened, not what the name pointed to a moment ago
+        why = not_a_regular_file(st.st_mode)
+        if why:
+            raise ValueError(why)
+        if st.st_size > limit:
+            raise _too_big(limit)
+        chunks: list[bytes] = []
+        left = limit + 1  # one byte more than allowed tells a file that grew past the cap
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as e:
+        raise OSError(e.strerror or str(e)) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise _too_big(limit)
+    return data
+
+
+def read_policy_text(path: str) -> str:
+    """``read_policy_bytes`` as UTF-8 text: the compiler's reader for a policy and its imports."""
+    data = read_policy_bytes(path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text (invalid byte at offset {e.start}); is this a .plr file?") from None
+
+
 def load_policy_file(path: str | os.PathLike[str]) -> LoadedPolicy:
-    """A ``.json`` policy through the loader, anything else compiled as ``.plr``; PlrError on failure."""
+    """A ``.json`` policy through the loader, anything else compiled as ``.plr``; PlrError on failure.
+
+    A directory is every ``*.plr`` file under it; each file read, imports included, goes
+    through ``read_policy_bytes`` (regular files only, at most ``MAX_POLICY_BYTES``)."""
     p = str(path)
     if not os.path.exists(p):
         raise PlrError.at("no such file", p)
@@ -69,16 +164,16 @@ def load_policy_file(path: str | os.PathLike[str]) -> LoadedPolicy:
             paths = sorted(str(x) for x in Path(p).rglob("*.plr")) if os.path.isdir(p) else [p]
             if not paths:
                 raise PlrError.at("no .plr files in this directory", p)
-            policy = compile_files(paths)
+            policy = compile_files(paths, reader=read_policy_text)
         else:
             from ..policy import load_policy
 
-            policy = load_policy(p)
+            policy = load_policy(read_policy_bytes(p), name=p)
     except PlrError:
         raise
     except RecursionError:
         raise PlrError.at("policy is nested too deeply", p) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise PlrError.at(f"cannot read the policy: {e}", p) from None
     text = policy.to_json()
     return LoadedPolicy(policy, hashlib.sha256(text.encode()).hexdigest(), p)
@@ -351,16 +446,36 @@ async def watch_policy_source(
                 continue
             last = digest  # a broken policy is reported once, not at every poll
             try:
-                loaded = await anyio.to_thread.run_sync(lambda: _loaded_from(src, spec, raw))
+                loaded = await _within(RELOAD_TIMEOUT, _loaded_from, src, spec, raw)
                 apply(loaded)
-            except PlrError as e:
-                report(f"plr proxy: policy reload failed, keeping the previous policy:\n{e}")
-            except Exception as e:  # noqa: BLE001
-                report(f"plr proxy: policy reload failed, keeping the previous policy: {type(e).__name__}: {e}")
+            except Exception as e:  # noqa: BLE001 - never let a reload crash the proxy
+                report(refused(e))
             else:
                 report(f"plr proxy: reloaded policy {src.shown} (sha256 {loaded.sha256[:12]})")
     finally:
         await src.aclose()
+
+
+def refused(e: BaseException) -> str:
+    """The one stderr line of a refused reload: which file, and why (each error located; the
+    sink escapes it, so a file's text cannot forge a line)."""
+    head = "plr proxy: policy reload failed, keeping the previous policy: "
+    if isinstance(e, PlrError):
+        errs = e.errors or e.diagnostics
+        said = "; ".join(f"{d.location()}: {d.message}" for d in errs[:3])
+        more = f" (and {len(errs) - 3} more errors: plr check shows them all)" if len(errs) > 3 else ""
+        return head + said + more
+    if isinstance(e, TimeoutError):
+        return head + str(e)
+    return head + f"{type(e).__name__}: {e}"
+
+
+async def _within(seconds: float, fn: Callable[..., LoadedPolicy], *args: Any) -> LoadedPolicy:
+    """``fn(*args)`` in a worker thread, given up after ``seconds`` (TimeoutError): whatever a
+    file does, the watcher is free for the next change (the abandoned thread's result is dropped)."""
+    with anyio.move_on_after(seconds):
+        return await anyio.to_thread.run_sync(lambda: fn(*args), abandon_on_cancel=True)
+    raise TimeoutError(f"loading the policy took longer than {seconds:g} s; given up")
 
 
 # With --watch, how long (ms) the policy files must be left alone before a change is loaded: a
@@ -399,11 +514,9 @@ async def watch_policy(
         recursive=os.path.isdir(target),
     ):
         try:
-            loaded = await anyio.to_thread.run_sync(load_policy_file, path)
+            loaded = await _within(RELOAD_TIMEOUT, load_policy_file, path)
             apply(loaded)
-        except PlrError as e:
-            report(f"plr proxy: policy reload failed, keeping the previous policy:\n{e}")
-        except Exception as e:  # noqa: BLE001 - never let a reload crash the proxy
-            report(f"plr proxy: policy reload failed, keeping the previous policy: {type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - never let a reload crash (or stop) the watcher
+            report(refused(e))
         else:
             report(f"plr proxy: reloaded policy {path} (sha256 {loaded.sha256[:12]})")

@@ -33,6 +33,8 @@ from .upstream import Upstream, UpstreamStartError, describe_failure
 if TYPE_CHECKING:
     from mcp import StdioServerParameters
 
+    from .http import HttpFront
+
 __all__ = ["serve", "UpstreamStartError"]
 
 def _version() -> str:
@@ -55,10 +57,12 @@ async def serve(
     stdin: Any = None,
     stdout: Any = None,
     policy_poll: float = 2.0,
+    http_front: HttpFront | None = None,
 ) -> None:
     """Run one proxy until the front closes (stdio EOF) or the process is stopped.
 
     ``policy_poll``: with ``--watch``, how often a URL or Redis policy source is re-read.
+    ``http_front``: with ``listen``, the HTTP front's guards (Host checks, timeouts, caps).
     """
     from mcp import Client, StdioServerParameters
 
@@ -103,7 +107,9 @@ async def serve(
                         proxy.session_upstreams.make_client = _session_client_factory(upstream_url, info)
                     if params is not None:
                         tg.start_soon(upstream.supervise, first)
-                    await _serve_front(proxy, options, loaded, tg, listen, stdin, stdout, policy_poll, upstream.stop)
+                    await _serve_front(
+                        proxy, options, loaded, tg, listen, stdin, stdout, policy_poll, upstream.stop, http_front
+                    )
             finally:
                 upstream.stopping = True  # the server exits because we stop it: not a death to restart
                 tg.cancel_scope.cancel()
@@ -126,6 +132,7 @@ async def _serve_front(
     stdout: Any,
     policy_poll: float,
     on_stop: Callable[[], None],
+    http_front: HttpFront | None = None,
 ) -> None:
     """The front (stdio or HTTP) and the policy watcher, until the client leaves or a signal
     (which also stops restarts at once: the HTTP front may take a moment to close its sessions)."""
@@ -152,7 +159,15 @@ async def _serve_front(
         from .http import serve_http
 
         try:
-            await serve_http(server, listen[0], listen[1], tokens=options.tokens, report=options.stderr, stop=stopping)
+            await serve_http(
+                server,
+                listen[0],
+                listen[1],
+                tokens=options.tokens,
+                report=options.stderr,
+                stop=stopping,
+                front=http_front,
+            )
         finally:
             await proxy.close_links()  # normally done already, as each front session ended
     else:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .queue import ApprovalBackend
     from .redis import RedisState
 
-__all__ = ["LimitStore", "MemoryLimitStore", "StateUnavailable", "open_queue"]
+__all__ = ["LimitStore", "MemoryLimitStore", "StateUnavailable", "open_queue", "queue_location"]
 
 
 def open_queue(state: RedisState | None, db_path: str | os.PathLike[str] | None) -> ApprovalBackend:
@@ -38,3 +38,19 @@ def open_queue(state: RedisState | None, db_path: str | os.PathLike[str] | None)
     from .sqlite import SqliteApprovalQueue, default_db_path
 
     return SqliteApprovalQueue(db_path if db_path is not None else default_db_path(None))
+
+
+def queue_location(
+    state: RedisState | None, approvals_db: str | os.PathLike[str] | None, audit_path: str | os.PathLike[str] | None
+) -> tuple[str, str]:
+    """Where a proxy's approval queue is, without opening or creating it: (the place, for
+    messages: a file, or ``redis at URL`` with any password hidden; the `plr approvals` options
+    that reach it, e.g. `` --db FILE``). The same choice ``ApprovalFlow`` makes."""
+    if state is not None:
+        from .redis import state_cli_hint
+
+        return f"redis at {state.display}", state_cli_hint(state.display)
+    from .sqlite import db_cli_hint, queue_db_path
+
+    path = queue_db_path(approvals_db, audit_path)
+    return str(path), db_cli_hint(path)

@@ -197,6 +197,14 @@ def _f(v: Any) -> float | None:
         return None
 
 
+def state_cli_hint(display: str) -> str:
+    """The `plr approvals` option that reaches a fleet's queue (quoted for a shell; a password
+    shows as ``***``: put the real one in)."""
+    import shlex
+
+    return f" --state {shlex.quote(display)}"
+
+
 class RedisApprovalQueue:
     """The approval queue of a fleet, in Redis (see the module docstring); thread-safe."""
 
@@ -209,7 +217,7 @@ class RedisApprovalQueue:
         self.retention = retention
         self.poll_interval = poll_interval
         self.where = state.display
-        self.cli_hint = f" --state {state.display}"
+        self.cli_hint = state_cli_hint(state.display)
         self._file = self._r.register_script(_R_FILE)
         self._settle = self._r.register_script(_R_SETTLE)
         self._answer = self._r.register_script(_R_ANSWER)

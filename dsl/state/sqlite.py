@@ -22,7 +22,7 @@ import anyio.to_thread
 from .base import state_home
 from .queue import APPROVAL_COLUMNS, Approval, operator_name
 
-__all__ = ["SqliteApprovalQueue", "default_db_path"]
+__all__ = ["SqliteApprovalQueue", "default_db_path", "queue_db_path", "db_cli_hint"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS approvals (
@@ -55,6 +55,21 @@ def default_db_path(audit_path: str | os.PathLike[str] | None = None) -> Path:
     return (Path(audit_path).parent if audit_path else state_home()) / "approvals.sqlite"
 
 
+def queue_db_path(approvals_db: str | os.PathLike[str] | None, audit_path: str | os.PathLike[str] | None) -> Path:
+    """The file of a proxy's queue: ``--approvals-db``, else ``default_db_path(--audit)``. The
+    proxy files requests there and names it when it starts (so ``plr approvals`` can find it)."""
+    return Path(approvals_db) if approvals_db else default_db_path(audit_path)
+
+
+def db_cli_hint(path: str | os.PathLike[str]) -> str:
+    """The `plr approvals` option that reaches the queue at ``path``: always ``--db PATH`` (quoted
+    for a shell), never left to the operator's defaults, which may differ from the proxy's (its
+    environment, its --audit)."""
+    import shlex
+
+    return f" --db {shlex.quote(os.fspath(path))}"
+
+
 class SqliteApprovalQueue:
     """The queue; every method opens its own short connection (safe across threads/processes)."""
 
@@ -78,7 +93,7 @@ class SqliteApprovalQueue:
 
     @property
     def cli_hint(self) -> str:
-        return "" if self.path == default_db_path(None) else f" --db {self.path}"
+        return db_cli_hint(self.path)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
