@@ -40,8 +40,21 @@ def _cutoff(since: str | None) -> datetime | None:
         raise click.BadParameter(shown(why), param_hint="--since") from None
 
 
+def _event_line(rec: dict[str, Any]) -> str:
+    """A record that is not a decision: the proxy's comparison of the policy's tools with the server's."""
+    parts = [shown(rec.get("when", ""))]
+    if rec.get("policy_tools_missing"):
+        parts.append("policy tools the server lacks: " + ", ".join(shown(t) for t in rec["policy_tools_missing"]))
+    if rec.get("server_tools_unmentioned"):
+        parts.append("server tools no rule names: " + ", ".join(shown(t) for t in rec["server_tools_unmentioned"]))
+    event = shown(rec.get("event"))
+    return f"{shown(rec.get('ts', '?'))}  {style(f'{event:<17}', 'yellow')} " + "; ".join(parts)
+
+
 def _text_line(rec: dict[str, Any]) -> str:
     # every field is shown escaped: a tool name the agent chose must not fake a line or a colour
+    if "event" in rec and "effect" not in rec:
+        return _event_line(rec)
     eff = shown(rec.get("effect"))
     colour = {"allow": "green", "deny": "red"}.get(eff, "yellow")
     rule = f" {shown(rec['rule'])}" if rec.get("rule") else ""

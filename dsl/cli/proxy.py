@@ -120,6 +120,14 @@ def _count(flag: str, low: int, default: int, help: str) -> Callable[[_F], _F]:
     "deny = withhold it from tools/list and deny its calls (code tool_changed); warn = only report it.",
 )
 @click.option(
+    "--strict-tools",
+    is_flag=True,
+    help="Refuse to start when a rule names a tool the server does not offer (a typo, a renamed tool, "
+    "the wrong server: such a rule does nothing), and on --watch keep the old policy instead of one that "
+    "does. Without it the proxy only reports, at start, on tools/list_changed and on every reload, which "
+    "policy tools the server lacks and which server tools no rule names (stderr and the audit log).",
+)
+@click.option(
     "--pins",
     "pins_path",
     type=click.Path(dir_okay=False),

@@ -41,6 +41,7 @@ class ProxyCommandOptions:
     upstream: str | None
     upstream_mode: str
     pin_mode: str
+    strict_tools: bool
     pins_path: str | None
     max_sessions: int
     max_sessions_per_identity: int
@@ -67,7 +68,7 @@ def _need_mcp() -> None:
     try:
         import mcp  # noqa: F401
     except ImportError:
-        click.echo("plr proxy: the MCP SDK is not installed; install it with: pip install 'plr[proxy]'", err=True)
+        click.echo("plr proxy: the MCP SDK is not installed (it comes with plr): reinstall it with: pip install --force-reinstall plr", err=True)
         sys.exit(EXIT_INPUT)
 
 
@@ -311,6 +312,7 @@ def _proxy_options(o: ProxyCommandOptions, *, audit_path: Path, shared: Any, tok
         max_sessions=o.max_sessions,
         max_sessions_per_identity=o.max_sessions_per_identity,
         pins=pins,
+        strict_tools=o.strict_tools,
     )
 
 
@@ -351,6 +353,8 @@ def _announce(o: ProxyCommandOptions, cmd: list[str], loaded: Any, audit_path: P
         ),
         err=True,
     )
+    for w in loaded.warnings:  # a desktop-client user sees only this stderr: never drop a warning
+        click.echo(terminal_text(f"plr proxy: policy warning: {w.location()}: {w.message}"), err=True)
     if shared is not None and shared.ping():
         click.echo(terminal_text(f"plr proxy: limit counters shared in redis at {shared.display}"), err=True)
     # else: the state's health monitor has said it is unreachable; calls needing it are denied until it returns
@@ -366,6 +370,8 @@ def _serve(
     import anyio
 
     from ..proxy.serve import UpstreamStartError, serve
+    from ..proxy.tool_check import StrictToolsError
+    from ..vocab import terminal_text
 
     try:
         anyio.run(
@@ -383,5 +389,8 @@ def _serve(
     except UpstreamStartError as e:
         click.echo(f"plr proxy: cannot start the upstream MCP server: {e}", err=True)
         sys.exit(EXIT_FAIL)
+    except StrictToolsError as e:
+        click.echo(terminal_text(f"plr proxy: {e}; not starting"), err=True)
+        sys.exit(EXIT_INPUT)
     except KeyboardInterrupt:
         sys.exit(130)

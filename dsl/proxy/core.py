@@ -31,7 +31,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from .approval_flow import APPROVAL_SCHEMA, ApprovalFlow
 from .audit import AuditLog
 from .deciding import Decisions, ToolCall, deny_text
-from .errors import TracebackFilter
+from .errors import TracebackFilter, why
 from .forwarding import Deadlines, Forwarder
 from .front_server import FrontServer
 from .options import ApprovalMode, Background, ProxyOptions
@@ -40,6 +40,7 @@ from .relay import Relay, Subscriptions, notify_quietly
 from .reload import LoadedPolicy
 from .session_upstreams import SessionUpstreams
 from .sessions import FrontSessions
+from .tool_check import StrictToolsError, ToolsReport, compare, list_server_tools
 from .tools import ToolMethods
 from .upstream import SharedUpstream
 
@@ -54,6 +55,8 @@ class Proxy:
         self.tasks = Background()
         self._policy_parts(options, loaded)
         self._traffic_parts(options, transport)
+        # the server's tool names at the last comparison with the policy (None: not listed yet)
+        self.server_tools: list[str] | None = None
         self.tools = ToolMethods(self.sessions, self.decisions, self.approvals, self.pin_check, self.forwarding)
         self.front = FrontServer(
             self.tools,
@@ -117,6 +120,7 @@ class Proxy:
             answer_timeout=options.approval_timeout,
             tasks=self.tasks,
             report=report,
+            tools_changed=self._tools_changed,
         )
         self.session_upstreams = SessionUpstreams(
             max_sessions=options.max_sessions,
@@ -156,9 +160,67 @@ class Proxy:
         return self.decisions.audit
 
     def apply_policy(self, loaded: LoadedPolicy) -> None:
-        """Hot reload: prepare fully, then swap (raises and keeps the old policy on failure)."""
+        """Hot reload: prepare fully, then swap (raises and keeps the old policy on failure).
+        The new policy's tools are compared with the server's last listing first: with
+        --strict-tools, one naming a tool the server lacks is refused."""
+        report = compare(loaded.policy, self.server_tools) if self.server_tools is not None else None
+        if report is not None and report.missing and self.opt.strict_tools:
+            from ..errors import PlrError
+
+            raise PlrError.at(
+                f"--strict-tools: the new policy names tools the server does not offer: {', '.join(report.missing)}",
+                loaded.path,
+            )
         if self.decisions.apply_policy(loaded):
             self.relay.notify_all(types.ToolListChangedNotification())
+        if report is not None:
+            self._tell(report, "in the reloaded policy")
+
+    # -- the policy's tools against the server's ---------------------------------------------------
+
+    async def compare_tools(self, client: Any, when: str) -> ToolsReport | None:
+        """List the server's tools and say how they differ from the policy's (stderr and audit).
+        None when the server could not be listed (reported)."""
+        try:
+            names = await list_server_tools(client, self.opt.upstream_timeout or None)
+        except Exception as e:  # noqa: BLE001 - reported; the proxy goes on
+            self.opt.stderr(f"plr proxy: {when}, could not list the server's tools to compare them with the policy: {why(e)}")
+            return None
+        self.server_tools = names
+        report = compare(self.decisions.loaded.policy, names)
+        self._tell(report, when)
+        return report
+
+    async def check_tools_at_start(self, client: Any) -> None:
+        """At start: compare; with --strict-tools, a policy naming a tool the server lacks (or a
+        server whose tools cannot be listed) stops the start (``StrictToolsError``)."""
+        report = await self.compare_tools(client, "at start")
+        if not self.opt.strict_tools:
+            return
+        if report is None:
+            raise StrictToolsError("--strict-tools: the server's tools could not be listed to check the policy against them")
+        if report.missing:
+            raise StrictToolsError(
+                f"--strict-tools: the policy names {len(report.missing)} tool(s) the server does not offer: "
+                + ", ".join(report.missing)
+            )
+
+    def _tools_changed(self) -> None:
+        """The server said its tools changed: compare again (in the background)."""
+        client = self.shared.client
+        if client is not None:
+            self.tasks.spawn(self.compare_tools, client, "after the server's tools/list_changed")
+
+    def _tell(self, report: ToolsReport, when: str) -> None:
+        for line in report.lines(when):
+            self.opt.stderr(line)
+        if report.clean or self.audit is None:
+            return
+        try:
+            rec = report.record(when, server=self.decisions.server_name, policy_sha256=self.decisions.loaded.sha256)
+            self.audit.write(rec)
+        except OSError as e:
+            self.opt.stderr(f"plr proxy: could not write the tools comparison to the audit log: {why(e)}")
 
     async def close_links(self) -> None:
         """Shutdown: close every front session's upstream session (each sends the upstream a DELETE)."""

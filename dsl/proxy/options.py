@@ -52,6 +52,9 @@ class ProxyOptions:
     max_sessions_per_identity: int = 0
     # tool pinning (pins.py); None: pin in memory, withholding changed tools
     pins: ToolPins | None = None
+    # --strict-tools: a policy naming a tool the server does not offer does not start (nor replace
+    # the policy in force on reload); without it the mismatch is only reported (tool_check.py)
+    strict_tools: bool = False
     # every line escaped: a tool name with a newline and ANSI codes must not forge a line of ours
     stderr: Callable[[str], None] = field(default=lambda s: print(terminal_text(s), file=sys.stderr, flush=True))
 

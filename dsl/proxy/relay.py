@@ -150,8 +150,10 @@ class Relay:
         answer_timeout: float,
         tasks: Background,
         report: Callable[[str], None],
+        tools_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
+        self.tools_changed = tools_changed  # the shared server said its tools changed: compare them with the policy
         self.subscriptions = subscriptions
         self.deadlines = deadlines  # stood still while a client answers a relayed request
         self.own_upstreams = own_upstreams  # whether front sessions have upstream sessions of their own
@@ -179,6 +181,8 @@ class Relay:
         """``message_handler`` of the shared upstream client."""
         if not self._relayable(message):
             return
+        if isinstance(message, types.ToolListChangedNotification):
+            self.tools_changed()
         if self.sessions.transport == "stdio":
             front = self.sessions.front_session
             if front is not None:
@@ -250,8 +254,13 @@ class Relay:
         async def message(m: Any) -> None:
             await self._link_message(link, m)
 
-        out: dict[str, Any] = {"message_handler": message}
-        caps = link.session.client_capabilities
+        return {"message_handler": message, **self.declared_callbacks(link.session.client_capabilities, link)}
+
+    def declared_callbacks(self, caps: types.ClientCapabilities | None, link: FrontLink | None = None) -> dict[str, Any]:
+        """The server-to-client callbacks (hence the capabilities the SDK declares upstream) for
+        a client that declared ``caps``: exactly those, so the server never believes the client
+        can answer what it cannot (server-filesystem would ask for roots and log a failure)."""
+        out: dict[str, Any] = {}
         if caps is not None and caps.elicitation is not None:
             out["elicitation_callback"] = functools.partial(self.elicitation, link=link)
         if caps is not None and caps.sampling is not None:

@@ -71,6 +71,7 @@ class LoadedPolicy:
     sha256: str  # of the canonical JSON (Policy.to_json())
     path: str  # the source as given (file, URL, redis://...#KEY)
     raw_sha256: str | None = None  # of the fetched bytes (URL / Redis sources): a poll that sees them again is a no-op
+    warnings: tuple[Any, ...] = ()  # the checks' warnings (Diagnostic) of a compiled .plr source: shown at start
 
 
 def not_a_regular_file(mode: int) -> str | None:
@@ -157,6 +158,7 @@ def load_policy_file(path: str | os.PathLike[str]) -> LoadedPolicy:
     p = str(path)
     if not os.path.exists(p):
         raise PlrError.at("no such file", p)
+    warnings: list[Any] = []
     try:
         if os.path.isdir(p) or not p.endswith(".json"):
             from ..compiler import compile_files
@@ -164,7 +166,7 @@ def load_policy_file(path: str | os.PathLike[str]) -> LoadedPolicy:
             paths = sorted(str(x) for x in Path(p).rglob("*.plr")) if os.path.isdir(p) else [p]
             if not paths:
                 raise PlrError.at("no .plr files in this directory", p)
-            policy = compile_files(paths, reader=read_policy_text)
+            policy = compile_files(paths, reader=read_policy_text, warnings=warnings)
         else:
             from ..policy import load_policy
 
@@ -176,7 +178,7 @@ def load_policy_file(path: str | os.PathLike[str]) -> LoadedPolicy:
     except (OSError, ValueError) as e:
         raise PlrError.at(f"cannot read the policy: {e}", p) from None
     text = policy.to_json()
-    return LoadedPolicy(policy, hashlib.sha256(text.encode()).hexdigest(), p)
+    return LoadedPolicy(policy, hashlib.sha256(text.encode()).hexdigest(), p, warnings=tuple(warnings))
 
 
 # --- remote sources: http(s) URLs and Redis keys -----------------------------------------------

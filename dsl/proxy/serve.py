@@ -23,11 +23,13 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 import mcp_types as types
+from mcp.shared.message import SessionMessage
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..vocab import terminal_text
 from .core import Proxy, ProxyOptions
 from .reload import LoadedPolicy, watch_policy_source
+from .tool_check import StrictToolsError
 from .upstream import Upstream, UpstreamStartError, describe_failure
 
 if TYPE_CHECKING:
@@ -76,9 +78,56 @@ async def serve(
     elif not upstream_url:
         raise UpstreamStartError("no upstream server: give a command after `--` or --upstream URL")
     info = types.Implementation(name="plr-proxy", version=_version())
-    # --upstream URL over HTTP: sessions get their own upstream clients, which relay server-to-client
-    # requests; the shared one then serves stateless requests only, which cannot be asked anything
-    kwargs: dict[str, Any] = proxy.relay.shared_callbacks() if listen is None or command else {}
+    refused: UpstreamStartError | StrictToolsError | None = None  # raised once the front is closed
+    async with contextlib.AsyncExitStack() as stack:
+        front_streams: tuple[Any, Any] | None = None
+        hello: _Hello | None = None
+        if listen is None:
+            from .stdio import front_stdio
+
+            front_streams = await stack.enter_async_context(front_stdio(stdin, stdout))
+            hello = await _read_hello(front_streams[0], options.stderr)
+            if hello is None:
+                return  # the client left before saying anything: nothing to start
+        # over stdio the upstream is told exactly what the client declared in its `initialize`
+        # (a server that believes the client has roots asks for them and logs a failure); over
+        # HTTP a command upstream serves every session, so it declares what any of them may
+        # answer (the relay refuses a session that cannot); --upstream URL over HTTP: sessions
+        # get their own upstream clients, and the shared one serves stateless requests only
+        if hello is not None and hello.capabilities is not None:
+            kwargs: dict[str, Any] = proxy.relay.declared_callbacks(hello.capabilities)
+        elif listen is None or command:
+            kwargs = proxy.relay.shared_callbacks()
+        else:
+            kwargs = {}
+        try:
+            await _run(proxy, options, loaded, info, kwargs, params, upstream_url, upstream_mode, listen,
+                       front_streams, hello, policy_poll, http_front)  # fmt: skip
+        except (UpstreamStartError, StrictToolsError) as e:
+            if hello is not None and front_streams is not None:
+                await hello.refuse(front_streams[1], str(e))
+            refused = e  # not raised in here: the front's task group would wrap it
+    if refused is not None:
+        raise refused
+
+
+async def _run(
+    proxy: Proxy,
+    options: ProxyOptions,
+    loaded: LoadedPolicy,
+    info: types.Implementation,
+    kwargs: dict[str, Any],
+    params: StdioServerParameters | None,
+    upstream_url: str | None,
+    upstream_mode: str,
+    listen: tuple[str, int] | None,
+    front_streams: tuple[Any, Any] | None,
+    hello: _Hello | None,
+    policy_poll: float,
+    http_front: HttpFront | None,
+) -> None:
+    """Start the upstream, check its tools against the policy, serve the front until it ends."""
+    from mcp import Client
 
     def make_client(target: Any) -> Any:
         """The same client info, capabilities and callbacks for the first server and every restart."""
@@ -93,6 +142,7 @@ async def serve(
 
     upstream = Upstream(proxy, make_client, params=params, url=upstream_url)
     failure: BaseException | None = None
+    strict: StrictToolsError | None = None
     try:
         async with anyio.create_task_group() as tg:
             proxy.tasks.tg = tg
@@ -105,14 +155,23 @@ async def serve(
                     proxy.up = client = first.client
                     if listen is not None and upstream_url and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
                         proxy.session_upstreams.make_client = _session_client_factory(upstream_url, info)
-                    if params is not None:
-                        tg.start_soon(upstream.supervise, first)
-                    await _serve_front(
-                        proxy, options, loaded, tg, listen, stdin, stdout, policy_poll, upstream.stop, http_front
-                    )
+                    try:
+                        await proxy.check_tools_at_start(client)
+                    except StrictToolsError as e:
+                        strict = e  # raised below, once the server is stopped
+                    else:
+                        if params is not None:
+                            tg.start_soon(upstream.supervise, first)
+                        if front_streams is not None and hello is not None:
+                            front_streams = (hello.replayed(front_streams[0]), front_streams[1])
+                        await _serve_front(
+                            proxy, options, loaded, tg, listen, front_streams, policy_poll, upstream.stop, http_front
+                        )
             finally:
                 upstream.stopping = True  # the server exits because we stop it: not a death to restart
                 tg.cancel_scope.cancel()
+        if strict is not None:
+            raise strict
         if failure is not None:
             raise UpstreamStartError(describe_failure(failure))
     finally:
@@ -122,14 +181,91 @@ async def serve(
             options.state.close()
 
 
+async def _read_hello(stream: Any, report: Callable[[str], None]) -> _Hello | None:
+    """``_Hello.read``, given up (None) on SIGTERM/SIGINT/SIGHUP: a proxy whose client has not
+    spoken yet stops as cleanly as one serving."""
+    result: _Hello | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def on_signal() -> None:
+            stopping = anyio.Event()
+            await _on_signals(stopping, report)
+            if stopping.is_set():
+                tg.cancel_scope.cancel()
+
+        tg.start_soon(on_signal)
+        result = await _Hello.read(stream)
+        tg.cancel_scope.cancel()
+    return result
+
+
+class _Hello:
+    """What the stdio client said before the upstream is started: its first message(s), kept to
+    be handed to the front server as if never read, and the capabilities its `initialize` declared."""
+
+    def __init__(self, held: list[Any], capabilities: types.ClientCapabilities | None, request_id: Any) -> None:
+        self.held = held  # what was read, in order (malformed lines included: the front answers them)
+        self.capabilities = capabilities  # None: the first request was not an `initialize`
+        self.request_id = request_id  # of that first request (None: a notification)
+
+    @classmethod
+    async def read(cls, stream: Any) -> _Hello | None:
+        """Read up to the client's first request or notification; None if it closed first."""
+        held: list[Any] = []
+        try:
+            while True:
+                item = await stream.receive()
+                held.append(item)
+                if isinstance(item, SessionMessage):
+                    break
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+        msg = held[-1].message
+        caps: types.ClientCapabilities | None = None
+        if isinstance(msg, types.JSONRPCRequest) and msg.method == "initialize":
+            try:
+                caps = types.ClientCapabilities.model_validate((msg.params or {}).get("capabilities") or {})
+            except Exception:  # noqa: BLE001 - a malformed initialize declares nothing (the front refuses it)
+                caps = types.ClientCapabilities()
+        return cls(held, caps, getattr(msg, "id", None))
+
+    def replayed(self, stream: Any) -> Any:
+        return _Replay(self.held, stream)
+
+    async def refuse(self, write: Any, why: str) -> None:
+        """The proxy cannot serve: the waiting request gets the reason as its error, not silence."""
+        if self.request_id is None:
+            return
+        err = types.JSONRPCError(
+            jsonrpc="2.0", id=self.request_id, error=types.ErrorData(code=types.INTERNAL_ERROR, message=f"plr proxy: {why}")
+        )
+        with contextlib.suppress(Exception):
+            await write.send(SessionMessage(err))
+
+
+class _Replay(anyio.abc.ObjectReceiveStream[Any]):
+    """The front's read stream with what ``_Hello`` read put back in front: no extra hop per message."""
+
+    def __init__(self, held: list[Any], stream: Any) -> None:
+        self._held = list(held)
+        self._stream = stream
+
+    async def receive(self) -> Any:
+        if self._held:
+            return self._held.pop(0)
+        return await self._stream.receive()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 async def _serve_front(
     proxy: Proxy,
     options: ProxyOptions,
     loaded: LoadedPolicy,
     tg: anyio.abc.TaskGroup,
     listen: tuple[str, int] | None,
-    stdin: Any,
-    stdout: Any,
+    front_streams: tuple[Any, Any] | None,
     policy_poll: float,
     on_stop: Callable[[], None],
     http_front: HttpFront | None = None,
@@ -171,12 +307,10 @@ async def _serve_front(
         finally:
             await proxy.close_links()  # normally done already, as each front session ended
     else:
-        from .stdio import front_stdio
-
+        assert front_streams is not None
         with anyio.CancelScope() as front:
             tg.start_soon(_cancel_on, stopping, front)
-            async with front_stdio(stdin, stdout) as (r, w):
-                await server.run(r, w, init)
+            await server.run(front_streams[0], front_streams[1], init)
 
 
 def _session_client_factory(url: str, info: types.Implementation) -> Any:

@@ -125,6 +125,10 @@ class ProxySetup:
         return [c["tool"] for c in self.calls()]
 
     def records(self) -> list[dict[str, Any]]:
+        """The decision records of the audit log (not its events, such as ``tools_compared``)."""
+        return [r for r in self.all_records() if "event" not in r]
+
+    def all_records(self) -> list[dict[str, Any]]:
         if not self.audit.exists():
             return []
         out = []

@@ -269,6 +269,13 @@ def test_unloadable_policy_refuses_to_start(setup: ProxySetup) -> None:
     assert missing.returncode == 2 and "no such file" in missing.stderr_text
 
 
+# over stdio the server is started once the client has said what it can do (its `initialize`)
+HELLO = (
+    json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}) + "\n"
+).encode()  # fmt: skip
+
+
 def test_upstream_that_cannot_start_is_a_clear_error(setup: ProxySetup) -> None:
     proc = run_proxy_cli(
         "--policy",
@@ -277,11 +284,14 @@ def test_upstream_that_cannot_start_is_a_clear_error(setup: ProxySetup) -> None:
         str(setup.audit),
         "--",
         str(setup.tmp / "no-such-server"),
-        input=b"",
+        input=HELLO,
         timeout=30,
     )
     assert proc.returncode == 1
     assert "cannot start the upstream MCP server" in proc.stderr_text
+    # the client's initialize gets the reason as its error, not a closed pipe
+    answer = json.loads(proc.stdout_text.splitlines()[0])
+    assert answer["id"] == 1 and answer["error"]["message"].startswith("plr proxy: "), answer
     assert "Traceback" not in proc.stderr_text
     crash = run_proxy_cli(
         "--policy",
@@ -292,7 +302,7 @@ def test_upstream_that_cannot_start_is_a_clear_error(setup: ProxySetup) -> None:
         sys.executable,
         "-c",
         "import sys; sys.exit(4)",
-        input=b"",
+        input=HELLO,
         timeout=30,
     )
     assert crash.returncode == 1 and "cannot start the upstream MCP server" in crash.stderr_text
@@ -306,7 +316,7 @@ def test_server_that_never_answers_initialize_is_a_clear_error(setup: ProxySetup
     proc = run_proxy_cli(
         "--policy", str(setup.policy), "--audit", str(setup.audit), "--start-timeout", "2",
         "--", sys.executable, "-c", "import sys, time\nfor _ in sys.stdin: pass\ntime.sleep(60)",
-        input=b"", timeout=30,
+        input=HELLO, timeout=30,
     )
     assert time.monotonic() - start < 20
     assert proc.returncode == 1, proc.stderr_text

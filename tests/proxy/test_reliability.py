@@ -617,17 +617,21 @@ def test_agent_cannot_forge_audit_lines(rsetup: ProxySetup) -> None:
     assert rsetup.calls() == []
     assert rsetup.audit.stat().st_mode & 0o077 == 0  # nobody but the owner reads the log
     lines = rsetup.audit.read_bytes().split(b"\n")  # JSON Lines: records end at "\n" and only there
-    assert lines.pop() == b"" and len(lines) == len(names)
+    assert lines.pop() == b""
     recs = [json.loads(line) for line in lines]
+    assert [r["event"] for r in recs if "event" in r] == ["tools_compared"]  # the comparison at start
+    recs = [r for r in recs if "event" not in r]
     assert [r["tool"] for r in recs] == names and {r["effect"] for r in recs} == {"deny"}
     out = run_proxy_cli("audit", str(rsetup.audit))
     shown = out.stdout_text.split("\n")
-    assert out.returncode == 0 and shown.pop() == "" and len(shown) == len(names)
+    assert out.returncode == 0 and shown.pop() == ""
+    shown = [line for line in shown if "  tools_compared  " not in line]
+    assert len(shown) == len(names)
     assert [line.split("  ")[0] for line in shown] == [r["ts"] for r in recs]  # no line is the forged one
     assert all(" deny " in line for line in shown)
     assert not any(c in out.stdout_text for c in "\x1b\r\u202e\u2028")
     js = run_proxy_cli("audit", str(rsetup.audit), "--format", "json")
-    assert [json.loads(line)["tool"] for line in js.stdout_text.splitlines()] == names
+    assert [r["tool"] for r in map(json.loads, js.stdout_text.splitlines()) if "event" not in r] == names
 
 
 def test_the_agent_cannot_approve_its_own_call(setup: ProxySetup) -> None:
@@ -917,7 +921,7 @@ def test_kill_9_during_a_flood_loses_no_audit_record(rsetup: ProxySetup, record_
     lines = rsetup.audit.read_bytes().splitlines(keepends=True)
     assert all(line.endswith(b"\n") for line in lines[:-1])
     recs = [json.loads(line) for line in lines if line.endswith(b"\n")]
-    by_args = Counter(r["args_sha256"] for r in recs)
+    by_args = Counter(r["args_sha256"] for r in recs if "event" not in r)  # (the tools comparison at start)
     assert answered_args <= set(by_args)  # every call answered before the kill was logged first
     assert all(by_args[a] == 1 for a in answered_args)
     for c in rsetup.calls():  # every call the server saw was logged (as allowed) before it was forwarded
@@ -952,6 +956,9 @@ def test_kill_9_during_a_flood_loses_no_audit_record(rsetup: ProxySetup, record_
         w2.kill()
     out = run_proxy_cli("audit", str(rsetup.audit), "--format", "json")
     after = [json.loads(line) for line in out.stdout_text.splitlines()]
+    assert [r["when"] for r in after if "event" in r] == ["at start", "at start"]  # one per start
+    after = [r for r in after if "event" not in r]
+    recs = [r for r in recs if "event" not in r]
     assert len(after) == len(recs) + 1 and after[-1]["args_sha256"] == sha({"task_id": "after-restart"})
     assert out.stderr_text.count("skipped a line") == 1
     summary = {

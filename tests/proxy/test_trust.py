@@ -308,6 +308,51 @@ async def test_junk_input_responses_do_not_switch_off_the_limit_look_ahead(setup
     assert setup.called_tools() == ["get-task"]
 
 
+# --- 15. over stdio the upstream is told exactly the client's capabilities -------------------------
+
+
+@pytest.mark.parametrize(
+    ("declares", "expected"),
+    [((), []), (("roots",), ["roots"]), (("elicitation", "sampling", "roots"), ["elicitation", "sampling", "roots"])],
+)
+async def test_over_stdio_the_server_sees_exactly_the_clients_capabilities(
+    setup: ProxySetup, declares: tuple[str, ...], expected: list[str]
+) -> None:
+    """A client that declares no roots must not be presented to the server as one that does
+    (server-filesystem would ask for them and log a failure)."""
+    from mcp import Client, StdioServerParameters, types
+
+    from .conftest import HERE, ROOT
+    from .helpers import text
+
+    setup.policy.write_text('package caps\n\ndefault deny\n\nallow tool "caps"\n')
+    relay = HERE / "servers" / "relay_server.py"
+    args = ["-m", "dsl.proxy", "--policy", str(setup.policy), "--audit", str(setup.audit),
+            "--approval", "deny", "--", sys.executable, str(relay)]  # fmt: skip
+    params = StdioServerParameters(command=sys.executable, args=args, env=base_env(), cwd=str(ROOT))
+
+    async def roots(context: Any) -> Any:
+        return types.ListRootsResult(roots=[])
+
+    async def elicit(context: Any, p: Any) -> Any:
+        return types.ElicitResult(action="decline")
+
+    async def sample(context: Any, p: Any) -> Any:
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="x"), model="m")
+
+    callbacks: dict[str, Any] = {}
+    if "roots" in declares:
+        callbacks["list_roots_callback"] = roots
+    if "elicitation" in declares:
+        callbacks["elicitation_callback"] = elicit
+    if "sampling" in declares:
+        callbacks["sampling_callback"] = sample
+    with anyio.fail_after(60):
+        async with Client(params, mode="legacy", cache=None, **callbacks) as c:
+            r = await c.call_tool("caps", {})
+    assert not r.is_error and json.loads(text(r)) == expected
+
+
 # --- 11. server-chosen text cannot forge a line on the proxy's stderr -------------------------------
 
 
