@@ -153,3 +153,25 @@ def test_render_every_format():
     assert render("text", diags).startswith("policy.plr:")
     with pytest.raises(ValueError):
         render("xml", diags)
+
+
+def test_plr_check_prints_each_format_with_the_usual_exit_codes(tmp_path: Path, validator: jsonschema.Draft4Validator):
+    from click.testing import CliRunner
+
+    from dsl.cli import cli as main
+
+    warn = tmp_path / "warn.plr"
+    warn.write_text('package x\ndefault deny\nlimit tool "a" to 3 per minute\n')
+    bad = tmp_path / "bad.plr"
+    bad.write_text("package y\ndefault maybe\n")
+    run = CliRunner().invoke
+    gh = run(main, ["check", str(warn), "--format", "github"])
+    assert gh.exit_code == 0 and gh.stdout.startswith(f"::warning file={warn},line=3,col=1"), gh.output
+    assert run(main, ["check", str(warn), "--format", "github", "--strict"]).exit_code == 1
+    sarif = run(main, ["check", str(bad), "--format", "sarif"])
+    assert sarif.exit_code == 2
+    log = json.loads(sarif.stdout)
+    validator.validate(log)
+    assert [r["level"] for r in log["runs"][0]["results"]] == ["error"]
+    js = run(main, ["check", str(warn), "--format", "json"])
+    assert js.exit_code == 0 and [d["severity"] for d in json.loads(js.stdout)] == ["warning"]

@@ -128,7 +128,15 @@ def compile_cmd(paths: tuple[str, ...], output: str | None, no_source: bool, qui
 
 @click.command("check")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github", "sarif"]),
+    default="text",
+    show_default=True,
+    help="text: the caret form; json: a list of diagnostics; github: GitHub Actions annotations; "
+    "sarif: SARIF 2.1.0 (code scanning).",
+)
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
 def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     """Report every error and warning of every policy, without writing anything.
@@ -139,7 +147,11 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     \b
     Examples:
       plr check policies/
-      plr check policy.plr --format json        # for editors and CI
+      plr check policy.plr --format json        # for editors and scripts
+      plr check policies/ --format github       # annotations on a pull request
+      plr check policies/ --format sarif > plr.sarif
+
+    Exit 0: no errors; 1: warnings with --strict; 2: errors.
     """
     from ..compiler import build
     from ..proxy.reload import read_policy_text
@@ -159,8 +171,10 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
                 diags.append(d)
     errors = [d for d in diags if d.severity == "error"]
     warnings = [d for d in diags if d.severity == "warning"]
-    if fmt == "json":
-        click.echo(json.dumps([d.to_dict() for d in diags], indent=2))
+    if fmt != "text":
+        from .diagnostic_formats import render
+
+        click.echo(render(fmt, diags), nl=False)
         print_diagnostics(missing)  # and the human message on stderr
     else:
         print_diagnostics(diags)
