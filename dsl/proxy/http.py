@@ -242,12 +242,43 @@ def bad_request_id(body: bytes) -> bool:
     return not (isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)))
 
 
+def _session_request_key(scope: Any, body: bytes) -> tuple[str, str, Any] | None:
+    """(session id, the id as the SDK keys it, the id) of a session's JSON-RPC request, or None
+    (no session, not a request): the SDK routes a session's answers by ``str(id)``, so ``7`` and
+    ``"7"`` are the same key there (and so here)."""
+    sid = None
+    for k, v in scope.get("headers") or []:
+        if k.lower() == b"mcp-session-id":
+            sid = v.decode("latin-1")
+            break
+    if not sid or b'"id"' not in body and b"\\u" not in body:
+        return None
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("method"), str) or "id" not in obj:
+        return None
+    rid = obj["id"]
+    if isinstance(rid, bool) or not isinstance(rid, (int, str)):
+        return None  # refused as a bad id before
+    return sid, str(rid), rid
+
+
+def _invalid_request(rid: Any, message: str) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": -32600, "message": message}}).encode()
+
+
 class RequestIdGate:
     """ASGI middleware: a POST whose JSON-RPC request has an id that is not a string or an
-    integer gets a 400 with a JSON-RPC Invalid Request error (id null), not a silent 202."""
+    integer gets a 400 with a JSON-RPC Invalid Request error (id null), not a silent 202; one
+    that reuses the id of a request of the same session still in flight gets a 400 Invalid
+    Request with that id: the SDK keys a session's answers by request id, so the first request
+    would be orphaned (a cancel no longer reaching it, a later grant still running it)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self._inflight: dict[tuple[str, str], list[Any]] = {}  # (session, str(id)) -> [the id in flight]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
@@ -265,10 +296,7 @@ class RequestIdGate:
                 break
         complete = chunks and chunks[-1]["type"] == "http.request" and not chunks[-1].get("more_body")
         if complete and bad_request_id(b"".join(m.get("body", b"") for m in chunks)):
-            body = json.dumps(
-                {"jsonrpc": "2.0", "id": None, "error": {"code": -32600,
-                 "message": "Invalid Request: the id must be a string or an integer"}}  # fmt: skip
-            ).encode()
+            body = _invalid_request(None, "Invalid Request: the id must be a string or an integer")
             await send({"type": "http.response.start", "status": 400,
                         "headers": [(b"content-type", b"application/json")]})  # fmt: skip
             await send({"type": "http.response.body", "body": body})
@@ -277,7 +305,36 @@ class RequestIdGate:
         async def replay() -> Any:
             return chunks.pop(0) if chunks else await receive()
 
-        await self.app(scope, replay, send)
+        key = _session_request_key(scope, b"".join(m.get("body", b"") for m in chunks)) if complete else None
+        if key is None:
+            await self.app(scope, replay, send)
+            return
+        slot = key[:2]
+        if slot in self._inflight:
+            body = _invalid_request(
+                key[2],
+                f"Invalid Request: id {json.dumps(self._inflight[slot][0])} is still in flight in this session "
+                "(ids 7 and \"7\" are the same one over HTTP)",
+            )
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        mine = self._inflight[slot] = [key[2]]  # (a list: this request's own entry, by identity)
+
+        def free() -> None:
+            if self._inflight.get(slot) is mine:  # not a later request that reused the id
+                del self._inflight[slot]
+
+        async def send_and_free(message: Any) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                free()  # answered: the client may use the id again at once
+            await send(message)
+
+        try:
+            await self.app(scope, replay, send_and_free)
+        finally:
+            free()
 
 
 class TokenGate:

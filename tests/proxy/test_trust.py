@@ -221,6 +221,42 @@ def test_a_request_id_in_flight_cannot_be_reused(setup: ProxySetup) -> None:
     assert setup.called_tools() == ["get-task"]
 
 
+async def test_over_http_a_request_id_in_flight_cannot_be_reused(setup: ProxySetup) -> None:
+    """The same over HTTP: the SDK keys a session's answers by request id, so a second POST with
+    the id of a call waiting for approval would orphan it. It gets 400 Invalid Request instead,
+    and the first call still gets its one answer."""
+    with http_proxy(setup, "--approval", "queue", "--approval-timeout", "2") as url:
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=30) as h:
+                r = await h.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
+                    headers=ACCEPT)  # fmt: skip
+                heads = {**ACCEPT, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+                await h.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=heads)
+                call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                        "params": {"name": "cancel-task", "arguments": {"task_id": "t-1"}}}  # fmt: skip
+                first: dict[str, Any] = {}
+
+                async def waiting() -> None:
+                    first["r"] = await h.post(url, json=call, headers=heads)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(waiting)
+                    await anyio.sleep(0.7)  # the call waits in the queue
+                    dup = await h.post(url, json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"}, headers=heads)
+                    assert dup.status_code == 400, dup.text
+                    err = dup.json()
+                    assert err["id"] == 7 and err["error"]["code"] == -32600 and "still in flight" in err["error"]["message"]
+                    # the SDK keys a session's answers by str(id): "7" would orphan 7 just the same
+                    other = await h.post(url, json={"jsonrpc": "2.0", "id": "7", "method": "tools/list"}, headers=heads)
+                    assert other.status_code == 400 and other.json()["id"] == "7", other.text
+                answer = rpc_body(first["r"])
+                assert answer["id"] == 7 and answer["result"]["_meta"]["plr/decision"]["code"] == "approval_timeout"
+                again = await h.post(url, json={"jsonrpc": "2.0", "id": 7, "method": "tools/list"}, headers=heads)
+                assert again.status_code == 200 and "result" in rpc_body(again)  # free once answered
+    assert setup.called_tools() == []
+
+
 # --- 5. the approver sees the values that will run ------------------------------------------------
 
 
