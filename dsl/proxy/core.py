@@ -174,7 +174,7 @@ class Proxy:
         if self.decisions.apply_policy(loaded):
             self.relay.notify_all(types.ToolListChangedNotification())
         if report is not None:
-            self._tell(report, "in the reloaded policy")
+            self._tell(report, "after a policy reload")
 
     # -- the policy's tools against the server's ---------------------------------------------------
 

@@ -85,7 +85,8 @@ class Replica:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
     def records(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.audit)
+        """The decision records (not the audit log's events, such as ``tools_compared``)."""
+        return [r for r in read_jsonl(self.audit) if "event" not in r]
 
     def calls(self) -> list[dict[str, Any]]:
         return read_jsonl(self.calls_log)

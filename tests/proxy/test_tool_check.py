@@ -124,8 +124,8 @@ async def test_reload_reports_and_strict_tools_keeps_the_old_policy(setup: Proxy
         new = load_policy_file(setup.policy)
         ip.proxy.apply_policy(new)
         assert ip.proxy.decisions.loaded is new
-    assert 'in the reloaded policy, the policy names 1 tool the server does not offer' in setup.stderr.read_text()
-    assert [r["when"] for r in events(setup.all_records())] == ["in the reloaded policy"]
+    assert 'after a policy reload, the policy names 1 tool the server does not offer' in setup.stderr.read_text()
+    assert [r["when"] for r in events(setup.all_records())] == ["after a policy reload"]
 
 
 async def test_tools_list_changed_compares_again(setup: ProxySetup) -> None:
