@@ -9,12 +9,14 @@ flushed before anything is forwarded, and a failure in any of that denies the ca
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import mcp_types as types
+from mcp.shared.exceptions import MCPError
 
 from .approval_flow import ApprovalFlow, upstream_inputs
 from .deciding import Decisions, ToolCall, denied
@@ -74,12 +76,19 @@ class ToolMethods:
                 d, us, approval, approval_id = outcome
             if d.effect != "allow":
                 decisions.record(c, d, us, effect="deny", approval=approval, approval_id=approval_id)
-                return denied(c.tool, decisions.as_the_agent_sees_it(c.tool, d))
-            decisions.record(c, d, us, approval=approval, approval_id=approval_id)
+                if d.code == "hidden" and decisions.loaded.policy.default == "allow":
+                    absent = True  # answered below, as the server answers a tool it does not have
+                else:
+                    return denied(c.tool, decisions.as_the_agent_sees_it(c.tool, d))
+            else:
+                absent = False
+                decisions.record(c, d, us, approval=approval, approval_id=approval_id)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
             return decisions.fail_closed(c, e)
+        if absent:
+            return await self._as_if_absent(ctx, params.name)
         # -- allowed and logged: forward ------------------------------------------------
         fwd = rebuild(params)
         fwd["arguments"] = params.arguments
@@ -88,3 +97,17 @@ class ToolMethods:
         fwd.update(upstream_inputs(params))  # a 2026-07-28 upstream's own input round, passed through
         req = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd))
         return await self.forwarding.send(ctx, req, RAW, progress=True)
+
+    async def _as_if_absent(self, ctx: Any, name: str) -> Any:
+        """Under `default allow` a tool the server does not have gets the server's own answer, so
+        a hidden tool must get exactly that too, or an agent could tell hidden names from absent
+        ones: the server is asked for a tool that surely does not exist (with no arguments: the
+        hidden call's never reach it), and its answer comes back with that name made ``name``."""
+        probe = f"plr-absent-{uuid.uuid4().hex}"
+        req = types.CallToolRequest(params=types.CallToolRequestParams(name=probe, arguments={}))
+        shown = json.dumps(name)[1:-1]  # the name as it stands inside JSON text
+        try:
+            res = await self.forwarding.send(ctx, req, RAW)
+        except MCPError as e:
+            raise MCPError(code=e.error.code, message=e.error.message.replace(probe, name), data=e.error.data) from None
+        return json.loads(json.dumps(res).replace(probe, shown))

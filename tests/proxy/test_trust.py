@@ -193,6 +193,27 @@ async def test_a_hidden_tool_answers_exactly_as_a_tool_that_does_not_exist(setup
     assert codes == {"purge-workspace": "hidden", "purge-workspacf": "default"}  # the audit still knows
 
 
+async def test_under_default_allow_a_hidden_tool_answers_as_the_server_answers_an_absent_one(
+    setup: ProxySetup,
+) -> None:
+    """Under `default allow` an absent tool's call reaches the server, whose own error the agent
+    gets; a hidden tool's call gets exactly that error too (the server is asked about a name that
+    surely does not exist, without the call's arguments), never "hidden by policy"."""
+    from mcp import Client
+
+    setup.policy.write_text('package open\n\ndefault allow\n\nhide tool "purge-workspace"\n')
+    with anyio.fail_after(60):
+        async with Client(setup.params(), mode="legacy", cache=None) as c:
+            hidden = await c.call_tool("purge-workspace", {"secret": "s3cr3t"})
+            unknown = await c.call_tool("purge-workspacf", {"secret": "s3cr3t"})
+    dump = lambda r, name: json.dumps(r.model_dump(mode="json", by_alias=True), sort_keys=True).replace(name, "NAME")  # noqa: E731
+    assert hidden.is_error and dump(hidden, "purge-workspace") == dump(unknown, "purge-workspacf")
+    assert "hidden" not in dump(hidden, "purge-workspace") and "plr" not in dump(hidden, "purge-workspace")
+    codes = {r["tool"]: r["code"] for r in setup.records()}
+    assert codes == {"purge-workspace": "hidden", "purge-workspacf": "default"}  # the audit still knows
+    assert "purge-workspace" not in setup.called_tools()
+
+
 # --- 13. a request id reused while its call is in flight ---------------------------------------
 
 
