@@ -98,9 +98,8 @@ async def test_server_memory_behind_the_proxy(tmp_path, server_memory: list[str]
                 "delete_relations", {"relations": [{"from": "alice", "to": "bob", "relationType": "knows"}]}
             )
             after = shape(graph(await c.call_tool("read_graph", {})))
-    assert hidden.is_error and text(hidden) == (
-        "plr: delete_entities denied by policy: tool `delete_entities` is hidden by policy"
-    )
+    # under `default allow` a hidden tool answers as the server answers a tool it does not have
+    assert hidden.is_error and text(hidden) == "MCP error -32602: Tool delete_entities not found"
     assert declined.is_error and "policy.plr:7: Deleting relations loses knowledge" in text(declined)
     assert too_many.is_error and "policy.plr:10: Delete observations of one entity at a time" in text(too_many)
     assert unchanged == before  # the graph is untouched by the denied calls
