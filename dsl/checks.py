@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 from . import ir
 from .policy import PATH_ROOTS
 from .regex import compile_re2
-from .resolve import Program, ResolvedRule, glob_regex, program_default, rules_by_tool
+from .resolve import Program, ResolvedRule, all_tools_rules, glob_regex, program_default, rules_by_tool
 from .vocab import json_type
 
 DENY_CODES = {"hidden", "denied", "deny_if", "rate_limited"}
@@ -94,9 +94,11 @@ def _conditions(c: ir.Condition | None, bound: tuple[str, ...] = ()) -> Iterator
 def _check_rule(prog: Program, rr: ResolvedRule) -> None:
     r = rr.rule
     sel = r.selector
-    if sel.kind == "all" and r.kind in ("allow", "deny"):
+    if sel.kind == "all" and r.kind in ("allow", "deny") and r.guard == "always":
         prog.error(
-            f"`{r.kind} all tools` is not a rule: write `default {r.kind}` to decide for every tool", sel.span
+            f"`{r.kind} all tools` without a condition is not a rule: write `default {r.kind}` to decide for "
+            f"every tool (`{r.kind} all tools if …` is one)",
+            sel.span,
         )
     if r.kind == "hide" and "*" in rr.tools:
         prog.error(
@@ -121,7 +123,9 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
     if r.reason is not None and r.kind in ("hide", "limit"):
         what = "a hidden tool is simply absent" if r.kind == "hide" else "a rate-limited call says which limit and when to retry"
         prog.warn(f"a `reason` on `{r.kind}` is not shown to the agent ({what}); remove it or put it in a comment", r.span)
-    if r.kind == "deny" and r.guard == "if" and r.condition is not None:
+    if r.kind in ("deny", "limit") and r.guard == "if" and r.condition is not None:
+        what_rule = "deny does not fire" if r.kind == "deny" else "limit does not apply"
+        verb = "deny" if r.kind == "deny" else "limit"
         for leaf in _positive_negations(r.condition):
             path = leaf.lhs_text()
             if leaf.fns:
@@ -134,11 +138,11 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
                 what = f"`{path}` is {what}"
             prog.warn(
                 f"`{path} {'!=' if leaf.op == 'neq' else 'not in'} ...` is false when {what}, so this "
-                f"deny does not fire for such calls; write `not ({path} {'==' if leaf.op == 'neq' else 'in'} ...)` "
-                f"to deny those too",
+                f"{what_rule} to such calls; write `not ({path} {'==' if leaf.op == 'neq' else 'in'} ...)` "
+                f"to {verb} those too",
                 leaf.span,
             )
-    if r.condition is not None and r.kind in ("allow", "deny") and r.guard in ("if", "unless"):
+    if r.condition is not None and r.guard in ("if", "unless"):
         _check_literal_types(prog, r)
 
 
@@ -330,21 +334,26 @@ def _check_literal_types(prog: Program, r: ir.Rule) -> None:
     if not found:
         return
     whole = _const(r.condition, {id(leaf) for leaf, _n, _w in found})
-    deny_if = r.kind == "deny" and r.guard == "if"
-    head = "`deny … if`" if deny_if else "`allow … if`" if r.kind == "allow" else "`deny … unless`"
+    deny_if = r.kind in ("deny", "limit") and r.guard == "if"  # holding restricts: never holding fails open
+    grant = r.kind == "allow" and r.selector.kind == "all"
+    head = {"deny": "`deny … if`", "limit": "`limit … if`"}.get(r.kind, "") if deny_if else (
+        "`allow … if`" if r.kind == "allow" else "`deny … unless`"
+    )
+    fires, meant = ("applies", "limit are not counted") if r.kind == "limit" else ("fires", "deny are allowed")
     for leaf, negated, why in found:
         message = f"`{condition_text(leaf)}` can never hold: {why}"
         if deny_if and not negated:
             if whole is False:
                 message += (
-                    f", so this {head} never fires: the calls it is meant to deny are allowed "
-                    "(a silent fail-open)"
+                    f", so this {head} never {fires}: the calls it is meant to {meant} (a silent fail-open)"
                 )
             else:
                 message += (
-                    f", so this part of the {head} never fires: calls it is meant to deny may be allowed "
-                    "(a silent fail-open)"
+                    f", so this part of the {head} never {fires}: calls it is meant to "
+                    f"{meant.replace(' are ', ' may be ')} (a silent fail-open)"
                 )
+        elif grant and whole is False and not negated:
+            message += ", so this `allow all tools if` never grants anything"
         elif not deny_if and negated:
             message += f", so the `not` around it always holds and this {head} denies less than written (fail open)"
         elif deny_if:
@@ -414,6 +423,8 @@ def _check_catalogue_names(prog: Program) -> None:
 def _check_interactions(prog: Program) -> None:
     default = program_default(prog)
     by_tool, _hide_all, limit_all = rules_by_tool(prog)
+    every = all_tools_rules(prog)
+    granted = default == "deny" and bool(every.allow_if)  # every tool is callable when a grant holds
     reported: set[tuple[str, int, str]] = set()
 
     def warn_once(message: str, span: ir.Span) -> None:
@@ -448,7 +459,7 @@ def _check_interactions(prog: Program) -> None:
             for rr in tr.allow:
                 if rr.rule.selector.kind in ("tool", "list"):
                     warn_once("`allow` without a condition changes nothing under `default allow`", rr.rule.span)
-        elif not tr.callable(default):
+        elif not tr.callable(default, granted):
             for rr in [*tr.deny_if, *tr.limit]:
                 warn_once(
                     f"`{tool}` is denied by `default deny` (no allow rule selects it), so this rule can never matter",
@@ -466,9 +477,46 @@ def _check_interactions(prog: Program) -> None:
                         "when one of them holds",
                         rr.rule.span,
                     )
-        _check_limit_widths(tool, [*tr.limit, *limit_all], warn_once)
-        if tr.callable(default):
+        # a limit with `if` may not apply when another does: only unconditional ones shadow others
+        _check_limit_widths(tool, [rr for rr in [*tr.limit, *limit_all] if rr.rule.condition is None], warn_once)
+        if tr.callable(default, granted):
             _check_string_guards(prog, tool, tr, warn_once)
+    _check_all_tools(prog, default, by_tool, every, bool(_hide_all), warn_once)
+
+
+def _check_all_tools(prog: Program, default: str, by_tool, every, hide_all: bool, warn_once) -> None:  # type: ignore[no-untyped-def]
+    """Conditional rules on `all tools` where they can never decide anything, and the tools an
+    `allow all tools if` does not reach."""
+    granted = default == "deny" and bool(every.allow_if)
+    for rr in every.allow_if:
+        if default == "allow":
+            warn_once(
+                "`allow all tools if …` changes nothing under `default allow`: every tool is allowed unless a rule "
+                "denies or restricts it",
+                rr.rule.span,
+            )
+            continue
+        own = sorted(t for t, tr in by_tool.items() if tr.allow_if and not (tr.hide or tr.deny))
+        if own and not prog.in_stdlib(rr.rule.span):
+            shown = ", ".join(f"`{t}`" for t in own[:3]) + (f" and {len(own) - 3} more" if len(own) > 3 else "")
+            warn_once(
+                f"`allow all tools if …` does not apply to {shown}: a tool's own `allow … if` rules decide for it "
+                f"alone ({prog.rule_name(by_tool[own[0]].allow_if[0].rule.span)}); repeat the condition there to "
+                "allow it too",
+                rr.rule.span,
+            )
+    some_callable = default == "allow" or granted or any(
+        tr.callable(default) and not (tr.hide or tr.deny) for tr in by_tool.values()
+    )
+    for rr in [*every.deny_if, *every.deny_unless, *every.limit]:
+        if hide_all:
+            warn_once("every tool is hidden (`hide all tools`), so this rule can never matter", rr.rule.span)
+        elif not some_callable:
+            warn_once(
+                "no tool is callable under `default deny` (no allow rule, `deny … unless` or `allow all tools if`), "
+                "so this rule can never matter",
+                rr.rule.span,
+            )
 
 
 def _check_string_guards(prog: Program, tool: str, tr, warn_once) -> None:  # type: ignore[no-untyped-def]

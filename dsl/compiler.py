@@ -24,12 +24,13 @@ from typing import Any, Iterable, Iterator
 from . import ir
 from .checks import check_program
 from .errors import Diagnostic, PlrError
-from .policy import All, AnyOf, Every, Leaf, Limit, Not, Policy, Some, Tool
+from .policy import All, AllTools, AnyOf, Every, Leaf, Limit, Not, Policy, Some, Tool
 from .resolve import (
     Program,
     Reader,
     ResolvedRule,
     ToolRules,
+    all_tools_rules,
     load_program,
     program_default,
     program_package,
@@ -72,10 +73,23 @@ def _meta_defaults(meta: dict[str, Any]) -> dict[str, Any]:
 def _limit(rr: ResolvedRule, prog: Program) -> Limit:
     lim = rr.rule.limit
     assert lim is not None
-    return Limit(max=lim.max, window=lim.window, per=lim.per, rule=prog.rule_name(rr.rule.span))
+    cond = condition_to_json(rr.rule.condition) if rr.rule.condition is not None else None
+    return Limit.model_construct(
+        max=lim.max, window=lim.window, per=lim.per, if_=cond, rule=prog.rule_name(rr.rule.span)
+    )
 
 
-def _tool_entry(tr: ToolRules, prog: Program) -> Tool:
+def _any_of(rules: list[ResolvedRule], prog: Program) -> Any:
+    """The OR of several rules' conditions, each keeping its reason and source (one as it is)."""
+    conds = [condition_to_json(rr.rule.condition, rr.rule.reason, prog.rule_name(rr.rule.span)) for rr in rules]  # type: ignore[arg-type]
+    if len(conds) == 1:
+        return conds[0]
+    return AnyOf.model_construct(any=conds, reason=None, rule=prog.rule_name(rules[0].rule.span))
+
+
+def _tool_entry(tr: ToolRules, prog: Program, grants: list[ResolvedRule] = ()) -> Tool:  # type: ignore[assignment]
+    """A tool's entry; ``grants``: the `allow all tools if` rules, for a tool whose own rules do
+    not make it callable (under `default deny` it is callable only when one of them holds)."""
     name = prog.rule_name
     if tr.deny:
         first = tr.deny[0].rule
@@ -87,11 +101,9 @@ def _tool_entry(tr: ToolRules, prog: Program) -> Tool:
     # A tool's `allow … if` rules restrict it whatever else allows it (spec: "if the tool has
     # `allow ... if` rules and none holds → deny"); an unconditional allow never lifts them.
     if tr.allow_if:
-        conds = [condition_to_json(rr.rule.condition, rr.rule.reason, name(rr.rule.span)) for rr in tr.allow_if]  # type: ignore[arg-type]
-        if len(conds) == 1:
-            require.append(conds[0])
-        else:
-            require.append(AnyOf.model_construct(any=conds, reason=None, rule=name(tr.allow_if[0].rule.span)))
+        require.append(_any_of(tr.allow_if, prog))
+    elif grants and not tr.own_grant():
+        require.append(_any_of(list(grants), prog))
     for rr in tr.deny_unless:
         cond = rr.rule.condition
         assert cond is not None
@@ -102,8 +114,8 @@ def _tool_entry(tr: ToolRules, prog: Program) -> Tool:
         require.append(condition_to_json(cond, rr.rule.reason, name(rr.rule.span)))
     deny_if = [condition_to_json(rr.rule.condition, rr.rule.reason, name(rr.rule.span)) for rr in tr.deny_if]  # type: ignore[arg-type]
     limits = [_limit(rr, prog) for rr in tr.limit]
-    if rule is None and (tr.allow or tr.allow_if):
-        rule = name((tr.allow or tr.allow_if)[0].rule.span)  # what made the tool callable
+    if rule is None and (tr.allow or tr.allow_if or grants):
+        rule = name((tr.allow or tr.allow_if or list(grants))[0].rule.span)  # what made the tool callable
     return Tool.model_construct(
         action=action,
         reason=reason,
@@ -117,25 +129,36 @@ def _tool_entry(tr: ToolRules, prog: Program) -> Tool:
 def compile_program(prog: Program) -> Policy:
     """Compile a program that has passed the checks (no errors) into a policy document."""
     default = program_default(prog)
-    by_tool, hide_all, limit_all = rules_by_tool(prog)
+    by_tool, hide_all, _limit_all = rules_by_tool(prog)
+    every = all_tools_rules(prog)
+    # `allow all tools if`: grants only matter under `default deny` (everything is granted otherwise)
+    grants = every.allow_if if default == "deny" else []
     hidden = sorted(t for t, tr in by_tool.items() if tr.hide)
     hide = ["*"] if hide_all else hidden
     tools: dict[str, Tool] = {}
     for tool, tr in sorted(by_tool.items()):
         if tr.hide:
             continue
-        if tr.deny or tr.callable(default):
-            tools[tool] = _tool_entry(tr, prog)
+        if tr.deny or tr.callable(default, bool(grants)):
+            tools[tool] = _tool_entry(tr, prog, grants)
+    def conds(rules: list[ResolvedRule]) -> list[Any]:
+        return [condition_to_json(rr.rule.condition, rr.rule.reason, prog.rule_name(rr.rule.span)) for rr in rules]  # type: ignore[arg-type]
+
+    all_tools = AllTools.model_construct(
+        limits=[_limit(rr, prog) for rr in every.limit],
+        deny_if=conds(every.deny_if),
+        require=conds(every.deny_unless),
+        allow_if=conds(grants),
+    )
     policy = Policy(
         version="1",
         package=program_package(prog),
         default=default,  # type: ignore[arg-type]
         hide=hide,
-        all_tools={"limits": [_limit(rr, prog) for rr in limit_all]},  # type: ignore[arg-type]
         tools={},
     )
-    # Tools were built from checked IR: skip re-validating thousands of entries one by one.
-    return policy.model_copy(update={"tools": tools})
+    # Built from checked IR: skip re-validating thousands of entries one by one.
+    return policy.model_copy(update={"tools": tools, "all_tools": all_tools})
 
 
 @contextmanager

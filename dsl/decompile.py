@@ -162,6 +162,32 @@ class _Decompiler:
             window = whole
         return ir.Limit(max=lim.max, window=int(window), per=lim.per)
 
+    def limit_rule(self, sel: ir.Selector, lim: Limit) -> ir.Rule:
+        """``limit SEL to N per W [per SCOPE] [if C]``."""
+        if lim.if_ is None:
+            return ir.Rule(kind="limit", selector=sel, limit=self.limit(lim))
+        cond = self.condition(lim.if_, True)
+        if lim.if_.reason is not None:
+            self.note(f"the reason {string_text(lim.if_.reason)} of a limit's condition cannot be written in plr; dropped")
+        return ir.Rule(kind="limit", selector=sel, guard="if", condition=cond, limit=self.limit(lim))
+
+    def all_tools(self) -> list[ir.Rule]:
+        """The rules on `all tools`: grants, denials, requirements and limits of every call."""
+        top = self.p.all_tools
+        sel = ir.Selector(kind="all")
+        rules: list[ir.Rule] = []
+        if top.allow_if and self.p.default == "allow":
+            self.note("all_tools.allow_if grants nothing under default allow (every tool is allowed already); dropped")
+        elif top.allow_if:
+            for c in top.allow_if:
+                rules.append(ir.Rule(kind="allow", selector=sel, guard="if", condition=self.condition(c, True), reason=c.reason))
+        for c in top.deny_if:
+            rules.append(ir.Rule(kind="deny", selector=sel, guard="if", condition=self.condition(c, True), reason=c.reason))
+        for c in top.require:
+            rules.append(ir.Rule(kind="deny", selector=sel, guard="unless", condition=self.condition(c, True), reason=c.reason))
+        rules += [self.limit_rule(sel, lim) for lim in top.limits]
+        return rules
+
     def tool(self, name: str, t: Tool) -> list[ir.Rule]:
         sel = ir.Selector(kind="tool", names=(name,))
 
@@ -193,7 +219,7 @@ class _Decompiler:
         for entry in t.deny_if:
             rules.append(rule("deny", "if", self.condition(entry, True), reason=entry.reason))
         for lim in t.limits:
-            rules.append(rule("limit", limit=self.limit(lim)))
+            rules.append(self.limit_rule(sel, lim))
         callable_by_rules = any(r.kind == "allow" or r.guard == "unless" for r in rules)
         if not callable_by_rules and (self.p.default == "deny" or not rules):
             rules.insert(0, rule("allow"))
@@ -238,10 +264,9 @@ class _Decompiler:
             rules = self.tool(name, t)
             groups.append(("tool", self.take_notes(), list(rules)))
 
-        if p.all_tools.limits:
-            sel = ir.Selector(kind="all")
-            rules = [ir.Rule(kind="limit", selector=sel, limit=self.limit(lim)) for lim in p.all_tools.limits]
-            groups.append(("all", self.take_notes(), list(rules)))
+        every = self.all_tools()
+        if every or self.notes:
+            groups.append(("all", self.take_notes(), list(every)))
         return format_source(_assemble(groups), "<decompiled>")
 
 

@@ -204,11 +204,10 @@ def condition_lines(c: ir.Condition, parent: str | None = None) -> Lines:
         return [(0, c.text())]
     if isinstance(c, ir.Quantifier):
         items = c.body.items if isinstance(c.body, ir.And) and c.body.block else (c.body,)
-        if len(items) == 1:
-            inner = condition_lines(items[0])
-            if len(inner) == 1:
-                return [(0, f"{c.head()} {{ {inner[0][1]} }}")]
-        body = [(d + 1, t) for item in items for d, t in condition_lines(item)]
+        laid = [condition_lines(item) for item in items]  # once each: nesting stays linear
+        if len(laid) == 1 and len(laid[0]) == 1:
+            return [(0, f"{c.head()} {{ {laid[0][0][1]} }}")]
+        body = [(d + 1, t) for lines in laid for d, t in lines]
         return [(0, f"{c.head()} {{"), *body, (0, "}")]
     if isinstance(c, ir.Not):
         lines = condition_lines(c.item, "not")
@@ -259,7 +258,7 @@ def _rule_head(r: ir.Rule) -> str:
         lim = r.limit
         head += f" to {lim.max} per {window_text(lim.window)} per {lim.per}"
     if r.condition is not None:
-        head += " if" if r.guard == "if" or r.kind == "allow" else " unless"
+        head += " if" if r.guard == "if" or r.kind in ("allow", "limit") else " unless"
     return head
 
 

@@ -200,11 +200,14 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def limit_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
-        selector, count_tok, window, scope, reason = items
+        selector, count_tok, window, scope, cond, reason = items
         count = self.positive_int(count_tok, "a limit's count")
         lim_span = self.span(count_tok)
         limit = ir.Limit(max=count, window=window, per=scope or "session", span=lim_span)
-        return ir.Rule(kind="limit", selector=selector, limit=limit, reason=reason, span=self.span(meta))
+        guard = "if" if cond is not None else "always"
+        return ir.Rule(
+            kind="limit", selector=selector, limit=limit, guard=guard, condition=cond, reason=reason, span=self.span(meta)
+        )
 
     def window(self, items: list[Any]) -> int:
         item = items[0]

@@ -63,6 +63,7 @@ class Names:
     _lets: dict[int, Any] = field(default_factory=dict)  # id(Let) -> resolved value
     _defs: dict[int, ir.Condition] = field(default_factory=dict)  # id(Def) -> block, names resolved
     broken: set[str] = field(default_factory=set)  # predicates whose own block has an error (reported)
+    _sizes: dict[str, int] = field(default_factory=dict)  # predicate -> conditions once inlined
 
     # -- definitions ----------------------------------------------------------------------
     def collect(self) -> None:
@@ -280,8 +281,12 @@ def _resolve_condition(
             )
         return c.model_copy(update={"value": value})
     if isinstance(c, (ir.And, ir.Or)):
-        items = tuple(_resolve_condition(names, x, file, bound, stack) for x in c.items)
-        return c.model_copy(update={"items": items})
+        items = [_resolve_condition(names, x, file, bound, stack) for x in c.items]
+        if isinstance(c.items[0], ir.Call) and type(items[0]) is type(c):
+            # an inlined block first in an `and` (`or`) joins it, as plr reads `(a and b) and c`:
+            # the JSON is then one that plr text says (decompile stays exact)
+            items = [*items[0].items, *items[1:]]  # type: ignore[union-attr]
+        return c.model_copy(update={"items": tuple(items)})
     return c.model_copy(update={"item": _resolve_condition(names, c.item, file, bound, stack)})
 
 
@@ -334,7 +339,15 @@ def _inline(names: Names, call: ir.Call, file: str, bound: tuple[str, ...], stac
         names._defs[id(d)] = body
     mapping = dict(zip(d.params, call.args, strict=True))
     taken = set(bound) | {a.root for a in call.args}
-    return _substitute(body, mapping, taken, call)
+    inlined = _substitute(body, mapping, taken, call)
+    if isinstance(inlined, ir.And):
+        items = list(inlined.items)
+        while items and isinstance(items[0], ir.And):  # `{ (a and b) c }` is `a and b and c` (see below)
+            items = [*items[0].items, *items[1:]]
+        if len(items) == 1:
+            return items[0]  # a block of one condition is that condition
+        inlined = inlined.model_copy(update={"items": tuple(items)})
+    return inlined
 
 
 def _substitute(c: ir.Condition, mapping: dict[str, ir.Path], taken: set[str], call: ir.Call) -> ir.Condition:
@@ -406,6 +419,35 @@ def resolve_names(prog: Program) -> Names:
     return names
 
 
+# Inlining copies a predicate's block into every call: a chain of predicates that each call the
+# next twice doubles at each step. A block (or rule) that would grow past this many conditions
+# is an error instead of a compile that takes minutes and gigabytes.
+MAX_INLINED = 100_000
+
+
+def _expanded_size(names: Names, c: ir.Condition, sizes: dict[str, int], stack: Stack = ()) -> int:
+    """How many conditions ``c`` becomes once every call in it is inlined (memoized per def);
+    NameError_ at a call that closes a cycle."""
+    if isinstance(c, ir.Call):
+        entry = names.defined.get(c.name)
+        d = entry.definition if entry is not None else None
+        if not isinstance(d, ir.Def) or d.name in names.broken:
+            return 1
+        if d.name in stack:
+            cycle = (*stack[stack.index(d.name) :], d.name)
+            raise NameError_(f"a predicate may not call itself: {' -> '.join(cycle)}", c.name_span, cycle)
+        if d.name not in sizes:
+            sizes[d.name] = _expanded_size(names, d.body, sizes, (*stack, d.name))
+        return sizes[d.name]
+    if isinstance(c, (ir.And, ir.Or)):
+        return 1 + sum(_expanded_size(names, x, sizes, stack) for x in c.items)
+    if isinstance(c, ir.Not):
+        return 1 + _expanded_size(names, c.item, sizes, stack)
+    if isinstance(c, ir.Quantifier):
+        return 1 + _expanded_size(names, c.body, sizes, stack)
+    return 1
+
+
 def _check_defs(names: Names) -> None:
     """Each predicate on its own, called or not: its parameters, and its block resolved with the
     parameters bound (an error there is reported once, here, not at every call)."""
@@ -416,6 +458,13 @@ def _check_defs(names: Names) -> None:
             if names.defined.get(d.name, _Entry(d, "")).definition is not d:
                 continue
             try:
+                size = _expanded_size(names, d.body, names._sizes, (d.name,))
+                if size > MAX_INLINED and d.name not in in_cycles:
+                    raise NameError_(
+                        f"`{d.name}` grows to more than {MAX_INLINED} conditions once the predicates it calls are "
+                        "inlined: call fewer of them, or fewer times",
+                        d.name_span,
+                    )
                 seen: list[str] = []
                 for param, span in zip(d.params, d.param_spans, strict=True):
                     if param in seen:
@@ -454,6 +503,11 @@ def resolved_rule(names: Names, rule: ir.Rule, file: str) -> ir.Rule:
     if rule.condition is None:
         return rule
     try:
+        if _expanded_size(names, rule.condition, names._sizes) > MAX_INLINED:
+            raise NameError_(
+                f"this rule grows to more than {MAX_INLINED} conditions once its predicates are inlined",
+                rule.span,
+            )
         cond = _resolve_condition(names, rule.condition, file)
     except NameError_ as e:
         if e.message:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -198,13 +198,25 @@ Condition = Annotated[
 _TAGS = {"leaf", "all", "any", "not", "every", "some"}
 
 
-class Limit(BaseModel):
-    """A sliding-window quota: at most ``max`` allowed calls per ``window`` seconds per scope."""
+def _check_entry_scopes(entry: Any) -> None:
+    """Paths of a tool's (or of all_tools') conditions start at a root or at a bound name."""
+    for kind in ("require", "deny_if", "allow_if"):
+        for i, c in enumerate(getattr(entry, kind, ())):
+            check_scopes(condition_dict(c), f"{kind}[{i}]")
+    for i, lim in enumerate(entry.limits):
+        if lim.if_ is not None:
+            check_scopes(condition_dict(lim.if_), f"limits[{i}].if")
 
-    model_config = _STRICT
+
+class Limit(BaseModel):
+    """A sliding-window quota: at most ``max`` allowed calls per ``window`` seconds per scope;
+    with ``if``, it applies (checks and counts) only to calls for which that condition holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     max: StrictInt = Field(ge=1, le=MAX_LIMIT_COUNT)
     window: float = Field(gt=0, le=MAX_WINDOW_SECONDS)
     per: Scope = "session"
+    if_: Optional["Condition"] = Field(default=None, alias="if")
     rule: str | None = None
 
     @field_validator("window", mode="before")
@@ -219,8 +231,20 @@ class Limit(BaseModel):
 
 
 class AllTools(BaseModel):
+    """What applies to every call: quotas, and (plr extensions) conditions. ``deny_if`` and
+    ``require`` bind every call that reaches those steps, named tool or not; ``allow_if`` makes a
+    tool not under ``tools`` callable under ``default: deny`` when one of them holds."""
+
     model_config = _STRICT
     limits: list[Limit] = []
+    deny_if: list["Condition"] = []
+    require: list["Condition"] = []
+    allow_if: list["Condition"] = []
+
+    @model_validator(mode="after")
+    def _scopes(self) -> "AllTools":
+        _check_entry_scopes(self)
+        return self
 
 
 class Tool(BaseModel):
@@ -236,9 +260,7 @@ class Tool(BaseModel):
 
     @model_validator(mode="after")
     def _scopes(self) -> "Tool":
-        for kind in ("require", "deny_if"):
-            for i, c in enumerate(getattr(self, kind)):
-                check_scopes(condition_dict(c), f"{kind}[{i}]")
+        _check_entry_scopes(self)
         return self
 
     @model_validator(mode="before")
@@ -253,6 +275,10 @@ class Tool(BaseModel):
                 raise ValueError("`limits` must be a list (it is merged with `rate_limit`)")
             data["limits"] = [*(limits or []), rl]
         return data
+
+
+for _model in (Limit, AllTools):
+    _model.model_rebuild()
 
 
 class Policy(BaseModel):
@@ -328,8 +354,11 @@ def condition_dict(c: Any, source: bool = True) -> dict[str, Any]:
 
 def limit_dict(lim: Limit, source: bool = True) -> dict[str, Any]:
     d: dict[str, Any] = {"max": lim.max, "window": lim.window, "per": lim.per}
+    if lim.if_ is not None:
+        d["if"] = condition_dict(lim.if_, source)
     _meta(d, lim, source)
     return d
+
 
 
 def tool_dict(t: Tool, source: bool = True) -> dict[str, Any]:
@@ -352,8 +381,14 @@ def _policy_dict(p: Policy, source: bool) -> dict[str, Any]:
         d["package"] = p.package
     if p.hide:
         d["hide"] = list(p.hide)
+    top: dict[str, Any] = {}
     if p.all_tools.limits:
-        d["all_tools"] = {"limits": [limit_dict(x, source) for x in p.all_tools.limits]}
+        top["limits"] = [limit_dict(x, source) for x in p.all_tools.limits]
+    for kind in ("deny_if", "require", "allow_if"):
+        if getattr(p.all_tools, kind):
+            top[kind] = [condition_dict(c, source) for c in getattr(p.all_tools, kind)]
+    if top:
+        d["all_tools"] = top
     d["tools"] = {name: tool_dict(t, source) for name, t in sorted(p.tools.items())}
     return d
 
@@ -416,7 +451,7 @@ def validation_messages(e: ValidationError) -> list[str]:
 
     for err in e.errors():
         where, message = _json_path(tuple(err["loc"])), _message(err)
-        if re.match(r"(require|deny_if|limits)\[\d+\]", message):  # a whole-entry check names the spot inside
+        if re.match(r"(require|deny_if|allow_if|limits)\[\d+\]", message):  # a whole-entry check names the spot inside
             line = f"{where}.{message}"
         else:
             line = f"{where}: {message}"

@@ -360,16 +360,54 @@ class ToolRules:
         else:
             self.deny.append(rr)
 
-    def callable(self, default: str) -> bool:
-        """The language's definition: default allow, an allow rule, or a `deny ... unless`."""
-        return default == "allow" or bool(self.allow or self.allow_if or self.deny_unless)
+    def callable(self, default: str, granted: bool = False) -> bool:
+        """The language's definition: default allow, an allow rule, or a `deny ... unless`; or,
+        with ``granted`` (an `allow all tools if` rule exists), always: a tool with no grant of
+        its own is callable when that rule's condition holds."""
+        return default == "allow" or granted or self.own_grant()
+
+    def own_grant(self) -> bool:
+        """Whether a rule of this tool's own makes it callable (an allow, or a `deny … unless`)."""
+        return bool(self.allow or self.allow_if or self.deny_unless)
 
     def all(self) -> list[ResolvedRule]:
         return [*self.hide, *self.deny, *self.deny_if, *self.deny_unless, *self.allow, *self.allow_if, *self.limit]
 
 
+@dataclass
+class AllToolsRules:
+    """The rules on `all tools` but `hide`: what applies to every call, named tool or not."""
+
+    deny_if: list[ResolvedRule] = field(default_factory=list)
+    deny_unless: list[ResolvedRule] = field(default_factory=list)
+    allow_if: list[ResolvedRule] = field(default_factory=list)  # grants: a tool with no grant of its own
+    limit: list[ResolvedRule] = field(default_factory=list)
+
+
+def all_tools_rules(prog: Program) -> AllToolsRules:
+    """The `allow`/`deny`/`limit all tools` rules, by what they do (source order kept).
+    Unconditional `allow`/`deny all tools` are errors (checks): they are left out."""
+    out = AllToolsRules()
+    for rr in prog.rules:
+        r = rr.rule
+        if r.selector.kind != "all" or r.kind == "hide":
+            continue
+        if r.kind == "limit":
+            out.limit.append(rr)
+        elif r.condition is None:
+            continue
+        elif r.kind == "allow":
+            out.allow_if.append(rr)
+        elif r.guard == "if":
+            out.deny_if.append(rr)
+        else:
+            out.deny_unless.append(rr)
+    return out
+
+
 def rules_by_tool(prog: Program) -> tuple[dict[str, ToolRules], list[ResolvedRule], list[ResolvedRule]]:
-    """Group rules per selected tool; also return the `hide all tools` and `limit all tools` rules."""
+    """Group rules per selected tool; also return the `hide all tools` and `limit all tools`
+    rules (the other rules on all tools: ``all_tools_rules``)."""
     by_tool: dict[str, ToolRules] = {}
     hide_all: list[ResolvedRule] = []
     limit_all: list[ResolvedRule] = []
@@ -379,7 +417,7 @@ def rules_by_tool(prog: Program) -> tuple[dict[str, ToolRules], list[ResolvedRul
                 hide_all.append(rr)
             elif rr.rule.kind == "limit":
                 limit_all.append(rr)
-            continue  # allow/deny all tools is an error reported by checks
+            continue  # allow/deny all tools: all_tools_rules
         for tool in rr.tools:
             by_tool.setdefault(tool, ToolRules()).add(rr)
     return by_tool, hide_all, limit_all

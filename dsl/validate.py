@@ -45,6 +45,7 @@ __all__ = [
     "TOP_KEYS",
     "TOOL_KEYS",
     "LIMIT_KEYS",
+    "ALL_TOOLS_KEYS",
     "LEAF_KEYS",
     "literal",
     "check_json_value",
@@ -69,7 +70,8 @@ MAX_FNS = 8
 # (a test keeps the two in step).
 TOP_KEYS = frozenset({"version", "package", "default", "hide", "all_tools", "tools"})
 TOOL_KEYS = frozenset({"action", "reason", "require", "deny_if", "limits", "rule"})
-LIMIT_KEYS = frozenset({"max", "window", "per", "rule"})
+LIMIT_KEYS = frozenset({"max", "window", "per", "if", "rule"})
+ALL_TOOLS_KEYS = frozenset({"limits", "deny_if", "require", "allow_if"})
 LEAF_KEYS = frozenset({"path", "op", "value", "fn", "reason", "rule"})
 
 
@@ -281,6 +283,8 @@ def _check_limit(lim: Any, where: str) -> None:
         f"must be a number of seconds > 0 and <= {MAX_WINDOW_SECONDS}",
     )
     _shape(lim.get("per") in SCOPES, f"{where}.per", "must be session, identity or global")
+    if "if" in lim:
+        _check_condition(lim["if"], f"{where}.if")
     _check_meta(lim, where)
 
 
@@ -323,10 +327,18 @@ def check_data(data: Any) -> None:
     hide = data.get("hide", [])
     _shape(isinstance(hide, list) and all(isinstance(h, str) for h in hide), "hide", "must be a list of names")
     top = data.get("all_tools", {})
-    _shape(isinstance(top, dict) and set(top) <= {"limits"}, "all_tools", "must be {limits: [...]}")
-    _shape(isinstance(top.get("limits", []), list), "all_tools.limits", "must be a list")
+    _shape(
+        isinstance(top, dict) and set(top) <= ALL_TOOLS_KEYS,
+        "all_tools",
+        "must be {limits, deny_if, require, allow_if: [...]}",
+    )
+    for kind in sorted(ALL_TOOLS_KEYS):
+        _shape(isinstance(top.get(kind, []), list), f"all_tools.{kind}", "must be a list")
     for i, lim in enumerate(top.get("limits", [])):
         _check_limit(lim, f"all_tools.limits[{i}]")
+    for kind in ("deny_if", "require", "allow_if"):
+        for i, c in enumerate(top.get(kind, [])):
+            _check_condition(c, f"all_tools.{kind}[{i}]")
     tools = data.get("tools", {})
     _shape(isinstance(tools, dict), "tools", "must be an object")
     _rule(check_tool_names, "tools", tools)

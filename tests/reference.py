@@ -11,18 +11,20 @@ Decision order for one call (first match wins):
 
 1. hidden: a ``hide`` rule selects the tool, or ``hide all tools`` → ``deny``/``hidden``
 2. an unconditional ``deny`` selects it → ``deny``/``denied``
-3. not callable (default deny and no ``allow`` / ``allow if`` / ``deny unless`` selects it)
-   → ``deny``/``default``
-4. a ``deny … if C`` whose ``C`` holds → ``deny``/``deny_if``
+3. not callable (default deny, no ``allow`` / ``allow if`` / ``deny unless`` selects it, and no
+   ``allow all tools if`` grants it) → ``deny``/``default``
+4. a ``deny … if C`` (its own, then ``deny all tools if C``) whose ``C`` holds → ``deny``/``deny_if``
 5. requirements: the OR of the tool's ``allow … if`` conditions (whenever it has any, even
-   when an unconditional ``allow`` selects it too) and every ``deny … unless C``. If some fail:
-   when each failing one holds with ``approved`` true → ``approval_required``/``require``, else
-   ``deny``/``require``
+   when an unconditional ``allow`` selects it too; for a tool callable only through
+   ``allow all tools if``, the OR of those), every ``deny … unless C`` and every
+   ``deny all tools unless C``. If some fail: when each failing one holds with ``approved``
+   true → ``approval_required``/``require``, else ``deny``/``require``
 6. limits (the tool's own ``limit`` rules, one quota per rule and tool, plus every
-   ``limit all tools``): one full window → ``deny``/``rate_limited``. A hit at ``t`` counts
-   while ``now - t < window``; no session (identity) and ``""`` are one scope, as in the engine
-7. ``allow`` (code ``allowed`` when a rule names the tool, ``default`` otherwise); the call
-   is counted against every applicable limit.
+   ``limit all tools``; a limit with ``if C`` only where ``C`` holds): one full window →
+   ``deny``/``rate_limited``. A hit at ``t`` counts while ``now - t < window``; no session
+   (identity) and ``""`` are one scope, as in the engine
+7. ``allow`` (code ``allowed`` when a rule names the tool or a grant allowed it, ``default``
+   otherwise); the call is counted against every applicable limit.
 
 Comparing values of different types is false, for every operator (``!=`` and ``not in``
 included): ``args.x != "a"`` holds only for a string other than ``"a"``, and
@@ -381,40 +383,55 @@ class RefInterpreter:
             return DENY, "denied"
         allow_always, allow_if = of("allow", "always"), of("allow", "if")
         deny_if, deny_unless = of("deny", "if"), of("deny", "unless")
+        all_deny_if = [r for _, r in every if r.kind == "deny" and r.guard == "if"]
+        all_deny_unless = [r for _, r in every if r.kind == "deny" and r.guard == "unless"]
+        # `allow all tools if C` grants, under default deny, a tool with no grant of its own
+        own_grant = bool(allow_always or allow_if or deny_unless)
+        grants = [r for _, r in every if r.kind == "allow" and r.condition is not None]
+        granted = self.default == "deny" and bool(grants) and not own_grant
         # 3. callable?
-        if not (self.default == "allow" or allow_always or allow_if or deny_unless):
+        if not (self.default == "allow" or own_grant or granted):
             return DENY, "default"
         # 3b. arguments the server would read as other values than the ones decided on
         if unsafe_arguments(args):
             return DENY, "invalid_args"
         call = Call(tool, args, identity, session, server, approved is True)
-        # 4. deny ... if
-        for _, r in deny_if:
+        # 4. deny ... if: the tool's own, then those on all tools
+        for r in [*(r for _, r in deny_if), *all_deny_if]:
             assert r.condition is not None
             if holds(r.condition, call, self.env):
                 return DENY, "deny_if"
-        # 5. requirements: the tool's allow-ifs (an unconditional allow does not lift them)
+        # 5. requirements: the tool's allow-ifs (an unconditional allow does not lift them), or
+        # the grants; every deny ... unless, its own and those on all tools
         requirements: list[ir.Condition] = []
         if allow_if:
             requirements.append(ir.Or(items=tuple(r.condition for _, r in allow_if if r.condition is not None)))
+        elif granted:
+            requirements.append(ir.Or(items=tuple(r.condition for r in grants if r.condition is not None)))
         requirements += [r.condition for _, r in deny_unless if r.condition is not None]
+        requirements += [r.condition for r in all_deny_unless if r.condition is not None]
         failing = [c for c in requirements if not holds(c, call, self.env)]
         if failing:
             approved_call = call.with_approval()
             if all(holds(c, approved_call, self.env) for c in failing):
                 return APPROVAL, "require"
             return DENY, "require"
-        # 6. limits
+        # 6. limits: those whose `if` holds for this call (or that have none)
         now = self.clock()
         # Spec-silent point, following the engine: a call without a session (identity) and a
         # call whose session (identity) is "" share one quota (both mean "no session").
         scope_value = {"session": session or "", "identity": identity or "", "global": None}
+
+        def applies(r: ir.Rule) -> bool:
+            return r.condition is None or holds(r.condition, call, self.env)
+
         windows: list[tuple[tuple[Any, ...], int, float]] = []
         for i, r in of("limit"):
             assert r.limit is not None
-            windows.append((("tool", i, tool, r.limit.per, scope_value[r.limit.per]), r.limit.max, r.limit.window))
+            if applies(r):
+                windows.append((("tool", i, tool, r.limit.per, scope_value[r.limit.per]), r.limit.max, r.limit.window))
         for i, r in every:
-            if r.kind == "limit":
+            if r.kind == "limit" and applies(r):
                 assert r.limit is not None
                 windows.append((("all", i, r.limit.per, scope_value[r.limit.per]), r.limit.max, r.limit.window))
         for key, mx, window in windows:
@@ -425,4 +442,4 @@ class RefInterpreter:
         for key, _mx, _window in windows:
             self.hits.setdefault(key, []).append(now)
         # 7. allowed
-        return ALLOW, ("allowed" if mine else "default")
+        return ALLOW, ("allowed" if mine or granted else "default")

@@ -419,15 +419,16 @@ def rules(draw: Any, catalogue: list[tuple[str, str]], names: bool = False) -> s
     )  # fmt: skip
     if kind == "allow":
         return f"allow {draw(selectors(catalogue, False))}{_reason(draw)}"
+    every = draw(st.integers(0, 5)) == 0  # a conditional rule on `all tools`
     if kind == "allow_if":
-        return f"allow {draw(selectors(catalogue, False))}{_ws(draw)}if {draw(conditions(names))}{_reason(draw)}"
+        return f"allow {draw(selectors(catalogue, every))}{_ws(draw)}if {draw(conditions(names))}{_reason(draw)}"
     if kind == "deny":
         return f"deny {draw(selectors(catalogue, False))}{_reason(draw)}"
     if kind == "deny_if":
-        return f"deny {draw(selectors(catalogue, False))}{_ws(draw)}if {draw(conditions(names))}{_reason(draw)}"
+        return f"deny {draw(selectors(catalogue, every))}{_ws(draw)}if {draw(conditions(names))}{_reason(draw)}"
     if kind == "deny_unless":
         cond = "approved" if draw(st.booleans()) else draw(conditions(names))
-        return f"deny {draw(selectors(catalogue, False))}{_ws(draw)}unless {cond}{_reason(draw)}"
+        return f"deny {draw(selectors(catalogue, every))}{_ws(draw)}unless {cond}{_reason(draw)}"
     if kind == "hide":
         # `hide all tools` hides everything: keep it rare so programs stay interesting
         sel = draw(selectors(catalogue, allow_all=draw(st.integers(0, 14)) == 0))
@@ -439,7 +440,8 @@ def rules(draw: Any, catalogue: list[tuple[str, str]], names: bool = False) -> s
         | st.builds(lambda n, u: f"{n}{u}", st.sampled_from((1, 2, 5, 30, 90)), st.sampled_from("smhd"))
     )
     scope = draw(st.sampled_from(("", "")) | st.sampled_from(SCOPES).map(lambda x: f" per {x}"))
-    return f"limit {sel} to {count} per {window}{scope}{_reason(draw)}"
+    cond = f"{_ws(draw)}if {draw(conditions(names))}" if draw(st.integers(0, 3)) == 0 else ""
+    return f"limit {sel} to {count} per {window}{scope}{cond}{_reason(draw)}"
 
 
 @st.composite

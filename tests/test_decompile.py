@@ -508,10 +508,13 @@ def bind_names(c: Any, depth: int = 0) -> Any:
 
 
 def bind_document(doc: dict[str, Any]) -> dict[str, Any]:
-    for t in doc.get("tools", {}).values():
-        for kind in ("require", "deny_if"):
+    for t in [*doc.get("tools", {}).values(), doc.get("all_tools", {})]:
+        for kind in ("require", "deny_if", "allow_if"):
             if kind in t:
                 t[kind] = bind_names(t[kind])
+        for lim in t.get("limits", []):
+            if "if" in lim:
+                lim["if"] = bind_names(lim["if"])
     return doc
 
 
@@ -543,8 +546,9 @@ def entries(draw: st.DrawFn) -> dict[str, Any]:
 
 
 limits = st.builds(
-    lambda m, w, per: {"max": m, "window": w, "per": per},
+    lambda m, w, per, cond: {"max": m, "window": w, "per": per, **({"if": cond} if cond is not None else {})},
     st.integers(1, 10**6), st.integers(1, 10**7), st.sampled_from(["session", "identity", "global"]),
+    st.one_of(st.none(), st.none(), nested),
 )  # fmt: skip
 
 
@@ -587,9 +591,15 @@ def policies(draw: st.DrawFn) -> Policy:
         "version": "1",
         "default": draw(st.sampled_from(["allow", "deny"])),
         "hide": hide,
-        "all_tools": {"limits": draw(st.lists(limits, max_size=2))},
+        "all_tools": {
+            "limits": draw(st.lists(limits, max_size=2)),
+            "deny_if": draw(st.lists(entries(), max_size=2)),
+            "require": draw(st.lists(entries(), max_size=2)),
+        },
         "tools": {name: draw(tools()) for name in names},
     }
+    if doc["default"] == "deny":  # a grant is written only where it grants something
+        doc["all_tools"]["allow_if"] = draw(st.lists(entries(), max_size=2))
     package_names = st.from_regex(r"[a-z_][a-z0-9_\-]{0,4}(\.[a-z_][a-z0-9_\-]{0,4}){0,2}", fullmatch=True)
     package = draw(st.one_of(st.none(), package_names))
     if package is not None:
@@ -661,7 +671,12 @@ def loose_policies(draw: st.DrawFn) -> Policy:
         "version": "1",
         "default": draw(st.sampled_from(["allow", "deny"])),
         "hide": draw(st.lists(st.sampled_from(["a", "b", "*", "h", "h"]), max_size=3)),
-        "all_tools": {"limits": draw(st.lists(loose_limits, max_size=2))},
+        "all_tools": {
+            "limits": draw(st.lists(loose_limits, max_size=2)),
+            "deny_if": draw(st.lists(loose_conditions, max_size=1)),
+            "require": draw(st.lists(loose_conditions, max_size=1)),
+            "allow_if": draw(st.lists(loose_conditions, max_size=1)),
+        },
         "tools": {name: draw(loose_tools()) for name in names},
     }
     package = draw(st.one_of(st.none(), st.sampled_from(["ok.name", "not a name", "", "é-1"])))

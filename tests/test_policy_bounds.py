@@ -79,9 +79,9 @@ def test_the_canonical_check_knows_the_keys_and_words_of_the_models() -> None:
 
     assert set(Policy.model_fields) == validate.TOP_KEYS
     assert set(Tool.model_fields) == validate.TOOL_KEYS
-    assert set(Limit.model_fields) == validate.LIMIT_KEYS
+    assert {f.alias or n for n, f in Limit.model_fields.items()} == validate.LIMIT_KEYS  # `if_` is `if`
     assert set(Leaf.model_fields) == validate.LEAF_KEYS
-    assert set(AllTools.model_fields) == {"limits"}
+    assert set(AllTools.model_fields) == validate.ALL_TOOLS_KEYS
     assert get_args(Tool.model_fields["action"].annotation) == validate.ACTIONS
     assert get_args(Limit.model_fields["per"].annotation) == validate.SCOPES
     assert get_args(get_args(Leaf.model_fields["fn"].annotation)[0]) == validate.FNS

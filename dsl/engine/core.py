@@ -19,8 +19,8 @@ from ..validate import Data, check_data
 from .arguments import argument_problem
 from .conditions import _EMPTY_ARGS, MISSING, Ctx
 from .decision import Decision, TraceStep
-from .describe import _secs
-from .prepare import _Cond, _default_allow, _default_deny, _hidden, _Lim, _Prepared, _Tool, prepare
+from .describe import _secs, _short
+from .prepare import OTHER, _Cond, _default_allow, _default_deny, _hidden, _Lim, _Prepared, _Tool, prepare
 
 if TYPE_CHECKING:
     from ..policy import Policy
@@ -38,6 +38,28 @@ def _scope_value(v: Any) -> str:
         return f"\x01{type(v).__name__}:{v!r}"  # kept apart from ordinary names
     except Exception:  # noqa: BLE001 - e.g. repr of a 5000-digit int
         return f"\x01{type(v).__name__}:{id(v)}"
+
+
+def _applying(lims: tuple[_Lim, ...], ctx: Ctx) -> tuple[_Lim, ...]:
+    """The limits that apply to this call: those without `if`, and those whose `if` holds (or
+    raises: a limit that cannot tell is applied, failing closed)."""
+    out = []
+    for lim in lims:
+        if lim.cond is not None:
+            try:
+                if not lim.cond(ctx):
+                    continue
+            except Exception:  # noqa: BLE001 - fail closed: the limit applies
+                pass
+        out.append(lim)
+    return tuple(out)
+
+
+def _named(d: Decision, tool: Any) -> Decision:
+    """A decision of ``other`` with the called tool's name in its reason."""
+    if OTHER not in d.reason:
+        return d
+    return Decision(d.effect, d.code, d.reason.replace(OTHER, _short(tool)), d.rule, d.retry_after, d.trace)
 
 
 def _witness(c: _Cond, ctx: Ctx, trace: list[TraceStep]) -> None:
@@ -153,6 +175,8 @@ class Engine:
             if t is None:
                 if p.hide_all or tool in p.hide:
                     return _hidden(tool)
+                if p.other is not None:  # `all_tools` has conditions (or grants) for it
+                    return _named(self._check(p.other, tool, args, identity, session, server, approved), tool)
                 if not p.default_allow:
                     return _default_deny(tool)
                 if args and (bad := argument_problem(args)) is not None:
@@ -205,7 +229,8 @@ class Engine:
         if t.approval and approved is not True:
             return t.needs_approval
         if t.limits:
-            refused = self._acquire(t.limits, session, identity, None)
+            lims = _applying(t.limits, ctx) if t.cond_limits else t.limits
+            refused = self._acquire(lims, session, identity, None) if lims else None
             if refused is not None:
                 return refused
         return t.allowed
@@ -283,7 +308,14 @@ class Engine:
             if not approved:
                 return t.needs_approval
         if t.limits:
-            refused = self._acquire(t.limits, session, identity, trace)
+            lims = t.limits
+            if t.cond_limits:
+                lims = _applying(t.limits, ctx)
+                if trace is not None:
+                    for lim in t.limits:
+                        if lim.cond is not None:
+                            trace.append(TraceStep(f"limit {lim.text} if {lim.cond_text}: applies", lim in lims, lim.rule))
+            refused = self._acquire(lims, session, identity, trace) if lims else None
             if refused is not None:
                 return refused
         return t.allowed
@@ -298,7 +330,11 @@ class Engine:
         t = self._p.fast.get(tool)
         if t is None or t.__class__ is Decision or not t.limits or self._peek_which is None:  # type: ignore[union-attr]
             return None
-        return self._acquire(t.limits, session, identity, None, peek=True)  # type: ignore[union-attr]
+        # A limit with an `if` may not apply to the call once approved (its arguments are not
+        # known here): looked at, it could refuse a call it would not limit, so it is left to the
+        # decision after approval, which counts it.
+        lims = tuple(lim for lim in t.limits if lim.cond is None)  # type: ignore[union-attr]
+        return self._acquire(lims, session, identity, None, peek=True) if lims else None
 
     def _acquire(
         self,
@@ -371,7 +407,11 @@ class Engine:
         else:
             t = p.tools.get(tool)
             trace.append(TraceStep("governed (tool in tools)", t is not None, t.rule if t else None))
-            if t is None:
+            if t is None and p.other is not None:
+                trace.append(TraceStep("all_tools conditions (tool not in tools)", True))
+                d = _named(self._run(p.other, tool, args, identity, session, server, approved, trace), tool)
+                trace[:] = [TraceStep(x.check.replace(OTHER, _short(tool)), x.result, x.rule) for x in trace]
+            elif t is None:
                 trace.append(TraceStep("default", p.default))
                 bad = None if not p.default_allow else argument_problem(args)
                 if not p.default_allow:

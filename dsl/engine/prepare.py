@@ -9,7 +9,7 @@ time. A hot reload swaps one ``_Prepared`` for another in a single assignment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlrError
@@ -34,6 +34,8 @@ class _Lim:
     window: float
     text: str  # "at most 10 calls per 60 s per session"
     rule: str | None
+    cond: Pred | None = None  # `if`: the limit applies (checks and counts) only where this holds
+    cond_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class _Tool:
     deny_checks: tuple[tuple[Pred, Decision], ...] = ()
     require_preds: tuple[Pred, ...] = ()
     approval: bool = False
+    cond_limits: bool = False  # some limit has an `if`: which apply depends on the call
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,12 @@ class _Prepared:
     tools: dict[str, _Tool]
     default_allow: bool
     all_limits: tuple[_Lim, ...]
+    # The checks of a tool not under `tools` when `all_tools` has conditions (deny_if, require,
+    # allow_if, a limit's `if`); its reasons name the tool as OTHER, replaced per call.
+    other: _Tool | None = None
+
+
+OTHER = "\x00tool\x00"  # stands for the called tool's name in the reasons of `other`
 
 
 def _limit_text(lim: Data, any_tool: bool) -> str:
@@ -86,6 +95,7 @@ def _limit_text(lim: Data, any_tool: bool) -> str:
 
 def _prepare_limit(lim: Data, prefix: str) -> _Lim:
     per = lim["per"]
+    cond = lim.get("if")
     return _Lim(
         prefix=f"{prefix}\x00{per}\x00",
         scope=_SCOPE_INDEX[per],
@@ -93,10 +103,37 @@ def _prepare_limit(lim: Data, prefix: str) -> _Lim:
         window=float(lim["window"]),
         text=_limit_text(lim, prefix.startswith("a\x00")),
         rule=lim.get("rule"),
+        cond=compile_condition(cond) if cond is not None else None,
+        cond_text=describe(cond) if cond is not None else "",
     )
 
 
-def _prepare_tool(name: str, t: Data, all_limits: tuple[_Lim, ...], where: str) -> _Tool:
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A condition compiled once (the same `all_tools` condition binds every tool)."""
+
+    data: Data
+    pred: Pred
+    text: str
+    witness: Explainer | None
+
+
+def _compiled(c: Data, where: str) -> _Compiled:
+    try:
+        pred = compile_condition(c)
+    except ValueError as e:
+        raise PlrError.at(f"{where}: {e}") from None
+    return _Compiled(c, pred, describe(c), compile_explainer(c) if has_quantifier(c) else None)
+
+
+def _prepare_tool(
+    name: str,
+    t: Data,
+    all_limits: tuple[_Lim, ...],
+    where: str,
+    all_deny_if: tuple[_Compiled, ...] = (),
+    all_require: tuple[_Compiled, ...] = (),
+) -> _Tool:
     n = _short(name)
     action: str = t.get("action", "allow")
     t_reason: str | None = t.get("reason")
@@ -105,18 +142,13 @@ def _prepare_tool(name: str, t: Data, all_limits: tuple[_Lim, ...], where: str) 
     # reason the author wrote, so conditions without their own reason fall back to it.
     fallback = t_reason if action == "allow" else None
 
-    def cond(c: Data, kind: str, i: int) -> _Cond:
-        try:
-            pred = compile_condition(c)
-        except ValueError as e:
-            raise PlrError.at(f"{where}.{kind}[{i}]: {e}") from None
-        text = describe(c)
-        witness = compile_explainer(c) if has_quantifier(c) else None
-        rule = c.get("rule") or t_rule
-        reason = c.get("reason") or fallback
+    def cond(cc: _Compiled, kind: str, own: bool) -> _Cond:
+        c, text = cc.data, cc.text
+        rule = c.get("rule") or (t_rule if own else None)
+        reason = c.get("reason") or (fallback if own else None)
         if kind == "deny_if":
             why = reason or f"`{n}`: denied because {text}"
-            return _Cond(pred, text, rule, Decision("deny", "deny_if", why, rule), None, witness)
+            return _Cond(cc.pred, text, rule, Decision("deny", "deny_if", why, rule), None, cc.witness)
         deny = Decision("deny", "require", reason or f"`{n}`: requirement not met: {text}", rule)
         ask = Decision(
             "approval_required",
@@ -124,12 +156,16 @@ def _prepare_tool(name: str, t: Data, all_limits: tuple[_Lim, ...], where: str) 
             reason or f"`{n}`: requirement not met without approval: {text}",
             rule,
         )
-        return _Cond(pred, text, rule, deny, ask, witness)
+        return _Cond(cc.pred, text, rule, deny, ask, cc.witness)
 
-    deny_if = tuple(cond(c, "deny_if", i) for i, c in enumerate(t.get("deny_if", ())))
-    require = tuple(cond(c, "require", i) for i, c in enumerate(t.get("require", ())))
-    own = t.get("limits", ())
-    limits = tuple(_prepare_limit(lim, f"t\x00{name}\x00{i}") for i, lim in enumerate(own)) + all_limits
+    def own(kind: str) -> list[_Cond]:
+        return [cond(_compiled(c, f"{where}.{kind}[{i}]"), kind, True) for i, c in enumerate(t.get(kind, ()))]
+
+    # the tool's own checks first, then those of every tool
+    deny_if = (*own("deny_if"), *(cond(cc, "deny_if", False) for cc in all_deny_if))
+    require = (*own("require"), *(cond(cc, "require", False) for cc in all_require))
+    mine = t.get("limits", ())
+    limits = tuple(_prepare_limit(lim, f"t\x00{name}\x00{i}") for i, lim in enumerate(mine)) + all_limits
     return _Tool(
         name=name,
         rule=t_rule,
@@ -145,7 +181,31 @@ def _prepare_tool(name: str, t: Data, all_limits: tuple[_Lim, ...], where: str) 
         deny_checks=tuple((c.pred, c.decision) for c in deny_if),
         require_preds=tuple(c.pred for c in require),
         approval=action == "require_approval",
+        cond_limits=any(lim.cond is not None for lim in limits),
     )
+
+
+def _prepare_other(
+    top: Data, default_allow: bool, all_limits: tuple[_Lim, ...], all_deny_if: tuple[_Compiled, ...],
+    all_require: tuple[_Compiled, ...],
+) -> _Tool | None:
+    """The checks of a tool not under ``tools``, or None when the default decides it alone
+    (no `all_tools` condition, and under `default: deny` no ``allow_if`` to grant it)."""
+    grants = [] if default_allow else list(top.get("allow_if", ()))
+    conditional = all_deny_if or all_require or any(lim.cond is not None for lim in all_limits)
+    if not grants and not (default_allow and conditional):
+        return None
+    require = all_require
+    if grants:  # the OR of the grants is the first requirement, as a tool's own `allow … if` group
+        group = grants[0] if len(grants) == 1 else {"any": grants}
+        require = (_compiled(group, "all_tools.allow_if"), *all_require)
+    t = _prepare_tool(OTHER, {}, all_limits, "all_tools", all_deny_if, require)
+    if default_allow:
+        allowed = Decision("allow", "default", f"tool `{OTHER}` is allowed by policy (default allow)")
+    else:
+        rule = grants[0].get("rule")
+        allowed = Decision("allow", "allowed", f"tool `{OTHER}` is allowed by policy", rule)
+    return replace(t, allowed=allowed, rule=None)
 
 
 def prepare(data: Data, source: Policy | None = None) -> _Prepared:
@@ -154,12 +214,19 @@ def prepare(data: Data, source: Policy | None = None) -> _Prepared:
     ``data`` is the canonical dump of a validated policy (``Policy.to_dict()``): the engine
     trusts its shape, so callers get it from the loader or from the compiled-policy cache.
     """
+    default = data.get("default")
+    if default not in ("allow", "deny"):
+        raise PlrError.at("policy data is not in the canonical form: `default` must be allow or deny")
     try:
-        top_limits = data.get("all_tools", {}).get("limits", ())
-        all_limits = tuple(_prepare_limit(lim, f"a\x00{i}") for i, lim in enumerate(top_limits))
+        top = data.get("all_tools", {})
+        all_limits = tuple(_prepare_limit(lim, f"a\x00{i}") for i, lim in enumerate(top.get("limits", ())))
+        all_deny_if = tuple(_compiled(c, f"all_tools.deny_if[{i}]") for i, c in enumerate(top.get("deny_if", ())))
+        all_require = tuple(_compiled(c, f"all_tools.require[{i}]") for i, c in enumerate(top.get("require", ())))
         tools = {
-            name: _prepare_tool(name, t, all_limits, f"tools.{name}") for name, t in data.get("tools", {}).items()
+            name: _prepare_tool(name, t, all_limits, f"tools.{name}", all_deny_if, all_require)
+            for name, t in data.get("tools", {}).items()
         }
+        other = _prepare_other(top, default == "allow", all_limits, all_deny_if, all_require)
     except RecursionError:
         raise PlrError.at("policy conditions are nested too deeply") from None
     except (KeyError, TypeError, AttributeError, ValueError) as e:  # not the canonical shape: refuse
@@ -171,9 +238,6 @@ def prepare(data: Data, source: Policy | None = None) -> _Prepared:
         fast[name] = pt.allowed if trivial else pt.denied if pt.action == "deny" else pt
     for name in hide:
         fast[name] = _hidden(name)
-    default = data.get("default")
-    if default not in ("allow", "deny"):
-        raise PlrError.at("policy data is not in the canonical form: `default` must be allow or deny")
     return _Prepared(
         data=None if source is not None else data,
         source=source,
@@ -184,6 +248,7 @@ def prepare(data: Data, source: Policy | None = None) -> _Prepared:
         tools=tools,
         default_allow=default == "allow",
         all_limits=all_limits,
+        other=other,
     )
 
 
