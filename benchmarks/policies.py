@@ -46,6 +46,25 @@ limit tool "{LIMIT_TOOL}" to {LIMIT_MAX} per minute per session
 """
 
 
+# (d) a quantifier and a value function: `every` over a call's ten paths, each normalised and
+# compared, through a `let` and a `def` (inlined at compile time, so they cost nothing here).
+EVERY_TOOL = "bench-every"
+EVERY_POLICY = f"""\
+package bench.every
+
+let workspace = "/workspace/"
+
+def in_workspace(p) {{
+    normpath(p) starts_with workspace
+}}
+
+default deny
+
+allow tool "{EVERY_TOOL}" if every p in args.paths {{ in_workspace(p) }}
+"""
+EVERY_PATHS = [f"/workspace/src/pkg_{i}/./module_{i}.py" if i % 3 else f"/workspace//docs/{i}.md" for i in range(10)]
+
+
 @dataclass(frozen=True)
 class Call:
     """One call to decide: what the benchmark times, for plr and for Cedar alike."""

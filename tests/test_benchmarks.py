@@ -125,7 +125,9 @@ def test_decision_rows_carry_latencies(quick_run: tuple[subprocess.CompletedProc
     _, doc = quick_run
     section = next(s for s in doc["sections"] if s["name"] == "decision")
     measured = [r for r in section["rows"] if "p50_ns" in r["values"]]
-    assert len(measured) == 3 * len(section["details"]["sizes"])
+    # (a), (b), (c) per policy size, and (d) `every` over ten paths once
+    assert len(measured) == 3 * len(section["details"]["sizes"]) + 1
+    assert [r["values"]["items"] for r in measured if r["case"].startswith("(d)")] == [10]
     for r in measured:
         assert 0 <= r["values"]["p50_ns"] <= r["values"]["p99_ns"]
 

@@ -140,12 +140,94 @@ def _string_fn_leaf(get: Callable[[Ctx], Any], chain: tuple[str, ...], test: Cal
     return fn_leaf
 
 
+ItemPred = Callable[[Any], bool]
+
+
+def _value_test(c: Data) -> ItemPred:
+    """A leaf's test of the value at its path (MISSING when it leads nowhere): `exists`/`missing`,
+    `fn` (value functions, `count`, `len`), then the operator."""
+    op, fn = c["op"], c.get("fn")
+    if op in ("exists", "missing"):
+        want = op == "exists"
+        return lambda v: (v is not MISSING and v is not None) is want
+    lit = c.get("value")
+    test = _test(op, lit)
+    chain = fn_chain(fn)
+    if chain and chain[0] not in ("count", "len"):
+        with_len = chain[-1] == "len"
+        apply = string_chain(chain[:-1] if with_len else chain)
+        if with_len:
+            return lambda v: isinstance(v, str) and test(len(apply(v)))
+        if op in ("starts_with", "ends_with") and isinstance(lit, str):  # the common path test, one call fewer
+            method = str.startswith if op == "starts_with" else str.endswith
+            return lambda v: isinstance(v, str) and method(apply(v), lit)
+        return lambda v: isinstance(v, str) and test(apply(v))
+    if fn == "count":
+        return lambda v: test(len(v) if isinstance(v, list) else 0 if v is MISSING else 1)
+    if fn == "len":
+        return lambda v: isinstance(v, (str, list, dict)) and test(len(v))
+    return lambda v: v is not MISSING and test(v)
+
+
+def _steps_getter(steps: tuple[str | int, ...]) -> Callable[[Any], Any]:
+    """Follow ``steps`` from a value: dicts by str key, lists by index, else MISSING."""
+
+    def get(v: Any) -> Any:
+        for s in steps:
+            if isinstance(s, int):
+                if isinstance(v, list) and s < len(v):
+                    v = v[s]
+                else:
+                    return MISSING
+            elif isinstance(v, dict):
+                v = v.get(s, MISSING)
+                if v is MISSING:
+                    return MISSING
+            else:
+                return MISSING
+        return v
+
+    return get
+
+
+def _item_pred(c: Data, var: str) -> ItemPred | None:
+    """``c`` as a test of one item bound to ``var``, when it reads nothing but that item (the
+    common block: `normpath(p) starts_with ...`, `e.newText contains ...`); None otherwise. The
+    quantifier then calls it on each item directly, with no context tuple built per item."""
+    if "every" in c or "some" in c:
+        return None
+    if "not" in c:
+        inner = _item_pred(c["not"], var)
+        return None if inner is None else (lambda v: not inner(v))
+    if "all" in c or "any" in c:
+        parts = [_item_pred(x, var) for x in c["all" if "all" in c else "any"]]
+        if any(p is None for p in parts):
+            return None
+        preds = tuple(p for p in parts if p is not None)
+        if "all" in c:
+            return lambda v: all(p(v) for p in preds)
+        return lambda v: any(p(v) for p in preds)
+    root, steps = _parse_path(c["path"], (var,))
+    if root != var:
+        return None
+    test = _value_test(c)
+    if not steps:
+        return test
+    get = _steps_getter(steps)
+    return lambda v: test(get(v))
+
+
 def _quantifier(c: Data, scope: Scope) -> Pred:
     """``every``/``some``: the ``where`` closure for each item of the list at ``in``, with the
     item appended to the context; false when ``in`` is missing or not a list (``every`` of an
     empty list holds, as in Rego)."""
     kind = "every" if "every" in c else "some"
     get = _getter(c["in"], scope)
+    item = _item_pred(c["where"], c[kind])
+    if item is not None:  # all()/any() over map(): the loop runs in C, and stops as Python's would
+        if kind == "every":
+            return lambda ctx: isinstance(items := get(ctx), list) and all(map(item, items))
+        return lambda ctx: isinstance(items := get(ctx), list) and any(map(item, items))
     body = compile_condition(c["where"], (*scope, c[kind]))
     if kind == "every":
 

@@ -19,10 +19,16 @@ from collections.abc import Callable
 __all__ = ["STRING_FUNCTIONS", "normpath", "basename", "dirname", "string_chain"]
 
 
+# posixpath.normpath is `_path_normpath(os.fspath(p)) or "."` around a C function (3.11+); the
+# C function itself, when there is one, saves a third of the cost on the decision path
+_normpath = getattr(posixpath, "_path_normpath", None) or posixpath.normpath
+
+
 def normpath(s: str) -> str:
     """``//a/./b/../c/`` -> ``/a/c``; a leading ``..`` of a relative path stays; ``""`` -> ``.``."""
-    out = posixpath.normpath(s)
-    return out[1:] if out.startswith("//") else out  # posixpath keeps exactly two leading slashes
+    if s[:2] == "//":  # posixpath keeps exactly two leading slashes: plr keeps one
+        s = "/" + s.lstrip("/")
+    return _normpath(s) or "."
 
 
 def basename(s: str) -> str:
