@@ -190,3 +190,18 @@ def test_a_condition_whose_first_line_is_an_and_keeps_its_shape() -> None:
     src = 'default deny\nallow tool "x" if args.z == 0 or some e in args.e { (e == 1 and e == 2)\n e == 3 }\n'
     out = format_source(src)
     assert compile_source(out, source=False) == compile_source(src, source=False)
+
+
+def test_a_block_that_reads_an_outer_item_takes_the_general_path() -> None:
+    """An inner block that reads only its own item is tested item by item with no context; one
+    that reads the outer item (or the call) needs the context, and must compile so."""
+    src = (
+        'default deny\nallow tool "x" if some q in args.groups { every e in q.members { q.kind == "team" and e starts_with "a" } }\n'
+        'allow tool "y" if every e in args.items { e == "bob" and identity == "bob" }\n'
+    )
+    engine = Engine(compile_source(src))
+    assert engine.decide("x", {"groups": [{"kind": "team", "members": ["ann", "al"]}]}).effect == "allow"
+    assert engine.decide("x", {"groups": [{"kind": "solo", "members": ["ann"]}]}).effect == "deny"
+    assert engine.decide("x", {"groups": [{"kind": "team", "members": ["ann", "bo"]}]}).effect == "deny"
+    assert engine.decide("y", {"items": ["bob"]}, identity="bob").effect == "allow"
+    assert engine.decide("y", {"items": ["bob"]}, identity="eve").effect == "deny"

@@ -190,25 +190,25 @@ def _steps_getter(steps: tuple[str | int, ...]) -> Callable[[Any], Any]:
     return get
 
 
-def _item_pred(c: Data, var: str) -> ItemPred | None:
+def _item_pred(c: Data, var: str, scope: Scope) -> ItemPred | None:
     """``c`` as a test of one item bound to ``var``, when it reads nothing but that item (the
     common block: `normpath(p) starts_with ...`, `e.newText contains ...`); None otherwise. The
     quantifier then calls it on each item directly, with no context tuple built per item."""
     if "every" in c or "some" in c:
         return None
     if "not" in c:
-        inner = _item_pred(c["not"], var)
+        inner = _item_pred(c["not"], var, scope)
         return None if inner is None else (lambda v: not inner(v))
     if "all" in c or "any" in c:
-        parts = [_item_pred(x, var) for x in c["all" if "all" in c else "any"]]
+        parts = [_item_pred(x, var, scope) for x in c["all" if "all" in c else "any"]]
         if any(p is None for p in parts):
             return None
         preds = tuple(p for p in parts if p is not None)
         if "all" in c:
             return lambda v: all(p(v) for p in preds)
         return lambda v: any(p(v) for p in preds)
-    root, steps = _parse_path(c["path"], (var,))
-    if root != var:
+    root, steps = _parse_path(c["path"], (*scope, var))
+    if root != var:  # reads the call or an outer item too: the general path
         return None
     test = _value_test(c)
     if not steps:
@@ -223,7 +223,7 @@ def _quantifier(c: Data, scope: Scope) -> Pred:
     empty list holds, as in Rego)."""
     kind = "every" if "every" in c else "some"
     get = _getter(c["in"], scope)
-    item = _item_pred(c["where"], c[kind])
+    item = _item_pred(c["where"], c[kind], scope)
     if item is not None:  # all()/any() over map(): the loop runs in C, and stops as Python's would
         if kind == "every":
             return lambda ctx: isinstance(items := get(ctx), list) and all(map(item, items))
