@@ -185,7 +185,8 @@ def test_the_filesystem_example_typo_is_reported_and_fixed_by_its_quick_fix(serv
     mark = client.mark()
     typo = text.replace('allow tool "move_file"', 'allow tool "move_fil"')
     client.change(path, typo)
-    (diag,) = _next_diagnostics(client, path, mark, bool)
+    # beside the error, `deny tool "move_file" if …` now warns that no rule makes it callable
+    (diag,) = [d for d in _next_diagnostics(client, path, mark, bool) if d["severity"] == 1]
     line, col = _position(typo, 'tool "move_fil"')
     assert diag["severity"] == 1
     assert diag["range"] == {"start": {"line": line, "character": col}, "end": {"line": line, "character": col + 15}}
@@ -209,12 +210,13 @@ def test_the_filesystem_example_hover_and_definition(server, workspace: Path):
     client, _ = server
     path = workspace / "filesystem.plr"
     text = path.read_text(encoding="utf-8")
-    rule = text.index("deny tools [\"write_file\", \"edit_file\"] if args.path matches")
+    rule = text.index("deny tools [\"write_file\", \"edit_file\", \"create_directory\"] if dotgit_or_env(args.path)")
     line, col = _position(text[rule:], '"write_file"', 2)
     line += text.count("\n", 0, rule)
     value = client.at("textDocument/hover", path, line, col)["contents"]["value"]
     assert value.startswith("**`write_file`** — destructive (server `filesystem`)")
-    assert "`filesystem.plr:22` `allow tools [\"write_file\", \"edit_file\", \"create_directory\"] if args.path" in value
+    allow = text[: text.index('allow tools ["write_file"')].count("\n") + 1
+    assert f"`filesystem.plr:{allow}` `allow tools [\"write_file\", \"edit_file\", \"create_directory\"] if in_workspace(args.path)" in value
     assert '"reason": "Never touch .git or .env"' in value  # the compiled entry: its deny_if
     (loc,) = client.at("textDocument/definition", path, line, col)
     assert loc == {"uri": uri(path), "range": {"start": {"line": 12, "character": 9}, "end": {"line": 12, "character": 21}}}

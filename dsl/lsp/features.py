@@ -536,7 +536,9 @@ def _argument_names(result: RootResult | None, tools: set[str], steps: list[str]
         elif isinstance(c, (ir.And, ir.Or)):
             for x in c.items:
                 from_condition(x)
-        else:
+        elif isinstance(c, ir.Quantifier):  # its block reads the items of a list (and args too)
+            from_condition(c.body)
+        elif isinstance(c, ir.Not):
             from_condition(c.item)
 
     for rr in result.prog.rules:
