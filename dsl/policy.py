@@ -72,7 +72,11 @@ class Leaf(BaseModel):
     path: str
     op: Op
     value: Any = None
-    fn: Union[FnName, list[FnName], None] = None  # one function, or several applied in order
+    fn: Union[FnName, list[FnName], None] = Field(
+        default=None,
+        description="a function applied to the value before `op`, or a list of 2 to 8 applied in order "
+        "(`count` alone; `len` last; lower/upper/trim/normpath/basename/dirname take a string)",
+    )
     reason: str | None = None
     rule: str | None = None
 
@@ -126,8 +130,8 @@ class _Quantifier(BaseModel):
     of the list at PATH, each bound to NAME (paths in ``where`` may start with it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    in_: str = Field(alias="in")
-    where: "Condition"
+    in_: str = Field(alias="in", description="the path of a list; not a list (or missing): the quantifier is false")
+    where: "Condition" = Field(description="the condition for an item; its paths may start with the bound name")
     reason: str | None = None
     rule: str | None = None
 
@@ -147,7 +151,7 @@ class _Quantifier(BaseModel):
 
 
 class Every(_Quantifier):
-    every: str
+    every: str = Field(description="the name each item is bound to: holds when every item satisfies `where`")
 
     @field_validator("every")
     @classmethod
@@ -157,7 +161,7 @@ class Every(_Quantifier):
 
 
 class Some(_Quantifier):
-    some: str
+    some: str = Field(description="the name each item is bound to: holds when some item satisfies `where`")
 
     @field_validator("some")
     @classmethod
@@ -216,7 +220,9 @@ class Limit(BaseModel):
     max: StrictInt = Field(ge=1, le=MAX_LIMIT_COUNT)
     window: float = Field(gt=0, le=MAX_WINDOW_SECONDS)
     per: Scope = "session"
-    if_: Optional["Condition"] = Field(default=None, alias="if")
+    if_: Optional["Condition"] = Field(
+        default=None, alias="if", description="the limit applies (checks and counts) only to calls for which this holds"
+    )
     rule: str | None = None
 
     @field_validator("window", mode="before")
@@ -237,9 +243,11 @@ class AllTools(BaseModel):
 
     model_config = _STRICT
     limits: list[Limit] = []
-    deny_if: list["Condition"] = []
-    require: list["Condition"] = []
-    allow_if: list["Condition"] = []
+    deny_if: list["Condition"] = Field(default=[], description="any that holds denies every call that reaches it")
+    require: list["Condition"] = Field(default=[], description="all must hold for every call that reaches them")
+    allow_if: list["Condition"] = Field(
+        default=[], description="default deny: a tool not under `tools` is callable when one of them holds"
+    )
 
     @model_validator(mode="after")
     def _scopes(self) -> "AllTools":
