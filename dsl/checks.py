@@ -460,7 +460,8 @@ def _check_interactions(prog: Program) -> None:
                 if rr.rule.selector.kind in ("tool", "list"):
                     warn_once("`allow` without a condition changes nothing under `default allow`", rr.rule.span)
         elif not tr.callable(default, granted):
-            for rr in [*tr.deny_if, *tr.limit]:
+            # a guard pack's deny on a tool the user's own rules leave uncallable is not theirs to fix
+            for rr in [rr for rr in [*tr.deny_if, *tr.limit] if not prog.in_stdlib(rr.rule.span)]:
                 warn_once(
                     f"`{tool}` is denied by `default deny` (no allow rule selects it), so this rule can never matter",
                     rr.rule.span,
