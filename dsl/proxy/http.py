@@ -225,6 +225,22 @@ _SUSPECT_ID = re.compile(rb'"id"\s*:\s*(?:true|false|null|[\[{]|-?\d+(?:\.\d|[eE
 _BODY_PEEK_MAX = 4 * 1024 * 1024  # the SDK refuses larger bodies itself (413)
 
 
+def _request_of(body: bytes) -> dict[str, Any] | None:
+    """The JSON-RPC request (an object with a string method and an id) a frame holds, else None
+    (a notification, a response, a batch, or not JSON: the SDK answers those itself)."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("method"), str):
+        return None
+    return obj
+
+
+def _bad_id(rid: Any) -> bool:
+    return not (isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)))
+
+
 def bad_request_id(body: bytes) -> bool:
     """Whether a JSON-RPC request carries an id that is not a string or an integer (``true``,
     ``1.5``, ``null``, a list or an object): the SDK would take it for a notification (over HTTP
@@ -232,41 +248,25 @@ def bad_request_id(body: bytes) -> bool:
     this. A cheap scan first; the frame is parsed only when it looks so."""
     if not _SUSPECT_ID.search(body) and b"\\u" not in body:  # (an escape may spell the "id" key)
         return False
-    try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError):
-        return False  # the SDK answers a parse error itself
-    if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("method"), str):
-        return False
-    rid = obj["id"]
-    return not (isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)))
+    req = _request_of(body)
+    return req is not None and _bad_id(req["id"])
 
 
-def _session_request_key(scope: Any, body: bytes) -> tuple[str, str, Any] | None:
-    """(session id, the id as the SDK keys it, the id) of a session's JSON-RPC request, or None
-    (no session, not a request): the SDK routes a session's answers by ``str(id)``, so ``7`` and
-    ``"7"`` are the same key there (and so here)."""
-    sid = None
+def _session_of(scope: Any) -> str | None:
     for k, v in scope.get("headers") or []:
         if k.lower() == b"mcp-session-id":
-            sid = v.decode("latin-1")
-            break
-    if not sid or b'"id"' not in body and b"\\u" not in body:
-        return None
-    try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("method"), str) or "id" not in obj:
-        return None
-    rid = obj["id"]
-    if isinstance(rid, bool) or not isinstance(rid, (int, str)):
-        return None  # refused as a bad id before
-    return sid, str(rid), rid
+            return v.decode("latin-1")
+    return None
 
 
 def _invalid_request(rid: Any, message: str) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": -32600, "message": message}}).encode()
+
+
+async def _refuse(send: Any, body: bytes) -> None:
+    """A 400 with a JSON-RPC error body."""
+    await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class RequestIdGate:
@@ -295,32 +295,32 @@ class RequestIdGate:
             if not message.get("more_body") or size > _BODY_PEEK_MAX:
                 break
         complete = chunks and chunks[-1]["type"] == "http.request" and not chunks[-1].get("more_body")
-        if complete and bad_request_id(b"".join(m.get("body", b"") for m in chunks)):
-            body = _invalid_request(None, "Invalid Request: the id must be a string or an integer")
-            await send({"type": "http.response.start", "status": 400,
-                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
-            await send({"type": "http.response.body", "body": body})
+        body = b"".join(m.get("body", b"") for m in chunks) if complete else b""
+        sid = _session_of(scope) if complete else None
+        # a session's request is parsed once, for both checks; any other frame only when it looks
+        # as if its id were bad
+        req = _request_of(body) if sid and (b'"id"' in body or b"\\u" in body) else None
+        if req is not None and _bad_id(req["id"]) or req is None and complete and bad_request_id(body):
+            await _refuse(send, _invalid_request(None, "Invalid Request: the id must be a string or an integer"))
             return
 
         async def replay() -> Any:
             return chunks.pop(0) if chunks else await receive()
 
-        key = _session_request_key(scope, b"".join(m.get("body", b"") for m in chunks)) if complete else None
-        if key is None:
+        if req is None or sid is None:
             await self.app(scope, replay, send)
             return
-        slot = key[:2]
+        # the SDK routes a session's answers by ``str(id)``, so ``7`` and ``"7"`` are one key there
+        rid = req["id"]
+        slot = (sid, str(rid))
         if slot in self._inflight:
-            body = _invalid_request(
-                key[2],
+            await _refuse(send, _invalid_request(
+                rid,
                 f"Invalid Request: id {json.dumps(self._inflight[slot][0])} is still in flight in this session "
                 "(ids 7 and \"7\" are the same one over HTTP)",
-            )
-            await send({"type": "http.response.start", "status": 400,
-                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
-            await send({"type": "http.response.body", "body": body})
+            ))  # fmt: skip
             return
-        mine = self._inflight[slot] = [key[2]]  # (a list: this request's own entry, by identity)
+        mine = self._inflight[slot] = [rid]  # (a list: this request's own entry, by identity)
 
         def free() -> None:
             if self._inflight.get(slot) is mine:  # not a later request that reused the id
