@@ -253,17 +253,17 @@ def _when(t: float | None) -> str:
     return f"{stamp} (in {_span(d)})" if d > 0 else f"{stamp} ({_span(-d)} ago)"
 
 
+def _format_option(json_help: str) -> Any:
+    """`--format text|json` of the commands that print requests."""
+    return click.option(
+        "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help=json_help
+    )
+
+
 @approvals_group.command("list")
 @_queue_options
 @click.option("--all", "show_all", is_flag=True, help="Also answered, expired and used requests (newest first).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one JSON array on stdout (every field, `decided_by`, `decided_at` and `note` included).",
-)
+@_format_option("json: one JSON array on stdout (every field, `decided_by`, `decided_at` and `note` included).")
 @click.pass_context
 def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
     """Pending approval requests (id, tool, arguments, why, time left).
@@ -311,14 +311,7 @@ def _no_request(q: Any, aid: str) -> NoReturn:
 @approvals_group.command("show")
 @_queue_options
 @click.argument("approval_id")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: the request as one JSON object (the fields of `list --format json`).",
-)
+@_format_option("json: the request as one JSON object (the fields of `list --format json`).")
 @click.pass_context
 def approvals_show(ctx: click.Context, approval_id: str, fmt: str) -> None:
     """One approval request in full: the whole call (arguments pretty-printed), why, whose call,

@@ -62,9 +62,10 @@ class ToolsReport:
             )
         if self.unmentioned:
             names = _names([json.dumps(t) for t in self.unmentioned])
+            one = len(self.unmentioned) == 1
             out.append(
-                f"plr proxy: {when}, {_count(self.unmentioned, 'server tool')} named by no rule "
-                f"(`default {self.default}` decides {'it' if len(self.unmentioned) == 1 else 'them'}): {names}"
+                f"plr proxy: {when}, {_count(self.unmentioned, 'server tool')} {'is' if one else 'are'} named by no "
+                f"rule (`default {self.default}` decides {'it' if one else 'them'}): {names}"
             )
         return out
 
@@ -82,8 +83,8 @@ class ToolsReport:
 
 
 def _count(names: tuple[str, ...], what: str) -> str:
-    n = len(names)
-    return f"{n} {what}{'' if n == 1 else 's'}" + ("" if what == "tool" else (" is" if n == 1 else " are"))
+    """"1 tool", "3 tools"."""
+    return f"{len(names)} {what}{'' if len(names) == 1 else 's'}"
 
 
 def _names(shown: list[str]) -> str:

@@ -204,13 +204,9 @@ async def test_an_idle_session_expires(setup: ProxySetup) -> None:
     answers 404 afterwards."""
     with proxy_on(setup, "127.0.0.1:PORT", "--session-idle-timeout", "1") as port:
         url = f"http://127.0.0.1:{port}/mcp"
+        sid = await open_session(url)
+        heads = {**ACCEPT, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"}
         async with httpx2.AsyncClient(timeout=20) as h:
-            r = await h.post(url, json=INIT, headers=ACCEPT)
-            assert r.status_code == 200, r.text
-            sid = r.headers["mcp-session-id"]
-            heads = {**ACCEPT, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"}
-            r = await h.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=heads)
-            assert r.status_code == 202, r.text
             r = await h.post(url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=heads)
             assert r.status_code == 200, r.text  # alive while used
             await anyio.sleep(4)

@@ -37,9 +37,9 @@ def rpc_body(response: httpx2.Response) -> dict[str, Any]:
     return response.json()
 
 
-async def open_session(h: httpx2.AsyncClient, url: str, token: str) -> str:
-    """A handshake-era session opened with ``token``: its Mcp-Session-Id."""
-    auth = {"authorization": f"Bearer {token}"}
+async def open_session(h: httpx2.AsyncClient, url: str, token: str | None = None) -> str:
+    """A handshake-era session opened (with ``token``, if given): its Mcp-Session-Id."""
+    auth = {"authorization": f"Bearer {token}"} if token is not None else {}
     init = {
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
@@ -97,12 +97,7 @@ async def test_an_integer_a_javascript_server_would_round_is_refused(setup: Prox
     with http_proxy(setup) as url:
         with anyio.fail_after(60):
             async with httpx2.AsyncClient(timeout=20) as h:
-                r = await h.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
-                    headers=ACCEPT)  # fmt: skip
-                sid = r.headers["mcp-session-id"]
-                heads = {**ACCEPT, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"}
-                await h.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=heads)
+                heads = {**ACCEPT, "mcp-session-id": await open_session(h, url), "mcp-protocol-version": "2025-06-18"}
                 for i, raw in enumerate(("9007199254740993", "-9007199254740993", "1" + "0" * 400)):
                     body = '{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"get-task","arguments":{"task_id":%s}}}' % (i + 2, raw)
                     r = await h.post(url, content=body.encode(), headers=heads)
@@ -249,11 +244,7 @@ async def test_over_http_a_request_id_in_flight_cannot_be_reused(setup: ProxySet
     with http_proxy(setup, "--approval", "queue", "--approval-timeout", "2") as url:
         with anyio.fail_after(60):
             async with httpx2.AsyncClient(timeout=30) as h:
-                r = await h.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
-                    headers=ACCEPT)  # fmt: skip
-                heads = {**ACCEPT, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
-                await h.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=heads)
+                heads = {**ACCEPT, "mcp-session-id": await open_session(h, url), "mcp-protocol-version": "2025-06-18"}
                 call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                         "params": {"name": "cancel-task", "arguments": {"task_id": "t-1"}}}  # fmt: skip
                 first: dict[str, Any] = {}
