@@ -282,12 +282,15 @@ def _resolve_condition(
         return c.model_copy(update={"value": value})
     if isinstance(c, (ir.And, ir.Or)):
         items = [_resolve_condition(names, x, file, bound, stack) for x in c.items]
+        if all(a is b for a, b in zip(items, c.items)):
+            return c  # nothing named inside: no copy (compile time stays what it was)
         if isinstance(c.items[0], ir.Call) and type(items[0]) is type(c):
             # an inlined block first in an `and` (`or`) joins it, as plr reads `(a and b) and c`:
             # the JSON is then one that plr text says (decompile stays exact)
             items = [*items[0].items, *items[1:]]  # type: ignore[union-attr]
         return c.model_copy(update={"items": tuple(items)})
-    return c.model_copy(update={"item": _resolve_condition(names, c.item, file, bound, stack)})
+    item = _resolve_condition(names, c.item, file, bound, stack)
+    return c if item is c.item else c.model_copy(update={"item": item})
 
 
 def _refs(value: Any) -> list[ir.Ref]:
