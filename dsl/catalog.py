@@ -8,7 +8,9 @@ example, are never annotated as such).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +24,108 @@ class CatalogueInfo:
     server: str
     tools: tuple[tuple[str, str], ...]  # (tool, risk)
     header: str  # the file's leading comment (package and version it was read from)
+    inferred: frozenset[str] = frozenset()  # tools whose class is a guess, not the server's annotation
+    descriptions: tuple[tuple[str, str], ...] = ()  # (tool, first sentence), harvested catalogues only
 
 
-def stdlib_catalogues() -> list[CatalogueInfo]:
-    """Every `server` block shipped in stdlib_rules/, by module name."""
+GENERATED_MARK = "by `plr catalog harvest`"
+
+
+def catalogue_dir() -> Path:
+    """Where the harvested catalogues' JSON lives (shipped in the wheel beside the .plr files)."""
+    return stdlib_dir() / "catalogues"
+
+
+@lru_cache(maxsize=None)
+def document(stem: str) -> dict[str, Any] | None:
+    """The harvested JSON catalogue ``catalogues/STEM.json`` (STEM: server-NAME), read once."""
+    path = catalogue_dir() / f"{stem}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def documents() -> list[dict[str, Any]]:
+    """Every harvested catalogue document, available or not, by name."""
+    out = []
+    for path in sorted(catalogue_dir().glob("server-*.json")):
+        doc = document(path.stem)
+        if doc is not None:
+            out.append(doc)
+    return out
+
+
+def is_generated(path: Path) -> bool:
+    """Whether a stdlib .plr was written by the harvest (its JSON then says everything it does)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(400)
+    except OSError:
+        return False
+    return GENERATED_MARK in head
+
+
+def _from_document(path: Path, doc: dict[str, Any]) -> CatalogueInfo:
+    tools = doc.get("tools", [])
+    header = f"Catalogue: {doc['package']} {doc['version']} ({doc['registry']}), read live on {doc['harvested']}"
+    return CatalogueInfo(
+        f"stdlib/{path.stem}",
+        doc["server"],
+        tuple((t["name"], t["risk"]) for t in tools),
+        header,
+        frozenset(t["name"] for t in tools if "inferred" in t),
+        tuple((t["name"], t.get("description", "")) for t in tools),
+    )
+
+
+@lru_cache(maxsize=1)
+def _stdlib_catalogues() -> tuple[CatalogueInfo, ...]:
     from .lower import lower_source
 
     out: list[CatalogueInfo] = []
     for path in sorted(stdlib_dir().glob("*.plr")):
+        doc = document(path.stem) if is_generated(path) else None
+        if doc is not None and doc.get("status") == "ok":
+            out.append(_from_document(path, doc))
+            continue
         text = path.read_text(encoding="utf-8")
         module = lower_source(text, f"stdlib/{path.name}", str(path))
         header = "\n".join(line[1:].strip() for line in text.splitlines() if line.startswith("#")).strip()
         for cat in module.of(ir.Catalogue):
             tools = tuple((t.name, t.risk) for t in cat.tools)
             out.append(CatalogueInfo(f"stdlib/{path.stem}", cat.server, tools, header.splitlines()[0] if header else ""))
-    return out
+    return tuple(out)
+
+
+def stdlib_catalogues() -> list[CatalogueInfo]:
+    """Every `server` block shipped in stdlib_rules/, by module name. A generated catalogue is
+    read from its JSON (hundreds of them parse in no time that way); a hand-written one is parsed."""
+    return list(_stdlib_catalogues())
+
+
+def tool_schemas(stem: str) -> dict[str, dict[str, Any]]:
+    """Tool name -> compact input schema, from the harvested JSON of stdlib/STEM (empty when the
+    catalogue was never harvested)."""
+    doc = document(stem)
+    if not doc:
+        return {}
+    return {t["name"]: t.get("schema") or {} for t in doc.get("tools", [])}
+
+
+def search(word: str) -> list[tuple[CatalogueInfo, str, str]]:
+    """(catalogue, tool, risk) for every tool whose name, or description, contains ``word``
+    (case-insensitive); name matches first."""
+    w = word.lower()
+    by_name, by_desc = [], []
+    for c in stdlib_catalogues():
+        descriptions = dict(c.descriptions)
+        for name, risk in c.tools:
+            if w in name.lower():
+                by_name.append((c, name, risk))
+            elif w in descriptions.get(name, "").lower():
+                by_desc.append((c, name, risk))
+    return by_name + by_desc
 
 
 def risk_of(annotations: Any) -> str:
@@ -49,19 +138,18 @@ def risk_of(annotations: Any) -> str:
     return "write"
 
 
-async def _list_tools(command: list[str], env: dict[str, str] | None, timeout: float) -> list[tuple[str, str, str]]:
+async def _list_tools(command: list[str], env: dict[str, str] | None, timeout: float) -> list[dict[str, Any]]:
     import anyio
     from mcp import Client, StdioServerParameters
 
     params = StdioServerParameters(command=command[0], args=command[1:], env=env)
-    tools: list[tuple[str, str, str]] = []
+    tools: list[dict[str, Any]] = []
     with anyio.fail_after(timeout):
         async with Client(params, mode="auto", cache=None) as client:
             cursor = None
-            while True:
+            for _ in range(1000):  # a server paging forever is cut off
                 res = await client.session.list_tools(params=_page(cursor))
-                for t in res.tools:
-                    tools.append((t.name, risk_of(t.annotations), (t.description or "").strip().splitlines()[0:1][0] if t.description else ""))
+                tools.extend(t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in res.tools)
                 cursor = res.next_cursor
                 if not cursor:
                     break
@@ -74,8 +162,8 @@ def _page(cursor: str | None) -> Any:
     return types.PaginatedRequestParams(cursor=cursor) if cursor else None
 
 
-def tools_from_server(command: list[str], env: dict[str, str] | None = None, timeout: float = 20.0) -> list[tuple[str, str, str]]:
-    """(name, risk, first line of description) for each tool a live stdio server lists.
+def raw_tools_from_server(command: list[str], env: dict[str, str] | None = None, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The tools a live stdio server lists, as JSON (name, description, inputSchema, annotations).
 
     Raises (TimeoutError when the server does not answer within ``timeout`` seconds); what the
     SDK logs about a misbehaving server (a line that is not JSON-RPC) is one line on stderr,
@@ -100,6 +188,60 @@ def tools_from_server(command: list[str], env: dict[str, str] | None = None, tim
     finally:
         sdk.removeHandler(handler)
         sdk.propagate = saved
+
+
+def tools_from_server(command: list[str], env: dict[str, str] | None = None, timeout: float = 20.0) -> list[tuple[str, str, str]]:
+    """(name, risk, first line of description) for each tool a live stdio server lists."""
+    out = []
+    for t in raw_tools_from_server(command, env, timeout):
+        desc = (t.get("description") or "").strip().splitlines()
+        out.append((t["name"], risk_of_hints(t.get("annotations")), desc[0] if desc else ""))
+    return out
+
+
+def risk_of_hints(annotations: dict[str, Any] | None) -> str:
+    """`risk_of` for annotations as JSON (camelCase hints)."""
+    a = annotations or {}
+    if a.get("destructiveHint") and not a.get("readOnlyHint"):
+        return "destructive"
+    if a.get("readOnlyHint"):
+        return "read"
+    return "write"
+
+
+def drift(expected: dict[str, dict[str, Any] | None], live: list[dict[str, Any]]) -> list[str]:
+    """How a live server's tools differ from its catalogue, one line per difference.
+
+    ``expected``: tool name -> its harvested entry (compact schema, annotations), or None for a
+    hand-written catalogue that records names only (then only names are compared)."""
+    from .harvest import _HINTS, compact_schema
+
+    lines: list[str] = []
+    live_by_name = {t["name"]: t for t in live}
+    for name in sorted(set(live_by_name) - set(expected)):
+        lines.append(f"added: {name}")
+    for name in sorted(set(expected) - set(live_by_name)):
+        lines.append(f"removed: {name}")
+    for name in sorted(set(expected) & set(live_by_name)):
+        entry = expected[name]
+        if entry is None:
+            continue
+        raw = live_by_name[name]
+        if compact_schema(raw.get("inputSchema") or {}) != (entry.get("schema") or {}):
+            lines.append(f"changed schema: {name}")
+        hints = {k: v for k, v in (raw.get("annotations") or {}).items() if k in _HINTS and isinstance(v, bool)}
+        if hints != (entry.get("annotations") or {}):
+            lines.append(f"changed annotations: {name} ({entry.get('annotations') or {}} -> {hints})")
+    return lines
+
+
+def expected_tools(info: CatalogueInfo) -> dict[str, dict[str, Any] | None]:
+    """What `drift` compares a live server with: the harvested entries when there are some (a
+    hand-written catalogue's harvested JSON included), else the catalogue's names."""
+    doc = document(info.module.removeprefix("stdlib/"))
+    if doc and doc.get("status") == "ok":
+        return {t["name"]: t for t in doc["tools"]}
+    return {name: None for name, _ in info.tools}
 
 
 def catalogue_text(server: str, tools: list[tuple[str, str, str]], source: str = "") -> str:
@@ -179,7 +321,9 @@ def starter_files(info: CatalogueInfo, policy_name: str) -> tuple[str, str]:
 def find(name: str) -> list[CatalogueInfo]:
     """Catalogues whose module or server name contains ``name``."""
     name = name.lower()
-    return [c for c in stdlib_catalogues() if name in c.module.lower() or name in c.server.lower()]
+    every = stdlib_catalogues()
+    exact = [c for c in every if name in (c.module.lower(), c.server.lower(), c.module.lower().removeprefix("stdlib/server-"))]
+    return exact or [c for c in every if name in c.module.lower() or name in c.server.lower()]
 
 
 def write_new(path: Path, text: str) -> None:

@@ -10,6 +10,7 @@ import difflib
 from typing import Callable, Iterator
 
 from . import ir
+from .arg_check import check_argument_names
 from .policy import PATH_ROOTS
 from .regex import compile_re2
 from .resolve import Program, ResolvedRule, all_tools_rules, glob_regex, program_default, rules_by_tool
@@ -31,6 +32,7 @@ def check_program(prog: Program) -> list:  # list[Diagnostic]
     if not prog.errors:  # a failed import leaves a partial catalogue: its names would be noise
         _check_catalogue_names(prog)
         _check_interactions(prog)
+        check_argument_names(prog)  # dsl/arg_check.py: args.NAME a harvested schema lacks
     _check_tests(prog)
     seen: set[tuple] = set()
     out = []

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from .. import ir
+from ..arg_check import argument_names
 from . import words
 from .source import (
     CALL,
@@ -472,8 +473,9 @@ def _value_items(ws: Workspace, path: str) -> list[Item]:
 
 
 def _complete_field(ws: Workspace, path: str, src: Source, i: int, result: RootResult | None) -> list[Item]:
-    """After a dot: the argument names the workspace knows for the rule's tools (from conditions
-    and test calls; plr's catalogues record no input schemas), or a data file's keys."""
+    """After a dot: the argument names known for the rule's tools (the harvested catalogues'
+    input schemas, with their types, then the workspace's conditions and test calls), or a
+    data file's keys."""
     j = i - 1
     steps: list[str] = []
     while j >= 0 and src.tokens[j].kind == "name":
@@ -487,7 +489,11 @@ def _complete_field(ws: Workspace, path: str, src: Source, i: int, result: RootR
     root = steps[0]
     if root == "args":
         tools = _statement_tools(src, i)
-        return [Item(label=a, kind=K_FIELD, detail="argument") for a in sorted(_argument_names(result, tools, steps[1:]))]
+        typed = argument_names(result.prog, tools, steps[1:]) if result is not None else {}
+        used = _argument_names(result, tools, steps[1:]) - set(typed)
+        return [Item(label=a, kind=K_FIELD, detail=f"argument: {t}") for a, t in sorted(typed.items())] + [
+            Item(label=a, kind=K_FIELD, detail="argument") for a in sorted(used)
+        ]
     if result is not None:
         for (_file, name), value in result.prog.data.items():
             if name == root:
