@@ -10,6 +10,7 @@ Which module owns which commands (a new command is a module and a line in ``COMM
   proxy.py      proxy  (its flags; proxy_run.py checks them and starts the proxy)
   approvals.py  approvals list/show/grant/deny  (and opening a fleet's --state)
   audit.py      audit
+  analysis.py   diff, analyze, query  (exact policy analysis with z3, the analyze extra)
   output.py     what they share: colour, escaping, diagnostics, exits, writing output files
 Heavy modules are imported inside the commands so `plr --help` starts fast.
 """
@@ -42,6 +43,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "approvals": ("approvals", "approvals_group"),
     "audit": ("audit", "audit_cmd"),
     "lsp": ("lsp", "lsp_cmd"),
+    "diff": ("analysis", "diff_cmd"),
+    "analyze": ("analysis", "analyze_cmd"),
+    "query": ("analysis", "query_cmd"),
 }
 # imported only when named (or listed by --help): the other commands never pay for them, and a
 # mistyped command is offered only the others as "Did you mean"

@@ -1,0 +1,128 @@
+"""``plr diff``: every kind of call whose decision changes between two policies, with proof.
+
+For each tool (every name either policy mentions, plus one name neither does) the two
+decision terms (dsl/analysis/decision.py) go to z3 with "they differ". Each model is one
+(old decision -> new decision) class: its call is re-run on both real engines, and the class
+blocked, until the solver proves no other class exists. "Equivalent" is therefore an
+``unsat`` answer, never a search that gave up; anything the solver or the engine re-run cannot
+settle is listed under ``unknown``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .decision import OUTCOMES, decision_term, tool_view
+from .encode import Context, strip_meta
+from .limits import limit_changes
+from .solver import z3 as load_z3
+from .witness import Engines, TooLarge, call_of, decide
+
+__all__ = ["DiffResult", "diff_policies", "change_kind", "tool_names"]
+
+_MAX_CLASSES = len(OUTCOMES) ** 2
+TIMEOUT_MS = 20_000
+
+
+@dataclass
+class DiffResult:
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    limits: list[dict[str, Any]] = field(default_factory=list)
+    unknown: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def equivalent(self) -> bool:
+        return not (self.changes or self.limits or self.unknown)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"equivalent": self.equivalent, "changes": self.changes, "limits": self.limits, "unknown": self.unknown}
+
+
+def change_kind(old: tuple[str, str], new: tuple[str, str]) -> str:
+    """loosen (more permissive), tighten, or change (same effect, another code)."""
+    if old[1] == "hidden" and new[1] != "hidden":
+        return "loosen"
+    if new[1] == "hidden" and old[1] != "hidden":
+        return "tighten"
+    rank = {"deny": 0, "approval_required": 1, "allow": 2}
+    ro, rn = rank[old[0]], rank[new[0]]
+    return "loosen" if rn > ro else "tighten" if rn < ro else "change"
+
+
+def tool_names(*policies: dict[str, Any]) -> list[str]:
+    names: set[str] = set()
+    for p in policies:
+        names |= set(p.get("tools", {}))
+        names |= {h for h in p.get("hide", ()) if h != "*"}
+    return sorted(names)
+
+
+def _view_key(v: Any) -> Any:
+    return strip_meta([v.fixed, v.deny_if, v.require, v.approval, v.allowed_code])
+
+
+def diff_policies(old: dict[str, Any], new: dict[str, Any]) -> DiffResult:
+    """The decision changes and limit changes from ``old`` to ``new`` (canonical dumps)."""
+    z = load_z3("plr diff")
+    engines = (Engines(old), Engines(new))
+    names = tool_names(old, new)
+    result = DiffResult(limits=limit_changes(old, new))
+    for tool in [*names, None]:
+        vo, vn = tool_view(old, tool), tool_view(new, tool)
+        if _view_key(vo) == _view_key(vn):
+            continue  # the same checks in the same order: the same decision for every call
+        _diff_tool(z, tool, vo, vn, set(names), engines, result)
+    return result
+
+
+def _diff_tool(z: Any, tool: str | None, vo: Any, vn: Any, known: set[str], engines: tuple[Engines, Engines], result: DiffResult) -> None:
+    ctx = Context(z, [*vo.conditions(), *vn.conditions()], tool, known)
+    to, tn = decision_term(ctx, vo), decision_term(ctx, vn)
+    s = z.Solver()
+    s.set("timeout", TIMEOUT_MS)
+    s.add(*ctx.constraints)
+    s.add(to != tn)
+    label = tool if tool is not None else "(any other tool)"
+    for _ in range(_MAX_CLASSES):
+        answer = str(s.check(ctx.small_flag))  # a printable call first
+        if answer == "unsat":
+            answer = str(s.check())
+        if answer == "unsat":
+            return
+        if answer != "sat":
+            result.unknown.append({"tool": label, "reason": f"the solver could not decide ({s.reason_unknown()})"})
+            return
+        m = s.model()
+        oi, ni = m.eval(to).as_long(), m.eval(tn).as_long()
+        s.add(z.Not(z.And(to == oi, tn == ni)))
+        pair = (OUTCOMES[oi], OUTCOMES[ni])
+        why = _confirm(ctx, m, pair, engines)
+        if isinstance(why, str):
+            result.unknown.append({"tool": label, "old": _ec(pair[0]), "new": _ec(pair[1]), "reason": why})
+            continue
+        call, do, dn = why
+        result.changes.append(
+            {"tool": call["tool"], "kind": change_kind(*pair), "call": call, "old": do, "new": dn}
+        )
+
+
+def _ec(o: tuple[str, str]) -> dict[str, str]:
+    return {"effect": o[0], "code": o[1]}
+
+
+def _confirm(ctx: Context, m: Any, pair: Any, engines: tuple[Engines, Engines]) -> Any:
+    """(call, old decision, new decision) when both engines show the pair; else why not."""
+    try:
+        call = call_of(ctx, m)
+    except TooLarge as e:
+        return f"the smallest call found is too large to show ({e})"
+    do, dn = decide(engines[0], call), decide(engines[1], call)
+    if (do["effect"], do["code"]) == pair[0] and (dn["effect"], dn["code"]) == pair[1]:
+        return call, do, dn
+    if ctx.opaque:
+        return (
+            "a candidate call was not confirmed by the engine: the rules use regexes or value functions "
+            "(lower, normpath, ...), which the analysis does not model exactly"
+        )
+    return "a candidate call was not confirmed by the engine (please report this: the analysis and engine disagree)"

@@ -1,0 +1,495 @@
+"""A compiled policy's conditions as z3 formulas over one symbolic call.
+
+The symbolic call mirrors what the engine reads (``dsl/engine/conditions.py`` and
+``operators.py``): the roots ``args`` (an object), ``identity``/``session``/``server`` (a string
+or absent), ``tool`` (a string) and ``approved`` (a boolean), and below ``args`` only the paths
+the conditions mention. Each value is a :class:`Sym`: a JSON kind (absent, null, boolean,
+number, string, list, object) with one z3 variable per kind's payload, so a comparison across
+JSON types is false exactly as in the engine.
+
+Lists are exact by a small-model argument: a list node has ``k`` explicit items (enough for
+every index a path reads, one witness per ``some``/``every``/``contains`` over it, and the
+longest list literal it is compared with) and one *filler* item standing for every item past
+``k`` (all alike). Any list that satisfies a formula can be rewritten to that shape without
+changing the formula's value (keep the indexed items and one witness per quantifier, repeat
+any item to the original length), so "no call" over this model is a proof.
+
+What is not encoded (regexes, value functions such as ``lower``/``normpath``, quantifiers nested
+so that a witness per outer item would be needed) becomes an *opaque atom*: a free boolean,
+the same one wherever the same condition meets the same values. Free atoms over-approximate:
+"unsatisfiable" stays a proof, and a satisfying model is only a candidate, which the callers
+confirm on the real engine before printing it (dsl/analysis/witness.py).
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from typing import Any
+
+from ..validate import fn_chain
+from ..vocab import parse_path
+
+__all__ = ["Context", "Sym", "ROOTS", "conditions_of", "strip_meta"]
+
+MISSING, NULL, BOOL, NUM, STR, LIST, OBJ = range(7)
+ROOTS = ("args", "identity", "session", "server", "tool", "approved")
+_MAX_CHAR = 0x2FFFF  # z3's unicode strings stop here; a literal beyond is left opaque
+_QUANT = ("every", "some")
+SMALL = 10_000  # the longest list (and most extra keys) a printed witness may have
+
+
+def strip_meta(c: Any) -> Any:
+    """A condition (or any policy part) without ``rule``/``reason``: what decides, not who said it."""
+    if isinstance(c, dict):
+        return {k: strip_meta(v) for k, v in c.items() if k not in ("rule", "reason")}
+    if isinstance(c, list):
+        return [strip_meta(x) for x in c]
+    return c
+
+
+def _key(c: Any) -> str:
+    return json.dumps(strip_meta(c), sort_keys=True, ensure_ascii=True)
+
+
+def conditions_of(view: Any) -> list[dict[str, Any]]:
+    """Every condition a tool view (``decision.ToolView``) may evaluate."""
+    return [*view.deny_if, *view.require]
+
+
+# --- which conditions are encoded exactly ---------------------------------------------------
+
+
+def _reads(c: dict[str, Any], bound: tuple[str, ...]) -> set[str]:
+    """The names of ``bound`` that ``c`` reads (paths and quantifier lists)."""
+    if any(q in c for q in _QUANT):
+        var = c["every"] if "every" in c else c["some"]
+        root, _ = parse_path(c["in"], bound)
+        inner = _reads(c["where"], (*bound, var)) - {var}
+        return inner | ({root} & set(bound))
+    if "not" in c:
+        return _reads(c["not"], bound)
+    if "all" in c or "any" in c:
+        out: set[str] = set()
+        for x in c["all" if "all" in c else "any"]:
+            out |= _reads(x, bound)
+        return out
+    root, _ = parse_path(c["path"], bound)
+    return {root} & set(bound)
+
+
+def _quantifier_exact(c: dict[str, Any], bound: tuple[str, ...]) -> bool:
+    """Whether one witness item per occurrence suffices: at top level always; inside another
+    quantifier only over the innermost item's own list, or when the body reads no outer item."""
+    if not bound:
+        return True
+    root, _ = parse_path(c["in"], bound)
+    if root == bound[-1]:
+        return True
+    var = c["every"] if "every" in c else c["some"]
+    return not (_reads(c["where"], (*bound, var)) - {var}) and root not in bound
+
+
+def _text_ok(v: Any) -> bool:
+    """A literal z3 can hold exactly (strings below its largest character, no surrogates)."""
+    if isinstance(v, str):
+        return all(ord(ch) <= _MAX_CHAR and not 0xD800 <= ord(ch) <= 0xDFFF for ch in v)
+    if isinstance(v, list):
+        return all(_text_ok(x) for x in v)
+    return True
+
+
+def _leaf_exact(c: dict[str, Any]) -> bool:
+    chain = fn_chain(c.get("fn"))
+    if chain and chain[0] not in ("count", "len"):
+        return False  # value functions: opaque
+    if c["op"] == "regex":
+        return False
+    return _text_ok(c.get("value"))
+
+
+# --- shapes: which nodes the conditions read ------------------------------------------------
+
+
+class Shape:
+    """The part of a JSON value the conditions read: keys, items, and how many explicit items."""
+
+    __slots__ = ("keys", "item", "idx", "ex", "lit")
+
+    def __init__(self) -> None:
+        self.keys: dict[str, Shape] = {}
+        self.item: Shape | None = None
+        self.idx = 0  # one more than the largest index read
+        self.ex = 0  # witnesses needed: some/every/contains occurrences over this list
+        self.lit = 0  # the longest list literal compared with this value
+
+    def items(self) -> Shape:
+        if self.item is None:
+            self.item = Shape()
+        return self.item
+
+    def step(self, s: str | int) -> Shape:
+        if isinstance(s, int):
+            self.idx = max(self.idx, s + 1)
+            return self.items()
+        return self.keys.setdefault(s, Shape())
+
+    @property
+    def k(self) -> int:
+        return max(self.idx + self.ex, self.lit)
+
+
+def _need_literal(sh: Shape, lit: Any) -> None:
+    if isinstance(lit, list):
+        sh.lit = max(sh.lit, len(lit))
+        for x in lit:
+            _need_literal(sh.items(), x)
+
+
+def _collect(c: dict[str, Any], scope: dict[str, Shape], roots: dict[str, Shape]) -> None:
+    bound = tuple(scope)
+    if any(q in c for q in _QUANT):
+        if not _quantifier_exact(c, bound):
+            return
+        var = c["every"] if "every" in c else c["some"]
+        sh = _nav(c["in"], scope, roots)
+        sh.ex += 1
+        _collect(c["where"], {**scope, var: sh.items()}, roots)
+        return
+    if "not" in c:
+        _collect(c["not"], scope, roots)
+        return
+    if "all" in c or "any" in c:
+        for x in c["all" if "all" in c else "any"]:
+            _collect(x, scope, roots)
+        return
+    sh = _nav(c["path"], scope, roots)
+    if not _leaf_exact(c):
+        return
+    op, lit = c["op"], c.get("value")
+    if c.get("fn") is not None:
+        return  # count/len read the length only
+    if op == "contains":
+        sh.ex += 1
+        _need_literal(sh.items(), lit)
+    elif op in ("eq", "neq"):
+        _need_literal(sh, lit)
+    elif op in ("in", "not_in") and isinstance(lit, list):
+        for x in lit:
+            _need_literal(sh, x)
+
+
+def _nav(path: str, scope: dict[str, Shape], roots: dict[str, Shape]) -> Shape:
+    root, steps = parse_path(path, tuple(scope))
+    sh = scope[root] if root in scope else roots[root]
+    for s in steps:
+        sh = sh.step(s)
+    return sh
+
+
+# --- symbolic values --------------------------------------------------------------------------
+
+
+class Sym:
+    """One JSON value of the symbolic call: kind plus one z3 variable per kind's payload."""
+
+    def __init__(self, ctx: Context, shape: Shape, name: str) -> None:
+        z = ctx.z
+        self.name = name
+        self.kind = z.Int(f"{name}#k")
+        self.b = z.Bool(f"{name}#b")
+        self.n = z.Real(f"{name}#n")
+        # a string is s ++ pad^gap ++ tail: long strings without z3 building them (its
+        # sequence solver stalls on lengths in the thousands); `pad` is a character no
+        # literal holds, so every comparison with a literal reads only s and tail (exact)
+        self.s = z.String(f"{name}#s")
+        self.tail = z.String(f"{name}#tail")
+        self.gap = z.Int(f"{name}#gap")
+        self.len = z.Int(f"{name}#len")
+        self.extra = z.Int(f"{name}#extra")
+        self.keys = {key: Sym(ctx, sub, ctx.fresh(name)) for key, sub in shape.keys.items()}
+        k = shape.k if shape.item is not None else 0
+        self.slots = [Sym(ctx, shape.item, ctx.fresh(name)) for _ in range(k)] if shape.item else []
+        self.filler = Sym(ctx, shape.item, ctx.fresh(name)) if shape.item else None
+        kind = self.kind
+        cons = ctx.constraints
+        cons += [kind >= MISSING, kind <= OBJ, self.len >= 0, self.extra >= 0]
+        cons += [self.gap >= 0, z.Implies(self.gap == 0, self.tail == string_val(z, ""))]
+        ctx.small.append(z.And(self.len <= SMALL, self.extra <= SMALL, self.gap <= 100 * SMALL))
+        cons.append(z.Implies(kind != LIST, self.len == 0))
+        cons.append(z.Implies(kind != OBJ, self.extra == 0))
+        for child in self.keys.values():
+            cons.append(z.Implies(kind != OBJ, child.kind == MISSING))
+        for i, slot in enumerate(self.slots):
+            cons.append((slot.kind != MISSING) == z.And(kind == LIST, self.len > i))
+        if self.filler is not None:
+            cons.append((self.filler.kind != MISSING) == z.And(kind == LIST, self.len > len(self.slots)))
+
+    def items(self) -> list[tuple[Any, Sym]]:
+        """(present, item) for each explicit item and the filler."""
+        out = [(self.len > i, s) for i, s in enumerate(self.slots)]
+        if self.filler is not None:
+            out.append((self.len > len(self.slots), self.filler))
+        return out
+
+
+class _NumView:
+    """A number computed from a value (`count`, `len`), tested like a JSON number."""
+
+    def __init__(self, z: Any, term: Any) -> None:
+        self.kind = z.IntVal(NUM)
+        self.n = term
+        self.slots: list[Sym] = []
+        self.filler = None
+        self.len = z.IntVal(0)
+
+
+class Context:
+    """One symbolic call, the shapes of every condition that will be encoded over it, and the
+    constraints that make its values well-formed JSON."""
+
+    def __init__(self, z: Any, conditions: list[dict[str, Any]], tool: str | None, known: set[str]) -> None:
+        self.z = z
+        self._n = 0
+        self.constraints: list[Any] = []
+        self.atoms: dict[tuple[Any, ...], Any] = {}
+        self.opaque = False  # an opaque atom was made: models are candidates only
+        self.small: list[Any] = []  # bounds that keep a witness printable (checked as an assumption)
+        self.small_flag = z.Bool("small!")
+        self.pad = _pad_char(conditions)
+        shapes = {r: Shape() for r in ROOTS}
+        for c in conditions:
+            _collect(c, {}, shapes)
+        self.roots = {r: Sym(self, shapes[r], r) for r in ROOTS}
+        cons = self.constraints
+        cons.append(self.roots["args"].kind == OBJ)
+        for r in ("identity", "session", "server"):
+            k = self.roots[r].kind
+            cons.append(z.Or(k == MISSING, k == STR))
+        t = self.roots["tool"]
+        cons += [t.kind == STR, t.gap == 0]
+        if tool is not None:
+            cons.append(t.s == string_val(z, tool))
+        else:  # a tool no policy names
+            cons += [t.s != string_val(z, n) for n in sorted(known)]
+        self.approved = z.Bool("approved")
+        a = self.roots["approved"]
+        cons += [a.kind == BOOL, a.b == self.approved]
+        # the approval look-ahead of step 5 reads the same call with approved = true
+        self.approved_true = Sym(self, shapes["approved"], "approved!")
+        cons += [self.approved_true.kind == BOOL, self.approved_true.b]
+        self._memo: dict[tuple[int, bool], Any] = {}
+        cons.append(z.Implies(self.small_flag, z.And(*self.small)))
+
+    def fresh(self, base: str) -> str:
+        self._n += 1
+        return f"{base.split('/')[0]}/{self._n}"
+
+    # -- conditions -----------------------------------------------------------------------
+
+    def cond(self, c: dict[str, Any], lookahead: bool = False) -> Any:
+        """``c`` as a z3 boolean over the call (``lookahead``: with approved = true)."""
+        key = (id(c), lookahead)
+        hit = self._memo.get(key)
+        if hit is None:
+            env: dict[str, Sym] = dict(self.roots)
+            if lookahead:
+                env["approved"] = self.approved_true
+            hit = self._cond(c, env, ())
+            self._memo[key] = (hit, c)  # c kept alive so its id is not reused
+            return hit
+        return hit[0]
+
+    def _cond(self, c: dict[str, Any], env: dict[str, Sym], bound: tuple[str, ...]) -> Any:
+        z = self.z
+        if any(q in c for q in _QUANT):
+            if not _quantifier_exact(c, bound):
+                return self._atom(c, env, bound)
+            var = c["every"] if "every" in c else c["some"]
+            lst = self._nav(c["in"], env, bound)
+            parts = [(present, self._cond(c["where"], {**env, var: item}, (*bound, var))) for present, item in lst.items()]
+            if "every" in c:
+                return z.And(lst.kind == LIST, *[z.Implies(p, w) for p, w in parts])
+            return z.And(lst.kind == LIST, z.Or(*[z.And(p, w) for p, w in parts]) if parts else z.BoolVal(False))
+        if "not" in c:
+            return z.Not(self._cond(c["not"], env, bound))
+        if "all" in c:
+            return z.And(*[self._cond(x, env, bound) for x in c["all"]])
+        if "any" in c:
+            return z.Or(*[self._cond(x, env, bound) for x in c["any"]])
+        v = self._nav(c["path"], env, bound)
+        if not _leaf_exact(c):
+            atom = self._atom(c, env, bound)
+            if c["op"] == "regex" or c.get("fn") not in (None, "count", "len"):
+                return z.And(atom, v.kind == STR)  # regexes and value functions hold only on strings
+            return atom
+        op, fn = c["op"], c.get("fn")
+        if op == "exists":
+            return z.And(v.kind != MISSING, v.kind != NULL)
+        if op == "missing":
+            return z.Or(v.kind == MISSING, v.kind == NULL)
+        lit = c.get("value")
+        if fn == "count":
+            n = z.If(v.kind == LIST, z.ToReal(v.len), z.If(v.kind == MISSING, z.RealVal(0), z.RealVal(1)))
+            return self._test(op, lit, _NumView(z, n))
+        if fn == "len":
+            size = z.Sum([z.If(ch.kind != MISSING, 1, 0) for ch in v.keys.values()] + [v.extra])
+            n = z.If(v.kind == STR, z.Length(v.s) + v.gap + z.Length(v.tail), z.If(v.kind == LIST, v.len, size))
+            return z.And(z.Or(v.kind == STR, v.kind == LIST, v.kind == OBJ), self._test(op, lit, _NumView(z, z.ToReal(n))))
+        return z.And(v.kind != MISSING, self._test(op, lit, v))
+
+    def _short(self, v: Any) -> Any:
+        return v.gap == 0
+
+    def _atom(self, c: dict[str, Any], env: dict[str, Sym], bound: tuple[str, ...]) -> Any:
+        """A free boolean for a condition outside the exact fragment; one per (condition,
+        items it reads, approval view), shared by both policies."""
+        self.opaque = True
+        key = (_key(c), tuple(env[b].name for b in bound), env["approved"].name)
+        atom = self.atoms.get(key)
+        if atom is None:
+            atom = self.z.Bool(f"opaque/{len(self.atoms)}")
+            self.atoms[key] = atom
+        return atom
+
+    def _nav(self, path: str, env: dict[str, Sym], bound: tuple[str, ...]) -> Sym:
+        root, steps = parse_path(path, bound)
+        v = env[root]
+        for s in steps:
+            v = v.slots[s] if isinstance(s, int) else v.keys[s]
+        return v
+
+    # -- comparisons (operators.py) -----------------------------------------------------------
+
+    def _eq(self, v: Any, lit: Any) -> Any:
+        z = self.z
+        if lit is None:
+            return v.kind == NULL
+        if isinstance(lit, bool):
+            return z.And(v.kind == BOOL, v.b == z.BoolVal(lit))
+        if isinstance(lit, (int, float)):
+            return z.And(v.kind == NUM, v.n == _real(z, lit))
+        if isinstance(lit, str):
+            return z.And(v.kind == STR, self._short(v), v.s == string_val(z, lit))
+        if isinstance(lit, list):
+            if len(v.slots) < len(lit):  # only a count/len number: never a list
+                return z.BoolVal(False)
+            return z.And(v.kind == LIST, v.len == len(lit), *[self._eq(v.slots[i], x) for i, x in enumerate(lit)])
+        return z.BoolVal(False)
+
+    def _test(self, op: str, lit: Any, v: Any) -> Any:
+        z = self.z
+        if op == "eq":
+            return self._eq(v, lit)
+        if op == "neq":
+            if lit is None:
+                return z.BoolVal(False)
+            if isinstance(lit, bool):
+                return z.And(v.kind == BOOL, v.b != z.BoolVal(lit))
+            if isinstance(lit, (int, float)):
+                return z.And(v.kind == NUM, v.n != _real(z, lit))
+            if isinstance(lit, str):
+                return z.And(v.kind == STR, z.Not(z.And(self._short(v), v.s == string_val(z, lit))))
+            return z.And(v.kind == LIST, z.Not(self._eq(v, lit)))
+        if op in ("lt", "lte", "gt", "gte"):
+            if isinstance(lit, (int, float)) and not isinstance(lit, bool):
+                a, b = v.n, _real(z, lit)
+                kind = NUM
+            elif isinstance(lit, str):
+                # a long string compares with a literal as its head and one pad character do
+                a = z.If(self._short(v), v.s, z.Concat(v.s, string_val(z, self.pad)))
+                b = string_val(z, lit)
+                kind = STR
+            else:
+                return z.BoolVal(False)
+            rel = {"lt": a < b, "lte": a <= b, "gt": a > b, "gte": a >= b}[op]  # str.< is by code point
+            return z.And(v.kind == kind, rel)
+        if op in ("in", "not_in"):
+            items = lit if isinstance(lit, list) else []
+            member = z.Or(*[self._eq(v, x) for x in items]) if items else z.BoolVal(False)
+            if op == "in":
+                return member
+            kinds = {_kind_of(x) for x in items} - {NULL, None}
+            return z.And(z.Or(*[v.kind == k for k in kinds]) if kinds else z.BoolVal(False), z.Not(member))
+        if op == "contains":
+            in_list = z.Or(*[z.And(p, self._eq(item, lit)) for p, item in _items(v)]) if _items(v) else z.BoolVal(False)
+            out = z.And(v.kind == LIST, in_list)
+            if isinstance(lit, str):
+                w = string_val(z, lit)
+                found = z.Or(z.Contains(v.s, w), z.And(z.Not(self._short(v)), z.Contains(v.tail, w)))
+                out = z.Or(z.And(v.kind == STR, found), out)
+            return out
+        if op in ("starts_with", "ends_with"):
+            if not isinstance(lit, str):
+                return z.BoolVal(False)
+            w = string_val(z, lit)
+            if op == "starts_with":
+                return z.And(v.kind == STR, z.PrefixOf(w, v.s))
+            return z.And(v.kind == STR, z.If(self._short(v), z.SuffixOf(w, v.s), z.SuffixOf(w, v.tail)))
+        raise ValueError(f"unknown op `{op}`")
+
+
+def string_val(z: Any, s: str) -> Any:
+    """A z3 string of exactly these characters (``StringVal`` would read ``\\u{41}`` as an escape)."""
+    import ctypes
+
+    ctx = z.main_ctx()
+    arr = (ctypes.c_uint * max(len(s), 1))(*[ord(ch) for ch in s])
+    return z.SeqRef(z.Z3_mk_u32string(ctx.ref(), len(s), arr), ctx)
+
+
+def string_of(v: Any) -> str:
+    """The characters of a z3 string value (``as_string`` escapes some of them)."""
+    import ctypes
+
+    import z3
+
+    n = z3.Z3_get_string_length(v.ctx_ref(), v.as_ast())
+    arr = (ctypes.c_uint * max(n, 1))()
+    z3.Z3_get_string_contents(v.ctx_ref(), v.as_ast(), n, arr)
+    return "".join(chr(arr[i]) for i in range(n))
+
+
+def _chars(v: Any, out: set[str]) -> None:
+    if isinstance(v, str):
+        out.update(v)
+    elif isinstance(v, list):
+        for x in v:
+            _chars(x, out)
+    elif isinstance(v, dict):
+        for x in v.values():
+            _chars(x, out)
+
+
+def _pad_char(conditions: list[dict[str, Any]]) -> str:
+    """A character no literal of the conditions holds (the filler of long strings)."""
+    used: set[str] = set()
+    for c in conditions:
+        _chars(c, used)
+    for ch in "~_x#":
+        if ch not in used:
+            return ch
+    return next(chr(i) for i in range(0x4E00, _MAX_CHAR) if chr(i) not in used)
+
+
+def _items(v: Any) -> list[tuple[Any, Any]]:
+    return v.items() if isinstance(v, Sym) else []
+
+
+def _kind_of(x: Any) -> int | None:
+    if x is None:
+        return NULL
+    if isinstance(x, bool):
+        return BOOL
+    if isinstance(x, (int, float)):
+        return NUM
+    if isinstance(x, str):
+        return STR
+    if isinstance(x, list):
+        return LIST
+    return None
+
+
+def _real(z: Any, x: int | float) -> Any:
+    f = Fraction(x)
+    return z.RealVal(f"{f.numerator}/{f.denominator}")

@@ -1,0 +1,105 @@
+"""What ``plr diff`` and ``plr analyze`` print: text for a terminal, JSON for scripts, and
+Markdown for a pull-request comment. Pure functions from results to text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["diff_text", "diff_json", "diff_markdown", "findings_text", "findings_json"]
+
+
+def _decision(d: dict[str, Any]) -> str:
+    rule = f" by {d['rule']}" if d.get("rule") else ""
+    return f"{d['effect']} ({d['code']}){rule}"
+
+
+def _call(call: dict[str, Any]) -> str:
+    parts = [f"--tool {json.dumps(call['tool'])}", f"--args '{json.dumps(call['args'], ensure_ascii=False)}'"]
+    for k in ("identity", "session", "server"):
+        if call.get(k) is not None:
+            parts.append(f"--{k} {json.dumps(call[k], ensure_ascii=False)}")
+    if call.get("approved"):
+        parts.append("--approved")
+    text = " ".join(parts)
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _limit(lim: dict[str, Any] | None) -> str:
+    if lim is None:
+        return "none"
+    extra = "".join(f", {k} {json.dumps(v)}" for k, v in lim.items() if k not in ("max", "window", "per"))
+    return f"{lim.get('max')} per {lim.get('window')} s per {lim.get('per', 'session')}{extra}"
+
+
+def _limit_line(x: dict[str, Any]) -> str:
+    scope = f"`{x['tool']}`" if x["tool"] else "all tools"
+    rules = " ".join(r for r in (x.get("old_rule"), x.get("new_rule")) if r)
+    return f"{x['kind']}: limit on {scope}: {_limit(x['old'])} -> {_limit(x['new'])}" + (f"  [{rules}]" if rules else "")
+
+
+def diff_json(result: Any) -> str:
+    return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def diff_text(result: Any) -> str:
+    if result.equivalent:
+        return "equivalent: no call changes decision, and no limit changes\n"
+    lines = []
+    for c in result.changes:
+        lines.append(f"{c['kind']}: `{c['tool']}`: {_decision(c['old'])} -> {_decision(c['new'])}")
+        lines.append(f"  e.g. {_call(c['call'])}")
+    lines += [_limit_line(x) for x in result.limits]
+    for u in result.unknown:
+        what = f" ({u['old']['effect']} -> {u['new']['effect']})" if "old" in u else ""
+        lines.append(f"unknown: `{u['tool']}`{what}: {u['reason']}")
+    n = len(result.changes)
+    lines.append(f"{n} decision change{'s' if n != 1 else ''}, {len(result.limits)} limit change(s), {len(result.unknown)} unknown")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def diff_markdown(result: Any) -> str:
+    if result.equivalent:
+        return "### plr diff: no decision changes\n\nEvery call gets the same decision under both policies (proven by z3).\n"
+    loosen = sum(1 for c in result.changes if c["kind"] == "loosen") + sum(1 for x in result.limits if x["kind"] == "loosen")
+    head = f"### plr diff: {len(result.changes)} decision change(s)"
+    if loosen:
+        head += f", {loosen} more permissive"
+    out = [head, ""]
+    if result.changes:
+        out += ["| kind | tool | before | after | example call |", "|---|---|---|---|---|"]
+        for c in result.changes:
+            icon = {"loosen": "🔓 loosen", "tighten": "🔒 tighten"}.get(c["kind"], c["kind"])
+            out.append(
+                f"| {icon} | `{_md(c['tool'])}` | {_md(_decision(c['old']))} | {_md(_decision(c['new']))} | "
+                f"<code>{_md(_call(c['call']))}</code> |"
+            )
+        out.append("")
+    if result.limits:
+        out += ["**Limits**", ""] + [f"- {_md(_limit_line(x))}" for x in result.limits] + [""]
+    if result.unknown:
+        out += ["**Not decided** (review these by hand)", ""]
+        out += [f"- `{_md(u['tool'])}`: {_md(u['reason'])}" for u in result.unknown] + [""]
+    out.append("Each example call was re-run on both policies with the real engine (`plr eval`).")
+    return "\n".join(out) + "\n"
+
+
+def findings_json(findings: list[dict[str, Any]]) -> str:
+    return json.dumps({"findings": findings}, indent=2, ensure_ascii=False) + "\n"
+
+
+def findings_text(findings: list[dict[str, Any]]) -> str:
+    if not findings:
+        return "no findings: every rule can decide some call\n"
+    lines = []
+    for f in findings:
+        where = f"{f['rule']}: " if f.get("rule") else ""
+        lines.append(f"{where}{f['kind']}: {f['message']}")
+        if f.get("call"):
+            lines.append(f"  e.g. {_call(f['call'])} -> {_decision(f['call']['decision'])}")
+    lines.append(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}")
+    return "\n".join(lines) + "\n"
