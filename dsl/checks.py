@@ -115,7 +115,16 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
             sel.span,
         )
     if r.limit is not None:
-        if r.limit.max < 1:
+        if r.limit.of is not None:
+            if r.limit.max <= 0:
+                prog.error(f"a spend cap must allow an amount above 0, got {r.limit.max}", r.limit.span)
+            if r.limit.of.root != "args":
+                prog.error(
+                    f"a spend cap adds up an argument: `of` takes a path into the call's arguments "
+                    f"(args.…), got `{r.limit.of.text()}`",
+                    r.limit.of.span,
+                )
+        elif r.limit.max < 1:
             prog.error(f"a limit must allow at least 1 call, got {r.limit.max}", r.limit.span)
         if r.limit.window < 1:
             prog.error("a limit's window must be at least 1 second", r.span)
@@ -590,6 +599,9 @@ def _check_limit_widths(tool: str, limits: list[ResolvedRule], warn_once) -> Non
             lb = b.rule.limit
             assert lb is not None
             if a is b or la.per != lb.per and lb.per != "global":
+                continue
+            # amounts and calls do not compare, nor do calendar periods and sliding windows
+            if la.of is not None or lb.of is not None or la.calendar is not None or lb.calendar is not None:
                 continue
             if lb.window > la.window and lb.max <= la.max:
                 warn_once(

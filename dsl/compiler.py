@@ -75,8 +75,10 @@ def _limit(rr: ResolvedRule, prog: Program) -> Limit:
     assert lim is not None
     cond = condition_to_json(rr.rule.condition) if rr.rule.condition is not None else None
     return Limit.model_construct(
-        max=lim.max, window=lim.window, per=lim.per, if_=cond, rule=prog.rule_name(rr.rule.span)
-    )
+        max=lim.max, window=lim.window, per=lim.per, if_=cond, rule=prog.rule_name(rr.rule.span),
+        of=lim.of.text() if lim.of is not None else None, calendar=lim.calendar, tz=lim.tz,
+        refund="error" if lim.refund else None,
+    )  # fmt: skip
 
 
 def _any_of(rules: list[ResolvedRule], prog: Program) -> Any:
@@ -158,7 +160,16 @@ def compile_program(prog: Program) -> Policy:
         tools={},
     )
     # Built from checked IR: skip re-validating thousands of entries one by one.
-    return policy.model_copy(update={"tools": tools, "all_tools": all_tools})
+    return policy.model_copy(
+        update={"tools": tools, "all_tools": all_tools, **_descriptions(prog)}
+    )
+
+
+def _descriptions(prog: Program) -> dict[str, dict[str, str]]:
+    """The `description "..."` of rules (by rule name) and catalogue entries (by tool name)."""
+    rules = {prog.rule_name(rr.rule.span): rr.rule.description for rr in prog.rules if rr.rule.description is not None}
+    tools = {t.name: t.description for entries in prog.servers.values() for t in entries if t.description is not None}
+    return {"descriptions": rules, "tool_descriptions": tools}
 
 
 @contextmanager

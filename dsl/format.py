@@ -43,6 +43,7 @@ __all__ = [
     "selector_text",
     "string_text",
     "window_text",
+    "limit_window_text",
 ]
 
 INDENT = "    "
@@ -137,6 +138,20 @@ def selector_text(sel: ir.Selector) -> str:
     if sel.kind == "class":
         return f"{sel.risk} tools"
     return "all tools"
+
+
+def limit_window_text(lim: ir.Limit) -> str:
+    """``minute``, ``10m`` or ``calendar day "Europe/Paris"``."""
+    if lim.calendar is not None:
+        return f"calendar {lim.calendar}" + (f" {string_text(lim.tz)}" if lim.tz else "")
+    return window_text(lim.window)
+
+
+def number_text(n: int | float) -> str:
+    """A count or an amount as plr writes it: ``500``, ``12.5``."""
+    if isinstance(n, float) and n.is_integer() and abs(n) < 2**53:
+        return str(int(n))
+    return repr(n)
 
 
 def window_text(seconds: int) -> str:
@@ -256,7 +271,12 @@ def _rule_head(r: ir.Rule) -> str:
     head = f"{r.kind} {selector_text(r.selector)}"
     if r.kind == "limit" and r.limit is not None:
         lim = r.limit
-        head += f" to {lim.max} per {window_text(lim.window)} per {lim.per}"
+        head += f" to {number_text(lim.max)}"
+        if lim.of is not None:
+            head += f" of {lim.of.text()}"
+        head += f" per {limit_window_text(lim)} per {lim.per}"
+        if lim.refund:
+            head += " refund on error"
     if r.condition is not None:
         head += " if" if r.guard == "if" or r.kind in ("allow", "limit") else " unless"
     return head
@@ -400,7 +420,9 @@ def _statement_node(t: Tree[Any] | None, s: ir.Statement) -> _Node:
             node.children.append(_Node("item", item, *_extent(it)))
     elif isinstance(s, ir.Rule):
         parts = list(t.children) if t is not None else []
-        body = [p for p in parts[:-1] if p is not None]
+        # the last two parts are `reason` and `description` (either may be absent: None)
+        reason_tree = next((p for p in parts if isinstance(p, Tree) and p.data == "reason"), None)
+        body = [p for p in parts[:-2] if p is not None]
         node.body_end = max((_extent(p)[1] for p in body), default=_NOWHERE)
         if _is_block(s.condition):
             assert isinstance(s.condition, ir.And)
@@ -411,7 +433,7 @@ def _statement_node(t: Tree[Any] | None, s: ir.Statement) -> _Node:
                 block.children.append(_Node("item", item, *_extent(it)))
             node.children.append(block)
         if s.reason is not None:
-            node.reason = _Node("reason", s.reason, *_extent(parts[-1] if parts else None))
+            node.reason = _Node("reason", s.reason, *_extent(reason_tree))
             node.children.append(node.reason)
     return node
 
@@ -523,7 +545,7 @@ def _multi_line(s: Any) -> bool:
         return True
     if not isinstance(s, ir.Rule):
         return False
-    return s.reason is not None or _is_block(s.condition) or (
+    return s.reason is not None or s.description is not None or _is_block(s.condition) or (
         s.condition is not None and len(condition_lines(s.condition)) > 1
     )
 
@@ -612,7 +634,10 @@ class _Formatter:
             for extra, text in lines[1:]:
                 n.last = self.emit(depth + extra, text)
         elif n.kind == "entry":
-            n.first = n.last = self.emit(depth, f"tool {string_text(obj.name)} {obj.risk}")
+            text = f"tool {string_text(obj.name)} {obj.risk}"
+            if obj.description is not None:
+                text += f" description {string_text(obj.description)}"
+            n.first = n.last = self.emit(depth, text)
         elif n.kind == "step":
             self.step(n, depth)
         elif isinstance(obj, ir.Rule):
@@ -643,6 +668,8 @@ class _Formatter:
         if n.reason is not None:
             self.comments(sorted(n.reason.leading), depth + 1, None, blanks=False)
             n.last = n.reason.first = n.reason.last = self.emit(depth + 1, f"reason {string_text(r.reason or '')}")
+        if r.description is not None:
+            n.last = self.emit(depth + 1, f"description {string_text(r.description)}")
 
     def step(self, n: _Node, depth: int) -> None:
         s = n.obj

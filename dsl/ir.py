@@ -189,10 +189,19 @@ class Selector(Node):
     span: Span = NOSPAN
 
 
+CalendarUnit = Literal["minute", "hour", "day", "week", "month"]
+# a calendar window's nominal length (the longest it can be: a month has at most 31 days)
+CALENDAR_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 31 * 86400}
+
+
 class Limit(Node):
-    max: int
-    window: int  # seconds
+    max: int | float  # a whole count, or (spend cap, ``of``) an amount
+    window: int  # seconds (for a calendar window: its nominal length)
     per: Scope = "session"
+    of: Path | None = None  # spend cap: the numeric argument added up instead of counting calls
+    calendar: CalendarUnit | None = None  # windows aligned to calendar boundaries
+    tz: str | None = None  # the calendar's IANA time zone (None: UTC)
+    refund: bool = False  # `refund on error`: give the quota back when the upstream fails
     span: Span = NOSPAN
 
 
@@ -203,6 +212,7 @@ class Rule(Node):
     condition: Condition | None = None
     reason: str | None = None
     limit: Limit | None = None
+    description: str | None = None
     span: Span = NOSPAN
 
     def source(self) -> str:
@@ -215,6 +225,7 @@ class Rule(Node):
 class CatalogueTool(Node):
     name: str
     risk: Risk
+    description: str | None = None
     span: Span = NOSPAN
 
 

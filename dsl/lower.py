@@ -167,25 +167,34 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def catalog_entry(self, meta: Meta, items: list[Any]) -> ir.CatalogueTool:
-        return ir.CatalogueTool(name=self.text_of(items[0]), risk=items[1], span=self.span(items[0]))
+        return ir.CatalogueTool(
+            name=self.text_of(items[0]), risk=items[1], description=items[2], span=self.span(items[0])
+        )
 
     # -- rules ----------------------------------------------------------------------------
     def reason(self, items: list[Token]) -> str:
         return self.text_of(items[0])
 
+    def description(self, items: list[Token]) -> str:
+        return self.text_of(items[0])
+
     @v_args(meta=True)
     def allow_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
-        selector, cond, reason = items
+        selector, cond, reason, description = items
         guard = "if" if cond is not None else "always"
         return ir.Rule(
-            kind="allow", selector=selector, guard=guard, condition=cond, reason=reason, span=self.span(meta)
-        )
+            kind="allow", selector=selector, guard=guard, condition=cond, reason=reason, description=description,
+            span=self.span(meta),
+        )  # fmt: skip
 
     @v_args(meta=True)
     def deny_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
-        selector, guard, reason = items
+        selector, guard, reason, description = items
         kind, cond = guard if guard is not None else ("always", None)
-        return ir.Rule(kind="deny", selector=selector, guard=kind, condition=cond, reason=reason, span=self.span(meta))
+        return ir.Rule(
+            kind="deny", selector=selector, guard=kind, condition=cond, reason=reason, description=description,
+            span=self.span(meta),
+        )  # fmt: skip
 
     def guard_if(self, items: list[Any]) -> tuple[str, ir.Condition]:
         return ("if", items[0])
@@ -195,22 +204,58 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def hide_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
-        selector, reason = items
-        return ir.Rule(kind="hide", selector=selector, reason=reason, span=self.span(meta))
+        selector, reason, description = items
+        return ir.Rule(kind="hide", selector=selector, reason=reason, description=description, span=self.span(meta))
 
     @v_args(meta=True)
     def limit_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
-        selector, count_tok, window, scope, cond, reason = items
-        count = self.positive_int(count_tok, "a limit's count")
+        selector, count_tok, of, window, scope, refund, cond, reason, description = items
+        if of is None:
+            count: int | float = self.positive_int(count_tok, "a limit's count")
+        else:  # a spend cap: any positive amount (`to 12.50 of args.amount`)
+            count = self.number_of(count_tok)
         lim_span = self.span(count_tok)
-        limit = ir.Limit(max=count, window=window, per=scope or "session", span=lim_span)
+        calendar = tz = None
+        if isinstance(window, tuple):
+            _, calendar, tz = window
+            window = ir.CALENDAR_SECONDS[calendar]
+        limit = ir.Limit(
+            max=count, window=window, per=scope or "session", of=of, calendar=calendar, tz=tz,
+            refund=refund is not None, span=lim_span,
+        )  # fmt: skip
         guard = "if" if cond is not None else "always"
         return ir.Rule(
-            kind="limit", selector=selector, limit=limit, guard=guard, condition=cond, reason=reason, span=self.span(meta)
-        )
+            kind="limit", selector=selector, limit=limit, guard=guard, condition=cond, reason=reason,
+            description=description, span=self.span(meta),
+        )  # fmt: skip
 
-    def window(self, items: list[Any]) -> int:
+    def limit_of(self, items: list[Any]) -> ir.Path:
+        return items[0]
+
+    def refund(self, items: list[Any]) -> bool:
+        return True
+
+    def cal_unit(self, items: list[Token]) -> str:
+        return str(items[0])
+
+    @v_args(meta=True)
+    def calendar_window(self, meta: Meta, items: list[Any]) -> tuple[str, str, str | None]:
+        unit, tz_tok = items
+        tz = None
+        if tz_tok is not None:
+            tz = self.text_of(tz_tok)
+            from .engine.calendar import check_zone
+
+            problem = check_zone(tz)
+            if problem is not None:
+                self.error(problem, tz_tok)
+                tz = None
+        return ("calendar", unit, tz)
+
+    def window(self, items: list[Any]) -> int | tuple[str, str, str | None]:
         item = items[0]
+        if isinstance(item, tuple):
+            return item
         if isinstance(item, Token):
             return duration_seconds(str(item))
         return int(item)

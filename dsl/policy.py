@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictFloat,
     StrictInt,
     Tag,
     ValidationError,
@@ -29,6 +30,7 @@ from .errors import PlrError
 from .validate import (
     check_binding,
     check_json_value,
+    check_limit_extensions,
     check_leaf,
     check_scopes,
     check_tool_names,
@@ -214,16 +216,38 @@ def _check_entry_scopes(entry: Any) -> None:
 
 class Limit(BaseModel):
     """A sliding-window quota: at most ``max`` allowed calls per ``window`` seconds per scope;
-    with ``if``, it applies (checks and counts) only to calls for which that condition holds."""
+    with ``if``, it applies (checks and counts) only to calls for which that condition holds.
+
+    plr extensions (additive, absent in PolicyLayer v1): ``of`` makes it a spend cap (the
+    argument at that path is added up, ``max`` is an amount); ``calendar`` aligns the window to
+    calendar periods (``window`` is then the period's nominal length) in UTC or ``tz``;
+    ``refund: "error"`` gives the count (or amount) back when the upstream answers with an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    max: StrictInt = Field(ge=1, le=MAX_LIMIT_COUNT)
+    max: Union[StrictInt, StrictFloat] = Field(gt=0, le=MAX_LIMIT_COUNT)
     window: float = Field(gt=0, le=MAX_WINDOW_SECONDS)
     per: Scope = "session"
     if_: Optional["Condition"] = Field(
         default=None, alias="if", description="the limit applies (checks and counts) only to calls for which this holds"
     )
+    of: str | None = Field(
+        default=None, description="spend cap: the numeric argument (`args.amount`) added up instead of counting calls"
+    )
+    calendar: Literal["minute", "hour", "day", "week", "month"] | None = Field(
+        default=None, description="the window resets at calendar boundaries (UTC unless `tz`) instead of sliding"
+    )
+    tz: str | None = Field(default=None, description="the calendar window's IANA time zone (default UTC)")
+    refund: Literal["error"] | None = Field(
+        default=None, description='"error": the count (or amount) is given back when the upstream answers with an error'
+    )
     rule: str | None = None
+
+    @model_validator(mode="after")
+    def _extensions(self) -> "Limit":
+        problem = check_limit_extensions(self.max, self.of, self.calendar, self.tz)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @field_validator("window", mode="before")
     @classmethod
@@ -299,6 +323,12 @@ class Policy(BaseModel):
     hide: list[str] = []
     all_tools: AllTools = AllTools()
     tools: dict[str, Tool] = {}
+    descriptions: dict[str, str] = Field(
+        default={}, description="plr extension: a rule's `description`, by its `rule` (source) name"
+    )
+    tool_descriptions: dict[str, str] = Field(
+        default={}, description="plr extension: a catalogue entry's `description`, by tool name"
+    )
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -364,6 +394,10 @@ def limit_dict(lim: Limit, source: bool = True) -> dict[str, Any]:
     d: dict[str, Any] = {"max": lim.max, "window": lim.window, "per": lim.per}
     if lim.if_ is not None:
         d["if"] = condition_dict(lim.if_, source)
+    for key in ("of", "calendar", "tz", "refund"):
+        value = getattr(lim, key)
+        if value is not None:
+            d[key] = value
     _meta(d, lim, source)
     return d
 
@@ -398,6 +432,10 @@ def _policy_dict(p: Policy, source: bool) -> dict[str, Any]:
     if top:
         d["all_tools"] = top
     d["tools"] = {name: tool_dict(t, source) for name, t in sorted(p.tools.items())}
+    if p.descriptions and source:  # keyed by rule (source) names, which --no-source drops
+        d["descriptions"] = dict(sorted(p.descriptions.items()))
+    if p.tool_descriptions:
+        d["tool_descriptions"] = dict(sorted(p.tool_descriptions.items()))
     return d
 
 

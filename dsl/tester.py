@@ -23,9 +23,11 @@ from .resolve import Program
 
 
 class VirtualClock:
-    """A clock the test advances with `after`; starts far from zero so windows never go negative."""
+    """A clock the test advances with `after`; starts far from zero so windows never go negative,
+    at Monday 2024-01-01 00:00 UTC, so a test's calendar windows (`per calendar day`) begin
+    with it: `after 1d` starts the next day, `after 23h` does not."""
 
-    def __init__(self, start: float = 1_000_000.0) -> None:
+    def __init__(self, start: float = 1_704_067_200.0) -> None:
         self.now = start
 
     def __call__(self) -> float:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .vocab import (
+    parse_path,
     NAME_RE,
     PATH_ROOTS,
     LIST_OPS,
@@ -68,9 +69,10 @@ STRING_FNS = frozenset(FNS[2:])  # string -> string; a value that is not a strin
 MAX_FNS = 8
 # The keys of the canonical dump: the pydantic models' fields, minus the seed's `rate_limit`
 # (a test keeps the two in step).
-TOP_KEYS = frozenset({"version", "package", "default", "hide", "all_tools", "tools"})
+TOP_KEYS = frozenset({"version", "package", "default", "hide", "all_tools", "tools", "descriptions", "tool_descriptions"})
 TOOL_KEYS = frozenset({"action", "reason", "require", "deny_if", "limits", "rule"})
-LIMIT_KEYS = frozenset({"max", "window", "per", "if", "rule"})
+LIMIT_KEYS = frozenset({"max", "window", "per", "if", "rule", "of", "calendar", "tz", "refund"})
+CALENDAR_UNITS = ("minute", "hour", "day", "week", "month")
 ALL_TOOLS_KEYS = frozenset({"limits", "deny_if", "require", "allow_if"})
 LEAF_KEYS = frozenset({"path", "op", "value", "fn", "reason", "rule"})
 
@@ -268,13 +270,55 @@ def check_scopes(c: Data, where: str, bound: tuple[str, ...] = ()) -> None:
         _rule(parse_path, f"{where}.path", c["path"], bound)
 
 
+def _raise_if(problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def check_limit_extensions(m: Any, of: Any, calendar: Any, tz: Any) -> str | None:
+    """What is wrong with a limit's plr extensions (None if nothing): a fractional ``max`` only
+    for a spend cap (``of``), whose path is a plain ``args.…`` path; ``tz`` only with
+    ``calendar``, and a zone this machine knows."""
+    if of is None:
+        if not isinstance(m, int) or isinstance(m, bool):
+            return f"max must be a whole number of calls (a fractional max {m!r} needs `of`: a spend cap)"
+    else:
+        if not isinstance(of, str):
+            return "of must be a path string such as \"args.amount\""
+        try:
+            root, _steps = parse_path(of)
+        except ValueError as e:
+            return f"of: {e}"
+        if root != "args":
+            return f"of must be a path into the call's arguments (args.…), got {of!r}"
+        if isinstance(m, float) and not math.isfinite(m):
+            return "max must be a finite amount"
+    if tz is not None:
+        if calendar is None:
+            return "tz needs calendar (a sliding window has no time zone)"
+        if not isinstance(tz, str):
+            return "tz must be an IANA time zone name"
+        from .engine.calendar import check_zone
+
+        problem = check_zone(tz)
+        if problem is not None:
+            return problem
+    return None
+
+
 def _check_limit(lim: Any, where: str) -> None:
     _shape(isinstance(lim, dict) and set(lim) <= LIMIT_KEYS, where, "a limit is {max, window, per}")
     m, w = lim.get("max"), lim.get("window")
     _shape(
-        isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= MAX_LIMIT_COUNT,
+        isinstance(m, (int, float)) and not isinstance(m, bool) and 0 < m <= MAX_LIMIT_COUNT,
         f"{where}.max",
         f"must be an integer from 1 to {MAX_LIMIT_COUNT}",
+    )
+    _shape(lim.get("calendar") in (None, *CALENDAR_UNITS), f"{where}.calendar", "must be minute, hour, day, week or month")
+    _shape(lim.get("refund") in (None, "error"), f"{where}.refund", 'must be "error"')
+    _rule(
+        lambda: _raise_if(check_limit_extensions(m, lim.get("of"), lim.get("calendar"), lim.get("tz"))),
+        f"{where}",
     )
     _rule(check_window_type, f"{where}.window", w)
     _shape(
@@ -324,6 +368,13 @@ def check_data(data: Any) -> None:
     _shape(data.get("version") == "1", "version", 'must be "1"')
     _shape(data.get("package") is None or isinstance(data["package"], str), "package", "must be a string")
     _shape(data.get("default") in ("allow", "deny"), "default", "must be allow or deny")
+    for key in ("descriptions", "tool_descriptions"):
+        v = data.get(key, {})
+        _shape(
+            isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
+            key,
+            "must map names to strings",
+        )
     hide = data.get("hide", [])
     _shape(isinstance(hide, list) and all(isinstance(h, str) for h in hide), "hide", "must be a list of names")
     top = data.get("all_tools", {})

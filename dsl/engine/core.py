@@ -8,8 +8,11 @@ unexpected error is a ``deny`` with code ``error``). Nothing fails open.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from dataclasses import replace as _replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlrError
@@ -17,6 +20,7 @@ from ..state.base import LimitStore, StateUnavailable
 from ..state.memory import MemoryLimitStore
 from ..validate import Data, check_data
 from .arguments import argument_problem
+from .calendar import period
 from .conditions import _EMPTY_ARGS, MISSING, Ctx
 from .decision import Decision, TraceStep
 from .describe import _secs, _short
@@ -25,7 +29,31 @@ from .prepare import OTHER, _Cond, _default_allow, _default_deny, _hidden, _Lim,
 if TYPE_CHECKING:
     from ..policy import Policy
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Charge"]
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What an allowed call took from its `refund on error` limits: the counter keys and the
+    token the store recorded them under. ``Engine.refund(decision)`` gives it back."""
+
+    keys: tuple[str, ...]
+    token: str
+
+
+def amount_problem(v: Any) -> str | None:
+    """Why ``v`` cannot be added to a spend cap (None if it can): a spend cap counts only a
+    finite number >= 0; anything else (missing, text, true, NaN, infinity, negative) is denied,
+    never counted as 0."""
+    if v is MISSING:
+        return "is missing"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return f"is not a number ({_short(v)})"
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return f"is not a finite number ({v})"
+    if v < 0:
+        return f"is negative ({_short(v)})"
+    return None
 
 
 def _scope_value(v: Any) -> str:
@@ -55,11 +83,25 @@ def _applying(lims: tuple[_Lim, ...], ctx: Ctx) -> tuple[_Lim, ...]:
     return tuple(out)
 
 
+def _granted(r: Decision | Charge, allowed: Decision) -> Decision:
+    """The answer of ``_acquire`` that is not None: its refusal, or ``allowed`` carrying the
+    ``Charge`` of the call's `refund on error` limits."""
+    if r.__class__ is Decision:
+        return r  # type: ignore[return-value]
+    return _replace(allowed, charge=r)
+
+
+def _amount(x: Any) -> str:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
+        return str(int(x))
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
 def _named(d: Decision, tool: Any) -> Decision:
     """A decision of ``other`` with the called tool's name in its reason."""
     if OTHER not in d.reason:
         return d
-    return Decision(d.effect, d.code, d.reason.replace(OTHER, _short(tool)), d.rule, d.retry_after, d.trace)
+    return Decision(d.effect, d.code, d.reason.replace(OTHER, _short(tool)), d.rule, d.retry_after, d.trace, d.charge)
 
 
 def _witness(c: _Cond, ctx: Ctx, trace: list[TraceStep]) -> None:
@@ -93,11 +135,16 @@ class Engine:
         policy: Policy,
         clock: Callable[[], float] = time.monotonic,
         store: LimitStore | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> None:
-        self._attach(prepare(policy.to_dict(), policy), clock, store)
+        self._attach(prepare(policy.to_dict(), policy), clock, store, wall)
 
-    def _attach(self, p: _Prepared, clock: Callable[[], float], store: LimitStore | None) -> None:
+    def _attach(
+        self, p: _Prepared, clock: Callable[[], float], store: LimitStore | None, wall: Callable[[], float] | None = None
+    ) -> None:
         self._clock = clock
+        # calendar windows need the date: the wall clock (an injected clock serves as both)
+        self._wall: Callable[[], float] = wall if wall is not None else (time.time if clock is time.monotonic else clock)
         self._store: LimitStore = store if store is not None else MemoryLimitStore()
         self._acquire_which: Callable[..., tuple[float, int] | None] | None = getattr(
             self._store, "acquire_which", None
@@ -111,6 +158,7 @@ class Engine:
         data: Data,
         clock: Callable[[], float] = time.monotonic,
         store: LimitStore | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> "Engine":
         """An engine from the canonical dump of an already validated policy (``Policy.to_dict()``,
         e.g. read back from the compiled-policy cache): no pydantic on this path."""
@@ -121,7 +169,7 @@ class Engine:
         except RecursionError:
             raise PlrError.at("policy conditions are nested too deeply") from None
         engine = cls.__new__(cls)
-        engine._attach(prepare(data), clock, store)
+        engine._attach(prepare(data), clock, store, wall)
         return engine
 
     @property
@@ -182,9 +230,9 @@ class Engine:
                 if args and (bad := argument_problem(args)) is not None:
                     return Decision("deny", "invalid_args", bad)
                 if p.all_limits:
-                    refused = self._acquire(p.all_limits, session, identity, None)
+                    refused = self._acquire(p.all_limits, session, identity, None, args=args)
                     if refused is not None:
-                        return refused
+                        return _granted(refused, _default_allow(tool))
                 return _default_allow(tool)
             if t.__class__ is Decision:
                 if args and t.effect != "deny" and (bad := argument_problem(args)) is not None:  # type: ignore[union-attr]
@@ -230,9 +278,9 @@ class Engine:
             return t.needs_approval
         if t.limits:
             lims = _applying(t.limits, ctx) if t.cond_limits else t.limits
-            refused = self._acquire(lims, session, identity, None) if lims else None
+            refused = self._acquire(lims, session, identity, None, args=args) if lims else None
             if refused is not None:
-                return refused
+                return _granted(refused, t.allowed)
         return t.allowed
 
     # -- the checks of one governed tool (steps 3-8) -------------------------------------
@@ -315,9 +363,9 @@ class Engine:
                     for lim in t.limits:
                         if lim.cond is not None:
                             trace.append(TraceStep(f"limit {lim.text} if {lim.cond_text}: applies", lim in lims, lim.rule))
-            refused = self._acquire(lims, session, identity, trace) if lims else None
+            refused = self._acquire(lims, session, identity, trace, args=args) if lims else None
             if refused is not None:
-                return refused
+                return _granted(refused, t.allowed)
         return t.allowed
 
     def rate_limit_if_approved(
@@ -333,7 +381,8 @@ class Engine:
         # A limit with an `if` may not apply to the call once approved (its arguments are not
         # known here): looked at, it could refuse a call it would not limit, so it is left to the
         # decision after approval, which counts it.
-        lims = tuple(lim for lim in t.limits if lim.cond is None)  # type: ignore[union-attr]
+        # A spend cap's answer depends on the amount, which may change: left to the decision too.
+        lims = tuple(lim for lim in t.limits if lim.cond is None and not lim.ledger)  # type: ignore[union-attr]
         return self._acquire(lims, session, identity, None, peek=True) if lims else None
 
     def _acquire(
@@ -344,8 +393,12 @@ class Engine:
         trace: list[TraceStep] | None,
         *,
         peek: bool = False,
-    ) -> Decision | None:
-        """Step 7 and the counting of step 8, in one atomic store call (``peek``: count nothing)."""
+        args: Any = None,
+    ) -> Decision | Charge | None:
+        """Step 7 and the counting of step 8, in one atomic store call (``peek``: count nothing).
+        None (or, for `refund on error` limits, the ``Charge`` taken) when the call has room."""
+        if any(lim.ledger or lim.calendar is not None for lim in lims):
+            return self._acquire_general(lims, session, identity, trace, peek, args)
         if len(lims) == 1:
             lim0 = lims[0]
             scope = lim0.scope
@@ -394,6 +447,110 @@ class Engine:
             trace.append(TraceStep(f"limit {what}", f"reached; retry after {_secs(retry)} s", rule))
         return Decision("deny", "rate_limited", reason, rule, float(retry))
 
+    def _acquire_general(
+        self,
+        lims: tuple[_Lim, ...],
+        session: Any,
+        identity: Any,
+        trace: list[TraceStep] | None,
+        peek: bool,
+        args: Any,
+    ) -> Decision | Charge | None:
+        """``_acquire`` with calendar windows, spend caps or refunds: a calendar limit's key names
+        its period (so the store needs nothing new, and ``retry_after`` is the next boundary); a
+        spend cap or refundable limit goes to the store's ledger (``spend``) with its amount."""
+        scopes = ("", _scope_value(session), _scope_value(identity))
+        wall = self._wall() if any(lim.calendar is not None for lim in lims) else 0.0
+        ends: list[float | None] = []
+        entries: list[tuple[str, Any, float, Any]] = []
+        for lim in lims:
+            key = lim.prefix + scopes[lim.scope]
+            window = lim.window
+            end: float | None = None
+            if lim.calendar is not None:
+                start, end = period(lim.calendar, wall, lim.tz)
+                key += f"\x00@{start:.0f}"
+                window = max(end - start, 1.0)
+            amount: Any = None
+            if lim.amount is not None:
+                v = lim.amount((_EMPTY_ARGS if args is None else args,))
+                bad = amount_problem(v)
+                if bad is not None:
+                    reason = f"spend cap {lim.text}: {lim.of} {bad}; a spend cap needs a finite number >= 0"
+                    if trace is not None:
+                        trace.append(TraceStep(f"limit {lim.text}", f"{lim.of} {bad}", lim.rule))
+                    return Decision("deny", "invalid_args", reason, lim.rule)
+                amount = v
+            elif lim.ledger:
+                amount = 1
+            ends.append(end)
+            entries.append((key, lim.max, window, amount))
+        now = self._clock()
+        ledger = any(e[3] is not None for e in entries)
+        try:
+            if ledger:
+                spend = getattr(self._store, "spend", None)
+                if spend is None or peek:
+                    raise StateUnavailable(f"the {type(self._store).__name__} keeps no spend caps or refunds")
+                token = os.urandom(12).hex()
+                r = spend(entries, now, token)
+                if r is None:
+                    if trace is not None:
+                        trace.extend(TraceStep(f"limit {x.text}: room left", True, x.rule) for x in lims)
+                    refundable = tuple(e[0] for e, lim in zip(entries, lims, strict=True) if lim.refund)
+                    return Charge(refundable, token) if refundable else None
+                retry, i, left = r
+            else:
+                which = self._peek_which if peek else self._acquire_which
+                keys = [(k, mx, w) for k, mx, w, _ in entries]
+                if which is not None:
+                    r2 = which(keys, now)
+                else:
+                    ra = self._store.acquire(keys, now)
+                    r2 = None if ra is None else (ra, 0)
+                if r2 is None:
+                    if trace is not None:
+                        trace.extend(TraceStep(f"limit {x.text}: room left", True, x.rule) for x in lims)
+                    return None
+                retry, i = r2
+                left = None
+        except StateUnavailable as e:
+            if trace is not None:
+                trace.append(TraceStep("limits", f"state unavailable: {e}"))
+            return Decision("deny", "state_unavailable", f"limit counters unavailable ({e}); denied to stay safe")
+        lim = lims[i] if 0 <= i < len(lims) else lims[0]
+        end = ends[i] if 0 <= i < len(ends) else None
+        if end is not None:  # a calendar period: room again at its end, whatever the store says
+            retry = max(end - self._wall(), 0.0)
+        if lim.amount is not None:
+            shown = max(float(left or 0.0), 0.0)
+            reason = (
+                f"spend cap: {lim.text}; {_amount(shown)} left, this call asks {_amount(entries[i][3])}; "
+                f"retry after {_secs(retry)} s"
+            )
+        else:
+            reason = f"rate limit: {lim.text}; retry after {_secs(retry)} s"
+        if trace is not None:
+            trace.append(TraceStep(f"limit {lim.text}", f"reached; retry after {_secs(retry)} s", lim.rule))
+        return Decision("deny", "rate_limited", reason, lim.rule, float(retry))
+
+    def refund(self, decision: Decision) -> bool:
+        """Give back what an allowed call took from its `refund on error` limits (the proxy
+        calls this when the upstream answers the call with an error). True if given back;
+        False when there was nothing to give or the store could not (the quota then stays
+        spent: the safe side). Never raises."""
+        charge = decision.charge
+        if not isinstance(charge, Charge):
+            return False
+        refund = getattr(self._store, "refund", None)
+        if refund is None:
+            return False
+        try:
+            refund(charge.keys, charge.token)
+        except Exception:  # noqa: BLE001 - a refund that fails leaves the quota spent
+            return False
+        return True
+
     # -- explain: the same steps, recording each check -----------------------------------
 
     def _explain(
@@ -420,8 +577,8 @@ class Engine:
                     trace.append(TraceStep("arguments a server reads as decided", bad))
                     d = Decision("deny", "invalid_args", bad)
                 else:
-                    refused = self._acquire(p.all_limits, session, identity, trace) if p.all_limits else None
-                    d = refused or _default_allow(tool)
+                    refused = self._acquire(p.all_limits, session, identity, trace, args=args) if p.all_limits else None
+                    d = _granted(refused, _default_allow(tool)) if refused is not None else _default_allow(tool)
             else:
                 d = self._run(t, tool, args, identity, session, server, approved, trace)
-        return Decision(d.effect, d.code, d.reason, d.rule, d.retry_after, tuple(trace))
+        return Decision(d.effect, d.code, d.reason, d.rule, d.retry_after, tuple(trace), d.charge)

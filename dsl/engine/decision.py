@@ -6,7 +6,7 @@ compares it; none of them needs the engine that made it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = ["Effect", "Code", "TraceStep", "Decision"]
@@ -42,6 +42,9 @@ class Decision:
     rule: str | None = None
     retry_after: float | None = None
     trace: tuple[TraceStep, ...] | None = None
+    # an allowed call's `refund on error` receipt (``dsl.engine.core.Charge``): what
+    # ``Engine.refund`` gives back if the upstream answers with an error; not compared
+    charge: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The machine-readable form (``plr eval --format json``, audit log)."""

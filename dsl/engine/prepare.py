@@ -9,12 +9,13 @@ time. A hot reload swaps one ``_Prepared`` for another in a single assignment.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlrError
 from ..validate import Data
-from .conditions import Explainer, Pred, compile_condition, compile_explainer, has_quantifier
+from .conditions import Ctx, Explainer, Pred, _getter, compile_condition, compile_explainer, has_quantifier
 from .decision import Decision
 from .describe import _secs, _short, describe
 
@@ -36,6 +37,15 @@ class _Lim:
     rule: str | None
     cond: Pred | None = None  # `if`: the limit applies (checks and counts) only where this holds
     cond_text: str = ""
+    # plr extensions (docs/policy-json.md, "Limits"): a spend cap's amount getter and its path,
+    # a calendar window (unit, zone), and `refund: "error"`. A spend cap or a refundable limit
+    # is kept in the store's ledger (amounts and tokens), which a plain counter cannot refund.
+    amount: Callable[[Ctx], Any] | None = None
+    of: str | None = None
+    calendar: str | None = None
+    tz: str | None = None
+    refund: bool = False
+    ledger: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +97,31 @@ OTHER = "\x00tool\x00"  # stands for the called tool's name in the reasons of `o
 
 
 def _limit_text(lim: Data, any_tool: bool) -> str:
-    calls = "call" if lim["max"] == 1 else "calls"
     scope = {"session": "per session", "identity": "per identity", "global": "in total"}[lim["per"]]
+    calendar = lim.get("calendar")
+    if calendar is not None:
+        period = f"per calendar {calendar}" + (f" ({lim['tz']})" if lim.get("tz") else " (UTC)")
+    else:
+        period = f"per {_secs(float(lim['window']))} s"
+    if lim.get("of") is not None:
+        what = f"{_amount_text(lim['max'])} of {lim['of']}" + (" across all tools" if any_tool else "")
+        return f"at most {what} {period} {scope}"
+    calls = "call" if lim["max"] == 1 else "calls"
     what = f"{calls} to any tool" if any_tool else calls
-    return f"at most {lim['max']} {what} per {_secs(float(lim['window']))} s {scope}"
+    return f"at most {lim['max']} {what} {period} {scope}"
+
+
+def _amount_text(x: Any) -> str:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
+        return str(int(x))
+    return f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def _prepare_limit(lim: Data, prefix: str) -> _Lim:
     per = lim["per"]
     cond = lim.get("if")
+    of = lim.get("of")
+    refund = lim.get("refund") == "error"
     return _Lim(
         prefix=f"{prefix}\x00{per}\x00",
         scope=_SCOPE_INDEX[per],
@@ -105,6 +131,12 @@ def _prepare_limit(lim: Data, prefix: str) -> _Lim:
         rule=lim.get("rule"),
         cond=compile_condition(cond) if cond is not None else None,
         cond_text=describe(cond) if cond is not None else "",
+        amount=_getter(of) if of is not None else None,
+        of=of,
+        calendar=lim.get("calendar"),
+        tz=lim.get("tz"),
+        refund=refund,
+        ledger=of is not None or refund,
     )
 
 

@@ -46,3 +46,16 @@ class LimitStore(Protocol):
         and return the seconds until every key has room for one more call.
         """
         ...
+
+
+# A store that keeps spend caps and `refund on error` limits also offers (the engine denies
+# such a call with ``state_unavailable`` on a store that does not):
+#
+#   spend(entries, now, token) -> (retry_after, index, left) | None
+#       ``entries``: ``(key, max, window, amount)``; ``amount`` None is a plain counter (as in
+#       ``acquire``), else the amount (a call of a refundable counter is amount 1) whose sum over
+#       the window must stay <= ``max``. All or nothing, atomically: if every entry has room,
+#       record each (the amounts under ``token``) and return None; otherwise record nothing and
+#       return the wait of the entry that waits longest, its index, and what it has ``left``.
+#   refund(keys, token) -> None
+#       forget what ``spend`` recorded under ``token`` on ``keys`` (the call failed upstream).

@@ -16,13 +16,75 @@ __all__ = ["MemoryLimitStore"]
 class MemoryLimitStore:
     """In-process ``LimitStore``: a deque of hit times per key behind one lock."""
 
-    __slots__ = ("_lock", "_hits", "_windows", "_sweep_at")
+    __slots__ = ("_lock", "_hits", "_windows", "_sweep_at", "_ledger")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._hits: dict[str, deque[float]] = {}
         self._windows: dict[str, float] = {}
         self._sweep_at = 1024
+        # spend caps and refundable limits: (time, amount, token) per key, oldest first
+        self._ledger: dict[str, deque[tuple[float, float, str]]] = {}
+
+    def spend(
+        self, entries: Sequence[tuple[str, float, float, float | None]], now: float, token: str
+    ) -> tuple[float, int, float] | None:
+        """See ``LimitStore.spend``: all or nothing, under the one lock."""
+        with self._lock:
+            worst: tuple[float, int, float] | None = None
+            for i, (key, mx, window, amount) in enumerate(entries):
+                if amount is None:  # a plain counter beside them
+                    dq = self._hits.get(key)
+                    if dq is None:
+                        dq = self._hits[key] = deque()
+                        self._windows[key] = window
+                    while dq and now - dq[0] >= window:
+                        dq.popleft()
+                    n = len(dq)
+                    if n >= mx:
+                        wait = max(dq[n - int(mx)] + window - now, 0.0)
+                        if worst is None or wait > worst[0]:
+                            worst = (wait, i, 0.0)
+                    continue
+                led = self._ledger.get(key)
+                if led is None:
+                    led = self._ledger[key] = deque()
+                    self._windows[key] = window
+                while led and now - led[0][0] >= window:
+                    led.popleft()
+                used = sum(a for _, a, _ in led)
+                if used + amount > mx:
+                    wait = window  # the amount alone passes the cap: no wait makes room
+                    if amount <= mx:  # room once enough of the oldest amounts have expired
+                        freed = 0.0
+                        for t, a, _ in led:
+                            freed += a
+                            if used - freed + amount <= mx:
+                                wait = t + window - now
+                                break
+                    wait = max(wait, 0.0)
+                    if worst is None or wait > worst[0]:
+                        worst = (wait, i, mx - used)
+            if worst is not None:
+                return worst
+            for key, _mx, window, amount in entries:
+                if amount is None:
+                    self._hits[key].append(now)
+                else:
+                    self._ledger[key].append((now, float(amount), token))
+                self._windows[key] = window
+            if len(self._hits) + len(self._ledger) > self._sweep_at:
+                self._sweep(now)
+            return None
+
+    def refund(self, keys: Sequence[str], token: str) -> None:
+        """See ``LimitStore.refund``."""
+        with self._lock:
+            for key in keys:
+                led = self._ledger.get(key)
+                if led:
+                    kept = deque(e for e in led if e[2] != token)
+                    self._ledger[key] = kept
 
     def acquire(self, keys: Sequence[tuple[str, int, float]], now: float) -> float | None:
         """See ``LimitStore.acquire``."""
@@ -94,8 +156,13 @@ class MemoryLimitStore:
 
     def _sweep(self, now: float) -> None:
         """Forget keys with no counted hit, so idle sessions do not pile up (amortised O(1))."""
-        hits, windows = self._hits, self._windows
+        hits, windows, ledger = self._hits, self._windows, self._ledger
         for key in [k for k, dq in hits.items() if not dq or now - dq[-1] >= windows.get(k, 0.0)]:
             del hits[key]
-            windows.pop(key, None)
-        self._sweep_at = max(1024, 2 * len(hits))
+            if key not in ledger:
+                windows.pop(key, None)
+        for key in [k for k, led in ledger.items() if not led or now - led[-1][0] >= windows.get(k, 0.0)]:
+            del ledger[key]
+            if key not in hits:
+                windows.pop(key, None)
+        self._sweep_at = max(1024, 2 * (len(hits) + len(ledger)))

@@ -1,0 +1,102 @@
+"""Calendar windows (`per calendar minute|hour|day|week|month`, UTC or a named zone): periods,
+boundaries and `retry_after`, through the engine's fake clocks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dsl.compiler import compile_source
+from dsl.engine import Engine
+from dsl.engine.calendar import period
+from dsl.tester import VirtualClock
+
+UTC = dt.timezone.utc
+
+
+def ts(*parts: int, tz: dt.tzinfo = UTC) -> float:
+    return dt.datetime(*parts, tzinfo=tz).timestamp()
+
+
+@pytest.mark.parametrize(
+    "unit, now, start, end",
+    [
+        ("minute", ts(2024, 3, 5, 10, 7, 30), ts(2024, 3, 5, 10, 7), ts(2024, 3, 5, 10, 8)),
+        ("hour", ts(2024, 3, 5, 10, 7, 30), ts(2024, 3, 5, 10), ts(2024, 3, 5, 11)),
+        ("day", ts(2024, 3, 5, 23, 59, 59), ts(2024, 3, 5), ts(2024, 3, 6)),
+        ("week", ts(2024, 3, 7, 12), ts(2024, 3, 4), ts(2024, 3, 11)),  # Thursday -> Monday
+        ("week", ts(2024, 3, 4), ts(2024, 3, 4), ts(2024, 3, 11)),  # a Monday starts its week
+        ("month", ts(2024, 2, 29, 12), ts(2024, 2, 1), ts(2024, 3, 1)),
+        ("month", ts(2024, 12, 31, 23), ts(2024, 12, 1), ts(2025, 1, 1)),
+    ],
+)
+def test_periods_in_utc(unit: str, now: float, start: float, end: float) -> None:
+    assert period(unit, now) == (start, end)
+
+
+def test_a_zone_moves_midnight_and_knows_daylight_saving() -> None:
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    start, end = period("day", ts(2024, 3, 5, 23, 30), "Europe/Paris")  # 00:30 on the 6th in Paris
+    assert (start, end) == (ts(2024, 3, 6, tz=paris), ts(2024, 3, 7, tz=paris))
+    start, end = period("day", ts(2024, 3, 31, 12), "Europe/Paris")  # clocks go forward: 23 hours
+    assert end - start == 23 * 3600
+
+
+def policy(window: str) -> Engine:
+    return Engine(compile_source(f'default allow\nlimit tool "t" to 2 per {window} per global\n'), clock=CLOCK)
+
+
+CLOCK = VirtualClock()
+
+
+def test_the_count_restarts_at_the_boundary_and_retry_after_points_at_it() -> None:
+    CLOCK.now = ts(2024, 3, 5, 10, 59, 0)
+    e = policy("calendar hour")
+    assert [e.decide("t").effect for _ in range(3)] == ["allow", "allow", "deny"]
+    d = e.decide("t")
+    assert d.code == "rate_limited" and d.retry_after == pytest.approx(60)
+    assert "calendar hour (UTC)" in d.reason
+    CLOCK.now = ts(2024, 3, 5, 11, 0, 0)  # one minute later: a new hour
+    assert e.decide("t").effect == "allow"
+
+
+def test_a_sliding_window_does_not_restart_at_the_boundary() -> None:
+    CLOCK.now = ts(2024, 3, 5, 10, 59, 0)
+    e = policy("hour")
+    assert [e.decide("t").effect for _ in range(3)] == ["allow", "allow", "deny"]
+    CLOCK.now = ts(2024, 3, 5, 11, 0, 0)
+    d = e.decide("t")
+    assert d.effect == "deny" and d.retry_after == pytest.approx(3540)
+
+
+def test_the_engine_reads_the_wall_clock_for_the_date() -> None:
+    e = Engine(
+        compile_source('default allow\nlimit tool "t" to 1 per calendar day per global\n'),
+        wall=lambda: ts(2024, 3, 5, 18),
+    )
+    assert e.decide("t").effect == "allow"
+    d = e.decide("t")
+    assert d.retry_after == pytest.approx(6 * 3600)
+
+
+def test_a_month_window_in_a_plr_test(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dsl.tester import run
+
+    text = """default allow
+limit tool "report" to 1 per calendar month per global
+
+test "one report a month" {
+    call "report" -> allow
+    call "report" -> deny rate_limited
+    after 30d
+    call "report" -> deny rate_limited
+    after 1d
+    call "report" -> allow
+}
+"""  # the tests' clock starts on 2024-01-01: January has 31 days
+    (tmp_path / "m.plr").write_text(text)
+    report = run([str(tmp_path / "m.plr")])
+    assert report.errors == [] and (report.passed, report.failed) == (1, 0)
