@@ -64,6 +64,7 @@ def git_revision(rev: str, path: str) -> Iterator[str]:
             raise PlrError.at(f"git: {msg[-1] if msg else 'failed'}", path) from None
 
     top = git("rev-parse", "--show-toplevel").decode().strip()
+    where = top  # `git archive` in a subfolder would export that subfolder alone
     git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
     rel = os.path.relpath(os.path.realpath(path), os.path.realpath(top))
     if rel.startswith(".."):
