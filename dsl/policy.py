@@ -558,7 +558,7 @@ def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = Non
         raise PlrError.at("policy is nested too deeply", label) from None
 
 
-_MIGRATE = "rewrite it as a .plr policy (docs/policy-json.md, \"Intercept compatibility\", maps each construct)"
+_MIGRATE = "convert it with `plr import intercept FILE -o policy.plr`, or rewrite it as a .plr policy (docs/migrate.md)"
 _FOREIGN_YAML = (
     "this is YAML, not a JSON policy: plr loads compiled JSON policies (and compiles .plr files); "
     "an Intercept policy in YAML cannot be loaded as is: " + _MIGRATE

@@ -5,6 +5,7 @@ Exit codes scripts can rely on: 0 ok, 1 a test/check/format failure, 2 usage or 
 Which module owns which commands (a new command is a module and a line in ``COMMANDS``):
   files.py      compile, check, fmt, decompile, schema  (the policy-file commands)
   testing.py    test, watch
+  importing.py  import intercept|policylayer  (other tools' policies -> .plr)
   eval.py       eval
   catalog.py    catalog, init
   proxy.py      proxy  (its flags; proxy_run.py checks them and starts the proxy)
@@ -39,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("catalog", "init_cmd"),
     "decompile": ("files", "decompile_cmd"),
     "schema": ("files", "schema_cmd"),
+    "import": ("importing", "import_group"),
     "proxy": ("proxy", "proxy_cmd"),
     "approvals": ("approvals", "approvals_group"),
     "audit": ("audit", "audit_cmd"),
