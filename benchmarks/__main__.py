@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "proxy": "benchmarks.bench_proxy",
     "redis": "benchmarks.bench_redis",
     "lsp": "benchmarks.bench_lsp",
+    "analysis": "benchmarks.bench_analysis",
 }
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCHEMA = "plr-bench/1"

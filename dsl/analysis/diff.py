@@ -95,9 +95,22 @@ def _diff_tool(z: Any, tool: str | None, vo: Any, vn: Any, known: set[str], engi
             return
         m = s.model()
         oi, ni = m.eval(to).as_long(), m.eval(tn).as_long()
-        s.add(z.Not(z.And(to == oi, tn == ni)))
+        block = z.Not(z.And(to == oi, tn == ni))
         pair = (OUTCOMES[oi], OUTCOMES[ni])
         why = _confirm(ctx, m, pair, engines)
+        for _retry in range(4 if ctx.opaque else 0):  # another assignment of the opaque atoms
+            if not isinstance(why, str):
+                break
+            s.push()
+            s.add(to == oi, tn == ni)
+            s.add(z.Not(z.And(*[a == m.eval(a, model_completion=True) for a in ctx.atoms.values()])))
+            found = str(s.check(ctx.small_flag)) == "sat"
+            m = s.model() if found else m
+            s.pop()
+            if not found:
+                break
+            why = _confirm(ctx, m, pair, engines)
+        s.add(block)
         if isinstance(why, str):
             result.unknown.append({"tool": label, "old": _ec(pair[0]), "new": _ec(pair[1]), "reason": why})
             continue
