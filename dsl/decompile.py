@@ -160,7 +160,13 @@ class _Decompiler:
             whole = max(1, math.ceil(window))
             self.note(f"plr windows are whole seconds: {window}s is written {whole}s")
             window = whole
-        return ir.Limit(max=lim.max, window=int(window), per=lim.per)
+        of = ir_path(lim.of)[0] if lim.of is not None else None
+        if lim.calendar is not None:
+            window = ir.CALENDAR_SECONDS[lim.calendar]
+        return ir.Limit(
+            max=lim.max, window=int(window), per=lim.per, of=of, calendar=lim.calendar, tz=lim.tz,
+            refund=lim.refund == "error",
+        )  # fmt: skip
 
     def limit_rule(self, sel: ir.Selector, lim: Limit) -> ir.Rule:
         """``limit SEL to N per W [per SCOPE] [if C]``."""

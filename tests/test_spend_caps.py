@@ -163,3 +163,13 @@ test "refunds stop at 500 a day" {
     assert report.errors == [] and (report.passed, report.failed) == (1, 0)
     (tmp_path / "cap.plr").write_text(text.replace("{amount: 200} -> allow", "{amount: 201} -> allow"))
     assert run([str(tmp_path / "cap.plr")]).failed == 1
+
+
+def test_decompile_keeps_spend_caps_calendar_windows_and_refunds() -> None:
+    from dsl.decompile import decompile
+
+    policy = compile_source(
+        'default allow\nlimit tool "pay" to 12.5 of args.amount per calendar day "Europe/Paris" per identity refund on error\n',
+        source=False,
+    )
+    assert compile_source(decompile(policy), source=False).to_dict() == policy.to_dict()
