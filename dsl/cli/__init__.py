@@ -12,6 +12,7 @@ Which module owns which commands (a new command is a module and a line in ``COMM
   approvals.py  approvals list/show/grant/deny  (and opening a fleet's --state)
   audit.py      audit
   analysis.py   diff, analyze, query  (exact policy analysis with z3, the analyze extra)
+  console.py    console  (approvals and audit in the browser: dsl/console)
   output.py     what they share: colour, escaping, diagnostics, exits, writing output files
 Heavy modules are imported inside the commands so `plr --help` starts fast.
 """
@@ -44,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("proxy", "proxy_cmd"),
     "approvals": ("approvals", "approvals_group"),
     "audit": ("audit", "audit_cmd"),
+    "console": ("console", "console_cmd"),
     "lsp": ("lsp", "lsp_cmd"),
     "diff": ("analysis", "diff_cmd"),
     "analyze": ("analysis", "analyze_cmd"),
@@ -51,7 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 # imported only when named (or listed by --help): the other commands never pay for them, and a
 # mistyped command is offered only the others as "Did you mean"
-LAZY_COMMANDS = frozenset({"proxy", "approvals", "audit"})
+LAZY_COMMANDS = frozenset({"proxy", "approvals", "audit", "console"})
 
 
 def _load(name: str) -> click.Command:
