@@ -229,6 +229,33 @@ def _count(flag: str, low: int, default: int, help: str) -> Callable[[_F], _F]:
 @click.option(
     "--audit-backups", type=click.IntRange(min=1), default=5, show_default=True, help="Rotated audit files to keep."
 )
+@click.option(
+    "--notify",
+    "notify",
+    multiple=True,
+    metavar="URL",
+    help="Repeatable: POST a JSON message (with a Slack-compatible `text`) to URL when a call waits in the "
+    "approval queue; retried with backoff, never delays or changes a decision; failures go to stderr and the "
+    "audit log. The call's arguments are not sent.",
+)
+@click.option(
+    "--notify-command",
+    metavar="CMD",
+    help="Run CMD (no shell) when a call waits in the approval queue: the message as JSON on stdin and in "
+    "PLR_APPROVAL_ID, PLR_APPROVAL_TOOL, PLR_APPROVAL_TEXT, PLR_APPROVAL_URL (e.g. a desktop notification).",
+)
+@click.option(
+    "--console-url",
+    metavar="URL",
+    help="Where `plr console` serves this proxy's queue: notifications link to the request there.",
+)
+@click.option(
+    "--metrics",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (decisions, latency, pending approvals, "
+    "limit rejections, the policy's sha256); with --listen also at /metrics of the HTTP front. Needs "
+    "pip install 'plr[metrics]'.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def proxy_cmd(**options: Any) -> None:
     """Enforce a policy in front of one MCP server (stdio, or streamable HTTP with --listen).
@@ -242,6 +269,8 @@ def proxy_cmd(**options: Any) -> None:
       plr proxy --policy policy.plr -- npx -y @modelcontextprotocol/server-memory
       plr proxy --policy policy.json --audit audit.jsonl --watch -- python server.py
       plr proxy --policy policy.plr --listen 127.0.0.1:8765 --upstream http://127.0.0.1:9000/mcp
+      plr proxy --policy policy.plr --notify https://hooks.slack.com/services/T/B/X \\
+        --console-url http://127.0.0.1:8766 --metrics 127.0.0.1:9464 -- python server.py
 
     \b
     In an MCP client's config (e.g. claude_desktop_config.json):

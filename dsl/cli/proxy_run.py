@@ -56,6 +56,10 @@ class ProxyCommandOptions:
     max_restarts: int
     audit_max_bytes: int
     audit_backups: int
+    notify: tuple[str, ...]
+    notify_command: str | None
+    console_url: str | None
+    metrics: str | None
     command: tuple[str, ...]
 
     def server_command(self) -> list[str]:
@@ -140,6 +144,7 @@ def run_proxy(o: ProxyCommandOptions) -> None:
     _need_mcp()
     opts = _proxy_options(o, audit_path=audit_path, shared=shared, tokens=tokens, pins=pins)
     _create_audit_log(audit_path)
+    front = _notify_and_metrics(o, opts, loaded, front)
     _log_without_tracebacks()
     _announce(o, cmd, loaded, audit_path, shared)
     _serve(o, opts, loaded, cmd, host_port, front)
@@ -314,6 +319,56 @@ def _proxy_options(o: ProxyCommandOptions, *, audit_path: Path, shared: Any, tok
         pins=pins,
         strict_tools=o.strict_tools,
     )
+
+
+def _notify_and_metrics(o: ProxyCommandOptions, opts: Any, loaded: Any, front: Any) -> Any:
+    """--notify/--notify-command/--console-url -> ``opts.notifier``; --metrics -> ``opts.metrics``,
+    served from a thread at once, and the HTTP front (returned) serving it at /metrics too. Bad
+    values exit 2."""
+    from ..proxy.notify import Notifier, check_notify_url
+
+    for url in (*o.notify, *((o.console_url,) if o.console_url else ())):
+        try:
+            check_notify_url(url)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--console-url" if url == o.console_url else "--notify") from None
+    if o.notify or o.notify_command:
+        if o.approval not in ("queue", "auto"):
+            raise click.UsageError("--notify and --notify-command tell of calls waiting in the approval queue: use them with --approval queue or auto")
+        opts.notifier = Notifier(o.notify, o.notify_command, console_url=o.console_url, report=opts.stderr)
+    elif o.console_url:
+        raise click.UsageError("--console-url is the link in notifications: give it with --notify or --notify-command")
+    if not o.metrics:
+        return front
+    from ..proxy.metrics import MetricsMissing, ProxyMetrics, need_prometheus
+
+    try:
+        need_prometheus()
+    except MetricsMissing as e:
+        click.echo(f"plr proxy: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+    try:
+        host, port = _parse_listen(o.metrics)
+    except click.BadParameter as e:
+        raise click.BadParameter(e.message, param_hint="--metrics") from None
+    from ..state import open_queue
+    from ..state.sqlite import queue_db_path
+
+    def pending() -> int:
+        if o.approval not in ("queue", "auto"):
+            return 0
+        return len(open_queue(opts.state, queue_db_path(opts.approvals_db, opts.audit_path)).list())
+
+    metrics = ProxyMetrics(opts.audit_path, policy_sha256=loaded.sha256, pending=pending)
+    metrics.serve(host, port)
+    opts.metrics = metrics
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"plr proxy: metrics at http://{shown}:{port}/metrics", err=True)
+    if front is None:
+        return None
+    import dataclasses
+
+    return dataclasses.replace(front, metrics=metrics)
 
 
 def _create_audit_log(audit_path: Path) -> None:

@@ -141,8 +141,12 @@ class ApprovalFlow:
         audit_path: Path | None = None,
         report: Callable[[str], None],
         max_pending: int = 20,
+        notifier: Any = None,
     ) -> None:
         self.decisions = decisions
+        # --notify / --notify-command (notify.Notifier): told of each request filed in the queue,
+        # in the background; it never delays or changes a decision
+        self.notifier = notifier
         # at most this many calls wait for a human per identity and per session (0: no cap), so
         # an agent looping on a tool that needs approval cannot bury its approver
         self.max_pending = max_pending
@@ -282,6 +286,8 @@ class ApprovalFlow:
         if aid is None:
             return answer or "unavailable", None
         db = q.cli_hint
+        if self.notifier:
+            self._notify(c, d, aid, db)
         self.report(
             f"plr proxy: approval needed for {c.tool} ({d.reason}); "
             f"run `plr approvals{db} grant {aid}` or `plr approvals{db} deny {aid}` "
@@ -296,6 +302,21 @@ class ApprovalFlow:
         except Exception as e:  # noqa: BLE001
             self.report(f"plr proxy: approval queue failed: {type(e).__name__}: {e}")
             return "unavailable", aid
+
+    def _notify(self, c: ToolCall, d: Decision, aid: str, cli_hint: str) -> None:
+        """Hand the filed request to the notifier (it returns at once; failures are its own)."""
+        request = {
+            "id": aid,
+            "tool": c.tool,
+            "reason": d.reason,
+            "rule": d.rule,
+            "identity": c.identity,
+            "session": c.session,
+            "server": self.decisions.server_name,
+            "expires": time.time() + self.timeout,
+            "args_sha256": args_sha256(c.args),
+        }
+        self.notifier.filed(request, audit=self.decisions.audit, cli_hint=cli_hint)
 
     async def _file(self, c: ToolCall, d: Decision) -> tuple[str | None, str | None, Any]:
         """(None, the request's id, the queue), or (why not, None, None) when it cannot be filed."""

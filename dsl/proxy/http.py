@@ -399,6 +399,7 @@ class HttpFront:
     read_timeout: float = 10.0
     max_connections: int = 512
     session_idle_timeout: float = 30 * 60.0
+    metrics: Any = None  # --metrics: a metrics.ProxyMetrics also served at GET /metrics (behind the tokens)
 
 
 def _is_loopback_address(text: str) -> bool | None:
@@ -630,6 +631,18 @@ class LowerCaseHost:
         await self.app(scope, receive, send)
 
 
+def _with_metrics(app: Any, metrics_app: Any) -> Any:
+    """``GET /metrics`` to the Prometheus exposition, everything else to ``app``."""
+
+    async def route(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics" and scope["method"] == "GET":
+            await metrics_app(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return route
+
+
 class _NotShutdownCancellation(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -665,6 +678,8 @@ async def serve_http(
         session_idle_timeout=front.session_idle_timeout,
     )
     app: Any = RequestIdGate(LowerCaseHost(sdk_app))
+    if front.metrics is not None:
+        app = _with_metrics(app, front.metrics.asgi_app())
     if tokens is not None:
         app = TokenGate(app, tokens)
     # A signal must stop the proxy even while clients hold sessions (streams) open: after 3 s

@@ -55,6 +55,10 @@ class ProxyOptions:
     # --strict-tools: a policy naming a tool the server does not offer does not start (nor replace
     # the policy in force on reload); without it the mismatch is only reported (tool_check.py)
     strict_tools: bool = False
+    # --notify URL / --notify-command CMD (notify.Notifier, or None): told when a request is filed
+    notifier: Any = None
+    # --metrics HOST:PORT (metrics.ProxyMetrics, or None): also served as /metrics by the HTTP front
+    metrics: Any = None
     # every line escaped: a tool name with a newline and ANSI codes must not forge a line of ours
     stderr: Callable[[str], None] = field(default=lambda s: print(terminal_text(s), file=sys.stderr, flush=True))
 

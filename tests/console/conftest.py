@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.proxy.conftest import base_env, free_port, stop, wait_for_port
+from tests.proxy.conftest import ProxySetup, base_env, free_port, stop, wait_for_port
 
 ARTIFACTS = Path(os.environ.get("PLR_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "console"
 
@@ -53,6 +53,17 @@ class Console:
                 return r.status, r.read().decode(), dict(r.headers)
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(), dict(e.headers)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> ProxySetup:
+    """A proxy-under-test's files (tests/proxy's fixture: the fake codex worker and its policy)."""
+    return ProxySetup(tmp_path)
 
 
 @pytest.fixture
