@@ -487,16 +487,19 @@ def harvest_one(src: Source, cache: Path, timeout: float = 60.0, when: str | Non
 
 def harvest(sources: list[Source], out_dir: Path, cache: Path, jobs: int = 2, timeout: float = 60.0, progress: Any = None) -> list[Outcome]:
     """Harvest ``sources`` ``jobs`` at a time and write their catalogues into ``out_dir``."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for outcome in pool.map(lambda s: harvest_one(s, cache, timeout), sources):
+        futures = [pool.submit(harvest_one, s, cache, timeout) for s in sources]
+        for future in as_completed(futures):  # written as each ends: a slow install holds no other back
+            outcome = future.result()
             write_catalogue(outcome.document, out_dir, outcome.source.plr)
             outcomes.append(outcome)
             if progress:
                 progress(outcome)
-    return outcomes
+    order = {s.name: i for i, s in enumerate(sources)}
+    return sorted(outcomes, key=lambda o: order[o.source.name])
 
 
 def default_sources() -> Path:
