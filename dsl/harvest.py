@@ -372,7 +372,10 @@ def list_tools_live(command: list[str], env: dict[str, str], timeout: float, cwd
 def _reason(stderr: str, code: int | None) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.lstrip().startswith(("at ", "File \""))]
     marked = [ln for ln in lines if ln.startswith("plr-harvest:")]
-    said = [ln for ln in lines if not ln.startswith("plr-harvest:")][-2:]
+    # what the server said: its error line, not the stack trace's punctuation or Node's version
+    words = [ln for ln in lines if not ln.startswith(("plr-harvest:", "Node.js v", "^", "}", "{", "at ", "throw ")) and len(ln) > 3]
+    errors = [ln for ln in words if re.search(r"error|required|missing|must|invalid|not set|not found|please|denied|unable|cannot|can't|failed", ln, re.I)]
+    said = errors[-1:] or words[-2:]
     text = marked[-1].removeprefix("plr-harvest: ") if marked else f"the server exited (code {code}) without answering tools/list"
     if said:
         text += "; the server said: " + " / ".join(said)
@@ -476,13 +479,21 @@ def harvest_one(src: Source, cache: Path, timeout: float = 60.0, when: str | Non
         try:
             command = install(src, cache)
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-            doc = catalogue_document(src, None, f"install failed: {e}", when)
+            doc = catalogue_document(src, None, _placeholders(f"install failed: {e}", None, cache), when)
             return Outcome(src, doc, time.monotonic() - started)
         env = clean_env(home, cache, {k: v.replace("{home}", str(home)) for k, v in src.env.items()})
         args = [a.replace("{home}", str(home)).replace("{work}", str(home / "work")) for a in command]
         tools, reason = list_tools_live(args, env, timeout, home / "work")
-        doc = catalogue_document(src, tools, reason, when)
+        doc = catalogue_document(src, tools, _placeholders(reason, home, cache), when)
     return Outcome(src, doc, time.monotonic() - started)
+
+
+def _placeholders(reason: str, home: Path | None, cache: Path) -> str:
+    """A reason as the committed record keeps it: the same on every run and every machine."""
+    if home is not None:
+        reason = reason.replace(str(home), "{home}")
+    reason = re.sub(r"/tmp/plr-harvest-home-[A-Za-z0-9_]+", "{home}", reason)
+    return reason.replace(str(cache), "{cache}")
 
 
 def harvest(sources: list[Source], out_dir: Path, cache: Path, jobs: int = 2, timeout: float = 60.0, progress: Any = None) -> list[Outcome]:
