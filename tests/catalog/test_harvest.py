@@ -169,3 +169,17 @@ def test_a_server_that_never_answers_is_stopped_with_whatever_it_started(tmp_pat
     else:
         os.kill(daemon, 9)
         pytest.fail("the daemon the server started outlived the harvest")
+
+
+def test_the_recorded_reason_is_the_servers_error_line_and_the_same_on_every_run(tmp_path: Path):
+    stderr = (
+        "/srv/app/index.js:12\n    throw new Error('x');\n    ^\n\n"
+        "Error: STRIPE_SECRET_KEY is required\n    at main (/srv/app/index.js:12:11)\n}\n\nNode.js v20.20.2\n"
+        "plr-harvest: MCPError: Connection closed\n"
+    )
+    reason = harvest._reason(stderr, 1)
+    assert reason == "MCPError: Connection closed; the server said: Error: STRIPE_SECRET_KEY is required"
+    assert harvest._reason("", 3) == "the server exited (code 3) without answering tools/list"
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    text = f"no file {home}/key.json; {cache}/npm/x; /tmp/plr-harvest-home-ab12_x/y"
+    assert harvest._placeholders(text, home, cache) == "no file {home}/key.json; {cache}/npm/x; {home}/y"
