@@ -23,6 +23,7 @@ from here too.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import mcp_types as types
@@ -32,6 +33,7 @@ from .approval_flow import APPROVAL_SCHEMA, ApprovalFlow
 from .audit import AuditLog
 from .deciding import Decisions, ToolCall, deny_text
 from .errors import TracebackFilter, why
+from .fast_calls import FastCalls
 from .forwarding import Deadlines, Forwarder
 from .front_server import FrontServer
 from .options import ApprovalMode, Background, ProxyOptions
@@ -69,6 +71,21 @@ class Proxy:
             own=self.session_upstreams,
             shared=self.shared,
         )
+        # tools/call over stdio without the SDK's per-request machinery (a command upstream only:
+        # serve.py hands it to the stdio front when there is one)
+        self.fast: FastCalls | None = None
+        if transport == "stdio" and os.environ.get("PLR_PROXY_FAST", "1") != "0":
+            from mcp.server.caching import CACHEABLE_METHODS
+
+            self.fast = FastCalls(
+                decisions=self.decisions,
+                sessions=self.sessions,
+                shared=self.shared,
+                timeout=options.upstream_timeout or None,
+                deadlines=self.deadlines,
+                tasks=self.tasks,
+                cacheable="tools/call" in CACHEABLE_METHODS,
+            )
 
     def _policy_parts(self, options: ProxyOptions, loaded: LoadedPolicy) -> None:
         """What decides a call: the pins, the engine with its audit log, the approval flow."""
@@ -95,6 +112,7 @@ class Proxy:
             audit_path=options.audit_path,
             report=options.stderr,
             max_pending=options.max_pending_approvals,
+            notifier=options.notifier,  # --notify / --notify-command: told when a request is filed
         )
 
     def _traffic_parts(self, options: ProxyOptions, transport: str) -> None:

@@ -97,7 +97,8 @@ def map_error(e: BaseException, *, restarting: bool) -> MCPError:
     """The JSON-RPC error a client gets for an upstream request that raised ``e`` (``restarting``:
     the shared server died and is being started again, which the message then says)."""
     if isinstance(e, MCPError):
-        if e.error.code == types.CONNECTION_CLOSED:
+        # the SDK's own "connection closed" (-32000 is also a server's to use for its own errors)
+        if e.error.code == types.CONNECTION_CLOSED and e.error.message == "Connection closed":
             more = "; the proxy is restarting it" if restarting else ""
             return MCPError(code=types.INTERNAL_ERROR, message=CLOSED + more)
         if e.error.code == types.REQUEST_TIMEOUT:

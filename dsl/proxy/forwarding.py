@@ -108,6 +108,12 @@ class Deadlines:
     def __init__(self) -> None:
         self._timers: set[_Timer] = set()
         self._human_waits = 0  # relayed elicitations a human is answering (timers stand still)
+        # other keepers of deadlines (the fast path's calls): ``pause()`` and ``resume()`` with ours
+        self.listeners: list[Any] = []
+
+    @property
+    def human_waiting(self) -> bool:
+        return self._human_waits > 0
 
     def start(self, timer: _Timer, scope: anyio.CancelScope) -> None:
         timer.scope = scope
@@ -129,6 +135,8 @@ class Deadlines:
         if self._human_waits == 1:
             for t in list(self._timers):
                 t.pause()
+            for keeper in self.listeners:
+                keeper.pause()
         try:
             yield
         finally:
@@ -136,6 +144,8 @@ class Deadlines:
             if self._human_waits == 0:
                 for t in list(self._timers):
                     t.resume()
+                for keeper in self.listeners:
+                    keeper.resume()
 
 
 class Forwarder:

@@ -85,7 +85,8 @@ async def serve(
         if listen is None:
             from .stdio import front_stdio
 
-            front_streams = await stack.enter_async_context(front_stdio(stdin, stdout))
+            fast = proxy.fast if params is not None else None  # a command upstream: its stdin is ours too
+            front_streams = await stack.enter_async_context(front_stdio(stdin, stdout, fast))
             hello = await _read_hello(front_streams[0], options.stderr)
             if hello is None:
                 return  # the client left before saying anything: nothing to start
@@ -107,6 +108,8 @@ async def serve(
             if hello is not None and front_streams is not None:
                 await hello.refuse(front_streams[1], str(e))
             refused = e  # not raised in here: the front's task group would wrap it
+    if proxy.fast is not None and os.environ.get("PLR_PROXY_FAST") == "report":
+        options.stderr(f"plr proxy: the fast path served {proxy.fast.taken} tools/call requests")
     if refused is not None:
         raise refused
 

@@ -63,6 +63,7 @@ class FrontSessions:
         self.on_end = on_end  # a link ended: what it held elsewhere (subscriptions) is let go
         self.process_session = uuid.uuid4().hex
         self.front_session: Any = None  # last handshake-era ServerSession (stdio relay target)
+        self.front_version: str | None = None  # ... and the protocol version it speaks
         self.links: dict[str, FrontLink] = {}  # HTTP front: live handshake-era sessions by Mcp-Session-Id
         # HTTP with a shared upstream: stateless requests waiting on it (they have no FrontLink, but a
         # server-to-client request could be meant for them)
@@ -112,6 +113,7 @@ class FrontSessions:
         becomes a link (so broadcasts reach it)."""
         if self.transport == "stdio" and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             self.front_session = ctx.session
+            self.front_version = ctx.protocol_version
         else:
             self.link_of(ctx)
 
@@ -186,6 +188,17 @@ class FrontSessions:
             raise
         finally:
             self.stateless_inflight -= 1
+
+    # the same bookkeeping for a call of the fast path (fast_calls.py: stdio, the shared upstream)
+    def fast_call_started(self) -> None:
+        self._callers.add(self.identity)
+        self.stateless_inflight += 1
+
+    def fast_call_ended(self) -> None:
+        self.stateless_inflight -= 1
+
+    def fast_call_abandoned(self) -> None:
+        self._abandoned[""] = time.monotonic()
 
     @contextmanager
     def link_request(self, link: FrontLink, ctx: Any) -> Iterator[None]:

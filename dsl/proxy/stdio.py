@@ -30,6 +30,7 @@ import anyio.lowlevel
 import mcp_types as types
 from mcp.shared.message import SessionMessage
 
+from .errors import log
 from .http import bad_request_id
 
 MAX_LINE = 32 * 1024 * 1024  # a longer line is answered with a parse error, not buffered forever
@@ -245,12 +246,17 @@ class _InFlight:
         self.ids: set[tuple[type, Any]] = set()
 
     def claim(self, msg: Any) -> bool:
-        """False: ``msg`` is a request whose id is in flight; else it is now (if a request)."""
+        """False: ``msg`` is a request whose id is in flight; else it is now (if a request).
+        A cancellation frees its request's id: a cancelled request is never answered."""
         if isinstance(msg, types.JSONRPCRequest):
             key = _id_key(msg.id)
             if key in self.ids:
                 return False
             self.ids.add(key)
+        elif isinstance(msg, types.JSONRPCNotification) and msg.method == "notifications/cancelled":
+            rid = msg.params.get("requestId") if isinstance(msg.params, dict) else None
+            if rid is not None:
+                self.ids.discard(_id_key(rid))
         return True
 
     def unclaim(self, msg: Any) -> None:
@@ -324,12 +330,14 @@ class _Reader:
     """Lines from the client's stdin (``in_fd``), parsed and handed to the session's read stream;
     a line that is not valid JSON-RPC is answered with an error (through ``writer``)."""
 
-    def __init__(self, fd: int, writer: _Writer, read_send: Any, in_flight: _InFlight) -> None:
+    def __init__(self, fd: int, writer: _Writer, read_send: Any, in_flight: _InFlight, fast: Any = None) -> None:
         self.fd = fd
         self.writer = writer
         self.read_send = read_send
         self.in_flight = in_flight
         self.splitter = _Lines()
+        self.fast = fast  # FastCalls: tools/call without the SDK's machinery (fast_calls.py), or None
+        self._parsed: tuple[bytes, SessionMessage] | None = None  # deliver_now's parse, for handle_line
 
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         """Pipes are read from the event loop, with no thread hop per message; anything else by a
@@ -350,6 +358,18 @@ class _Reader:
             return False
         return True
 
+    async def reply(self, msg: Any, rid: Any) -> None:
+        """The fast path's answer to the client's request ``rid`` (its id is free again)."""
+        self.in_flight.ids.discard(_id_key(rid))
+        try:
+            await self.writer.write(msg.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n")
+        except OSError:
+            pass  # the client is gone; the reader sees the end of its input
+
+    def release(self, rid: Any) -> None:
+        """A request of the fast path that will not be answered (the client cancelled it)."""
+        self.in_flight.ids.discard(_id_key(rid))
+
     async def handle_line(self, line: bytes | None) -> bool:
         """Parse one line and hand it on (False: the session is gone, stop reading)."""
         if line is None:
@@ -360,12 +380,25 @@ class _Reader:
                     error=types.ErrorData(code=types.PARSE_ERROR, message="Parse error: message too large"),
                 )
             )
-        sm = _parsed(line)
+        cached, self._parsed = self._parsed, None
+        sm = cached[1] if cached is not None and cached[0] is line else _parsed(line)
         if sm is None:
             bad = error_for_bad_line(line)
             return await self.answer(bad) if bad is not None else True
         if not self.in_flight.claim(sm.message):
             return await self.answer(_duplicate_id(sm.message))
+        fast = self.fast
+        if fast is not None and fast.wants(sm.message):
+            try:
+                if await fast.take(sm.message, self):
+                    return True
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception:  # noqa: BLE001 - a bug must not kill the front, nor forward anything
+                log.exception("plr proxy: the fast path failed on a tools/call")
+                self.in_flight.unclaim(sm.message)
+                err = types.ErrorData(code=types.INTERNAL_ERROR, message="plr: internal error in the proxy")
+                return await self.answer(types.JSONRPCError(jsonrpc="2.0", id=sm.message.id, error=err))
         try:
             try:
                 self.read_send.send_nowait(sm)  # the session is waiting for it: no extra checkpoint
@@ -378,8 +411,13 @@ class _Reader:
     def deliver_now(self, line: bytes | None) -> bool:
         """The synchronous fast path; False: ``handle_line`` takes it (a bad line, a full stream)."""
         sm = _parsed(line) if line is not None else None
-        if sm is None or not self.in_flight.claim(sm.message):
-            return False  # a bad line or an id in flight: handle_line answers it
+        if sm is None:
+            return False  # a bad line: handle_line answers it
+        if self.fast is not None and self.fast.wants(sm.message):
+            self._parsed = (line, sm)  # type: ignore[assignment]
+            return False  # the fast path awaits: handle_line takes it, without parsing it again
+        if not self.in_flight.claim(sm.message):
+            return False  # an id in flight: handle_line answers it
         try:
             self.read_send.send_nowait(sm)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -446,7 +484,7 @@ def _nonblocking(fd: int) -> bool:
 
 
 @asynccontextmanager
-async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tuple[Any, Any]]:
+async def front_stdio(stdin: Any = None, stdout: Any = None, fast: Any = None) -> AsyncIterator[tuple[Any, Any]]:
     """(read_stream, write_stream) over this process's stdin/stdout, answering malformed lines.
 
     Pipes (what an MCP client gives its server) are read and written from the event loop (a
@@ -466,7 +504,7 @@ async def front_stdio(stdin: Any = None, stdout: Any = None) -> AsyncIterator[tu
     write_send = _FrontWrite(writer, in_flight)
     try:
         async with anyio.create_task_group() as tg:
-            _Reader(in_fd, writer, read_send, in_flight).start(tg)
+            _Reader(in_fd, writer, read_send, in_flight, fast).start(tg)
             try:
                 yield read_recv, write_send
             finally:

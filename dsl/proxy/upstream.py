@@ -38,6 +38,7 @@ from mcp.shared.message import SessionMessage
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from .errors import CLOSED, secs
+from .lane import UpstreamLane, forget_lane, register_lane
 
 if TYPE_CHECKING:
     from mcp import StdioServerParameters
@@ -204,6 +205,7 @@ class _ServerRun:
     stopped: anyio.Event = field(default_factory=anyio.Event)  # its client is closed, its process reaped
     died: bool = False  # it died while serving (not at our shutdown, not during its start)
     next_attempt: int | None = None  # decided when it died: the restart to make (None: none)
+    lane: UpstreamLane = field(default_factory=UpstreamLane)  # the fast path's requests (fast_calls.py)
 
     def output_ended(self) -> None:
         self.on_lost(self)
@@ -265,8 +267,13 @@ class Upstream:
                         raise _StartFailed(f"the server {self._exit_text(run)} during the MCP handshake")
                     scope.deadline = math.inf
                     run.live, run.up_since = True, anyio.current_time()
-                    task_status.started()
-                    await run.lost.wait()
+                    run.lane.bind(run.client)
+                    register_lane(run.client, run.lane)
+                    try:
+                        task_status.started()
+                        await run.lost.wait()
+                    finally:
+                        forget_lane(run.client)
             if not run.live:
                 raise _StartFailed(f"the server did not complete the MCP handshake within {self.timeout:g} s")
         except Exception:
@@ -396,6 +403,8 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
     run.process = process
     assert process.stdin is not None and process.stdout is not None, "spawned with pipes"
     stdin_pipe = process.stdin
+    lane = run.lane
+    lane.attach(stdin_pipe, params.encoding)
     # no awaits until the task group is entered, or a cancellation would leak the process
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
@@ -405,6 +414,7 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
     def ended() -> None:
         if not shutting_down:
             run.output_ended()
+        lane.close()  # after output_ended: the fast path's calls get the error the SDK path gives
 
     async def exit_watcher() -> None:
         """A server whose child keeps its pipes open would never end its output: its own exit is
@@ -433,7 +443,7 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
             writer_done.set()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_read_output, process, params, read_send, ended)
+        tg.start_soon(_read_output, process, params, read_send, ended, lane)
         tg.start_soon(stdin_writer)
         tg.start_soon(exit_watcher)
         try:
@@ -452,9 +462,12 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
             tg.cancel_scope.cancel()
 
 
-async def _read_output(process: Any, params: StdioServerParameters, read_send: Any, ended: Callable[[], None]) -> None:
+async def _read_output(
+    process: Any, params: StdioServerParameters, read_send: Any, ended: Callable[[], None], lane: UpstreamLane
+) -> None:
     """The server's output, line by line, to the session (``_server_process``); ``ended()`` is
-    called before ``read_send`` closes, since that close is the session's cue."""
+    called before ``read_send`` closes, since that close is the session's cue. An answer to a
+    call of the fast path goes to it, never to the session (which did not send that call)."""
     from anyio.streams.text import TextReceiveStream
     from mcp.client import stdio as sdk
 
@@ -467,8 +480,13 @@ async def _read_output(process: Any, params: StdioServerParameters, read_send: A
                     lines = (buffer + chunk).split("\n")
                     buffer = lines.pop()
                     for line in lines:
+                        item = sdk._parse_line(line)  # noqa: SLF001
+                        call = lane.take(item.message) if isinstance(item, SessionMessage) else None
+                        if call is not None:
+                            await call.owner.finish(call, item.message)
+                            continue
                         try:
-                            await read_send.send(sdk._parse_line(line))  # noqa: SLF001
+                            await read_send.send(item)
                         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                             return
             finally:

@@ -1,0 +1,356 @@
+"""``tools/call`` at the message level: the stdio front with a command upstream, without the SDK's
+per-request machinery in between.
+
+Through the SDK a call crosses five tasks and as many memory streams (the front's dispatcher, its
+handler task, the forwarding task, the client's dispatcher, the upstream writer), which is most
+of what the proxy adds to a call. Here the line the stdio front has parsed is decided, audited and
+written to the server's stdin by the task that read it, and the server's answer is written back to
+the client by the task that reads the server's output: no task is made per call.
+
+It is the same call, not a shortcut around the checks: the client's request is validated as the
+SDK validates it (``validate_client_request``), decided by the same ``Decisions`` (pins, argument
+checks, the engine, its limits), recorded by the same audit log before anything is forwarded (a
+failure denies: fail closed), and the upstream request is built exactly as the SDK path builds it
+(same models, same serialisation, ids from the same counter), so the server reads the same bytes.
+The answer is checked and shaped as the SDK path does (``validate_server_result`` for the server's
+protocol version, ``serialize_server_result`` for the client's), errors go through the same
+``map_error``, and ``--upstream-timeout``, a client's cancellation, a human answering an elicitation
+(deadlines stand still) and a server that dies behave as they do there. A test runs generated calls
+through both paths and compares what the client, the server and the audit log see.
+
+Everything else takes the SDK path, unchanged: every other method, a call with ``_meta`` (a
+progress token) or any other parameter, a call that needs a human's approval (approval is checked
+before any limit, so deciding it here counted nothing), a hidden tool under ``default allow``
+(answered as the server answers an absent tool), the 2026-07-28 era on either side, a server that is
+being restarted, the first request of a session (the SDK path learns the session from it), and every
+call of a client that can answer the server's own questions (elicitation, sampling, roots): the SDK's
+session relays those only while it handles the call itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import mcp_types as types
+from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from .deciding import Decisions, ToolCall, denied
+from .errors import UpstreamTimeout, map_error, secs
+from .forwarding import Deadlines
+from .lane import UpstreamLane, lane_of
+from .options import Background
+
+if TYPE_CHECKING:
+    from .sessions import FrontSessions
+    from .upstream import SharedUpstream
+
+__all__ = ["FastCalls"]
+
+_PARAM_KEYS = frozenset({"name", "arguments"})
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    """One call of the fast path on its way through the server."""
+
+    owner: FastCalls
+    front: Any  # the stdio front's reader: ``reply(frame, rid)``
+    front_id: Any
+    up_id: int
+    lane: UpstreamLane
+    tool: str
+    version: str  # the client's protocol version
+    timer: asyncio.TimerHandle | None = None
+    budget: float = 0.0  # seconds left while the deadline stands still (a human answers)
+    deadline: float = 0.0  # loop time at which it expires
+    paused: bool = False
+    done: bool = False
+
+
+class FastCalls:
+    """Takes the ``tools/call`` requests of the stdio front that need nothing of the SDK."""
+
+    def __init__(
+        self,
+        *,
+        decisions: Decisions,
+        sessions: FrontSessions,
+        shared: SharedUpstream,
+        timeout: float | None,
+        deadlines: Deadlines,
+        tasks: Background,
+        cacheable: bool,
+    ) -> None:
+        self.decisions = decisions
+        self.sessions = sessions
+        self.shared = shared
+        self.timeout = timeout or None  # --upstream-timeout (None: wait for ever)
+        self.deadlines = deadlines
+        deadlines.listeners.append(self)  # a human answering stops our deadlines too
+        self.tasks = tasks
+        # a cache hint on tools/call results would change the answer's shape: the SDK path then
+        self.enabled = not cacheable
+        self.by_front: dict[Any, _Call] = {}
+        self.taken = 0  # calls served here (PLR_PROXY_FAST=report prints it at exit, for tests)
+
+    # -- the client's messages -----------------------------------------------------------------
+
+    def wants(self, msg: Any) -> bool:
+        """Should the front hand ``msg`` to ``take`` (a tools/call, or a cancellation of ours)?"""
+        if not self.enabled:
+            return False
+        if isinstance(msg, types.JSONRPCRequest):
+            return msg.method == "tools/call"
+        return bool(self.by_front) and isinstance(msg, types.JSONRPCNotification) and msg.method == "notifications/cancelled"
+
+    async def take(self, msg: Any, front: Any) -> bool:
+        """Handle ``msg`` here (True), or leave it to the SDK path (False: nothing was done)."""
+        if isinstance(msg, types.JSONRPCNotification):
+            await self._cancelled(msg)
+            return False  # the SDK's session sees the cancellation too (it knows no such id)
+        lane, version = self._ready()
+        if lane is None:
+            return False
+        p = msg.params
+        if not isinstance(p, dict) or not p.keys() <= _PARAM_KEYS:
+            return False
+        name, args = p.get("name"), p.get("arguments")
+        if name.__class__ is not str or not (args is None or args.__class__ is dict):
+            return False
+        try:
+            from mcp_types import methods
+
+            methods.validate_client_request("tools/call", version, p)
+        except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
+            return False
+        decisions = self.decisions
+        sessions = self.sessions
+        c = ToolCall(uuid.uuid4().hex[:16], name, args if args is not None else {}, sessions.process_session, sessions.identity)
+        d, us = decisions.decide(c, False)
+        if d.effect == "approval_required" or (d.code == "hidden" and decisions.loaded.policy.default == "allow"):
+            return False  # a human, or the server's own answer: the SDK path (nothing was counted)
+        self.taken += 1
+        result: types.CallToolResult | None = None
+        try:
+            if d.effect != "allow":
+                decisions.record(c, d, us, effect="deny")
+                result = denied(c.tool, decisions.as_the_agent_sees_it(c.tool, d))
+            else:
+                decisions.record(c, d, us)
+        except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
+            result = decisions.fail_closed(c, e)
+        if result is not None:
+            await self._answer(front, msg.id, version, result.model_dump(by_alias=True, mode="json", exclude_none=True))
+            return True
+        await self._forward(front, msg.id, version, lane, p, c.tool)
+        return True
+
+    def _ready(self) -> tuple[UpstreamLane | None, str]:
+        """The lane of the live shared server and the client's protocol version, when the fast
+        path can serve a call now (else None: the SDK path)."""
+        sessions = self.sessions
+        front = sessions.front_session
+        if front is None or sessions.front_version in MODERN_PROTOCOL_VERSIONS:
+            return None, ""
+        caps = front.client_capabilities
+        if caps is not None and (caps.elicitation is not None or caps.sampling is not None or caps.roots is not None):
+            # the server may ask this client something during the call: the SDK's session can only
+            # relay that while it handles the call itself
+            return None, ""
+        shared = self.shared
+        if shared.restarting or shared.modern:
+            return None, ""
+        lane = lane_of(shared.client)
+        if lane is None or not lane.open or lane.congested():
+            return None, ""
+        return lane, sessions.front_version or ""
+
+    async def _forward(self, front: Any, rid: Any, version: str, lane: UpstreamLane, p: dict[str, Any], tool: str) -> None:
+        """Send the call upstream, built as the SDK path builds it, and wait for its answer there."""
+        from mcp.shared._otel import inject_trace_context
+
+        fwd: dict[str, Any] = {"name": p["name"]}
+        if p.get("arguments") is not None:
+            fwd["arguments"] = p["arguments"]
+        data = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd)).model_dump(
+            by_alias=True, mode="json", exclude_none=True
+        )
+        out_params = dict(data["params"])
+        meta: dict[str, Any] = {}
+        inject_trace_context(meta)  # as the SDK's dispatcher does (nothing without a tracer)
+        if meta:
+            out_params["_meta"] = meta
+        up_id = lane.next_id()
+        frame = types.JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=out_params)
+        call = _Call(self, front, rid, up_id, lane, tool, version)
+        lane.calls[up_id] = call
+        self.by_front[_key(rid)] = call
+        self.sessions.fast_call_started()
+        self._arm(call)
+        try:
+            lane.send_now((frame.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode(lane.encoding))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
+            if self._settle(call):
+                lane.calls.pop(up_id, None)
+                await self._error(call, map_error(e, restarting=self.shared.restarting))
+
+    # -- the server's answers ------------------------------------------------------------------
+
+    async def finish(self, call: _Call, message: Any) -> None:
+        """The server answered ``call`` (``message``, a response or an error): the client's answer,
+        checked and shaped as on the SDK path."""
+        if not self._settle(call):
+            return
+        if isinstance(message, types.JSONRPCError):
+            e = MCPError(code=message.error.code, message=message.error.message, data=message.error.data)
+            await self._error(call, map_error(e, restarting=self.shared.restarting))
+            return
+        try:
+            result = self._upstream_result(message.result)
+        except Exception as e:  # noqa: BLE001 - as the SDK path maps it
+            await self._error(call, map_error(e, restarting=self.shared.restarting))
+            return
+        await self._answer(call.front, call.front_id, call.version, result)
+
+    def _upstream_result(self, raw: Any) -> dict[str, Any]:
+        """What ``ClientSession.send_request`` and ``Forwarder.exchange`` make of the server's result."""
+        from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
+        from mcp_types import methods
+
+        client = self.shared.client
+        version = (client.protocol_version if client is not None else None) or "2025-11-25"
+        if not isinstance(raw, dict):
+            raise MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream MCP server sent an invalid result")
+        raw = dict(raw)
+        _clamp_inbound_ttl(raw)
+        try:
+            methods.validate_server_result("tools/call", version, raw)
+        except KeyError:
+            pass
+        if not (foreign := _later_revision_fields("tools/call", version)).isdisjoint(raw):
+            raw = {k: v for k, v in raw.items() if k not in foreign}
+        if raw.get("resultType") == "input_required":
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message="plr: the upstream server asked for input that cannot be relayed to a 2025-era client",
+            )
+        return raw
+
+    def upstream_closed(self, call: _Call) -> None:
+        """The server's output ended with ``call`` unanswered: the error the SDK path gives."""
+        if not self._settle(call):
+            return
+        e = map_error(MCPError(code=types.CONNECTION_CLOSED, message="Connection closed"), restarting=self.shared.restarting)
+        self.tasks.spawn(self._error, call, e)
+
+    # -- deadlines and cancellation ------------------------------------------------------------
+
+    def _arm(self, call: _Call) -> None:
+        if self.timeout is None:
+            return
+        call.budget = self.timeout
+        if self.deadlines.human_waiting:
+            call.paused = True
+            return
+        self._start_timer(call, self.timeout)
+
+    def _start_timer(self, call: _Call, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        call.deadline = loop.time() + seconds
+        call.timer = loop.call_later(seconds, self._expired, call)
+
+    def _expired(self, call: _Call) -> None:
+        if not self._settle(call):
+            return
+        call.lane.calls.pop(call.up_id, None)
+        self.sessions.fast_call_abandoned()
+        e = UpstreamTimeout(
+            code=types.INTERNAL_ERROR,
+            message=f"plr: the upstream MCP server did not answer within {secs(self.timeout or 0)} s (--upstream-timeout)",
+        )
+        self.tasks.spawn(self._time_out, call, e)
+
+    async def _time_out(self, call: _Call, e: MCPError) -> None:
+        await self._error(call, e)
+        await self._courtesy_cancel(call)
+
+    def pause(self) -> None:
+        """A human answers an elicitation the server asked: every deadline stands still."""
+        loop = asyncio.get_running_loop()
+        for call in self.by_front.values():
+            if call.timer is not None and not call.paused:
+                call.timer.cancel()
+                call.timer = None
+                call.budget = max(0.0, call.deadline - loop.time())
+                call.paused = True
+
+    def resume(self) -> None:
+        for call in list(self.by_front.values()):
+            if call.paused:
+                call.paused = False
+                self._start_timer(call, call.budget)
+
+    async def _cancelled(self, msg: types.JSONRPCNotification) -> None:
+        """The client cancelled a call of ours: never answered (as the SDK does), and the server
+        is told, as the SDK tells it when a request is abandoned."""
+        from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
+
+        rid = cancelled_request_id_from_params(msg.params)
+        call = self.by_front.get(_key(rid)) if rid is not None else None
+        if call is None or not self._settle(call):
+            return
+        call.lane.calls.pop(call.up_id, None)
+        self.sessions.fast_call_abandoned()
+        call.front.release(call.front_id)
+        await self._courtesy_cancel(call)
+
+    async def _courtesy_cancel(self, call: _Call) -> None:
+        note = types.JSONRPCNotification(
+            jsonrpc="2.0",
+            method="notifications/cancelled",
+            params={"requestId": call.up_id, "reason": "caller cancelled"},
+        )
+        try:
+            call.lane.send_now((note.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode(call.lane.encoding))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass  # the server is gone: nothing to cancel
+
+    # -- answers to the client -----------------------------------------------------------------
+
+    def _settle(self, call: _Call) -> bool:
+        """Mark ``call`` answered once (False: it already was: timed out, cancelled, answered)."""
+        if call.done:
+            return False
+        call.done = True
+        if call.timer is not None:
+            call.timer.cancel()
+            call.timer = None
+        self.by_front.pop(_key(call.front_id), None)
+        self.sessions.fast_call_ended()
+        return True
+
+    async def _answer(self, front: Any, rid: Any, version: str, dumped: dict[str, Any]) -> None:
+        """A result, shaped for the client's protocol version as the SDK's runner shapes it."""
+        from mcp_types import methods
+
+        try:
+            dumped = methods.serialize_server_result("tools/call", version, dumped)
+        except Exception:  # noqa: BLE001 - the runner's answer to an invalid handler result
+            err = types.ErrorData(code=types.INTERNAL_ERROR, message="Handler returned an invalid result")
+            await front.reply(types.JSONRPCError(jsonrpc="2.0", id=rid, error=err), rid)
+            return
+        await front.reply(types.JSONRPCResponse(jsonrpc="2.0", id=rid, result=dumped), rid)
+
+    async def _error(self, call: _Call, e: BaseException) -> None:
+        err = handler_exception_to_error_data(e) or types.ErrorData(code=0, message=str(e))
+        await call.front.reply(types.JSONRPCError(jsonrpc="2.0", id=call.front_id, error=err), call.front_id)
+
+
+def _key(rid: Any) -> tuple[type, Any]:
+    return type(rid), rid  # as the stdio front keys its ids in flight: 1 and "1" are two ids
