@@ -235,7 +235,10 @@ def plr_text(doc: dict[str, Any]) -> str:
         mark = "  # inferred" if "inferred" in t else ""
         lines.append(f"    tool {json.dumps(t['name'], ensure_ascii=False).ljust(width)} {t['risk']}{mark}".rstrip())
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    from .format import format_source
+
+    # what `plr fmt` would make of it: shipped policies are kept formatted (a test checks)
+    return format_source("\n".join(lines) + "\n", f"server-{doc['name']}.plr")
 
 
 def write_catalogue(doc: dict[str, Any], out_dir: Path, plr: str = "generated") -> list[Path]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dsl import harvest
+from dsl.format import is_formatted
 from dsl.compiler import compile_source
 from tests.conftest import ROOT
 
@@ -109,7 +110,8 @@ def test_the_generated_server_block_compiles_with_the_documents_classes(tmp_path
     written = harvest.write_catalogue(doc, tmp_path)
     assert [p.name for p in written] == ["server-shop.json", "server-shop.plr"]
     text = (tmp_path / "server-shop.plr").read_text()
-    assert '"delete-thing" destructive  # inferred' in text and '"list things"  read\n' in text
+    assert '"delete-thing" destructive  # inferred' in text and '"list things" read\n' in text
+    assert is_formatted(text)  # shipped as `plr fmt` writes it
     policy = compile_source(text + "default deny\nallow read tools\n")
     assert set(policy.tools) == {"list things"}
     assert json.loads((tmp_path / "catalogues" / "server-shop.json").read_text()) == doc
