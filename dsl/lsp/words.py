@@ -15,11 +15,11 @@ from __future__ import annotations
 # Statements that declare something (a name, a file, a catalogue, a test).
 DECLARATIONS = ("package", "import", "data", "as", "let", "def", "default", "server", "test")
 # Rules and what follows a rule's selector.
-RULES = ("allow", "deny", "hide", "limit", "if", "unless", "reason")
+RULES = ("allow", "deny", "hide", "limit", "if", "unless", "reason", "description")
 SELECTOR_WORDS = ("tool", "tools", "all")
 RISKS = ("read", "write", "destructive", "execute")
-LIMIT_WORDS = ("to", "per")
-UNITS = ("second", "minute", "hour", "day")
+LIMIT_WORDS = ("to", "per", "of", "calendar", "refund", "on", "error")
+UNITS = ("second", "minute", "hour", "day", "week", "month")
 SCOPES = ("session", "identity", "global")
 # Words of conditions: boolean operators, word operators, quantifiers.
 LOGIC = ("and", "or", "not")
@@ -86,6 +86,14 @@ KEYWORD_HELP: dict[str, str] = {
     "session": "limit scope `session` (the default): one quota per session; as a path, the caller's session id.",
     "identity": "limit scope `identity`: one quota per caller; as a path, the caller's identity.",
     "global": "limit scope `global`: one quota shared by every caller.",
+    "of": "`limit SEL to N of args.PATH per UNIT`: a spend cap, adding up a numeric argument instead of counting calls.",
+    "calendar": "`per calendar minute|hour|day|week|month [\"ZONE\"]`: a window that resets at the calendar boundary (UTC unless a zone is given).",
+    "refund": "`refund on error`: a call the upstream answers with an error gives its count (or amount) back.",
+    "on": "`refund on error`: see `refund`.",
+    "error": "`refund on error`: see `refund`.",
+    "week": "a calendar week (`per calendar week`), Monday to Monday.",
+    "month": "a calendar month (`per calendar month`).",
+    "description": '`description "TEXT"`: what a rule (or catalogue entry) is for, shown by `plr catalog`, `--explain` and the approval prompt.',
     "and": "both conditions hold (`not` binds tightest, then `and`, then `or`).",
     "or": "either condition holds.",
     "not": "`not C`: C does not hold (the only way to make a false comparison on a missing path true).",
