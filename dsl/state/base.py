@@ -8,7 +8,7 @@ not the approval queue's contract (``queue``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -17,6 +17,21 @@ __all__ = ["StateUnavailable", "LimitStore", "state_home"]
 
 class StateUnavailable(Exception):
     """A shared ``LimitStore`` cannot be reached: the call is denied (``state_unavailable``)."""
+
+
+def spend_wait(spent: Iterable[tuple[float, float]], used: float, amount: float, cap: float, window: float, now: float) -> float:
+    """Seconds until ``amount`` fits under ``cap`` as the oldest of ``spent`` ((time, amount),
+    oldest first, ``used`` their sum) leave the window; the whole window when it never fits (the
+    amount alone passes the cap). The one rule of every store's spend caps."""
+    wait = window
+    if amount <= cap:
+        freed = 0.0
+        for t, a in spent:
+            freed += a
+            if used - freed + amount <= cap:
+                wait = t + window - now
+                break
+    return max(wait, 0.0)
 
 
 def state_home() -> Path:

@@ -10,6 +10,8 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
+from .base import spend_wait
+
 __all__ = ["MemoryLimitStore"]
 
 
@@ -54,15 +56,7 @@ class MemoryLimitStore:
                     led.popleft()
                 used = sum(a for _, a, _ in led)
                 if used + amount > mx:
-                    wait = window  # the amount alone passes the cap: no wait makes room
-                    if amount <= mx:  # room once enough of the oldest amounts have expired
-                        freed = 0.0
-                        for t, a, _ in led:
-                            freed += a
-                            if used - freed + amount <= mx:
-                                wait = t + window - now
-                                break
-                    wait = max(wait, 0.0)
+                    wait = spend_wait(((t, a) for t, a, _ in led), used, amount, mx, window, now)
                     if worst is None or wait > worst[0]:
                         worst = (wait, i, mx - used)
             if worst is not None:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .base import StateUnavailable, state_home
+from .base import StateUnavailable, spend_wait, state_home
 
 __all__ = ["SqliteLimitStore", "default_limits_path"]
 
@@ -136,15 +136,7 @@ class SqliteLimitStore:
                 rows = db.execute("SELECT t, amount FROM limit_hits WHERE key = ? ORDER BY t", (key,)).fetchall()
                 used = sum(a for _, a in rows)
                 if used + amount > mx:
-                    wait = window
-                    if amount <= mx:
-                        freed = 0.0
-                        for t, a in rows:
-                            freed += a
-                            if used - freed + amount <= mx:
-                                wait = t + window - now
-                                break
-                    wait = max(wait, 0.0)
+                    wait = spend_wait(rows, used, amount, mx, window, now)
                     if worst is None or wait > worst[0]:
                         worst = (wait, i, mx - used)
             if worst is not None or not record:
