@@ -225,9 +225,7 @@ class FastCalls:
 
         client = self.shared.client
         version = (client.protocol_version if client is not None else None) or "2025-11-25"
-        if not isinstance(raw, dict):
-            raise MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream MCP server sent an invalid result")
-        raw = dict(raw)
+        raw = dict(raw)  # a JSONRPCResponse's result is a dict
         _clamp_inbound_ttl(raw)
         try:
             methods.validate_server_result("tools/call", version, raw)
@@ -353,4 +351,6 @@ class FastCalls:
 
 
 def _key(rid: Any) -> tuple[type, Any]:
-    return type(rid), rid  # as the stdio front keys its ids in flight: 1 and "1" are two ids
+    """As ``stdio._id_key`` keys the front's ids in flight (1 and "1" are two ids); not imported
+    from there, which would load the stdio front into every proxy, HTTP ones too."""
+    return type(rid), rid

@@ -198,7 +198,7 @@ class FrontSessions:
         self.stateless_inflight -= 1
 
     def fast_call_abandoned(self) -> None:
-        self._abandoned[""] = time.monotonic()
+        self._abandoned[""] = time.monotonic()  # as _note_abandoned("", ...) after a timeout or cancel
 
     @contextmanager
     def link_request(self, link: FrontLink, ctx: Any) -> Iterator[None]:
