@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,30 @@ def _cpu_burners(request: pytest.FixtureRequest):
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The compiled-policy cache of every CLI run in the suite lives in a temp dir, not ~/.cache."""
     os.environ["PLR_CACHE_DIR"] = str(tmp_path_factory.mktemp("plr-cache"))
+    # proxies started by module- or session-wide fixtures (before any test's own file is set)
+    os.environ["PLR_LIMITS_DB"] = str(tmp_path_factory.mktemp("plr-limits-shared") / "limits.sqlite")
+
+
+@pytest.fixture(autouse=True)
+def _private_limit_counters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A proxy keeps its limit counters in a SQLite file by default (~/.local/state/plr): each test's
+    proxies get a file of their own, so no test sees another's (or an earlier run's) counts."""
+    global _limits_seq
+    _limits_seq += 1
+    base = tmp_path_factory.getbasetemp() / "plr-limits"
+    base.mkdir(exist_ok=True)
+    old = os.environ.get("PLR_LIMITS_DB")
+    os.environ["PLR_LIMITS_DB"] = str(base / f"limits-{_limits_seq}.sqlite")
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PLR_LIMITS_DB", None)
+        else:
+            os.environ["PLR_LIMITS_DB"] = old
+
+
+_limits_seq = 0
 
 
 # --- a real redis-server for the fleet tests ---------------------------------------------

@@ -55,11 +55,13 @@ def _count(flag: str, low: int, default: int, help: str) -> Callable[[_F], _F]:
 )
 @click.option(
     "--state",
-    metavar="redis://HOST:PORT/DB",
+    metavar="STORE",
     envvar="PLR_STATE",
-    help="Share limit counters and the approval queue with other replicas in this Redis "
-    "(default: in-process counters, SQLite queue). Redis unreachable -> calls needing it are denied "
-    "(state_unavailable) until it returns. Env: PLR_STATE.",
+    help="Where limit counters live. redis://HOST:PORT/DB: shared with other replicas, with the approval "
+    "queue; Redis unreachable -> calls needing it are denied (state_unavailable) until it returns. "
+    "sqlite or sqlite:PATH: a file shared by this machine's proxies, surviving restarts (the default when "
+    "the policy has a limit or --watch is on; the path is printed at start). memory: this process only "
+    "(counters restart with the client). Env: PLR_STATE.",
 )
 @click.option(
     "--log-args",

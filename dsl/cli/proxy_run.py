@@ -135,19 +135,54 @@ def run_proxy(o: ProxyCommandOptions) -> None:
     host_port = _check_front_and_upstream(o, cmd)
     front = _http_front(o, host_port)
     tokens = _load_tokens(o.auth_tokens) if o.auth_tokens else None
-    if o.state and o.approvals_db:
+    fleet = _is_redis(o.state)
+    if fleet and o.approvals_db:
         raise click.UsageError("--approvals-db and --state name two different approval queues; give one")
     pins = _load_pins(o)
-    shared = open_state(o.state, "plr proxy") if o.state else None
+    shared = open_state(o.state, "plr proxy") if fleet and o.state else None
     loaded = _load_policy(o.policy)  # fail closed: no policy, no proxy
     audit_path = Path(o.audit) if o.audit else default_audit_path()
     _need_mcp()
     opts = _proxy_options(o, audit_path=audit_path, shared=shared, tokens=tokens, pins=pins)
     _create_audit_log(audit_path)
+    counters = None if fleet else _open_limit_store(o, loaded, opts)
     front = _notify_and_metrics(o, opts, loaded, front)
     _log_without_tracebacks()
     _announce(o, cmd, loaded, audit_path, shared)
+    if counters is not None:
+        click.echo(f"plr proxy: limit counters: {counters}", err=True)
     _serve(o, opts, loaded, cmd, host_port, front)
+
+
+def _is_redis(state: str | None) -> bool:
+    """Whether ``--state`` names a fleet's Redis (counters and approval queue shared there) rather
+    than a local limit store (``memory``, ``sqlite``, ``sqlite:PATH``)."""
+    return bool(state) and str(state).split(":", 1)[0].lower() in ("redis", "rediss", "unix")
+
+
+def _has_limits(policy: Any) -> bool:
+    return bool(policy.all_tools.limits) or any(t.limits for t in policy.tools.values())
+
+
+def _open_limit_store(o: ProxyCommandOptions, loaded: Any, opts: Any) -> str | None:
+    """The limit counters of a proxy without a fleet's Redis: ``--state memory|sqlite|sqlite:PATH``,
+    by default the SQLite file of this machine when the policy has a limit (or may gain one: --watch),
+    so a `per day` limit does not restart from zero with the client. Sets ``opts.limit_store``;
+    returns where the counters live (None: the policy has no limit and none was asked for)."""
+    from ..state import StateUnavailable, limit_store_spec, open_limit_store
+    from ..vocab import terminal_text
+
+    spec = limit_store_spec(o.state, has_limits=_has_limits(loaded.policy) or o.watch)
+    if spec == "memory" and not o.state:
+        return None
+    try:
+        opts.limit_store, where = open_limit_store(spec)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--state") from None
+    except StateUnavailable as e:
+        click.echo(terminal_text(f"plr proxy: cannot open the limit counters: {e}; not starting (--state memory keeps them in this process)"), err=True)
+        sys.exit(EXIT_INPUT)
+    return terminal_text(where)
 
 
 def _check_front_and_upstream(o: ProxyCommandOptions, cmd: list[str]) -> tuple[str, int] | None:

@@ -97,7 +97,7 @@ class Proxy:
         self.decisions = Decisions(
             loaded,
             self.pin_check,
-            limit_store=options.state.limit_store if options.state is not None else None,
+            limit_store=options.state.limit_store if options.state is not None else options.limit_store,
             audit=audit,
             server_name=options.server_name,
             log_args=options.log_args,

@@ -37,6 +37,9 @@ class ProxyOptions:
     approvals_db: Path | None = None
     # --state: shared limit counters + approval queue (a dsl.state.redis.RedisState); None: in-process + SQLite
     state: Any = None
+    # the limit counters when --state is not Redis (a dsl.state LimitStore: SQLite by default when the
+    # policy has a limit, memory with --state memory); None: the engine's in-process counters
+    limit_store: Any = None
     watch: bool = False
     upstream_timeout: float | None = 60.0  # seconds; None or 0: wait for ever
     # the upstream's start (spawn + MCP handshake, or opening an upstream session): a server fetched by

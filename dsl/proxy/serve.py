@@ -182,6 +182,9 @@ async def _run(
             proxy.audit.close()
         if options.state is not None:
             options.state.close()
+        close = getattr(options.limit_store, "close", None)
+        if close is not None:
+            close()
 
 
 async def _read_hello(stream: Any, report: Callable[[str], None]) -> _Hello | None:
