@@ -3,6 +3,8 @@
 - ``RedisLimitStore``: sliding-window limit counters. One Lua script checks every key and
   records the hit on all of them atomically (sorted set per key: ``ZREMRANGEBYSCORE`` +
   ``ZCARD`` + ``ZADD`` + ``PEXPIRE``), so "10 per minute per session" holds across replicas.
+  Spend caps and `refund on error` limits (``spend``/``refund``) are a second script over a
+  ledger of amounts per key, with the in-process store's answers to the last bit.
   Time is Redis's own clock (``TIME``) unless a clock is injected for tests: replicas' clocks
   never have to agree.
 - ``RedisApprovalQueue``: one hash per request (``plr:approval:ID``) with a TTL (the timeout
@@ -43,42 +45,152 @@ __all__ = [
     "redis_errors",
 ]
 
-# KEYS: counter keys. ARGV[1]: now in seconds or "" to use Redis TIME; ARGV[2]: member id ("" to
-# peek: answer without recording); then per key: max, window. Returns nil when admitted, else
-# {retry_after, index}.
-_ACQUIRE = """
+# Both limit scripts start with this: ``now`` (the caller's, or Redis TIME when ARGV[1] is ""),
+# ``g`` (a number as %.17g text: every time and wait crosses to Redis and back unrounded), and
+# ``expire``, the in-process store's rule ``now - t >= window`` tested entry by entry at the
+# edge (a score range would round the cut-off differently), after one coarse cut well below it.
+_PRELUDE = """
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+local function g(x) return string.format('%.17g', x) end
+local function expire(key, window)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. g(now - window - 1e-12 * (1 + math.abs(now))))
+  while true do
+    local e = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if #e == 0 or now - tonumber(e[2]) < window then return end
+    redis.call('ZREMRANGEBYRANK', key, 0, 0)
+  end
+end
+"""
+
+# KEYS: counter keys. ARGV[1]: now in seconds or "" to use Redis TIME; ARGV[2]: member id ("" to
+# peek: answer without recording); then per key: max, window. Returns nil when admitted, else
+# {retry_after, index}.
+_ACQUIRE = _PRELUDE + """
 local worst, which = -1, -1
 for i, key in ipairs(KEYS) do
   local max = tonumber(ARGV[1 + 2 * i])
   local window = tonumber(ARGV[2 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  expire(key, window)
   local n = redis.call('ZCARD', key)
   if n >= max then
     local entry = redis.call('ZRANGE', key, n - max, n - max, 'WITHSCORES')
-    local wait = tonumber(entry[2]) + window - now
+    local wait = math.max(tonumber(entry[2]) + window - now, 0)
     if wait > worst then worst, which = wait, i - 1 end
   end
 end
 if which >= 0 then
-  return {tostring(math.max(worst, 0)), which}
+  return {g(worst), which}
 end
 if ARGV[2] == '' then return false end  -- a peek: room everywhere, nothing recorded
+local at = g(now)
 for i, key in ipairs(KEYS) do
   local window = tonumber(ARGV[2 + 2 * i])
-  redis.call('ZADD', key, now, ARGV[2] .. ':' .. i)
+  redis.call('ZADD', key, at, ARGV[2] .. ':' .. i)
   redis.call('PEXPIRE', key, math.ceil(window * 1000))
 end
 return false
 """
 
 
+# Spend caps and `refund on error` limits (``LimitStore.spend``): the same check-and-record as
+# ``MemoryLimitStore.spend``, in one script. A ledger key is a sorted set of the amounts spent,
+# scored by time, each member ``SEQ:TOKEN:AMOUNT``: SEQ (one counter per store, zero-padded) keeps
+# calls of the same instant in the order they were made, so amounts are added up in exactly the
+# order the in-process store adds them (float sums depend on it), and TOKEN is what ``refund``
+# takes back. A plain counter beside them is the sorted set ``acquire`` uses (member TOKEN:I).
+#
+# KEYS[1]: the sequence counter; KEYS[1 + i]: entry i's key. ARGV[1]: now in seconds or "" for
+# Redis TIME; ARGV[2]: the token; then per entry: max, window, amount ("" for a plain counter).
+# Returns nil when admitted (everything recorded), else {wait, index, left} (nothing recorded).
+_SPEND = _PRELUDE + """
+local n = #KEYS - 1
+local worst, which, left = -1, -1, 0
+for i = 1, n do
+  local key = KEYS[1 + i]
+  local max = tonumber(ARGV[3 * i])
+  local window = tonumber(ARGV[3 * i + 1])
+  local amount = tonumber(ARGV[3 * i + 2])
+  expire(key, window)
+  if not amount then
+    local c = redis.call('ZCARD', key)
+    if c >= max then
+      local e = redis.call('ZRANGE', key, c - max, c - max, 'WITHSCORES')
+      local wait = math.max(tonumber(e[2]) + window - now, 0)
+      if wait > worst then worst, which, left = wait, i - 1, 0 end
+    end
+  else
+    local rows = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    local used, ts, as = 0, {}, {}
+    for j = 1, #rows, 2 do
+      local a = tonumber(string.match(rows[j], ':([^:]*)$'))
+      used = used + a
+      ts[#ts + 1] = tonumber(rows[j + 1])
+      as[#as + 1] = a
+    end
+    if used + amount > max then
+      local wait = window  -- base.spend_wait, step for step
+      if amount <= max then
+        local freed = 0
+        for j = 1, #ts do
+          freed = freed + as[j]
+          if used - freed + amount <= max then
+            wait = ts[j] + window - now
+            break
+          end
+        end
+      end
+      wait = math.max(wait, 0)
+      if wait > worst then worst, which, left = wait, i - 1, max - used end
+    end
+  end
+end
+if which >= 0 then
+  return {g(worst), which, g(left)}
+end
+local seq = string.format('%016d', redis.call('INCR', KEYS[1]))
+local at = g(now)
+for i = 1, n do
+  local key = KEYS[1 + i]
+  local window = tonumber(ARGV[3 * i + 1])
+  local amount = ARGV[3 * i + 2]
+  if amount == '' then
+    redis.call('ZADD', key, at, ARGV[2] .. ':' .. i)
+  else
+    redis.call('ZADD', key, at, seq .. ':' .. ARGV[2] .. ':' .. amount)
+  end
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+end
+return false
+"""
+
+# KEYS: ledger keys; ARGV[1]: the token. Forgets what ``spend`` recorded under it (the members
+# ``SEQ:TOKEN:AMOUNT``; a plain counter's ``TOKEN:I`` is never refunded, as in-process).
+_REFUND = """
+local mark = ':' .. ARGV[1] .. ':'
+local gone = 0
+for _, key in ipairs(KEYS) do
+  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    if string.find(m, mark, 1, true) then
+      gone = gone + redis.call('ZREM', key, m)
+    end
+  end
+end
+return gone
+"""
+
+
+def _num(x: float) -> str:
+    """A number as exact text for a script (``repr`` round-trips; Lua's ``tonumber`` reads it)."""
+    return repr(float(x))
+
+
 class RedisLimitStore:
-    """``LimitStore`` on Redis (sorted set per key: ZREMRANGEBYSCORE + ZCARD + ZADD + PEXPIRE)."""
+    """``LimitStore`` on Redis (sorted set per key: ZREMRANGEBYSCORE + ZCARD + ZADD + PEXPIRE),
+    with spend caps and refunds (``spend``/``refund``) on the same keys."""
 
     def __init__(
         self,
@@ -91,6 +203,8 @@ class RedisLimitStore:
         self._prefix = prefix
         self._server_time = use_server_time
         self._script = client.register_script(_ACQUIRE)
+        self._spend = client.register_script(_SPEND)
+        self._refund = client.register_script(_REFUND)
         self._health = health if health is not None else RedisHealth("redis")
 
     @classmethod
@@ -120,6 +234,28 @@ class RedisLimitStore:
             return (float(retry), int(index))
         except (TypeError, ValueError) as e:  # an answer we do not understand: fail closed
             raise StateUnavailable(f"redis: unexpected answer from the limit script: {e}") from None
+
+    def spend(
+        self, entries: Sequence[tuple[str, float, float, float | None]], now: float, token: str
+    ) -> tuple[float, int, float] | None:
+        """See ``LimitStore.spend``: all or nothing, in one script (atomic across replicas)."""
+        args: list[Any] = ["" if self._server_time else _num(now), token]
+        for _key, mx, window, amount in entries:
+            args += [_num(mx), _num(window), "" if amount is None else _num(amount)]
+        keys = [self._prefix + "\x00seq", *(self._prefix + e[0] for e in entries)]
+        res = self._health.run(self._spend, keys=keys, args=args)
+        if not res:
+            return None
+        try:
+            wait, index, left = res
+            return (float(wait), int(index), float(left))
+        except (TypeError, ValueError) as e:  # an answer we do not understand: fail closed
+            raise StateUnavailable(f"redis: unexpected answer from the spend script: {e}") from None
+
+    def refund(self, keys: Sequence[str], token: str) -> None:
+        """See ``LimitStore.refund``."""
+        if keys:
+            self._health.run(self._refund, keys=[self._prefix + k for k in keys], args=[token])
 
 
 # --- the approval queue of a fleet ------------------------------------------------------

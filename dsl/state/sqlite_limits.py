@@ -53,6 +53,19 @@ def default_limits_path() -> Path:
     return Path(env) if env else state_home() / "limits.sqlite"
 
 
+def _expire(db: sqlite3.Connection, key: str, window: float, now: float) -> None:
+    """Forget ``key``'s hits with ``now - t >= window``: the in-process store's rule to the last
+    bit (``t <= now - window`` rounds differently at the edge), so every store answers alike.
+    One cut well below the edge, then the few rows near it are tested one by one."""
+    edge = now - window
+    margin = 1e-12 * (1.0 + abs(now))
+    db.execute("DELETE FROM limit_hits WHERE key = ? AND t < ?", (key, edge - margin))
+    near = db.execute("SELECT rowid, t FROM limit_hits WHERE key = ? AND t <= ?", (key, edge + margin)).fetchall()
+    gone = [(rowid,) for rowid, t in near if now - t >= window]
+    if gone:
+        db.executemany("DELETE FROM limit_hits WHERE rowid = ?", gone)
+
+
 class SqliteLimitStore:
     """``LimitStore`` in a SQLite file shared by the proxies of one machine (see the module)."""
 
@@ -122,7 +135,7 @@ class SqliteLimitStore:
             now = self._clock()
             worst: tuple[float, int, float] | None = None
             for i, (key, mx, window, amount) in enumerate(entries):
-                db.execute("DELETE FROM limit_hits WHERE key = ? AND t <= ?", (key, now - window))
+                _expire(db, key, window, now)
                 if amount is None:
                     (n,) = db.execute("SELECT COUNT(*) FROM limit_hits WHERE key = ?", (key,)).fetchone()
                     if n >= mx:
@@ -133,7 +146,9 @@ class SqliteLimitStore:
                         if worst is None or wait > worst[0]:
                             worst = (wait, i, 0.0)
                     continue
-                rows = db.execute("SELECT t, amount FROM limit_hits WHERE key = ? ORDER BY t", (key,)).fetchall()
+                rows = db.execute(
+                    "SELECT t, amount FROM limit_hits WHERE key = ? ORDER BY t, rowid", (key,)
+                ).fetchall()
                 used = sum(a for _, a in rows)
                 if used + amount > mx:
                     wait = spend_wait(rows, used, amount, mx, window, now)
@@ -143,7 +158,8 @@ class SqliteLimitStore:
                 return worst
             db.executemany(
                 "INSERT INTO limit_hits (key, t, amount, token, expires) VALUES (?, ?, ?, ?, ?)",
-                [(k, now, 1.0 if a is None else float(a), token, now + w) for k, _mx, w, a in entries],
+                # a plain counter's hit carries no token: only ledger entries are refundable
+                [(k, now, 1.0 if a is None else float(a), None if a is None else token, now + w) for k, _mx, w, a in entries],
             )
             self._calls += 1
             if self._calls % _SWEEP_EVERY == 0:
