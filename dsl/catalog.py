@@ -25,7 +25,13 @@ class CatalogueInfo:
     tools: tuple[tuple[str, str], ...]  # (tool, risk)
     header: str  # the file's leading comment (package and version it was read from)
     inferred: frozenset[str] = frozenset()  # tools whose class is a guess, not the server's annotation
-    descriptions: tuple[tuple[str, str], ...] = ()  # (tool, first sentence), harvested catalogues only
+    # (tool, text) of the tools that have one: the harvested first sentence, or a hand-written
+    # entry's `description "..."`
+    descriptions: tuple[tuple[str, str], ...] = ()
+
+    def description(self, tool: str) -> str:
+        """The tool's description, or "" when the catalogue gives none."""
+        return dict(self.descriptions).get(tool, "")
 
 
 GENERATED_MARK = "by `plr catalog harvest`"
@@ -75,8 +81,18 @@ def _from_document(path: Path, doc: dict[str, Any]) -> CatalogueInfo:
         tuple((t["name"], t["risk"]) for t in tools),
         header,
         frozenset(t["name"] for t in tools if "inferred" in t),
-        tuple((t["name"], t.get("description", "")) for t in tools),
+        tuple((t["name"], t["description"]) for t in tools if t.get("description")),
     )
+
+
+def catalogues_of_module(module: ir.Module, import_name: str, header: str) -> list[CatalogueInfo]:
+    """The `server` blocks of one hand-written stdlib module, each tool's `description` kept."""
+    out = []
+    for cat in module.of(ir.Catalogue):
+        tools = tuple((t.name, t.risk) for t in cat.tools)
+        described = tuple((t.name, t.description) for t in cat.tools if t.description)
+        out.append(CatalogueInfo(import_name, cat.server, tools, header, descriptions=described))
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -92,9 +108,7 @@ def _stdlib_catalogues() -> tuple[CatalogueInfo, ...]:
         text = path.read_text(encoding="utf-8")
         module = lower_source(text, f"stdlib/{path.name}", str(path))
         header = "\n".join(line[1:].strip() for line in text.splitlines() if line.startswith("#")).strip()
-        for cat in module.of(ir.Catalogue):
-            tools = tuple((t.name, t.risk) for t in cat.tools)
-            out.append(CatalogueInfo(f"stdlib/{path.stem}", cat.server, tools, header.splitlines()[0] if header else ""))
+        out += catalogues_of_module(module, f"stdlib/{path.stem}", header.splitlines()[0] if header else "")
     return tuple(out)
 
 

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .output import EXIT_FAIL as EXIT_FINDING, EXIT_INPUT, fail, style
+from .output import EXIT_FAIL as EXIT_FINDING, EXIT_INPUT, fail, shown, style
 
 
 class _CatalogCommand(click.Command):
@@ -73,7 +73,13 @@ def catalog_cmd(server: str | None, word: str | None, check: bool, from_server: 
         click.echo(
             json.dumps(
                 [
-                    {"import": c.module, "server": c.server, "tools": dict(c.tools), "inferred": sorted(c.inferred)}
+                    {
+                        "import": c.module,
+                        "server": c.server,
+                        "tools": dict(c.tools),
+                        "inferred": sorted(c.inferred),
+                        "descriptions": dict(c.descriptions),  # only the tools that have one
+                    }
                     for c in found
                 ],
                 indent=2,
@@ -90,9 +96,12 @@ def catalog_cmd(server: str | None, word: str | None, check: bool, from_server: 
         click.echo(style(c.server, "cyan", True) + f"  (import \"{c.module}\")")
         if c.header:
             click.echo(f"  {c.header}")
+        descriptions = dict(c.descriptions)
         for name, risk in c.tools:
             mark = "  (inferred)" if name in c.inferred else ""
-            click.echo(f"    {name:<34} {risk}{mark}")
+            # a description comes from the server (or a catalogue file): escaped for the terminal
+            about = f"  {shown(descriptions[name])}" if descriptions.get(name) else ""
+            click.echo(f"    {name:<34} {risk + mark:<24}{about}".rstrip())
 
 
 def _search(word: str, fmt: str) -> None:
@@ -102,7 +111,14 @@ def _search(word: str, fmt: str) -> None:
         raise click.BadParameter("give a word to search for", param_hint="--search")
     hits = catalog.search(word.strip())
     if fmt == "json":
-        click.echo(json.dumps([{"tool": t, "risk": r, "inferred": t in c.inferred, "server": c.server, "import": c.module} for c, t, r in hits], indent=2))
+        rows = []
+        for c, t, r in hits:
+            row = {"tool": t, "risk": r, "inferred": t in c.inferred, "server": c.server, "import": c.module}
+            about = c.description(t)
+            if about:  # only a tool that has one: the absence of a key says "none given"
+                row["description"] = about
+            rows.append(row)
+        click.echo(json.dumps(rows, indent=2))
         return
     if not hits:
         click.echo(f"no tool in any catalogue matches `{word}`", err=True)
@@ -110,6 +126,9 @@ def _search(word: str, fmt: str) -> None:
     for c, tool, risk in hits:
         mark = " (inferred)" if tool in c.inferred else ""
         click.echo(f"{tool:<40} {risk + mark:<24} {c.server:<28} import \"{c.module}\"")
+        about = c.description(tool)
+        if about:  # on its own line: one hit's first line stays tool, class, server, import
+            click.echo(f"    {shown(about)}")
 
 
 def _live_tools(command: tuple[str, ...], timeout: float) -> list:  # type: ignore[type-arg]

@@ -86,3 +86,85 @@ def test_harvest_is_a_subcommand_with_its_own_options(tmp_path):
     proc = run_plr("catalog", "harvest", "--out", str(tmp_path), "--only", "no-such-server")
     assert proc.returncode == 2 and "no-such-server" in proc.stderr_text
     assert not any(tmp_path.iterdir())  # nothing written for a refused command
+
+
+# --- descriptions (#17) -----------------------------------------------------------------
+
+HAND_WRITTEN = '''server "shop" {
+    tool "list_orders" read description "Lists the orders of a customer"
+    tool "wipe_orders" destructive description "Deletes every order \\u001b[31m at once"
+    tool "ping" read
+}
+'''
+
+
+@pytest.fixture
+def hand_written_stdlib(monkeypatch):
+    """The stdlib seen by `plr catalog` is one hand-written catalogue whose entries have descriptions."""
+    from dsl.lower import lower_source
+
+    module = lower_source(HAND_WRITTEN, "stdlib/server-shop.plr", "server-shop.plr")
+    infos = tuple(catalog.catalogues_of_module(module, "stdlib/server-shop", "hand-written"))
+    monkeypatch.setattr(catalog, "_stdlib_catalogues", lambda: infos)
+    return infos
+
+
+def _plr(*argv: str):
+    from click.testing import CliRunner
+
+    from dsl.cli import cli
+
+    return CliRunner().invoke(cli, list(argv), env={"NO_COLOR": "1"})
+
+
+def test_a_hand_written_entrys_description_is_kept_for_the_catalogue(hand_written_stdlib):
+    (info,) = hand_written_stdlib
+    assert dict(info.descriptions) == {
+        "list_orders": "Lists the orders of a customer",
+        "wipe_orders": "Deletes every order \x1b[31m at once",
+    }
+    assert info.description("ping") == ""
+
+
+def test_plr_catalog_shows_each_description_beside_its_tool_escaped(hand_written_stdlib):
+    r = _plr("catalog", "shop")
+    assert r.exit_code == 0, r.output
+    lines = {line.split()[0]: line for line in r.output.splitlines()[2:]}
+    assert lines["list_orders"].split(None, 2)[1:] == ["read", "Lists the orders of a customer"]
+    assert "\x1b" not in r.output and "Deletes every order" in lines["wipe_orders"]  # the server's text cannot colour the terminal
+    assert lines["ping"].split() == ["ping", "read"]
+
+
+def test_plr_catalog_json_maps_the_described_tools_to_their_descriptions(hand_written_stdlib):
+    r = _plr("catalog", "shop", "--format", "json")
+    assert r.exit_code == 0, r.output
+    (doc,) = json.loads(r.output)
+    assert doc["descriptions"] == {
+        "list_orders": "Lists the orders of a customer",
+        "wipe_orders": "Deletes every order \x1b[31m at once",  # JSON carries the text as it is
+    }
+    assert doc["tools"] == {"list_orders": "read", "wipe_orders": "destructive", "ping": "read"}
+
+
+def test_plr_catalog_search_shows_the_description_under_the_hit(hand_written_stdlib):
+    r = _plr("catalog", "--search", "orders")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    i = next(n for n, line in enumerate(lines) if line.startswith("list_orders"))
+    assert lines[i + 1].strip() == "Lists the orders of a customer"
+    data = json.loads(_plr("catalog", "--search", "orders", "--format", "json").output)
+    assert {d["tool"]: d.get("description") for d in data} == {
+        "list_orders": "Lists the orders of a customer",
+        "wipe_orders": "Deletes every order \x1b[31m at once",
+    }
+    ping = json.loads(_plr("catalog", "--search", "ping", "--format", "json").output)
+    assert ping == [{"tool": "ping", "risk": "read", "inferred": False, "server": "shop", "import": "stdlib/server-shop"}]
+
+
+def test_harvested_descriptions_are_shown_too():
+    proc = run_plr("catalog", "airbnb", "--format", "json")
+    assert proc.returncode == 0, proc.stderr_text
+    (doc,) = json.loads(proc.stdout_text)
+    assert doc["descriptions"]["airbnb_search"].startswith("Search for Airbnb listings")
+    text = run_plr("catalog", "airbnb").stdout_text
+    assert any(line.split()[0] == "airbnb_search" and "Search for Airbnb listings" in line for line in text.splitlines()[2:])
