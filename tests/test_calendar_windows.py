@@ -1,5 +1,6 @@
 """Calendar windows (`per calendar minute|hour|day|week|month`, UTC or a named zone): periods,
-boundaries and `retry_after`, through the engine's fake clocks."""
+boundaries and `retry_after`, through the engine's fake clocks; the decision tests run on each
+limit store (memory, SQLite, a real Redis: the ``limit_store`` fixture)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dsl.compiler import compile_source
 from dsl.engine import Engine
 from dsl.engine.calendar import period
 from dsl.tester import VirtualClock
+from tests.state.stores import limit_store, redis_for_stores  # noqa: F401 - fixtures
 
 UTC = dt.timezone.utc
 
@@ -45,14 +47,21 @@ def test_a_zone_moves_midnight_and_knows_daylight_saving() -> None:
     assert end - start == 23 * 3600
 
 
-def policy(window: str) -> Engine:
-    return Engine(compile_source(f'default allow\nlimit tool "t" to 2 per {window} per global\n'), clock=CLOCK)
+@pytest.fixture
+def policy(limit_store):  # type: ignore[no-untyped-def]
+    """``policy(window) -> Engine`` limiting "t" to 2 per window, on the parametrised store."""
+
+    def make(window: str) -> Engine:
+        text = f'default allow\nlimit tool "t" to 2 per {window} per global\n'
+        return Engine(compile_source(text), clock=CLOCK, store=limit_store(CLOCK))
+
+    return make
 
 
 CLOCK = VirtualClock()
 
 
-def test_the_count_restarts_at_the_boundary_and_retry_after_points_at_it() -> None:
+def test_the_count_restarts_at_the_boundary_and_retry_after_points_at_it(policy) -> None:  # type: ignore[no-untyped-def]
     CLOCK.now = ts(2024, 3, 5, 10, 59, 0)
     e = policy("calendar hour")
     assert [e.decide("t").effect for _ in range(3)] == ["allow", "allow", "deny"]
@@ -63,7 +72,7 @@ def test_the_count_restarts_at_the_boundary_and_retry_after_points_at_it() -> No
     assert e.decide("t").effect == "allow"
 
 
-def test_a_sliding_window_does_not_restart_at_the_boundary() -> None:
+def test_a_sliding_window_does_not_restart_at_the_boundary(policy) -> None:  # type: ignore[no-untyped-def]
     CLOCK.now = ts(2024, 3, 5, 10, 59, 0)
     e = policy("hour")
     assert [e.decide("t").effect for _ in range(3)] == ["allow", "allow", "deny"]
@@ -72,10 +81,12 @@ def test_a_sliding_window_does_not_restart_at_the_boundary() -> None:
     assert d.effect == "deny" and d.retry_after == pytest.approx(3540)
 
 
-def test_the_engine_reads_the_wall_clock_for_the_date() -> None:
+def test_the_engine_reads_the_wall_clock_for_the_date(limit_store) -> None:  # type: ignore[no-untyped-def]
+    wall = lambda: ts(2024, 3, 5, 18)  # noqa: E731
     e = Engine(
         compile_source('default allow\nlimit tool "t" to 1 per calendar day per global\n'),
-        wall=lambda: ts(2024, 3, 5, 18),
+        wall=wall,
+        store=limit_store(wall),
     )
     assert e.decide("t").effect == "allow"
     d = e.decide("t")
@@ -100,3 +111,24 @@ test "one report a month" {
     (tmp_path / "m.plr").write_text(text)
     report = run([str(tmp_path / "m.plr")])
     assert report.errors == [] and (report.passed, report.failed) == (1, 0)
+
+
+def test_a_calendar_spend_cap_with_refunds_starts_again_each_day(limit_store) -> None:  # type: ignore[no-untyped-def]
+    """A spend cap per calendar day: what is left is said, a refund gives an amount back within
+    the day, and the new day starts from the whole cap whatever was spent at 23:59."""
+    CLOCK.now = ts(2024, 3, 5, 23, 0)
+    text = 'default allow\nlimit tool "pay" to 100 of args.amount per calendar day per identity refund on error\n'
+    e = Engine(compile_source(text), clock=CLOCK, store=limit_store(CLOCK))
+    first = e.decide("pay", {"amount": 70}, identity="ann")
+    assert first.effect == "allow"
+    CLOCK.now = ts(2024, 3, 5, 23, 59)
+    d = e.decide("pay", {"amount": 40}, identity="ann")
+    assert d.code == "rate_limited" and "30 left, this call asks 40" in d.reason
+    assert d.retry_after == pytest.approx(60)  # the next midnight, not 24 h after the first call
+    assert e.refund(first) is True  # the upstream failed: the 70 comes back
+    late = e.decide("pay", {"amount": 100}, identity="ann")
+    assert late.effect == "allow"
+    CLOCK.now = ts(2024, 3, 6, 0, 0, 1)
+    assert e.decide("pay", {"amount": 100}, identity="ann").effect == "allow"  # a new day
+    assert e.decide("pay", {"amount": 0.5}, identity="ann").code == "rate_limited"
+    assert e.decide("pay", {"amount": 100}, identity="bob").effect == "allow"  # per identity

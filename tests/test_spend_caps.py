@@ -1,5 +1,6 @@
 """Spend caps (`limit … to N of args.amount`) and `refund on error`: the language, the JSON and
-the engine with the in-process store (the SQLite store has its own tests in tests/state/)."""
+the engine. Every decision test runs on each limit store (memory, SQLite, a real Redis: the
+``limit_store`` fixture), which must answer alike; the stores' own contract is in tests/state/."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dsl.errors import PlrError
 from dsl.format import format_source
 from dsl.policy import load_policy
 from dsl.tester import VirtualClock, run
+from tests.state.stores import limit_store, redis_for_stores  # noqa: F401 - fixtures
 
 CAP = """
 default allow
@@ -20,12 +22,23 @@ limit tool "create_refund" to 500 of args.amount per day per identity
 """
 
 
-def engine(text: str) -> tuple[Engine, VirtualClock]:
+def memory_engine(text: str) -> tuple[Engine, VirtualClock]:
     clock = VirtualClock()
     return Engine(compile_source(text), clock=clock), clock
 
 
-def test_the_cap_adds_up_amounts_and_says_what_is_left() -> None:
+@pytest.fixture
+def engine(limit_store):  # type: ignore[no-untyped-def]
+    """``engine(text) -> (Engine, clock)`` on the parametrised store, read through the clock."""
+
+    def make(text: str) -> tuple[Engine, VirtualClock]:
+        clock = VirtualClock()
+        return Engine(compile_source(text), clock=clock, store=limit_store(clock)), clock
+
+    return make
+
+
+def test_the_cap_adds_up_amounts_and_says_what_is_left(engine) -> None:  # type: ignore[no-untyped-def]
     e, _ = engine(CAP)
     assert e.decide("create_refund", {"amount": 200}, identity="ann").effect == "allow"
     assert e.decide("create_refund", {"amount": 250.5}, identity="ann").effect == "allow"
@@ -40,7 +53,7 @@ def test_the_cap_adds_up_amounts_and_says_what_is_left() -> None:
     assert e.decide("create_refund", {"amount": 500}, identity="bob").effect == "allow"
 
 
-def test_a_denied_call_spends_nothing_and_the_window_slides() -> None:
+def test_a_denied_call_spends_nothing_and_the_window_slides(engine) -> None:  # type: ignore[no-untyped-def]
     e, clock = engine(CAP)
     assert e.decide("create_refund", {"amount": 400}, identity="a").effect == "allow"
     assert e.decide("create_refund", {"amount": 200}, identity="a").effect == "deny"
@@ -54,7 +67,7 @@ def test_a_denied_call_spends_nothing_and_the_window_slides() -> None:
     [{}, {"amount": "100"}, {"amount": True}, {"amount": None}, {"amount": -5}, {"amount": [1]}, {"amount": {"v": 1}}],
 )
 def test_an_amount_that_is_not_a_finite_number_is_denied(args: dict) -> None:
-    e, _ = engine(CAP)
+    e, _ = memory_engine(CAP)
     d = e.decide("create_refund", args, identity="a")
     assert (d.effect, d.code) == ("deny", "invalid_args")
     assert "args.amount" in d.reason
@@ -62,17 +75,17 @@ def test_an_amount_that_is_not_a_finite_number_is_denied(args: dict) -> None:
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_nan_and_infinity_are_denied(bad: float) -> None:
-    e, _ = engine(CAP)
+    e, _ = memory_engine(CAP)
     assert e.decide("create_refund", {"amount": bad}, identity="a").effect == "deny"
 
 
-def test_an_amount_above_the_whole_cap_is_denied_at_once() -> None:
+def test_an_amount_above_the_whole_cap_is_denied_at_once(engine) -> None:  # type: ignore[no-untyped-def]
     e, _ = engine(CAP)
     d = e.decide("create_refund", {"amount": 501}, identity="a")
     assert d.code == "rate_limited" and "500 left" in d.reason
 
 
-def test_refund_on_error_gives_the_amount_back() -> None:
+def test_refund_on_error_gives_the_amount_back(engine) -> None:  # type: ignore[no-untyped-def]
     e, _ = engine('default allow\nlimit tool "pay" to 100 of args.amount per hour per global refund on error\n')
     d = e.decide("pay", {"amount": 80})
     assert d.effect == "allow" and d.charge is not None
@@ -82,7 +95,7 @@ def test_refund_on_error_gives_the_amount_back() -> None:
     assert e.refund(e.decide("other")) is False  # nothing was charged
 
 
-def test_refund_on_error_gives_a_call_back() -> None:
+def test_refund_on_error_gives_a_call_back(engine) -> None:  # type: ignore[no-untyped-def]
     e, _ = engine('default allow\nlimit tool "t" to 1 per minute refund on error\n')
     d = e.decide("t", session="s")
     assert e.decide("t", session="s").code == "rate_limited"
@@ -90,13 +103,13 @@ def test_refund_on_error_gives_a_call_back() -> None:
     assert e.decide("t", session="s").effect == "allow"
 
 
-def test_without_refund_there_is_no_charge_to_give_back() -> None:
+def test_without_refund_there_is_no_charge_to_give_back(engine) -> None:  # type: ignore[no-untyped-def]
     e, _ = engine(CAP)
     d = e.decide("create_refund", {"amount": 1}, identity="a")
     assert d.charge is None and e.refund(d) is False
 
 
-def test_spend_caps_and_counters_on_one_tool_are_all_or_nothing() -> None:
+def test_spend_caps_and_counters_on_one_tool_are_all_or_nothing(engine) -> None:  # type: ignore[no-untyped-def]
     e, _ = engine(
         'default allow\nlimit tool "pay" to 100 of args.amount per hour per global\nlimit tool "pay" to 2 per hour per global\n'
     )
@@ -173,3 +186,19 @@ def test_decompile_keeps_spend_caps_calendar_windows_and_refunds() -> None:
         source=False,
     )
     assert compile_source(decompile(policy), source=False).to_dict() == policy.to_dict()
+
+
+@pytest.mark.parametrize("limit_store", ["sqlite", "redis"], indirect=True)  # stores more than one process shares
+def test_two_engines_on_one_shared_store_share_one_cap(limit_store) -> None:  # type: ignore[no-untyped-def]
+    """Two proxies (each its own engine and store object) on one file or one Redis: one cap."""
+    clock = VirtualClock()
+    policy = compile_source('default allow\nlimit tool "pay" to 100 of args.amount per hour per identity refund on error\n')
+    a = Engine(policy, clock=clock, store=limit_store(clock))
+    b = Engine(policy, clock=clock, store=limit_store(clock))
+    paid = a.decide("pay", {"amount": 60}, identity="ann")
+    assert paid.effect == "allow"
+    d = b.decide("pay", {"amount": 50}, identity="ann")
+    assert d.code == "rate_limited" and "40 left" in d.reason
+    assert b.refund(paid) is True  # the other replica gives back what this one took
+    assert b.decide("pay", {"amount": 100}, identity="ann").effect == "allow"
+    assert a.decide("pay", {"amount": 1}, identity="ann").code == "rate_limited"

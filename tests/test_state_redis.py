@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from dsl.compiler import compile_source
 from dsl.engine import Engine
 from dsl.state.memory import MemoryLimitStore
@@ -130,3 +132,65 @@ def test_engine_rate_limit_if_approved_counts_nothing() -> None:
     assert e.rate_limit_if_approved("no-such-tool", session="s") is None
     clock.now += 60
     assert e.rate_limit_if_approved("cancel-task", session="s") is None
+
+
+# --- spend caps and refunds under concurrent replicas ----------------------------------------
+
+SPEND_POLICY = """default allow
+limit tool "call" to 150 per hour per global
+limit tool "pay" to 1000 of args.amount per calendar day per global
+limit tool "try" to 60 of args.amount per hour per global refund on error
+"""
+
+
+def _spender(url: str, calls: int, start, out) -> None:  # type: ignore[no-untyped-def]
+    """One replica: its own client and engine on Redis's clock; calls as fast as it can."""
+    engine = Engine(compile_source(SPEND_POLICY), store=RedisLimitStore.from_url(url))
+    start.wait()
+    allowed = {"call": 0, "pay": 0, "try": 0, "refunded": 0}
+    for i in range(calls):
+        for tool, args in (("call", None), ("pay", {"amount": 7}), ("try", {"amount": 3})):
+            d = engine.decide(tool, args)
+            if d.effect == "allow":
+                allowed[tool] += 1
+                if tool == "try" and i % 2 and engine.refund(d):  # every other one "fails upstream"
+                    allowed["refunded"] += 1
+            else:
+                assert d.code == "rate_limited", d.reason
+    out.put(allowed)
+
+
+@pytest.mark.slow
+def test_replicas_spending_at_once_never_pass_the_cap_nor_lose_an_update(redis_server) -> None:
+    """Three processes, each its own Redis client, race for one spend cap, one call counter and
+    one refundable cap: exactly the cap is let through (no lost update), and after the refunds
+    the ledger holds exactly what was spent and not given back."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_spender, args=(redis_server.url, 200, start, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    assert sum(r["call"] for r in results) == 150
+    assert sum(r["pay"] for r in results) == 1000 // 7
+    assert sum(r["call"] > 0 for r in results) >= 2  # they really competed
+    # the refundable cap (20 calls of 3 at any moment): every allowed call minus every refund is
+    # what the ledger holds; topping it up from here lands exactly on the cap
+    tried, refunded = sum(r["try"] for r in results), sum(r["refunded"] for r in results)
+    assert refunded > 0 and tried > 20
+    engine = Engine(compile_source(SPEND_POLICY), store=RedisLimitStore.from_url(redis_server.url))
+    topped = 0
+    while engine.decide("try", {"amount": 3}).effect == "allow":
+        topped += 1
+    assert tried - refunded + topped == 20
+    client = redis_server.client()
+    amounts = []
+    for key in client.scan_iter(match=b"plr:limit:t\x00try*"):
+        amounts += [float(m.rsplit(b":", 1)[1]) for m in client.zrange(key, 0, -1)]
+    assert sum(amounts) == 60.0 and len(amounts) == 20
