@@ -249,10 +249,46 @@ def _import_target(spec: str, importer: str) -> str | None:
 
 
 def _stdlib_missing(spec: str) -> str:
+    """Why ``import "stdlib/..."`` found nothing: the likeliest names first, then what the stdlib
+    holds, summed up (the full list of its catalogues is `plr catalog`'s to show)."""
     if not spec.startswith("stdlib/"):
         return f"cannot import `{spec}`"
-    names = sorted(p.stem for p in stdlib_dir().glob("*.plr"))
-    return f"no stdlib module `{spec}`; available: " + ", ".join(f"stdlib/{n}" for n in names)
+    return stdlib_missing_message(spec, sorted(p.stem for p in stdlib_dir().glob("*.plr")))
+
+
+def stdlib_missing_message(spec: str, names: list[str], width: int = 100) -> str:
+    """The message for a missing stdlib module ``spec`` given the modules there are: a
+    did-you-mean (``server-NAME`` for a bare ``NAME``, difflib's close matches, the names that
+    start with it; three at most), then the modules in two groups, the rule packs by name and
+    the server catalogues counted, wrapped at ``width`` with the continuation lines indented
+    (the old one-line list of every module was 5,000 characters). Pure: tested without files."""
+    import difflib
+    import textwrap
+
+    wanted = spec[len("stdlib/") :].removesuffix(".plr").lower()
+    # `server-` is compared apart: it is common to nearly all names, so with it every catalogue would
+    # look close to every other; `memory` finds `server-memory`, `play` finds `server-playwright`
+    core = wanted.removeprefix("server-")
+    by_core: dict[str, str] = {}
+    for n in names:
+        by_core.setdefault(n.removeprefix("server-"), n)
+    starts = [by_core[c] for c in sorted(by_core) if len(core) >= 3 and c.startswith(core)]
+    similar = [by_core[c] for c in difflib.get_close_matches(core, list(by_core), n=3, cutoff=0.75)]
+    exact = [by_core[core]] if core in by_core else []  # `memory` for `server-memory`, or a case slip
+    close = list(dict.fromkeys([*exact, *similar, *starts]))[:3]
+    head = f"no stdlib module `{spec}`"
+    if close:
+        shown = [f"`stdlib/{c}`" for c in close]
+        head += "; did you mean " + (", ".join(shown[:-1]) + " or " if len(shown) > 1 else "") + shown[-1] + "?"
+    servers = [n for n in names if n.startswith("server-")]
+    others = [f"stdlib/{n}" for n in names if not n.startswith("server-")]
+    summary = f"the stdlib has {len(names)} modules: " + ", ".join(others)
+    if servers:
+        summary += (
+            f"{' and ' if others else ''}{len(servers)} server catalogues `stdlib/server-NAME` "
+            "(`plr catalog` lists them, `plr catalog --search WORD` finds a server by its tools)"
+        )
+    return head + "\n" + textwrap.fill(summary, width, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
 
 
 def _build_catalogue(prog: Program) -> None:

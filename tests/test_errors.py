@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -67,9 +68,8 @@ def test_error_points_at_a_line_and_column(kind: str):
     with pytest.raises(PlrError) as info:
         compile_source(ERROR_CASES[kind], "policy.plr")
     e = info.value
-    if kind not in ("missing_stdlib_import",):
-        assert e.line >= 1 and e.col >= 1, str(e)
-        assert "^" in str(e)
+    assert e.line >= 1 and e.col >= 1, str(e)
+    assert "^" in str(e)
 
 
 def test_all_errors_of_a_file_are_reported_not_only_the_first():
@@ -176,3 +176,51 @@ def test_globs_have_only_star_and_question_mark():
 def test_hiding_a_tool_named_star_is_an_error():
     with pytest.raises(PlrError, match="cannot be hidden on its own"):
         compile_source('default allow\nhide tool "*"\n', "p.plr")
+
+
+# --- a missing stdlib module (#23) -----------------------------------------------------
+
+STDLIB = ["baseline", "read_only", "strict", "server-github", "server-gitlab", "server-memory", "server-memory-bank",
+          "server-playwright", "server-postgres"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "suggested"),
+    [
+        ("stdlib/basline", ["baseline"]),  # a typo
+        ("stdlib/memory", ["server-memory", "server-memory-bank"]),  # the `server-` left out
+        ("stdlib/server-githb", ["server-github"]),  # `server-` shared by all does not make every catalogue close
+        ("stdlib/play", ["server-playwright"]),  # the start of a name
+        ("stdlib/Strict.plr", ["strict"]),  # case and the file suffix
+        ("stdlib/git", ["server-github", "server-gitlab"]),
+        ("stdlib/no-such-server", []),
+    ],
+)
+def test_a_missing_stdlib_module_suggests_the_close_names(spec, suggested):
+    from dsl.resolve import stdlib_missing_message
+
+    head = stdlib_missing_message(spec, STDLIB).splitlines()[0]
+    shown = re.findall(r"`stdlib/([^`]+)`", head.partition("did you mean")[2])
+    assert shown == suggested, head
+    assert ("did you mean" in head) == bool(suggested)
+
+
+def test_a_missing_stdlib_module_sums_up_the_stdlib_in_wrapped_lines():
+    from dsl.resolve import stdlib_missing_message
+
+    names = ["baseline", "strict", *(f"server-s{i:03}" for i in range(300))]
+    lines = stdlib_missing_message("stdlib/nope", names, width=80).splitlines()
+    assert lines[0] == "no stdlib module `stdlib/nope`"
+    body = " ".join(line.strip() for line in lines[1:])
+    assert all(len(line) <= 80 and line.startswith("  ") for line in lines[1:]), lines
+    assert "302 modules" in body and "stdlib/baseline, stdlib/strict and 300 server catalogues" in body
+    assert "server-s123" not in body  # the catalogues are counted, not listed: `plr catalog` lists them
+    assert "plr catalog --search WORD" in body
+
+
+def test_the_real_stdlib_count_is_in_the_message():
+    from dsl.resources import stdlib_dir
+
+    text = diagnostics_text('import "stdlib/nosuch"\ndefault deny\n')
+    assert f"{len(list(stdlib_dir().glob('*.plr')))} modules" in text
+    assert max(len(line) for line in text.splitlines()) <= 110  # no 5,000-character line
