@@ -19,16 +19,16 @@ from urllib.parse import parse_qs, quote
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from . import render
 from .filters import AuditFilter
-from .security import SECURITY_HEADERS, ConsoleGuard, cookie_header, header_map, parse_cookies
+from .security import SECURITY_HEADERS, ConsoleGuard, cookie_header, header_map
 from .sources import AuditTail, PolicyView, QueueSource
 
-__all__ = ["ConsoleConfig", "create_app"]
+__all__ = ["ConsoleConfig", "create_app", "public", "IDENTITY"]
 
 MAX_FORM = 16 * 1024  # a decision is an id, a note and a token
 STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
@@ -50,13 +50,36 @@ class ConsoleConfig:
             self.audit.refresh()
 
 
-class Guarded:
-    """ASGI middleware: the Host check on every request, the Origin check on every POST, and
-    the security headers (CSP without inline script, no framing, no caching) on every answer."""
+IDENTITY = "plr.identity"  # the scope key where ``Guarded`` leaves the signed-in identity (None: nobody)
 
-    def __init__(self, app: Any, guard: ConsoleGuard) -> None:
+
+def public(endpoint: Any) -> Any:
+    """Mark a route's endpoint as open to a visitor who has not signed in (the sign-in page
+    itself, the script and stylesheet). Every other route needs a signed-in identity: ``Guarded``
+    refuses the request before the endpoint runs, so a new route cannot forget the check."""
+    endpoint.plr_public = True
+    return endpoint
+
+
+def is_public(route: Any) -> bool:
+    return bool(getattr(getattr(route, "endpoint", None), "plr_public", False))
+
+
+class Guarded:
+    """ASGI middleware, in front of every route: the Host check on every request, the Origin
+    check on every POST, the sign-in check on every route not marked ``public`` (a request
+    without a valid session or bearer token is answered 401 on a fragment or event stream, and
+    sent to /login otherwise), and the security headers (CSP without inline script, no framing,
+    no caching) on every answer. The identity is left in ``scope[IDENTITY]`` for the endpoints."""
+
+    def __init__(self, app: Starlette, guard: ConsoleGuard) -> None:
         self.app = app
         self.guard = guard
+
+    def _public(self, scope: Any) -> bool:
+        """Whether the route this request goes to is open without sign-in; a path no route
+        serves is not (it answers 404 only to someone signed in)."""
+        return any(route.matches(scope)[0] != Match.NONE and is_public(route) for route in self.app.routes)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -71,13 +94,32 @@ class Guarded:
         if why is not None:
             await PlainTextResponse(why[1], status_code=why[0], headers=dict(_headers()))(scope, receive, send)
             return
+        # the cookies as starlette reads them for the endpoints (the CSRF token is bound to the same session)
+        identity = self.guard.identity(headers, cookie_parser(headers.get("cookie", "")))
+        if identity is None and not self._public(scope):
+            await _need_login(scope["path"])(scope, receive, _with_headers(send))
+            return
+        scope = {**scope, IDENTITY: identity}
+        await self.app(scope, receive, _with_headers(send))
 
-        async def with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
-            await send(message)
 
-        await self.app(scope, receive, with_headers)
+def _with_headers(send: Any) -> Any:
+    """``send`` with the security headers added to the response's start."""
+
+    async def with_headers(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+        await send(message)
+
+    return with_headers
+
+
+def _need_login(path: str) -> Response:
+    """What a request without a signed-in identity gets: a fragment or the event stream (read
+    by the page's script) a 401, anything else the sign-in page."""
+    if path.startswith(("/fragments/", "/events")):
+        return PlainTextResponse("plr console: sign in first", status_code=401)
+    return RedirectResponse("/login", status_code=303)
 
 
 def _headers() -> list[tuple[str, str]]:
@@ -89,21 +131,14 @@ def create_app(cfg: ConsoleConfig) -> Any:
     guard = cfg.guard
 
     def who(request: Request) -> str | None:
-        return guard.identity(request.headers, request.cookies)
-
-    def signed_in(request: Request) -> bool:
-        return who(request) is not None
+        """The identity ``Guarded`` found (never None on a route that is not ``public``)."""
+        return request.scope.get(IDENTITY)
 
     def html(body: str, *, title: str, active: str, request: Request, status: int = 200, banner: str = "") -> HTMLResponse:
         page = render.page(
             title, body, csrf=guard.csrf(request.cookies), active=active, who=who(request), banner=banner
         )
         return HTMLResponse(page, status_code=status)
-
-    def need_login(request: Request) -> Response:
-        if request.url.path.startswith(("/fragments/", "/events")):
-            return PlainTextResponse("plr console: sign in first", status_code=401)
-        return RedirectResponse("/login", status_code=303)
 
     async def approvals_body(request: Request) -> str:
         view = await anyio.to_thread.run_sync(cfg.queue.view)
@@ -115,22 +150,18 @@ def create_app(cfg: ConsoleConfig) -> Any:
         return render.approvals_fragment(view, guard.csrf(request.cookies), notice=notice)
 
     async def index(request: Request) -> Response:
-        if not signed_in(request):
-            return need_login(request)
         aid = request.query_params.get("answered")
         frag = "/fragments/approvals" + (f"?answered={quote(aid[:64], safe='')}" if aid else "")  # keeps the notice
         body = f'<section id="approvals" data-fragment="{render.esc(frag)}">{await approvals_body(request)}</section>'
         return html(body, title="Approvals", active="approvals", request=request)
 
     async def approvals_fragment(request: Request) -> Response:
-        if not signed_in(request):
-            return need_login(request)
         return HTMLResponse(await approvals_body(request))
 
     async def decide(request: Request) -> Response:
         identity = who(request)
-        if identity is None:
-            return need_login(request)
+        if identity is None:  # Guarded let nobody through; checked again where a decision is recorded
+            return _need_login(request.url.path)
         form = await _form(request)
         if form is None:
             return PlainTextResponse("plr console: the form is too large or not a form", status_code=400)
@@ -153,8 +184,6 @@ def create_app(cfg: ConsoleConfig) -> Any:
         return render.audit_fragment(list(cfg.audit.records), f, cfg.audit.errors)
 
     async def audit(request: Request) -> Response:
-        if not signed_in(request):
-            return need_login(request)
         if not cfg.audit.paths:
             body = "<h2>Audit</h2><p>Start the console with <code>--audit FILE</code> (the proxy's audit log) to see its decisions.</p>"
         else:
@@ -164,13 +193,9 @@ def create_app(cfg: ConsoleConfig) -> Any:
         return html(body, title="Audit", active="audit", request=request)
 
     async def audit_fragment(request: Request) -> Response:
-        if not signed_in(request):
-            return need_login(request)
         return HTMLResponse(await audit_body(request))
 
     async def policy(request: Request) -> Response:
-        if not signed_in(request):
-            return need_login(request)
         await anyio.to_thread.run_sync(cfg.refresh_audit)
         seen: list[str] = []
         for r in cfg.audit.records:
@@ -181,8 +206,6 @@ def create_app(cfg: ConsoleConfig) -> Any:
 
     async def events(request: Request) -> Response:
         """Server-sent events: ``approvals`` when the queue changed, ``audit`` when records came."""
-        if not signed_in(request):
-            return need_login(request)
 
         async def stream() -> Any:
             # the first look comes before the stream opens: what changes after the open is sent
@@ -213,6 +236,7 @@ def create_app(cfg: ConsoleConfig) -> Any:
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
+    @public
     async def login(request: Request) -> Response:
         if guard.tokens is None:
             return RedirectResponse("/", status_code=303)
@@ -239,6 +263,7 @@ def create_app(cfg: ConsoleConfig) -> Any:
         resp.raw_headers.append((b"set-cookie", cookie_header("", clear=True)))
         return resp
 
+    @public
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in STATIC:
@@ -258,7 +283,7 @@ def create_app(cfg: ConsoleConfig) -> Any:
         Route("/logout", logout, methods=["POST"]),
         Route("/static/{name}", static),
     ]
-    return Guarded(Starlette(routes=routes), guard)
+    return Guarded(Starlette(routes=routes), guard)  # every route but the `public` ones needs sign-in
 
 
 async def _form(request: Request) -> dict[str, str] | None:

@@ -120,15 +120,6 @@ def cookie_header(sid: str, *, clear: bool = False) -> bytes:
     return f"{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict".encode()
 
 
-def parse_cookies(header: str | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in (header or "").split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep:
-            out.setdefault(name, value)
-    return out
-
-
 def header_map(scope: Mapping[str, Any]) -> dict[str, str]:
     """The request's headers, lower-case names; the first of a repeated one wins."""
     out: dict[str, str] = {}
