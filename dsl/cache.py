@@ -12,6 +12,9 @@ are never cached. Entries are written atomically (temp file + rename) in a direc
 the user can read (an existing directory that is not the user's own, or that others may write
 to, turns the cache off); a corrupt or unreadable entry is a miss, never an error.
 
+The same directory keeps a few text entries (``read_text_entry``): ``plr --help`` as click
+rendered it (dsl/cli/root_help.py), checked against a key of everything the text depends on.
+
 Only the CLI's one-shot commands use it; the proxy always validates (a policy that enforces
 must not depend on a writable cache). ``PLR_NO_CACHE=1`` turns it off; ``PLR_CACHE_DIR``
 moves it (default ``$XDG_CACHE_HOME/plr`` or ``~/.cache/plr``).
@@ -19,16 +22,22 @@ moves it (default ``$XDG_CACHE_HOME/plr`` or ``~/.cache/plr``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import PlrError
 
-__all__ = ["cache_dir", "load_cached"]
+try:  # CPython's own SHA-256 (the digest hashlib gives) without loading OpenSSL: 2.5 ms a `plr eval`
+    from _sha2 import sha256 as _sha256  # type: ignore[import-not-found]  # CPython >= 3.12
+except ImportError:  # pragma: no cover - depends on the interpreter
+    try:
+        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found,no-redef]  # CPython 3.11
+    except ImportError:
+        from hashlib import sha256 as _sha256  # type: ignore[assignment]
+
+__all__ = ["cache_dir", "load_cached", "read_text_entry", "write_text_entry"]
 
 FORMAT = 1  # bump when the entry layout or the meaning of the dump changes
 
@@ -56,7 +65,7 @@ def _code_fingerprint() -> bytes:
     """plr's own code: an entry made by other code (an upgrade, an edit in a checkout) is stale."""
     from .resources import grammar_path
 
-    h = hashlib.sha256(f"plr {__version__} cache {FORMAT}\0".encode())
+    h = _sha256(f"plr {__version__} cache {FORMAT}\0".encode())
     pkg = Path(__file__).resolve().parent
     files = sorted(e.path for e in os.scandir(pkg) if e.name.endswith(".py"))
     for f in [*files, str(grammar_path())]:
@@ -69,7 +78,7 @@ def _code_fingerprint() -> bytes:
 
 
 def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return _sha256(data).hexdigest()
 
 
 def _read_entry(path: Path) -> dict[str, Any] | None:
@@ -137,13 +146,15 @@ def load_cached(path: str) -> dict[str, Any]:
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
+        from .errors import PlrError
+
         raise PlrError.at(f"cannot read policy: {e.strerror or e}", path) from None
     is_json = path.endswith(".json")
     directory = cache_dir()
     entry_path: Path | None = None
     if directory is not None:
         kind = b"json" if is_json else os.path.abspath(path).encode("utf-8", "surrogateescape")
-        key = hashlib.sha256(_code_fingerprint() + b"\0" + kind + b"\0" + raw).hexdigest()
+        key = _sha256(_code_fingerprint() + b"\0" + kind + b"\0" + raw).hexdigest()
         entry_path = directory / f"{key}.json"
         entry = _read_entry(entry_path)
         if entry is not None and (is_json or _deps_unchanged(entry.get("deps"))):
@@ -157,3 +168,31 @@ def load_cached(path: str) -> dict[str, Any]:
     if directory is not None and entry_path is not None:
         _write_entry(directory, entry_path, {"format": FORMAT, "source": os.path.abspath(path), "deps": deps, "policy": data})
     return data
+
+
+def read_text_entry(name: str, key: str) -> str | None:
+    """The text kept under ``name`` if it was written with the same ``key``, else None (a miss:
+    no entry, another key, a corrupt file or the cache turned off)."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    try:
+        entry = json.loads((directory / f"{name}.text").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if (
+        isinstance(entry, dict)
+        and entry.get("format") == FORMAT
+        and entry.get("key") == _sha(key.encode("utf-8", "surrogateescape"))
+        and isinstance(entry.get("text"), str)
+    ):
+        return entry["text"]  # type: ignore[no-any-return]
+    return None
+
+
+def write_text_entry(name: str, key: str, text: str) -> None:
+    """Keep ``text`` under ``name`` for ``key`` (best effort, atomic, only the user can read it)."""
+    directory = cache_dir()
+    if directory is not None:
+        key_sha = _sha(key.encode("utf-8", "surrogateescape"))
+        _write_entry(directory, directory / f"{name}.text", {"format": FORMAT, "key": key_sha, "text": text})

@@ -14,17 +14,20 @@ Which module owns which commands (a new command is a module and a line in ``COMM
   analysis.py   diff, analyze, query  (exact policy analysis with z3, the analyze extra)
   console.py    console  (approvals and audit in the browser: dsl/console)
   output.py     what they share: colour, escaping, diagnostics, exits, writing output files
-Heavy modules are imported inside the commands so `plr --help` starts fast.
+  root_help.py  `plr --help` as click rendered it last time, printed without importing click
+Start-up is part of the interface (`plr eval` runs in loops; benchmarks/bench_cli.py): this
+module imports neither click nor a command until it is needed, a command's module is imported
+only when that command runs, and heavy modules are imported inside the commands.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from typing import TYPE_CHECKING, Any
 
-import click
-
-from .output import EXIT_INPUT
+if TYPE_CHECKING:
+    import click
 
 __all__ = ["COMMANDS", "cli", "main"]
 
@@ -51,9 +54,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("analysis", "analyze_cmd"),
     "query": ("analysis", "query_cmd"),
 }
-# imported only when named (or listed by --help): the other commands never pay for them, and a
-# mistyped command is offered only the others as "Did you mean"
+# Every command is imported only when it is named (or when --help lists them all and the help is
+# not cached). This set is kept for the modules that asked for it before that was true.
 LAZY_COMMANDS = frozenset({"proxy", "approvals", "audit", "console"})
+# `plr --help` is wrapped to the terminal, at most this wide (root_help.py renders with it too)
+MAX_CONTENT_WIDTH = 100
+HELP_OPTION_NAMES = ("-h", "--help")
+EXIT_INPUT = 2  # output.EXIT_INPUT, without importing click to say it
+
+_cli: click.Group | None = None
 
 
 def _load(name: str) -> click.Command:
@@ -62,39 +71,63 @@ def _load(name: str) -> click.Command:
     return command
 
 
-class _Group(click.Group):
-    """`plr`: lists ``COMMANDS`` in their order, loading a lazy one when it is first named."""
+def _build() -> click.Group:
+    """The click group of `plr`: built on first use, so `plr --help` from the cache never
+    imports click, and its commands load one by one as they are named."""
+    import click
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*COMMANDS, *(n for n in self.commands if n not in COMMANDS)]
+    class Group(click.Group):
+        """`plr`: lists ``COMMANDS`` in their order, importing a command when it is first named."""
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in COMMANDS and name not in self.commands:
-            self.add_command(_load(name), name)
-        return super().get_command(ctx, name)
+        def list_commands(self, ctx: click.Context) -> list[str]:
+            return [*COMMANDS, *(n for n in self.commands if n not in COMMANDS)]
+
+        def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+            if name in COMMANDS and name not in self.commands:
+                self.add_command(_load(name), name)
+            return super().get_command(ctx, name)
+
+        def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+            try:
+                return super().resolve_command(ctx, args)
+            except click.UsageError as e:
+                # "Did you mean" from every command, not only those imported so far
+                no_such = getattr(click.exceptions, "NoSuchCommand", None)
+                if no_such is None or not isinstance(e, no_such):
+                    raise
+                raise no_such(e.command_name, possibilities=list(COMMANDS), ctx=ctx) from None
+
+    @click.group(
+        cls=Group,
+        context_settings={"help_option_names": list(HELP_OPTION_NAMES), "max_content_width": MAX_CONTENT_WIDTH},
+    )
+    @click.version_option(package_name="plr", prog_name="plr")
+    def plr() -> None:
+        """plr: policy-as-code for AI agents' MCP tool calls.
+
+        Write rules in .plr files, compile them to a PolicyLayer-style JSON policy, test them,
+        and enforce them in front of a real MCP server.
+
+        \b
+        A 30-second tour:
+          plr compile examples/codex_worker.plr        # .plr -> JSON policy
+          plr test examples/                            # run the rule tests
+          plr eval examples/codex_worker.plr --tool cancel-task --args '{"task_id": "t1"}' --explain
+
+        Exit codes: 0 ok, 1 a test/check/format failure, 2 usage or input error.
+        """
+
+    return plr
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="plr", prog_name="plr")
-def cli() -> None:
-    """plr: policy-as-code for AI agents' MCP tool calls.
-
-    Write rules in .plr files, compile them to a PolicyLayer-style JSON policy, test them,
-    and enforce them in front of a real MCP server.
-
-    \b
-    A 30-second tour:
-      plr compile examples/codex_worker.plr        # .plr -> JSON policy
-      plr test examples/                            # run the rule tests
-      plr eval examples/codex_worker.plr --tool cancel-task --args '{"task_id": "t1"}' --explain
-
-    Exit codes: 0 ok, 1 a test/check/format failure, 2 usage or input error.
-    """
-
-
-for _name in COMMANDS:
-    if _name not in LAZY_COMMANDS:
-        cli.add_command(_load(_name), _name)
+def __getattr__(name: str) -> Any:
+    """``dsl.cli.cli``, the click group, built when first asked for (tests and tools use it)."""
+    global _cli
+    if name == "cli":
+        if _cli is None:
+            _cli = _build()
+        return _cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,15 +139,27 @@ def main(argv: list[str] | None = None) -> None:
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
         except (AttributeError, ValueError, OSError):
             pass
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        cli.main(args=argv, prog_name="plr", standalone_mode=True)
+        if len(args) == 1 and args[0] in HELP_OPTION_NAMES:
+            from .root_help import print_root_help
+
+            print_root_help()  # from the cache, or rendered by click (and cached)
+            sys.exit(0)
+        __getattr__("cli").main(args=args, prog_name="plr", standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)
     except SystemExit:
         raise
     except RecursionError:
-        click.echo("plr: error: input is nested too deeply to process", err=True)
+        _say("plr: error: input is nested too deeply to process")
         sys.exit(EXIT_INPUT)
     except Exception as e:  # noqa: BLE001 - last line of defence
-        click.echo(f"plr: internal error: {type(e).__name__}: {e} (please report this)", err=True)
+        _say(f"plr: internal error: {type(e).__name__}: {e} (please report this)")
         sys.exit(EXIT_INPUT)
+
+
+def _say(line: str) -> None:
+    import click
+
+    click.echo(line, err=True)
