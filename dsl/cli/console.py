@@ -79,7 +79,7 @@ def console_cmd(
       plr console --db /var/lib/plr/approvals.sqlite --audit a.jsonl --audit b.jsonl
       plr console --state redis://10.0.0.5:6379/0 --listen 0.0.0.0:8766 --auth-tokens tokens.json
     """
-    from ..proxy.http import is_loopback_listener
+    from ..listener_names import is_loopback_listener
     from .proxy_run import _load_tokens, _parse_allow_host, _parse_listen
 
     host, port = _parse_listen(listen)
@@ -129,7 +129,7 @@ def _serve(cfg: Any, host: str, port: int, allow: tuple[str, ...]) -> None:
     import uvicorn
 
     from ..console.app import create_app
-    from ..proxy.http import _allowed_names
+    from ..listener_names import allowed_names
     from ..vocab import terminal_text
 
     config = uvicorn.Config(
@@ -148,7 +148,7 @@ def _serve(cfg: Any, host: str, port: int, allow: tuple[str, ...]) -> None:
         while not server.started:
             await anyio.sleep(0.02)
         ports = {sock.getsockname()[1] for s in server.servers for sock in s.sockets}
-        cfg.guard.hosts[:] = _allowed_names(host, ports, allow)[0]
+        cfg.guard.hosts[:] = allowed_names(host, ports, allow)[0]
         shown = f"[{host}]" if ":" in host else host
         click.echo(terminal_text(f"plr console: approvals queue {cfg.queue.where}"), err=True)
         for p in sorted(ports):

@@ -8,7 +8,7 @@
 - Every state-changing request (POST) must carry the CSRF token of the page it came from (an
   HMAC of this process's secret and the session) and an ``Origin`` (or, failing that, a
   ``Referer``) naming the host it was sent to; the ``Host`` must name the listener (the proxy's
-  DNS-rebinding names, ``dsl.proxy.http``) unless a public listener with tokens is reached by
+  DNS-rebinding names, ``dsl.listener_names``) unless a public listener with tokens is reached by
   any name, as the proxy's HTTP front allows.
 """
 
