@@ -102,6 +102,7 @@ class Proxy:
             server_name=options.server_name,
             log_args=options.log_args,
             report=options.stderr,
+            metrics=options.metrics,
         )
         self.approvals = ApprovalFlow(
             self.decisions,

@@ -20,7 +20,7 @@ from ..engine import Decision, Engine
 from ..engine.arguments import argument_problem
 from ..engine.prepare import _default_deny
 from .audit import AuditLog, args_sha256, redact, utc_now
-from .errors import log, secs, short
+from .errors import UpstreamErrorAnswer, log, secs, short
 from .pins import PinCheck
 from .reload import LoadedPolicy
 
@@ -80,8 +80,10 @@ class Decisions:
         server_name: str | None = None,
         log_args: bool = False,
         report: Callable[[str], None],
+        metrics: Any = None,
     ) -> None:
         self.engine = Engine(loaded.policy, store=limit_store)
+        self.metrics = metrics  # --metrics: a metrics.ProxyMetrics, told how long the server took
         self.loaded = loaded
         self.pins = pins
         self.audit = audit
@@ -123,6 +125,23 @@ class Decisions:
         except Exception as e:  # noqa: BLE001 - the engine promises not to raise; fail closed if it does
             d = Decision("deny", "error", f"internal error while deciding: {type(e).__name__}: {e}")
         return d, (time.perf_counter_ns() - t0) // 1000
+
+    def answered(self, d: Decision, seconds: float, *, error: BaseException | None = None, result: Any = None) -> None:
+        """The upstream server answered an allowed call after ``seconds``: with ``result`` (a
+        ``tools/call`` result, as a dict) or the error ``error``. A call it reports as failed (its
+        own error answer, or ``isError``) gives back what it took from its `refund on error`
+        limits; a call it did not answer (a deadline, a closed connection) keeps it spent: the
+        server may have acted. Never raises."""
+        failed = isinstance(error, UpstreamErrorAnswer) or (isinstance(result, dict) and result.get("isError") is True)
+        if error is not None and not isinstance(error, UpstreamErrorAnswer):
+            return  # not an answer: no latency to tell, nothing given back
+        if self.metrics is not None:
+            try:
+                self.metrics.observe_upstream(seconds)
+            except Exception:  # noqa: BLE001 - metrics never change an answer
+                pass
+        if failed and d.charge is not None:
+            self.engine.refund(d)
 
     def limited_once_approved(self, c: ToolCall) -> Decision | None:
         """The rate-limit denial ``c`` would get once approved (None: its limits let it through)."""

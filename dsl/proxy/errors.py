@@ -93,6 +93,16 @@ class UpstreamTimeout(MCPError):
     the server may still be working on the request."""
 
 
+class UpstreamAbandoned(MCPError):
+    """The proxy gave up waiting for an upstream request (it is shutting down)."""
+
+
+class UpstreamErrorAnswer(MCPError):
+    """The upstream server's own JSON-RPC error answer to a request, passed on as it came (not an
+    error the proxy made: a deadline, a closed connection, an abandoned request). Only such an
+    answer, or a result with ``isError``, says the call failed (``refund on error``)."""
+
+
 def map_error(e: BaseException, *, restarting: bool) -> MCPError:
     """The JSON-RPC error a client gets for an upstream request that raised ``e`` (``restarting``:
     the shared server died and is being started again, which the message then says)."""
@@ -103,6 +113,8 @@ def map_error(e: BaseException, *, restarting: bool) -> MCPError:
             return MCPError(code=types.INTERNAL_ERROR, message=CLOSED + more)
         if e.error.code == types.REQUEST_TIMEOUT:
             return MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream MCP server did not answer in time")
+        if type(e) is MCPError:  # how the SDK raises a server's error response
+            return UpstreamErrorAnswer(code=e.error.code, message=e.error.message, data=e.error.data)
         return e
     if isinstance(e, ValidationError):
         return MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream MCP server sent an invalid result")

@@ -30,6 +30,7 @@ session relays those only while it handles the call itself.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from ..engine import Decision
 from .deciding import Decisions, ToolCall, denied
 from .errors import UpstreamTimeout, map_error, secs
 from .forwarding import Deadlines
@@ -66,6 +68,8 @@ class _Call:
     lane: UpstreamLane
     tool: str
     version: str  # the client's protocol version
+    decision: Decision  # what allowed it (its charge is given back if the server says it failed)
+    sent: float = 0.0  # perf_counter() when written to the server
     timer: asyncio.TimerHandle | None = None
     budget: float = 0.0  # seconds left while the deadline stands still (a human answers)
     deadline: float = 0.0  # loop time at which it expires
@@ -148,7 +152,7 @@ class FastCalls:
         if result is not None:
             await self._answer(front, msg.id, version, result.model_dump(by_alias=True, mode="json", exclude_none=True))
             return True
-        await self._forward(front, msg.id, version, lane, p, c.tool)
+        await self._forward(front, msg.id, version, lane, p, c.tool, d)
         return True
 
     def _ready(self) -> tuple[UpstreamLane | None, str]:
@@ -171,7 +175,9 @@ class FastCalls:
             return None, ""
         return lane, sessions.front_version or ""
 
-    async def _forward(self, front: Any, rid: Any, version: str, lane: UpstreamLane, p: dict[str, Any], tool: str) -> None:
+    async def _forward(
+        self, front: Any, rid: Any, version: str, lane: UpstreamLane, p: dict[str, Any], tool: str, d: Decision
+    ) -> None:
         """Send the call upstream, built as the SDK path builds it, and wait for its answer there."""
         from mcp.shared._otel import inject_trace_context
 
@@ -188,11 +194,12 @@ class FastCalls:
             out_params["_meta"] = meta
         up_id = lane.next_id()
         frame = types.JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=out_params)
-        call = _Call(self, front, rid, up_id, lane, tool, version)
+        call = _Call(self, front, rid, up_id, lane, tool, version, d)
         lane.calls[up_id] = call
         self.by_front[_key(rid)] = call
         self.sessions.fast_call_started()
         self._arm(call)
+        call.sent = time.perf_counter()
         try:
             lane.send_now((frame.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode(lane.encoding))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
@@ -207,15 +214,26 @@ class FastCalls:
         checked and shaped as on the SDK path."""
         if not self._settle(call):
             return
+        took = time.perf_counter() - call.sent
         if isinstance(message, types.JSONRPCError):
             e = MCPError(code=message.error.code, message=message.error.message, data=message.error.data)
-            await self._error(call, map_error(e, restarting=self.shared.restarting))
+            mapped = map_error(e, restarting=self.shared.restarting)
+            self.decisions.answered(call.decision, took, error=mapped)
+            await self._error(call, mapped)
             return
         try:
             result = self._upstream_result(message.result)
-        except Exception as e:  # noqa: BLE001 - as the SDK path maps it
-            await self._error(call, map_error(e, restarting=self.shared.restarting))
+        except MCPError as e:  # made here, as Forwarder.exchange makes it: not the server's error answer
+            mapped = e
+            self.decisions.answered(call.decision, took, error=mapped)
+            await self._error(call, mapped)
             return
+        except Exception as e:  # noqa: BLE001 - as the SDK path maps it
+            mapped = map_error(e, restarting=self.shared.restarting)
+            self.decisions.answered(call.decision, took, error=mapped)
+            await self._error(call, mapped)
+            return
+        self.decisions.answered(call.decision, took, result=result)
         await self._answer(call.front, call.front_id, call.version, result)
 
     def _upstream_result(self, raw: Any) -> dict[str, Any]:

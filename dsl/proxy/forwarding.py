@@ -26,7 +26,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter
 
-from .errors import UpstreamTimeout, map_error, secs
+from .errors import UpstreamAbandoned, UpstreamTimeout, map_error, secs
 from .options import Background
 from .sessions import FrontSessions
 from .upstream import SharedUpstream
@@ -297,7 +297,7 @@ class Forwarder:
             if not done.is_set():  # abandoned (timeout, or the client cancelled); cancel() formats a repr: not per call
                 inner.cancel()
         if not box:  # the task was cancelled (the proxy is shutting down)
-            raise MCPError(code=types.INTERNAL_ERROR, message="plr: the upstream request was abandoned")
+            raise UpstreamAbandoned(code=types.INTERNAL_ERROR, message="plr: the upstream request was abandoned")
         ok, value = box[0]
         if not ok:
             raise value

@@ -407,14 +407,16 @@ async def watch_policy_source(
     poll_interval: float = 2.0,
     debounce_ms: int = 50,
     stop_event: anyio.Event | None = None,
+    reloaded: Callable[[bool, str | None], None] | None = None,
 ) -> None:
     """Reload from ``spec`` on every change until cancelled; ``apply`` must swap atomically or raise.
 
     ``apply`` runs in the caller's event loop (never in a worker thread), so decisions made on
-    that loop see the policy and its hash change together.
+    that loop see the policy and its hash change together. ``reloaded(ok, sha256)`` is told of
+    every reload applied or refused (--metrics).
     """
     if source_kind(spec) == "file":
-        await watch_policy(spec, apply, report, debounce_ms=debounce_ms, stop_event=stop_event)
+        await watch_policy(spec, apply, report, debounce_ms=debounce_ms, stop_event=stop_event, reloaded=reloaded)
         return
     try:
         src = _remote(spec)
@@ -452,10 +454,21 @@ async def watch_policy_source(
                 apply(loaded)
             except Exception as e:  # noqa: BLE001 - never let a reload crash the proxy
                 report(refused(e))
+                _tell(reloaded, False, None)
             else:
                 report(f"plr proxy: reloaded policy {src.shown} (sha256 {loaded.sha256[:12]})")
+                _tell(reloaded, True, loaded.sha256)
     finally:
         await src.aclose()
+
+
+def _tell(reloaded: Callable[[bool, str | None], None] | None, ok: bool, sha256: str | None) -> None:
+    if reloaded is None:
+        return
+    try:
+        reloaded(ok, sha256)
+    except Exception:  # noqa: BLE001 - a metric never stops the watcher
+        pass
 
 
 def refused(e: BaseException) -> str:
@@ -492,6 +505,7 @@ async def watch_policy(
     *,
     debounce_ms: int = 50,
     stop_event: anyio.Event | None = None,
+    reloaded: Callable[[bool, str | None], None] | None = None,
 ) -> None:
     """Reload ``path`` on every change until cancelled; ``apply`` must swap atomically or raise."""
     from watchfiles import awatch
@@ -520,5 +534,7 @@ async def watch_policy(
             apply(loaded)
         except Exception as e:  # noqa: BLE001 - never let a reload crash (or stop) the watcher
             report(refused(e))
+            _tell(reloaded, False, None)
         else:
             report(f"plr proxy: reloaded policy {path} (sha256 {loaded.sha256[:12]})")
+            _tell(reloaded, True, loaded.sha256)

@@ -287,6 +287,7 @@ async def _serve_front(
                 options.stderr,
                 initial=loaded,
                 poll_interval=policy_poll,
+                reloaded=options.metrics.policy_reloaded if options.metrics is not None else None,
             )
         )
     stopping = anyio.Event()

@@ -10,6 +10,7 @@ flushed before anything is forwarded, and a failure in any of that denies the ca
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,7 +97,14 @@ class ToolMethods:
             fwd.pop("arguments", None)
         fwd.update(upstream_inputs(params))  # a 2026-07-28 upstream's own input round, passed through
         req = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd))
-        return await self.forwarding.send(ctx, req, RAW, progress=True)
+        t0 = time.perf_counter()
+        try:
+            result = await self.forwarding.send(ctx, req, RAW, progress=True)
+        except MCPError as e:
+            decisions.answered(d, time.perf_counter() - t0, error=e)
+            raise
+        decisions.answered(d, time.perf_counter() - t0, result=result)
+        return result
 
     async def _as_if_absent(self, ctx: Any, name: str) -> Any:
         """Under `default allow` a tool the server does not have gets the server's own answer, so

@@ -49,9 +49,9 @@ VOLATILE = ("ts", "latency_us", "call", "session")
 class _Run:
     """One proxy process with a line-oriented client on its pipes."""
 
-    def __init__(self, tmp: Path, fast: bool, *extra: str) -> None:
+    def __init__(self, tmp: Path, fast: bool, *extra: str, policy: str = POLICY) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "policy.plr").write_text(POLICY)
+        (tmp / "policy.plr").write_text(policy)
         self.audit = tmp / "audit.jsonl"
         self.upstream_log = tmp / "upstream.jsonl"
         self.stderr_path = tmp / "stderr.txt"

@@ -4,7 +4,8 @@ The proxy's fast path and its SDK path must send the server the same bytes; this
 test compare them (``RAW_ECHO_LOG``: a file that gets each line read from stdin). Its tools:
 ``echo`` (returns ``text``), ``fail`` (a JSON-RPC error), ``bad`` (a result that is not a
 CallToolResult), ``slow`` (answers after ``seconds``; other requests wait: one thread),
-``die`` (exits without answering), ``ask`` (a 2026-07-28 ``input_required`` result).
+``die`` (exits without answering), ``ask`` (a 2026-07-28 ``input_required`` result), ``oops``
+(a result with ``isError``: the tool failed).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 import time
 
-TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "fail", "bad", "slow", "die", "ask", "secret")]
+TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "fail", "bad", "slow", "die", "ask", "secret", "oops")]
 
 
 def result_for(name: object, args: dict) -> tuple[str, object]:
@@ -26,6 +27,8 @@ def result_for(name: object, args: dict) -> tuple[str, object]:
         time.sleep(float(args.get("seconds", 1)))
     if name == "die":
         os._exit(3)
+    if name == "oops":
+        return "result", {"content": [{"type": "text", "text": "it went wrong"}], "isError": True}
     if name == "ask":
         return "result", {"resultType": "input_required", "inputRequests": {}}
     return "result", {"content": [{"type": "text", "text": json.dumps(args, sort_keys=True)}], "isError": False}
