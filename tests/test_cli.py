@@ -308,3 +308,45 @@ def test_plr_help_imports_no_heavy_module():
     assert out.returncode == 0, out.stderr
     assert "Commands:" in out.stdout and "approvals" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+DESCRIBED = """package shop
+default deny
+allow tool "list_orders"
+deny tool "refund" if args.amount > 100
+    reason "Large refunds go through finance"
+    description "money leaves the company: \\u001b[31mfinance\\u001b[0m decides"
+allow tool "refund"
+"""
+
+
+def test_eval_explain_shows_the_deciding_rules_description(tmp_path: Path):
+    """#17: `description "..."` reaches `--explain` (text and JSON), for the rule that decided
+    only, escaped for the terminal; a rule without one and the default show none."""
+    src = tmp_path / "shop.plr"
+    src.write_text(DESCRIBED)
+    compiled = tmp_path / "shop.json"
+    assert run_plr("compile", str(src), "-o", str(compiled)).returncode == 0
+    for policy in (src, compiled, src):  # the .plr twice: the second comes from the cache
+        proc = run_plr("eval", str(policy), "--tool", "refund", "--args", '{"amount": 500}', "--explain")
+        assert proc.returncode == 0, proc.stderr_text
+        lines = proc.stdout_text.splitlines()
+        assert lines[0] == "deny (deny_if) by shop.plr:4"
+        assert lines[2] == "  description: money leaves the company: \\u001b[31mfinance\\u001b[0m decides"
+        assert "\x1b" not in proc.stdout_text
+        proc = run_plr("eval", str(policy), "--tool", "refund", "--args", '{"amount": 500}', "--explain", "--format", "json")
+        out = json.loads(proc.stdout_text)
+        assert out["rule"] == "shop.plr:4"
+        assert out["description"] == "money leaves the company: \x1b[31mfinance\x1b[0m decides"
+    small = run_plr("eval", str(src), "--tool", "refund", "--args", '{"amount": 5}', "--explain")
+    assert small.stdout_text.startswith("allow (allowed) by shop.plr:7") and "description" not in small.stdout_text
+    default = run_plr("eval", str(src), "--tool", "other", "--explain", "--format", "json")
+    assert json.loads(default.stdout_text)["description"] is None
+    quiet = run_plr("eval", str(src), "--tool", "refund", "--args", '{"amount": 500}')
+    assert "description" not in quiet.stdout_text  # only --explain shows it
+    quiet_json = run_plr("eval", str(src), "--tool", "refund", "--args", '{"amount": 500}', "--format", "json")
+    assert "description" not in json.loads(quiet_json.stdout_text)
+    stripped = tmp_path / "bare.json"
+    assert run_plr("compile", "--no-source", str(src), "-o", str(stripped)).returncode == 0
+    proc = run_plr("eval", str(stripped), "--tool", "refund", "--args", '{"amount": 500}', "--explain")
+    assert proc.returncode == 0 and "description" not in proc.stdout_text  # --no-source drops them

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .output import input_error, style
+from .output import input_error, shown, style
 
 
 def load_policy_data(path: str, use_cache: bool = True) -> dict[str, Any]:
@@ -74,22 +74,33 @@ def _call_arguments(args_json: str) -> dict[str, Any]:
     return args
 
 
-def _engine(policy: str, no_cache: bool) -> Any:
-    """The policy's engine; a broken policy exits 2 (its diagnostics printed)."""
+def _engine(policy: str, no_cache: bool) -> tuple[Any, dict[str, Any]]:
+    """The policy's engine and the data it was prepared from; a broken policy exits 2 (its
+    diagnostics printed)."""
     from ..engine import Engine
     from ..errors import PlrError
 
     try:
         data = load_policy_data(policy, use_cache=not no_cache)  # a broken policy fails here, once
         try:
-            return Engine.from_data(data)
+            return Engine.from_data(data), data
         except PlrError:
             if no_cache:
                 raise
             # a cache entry that does not prepare is a miss: load the policy itself
-            return Engine.from_data(load_policy_data(policy, use_cache=False))
+            data = load_policy_data(policy, use_cache=False)
+            return Engine.from_data(data), data
     except PlrError as e:
         input_error(e)
+
+
+def _description(data: dict[str, Any], rule: str | None) -> str | None:
+    """The ``description "..."`` of the rule that decided (the JSON's ``descriptions``, by rule)."""
+    descriptions = data.get("descriptions")
+    if rule is None or not isinstance(descriptions, dict):
+        return None
+    text = descriptions.get(rule)
+    return text if isinstance(text, str) else None
 
 
 @click.command("eval")
@@ -107,7 +118,11 @@ def _engine(policy: str, no_cache: bool) -> Any:
 @click.option("--session", help="The agent session.")
 @click.option("--server", help="The MCP server name.")
 @click.option("--approved", is_flag=True, help="A human approved this call.")
-@click.option("--explain", is_flag=True, help="Print every check made and the rule it came from.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Print every check made and the rule it came from, and the deciding rule's description.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option(
     "--no-cache",
@@ -136,16 +151,18 @@ def eval_cmd(
     Examples:
       plr eval policy.plr --tool cancel-task --args '{"task_id": "t1"}'
       plr eval policy.json --tool cancel-task --args '{"task_id": "t1"}' --approved --explain
-      plr eval policy.plr --tool get-task --format json
+      plr eval policy.plr --tool get-task --format json --explain   # checks, rule and its description
       plr eval policy.plr --tool write_file --args @call.json
       jq .arguments request.json | plr eval policy.plr --tool write_file --args -
     """
     args = _call_arguments(args_json)
-    engine = _engine(policy, no_cache)
+    engine, data = _engine(policy, no_cache)
     d = engine.decide(tool, args, identity=identity, session=session, server=server, approved=approved, explain=explain)
+    description = _description(data, d.rule) if explain else None
     if fmt == "json":
         out = d.to_dict()
         if explain:
+            out["description"] = description
             out["trace"] = [{"check": t.check, "result": t.result, "rule": t.rule} for t in d.trace or ()]
         click.echo(json.dumps(out))
         return
@@ -153,6 +170,8 @@ def eval_cmd(
     click.echo(style(d.effect, colour, True) + f" ({d.code})" + (f" by {d.rule}" if d.rule else ""))
     if d.reason:
         click.echo(f"  reason: {d.reason}")
+    if description is not None:
+        click.echo(f"  description: {shown(description)}")  # the author's text: no escapes reach the terminal
     if d.retry_after is not None:
         click.echo(f"  retry after: {d.retry_after:g} s")
     if explain:
