@@ -16,7 +16,7 @@ import click
 from .output import EXIT_INPUT, shown, style
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from ..audit_filters import AuditFilter
 
 
 def _json_line(rec: Any) -> str:
@@ -27,17 +27,16 @@ def _json_line(rec: Any) -> str:
     return re.sub("[\u2028\u2029\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _cutoff(since: str | None) -> datetime | None:
-    """--since as a time; a value it cannot read is a usage error naming --since."""
-    from ..proxy.audit import parse_since
+def _filter(tools: tuple[str, ...], effects: tuple[str, ...], codes: tuple[str, ...], session: str | None,
+            identity: str | None, since: str | None) -> AuditFilter:
+    """The options as the filter the console's Audit page uses too; a --since it cannot read is
+    a usage error naming --since."""
+    from ..audit_filters import AuditFilter
 
-    if not since:
-        return None
     try:
-        return parse_since(since)
+        return AuditFilter.of(since or "", tool=tools, effect=effects, code=codes, session=session, identity=identity)
     except ValueError as e:
-        why = str(e) if "before the year" in str(e) else "expected 90s, 15m, 1h, 2d or an ISO timestamp"
-        raise click.BadParameter(shown(why), param_hint="--since") from None
+        raise click.BadParameter(shown(str(e)), param_hint="--since") from None
 
 
 def _event_line(rec: dict[str, Any]) -> str:
@@ -100,31 +99,19 @@ def audit_cmd(
       plr audit audit.jsonl --effect deny --since 1h
       plr audit audit.jsonl --tool cancel-task --format json | jq .reason
     """
-    from ..proxy.audit import default_audit_path, read_records, record_time, rotated_paths
+    from ..proxy.audit import default_audit_path, read_records, rotated_paths
 
     path = Path(file) if file else default_audit_path()
     if not path.exists():
         click.echo(f"plr audit: {shown(str(path))}: no such file", err=True)
         sys.exit(EXIT_INPUT)
-    cutoff = _cutoff(since)
+    keep = _filter(tools, effects, codes, session, identity, since)
     paths = rotated_paths(path) if rotated else [path]
     errors: list[str] = []
     n = 0
     for rec in read_records(paths, errors):
-        if tools and rec.get("tool") not in tools:
+        if not keep.matches(rec):  # an event (no effect) is shown too, unless a filter leaves it out
             continue
-        if effects and rec.get("effect") not in effects:
-            continue
-        if codes and rec.get("code") not in codes:
-            continue
-        if session is not None and rec.get("session") != session:
-            continue
-        if identity is not None and rec.get("identity") != identity:
-            continue
-        if cutoff is not None:
-            t = record_time(rec)
-            if t is None or t < cutoff:
-                continue
         n += 1
         # U+2028/U+2029 end a line for many readers, a lone surrogate (another writer's "\\ud800")
         # cannot be written as UTF-8: both are escaped, which keeps the JSON value the same

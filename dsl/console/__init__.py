@@ -3,7 +3,8 @@ browser (docs/console.md).
 
 - ``sources``: the approval queue (SQLite or a fleet's Redis, opened as `plr approvals` opens
   it, never created), the audit logs (read incrementally) and the policy; all I/O is here;
-- ``filters``: the audit page's filters and counts (pure);
+- ``counts``: the audit page's chart and counts (pure; its filters are ``dsl.audit_filters``,
+  shared with `plr audit`);
 - ``render``: the HTML (pure, everything escaped);
 - ``security``: sign-in with the proxy's token file, CSRF tokens, Host and Origin checks;
 - ``app``: the starlette application (pages, fragments, server-sent events, decisions);

@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Match, Route
 
 from . import render
-from .filters import AuditFilter
+from ..audit_filters import AuditFilter
 from .security import SECURITY_HEADERS, ConsoleGuard, cookie_header, header_map
 from .sources import AuditTail, PolicyView, QueueSource
 

@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..vocab import terminal_text
-from .filters import EFFECTS, AuditFilter, counts_over_time, counts_per_tool
+from ..audit_filters import FIELDS, AuditFilter, is_decision
+from .counts import EFFECTS, counts_over_time, counts_per_tool
 
 __all__ = ["esc", "page", "approvals_fragment", "audit_fragment", "policy_page", "login_page", "json_html"]
 
@@ -193,9 +194,9 @@ def answer_notice(aid: str, a: Any, error: str | None) -> str:
 
 def _filters_form(f: AuditFilter, choices: Mapping[str, Sequence[str]]) -> str:
     fields = []
-    for name in ("tool", "effect", "code", "identity", "session"):
+    for name in FIELDS:
         opts = "".join(
-            f'<option value="{esc(v)}"{" selected" if v == getattr(f, name) else ""}>{esc(v)}</option>'
+            f'<option value="{esc(v)}"{" selected" if v in f.wanted(name) else ""}>{esc(v)}</option>'
             for v in choices.get(name, ())
         )
         fields.append(
@@ -269,11 +270,11 @@ def _record_row(rec: Mapping[str, Any]) -> str:
 
 def audit_fragment(records: Sequence[Mapping[str, Any]], f: AuditFilter, errors: Sequence[str] = ()) -> str:
     """The filtered records (newest first), their chart and counts per tool."""
-    matching = [r for r in records if f.matches(r)]
-    decisions = [r for r in records if "effect" in r]
+    decisions = [r for r in records if is_decision(r)]  # the page lists decisions, not events
+    matching = [r for r in decisions if f.matches(r)]
     choices = {
-        name: sorted({str(r.get(name)) for r in decisions if r.get(name) is not None})[:200]
-        for name in ("tool", "effect", "code", "identity", "session")
+        name: sorted({v for r in decisions if isinstance(v := r.get(name), str)})[:200]  # what can match
+        for name in FIELDS
     }
     errs = "".join(f'<p class="error" role="alert">{esc(e)}</p>' for e in errors)
     shown = matching[::-1][:AUDIT_ROWS]
