@@ -162,7 +162,12 @@ class ApprovalFlow:
 
     def _message(self, c: ToolCall, d: Decision) -> str:
         # the client already holds these arguments: shown whole (up to a bound that is named)
-        return f"Allow {c.tool}({cut_marked(canonical_args(c.args), ELICIT_ARGS_MAX)})? {d.reason}"
+        return f"Allow {c.tool}({cut_marked(canonical_args(c.args), ELICIT_ARGS_MAX)})? {self._why(d)}"
+
+    def _why(self, d: Decision) -> str:
+        """The rule's reason, and the `description` its author gave it: what a human weighs."""
+        described = self.decisions.loaded.policy.descriptions.get(d.rule) if d.rule else None
+        return f"{d.reason} ({described})" if described else d.reason
 
     async def approve(self, ctx: Any, params: types.CallToolRequestParams, c: ToolCall, d: Decision, us: int) -> Any:
         """Ask a human. Returns a final (Decision, latency, channel, id), or a result to return as is."""
@@ -289,7 +294,7 @@ class ApprovalFlow:
         if self.notifier:
             self._notify(c, d, aid, db)
         self.report(
-            f"plr proxy: approval needed for {c.tool} ({d.reason}); "
+            f"plr proxy: approval needed for {c.tool} ({self._why(d)}); "
             f"run `plr approvals{db} grant {aid}` or `plr approvals{db} deny {aid}` "
             f"within {secs(self.timeout)} s"
         )
@@ -308,7 +313,7 @@ class ApprovalFlow:
         request = {
             "id": aid,
             "tool": c.tool,
-            "reason": d.reason,
+            "reason": self._why(d),
             "rule": d.rule,
             "identity": c.identity,
             "session": c.session,
@@ -334,7 +339,7 @@ class ApprovalFlow:
                     identity=c.identity,
                     server=self.decisions.server_name,
                     rule=d.rule,
-                    reason=d.reason,
+                    reason=self._why(d),  # what `plr approvals` and the console show the human
                 )
             )
         except anyio.get_cancelled_exc_class():
