@@ -28,11 +28,15 @@ def read_text(path: str) -> str:
 
 
 def read_source(path: str) -> tuple[bytes, str]:
-    """A policy file's bytes and their text (the compiled-policy cache hashes what was read)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise OSError(e.strerror or str(e)) from None
+    """A policy file's bytes and their text (the compiled-policy cache hashes what was read).
+
+    Read by ``read_policy_bytes``, the reader of `plr compile` and the proxy: a regular file
+    only (a FIFO or a device is refused, never waited on) of at most ``MAX_POLICY_BYTES``. So
+    every caller that takes the default reader (`plr test`, `plr watch`, the cache) refuses
+    what `plr compile` refuses, with the same words."""
+    from .proxy.reload import read_policy_bytes
+
+    data = read_policy_bytes(path)  # OSError (the message only) or ValueError, as callers expect
     try:
         return data, data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

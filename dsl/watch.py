@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from . import tester
+from .errors import Diagnostic
+from .policy_files import readable_policy_files
 
 
 @dataclass
@@ -32,8 +34,12 @@ def affected_roots(state: WatchState, changed: Iterable[str], all_roots: list[st
     return out
 
 
-def run_roots(roots: list[str], select: str | None, state: WatchState) -> tester.Report:
+def run_roots(
+    roots: list[str], select: str | None, state: WatchState, unreadable: Iterable[Diagnostic] = ()
+) -> tester.Report:
+    """Run the tests of ``roots``; each file of ``unreadable`` is an error of the report."""
     report = tester.Report()
+    report.suites += [tester.Suite(file=d.file, diagnostics=[d]) for d in unreadable]
     start = time.perf_counter()
     import re
 
@@ -52,6 +58,14 @@ def run_roots(roots: list[str], select: str | None, state: WatchState) -> tester
             report.results.append(tester.run_test(suite, test))
     report.duration = time.perf_counter() - start
     return report
+
+
+def find_roots(paths: list[str]) -> tuple[list[str], list[Diagnostic]]:
+    """The roots to run under ``paths``, and an error for each file found that `plr compile`
+    would refuse to read (a FIFO, a device, an oversized file): those are never opened, so a
+    save cannot make the watcher wait on one, and each is shown until it is fixed."""
+    files, unreadable = readable_policy_files(paths)
+    return tester.suite_roots(files), unreadable
 
 
 def summary_lines(report: tester.Report, changed: list[str], max_lines: int = 20) -> list[str]:
@@ -96,8 +110,8 @@ def watch(
     import watchfiles
 
     state = WatchState()
-    roots = tester.suite_roots(tester.discover(paths))
-    emit(summary_lines(run_roots(roots, select, state), []))
+    roots, unreadable = find_roots(paths)
+    emit(summary_lines(run_roots(roots, select, state, unreadable), []))
 
     def sources(change: watchfiles.Change, path: str) -> bool:
         """Policy files, and JSON files a policy may read with `import data`."""
@@ -107,11 +121,11 @@ def watch(
         *paths, watch_filter=sources, debounce=debounce_ms, step=50, stop_event=stop_event, raise_interrupt=False  # type: ignore[arg-type]
     ):
         changed = sorted({p for _, p in changes})
-        roots = tester.suite_roots(tester.discover(paths))
+        roots, unreadable = find_roots(paths)
         rerun = affected_roots(state, changed, roots)
-        if not rerun and all(c.endswith(".json") for c in changed):
+        if not rerun and not unreadable and all(c.endswith(".json") for c in changed):
             continue  # a JSON file no policy reads
         for r in list(state.files_of_root):
             if r not in roots:
                 del state.files_of_root[r]  # deleted or now imported by another file
-        emit(summary_lines(run_roots(rerun, select, state), changed))
+        emit(summary_lines(run_roots(rerun, select, state, unreadable), changed))

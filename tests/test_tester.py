@@ -160,3 +160,42 @@ def test_coverage_counts_hide_and_limit_rules_and_allowed_code(tmp_path: Path):
     proc = run_plr("test", "--coverage", str(f))
     assert proc.returncode == 0, proc.stdout_text + proc.stderr_text
     assert "coverage: 100.0% of 3 rules" in proc.stdout_text
+
+
+# --- files plr compile would refuse are refused the same way ------------------------------
+
+GOOD = 'default deny\nallow tool "a"\ntest "a" {\n    call "a" -> allow\n}\n'
+
+
+def _refused_files(folder: Path) -> dict[str, str]:
+    """An oversized (sparse) file, a non-UTF-8 file and a FIFO beside a good policy; the
+    message `plr compile` gives each."""
+    import os
+
+    (folder / "good.plr").write_text(GOOD)
+    with open(folder / "big.plr", "wb") as f:
+        f.truncate(40 * 1024 * 1024)  # over MAX_POLICY_BYTES, without writing 40 MB
+    (folder / "latin1.plr").write_bytes(b'default deny\n# caf\xe9\n')
+    os.mkfifo(folder / "pipe.plr")  # a read of it would wait for ever
+    out = {}
+    for name in ("big.plr", "latin1.plr", "pipe.plr"):
+        proc = run_plr("compile", name, cwd=folder, timeout=20)
+        assert proc.returncode == 2, proc.stderr_text
+        out[name] = proc.stderr_text.splitlines()[0].split(": error: ", 1)[1]
+    return out
+
+
+def test_files_plr_compile_refuses_are_errors_with_its_words_and_exit_2(tmp_path: Path):
+    expected = _refused_files(tmp_path)
+    assert "larger than" in expected["big.plr"] and "not UTF-8" in expected["latin1.plr"] and "FIFO" in expected["pipe.plr"]
+    proc = run_plr("test", ".", cwd=tmp_path, timeout=20)  # never waits on the FIFO
+    assert proc.returncode == 2, proc.stdout_text + proc.stderr_text
+    assert "Traceback" not in proc.stderr_text + proc.stdout_text
+    for name, message in expected.items():
+        assert f"{name}: error: {message}" in proc.stderr_text
+    assert "1 passed, 0 failed, 3 errors" in proc.stdout_text  # the good policy's tests still ran
+    data = json.loads(run_plr("test", ".", "--format", "json", cwd=tmp_path, timeout=20).stdout_text)
+    assert sorted(e["message"] for e in data["errors"]) == sorted(expected.values())
+    # named on the command line, a FIFO is refused the same way
+    proc = run_plr("test", "pipe.plr", cwd=tmp_path, timeout=20)
+    assert proc.returncode == 2 and f"pipe.plr: error: {expected['pipe.plr']}" in proc.stderr_text

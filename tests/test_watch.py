@@ -11,7 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-from dsl.watch import WatchState, affected_roots
+import pytest
+
+from dsl.watch import WatchState, affected_roots, find_roots, run_roots, summary_lines
 
 from .conftest import ROOT
 
@@ -73,3 +75,30 @@ def test_watch_reruns_on_save_and_survives_a_broken_save(tmp_path: Path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.timeout(20)  # a FIFO read by mistake would wait for ever
+def test_files_plr_compile_refuses_are_shown_with_its_words_and_never_opened(tmp_path: Path):
+    from dsl.proxy.reload import read_policy_text
+
+    (tmp_path / "p.plr").write_text(POLICY)
+    (tmp_path / "p_test.plr").write_text(TESTS)
+    with open(tmp_path / "big.plr", "wb") as f:
+        f.truncate(40 * 1024 * 1024)  # over the size limit, sparse
+    (tmp_path / "latin1.plr").write_bytes(b"default deny\n# caf\xe9\n")
+    os.mkfifo(tmp_path / "pipe.plr")
+    expected = {}
+    for name in ("big.plr", "latin1.plr", "pipe.plr"):  # what `plr compile` says (its reader)
+        try:
+            read_policy_text(str(tmp_path / name))
+        except (OSError, ValueError) as e:
+            expected[name] = f"cannot read {tmp_path / name}: {e}"
+    assert len(expected) == 3
+
+    roots, unreadable = find_roots([str(tmp_path)])
+    assert {os.path.basename(r) for r in roots} == {"p_test.plr", "latin1.plr"}  # p.plr is imported
+    report = run_roots(roots, None, WatchState(), unreadable)
+    assert sorted(d.message for d in report.errors) == sorted(expected.values())
+    assert report.passed == 1  # the good policy's tests still run
+    text = "\n".join(summary_lines(report, []))
+    assert "1 passed, 0 failed, 3 errors" in text and "Traceback" not in text

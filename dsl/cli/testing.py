@@ -53,6 +53,7 @@ def test_cmd(
     compile.
     """
     from .. import tester
+    from ..policy_files import readable_policy_files
 
     if select:
         import re
@@ -66,13 +67,17 @@ def test_cmd(
     missing = missing_paths(paths)
     present = tuple(p for p in paths if p not in {d.file for d in missing})
     want_cov = show_coverage or fail_under is not None
-    if present or not paths:
-        report = tester.run(present or (".",), select=select, trace=verbose, coverage=want_cov)
+    # each file found is read by read_policy_bytes first, as `plr compile` reads: a FIFO, a
+    # device or an oversized file is an error of the report, never opened by the run
+    files, unreadable = readable_policy_files(present or (".",)) if present or not paths else ([], [])
+    if files:
+        report = tester.run(files, select=select, trace=verbose, coverage=want_cov)
     else:
         report = tester.Report()
-    report.suites[:0] = [tester.Suite(file=d.file, diagnostics=[d]) for d in missing]
-    if missing and fmt != "text":
-        print_diagnostics(missing)  # the human message, on stderr
+    refused = [*missing, *unreadable]
+    report.suites[:0] = [tester.Suite(file=d.file, diagnostics=[d]) for d in refused]
+    if refused and fmt != "text":
+        print_diagnostics(refused)  # the human message, on stderr
     code = report.exit_code()
     snapshot_failures = _check_snapshots(report, update_snapshots) if snapshot or update_snapshots else []
     cov = tester.coverage(report) if want_cov else None
