@@ -31,7 +31,6 @@ import ipaddress
 import json
 import logging
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ from typing import Any
 
 import anyio
 import anyio.abc
+
+from ..listener_names import allowed_names, is_loopback_listener, split_host
 
 __all__ = [
     "TokenGate",
@@ -402,51 +403,7 @@ class HttpFront:
     metrics: Any = None  # --metrics: a metrics.ProxyMetrics also served at GET /metrics (behind the tokens)
 
 
-def _is_loopback_address(text: str) -> bool | None:
-    """Whether an IP literal is loopback (127.0.0.0/8, ::1, or either mapped into IPv6); None if
-    ``text`` is not an IP literal."""
-    try:
-        addr = ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return None
-    mapped = getattr(addr, "ipv4_mapped", None)
-    return addr.is_loopback or bool(mapped is not None and mapped.is_loopback)
-
-
-def _is_unspecified(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified
-    except ValueError:
-        return False
-
-
-def is_loopback_listener(host: str) -> bool:
-    """Whether listening on ``host`` listens on loopback only: ``localhost`` in any case, any IP
-    literal in 127.0.0.0/8 or ``::1``, or a name every address of which is loopback. A wildcard
-    (``0.0.0.0``, ``::``) or a name that does not resolve is not."""
-    host = host.strip()
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    literal = _is_loopback_address(host)
-    if literal is not None:
-        return literal
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return False
-    return bool(infos) and all(_is_loopback_address(str(info[4][0])) for info in infos)
-
-
 _HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9_])?\.?")
-
-
-def _split_host(entry: str) -> tuple[str, str]:
-    """``HOST[:PORT]`` (IPv6 in brackets) -> (HOST, PORT or "")."""
-    if entry.startswith("["):
-        inner, _, rest = entry.partition("]")
-        return inner + "]", rest[1:] if rest.startswith(":") else rest
-    name, _, port = entry.partition(":")
-    return name, port
 
 
 def parse_allow_host(value: str) -> str:
@@ -457,7 +414,7 @@ def parse_allow_host(value: str) -> str:
         f"`{value}` is not HOST or HOST:PORT (a host name, an IPv4 address or an IPv6 address in brackets: "
         "[::1]:8765)"
     )
-    name, port = _split_host(text)
+    name, port = split_host(text)
     if name.startswith("["):
         try:
             ipaddress.IPv6Address(name[1:-1])
@@ -474,33 +431,6 @@ def parse_allow_host(value: str) -> str:
             raise ValueError(f"the port in `{value}` is not from 1 to 65535")
         return f"{name}:{int(port)}"
     return name
-
-
-def _allowed_names(host: str, ports: set[int], allow_hosts: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """The ``Host`` and ``Origin`` values (the SDK's exact or ``name:*`` patterns) that name this
-    listener: its address as given with each bound port; on loopback, or on a wildcard address
-    (which serves loopback too), ``localhost``, ``127.0.0.1`` and ``[::1]``; and ``allow_hosts``
-    (without a port: on any port)."""
-    names: list[str] = []
-    if not _is_unspecified(host):
-        names.append(host.lower())
-    if _is_unspecified(host) or is_loopback_listener(host):
-        names += ["localhost", "127.0.0.1", "::1"]
-    hosts: list[str] = []
-    origins: list[str] = []
-    for name in dict.fromkeys(names):
-        shown = f"[{name}]" if ":" in name else name
-        for port in sorted(ports):
-            hosts.append(f"{shown}:{port}")
-            origins.append(f"http://{shown}:{port}")
-            if port == 80:  # the default port is left out of Host and Origin
-                hosts.append(shown)
-                origins.append(f"http://{shown}")
-    for entry in allow_hosts:
-        patterns = [entry] if _split_host(entry)[1] else [entry, f"{entry}:*"]
-        hosts += patterns
-        origins += [f"{scheme}://{p}" for p in patterns for scheme in ("http", "https")]
-    return hosts, origins
 
 
 _BODY_RATE = 64 * 1024  # bytes a second: a body earns its sender this much more time to send it
@@ -670,7 +600,7 @@ async def serve_http(
     # then every request is refused (421).
     security = TransportSecuritySettings(enable_dns_rebinding_protection=front.check_hosts)
     if port:
-        security.allowed_hosts[:], security.allowed_origins[:] = _allowed_names(host, {port}, front.allow_hosts)
+        security.allowed_hosts[:], security.allowed_origins[:] = allowed_names(host, {port}, front.allow_hosts)
     sdk_app = server.streamable_http_app(
         streamable_http_path=path,
         host=host,
@@ -712,7 +642,7 @@ async def serve_http(
             await anyio.sleep(0.02)
         if not port:  # bound to a port of the system's choosing: now it has a number
             ports = {sock.getsockname()[1] for s in userver.servers for sock in s.sockets}
-            security.allowed_hosts[:], security.allowed_origins[:] = _allowed_names(host, ports, front.allow_hosts)
+            security.allowed_hosts[:], security.allowed_origins[:] = allowed_names(host, ports, front.allow_hosts)
         for s in userver.servers:
             for sock in s.sockets:
                 h, p = sock.getsockname()[:2]
