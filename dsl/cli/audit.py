@@ -27,8 +27,14 @@ def _json_line(rec: Any) -> str:
     return re.sub("[\u2028\u2029\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _filter(tools: tuple[str, ...], effects: tuple[str, ...], codes: tuple[str, ...], session: str | None,
-            identity: str | None, since: str | None) -> AuditFilter:
+def _filter(
+    tools: tuple[str, ...],
+    effects: tuple[str, ...],
+    codes: tuple[str, ...],
+    session: str | None,
+    identity: str | None,
+    since: str | None,
+) -> AuditFilter:
     """The options as the filter the console's Audit page uses too; a --since it cannot read is
     a usage error naming --since."""
     from ..audit_filters import AuditFilter
