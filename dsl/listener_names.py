@@ -10,9 +10,10 @@ proxy's private code.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
-__all__ = ["allowed_names", "is_loopback_listener", "split_host"]
+__all__ = ["allowed_names", "is_loopback_listener", "parse_allow_host", "split_host"]
 
 
 def _is_loopback_address(text: str) -> bool | None:
@@ -84,3 +85,33 @@ def allowed_names(host: str, ports: set[int], allow_hosts: tuple[str, ...]) -> t
         hosts += patterns
         origins += [f"{scheme}://{p}" for p in patterns for scheme in ("http", "https")]
     return hosts, origins
+
+
+_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9_])?\.?")
+
+
+def parse_allow_host(value: str) -> str:
+    """An ``--allow-host`` value, ``HOST`` or ``HOST:PORT`` (IPv6 in brackets), in lower case;
+    ValueError with a readable message for anything else (a wildcard, a URL, a path)."""
+    text = value.strip().lower()
+    usage = (
+        f"`{value}` is not HOST or HOST:PORT (a host name, an IPv4 address or an IPv6 address in brackets: "
+        "[::1]:8765)"
+    )
+    name, port = split_host(text)
+    if name.startswith("["):
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            raise ValueError(usage) from None
+        if text != name and not text[len(name) :].startswith(":"):
+            raise ValueError(usage)
+    elif not _HOST_NAME.fullmatch(name):
+        raise ValueError(usage)
+    if text != name:  # a port was given
+        if not port.isdigit():
+            raise ValueError(usage)
+        if not 0 < int(port) <= 65535:
+            raise ValueError(f"the port in `{value}` is not from 1 to 65535")
+        return f"{name}:{int(port)}"
+    return name

@@ -20,7 +20,7 @@ __all__ = ["readable_policy_files"]
 
 def readable_policy_files(paths: Iterable[str]) -> tuple[list[str], list[Diagnostic]]:
     """(the `.plr` files under ``paths`` that can be read, an error for each that cannot)."""
-    from .proxy.reload import read_policy_bytes
+    from .reading import read_policy_bytes
 
     ok: list[str] = []
     refused: list[Diagnostic] = []

@@ -34,7 +34,7 @@ def read_source(path: str) -> tuple[bytes, str]:
     only (a FIFO or a device is refused, never waited on) of at most ``MAX_POLICY_BYTES``. So
     every caller that takes the default reader (`plr test`, `plr watch`, the cache) refuses
     what `plr compile` refuses, with the same words."""
-    from .proxy.reload import read_policy_bytes
+    from .reading import read_policy_bytes
 
     data = read_policy_bytes(path)  # OSError (the message only) or ValueError, as callers expect
     try:

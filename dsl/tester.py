@@ -19,6 +19,7 @@ from . import ir
 from .compiler import build, compile_program
 from .errors import Diagnostic, PlrError
 from .policy import Policy, load_policy
+from .reading import read_policy_bytes
 from .resolve import Program
 
 
@@ -121,10 +122,10 @@ def suite_roots(files: list[str]) -> list[str]:
     imported: set[str] = set()
     has_tests: set[str] = set()
     for f in files:
-        try:
-            text = Path(f).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
+        try:  # the safe reader: a FIFO under the folder is refused, never waited on
+            text = read_policy_bytes(f).decode("utf-8", errors="replace")
+        except (OSError, ValueError):
+            continue  # compiled as a root: its compile says why it cannot be read
         if re.search(r'^\s*test\s+"', text, flags=re.MULTILINE):
             has_tests.add(f)
         for spec in _imports_of(text):

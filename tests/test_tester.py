@@ -199,3 +199,23 @@ def test_files_plr_compile_refuses_are_errors_with_its_words_and_exit_2(tmp_path
     # named on the command line, a FIFO is refused the same way
     proc = run_plr("test", "pipe.plr", cwd=tmp_path, timeout=20)
     assert proc.returncode == 2 and f"pipe.plr: error: {expected['pipe.plr']}" in proc.stderr_text
+
+
+def test_suite_roots_never_waits_on_a_fifo(tmp_path) -> None:
+    """Finding the roots reads each file through the safe reader: a FIFO is a root that does
+    not compile (its error says why), never a read that waits for a writer."""
+    import os
+    import threading
+
+    from dsl.tester import suite_roots
+
+    good = tmp_path / "a.plr"
+    good.write_text('default deny\nallow tool "x"\n')
+    fifo = tmp_path / "b.plr"
+    os.mkfifo(fifo)
+    out: list[list[str]] = []
+    t = threading.Thread(target=lambda: out.append(suite_roots([str(good), str(fifo)])), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "suite_roots is waiting on the FIFO"
+    assert out == [[str(good), str(fifo)]]

@@ -80,10 +80,10 @@ def console_cmd(
       plr console --state redis://10.0.0.5:6379/0 --listen 0.0.0.0:8766 --auth-tokens tokens.json
     """
     from ..listener_names import is_loopback_listener
-    from .proxy_run import _load_tokens, _parse_allow_host, _parse_listen
+    from .listen_flags import load_tokens, parse_allow_host, parse_listen
 
-    host, port = _parse_listen(listen)
-    allow = tuple(dict.fromkeys(_parse_allow_host(v) for v in allow_host))
+    host, port = parse_listen(listen)
+    allow = tuple(dict.fromkeys(parse_allow_host(v) for v in allow_host))
     if db and state:
         raise click.UsageError("--db and --state name two different approval queues; give one")
     loopback = is_loopback_listener(host)
@@ -94,7 +94,7 @@ def console_cmd(
             err=True,
         )
         sys.exit(EXIT_INPUT)
-    tokens = _load_tokens(auth_tokens) if auth_tokens else None
+    tokens = load_tokens(auth_tokens, "plr console") if auth_tokens else None
     cfg = _config(db, state, audits, policy, tokens, check_hosts=loopback or bool(allow) or tokens is None)
     _serve(cfg, host, port, allow)
 

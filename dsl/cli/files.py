@@ -35,7 +35,7 @@ def special_files(files: list[str]) -> list[Any]:
     """An error diagnostic for each file that is not a regular file (a FIFO, a socket, a
     device): reading one could wait for ever, so it is never opened."""
     from ..errors import Diagnostic
-    from ..proxy.reload import not_a_regular_file
+    from ..reading import not_a_regular_file
 
     out = []
     for f in files:
@@ -94,7 +94,7 @@ def compile_cmd(paths: tuple[str, ...], output: str | None, no_source: bool, qui
     """
     from ..compiler import build, compile_program
     from ..errors import PlrError
-    from ..proxy.reload import read_policy_text
+    from ..reading import read_policy_text
 
     if output and output != "-":
         write_output_check(output, paths)
@@ -154,7 +154,7 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     Exit 0: no errors; 1: warnings with --strict; 2: errors.
     """
     from ..compiler import build
-    from ..proxy.reload import read_policy_text
+    from ..reading import read_policy_text
 
     missing: list[Any] = []  # a missing path is an error of the report, so --format json stays a document
     roots = _roots(paths or (".",), missing=missing)
@@ -286,7 +286,7 @@ def _fmt_files(files: list[str], check_only: bool, diff: bool, json_mode: bool) 
     """Format each file (or report it): the files that change, and whether any could not be read
     or parsed. One bad file does not stop the others."""
     from ..errors import PlrError
-    from ..proxy.reload import read_policy_text
+    from ..reading import read_policy_text
 
     changed: list[str] = []
     failed = False
@@ -331,7 +331,7 @@ def decompile_cmd(policy: str, output: str | None) -> None:
     from ..decompile import decompile
     from ..errors import PlrError
     from ..policy import load_policy
-    from ..proxy.reload import read_policy_bytes
+    from ..reading import read_policy_bytes
 
     if output and output != "-":
         write_output_check(output, [policy])

@@ -28,7 +28,7 @@ def import_group() -> None:
 
 def _read(path: str) -> str:
     from ..errors import PlrError
-    from ..proxy.reload import read_policy_bytes
+    from ..reading import read_policy_bytes
 
     try:
         raw = click.get_text_stream("stdin").read() if path == "-" else read_policy_bytes(path)

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from .approvals import open_state
+from .listen_flags import load_tokens, parse_allow_host, parse_listen
 from .output import EXIT_FAIL, EXIT_INPUT
 
 
@@ -76,39 +77,6 @@ def _need_mcp() -> None:
         sys.exit(EXIT_INPUT)
 
 
-def _parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:8765", param_hint="--listen")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        p = int(port)
-    except ValueError:
-        raise click.BadParameter(f"port `{port}` is not a number", param_hint="--listen") from None
-    if not 0 <= p <= 65535:
-        raise click.BadParameter(f"port {p} is out of range", param_hint="--listen")
-    _check_bindable(host, p)
-    return host, p
-
-
-def _check_bindable(host: str, port: int) -> None:
-    """A port in use or an address this machine does not have is a usage error now, in one line,
-    not a traceback from the web server later (its socket is bound the same way)."""
-    import socket
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as e:
-        raise click.BadParameter(f"cannot resolve `{host}`: {getattr(e, 'strerror', None) or e}", param_hint="--listen") from None
-    family, _, _, _, addr = infos[0]
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(addr)
-    except OSError as e:
-        raise click.BadParameter(f"cannot listen on {host}:{port}: {e.strerror or e}", param_hint="--listen") from None
-
-
 def _check_upstream(url: str) -> None:
     """--upstream must be an http(s) URL with a host (and a valid port): checked before starting."""
     from urllib.parse import urlsplit
@@ -134,7 +102,7 @@ def run_proxy(o: ProxyCommandOptions) -> None:
     cmd = o.server_command()
     host_port = _check_front_and_upstream(o, cmd)
     front = _http_front(o, host_port)
-    tokens = _load_tokens(o.auth_tokens) if o.auth_tokens else None
+    tokens = load_tokens(o.auth_tokens, "plr proxy") if o.auth_tokens else None
     fleet = _is_redis(o.state)
     if fleet and o.approvals_db:
         raise click.UsageError("--approvals-db and --state name two different approval queues; give one")
@@ -202,20 +170,11 @@ def _check_front_and_upstream(o: ProxyCommandOptions, cmd: list[str]) -> tuple[s
     if o.insecure_no_auth and o.auth_tokens:
         raise click.UsageError("--insecure-no-auth and --auth-tokens contradict each other: give one")
     for value in o.allow_host:
-        _parse_allow_host(value)
-    host_port = _parse_listen(o.listen) if o.listen else None
+        parse_allow_host(value)
+    host_port = parse_listen(o.listen) if o.listen else None
     if host_port and not o.auth_tokens:
         _check_unauthenticated_listener(host_port[0], o.insecure_no_auth)
     return host_port
-
-
-def _parse_allow_host(value: str) -> str:
-    from ..proxy.http import parse_allow_host
-
-    try:
-        return parse_allow_host(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--allow-host") from None
 
 
 def _check_unauthenticated_listener(host: str, insecure: bool) -> None:
@@ -255,7 +214,7 @@ def _http_front(o: ProxyCommandOptions, host_port: tuple[str, int] | None) -> An
     from ..proxy.http import HttpFront, is_loopback_listener
 
     _ensure_open_files(o.max_connections)
-    allow = tuple(dict.fromkeys(_parse_allow_host(v) for v in o.allow_host))
+    allow = tuple(dict.fromkeys(parse_allow_host(v) for v in o.allow_host))
     return HttpFront(
         check_hosts=not o.auth_tokens or bool(allow) or is_loopback_listener(host_port[0]),
         allow_hosts=allow,
@@ -291,16 +250,6 @@ def _ensure_open_files(max_connections: int) -> None:
             f"only {soft} (ulimit -n); lower --max-connections or raise the limit",
             err=True,
         )
-        sys.exit(EXIT_INPUT)
-
-
-def _load_tokens(path: str) -> dict[str, str]:
-    from ..proxy.http import load_tokens
-
-    try:
-        return load_tokens(path)
-    except (OSError, ValueError) as e:
-        click.echo(f"plr proxy: {path}: {e}", err=True)
         sys.exit(EXIT_INPUT)
 
 
@@ -383,7 +332,7 @@ def _notify_and_metrics(o: ProxyCommandOptions, opts: Any, loaded: Any, front: A
         click.echo(f"plr proxy: {e}", err=True)
         sys.exit(EXIT_INPUT)
     try:
-        host, port = _parse_listen(o.metrics)
+        host, port = parse_listen(o.metrics)
     except click.BadParameter as e:
         raise click.BadParameter(e.message, param_hint="--metrics") from None
     from ..state import open_queue

@@ -34,7 +34,7 @@ _IMPORTS = re.compile(r'^\s*import\s+"([^"]+)"', re.MULTILINE)
 
 def default_reader(path: str) -> str:
     """What `plr check` reads a policy with: a regular file only, size-capped, UTF-8."""
-    from ..proxy.reload import read_policy_text
+    from ..reading import read_policy_text
 
     return read_policy_text(path)
 

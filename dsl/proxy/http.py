@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import re
@@ -39,7 +38,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ..listener_names import allowed_names, is_loopback_listener, split_host
+from ..listener_names import allowed_names, is_loopback_listener, parse_allow_host
 
 __all__ = [
     "TokenGate",
@@ -401,36 +400,6 @@ class HttpFront:
     max_connections: int = 512
     session_idle_timeout: float = 30 * 60.0
     metrics: Any = None  # --metrics: a metrics.ProxyMetrics also served at GET /metrics (behind the tokens)
-
-
-_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9_.-]*[a-z0-9_])?\.?")
-
-
-def parse_allow_host(value: str) -> str:
-    """An ``--allow-host`` value, ``HOST`` or ``HOST:PORT`` (IPv6 in brackets), in lower case;
-    ValueError with a readable message for anything else (a wildcard, a URL, a path)."""
-    text = value.strip().lower()
-    usage = (
-        f"`{value}` is not HOST or HOST:PORT (a host name, an IPv4 address or an IPv6 address in brackets: "
-        "[::1]:8765)"
-    )
-    name, port = split_host(text)
-    if name.startswith("["):
-        try:
-            ipaddress.IPv6Address(name[1:-1])
-        except ValueError:
-            raise ValueError(usage) from None
-        if text != name and not text[len(name) :].startswith(":"):
-            raise ValueError(usage)
-    elif not _HOST_NAME.fullmatch(name):
-        raise ValueError(usage)
-    if text != name:  # a port was given
-        if not port.isdigit():
-            raise ValueError(usage)
-        if not 0 < int(port) <= 65535:
-            raise ValueError(f"the port in `{value}` is not from 1 to 65535")
-        return f"{name}:{int(port)}"
-    return name
 
 
 _BODY_RATE = 64 * 1024  # bytes a second: a body earns its sender this much more time to send it
