@@ -18,7 +18,10 @@ both sides. Issue #20's targets:
   text of its own request (target: none lost or mismatched);
 * memory: the proxy's resident set (``/proc/PID/status``) after a warm-up and after 10,000 more
   calls (target: flat, i.e. growth ≤ 10% + 2 MiB);
-* start-up: spawn to the ``initialize`` answer, reported.
+* start-up: spawn to the ``initialize`` answer, reported;
+* over HTTP: the same server over streamable HTTP (``raw_echo_server.py --http``), called
+  directly and through ``plr proxy --listen`` with ``--upstream`` (both on keep-alive
+  connections, interleaved rounds): the added p50, against the same 300 µs.
 
 The proxy always writes its audit log (one flushed JSON line per decision, before the call is
 forwarded); the benchmark points it at a temporary file, and in the full run also at
@@ -165,6 +168,120 @@ class _Client:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class _HttpClient:
+    """Streamable HTTP on one keep-alive connection: ``POST`` a message, read its one answer
+    (JSON, or the ``data:`` lines of an event stream), keeping the session id and version."""
+
+    def __init__(self, url: str) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.path = parts.path or "/"
+        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=READ_TIMEOUT_S)
+        self.session: str | None = None
+        self.version: str | None = None
+        self._id = 0
+
+    def _post(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        if self.session:
+            headers["mcp-session-id"] = self.session
+        if self.version:
+            headers["mcp-protocol-version"] = self.version
+        self.conn.request("POST", self.path, body=json.dumps(msg).encode(), headers=headers)
+        resp = self.conn.getresponse()
+        body = resp.read()
+        self.session = resp.getheader("mcp-session-id") or self.session
+        if resp.status == 202 or not body:
+            return None
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {body[:300]!r}")
+        if (resp.getheader("content-type") or "").startswith("text/event-stream"):
+            for line in body.decode("utf-8", "replace").splitlines():
+                if line.startswith("data:"):
+                    data = json.loads(line[5:])
+                    if isinstance(data, dict) and "id" in data and ("result" in data or "error" in data):
+                        return data
+            raise RuntimeError(f"no answer in the event stream: {body[:300]!r}")
+        answer: dict[str, Any] = json.loads(body)
+        return answer
+
+    def initialize(self) -> None:
+        self._id += 1
+        reply = self._post({"jsonrpc": "2.0", "id": self._id, "method": "initialize",
+                            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                       "clientInfo": {"name": "plr-bench", "version": "1"}}})  # fmt: skip
+        if reply is None or "error" in reply:
+            raise RuntimeError(f"initialize failed: {reply}")
+        self.version = reply["result"]["protocolVersion"]
+        self._post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def call(self, text: str) -> dict[str, Any]:
+        self._id += 1
+        reply = self._post({"jsonrpc": "2.0", "id": self._id, "method": "tools/call",
+                            "params": {"name": "echo", "arguments": {"text": text}}})  # fmt: skip
+        if reply is None:
+            raise RuntimeError("no answer to a tools/call")
+        return reply
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    import socket
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {seconds:g} s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _measure_http(policy: Path, audit: str, plan: _Plan) -> dict[str, dict[str, Any]]:
+    """The stdlib echo server over HTTP, called directly and through ``plr proxy --listen``."""
+    procs: list[subprocess.Popen[bytes]] = []
+    clients: dict[str, _HttpClient] = {}
+    try:
+        up, front = _free_port(), _free_port()
+        server = subprocess.Popen([sys.executable, str(SERVER), "--http", str(up)], env=_env(), cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        procs.append(server)
+        _wait_port(up, server)
+        cmd = [*plr_command()[0], "proxy", "--policy", str(policy), "--audit", audit, "--listen", f"127.0.0.1:{front}",
+               "--upstream", f"http://127.0.0.1:{up}/mcp"]  # fmt: skip
+        proxy = subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proxy)
+        _wait_port(front, proxy)
+        clients = {"direct": _HttpClient(f"http://127.0.0.1:{up}/mcp"), "plr proxy": _HttpClient(f"http://127.0.0.1:{front}/mcp")}
+        for c in clients.values():
+            c.initialize()
+        return _interleaved(clients, plan.calls, plan.rounds)  # type: ignore[arg-type]
+    finally:
+        for c in clients.values():
+            c.close()
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _text_of(reply: dict[str, Any]) -> str | None:
@@ -356,6 +473,7 @@ def run(cfg: Config) -> Section:
             slow_audit = str(Path(tmp) / "audit-sdk.jsonl")
             cmds["plr proxy, fast path off"] = ([*proxy, "--audit", slow_audit, "--", *server], {"PLR_PROXY_FAST": "0"})
         results = _measure(cmds, plan)
+        over_http = _measure_http(policy, str(Path(tmp) / "audit-http.jsonl"), plan)
     direct = results.pop("direct")
     variants = results
     section.rows.append(
@@ -427,6 +545,23 @@ def run(cfg: Config) -> Section:
                 note="" if b["in_order"] else "responses came back out of request order (allowed by JSON-RPC)",
             )
         )
+    hd, hp = over_http["direct"], over_http["plr proxy"]
+    added_http = statistics.median(p - d for p, d in zip(hp["round_p50_ns"], hd["round_p50_ns"]))
+    section.rows.append(
+        Row(
+            section=NAME,
+            case=f"over HTTP: plr proxy --listen, {plan.calls:,} calls",
+            result=f"p50 {fmt_ns(hp['p50_ns'])} · p99 {fmt_ns(hp['p99_ns'])}",
+            values={**hp, "added_p50_ns": added_http},
+            baseline=f"direct HTTP p50 {fmt_ns(hd['p50_ns'])}",
+            baseline_name="the same server over HTTP, directly (keep-alive)",
+            baseline_values={"p50_ns": hd["p50_ns"], "p99_ns": hd["p99_ns"]},
+            ratio=added_http,
+            ratio_text=f"+{fmt_ns(added_http)} added (median of {plan.rounds} paired rounds)",
+            target="added p50 ≤ 300 µs",
+            status=status_of(added_http <= ADDED_P50_TARGET_NS),
+        )
+    )
     starts = {"direct": direct, **variants}
     section.rows.append(
         Row(
