@@ -109,3 +109,10 @@ def test_a_bad_state_is_a_usage_error(setup: ProxySetup, tmp_path: Path) -> None
     assert "cannot open the limit counters" in unusable.stderr_text and "not starting" in unusable.stderr_text
     assert "Traceback" not in unusable.stderr_text
     assert not setup.calls()  # nothing was started, nothing reached a server
+
+
+async def test_watch_opens_the_counters_a_reloaded_policy_may_need(tmp_path: Path) -> None:
+    """A watched policy may gain a limit on reload: its counters must not be in-process then."""
+    setup = ProxySetup(tmp_path, UNLIMITED)
+    assert await _launch(setup, 1, "--watch") == ["ok"]
+    assert f"plr proxy: limit counters: sqlite at {os.environ['PLR_LIMITS_DB']}" in _stderr(setup)
