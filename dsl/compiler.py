@@ -39,6 +39,58 @@ from .resolve import (
 )
 
 
+_set = object.__setattr__
+_Template = tuple[dict[str, Any], frozenset[str], tuple[str, ...]]
+_TEMPLATES: dict[type, _Template | None] = {}
+
+
+def _template(cls: type[Any]) -> _Template | None:
+    """(every defaulted field with its default, the required fields, the fields whose default
+    is mutable) of a policy model, or None when ``model_construct`` does more than fill
+    defaults (a default factory, private attributes, a post-init hook)."""
+    if cls not in _TEMPLATES:
+        fields = cls.model_fields
+        simple = (
+            not cls.__private_attributes__
+            and not cls.__pydantic_post_init__
+            and all(f.default_factory is None for f in fields.values())
+        )
+        _TEMPLATES[cls] = (
+            (
+                {name: f.default for name, f in fields.items() if not f.is_required()},
+                frozenset(name for name, f in fields.items() if f.is_required()),
+                tuple(n for n, f in fields.items() if not f.is_required() and isinstance(f.default, (list, dict, set))),
+            )
+            if simple
+            else None
+        )
+    return _TEMPLATES[cls]
+
+
+def _construct(cls: type[Any], **values: Any) -> Any:
+    """``cls.model_construct(**values)`` with field names, as pydantic's does it for these
+    models (defaults filled, the given names as the fields set, no validation: the values come
+    from checked IR), without its per-call handling of aliases and extras: that was a third of
+    ``compile_program``. Unknown or missing fields are an error, not a silent default."""
+    template = _template(cls)
+    if template is None:
+        return cls.model_construct(**values)
+    defaults, required, mutable = template
+    if not required <= values.keys() or any(k not in defaults and k not in required for k in values):
+        raise TypeError(f"{cls.__name__}: unknown or missing fields in {sorted(values)}")
+    fields = dict(defaults)
+    fields.update(values)
+    for name in mutable:  # a default list is each model's own, as pydantic copies it
+        if name not in values:
+            fields[name] = defaults[name].copy()
+    node = cls.__new__(cls)
+    _set(node, "__dict__", fields)
+    _set(node, "__pydantic_fields_set__", set(values))
+    _set(node, "__pydantic_extra__", None)
+    _set(node, "__pydantic_private__", None)
+    return node
+
+
 def condition_to_json(c: ir.Condition, reason: str | None = None, rule: str | None = None) -> Any:
     meta: dict[str, Any] = {}
     if reason is not None:
@@ -52,18 +104,18 @@ def condition_to_json(c: ir.Condition, reason: str | None = None, rule: str | No
         chain = c.chain()
         if chain:
             fields["fn"] = chain[0] if len(chain) == 1 else list(chain)
-        return Leaf.model_construct(**fields, _fields_set=set(fields))  # type: ignore[call-arg]
+        return _construct(Leaf, **fields)
     if isinstance(c, ir.And):
         if len(c.items) == 1:
             return condition_to_json(c.items[0], reason, rule)
-        return All.model_construct(all=[condition_to_json(x) for x in c.items], **_meta_defaults(meta))
+        return _construct(All, all=[condition_to_json(x) for x in c.items], **_meta_defaults(meta))
     if isinstance(c, ir.Or):
-        return AnyOf.model_construct(any=[condition_to_json(x) for x in c.items], **_meta_defaults(meta))
+        return _construct(AnyOf, any=[condition_to_json(x) for x in c.items], **_meta_defaults(meta))
     if isinstance(c, ir.Quantifier):
         model = Every if c.kind == "every" else Some
         fields = {c.kind: c.var, "in_": c.path.text(), "where": condition_to_json(c.body), **_meta_defaults(meta)}
-        return model.model_construct(**fields)
-    return Not.model_construct(not_=condition_to_json(c.item), **_meta_defaults(meta))
+        return _construct(model, **fields)
+    return _construct(Not, not_=condition_to_json(c.item), **_meta_defaults(meta))
 
 
 def _meta_defaults(meta: dict[str, Any]) -> dict[str, Any]:
@@ -74,8 +126,8 @@ def _limit(rr: ResolvedRule, prog: Program) -> Limit:
     lim = rr.rule.limit
     assert lim is not None
     cond = condition_to_json(rr.rule.condition) if rr.rule.condition is not None else None
-    return Limit.model_construct(
-        max=lim.max, window=lim.window, per=lim.per, if_=cond, rule=prog.rule_name(rr.rule.span),
+    return _construct(
+        Limit, max=lim.max, window=lim.window, per=lim.per, if_=cond, rule=prog.rule_name(rr.rule.span),
         of=lim.of.text() if lim.of is not None else None, calendar=lim.calendar, tz=lim.tz,
         refund="error" if lim.refund else None,
     )  # fmt: skip
@@ -86,7 +138,7 @@ def _any_of(rules: list[ResolvedRule], prog: Program) -> Any:
     conds = [condition_to_json(rr.rule.condition, rr.rule.reason, prog.rule_name(rr.rule.span)) for rr in rules]  # type: ignore[arg-type]
     if len(conds) == 1:
         return conds[0]
-    return AnyOf.model_construct(any=conds, reason=None, rule=prog.rule_name(rules[0].rule.span))
+    return _construct(AnyOf, any=conds, reason=None, rule=prog.rule_name(rules[0].rule.span))
 
 
 def _tool_entry(tr: ToolRules, prog: Program, grants: list[ResolvedRule] = ()) -> Tool:  # type: ignore[assignment]
@@ -118,7 +170,8 @@ def _tool_entry(tr: ToolRules, prog: Program, grants: list[ResolvedRule] = ()) -
     limits = [_limit(rr, prog) for rr in tr.limit]
     if rule is None and (tr.allow or tr.allow_if or grants):
         rule = name((tr.allow or tr.allow_if or list(grants))[0].rule.span)  # what made the tool callable
-    return Tool.model_construct(
+    return _construct(
+        Tool,
         action=action,
         reason=reason,
         require=require,
@@ -146,7 +199,8 @@ def compile_program(prog: Program) -> Policy:
     def conds(rules: list[ResolvedRule]) -> list[Any]:
         return [condition_to_json(rr.rule.condition, rr.rule.reason, prog.rule_name(rr.rule.span)) for rr in rules]  # type: ignore[arg-type]
 
-    all_tools = AllTools.model_construct(
+    all_tools = _construct(
+        AllTools,
         limits=[_limit(rr, prog) for rr in every.limit],
         deny_if=conds(every.deny_if),
         require=conds(every.deny_unless),

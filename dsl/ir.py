@@ -28,12 +28,49 @@ class Node(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
 
-class Span(Node):
+class Span:
+    """Where a node is written: file, 1-based line and column, and where it ends (0: unknown).
+
+    A small immutable value, not a pydantic model: lowering makes one per node (about nine per
+    rule) from positions the lexer already produced, so validating each one was a fifth of the
+    time spent lowering, with nothing to catch. Equal, hashable and picklable like the model it
+    replaces; fields of the IR typed ``Span`` check the type only."""
+
+    __slots__ = ("file", "line", "col", "end_line", "end_col")
     file: str
     line: int
     col: int
-    end_line: int = 0
-    end_col: int = 0
+    end_line: int
+    end_col: int
+
+    def __init__(self, file: str, line: int, col: int, end_line: int = 0, end_col: int = 0) -> None:
+        setter = object.__setattr__
+        setter(self, "file", file)
+        setter(self, "line", line)
+        setter(self, "col", col)
+        setter(self, "end_line", end_line)
+        setter(self, "end_col", end_col)
+
+    def _key(self) -> tuple[str, int, int, int, int]:
+        return (self.file, self.line, self.col, self.end_line, self.end_col)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError(f"Span is immutable: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise TypeError(f"Span is immutable: cannot delete {name}")
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, Span) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Span(file={self.file!r}, line={self.line}, col={self.col}, end_line={self.end_line}, end_col={self.end_col})"
+
+    def __reduce__(self) -> tuple[type[Span], tuple[str, int, int, int, int]]:
+        return (Span, self._key())
 
     def short(self) -> str:
         return f"{self.file}:{self.line}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Callable
 
 from lark import Token, Transformer, Tree, v_args
@@ -19,6 +20,9 @@ from .errors import Diagnostic, PlrError, line_of
 from .parser import parse
 
 CMP_OPS = {"==": "eq", "!=": "neq", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+# A string literal with no escape and no control character is its own text between the quotes
+# (what json.loads would return): most strings of a policy, decoded without the JSON reader.
+_PLAIN_STRING = re.compile(r'"[^"\\\x00-\x1f]*"')
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -84,6 +88,8 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         )
 
     def text_of(self, tok: Token) -> str:
+        if _PLAIN_STRING.fullmatch(tok):
+            return tok[1:-1]
         try:
             value = json.loads(str(tok))
         except (ValueError, RecursionError):
