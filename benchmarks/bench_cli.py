@@ -1,7 +1,8 @@
 """CLI start: wall time of ``plr --help`` and ``plr eval`` in fresh processes.
 
 Each command runs ``N`` times as a subprocess (after one untimed run that fills Lark's parser
-cache and plr's compiled-policy cache, in a temp dir of its own); ``plr eval`` is measured on a
+cache and plr's compiled-policy cache, which also keeps the rendered ``plr --help``, in a temp
+dir of its own); ``plr eval`` is measured on a
 cache hit (the policy unchanged since the last run: the common case, and the one the target is
 about) and with ``--no-cache`` (validate and compile every time); the median is reported against the same interpreter doing nothing (``python -c pass``,
 which includes this machine's site-packages ``.pth`` hooks). ``plr`` is the installed console
@@ -34,7 +35,8 @@ TITLE = "CLI start: plr --help and plr eval (fresh processes)"
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "codex_worker.plr"
-TARGET_S = 0.150
+# issue #20: absolute wall times, interpreter start included
+TARGET_S = {"help": 0.040, "eval": 0.050}
 
 _EVAL_PHASES = r"""
 import json, sys, time
@@ -176,22 +178,25 @@ def run(cfg: Config) -> Section:
     subprocess.run([*plr, "compile", str(EXAMPLE), "-o", str(compiled)], capture_output=True, env=_env(), check=True)
     example = EXAMPLE.relative_to(ROOT)
     cases = {
-        "plr --help": ([*plr, "--help"], True),
-        f"plr eval {example} --tool get-task (cache hit)": ([*plr, "eval", str(EXAMPLE), "--tool", "get-task"], True),
+        "plr --help": ([*plr, "--help"], TARGET_S["help"]),
+        f"plr eval {example} --tool get-task (cache hit)": (
+            [*plr, "eval", str(EXAMPLE), "--tool", "get-task"],
+            TARGET_S["eval"],
+        ),
         "plr eval codex_worker.json --tool get-task (cache hit)": (
             [*plr, "eval", str(compiled), "--tool", "get-task"],
-            True,
+            TARGET_S["eval"],
         ),
         f"plr eval {example} --tool get-task --no-cache": (
             [*plr, "eval", str(EXAMPLE), "--tool", "get-task", "--no-cache"],
-            False,
+            None,
         ),
         "plr eval codex_worker.json --tool get-task --no-cache": (
             [*plr, "eval", str(compiled), "--tool", "get-task", "--no-cache"],
-            False,
+            None,
         ),
     }
-    for label, (cmd, targeted) in cases.items():
+    for label, (cmd, target) in cases.items():
         runs = _run_many(cmd, plan.runs)
         med = runs.wall
         section.rows.append(
@@ -206,15 +211,15 @@ def run(cfg: Config) -> Section:
                 baseline_values={"median_s": base},
                 ratio=med / base,
                 ratio_text=f"{med / base:.2f}× bare start",
-                target=f"≤ {TARGET_S * 1e3:.0f} ms" if targeted else "",
-                status=status_of(med <= TARGET_S) if targeted else "INFO",
+                target=f"≤ {target * 1e3:.0f} ms" if target is not None else "",
+                status=status_of(med <= target) if target is not None else "INFO",
             )
         )
 
     for title, code in (
-        ("plr --help", "import dsl.cli"),
-        ("plr eval (cache hit)", "import dsl.cli, dsl.cache, dsl.engine"),
-        ("plr eval --no-cache", "import dsl.cli, dsl.compiler, dsl.engine"),
+        ("plr --help", "import dsl.cli, dsl.cli.root_help, dsl.cache"),
+        ("plr eval (cache hit)", "import dsl.cli, dsl.cli.eval, dsl.cache, dsl.engine"),
+        ("plr eval --no-cache", "import dsl.cli, dsl.cli.eval, dsl.compiler, dsl.engine"),
     ):
         rows, by_package, total = _offenders(code, plan.importtime_runs)
         section.details[f"importtime {title}"] = {"total_self_ms": total, "top": rows, "by_package": by_package}
