@@ -24,10 +24,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any
 
 from . import __version__
+
+# No pathlib or typing here: a cache hit is on the start-up path of every `plr eval`, and on an
+# interpreter whose site hooks have not loaded them already they cost more than the hit itself.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 try:  # CPython's own SHA-256 (the digest hashlib gives) without loading OpenSSL: 2.5 ms a `plr eval`
     from _sha2 import sha256 as _sha256  # type: ignore[import-not-found]  # CPython >= 3.12
@@ -44,14 +49,22 @@ FORMAT = 1  # bump when the entry layout or the meaning of the dump changes
 
 def cache_dir() -> Path | None:
     """Where entries live, or None when the cache is turned off."""
+    from pathlib import Path
+
+    d = _cache_dir()
+    return None if d is None else Path(d)
+
+
+def _cache_dir() -> str | None:
+    """``cache_dir`` as a string (the hit path does not import pathlib)."""
     if os.environ.get("PLR_NO_CACHE", "") not in ("", "0"):
         return None
     explicit = os.environ.get("PLR_CACHE_DIR")
     if explicit:
-        d = Path(explicit)
+        d = explicit
     else:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        d = Path(base) / "plr"
+        d = os.path.join(base, "plr")
     try:
         st = os.stat(d)
     except OSError:
@@ -61,14 +74,17 @@ def cache_dir() -> Path | None:
     return d
 
 
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _code_fingerprint() -> bytes:
     """plr's own code: an entry made by other code (an upgrade, an edit in a checkout) is stale."""
-    from .resources import grammar_path
-
     h = _sha256(f"plr {__version__} cache {FORMAT}\0".encode())
-    pkg = Path(__file__).resolve().parent
+    pkg = os.path.dirname(os.path.realpath(__file__))
     files = sorted(e.path for e in os.scandir(pkg) if e.name.endswith(".py"))
-    for f in [*files, str(grammar_path())]:
+    for f in [*files, _grammar_file(pkg)]:
         try:
             st = os.stat(f)
         except OSError:
@@ -77,13 +93,21 @@ def _code_fingerprint() -> bytes:
     return h.digest()
 
 
+def _grammar_file(pkg: str) -> str:
+    """``resources.grammar_path()`` without importing importlib.resources: package data in
+    ``dsl/_data`` (a wheel), else the checkout's top level (see dsl/resources.py)."""
+    packaged = os.path.join(pkg, "_data", "grammar")
+    folder = packaged if os.path.isdir(packaged) else os.path.join(os.path.dirname(pkg), "grammar")
+    return os.path.join(folder, "plr.lark")
+
+
 def _sha(data: bytes) -> str:
     return _sha256(data).hexdigest()
 
 
-def _read_entry(path: Path) -> dict[str, Any] | None:
+def _read_entry(path: str) -> dict[str, Any] | None:
     try:
-        entry = json.loads(path.read_bytes())
+        entry = json.loads(_read_bytes(path))
     except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or not isinstance(entry.get("policy"), dict):
@@ -98,19 +122,19 @@ def _deps_unchanged(deps: Any) -> bool:
         if not (isinstance(dep, list) and len(dep) == 2 and all(isinstance(x, str) for x in dep)):
             return False
         try:
-            if _sha(Path(dep[0]).read_bytes()) != dep[1]:
+            if _sha(_read_bytes(dep[0])) != dep[1]:
                 return False
         except OSError:
             return False
     return True
 
 
-def _write_entry(directory: Path, path: Path, entry: dict[str, Any]) -> None:
+def _write_entry(directory: str, path: str, entry: dict[str, Any]) -> None:
     """Best effort: a cache that cannot be written only costs speed."""
     import tempfile
 
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -144,18 +168,18 @@ def load_cached(path: str) -> dict[str, Any]:
     """The canonical dump of the policy at ``path`` (``.json`` loaded, anything else compiled),
     from the cache when nothing changed; PlrError exactly as the uncached load would raise."""
     try:
-        raw = Path(path).read_bytes()
+        raw = _read_bytes(path)
     except OSError as e:
         from .errors import PlrError
 
         raise PlrError.at(f"cannot read policy: {e.strerror or e}", path) from None
     is_json = path.endswith(".json")
-    directory = cache_dir()
-    entry_path: Path | None = None
+    directory = _cache_dir()
+    entry_path: str | None = None
     if directory is not None:
         kind = b"json" if is_json else os.path.abspath(path).encode("utf-8", "surrogateescape")
         key = _sha256(_code_fingerprint() + b"\0" + kind + b"\0" + raw).hexdigest()
-        entry_path = directory / f"{key}.json"
+        entry_path = os.path.join(directory, f"{key}.json")
         entry = _read_entry(entry_path)
         if entry is not None and (is_json or _deps_unchanged(entry.get("deps"))):
             return entry["policy"]  # type: ignore[no-any-return]
@@ -173,11 +197,11 @@ def load_cached(path: str) -> dict[str, Any]:
 def read_text_entry(name: str, key: str) -> str | None:
     """The text kept under ``name`` if it was written with the same ``key``, else None (a miss:
     no entry, another key, a corrupt file or the cache turned off)."""
-    directory = cache_dir()
+    directory = _cache_dir()
     if directory is None:
         return None
     try:
-        entry = json.loads((directory / f"{name}.text").read_bytes())
+        entry = json.loads(_read_bytes(os.path.join(directory, f"{name}.text")))
     except (OSError, ValueError, RecursionError):
         return None
     if (
@@ -192,7 +216,7 @@ def read_text_entry(name: str, key: str) -> str | None:
 
 def write_text_entry(name: str, key: str, text: str) -> None:
     """Keep ``text`` under ``name`` for ``key`` (best effort, atomic, only the user can read it)."""
-    directory = cache_dir()
+    directory = _cache_dir()
     if directory is not None:
         key_sha = _sha(key.encode("utf-8", "surrogateescape"))
-        _write_entry(directory, directory / f"{name}.text", {"format": FORMAT, "key": key_sha, "text": text})
+        _write_entry(directory, os.path.join(directory, f"{name}.text"), {"format": FORMAT, "key": key_sha, "text": text})

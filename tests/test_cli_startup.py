@@ -140,3 +140,31 @@ def test_a_mistyped_command_is_offered_every_command(tmp_path: Path, typo: str, 
     )  # fmt: skip
     assert proc.returncode == 2
     assert f"No such command '{typo}'. Did you mean '{meant}'?" in proc.stderr
+
+
+def test_on_a_bare_interpreter_the_hit_paths_import_no_file_machinery(tmp_path: Path) -> None:
+    """Without site hooks (``python -S``, as on a machine whose site-packages load nothing at
+    start) the cached paths stay off pathlib, importlib.resources and tempfile, which cost more
+    than the rest of `plr --help` there."""
+    import click
+
+    site_packages = os.path.dirname(os.path.dirname(click.__file__))
+    src = tmp_path / "p.plr"
+    src.write_text(POLICY)
+    code = (
+        "import sys\nfrom dsl.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "names = ('click', 'pathlib', 'importlib.resources', 'tempfile', 'pydantic', 'lark')\n"
+        "print('IMPORTED', *[m for m in names if m in sys.modules], file=sys.stderr)\n"
+    )
+    environ = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), site_packages]), PLR_CACHE_DIR=str(tmp_path / "c"))
+    environ.pop("PLR_NO_CACHE", None)
+
+    def imported(*args: str) -> list[str]:
+        proc = subprocess.run([sys.executable, "-S", "-c", code, *args], capture_output=True, text=True, env=environ, timeout=60)
+        return proc.stderr.strip().splitlines()[-1].split()[1:]
+
+    imported("--help")  # fills the cache
+    assert imported("--help") == []
+    imported("eval", str(src), "--tool", "get-task")
+    assert set(imported("eval", str(src), "--tool", "get-task")) <= {"click", "pathlib"}  # pathlib: dsl.state's

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing itself is not imported: it is a tenth of `plr --help` on a bare interpreter
 if TYPE_CHECKING:
+    from typing import Any
+
     import click
 
 __all__ = ["COMMANDS", "cli", "main"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,6 +23,8 @@ def load_policy_data(path: str, use_cache: bool = True) -> dict[str, Any]:
     if not os.path.exists(path):
         raise PlrError.at("no such file", path)
     if path.endswith((".yaml", ".yml")):  # no plr format: the loader says what it is and what to do
+        from pathlib import Path
+
         from ..policy import load_policy
 
         return load_policy(Path(path)).to_dict()
@@ -60,7 +61,8 @@ def _call_arguments(args_json: str) -> dict[str, Any]:
         args_json = click.get_text_stream("stdin").read()
     elif args_json.startswith("@"):
         try:
-            args_json = Path(args_json[1:]).read_text(encoding="utf-8")
+            with open(args_json[1:], encoding="utf-8") as f:
+                args_json = f.read()
         except (OSError, UnicodeDecodeError) as e:
             why = getattr(e, "strerror", None) or e
             raise click.BadParameter(f"cannot read {args_json[1:]}: {why}", param_hint="--args") from None
