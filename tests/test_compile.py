@@ -223,3 +223,19 @@ def test_spans_are_immutable_values():
 
     m1, m2 = lower_source('deny tool "x"\n', "p.plr"), lower_source('deny tool "x"\n', "p.plr")
     assert m1 == m2 and hash(m1.statements) == hash(m2.statements) and rule["tools"]["x"]["action"] == "deny"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "x = 1e-5", "1e-300", "1E-300", "e-", "e-12", "name-e-123", "0." + "0" * 199 + "1", "0." + "0" * 200 + "1",
+     "fine-grained 2e-3 and then E-999", "e-\ne-99x e-1234"],
+)  # fmt: skip
+def test_underflow_prefilter_agrees_with_its_regex(text: str):
+    from dsl.parser import _MAY_UNDERFLOW, _may_underflow
+
+    assert _may_underflow(text) == (_MAY_UNDERFLOW.search(text) is not None)
+
+
+def test_a_number_that_underflows_is_still_an_error():
+    with pytest.raises(dsl.PlrError, match="too small to represent"):
+        compile_source('deny tool "x" if args.n > 1e-400\n')
