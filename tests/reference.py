@@ -20,11 +20,18 @@ Decision order for one call (first match wins):
    ``deny all tools unless C``. If some fail: when each failing one holds with ``approved``
    true → ``approval_required``/``require``, else ``deny``/``require``
 6. limits (the tool's own ``limit`` rules, one quota per rule and tool, plus every
-   ``limit all tools``; a limit with ``if C`` only where ``C`` holds): one full window →
-   ``deny``/``rate_limited``. A hit at ``t`` counts while ``now - t < window``; no session
-   (identity) and ``""`` are one scope, as in the engine
+   ``limit all tools``; a limit with ``if C`` only where ``C`` holds). A spend cap
+   (``to N of args.PATH``) whose amount is not a finite number >= 0 (missing, text, a
+   boolean, NaN, infinite, negative) → ``deny``/``invalid_args``, whichever limit comes first;
+   then one full window → ``deny``/``rate_limited``: a call count at ``max`` calls, a spend
+   cap when the amounts in the window plus this one would pass ``max``. A hit at ``t`` counts
+   while ``now - t < window``; a calendar window (``per calendar day``, UTC or a zone) counts
+   the hits of the current period only (the period a wall-clock day, week from Monday, month
+   ... of the zone); no session (identity) and ``""`` are one scope, as in the engine
 7. ``allow`` (code ``allowed`` when a rule names the tool or a grant allowed it, ``default``
-   otherwise); the call is counted against every applicable limit.
+   otherwise); the call is counted against every applicable limit (a spend cap: its amount).
+   ``refund()`` then takes back what the last allowed call put on its ``refund on error``
+   limits, as the proxy does when the upstream answers with an error.
 
 Comparing values of different types is false, for every operator (``!=`` and ``not in``
 included): ``args.x != "a"`` holds only for a string other than ``"a"``, and
@@ -33,11 +40,14 @@ included): ``args.x != "a"`` holds only for a string other than ``"a"``, and
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
 import re2
+from zoneinfo import ZoneInfo
 
 from dsl import ir
 
@@ -349,7 +359,10 @@ class RefInterpreter:
                         self.risk.setdefault(t.name, t.risk)
         self.rules: list[ir.Rule] = [s for m in program.modules for s in m.statements if isinstance(s, ir.Rule)]
         self.env = Env(program)
-        self.hits: dict[tuple[Any, ...], list[float]] = {}
+        # per quota (and calendar period): (time, amount, call number), oldest first
+        self.hits: dict[tuple[Any, ...], list[tuple[float, Any, int]]] = {}
+        self.calls = 0
+        self.charge: list[tuple[tuple[Any, ...], int]] = []  # what refund() gives back
 
     def selects(self, sel: ir.Selector, tool: str) -> bool:
         if sel.kind in ("tool", "list"):
@@ -425,21 +438,67 @@ class RefInterpreter:
         def applies(r: ir.Rule) -> bool:
             return r.condition is None or holds(r.condition, call, self.env)
 
-        windows: list[tuple[tuple[Any, ...], int, float]] = []
-        for i, r in of("limit"):
-            assert r.limit is not None
-            if applies(r):
-                windows.append((("tool", i, tool, r.limit.per, scope_value[r.limit.per]), r.limit.max, r.limit.window))
-        for i, r in every:
-            if r.kind == "limit" and applies(r):
-                assert r.limit is not None
-                windows.append((("all", i, r.limit.per, scope_value[r.limit.per]), r.limit.max, r.limit.window))
-        for key, mx, window in windows:
-            counted = [t for t in self.hits.get(key, []) if now - t < window]
+        # (key, max, window or None for a calendar period, amount or None for a call count, refund)
+        quotas: list[tuple[tuple[Any, ...], Any, float | None, Any, bool]] = []
+        limits = [(("tool", i, tool), r) for i, r in of("limit")]
+        limits += [(("all", i), r) for i, r in every if r.kind == "limit"]
+        for base, r in limits:
+            lim = r.limit
+            assert lim is not None
+            if not applies(r):
+                continue
+            key: tuple[Any, ...] = (*base, lim.per, scope_value[lim.per])
+            window: float | None = lim.window
+            if lim.calendar is not None:
+                key, window = (*key, "period", period_start(lim.calendar, now, lim.tz)), None
+            amount = None
+            if lim.of is not None:
+                amount = lookup(lim.of, call, self.env)
+                if not countable(amount):
+                    return DENY, "invalid_args"
+            quotas.append((key, lim.max, window, amount, lim.refund))
+        for key, mx, window, amount, _refund in quotas:
+            counted = [h for h in self.hits.get(key, []) if window is None or now - h[0] < window]
             self.hits[key] = counted
-            if len(counted) >= mx:
+            if amount is None and len(counted) >= mx:
                 return DENY, "rate_limited"
-        for key, _mx, _window in windows:
-            self.hits.setdefault(key, []).append(now)
+            if amount is not None and sum(h[1] for h in counted) + amount > mx:
+                return DENY, "rate_limited"
+        self.calls += 1
+        self.charge = []
+        for key, _mx, _window, amount, refund in quotas:
+            self.hits.setdefault(key, []).append((now, 1 if amount is None else amount, self.calls))
+            if refund:
+                self.charge.append((key, self.calls))
         # 7. allowed
         return ALLOW, ("allowed" if mine or granted else "default")
+
+    def refund(self) -> bool:
+        """The upstream failed the last allowed call: its `refund on error` limits forget it.
+        True when there was something to give back."""
+        charge, self.charge = self.charge, []
+        for key, n in charge:
+            self.hits[key] = [h for h in self.hits.get(key, []) if h[2] != n]
+        return bool(charge)
+
+
+def countable(v: Any) -> bool:
+    """Can a spend cap add ``v`` up? Only a finite number >= 0 (booleans are not numbers)."""
+    return _is_number(v) and math.isfinite(v) and v >= 0
+
+
+def period_start(unit: str, now: float, tz: str | None) -> tuple[int, ...]:
+    """The calendar period holding ``now``, as the wall-clock date (and time) it starts at in
+    the zone (UTC when none): a period is a key, nothing is computed back into seconds."""
+    zone = ZoneInfo(tz) if tz else dt.timezone.utc
+    t = dt.datetime.fromtimestamp(now, zone)
+    if unit == "minute":
+        return (t.year, t.month, t.day, t.hour, t.minute)
+    if unit == "hour":
+        return (t.year, t.month, t.day, t.hour)
+    if unit == "day":
+        return (t.year, t.month, t.day)
+    if unit == "week":  # weeks start on Monday
+        return (t.date() - dt.timedelta(days=t.weekday())).timetuple()[:3]
+    assert unit == "month", unit
+    return (t.year, t.month)

@@ -8,7 +8,9 @@ every type, with free whitespace, comments and keyword-like argument names.
 
 Literals and argument values are drawn from shared pools so conditions actually hold on
 generated calls; ``calls(tool_names)`` draws one call (tool, args, identity, session,
-server, approved) and ``advances()`` a clock step that crosses limit windows.
+server, approved) and ``advances()`` a clock step that crosses limit windows. Limits are call
+counts or spend caps (``to 2.5 of args.amount``, whose calls get amounts from ``AMOUNTS``), over
+sliding or calendar windows (``per calendar day "Asia/Kolkata"``), some with ``refund on error``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,19 @@ from hypothesis import strategies as st
 RISKS = ("read", "write", "destructive", "execute")
 UNITS = ("second", "minute", "hour", "day")
 SCOPES = ("session", "identity", "global")
+# calendar windows (`per calendar day "Asia/Kolkata"`): UTC, or a zone whose midnight is not UTC's
+# (a half-hour offset too); the tests' clock starts on Monday 2024-01-01 00:00 UTC, a boundary of
+# every UTC period
+CALENDAR_UNITS = ("minute", "hour", "day", "week", "month")
+ZONES = ("", "", ' "UTC"', ' "Europe/Paris"', ' "America/New_York"', ' "Asia/Kolkata"')
+# spend caps (`to 100 of args.amount`): caps that fractional amounts meet exactly or not at all
+# (0.1 + 0.2 is not 0.3), and paths of every shape; calls get amounts from ``AMOUNTS``
+CAPS = ("0.3", "0.5", "1", "2.5", "2.5", "3", "10", "100", "12345678901")
+AMOUNT_PATHS = ("args.amount", "args.n", "args.x", "args.cost.usd", "args.items[0]", "args.limit", 'args["a b"]')
+AMOUNTS: tuple[Any, ...] = (
+    0, 0.0, -0.0, 0.1, 0.1, 0.2, 0.2, 0.3, 0.5, 1, 1, 1, 2, 2.5, 3, 10, 99.99, 100, 12345678901, 1e308,
+    -1, "5", None, True,
+)  # fmt: skip
 
 # Argument names: plain ones plus language keywords, which are not reserved after a dot.
 ARG_KEYS = (
@@ -433,15 +448,27 @@ def rules(draw: Any, catalogue: list[tuple[str, str]], names: bool = False) -> s
         # `hide all tools` hides everything: keep it rare so programs stay interesting
         sel = draw(selectors(catalogue, allow_all=draw(st.integers(0, 14)) == 0))
         return f"hide {sel}{_reason(draw)}"
+    return _limit_text(draw, catalogue, names)
+
+
+def _limit_text(draw: Any, catalogue: list[tuple[str, str]], names: bool, spend: int = 2, refund: int = 3) -> str:
+    """A `limit` rule: a call count or (one time in ``spend + 1``) a spend cap, over a sliding
+    or calendar window, in a scope, (one time in ``refund + 1``) `refund on error`, maybe `if`."""
     sel = draw(selectors(catalogue, allow_all=draw(st.integers(0, 2)) == 0))
-    count = draw(st.sampled_from((1, 1, 2, 2, 3, 5, 12345678901)))
+    if draw(st.integers(0, spend)) == 0:  # a spend cap: adds up an argument
+        count: Any = draw(st.sampled_from(CAPS))
+        of = f" of {draw(st.sampled_from(AMOUNT_PATHS))}"
+    else:
+        count, of = draw(st.sampled_from((1, 1, 2, 2, 3, 5, 12345678901))), ""
     window = draw(
         st.sampled_from(UNITS)
         | st.builds(lambda n, u: f"{n}{u}", st.sampled_from((1, 2, 5, 30, 90)), st.sampled_from("smhd"))
+        | st.builds(lambda u, z: f"calendar {u}{z}", st.sampled_from(CALENDAR_UNITS), st.sampled_from(ZONES))
     )
     scope = draw(st.sampled_from(("", "")) | st.sampled_from(SCOPES).map(lambda x: f" per {x}"))
+    back = " refund on error" if draw(st.integers(0, refund)) == 0 else ""
     cond = f"{_ws(draw)}if {draw(conditions(names))}" if draw(st.integers(0, 3)) == 0 else ""
-    return f"limit {sel} to {count} per {window}{scope}{cond}{_reason(draw)}"
+    return f"limit {sel} to {count}{of} per {window}{scope}{back}{cond}{_reason(draw)}"
 
 
 @st.composite
@@ -495,6 +522,25 @@ def programs(draw: Any) -> str:
     return sep.join(out) + "\n"
 
 
+@st.composite
+def limit_programs(draw: Any) -> str:
+    """A .plr file whose calls mostly reach their limits: ``default allow``, a spend cap, a call
+    count and up to two more limits (half of them spend caps; half of all refundable), now and
+    then an `allow … if` or a `deny … if` in front."""
+    catalogue = draw(_catalogue())
+    tools = " ".join(f"tool {_string_text(draw, n)} {r}" for n, r in catalogue)
+    extras = " ".join(f'tool "{n}" read' for n in EXTRA_TOOLS)
+    statements = [f'server "s" {{ {tools} }}', f'server "extras" {{ {extras} }}', "default allow"]
+    statements.append(_limit_text(draw, catalogue, False, spend=0, refund=1))  # a spend cap
+    statements.append(_limit_text(draw, catalogue, False, spend=10**9, refund=1))  # a call count
+    statements += [_limit_text(draw, catalogue, False, spend=1, refund=1) for _ in range(draw(st.integers(0, 2)))]
+    if draw(st.integers(0, 3)) == 0:
+        kind = draw(st.sampled_from(("allow", "deny")))
+        statements.append(f"{kind} {draw(selectors(catalogue, False))} if {draw(conditions())}")
+    order = draw(st.permutations(range(len(statements))))
+    return "\n".join(statements[i] for i in order) + "\n"
+
+
 # --- calls --------------------------------------------------------------------------------
 
 _SCALARS = st.one_of(
@@ -546,11 +592,16 @@ def hints(program: Any) -> list[Hint]:
 
     for rr in program.rules:
         walk(rr.rule.condition, out)
+        of = rr.rule.limit.of if rr.rule.limit is not None else None
+        if of is not None:  # a spend cap's amount: (root, steps, "amount", None, None, ())
+            out.append((of.root, tuple(of.steps), "amount", None, None, ()))
     return out
 
 
 def _value_for(draw: Any, op: str, value: Any, fn: Any) -> Any:
     """A value that makes `op value` hold (usually) or nearly hold."""
+    if op == "amount":  # mostly numbers a cap adds up; some it must refuse
+        return draw(st.sampled_from(AMOUNTS))
     if draw(st.integers(0, 4)) == 0:
         return draw(_VALUES)
     if fn == "count":
@@ -665,10 +716,12 @@ def shaped_arguments(draw: Any, program_hints: list[Hint]) -> dict[str, Any]:
     """`args` with some of the program's paths set to values that (nearly) satisfy them."""
     args = draw(arguments()) if draw(st.booleans()) else {}
     usable = [h for h in program_hints if h[0] == "args" and h[1]]
-    usable.sort(key=lambda h: h[2] in ("every", "some"))  # a quantifier's list last: others would overwrite it
+    # a quantifier's list after the comparisons (they would overwrite it), a spend cap's amount
+    # last of all (it is what most calls of a capped tool need to be counted)
+    usable.sort(key=lambda h: (h[2] == "amount", h[2] in ("every", "some")))
     if usable:
         for root, steps, op, value, fn, fns in usable:
-            skip = draw(st.integers(0, 5 if op in ("every", "some") else 2)) == 0
+            skip = draw(st.integers(0, 5 if op in ("every", "some") else 11 if op == "amount" else 2)) == 0
             if skip or op == "missing" and draw(st.booleans()):
                 continue  # leave some paths missing
             _put(args, steps, _hinted_value(draw, op, value, fn, fns))

@@ -3,7 +3,9 @@
 The reference (``tests/reference.py``) evaluates the IR directly, following the language's
 meaning; the engine runs the compiled policy that ships. Generated programs and call
 sequences (``tests/strategies.py``) drive both side by side, with two virtual clocks moved
-together so limits are compared too. Hand-written cases pin each rule of the decision order.
+together so limits are compared too (call counts and spend caps, sliding and calendar windows,
+and the refunds of `refund on error` limits when a generated upstream fails a call).
+Hand-written cases pin each rule of the decision order.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from dsl.policy import load_policy
 from dsl.resolve import Program
 from dsl.tester import VirtualClock
 from tests.reference import RefInterpreter
-from tests.strategies import EXTRA_TOOLS, advances, calls, hints, programs
+from tests.strategies import EXTRA_TOOLS, advances, calls, hints, limit_programs, programs
 
 MAX_EXAMPLES = int(os.environ.get("PLR_DIFF_EXAMPLES", "500"))
+LIMIT_EXAMPLES = max(1, MAX_EXAMPLES // 5)  # programs of limits only: many calls reach them
 DERANDOMIZE = os.environ.get("PLR_DIFF_DERANDOMIZE", "") == "1"
 MAX_ERROR_RATE = 0.20
 REPEATS = st.sampled_from((1, 1, 1, 2, 3, 4))  # the same call again, to reach limits
+FAILS = st.sampled_from((False, False, True))  # the upstream answers with an error: refunds
 
 
 def compile_text(src: str) -> tuple[Program | None, Any]:
@@ -69,22 +73,40 @@ class Pair:
         self.from_data = Engine.from_data(json.loads(policy.to_json()), clock=self.clock)
         self.ref = RefInterpreter(prog, self.ref_clock)
         self.history: list[str] = []
+        self.seen: Counter[str] = Counter()  # the limit outcomes reached, for the generator's coverage
 
-    def call(self, tool: str, args: Any = None, **ctx: Any) -> tuple[str, str]:
+    def call(self, tool: str, args: Any = None, fail: bool = False, **ctx: Any) -> tuple[str, str]:
+        """Decide on both sides and compare; ``fail``: the upstream then answers an allowed call
+        with an error, so both give back what its `refund on error` limits took."""
         d = self.engine.decide(tool, args, **ctx)
-        assert self.from_data.decide(tool, args, **ctx) == d, "Engine.from_data disagrees with Engine(policy)"
+        d2 = self.from_data.decide(tool, args, **ctx)
+        assert d2 == d, "Engine.from_data disagrees with Engine(policy)"
         expected = self.ref.decide(tool, args, **ctx)
         got = (d.effect, d.code)
         line = (
             f"t={self.clock.now - 1_000_000:g} decide({tool!r}, {args!r}, {ctx}) -> engine {got}, reference {expected}"
         )
         self.history.append(line)
-        assert got == expected, (
+        self._agree(got == expected, d.reason)
+        if d.code == "rate_limited":
+            self.seen["spend cap full" if d.reason.startswith("spend cap") else "count full"] += 1
+            self.seen["calendar period full"] += "per calendar" in d.reason
+        self.seen["amount refused"] += d.code == "invalid_args" and d.reason.startswith("spend cap")
+        if fail and d.effect == "allow":
+            refunded = self.engine.refund(d)
+            assert self.from_data.refund(d2) == refunded, "Engine.from_data refunds differently"
+            want = self.ref.refund()
+            self.history.append(f"  upstream error: refunded engine {refunded}, reference {want}")
+            self._agree(refunded == want, d.reason)
+            self.seen["refunded"] += refunded
+        return got
+
+    def _agree(self, same: bool, reason: str) -> None:
+        assert same, (
             f"engine and reference disagree\n--- policy source ---\n{self.src}\n--- calls ---\n"
             + "\n".join(self.history)
-            + f"\nengine reason: {d.reason}"
+            + f"\nengine reason: {reason}"
         )
-        return got
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
@@ -95,17 +117,20 @@ class Pair:
 # --- generated programs and calls ---------------------------------------------------------
 
 
-def test_engine_agrees_with_reference_on_generated_programs() -> None:
+def run_generated(source: st.SearchStrategy[str], examples: int) -> tuple[Counter[str], list[str]]:
+    """Generated programs, each with a generated script of calls on both sides. Returns the
+    counts (programs, compile errors, calls, limit outcomes reached) and the first program
+    that did not compile, with its errors."""
     stats: Counter[str] = Counter()
     first_error: list[str] = []
 
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=examples,
         deadline=None,
         derandomize=DERANDOMIZE,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )
-    @given(src=programs(), data=st.data())
+    @given(src=source, data=st.data())
     def check(src: str, data: st.DataObject) -> None:
         prog, policy = compile_text(src)
         stats["total"] += 1
@@ -119,25 +144,46 @@ def test_engine_agrees_with_reference_on_generated_programs() -> None:
         pool = data.draw(st.lists(calls(tool_names(prog), hints(prog)), min_size=3, max_size=12), label="calls")
         script = data.draw(
             st.lists(
-                st.tuples(st.integers(0, len(pool) - 1), advances(windows(prog)), REPEATS), min_size=10, max_size=50
+                st.tuples(st.integers(0, len(pool) - 1), advances(windows(prog)), REPEATS, FAILS),
+                min_size=10,
+                max_size=50,
             ),
-            label="script (call index, seconds after, times)",
+            label="script (call index, seconds after, times, upstream fails)",
         )
-        for i, dt, times in script:
+        for i, dt, times, fail in script:
             call = pool[i]
             for _ in range(times):
-                pair.call(call["tool"], call["args"], identity=call["identity"], session=call["session"],
+                pair.call(call["tool"], call["args"], fail, identity=call["identity"], session=call["session"],
                           server=call["server"], approved=call["approved"])  # fmt: skip
                 stats["calls"] += 1
             pair.advance(dt)
+        stats.update(outcome for outcome, n in pair.seen.items() if n)  # programs that reached it
 
     check()
+    return stats, first_error
+
+
+def test_engine_agrees_with_reference_on_generated_programs() -> None:
+    stats, first_error = run_generated(programs(), MAX_EXAMPLES)
     assert stats["total"] > 0
     rate = stats["error"] / stats["total"]
     assert rate <= MAX_ERROR_RATE, (
         f"the generator produced {stats['error']} of {stats['total']} programs that do not compile "
         f"({rate:.0%}); first one:\n{first_error[0] if first_error else ''}"
     )
+
+
+def test_engine_agrees_with_reference_on_generated_limits() -> None:
+    """Programs whose calls reach their limits: call counts and spend caps, sliding and calendar
+    windows (UTC and zones), `refund on error` with generated upstream failures."""
+    stats, first_error = run_generated(limit_programs(), LIMIT_EXAMPLES)
+    assert stats["error"] == 0, first_error
+    # the generator reaches every kind of limit outcome, not just the easy ones: at the default
+    # 100 programs each is reached by 10 to 60 of them (fewer examples, as PLR_DIFF_EXAMPLES
+    # allows, make no promise)
+    if LIMIT_EXAMPLES >= 100:
+        for outcome in ("count full", "spend cap full", "calendar period full", "amount refused", "refunded"):
+            assert stats[outcome] >= 3, (outcome, stats)
 
 
 # --- hand-written regressions: one per rule of the decision order -------------------------
@@ -441,3 +487,23 @@ def test_hiding_a_tool_named_star_hides_only_it() -> None:
         return  # rejected at compile time: the JSON cannot hide only a tool named `*`
     pair = Pair(src)
     assert [pair.call("*", {}), pair.call("other", {})] == [("deny", "hidden"), ("allow", "default")]
+
+
+def test_spend_caps_calendar_windows_and_refunds_agree() -> None:
+    """Hand-written: fractional amounts at the cap, an invalid amount before a full window, a
+    calendar day in a zone whose midnight is not UTC's, and a refund."""
+    src = (
+        'default allow\nlimit tool "put" to 0.3 of args.amount per hour per identity\n'
+        'limit tool "get" to 1 per calendar day "Asia/Kolkata" per global refund on error\n'
+    )
+    pair = Pair(CATALOGUE + src)
+    assert pair.call("put", {"amount": 0.1}, identity="a") == ("allow", "allowed")
+    # amounts add up as binary floating point, on both sides: 0.1 + 0.2 is 0.30000000000000004
+    assert pair.call("put", {"amount": 0.2}, identity="a") == ("deny", "rate_limited")
+    assert pair.call("put", {"amount": 0.2}, identity="b") == ("allow", "allowed")
+    assert pair.call("put", {"amount": 0.0}, identity="a") == ("allow", "allowed")
+    assert pair.call("put", {"amount": "1"}, identity="a") == ("deny", "invalid_args")  # before the full window
+    assert pair.call("get", {}, fail=True) == ("allow", "allowed")  # refunded: the quota comes back
+    assert [pair.call("get", {}) for _ in range(2)] == [("allow", "allowed"), ("deny", "rate_limited")]
+    pair.advance(18.5 * 3600)  # 18:30 UTC is midnight in Kolkata: a new day there
+    assert pair.call("get", {}) == ("allow", "allowed")
