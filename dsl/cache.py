@@ -22,7 +22,6 @@ moves it (default ``$XDG_CACHE_HOME/plr`` or ``~/.cache/plr``).
 
 from __future__ import annotations
 
-import json
 import os
 
 from . import __version__
@@ -106,6 +105,8 @@ def _sha(data: bytes) -> str:
 
 
 def _read_entry(path: str) -> dict[str, Any] | None:
+    import json
+
     try:
         entry = json.loads(_read_bytes(path))
     except (OSError, ValueError, RecursionError):
@@ -131,15 +132,22 @@ def _deps_unchanged(deps: Any) -> bool:
 
 def _write_entry(directory: str, path: str, entry: dict[str, Any]) -> None:
     """Best effort: a cache that cannot be written only costs speed."""
+    import json
+
+    # ASCII: a lone surrogate (valid in JSON text) cannot be encoded as UTF-8
+    _write_bytes(directory, path, json.dumps(entry, ensure_ascii=True, separators=(",", ":")).encode("ascii"))
+
+
+def _write_bytes(directory: str, path: str, data: bytes) -> None:
+    """Atomically (temp file + rename) in ``directory``, created private; errors are ignored."""
     import tempfile
 
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                # ASCII: a lone surrogate (valid in JSON text) cannot be encoded as UTF-8
-                json.dump(entry, f, ensure_ascii=True, separators=(",", ":"))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
@@ -194,29 +202,37 @@ def load_cached(path: str) -> dict[str, Any]:
     return data
 
 
+def _text_header(key: str) -> bytes:
+    return f"plr text entry {FORMAT} {_sha(key.encode('utf-8', 'surrogateescape'))}\n".encode("ascii")
+
+
 def read_text_entry(name: str, key: str) -> str | None:
     """The text kept under ``name`` if it was written with the same ``key``, else None (a miss:
-    no entry, another key, a corrupt file or the cache turned off)."""
+    no entry, another key, a corrupt file or the cache turned off). A header line and the
+    text, not JSON: `plr --help` reads it without importing the JSON module."""
     directory = _cache_dir()
     if directory is None:
         return None
     try:
-        entry = json.loads(_read_bytes(os.path.join(directory, f"{name}.text")))
-    except (OSError, ValueError, RecursionError):
+        data = _read_bytes(os.path.join(directory, f"{name}.text"))
+    except OSError:
         return None
-    if (
-        isinstance(entry, dict)
-        and entry.get("format") == FORMAT
-        and entry.get("key") == _sha(key.encode("utf-8", "surrogateescape"))
-        and isinstance(entry.get("text"), str)
-    ):
-        return entry["text"]  # type: ignore[no-any-return]
-    return None
+    header = _text_header(key)
+    if not data.startswith(header):
+        return None
+    try:
+        return data[len(header) :].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def write_text_entry(name: str, key: str, text: str) -> None:
     """Keep ``text`` under ``name`` for ``key`` (best effort, atomic, only the user can read it)."""
     directory = _cache_dir()
-    if directory is not None:
-        key_sha = _sha(key.encode("utf-8", "surrogateescape"))
-        _write_entry(directory, os.path.join(directory, f"{name}.text"), {"format": FORMAT, "key": key_sha, "text": text})
+    if directory is None:
+        return
+    try:
+        data = _text_header(key) + text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: not worth keeping
+        return
+    _write_bytes(directory, os.path.join(directory, f"{name}.text"), data)

@@ -84,8 +84,10 @@ def test_help_with_the_cache_off_or_corrupt_is_still_clicks_text(tmp_path: Path)
     assert not cache.exists()  # turned off: nothing written
     probe(cache, "--help")
     (entry,) = cache.glob("root-help-*.text")
-    for junk in ("{torn", "[]", json.dumps({"format": 1, "key": "another", "text": "forged help\n"})):
-        entry.write_text(junk)
+    header = entry.read_bytes().split(b"\n", 1)[0]
+    other_key = header[:-8] + b"00000000"
+    for junk in (b"{torn", b"", header, other_key + b"\nforged help\n", header + b"\n\xff\xfe not UTF-8\n"):
+        entry.write_bytes(junk)
         out, heavy, code = probe(cache, "--help")
         assert (out, code) == (want, 0) and "click" in heavy  # a miss, rendered again...
         out, heavy, _ = probe(cache, "--help")
@@ -144,8 +146,8 @@ def test_a_mistyped_command_is_offered_every_command(tmp_path: Path, typo: str, 
 
 def test_on_a_bare_interpreter_the_hit_paths_import_no_file_machinery(tmp_path: Path) -> None:
     """Without site hooks (``python -S``, as on a machine whose site-packages load nothing at
-    start) the cached paths stay off pathlib, importlib.resources and tempfile, which cost more
-    than the rest of `plr --help` there."""
+    start) the cached paths stay off pathlib, importlib.resources and tempfile (and --help off
+    json), which cost more than the rest of `plr --help` there."""
     import click
 
     site_packages = os.path.dirname(os.path.dirname(click.__file__))
@@ -154,7 +156,7 @@ def test_on_a_bare_interpreter_the_hit_paths_import_no_file_machinery(tmp_path: 
     code = (
         "import sys\nfrom dsl.cli import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-        "names = ('click', 'pathlib', 'importlib.resources', 'tempfile', 'pydantic', 'lark')\n"
+        "names = ('click', 'pathlib', 'importlib.resources', 'tempfile', 'json', 'pydantic', 'lark')\n"
         "print('IMPORTED', *[m for m in names if m in sys.modules], file=sys.stderr)\n"
     )
     environ = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), site_packages]), PLR_CACHE_DIR=str(tmp_path / "c"))
@@ -167,4 +169,4 @@ def test_on_a_bare_interpreter_the_hit_paths_import_no_file_machinery(tmp_path: 
     imported("--help")  # fills the cache
     assert imported("--help") == []
     imported("eval", str(src), "--tool", "get-task")
-    assert set(imported("eval", str(src), "--tool", "get-task")) <= {"click", "pathlib"}  # pathlib: dsl.state's
+    assert set(imported("eval", str(src), "--tool", "get-task")) <= {"click", "json", "pathlib"}  # pathlib: dsl.state's
