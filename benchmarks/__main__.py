@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "memory": "benchmarks.bench_memory",
     "proxy": "benchmarks.bench_proxy",
     "redis": "benchmarks.bench_redis",
+    "state": "benchmarks.bench_state",
     "lsp": "benchmarks.bench_lsp",
     "analysis": "benchmarks.bench_analysis",
 }

@@ -192,5 +192,5 @@ def test_replicas_spending_at_once_never_pass_the_cap_nor_lose_an_update(redis_s
     client = redis_server.client()
     amounts = []
     for key in client.scan_iter(match=b"plr:limit:t\x00try*"):
-        amounts += [float(m.rsplit(b":", 1)[1]) for m in client.zrange(key, 0, -1)]
+        amounts += [float(m.split(b":")[1]) for m in client.zrange(key, 0, -1)]  # SEQ:AMOUNT:TOKEN
     assert sum(amounts) == 60.0 and len(amounts) == 20

@@ -98,10 +98,12 @@ return false
 
 # Spend caps and `refund on error` limits (``LimitStore.spend``): the same check-and-record as
 # ``MemoryLimitStore.spend``, in one script. A ledger key is a sorted set of the amounts spent,
-# scored by time, each member ``SEQ:TOKEN:AMOUNT``: SEQ (one counter per store, zero-padded) keeps
+# scored by time, each member ``SEQ:AMOUNT:TOKEN``: SEQ (one counter per store, 16 digits) keeps
 # calls of the same instant in the order they were made, so amounts are added up in exactly the
-# order the in-process store adds them (float sums depend on it), and TOKEN is what ``refund``
-# takes back. A plain counter beside them is the sorted set ``acquire`` uses (member TOKEN:I).
+# order the in-process store adds them (float sums depend on it); AMOUNT (%r text) starts at a
+# fixed offset, so adding up reads members without their scores (the times are read only for
+# a refused call's wait); TOKEN is what ``refund`` takes back. A plain counter beside them is
+# the sorted set ``acquire`` uses (member TOKEN:I).
 #
 # KEYS[1]: the sequence counter; KEYS[1 + i]: entry i's key. ARGV[1]: now in seconds or "" for
 # Redis TIME; ARGV[2]: the token; then per entry: max, window, amount ("" for a plain counter).
@@ -123,22 +125,22 @@ for i = 1, n do
       if wait > worst then worst, which, left = wait, i - 1, 0 end
     end
   else
-    local rows = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-    local used, ts, as = 0, {}, {}
-    for j = 1, #rows, 2 do
-      local a = tonumber(string.match(rows[j], ':([^:]*)$'))
+    local rows = redis.call('ZRANGE', key, 0, -1)
+    local used, as = 0, {}
+    for j = 1, #rows do
+      local m = rows[j]
+      local a = tonumber(string.sub(m, 18, string.find(m, ':', 18, true) - 1))
       used = used + a
-      ts[#ts + 1] = tonumber(rows[j + 1])
-      as[#as + 1] = a
+      as[j] = a
     end
     if used + amount > max then
       local wait = window  -- base.spend_wait, step for step
       if amount <= max then
         local freed = 0
-        for j = 1, #ts do
+        for j = 1, #as do
           freed = freed + as[j]
           if used - freed + amount <= max then
-            wait = ts[j] + window - now
+            wait = tonumber(redis.call('ZSCORE', key, rows[j])) + window - now
             break
           end
         end
@@ -160,7 +162,7 @@ for i = 1, n do
   if amount == '' then
     redis.call('ZADD', key, at, ARGV[2] .. ':' .. i)
   else
-    redis.call('ZADD', key, at, seq .. ':' .. ARGV[2] .. ':' .. amount)
+    redis.call('ZADD', key, at, seq .. ':' .. amount .. ':' .. ARGV[2])
   end
   redis.call('PEXPIRE', key, math.ceil(window * 1000))
 end
@@ -168,13 +170,13 @@ return false
 """
 
 # KEYS: ledger keys; ARGV[1]: the token. Forgets what ``spend`` recorded under it (the members
-# ``SEQ:TOKEN:AMOUNT``; a plain counter's ``TOKEN:I`` is never refunded, as in-process).
+# ``SEQ:AMOUNT:TOKEN``; a plain counter's ``TOKEN:I`` is never refunded, as in-process).
 _REFUND = """
-local mark = ':' .. ARGV[1] .. ':'
+local mark = ':' .. ARGV[1]
 local gone = 0
 for _, key in ipairs(KEYS) do
   for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    if string.find(m, mark, 1, true) then
+    if #m > 17 + #mark and string.sub(m, -#mark) == mark and string.find(m, ':', 18, true) == #m - #mark + 1 then
       gone = gone + redis.call('ZREM', key, m)
     end
   end
