@@ -462,8 +462,12 @@ class RefInterpreter:
             self.hits[key] = counted
             if amount is None and len(counted) >= mx:
                 return DENY, "rate_limited"
-            if amount is not None and sum(h[1] for h in counted) + amount > mx:
-                return DENY, "rate_limited"
+            if amount is not None:
+                used = 0.0  # in call order, one float addition at a time (not 3.12's compensated sum)
+                for h in counted:
+                    used += h[1]
+                if used + amount > mx:
+                    return DENY, "rate_limited"
         self.calls += 1
         self.charge = []
         for key, _mx, _window, amount, refund in quotas:

@@ -12,11 +12,21 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["StateUnavailable", "LimitStore", "state_home"]
+__all__ = ["StateUnavailable", "LimitStore", "added_up", "spend_wait", "state_home"]
 
 
 class StateUnavailable(Exception):
     """A shared ``LimitStore`` cannot be reached: the call is denied (``state_unavailable``)."""
+
+
+def added_up(amounts: Iterable[float]) -> float:
+    """The sum of a spend cap's amounts, oldest first, one IEEE addition at a time. Every store
+    adds up this way (Redis's Lua too), so they answer alike to the last bit; Python 3.12's
+    ``sum`` of floats compensates rounding, which would make the in-process store differ."""
+    used = 0.0
+    for a in amounts:
+        used += a
+    return used
 
 
 def spend_wait(spent: Iterable[tuple[float, float]], used: float, amount: float, cap: float, window: float, now: float) -> float:

@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
-from .base import spend_wait
+from .base import added_up, spend_wait
 
 __all__ = ["MemoryLimitStore"]
 
@@ -54,7 +54,7 @@ class MemoryLimitStore:
                     self._windows[key] = window
                 while led and now - led[0][0] >= window:
                     led.popleft()
-                used = sum(a for _, a, _ in led)
+                used = added_up(a for _, a, _ in led)
                 if used + amount > mx:
                     wait = spend_wait(((t, a) for t, a, _ in led), used, amount, mx, window, now)
                     if worst is None or wait > worst[0]:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .base import StateUnavailable, spend_wait, state_home
+from .base import StateUnavailable, added_up, spend_wait, state_home
 
 __all__ = ["SqliteLimitStore", "default_limits_path"]
 
@@ -149,7 +149,7 @@ class SqliteLimitStore:
                 rows = db.execute(
                     "SELECT t, amount FROM limit_hits WHERE key = ? ORDER BY t, rowid", (key,)
                 ).fetchall()
-                used = sum(a for _, a in rows)
+                used = added_up(a for _, a in rows)
                 if used + amount > mx:
                     wait = spend_wait(rows, used, amount, mx, window, now)
                     if worst is None or wait > worst[0]:
