@@ -332,6 +332,8 @@ def _string_fn_leaf(draw: Any, path: str, names: bool) -> str:
     lit = _string_text(draw, draw(st.sampled_from(PATHY))) if draw(st.integers(0, 7)) else _literal_text(draw)
     if op in ("starts_with", "ends_with") and not lit.startswith('"'):
         lit = '"a"'
+    if op == "contains" and lit.startswith("["):  # `contains` takes one value (a list is a check error)
+        lit = '"a"'
     return f"{lhs} {op} {lit}"
 
 
