@@ -146,11 +146,11 @@ class SqliteLimitStore:
                         if worst is None or wait > worst[0]:
                             worst = (wait, i, 0.0)
                     continue
-                rows = db.execute(
-                    "SELECT t, amount FROM limit_hits WHERE key = ? ORDER BY t, rowid", (key,)
-                ).fetchall()
-                used = added_up(a for _, a in rows)
+                # the amounts alone, in call order (their times only for a refused call's wait)
+                order = "FROM limit_hits WHERE key = ? ORDER BY t, rowid"
+                used = added_up(a for (a,) in db.execute(f"SELECT amount {order}", (key,)))
                 if used + amount > mx:
+                    rows = db.execute(f"SELECT t, amount {order}", (key,)).fetchall()
                     wait = spend_wait(rows, used, amount, mx, window, now)
                     if worst is None or wait > worst[0]:
                         worst = (wait, i, mx - used)
