@@ -10,9 +10,11 @@ Public API (imported lazily so ``plr --help`` stays fast)::
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported at run time: `plr --help` pays for every module
+if TYPE_CHECKING:
+    from typing import Any
 
-from .errors import Diagnostic, PlrError
+    from .errors import Diagnostic, PlrError
 
 __all__ = [
     "Diagnostic",
@@ -27,6 +29,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Diagnostic": ("errors", "Diagnostic"),
+    "PlrError": ("errors", "PlrError"),
     "Policy": ("policy", "Policy"),
     "load_policy": ("policy", "load_policy"),
     "compile_files": ("compiler", "compile_files"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 
 from . import __version__
+from .reading import read_policy_bytes
 
 # No pathlib or typing here: a cache hit is on the start-up path of every `plr eval`, and on an
 # interpreter whose site hooks have not loaded them already they cost more than the hit itself.
@@ -123,9 +124,9 @@ def _deps_unchanged(deps: Any) -> bool:
         if not (isinstance(dep, list) and len(dep) == 2 and all(isinstance(x, str) for x in dep)):
             return False
         try:
-            if _sha(_read_bytes(dep[0])) != dep[1]:
+            if _sha(read_policy_bytes(dep[0])) != dep[1]:
                 return False
-        except OSError:
+        except (OSError, ValueError):  # gone, or no longer a regular file of a sane size
             return False
     return True
 
@@ -176,11 +177,11 @@ def load_cached(path: str) -> dict[str, Any]:
     """The canonical dump of the policy at ``path`` (``.json`` loaded, anything else compiled),
     from the cache when nothing changed; PlrError exactly as the uncached load would raise."""
     try:
-        raw = _read_bytes(path)
-    except OSError as e:
+        raw = read_policy_bytes(path)  # a FIFO is refused, never waited on; a huge file too
+    except (OSError, ValueError) as e:
         from .errors import PlrError
 
-        raise PlrError.at(f"cannot read policy: {e.strerror or e}", path) from None
+        raise PlrError.at(f"cannot read policy: {getattr(e, 'strerror', None) or e}", path) from None
     is_json = path.endswith(".json")
     directory = _cache_dir()
     entry_path: str | None = None

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from .errors import PlrError
+from .reading import read_policy_bytes
 from .validate import (
     check_binding,
     check_json_value,
@@ -524,9 +525,9 @@ def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = Non
             path = Path(src)
             label = name or str(src)
             try:
-                raw = path.read_bytes()
-            except OSError as e:
-                raise PlrError.at(f"cannot read policy: {e.strerror or e}", label) from None
+                raw = read_policy_bytes(path)  # a regular file of a sane size: a FIFO is never waited on
+            except (OSError, ValueError) as e:
+                raise PlrError.at(f"cannot read policy: {getattr(e, 'strerror', None) or e}", label) from None
         else:
             raw = src.encode() if isinstance(src, str) else src
         try:

@@ -350,3 +350,19 @@ def test_eval_explain_shows_the_deciding_rules_description(tmp_path: Path):
     assert run_plr("compile", "--no-source", str(src), "-o", str(stripped)).returncode == 0
     proc = run_plr("eval", str(stripped), "--tool", "refund", "--args", '{"amount": 500}', "--explain")
     assert proc.returncode == 0 and "description" not in proc.stdout_text  # --no-source drops them
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "no-cache"])
+@pytest.mark.parametrize("name", ["p.json", "p.plr", "p.yaml"])
+def test_eval_never_waits_on_a_fifo(tmp_path: Path, cache: bool, name: str) -> None:
+    """plr eval reads its policy as plr compile does: a FIFO is refused at once, exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    args = [sys.executable, "-m", "dsl.cli", "eval", str(fifo), "--tool", "x", *(() if cache else ("--no-cache",))]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "FIFO" in res.stderr and "Traceback" not in res.stderr
