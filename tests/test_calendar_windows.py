@@ -134,15 +134,20 @@ def test_a_calendar_spend_cap_with_refunds_starts_again_each_day(limit_store) ->
     assert e.decide("pay", {"amount": 100}, identity="bob").effect == "allow"  # per identity
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dsl.engine.calendar.period rebuilds a local time with fold=0: in the hour a fall-back day "
-    "repeats, the period found is the first occurrence's (a minute that ended an hour ago, an hour two "
-    "hours long). Fix proposed to the engine's owner; remove this mark with it.",
-)
 @pytest.mark.parametrize("unit, size", [("minute", 60), ("hour", 3600)])
 def test_the_repeated_hour_of_a_fall_back_day_is_periods_of_their_own(unit: str, size: int) -> None:
     # 2024-11-03 01:30 in New York happens twice; 06:30 UTC is the second time (EST)
     now = ts(2024, 11, 3, 6, 30)
     start, end = period(unit, now, "America/New_York")
     assert start <= now < end and end - start == size
+
+
+@pytest.mark.parametrize("unit, size", [("minute", 60), ("hour", 3600)])
+def test_a_zone_whose_clock_moves_by_half_an_hour_still_holds_now(unit: str, size: int) -> None:
+    """Lord Howe Island moves its clock by 30 minutes: every instant around the change lies in a
+    period of the unit's length (none ended before now, none of 90 minutes)."""
+    change = ts(2024, 4, 6, 15, 0)  # 2024-04-07 02:00 LHDT -> 01:30 LHST
+    for minutes in range(-90, 91, 7):
+        now = change + minutes * 60 + 11.5
+        start, end = period(unit, now, "Australia/Lord_Howe")
+        assert start <= now < end and end - start == size, (minutes, start, now, end)

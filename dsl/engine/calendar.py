@@ -51,13 +51,14 @@ def period(unit: str, now: float, tz: str | None = None) -> tuple[float, float]:
         return (start, start + size)
     zone = _UTC if tz is None or tz in ("UTC", "Etc/UTC") else _zone(tz)
     local = _dt.datetime.fromtimestamp(now, zone)
-    if unit == "minute":
-        begin = local.replace(second=0, microsecond=0)
-        nxt = begin + _dt.timedelta(minutes=1)
-    elif unit == "hour":
-        begin = local.replace(minute=0, second=0, microsecond=0)
-        nxt = begin + _dt.timedelta(hours=1)
-    elif unit == "day":
+    if unit in ("minute", "hour"):
+        # fixed lengths, counted back from now on the zone's clock as it reads now: right in the
+        # hour a fall-back day repeats (rebuilding the wall time would find its first occurrence,
+        # a period that ended an hour ago) and in zones whose clocks move by 30 minutes
+        into = local.second + local.microsecond / 1e6 + (local.minute * 60 if unit == "hour" else 0)
+        start = now - into
+        return (start, start + _FIXED[unit])
+    if unit == "day":
         begin = local.replace(hour=0, minute=0, second=0, microsecond=0)
         nxt = (begin + _dt.timedelta(days=1)).replace(hour=0)
     elif unit == "week":
