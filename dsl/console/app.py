@@ -79,11 +79,22 @@ class Guarded:
     def _public(self, scope: Any) -> bool:
         """Whether the route this request goes to is open without sign-in; a path no route
         serves is not (it answers 404 only to someone signed in)."""
-        return any(route.matches(scope)[0] != Match.NONE and is_public(route) for route in self.app.routes)
+        partial = None
+        for route in self.app.routes:  # the route the router will pick: the first full match
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return is_public(route)
+            if match == Match.PARTIAL and partial is None:
+                partial = route  # the path, not the method: answered 405, no endpoint runs
+        return partial is not None and is_public(partial)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # no websocket route: none can slip past the sign-in check
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
             return
         headers = header_map(scope)
         why = None

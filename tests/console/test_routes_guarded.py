@@ -135,3 +135,39 @@ def test_a_route_added_without_the_public_mark_is_guarded(tmp_path: Path) -> Non
 
     app.app.router.routes.append(Route("/open-page", public(open_page)))
     assert _call(app, "GET", "/open-page")[0] == 200
+
+
+def test_a_guarded_route_behind_a_public_path_that_only_differs_in_method_stays_guarded(tmp_path: Path) -> None:
+    """The guard asks about the route the router will pick (the first full match), not any
+    route whose path matches: a public GET route does not open a guarded POST on the same path."""
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    app = _app(tmp_path)
+
+    async def open_page(request: Any) -> Any:
+        return PlainTextResponse("open")
+
+    async def change(request: Any) -> Any:
+        return PlainTextResponse("changed")
+
+    app.app.router.routes.insert(0, Route("/both", public(open_page), methods=["GET"]))
+    app.app.router.routes.append(Route("/both", change, methods=["POST"]))
+    assert _call(app, "GET", "/both")[0] == 200
+    assert _call(app, "POST", "/both")[0] == 303  # the guarded endpoint, not reached unsigned
+    assert _call(app, "POST", "/both", {"authorization": "Bearer s3cret-token"})[0] == 200
+
+
+def test_a_websocket_is_closed_before_any_route(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    sent: list[dict[str, Any]] = []
+    scope = {"type": "websocket", "path": "/events", "headers": [(b"host", HOST.encode())], "query_string": b""}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(lambda: app(scope, receive, send))
+    assert sent == [{"type": "websocket.close", "code": 1008}]
