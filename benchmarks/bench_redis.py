@@ -38,7 +38,7 @@ from dsl.compiler import compile_source
 from dsl.engine import Engine
 from dsl.state.memory import MemoryLimitStore
 
-from .harness import Config, Latency, Row, Section, fmt_ns, fmt_ratio, measure, status_of, timer_overhead_ns
+from .harness import Config, Latency, Row, Section, decision_latency, fmt_ns, fmt_ratio, status_of, timer_overhead_ns
 from .policies import LIMIT_CLOCK_STEP_S, LIMIT_MAX
 
 NAME = "redis"
@@ -109,23 +109,7 @@ def redis_server() -> Iterator[str]:
 def _time(engine: Engine, tool: str, plan: _Plan, overhead: float) -> Latency:
     decide = engine.decide
 
-    def one_round(samples: list[int]) -> int:
-        pc = time.perf_counter_ns
-        n = len(samples)
-        for _ in range(min(n, 500)):  # warm up (and reach the steady state)
-            decide(tool, None, identity="agent-1", session="session-1")
-        for i in range(n):
-            t0 = pc()
-            d = decide(tool, None, identity="agent-1", session="session-1")
-            samples[i] = pc() - t0
-        if d.effect != "allow":
-            raise RuntimeError(f"{tool}: expected allow, got {d.code}: {d.reason}")
-        t0 = pc()
-        for _ in range(n):
-            decide(tool, None, identity="agent-1", session="session-1")
-        return pc() - t0
-
-    return measure(one_round, plan.calls, plan.rounds, overhead)
+    return decision_latency(decide, tool, None, plan.calls, plan.rounds, overhead, warm=500)
 
 
 def _approval_wake_ms(queue: Any, rounds: int) -> list[float]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from dsl.engine import Engine
 from dsl.state.memory import MemoryLimitStore
 from dsl.state.sqlite_limits import SqliteLimitStore
 
-from .harness import Config, Latency, Row, Section, fmt_ns, fmt_ratio, measure, status_of, timer_overhead_ns
+from .harness import Config, Latency, Row, Section, decision_latency, fmt_ns, fmt_ratio, status_of, timer_overhead_ns
 from .policies import LIMIT_CLOCK_STEP_S, LIMIT_MAX
 
 NAME = "state"
@@ -82,23 +81,7 @@ def _time(make_engine: Callable[[], Engine], tool: str, args: Any, plan: _Plan, 
     engine = make_engine()
     decide = engine.decide
 
-    def one_round(samples: list[int]) -> int:
-        pc = time.perf_counter_ns
-        n = len(samples)
-        for _ in range(min(n, 700)):  # warm up: fill the window to its steady state
-            decide(tool, args, identity="agent-1", session="session-1")
-        for i in range(n):
-            t0 = pc()
-            d = decide(tool, args, identity="agent-1", session="session-1")
-            samples[i] = pc() - t0
-        if d.effect != "allow":
-            raise RuntimeError(f"{tool}: expected allow, got {d.code}: {d.reason}")
-        t0 = pc()
-        for _ in range(n):
-            decide(tool, args, identity="agent-1", session="session-1")
-        return pc() - t0
-
-    return measure(one_round, plan.calls, plan.rounds, overhead)
+    return decision_latency(decide, tool, args, plan.calls, plan.rounds, overhead, warm=700)
 
 
 def _redis_missing() -> str | None:

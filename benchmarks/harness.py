@@ -349,3 +349,26 @@ def _proc_status_kib(key: str, path: str) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def decision_latency(decide: Callable[..., Any], tool: str, args: Any, calls: int, rounds: int, overhead_ns: float, warm: int) -> Latency:
+    """``measure`` of ``decide(tool, args)`` for one identity and session, after ``warm`` calls
+    per round (a limited tool reaches its steady state: a full window); every call must allow."""
+
+    def one_round(samples: list[int]) -> int:
+        pc = time.perf_counter_ns
+        n = len(samples)
+        for _ in range(min(n, warm)):
+            decide(tool, args, identity="agent-1", session="session-1")
+        for i in range(n):
+            t0 = pc()
+            d = decide(tool, args, identity="agent-1", session="session-1")
+            samples[i] = pc() - t0
+        if d.effect != "allow":
+            raise RuntimeError(f"{tool}: expected allow, got {d.code}: {d.reason}")
+        t0 = pc()
+        for _ in range(n):
+            decide(tool, args, identity="agent-1", session="session-1")
+        return pc() - t0
+
+    return measure(one_round, calls, rounds, overhead_ns)
