@@ -21,7 +21,7 @@ def diff_policies(old: dict[str, Any], new: dict[str, Any]) -> Any:
     return run(old, new)
 
 
-def analyze_policy(data: dict[str, Any]) -> list[dict[str, Any]]:
+def analyze_policy(data: dict[str, Any]) -> Any:
     from .analyze import analyze_policy as run
 
     return run(data)

@@ -14,27 +14,40 @@ longest list literal it is compared with) and one *filler* item standing for eve
 changing the formula's value (keep the indexed items and one witness per quantifier, repeat
 any item to the original length), so "no call" over this model is a proof.
 
-What is not encoded (regexes, value functions such as ``lower``/``normpath``, quantifiers nested
-so that a witness per outer item would be needed) becomes an *opaque atom*: a free boolean,
-the same one wherever the same condition meets the same values. Free atoms over-approximate:
-"unsatisfiable" stays a proof, and a satisfying model is only a candidate, which the callers
-confirm on the real engine before printing it (dsl/analysis/witness.py).
+Regexes (the supported part of RE2, dsl/analysis/regular.py) and string orderings are z3
+regex memberships; the value functions ``trim`` and ``basename`` are exact definitions over
+fresh strings.
+
+What is not encoded (``lower``, ``upper``, ``normpath``, ``dirname``, regexes outside the supported syntax, quantifiers
+nested so that a witness per outer item would be needed) becomes an *opaque atom*: a free
+boolean, the same one wherever the same condition meets the same values. Free atoms
+over-approximate: "unsatisfiable" stays a proof, and a satisfying model is only a candidate,
+which the callers confirm on the real engine before printing it (dsl/analysis/witness.py).
+
+Strings holding a lone surrogate are left out of the values a regex reads (RE2 cannot read
+them: the engine fails closed on such a call), as are characters beyond z3's alphabet, which
+every encoded condition treats as it treats the alphabet's last character.
 """
 
 from __future__ import annotations
 
 import json
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from ..validate import fn_chain
 from ..vocab import parse_path
+from . import regular
 
 __all__ = ["Context", "Sym", "ROOTS", "conditions_of", "strip_meta"]
 
 MISSING, NULL, BOOL, NUM, STR, LIST, OBJ = range(7)
 ROOTS = ("args", "identity", "session", "server", "tool", "approved")
-_MAX_CHAR = 0x2FFFF  # z3's unicode strings stop here; a literal beyond is left opaque
+_MAX_CHAR = regular.MAX_CHAR  # z3's unicode strings stop here; a literal at or beyond it is left opaque
+# lower/upper have an encoding (``_fn``: a character map) but z3 times out on equivalences
+# through it, so they stay opaque until that is fast enough; normpath, dirname: opaque
+_EXACT_FNS = ("count", "len", "trim", "basename")
 _QUANT = ("every", "some")
 SMALL = 10_000  # the longest list (and most extra keys) a printed witness may have
 
@@ -93,17 +106,26 @@ def _quantifier_exact(c: dict[str, Any], bound: tuple[str, ...]) -> bool:
 def _text_ok(v: Any) -> bool:
     """A literal z3 can hold exactly (strings below its largest character, no surrogates)."""
     if isinstance(v, str):
-        return all(ord(ch) <= _MAX_CHAR and not 0xD800 <= ord(ch) <= 0xDFFF for ch in v)
+        return all(ord(ch) < _MAX_CHAR and not 0xD800 <= ord(ch) <= 0xDFFF for ch in v)
     if isinstance(v, list):
         return all(_text_ok(x) for x in v)
     return True
 
 
+@lru_cache(maxsize=1024)
+def _regex_ok(pattern: str) -> bool:
+    try:
+        regular.parse(pattern)
+    except regular.Unsupported:
+        return False
+    return True
+
+
 def _leaf_exact(c: dict[str, Any]) -> bool:
     chain = fn_chain(c.get("fn"))
-    if chain and chain[0] not in ("count", "len"):
-        return False  # value functions: opaque
-    if c["op"] == "regex":
+    if not all(f in _EXACT_FNS for f in chain):
+        return False  # normpath, dirname: opaque
+    if c["op"] == "regex" and not (isinstance(c.get("value"), str) and _regex_ok(c["value"])):
         return False
     return _text_ok(c.get("value"))
 
@@ -233,12 +255,28 @@ class Sym:
         return out
 
 
+class _StrView:
+    """A string computed from a value (a value function's result), tested like a short JSON string."""
+
+    def __init__(self, z: Any, term: Any) -> None:
+        self.kind = z.IntVal(STR)
+        self.s = term
+        self.gap = z.IntVal(0)
+        self.tail = string_val(z, "")
+        self.n = z.RealVal(0)
+        self.b = z.BoolVal(False)
+        self.slots: list[Sym] = []
+        self.filler = None
+        self.len = z.IntVal(0)
+
+
 class _NumView:
     """A number computed from a value (`count`, `len`), tested like a JSON number."""
 
     def __init__(self, z: Any, term: Any) -> None:
         self.kind = z.IntVal(NUM)
         self.n = term
+        self.s, self.tail, self.gap, self.b = string_val(z, ""), string_val(z, ""), z.IntVal(0), z.BoolVal(False)
         self.slots: list[Sym] = []
         self.filler = None
         self.len = z.IntVal(0)
@@ -279,6 +317,9 @@ class Context:
         self.approved_true = Sym(self, shapes["approved"], "approved!")
         cons += [self.approved_true.kind == BOOL, self.approved_true.b]
         self._memo: dict[tuple[int, bool], Any] = {}
+        self._full: dict[str, Any] = {}  # Sym name -> its whole string (head, pad run, tail)
+        self._fns: dict[tuple[Any, ...], Any] = {}  # (Sym name, functions) -> the result string
+        self._no_surrogates: set[str] = set()
         cons.append(z.Implies(self.small_flag, z.And(*self.small)))
 
     def fresh(self, base: str) -> str:
@@ -329,6 +370,13 @@ class Context:
         if op == "missing":
             return z.Or(v.kind == MISSING, v.kind == NULL)
         lit = c.get("value")
+        chain = fn_chain(fn)
+        if chain and chain[0] not in ("count", "len"):  # value functions: the value is a string
+            with_len = chain[-1] == "len"
+            y = self._apply(v, chain[:-1] if with_len else chain)
+            if with_len:
+                return z.And(v.kind == STR, self._test(op, lit, _NumView(z, z.ToReal(z.Length(y)))))
+            return z.And(v.kind == STR, self._test(op, lit, _StrView(z, y)))
         if fn == "count":
             n = z.If(v.kind == LIST, z.ToReal(v.len), z.If(v.kind == MISSING, z.RealVal(0), z.RealVal(1)))
             return self._test(op, lit, _NumView(z, n))
@@ -340,6 +388,71 @@ class Context:
 
     def _short(self, v: Any) -> Any:
         return v.gap == 0
+
+    def whole(self, v: Any) -> Any:
+        """The whole string of ``v`` as one z3 term. A value a regex or value function reads is
+        held in its head alone (``gap`` 0): every string has that form, so no call is lost, and
+        z3 decides regexes over one string variable far faster than over a concatenation."""
+        if not isinstance(v, Sym):
+            return v.s
+        if v.name not in self._full:
+            self.constraints.append(v.gap == 0)
+            self._full[v.name] = v.s
+        return v.s
+
+    def _apply(self, v: Any, chain: tuple[str, ...]) -> Any:
+        """The string the value functions ``chain`` give for ``v`` (memoised: the same term
+        wherever the same functions meet the same value, in either policy)."""
+        x = self.whole(v)
+        for i, fn in enumerate(chain):
+            key = (v.name, chain[: i + 1])
+            hit = self._fns.get(key)
+            if hit is None:
+                hit = self._fns[key] = self._fn(fn, x, f"{v.name}#{'.'.join(chain[: i + 1])}")
+            x = hit
+        return x
+
+    def _fn(self, fn: str, x: Any, name: str) -> Any:
+        """``fn(x)`` as a fresh string defined by constraints that hold for some value whatever
+        ``x`` is (so they never narrow the calls), or a character map."""
+        z = self.z
+        R = z.ReSort(z.StringSort())
+        anything = z.Star(z.AllChar(R))
+        y = z.String(name)
+        cons = self.constraints
+        if fn == "trim":  # str.strip(): leading and trailing Unicode whitespace
+            a, b = z.String(name + "<"), z.String(name + ">")
+            ws, other = _fn_sets(z)["space"]
+            cons += [x == z.Concat(a, y, b), z.InRe(a, z.Star(ws)), z.InRe(b, z.Star(ws)),
+                     z.Or(y == string_val(z, ""), z.And(z.InRe(y, z.Concat(other, anything)), z.InRe(y, z.Concat(anything, other))))]
+            return y
+        if fn == "basename":  # the last element, trailing slashes ignored; "" -> ".", "/" -> "/"
+            head, trail = z.String(name + "<"), z.String(name + ">")
+            slash = z.Re(string_val(z, "/"))
+            not_slash = regular.char_set(z, regular.negate(((0x2F, 0x2F),)))
+            cons.append(z.If(
+                x == string_val(z, ""), y == string_val(z, "."),
+                z.If(z.InRe(x, z.Plus(slash)), y == string_val(z, "/"),
+                     z.And(x == z.Concat(head, y, trail), z.InRe(trail, z.Star(slash)), z.InRe(y, z.Plus(not_slash)),
+                           z.Or(head == string_val(z, ""), z.InRe(head, z.Concat(anything, slash)))))))
+            return y
+        # lower / upper: ASCII's map, exact on strings whose every character maps as it does
+        exact, f = _fn_sets(z)[fn]
+        self.opaque = True  # outside that domain the result is free
+        inside = z.InRe(x, z.Star(exact))
+        cons.append(z.Implies(self.small_flag, inside))  # witnesses come from the exact domain first
+        return z.If(inside, z.SeqMap(f, x), y)
+
+    def _no_surrogate(self, v: Any) -> None:
+        """A value a regex reads holds no lone surrogate (RE2 cannot read one; the engine fails
+        closed on such a call): those calls are outside the model."""
+        if not isinstance(v, Sym) or v.name in self._no_surrogates:
+            return
+        self._no_surrogates.add(v.name)
+        z = self.z
+        R = z.ReSort(z.StringSort())
+        sur = z.Range(string_val(z, "\ud800"), string_val(z, "\udfff"))
+        self.constraints.append(z.Implies(v.kind == STR, z.Not(z.InRe(self.whole(v), z.Concat(z.Star(z.AllChar(R)), sur, z.Star(z.AllChar(R)))))))
 
     def _atom(self, c: dict[str, Any], env: dict[str, Sym], bound: tuple[str, ...]) -> Any:
         """A free boolean for a condition outside the exact fragment; one per (condition,
@@ -396,13 +509,14 @@ class Context:
                 a, b = v.n, _real(z, lit)
                 kind = NUM
             elif isinstance(lit, str):
-                # a long string compares with a literal as its head and one pad character do
+                # a long string compares with a literal as its head and one pad character do;
+                # the strings below or above a literal are a regular language (fast in z3,
+                # where str.< over several values can time out)
                 a = z.If(self._short(v), v.s, z.Concat(v.s, string_val(z, self.pad)))
-                b = string_val(z, lit)
-                kind = STR
+                return z.And(v.kind == STR, z.InRe(a, regular.order_re(z, op, lit)))
             else:
                 return z.BoolVal(False)
-            rel = {"lt": a < b, "lte": a <= b, "gt": a > b, "gte": a >= b}[op]  # str.< is by code point
+            rel = {"lt": a < b, "lte": a <= b, "gt": a > b, "gte": a >= b}[op]
             return z.And(v.kind == kind, rel)
         if op in ("in", "not_in"):
             items = lit if isinstance(lit, list) else []
@@ -426,7 +540,37 @@ class Context:
             if op == "starts_with":
                 return z.And(v.kind == STR, z.PrefixOf(w, v.s))
             return z.And(v.kind == STR, z.If(self._short(v), z.SuffixOf(w, v.s), z.SuffixOf(w, v.tail)))
+        if op == "regex":
+            self._no_surrogate(v)
+            return z.And(v.kind == STR, z.InRe(self.whole(v), _search_re(z, lit)))
         raise ValueError(f"unknown op `{op}`")
+
+
+_SEARCH: dict[str, Any] = {}
+
+
+def _search_re(z: Any, pattern: str) -> Any:
+    hit = _SEARCH.get(pattern)
+    if hit is None:
+        hit = _SEARCH[pattern] = regular.search_re(z, pattern)
+    return hit
+
+
+_FN_SETS: dict[str, Any] = {}
+
+
+def _fn_sets(z: Any) -> dict[str, Any]:
+    """The character sets of the value functions, built once: whitespace (``str.isspace``) and
+    its complement; for lower/upper the characters ASCII's map handles exactly, and that map."""
+    if not _FN_SETS:
+        space = regular.ranges_where(str.isspace)
+        _FN_SETS["space"] = (regular.char_set(z, space), regular.char_set(z, regular.negate(space)))
+        c = z.Const("c", z.CharSort())
+        for name, lo, hi, delta, method in (("lower", "A", "Z", 32, str.lower), ("upper", "a", "z", -32, str.upper)):
+            ok = regular.ranges_where(lambda ch, m=method, lo=lo, hi=hi: m(ch) == ch or lo <= ch <= hi)
+            f = z.Lambda([c], z.If(z.And(z.CharVal(lo) <= c, c <= z.CharVal(hi)), z.CharFromBv(c.to_bv() + delta), c))
+            _FN_SETS[name] = (regular.char_set(z, ok), f)
+    return _FN_SETS
 
 
 def string_val(z: Any, s: str) -> Any:

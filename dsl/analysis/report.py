@@ -88,18 +88,23 @@ def diff_markdown(result: Any) -> str:
     return "\n".join(out) + "\n"
 
 
-def findings_json(findings: list[dict[str, Any]]) -> str:
-    return json.dumps({"findings": findings}, indent=2, ensure_ascii=False) + "\n"
+def findings_json(result: Any) -> str:
+    return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def findings_text(findings: list[dict[str, Any]]) -> str:
-    if not findings:
+def findings_text(result: Any) -> str:
+    if not result.findings and not result.unknown:
         return "no findings: every rule can decide some call\n"
     lines = []
-    for f in findings:
+    for f in result.findings:
         where = f"{f['rule']}: " if f.get("rule") else ""
         lines.append(f"{where}{f['kind']}: {f['message']}")
         if f.get("call"):
             lines.append(f"  e.g. {_call(f['call'])} -> {_decision(f['call']['decision'])}")
-    lines.append(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}")
+    for u in result.unknown:
+        where = f"{u['rule']}: " if u.get("rule") else ""
+        lines.append(f"{where}unknown: {u['kind']} not confirmed: {u['reason']}")
+    n = len(result.findings)
+    tail = f", {len(result.unknown)} unknown" if result.unknown else ""
+    lines.append(f"{n} finding{'s' if n != 1 else ''}{tail}")
     return "\n".join(lines) + "\n"

@@ -12,14 +12,13 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from ..engine import Engine
+from ..engine import MISSING, Engine, compile_condition
 from ..engine.arguments import MAX_SAFE_INTEGER
 from ..state.memory import MemoryLimitStore
 from .encode import SMALL as _MAX_ITEMS
 from .encode import BOOL, LIST, MISSING, NULL, NUM, OBJ, STR, Context, Sym, string_of
 
-__all__ = ["call_of", "decide", "Engines", "TooLarge"]
-
+__all__ = ["call_of", "decide", "Engines", "TooLarge", "holds"]
 
 
 class TooLarge(Exception):
@@ -129,3 +128,20 @@ def decide(engines: Engines, call: dict[str, Any]) -> dict[str, Any]:
     """The real engine's decision of ``call`` as report fields."""
     d = engines.decide(call)
     return {"effect": d.effect, "code": d.code, "rule": d.rule}
+
+
+def holds(cond: dict[str, Any], call: dict[str, Any]) -> bool | None:
+    """Whether ``cond`` holds on ``call``, by the engine's own evaluator (``compile_condition``,
+    the closure the engine runs): how a finding's claim about one rule is checked on a witness.
+    None when the evaluation raises (the engine would fail closed: not a clean confirmation)."""
+    args = call["args"]
+    ctx = (
+        {} if args is None else args,
+        *(MISSING if call[r] is None else call[r] for r in ("identity", "session", "server")),
+        call["tool"],
+        call["approved"] is True,
+    )
+    try:
+        return bool(compile_condition(cond)(ctx))
+    except Exception:  # noqa: BLE001 - a raising condition confirms nothing
+        return None

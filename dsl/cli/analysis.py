@@ -104,8 +104,10 @@ def analyze_cmd(policy: str, fmt: str) -> None:
     """Rules that can never matter, proven: conditions that never hold or always hold, rules
     shadowed by an earlier check, tools that can never be allowed.
 
-    Each finding names the rule by file:line. Exit 0 when nothing is found, 1 when something
-    is, 2 on errors.
+    Each finding names the rule by file:line; an example call (shadowed rules, a deny_if that
+    always holds) is shown only once the real engine has confirmed it, otherwise the finding
+    is listed as unknown. Exit 0 when nothing is found, 1 when something is (or is unknown),
+    2 on errors.
 
     \b
     Examples:
@@ -119,11 +121,11 @@ def analyze_cmd(policy: str, fmt: str) -> None:
     from ..analysis.analyze import analyze_policy
 
     try:
-        findings = analyze_policy(data)
+        result = analyze_policy(data)
     except AnalysisUnavailable as e:
         _unavailable(e)
-    click.echo((report.findings_json if fmt == "json" else report.findings_text)(findings), nl=False)
-    sys.exit(EXIT_FAIL if findings else EXIT_OK)
+    click.echo((report.findings_json if fmt == "json" else report.findings_text)(result), nl=False)
+    sys.exit(EXIT_FAIL if result.findings or result.unknown else EXIT_OK)
 
 
 @click.command("query")
