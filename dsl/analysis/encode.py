@@ -45,8 +45,8 @@ __all__ = ["Context", "Sym", "ROOTS", "conditions_of", "strip_meta"]
 MISSING, NULL, BOOL, NUM, STR, LIST, OBJ = range(7)
 ROOTS = ("args", "identity", "session", "server", "tool", "approved")
 _MAX_CHAR = regular.MAX_CHAR  # z3's unicode strings stop here; a literal at or beyond it is left opaque
-# lower/upper have an encoding (``_fn``: a character map) but z3 times out on equivalences
-# through it, so they stay opaque until that is fast enough; normpath, dirname: opaque
+# lower/upper: z3's character map (seq.map) was tried and times out on equivalences through it;
+# they, normpath and dirname stay opaque
 _EXACT_FNS = ("count", "len", "trim", "basename")
 _QUANT = ("every", "some")
 SMALL = 10_000  # the longest list (and most extra keys) a printed witness may have
@@ -436,12 +436,7 @@ class Context:
                      z.And(x == z.Concat(head, y, trail), z.InRe(trail, z.Star(slash)), z.InRe(y, z.Plus(not_slash)),
                            z.Or(head == string_val(z, ""), z.InRe(head, z.Concat(anything, slash)))))))
             return y
-        # lower / upper: ASCII's map, exact on strings whose every character maps as it does
-        exact, f = _fn_sets(z)[fn]
-        self.opaque = True  # outside that domain the result is free
-        inside = z.InRe(x, z.Star(exact))
-        cons.append(z.Implies(self.small_flag, inside))  # witnesses come from the exact domain first
-        return z.If(inside, z.SeqMap(f, x), y)
+        raise ValueError(f"`{fn}` is not encoded")  # _leaf_exact keeps it opaque
 
     def _no_surrogate(self, v: Any) -> None:
         """A value a regex reads holds no lone surrogate (RE2 cannot read one; the engine fails
@@ -560,16 +555,11 @@ _FN_SETS: dict[str, Any] = {}
 
 
 def _fn_sets(z: Any) -> dict[str, Any]:
-    """The character sets of the value functions, built once: whitespace (``str.isspace``) and
-    its complement; for lower/upper the characters ASCII's map handles exactly, and that map."""
+    """The character sets of the value functions, built once: whitespace (``str.isspace``,
+    what ``trim`` strips) and its complement."""
     if not _FN_SETS:
         space = regular.ranges_where(str.isspace)
         _FN_SETS["space"] = (regular.char_set(z, space), regular.char_set(z, regular.negate(space)))
-        c = z.Const("c", z.CharSort())
-        for name, lo, hi, delta, method in (("lower", "A", "Z", 32, str.lower), ("upper", "a", "z", -32, str.upper)):
-            ok = regular.ranges_where(lambda ch, m=method, lo=lo, hi=hi: m(ch) == ch or lo <= ch <= hi)
-            f = z.Lambda([c], z.If(z.And(z.CharVal(lo) <= c, c <= z.CharVal(hi)), z.CharFromBv(c.to_bv() + delta), c))
-            _FN_SETS[name] = (regular.char_set(z, ok), f)
     return _FN_SETS
 
 
