@@ -449,6 +449,27 @@ def _measure(cmds: dict[str, tuple[list[str], dict[str, str]]], plan: _Plan) -> 
     return results
 
 
+def _added_row(
+    case: str, res: dict[str, Any], direct: dict[str, Any], shown: str, baseline_name: str, plan: _Plan, *, judged: bool
+) -> Row:
+    """A proxied connection's latency against the direct one measured in the same rounds: the
+    added p50 is the median over paired rounds (held to the target when ``judged``)."""
+    added = statistics.median(p - d for p, d in zip(res["round_p50_ns"], direct["round_p50_ns"]))
+    return Row(
+        section=NAME,
+        case=case,
+        result=f"p50 {fmt_ns(res['p50_ns'])} · p99 {fmt_ns(res['p99_ns'])}",
+        values={**res, "added_p50_ns": added},
+        baseline=f"{shown} p50 {fmt_ns(direct['p50_ns'])}",
+        baseline_name=baseline_name,
+        baseline_values={"p50_ns": direct["p50_ns"], "p99_ns": direct["p99_ns"]},
+        ratio=added,
+        ratio_text=f"+{fmt_ns(added)} added (median of {plan.rounds} paired rounds)",
+        target="added p50 ≤ 300 µs",
+        status=status_of(added <= ADDED_P50_TARGET_NS) if judged else "INFO",
+    )
+
+
 def run(cfg: Config) -> Section:
     section = Section(NAME, TITLE)
     ok, why = proxy_available()
@@ -481,22 +502,10 @@ def run(cfg: Config) -> Section:
             f"p50 {fmt_ns(direct['p50_ns'])} · p99 {fmt_ns(direct['p99_ns'])}", values=direct)
     )  # fmt: skip
     for label, res in variants.items():
-        added = statistics.median(p - d for p, d in zip(res["round_p50_ns"], direct["round_p50_ns"]))
         section.rows.append(
-            Row(
-                section=NAME,
-                case=f"{label}, {plan.calls:,} calls",
-                result=f"p50 {fmt_ns(res['p50_ns'])} · p99 {fmt_ns(res['p99_ns'])}",
-                values={**res, "added_p50_ns": added},
-                baseline=f"direct p50 {fmt_ns(direct['p50_ns'])}",
-                baseline_name="direct stdio to the same server",
-                baseline_values={"p50_ns": direct["p50_ns"], "p99_ns": direct["p99_ns"]},
-                ratio=added,
-                ratio_text=f"+{fmt_ns(added)} added (median of {plan.rounds} paired rounds)",
-                target="added p50 ≤ 300 µs",
-                status=status_of(added <= ADDED_P50_TARGET_NS) if label == "plr proxy" else "INFO",
-            )
-        )
+            _added_row(f"{label}, {plan.calls:,} calls", res, direct, "direct", "direct stdio to the same server", plan,
+                       judged=label == "plr proxy")
+        )  # fmt: skip
     for label, res in variants.items():
         w, dw = res["windowed"], direct["windowed"]
         ratio = w["calls_per_s"] / dw["calls_per_s"] if dw["calls_per_s"] else 0.0
@@ -545,23 +554,10 @@ def run(cfg: Config) -> Section:
                 note="" if b["in_order"] else "responses came back out of request order (allowed by JSON-RPC)",
             )
         )
-    hd, hp = over_http["direct"], over_http["plr proxy"]
-    added_http = statistics.median(p - d for p, d in zip(hp["round_p50_ns"], hd["round_p50_ns"]))
     section.rows.append(
-        Row(
-            section=NAME,
-            case=f"over HTTP: plr proxy --listen, {plan.calls:,} calls",
-            result=f"p50 {fmt_ns(hp['p50_ns'])} · p99 {fmt_ns(hp['p99_ns'])}",
-            values={**hp, "added_p50_ns": added_http},
-            baseline=f"direct HTTP p50 {fmt_ns(hd['p50_ns'])}",
-            baseline_name="the same server over HTTP, directly (keep-alive)",
-            baseline_values={"p50_ns": hd["p50_ns"], "p99_ns": hd["p99_ns"]},
-            ratio=added_http,
-            ratio_text=f"+{fmt_ns(added_http)} added (median of {plan.rounds} paired rounds)",
-            target="added p50 ≤ 300 µs",
-            status=status_of(added_http <= ADDED_P50_TARGET_NS),
-        )
-    )
+        _added_row(f"over HTTP: plr proxy --listen, {plan.calls:,} calls", over_http["plr proxy"], over_http["direct"],
+                   "direct HTTP", "the same server over HTTP, directly (keep-alive)", plan, judged=True)
+    )  # fmt: skip
     starts = {"direct": direct, **variants}
     section.rows.append(
         Row(
