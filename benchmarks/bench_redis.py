@@ -38,7 +38,7 @@ from dsl.compiler import compile_source
 from dsl.engine import Engine
 from dsl.state.memory import MemoryLimitStore
 
-from .harness import Config, Latency, Row, Section, decision_latency, fmt_ns, fmt_ratio, status_of, timer_overhead_ns
+from .harness import Config, Latency, Row, Section, decision_latency, fmt_ratio, store_row, timer_overhead_ns
 from .policies import LIMIT_CLOCK_STEP_S, LIMIT_MAX
 
 NAME = "redis"
@@ -165,7 +165,6 @@ def run(cfg: Config) -> Section:
                 mem = _time(Engine(policy, clock=_clock(), store=MemoryLimitStore()), tool, plan, overhead)
                 store = RedisLimitStore(state.client, prefix=f"bench:{tool}:", use_server_time=False)
                 red = _time(Engine(policy, clock=_clock(), store=store), tool, plan, overhead)
-                ratio = red.p50_ns / mem.p50_ns if mem.p50_ns > 0 else float("inf")
                 section.rows.append(
                     Row(
                         section=NAME,
@@ -175,23 +174,8 @@ def run(cfg: Config) -> Section:
                         status="INFO",
                     )
                 )
-                section.rows.append(
-                    Row(
-                        section=NAME,
-                        case=f"{label}, Redis store (TCP)",
-                        result=red.text(),
-                        values={**red.values(), "added_p50_ns": round(red.p50_ns - mem.p50_ns, 1)},
-                        baseline="in-process " + mem.text(),
-                        baseline_name="MemoryLimitStore",
-                        baseline_values=mem.values(),
-                        ratio=ratio,
-                        ratio_text=f"{fmt_ratio(ratio)} in-process",
-                        target=f"p50 ≤ {fmt_ns(P50_TARGET_NS)}",
-                        status=status_of(red.p50_ns <= P50_TARGET_NS),
-                        note=f"adds {fmt_ns(red.p50_ns - mem.p50_ns)} at p50 per limited call"
-                        + (" (two limits, still one round trip)" if tool == "two-limits" else ""),
-                    )
-                )
+                more = " (two limits, still one round trip)" if tool == "two-limits" else ""
+                section.rows.append(store_row(NAME, f"{label}, Redis store (TCP)", red, mem, P50_TARGET_NS, more))
             # an operator's answer reaching the waiting call
             red_ms = _approval_wake_ms(state.approval_queue(), plan.approvals)
             with tempfile.TemporaryDirectory(prefix="plr-bench-sqlite-") as tmp:

@@ -32,7 +32,7 @@ from dsl.engine import Engine
 from dsl.state.memory import MemoryLimitStore
 from dsl.state.sqlite_limits import SqliteLimitStore
 
-from .harness import Config, Latency, Row, Section, decision_latency, fmt_ns, fmt_ratio, status_of, timer_overhead_ns
+from .harness import Config, Latency, Row, Section, decision_latency, store_row, timer_overhead_ns
 from .policies import LIMIT_CLOCK_STEP_S, LIMIT_MAX
 
 NAME = "state"
@@ -95,21 +95,7 @@ def _redis_missing() -> str | None:
 
 
 def _row(label: str, store: str, lat: Latency, mem: Latency) -> Row:
-    ratio = lat.p50_ns / mem.p50_ns if mem.p50_ns > 0 else float("inf")
-    return Row(
-        section=NAME,
-        case=f"{label}, {store}",
-        result=lat.text(),
-        values={**lat.values(), "added_p50_ns": round(lat.p50_ns - mem.p50_ns, 1)},
-        baseline="in-process " + mem.text(),
-        baseline_name="MemoryLimitStore",
-        baseline_values=mem.values(),
-        ratio=ratio,
-        ratio_text=f"{fmt_ratio(ratio)} in-process",
-        target=f"p50 ≤ {fmt_ns(P50_TARGET_NS)}",
-        status=status_of(lat.p50_ns <= P50_TARGET_NS),
-        note=f"adds {fmt_ns(lat.p50_ns - mem.p50_ns)} at p50 per limited call",
-    )
+    return store_row(NAME, f"{label}, {store}", lat, mem, P50_TARGET_NS)
 
 
 def run(cfg: Config) -> Section:

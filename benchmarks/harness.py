@@ -372,3 +372,23 @@ def decision_latency(decide: Callable[..., Any], tool: str, args: Any, calls: in
         return pc() - t0
 
     return measure(one_round, calls, rounds, overhead_ns)
+
+
+def store_row(section: str, case: str, lat: Latency, mem: Latency, target_ns: float, more: str = "") -> Row:
+    """A limited decision on a shared limit store against the in-process store (``mem``),
+    measured in the same run: the ratio, and what the store adds at p50."""
+    ratio = lat.p50_ns / mem.p50_ns if mem.p50_ns > 0 else float("inf")
+    return Row(
+        section=section,
+        case=case,
+        result=lat.text(),
+        values={**lat.values(), "added_p50_ns": round(lat.p50_ns - mem.p50_ns, 1)},
+        baseline="in-process " + mem.text(),
+        baseline_name="MemoryLimitStore",
+        baseline_values=mem.values(),
+        ratio=ratio,
+        ratio_text=f"{fmt_ratio(ratio)} in-process",
+        target=f"p50 ≤ {fmt_ns(target_ns)}",
+        status=status_of(lat.p50_ns <= target_ns),
+        note=f"adds {fmt_ns(lat.p50_ns - mem.p50_ns)} at p50 per limited call{more}",
+    )
