@@ -12,7 +12,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from ..engine import MISSING, Engine, compile_condition
+from ..engine import MISSING as ABSENT, Engine, compile_condition  # the engine's sentinel; encode's MISSING is a kind number
 from ..engine.arguments import MAX_SAFE_INTEGER
 from ..state.memory import MemoryLimitStore
 from .encode import SMALL as _MAX_ITEMS
@@ -137,7 +137,7 @@ def holds(cond: dict[str, Any], call: dict[str, Any]) -> bool | None:
     args = call["args"]
     ctx = (
         {} if args is None else args,
-        *(MISSING if call[r] is None else call[r] for r in ("identity", "session", "server")),
+        *(ABSENT if call[r] is None else call[r] for r in ("identity", "session", "server")),
         call["tool"],
         call["approved"] is True,
     )

@@ -108,3 +108,15 @@ def test_a_witness_the_engine_does_not_confirm_is_unknown(monkeypatch: pytest.Mo
     assert not bad.findings
     assert [(u["kind"], u["rule"]) for u in bad.unknown] == [("shadowed", "p.plr:4")]
     assert bad.unknown[0]["reason"].startswith("internal error")
+
+
+def test_holds_reads_an_absent_identity_session_or_server_as_the_engine_does() -> None:
+    """The claim check runs the engine's evaluator: an absent identity must be the engine's own
+    'missing' sentinel, not the analysis's kind number 0 (which reads as present)."""
+    from dsl.analysis.witness import holds
+
+    call = {"tool": "t", "args": {}, "identity": None, "session": None, "server": None, "approved": False}
+    for root in ("identity", "session", "server"):
+        assert holds({"op": "exists", "path": root}, call) is False
+        assert holds({"op": "missing", "path": root}, call) is True
+        assert holds({"op": "exists", "path": root}, {**call, root: "x"}) is True
