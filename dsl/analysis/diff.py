@@ -19,7 +19,7 @@ from .limits import limit_changes
 from .solver import z3 as load_z3
 from .witness import Engines, TooLarge, call_of, decide
 
-__all__ = ["DiffResult", "diff_policies", "change_kind", "tool_names"]
+__all__ = ["DiffResult", "FolderDiff", "PolicyDiff", "diff_policies", "diff_folders", "fails", "change_kind", "tool_names"]
 
 _MAX_CLASSES = len(OUTCOMES) ** 2
 TIMEOUT_MS = 20_000
@@ -37,6 +37,73 @@ class DiffResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"equivalent": self.equivalent, "changes": self.changes, "limits": self.limits, "unknown": self.unknown}
+
+
+@dataclass
+class PolicyDiff:
+    """One policy of a folder: ``status`` is changed, unchanged, added or removed; ``result`` is
+    its diff when it is on both sides."""
+
+    name: str
+    status: str
+    result: DiffResult | None = None
+
+
+@dataclass
+class FolderDiff:
+    """Two folders of policies paired by path. A removed policy counts as loosening (the calls it
+    decided are no longer decided by it); an added one is a change (a new policy denies by
+    default, and nothing it allows was decided before by it)."""
+
+    policies: list[PolicyDiff] = field(default_factory=list)
+
+    @property
+    def equivalent(self) -> bool:
+        return all(p.status == "unchanged" for p in self.policies)
+
+    def to_dict(self) -> dict[str, Any]:
+        def tagged(attr: str) -> list[dict[str, Any]]:
+            return [{"policy": p.name, **x} for p in self.policies if p.result for x in getattr(p.result, attr)]
+
+        return {
+            "equivalent": self.equivalent,
+            "policies": [{"policy": p.name, "status": p.status} for p in self.policies],
+            "changes": tagged("changes"),
+            "limits": tagged("limits"),
+            "unknown": tagged("unknown"),
+        }
+
+
+def fails(result: DiffResult | FolderDiff, fail_on: str) -> bool:
+    """Whether ``plr diff --fail-on FAIL_ON`` exits 1: ``any`` on any change; ``loosen`` when
+    something becomes more permissive, a limit loosens or changes shape, something cannot be
+    decided, or a policy is removed."""
+    if isinstance(result, FolderDiff):
+        return any(
+            (p.status == "removed") or (p.status == "added" and fail_on == "any") or (p.result is not None and fails(p.result, fail_on))
+            for p in result.policies
+        )
+    if fail_on != "loosen":
+        return not result.equivalent
+    return (
+        any(c["kind"] == "loosen" for c in result.changes)
+        or any(x["kind"] in ("loosen", "change") for x in result.limits)
+        or bool(result.unknown)
+    )
+
+
+def diff_folders(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> FolderDiff:
+    """Pair the policies of two folders by name (``inputs.load_policies``) and diff each pair."""
+    out = FolderDiff()
+    for name in sorted(old.keys() | new.keys()):
+        if name not in new:
+            out.policies.append(PolicyDiff(name, "removed"))
+        elif name not in old:
+            out.policies.append(PolicyDiff(name, "added"))
+        else:
+            result = diff_policies(old[name], new[name])
+            out.policies.append(PolicyDiff(name, "unchanged" if result.equivalent else "changed", result))
+    return out
 
 
 def change_kind(old: tuple[str, str], new: tuple[str, str]) -> str:

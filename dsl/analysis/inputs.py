@@ -18,31 +18,45 @@ from typing import Any
 
 from ..errors import PlrError
 
-__all__ = ["load_side", "git_revision"]
+__all__ = ["load_side", "load_policies", "git_revision"]
 
 
 def load_side(path: str) -> dict[str, Any]:
-    """The canonical dump of the policy at ``path``; PlrError (with file:line:col) on failure."""
+    """The canonical dump of the one policy at ``path``; PlrError (with file:line:col) on failure.
+    A folder that holds several independent policies is refused: name the file."""
+    policies = load_policies(path)
+    if len(policies) > 1:
+        raise PlrError.at(
+            "a folder holds several independent policies (" + ", ".join(list(policies)[:5]) + "); name the file",
+            path,
+        )
+    return next(iter(policies.values()))
+
+
+def load_policies(path: str) -> dict[str, dict[str, Any]]:
+    """Every policy at ``path`` by name, as canonical dumps: a file is one policy (named by its
+    base name); a folder holds one per entry point (the files ``plr test`` would compile: those
+    with tests and those no other file there imports), named by the path inside the folder."""
     if not os.path.exists(path):
         raise PlrError.at("no such file or directory", path)
-    if os.path.isfile(path) and path.endswith((".json", ".yaml", ".yml")):
+    if not os.path.isdir(path):
+        return {os.path.basename(path): _load_file(path)}
+    from ..compiler import compile_files
+    from ..tester import discover, suite_roots
+
+    roots = suite_roots(discover([path]))
+    if not roots:
+        raise PlrError.at("no .plr files found", path)
+    return {Path(os.path.relpath(r, path)).as_posix(): compile_files([r]).to_dict() for r in roots}
+
+
+def _load_file(path: str) -> dict[str, Any]:
+    if path.endswith((".json", ".yaml", ".yml")):
         from ..policy import load_policy
 
         return load_policy(Path(path)).to_dict()
     from ..compiler import compile_files
 
-    if os.path.isdir(path):
-        from ..tester import discover, suite_roots
-
-        roots = suite_roots(discover([path]))
-        if not roots:
-            raise PlrError.at("no .plr files found", path)
-        if len(roots) > 1:
-            raise PlrError.at(
-                "a folder holds several independent policies (" + ", ".join(roots[:5]) + "); name the file to compare",
-                path,
-            )
-        return compile_files(roots).to_dict()
     return compile_files([path]).to_dict()
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 __all__ = ["diff_text", "diff_json", "diff_markdown", "findings_text", "findings_json"]
 
+_RERUN = "Each example call was re-run on both policies with the real engine (`plr eval`)."
+_STATUS = {"added": "added (a new policy)", "removed": "removed (its calls are no longer decided by it)"}
+
 
 def _decision(d: dict[str, Any]) -> str:
     rule = f" by {d['rule']}" if d.get("rule") else ""
@@ -43,6 +46,8 @@ def diff_json(result: Any) -> str:
 
 
 def diff_text(result: Any) -> str:
+    if hasattr(result, "policies"):
+        return _folder_text(result)
     if result.equivalent:
         return "equivalent: no call changes decision, and no limit changes\n"
     lines = []
@@ -58,11 +63,30 @@ def diff_text(result: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _folder_text(result: Any) -> str:
+    out = []
+    for p in result.policies:
+        if p.status == "changed":
+            out.append(f"== {p.name}\n" + "".join("  " + line + "\n" for line in diff_text(p.result).splitlines()))
+        else:
+            out.append(f"== {p.name}: {_STATUS.get(p.status, 'equivalent')}\n")
+    out.append(_folder_summary(result) + "\n")
+    return "".join(out)
+
+
+def _folder_summary(result: Any) -> str:
+    counts = {k: sum(1 for p in result.policies if p.status == k) for k in ("changed", "added", "removed", "unchanged")}
+    n = len(result.policies)
+    return f"{n} polic{'ies' if n != 1 else 'y'}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+
+
 def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def diff_markdown(result: Any) -> str:
+    if hasattr(result, "policies"):
+        return _folder_markdown(result)
     if result.equivalent:
         return "### plr diff: no decision changes\n\nEvery call gets the same decision under both policies (proven by z3).\n"
     loosen = sum(1 for c in result.changes if c["kind"] == "loosen") + sum(1 for x in result.limits if x["kind"] == "loosen")
@@ -84,7 +108,22 @@ def diff_markdown(result: Any) -> str:
     if result.unknown:
         out += ["**Not decided** (review these by hand)", ""]
         out += [f"- `{_md(u['tool'])}`: {_md(u['reason'])}" for u in result.unknown] + [""]
-    out.append("Each example call was re-run on both policies with the real engine (`plr eval`).")
+    out.append(_RERUN)
+    return "\n".join(out) + "\n"
+
+
+def _folder_markdown(result: Any) -> str:
+    if result.equivalent:
+        return f"### plr diff: no decision changes\n\n{_folder_summary(result)}: every call gets the same decision under both versions (proven by z3).\n"
+    out = [f"### plr diff: {_folder_summary(result)}", ""]
+    for p in result.policies:
+        if p.status == "changed":
+            head, _, body = diff_markdown(p.result).partition("\n\n")
+            body = body.replace(_RERUN, "").strip("\n")
+            out += [f"#### `{_md(p.name)}`: {head.removeprefix('### plr diff: ')}", "", body, ""]
+        elif p.status != "unchanged":
+            out += [f"#### `{_md(p.name)}`: {_STATUS[p.status]}", ""]
+    out.append(_RERUN)
     return "\n".join(out) + "\n"
 
 

@@ -39,12 +39,15 @@ def _unavailable(e: Exception) -> None:
     type=click.Choice(["any", "loosen"]),
     default="any",
     show_default=True,
-    help="any: exit 1 on any change; loosen: only when something becomes more permissive (or cannot be decided).",
+    help="any: exit 1 on any change; loosen: only when something becomes more permissive, cannot be decided, or a policy of a folder is removed.",
 )
 def diff_cmd(old: str, new: str | None, rev: str | None, fmt: str, fail_on: str) -> None:
     """Every kind of call whose decision changes from OLD to NEW, each with an example call.
 
-    OLD and NEW are .plr files or folders, or compiled .json policies. "No change" is a proof
+    OLD and NEW are .plr files or folders, or compiled .json policies. A folder holds one
+    policy per entry point (the files `plr test` compiles); two folders are compared policy by
+    policy, paired by path, and added or removed policies are listed (a removed one counts as
+    loosening). "No change" is a proof
     (z3), not a search that gave up; what cannot be decided is listed as unknown. Each example
     call has been re-run on both policies with the real engine. Limits are compared as
     parameters (max, window, per, if).
@@ -69,32 +72,37 @@ def diff_cmd(old: str, new: str | None, rev: str | None, fmt: str, fail_on: str)
     elif new is None:
         fail("give OLD and NEW, or one path with --git REV")
     assert new is not None
-    new_data = _load(new)
+    new_set = _load_all(new)
     with ExitStack() as stack:
         if rev is not None:
             try:
                 old = stack.enter_context(git_revision(rev, old))
             except PlrError as e:
                 input_error(e)
-        old_data = _load(old)
+        old_set = _load_all(old)
     from ..analysis import diff as diff_mod
     from ..analysis import report
 
     try:
-        result = diff_mod.diff_policies(old_data, new_data)
+        if len(old_set) == 1 and len(new_set) == 1:  # one policy each, whatever the names
+            result: Any = diff_mod.diff_policies(next(iter(old_set.values())), next(iter(new_set.values())))
+        else:
+            result = diff_mod.diff_folders(old_set, new_set)
     except AnalysisUnavailable as e:
         _unavailable(e)
     render = {"text": report.diff_text, "json": report.diff_json, "markdown": report.diff_markdown}[fmt]
     click.echo(render(result), nl=False)
-    if fail_on == "loosen":
-        failing = (
-            any(c["kind"] == "loosen" for c in result.changes)
-            or any(x["kind"] in ("loosen", "change") for x in result.limits)
-            or bool(result.unknown)
-        )
-    else:
-        failing = not result.equivalent
-    sys.exit(EXIT_FAIL if failing else EXIT_OK)
+    sys.exit(EXIT_FAIL if diff_mod.fails(result, fail_on) else EXIT_OK)
+
+
+def _load_all(path: str) -> dict[str, dict[str, Any]]:
+    from ..analysis.inputs import load_policies
+    from ..errors import PlrError
+
+    try:
+        return load_policies(path)
+    except PlrError as e:
+        input_error(e)
 
 
 @click.command("analyze")

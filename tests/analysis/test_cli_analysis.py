@@ -102,3 +102,83 @@ def test_diff_git_takes_old_from_a_revision(tmp_path: Path) -> None:
     assert code == 1, out
     assert json.loads(out)["changes"][0]["old"]["rule"] == "codex_worker.plr:23"
     assert run("diff", "--git", "no-such-rev", str(repo / "policies"))[0] == 2
+
+
+def _policies(folder: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+_BASE = {
+    "a.plr": 'deny tool "rm" unless approved\nallow tool "read"\n',
+    "sub/b.plr": 'allow tool "list"\n',
+    "gone.plr": 'allow tool "x"\n',
+}
+
+
+def test_folders_of_several_policies_are_compared_policy_by_policy(tmp_path: Path) -> None:
+    old = _policies(tmp_path / "old", _BASE)
+    new = _policies(tmp_path / "new", {**_BASE, "a.plr": 'allow tool "rm"\nallow tool "read"\n', "fresh.plr": 'allow tool "y"\n'})
+    (new / "gone.plr").unlink()
+    code, out = run("diff", str(old), str(new), "--format", "json")
+    assert code == 1, out
+    data = json.loads(out)
+    assert data["equivalent"] is False
+    assert data["policies"] == [
+        {"policy": "a.plr", "status": "changed"},
+        {"policy": "fresh.plr", "status": "added"},
+        {"policy": "gone.plr", "status": "removed"},
+        {"policy": "sub/b.plr", "status": "unchanged"},
+    ]
+    [change] = data["changes"]
+    assert (change["policy"], change["tool"], change["kind"]) == ("a.plr", "rm", "loosen")
+    assert (change["old"]["effect"], change["new"]["effect"]) == ("approval_required", "allow")
+    code, text = run("diff", str(old), str(new))
+    assert "== a.plr\n  loosen: `rm`" in text and "== gone.plr: removed" in text and "== sub/b.plr: equivalent" in text
+    assert text.rstrip().endswith("4 policies: 1 changed, 1 added, 1 removed, 1 unchanged")
+    code, md = run("diff", str(old), str(new), "--format", "markdown")
+    assert md.startswith("### plr diff: 4 policies: 1 changed, 1 added, 1 removed, 1 unchanged\n")
+    assert "#### `a.plr`: 1 decision change(s), 1 more permissive" in md and "🔓 loosen" in md
+    assert md.count("re-run on both policies") == 1
+
+
+def test_folder_diff_exit_codes_follow_fail_on(tmp_path: Path) -> None:
+    old = _policies(tmp_path / "old", _BASE)
+    same = _policies(tmp_path / "same", _BASE)
+    assert run("diff", str(old), str(same)) == (0, "== a.plr: equivalent\n== gone.plr: equivalent\n== sub/b.plr: equivalent\n3 policies: 0 changed, 0 added, 0 removed, 3 unchanged\n")
+    tighter = _policies(tmp_path / "tighter", {**_BASE, "sub/b.plr": 'deny tool "list"\n'})
+    assert run("diff", str(old), str(tighter))[0] == 1
+    assert run("diff", str(old), str(tighter), "--fail-on", "loosen")[0] == 0
+    added = _policies(tmp_path / "added", {**_BASE, "fresh.plr": 'allow tool "y"\n'})
+    assert run("diff", str(old), str(added))[0] == 1
+    assert run("diff", str(old), str(added), "--fail-on", "loosen")[0] == 0  # a new policy loosens nothing it decided before
+    assert run("diff", str(added), str(old), "--fail-on", "loosen")[0] == 1  # a removed policy no longer protects
+
+
+def test_a_policy_that_fails_to_compile_in_a_folder_exits_2_with_its_position(tmp_path: Path) -> None:
+    old = _policies(tmp_path / "old", _BASE)
+    bad = _policies(tmp_path / "bad", {**_BASE, "sub/b.plr": 'allow tool "list" if args.x ==\n'})
+    code, out = run("diff", str(old), str(bad))
+    assert code == 2 and "b.plr:1:" in out
+
+
+def test_diff_git_compares_a_folder_of_policies_with_a_revision(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _policies(repo / "policies", _BASE)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
+    for argv in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "x"]):
+        subprocess.run(["git", "-C", str(repo), *argv], check=True, env=env)
+    assert run("diff", "--git", "HEAD", str(repo / "policies"))[0] == 0
+    (repo / "policies" / "sub" / "b.plr").write_text('allow tool "list"\nallow tool "write"\n')
+    code, out = run("diff", "--git", "HEAD", str(repo / "policies"), "--format", "json", "--fail-on", "loosen")
+    assert code == 1, out
+    data = json.loads(out)
+    assert [(c["policy"], c["tool"], c["kind"]) for c in data["changes"]] == [("sub/b.plr", "write", "loosen")]
+    assert {p["policy"]: p["status"] for p in data["policies"]} == {"a.plr": "unchanged", "gone.plr": "unchanged", "sub/b.plr": "changed"}
+
+
+def test_analyze_names_the_policies_of_a_folder_that_holds_several(tmp_path: Path) -> None:
+    code, out = run("analyze", str(_policies(tmp_path / "p", _BASE)))
+    assert code == 2 and "several independent policies (a.plr, gone.plr, sub/b.plr)" in out
