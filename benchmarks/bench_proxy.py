@@ -11,9 +11,12 @@ both sides. Issue #20's targets:
   then the reverse order), so a machine that gets busier or quieter during the run moves both
   alike; the added latency is the median over rounds of (proxy round p50 − direct round p50)
   (target ≤ 300 µs);
-* throughput with 50 calls in flight: a window of 50 outstanding requests, a new one written as
-  each answer arrives; calls/s through the proxy over calls/s direct (target ≥ 0.7×), every
-  answer checked against its own request;
+* throughput with 50 calls in flight, as the issue measured it: the official ``mcp`` client
+  (``ClientSession``, 50 ``call_tool`` in flight) direct and through the proxy, interleaved
+  rounds (``sdk_throughput.py``); calls/s through the proxy over calls/s direct (target ≥ 0.7×),
+  every answer checked against its own call. The same window driven by the minimal client is
+  reported beside it (INFO): with a client that costs almost nothing per call, the ratio is the
+  proxy's own CPU per call against the echo server's, the ceiling a Python relay is measured by;
 * a burst: 1,000 calls written at once; every response must arrive exactly once and carry the
   text of its own request (target: none lost or mismatched);
 * memory: the proxy's resident set (``/proc/PID/status``) after a warm-up and after 10,000 more
@@ -47,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import sdk_throughput
 from .bench_cli import plr_command
 from .harness import Config, Row, Section, fmt_ns, percentile, status_of
 
@@ -494,6 +498,8 @@ def run(cfg: Config) -> Section:
             slow_audit = str(Path(tmp) / "audit-sdk.jsonl")
             cmds["plr proxy, fast path off"] = ([*proxy, "--audit", slow_audit, "--", *server], {"PLR_PROXY_FAST": "0"})
         results = _measure(cmds, plan)
+        sdk = sdk_throughput.measure({k: (cmd, {**_env(), **env}) for k, (cmd, env) in list(cmds.items())[:2]},
+                                     plan.windowed, plan.rounds // 2 or 1, WINDOW)  # fmt: skip
         over_http = _measure_http(policy, str(Path(tmp) / "audit-http.jsonl"), plan)
     direct = results.pop("direct")
     variants = results
@@ -506,13 +512,30 @@ def run(cfg: Config) -> Section:
             _added_row(f"{label}, {plan.calls:,} calls", res, direct, "direct", "direct stdio to the same server", plan,
                        judged=label == "plr proxy")
         )  # fmt: skip
+    sdk_ratio = sdk_throughput.paired_ratio(sdk["plr proxy"], sdk["direct"])
+    section.rows.append(
+        Row(
+            section=NAME,
+            case=f"{sdk['plr proxy']['calls']:,} calls, {WINDOW} in flight, official mcp client, plr proxy",
+            result=f"{sdk['plr proxy']['calls_per_s']:,.0f} calls/s, {sdk['plr proxy']['bad']} wrong",
+            values=sdk["plr proxy"],
+            baseline=f"direct {sdk['direct']['calls_per_s']:,.0f} calls/s",
+            baseline_name="the mcp ClientSession on the same server directly, interleaved rounds",
+            baseline_values=sdk["direct"],
+            ratio=sdk_ratio,
+            ratio_text=f"{sdk_ratio:.2f}× direct",
+            target=f"≥ {THROUGHPUT_TARGET}× direct, none wrong",
+            status=status_of(sdk_ratio >= THROUGHPUT_TARGET and sdk["plr proxy"]["bad"] == 0 and sdk["direct"]["bad"] == 0),
+            note="the median of paired round ratios; the client an agent runs is the slower side",
+        )
+    )
     for label, res in variants.items():
         w, dw = res["windowed"], direct["windowed"]
         ratio = w["calls_per_s"] / dw["calls_per_s"] if dw["calls_per_s"] else 0.0
         section.rows.append(
             Row(
                 section=NAME,
-                case=f"{w['calls']:,} calls, {WINDOW} in flight, {label}",
+                case=f"{w['calls']:,} calls, {WINDOW} in flight, minimal client, {label}",
                 result=f"{w['calls_per_s']:,.0f} calls/s, {w['bad']} wrong or lost",
                 values=w,
                 baseline=f"direct {dw['calls_per_s']:,.0f} calls/s",
@@ -520,10 +543,10 @@ def run(cfg: Config) -> Section:
                 baseline_values=dw,
                 ratio=ratio,
                 ratio_text=f"{ratio:.2f}× direct",
-                target=f"≥ {THROUGHPUT_TARGET}× direct, none wrong",
-                status=status_of(ratio >= THROUGHPUT_TARGET and w["bad"] == 0 and dw["bad"] == 0)
-                if label == "plr proxy"
-                else "INFO",
+                target="none wrong (ratio reported)",
+                status="FAIL" if w["bad"] or dw["bad"] else "INFO",
+                note="the proxy's own CPU per call against a client and server that cost almost nothing"
+                if label == "plr proxy" else "",
             )
         )
     rss = variants["plr proxy"]["rss"]
