@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from functools import partial
 from typing import Any, Callable
 
 from lark import Token, Transformer, Tree, v_args
@@ -17,7 +18,7 @@ from lark.tree import Meta
 
 from . import ir
 from .errors import Diagnostic, PlrError, line_of
-from .parser import parse
+from .parser import parse, parse_inline
 
 CMP_OPS = {"==": "eq", "!=": "neq", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 # A string literal with no escape and no control character is its own text between the quotes
@@ -27,17 +28,21 @@ UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "s": 1, "
 
 
 def lower_source(text: str, file: str = "<input>", path: str = "") -> ir.Module:
-    """Parse and lower one file; raise PlrError with every problem found."""
-    tree = parse(text, file)
-    return lower_tree(tree, text, file, path)
+    """Parse and lower one file; raise PlrError with every problem found.
+
+    The lowering functions run inside the parse (no tree is built, see ``parse_inline``) and
+    see what they would see walking the tree; where that parse cannot vouch for the result
+    (a literal the tree checks, a tree too tall to walk) the tree is parsed and walked."""
+    lowerer = _Lower(text, file)
+    statements = parse_inline(text, file, lowerer.actions(), partial(ir.Span, file))
+    if statements is None:
+        return lower_tree(parse(text, file), text, file, path)
+    return lowerer.module(statements, path)
 
 
 def lower_tree(tree: Tree, text: str, file: str, path: str = "") -> ir.Module:
     lowerer = _Lower(text, file)
-    statements = lowerer.walk(tree)
-    if lowerer.diagnostics:
-        raise PlrError(lowerer.diagnostics)
-    return ir.Module(file=file, path=path, statements=tuple(statements))
+    return lowerer.module(lowerer.walk(tree), path)
 
 
 def duration_seconds(text: str) -> int:
@@ -62,8 +67,19 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         fn, with_meta = entry
         return fn(self, tree.meta, children) if with_meta else fn(self, children)
 
+    def actions(self) -> dict[str, tuple[Callable[..., Any], bool]]:
+        """rule name -> (this lowerer's method, takes the node's place): for ``parse_inline``."""
+        return {name: (fn.__get__(self), with_meta) for name, (fn, with_meta) in _DISPATCH.items()}
+
+    def module(self, statements: list[Any], path: str) -> ir.Module:
+        if self.diagnostics:
+            raise PlrError(self.diagnostics)
+        return ir.Module(file=self.file, path=path, statements=tuple(statements))
+
     # -- helpers --------------------------------------------------------------------------
-    def span(self, where: Meta | Token | None) -> ir.Span:
+    def span(self, where: Meta | Token | ir.Span | None) -> ir.Span:
+        if where.__class__ is ir.Span:  # the inline parse passes the node's place as a Span
+            return where  # type: ignore[return-value]
         if where is None:
             return ir.Span(file=self.file, line=0, col=0)
         if isinstance(where, Token):
@@ -548,7 +564,7 @@ def _dispatch_table(cls: type) -> dict[str, tuple[Callable[..., Any], bool]]:
         if klass in (Transformer, object) or not issubclass(klass, Transformer):
             continue
         for name, attr in vars(klass).items():
-            if name.startswith("_") or name == "walk":
+            if name.startswith("_") or name in ("walk", "actions", "module"):
                 continue
             base = getattr(attr, "base_func", None)  # a v_args(meta=True) wrapper
             if base is not None and getattr(attr, "visit_wrapper", None) is not None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -77,11 +78,7 @@ def parse(text: str, file: str = "<input>") -> Tree:
 
 def parse_with_comments(text: str, file: str = "<input>") -> tuple[Tree, list[Token]]:
     """Like :func:`parse`, also returning the comments (with positions) for the formatter."""
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        col = text.index("\x00") - (text.rfind("\n", 0, text.index("\x00")) + 1) + 1
-        raise PlrError.at("a policy file must be text: found a NUL byte", file, line, col, line_of(text, line))
-    _check_nesting(text, file)
+    _check_text(text, file)
     parser = _parser()
     with _lock:
         _comments.clear()
@@ -99,6 +96,231 @@ def parse_with_comments(text: str, file: str = "<input>") -> tuple[Tree, list[To
     if problems:
         raise PlrError(problems)
     return tree, comments
+
+
+# --- the parse without a tree --------------------------------------------------------------
+#
+# Compiling needs the IR, not the tree: ``parse_inline`` runs the same LALR tables and lexer
+# with callbacks that hand each reduction straight to the lowering functions. What a callback
+# receives is what a tree node would have held: the children Lark's tree builder keeps (its own
+# child filter: punctuation dropped, `_rule`s spliced, placeholders for absent `[optional]`
+# parts), a `?rule` with one child collapsed to it, and the node's place computed as
+# ``propagate_positions`` does (from the first and last child, inlined ones included). Each value
+# on the parser's stack is a token or a tuple (value, line, col, end_line, end_col, height):
+# the place (None when the node covers nothing) and the height the tree would have, so the
+# positions of every node, and the depth past which walking a tree would fail, stay the tree's.
+
+
+class _NotInline(Exception):
+    """The inline parse cannot stand for the tree path here: the caller parses a tree."""
+
+
+# A tree this tall (or_/and_/not chains) may exhaust the stack when walked: the tree path
+# decides (it reports "nested too deeply" where it always did).
+MAX_INLINE_HEIGHT = 200
+_NONES: tuple[list[None], ...] = tuple([None] * k for k in range(16))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What Lark's tree builder does for one grammar rule (see ``parse_tree_builder``)."""
+
+    name: str  # the callback (tree node) name: alias, template or rule name
+    size: int  # symbols on the right-hand side (values popped from the stack)
+    keep: tuple[tuple[int, int, int], ...]  # (child index, 0 token | 1 node | 2 spliced, Nones before)
+    trailing: int  # Nones after the last kept child
+    collapse: int  # index of the one child a `?rule` collapses to, or -1
+    splice: bool  # a `_rule`: its children go into its parent
+    terms: tuple[bool, ...]  # which symbols are terminals (their value is a token)
+
+
+@lru_cache(maxsize=1)
+def _inline_plans() -> tuple[dict[Any, _Plan], Any, Any, str] | None:
+    """Rule -> plan, with the parse table, the parser class and the start symbol; None when
+    Lark builds trees in a way this does not reproduce (then compiling uses the tree)."""
+    try:
+        from lark.parse_tree_builder import ChildFilterLALR, ChildFilterLALR_NoPlaceholders, maybe_create_child_filter
+
+        lark = _parser()
+        options = lark.options
+        if options.parser != "lalr" or options.transformer is not None or options.propagate_positions is not True:
+            return None
+        if options.tree_class not in (None, Tree) or options.ambiguity not in ("auto", "resolve") or options.postlex:
+            return None
+        inner = lark.parser.parser.parser  # ParsingFrontend -> LALR_Parser -> _Parser
+        plans: dict[Any, _Plan] = {}
+        for rule in lark.rules:
+            opts = rule.options
+            name = rule.alias or opts.template_source or rule.origin.name
+            expansion = rule.expansion
+            empty = opts.empty_indices if options.maybe_placeholders else None
+            cf = maybe_create_child_filter(expansion, opts.keep_all_tokens, False, empty)
+            if cf is None:
+                include = [(i, False, 0) for i in range(len(expansion))]
+                trailing = 0
+            elif cf.func is ChildFilterLALR:
+                include, trailing = cf.args
+            elif cf.func is ChildFilterLALR_NoPlaceholders:
+                include, trailing = [(i, x, 0) for i, x in cf.args[0]], 0
+            else:
+                return None
+            keep = tuple((i, 2 if x else (0 if expansion[i].is_term else 1), n) for i, x, n in include)
+            collapse = -1
+            if opts.expand1 and not rule.alias:  # ExpandSingleChild: one child left is the node
+                if len(keep) == 1 and keep[0][1] == 1 and not keep[0][2] and not trailing:
+                    collapse = keep[0][0]
+                elif any(k[1] == 2 for k in keep) or len(keep) + sum(k[2] for k in keep) + trailing == 1:
+                    return None  # would collapse to a token or a placeholder, or only sometimes
+            if any(n >= len(_NONES) for _, _, n in keep) or trailing >= len(_NONES):
+                return None
+            terms = tuple(sym.is_term for sym in expansion)
+            plans[rule] = _Plan(name, len(expansion), keep, trailing, collapse, name.startswith("_"), terms)
+        return plans, inner.parse_table, type(inner), options.start[0]
+    except Exception:  # noqa: BLE001 - another Lark: compile through the tree
+        return None
+
+
+def parse_inline(
+    text: str,
+    file: str,
+    actions: dict[str, tuple[Callable[..., Any], bool]],
+    make_meta: Callable[[int, int, int, int], Any],
+) -> Any:
+    """Parse ``text`` calling ``actions[name]`` (with the node's place, made by ``make_meta``,
+    when its flag is set, then the children) at each reduction, and return the start rule's
+    value; None when this parse cannot vouch for the result the tree path would give (a
+    literal problem, a callback that failed, a tree too tall to walk, another Lark): parse the
+    tree then. Raises the same PlrError as :func:`parse` for every other problem."""
+    _check_text(text, file)
+    setup = _inline_plans()
+    if setup is None or "\\u" in text or SURROGATE.search(text) or _may_underflow(text):
+        return None  # literals only literal_problems (on a tree) judges
+    plans, table, parser_class, start = setup
+    callbacks: dict[Any, Callable[[list[Any]], Any]] = {}
+    for rule, plan in plans.items():
+        if plan.splice or plan.collapse >= 0:
+            callbacks[rule] = _reducer(plan, None, False, make_meta)
+            continue
+        entry = actions.get(plan.name)
+        if entry is None:
+            return None  # a node the lowering has no function for
+        callbacks[rule] = _reducer(plan, entry[0], entry[1], make_meta)
+    lark = _parser()
+    with _lock:
+        _comments.clear()
+        _keywords.clear()
+        try:
+            result = parser_class(table, callbacks).parse(lark.parser._make_lexer_thread(text), start)
+        except UnexpectedInput as e:
+            raise PlrError(_all_syntax_errors(lark, text, file, e)) from None
+        except Exception:  # noqa: BLE001 - _NotInline, or a callback that failed: the tree path decides
+            return None
+        finally:
+            keywords = list(_keywords)
+            _comments.clear()
+            _keywords.clear()
+    problems = glued_keywords(keywords, text, file)
+    if problems:
+        raise PlrError(problems)
+    return result[0]
+
+
+def _reducer(
+    plan: _Plan, action: Callable[..., Any] | None, with_meta: bool, make_meta: Callable[[int, int, int, int], Any]
+) -> Callable[[list[Any]], Any]:
+    """The callback for one grammar rule: children as the tree would hold them, place, action."""
+    return _reducer_factory(plan)(action, with_meta, make_meta)
+
+
+@lru_cache(maxsize=None)
+def _reducer_factory(plan: _Plan) -> Callable[..., Callable[[list[Any]], Any]]:
+    """Python source for one rule's callback, compiled once: what the rule's shape decides
+    (which child is a token, which are kept, spliced or placeholders) is decided here, not on
+    each of the tens of thousands of reductions of a large file."""
+    n = plan.size
+    out = ["def make(action, with_meta, make_meta):", " def reduce(c):"]
+
+    def emit(depth: int, line: str) -> None:
+        out.append(" " * (2 + depth) + line)
+
+    if n:
+        emit(0, ", ".join(f"c{i}" for i in range(n)) + (", = c" if n == 1 else " = c"))
+    # the place, as propagate_positions finds it: the first and the last child that has one
+    for names, order, tok_attrs, node_idx in (
+        (("line", "col"), range(n), ("line", "column"), (1, 2)),
+        (("end_line", "end_col"), range(n - 1, -1, -1), ("end_line", "end_column"), (3, 4)),
+    ):
+        depth = 0
+        for i in order:
+            if plan.terms[i]:
+                emit(depth, f"{names[0]} = c{i}.{tok_attrs[0]}; {names[1]} = c{i}.{tok_attrs[1]}")
+                break
+            emit(depth, f"if c{i}[1] is not None: {names[0]} = c{i}[{node_idx[0]}]; {names[1]} = c{i}[{node_idx[1]}]")
+            emit(depth, "else:")
+            depth += 1
+        else:
+            emit(depth, f"{names[0]} = {names[1]} = None")
+    if plan.collapse >= 0:  # a `?rule` with one child: that child, placed where the rule is
+        k = plan.collapse
+        emit(0, f"if c{k}[1] is None: raise _NotInline  # the tree would place the child here (no such rule)")
+        emit(0, f"return (c{k}[0], line, col, end_line, end_col, c{k}[5])")
+    else:
+        emit(0, "h = 0")
+        for i, kind, _ in plan.keep:
+            if kind:
+                emit(0, f"if c{i}[5] > h: h = c{i}[5]")
+        parts: list[str] = []  # the kept children, as Lark's child filter builds them
+        started = False
+        for i, kind, nones in plan.keep:
+            parts += ["None"] * nones
+            if kind == 2:
+                if parts:
+                    emit(0, f"items {'+' if started else ''}= [{', '.join(parts)}]")
+                    started = True
+                if started:
+                    emit(0, f"items += c{i}[0]")
+                else:  # left recursion (`a*`): grow the list the child holds, as Lark does
+                    emit(0, f"items = c{i}[0]")
+                started, parts = True, []
+            else:
+                parts.append(f"c{i}" if kind == 0 else f"c{i}[0]")
+        parts += ["None"] * plan.trailing
+        if parts or not started:
+            emit(0, f"items {'+' if started else ''}= [{', '.join(parts)}]")
+        if plan.splice:
+            emit(0, "return (items, line, col, end_line, end_col, h)")
+        else:
+            emit(0, "if h >= MAX_INLINE_HEIGHT: raise _NotInline")
+            if plan.name in _INLINE_LITERAL_CHECKS:
+                emit(0, "check(items, _abort)")
+            emit(0, "if with_meta:")
+            meta = "make_meta(line, col, end_line, end_col)"
+            if not (n and plan.terms[0]):
+                meta += " if line is not None else make_meta(0, 0, 0, 0)"
+            emit(0, f" return (action({meta}, items), line, col, end_line, end_col, h + 1)")
+            emit(0, "return (action(items), line, col, end_line, end_col, h + 1)")
+    out.append(" return reduce")
+    namespace: dict[str, Any] = {
+        "_NotInline": _NotInline,
+        "_abort": _abort,
+        "MAX_INLINE_HEIGHT": MAX_INLINE_HEIGHT,
+        "check": _INLINE_LITERAL_CHECKS.get(plan.name),
+    }
+    exec(compile("\n".join(out), f"<plr reduce {plan.name}>", "exec"), namespace)  # noqa: S102 - our own source
+    return namespace["make"]  # type: ignore[no-any-return]
+
+
+def _abort(*_: Any) -> None:
+    raise _NotInline
+
+
+def _check_text(text: str, file: str) -> None:
+    """What is refused before parsing: a NUL byte, and brackets nested too deeply."""
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        col = text.index("\x00") - (text.rfind("\n", 0, text.index("\x00")) + 1) + 1
+        raise PlrError.at("a policy file must be text: found a NUL byte", file, line, col, line_of(text, line))
+    _check_nesting(text, file)
 
 
 # A line that starts a statement (recovery only): `server` only before its string, since
@@ -280,18 +502,14 @@ def literal_problems(tree: Tree, text: str, file: str) -> list[Diagnostic]:
         if not isinstance(stmt, Tree):
             continue
         if stmt.data == "limit_rule":
-            _check_limit(stmt, at)
+            _check_limit_count(stmt.children, at)
+            window = next((c for c in stmt.children if isinstance(c, Tree) and c.data == "window"), None)
+            if window is not None:
+                _check_window(window.children, at)
         elif stmt.data == "test_block" and "after" in text:
             for sub in stmt.iter_subtrees():
-                if sub.data == "after_step" and sub.children and isinstance(sub.children[0], Token):
-                    tok = sub.children[0]
-                    if _duration_too_long(str(tok)):
-                        shown = str(tok) if len(tok) <= 40 else str(tok)[:36] + "..." + str(tok)[-1]
-                        at(
-                            f"`after {shown}` is too long: a step can advance the clock by at most "
-                            f"{MAX_WINDOW_DAYS}d (100 years)",
-                            tok.line or 0, tok.column or 0, len(tok),
-                        )  # fmt: skip
+                if sub.data == "after_step":
+                    _check_after(sub.children, at)
     if _may_underflow(text):
         for tok in tree.scan_values(lambda v: isinstance(v, Token) and v.type == "NUMBER"):
             if _underflows(str(tok)):
@@ -329,21 +547,43 @@ def _lone(tok: Token, m: re.Match[str], at: Callable[..., None]) -> None:
     at(f"{m.group()} is not a character: a lone surrogate", tok.line or 0, (tok.column or 0) + m.start(), len(m.group()))
 
 
-def _check_limit(stmt: Tree, at: Callable[..., None]) -> None:
-    count = next((c for c in stmt.children if isinstance(c, Token) and c.type == "NUMBER"), None)
+# Each takes a node's children as the tree holds them (the inline parse passes the same list).
+def _check_limit_count(children: list[Any], at: Callable[..., None]) -> None:
+    count = next((c for c in children if isinstance(c, Token) and c.type == "NUMBER"), None)
     if count is not None and not any(ch in count for ch in ".eE-") and _int_above(str(count), MAX_LIMIT_COUNT):
         at(
             f"a limit's count must be at most {MAX_LIMIT_COUNT} (2^53 - 1, the largest whole number "
             "a JSON number carries exactly)",
             count.line or 0, count.column or 0, len(count),
         )  # fmt: skip
-    window = next((c for c in stmt.children if isinstance(c, Tree) and c.data == "window"), None)
-    tok = window.children[0] if window is not None and window.children else None
+
+
+def _check_window(children: list[Any], at: Callable[..., None]) -> None:
+    tok = children[0] if children else None
     if isinstance(tok, Token) and tok.type == "DURATION" and _duration_too_long(str(tok)):
         at(
             f"a limit's window must be at most {MAX_WINDOW_DAYS}d (100 years, {MAX_WINDOW_SECONDS} seconds)",
             tok.line or 0, tok.column or 0, len(tok),
         )  # fmt: skip
+
+
+def _check_after(children: list[Any], at: Callable[..., None]) -> None:
+    tok = children[0] if children else None
+    if isinstance(tok, Token) and _duration_too_long(str(tok)):
+        shown = str(tok) if len(tok) <= 40 else str(tok)[:36] + "..." + str(tok)[-1]
+        at(
+            f"`after {shown}` is too long: a step can advance the clock by at most "
+            f"{MAX_WINDOW_DAYS}d (100 years)",
+            tok.line or 0, tok.column or 0, len(tok),
+        )  # fmt: skip
+
+
+# The same checks where the inline parse meets those nodes (any problem: the tree path reports).
+_INLINE_LITERAL_CHECKS: dict[str, Callable[[list[Any], Callable[..., None]], None]] = {
+    "limit_rule": _check_limit_count,
+    "window": _check_window,
+    "after_step": _check_after,
+}
 
 
 def _int_above(digits: str, bound: int) -> bool:
