@@ -1,20 +1,33 @@
-"""RE2 everywhere: linear-time matching, so no pattern or input can stall a decision."""
+"""RE2 everywhere: linear-time matching, so no pattern or input can stall a decision.
+
+re2 is imported by the first pattern compiled, not with this module: the engine imports this
+module on every `plr eval`, and most policies have no regex.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any, Callable
 
-import re2
+_re2: Any = None  # the re2 module, with plr's options, once a pattern needs it
+_OPTIONS: Any = None
 
 
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # errors are reported to the policy author, not to stderr
+def _load() -> Any:
+    global _re2, _OPTIONS
+    if _re2 is None:
+        import re2
+
+        options = re2.Options()
+        options.log_errors = False  # errors are reported to the policy author, not to stderr
+        _OPTIONS, _re2 = options, re2
+    return _re2
 
 
 @lru_cache(maxsize=4096)
 def compile_re2(pattern: str) -> Any:
     """Compile with RE2 or raise ValueError with RE2's own explanation."""
+    re2 = _load()
     try:
         return re2.compile(pattern, options=_OPTIONS)
     except re2.error as e:
@@ -35,7 +48,7 @@ def re2_search_test(pattern: str) -> Callable[[str], bool]:
     """
     rx = compile_re2(pattern)
     match = getattr(getattr(rx, "_regexp", None), "Match", None)
-    anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    anchor = getattr(getattr(_re2, "_Anchor", None), "UNANCHORED", None)
     if match is None or anchor is None:  # a google-re2 without these internals: the public API
         search = rx.search
         return lambda s: search(s) is not None

@@ -11,13 +11,15 @@ Pure functions of a wall-clock time (seconds since the epoch): no state, no I/O.
 
 from __future__ import annotations
 
-import datetime as _dt
 from functools import lru_cache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime as _dt
 
 __all__ = ["UNITS", "period", "check_zone"]
 
 UNITS = ("minute", "hour", "day", "week", "month")
-_UTC = _dt.timezone.utc
 _FIXED = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 _MONDAY_EPOCH = 4 * 86400  # 1970-01-01 was a Thursday: the first Monday 00:00 UTC is day 4
 
@@ -49,7 +51,9 @@ def period(unit: str, now: float, tz: str | None = None) -> tuple[float, float]:
         offset = _MONDAY_EPOCH if unit == "week" else 0
         start = (now - offset) // size * size + offset
         return (start, start + size)
-    zone = _UTC if tz is None or tz in ("UTC", "Etc/UTC") else _zone(tz)
+    import datetime as _dt  # only here: the engine is imported by every `plr eval`
+
+    zone = _dt.timezone.utc if tz is None or tz in ("UTC", "Etc/UTC") else _zone(tz)
     local = _dt.datetime.fromtimestamp(now, zone)
     if unit in ("minute", "hour"):
         # fixed lengths, counted back from now on the zone's clock as it reads now: right in the

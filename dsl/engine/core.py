@@ -11,11 +11,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from dataclasses import replace as _replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PlrError
 from ..state.base import LimitStore, StateUnavailable
 from ..state.memory import MemoryLimitStore
 from ..validate import Data, check_data
@@ -24,7 +21,8 @@ from .calendar import period
 from .conditions import _EMPTY_ARGS, MISSING, Ctx
 from .decision import Decision, TraceStep
 from .describe import _secs, _short
-from .prepare import OTHER, _Cond, _default_allow, _default_deny, _hidden, _Lim, _Prepared, _Tool, prepare
+from .prepare import OTHER, _Cond, _default_allow, _default_deny, _hidden, _Lim, _Prepared, _refused, _Tool, prepare
+from .records import Record, _set
 
 if TYPE_CHECKING:
     from ..policy import Policy
@@ -32,13 +30,17 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "Charge"]
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(Record, dataclass=True):
     """What an allowed call took from its `refund on error` limits: the counter keys and the
     token the store recorded them under. ``Engine.refund(decision)`` gives it back."""
 
+    __slots__ = ("keys", "token")  # a frozen dataclass, written out (records.py)
     keys: tuple[str, ...]
     token: str
+
+    def __init__(self, keys: tuple[str, ...], token: str) -> None:
+        _set(self, "keys", keys)
+        _set(self, "token", token)
 
 
 def amount_problem(v: Any) -> str | None:
@@ -88,7 +90,7 @@ def _granted(r: Decision | Charge, allowed: Decision) -> Decision:
     ``Charge`` of the call's `refund on error` limits."""
     if r.__class__ is Decision:
         return r  # type: ignore[return-value]
-    return _replace(allowed, charge=r)
+    return allowed._replace(charge=r)  # type: ignore[no-any-return]
 
 
 def _amount(x: Any) -> str:
@@ -165,9 +167,9 @@ class Engine:
         try:
             check_data(data)
         except ValueError as e:
-            raise PlrError.at(f"policy data is not in the canonical form: {e}") from None
+            raise _refused(f"policy data is not in the canonical form: {e}") from None
         except RecursionError:
-            raise PlrError.at("policy conditions are nested too deeply") from None
+            raise _refused("policy conditions are nested too deeply") from None
         engine = cls.__new__(cls)
         engine._attach(prepare(data), clock, store, wall)
         return engine

@@ -6,8 +6,9 @@ compares it; none of them needs the engine that made it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .records import Record, _set
 
 __all__ = ["Effect", "Code", "TraceStep", "Decision"]
 
@@ -23,28 +24,56 @@ Code = Literal[
 ]  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class TraceStep:
+class TraceStep(Record, dataclass=True):
     """One check made while deciding; ``result`` is a bool, or text when there is more to say."""
 
+    __slots__ = ("check", "result", "rule")  # a frozen dataclass, written out (records.py)
     check: str
     result: bool | str
-    rule: str | None = None
+    rule: str | None
+
+    def __init__(self, check: str, result: bool | str, rule: str | None = None) -> None:
+        _set(self, "check", check)
+        _set(self, "result", result)
+        _set(self, "rule", rule)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(
+    Record,
+    compare=("effect", "code", "reason", "rule", "retry_after", "trace"),
+    show=("effect", "code", "reason", "rule", "retry_after", "trace"),
+    dataclass=True,
+):
     """What to do with one call, why, and (with ``explain=True``) every check that was made."""
 
+    __slots__ = ("effect", "code", "reason", "rule", "retry_after", "trace", "charge")  # a frozen dataclass, written out
     effect: Effect
     code: Code
     reason: str
-    rule: str | None = None
-    retry_after: float | None = None
-    trace: tuple[TraceStep, ...] | None = None
+    rule: str | None
+    retry_after: float | None
+    trace: tuple[TraceStep, ...] | None
     # an allowed call's `refund on error` receipt (``dsl.engine.core.Charge``): what
-    # ``Engine.refund`` gives back if the upstream answers with an error; not compared
-    charge: Any = field(default=None, compare=False, repr=False)
+    # ``Engine.refund`` gives back if the upstream answers with an error; not compared, not shown
+    charge: Any
+
+    def __init__(
+        self,
+        effect: Effect,
+        code: Code,
+        reason: str,
+        rule: str | None = None,
+        retry_after: float | None = None,
+        trace: tuple[TraceStep, ...] | None = None,
+        charge: Any = None,
+    ) -> None:
+        _set(self, "effect", effect)
+        _set(self, "code", code)
+        _set(self, "reason", reason)
+        _set(self, "rule", rule)
+        _set(self, "retry_after", retry_after)
+        _set(self, "trace", trace)
+        _set(self, "charge", charge)
 
     def to_dict(self) -> dict[str, Any]:
         """The machine-readable form (``plr eval --format json``, audit log)."""

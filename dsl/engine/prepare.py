@@ -10,16 +10,16 @@ time. A hot reload swaps one ``_Prepared`` for another in a single assignment.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PlrError
 from ..validate import Data
 from .conditions import Ctx, Explainer, Pred, _getter, compile_condition, compile_explainer, has_quantifier
 from .decision import Decision
 from .describe import _secs, _short, describe
+from .records import Record, _set
 
 if TYPE_CHECKING:
+    from ..errors import PlrError
     from ..policy import Policy
 
 __all__ = ["prepare"]
@@ -27,39 +27,87 @@ __all__ = ["prepare"]
 _SCOPE_INDEX = {"global": 0, "session": 1, "identity": 2}
 
 
-@dataclass(frozen=True, slots=True)
-class _Lim:
+def _refused(message: str) -> PlrError:
+    from ..errors import PlrError  # only when a policy is refused: not on the path of `plr eval`
+
+    return PlrError.at(message)
+
+
+# The records below are frozen dataclasses written out (records.py): the engine is imported by
+# every `plr eval`, and generating them took most of its import time.
+
+
+class _Lim(Record):
+    __slots__ = (
+        "prefix", "scope", "max", "window", "text", "rule", "cond", "cond_text", "amount", "of", "calendar", "tz",
+        "refund", "ledger",
+    )  # fmt: skip
     prefix: str  # counter key without the scope value
     scope: int  # index into (global "", session, identity)
     max: int
     window: float
     text: str  # "at most 10 calls per 60 s per session"
     rule: str | None
-    cond: Pred | None = None  # `if`: the limit applies (checks and counts) only where this holds
-    cond_text: str = ""
+    cond: Pred | None  # `if`: the limit applies (checks and counts) only where this holds
+    cond_text: str
     # plr extensions (docs/policy-json.md, "Limits"): a spend cap's amount getter and its path,
     # a calendar window (unit, zone), and `refund: "error"`. A spend cap or a refundable limit
     # is kept in the store's ledger (amounts and tokens), which a plain counter cannot refund.
-    amount: Callable[[Ctx], Any] | None = None
-    of: str | None = None
-    calendar: str | None = None
-    tz: str | None = None
-    refund: bool = False
-    ledger: bool = False
+    amount: Callable[[Ctx], Any] | None
+    of: str | None
+    calendar: str | None
+    tz: str | None
+    refund: bool
+    ledger: bool
+
+    def __init__(
+        self, prefix: str, scope: int, max: int, window: float, text: str, rule: str | None,
+        cond: Pred | None = None, cond_text: str = "", amount: Callable[[Ctx], Any] | None = None,
+        of: str | None = None, calendar: str | None = None, tz: str | None = None, refund: bool = False,
+        ledger: bool = False,
+    ) -> None:  # fmt: skip
+        _set(self, "prefix", prefix)
+        _set(self, "scope", scope)
+        _set(self, "max", max)
+        _set(self, "window", window)
+        _set(self, "text", text)
+        _set(self, "rule", rule)
+        _set(self, "cond", cond)
+        _set(self, "cond_text", cond_text)
+        _set(self, "amount", amount)
+        _set(self, "of", of)
+        _set(self, "calendar", calendar)
+        _set(self, "tz", tz)
+        _set(self, "refund", refund)
+        _set(self, "ledger", ledger)
 
 
-@dataclass(frozen=True, slots=True)
-class _Cond:
+class _Cond(Record):
+    __slots__ = ("pred", "text", "rule", "decision", "approval", "witness")
     pred: Pred
     text: str
     rule: str | None
     decision: Decision  # when this condition denies
     approval: Decision | None  # require only: when approval would satisfy it
-    witness: Explainer | None = None  # for traces: which item decided each every/some
+    witness: Explainer | None  # for traces: which item decided each every/some
+
+    def __init__(
+        self, pred: Pred, text: str, rule: str | None, decision: Decision, approval: Decision | None,
+        witness: Explainer | None = None,
+    ) -> None:  # fmt: skip
+        _set(self, "pred", pred)
+        _set(self, "text", text)
+        _set(self, "rule", rule)
+        _set(self, "decision", decision)
+        _set(self, "approval", approval)
+        _set(self, "witness", witness)
 
 
-@dataclass(frozen=True, slots=True)
-class _Tool:
+class _Tool(Record):
+    __slots__ = (
+        "name", "rule", "action", "deny_if", "require", "limits", "denied", "needs_approval", "allowed",
+        "deny_checks", "require_preds", "approval", "cond_limits",
+    )  # fmt: skip
     name: str
     rule: str | None
     action: str
@@ -71,14 +119,34 @@ class _Tool:
     allowed: Decision
     # The same checks flattened for Engine._check: (predicate, decision if it holds) per
     # deny_if, the bare predicates of require, and whether approval is the tool's action.
-    deny_checks: tuple[tuple[Pred, Decision], ...] = ()
-    require_preds: tuple[Pred, ...] = ()
-    approval: bool = False
-    cond_limits: bool = False  # some limit has an `if`: which apply depends on the call
+    deny_checks: tuple[tuple[Pred, Decision], ...]
+    require_preds: tuple[Pred, ...]
+    approval: bool
+    cond_limits: bool  # some limit has an `if`: which apply depends on the call
+
+    def __init__(
+        self, name: str, rule: str | None, action: str, deny_if: tuple[_Cond, ...], require: tuple[_Cond, ...],
+        limits: tuple[_Lim, ...], denied: Decision, needs_approval: Decision, allowed: Decision,
+        deny_checks: tuple[tuple[Pred, Decision], ...] = (), require_preds: tuple[Pred, ...] = (),
+        approval: bool = False, cond_limits: bool = False,
+    ) -> None:  # fmt: skip
+        _set(self, "name", name)
+        _set(self, "rule", rule)
+        _set(self, "action", action)
+        _set(self, "deny_if", deny_if)
+        _set(self, "require", require)
+        _set(self, "limits", limits)
+        _set(self, "denied", denied)
+        _set(self, "needs_approval", needs_approval)
+        _set(self, "allowed", allowed)
+        _set(self, "deny_checks", deny_checks)
+        _set(self, "require_preds", require_preds)
+        _set(self, "approval", approval)
+        _set(self, "cond_limits", cond_limits)
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
+class _Prepared(Record):
+    __slots__ = ("data", "source", "default", "hide", "hide_all", "fast", "tools", "default_allow", "all_limits", "other")
     data: Data | None  # the canonical dump, kept only when there is no model to answer `.policy`
     source: "Policy | None"  # the validated model, when the engine was given one
     default: str
@@ -90,7 +158,23 @@ class _Prepared:
     all_limits: tuple[_Lim, ...]
     # The checks of a tool not under `tools` when `all_tools` has conditions (deny_if, require,
     # allow_if, a limit's `if`); its reasons name the tool as OTHER, replaced per call.
-    other: _Tool | None = None
+    other: _Tool | None
+
+    def __init__(
+        self, data: Data | None, source: Policy | None, default: str, hide: frozenset[str], hide_all: bool,
+        fast: dict[str, Decision | _Tool], tools: dict[str, _Tool], default_allow: bool, all_limits: tuple[_Lim, ...],
+        other: _Tool | None = None,
+    ) -> None:  # fmt: skip
+        _set(self, "data", data)
+        _set(self, "source", source)
+        _set(self, "default", default)
+        _set(self, "hide", hide)
+        _set(self, "hide_all", hide_all)
+        _set(self, "fast", fast)
+        _set(self, "tools", tools)
+        _set(self, "default_allow", default_allow)
+        _set(self, "all_limits", all_limits)
+        _set(self, "other", other)
 
 
 OTHER = "\x00tool\x00"  # stands for the called tool's name in the reasons of `other`
@@ -140,21 +224,27 @@ def _prepare_limit(lim: Data, prefix: str) -> _Lim:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
+class _Compiled(Record):
     """A condition compiled once (the same `all_tools` condition binds every tool)."""
 
+    __slots__ = ("data", "pred", "text", "witness")
     data: Data
     pred: Pred
     text: str
     witness: Explainer | None
+
+    def __init__(self, data: Data, pred: Pred, text: str, witness: Explainer | None) -> None:
+        _set(self, "data", data)
+        _set(self, "pred", pred)
+        _set(self, "text", text)
+        _set(self, "witness", witness)
 
 
 def _compiled(c: Data, where: str) -> _Compiled:
     try:
         pred = compile_condition(c)
     except ValueError as e:
-        raise PlrError.at(f"{where}: {e}") from None
+        raise _refused(f"{where}: {e}") from None
     return _Compiled(c, pred, describe(c), compile_explainer(c) if has_quantifier(c) else None)
 
 
@@ -237,7 +327,7 @@ def _prepare_other(
     else:
         rule = grants[0].get("rule")
         allowed = Decision("allow", "allowed", f"tool `{OTHER}` is allowed by policy", rule)
-    return replace(t, allowed=allowed, rule=None)
+    return t._replace(allowed=allowed, rule=None)  # type: ignore[no-any-return]
 
 
 def prepare(data: Data, source: Policy | None = None) -> _Prepared:
@@ -248,7 +338,7 @@ def prepare(data: Data, source: Policy | None = None) -> _Prepared:
     """
     default = data.get("default")
     if default not in ("allow", "deny"):
-        raise PlrError.at("policy data is not in the canonical form: `default` must be allow or deny")
+        raise _refused("policy data is not in the canonical form: `default` must be allow or deny")
     try:
         top = data.get("all_tools", {})
         all_limits = tuple(_prepare_limit(lim, f"a\x00{i}") for i, lim in enumerate(top.get("limits", ())))
@@ -260,9 +350,9 @@ def prepare(data: Data, source: Policy | None = None) -> _Prepared:
         }
         other = _prepare_other(top, default == "allow", all_limits, all_deny_if, all_require)
     except RecursionError:
-        raise PlrError.at("policy conditions are nested too deeply") from None
+        raise _refused("policy conditions are nested too deeply") from None
     except (KeyError, TypeError, AttributeError, ValueError) as e:  # not the canonical shape: refuse
-        raise PlrError.at(f"policy data is not in the canonical form: {type(e).__name__}: {e}") from None
+        raise _refused(f"policy data is not in the canonical form: {type(e).__name__}: {e}") from None
     hide = frozenset(data.get("hide", ()))
     fast: dict[str, Decision | _Tool] = {}
     for name, pt in tools.items():
