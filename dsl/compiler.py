@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator
 from . import ir
 from .checks import check_program
 from .errors import Diagnostic, PlrError
+from .lower import construct as _construct
 from .policy import All, AllTools, AnyOf, Every, Leaf, Limit, Not, Policy, Some, Tool
 from .resolve import (
     Program,
@@ -37,58 +38,6 @@ from .resolve import (
     read_text,
     rules_by_tool,
 )
-
-
-_set = object.__setattr__
-_Template = tuple[dict[str, Any], frozenset[str], tuple[str, ...]]
-_TEMPLATES: dict[type, _Template | None] = {}
-
-
-def _template(cls: type[Any]) -> _Template | None:
-    """(every defaulted field with its default, the required fields, the fields whose default
-    is mutable) of a policy model, or None when ``model_construct`` does more than fill
-    defaults (a default factory, private attributes, a post-init hook)."""
-    if cls not in _TEMPLATES:
-        fields = cls.model_fields
-        simple = (
-            not cls.__private_attributes__
-            and not cls.__pydantic_post_init__
-            and all(f.default_factory is None for f in fields.values())
-        )
-        _TEMPLATES[cls] = (
-            (
-                {name: f.default for name, f in fields.items() if not f.is_required()},
-                frozenset(name for name, f in fields.items() if f.is_required()),
-                tuple(n for n, f in fields.items() if not f.is_required() and isinstance(f.default, (list, dict, set))),
-            )
-            if simple
-            else None
-        )
-    return _TEMPLATES[cls]
-
-
-def _construct(cls: type[Any], **values: Any) -> Any:
-    """``cls.model_construct(**values)`` with field names, as pydantic's does it for these
-    models (defaults filled, the given names as the fields set, no validation: the values come
-    from checked IR), without its per-call handling of aliases and extras: that was a third of
-    ``compile_program``. Unknown or missing fields are an error, not a silent default."""
-    template = _template(cls)
-    if template is None:
-        return cls.model_construct(**values)
-    defaults, required, mutable = template
-    if not required <= values.keys() or any(k not in defaults and k not in required for k in values):
-        raise TypeError(f"{cls.__name__}: unknown or missing fields in {sorted(values)}")
-    fields = dict(defaults)
-    fields.update(values)
-    for name in mutable:  # a default list is each model's own, as pydantic copies it
-        if name not in values:
-            fields[name] = defaults[name].copy()
-    node = cls.__new__(cls)
-    _set(node, "__dict__", fields)
-    _set(node, "__pydantic_fields_set__", set(values))
-    _set(node, "__pydantic_extra__", None)
-    _set(node, "__pydantic_private__", None)
-    return node
 
 
 def condition_to_json(c: ir.Condition, reason: str | None = None, rule: str | None = None) -> Any:

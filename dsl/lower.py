@@ -45,6 +45,63 @@ def lower_tree(tree: Tree, text: str, file: str, path: str = "") -> ir.Module:
     return lowerer.module(lowerer.walk(tree), path)
 
 
+_set = object.__setattr__
+_REQUIRED = object()  # a required field's place in a template
+_Template = tuple[dict[str, Any], frozenset[str], frozenset[str], tuple[str, ...]]
+_TEMPLATES: dict[type, _Template | None] = {}
+
+
+def _template(cls: type[Any]) -> _Template | None:
+    """(every field in declaration order with its default, or _REQUIRED; the required fields;
+    all fields; the fields whose default is mutable) of a model, or None when
+    ``model_construct`` does more than fill defaults (a default factory, private attributes,
+    a post-init hook)."""
+    if cls not in _TEMPLATES:
+        fields = cls.model_fields
+        simple = (
+            not cls.__private_attributes__
+            and not cls.__pydantic_post_init__
+            and all(f.default_factory is None for f in fields.values())
+        )
+        _TEMPLATES[cls] = (
+            (
+                {name: _REQUIRED if f.is_required() else f.default for name, f in fields.items()},
+                frozenset(name for name, f in fields.items() if f.is_required()),
+                frozenset(fields),
+                tuple(n for n, f in fields.items() if not f.is_required() and isinstance(f.default, (list, dict, set))),
+            )
+            if simple
+            else None
+        )
+    return _TEMPLATES[cls]
+
+
+def construct(cls: type[Any], **values: Any) -> Any:
+    """``cls.model_construct(**values)`` with field names, as pydantic's does it for these
+    models (defaults filled, fields in declaration order, the given names as the fields set, no
+    validation), without its per-call handling of aliases and extras. For values that are
+    already what validation would make of them (IR from the grammar's own tokens, policy models
+    from checked IR) it is the model validation builds, at a fraction of the cost. Unknown or
+    missing fields are an error, not a silent default."""
+    template = _template(cls)
+    if template is None:
+        return cls.model_construct(**values)
+    order, required, known, mutable = template
+    if not required <= values.keys() or not values.keys() <= known:
+        raise TypeError(f"{cls.__name__}: unknown or missing fields in {sorted(values)}")
+    fields = order.copy()
+    fields.update(values)  # in place: the declaration order stays
+    for name in mutable:  # a default list is each model's own, as pydantic copies it
+        if name not in values:
+            fields[name] = order[name].copy()
+    node = cls.__new__(cls)
+    _set(node, "__dict__", fields)
+    _set(node, "__pydantic_fields_set__", set(values))
+    _set(node, "__pydantic_extra__", None)
+    _set(node, "__pydantic_private__", None)
+    return node
+
+
 def duration_seconds(text: str) -> int:
     return int(text[:-1]) * UNIT_SECONDS[text[-1]]
 
@@ -74,7 +131,7 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     def module(self, statements: list[Any], path: str) -> ir.Module:
         if self.diagnostics:
             raise PlrError(self.diagnostics)
-        return ir.Module(file=self.file, path=path, statements=tuple(statements))
+        return construct(ir.Module, file=self.file, path=path, statements=tuple(statements))
 
     # -- helpers --------------------------------------------------------------------------
     def span(self, where: Meta | Token | ir.Span | None) -> ir.Span:
@@ -139,27 +196,27 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def package_stmt(self, meta: Meta, names: list[Token]) -> ir.Package:
-        return ir.Package(name=".".join(str(n) for n in names), span=self.span(meta))
+        return construct(ir.Package, name=".".join(str(n) for n in names), span=self.span(meta))
 
     @v_args(meta=True)
     def import_stmt(self, meta: Meta, items: list[Token]) -> ir.Import:
-        return ir.Import(path=self.text_of(items[0]), span=self.span(items[0]))
+        return construct(ir.Import, path=self.text_of(items[0]), span=self.span(items[0]))
 
     @v_args(meta=True)
     def data_import(self, meta: Meta, items: list[Token]) -> ir.DataImport:
         file_tok, _as, name_tok = items
-        return ir.DataImport(
-            path=self.text_of(file_tok), name=str(name_tok), span=self.span(file_tok), name_span=self.span(name_tok)
+        return construct(
+            ir.DataImport, path=self.text_of(file_tok), name=str(name_tok), span=self.span(file_tok), name_span=self.span(name_tok)
         )
 
     @v_args(meta=True)
     def let_stmt(self, meta: Meta, items: list[Any]) -> ir.Let:
         name_tok, value = items
-        return ir.Let(name=str(name_tok), value=value, span=self.span(meta), name_span=self.span(name_tok))
+        return construct(ir.Let, name=str(name_tok), value=value, span=self.span(meta), name_span=self.span(name_tok))
 
     @v_args(meta=True)
     def default_stmt(self, meta: Meta, items: list[Any]) -> ir.Default:
-        return ir.Default(effect=items[0], span=self.span(meta))
+        return construct(ir.Default, effect=items[0], span=self.span(meta))
 
     def effect_word(self, items: list[Token]) -> str:
         return str(items[0])
@@ -185,12 +242,12 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     @v_args(meta=True)
     def server_block(self, meta: Meta, items: list[Any]) -> ir.Catalogue:
         name = self.text_of(items[1])  # items[0] is the SERVER keyword token
-        return ir.Catalogue(server=name, tools=tuple(items[2:]), span=self.span(meta))
+        return construct(ir.Catalogue, server=name, tools=tuple(items[2:]), span=self.span(meta))
 
     @v_args(meta=True)
     def catalog_entry(self, meta: Meta, items: list[Any]) -> ir.CatalogueTool:
-        return ir.CatalogueTool(
-            name=self.text_of(items[0]), risk=items[1], description=items[2], span=self.span(items[0])
+        return construct(
+            ir.CatalogueTool, name=self.text_of(items[0]), risk=items[1], description=items[2], span=self.span(items[0])
         )
 
     # -- rules ----------------------------------------------------------------------------
@@ -204,8 +261,8 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     def allow_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
         selector, cond, reason, description = items
         guard = "if" if cond is not None else "always"
-        return ir.Rule(
-            kind="allow", selector=selector, guard=guard, condition=cond, reason=reason, description=description,
+        return construct(
+            ir.Rule, kind="allow", selector=selector, guard=guard, condition=cond, reason=reason, description=description,
             span=self.span(meta),
         )  # fmt: skip
 
@@ -213,8 +270,8 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     def deny_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
         selector, guard, reason, description = items
         kind, cond = guard if guard is not None else ("always", None)
-        return ir.Rule(
-            kind="deny", selector=selector, guard=kind, condition=cond, reason=reason, description=description,
+        return construct(
+            ir.Rule, kind="deny", selector=selector, guard=kind, condition=cond, reason=reason, description=description,
             span=self.span(meta),
         )  # fmt: skip
 
@@ -227,7 +284,7 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     @v_args(meta=True)
     def hide_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
         selector, reason, description = items
-        return ir.Rule(kind="hide", selector=selector, reason=reason, description=description, span=self.span(meta))
+        return construct(ir.Rule, kind="hide", selector=selector, reason=reason, description=description, span=self.span(meta))
 
     @v_args(meta=True)
     def limit_rule(self, meta: Meta, items: list[Any]) -> ir.Rule:
@@ -241,13 +298,13 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         if isinstance(window, tuple):
             _, calendar, tz = window
             window = ir.CALENDAR_SECONDS[calendar]
-        limit = ir.Limit(
-            max=count, window=window, per=scope or "session", of=of, calendar=calendar, tz=tz,
+        limit = construct(
+            ir.Limit, max=count, window=window, per=scope or "session", of=of, calendar=calendar, tz=tz,
             refund=refund is not None, span=lim_span,
         )  # fmt: skip
         guard = "if" if cond is not None else "always"
-        return ir.Rule(
-            kind="limit", selector=selector, limit=limit, guard=guard, condition=cond, reason=reason,
+        return construct(
+            ir.Rule, kind="limit", selector=selector, limit=limit, guard=guard, condition=cond, reason=reason,
             description=description, span=self.span(meta),
         )  # fmt: skip
 
@@ -284,26 +341,26 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def sel_tool(self, meta: Meta, items: list[Token]) -> ir.Selector:
-        return ir.Selector(kind="tool", names=(self.text_of(items[0]),), span=self.span(meta))
+        return construct(ir.Selector, kind="tool", names=(self.text_of(items[0]),), span=self.span(meta))
 
     @v_args(meta=True)
     def sel_list(self, meta: Meta, items: list[Any]) -> ir.Selector:
         names = tuple(items[0])
         if not names:
             self.error("an empty tool list selects nothing: name at least one tool", meta)
-        return ir.Selector(kind="list", names=names, span=self.span(meta))
+        return construct(ir.Selector, kind="list", names=names, span=self.span(meta))
 
     @v_args(meta=True)
     def sel_glob(self, meta: Meta, items: list[Token]) -> ir.Selector:
-        return ir.Selector(kind="glob", pattern=self.text_of(items[0]), span=self.span(meta))
+        return construct(ir.Selector, kind="glob", pattern=self.text_of(items[0]), span=self.span(meta))
 
     @v_args(meta=True)
     def sel_class(self, meta: Meta, items: list[Any]) -> ir.Selector:
-        return ir.Selector(kind="class", risk=items[0], span=self.span(meta))
+        return construct(ir.Selector, kind="class", risk=items[0], span=self.span(meta))
 
     @v_args(meta=True)
     def sel_all(self, meta: Meta, items: list[Any]) -> ir.Selector:
-        return ir.Selector(kind="all", span=self.span(meta))
+        return construct(ir.Selector, kind="all", span=self.span(meta))
 
     def string_list(self, items: list[Token | None]) -> list[str]:
         return [self.text_of(t) for t in items]
@@ -311,30 +368,30 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     # -- conditions -----------------------------------------------------------------------
     @v_args(meta=True)
     def block(self, meta: Meta, items: list[ir.Condition]) -> ir.Condition:
-        return ir.And(items=tuple(items), block=True, span=self.span(meta))
+        return construct(ir.And, items=tuple(items), block=True, span=self.span(meta))
 
     @v_args(meta=True)
     def or_(self, meta: Meta, items: list[ir.Condition]) -> ir.Or:
         left, right = items
         parts = (*left.items, right) if isinstance(left, ir.Or) else (left, right)
-        return ir.Or(items=parts, span=self.span(meta))
+        return construct(ir.Or, items=parts, span=self.span(meta))
 
     @v_args(meta=True)
     def and_(self, meta: Meta, items: list[ir.Condition]) -> ir.And:
         left, right = items
         parts = (*left.items, right) if isinstance(left, ir.And) and not left.block else (left, right)
-        return ir.And(items=parts, span=self.span(meta))
+        return construct(ir.And, items=parts, span=self.span(meta))
 
     @v_args(meta=True)
     def not_(self, meta: Meta, items: list[ir.Condition]) -> ir.Not:
-        return ir.Not(item=items[0], span=self.span(meta))
+        return construct(ir.Not, item=items[0], span=self.span(meta))
 
     @v_args(meta=True)
     def def_stmt(self, meta: Meta, items: list[Any]) -> ir.Def:
         name, *params, body = items
         toks = [t for t in params if t is not None]
-        return ir.Def(
-            name=str(name),
+        return construct(
+            ir.Def, name=str(name),
             params=tuple(str(t) for t in toks),
             body=body,
             span=self.span(meta),
@@ -344,20 +401,20 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def def_body(self, meta: Meta, items: list[ir.Condition]) -> ir.And:
-        return ir.And(items=tuple(items), block=True, span=self.span(meta))
+        return construct(ir.And, items=tuple(items), block=True, span=self.span(meta))
 
     @v_args(meta=True)
     def pred_call(self, meta: Meta, items: list[Any]) -> ir.Call:
         name, *args = items
-        return ir.Call(
-            name=str(name), args=tuple(a for a in args if a is not None), span=self.span(meta), name_span=self.span(name)
+        return construct(
+            ir.Call, name=str(name), args=tuple(a for a in args if a is not None), span=self.span(meta), name_span=self.span(name)
         )
 
     @v_args(meta=True)
     def quantifier(self, meta: Meta, items: list[Any]) -> ir.Quantifier:
         kind, var, path, body = items
-        return ir.Quantifier(
-            kind=kind, var=str(var), path=path, body=body, span=self.span(meta), var_span=self.span(var)
+        return construct(
+            ir.Quantifier, kind=kind, var=str(var), path=path, body=body, span=self.span(meta), var_span=self.span(var)
         )
 
     def quant_word(self, items: list[Token]) -> str:
@@ -365,7 +422,7 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def quant_body(self, meta: Meta, items: list[ir.Condition]) -> ir.And:
-        return ir.And(items=tuple(items), block=True, span=self.span(meta))
+        return construct(ir.And, items=tuple(items), block=True, span=self.span(meta))
 
     @v_args(meta=True)
     def path(self, meta: Meta, items: list[Token]) -> ir.Path:
@@ -385,12 +442,12 @@ class _Lower(Transformer):  # type: ignore[type-arg]
                     self.error(f"a list index must be a whole number >= 0, got {tok}", tok)
                     index = 0
                 steps.append(index)
-        return ir.Path(root=root, steps=tuple(steps), span=self.span(meta))
+        return construct(ir.Path, root=root, steps=tuple(steps), span=self.span(meta))
 
     @v_args(meta=True)
     def ref(self, meta: Meta, items: list[Token]) -> ir.Ref:
         path = self._path_of(meta, items)
-        return ir.Ref(name=path.root, steps=path.steps, span=path.span)
+        return construct(ir.Ref, name=path.root, steps=path.steps, span=path.span)
 
     def string_value(self, item: Token | ir.Ref) -> str | ir.Ref:
         """A string literal's text, or the name standing for one (checked once resolved)."""
@@ -427,7 +484,7 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         fields: dict[str, Any] = {"path": path, "op": op, "fn": fn, "fns": fns, "span": self.span(meta)}
         if has_value:
             fields["value"] = value
-        return ir.Compare(**fields)
+        return construct(ir.Compare, **fields)
 
     @v_args(meta=True)
     def cmp(self, meta: Meta, items: list[Any]) -> ir.Compare:
@@ -475,7 +532,7 @@ class _Lower(Transformer):  # type: ignore[type-arg]
                 f"(`{path.text()} == \"x\"`) or test it (`{path.text()} exists`)",
                 meta,
             )
-        return ir.Compare(path=path, op="eq", value=True, span=self.span(meta))
+        return construct(ir.Compare, path=path, op="eq", value=True, span=self.span(meta))
 
     # -- literals -------------------------------------------------------------------------
     def string(self, items: list[Token]) -> str:
@@ -513,14 +570,14 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     # -- tests ----------------------------------------------------------------------------
     @v_args(meta=True)
     def test_block(self, meta: Meta, items: list[Any]) -> ir.TestCase:
-        return ir.TestCase(name=self.text_of(items[0]), steps=tuple(items[1:]), span=self.span(meta))
+        return construct(ir.TestCase, name=self.text_of(items[0]), steps=tuple(items[1:]), span=self.span(meta))
 
     @v_args(meta=True)
     def call_step(self, meta: Meta, items: list[Any]) -> ir.CallStep:
         tool_tok, args, approved, expectation = items
         effect, code, reason = expectation
-        return ir.CallStep(
-            tool=self.text_of(tool_tok),
+        return construct(
+            ir.CallStep, tool=self.text_of(tool_tok),
             args=args,
             approved=approved is not None,
             effect=effect,
@@ -538,7 +595,7 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     @v_args(meta=True)
     def context_step(self, meta: Meta, items: list[Any]) -> ir.ContextStep:
         as_tok, key, value = items
-        return ir.ContextStep(key=key, value=self.text_of(value), as_=as_tok is not None, span=self.span(meta))
+        return construct(ir.ContextStep, key=key, value=self.text_of(value), as_=as_tok is not None, span=self.span(meta))
 
     @v_args(meta=True)
     def repeat_step(self, meta: Meta, items: list[Any]) -> ir.RepeatStep:
@@ -546,15 +603,15 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         if times < 1 or times > 100_000:
             self.error("repeat's count must be between 1 and 100000", items[0])
             times = 1
-        return ir.RepeatStep(times=times, steps=tuple(items[1:]), span=self.span(meta))
+        return construct(ir.RepeatStep, times=times, steps=tuple(items[1:]), span=self.span(meta))
 
     @v_args(meta=True)
     def after_step(self, meta: Meta, items: list[Token]) -> ir.AfterStep:
-        return ir.AfterStep(seconds=duration_seconds(str(items[0])), text=str(items[0]), span=self.span(meta))
+        return construct(ir.AfterStep, seconds=duration_seconds(str(items[0])), text=str(items[0]), span=self.span(meta))
 
     @v_args(meta=True)
     def visible_step(self, meta: Meta, items: list[Any]) -> ir.VisibleStep:
-        return ir.VisibleStep(tools=tuple(items[0]), span=self.span(meta))
+        return construct(ir.VisibleStep, tools=tuple(items[0]), span=self.span(meta))
 
 
 def _dispatch_table(cls: type) -> dict[str, tuple[Callable[..., Any], bool]]:
