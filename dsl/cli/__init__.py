@@ -17,7 +17,9 @@ Which module owns which commands (a new command is a module and a line in ``COMM
   root_help.py  `plr --help` as click rendered it last time, printed without importing click
 Start-up is part of the interface (`plr eval` runs in loops; benchmarks/bench_cli.py): this
 module imports neither click nor a command until it is needed, a command's module is imported
-only when that command runs, and heavy modules are imported inside the commands.
+only when that command runs, and heavy modules are imported inside the commands. `plr eval`
+does not import click at all when click would read its command line in only one way (see
+eval.py's ``fast_eval``).
 """
 
 from __future__ import annotations
@@ -148,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
 
             print_root_help()  # from the cache, or rendered by click (and cached)
             sys.exit(0)
+        if args[:1] == ["eval"]:
+            from .eval import fast_eval
+
+            fast_eval(args)  # runs it without click when click would read it in only one way
         __getattr__("cli").main(args=args, prog_name="plr", standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)

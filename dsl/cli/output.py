@@ -2,6 +2,8 @@
 writing an output file the way a shell redirect would (but atomically).
 
 One copy for all command modules, so every command colours, escapes and exits alike.
+Importing it does not import click (`plr eval`'s fast path, dsl/cli/eval.py, prints through it
+without click): each function that needs click imports it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ import os
 import sys
 from typing import Any, NoReturn, overload
 
-import click
-
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+
+# click.termui's foreground colours: ``style`` writes their codes itself, as click.style would
+_ANSI_FG = {
+    "black": 30, "red": 31, "green": 32, "yellow": 33, "blue": 34, "magenta": 35, "cyan": 36, "white": 37,
+    "reset": 39, "bright_black": 90, "bright_red": 91, "bright_green": 92, "bright_yellow": 93,
+    "bright_blue": 94, "bright_magenta": 95, "bright_cyan": 96, "bright_white": 97,
+}  # fmt: skip
 
 
 def color(stream: Any = None) -> bool:
@@ -22,7 +29,15 @@ def color(stream: Any = None) -> bool:
 
 
 def style(text: str, fg: str, bold: bool = False, err: bool = False) -> str:
-    return click.style(text, fg=fg, bold=bold) if color(sys.stderr if err else sys.stdout) else text
+    """``click.style(text, fg=fg, bold=bold)`` on a colour terminal, else ``text``."""
+    if not color(sys.stderr if err else sys.stdout):
+        return text
+    code = _ANSI_FG.get(fg) if isinstance(fg, str) else None
+    if code is None or not isinstance(text, str) or not isinstance(bold, bool):
+        import click
+
+        return click.style(text, fg=fg, bold=bold)
+    return f"\x1b[{code}m\x1b[{1 if bold else 22}m{text}\x1b[0m"  # what click.style builds
 
 
 def shown(value: Any) -> str:
@@ -33,6 +48,8 @@ def shown(value: Any) -> str:
 
 
 def print_diagnostics(diags: list[Any]) -> None:
+    import click
+
     from ..errors import format_diagnostics
 
     if diags:
@@ -41,6 +58,8 @@ def print_diagnostics(diags: list[Any]) -> None:
 
 def input_error(e: Any) -> NoReturn:
     """Print a PlrError (all its diagnostics) and exit 2."""
+    import click
+
     print_diagnostics(list(e.diagnostics))
     n = len([d for d in e.diagnostics if d.severity == "error"])
     if n > 1:
@@ -50,6 +69,8 @@ def input_error(e: Any) -> NoReturn:
 
 def fail(message: str) -> NoReturn:
     """One line on stderr, exit 2: an input or usage problem the user can fix."""
+    import click
+
     click.echo(f"plr: error: {message}", err=True)
     sys.exit(EXIT_INPUT)
 
@@ -112,6 +133,8 @@ def write_output(path: str, text: str, *, sources: Any = (), what: str = "-o") -
     from ..vocab import escape_surrogates
 
     if path == "-":
+        import click
+
         click.echo(text, nl=False)
         return
     text = escape_surrogates(text)  # what a file holds must be UTF-8
