@@ -46,6 +46,7 @@ def lower_tree(tree: Tree, text: str, file: str, path: str = "") -> ir.Module:
 
 
 _set = object.__setattr__
+_new = object.__new__
 _REQUIRED = object()  # a required field's place in a template
 _Template = tuple[dict[str, Any], frozenset[str], frozenset[str], tuple[str, ...]]
 _TEMPLATES: dict[type, _Template | None] = {}
@@ -83,20 +84,22 @@ def construct(cls: type[Any], **values: Any) -> Any:
     already what validation would make of them (IR from the grammar's own tokens, policy models
     from checked IR) it is the model validation builds, at a fraction of the cost. Unknown or
     missing fields are an error, not a silent default."""
-    template = _template(cls)
+    template = _TEMPLATES.get(cls) or _template(cls)
     if template is None:
         return cls.model_construct(**values)
     order, required, known, mutable = template
-    if not required <= values.keys() or not values.keys() <= known:
+    keys = values.keys()
+    if not (keys >= required and keys <= known):
         raise TypeError(f"{cls.__name__}: unknown or missing fields in {sorted(values)}")
     fields = order.copy()
     fields.update(values)  # in place: the declaration order stays
-    for name in mutable:  # a default list is each model's own, as pydantic copies it
-        if name not in values:
-            fields[name] = order[name].copy()
-    node = cls.__new__(cls)
+    if mutable:
+        for name in mutable:  # a default list is each model's own, as pydantic copies it
+            if name not in values:
+                fields[name] = order[name].copy()
+    node = _new(cls)
     _set(node, "__dict__", fields)
-    _set(node, "__pydantic_fields_set__", set(values))
+    _set(node, "__pydantic_fields_set__", set(keys))
     _set(node, "__pydantic_extra__", None)
     _set(node, "__pydantic_private__", None)
     return node
