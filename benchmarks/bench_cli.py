@@ -5,7 +5,8 @@ cache and plr's compiled-policy cache, which also keeps the rendered ``plr --hel
 dir of its own); ``plr eval`` is measured on a
 cache hit (the policy unchanged since the last run: the common case, and the one the target is
 about) and with ``--no-cache`` (validate and compile every time); the median is reported against the same interpreter doing nothing (``python -c pass``,
-which includes this machine's site-packages ``.pth`` hooks). ``plr`` is the installed console
+which includes this machine's site-packages ``.pth`` hooks), and, for reference, ``python -c
+"import click"`` (a cached ``plr eval`` does not import click). ``plr`` is the installed console
 script (the file pip wrote, not a version-manager shim), with ``PYTHONPATH`` pointing at the
 checkout that holds these benchmarks, so a scratch copy measures its own ``dsl``.
 
@@ -173,6 +174,17 @@ def run(cfg: Config) -> Section:
         Row(NAME, "python -c pass (interpreter start)", f"{fmt_s(base)} (CPU {fmt_s(base_runs.cpu)})",
             values={"median_s": base, "median_cpu_s": base_runs.cpu, "runs_s": base_runs.wall_s,
                     "runs_cpu_s": base_runs.cpu_s})
+    )  # fmt: skip
+    # for reference: what importing click alone costs (`plr eval` runs without it when click
+    # would read its command line in only one way, dsl/cli/eval.py; every other command needs it)
+    click_runs = _run_many([sys.executable, "-c", "import click"], plan.runs)
+    section.rows.append(
+        Row(NAME, "python -c 'import click' (reference)", f"{fmt_s(click_runs.wall)} (CPU {fmt_s(click_runs.cpu)})",
+            values={"median_s": click_runs.wall, "median_cpu_s": click_runs.cpu, "runs_s": click_runs.wall_s,
+                    "over_interpreter_s": click_runs.wall - base},
+            baseline=f"python -c pass {fmt_s(base)}", baseline_name="python -c pass",
+            baseline_values={"median_s": base}, ratio=click_runs.wall / base,
+            ratio_text=f"{click_runs.wall / base:.2f}× bare start", status="INFO")
     )  # fmt: skip
     compiled = Path(_CACHE_DIR) / "codex_worker.json"
     subprocess.run([*plr, "compile", str(EXAMPLE), "-o", str(compiled)], capture_output=True, env=_env(), check=True)
