@@ -245,6 +245,11 @@ def _reducer_factory(plan: _Plan) -> Callable[..., Callable[[list[Any]], Any]]:
 
     if n:
         emit(0, ", ".join(f"c{i}" for i in range(n)) + (", = c" if n == 1 else " = c"))
+    if plan.collapse == 0 and n == 1:  # `?a: b` with b alone: b as it is, where it is
+        emit(0, "if c0[1] is None: raise _NotInline  # the tree would place the child here (no such rule)")
+        emit(0, "return c0")
+        out.append(" return reduce")
+        return _compiled(out, plan)
     # the place, as propagate_positions finds it: the first and the last child that has one
     for names, order, tok_attrs, node_idx in (
         (("line", "col"), range(n), ("line", "column"), (1, 2)),
@@ -300,13 +305,17 @@ def _reducer_factory(plan: _Plan) -> Callable[..., Callable[[list[Any]], Any]]:
             emit(0, f" return (action({meta}, items), line, col, end_line, end_col, h + 1)")
             emit(0, "return (action(items), line, col, end_line, end_col, h + 1)")
     out.append(" return reduce")
+    return _compiled(out, plan)
+
+
+def _compiled(lines: list[str], plan: _Plan) -> Callable[..., Callable[[list[Any]], Any]]:
     namespace: dict[str, Any] = {
         "_NotInline": _NotInline,
         "_abort": _abort,
         "MAX_INLINE_HEIGHT": MAX_INLINE_HEIGHT,
         "check": _INLINE_LITERAL_CHECKS.get(plan.name),
     }
-    exec(compile("\n".join(out), f"<plr reduce {plan.name}>", "exec"), namespace)  # noqa: S102 - our own source
+    exec(compile("\n".join(lines), f"<plr reduce {plan.name}>", "exec"), namespace)  # noqa: S102 - our own source
     return namespace["make"]  # type: ignore[no-any-return]
 
 
