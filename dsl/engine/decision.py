@@ -37,6 +37,14 @@ class TraceStep(Record, dataclass=True):
         _set(self, "result", result)
         _set(self, "rule", rule)
 
+    def __eq__(self, other: object) -> bool:  # Record's, written out: tests compare traces step by step
+        if other.__class__ is self.__class__:
+            return (self.check, self.result, self.rule) == (other.check, other.result, other.rule)  # type: ignore[attr-defined]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.check, self.result, self.rule))
+
 
 class Decision(
     Record,
@@ -74,6 +82,16 @@ class Decision(
         _set(self, "retry_after", retry_after)
         _set(self, "trace", trace)
         _set(self, "charge", charge)
+
+    def __eq__(self, other: object) -> bool:  # Record's, written out (the proxy and tests compare decisions)
+        if other.__class__ is self.__class__:
+            return (self.effect, self.code, self.reason, self.rule, self.retry_after, self.trace) == (
+                other.effect, other.code, other.reason, other.rule, other.retry_after, other.trace,  # type: ignore[attr-defined]
+            )  # fmt: skip
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.effect, self.code, self.reason, self.rule, self.retry_after, self.trace))
 
     def to_dict(self) -> dict[str, Any]:
         """The machine-readable form (``plr eval --format json``, audit log)."""
