@@ -22,6 +22,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,20 @@ def default_audit_path() -> Path:
     return state_home() / "audit.jsonl"
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text up to the dot
+
+
 def utc_now() -> str:
-    """``2026-11-25T12:00:00.123Z``: UTC, millisecond precision."""
-    now = _dt.datetime.now(_dt.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """``2026-11-25T12:00:00.123Z``: UTC, millisecond precision (truncated).
+
+    Every audit record takes one: the text up to the second is formatted once per second."""
+    global _second
+    sec, ns = divmod(time.time_ns(), 1_000_000_000)
+    last, prefix = _second
+    if sec != last:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+        _second = (sec, prefix)
+    return f"{prefix}{ns // 1_000_000:03d}Z"
 
 
 def canonical_args(args: Any) -> str:

@@ -9,6 +9,7 @@ is denied, never forwarded). ``denied`` is the tool result a denied call gets.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,9 +25,31 @@ from .errors import UpstreamErrorAnswer, log, secs, short
 from .pins import PinCheck
 from .reload import LoadedPolicy
 
-__all__ = ["DECISION_META_KEY", "Decisions", "ToolCall", "denied", "deny_text"]
+__all__ = ["DECISION_META_KEY", "Decisions", "ToolCall", "denied", "deny_text", "new_call_id"]
 
 DECISION_META_KEY = "plr/decision"
+
+
+_ID_POOL: list[bytes] = []  # 8-byte ids read from the kernel's CSPRNG 512 at a time
+
+
+def _forget_ids() -> None:
+    _ID_POOL.clear()  # a forked child must never hand out its parent's ids
+
+
+os.register_at_fork(after_in_child=_forget_ids)
+
+
+def new_call_id() -> str:
+    """A call id: 64 random bits as 16 hex digits, unpredictable (``os.urandom``), as uuid4 was.
+
+    One urandom read per 512 ids instead of one per call: a system call is a few per cent of
+    the proxy's time per call (issue #20); the bytes are the same kind of bytes."""
+    pool = _ID_POOL
+    if not pool:
+        block = os.urandom(8 * 512)
+        pool.extend(block[i : i + 8] for i in range(0, len(block), 8))
+    return pool.pop().hex()
 
 
 @dataclass(slots=True)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +41,7 @@ from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..engine import Decision
-from .deciding import Decisions, ToolCall, denied
+from .deciding import Decisions, ToolCall, denied, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 from .forwarding import Deadlines
 from .lane import UpstreamLane, lane_of
@@ -135,7 +134,7 @@ class FastCalls:
             return False
         decisions = self.decisions
         sessions = self.sessions
-        c = ToolCall(uuid.uuid4().hex[:16], name, args if args is not None else {}, sessions.process_session, sessions.identity)
+        c = ToolCall(new_call_id(), name, args if args is not None else {}, sessions.process_session, sessions.identity)
         d, us = decisions.decide(c, False)
         if d.effect == "approval_required" or (d.code == "hidden" and decisions.loaded.policy.default == "allow"):
             return False  # a human, or the server's own answer: the SDK path (nothing was counted)

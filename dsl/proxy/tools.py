@@ -20,7 +20,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 from .approval_flow import ApprovalFlow, upstream_inputs
-from .deciding import Decisions, ToolCall, denied
+from .deciding import Decisions, ToolCall, denied, new_call_id
 from .forwarding import RAW, Forwarder, rebuild
 from .pins import PinCheck
 from .sessions import FrontSessions
@@ -60,7 +60,7 @@ class ToolMethods:
     ) -> types.CallToolResult | types.InputRequiredResult:
         self.sessions.remember(ctx)
         args = params.arguments if params.arguments is not None else {}
-        c = ToolCall(uuid.uuid4().hex[:16], params.name, args, session="?", identity=None)
+        c = ToolCall(new_call_id(), params.name, args, session="?", identity=None)
         # a session the upstream forgot is reopened (its tools checked against the pins) before
         # deciding, so the decision sees what the call would reach
         await self.forwarding.reopen_forgotten(ctx)
