@@ -430,6 +430,32 @@ def test_stdio_client_disconnects_mid_call(rsetup: ProxySetup) -> None:
     assert [(r["tool"], r["effect"]) for r in rsetup.records()] == [("spawn-task", "allow")]
 
 
+def test_stdio_client_disconnects_mid_call_on_the_fast_path(rsetup: ProxySetup) -> None:
+    """The same with the call on the fast path (the first call of a session takes the SDK's: one
+    is made first), which the proxy reports at exit."""
+    w = Wire(rsetup, env={"PLR_PROXY_FAST": "report"})
+    try:
+        w.initialize()
+        w.call(1, "spawn-task", {"prompt": "first"})
+        assert "result" in w.recv()
+        w.call(2, "spawn-task", {"prompt": "sleep:30"})
+        deadline = time.monotonic() + 10
+        while not any(c.get("args", {}).get("prompt") == "sleep:30" for c in rsetup.calls()):
+            assert time.monotonic() < deadline, "the server never got the call"
+            time.sleep(0.05)
+        pid = server_pid(rsetup)
+        t0 = time.monotonic()
+        assert w.close() == 0
+        assert time.monotonic() - t0 < 10
+    finally:
+        w.kill()
+    reap(pid)
+    err = w.stderr()
+    no_traceback(err)
+    assert "the fast path served 1 tools/call requests" in err
+    assert [(r["tool"], r["effect"]) for r in rsetup.records()] == [("spawn-task", "allow")] * 2
+
+
 @pytest.mark.anyio
 async def test_http_client_disconnects_mid_call(rsetup: ProxySetup) -> None:
     """HTTP clients of both eras vanish mid-call (and one raw POST hangs up): the proxy stays up and
