@@ -36,8 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types as types
+from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
+from mcp.shared._otel import inject_trace_context
 from mcp.shared.exceptions import MCPError
-from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
+from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
+from mcp_types import methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..engine import Decision
@@ -127,8 +130,6 @@ class FastCalls:
         if name.__class__ is not str or not (args is None or args.__class__ is dict):
             return False
         try:
-            from mcp_types import methods
-
             methods.validate_client_request("tools/call", version, p)
         except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
             return False
@@ -178,8 +179,6 @@ class FastCalls:
         self, front: Any, rid: Any, version: str, lane: UpstreamLane, p: dict[str, Any], tool: str, d: Decision
     ) -> None:
         """Send the call upstream, built as the SDK path builds it, and wait for its answer there."""
-        from mcp.shared._otel import inject_trace_context
-
         fwd: dict[str, Any] = {"name": p["name"]}
         if p.get("arguments") is not None:
             fwd["arguments"] = p["arguments"]
@@ -237,9 +236,6 @@ class FastCalls:
 
     def _upstream_result(self, raw: Any) -> dict[str, Any]:
         """What ``ClientSession.send_request`` and ``Forwarder.exchange`` make of the server's result."""
-        from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
-        from mcp_types import methods
-
         client = self.shared.client
         version = (client.protocol_version if client is not None else None) or "2025-11-25"
         raw = dict(raw)  # a JSONRPCResponse's result is a dict
@@ -314,8 +310,6 @@ class FastCalls:
     async def _cancelled(self, msg: types.JSONRPCNotification) -> None:
         """The client cancelled a call of ours: never answered (as the SDK does), and the server
         is told, as the SDK tells it when a request is abandoned."""
-        from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
-
         rid = cancelled_request_id_from_params(msg.params)
         call = self.by_front.get(_key(rid)) if rid is not None else None
         if call is None or not self._settle(call):
@@ -352,8 +346,6 @@ class FastCalls:
 
     async def _answer(self, front: Any, rid: Any, version: str, dumped: dict[str, Any]) -> None:
         """A result, shaped for the client's protocol version as the SDK's runner shapes it."""
-        from mcp_types import methods
-
         try:
             dumped = methods.serialize_server_result("tools/call", version, dumped)
         except Exception:  # noqa: BLE001 - the runner's answer to an invalid handler result
