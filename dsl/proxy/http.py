@@ -276,8 +276,10 @@ class RequestIdGate:
     Request with that id: the SDK keys a session's answers by request id, so the first request
     would be orphaned (a cancel no longer reaching it, a later grant still running it)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, fast: Any = None) -> None:
         self.app = app
+        # http_fast.HttpFastCalls (or None): takes a session's tools/call once its id is in flight here
+        self.fast = fast
         self._inflight: dict[tuple[str, str], list[Any]] = {}  # (session, str(id)) -> [the id in flight]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -308,6 +310,9 @@ class RequestIdGate:
             return chunks.pop(0) if chunks else await receive()
 
         if req is None or sid is None:
+            fast = self.fast
+            if fast is not None and req is None and fast.cancelling(sid, body):
+                await fast.cancel(scope, sid, body)  # a fast call it names stops; the SDK sees it too
             await self.app(scope, replay, send)
             return
         # the SDK routes a session's answers by ``str(id)``, so ``7`` and ``"7"`` are one key there
@@ -332,7 +337,9 @@ class RequestIdGate:
             await send(message)
 
         try:
-            await self.app(scope, replay, send_and_free)
+            fast = self.fast
+            if fast is None or not await fast.take(scope, body, req, sid, send_and_free):
+                await self.app(scope, replay, send_and_free)
         finally:
             free()
 
@@ -558,8 +565,10 @@ async def serve_http(
     path: str = "/mcp",
     stop: anyio.Event | None = None,
     front: HttpFront | None = None,
+    fast: Any = None,
 ) -> None:
-    """Serve ``server`` until cancelled (or until uvicorn stops on a signal)."""
+    """Serve ``server`` until cancelled (or until uvicorn stops on a signal). ``fast``: an
+    ``http_fast.HttpFastCalls`` that serves the ``tools/call`` POSTs it can (None: the SDK all)."""
     import uvicorn
     from mcp.server.transport_security import TransportSecuritySettings
 
@@ -576,7 +585,9 @@ async def serve_http(
         transport_security=security,
         session_idle_timeout=front.session_idle_timeout,
     )
-    app: Any = RequestIdGate(LowerCaseHost(sdk_app))
+    if fast is not None:
+        fast.attach(getattr(server, "_session_manager", None), path)
+    app: Any = RequestIdGate(LowerCaseHost(sdk_app), fast)
     if front.metrics is not None:
         app = _with_metrics(app, front.metrics.asgi_app())
     if tokens is not None:

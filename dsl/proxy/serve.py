@@ -301,6 +301,7 @@ async def _serve_front(
     if listen is not None:
         from .http import serve_http
 
+        fast = _http_fast(proxy, options)
         try:
             await serve_http(
                 server,
@@ -310,14 +311,38 @@ async def _serve_front(
                 report=options.stderr,
                 stop=stopping,
                 front=http_front,
+                fast=fast,
             )
         finally:
             await proxy.close_links()  # normally done already, as each front session ended
+            if fast is not None and os.environ.get("PLR_PROXY_FAST") == "report":
+                options.stderr(f"plr proxy: the fast path served {fast.taken} tools/call requests")
     else:
         assert front_streams is not None
         with anyio.CancelScope() as front:
             tg.start_soon(_cancel_on, stopping, front)
             await server.run(front_streams[0], front_streams[1], init)
+
+
+def _http_fast(proxy: Proxy, options: ProxyOptions) -> Any:
+    """tools/call over HTTP without the SDK's per-request machinery (``--upstream URL``: the front
+    sessions' own upstream sessions), unless ``PLR_PROXY_FAST=0``."""
+    if os.environ.get("PLR_PROXY_FAST", "1") == "0":
+        return None
+    from mcp.server.caching import CACHEABLE_METHODS
+
+    from .http_fast import HttpFastCalls
+
+    return HttpFastCalls(
+        decisions=proxy.decisions,
+        sessions=proxy.sessions,
+        own=proxy.session_upstreams,
+        shared=proxy.shared,
+        timeout=options.upstream_timeout or None,
+        deadlines=proxy.deadlines,
+        tasks=proxy.tasks,
+        cacheable="tools/call" in CACHEABLE_METHODS,
+    )
 
 
 def _session_client_factory(url: str, info: types.Implementation) -> Any:
@@ -327,16 +352,22 @@ def _session_client_factory(url: str, info: types.Implementation) -> Any:
     from mcp import Client
 
     def make(on_lost: Callable[[], None], **callbacks: Any) -> Any:
-        return Client(_watched_http(url, on_lost), mode="legacy", cache=None, client_info=info, **callbacks)
+        from .http_fast import UpstreamWire
+
+        wire = UpstreamWire(url)
+        client = Client(_watched_http(url, on_lost, wire), mode="legacy", cache=None, client_info=info, **callbacks)
+        client.plr_wire = wire  # type: ignore[attr-defined] - the HTTP fast path's way to this session
+        return client
 
     return make
 
 
 @contextlib.asynccontextmanager
-async def _watched_http(url: str, on_lost: Callable[[], None]) -> AsyncIterator[Any]:
+async def _watched_http(url: str, on_lost: Callable[[], None], wire: Any = None) -> AsyncIterator[Any]:
     """The SDK's streamable HTTP transport, watching for the one answer that means the server no
     longer knows the session: HTTP 404 to a request that carries its ``Mcp-Session-Id`` (the SDK
-    turns it into a JSON-RPC error whose wording depends on the server)."""
+    turns it into a JSON-RPC error whose wording depends on the server). ``wire``
+    (``http_fast.UpstreamWire``): told the ``httpx`` client and the session id, for the fast path."""
     from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
     async def watch(response: Any) -> None:
@@ -345,7 +376,11 @@ async def _watched_http(url: str, on_lost: Callable[[], None]) -> AsyncIterator[
 
     async with create_mcp_http_client() as http:
         http.event_hooks["response"].append(watch)
+        if wire is not None:
+            http.event_hooks["response"].append(wire.on_response)
         async with streamable_http_client(url, http_client=http) as streams:
+            if wire is not None:
+                wire.http = http
             yield streams
 
 

@@ -1,0 +1,827 @@
+"""``tools/call`` at the ASGI level: the HTTP front (``--listen``) with ``--upstream URL``, without
+the SDK's per-request machinery in between.
+
+Through the SDK a call over HTTP crosses the session manager, the transport's memory streams and
+message router, the server's dispatcher and handler task, the SSE response's four tasks, then the
+upstream ``mcp.Client``'s dispatcher, its transport's writer task and the task of its POST: most of
+what the proxy adds to a call. Here the POST that ``RequestIdGate`` has read is decided, audited and
+forwarded by the task that serves it, on the upstream session's own kept-alive ``httpx`` client,
+and the upstream's answer goes back to the client from that same task.
+
+It is the same call, not a shortcut around the checks. Before anything is decided, the request
+must pass every check the SDK makes of it, or it is handed to the SDK path untouched (which then
+answers it as it always has): the front's path and method, an era-defining ``MCP-Protocol-Version``
+of the handshake era, an ``Mcp-Session-Id`` the SDK's session manager knows, owned by the principal
+``TokenGate`` resolved (a session of another identity gets the SDK's 404), a session neither
+terminated nor expiring, the Host/Origin/Content-Type checks (``TransportSecurityMiddleware``), the
+Accept header, the body limit, and the body validated as the SDK validates it
+(``jsonrpc_message_adapter``, then ``validate_client_request`` for the session's protocol version).
+It is decided by the same ``Decisions``, recorded by the same audit log before anything is
+forwarded (a failure denies: fail closed), and the upstream request is built as the SDK client
+builds it (the session's own stamp and ``Mcp-Name`` header, ids from its dispatcher's counter, its
+session id, ``stream_within_origin`` on its own ``httpx`` client), so the server reads the same
+bytes. The upstream's answer is read as the SDK's transport reads it (JSON, or an event stream whose
+notifications and requests before the answer are handed to that client's dispatcher, as its
+transport would hand them: they are relayed, or answered, exactly as on the SDK path), checked and
+shaped as the SDK path does, and written to the client as the SDK's transport writes it (the same
+event-stream headers and frames, keep-alive pings on a slow call, relays for this call on its own
+stream). ``--upstream-timeout`` (standing still while a human answers), a client's
+``notifications/cancelled`` (answered ``Request cancelled``, the server told), a session the
+upstream forgot (404) and a broken upstream connection give the errors the SDK path gives.
+
+Everything else takes the SDK path, unchanged: every other method and every batch, a call with
+``_meta`` or any other parameter, a call that needs a human's approval, a hidden tool under
+``default allow``, the first request of a session (its upstream session is opened there), a session
+whose upstream session is lost or being re-checked against the pins, the 2026-07-28 era on either
+side, a command upstream (one shared server process: relays there need the SDK's bookkeeping), and
+every call of a client that can answer the server's own questions (elicitation, sampling, roots).
+
+Where the two paths differ (documented, never a weaker check): a transport failure of the upstream
+connection (refused, reset) answers this call ``closed the connection`` and leaves the session's
+upstream client open, where the SDK's client transport would die with it; an upstream event stream
+that ends before the answer after naming event ids is not resumed (``SSE stream ended without a
+response``) where the SDK's client reconnects with ``Last-Event-ID``; a call that times out or is
+cancelled also closes its upstream POST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import mcp_types as types
+from mcp.shared.exceptions import MCPError
+
+from .deciding import ToolCall, denied
+from .errors import UpstreamTimeout, map_error, secs
+from .http import identity_for_header
+
+if TYPE_CHECKING:
+    from .deciding import Decisions
+    from .forwarding import Deadlines
+    from .options import Background
+    from .session_upstreams import SessionUpstreams
+    from .sessions import FrontSessions
+    from .upstream import SharedUpstream
+
+__all__ = ["HttpFastCalls", "UpstreamWire"]
+
+logger = logging.getLogger("mcp.client.streamable_http")  # the SDK transport's own logger, for its warnings
+
+_PARAM_KEYS = frozenset({"name", "arguments"})
+_REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+_PING_INTERVAL = 15.0  # sse_starlette's default, which the SDK's event-stream responses use
+_SEP = "\r\n"
+
+
+class UpstreamWire:
+    """What the SDK's streamable HTTP client transport of one front session's upstream client
+    knows that a request needs: the URL, the ``httpx`` client (its kept-alive connections, its
+    event hooks, its timeouts) and the session id the upstream gave in its ``initialize`` answer."""
+
+    __slots__ = ("url", "http", "session_id")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http: Any = None
+        self.session_id: str | None = None
+
+    async def on_response(self, response: Any) -> None:
+        """An ``httpx`` response hook: the session id, taken where the SDK's transport takes it
+        (``_maybe_extract_session_id_from_response``: the answer to ``initialize`` when it is not an
+        error, a 202 or a redirect)."""
+        request = response.request
+        if request.method != "POST" or request.headers.get("mcp-session-id"):
+            return
+        status = response.status_code
+        if status == 202 or status >= 300:
+            return
+        sid = response.headers.get("mcp-session-id")
+        if not sid:
+            return
+        try:
+            import json
+
+            if json.loads(request.content).get("method") != "initialize":
+                return
+        except Exception:  # noqa: BLE001 - not a JSON-RPC request of the SDK's
+            return
+        self.session_id = sid
+
+
+class _Waiting:
+    """The fast call as ``FrontLink.inflight`` and ``FrontSessions.link_request`` see a request:
+    relays for the session ride its stream (``FrontLink.route``) and its identity is the caller's."""
+
+    __slots__ = ("session", "request_id", "request")
+
+    def __init__(self, session: Any, request_id: Any, request: Any) -> None:
+        self.session = session
+        self.request_id = request_id
+        self.request = request
+
+
+class _ScopedSession:
+    """The front session as a relay to this call's stream sees it: ``ServerSession`` with this
+    request's outbound channel (what the SDK builds for each request it handles)."""
+
+    __slots__ = ("_front", "_dispatcher", "_rid", "_call")
+
+    def __init__(self, front: Any, dispatcher: Any, rid: Any, call: _Call) -> None:
+        self._front = front
+        self._dispatcher = dispatcher
+        self._rid = rid
+        self._call = call
+
+    @property
+    def client_capabilities(self) -> Any:
+        return self._front.client_capabilities
+
+    @property
+    def protocol_version(self) -> str:
+        return str(self._front.protocol_version)
+
+    @property
+    def can_send_request(self) -> bool:
+        return False  # never asked: a fast call's client declared no capability the server could use
+
+    async def send_notification(self, notification: Any, related_request_id: Any = None) -> None:
+        if related_request_id is None:
+            await self._front.send_notification(notification)
+            return
+        data = notification.model_dump(by_alias=True, mode="json", exclude_none=True)
+        self._call.relayed = True  # the answer then follows it through the transport's router
+        await self._dispatcher.notify(data["method"], data.get("params"), _related_request_id=self._rid)
+
+    async def send_request(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - see can_send_request
+        raise MCPError(code=types.INVALID_REQUEST, message="plr: no back-channel for this request")
+
+
+class _Reply:
+    """The event-stream answer to one POST, written as the SDK's ``EventSourceResponse`` writes it:
+    the head when there is something to send, ``: ping`` comments every 15 s while the call waits,
+    events, then the empty closing body."""
+
+    __slots__ = ("send", "headers", "started", "done", "lock", "timer")
+
+    def __init__(self, send: Any, headers: list[tuple[bytes, bytes]]) -> None:
+        self.send = send
+        self.headers = headers
+        self.started = False
+        self.done = False
+        self.lock = anyio.Lock()
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            await self.send({"type": "http.response.start", "status": 200, "headers": self.headers})
+
+    async def events(self, chunks: list[bytes]) -> None:
+        """The last events of the answer, and its end."""
+        self.stop_pings()
+        async with self.lock:
+            if self.done:
+                return
+            self.done = True
+            await self._start()
+            for chunk in chunks:
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def arm_pings(self, tasks: Background) -> None:
+        loop = asyncio.get_running_loop()
+
+        def due() -> None:
+            self.timer = None
+            if not self.done and tasks.spawn(self._ping):
+                self.timer = loop.call_later(_PING_INTERVAL, due)
+
+        self.timer = loop.call_later(_PING_INTERVAL, due)
+
+    def stop_pings(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    async def _ping(self) -> None:
+        from sse_starlette.event import ServerSentEvent
+
+        chunk = ServerSentEvent(comment=f"ping - {datetime.now(timezone.utc)}", sep=_SEP).encode()
+        async with self.lock:
+            if self.done:
+                return
+            try:
+                await self._start()
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except Exception:  # noqa: BLE001 - the client left: the call goes on, as on the SDK path
+                pass
+
+
+class _Call:
+    """One fast call on its way through the upstream server."""
+
+    __slots__ = ("scope", "cancelled", "rid", "relayed")
+
+    def __init__(self, rid: Any) -> None:
+        self.rid = rid
+        self.scope: anyio.CancelScope | None = None
+        self.cancelled = False
+        self.relayed = False  # something was relayed on this call's stream
+
+
+class HttpFastCalls:
+    """Takes the ``tools/call`` POSTs of the HTTP front that need nothing of the SDK."""
+
+    def __init__(
+        self,
+        *,
+        decisions: Decisions,
+        sessions: FrontSessions,
+        own: SessionUpstreams,
+        shared: SharedUpstream,
+        timeout: float | None,
+        deadlines: Deadlines,
+        tasks: Background,
+        cacheable: bool,
+    ) -> None:
+        self.decisions = decisions
+        self.sessions = sessions
+        self.own = own
+        self.shared = shared
+        self.timeout = timeout or None  # --upstream-timeout (None: wait for ever)
+        self.deadlines = deadlines
+        self.tasks = tasks
+        # a cache hint on tools/call results would change the answer's shape: the SDK path then
+        self.enabled = not cacheable
+        self.manager: Any = None  # the SDK's StreamableHTTPSessionManager (``attach``)
+        self.path = "/mcp"
+        self.calls: dict[tuple[str, Any], _Call] = {}  # (session, coerced id) -> fast call in flight
+        self._heads: dict[str, list[tuple[bytes, bytes]]] = {}  # session -> event-stream head
+        self.taken = 0  # calls served here (PLR_PROXY_FAST=report prints it at exit, for tests)
+
+    def attach(self, manager: Any, path: str) -> None:
+        """The front's SDK app is built: its session manager and endpoint path. A manager that is not
+        the one the fast path was written for (stateless, JSON answers, an event store for resuming
+        streams) leaves the fast path off."""
+        self.path = path
+        if (
+            manager is None
+            or getattr(manager, "stateless", True)
+            or getattr(manager, "json_response", True)
+            or getattr(manager, "event_store", None) is not None
+            or not hasattr(manager, "_server_instances")
+            or not hasattr(manager, "_session_owners")
+        ):
+            return
+        self.manager = manager
+
+    # -- the client's POST -----------------------------------------------------------------------
+
+    async def take(self, scope: Any, body: bytes, req: dict[str, Any], sid: str, send: Any) -> bool:
+        """Serve the POST ``body`` (its request ``req`` already parsed by ``RequestIdGate``, its id
+        in flight there) here (True), or leave it to the SDK path (False: nothing was done)."""
+        if self.manager is None or not self.enabled or req.get("method") != "tools/call":
+            return False
+        ready = await self._ready(scope, body, sid)
+        if ready is None:
+            return False
+        transport, link, up, wire, headers, version = ready
+        # parsed and validated as the SDK's transport and runner do
+        try:
+            import pydantic_core
+            from mcp_types import jsonrpc_message_adapter, methods
+
+            raw = pydantic_core.from_json(body)
+            if not isinstance(raw, dict) or raw.keys() != _REQUEST_KEYS:
+                return False
+            message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
+            if not isinstance(message, types.JSONRPCRequest) or message.method != "tools/call":
+                return False
+            p = message.params
+            if not isinstance(p, dict) or not p.keys() <= _PARAM_KEYS:
+                return False
+            name, args = p.get("name"), p.get("arguments")
+            if name.__class__ is not str or not (args is None or args.__class__ is dict):
+                return False
+            methods.validate_client_request("tools/call", version, p)
+        except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
+            return False
+        identity = self.sessions.identity
+        if self.sessions.tokens is not None:
+            identity = identity_for_header(self.sessions.tokens, headers.get(b"authorization", b"").decode("latin-1"))
+            if identity is None:
+                return False  # TokenGate lets no such request through; the SDK path fails it closed
+        decisions = self.decisions
+        c = ToolCall(uuid.uuid4().hex[:16], name, args if args is not None else {}, sid, identity)
+        d, us = decisions.decide(c, False)
+        if d.effect == "approval_required" or (d.code == "hidden" and decisions.loaded.policy.default == "allow"):
+            return False  # a human, or the server's own answer: the SDK path (nothing was counted)
+        # -- from here on the call is ours -----------------------------------------------------
+        self.taken += 1
+        reply = _Reply(send, self._head(sid))
+        idle = transport.idle_scope if transport._idle_timeout is not None else None  # noqa: SLF001
+        if idle is not None:  # a request in flight holds the session open, as the SDK's transport counts it
+            transport._requests_in_flight += 1  # noqa: SLF001 - mcp==2.3.0 is pinned
+            idle.deadline = float("inf")
+        try:
+            result: types.CallToolResult | None = None
+            try:
+                if d.effect != "allow":
+                    decisions.record(c, d, us, effect="deny")
+                    result = denied(c.tool, decisions.as_the_agent_sees_it(c.tool, d))
+                else:
+                    decisions.record(c, d, us)
+            except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
+                result = decisions.fail_closed(c, e)
+            if result is not None:
+                dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+                await reply.events([self._event(transport, self._result_message(message.id, version, dumped))])
+                return True
+            await self._forward(scope, transport, link, up, wire, message, version, p, d, reply)
+            return True
+        finally:
+            if idle is not None:
+                transport._requests_in_flight -= 1  # noqa: SLF001
+                if not transport._requests_in_flight:  # noqa: SLF001
+                    idle.deadline = anyio.current_time() + transport._idle_timeout  # noqa: SLF001
+
+    async def _admitted(self, scope: Any, body: bytes, sid: str) -> tuple[Any, dict[bytes, bytes]] | None:
+        """The SDK's transport of session ``sid`` and the request's headers, when every check the
+        SDK makes of a POST before it reads the message passes (else None: the SDK path answers)."""
+        if scope.get("path") != self.path or scope.get("root_path"):
+            return None
+        headers: dict[bytes, bytes] = {}
+        for k, v in scope.get("headers") or ():
+            k = k.lower()
+            if k in headers:
+                return None  # a repeated header: which one the SDK reads is its business
+            headers[k] = v
+        from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+        pv = headers.get(b"mcp-protocol-version")
+        if pv is not None and pv.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
+            return None  # the manager routes this to its 2026-07-28 entry
+        manager = self.manager
+        transport = manager._server_instances.get(sid)  # noqa: SLF001 - mcp==2.3.0 is pinned
+        if transport is None or transport.is_terminated:
+            return None
+        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
+
+        user = scope.get("user")
+        requestor = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
+        if requestor != manager._session_owners.get(sid):  # noqa: SLF001
+            return None  # another principal's session: the SDK answers 404, as for no session at all
+        idle = transport.idle_scope
+        if idle is not None and idle.cancel_called:
+            return None
+        size = headers.get(b"content-length")
+        limit = manager.max_request_body_size
+        if len(body) > limit or (size is not None and (not size.isdigit() or int(size) > limit)):
+            return None
+        from starlette.requests import Request
+
+        lowered = [(k, v.lower() if k in (b"host", b"origin") else v) for k, v in scope.get("headers") or ()]
+        request = Request({**scope, "headers": lowered})
+        from mcp.server.streamable_http import check_accept_headers
+
+        if await transport._security.validate_request(request, is_post=True) is not None:  # noqa: SLF001
+            return None
+        has_json, has_sse = check_accept_headers(request)
+        if not (has_json and has_sse) or not transport._check_content_type(request):  # noqa: SLF001
+            return None
+        return transport, headers
+
+    async def _ready(self, scope: Any, body: bytes, sid: str) -> tuple[Any, ...] | None:
+        """What a fast call of session ``sid`` needs, when every check the SDK would make of this
+        POST passes and the session can be served here (else None: the SDK path)."""
+        admitted = await self._admitted(scope, body, sid)
+        if admitted is None:
+            return None
+        transport, headers = admitted
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        link = self.sessions.links.get(sid)
+        if link is None or link.ended or link.lost or link.recheck_pins or not self.own.enabled or self.shared.modern:
+            return None
+        up = link.up
+        wire = getattr(up, "plr_wire", None)
+        if wire is None or wire.http is None:
+            return None
+        conn = getattr(link.session, "_connection", None)
+        if conn is None or getattr(conn, "session_id", None) != sid or not conn.initialized.is_set():
+            return None
+        version = conn.protocol_version
+        if version in MODERN_PROTOCOL_VERSIONS:
+            return None
+        caps = conn.client_capabilities
+        if caps is not None and (caps.elicitation is not None or caps.sampling is not None or caps.roots is not None):
+            return None  # the server may ask this client something during the call: the SDK path
+        session = getattr(up, "session", None)
+        dispatcher = getattr(session, "_dispatcher", None)
+        outbound = getattr(link.session, "_request_outbound", None)
+        if (
+            dispatcher is None
+            or not getattr(dispatcher, "_running", False)
+            or getattr(session, "_session_read_timeout_seconds", None) is not None
+            or getattr(session, "_negotiated_version", None) in MODERN_PROTOCOL_VERSIONS
+            or getattr(outbound, "_dispatcher", None) is None
+        ):
+            return None
+        return transport, link, up, wire, headers, version
+
+    def _head(self, sid: str) -> list[tuple[bytes, bytes]]:
+        """The event-stream head the SDK's transport gives this session's POSTs."""
+        head = self._heads.get(sid)
+        if head is None:
+            from sse_starlette import EventSourceResponse
+
+            async def nothing() -> Any:
+                yield b""
+
+            headers = {
+                "Cache-Control": "no-cache, no-transform",
+                "Connection": "keep-alive",
+                "Content-Type": "text/event-stream",
+                "mcp-session-id": sid,
+            }
+            content = nothing()
+            head = EventSourceResponse(content=content, headers=headers).raw_headers
+            if len(self._heads) >= 1024:
+                self._heads.clear()
+            self._heads[sid] = head
+        return head
+
+    # -- upstream ----------------------------------------------------------------------------------
+
+    async def _forward(
+        self, scope: Any, transport: Any, link: Any, up: Any, wire: Any, message: Any, version: str,
+        p: dict[str, Any], d: Any, reply: _Reply,
+    ) -> None:  # fmt: skip
+        """Send the call upstream, built as the SDK client builds it, and answer the client."""
+        from mcp.server.streamable_http import REQUEST_STREAM_BUFFER_SIZE, EventMessage
+        from mcp.shared._otel import inject_trace_context
+        from mcp.shared.dispatcher import coerce_request_id
+        from mcp.shared.inbound import MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, encode_header_value
+
+        session = up.session
+        dispatcher = session._dispatcher  # noqa: SLF001 - mcp==2.3.0 is pinned
+        fwd: dict[str, Any] = {"name": p["name"]}
+        if p.get("arguments") is not None:
+            fwd["arguments"] = p["arguments"]
+        request = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd))
+        # ClientSession.send_request
+        data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+        opts: dict[str, Any] = {}
+        session._stamp(data, opts)  # noqa: SLF001
+        stamped = opts.setdefault("headers", {})
+        if (key := type(request).name_param) is not None and MCP_NAME_HEADER not in stamped:
+            stamped[MCP_NAME_HEADER] = encode_header_value((data.get("params") or {})[key])
+        # JSONRPCDispatcher.send_raw_request
+        up_id = dispatcher._allocate_id()  # noqa: SLF001
+        while up_id in dispatcher._pending:  # noqa: SLF001
+            up_id = dispatcher._allocate_id()  # noqa: SLF001
+        out_params = dict(data.get("params") or {})
+        meta = dict(out_params.get("_meta") or {})
+        inject_trace_context(meta)
+        if meta:
+            out_params["_meta"] = meta
+        else:
+            out_params.pop("_meta", None)
+        frame = types.JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=out_params)
+        # StreamableHTTPTransport._prepare_headers, then the message's own headers
+        http_headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        if wire.session_id:
+            http_headers["mcp-session-id"] = wire.session_id
+        if MCP_PROTOCOL_VERSION_HEADER in stamped:
+            http_headers[MCP_PROTOCOL_VERSION_HEADER] = stamped[MCP_PROTOCOL_VERSION_HEADER]
+        http_headers.update(stamped)
+        body = frame.model_dump(by_alias=True, mode="json", exclude_unset=True)
+
+        rid = message.id
+        key = str(rid)
+        server_dispatcher = link.session._request_outbound._dispatcher  # noqa: SLF001
+        call = _Call(rid)
+        waiting = _Waiting(_ScopedSession(link.session, server_dispatcher, rid, call), rid, _RequestHeaders(scope))
+        # this request's own stream at the front: what the server session relays for it lands here
+        streams = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
+        transport._request_streams[key] = streams  # noqa: SLF001
+        ckey = (link.key, coerce_request_id(rid))
+        self.calls[ckey] = call
+        reply.arm_pings(self.tasks)
+        try:
+            outcome: Any = None
+            took = 0.0
+            error: BaseException | None = None
+            try:
+                with self.sessions.link_request(link, waiting):
+                    t0 = time.perf_counter()
+                    try:
+                        outcome = await self._exchange(call, wire, dispatcher, session, up_id, body, http_headers)
+                    except MCPError:
+                        if not link.lost:
+                            raise
+                        await self.own.forgot(link)
+                        raise MCPError(
+                            code=types.INTERNAL_ERROR,
+                            message="plr: the upstream MCP server no longer knows this session (did it restart?); "
+                            "the request failed and was not re-sent; the next request opens a new upstream session",
+                        ) from None
+                    finally:
+                        took = time.perf_counter() - t0
+                await link.settle()
+            except _ClientCancelled:
+                pass
+            except MCPError as e:
+                error = e
+            if call.cancelled:
+                # the client's notifications/cancelled: never answered with a result, as the SDK's
+                # dispatcher settles a cancelled request on this era's wire
+                from mcp.server.streamable_http import REQUEST_CANCELLED
+
+                err = types.ErrorData(code=REQUEST_CANCELLED, message="Request cancelled")
+                final: Any = types.JSONRPCError(jsonrpc="2.0", id=rid, error=err)
+            elif error is not None:
+                self.decisions.answered(d, took, error=error)
+                final = self._error_message(rid, error)
+            else:
+                self.decisions.answered(d, took, result=outcome)
+                final = self._result_message(rid, version, outcome)
+            await reply.events(await self._last_events(transport, streams[1], final, call.relayed))
+        finally:
+            reply.stop_pings()
+            if self.calls.get(ckey) is call:
+                del self.calls[ckey]
+            if transport._request_streams.get(key) is streams:  # noqa: SLF001
+                del transport._request_streams[key]  # noqa: SLF001
+            streams[0].close()
+            streams[1].close()
+
+    async def _exchange(
+        self, call: _Call, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str]
+    ) -> dict[str, Any]:
+        """One request on the session's upstream session, under ``--upstream-timeout``: the result
+        as ``Forwarder.exchange`` hands it on, or the ``MCPError`` it raises."""
+        from .forwarding import _Timer
+
+        timer = _Timer(self.timeout)
+        outcome: Any = None
+        with anyio.CancelScope() as scope:
+            call.scope = scope
+            self.deadlines.start(timer, scope)
+            try:
+                outcome = await self._post(wire, dispatcher, session, up_id, body, headers)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception:  # noqa: BLE001 - the SDK's client transport would die with it: closed
+                logger.debug("fast call's upstream POST failed", exc_info=True)
+                outcome = types.ErrorData(code=types.CONNECTION_CLOSED, message="Connection closed")
+            finally:
+                self.deadlines.stop(timer)
+        if scope.cancelled_caught or call.cancelled:
+            self.tasks.spawn(self._courtesy_cancel, dispatcher, up_id)
+            if call.cancelled:
+                raise _ClientCancelled
+            raise UpstreamTimeout(
+                code=types.INTERNAL_ERROR,
+                message=f"plr: the upstream MCP server did not answer within {secs(self.timeout or 0)} s "
+                "(--upstream-timeout)",
+            )
+        if isinstance(outcome, types.ErrorData):
+            raise map_error(MCPError(code=outcome.code, message=outcome.message, data=outcome.data),
+                            restarting=self.shared.restarting)  # fmt: skip
+        try:
+            result = self._upstream_result(session, outcome)
+        except MCPError:
+            raise
+        except Exception as e:  # noqa: BLE001 - as Forwarder.exchange maps it
+            raise map_error(e, restarting=self.shared.restarting) from None
+        return result
+
+    @staticmethod
+    def _upstream_result(session: Any, raw: Any) -> dict[str, Any]:
+        """What ``ClientSession.send_request`` and ``Forwarder.exchange`` make of the server's result."""
+        from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
+        from mcp_types import methods
+
+        from .forwarding import RAW
+
+        _clamp_inbound_ttl(raw)
+        version = session._negotiated_version or "2025-11-25"  # noqa: SLF001
+        try:
+            methods.validate_server_result("tools/call", version, raw)
+        except KeyError:
+            pass
+        if not (foreign := _later_revision_fields("tools/call", version)).isdisjoint(raw):
+            raw = {k: v for k, v in raw.items() if k not in foreign}
+        result: dict[str, Any] = RAW.validate_python(raw, by_name=False)
+        if result.get("resultType") == "input_required":
+            raise MCPError(
+                code=types.INTERNAL_ERROR,
+                message="plr: the upstream server asked for input that cannot be relayed to a 2025-era client",
+            )
+        return result
+
+    async def _post(
+        self, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str]
+    ) -> Any:
+        """The POST, and its answer read as ``StreamableHTTPTransport._handle_post_request`` reads it:
+        the result (a dict), or the ``ErrorData`` the SDK's client would resolve the request with."""
+        import httpx2
+        from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE, _unfollowed_redirect
+        from mcp.shared._httpx_utils import stream_within_origin
+        from mcp_types import jsonrpc_message_adapter
+        from pydantic import ValidationError
+
+        async with stream_within_origin(wire.http, "POST", wire.url, json=body, headers=headers) as response:
+            status = response.status_code
+            if status == 202:
+                return types.ErrorData(code=types.INVALID_REQUEST, message="server answered a request with 202 Accepted")
+            if (redirect := _unfollowed_redirect(response)) is not None:
+                logger.warning(redirect)
+                return types.ErrorData(code=types.INVALID_REQUEST, message=redirect)
+            ctype = response.headers.get("content-type", "").lower()
+            if status >= 400:
+                if ctype.startswith("application/json"):
+                    try:
+                        parsed = jsonrpc_message_adapter.validate_json(await response.aread(), by_name=False)
+                        if isinstance(parsed, types.JSONRPCError):
+                            return parsed.error
+                    except (httpx2.StreamError, ValidationError):
+                        pass
+                if status == 404:
+                    if wire.session_id is None:
+                        return types.ErrorData(code=types.METHOD_NOT_FOUND, message="Not Found")
+                    return types.ErrorData(code=types.INVALID_REQUEST, message="Session terminated")
+                return types.ErrorData(code=types.INTERNAL_ERROR, message="Server returned an error response")
+            if ctype.startswith("application/json"):
+                try:
+                    message = jsonrpc_message_adapter.validate_json(await response.aread(), by_name=False)
+                except (httpx2.StreamError, ValidationError) as exc:
+                    return types.ErrorData(code=types.PARSE_ERROR, message=f"Failed to parse JSON response: {exc}")
+                if isinstance(message, (types.JSONRPCResponse, types.JSONRPCError)) and _same_id(message.id, up_id):
+                    return message.result if isinstance(message, types.JSONRPCResponse) else message.error
+                # not this request's answer: the SDK's client handles it, and this request waits on
+                await self._hand_over(dispatcher, session, message)
+                await anyio.sleep_forever()
+            if ctype.startswith("text/event-stream"):
+                from httpx2 import EventSource
+
+                try:
+                    async for sse in EventSource(response, max_event_size=DEFAULT_MAX_SSE_EVENT_SIZE):
+                        if sse.event != "message":
+                            logger.warning(f"Unknown SSE event: {sse.event}")
+                            continue
+                        if not sse.data:
+                            continue  # a priming event
+                        try:
+                            message = jsonrpc_message_adapter.validate_json(sse.data, by_name=False)
+                        except Exception as exc:  # noqa: BLE001 - as _handle_sse_event answers it
+                            return types.ErrorData(code=types.PARSE_ERROR, message=f"Failed to parse SSE message: {exc}")
+                        if isinstance(message, types.JSONRPCResponse):
+                            return message.result  # (the SDK's transport takes any answer here for this request's)
+                        if isinstance(message, types.JSONRPCError):
+                            return message.error
+                        await self._hand_over(dispatcher, session, message)
+                except httpx2.SSEError as exc:
+                    return types.ErrorData(code=types.CONNECTION_CLOSED, message=f"SSE stream failed: {exc}")
+                except Exception:  # noqa: BLE001 - as the SDK's transport: the stream ended
+                    logger.debug("SSE stream ended", exc_info=True)
+                return types.ErrorData(code=types.CONNECTION_CLOSED, message="SSE stream ended without a response")
+            logger.error(f"Unexpected content type: {ctype}")
+            return types.ErrorData(code=types.INVALID_REQUEST, message=f"Unexpected content type: {ctype}")
+
+    @staticmethod
+    async def _hand_over(dispatcher: Any, session: Any, message: Any) -> None:
+        """A message the upstream sent on this call's stream that is not its answer (a log message,
+        a request of the server's): to the upstream client's dispatcher, as its transport hands it,
+        so it is relayed, or answered, exactly as on the SDK path."""
+        from mcp.shared.message import SessionMessage
+
+        await dispatcher._dispatch(SessionMessage(message), session._on_request, session._on_notify, None)  # noqa: SLF001
+        # let the handler it spawned begin (a relay registers before its first await: FrontLink.settle)
+        await anyio.lowlevel.checkpoint()
+
+    @staticmethod
+    async def _courtesy_cancel(dispatcher: Any, up_id: int) -> None:
+        """What the SDK's dispatcher tells the server about a request it abandoned."""
+        with anyio.move_on_after(5.0, shield=True):
+            try:
+                await dispatcher._cancel_outbound(up_id, "caller cancelled", None)  # noqa: SLF001
+            except Exception:  # noqa: BLE001 - the server is gone: nothing to cancel
+                pass
+
+    # -- cancellation ------------------------------------------------------------------------------
+
+    def cancelling(self, sid: str | None, body: bytes) -> bool:
+        """Whether the POST ``body`` of session ``sid`` may cancel a fast call (``cancel`` it)."""
+        return bool(self.calls) and sid is not None and b"notifications/cancelled" in body
+
+    async def cancel(self, scope: Any, sid: str, body: bytes) -> None:
+        """A ``notifications/cancelled`` POST of session ``sid``: when the SDK would take it from
+        this sender (the same checks as for a call: the session's owner, Host/Origin, ...), the
+        fast call it names stops. The SDK path still gets the notification (it answers 202 and
+        knows no such request of its own)."""
+        if self.manager is None or await self._admitted(scope, body, sid) is None:
+            return
+        import pydantic_core
+        from mcp.shared.dispatcher import coerce_request_id
+        from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
+        from mcp_types import jsonrpc_message_adapter
+
+        try:
+            msg = jsonrpc_message_adapter.validate_python(pydantic_core.from_json(body), by_name=False)
+        except Exception:  # noqa: BLE001 - the SDK refuses it (400): it cancels nothing
+            return
+        if not isinstance(msg, types.JSONRPCNotification) or msg.method != "notifications/cancelled":
+            return
+        rid = cancelled_request_id_from_params(msg.params)
+        if rid is None:
+            return
+        call = self.calls.get((sid, coerce_request_id(rid)))
+        if call is None or call.cancelled:
+            return
+        call.cancelled = True
+        if call.scope is not None:
+            call.scope.cancel()
+
+    # -- answers to the client ---------------------------------------------------------------------
+
+    @staticmethod
+    def _event(transport: Any, message: Any) -> bytes:
+        from mcp.server.streamable_http import EventMessage
+        from sse_starlette.event import ensure_bytes
+
+        return ensure_bytes(transport._create_event_data(EventMessage(message)), _SEP)  # noqa: SLF001
+
+    @staticmethod
+    def _result_message(rid: Any, version: str, dumped: dict[str, Any]) -> Any:
+        """A result, shaped for the client's protocol version as the SDK's runner shapes it."""
+        from mcp_types import methods
+
+        try:
+            dumped = methods.serialize_server_result("tools/call", version, dumped)
+        except Exception:  # noqa: BLE001 - the runner's answer to an invalid handler result
+            err = types.ErrorData(code=types.INTERNAL_ERROR, message="Handler returned an invalid result")
+            return types.JSONRPCError(jsonrpc="2.0", id=rid, error=err)
+        return types.JSONRPCResponse(jsonrpc="2.0", id=rid, result=dumped)
+
+    @staticmethod
+    def _error_message(rid: Any, e: BaseException) -> Any:
+        from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
+
+        err = handler_exception_to_error_data(e) or types.ErrorData(code=0, message=str(e))
+        return types.JSONRPCError(jsonrpc="2.0", id=rid, error=err)
+
+    async def _last_events(self, transport: Any, reader: Any, final: Any, relayed: bool) -> list[bytes]:
+        """The events that end the answer: what was relayed on this call's stream, then ``final``.
+        When something was relayed here, ``final`` takes the way the relayed messages took (the
+        transport's router, one message after the other), so it cannot overtake them, as on the
+        SDK path; otherwise it is written at once."""
+        out: list[bytes] = []
+        if relayed:
+            from mcp.shared.message import SessionMessage
+
+            with anyio.move_on_after(5.0):
+                try:
+                    await transport._write_stream.send(SessionMessage(final))  # noqa: SLF001
+                    while True:
+                        message = (await reader.receive()).message
+                        out.append(self._event(transport, message))
+                        if message is final or isinstance(message, (types.JSONRPCResponse, types.JSONRPCError)):
+                            return out
+                except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    pass
+        while True:
+            try:
+                out.append(self._event(transport, reader.receive_nowait().message))
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                break
+        out.append(self._event(transport, final))
+        return out
+
+
+class _RequestHeaders:
+    """``ctx.request`` as ``FrontSessions.identity_of`` reads it: the request's headers."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, scope: Any) -> None:
+        from starlette.datastructures import Headers
+
+        self.headers = Headers(scope=scope)
+
+
+def _same_id(a: Any, b: Any) -> bool:
+    from mcp.shared.dispatcher import coerce_request_id
+
+    return a is not None and coerce_request_id(a) == coerce_request_id(b)
+
+
+class _ClientCancelled(Exception):
+    """The client cancelled the call (``HttpFastCalls.cancel``)."""

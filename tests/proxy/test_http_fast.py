@@ -1,0 +1,557 @@
+"""The HTTP fast path for ``tools/call`` (dsl/proxy/http_fast.py) against the SDK path it stands in for.
+
+Two real proxies (``plr proxy --listen ... --upstream URL``), one with the fast path and one
+without (``PLR_PROXY_FAST=0``), each in front of its own recording streamable-HTTP server, are
+sent the same requests one after another: generated calls (valid, denied, hostile, oversized, odd
+ids and parameters, unknown and hidden tools, a rate limit running out) and answers of every kind
+from the server (JSON, an event stream with a log message or a ping of its own before the answer,
+an error, an invalid result, a forgotten session). The client must get the same bytes (status,
+headers and body, the session id aside), the audit log the same records, and the server the same
+requests (headers and bodies, byte for byte). Deadlines, a client's cancellation and the session
+ownership checks are compared the same way. Each run also checks that the fast path really served
+calls, or the comparison would prove nothing.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from .conftest import ROOT, base_env
+
+pytestmark = pytest.mark.slow
+
+POLICY = """default deny
+hide tool "secret"
+allow tool "echo" if len(args.text) <= 2000
+deny tool "echo" if args.text contains "DROP"
+limit tool "echo" to 25 per hour
+allow tool "fail"
+allow tool "bad"
+allow tool "oops"
+allow tool "ask"
+allow tool "sse"
+allow tool "ping"
+allow tool "slow"
+allow tool "gone"
+allow tool "wait" if approved
+"""
+# what differs between two runs of the same calls: when, how long, and random ids
+VOLATILE = ("ts", "latency_us", "call", "session")
+TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in
+         ("echo", "fail", "bad", "oops", "ask", "sse", "ping", "slow", "gone", "secret", "wait")]  # fmt: skip
+
+
+class _Upstream:
+    """A stdlib streamable-HTTP MCP server in a thread that writes down every request it gets."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, list[tuple[str, str]], bytes]] = []
+        self.sessions = 0
+        self.forgotten: set[str] = set()
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+            def _record(self, body: bytes) -> None:
+                headers = [(k.lower(), v) for k, v in self.headers.items() if k.lower() != "host"]
+                with owner.lock:
+                    owner.log.append((self.command, headers, body))
+
+            def _send(self, status: int, body: bytes = b"", ctype: str | None = None, extra: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                if ctype:
+                    self.send_header("content-type", ctype)
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802 - no standalone stream
+                self._record(b"")
+                self._send(405)
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                self._record(b"")
+                self._send(200)
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                self._record(body)
+                msg = json.loads(body)
+                sid = self.headers.get("mcp-session-id")
+                if sid in owner.forgotten:
+                    self._send(404)
+                    return
+                if "method" not in msg or "id" not in msg:
+                    self._send(202)  # a notification, or the client's answer to our request
+                    return
+                method, rid, params = msg["method"], msg["id"], msg.get("params") or {}
+                if method == "initialize":
+                    with owner.lock:
+                        owner.sessions += 1
+                        new = f"up-session-{owner.sessions}"
+                    result = {"protocolVersion": params.get("protocolVersion", "2025-06-18"),
+                              "capabilities": {"tools": {}, "logging": {}}, "serverInfo": {"name": "rec", "version": "1"}}  # fmt: skip
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": result}, {"mcp-session-id": new})
+                    return
+                if method == "tools/list":
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": {"tools": TOOLS}})
+                    return
+                if method != "tools/call":
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": {}} if method == "ping"
+                               else {"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "Method not found"}})  # fmt: skip
+                    return
+                name, args = params.get("name"), params.get("arguments")
+                args = args if isinstance(args, dict) else {}
+                echo = {"content": [{"type": "text", "text": json.dumps(args, sort_keys=True)}], "isError": False}
+                if name == "fail":
+                    self._json({"jsonrpc": "2.0", "id": rid, "error": {"code": -32000, "message": "boom", "data": {"why": 1}}})
+                elif name == "bad":
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": {"content": "not a list"}})
+                elif name == "oops":
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": "no"}], "isError": True}})
+                elif name == "ask":
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": {"resultType": "input_required", "inputRequests": {}}})
+                elif name == "sse":  # a log message on the call's own stream, then the answer
+                    note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": f"about {rid}"}}
+                    self._events([note, {"jsonrpc": "2.0", "id": rid, "result": echo}])
+                elif name == "ping":  # a request of the server's on the call's stream (the client answers it)
+                    self._events([{"jsonrpc": "2.0", "id": f"srv-{rid}", "method": "ping"}, {"jsonrpc": "2.0", "id": rid, "result": echo}])
+                elif name == "slow":
+                    time.sleep(float(args.get("seconds", 1)))
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": echo})
+                elif name == "gone":  # the server forgets the session (it restarted)
+                    with owner.lock:
+                        owner.forgotten.add(sid or "")
+                    self._send(404)
+                else:
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": echo})
+
+            def _json(self, msg: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+                self._send(200, json.dumps(msg).encode(), "application/json", extra)
+
+            def _events(self, msgs: list[dict[str, Any]]) -> None:
+                data = b"".join(b"event: message\ndata: " + json.dumps(m).encode() + b"\n\n" for m in msgs)
+                self._send(200, data, "text/event-stream")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def requests(self) -> list[tuple[str, list[tuple[str, str]], bytes]]:
+        with self.lock:
+            return list(self.log)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Client:
+    """Streamable HTTP on one keep-alive connection, keeping everything each answer holds."""
+
+    def __init__(self, port: int, token: str | None = None) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.port = port
+        self.token = token
+        self.session: str | None = None
+
+    def post(self, data: bytes, *, session: str | None = None, headers: dict[str, str] | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+        h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        sid = session or self.session
+        if sid:
+            h["mcp-session-id"] = sid
+            h["mcp-protocol-version"] = "2025-06-18"
+        if self.token:
+            h["authorization"] = f"Bearer {self.token}"
+        h.update(headers or {})
+        self.conn.request("POST", "/mcp", body=data, headers=h)
+        resp = self.conn.getresponse()
+        body = resp.read()
+        kept = [(k.lower(), v) for k, v in resp.getheaders() if k.lower() not in ("date", "server")]
+        return resp.status, kept, body
+
+    def send(self, msg: Any, **kw: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+        return self.post(json.dumps(msg).encode(), **kw)
+
+    def start(self) -> None:
+        status, headers, _ = self.send({"jsonrpc": "2.0", "id": "init", "method": "initialize",
+                                        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                                   "clientInfo": {"name": "t", "version": "1"}}})  # fmt: skip
+        assert status == 200, status
+        self.session = dict(headers)["mcp-session-id"]
+        status, _, _ = self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert status == 202
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Run:
+    """One proxy process in front of its own recording server."""
+
+    def __init__(self, tmp: Path, fast: bool, *extra: str, policy: str = POLICY, tokens: dict[str, str] | None = None) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / "policy.plr").write_text(policy)
+        self.audit = tmp / "audit.jsonl"
+        self.upstream = _Upstream()
+        self.port = _free_port()
+        args = list(extra)
+        if tokens is not None:
+            (tmp / "tokens.json").write_text(json.dumps(tokens))
+            args += ["--auth-tokens", str(tmp / "tokens.json")]
+        env = base_env(PLR_PROXY_FAST="report" if fast else "0")
+        cmd = [sys.executable, "-m", "dsl.proxy", "--policy", str(tmp / "policy.plr"), "--audit", str(self.audit),
+               "--approvals-db", str(tmp / "approvals.sqlite"), "--approval", "deny", *args,
+               "--listen", f"127.0.0.1:{self.port}", "--upstream", f"http://127.0.0.1:{self.upstream.port}/mcp"]  # fmt: skip
+        self.stderr_path = tmp / "stderr.txt"
+        self.stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr, env=env, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while b"listening on" not in self.stderr_path.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the proxy did not start:\n{self.stderr_path.read_text(errors='replace')}")
+            time.sleep(0.05)
+
+    def client(self, token: str | None = None) -> _Client:
+        return _Client(self.port, token)
+
+    def close(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+        self.upstream.close()
+        return self.stderr_path.read_text(errors="replace")
+
+    def records(self) -> list[dict[str, Any]]:
+        lines = self.audit.read_text().splitlines() if self.audit.exists() else []
+        recs = [json.loads(x) for x in lines if x.strip()]
+        return [{k: v for k, v in r.items() if k not in VOLATILE} for r in recs if "event" not in r]
+
+
+def _served(stderr: str) -> int:
+    for line in stderr.splitlines():
+        if "the fast path served" in line:
+            return int(line.split("served")[1].split()[0])
+    raise AssertionError(f"no fast-path report in the proxy's stderr:\n{stderr[-2000:]}")
+
+
+def _plain(value: Any, sessions: list[str]) -> Any:
+    """``value`` without what differs between two runs: the front's session ids, and the seconds a
+    rate-limited call is told to wait (they run on a clock)."""
+    text = json.dumps(value, default=lambda b: b.decode("utf-8", "replace"))
+    for i, sid in enumerate(sessions):
+        text = text.replace(sid, f"SESSION-{i}")
+    text = re.sub(r"retry after [0-9.]+ s", "retry after N s", text)
+    text = re.sub(r'\\"retry_after\\": ?[0-9.e+-]+', r'\\"retry_after\\":0', text)  # inside an event's data
+    text = re.sub(r'"retry_after": [0-9.e+-]+', '"retry_after": "N"', text)
+    return json.loads(text)
+
+
+def _both(tmp: Path, script: Any, *extra: str, **kw: Any) -> tuple[list[Any], list[Any], list[Any], int]:
+    """Run ``script(run, sessions) -> observations`` against both paths (``sessions``: a list the
+    script appends the front session ids it opens to); returns the fast run's observations, audit
+    records and upstream requests, and how many calls the fast path served."""
+    out = []
+    served = 0
+    for fast in (True, False):
+        run = _Run(tmp / ("fast" if fast else "sdk"), fast, *extra, **kw)
+        sessions: list[str] = []
+        try:
+            seen = script(run, sessions)
+            time.sleep(0.2)  # a relayed answer to the server's own request may still be on its way
+        finally:
+            stderr = run.close()
+        if fast:
+            served = _served(stderr)
+        out.append((_plain(seen, sessions), _plain(run.records(), sessions), _plain(run.upstream.requests(), sessions)))
+    (fa, fr, fu), (sa, sr, su) = out
+    for i, (f, s) in enumerate(zip(fa, sa)):
+        assert f == s, f"the client's answers differ at {i}:\n{f}\n{s}"
+    assert fr == sr, "the audit records differ"
+    assert fu == su, "the server got different requests"
+    return fa, fr, fu, served
+
+
+def _call(rid: Any, name: Any, args: Any = None, **more: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": name}
+    if args is not None:
+        params["arguments"] = args
+    params.update(more)
+    return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}
+
+
+def _answer(observed: Any) -> dict[str, Any]:
+    """The JSON-RPC answer in an event-stream body (its last event), as ``_plain`` leaves it."""
+    status, _, body = observed
+    assert status == 200, observed
+    text = body.decode() if isinstance(body, bytes) else body
+    data = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+    return json.loads(data[-1])
+
+
+# -- generated calls ---------------------------------------------------------------------------
+
+_text = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(["DROP TABLE x", "x" * 2001, "\u202e\x00\x1b[31m", "é" * 50, "<script>", "a\nb", "\ud800"]),
+)
+_value = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**60), 2**60), st.floats(allow_nan=False, allow_infinity=False), _text),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=6,
+)
+_args = st.one_of(
+    st.fixed_dictionaries({"text": _text}),
+    st.fixed_dictionaries({"text": _text}, optional={"extra": _value}),
+    st.dictionaries(st.text(max_size=6), _value, max_size=3),
+)
+_tool = st.sampled_from(["echo", "echo", "echo", "echo", "fail", "bad", "oops", "ask", "sse", "ping",
+                         "nope", "secret", "wait", "Echo"])  # fmt: skip
+_rid = st.one_of(st.integers(-(2**31), 2**53 - 1), st.text(min_size=0, max_size=8))
+
+
+@st.composite
+def _body(draw: Any) -> bytes:
+    """One POST body: mostly a plain tools/call; sometimes without arguments, with null or odd
+    ones, extra parameters or members, a progress token, a name that is not a string, an id
+    that is not a string or an integer, another JSON-RPC version, a batch, or not JSON at all."""
+    params: dict[str, Any] = {"name": draw(_tool)}
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "id": draw(_rid), "method": "tools/call", "params": params}
+    shape = draw(st.integers(0, 14))
+    if shape == 0:
+        pass  # no arguments
+    elif shape == 1:
+        params["arguments"] = None
+    elif shape == 2:
+        params["arguments"] = draw(st.sampled_from([[1, 2], "text", 7]))
+    elif shape == 3:
+        params.update(arguments={"text": "hi"}, _meta={"progressToken": draw(_rid)})
+    elif shape == 4:
+        params.update(arguments={"text": "hi"}, task={"ttl": 1000})
+    elif shape == 5:
+        params["name"] = draw(st.sampled_from([None, 7, ["echo"]]))
+    elif shape == 6:
+        params["arguments"] = {"text": "n", "big": draw(st.sampled_from([2**53, -(2**53) - 5, 2**70]))}
+    elif shape == 7:
+        msg["id"] = draw(st.sampled_from([1.5, None, True, [1], {"a": 1}]))
+        params["arguments"] = {"text": "odd id"}
+    elif shape == 8:
+        params["arguments"] = {"text": "x"}
+        msg[draw(st.sampled_from(["extra", "result"]))] = 1
+    elif shape == 9:
+        params["arguments"] = {"text": "v"}
+        msg["jsonrpc"] = draw(st.sampled_from(["1.0", 2.0]))
+    elif shape == 10:
+        params["arguments"] = {"text": "batch"}
+        return json.dumps([msg]).encode()
+    elif shape == 11:
+        return draw(st.sampled_from([b"{", b"null", b'"tools/call"', b'{"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "echo", "name": "secret"}}']))
+    else:
+        params["arguments"] = draw(_args)
+    return json.dumps(msg, ensure_ascii=draw(st.booleans())).encode()
+
+
+@given(bodies=st.lists(_body(), min_size=35, max_size=50))
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+          phases=[Phase.explicit, Phase.generate])  # each example runs two proxies: no shrinking
+def test_generated_calls_get_the_same_answers_records_and_upstream_bytes(tmp_path_factory: pytest.TempPathFactory, bodies: list[bytes]) -> None:
+    tmp = tmp_path_factory.mktemp("httpfast")
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        seen = [c.send(_call("first", "echo", {"text": "opens the upstream session"}))]
+        for body in bodies:
+            seen.append(c.post(body))
+            if b'"ping"' in body:
+                time.sleep(0.1)  # the answer to the server's ping goes out on its own
+        c.close()
+        return seen
+
+    answers, _, _, served = _both(tmp, script)
+    assert len(answers) == len(bodies) + 1
+    assert served >= 5, f"the fast path served only {served} of {len(bodies)} calls"
+
+
+def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
+    """A fixed script that surely reaches each outcome: allowed, deny_if, require, rate limit,
+    hidden, default, an upstream error, invalid results, isError, a log message and a ping of
+    the server's on the call's stream, a call needing approval (the SDK path both times), an
+    oversized body, and a session the server forgot (then a new upstream session)."""
+    calls = [("echo", {"text": "hi"}), ("echo", {"text": "DROP"}), ("echo", {"text": "x" * 3000}),
+             ("fail", {}), ("bad", {}), ("oops", {}), ("ask", {}), ("sse", {"text": "s"}), ("ping", {"a": 1}),
+             ("secret", {}), ("nope", {}), ("wait", {}), ("echo", {"n": 2**53 + 1, "text": "big"}),
+             *[("echo", {"text": str(i)}) for i in range(30)], ("gone", {}), ("oops", {"after": 1}),
+             ("oops", {"again": 1})]  # fmt: skip
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        seen = []
+        for i, (name, args) in enumerate(calls):
+            seen.append(c.send(_call(i, name, args)))
+            if name == "ping":
+                time.sleep(0.2)
+        seen.append(c.post(json.dumps(_call("huge", "echo", {"text": "y" * (5 * 2**20)})).encode()))
+        c.close()
+        return seen
+
+    answers, records, upstream, served = _both(tmp_path, script)
+    codes = [r["code"] for r in records]
+    for code in ("allowed", "deny_if", "require", "rate_limited", "hidden", "default", "invalid_args"):
+        assert code in codes, code
+    assert _answer(answers[3])["error"]["message"] == "boom"  # the server's own error, passed on
+    assert "invalid result" in _answer(answers[4])["error"]["message"]
+    assert '"method":"notifications/message"' in answers[7][2]  # relayed on the call's own stream
+    assert any('"id":"srv-8","result":{}' in body for _, _, body in upstream)  # the server's ping answered
+    assert "no longer knows this session" in _answer(answers[-4])["error"]["message"]
+    assert _answer(answers[-3])["result"]["content"][0]["text"] == "no"  # a new upstream session
+    assert answers[-1][0] == 413
+    # all but the first (it opens the upstream session), the one that needs a human, and the one
+    # after the server forgot the session (it opens the new one)
+    assert served == len(calls) - 3
+
+
+def test_a_deadline_answers_the_client_and_cancels_upstream_alike(tmp_path: Path) -> None:
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        seen = [c.send(_call(0, "echo", {"text": "open"})), c.send(_call(1, "slow", {"seconds": 2.5}))]
+        time.sleep(2)  # the server answers the abandoned call (dropped) and reads the cancel
+        seen.append(c.send(_call(2, "echo", {"text": "after"})))
+        c.close()
+        return seen
+
+    answers, _, upstream, served = _both(tmp_path, script, "--upstream-timeout", "1")
+    assert "did not answer within 1 s" in _answer(answers[1])["error"]["message"]
+    assert _answer(answers[2])["result"]["isError"] is False
+    assert any("notifications/cancelled" in body for _, _, body in upstream)
+    assert served == 2
+
+
+def test_a_cancelled_call_is_answered_as_cancelled_and_the_server_is_told_alike(tmp_path: Path) -> None:
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        seen = [c.send(_call(0, "echo", {"text": "open"}))]
+        box: list[Any] = []
+        t = threading.Thread(target=lambda: box.append(c.send(_call("c", "slow", {"seconds": 1.5}))))
+        t.start()
+        time.sleep(0.5)
+        other = run.client()
+        other.session = c.session
+        seen.append(other.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "c", "reason": "user"}}))
+        t.join(10)
+        seen.append(box[0])
+        time.sleep(1.5)
+        # the id is free again: reusing it is not "still in flight"
+        seen.append(c.send(_call("c", "echo", {"text": "again"})))
+        c.close()
+        other.close()
+        return seen
+
+    answers, _, upstream, served = _both(tmp_path, script)
+    assert _answer(answers[2])["error"]["message"] == "Request cancelled"
+    assert _answer(answers[3])["result"]["isError"] is False
+    assert any("notifications/cancelled" in body for _, _, body in upstream)
+    assert served == 2  # the call cancelled, and the one that reuses its id
+
+
+def test_another_identity_cannot_use_a_session_and_a_wrong_host_is_refused_alike(tmp_path: Path) -> None:
+    tokens = {"tok-a": "alice", "tok-b": "bob"}
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        a = run.client("tok-a")
+        a.start()
+        sessions.append(a.session or "")
+        seen = [a.send(_call(0, "echo", {"text": "open"})), a.send(_call(1, "echo", {"text": "mine"}))]
+        b = run.client("tok-b")
+        b.session = a.session
+        seen.append(b.send(_call(2, "echo", {"text": "theirs"})))  # another identity: as if no such session
+        seen.append(b.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}))
+        seen.append(a.send(_call(3, "echo", {"text": "evil host"}), headers={"host": "evil.example"}))
+        seen.append(a.send(_call(4, "echo", {"text": "evil origin"}), headers={"origin": "http://evil.example"}))
+        seen.append(a.send(_call(5, "echo", {"text": "no sse"}), headers={"accept": "application/json"}))
+        seen.append(a.send(_call(6, "echo", {"text": "text"}), headers={"content-type": "text/plain"}))
+        seen.append(a.send(_call(7, "echo", {"text": "unknown session"}), session="nope"))
+        seen.append(a.send(_call(8, "echo", {"text": "modern"}), headers={"mcp-protocol-version": "2026-07-28"}))
+        c = run.client("tok-x")
+        seen.append(c.send(_call(9, "echo", {"text": "no token"}), session=a.session))
+        seen.append(a.send(_call(10, "echo", {"text": "mine again"})))
+        for x in (a, b, c):
+            x.close()
+        return seen
+
+    answers, records, upstream, served = _both(tmp_path, script, tokens=tokens)
+    assert [a[0] for a in answers[2:9]] == [404, 404, 421, 403, 406, 400, 404]
+    assert answers[10][0] == 401
+    assert all(r["identity"] == "alice" for r in records)
+    assert not any('"theirs"' in body for _, _, body in upstream)
+    assert served == 2  # calls 1 and 10
+
+
+def test_the_fast_path_is_off_with_plr_proxy_fast_0(tmp_path: Path) -> None:
+    run = _Run(tmp_path / "off", False)
+    try:
+        c = run.client()
+        c.start()
+        for i in range(3):
+            assert _answer(c.send(_call(i, "echo", {"text": str(i)})))["result"]["isError"] is False
+        c.close()
+    finally:
+        stderr = run.close()
+    assert "the fast path served" not in stderr
+
+
+@pytest.mark.skipif(os.environ.get("PLR_PROXY_FAST") == "0", reason="the fast path is off")
+def test_the_fast_path_serves_repeated_calls(tmp_path: Path) -> None:
+    run = _Run(tmp_path / "on", True)
+    try:
+        c = run.client()
+        c.start()
+        for i in range(20):
+            assert json.loads(_answer(c.send(_call(i, "echo", {"text": str(i)})))["result"]["content"][0]["text"]) == {"text": str(i)}
+        c.close()
+    finally:
+        stderr = run.close()
+    assert _served(stderr) == 19
