@@ -77,6 +77,7 @@ _PARAM_KEYS = frozenset({"name", "arguments"})
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PING_INTERVAL = 15.0  # sse_starlette's default, which the SDK's event-stream responses use
 _SEP = "\r\n"
+_MAX_IDLE = 20  # kept-alive upstream connections of one session's twin client
 
 
 class UpstreamWire:
@@ -84,12 +85,50 @@ class UpstreamWire:
     knows that a request needs: the URL, the ``httpx`` client (its kept-alive connections, its
     event hooks, its timeouts) and the session id the upstream gave in its ``initialize`` answer."""
 
-    __slots__ = ("url", "http", "session_id")
+    __slots__ = ("url", "http", "session_id", "fast")
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.http: Any = None
         self.session_id: str | None = None
+        self.fast: Any = None  # the client the fast path sends with (``bind``)
+
+    def bind(self, http: Any) -> None:
+        """The SDK client's ``httpx`` client is open. The fast path sends with a twin of it: the
+        same headers, timeouts, redirect budget, event hooks and cookie jar, so ``httpx`` builds the
+        same request and runs the same hooks, but written by ``_RawTransport`` (plain HTTP/1.1 on
+        kept-alive sockets) instead of the connection pool the SDK shares with its own streams.
+        Where that transport would not be the one ``httpx`` picks (https, a proxy from the
+        environment, a mounted transport, auth), the fast path sends with the SDK's client itself."""
+        self.http = http
+        self.fast = http
+        try:
+            import httpx2
+
+            plain = (
+                httpx2.URL(self.url).scheme == "http"
+                and not any(t is not None for t in http._mounts.values())  # noqa: SLF001 - proxies from the environment
+                and http.auth is None
+            )
+            if plain:
+                twin = httpx2.AsyncClient(
+                    transport=_RawTransport(),
+                    headers=http.headers,
+                    timeout=http.timeout,
+                    follow_redirects=False,
+                    max_redirects=http.max_redirects,
+                    trust_env=False,
+                )
+                twin._event_hooks = http._event_hooks  # noqa: SLF001 - the same lists: the same hooks
+                twin._cookies = http._cookies  # noqa: SLF001 - the same jar
+                self.fast = twin
+        except Exception:  # noqa: BLE001 - an httpx without these: the SDK's own client
+            self.fast = http
+
+    async def aclose(self) -> None:
+        fast, self.fast = self.fast, None
+        if fast is not None and fast is not self.http:
+            await fast.aclose()
 
     async def on_response(self, response: Any) -> None:
         """An ``httpx`` response hook: the session id, taken where the SDK's transport takes it
@@ -165,7 +204,7 @@ class _ScopedSession:
 class _Reply:
     """The event-stream answer to one POST, written as the SDK's ``EventSourceResponse`` writes it:
     the head when there is something to send, ``: ping`` comments every 15 s while the call waits,
-    events, then the empty closing body."""
+    events, then the end of the body (the last event and the end in one message: the same bytes)."""
 
     __slots__ = ("send", "headers", "started", "done", "lock", "timer")
 
@@ -174,7 +213,7 @@ class _Reply:
         self.headers = headers
         self.started = False
         self.done = False
-        self.lock = anyio.Lock()
+        self.lock: anyio.Lock | None = None  # made by the first ping: a ping and the answer never interleave
         self.timer: asyncio.TimerHandle | None = None
 
     async def _start(self) -> None:
@@ -185,14 +224,22 @@ class _Reply:
     async def events(self, chunks: list[bytes]) -> None:
         """The last events of the answer, and its end."""
         self.stop_pings()
-        async with self.lock:
-            if self.done:
-                return
-            self.done = True
-            await self._start()
-            for chunk in chunks:
-                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        if self.done:
+            return
+        self.done = True  # (before any await: a ping due now sends nothing)
+        lock = self.lock
+        if lock is None:
+            await self._write(chunks)
+            return
+        async with lock:
+            await self._write(chunks)
+
+    async def _write(self, chunks: list[bytes]) -> None:
+        await self._start()
+        send = self.send
+        for chunk in chunks[:-1]:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": chunks[-1] if chunks else b"", "more_body": False})
 
     def arm_pings(self, tasks: Background) -> None:
         loop = asyncio.get_running_loop()
@@ -212,7 +259,11 @@ class _Reply:
     async def _ping(self) -> None:
         from sse_starlette.event import ServerSentEvent
 
+        if self.done:
+            return
         chunk = ServerSentEvent(comment=f"ping - {datetime.now(timezone.utc)}", sep=_SEP).encode()
+        if self.lock is None:
+            self.lock = anyio.Lock()
         async with self.lock:
             if self.done:
                 return
@@ -349,7 +400,7 @@ class HttpFastCalls:
             if idle is not None:
                 transport._requests_in_flight -= 1  # noqa: SLF001
                 if not transport._requests_in_flight:  # noqa: SLF001
-                    idle.deadline = anyio.current_time() + transport._idle_timeout  # noqa: SLF001
+                    idle.deadline = asyncio.get_running_loop().time() + transport._idle_timeout  # noqa: SLF001
 
     async def _admitted(self, scope: Any, body: bytes, sid: str) -> tuple[Any, dict[bytes, bytes]] | None:
         """The SDK's transport of session ``sid`` and the request's headers, when every check the
@@ -411,7 +462,7 @@ class HttpFastCalls:
             return None
         up = link.up
         wire = getattr(up, "plr_wire", None)
-        if wire is None or wire.http is None:
+        if wire is None or wire.fast is None:
             return None
         conn = getattr(link.session, "_connection", None)
         if conn is None or getattr(conn, "session_id", None) != sid or not conn.initialized.is_set():
@@ -638,7 +689,12 @@ class HttpFastCalls:
         from mcp_types import jsonrpc_message_adapter
         from pydantic import ValidationError
 
-        async with stream_within_origin(wire.http, "POST", wire.url, json=body, headers=headers) as response:
+        # without --upstream-timeout, the SDK client's own read timeout is the only bound on the
+        # upstream: its client then (the twin's transport has none)
+        opened = _sent(wire.fast, wire.url, body, headers) if wire.fast is not wire.http and self.timeout else None
+        if opened is None:
+            opened = stream_within_origin(wire.http, "POST", wire.url, json=body, headers=headers)
+        async with opened as response:
             status = response.status_code
             if status == 202:
                 return types.ErrorData(code=types.INVALID_REQUEST, message="server answered a request with 202 Accepted")
@@ -804,6 +860,230 @@ class HttpFastCalls:
                 break
         out.append(self._event(transport, final))
         return out
+
+
+class _RawTransport:
+    """HTTP/1.1 for the fast path's upstream requests: what ``httpx`` hands its transport, written
+    as it stands (the request line, the headers ``httpx`` built, in their order, the body), one
+    request at a time per kept-alive connection; the answer read as a stream (``Content-Length``,
+    chunked, or up to the connection's end), which ``httpx`` then decodes as it decodes any."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[bytes, int], list[tuple[Any, Any]]] = {}
+        self._open: set[Any] = set()
+
+    async def __aenter__(self) -> _RawTransport:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for writer in list(self._open):
+            writer.close()
+        self._open.clear()
+        self._idle.clear()
+
+    async def handle_async_request(self, request: Any) -> Any:
+        import httpx2
+
+        url = request.url
+        key = (url.raw_host, url.port or 80)
+        body = await request.aread()
+        head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        for k, v in request.headers.raw:
+            head += (k, b": ", v, b"\r\n")
+        head.append(b"\r\n")
+        data = b"".join(head) + body
+        idle = self._idle.get(key)
+        while idle:
+            reader, writer = idle.pop()
+            if writer.is_closing() or reader.at_eof():
+                self._drop(writer)
+                continue
+            break
+        else:
+            reader, writer = await asyncio.open_connection(key[0].decode("ascii"), key[1], limit=2**20)
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                import socket
+
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._open.add(writer)
+        try:
+            writer.write(data)
+            while True:
+                line = await reader.readuntil(b"\r\n")
+                version, _, rest = line.rstrip(b"\r\n").partition(b" ")
+                code, _, reason = rest.partition(b" ")
+                if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+                    raise httpx2.RemoteProtocolError("malformed status line")
+                status = int(code)
+                headers: list[tuple[bytes, bytes]] = []
+                while True:
+                    line = await reader.readuntil(b"\r\n")
+                    if line == b"\r\n":
+                        break
+                    name, sep, value = line.partition(b":")
+                    if not sep or not name or name != name.strip() or len(headers) > 256:
+                        raise httpx2.RemoteProtocolError("malformed header")
+                    headers.append((name, value.strip()))
+                if not 100 <= status < 200:
+                    break
+        except BaseException:
+            self._drop(writer)
+            raise
+        lowered = [(k.lower(), v) for k, v in headers]
+        keep = version == b"HTTP/1.1" and not any(k == b"connection" and b"close" in v.lower() for k, v in lowered)
+        length: int | None = None
+        chunked = any(k == b"transfer-encoding" and b"chunked" in v.lower() for k, v in lowered)
+        if not chunked:
+            sizes = {v.strip() for k, v in lowered if k == b"content-length"}
+            if len(sizes) > 1 or (sizes and not next(iter(sizes)).isdigit()):
+                self._drop(writer)
+                raise httpx2.RemoteProtocolError("bad Content-Length")
+            if sizes:
+                length = int(next(iter(sizes)))
+            elif status in (204, 304) or request.method == "HEAD":
+                length = 0
+            else:
+                keep = False  # the body ends with the connection
+        stream = _raw_body_class()(self, key, reader, writer, length, chunked, keep)
+        return httpx2.Response(status, headers=headers, stream=stream, request=request,
+                               extensions={"http_version": version, "reason_phrase": reason})  # fmt: skip
+
+    def _drop(self, writer: Any) -> None:
+        self._open.discard(writer)
+        writer.close()
+
+    def _reuse(self, key: tuple[bytes, int], reader: Any, writer: Any) -> None:
+        if writer not in self._open or writer.is_closing():
+            return
+        idle = self._idle.setdefault(key, [])
+        if len(idle) >= _MAX_IDLE:  # (httpx keeps 20 kept-alive connections at most)
+            self._drop(writer)
+            return
+        idle.append((reader, writer))
+
+
+class _RawBody:  # an httpx2.AsyncByteStream (made one in ``_RawTransport.handle_async_request``)
+    """One answer's body off a ``_RawTransport`` connection; the connection is reused once the
+    body was read to its end (and the server keeps it open), closed otherwise."""
+
+    def __init__(self, owner: _RawTransport, key: Any, reader: Any, writer: Any, length: int | None,
+                 chunked: bool, keep: bool) -> None:  # fmt: skip
+        self.owner, self.key, self.reader, self.writer = owner, key, reader, writer
+        self.length, self.chunked, self.keep = length, chunked, keep
+        self.finished = False
+        self.closed = False
+
+    async def __aiter__(self) -> Any:
+        import httpx2
+
+        reader = self.reader
+        try:
+            if self.chunked:
+                while True:
+                    line = await reader.readuntil(b"\r\n")
+                    size_text = line.split(b";", 1)[0].strip()
+                    try:
+                        size = int(size_text, 16)
+                    except ValueError:
+                        raise httpx2.RemoteProtocolError("bad chunk size") from None
+                    if size == 0:
+                        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                            pass
+                        break
+                    chunk = await reader.readexactly(size)
+                    if await reader.readexactly(2) != b"\r\n":
+                        raise httpx2.RemoteProtocolError("bad chunk end")
+                    yield chunk
+            elif self.length is not None:
+                left = self.length
+                while left:
+                    chunk = await reader.read(min(left, 65536))
+                    if not chunk:
+                        raise httpx2.RemoteProtocolError("the server closed the connection mid-body")
+                    left -= len(chunk)
+                    yield chunk
+            else:
+                while chunk := await reader.read(65536):
+                    yield chunk
+            self.finished = True
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:
+            raise httpx2.RemoteProtocolError(f"reading the answer failed: {type(e).__name__}") from None
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.finished and self.keep:
+            self.owner._reuse(self.key, self.reader, self.writer)  # noqa: SLF001
+        else:
+            self.owner._drop(self.writer)  # noqa: SLF001
+
+
+def _sent(client: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
+    """``stream_within_origin(client, "POST", url, json=body, headers=headers)`` for the twin client
+    of ``UpstreamWire.bind``, with ``httpx``'s ``send`` written out for it (no auth, redirects not
+    followed by ``httpx``): the request ``httpx`` builds, its request and response hooks, its cookie
+    jar; a redirect within the origin followed as ``stream_within_origin`` follows it."""
+    from contextlib import asynccontextmanager, suppress
+
+    import httpx2
+    from mcp.shared._httpx_utils import next_request_within_origin
+
+    transport = client._transport  # noqa: SLF001 - the _RawTransport it was made with
+    hooks = client._event_hooks  # noqa: SLF001
+
+    @asynccontextmanager
+    async def opened() -> Any:
+        request = client.build_request("POST", url, json=body, headers=headers)
+        followed = 0
+        while True:
+            for hook in hooks["request"]:
+                await hook(request)
+            response = await transport.handle_async_request(request)
+            response.request = request
+            try:
+                client.cookies.extract_cookies(response)
+                response.default_encoding = client._default_encoding  # noqa: SLF001
+                for hook in hooks["response"]:
+                    await hook(response)
+                if response.has_redirect_location:
+                    with suppress(httpx2.RemoteProtocolError):
+                        response.next_request = client._build_redirect_request(request, response)  # noqa: SLF001
+            except BaseException:
+                await response.aclose()
+                raise
+            next_request = next_request_within_origin(response)
+            if next_request is None or followed == client.max_redirects:
+                break
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            request = next_request
+            followed += 1
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    return opened()
+
+
+_RAW_BODY: Any = None
+
+
+def _raw_body_class() -> Any:
+    """``_RawBody`` as an ``httpx2.AsyncByteStream`` (httpx checks; imported only when used)."""
+    global _RAW_BODY
+    if _RAW_BODY is None:
+        import httpx2
+
+        _RAW_BODY = type("RawBody", (_RawBody, httpx2.AsyncByteStream), {"__slots__": ()})
+    return _RAW_BODY
 
 
 class _RequestHeaders:

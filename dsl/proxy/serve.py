@@ -380,8 +380,12 @@ async def _watched_http(url: str, on_lost: Callable[[], None], wire: Any = None)
             http.event_hooks["response"].append(wire.on_response)
         async with streamable_http_client(url, http_client=http) as streams:
             if wire is not None:
-                wire.http = http
-            yield streams
+                wire.bind(http)
+            try:
+                yield streams
+            finally:
+                if wire is not None:
+                    await wire.aclose()
 
 
 async def _on_signals(stopping: anyio.Event, report: Any) -> None:

@@ -48,12 +48,16 @@ allow tool "sse"
 allow tool "ping"
 allow tool "slow"
 allow tool "gone"
+allow tool "chunked"
+allow tool "gzip"
+allow tool "close"
+allow tool "moved"
 allow tool "wait" if approved
 """
 # what differs between two runs of the same calls: when, how long, and random ids
 VOLATILE = ("ts", "latency_us", "call", "session")
 TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in
-         ("echo", "fail", "bad", "oops", "ask", "sse", "ping", "slow", "gone", "secret", "wait")]  # fmt: skip
+         ("echo", "fail", "bad", "oops", "ask", "sse", "ping", "slow", "gone", "secret", "wait", "chunked", "gzip", "close", "moved")]  # fmt: skip
 
 
 class _Upstream:
@@ -142,6 +146,25 @@ class _Upstream:
                 elif name == "slow":
                     time.sleep(float(args.get("seconds", 1)))
                     self._json({"jsonrpc": "2.0", "id": rid, "result": echo})
+                elif name == "chunked":  # the answer in chunks
+                    data = json.dumps({"jsonrpc": "2.0", "id": rid, "result": echo}).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    for part in (data[:7], data[7:]):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    self.wfile.write(b"0\r\n\r\n")
+                elif name == "gzip":  # a compressed answer
+                    import gzip
+
+                    data = gzip.compress(json.dumps({"jsonrpc": "2.0", "id": rid, "result": echo}).encode())
+                    self._send(200, data, "application/json", {"content-encoding": "gzip"})
+                elif name == "close":  # the server closes the connection after answering
+                    self.close_connection = True
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": echo}, {"connection": "close"})
+                elif name == "moved" and self.path == "/mcp":  # a redirect within the origin (followed)
+                    self._send(307, b"", None, {"location": "/mcp/moved"})
                 elif name == "gone":  # the server forgets the session (it restarted)
                     with owner.lock:
                         owner.forgotten.add(sid or "")
@@ -301,6 +324,11 @@ def _both(tmp: Path, script: Any, *extra: str, **kw: Any) -> tuple[list[Any], li
             served = _served(stderr)
         out.append((_plain(seen, sessions), _plain(run.records(), sessions), _plain(run.upstream.requests(), sessions)))
     (fa, fr, fu), (sa, sr, su) = out
+    # the SDK client opens its standalone stream (a GET) in a task of its own, whenever that runs:
+    # where it falls among the POSTs differs from run to run, on either path
+    fu, fg = [r for r in fu if r[0] != "GET"], sorted(json.dumps(r) for r in fu if r[0] == "GET")
+    su, sg = [r for r in su if r[0] != "GET"], sorted(json.dumps(r) for r in su if r[0] == "GET")
+    assert fg == sg, "the server got different GETs"
     for i, (f, s) in enumerate(zip(fa, sa)):
         assert f == s, f"the client's answers differ at {i}:\n{f}\n{s}"
     assert fr == sr, "the audit records differ"
@@ -413,11 +441,13 @@ def test_generated_calls_get_the_same_answers_records_and_upstream_bytes(tmp_pat
 def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
     """A fixed script that surely reaches each outcome: allowed, deny_if, require, rate limit,
     hidden, default, an upstream error, invalid results, isError, a log message and a ping of
-    the server's on the call's stream, a call needing approval (the SDK path both times), an
-    oversized body, and a session the server forgot (then a new upstream session)."""
+    the server's on the call's stream, a call needing approval (the SDK path both times), answers
+    chunked, compressed, on a connection the server closes and after a redirect, an oversized
+    body, and a session the server forgot (then a new upstream session)."""
     calls = [("echo", {"text": "hi"}), ("echo", {"text": "DROP"}), ("echo", {"text": "x" * 3000}),
              ("fail", {}), ("bad", {}), ("oops", {}), ("ask", {}), ("sse", {"text": "s"}), ("ping", {"a": 1}),
              ("secret", {}), ("nope", {}), ("wait", {}), ("echo", {"n": 2**53 + 1, "text": "big"}),
+             ("chunked", {"c": 1}), ("gzip", {"g": 1}), ("close", {"x": 1}), ("close", {"x": 2}), ("moved", {"m": 1}),
              *[("echo", {"text": str(i)}) for i in range(30)], ("gone", {}), ("oops", {"after": 1}),
              ("oops", {"again": 1})]  # fmt: skip
 
@@ -442,6 +472,9 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
     assert "invalid result" in _answer(answers[4])["error"]["message"]
     assert '"method":"notifications/message"' in answers[7][2]  # relayed on the call's own stream
     assert any('"id":"srv-8","result":{}' in body for _, _, body in upstream)  # the server's ping answered
+    for i in range(13, 18):  # chunked, compressed, a closed connection (twice), a redirect: all answered
+        assert _answer(answers[i])["result"]["isError"] is False, answers[i]
+    assert any(path == "POST" and '"name":"moved"' in body for path, _, body in upstream)
     assert "no longer knows this session" in _answer(answers[-4])["error"]["message"]
     assert _answer(answers[-3])["result"]["content"][0]["text"] == "no"  # a new upstream session
     assert answers[-1][0] == 413
@@ -555,3 +588,20 @@ def test_the_fast_path_serves_repeated_calls(tmp_path: Path) -> None:
     finally:
         stderr = run.close()
     assert _served(stderr) == 19
+
+
+def test_without_a_deadline_the_calls_go_out_on_the_sdk_clients_connections_alike(tmp_path: Path) -> None:
+    """``--upstream-timeout 0``: the SDK client's read timeout is the only bound, so the fast path
+    sends with that client itself; still the same bytes everywhere."""
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        seen = [c.send(_call(i, name, {"text": str(i)})) for i, name in enumerate(["echo", "echo", "sse", "chunked", "gzip", "fail"])]
+        c.close()
+        return seen
+
+    answers, _, _, served = _both(tmp_path, script, "--upstream-timeout", "0")
+    assert b"notifications/message" in json.dumps(answers[2]).encode()
+    assert served == 5
