@@ -5,8 +5,11 @@ Through the SDK a call over HTTP crosses the session manager, the transport's me
 message router, the server's dispatcher and handler task, the SSE response's four tasks, then the
 upstream ``mcp.Client``'s dispatcher, its transport's writer task and the task of its POST: most of
 what the proxy adds to a call. Here the POST that ``RequestIdGate`` has read is decided, audited and
-forwarded by the task that serves it, on the upstream session's own kept-alive ``httpx`` client,
-and the upstream's answer goes back to the client from that same task.
+forwarded by the task that serves it, and the upstream's answer goes back to the client from that
+same task. The upstream request is built by a twin of the session's upstream ``httpx`` client (same
+headers, hooks, cookie jar, redirect rule: ``UpstreamWire.bind``) and written by ``_RawTransport``,
+plain HTTP/1.1 on kept-alive sockets of its own, instead of the connection pool the SDK client
+shares with its streams.
 
 It is the same call, not a shortcut around the checks. Before anything is decided, the request
 must pass every check the SDK makes of it, or it is handed to the SDK path untouched (which then
@@ -19,8 +22,8 @@ Accept header, the body limit, and the body validated as the SDK validates it
 It is decided by the same ``Decisions``, recorded by the same audit log before anything is
 forwarded (a failure denies: fail closed), and the upstream request is built as the SDK client
 builds it (the session's own stamp and ``Mcp-Name`` header, ids from its dispatcher's counter, its
-session id, ``stream_within_origin`` on its own ``httpx`` client), so the server reads the same
-bytes. The upstream's answer is read as the SDK's transport reads it (JSON, or an event stream whose
+session id, the request ``httpx`` builds, redirects followed as ``stream_within_origin`` follows
+them), so the server reads the same bytes. The upstream's answer is read as the SDK's transport reads it (JSON, or an event stream whose
 notifications and requests before the answer are handed to that client's dispatcher, as its
 transport would hand them: they are relayed, or answered, exactly as on the SDK path), checked and
 shaped as the SDK path does, and written to the client as the SDK's transport writes it (the same
@@ -41,7 +44,8 @@ connection (refused, reset) answers this call ``closed the connection`` and leav
 upstream client open, where the SDK's client transport would die with it; an upstream event stream
 that ends before the answer after naming event ids is not resumed (``SSE stream ended without a
 response``) where the SDK's client reconnects with ``Last-Event-ID``; a call that times out or is
-cancelled also closes its upstream POST.
+cancelled also closes its upstream POST; the fast path's requests use a connection of their own
+(one more per session upstream).
 """
 
 from __future__ import annotations
