@@ -198,7 +198,7 @@ class _ScopedSession:
             await self._front.send_notification(notification)
             return
         data = notification.model_dump(by_alias=True, mode="json", exclude_none=True)
-        self._call.relayed = True  # the answer then follows it through the transport's router
+        self._call.relaying()  # streamed to the client as it comes; the answer then follows it
         await self._dispatcher.notify(data["method"], data.get("params"), _related_request_id=self._rid)
 
     async def send_request(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - see can_send_request
@@ -224,6 +224,18 @@ class _Reply:
         if not self.started:
             self.started = True
             await self.send({"type": "http.response.start", "status": 200, "headers": self.headers})
+
+    async def event(self, chunk: bytes) -> None:
+        """One event now, the answer still to come (a message relayed for the call)."""
+        if self.done:
+            return
+        if self.lock is None:
+            self.lock = anyio.Lock()
+        async with self.lock:
+            if self.done:
+                return
+            await self._start()
+            await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     async def events(self, chunks: list[bytes]) -> None:
         """The last events of the answer, and its end."""
@@ -281,13 +293,27 @@ class _Reply:
 class _Call:
     """One fast call on its way through the upstream server."""
 
-    __slots__ = ("scope", "cancelled", "rid", "relayed")
+    __slots__ = ("scope", "cancelled", "rid", "relayed", "stream", "streamed", "final_written", "over")
 
     def __init__(self, rid: Any) -> None:
         self.rid = rid
         self.scope: anyio.CancelScope | None = None
         self.cancelled = False
         self.relayed = False  # something was relayed on this call's stream
+        self.stream: Any = None  # () -> bool: start the writer of this call's stream (``_forward``)
+        self.streamed: anyio.Event | None = None  # set when that writer has ended
+        self.final_written = False  # that writer wrote the answer (and the end of the body)
+        self.over = False  # the answer is on its way: a late relay starts nothing
+
+    def relaying(self) -> None:
+        """A message is about to be relayed on this call's stream: from now on a writer forwards
+        that stream to the client as it comes, as the SDK's ``_run_sse_writer`` drains it, so the
+        session's message router never waits on this call."""
+        self.relayed = True
+        if self.streamed is None and not self.over and self.stream is not None:
+            self.streamed = anyio.Event()
+            if not self.stream():
+                self.streamed = None
 
 
 class HttpFastCalls:
@@ -568,6 +594,7 @@ class HttpFastCalls:
         transport._request_streams[key] = streams  # noqa: SLF001
         ckey = (link.key, coerce_request_id(rid))
         self.calls[ckey] = call
+        call.stream = lambda: self.tasks.spawn(self._stream, transport, streams[1], reply, call)
         reply.arm_pings(self.tasks)
         try:
             outcome: Any = None
@@ -591,7 +618,8 @@ class HttpFastCalls:
                         took = time.perf_counter() - t0
                 await link.settle()
             except _ClientCancelled:
-                pass
+                # noted as the SDK path's cancellation is: the server may still be working on it
+                self.sessions._note_abandoned(link.key, anyio.get_cancelled_exc_class()())  # noqa: SLF001
             except MCPError as e:
                 error = e
             if call.cancelled:
@@ -607,8 +635,10 @@ class HttpFastCalls:
             else:
                 self.decisions.answered(d, took, result=outcome)
                 final = self._result_message(rid, version, outcome)
-            await reply.events(await self._last_events(transport, streams[1], final, call.relayed))
+            call.over = True
+            await self._answer(transport, streams, reply, call, final)
         finally:
+            call.over = True
             reply.stop_pings()
             if self.calls.get(ckey) is call:
                 del self.calls[ckey]
@@ -779,23 +809,32 @@ class HttpFastCalls:
     # -- cancellation ------------------------------------------------------------------------------
 
     def cancelling(self, sid: str | None, body: bytes) -> bool:
-        """Whether the POST ``body`` of session ``sid`` may cancel a fast call (``cancel`` it)."""
-        return bool(self.calls) and sid is not None and b"notifications/cancelled" in body
+        """Whether the POST ``body`` of session ``sid`` (not a request) is to be read for a
+        cancellation of a fast call (``cancel``): any such POST of a session while fast calls are
+        in flight, however its JSON is spelled; none otherwise."""
+        return bool(self.calls) and sid is not None
 
     async def cancel(self, scope: Any, sid: str, body: bytes) -> None:
-        """A ``notifications/cancelled`` POST of session ``sid``: when the SDK would take it from
-        this sender (the same checks as for a call: the session's owner, Host/Origin, ...), the
-        fast call it names stops. The SDK path still gets the notification (it answers 202 and
-        knows no such request of its own)."""
+        """A POST of session ``sid`` that is no request: when it is a ``notifications/cancelled``
+        the SDK would take from this sender (the same checks as for a call: the session's owner,
+        Host/Origin, ...), the fast call it names stops. The SDK path still gets the notification
+        (it answers 202 and knows no such request of its own)."""
+        import pydantic_core
+
+        try:
+            raw = pydantic_core.from_json(body)
+        except ValueError:
+            return  # the SDK refuses it (400): it cancels nothing
+        if not isinstance(raw, dict) or raw.get("method") != "notifications/cancelled":
+            return  # (the JSON parsed: its escapes are undone, "notifications\\/cancelled" included)
         if self.manager is None or await self._admitted(scope, body, sid) is None:
             return
-        import pydantic_core
         from mcp.shared.dispatcher import coerce_request_id
         from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
         from mcp_types import jsonrpc_message_adapter
 
         try:
-            msg = jsonrpc_message_adapter.validate_python(pydantic_core.from_json(body), by_name=False)
+            msg = jsonrpc_message_adapter.validate_python(raw, by_name=False)
         except Exception:  # noqa: BLE001 - the SDK refuses it (400): it cancels nothing
             return
         if not isinstance(msg, types.JSONRPCNotification) or msg.method != "notifications/cancelled":
@@ -838,39 +877,98 @@ class HttpFastCalls:
         err = handler_exception_to_error_data(e) or types.ErrorData(code=0, message=str(e))
         return types.JSONRPCError(jsonrpc="2.0", id=rid, error=err)
 
-    async def _last_events(self, transport: Any, reader: Any, final: Any, relayed: bool) -> list[bytes]:
-        """The events that end the answer: what was relayed on this call's stream, then ``final``.
-        When something was relayed here, ``final`` takes the way the relayed messages took (the
-        transport's router, one message after the other), so it cannot overtake them, as on the
-        SDK path; otherwise it is written at once."""
-        out: list[bytes] = []
-        if relayed:
+    async def _stream(self, transport: Any, reader: Any, reply: _Reply, call: _Call) -> None:
+        """This call's stream, forwarded to the client as it comes (``_run_sse_writer``), up to and
+        including the answer, which ends the body. A client that left does not stop it: the
+        stream is still drained, so the transport's message router never waits on it."""
+        done = call.streamed
+        try:
+            while True:
+                try:
+                    message = (await reader.receive()).message
+                except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                chunk = self._event(transport, message)
+                last = isinstance(message, (types.JSONRPCResponse, types.JSONRPCError))
+                try:
+                    if last:
+                        call.final_written = True
+                        await reply.events([chunk])
+                        return
+                    await reply.event(chunk)
+                except Exception:  # noqa: BLE001 - the client left: drained all the same
+                    if last:
+                        return
+        except Exception:  # noqa: BLE001 - never the proxy's task group's failure
+            logger.debug("fast call's stream writer failed", exc_info=True)
+        finally:
+            if done is not None:
+                done.set()
+
+    async def _answer(self, transport: Any, streams: Any, reply: _Reply, call: _Call, final: Any) -> None:
+        """End the answer with ``final``. When something was relayed on this call's stream (its
+        writer runs), ``final`` takes the way the relayed messages took (the transport's router,
+        one message after the other) and the writer writes it after them, as on the SDK path;
+        otherwise it is written at once, after anything already on the stream."""
+        done = call.streamed
+        if done is not None:
             from mcp.shared.message import SessionMessage
 
-            with anyio.move_on_after(5.0):
-                try:
-                    await transport._write_stream.send(SessionMessage(final))  # noqa: SLF001
-                    while True:
-                        message = (await reader.receive()).message
-                        out.append(self._event(transport, message))
-                        if message is final or isinstance(message, (types.JSONRPCResponse, types.JSONRPCError)):
-                            return out
-                except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    pass
+            try:
+                await transport._write_stream.send(SessionMessage(final))  # noqa: SLF001
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+                streams[0].close()  # the session is closing: the writer ends with what it has
+            await done.wait()
+            if call.final_written:
+                return
+        out: list[bytes] = []
+        reader = streams[1]
         while True:
             try:
                 out.append(self._event(transport, reader.receive_nowait().message))
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 break
         out.append(self._event(transport, final))
-        return out
+        await reply.events(out)
+
+
+class _RawConn(asyncio.StreamReaderProtocol):
+    """A ``_RawTransport`` connection's protocol: while the connection is idle, anything from the
+    server (stray bytes, its end, an error) drops it at once, so it is never reused and a
+    connection the server closed does not linger."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self.idle: Any = None  # () -> None: drop this idle connection (``_RawTransport._reuse``)
+
+    def _idle_event(self) -> None:
+        drop, self.idle = self.idle, None
+        if drop is not None:
+            drop()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._idle_event()
+
+    def eof_received(self) -> bool:
+        keep = super().eof_received()
+        self._idle_event()
+        return keep
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._idle_event()
 
 
 class _RawTransport:
     """HTTP/1.1 for the fast path's upstream requests: what ``httpx`` hands its transport, written
     as it stands (the request line, the headers ``httpx`` built, in their order, the body), one
     request at a time per kept-alive connection; the answer read as a stream (``Content-Length``,
-    chunked, or up to the connection's end), which ``httpx`` then decodes as it decodes any."""
+    chunked, or up to the connection's end), which ``httpx`` then decodes as it decodes any.
+    The request's ``timeout`` extension bounds each step as ``httpx`` bounds it (``connect``:
+    opening a connection, ``write``: sending, ``read``: each wait for the answer's bytes;
+    ``pool``: there is no pool to wait for) and raises the same ``httpx`` timeouts. An idle
+    connection the server wrote to or closed is dropped, never reused (as ``httpcore`` does)."""
 
     def __init__(self) -> None:
         self._idle: dict[tuple[bytes, int], list[tuple[Any, Any]]] = {}
@@ -888,11 +986,34 @@ class _RawTransport:
         self._open.clear()
         self._idle.clear()
 
+    async def _connect(self, key: tuple[bytes, int], timeout: Any) -> tuple[Any, Any]:
+        import httpx2
+
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**20, loop=loop)
+        protocol = _RawConn(reader)
+        try:
+            with anyio.fail_after(timeout):
+                transport, _ = await loop.create_connection(lambda: protocol, key[0].decode("ascii"), key[1])
+        except TimeoutError:
+            raise httpx2.ConnectTimeout("timed out connecting to the upstream server") from None
+        except OSError as e:
+            raise httpx2.ConnectError(str(e)) from None
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            import socket
+
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._open.add(writer)
+        return reader, writer
+
     async def handle_async_request(self, request: Any) -> Any:
         import httpx2
 
         url = request.url
         key = (url.raw_host, url.port or 80)
+        timeouts = request.extensions.get("timeout") or {}
         body = await request.aread()
         head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
         for k, v in request.headers.raw:
@@ -902,38 +1023,47 @@ class _RawTransport:
         idle = self._idle.get(key)
         while idle:
             reader, writer = idle.pop()
-            if writer.is_closing() or reader.at_eof():
+            writer.transport.get_protocol().idle = None
+            if _stale(reader, writer):
                 self._drop(writer)
                 continue
             break
         else:
-            reader, writer = await asyncio.open_connection(key[0].decode("ascii"), key[1], limit=2**20)
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                import socket
-
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._open.add(writer)
+            reader, writer = await self._connect(key, timeouts.get("connect"))
+        read_timeout = timeouts.get("read")
         try:
             writer.write(data)
-            while True:
-                line = await reader.readuntil(b"\r\n")
-                version, _, rest = line.rstrip(b"\r\n").partition(b" ")
-                code, _, reason = rest.partition(b" ")
-                if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-                    raise httpx2.RemoteProtocolError("malformed status line")
-                status = int(code)
-                headers: list[tuple[bytes, bytes]] = []
-                while True:
-                    line = await reader.readuntil(b"\r\n")
-                    if line == b"\r\n":
-                        break
-                    name, sep, value = line.partition(b":")
-                    if not sep or not name or name != name.strip() or len(headers) > 256:
-                        raise httpx2.RemoteProtocolError("malformed header")
-                    headers.append((name, value.strip()))
-                if not 100 <= status < 200:
-                    break
+            try:
+                with anyio.fail_after(timeouts.get("write")):
+                    await writer.drain()
+            except TimeoutError:
+                raise httpx2.WriteTimeout("timed out sending the request") from None
+            except OSError as e:
+                raise httpx2.WriteError(str(e)) from None
+            try:
+                with anyio.fail_after(read_timeout):
+                    while True:
+                        line = await reader.readuntil(b"\r\n")
+                        version, _, rest = line.rstrip(b"\r\n").partition(b" ")
+                        code, _, reason = rest.partition(b" ")
+                        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+                            raise httpx2.RemoteProtocolError("malformed status line")
+                        status = int(code)
+                        headers: list[tuple[bytes, bytes]] = []
+                        while True:
+                            line = await reader.readuntil(b"\r\n")
+                            if line == b"\r\n":
+                                break
+                            name, sep, value = line.partition(b":")
+                            if not sep or not name or name != name.strip() or len(headers) > 256:
+                                raise httpx2.RemoteProtocolError("malformed header")
+                            headers.append((name, value.strip()))
+                        if not 100 <= status < 200:
+                            break
+            except TimeoutError:
+                raise httpx2.ReadTimeout("timed out reading the answer") from None
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:
+                raise httpx2.RemoteProtocolError(f"Server disconnected without sending a response: {type(e).__name__}") from None
         except BaseException:
             self._drop(writer)
             raise
@@ -952,7 +1082,7 @@ class _RawTransport:
                 length = 0
             else:
                 keep = False  # the body ends with the connection
-        stream = _raw_body_class()(self, key, reader, writer, length, chunked, keep)
+        stream = _raw_body_class()(self, key, reader, writer, length, chunked, keep, read_timeout)
         return httpx2.Response(status, headers=headers, stream=stream, request=request,
                                extensions={"http_version": version, "reason_phrase": reason})  # fmt: skip
 
@@ -961,13 +1091,41 @@ class _RawTransport:
         writer.close()
 
     def _reuse(self, key: tuple[bytes, int], reader: Any, writer: Any) -> None:
-        if writer not in self._open or writer.is_closing():
+        if writer not in self._open or _stale(reader, writer):
+            self._drop(writer)
             return
         idle = self._idle.setdefault(key, [])
         if len(idle) >= _MAX_IDLE:  # (httpx keeps 20 kept-alive connections at most)
             self._drop(writer)
             return
-        idle.append((reader, writer))
+        entry = (reader, writer)
+        idle.append(entry)
+
+        def dropped() -> None:  # the server wrote to it, or closed it, while it was idle
+            try:
+                idle.remove(entry)
+            except ValueError:
+                pass
+            self._drop(writer)
+
+        writer.transport.get_protocol().idle = dropped
+
+
+def _stale(reader: Any, writer: Any) -> bool:
+    """A kept-alive connection that must not carry another request: closing, closed by the
+    server, or holding bytes nobody asked for (they would be read as the next answer), read or
+    still in the socket (readable: bytes or its end; as ``httpcore`` asks before reusing one)."""
+    if writer.is_closing() or reader.at_eof() or reader._buffer or reader._eof or reader.exception():  # noqa: SLF001
+        return True
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    import select
+
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 class _RawBody:  # an httpx2.AsyncByteStream (made one in ``_RawTransport.handle_async_request``)
@@ -975,43 +1133,57 @@ class _RawBody:  # an httpx2.AsyncByteStream (made one in ``_RawTransport.handle
     body was read to its end (and the server keeps it open), closed otherwise."""
 
     def __init__(self, owner: _RawTransport, key: Any, reader: Any, writer: Any, length: int | None,
-                 chunked: bool, keep: bool) -> None:  # fmt: skip
+                 chunked: bool, keep: bool, timeout: float | None) -> None:  # fmt: skip
         self.owner, self.key, self.reader, self.writer = owner, key, reader, writer
         self.length, self.chunked, self.keep = length, chunked, keep
+        self.timeout = timeout  # for each wait for the body's bytes (httpx's read timeout)
         self.finished = False
         self.closed = False
+
+    async def _wait(self, step: Any) -> Any:
+        """``await step`` within the read timeout (``httpx2.ReadTimeout`` past it, as httpx)."""
+        if self.timeout is None:
+            return await step
+        import httpx2
+
+        try:
+            with anyio.fail_after(self.timeout):
+                return await step
+        except TimeoutError:
+            raise httpx2.ReadTimeout("timed out reading the answer") from None
 
     async def __aiter__(self) -> Any:
         import httpx2
 
         reader = self.reader
+        wait = self._wait
         try:
             if self.chunked:
                 while True:
-                    line = await reader.readuntil(b"\r\n")
+                    line = await wait(reader.readuntil(b"\r\n"))
                     size_text = line.split(b";", 1)[0].strip()
                     try:
                         size = int(size_text, 16)
                     except ValueError:
                         raise httpx2.RemoteProtocolError("bad chunk size") from None
                     if size == 0:
-                        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                        while await wait(reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
                             pass
                         break
-                    chunk = await reader.readexactly(size)
-                    if await reader.readexactly(2) != b"\r\n":
+                    chunk = await wait(reader.readexactly(size))
+                    if await wait(reader.readexactly(2)) != b"\r\n":
                         raise httpx2.RemoteProtocolError("bad chunk end")
                     yield chunk
             elif self.length is not None:
                 left = self.length
                 while left:
-                    chunk = await reader.read(min(left, 65536))
+                    chunk = await wait(reader.read(min(left, 65536)))
                     if not chunk:
                         raise httpx2.RemoteProtocolError("the server closed the connection mid-body")
                     left -= len(chunk)
                     yield chunk
             else:
-                while chunk := await reader.read(65536):
+                while chunk := await wait(reader.read(65536)):
                     yield chunk
             self.finished = True
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:

@@ -52,12 +52,14 @@ allow tool "chunked"
 allow tool "gzip"
 allow tool "close"
 allow tool "moved"
+allow tool "many"
+allow tool "stall"
 allow tool "wait" if approved
 """
 # what differs between two runs of the same calls: when, how long, and random ids
 VOLATILE = ("ts", "latency_us", "call", "session")
 TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in
-         ("echo", "fail", "bad", "oops", "ask", "sse", "ping", "slow", "gone", "secret", "wait", "chunked", "gzip", "close", "moved")]  # fmt: skip
+         ("echo", "fail", "bad", "oops", "ask", "sse", "ping", "slow", "gone", "secret", "wait", "chunked", "gzip", "close", "moved", "many", "stall")]  # fmt: skip
 
 
 class _Upstream:
@@ -165,6 +167,23 @@ class _Upstream:
                     self._json({"jsonrpc": "2.0", "id": rid, "result": echo}, {"connection": "close"})
                 elif name == "moved" and self.path == "/mcp":  # a redirect within the origin (followed)
                     self._send(307, b"", None, {"location": "/mcp/moved"})
+                elif name == "many":  # many log messages on the call's stream, then the answer
+                    notes = [{"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": f"note {i}"}}
+                             for i in range(int(args.get("n", 40)))]  # fmt: skip
+                    self._events([*notes, {"jsonrpc": "2.0", "id": rid, "result": echo}])
+                elif name == "stall":  # log messages at once, the answer only after a while
+                    self.close_connection = True
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("connection", "close")
+                    self.end_headers()
+                    for i in range(int(args.get("n", 20))):
+                        note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": f"n{i}"}}
+                        self.wfile.write(b"event: message\ndata: " + json.dumps(note).encode() + b"\n\n")
+                    self.wfile.flush()
+                    time.sleep(float(args.get("seconds", 3)))
+                    self.wfile.write(b"event: message\ndata: " + json.dumps({"jsonrpc": "2.0", "id": rid, "result": echo}).encode() + b"\n\n")
+                    self.wfile.flush()
                 elif name == "gone":  # the server forgets the session (it restarted)
                     with owner.lock:
                         owner.forgotten.add(sid or "")
@@ -530,6 +549,126 @@ def test_a_cancelled_call_is_answered_as_cancelled_and_the_server_is_told_alike(
     assert served == 2  # the call cancelled, and the one that reuses its id
 
 
+def test_many_relayed_messages_reach_the_client_in_order_then_the_answer_alike(tmp_path: Path) -> None:
+    """More messages relayed for one call than the per-request stream holds (16): each reaches the
+    client, in order, and the answer follows them at once, as the SDK's writer drains the stream."""
+    took: list[float] = []
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        seen = [c.send(_call(0, "echo", {"text": "open"}))]
+        for i, n in enumerate((40, 17, 100)):
+            t0 = time.monotonic()
+            seen.append(c.send(_call(i + 1, "many", {"n": n})))
+            took.append(time.monotonic() - t0)
+        c.close()
+        return seen
+
+    answers, _, _, served = _both(tmp_path, script)
+    for answer, n in zip(answers[1:], (40, 17, 100)):
+        text = answer[2]
+        assert text.count('"notifications/message"') == n
+        assert [int(x) for x in re.findall(r"note (\d+)", text)] == list(range(n))
+        assert text.index(f"note {n - 1}") < text.index('"result"')  # the answer comes last
+        assert _answer(answer)["result"]["isError"] is False
+    assert max(took) < 2.5, took  # (it was 5 s and more on the fast path, waiting for a stuck router)
+    assert served == 3
+
+
+def _first_note_and_answer(port: int, sid: str, msg: dict[str, Any]) -> tuple[float, float, bytes]:
+    """POST ``msg`` and read its answer as it comes: seconds to the first relayed message, to the
+    end of the answer, and the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+         "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"}  # fmt: skip
+    t0 = time.monotonic()
+    conn.request("POST", "/mcp", body=json.dumps(msg).encode(), headers=h)
+    resp = conn.getresponse()
+    body = b""
+    first = None
+    while chunk := resp.read1(65536):
+        body += chunk
+        if first is None and b"notifications/message" in body:
+            first = time.monotonic() - t0
+    conn.close()
+    return first if first is not None else float("inf"), time.monotonic() - t0, body
+
+
+def test_a_call_relaying_many_messages_streams_them_and_stalls_nothing_alike(tmp_path: Path) -> None:
+    """The server sends 20 log messages at once and the answer 3 s later: the client gets the
+    messages at once, and another request of the same session meanwhile is answered at once (the
+    session's message router never waits on the call's stream), on both paths."""
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        seen: list[Any] = [c.send(_call(0, "echo", {"text": "open"}))]
+        box: list[Any] = []
+        t = threading.Thread(target=lambda: box.append(_first_note_and_answer(run.port, c.session or "", _call(1, "stall", {"seconds": 3}))))
+        t.start()
+        time.sleep(1.0)
+        other = run.client()
+        other.session = c.session
+        t0 = time.monotonic()
+        listed = other.send({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        listed_in = time.monotonic() - t0
+        t.join(30)
+        first, total, body = box[0]
+        assert first < 1.0, first  # streamed as it came, not held until the answer
+        assert total > 2.5, total
+        assert listed_in < 1.0, listed_in  # (12 s on the fast path when the router was stuck)
+        seen += [listed, body.decode()]
+        c.close()
+        other.close()
+        return seen
+
+    answers, _, _, served = _both(tmp_path, script, "--upstream-timeout", "30")
+    assert answers[2].count('"notifications/message"') == 20
+    assert answers[2].index('"n19"') < answers[2].index('"result"')
+    assert served == 1  # the call (tools/list takes the SDK path)
+
+
+def test_a_cancellation_however_its_json_is_spelled_cancels_alike(tmp_path: Path) -> None:
+    """``notifications\\/cancelled`` (JSON's optional escape of "/", PHP's default) and ``\\u``
+    escapes are the same notification to the SDK: the fast call stops, answered as cancelled,
+    and the server is told."""
+    spellings = [
+        b'{"jsonrpc":"2.0","method":"notifications\\/cancelled","params":{"requestId":"c0","reason":"user"}}',
+        b'{"jsonrpc":"2.0","method":"notifi\\u0063ations/cancelled","params":{"requestId":"\\u0063\\u0031"}}',
+        b'{"jsonrpc":"2.0","params":{"requestId":"c2"},"method":"notifications/cancelled"}',
+    ]
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        seen = [c.send(_call(0, "echo", {"text": "open"}))]
+        other = run.client()
+        other.session = c.session
+        for i, body in enumerate(spellings):
+            box: list[Any] = []
+            t = threading.Thread(target=lambda i=i: box.append(c.send(_call(f"c{i}", "slow", {"seconds": 1.5}))))
+            t.start()
+            time.sleep(0.5)
+            seen.append(other.post(body))
+            t.join(10)
+            seen.append(box[0])
+            time.sleep(1.2)  # the server answers the abandoned call (dropped) and reads the cancel
+        c.close()
+        other.close()
+        return seen
+
+    answers, _, upstream, served = _both(tmp_path, script)
+    for i in range(len(spellings)):
+        assert answers[1 + 2 * i][0] == 202
+        assert _answer(answers[2 + 2 * i])["error"]["message"] == "Request cancelled", answers[2 + 2 * i]
+    assert sum("notifications/cancelled" in body for _, _, body in upstream) == len(spellings)
+    assert served == len(spellings)
+
+
 def test_another_identity_cannot_use_a_session_and_a_wrong_host_is_refused_alike(tmp_path: Path) -> None:
     tokens = {"tok-a": "alice", "tok-b": "bob"}
 
@@ -605,3 +744,141 @@ def test_without_a_deadline_the_calls_go_out_on_the_sdk_clients_connections_alik
     answers, _, _, served = _both(tmp_path, script, "--upstream-timeout", "0")
     assert b"notifications/message" in json.dumps(answers[2]).encode()
     assert served == 5
+
+
+# -- the fast path's upstream transport, against httpx's own ---------------------------------------
+
+
+def _raw_clients(**kw: Any) -> list[Any]:
+    """An httpx client on the fast path's transport (``_RawTransport``) and one on httpx's own."""
+    import httpx2
+
+    from dsl.proxy.http_fast import _RawTransport
+
+    return [httpx2.AsyncClient(transport=_RawTransport(), **kw), httpx2.AsyncClient(**kw)]
+
+
+async def _serve(handle: Any) -> tuple[Any, int]:
+    import asyncio
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _read_request(reader: Any) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    size = re.search(rb"(?i)content-length: *(\d+)", head)
+    return head + (await reader.readexactly(int(size.group(1))) if size else b"")
+
+
+def test_the_fast_paths_transport_honours_httpxs_timeouts_as_httpx_does() -> None:
+    """The request's timeout extension: a server that never answers, one that stops mid-body and
+    one that never reads the request raise httpx's ReadTimeout, ReadTimeout and WriteTimeout, on
+    both transports (before, the fast path's waited for ever: with ``--upstream-timeout`` above
+    the SDK client's 300 s read timeout, a silent server hung the call past it)."""
+    import asyncio
+
+    import httpx2
+
+    async def main() -> list[list[str]]:
+        async def silent(reader: Any, writer: Any) -> None:
+            await _read_request(reader)
+            await asyncio.sleep(10)
+
+        async def stops(reader: Any, writer: Any) -> None:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+            await asyncio.sleep(10)
+
+        async def deaf(reader: Any, writer: Any) -> None:
+            await asyncio.sleep(10)
+
+        seen = []
+        for handle, body in ((silent, b"x"), (stops, b"x"), (deaf, b"y" * (64 * 2**20))):
+            server, port = await _serve(handle)
+            row = []
+            for client in _raw_clients(timeout=httpx2.Timeout(5.0, read=0.3, write=0.3)):
+                t0 = time.monotonic()
+                try:
+                    await asyncio.wait_for(client.post(f"http://127.0.0.1:{port}/mcp", content=body), 6)
+                    row.append("answered")
+                except httpx2.TimeoutException as e:
+                    row.append(type(e).__name__)
+                except TimeoutError:
+                    row.append("waited on")
+                assert time.monotonic() - t0 < 4 or row[-1] == "waited on"
+                await client.aclose()
+            server.close()
+            seen.append(row)
+        return seen
+
+    assert asyncio.run(main()) == [["ReadTimeout"] * 2, ["ReadTimeout"] * 2, ["WriteTimeout"] * 2]
+
+
+def test_the_fast_paths_transport_never_reuses_a_connection_with_stray_bytes_or_closed() -> None:
+    """A kept-alive connection on which the server wrote bytes nobody asked for (with its answer,
+    or later) is dropped, not reused: the next request gets its own answer, not the stray bytes
+    (as with httpx's own pool, for bytes that come later). One the server closed while idle is dropped when it closes: none
+    accumulate."""
+    import asyncio
+
+    import httpx2
+
+    stray = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray"
+
+    async def main() -> None:
+        conns = [0]
+
+        async def handle(reader: Any, writer: Any) -> None:
+            conns[0] += 1
+            n = 0
+            try:
+                while True:
+                    head = await _read_request(reader)
+                    n += 1
+                    ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    if b"/with" in head:
+                        writer.write(ok + stray)
+                    elif b"/later" in head:
+                        writer.write(ok)
+                        await writer.drain()
+                        await asyncio.sleep(0.1)
+                        writer.write(stray)
+                    elif b"/close" in head:
+                        writer.write(ok)
+                        await writer.drain()
+                        writer.close()
+                        return
+                    else:
+                        writer.write(ok)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server, port = await _serve(handle)
+        raw, own = _raw_clients(timeout=httpx2.Timeout(5.0))
+        # (httpx's own pool drops a connection the server wrote to while it was idle, but reads
+        # bytes that came with the answer as the next answer: the fast path's transport is stricter)
+        for client, paths in ((raw, ("/with", "/later")), (own, ("/later",))):
+            for path in paths:
+                assert (await client.get(f"http://127.0.0.1:{port}{path}")).content == b"ok"
+                await asyncio.sleep(0.3)
+                conns[0] = 0
+                assert (await client.get(f"http://127.0.0.1:{port}/plain")).content == b"ok"
+                assert conns[0] == 1, path  # on a new connection
+            await client.aclose()
+        client = _raw_clients(timeout=httpx2.Timeout(5.0))[0]
+        transport = client._transport
+        for _ in range(30):
+            assert (await client.get(f"http://127.0.0.1:{port}/close")).content == b"ok"
+        await asyncio.sleep(0.3)
+        assert not transport._open, len(transport._open)  # each closed by the server: none kept
+        assert not any(transport._idle.values())
+        conns[0] = 0
+        assert (await client.get(f"http://127.0.0.1:{port}/plain")).content == b"ok"
+        assert (await client.get(f"http://127.0.0.1:{port}/plain")).content == b"ok"
+        assert conns[0] == 1 and len(transport._open) == 1  # a live one is kept and reused
+        await client.aclose()
+        server.close()
+
+    asyncio.run(main())
