@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -42,6 +44,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
 from mcp_types import methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic_core import to_json
 
 from ..engine import Decision
 from .deciding import Decisions, ToolCall, denied, new_call_id
@@ -54,7 +57,7 @@ if TYPE_CHECKING:
     from .sessions import FrontSessions
     from .upstream import SharedUpstream
 
-__all__ = ["FastCalls"]
+__all__ = ["FastCalls", "client_frame", "upstream_frame"]
 
 _PARAM_KEYS = frozenset({"name", "arguments"})
 
@@ -64,7 +67,7 @@ class _Call:
     """One call of the fast path on its way through the server."""
 
     owner: FastCalls
-    front: Any  # the stdio front's reader: ``reply(frame, rid)``
+    front: Any  # the stdio front's reader: ``reply(msg, rid)``, ``reply_frame(data, rid)``
     front_id: Any
     up_id: int
     lane: UpstreamLane
@@ -117,8 +120,19 @@ class FastCalls:
 
     async def take(self, msg: Any, front: Any) -> bool:
         """Handle ``msg`` here (True), or leave it to the SDK path (False: nothing was done)."""
+        out = self.take_now(msg, front)
+        if out is True or out is False:
+            return out
+        await out()
+        return True
+
+    def take_now(self, msg: Any, front: Any) -> bool | Callable[[], Awaitable[None]]:
+        """``take`` without waiting, run by the front's reader callback itself (no task hop): True
+        when done (forwarded), False for the SDK path (nothing was done), or the answer the
+        client is still owed (decided and recorded): the caller awaits it before reading on, so a
+        client that does not read our answers stops being read."""
         if isinstance(msg, types.JSONRPCNotification):
-            await self._cancelled(msg)
+            self._cancelled(msg)
             return False  # the SDK's session sees the cancellation too (it knows no such id)
         lane, version = self._ready()
         if lane is None:
@@ -150,10 +164,8 @@ class FastCalls:
         except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
             result = decisions.fail_closed(c, e)
         if result is not None:
-            await self._answer(front, msg.id, version, result.model_dump(by_alias=True, mode="json", exclude_none=True))
-            return True
-        await self._forward(front, msg.id, version, lane, p, c.tool, d)
-        return True
+            return partial(self._answer, front, msg.id, version, result.model_dump(by_alias=True, mode="json", exclude_none=True))
+        return self._forward(front, msg.id, version, lane, p, c.tool, d)
 
     def _ready(self) -> tuple[UpstreamLane | None, str]:
         """The lane of the live shared server and the client's protocol version, when the fast
@@ -175,23 +187,15 @@ class FastCalls:
             return None, ""
         return lane, sessions.front_version or ""
 
-    async def _forward(
+    def _forward(
         self, front: Any, rid: Any, version: str, lane: UpstreamLane, p: dict[str, Any], tool: str, d: Decision
-    ) -> None:
-        """Send the call upstream, built as the SDK path builds it, and wait for its answer there."""
-        fwd: dict[str, Any] = {"name": p["name"]}
-        if p.get("arguments") is not None:
-            fwd["arguments"] = p["arguments"]
-        data = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd)).model_dump(
-            by_alias=True, mode="json", exclude_none=True
-        )
-        out_params = dict(data["params"])
+    ) -> bool | Callable[[], Awaitable[None]]:
+        """Send the call upstream, built as the SDK path builds it (its answer comes to ``finish``);
+        True, or the error the client is owed when the server's stdin is gone."""
         meta: dict[str, Any] = {}
         inject_trace_context(meta)  # as the SDK's dispatcher does (nothing without a tracer)
-        if meta:
-            out_params["_meta"] = meta
         up_id = lane.next_id()
-        frame = types.JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=out_params)
+        data = upstream_frame(up_id, p["name"], p.get("arguments"), meta, lane.encoding)
         call = _Call(self, front, rid, up_id, lane, tool, version, d)
         lane.calls[up_id] = call
         self.by_front[_key(rid)] = call
@@ -199,11 +203,12 @@ class FastCalls:
         self._arm(call)
         call.sent = time.perf_counter()
         try:
-            lane.send_now((frame.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode(lane.encoding))
+            lane.send_now(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
             if self._settle(call):
                 lane.calls.pop(up_id, None)
-                await self._error(call, map_error(e, restarting=self.shared.restarting))
+                return partial(self._error, call, map_error(e, restarting=self.shared.restarting))
+        return True
 
     # -- the server's answers ------------------------------------------------------------------
 
@@ -220,7 +225,7 @@ class FastCalls:
             await self._error(call, mapped)
             return
         try:
-            result = self._upstream_result(message.result)
+            result, shaped = self._upstream_result(message.result, call.version)
         except MCPError as e:  # made here, as Forwarder.exchange makes it: not the server's error answer
             mapped = e
             self.decisions.answered(call.decision, took, error=mapped)
@@ -232,16 +237,27 @@ class FastCalls:
             await self._error(call, mapped)
             return
         self.decisions.answered(call.decision, took, result=result)
+        if shaped is not None:
+            await call.front.reply_frame(client_frame(call.front_id, shaped), call.front_id)
+            return
         await self._answer(call.front, call.front_id, call.version, result)
 
-    def _upstream_result(self, raw: Any) -> dict[str, Any]:
-        """What ``ClientSession.send_request`` and ``Forwarder.exchange`` make of the server's result."""
+    def _upstream_result(self, raw: Any, client_version: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """What ``ClientSession.send_request`` and ``Forwarder.exchange`` make of the server's
+        result, and, when the client's protocol version has the same result model as the
+        server's (every 2025-era pair), that result already shaped for the client: the model
+        ignores unknown keys, so validating it once gives what validating it, dropping the later
+        revisions' keys and shaping it for the client gives (None: ``_answer`` shapes it)."""
         client = self.shared.client
         version = (client.protocol_version if client is not None else None) or "2025-11-25"
         raw = dict(raw)  # a JSONRPCResponse's result is a dict
         _clamp_inbound_ttl(raw)
+        shaped: dict[str, Any] | None = None
         try:
-            methods.validate_server_result("tools/call", version, raw)
+            if _one_surface(version, client_version):
+                shaped = methods.serialize_server_result("tools/call", version, raw)
+            else:
+                methods.validate_server_result("tools/call", version, raw)
         except KeyError:
             pass
         if not (foreign := _later_revision_fields("tools/call", version)).isdisjoint(raw):
@@ -251,7 +267,7 @@ class FastCalls:
                 code=types.INTERNAL_ERROR,
                 message="plr: the upstream server asked for input that cannot be relayed to a 2025-era client",
             )
-        return raw
+        return raw, shaped
 
     def upstream_closed(self, call: _Call) -> None:
         """The server's output ended with ``call`` unanswered: the error the SDK path gives."""
@@ -289,7 +305,7 @@ class FastCalls:
 
     async def _time_out(self, call: _Call, e: MCPError) -> None:
         await self._error(call, e)
-        await self._courtesy_cancel(call)
+        self._courtesy_cancel(call)
 
     def pause(self) -> None:
         """A human answers an elicitation the server asked: every deadline stands still."""
@@ -307,7 +323,7 @@ class FastCalls:
                 call.paused = False
                 self._start_timer(call, call.budget)
 
-    async def _cancelled(self, msg: types.JSONRPCNotification) -> None:
+    def _cancelled(self, msg: types.JSONRPCNotification) -> None:
         """The client cancelled a call of ours: never answered (as the SDK does), and the server
         is told, as the SDK tells it when a request is abandoned."""
         rid = cancelled_request_id_from_params(msg.params)
@@ -317,9 +333,9 @@ class FastCalls:
         call.lane.calls.pop(call.up_id, None)
         self.sessions.fast_call_abandoned()
         call.front.release(call.front_id)
-        await self._courtesy_cancel(call)
+        self._courtesy_cancel(call)
 
-    async def _courtesy_cancel(self, call: _Call) -> None:
+    def _courtesy_cancel(self, call: _Call) -> None:
         note = types.JSONRPCNotification(
             jsonrpc="2.0",
             method="notifications/cancelled",
@@ -352,7 +368,7 @@ class FastCalls:
             err = types.ErrorData(code=types.INTERNAL_ERROR, message="Handler returned an invalid result")
             await front.reply(types.JSONRPCError(jsonrpc="2.0", id=rid, error=err), rid)
             return
-        await front.reply(types.JSONRPCResponse(jsonrpc="2.0", id=rid, result=dumped), rid)
+        await front.reply_frame(client_frame(rid, dumped), rid)
 
     async def _error(self, call: _Call, e: BaseException) -> None:
         err = handler_exception_to_error_data(e) or types.ErrorData(code=0, message=str(e))
@@ -363,3 +379,61 @@ def _key(rid: Any) -> tuple[type, Any]:
     """As ``stdio._id_key`` keys the front's ids in flight (1 and "1" are two ids); not imported
     from there, which would load the stdio front into every proxy, HTTP ones too."""
     return type(rid), rid
+
+
+@cache
+def _one_surface(server_version: str, client_version: str) -> bool:
+    """Do the two versions' ``tools/call`` results have one model, that ignores unknown keys?"""
+    server = methods.SERVER_RESULTS.get(("tools/call", server_version))
+    client = methods.SERVER_RESULTS.get(("tools/call", client_version))
+    if server is None or server is not client or not isinstance(server, type):
+        return False
+    return server.model_config.get("extra", "ignore") == "ignore"
+
+
+def upstream_frame(up_id: int, name: str, arguments: dict[str, Any] | None, meta: dict[str, Any], encoding: str) -> bytes:
+    """The line the SDK path writes to the server for this call: ``JSONRPCRequest`` of the
+    ``CallToolRequest`` dump, ``_meta`` last. The same bytes, without building the models (a
+    JSON-parsed name and arguments pass through them unchanged, and pydantic writes a float
+    that is not finite as null; tests/proxy/test_fast_frames.py holds the two equal), else the
+    models themselves."""
+    params: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        params["arguments"] = arguments
+    if meta:
+        params["_meta"] = meta
+    if encoding.replace("-", "").lower() == "utf8":
+        try:
+            return to_json({"jsonrpc": "2.0", "id": up_id, "method": "tools/call", "params": params}, inf_nan_mode="null") + b"\n"
+        except Exception:  # noqa: BLE001 - what pydantic_core cannot write: the models say what to do
+            pass
+    return upstream_frame_of_models(up_id, name, arguments, meta).encode(encoding)
+
+
+def upstream_frame_of_models(up_id: int, name: str, arguments: dict[str, Any] | None, meta: dict[str, Any]) -> str:
+    """``upstream_frame`` as the SDK path builds it (``Forwarder`` and the SDK's dispatcher)."""
+    fwd: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        fwd["arguments"] = arguments
+    data = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd)).model_dump(
+        by_alias=True, mode="json", exclude_none=True
+    )
+    out_params = dict(data["params"])
+    if meta:
+        out_params["_meta"] = meta
+    frame = types.JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=out_params)
+    return frame.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+
+
+def client_frame(rid: Any, result: dict[str, Any]) -> bytes:
+    """The line answering the client's request ``rid`` with ``result`` (a dumped result), as
+    ``JSONRPCResponse.model_dump_json`` writes it (held equal by tests/proxy/test_fast_frames.py)."""
+    try:
+        return to_json({"jsonrpc": "2.0", "id": rid, "result": result}, inf_nan_mode="null") + b"\n"
+    except Exception:  # noqa: BLE001
+        return client_frame_of_models(rid, result)
+
+
+def client_frame_of_models(rid: Any, result: dict[str, Any]) -> bytes:
+    msg = types.JSONRPCResponse(jsonrpc="2.0", id=rid, result=result)
+    return msg.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"

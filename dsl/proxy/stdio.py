@@ -21,6 +21,7 @@ import stat
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -337,7 +338,9 @@ class _Reader:
         self.in_flight = in_flight
         self.splitter = _Lines()
         self.fast = fast  # FastCalls: tools/call without the SDK's machinery (fast_calls.py), or None
-        self._parsed: tuple[bytes, SessionMessage] | None = None  # deliver_now's parse, for handle_line
+        # deliver_now's parse and what is left to do, for handle_line: None (all of it), False
+        # (hand it to the session) or the answer the fast path owes the client
+        self._parsed: tuple[bytes, SessionMessage, Any] | None = None
 
     def start(self, tg: anyio.abc.TaskGroup) -> None:
         """Pipes are read from the event loop, with no thread hop per message; anything else by a
@@ -366,6 +369,14 @@ class _Reader:
         except OSError:
             pass  # the client is gone; the reader sees the end of its input
 
+    async def reply_frame(self, data: bytes, rid: Any) -> None:
+        """``reply`` of a message the fast path has written already (one line)."""
+        self.in_flight.ids.discard(_id_key(rid))
+        try:
+            await self.writer.write(data)
+        except OSError:
+            pass  # the client is gone; the reader sees the end of its input
+
     def release(self, rid: Any) -> None:
         """A request of the fast path that will not be answered (the client cancelled it)."""
         self.in_flight.ids.discard(_id_key(rid))
@@ -381,24 +392,23 @@ class _Reader:
                 )
             )
         cached, self._parsed = self._parsed, None
-        sm = cached[1] if cached is not None and cached[0] is line else _parsed(line)
+        if cached is not None and cached[0] is line:
+            sm, owed = cached[1], cached[2]
+        else:
+            sm, owed = _parsed(line), None
         if sm is None:
             bad = error_for_bad_line(line)
             return await self.answer(bad) if bad is not None else True
-        if not self.in_flight.claim(sm.message):
-            return await self.answer(_duplicate_id(sm.message))
-        fast = self.fast
-        if fast is not None and fast.wants(sm.message):
-            try:
-                if await fast.take(sm.message, self):
-                    return True
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception:  # noqa: BLE001 - a bug must not kill the front, nor forward anything
-                log.exception("plr proxy: the fast path failed on a tools/call")
-                self.in_flight.unclaim(sm.message)
-                err = types.ErrorData(code=types.INTERNAL_ERROR, message="plr: internal error in the proxy")
-                return await self.answer(types.JSONRPCError(jsonrpc="2.0", id=sm.message.id, error=err))
+        if owed is None:
+            if not self.in_flight.claim(sm.message):
+                return await self.answer(_duplicate_id(sm.message))
+            fast = self.fast
+            if fast is not None and fast.wants(sm.message):
+                owed = self._take(fast, sm.message)
+        if owed is True:
+            return True
+        if owed is not None and owed is not False:
+            return await owed() is not False  # the answer the fast path owes the client (False: gone)
         try:
             try:
                 self.read_send.send_nowait(sm)  # the session is waiting for it: no extra checkpoint
@@ -408,20 +418,38 @@ class _Reader:
             return False
         return True
 
+    def _take(self, fast: Any, msg: Any) -> Any:
+        """``fast.take_now`` (True, False or the answer owed), a bug in it answered with an
+        internal error: it must neither kill the front nor forward anything."""
+        try:
+            return fast.take_now(msg, self)
+        except Exception:  # noqa: BLE001
+            log.exception("plr proxy: the fast path failed on a tools/call")
+            self.in_flight.unclaim(msg)
+            err = types.ErrorData(code=types.INTERNAL_ERROR, message="plr: internal error in the proxy")
+            return partial(self.answer, types.JSONRPCError(jsonrpc="2.0", id=msg.id, error=err))
+
     def deliver_now(self, line: bytes | None) -> bool:
-        """The synchronous fast path; False: ``handle_line`` takes it (a bad line, a full stream)."""
+        """The synchronous path, run by the reader callback; False: ``handle_line`` takes it (a bad
+        line, a full stream, an answer the fast path owes the client: written by a task)."""
         sm = _parsed(line) if line is not None else None
         if sm is None:
             return False  # a bad line: handle_line answers it
-        if self.fast is not None and self.fast.wants(sm.message):
-            self._parsed = (line, sm)  # type: ignore[assignment]
-            return False  # the fast path awaits: handle_line takes it, without parsing it again
-        if not self.in_flight.claim(sm.message):
+        msg = sm.message
+        if not self.in_flight.claim(msg):
             return False  # an id in flight: handle_line answers it
+        fast = self.fast
+        if fast is not None and fast.wants(msg):
+            owed = self._take(fast, msg)
+            if owed is True:
+                return True
+            if owed is not False:
+                self._parsed = (line, sm, owed)  # type: ignore[assignment]
+                return False
         try:
             self.read_send.send_nowait(sm)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self.in_flight.unclaim(sm.message)  # handle_line takes it from the start
+            self._parsed = (line, sm, False)  # type: ignore[assignment]  # handle_line sends it
             return False
         return True
 

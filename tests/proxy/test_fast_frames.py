@@ -1,0 +1,135 @@
+"""The fast path writes its frames without building the SDK's models (fast_calls.py): the bytes
+must be the ones the models write, for every name, arguments and result a client or server can
+send, and validating a server's result once must answer as validating it, then shaping it, does."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import mcp_types as types
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp.client.session import _later_revision_fields
+from mcp_types import methods
+
+from dsl.proxy.fast_calls import (
+    _one_surface,
+    client_frame,
+    client_frame_of_models,
+    upstream_frame,
+    upstream_frame_of_models,
+)
+
+ERA_2025 = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"]
+
+_floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1e16, 1e-7, 1.5e300, 5e-324, 1.0, 123456789.125]),
+)
+_ints = st.one_of(st.integers(), st.integers(min_value=2**63 - 2, max_value=2**70), st.integers(max_value=-(2**63) + 2))
+_text = st.one_of(st.text(), st.sampled_from(["", "\u2028\u2029", "<script>&amp;", "\x00\x1f\x7f", "é😀", '"\\/']))
+_scalars = st.one_of(st.none(), st.booleans(), _ints, _floats, _text)
+_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4)), max_leaves=20)
+
+
+def _through_the_front(name: str, arguments: Any) -> dict[str, Any]:
+    """The params as the stdio front has them: the client's line, parsed by the SDK's adapter."""
+    line = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}},
+        allow_nan=True,
+        ensure_ascii=False,
+    )
+    msg = types.jsonrpc_message_adapter.validate_json(line.encode("utf-8", "surrogatepass"), by_name=False)
+    return msg.params
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(name=_text, arguments=st.one_of(st.none(), st.dictionaries(_text, _json, max_size=5)), up_id=st.integers(0, 2**40))
+def test_the_upstream_frame_is_the_models_frame(name: str, arguments: Any, up_id: int) -> None:
+    try:
+        p = _through_the_front(name, arguments)
+    except Exception:  # noqa: BLE001 - the front answers such a line itself: never forwarded
+        return
+    for meta in ({}, {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}):
+        fast = upstream_frame(up_id, p["name"], p.get("arguments"), meta, "utf-8")
+        assert fast == upstream_frame_of_models(up_id, p["name"], p.get("arguments"), meta).encode("utf-8")
+
+
+def test_the_upstream_frame_edges() -> None:
+    """Not finite floats (NaN, 1e400) are written as null, as pydantic writes them; big integers
+    whole; U+2028 raw; another encoding goes through the models."""
+    p = _through_the_front("t", {"a": float("nan"), "b": float("inf"), "c": 10**30, "d": "\u2028\x00"})
+    assert math.isnan(p["arguments"]["a"])
+    fast = upstream_frame(9, "t", p["arguments"], {}, "utf-8")
+    assert fast == upstream_frame_of_models(9, "t", p["arguments"], {}).encode()
+    assert b'"a":null,"b":null,"c":1000000000000000000000000000000' in fast
+    assert upstream_frame(9, "t", {"x": "é"}, {}, "latin-1") == upstream_frame_of_models(9, "t", {"x": "é"}, {}).encode("latin-1")
+
+
+_content = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": _text}),
+    st.fixed_dictionaries({"type": st.just("image"), "data": st.just("aGk="), "mimeType": st.just("image/png")}),
+    st.fixed_dictionaries({"type": st.just("text"), "text": _text, "annotations": st.just({"priority": 0.5})}),
+    st.dictionaries(_text, _json, max_size=3),  # anything: often invalid
+)
+_results = st.one_of(
+    st.fixed_dictionaries(
+        {"content": st.lists(_content, max_size=3)},
+        optional={
+            "isError": st.one_of(st.booleans(), st.none(), st.just("true"), st.just(1)),
+            "structuredContent": st.one_of(st.dictionaries(_text, _json, max_size=3), _json),
+            "_meta": st.one_of(st.dictionaries(_text, _json, max_size=2), st.none()),
+            "resultType": st.sampled_from(["complete", "input_required", 3]),
+            "requestState": _json,
+            "inputRequests": _json,
+            "ttlMs": st.one_of(_ints, _floats),
+            "extra": _json,
+        },
+    ),
+    st.dictionaries(_text, _json, max_size=4),
+)
+
+
+def _two_steps(server: str, client: str, raw: dict[str, Any]) -> tuple[str, Any]:
+    """What the fast path did before: validate for the server's version, drop the later
+    revisions' keys, shape for the client's version (each step's error told apart)."""
+    try:
+        methods.validate_server_result("tools/call", server, raw)
+    except Exception as e:  # noqa: BLE001
+        return "invalid", type(e)
+    kept = {k: v for k, v in raw.items() if k not in _later_revision_fields("tools/call", server)}
+    try:
+        return "shaped", methods.serialize_server_result("tools/call", client, kept)
+    except Exception as e:  # noqa: BLE001
+        return "unshapeable", type(e)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_results, server=st.sampled_from(ERA_2025), client=st.sampled_from(ERA_2025))
+def test_one_validation_is_the_two_steps(raw: dict[str, Any], server: str, client: str) -> None:
+    assert _one_surface(server, client)
+    try:
+        once: tuple[str, Any] = ("shaped", methods.serialize_server_result("tools/call", server, raw))
+    except Exception as e:  # noqa: BLE001
+        once = ("invalid", type(e))
+    assert once == _two_steps(server, client, raw)
+    if once[0] == "shaped":
+        rid = 7
+        assert client_frame(rid, once[1]) == client_frame_of_models(rid, once[1])
+
+
+def test_one_surface_only_where_the_models_are_one() -> None:
+    assert not _one_surface("2025-11-25", "2026-07-28")
+    assert not _one_surface("2026-07-28", "2025-11-25")
+    assert not _one_surface("2026-07-28", "2026-07-28")  # a union of results: the two steps
+    assert not _one_surface("1999-01-01", "2025-11-25")
+
+
+@pytest.mark.parametrize("rid", [0, -1, 2**53 + 1, "", "1", "é\u2028", "x" * 300])
+@given(result=st.dictionaries(_text, _json, max_size=4))
+@settings(max_examples=60)
+def test_the_client_frame_is_the_models_frame(rid: Any, result: dict[str, Any]) -> None:
+    assert client_frame(rid, result) == client_frame_of_models(rid, result)
