@@ -143,10 +143,12 @@ class FastCalls:
         name, args = p.get("name"), p.get("arguments")
         if name.__class__ is not str or not (args is None or args.__class__ is dict):
             return False
-        try:
-            methods.validate_client_request("tools/call", version, p)
-        except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
-            return False
+        if methods.CLIENT_REQUESTS.get(("tools/call", version)) is not _REQUEST_2025:
+            try:
+                methods.validate_client_request("tools/call", version, p)
+            except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
+                return False
+        # else: a str name and a dict or no arguments, nothing else, always pass that model
         decisions = self.decisions
         sessions = self.sessions
         c = ToolCall(new_call_id(), name, args if args is not None else {}, sessions.process_session, sessions.identity)
@@ -255,7 +257,9 @@ class FastCalls:
         shaped: dict[str, Any] | None = None
         try:
             if _one_surface(version, client_version):
-                shaped = methods.serialize_server_result("tools/call", version, raw)
+                shaped = _plain_text(raw) if methods.SERVER_RESULTS.get(("tools/call", version)) is _RESULT_2025 else None
+                if shaped is None:
+                    shaped = methods.serialize_server_result("tools/call", version, raw)
             else:
                 methods.validate_server_result("tools/call", version, raw)
         except KeyError:
@@ -379,6 +383,37 @@ def _key(rid: Any) -> tuple[type, Any]:
     """As ``stdio._id_key`` keys the front's ids in flight (1 and "1" are two ids); not imported
     from there, which would load the stdio front into every proxy, HTTP ones too."""
     return type(rid), rid
+
+
+# The 2025-era models of a tools/call request and result, for which two shortcuts hold (each
+# held to the model by tests/proxy/test_fast_frames.py, which also pins the fields they rely on).
+_REQUEST_2025 = methods.CLIENT_REQUESTS.get(("tools/call", "2025-11-25"))
+_RESULT_2025 = methods.SERVER_RESULTS.get(("tools/call", "2025-11-25"))
+
+
+def _plain_text(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """``serialize_server_result`` of the commonest result, text blocks and ``isError`` and
+    nothing else, for the 2025-era model (None: any other result, which the model shapes)."""
+    if not raw.keys() <= _TEXT_KEYS:
+        return None
+    content = raw.get("content")
+    if content.__class__ is not list:
+        return None
+    blocks = []
+    for b in content:
+        if b.__class__ is not dict or len(b) != 2 or b.get("type") != "text" or (text := b.get("text")).__class__ is not str:
+            return None
+        blocks.append({"text": text, "type": "text"})  # the model's field order
+    out: dict[str, Any] = {"content": blocks}
+    is_error = raw.get("isError")
+    if is_error is not None:
+        if is_error.__class__ is not bool:
+            return None
+        out["isError"] = is_error
+    return out
+
+
+_TEXT_KEYS = frozenset({"content", "isError"})
 
 
 @cache

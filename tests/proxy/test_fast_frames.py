@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from typing import Any
 
 import mcp_types as types
@@ -133,3 +134,100 @@ def test_one_surface_only_where_the_models_are_one() -> None:
 @settings(max_examples=60)
 def test_the_client_frame_is_the_models_frame(rid: Any, result: dict[str, Any]) -> None:
     assert client_frame(rid, result) == client_frame_of_models(rid, result)
+
+
+# -- the two shortcuts for the 2025-era models -------------------------------------------------
+
+
+def test_the_shortcuts_rely_on_these_fields() -> None:
+    """What ``take_now`` and ``_plain_text`` assume of the models (a new SDK changing them fails
+    here first): a str name and dict arguments with no constraint, text blocks of two fields, no
+    validators anywhere, unknown keys ignored."""
+    request = methods.CLIENT_REQUESTS[("tools/call", "2025-11-25")]
+    params = request.model_fields["params"].annotation
+    assert {k: (repr(f.annotation), f.metadata) for k, f in params.model_fields.items() if k in ("name", "arguments")} == {
+        "name": ("<class 'str'>", []),
+        "arguments": ("dict[str, typing.Any] | None", []),
+    }
+    assert {k for k, f in params.model_fields.items() if f.is_required()} == {"name"}
+    result = methods.SERVER_RESULTS[("tools/call", "2025-11-25")]
+    text = typing.get_args(typing.get_args(result.model_fields["content"].annotation)[0])[0]  # TextContent
+    assert text.__name__ == "TextContent"
+    for model in (request, params, result, text):
+        decorators = model.__pydantic_decorators__
+        assert not (decorators.validators or decorators.field_validators or decorators.model_validators), model
+        assert not (decorators.field_serializers or decorators.model_serializers), model
+        assert model.model_config.get("extra", "ignore") == "ignore" and not model.model_config.get("strict"), model
+    assert list(result.model_fields) == ["meta", "content", "is_error", "structured_content"]
+    assert [(k, f.is_required()) for k, f in text.model_fields.items()] == [
+        ("meta", False),
+        ("annotations", False),
+        ("text", True),
+        ("type", True),
+    ]
+    for v in ERA_2025:
+        assert methods.CLIENT_REQUESTS[("tools/call", v)] is request
+        assert methods.SERVER_RESULTS[("tools/call", v)] is result
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(name=_text, arguments=st.one_of(st.none(), st.dictionaries(_text, _json, max_size=5)), version=st.sampled_from(ERA_2025))
+def test_a_checked_request_always_passes_the_model(name: str, arguments: Any, version: str) -> None:
+    """``take_now`` skips ``validate_client_request`` for a str name and dict (or no) arguments:
+    the model never refuses those."""
+    try:
+        p = _through_the_front(name, arguments)
+    except Exception:  # noqa: BLE001
+        return
+    if arguments is None:
+        p = {"name": p["name"]}
+    methods.validate_client_request("tools/call", version, p)
+
+
+_text_blocks = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"type": st.just("text"), "text": _text}),
+        st.fixed_dictionaries({"type": st.sampled_from(["text", "image", "Text", ""]), "text": _json}),
+        st.fixed_dictionaries({"type": st.just("text")}, optional={"text": _text, "annotations": _json, "_meta": _json}),
+    ),
+    max_size=4,
+)
+_strictly_plain = st.fixed_dictionaries(
+    {"content": st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": _text}), max_size=3)},
+    optional={"isError": st.booleans()},
+)
+_plain_results = _strictly_plain | st.fixed_dictionaries(
+    {},
+    optional={
+        "content": st.one_of(_text_blocks, _json),
+        "isError": st.one_of(st.booleans(), st.none(), st.just("true"), st.just(0), st.just(1.0)),
+        "structuredContent": _json,
+        "_meta": _json,
+    },
+)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_plain_results)
+def test_plain_text_is_what_the_model_makes(raw: dict[str, Any]) -> None:
+    from dsl.proxy.fast_calls import _plain_text
+
+    shaped = _plain_text(raw)
+    try:
+        expected = methods.serialize_server_result("tools/call", "2025-11-25", raw)
+    except Exception:  # noqa: BLE001
+        assert shaped is None  # the model refuses it: so must the shortcut (it leaves it to the model)
+        return
+    if shaped is not None:
+        assert shaped == expected
+        assert list(shaped) == list(expected)  # the same keys in the same order: the same bytes
+        assert client_frame(1, shaped) == client_frame_of_models(1, expected)
+
+
+def test_plain_text_takes_the_commonest_results() -> None:
+    from dsl.proxy.fast_calls import _plain_text
+
+    assert _plain_text({"content": [{"type": "text", "text": "hi"}]}) == {"content": [{"text": "hi", "type": "text"}]}
+    assert _plain_text({"content": [], "isError": True}) == {"content": [], "isError": True}
+    assert _plain_text({"content": [{"type": "text", "text": "hi", "annotations": None}]}) is None
+    assert _plain_text({"content": [], "structuredContent": {}}) is None
