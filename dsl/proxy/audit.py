@@ -86,17 +86,16 @@ def utc_now() -> str:
     return f"{prefix}{ns // 1_000_000:03d}Z"
 
 
+# One encoder each, made once: json.dumps with any option makes a new encoder per call (the
+# same class and options: the same text).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True, default=repr)
+_RECORD = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr)
+
+
 def canonical_args(args: Any) -> str:
     """The canonical JSON text of a call's arguments (sorted keys, no spaces, UTF-8)."""
     try:
-        return json.dumps(
-            {} if args is None else args,
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=True,
-            default=repr,
-        )
+        return _CANONICAL.encode({} if args is None else args)
     except (ValueError, RecursionError, TypeError):
         return repr(args)
 
@@ -224,7 +223,7 @@ class AuditLog:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record and hand it to the kernel before returning (raises OSError on failure)."""
-        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=repr)
+        text = _RECORD.encode(record)
         # U+2028/U+2029 are valid in JSON but split lines for many readers: escape them
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
         line = (text + "\n").encode("utf-8", "surrogatepass")
