@@ -6,11 +6,14 @@ the fast path before the SDK's session can see them. Its own module: ``upstream`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
 from mcp.shared.dispatcher import coerce_request_id
+
+log = logging.getLogger("plr.proxy")
 
 __all__ = ["UpstreamLane", "forget_lane", "lane_of", "register_lane"]
 
@@ -70,6 +73,64 @@ class UpstreamLane:
             return None
         rid = message.id
         return self.calls.pop(coerce_request_id(rid), None) if rid is not None else None
+
+    def tap(self, stdout: Any, encoding: str) -> bool:
+        """Answer the fast path's calls as the server's output arrives, in the pipe's own read
+        callback: no task wakes up for them (``upstream._read_output`` otherwise takes each
+        line in a task of its own). ``stdout``: anyio's wrapper of the asyncio reader of the
+        server's output. Every other line, and an answer that cannot be written to the client at
+        once, goes on to that reader unchanged and whole lines only, so ``_read_output`` sees the
+        same lines, in the same order, minus those answered here. UTF-8 only (a line is cut at
+        its newline byte); False: not tapped (another encoding, another backend)."""
+        reader = getattr(stdout, "_stream", None)
+        if encoding.replace("-", "").lower() != "utf8" or not callable(getattr(reader, "feed_data", None)):
+            return False
+        feed_data, feed_eof = reader.feed_data, reader.feed_eof
+        pending = bytearray()  # the start of a line whose newline has not come yet
+
+        def on_data(chunk: bytes) -> None:
+            if not pending and not self.calls and chunk.endswith(b"\n"):
+                feed_data(chunk)  # nothing of ours in flight: whole lines straight on
+                return
+            start = len(pending)
+            pending.extend(chunk)
+            end = pending.rfind(b"\n", start)
+            if end < 0:
+                return
+            whole = bytes(pending[: end + 1])
+            del pending[: end + 1]
+            if self.calls:
+                whole = b"".join(line for line in whole.splitlines(keepends=True) if not self._answered(line))
+            if whole:
+                feed_data(whole)
+
+        def on_eof() -> None:
+            if pending:
+                feed_data(bytes(pending))
+                pending.clear()
+            feed_eof()
+
+        reader.feed_data, reader.feed_eof = on_data, on_eof
+        return True
+
+    def _answered(self, line: bytes) -> bool:
+        """Was ``line`` the answer to a fast call, now written to its client? Never raises (it
+        runs inside the pipe's read callback): anything unexpected leaves the line to the task."""
+        try:
+            if b'"result"' not in line:
+                return False  # an error answer, a request, a notification: the task's
+            message = types.jsonrpc_message_adapter.validate_json(line.decode("utf-8"), by_name=False)
+            if not isinstance(message, types.JSONRPCResponse) or message.id is None:
+                return False
+            key = coerce_request_id(message.id)
+            call = self.calls.get(key)
+            if call is None or not call.owner.finish_now(call, message):
+                return False
+            self.calls.pop(key, None)
+            return True
+        except Exception:  # noqa: BLE001
+            log.exception("plr proxy: the fast path failed on a server's answer")
+            return False
 
     def close(self) -> None:
         """The server's output ended: no new call uses this lane; the waiting ones are failed."""

@@ -109,7 +109,10 @@ async def serve(
                 await hello.refuse(front_streams[1], str(e))
             refused = e  # not raised in here: the front's task group would wrap it
     if proxy.fast is not None and os.environ.get("PLR_PROXY_FAST") == "report":
-        options.stderr(f"plr proxy: the fast path served {proxy.fast.taken} tools/call requests")
+        options.stderr(
+            f"plr proxy: the fast path served {proxy.fast.taken} tools/call requests"
+            f" ({proxy.fast.answered_now} answered as the server's output came in)"
+        )
     if refused is not None:
         raise refused
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import stat
 import threading
 from collections.abc import AsyncIterator
@@ -193,8 +194,26 @@ class _Writer:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        try:  # a pipe takes a write of up to PIPE_BUF bytes whole or not at all
+            self.atomic = stat.S_ISFIFO(os.fstat(fd).st_mode) and not os.get_blocking(fd)
+        except OSError:
+            self.atomic = False
         self.lock = anyio.Lock()
         self.slow_writes: set[anyio.CancelScope] = set()  # frames still being written
+
+    def write_now(self, data: bytes) -> bool:
+        """Write a whole frame without waiting, or nothing at all (False): only a frame a
+        non-blocking pipe takes whole or refuses, and only while no other frame is half written.
+        A client that is gone counts as written (as ``write``'s callers ignore it)."""
+        if not self.atomic or len(data) > select.PIPE_BUF or self.lock.locked():
+            return False
+        try:
+            os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            pass  # the client is gone; the reader sees the end of its input
+        return True
 
     async def write(self, data: bytes) -> None:
         lock = self.lock
@@ -368,6 +387,14 @@ class _Reader:
             await self.writer.write(msg.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n")
         except OSError:
             pass  # the client is gone; the reader sees the end of its input
+
+    def reply_now(self, data: bytes, rid: Any) -> bool:
+        """``reply_frame`` if the client's pipe takes the whole line at once (False: nothing was
+        written, nor freed)."""
+        if not self.writer.write_now(data):
+            return False
+        self.in_flight.ids.discard(_id_key(rid))
+        return True
 
     async def reply_frame(self, data: bytes, rid: Any) -> None:
         """``reply`` of a message the fast path has written already (one line)."""

@@ -405,6 +405,7 @@ async def _server_process(params: StdioServerParameters, run: _ServerRun) -> Asy
     stdin_pipe = process.stdin
     lane = run.lane
     lane.attach(stdin_pipe, params.encoding)
+    lane.tap(process.stdout, params.encoding)
     # no awaits until the task group is entered, or a cancellation would leak the process
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)

@@ -118,10 +118,18 @@ class _Run:
         return self.upstream_log.read_bytes().splitlines() if self.upstream_log.exists() else []
 
 
+# what the fast run of the last ``_both`` reported: calls served, and of those answered in the
+# server pipe's read callback (lane.tap)
+_REPORT: dict[str, int] = {}
+
+
 def _served(stderr: str) -> int:
     for line in stderr.splitlines():
         if "the fast path served" in line:
-            return int(line.split("served")[1].split()[0])
+            m = re.search(r"served (\d+) tools/call requests \((\d+) answered as the server's output came in\)", line)
+            assert m is not None, line
+            _REPORT.update(served=int(m[1]), answered_now=int(m[2]))
+            return int(m[1])
     raise AssertionError(f"no fast-path report in the proxy's stderr:\n{stderr[-2000:]}")
 
 
@@ -240,6 +248,10 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
     # a 2025-era server has no input requests: its `input_required` is no CallToolResult either
     assert "invalid result" in answers[5]["error"]["message"]
     assert served == len(calls) - 1  # all but the one that needs a human
+    # every successful result (plain text, a small frame, one call at a time: the client's pipe
+    # always takes it whole) was answered as the server's output came in, with the same bytes
+    ok = [a for a in answers if "result" in a and a["result"].get("isError") is False]
+    assert len(ok) >= 20 and _REPORT["answered_now"] == len(ok), _REPORT
 
 
 def test_a_deadline_answers_the_client_and_cancels_upstream_alike(tmp_path: Path) -> None:
