@@ -1,0 +1,170 @@
+"""The HTTP front's two protocols (``dsl.proxy.http.guarded_protocol``): uvicorn's httptools one
+(the default when httptools is importable) and its h11 one (``PLR_PROXY_HTTP=h11``) read requests
+alike where it matters: the same raw requests, sent to an echo app behind each, get the same
+status and the app sees the same request (method, path, query, headers, body). What llhttp checks
+and h11 does not (``Host``, ``Transfer-Encoding``, the size of an incomplete head, trailers,
+absolute-form targets, Upgrade) is done by the httptools protocol itself; these cases pin it.
+The guards themselves (read deadline, connection cap) are tested on both protocols against the
+real proxy in test_http_hardening.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+pytest.importorskip("httptools")
+uvicorn = pytest.importorskip("uvicorn")
+
+from dsl.proxy.http import front_protocol, guarded_protocol  # noqa: E402
+
+
+async def _echo(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    seen = {
+        "method": scope["method"], "path": scope["path"], "raw_path": scope["raw_path"].decode("latin-1"),
+        "query": scope["query_string"].decode("latin-1"), "version": scope["http_version"],
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+        "body": body.decode("latin-1"),
+    }  # fmt: skip
+    out = json.dumps(seen).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(out)).encode())]})
+    await send({"type": "http.response.body", "body": out})
+
+
+async def _answers(port: int, pieces: list[bytes], count: int) -> list[tuple[int, Any]]:
+    """Send ``pieces`` (each its own write, so each its own read at the server), then read up to
+    ``count`` answers (fewer if the server closes): (status, what the app saw)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for piece in pieces:
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(0.05)  # apart: one read each
+    got: list[tuple[int, Any]] = []
+    try:
+        while len(got) < count:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                break
+            status = int(head.split(b" ", 2)[1])
+            if status == 100:
+                continue
+            lines = [line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line]
+            length = next((int(v) for k, v in lines if k.strip().lower() == b"content-length"), None)
+            body = await reader.readexactly(length) if length is not None else await reader.read()
+            got.append((status, json.loads(body) if status == 200 else None))
+            if length is None:
+                break
+    finally:
+        writer.close()
+    return got
+
+
+async def _both(pieces: list[bytes], count: int = 1) -> dict[str, list[tuple[int, Any]]]:
+    servers = {}
+    try:
+        for kind in ("h11", "httptools"):
+            config = uvicorn.Config(
+                _echo, host="127.0.0.1", port=0, log_level="critical", log_config=None, lifespan="on", ws="none",
+                http=guarded_protocol(10, 64, lambda line: None, kind),
+            )  # fmt: skip
+            server = uvicorn.Server(config)
+            task = asyncio.ensure_future(server.serve())
+            while not server.started:
+                assert not task.done()
+                await asyncio.sleep(0.01)
+            servers[kind] = (server, task)
+        ports = {k: s.servers[0].sockets[0].getsockname()[1] for k, (s, _) in servers.items()}
+        return {k: await _answers(p, pieces, count) for k, p in ports.items()}
+    finally:
+        for server, _ in servers.values():
+            server.should_exit = True
+        await asyncio.gather(*(t for _, t in servers.values()))
+
+
+REQ = b"POST /mcp?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+CHUNKED = b"POST /mcp HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+BIG = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 20000
+
+# name: (pieces, what both must answer: a status per response, or None for "served, the same way")
+CASES: dict[str, tuple[list[bytes], list[int]]] = {
+    "plain": ([REQ], [200]),
+    "keep-alive": ([REQ, REQ], [200, 200]),
+    "pipelined": ([REQ + REQ], [200, 200]),
+    "body in pieces": ([REQ[:-2], b"bc"], [200]),
+    "chunked": ([CHUNKED + b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"], [200]),
+    "chunked in pieces": ([CHUNKED + b"3\r\nab", b"c\r\n0\r\n", b"\r\n"], [200]),
+    "trailers never join the headers": ([CHUNKED + b"3\r\nabc\r\n0\r\nHost: evil\r\nAuthorization: x\r\n\r\n"], [200]),
+    "expect 100-continue": ([b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n", b"abc"], [200]),
+    "HTTP/1.0 without Host": ([b"GET / HTTP/1.0\r\n\r\n"], [200]),
+    "HTTP/1.1 without Host": ([b"GET / HTTP/1.1\r\n\r\n"], [400]),
+    "two Hosts": ([b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"], [400]),
+    "Transfer-Encoding not chunked": ([b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"], [400]),
+    "two Content-Lengths that differ": ([b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"], [400]),
+    "a bad Content-Length": ([b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc"], [400]),
+    "a bad chunk size": ([CHUNKED + b"zz\r\nabc\r\n0\r\n\r\n"], [400]),
+    "a header line without a colon": ([b"GET / HTTP/1.1\r\nHost: a\r\nX\r\n\r\n"], [400]),
+    "a space before the colon": ([b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"], [400]),
+    "a CR in a value": ([b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n"], [400]),
+    "a NUL in the target": ([b"GET /\x00 HTTP/1.1\r\nHost: a\r\n\r\n"], [400]),
+    "not HTTP": ([b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"], [400]),
+    "a 20 KiB head in one read": ([BIG + b"\r\n\r\n"], [200]),
+    "a 20 KiB head still incomplete after two reads": ([BIG, b"\r\n\r\n"], [400]),
+    "10 KiB of head then 10 KiB more": ([BIG[:10000], BIG[10000:], b"\r\n\r\n"], [400]),
+    "a 20 KiB trailer section": ([CHUNKED + b"0\r\n", b"X: " + b"a" * 20000, b"\r\n\r\n"], [400]),
+    "absolute form": ([b"POST http://evil/mcp?q HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"], [200]),
+    "a fragment": ([b"GET /mcp#x HTTP/1.1\r\nHost: a\r\n\r\n"], [200]),
+    "percent-encoded path": ([b"GET /a%2Fb%20c?x=%20 HTTP/1.1\r\nHost: a\r\n\r\n"], [200]),
+    "Upgrade, then the next request": (
+        [b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [200, 200],
+    ),
+    "Connection: close": ([b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" + REQ], [200]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_both_protocols_read_requests_alike(name: str) -> None:
+    pieces, statuses = CASES[name]
+    got = asyncio.run(_both(pieces, len(statuses)))
+    assert [s for s, _ in got["h11"]] == statuses, got["h11"]
+    assert got["httptools"] == got["h11"]  # same statuses, and the app saw the same requests
+
+
+def test_the_trailers_and_the_absolute_form_are_what_h11_makes_of_them() -> None:
+    got = asyncio.run(_both([CASES["trailers never join the headers"][0][0]]))["httptools"]
+    assert got[0][1]["headers"] == [["host", "a"], ["transfer-encoding", "chunked"]] and got[0][1]["body"] == "abc"
+    got = asyncio.run(_both(CASES["absolute form"][0]))["httptools"]
+    assert (got[0][1]["path"], got[0][1]["query"]) == ("http://evil/mcp", "q")  # not /mcp: no route
+
+
+def test_httptools_is_the_default_and_plr_proxy_http_h11_forces_h11(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    monkeypatch.delenv("PLR_PROXY_HTTP", raising=False)
+    assert front_protocol() == "httptools"
+    assert issubclass(guarded_protocol(10, 64, print), HttpToolsProtocol)
+    monkeypatch.setenv("PLR_PROXY_HTTP", "h11")
+    assert front_protocol() == "h11"
+    cls = guarded_protocol(10, 64, print)
+    assert issubclass(cls, H11Protocol) and not issubclass(cls, HttpToolsProtocol)
