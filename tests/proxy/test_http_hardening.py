@@ -2,7 +2,8 @@
 
 Real processes throughout: `plr proxy --listen ...` (``python -m dsl.proxy``) in front of the fake
 codex worker as its command, raw sockets for the attacker, raw HTTP where a header must be forged,
-and the SDK's ``Client`` as the valid agent.
+and the SDK's ``Client`` as the valid agent. The guards run on both of the front's protocols
+(httptools, the default, and h11: ``PLR_PROXY_HTTP``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ INIT = {
     "jsonrpc": "2.0", "id": 1, "method": "initialize",
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
 }  # fmt: skip
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def front(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The HTTP protocol the proxy under test serves with (``PLR_PROXY_HTTP``; base_env passes it)."""
+    if request.param == "httptools":
+        pytest.importorskip("httptools")
+    monkeypatch.setenv("PLR_PROXY_HTTP", request.param)
+    return str(request.param)
 
 
 @contextmanager
@@ -125,6 +135,7 @@ HALF_BODY = (
 # --- 8. slowloris: half-sent requests are capped and reaped; a valid client is still served -----
 
 
+@pytest.mark.usefixtures("front")
 async def test_stalled_connections_cannot_lock_out_a_valid_client(setup: ProxySetup) -> None:
     """200 connections that never finish their headers, against --max-connections 64 and a read
     timeout far away: the proxy keeps at most 64 of them (each newcomer closes the one that has
@@ -156,6 +167,7 @@ async def open_session(url: str) -> str:
     return sid
 
 
+@pytest.mark.usefixtures("front")
 async def test_at_the_connection_cap_with_nobody_stalled_a_newcomer_gets_503(setup: ProxySetup) -> None:
     """--max-connections 3, all three held by sessions' open event streams (busy, never chosen to
     make room): a fourth connection is answered 503 and closed; once a stream ends, clients are
@@ -182,6 +194,7 @@ async def test_at_the_connection_cap_with_nobody_stalled_a_newcomer_gets_503(set
     assert "3 HTTP connections open (--max-connections): all busy, refusing new ones (503)" in setup.stderr.read_text()
 
 
+@pytest.mark.usefixtures("front")
 async def test_half_sent_requests_are_closed_after_the_read_timeout(setup: ProxySetup) -> None:
     """Connections that stop inside their headers, inside their body, or send nothing at all are
     closed once --read-timeout passes (uvicorn alone keeps them for ever), and a valid client is
@@ -199,6 +212,7 @@ async def test_half_sent_requests_are_closed_after_the_read_timeout(setup: Proxy
             await valid_client_is_served(f"http://127.0.0.1:{port}/mcp")
 
 
+@pytest.mark.usefixtures("front")
 async def test_an_idle_session_expires(setup: ProxySetup) -> None:
     """A handshake-era session with nothing in flight for --session-idle-timeout is ended: its id
     answers 404 afterwards."""
@@ -223,6 +237,7 @@ async def post_init(port: int, connect: str = "127.0.0.1", **headers: str) -> in
     return r.status_code
 
 
+@pytest.mark.usefixtures("front")
 @pytest.mark.parametrize(
     ("listen", "connect", "tokens"),
     [("LOCALHOST", "127.0.0.1", False), ("127.0.0.2", "127.0.0.2", False), ("127.0.0.2", "127.0.0.2", True)],
@@ -273,6 +288,7 @@ def test_a_public_listener_without_tokens_refuses_to_start(setup: ProxySetup) ->
     assert setup.calls() == [] and not setup.audit.exists()
 
 
+@pytest.mark.usefixtures("front")
 async def test_insecure_no_auth_starts_a_public_listener_that_still_checks_host(setup: ProxySetup) -> None:
     """With --insecure-no-auth 0.0.0.0 is served (a warning says what was given up), and Host is
     still checked: loopback names and --allow-host HOST:PORT pass, anything else is 421."""
@@ -322,3 +338,27 @@ def test_a_connection_cap_past_the_open_files_limit_refuses_to_start(setup: Prox
     assert proc.returncode == 2, err
     assert "--max-connections 512 needs 768 open files" in err and "Traceback" not in err
     assert setup.calls() == []
+
+
+@pytest.mark.parametrize("forced", [None, "h11"], ids=["default", "PLR_PROXY_HTTP=h11"])
+def test_the_proxy_serves_with_httptools_unless_h11_is_forced(
+    setup: ProxySetup, monkeypatch: pytest.MonkeyPatch, forced: str | None
+) -> None:
+    """A header value with a DEL byte: llhttp refuses it (uvicorn's 400), h11 lets it through to
+    the SDK (which answers the GET without a session itself): which parser the running proxy uses."""
+    pytest.importorskip("httptools")
+    if forced is None:
+        monkeypatch.delenv("PLR_PROXY_HTTP", raising=False)
+    else:
+        monkeypatch.setenv("PLR_PROXY_HTTP", forced)
+    with proxy_on(setup, "127.0.0.1:PORT") as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(f"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nX: a\x7fb\r\n\r\n".encode())
+            got = b""
+            while chunk := s.recv(4096):
+                got += chunk
+    status = got.split(b" ", 2)[1]
+    if forced is None:
+        assert status == b"400" and got.endswith(b"Invalid HTTP request received."), got
+    else:
+        assert status != b"400" and b"Invalid HTTP request received." not in got, got
