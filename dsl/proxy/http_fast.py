@@ -53,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +60,10 @@ import anyio
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
-from .deciding import ToolCall, denied
+from .deciding import ToolCall, denied, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
+# the ``_`` names are private there: shortcuts its tests (tests/proxy/test_fast_frames.py) hold to the models
+from .fast_calls import _REQUEST_2025, _RESULT_2025, _one_surface, _plain_text, client_frame
 from .http import identity_for_header
 
 if TYPE_CHECKING:
@@ -390,7 +391,10 @@ class HttpFastCalls:
             name, args = p.get("name"), p.get("arguments")
             if name.__class__ is not str or not (args is None or args.__class__ is dict):
                 return False
-            methods.validate_client_request("tools/call", version, p)
+            if methods.CLIENT_REQUESTS.get(("tools/call", version)) is not _REQUEST_2025:
+                methods.validate_client_request("tools/call", version, p)
+            # else: a str name and a dict or no arguments, nothing else, always pass that model
+            # (as in FastCalls.take_now; tests/proxy/test_fast_frames.py holds it to the model)
         except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
             return False
         identity = self.sessions.identity
@@ -399,7 +403,7 @@ class HttpFastCalls:
             if identity is None:
                 return False  # TokenGate lets no such request through; the SDK path fails it closed
         decisions = self.decisions
-        c = ToolCall(uuid.uuid4().hex[:16], name, args if args is not None else {}, sid, identity)
+        c = ToolCall(new_call_id(), name, args if args is not None else {}, sid, identity)
         d, us = decisions.decide(c, False)
         if d.effect == "approval_required" or (d.code == "hidden" and decisions.loaded.policy.default == "allow"):
             return False  # a human, or the server's own answer: the SDK path (nothing was counted)
@@ -552,16 +556,12 @@ class HttpFastCalls:
 
         session = up.session
         dispatcher = session._dispatcher  # noqa: SLF001 - mcp==2.3.0 is pinned
-        fwd: dict[str, Any] = {"name": p["name"]}
-        if p.get("arguments") is not None:
-            fwd["arguments"] = p["arguments"]
-        request = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd))
-        # ClientSession.send_request
-        data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+        # ClientSession.send_request (the request's dump: ``upstream_body`` without the models)
+        data = _request_dump(p["name"], p.get("arguments"))
         opts: dict[str, Any] = {}
         session._stamp(data, opts)  # noqa: SLF001
         stamped = opts.setdefault("headers", {})
-        if (key := type(request).name_param) is not None and MCP_NAME_HEADER not in stamped:
+        if (key := types.CallToolRequest.name_param) is not None and MCP_NAME_HEADER not in stamped:
             stamped[MCP_NAME_HEADER] = encode_header_value((data.get("params") or {})[key])
         # JSONRPCDispatcher.send_raw_request
         up_id = dispatcher._allocate_id()  # noqa: SLF001
@@ -574,7 +574,6 @@ class HttpFastCalls:
             out_params["_meta"] = meta
         else:
             out_params.pop("_meta", None)
-        frame = types.JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=out_params)
         # StreamableHTTPTransport._prepare_headers, then the message's own headers
         http_headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         if wire.session_id:
@@ -582,7 +581,7 @@ class HttpFastCalls:
         if MCP_PROTOCOL_VERSION_HEADER in stamped:
             http_headers[MCP_PROTOCOL_VERSION_HEADER] = stamped[MCP_PROTOCOL_VERSION_HEADER]
         http_headers.update(stamped)
-        body = frame.model_dump(by_alias=True, mode="json", exclude_unset=True)
+        body = _frame_dump(up_id, out_params)
 
         rid = message.id
         key = str(rid)
@@ -598,13 +597,16 @@ class HttpFastCalls:
         reply.arm_pings(self.tasks)
         try:
             outcome: Any = None
+            shaped: dict[str, Any] | None = None  # the result shaped for the client (``_upstream_result``)
             took = 0.0
             error: BaseException | None = None
             try:
                 with self.sessions.link_request(link, waiting):
                     t0 = time.perf_counter()
                     try:
-                        outcome = await self._exchange(call, wire, dispatcher, session, up_id, body, http_headers)
+                        outcome, shaped = await self._exchange(
+                            call, wire, dispatcher, session, up_id, body, http_headers, version
+                        )
                     except MCPError:
                         if not link.lost:
                             raise
@@ -634,7 +636,7 @@ class HttpFastCalls:
                 final = self._error_message(rid, error)
             else:
                 self.decisions.answered(d, took, result=outcome)
-                final = self._result_message(rid, version, outcome)
+                final = self._result_message(rid, version, outcome) if shaped is None else _Shaped(rid, shaped)
             call.over = True
             await self._answer(transport, streams, reply, call, final)
         finally:
@@ -648,10 +650,12 @@ class HttpFastCalls:
             streams[1].close()
 
     async def _exchange(
-        self, call: _Call, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str]
-    ) -> dict[str, Any]:
+        self, call: _Call, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str],
+        client_version: str,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:  # fmt: skip
         """One request on the session's upstream session, under ``--upstream-timeout``: the result
-        as ``Forwarder.exchange`` hands it on, or the ``MCPError`` it raises."""
+        as ``Forwarder.exchange`` hands it on (and shaped for the client: ``_upstream_result``), or
+        the ``MCPError`` it raises."""
         from .forwarding import _Timer
 
         timer = _Timer(self.timeout)
@@ -681,16 +685,21 @@ class HttpFastCalls:
             raise map_error(MCPError(code=outcome.code, message=outcome.message, data=outcome.data),
                             restarting=self.shared.restarting)  # fmt: skip
         try:
-            result = self._upstream_result(session, outcome)
+            return self._upstream_result(session, outcome, client_version)
         except MCPError:
             raise
         except Exception as e:  # noqa: BLE001 - as Forwarder.exchange maps it
             raise map_error(e, restarting=self.shared.restarting) from None
-        return result
 
     @staticmethod
-    def _upstream_result(session: Any, raw: Any) -> dict[str, Any]:
-        """What ``ClientSession.send_request`` and ``Forwarder.exchange`` make of the server's result."""
+    def _upstream_result(session: Any, raw: Any, client_version: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """What ``ClientSession.send_request`` and ``Forwarder.exchange`` make of the server's
+        result, and, when the client's protocol version has the same result model as the
+        server's (every 2025-era pair), that result already shaped for the client, as the runner
+        shapes it (``_result_message``): the model ignores unknown keys, so validating it once
+        gives what validating it, dropping the later revisions' keys and shaping it gives (as
+        ``FastCalls._upstream_result``; held to the two steps by tests/proxy/test_fast_frames.py).
+        None: ``_result_message`` shapes it."""
         from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
         from mcp_types import methods
 
@@ -698,8 +707,14 @@ class HttpFastCalls:
 
         _clamp_inbound_ttl(raw)
         version = session._negotiated_version or "2025-11-25"  # noqa: SLF001
+        shaped: dict[str, Any] | None = None
         try:
-            methods.validate_server_result("tools/call", version, raw)
+            if _one_surface(version, client_version):
+                shaped = _plain_text(raw) if methods.SERVER_RESULTS.get(("tools/call", version)) is _RESULT_2025 else None
+                if shaped is None:
+                    shaped = methods.serialize_server_result("tools/call", version, raw)
+            else:
+                methods.validate_server_result("tools/call", version, raw)
         except KeyError:
             pass
         if not (foreign := _later_revision_fields("tools/call", version)).isdisjoint(raw):
@@ -710,7 +725,7 @@ class HttpFastCalls:
                 code=types.INTERNAL_ERROR,
                 message="plr: the upstream server asked for input that cannot be relayed to a 2025-era client",
             )
-        return result
+        return result, shaped
 
     async def _post(
         self, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str]
@@ -914,6 +929,8 @@ class HttpFastCalls:
         if done is not None:
             from mcp.shared.message import SessionMessage
 
+            if final.__class__ is _Shaped:
+                final = types.JSONRPCResponse(jsonrpc="2.0", id=final.rid, result=final.result)
             try:
                 await transport._write_stream.send(SessionMessage(final))  # noqa: SLF001
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
@@ -928,8 +945,27 @@ class HttpFastCalls:
                 out.append(self._event(transport, reader.receive_nowait().message))
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 break
-        out.append(self._event(transport, final))
+        out.append(_result_event(final.rid, final.result) if final.__class__ is _Shaped else self._event(transport, final))
         await reply.events(out)
+
+
+class _Shaped:
+    """A result shaped for the client (``_upstream_result``): the answer ``_result_message`` would
+    make of it, written without the model (``_result_event``)."""
+
+    __slots__ = ("rid", "result")
+
+    def __init__(self, rid: Any, result: dict[str, Any]) -> None:
+        self.rid = rid
+        self.result = result
+
+
+def _result_event(rid: Any, result: dict[str, Any]) -> bytes:
+    """``HttpFastCalls._event`` of ``JSONRPCResponse(jsonrpc="2.0", id=rid, result=result)``: the
+    event ``sse_starlette`` writes of the message's ``model_dump_json(by_alias=True,
+    exclude_unset=True)`` (``client_frame``'s bytes, held equal to that dump by
+    tests/proxy/test_fast_frames.py; a JSON text holds no line break), and no event id."""
+    return b"event: message\r\ndata: " + client_frame(rid, result)[:-1] + b"\r\n\r\n"
 
 
 class _RawConn(asyncio.StreamReaderProtocol):
@@ -1260,6 +1296,61 @@ def _raw_body_class() -> Any:
 
         _RAW_BODY = type("RawBody", (_RawBody, httpx2.AsyncByteStream), {"__slots__": ()})
     return _RAW_BODY
+
+
+def _request_dump(name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
+    """``CallToolRequest(params=...).model_dump(by_alias=True, mode="json", exclude_none=True)``
+    of a str name and JSON-parsed arguments (a dict or None), without the models: such values
+    pass through them unchanged but for a float that is not finite (NaN, 1e400), which becomes
+    None: then the models themselves (tests/proxy/test_http_fast_frames.py holds the two equal)."""
+    if arguments is None:
+        return {"method": "tools/call", "params": {"name": name}}
+    try:
+        plain = _json_native(arguments)
+    except RecursionError:
+        plain = False
+    if plain:
+        return {"method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    return request_dump_of_models(name, arguments)
+
+
+def request_dump_of_models(name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:
+    """``_request_dump`` as the SDK path makes it."""
+    fwd: dict[str, Any] = {"name": name}
+    if arguments is not None:
+        fwd["arguments"] = arguments
+    request = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(fwd))
+    return request.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _frame_dump(up_id: int, params: dict[str, Any]) -> dict[str, Any]:
+    """``JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=params)`` dumped
+    (``by_alias=True, mode="json", exclude_unset=True``), for params that ``_request_dump`` made
+    (JSON-native values: unchanged by the model) and the dispatcher's ``_meta``; else the model."""
+    meta = params.get("_meta")
+    if up_id.__class__ is int and (meta is None or _json_native(meta)):
+        return {"jsonrpc": "2.0", "id": up_id, "method": "tools/call", "params": params}
+    frame = types.JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=params)
+    return frame.model_dump(by_alias=True, mode="json", exclude_unset=True)
+
+
+_NATIVE = frozenset({str, int, bool, type(None)})
+
+
+def _json_native(value: Any) -> bool:
+    """Is ``value`` made of what ``model_dump(mode="json")`` passes on as it is: dicts with str
+    keys, lists, str, int, bool, None and finite floats (no NaN or infinity)?"""
+    cls = value.__class__
+    if cls is dict:
+        for k, v in value.items():
+            if k.__class__ is not str or not (v.__class__ in _NATIVE or _json_native(v)):
+                return False
+        return True
+    if cls is list:
+        return all(v.__class__ in _NATIVE or _json_native(v) for v in value)
+    if cls is float:
+        return value - value == 0.0  # (inf - inf and nan - nan are nan)
+    return cls in _NATIVE
 
 
 class _RequestHeaders:

@@ -54,12 +54,13 @@ allow tool "close"
 allow tool "moved"
 allow tool "many"
 allow tool "stall"
+allow tool "rich"
 allow tool "wait" if approved
 """
 # what differs between two runs of the same calls: when, how long, and random ids
 VOLATILE = ("ts", "latency_us", "call", "session")
 TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in
-         ("echo", "fail", "bad", "oops", "ask", "sse", "ping", "slow", "gone", "secret", "wait", "chunked", "gzip", "close", "moved", "many", "stall")]  # fmt: skip
+         ("echo", "fail", "bad", "oops", "ask", "sse", "ping", "slow", "gone", "secret", "wait", "chunked", "gzip", "close", "moved", "many", "stall", "rich")]  # fmt: skip
 
 
 class _Upstream:
@@ -184,6 +185,12 @@ class _Upstream:
                     time.sleep(float(args.get("seconds", 3)))
                     self.wfile.write(b"event: message\ndata: " + json.dumps({"jsonrpc": "2.0", "id": rid, "result": echo}).encode() + b"\n\n")
                     self.wfile.flush()
+                elif name == "rich":  # a result of every kind of field, and some no 2025-era client knows
+                    rich = {"content": [{"type": "text", "text": "t", "annotations": {"priority": 0.5}},
+                                        {"type": "image", "data": "aGk=", "mimeType": "image/png"}],
+                            "structuredContent": {"a": [1, 2.5, None], "args": args}, "isError": False,
+                            "_meta": {"k": "v"}, "unknownKey": 1, "ttlMs": -5, "cacheScope": "private"}  # fmt: skip
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": rich})
                 elif name == "gone":  # the server forgets the session (it restarted)
                     with owner.lock:
                         owner.forgotten.add(sid or "")
@@ -461,12 +468,18 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
     """A fixed script that surely reaches each outcome: allowed, deny_if, require, rate limit,
     hidden, default, an upstream error, invalid results, isError, a log message and a ping of
     the server's on the call's stream, a call needing approval (the SDK path both times), answers
-    chunked, compressed, on a connection the server closes and after a redirect, an oversized
+    chunked, compressed, on a connection the server closes and after a redirect, results with
+    every kind of field (and fields no 2025-era client knows), arguments that are not finite
+    numbers (refused), an oversized
     body, and a session the server forgot (then a new upstream session)."""
     calls = [("echo", {"text": "hi"}), ("echo", {"text": "DROP"}), ("echo", {"text": "x" * 3000}),
              ("fail", {}), ("bad", {}), ("oops", {}), ("ask", {}), ("sse", {"text": "s"}), ("ping", {"a": 1}),
              ("secret", {}), ("nope", {}), ("wait", {}), ("echo", {"n": 2**53 + 1, "text": "big"}),
              ("chunked", {"c": 1}), ("gzip", {"g": 1}), ("close", {"x": 1}), ("close", {"x": 2}), ("moved", {"m": 1}),
+             ("rich", {}), ("rich", {"nested": {"n": None}}),
+             ("echo", {"text": "not finite", "x": float("inf"), "y": [float("nan"), {"z": -float("inf")}], "n": None}),
+             ("raw", b'{"jsonrpc": "2.0", "id": "raw", "method": "tools/call", "params": {"name": "echo", '
+                     b'"arguments": {"text": "1e400", "big": 1e400, "list": [-1e999, 1.5e300, 0.1]}}}'),
              *[("echo", {"text": str(i)}) for i in range(30)], ("gone", {}), ("oops", {"after": 1}),
              ("oops", {"again": 1})]  # fmt: skip
 
@@ -476,7 +489,7 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
         sessions.append(c.session or "")
         seen = []
         for i, (name, args) in enumerate(calls):
-            seen.append(c.send(_call(i, name, args)))
+            seen.append(c.post(args) if isinstance(args, bytes) else c.send(_call(i, name, args)))
             if name == "ping":
                 time.sleep(0.2)
         seen.append(c.post(json.dumps(_call("huge", "echo", {"text": "y" * (5 * 2**20)})).encode()))
@@ -494,6 +507,11 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
     for i in range(13, 18):  # chunked, compressed, a closed connection (twice), a redirect: all answered
         assert _answer(answers[i])["result"]["isError"] is False, answers[i]
     assert any(path == "POST" and '"name":"moved"' in body for path, _, body in upstream)
+    rich = _answer(answers[18])["result"]  # shaped for the client: its fields, no others
+    assert rich["structuredContent"]["a"] == [1, 2.5, None] and "unknownKey" not in rich and "ttlMs" not in rich
+    for i in (20, 21):  # numbers that are not finite: refused before anything is forwarded
+        assert "NaN or Infinity" in _answer(answers[i])["result"]["content"][0]["text"]
+    assert not any("not finite" in body or "1e400" in body for _, _, body in upstream)
     assert "no longer knows this session" in _answer(answers[-4])["error"]["message"]
     assert _answer(answers[-3])["result"]["content"][0]["text"] == "no"  # a new upstream session
     assert answers[-1][0] == 413

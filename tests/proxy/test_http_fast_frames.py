@@ -1,0 +1,179 @@
+"""The HTTP fast path (dsl/proxy/http_fast.py) builds the upstream request's body and the client's
+answer without the SDK's models: what it builds must be what the models build, for every name,
+arguments and result a client or server can send (the differential test, tests/proxy/
+test_http_fast.py, compares the two paths end to end on fewer of them)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import mcp_types as types
+import pydantic_core
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
+from mcp.server.streamable_http import EventMessage, StreamableHTTPServerTransport
+from mcp_types import methods
+
+from dsl.proxy.forwarding import RAW
+from dsl.proxy.http_fast import (
+    HttpFastCalls,
+    _frame_dump,
+    _json_native,
+    _request_dump,
+    _result_event,
+    request_dump_of_models,
+)
+
+from .test_fast_frames import ERA_2025, _json, _results, _text
+
+
+def _through_the_front(name: Any, arguments: Any) -> dict[str, Any]:
+    """The params as the HTTP fast path has them: the POST body parsed (``pydantic_core.from_json``)
+    and validated by the SDK's adapter."""
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}},
+        allow_nan=True,
+        ensure_ascii=False,
+    )
+    raw = pydantic_core.from_json(body.encode("utf-8", "surrogatepass"))
+    return types.jsonrpc_message_adapter.validate_python(raw, by_name=False).params
+
+
+def _models(up_id: int, name: str, arguments: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """The body the SDK path hands ``httpx`` (``json=``): ``ClientSession.send_request`` then
+    ``JSONRPCDispatcher.send_raw_request``."""
+    data = request_dump_of_models(name, arguments)
+    params = dict(data["params"])
+    if meta:
+        params["_meta"] = meta
+    frame = types.JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=params)
+    return frame.model_dump(by_alias=True, mode="json", exclude_unset=True)
+
+
+def _fast(up_id: int, name: str, arguments: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    data = _request_dump(name, arguments)
+    params = dict(data["params"])
+    if meta:
+        params["_meta"] = meta
+    return _frame_dump(up_id, params)
+
+
+def _as_httpx_writes_it(body: dict[str, Any]) -> str:
+    # httpx's ``json=``: json.dumps, ensure_ascii off, compact, NaN refused (here: told as NaN)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+
+
+_METAS = ({}, {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(name=_text, arguments=st.one_of(st.none(), st.dictionaries(_text, _json, max_size=5)), up_id=st.integers(0, 2**40))
+def test_the_upstream_body_is_the_models_body(name: str, arguments: Any, up_id: int) -> None:
+    try:
+        p = _through_the_front(name, arguments)
+    except Exception:  # noqa: BLE001 - the front answers such a body itself: never forwarded
+        return
+    for meta in _METAS:
+        fast, models = _fast(up_id, p["name"], p.get("arguments"), meta), _models(up_id, p["name"], p.get("arguments"), meta)
+        assert _as_httpx_writes_it(fast) == _as_httpx_writes_it(models)
+
+
+def test_the_upstream_body_edges() -> None:
+    """A float that is not finite (NaN, Infinity, 1e400, deep in the arguments too) becomes None
+    as the models make it; None values stay (the dump drops None fields, not None values); big
+    integers whole; no arguments: no ``arguments``."""
+    p = _through_the_front("t", {"a": float("nan"), "b": [1, {"c": float("inf")}], "d": 10**30, "e": None})
+    assert math.isnan(p["arguments"]["a"])
+    assert not _json_native(p["arguments"])
+    for meta in _METAS:
+        assert _as_httpx_writes_it(_fast(5, "t", p["arguments"], meta)) == _as_httpx_writes_it(_models(5, "t", p["arguments"], meta))
+    assert _fast(5, "t", p["arguments"], {})["params"]["arguments"] == {"a": None, "b": [1, {"c": None}], "d": 10**30, "e": None}
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"x":1e400,"y":[-1e999]}}}'
+    p = types.jsonrpc_message_adapter.validate_python(pydantic_core.from_json(body), by_name=False).params
+    assert _fast(1, "t", p["arguments"], {}) == _models(1, "t", p["arguments"], {})
+    assert _fast(1, "t", p["arguments"], {})["params"]["arguments"] == {"x": None, "y": [None]}
+    assert _fast(2, "t", None, {}) == _models(2, "t", None, {}) == {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "t"}}
+    assert _json_native({"a": [1, 2.5, "x", None, True, {"b": -0.0}]})
+    assert not _json_native({"a": (1,)}) and not _json_native({1: 2}) and not _json_native({"a": b"x"})
+    deep: Any = {}
+    for _ in range(5000):  # deeper than Python recurses: the models say what becomes of it
+        deep = {"d": deep}
+    with pytest.raises(ValueError) as by_models:
+        request_dump_of_models("t", deep)
+    with pytest.raises(ValueError) as by_fast:
+        _request_dump("t", deep)
+    assert str(by_fast.value) == str(by_models.value)
+
+
+def _event_of_models(rid: Any, result: dict[str, Any]) -> bytes:
+    """``HttpFastCalls._event`` of the answer ``_result_message`` makes (the SDK transport's event)."""
+    transport = SimpleNamespace(_create_event_data=lambda m: StreamableHTTPServerTransport._create_event_data(None, m))  # type: ignore[arg-type]
+    assert EventMessage  # (what _event wraps the message in)
+    return HttpFastCalls._event(transport, types.JSONRPCResponse(jsonrpc="2.0", id=rid, result=result))
+
+
+@pytest.mark.parametrize("rid", [0, -1, 2**53 + 1, "", "1", "é\u2028", "a\nb", "x" * 300])
+@given(result=st.dictionaries(_text, _json, max_size=4))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+def test_the_answer_event_is_the_models_event(rid: Any, result: dict[str, Any]) -> None:
+    try:
+        expected = _event_of_models(rid, result)
+    except Exception as e:  # noqa: BLE001 - what the models cannot write, the shortcut cannot either
+        with pytest.raises(type(e)):
+            _result_event(rid, result)
+        return
+    assert _result_event(rid, result) == expected
+
+
+def _two_steps(server: str, client: str, raw: dict[str, Any]) -> tuple[str, Any]:
+    """What the HTTP fast path did before: validate for the server's version, drop the later
+    revisions' keys, copy (``RAW``), shape for the client's version (``_result_message``)."""
+    raw = copy.deepcopy(raw)
+    _clamp_inbound_ttl(raw)
+    try:
+        methods.validate_server_result("tools/call", server, raw)
+    except Exception as e:  # noqa: BLE001
+        return "invalid", type(e)
+    result = RAW.validate_python({k: v for k, v in raw.items() if k not in _later_revision_fields("tools/call", server)})
+    if result.get("resultType") == "input_required":
+        return "input_required", None
+    try:
+        shaped = methods.serialize_server_result("tools/call", client, result)
+    except Exception as e:  # noqa: BLE001
+        return "unshapeable", type(e)
+    return "shaped", (result, shaped)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_results, server=st.sampled_from(ERA_2025), client=st.sampled_from(ERA_2025))
+def test_the_upstream_result_is_the_two_steps(raw: dict[str, Any], server: str, client: str) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    expected = _two_steps(server, client, raw)
+    session = SimpleNamespace(_negotiated_version=server)
+    try:
+        result, shaped = HttpFastCalls._upstream_result(session, copy.deepcopy(raw), client)
+    except MCPError:
+        assert expected == ("input_required", None)
+        return
+    except Exception as e:  # noqa: BLE001
+        assert expected == ("invalid", type(e))
+        return
+    assert shaped is not None  # every 2025-era pair has one model
+    assert expected == ("shaped", (result, shaped))
+    assert list(shaped) == list(expected[1][1])  # the same keys in the same order: the same bytes
+    assert _result_event(3, shaped) == _event_of_models(3, expected[1][1])
+
+
+def test_a_result_of_another_model_is_shaped_by_the_runner() -> None:
+    """Where the client's model is not the server's (another era), ``_upstream_result`` leaves the
+    shaping to ``_result_message``, as before."""
+    session = SimpleNamespace(_negotiated_version="2025-11-25")
+    result, shaped = HttpFastCalls._upstream_result(session, {"content": [{"type": "text", "text": "x"}]}, "2026-07-28")
+    assert shaped is None and result == {"content": [{"type": "text", "text": "x"}]}
