@@ -1009,6 +1009,7 @@ class _RawTransport:
     def __init__(self) -> None:
         self._idle: dict[tuple[bytes, int], list[tuple[Any, Any]]] = {}
         self._open: set[Any] = set()
+        self.heads: dict[Any, Any] = {}  # the requests' header lists, for ``_build_post``
 
     async def __aenter__(self) -> _RawTransport:
         return self
@@ -1250,7 +1251,7 @@ def _sent(client: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
 
     @asynccontextmanager
     async def opened() -> Any:
-        request = client.build_request("POST", url, json=body, headers=headers)
+        request = _build_post(client, url, body, headers)
         followed = 0
         while True:
             for hook in hooks["request"]:
@@ -1283,6 +1284,42 @@ def _sent(client: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
             await response.aclose()
 
     return opened()
+
+
+def _build_post(client: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
+    """``client.build_request("POST", url, json=body, headers=headers)`` for the twin client of
+    ``UpstreamWire.bind``: the same request (method, URL, headers in their order and spelling, the
+    body as ``httpx`` encodes it, the timeout extension). Merging the client's headers with the
+    request's is most of what that costs, and for one URL, the same headers and client headers
+    it gives the same list every time but for ``Content-Length``: the list ``httpx`` built for the
+    first such request is kept (per client transport) and reused with this body's length. A
+    client with cookies or query parameters: ``httpx`` builds every request (the jar changes).
+    tests/proxy/test_http_fast_frames.py holds the two equal."""
+    import httpx2
+    from httpx2._content import encode_json
+
+    transport = client._transport  # noqa: SLF001
+    heads = getattr(transport, "heads", None)
+    if heads is None or client.params or client.cookies:
+        return client.build_request("POST", url, json=body, headers=headers)
+    key = (url, tuple(headers.items()), tuple(client.headers.raw))
+    made = heads.get(key)
+    if made is None:
+        request = client.build_request("POST", url, json=body, headers=headers)
+        raw = request.headers.raw
+        at = [i for i, (k, _) in enumerate(raw) if k.lower() == b"content-length"]
+        if len(at) == 1 and raw[at[0]][1] == str(len(request.content)).encode("ascii"):
+            if len(heads) >= 64:
+                heads.clear()
+            heads[key] = (request.url, raw, at[0])
+        return request
+    target, raw, at = made
+    sized, stream = encode_json(body)
+    raw = list(raw)
+    raw[at] = (raw[at][0], sized["Content-Length"].encode("ascii"))
+    request = httpx2.Request("POST", target, headers=raw, stream=stream, extensions={"timeout": client.timeout.as_dict()})
+    request.read()
+    return request
 
 
 _RAW_BODY: Any = None

@@ -177,3 +177,52 @@ def test_a_result_of_another_model_is_shaped_by_the_runner() -> None:
     session = SimpleNamespace(_negotiated_version="2025-11-25")
     result, shaped = HttpFastCalls._upstream_result(session, {"content": [{"type": "text", "text": "x"}]}, "2026-07-28")
     assert shaped is None and result == {"content": [{"type": "text", "text": "x"}]}
+
+
+def _request_seen(request: Any) -> tuple[Any, ...]:
+    """All of an ``httpx`` request a hook or the transport reads."""
+    return (request.method, str(request.url), request.url.raw_path, request.headers.raw, request.read(),
+            request.extensions, type(request.stream), request.headers.encoding)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "client_kw",
+    [
+        {},
+        {"headers": {"User-Agent": "mcp", "X-Extra": "1", "Accept": "*/*"}},
+        {"headers": [("X-Twice", "a"), ("x-twice", "b")], "timeout": 7.5},
+        {"cookies": {"c": "1"}},  # a jar: httpx builds each request
+        {"params": {"q": "1"}},
+    ],
+)
+def test_a_built_post_is_the_one_httpx_builds(client_kw: dict[str, Any]) -> None:
+    """``_build_post`` reuses the header list of the first request to a URL with the same headers:
+    every later request is still the one ``client.build_request`` makes (headers in their order
+    and spelling, ``Content-Length`` of this body, the body as httpx encodes it)."""
+    import httpx2
+
+    from dsl.proxy.http_fast import _build_post, _RawTransport
+
+    client = httpx2.AsyncClient(transport=_RawTransport(), **client_kw)
+    bodies = [{"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "é" * i, "arguments": {"t": "x" * (i * 37)}}}
+              for i in range(6)]  # fmt: skip
+    header_sets = [
+        {"accept": "application/json, text/event-stream", "content-type": "application/json"},
+        {"accept": "application/json, text/event-stream", "content-type": "application/json", "mcp-session-id": "s1",
+         "mcp-protocol-version": "2025-11-25"},  # fmt: skip
+        {"Accept": "text/plain", "content-type": "application/json", "mcp-session-id": "s2", "Content-Length": "3"},
+    ]
+    for url in ("http://127.0.0.1:9/mcp", "http://[::1]:8080/a/b?x=1", "http://example.com/mcp"):
+        for headers in header_sets:
+            for body in bodies:
+                assert _request_seen(_build_post(client, url, body, headers)) == _request_seen(
+                    client.build_request("POST", url, json=body, headers=headers)
+                )
+    assert client._transport.heads or client_kw.get("cookies") or client_kw.get("params")
+    client.cookies.set("late", "1")  # a cookie set later: httpx builds them again
+    body = bodies[1]
+    url, headers = "http://127.0.0.1:9/mcp", header_sets[1]
+    assert _request_seen(_build_post(client, url, body, headers)) == _request_seen(
+        client.build_request("POST", url, json=body, headers=headers)
+    )
+    assert b"late=1" in dict(_build_post(client, url, body, headers).headers.raw)[b"Cookie"]
