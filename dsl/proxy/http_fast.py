@@ -754,7 +754,7 @@ class HttpFastCalls:
             if status >= 400:
                 if ctype.startswith("application/json"):
                     try:
-                        parsed = jsonrpc_message_adapter.validate_json(await response.aread(), by_name=False)
+                        parsed = jsonrpc_message_adapter.validate_json(await _read_body(response), by_name=False)
                         if isinstance(parsed, types.JSONRPCError):
                             return parsed.error
                     except (httpx2.StreamError, ValidationError):
@@ -766,7 +766,7 @@ class HttpFastCalls:
                 return types.ErrorData(code=types.INTERNAL_ERROR, message="Server returned an error response")
             if ctype.startswith("application/json"):
                 try:
-                    message = jsonrpc_message_adapter.validate_json(await response.aread(), by_name=False)
+                    message = jsonrpc_message_adapter.validate_json(await _read_body(response), by_name=False)
                 except (httpx2.StreamError, ValidationError) as exc:
                     return types.ErrorData(code=types.PARSE_ERROR, message=f"Failed to parse JSON response: {exc}")
                 if isinstance(message, (types.JSONRPCResponse, types.JSONRPCError)) and _same_id(message.id, up_id):
@@ -1068,35 +1068,26 @@ class _RawTransport:
         else:
             reader, writer = await self._connect(key, timeouts.get("connect"))
         read_timeout = timeouts.get("read")
+        # (each wait below is bounded by its timeout; a step that cannot wait, the bytes being
+        # there already, needs no deadline: none could expire before it ends)
         try:
             writer.write(data)
             try:
-                with anyio.fail_after(timeouts.get("write")):
-                    await writer.drain()
+                if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
+                    with anyio.fail_after(timeouts.get("write")):
+                        await writer.drain()
+                else:
+                    await writer.drain()  # (all written: nothing to wait for)
             except TimeoutError:
                 raise httpx2.WriteTimeout("timed out sending the request") from None
             except OSError as e:
                 raise httpx2.WriteError(str(e)) from None
             try:
-                with anyio.fail_after(read_timeout):
-                    while True:
-                        line = await reader.readuntil(b"\r\n")
-                        version, _, rest = line.rstrip(b"\r\n").partition(b" ")
-                        code, _, reason = rest.partition(b" ")
-                        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-                            raise httpx2.RemoteProtocolError("malformed status line")
-                        status = int(code)
-                        headers: list[tuple[bytes, bytes]] = []
-                        while True:
-                            line = await reader.readuntil(b"\r\n")
-                            if line == b"\r\n":
-                                break
-                            name, sep, value = line.partition(b":")
-                            if not sep or not name or name != name.strip() or len(headers) > 256:
-                                raise httpx2.RemoteProtocolError("malformed header")
-                            headers.append((name, value.strip()))
-                        if not 100 <= status < 200:
-                            break
+                if _final_head_buffered(reader):
+                    version, status, reason, headers = await _read_head(reader)
+                else:
+                    with anyio.fail_after(read_timeout):
+                        version, status, reason, headers = await _read_head(reader)
             except TimeoutError:
                 raise httpx2.ReadTimeout("timed out reading the answer") from None
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:
@@ -1148,6 +1139,39 @@ class _RawTransport:
         writer.transport.get_protocol().idle = dropped
 
 
+async def _read_head(reader: Any) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
+    """The answer's head: its version, status, reason and headers (past any 1xx answers)."""
+    import httpx2
+
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        version, _, rest = line.rstrip(b"\r\n").partition(b" ")
+        code, _, reason = rest.partition(b" ")
+        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise httpx2.RemoteProtocolError("malformed status line")
+        status = int(code)
+        headers: list[tuple[bytes, bytes]] = []
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            if line == b"\r\n":
+                break
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name != name.strip() or len(headers) > 256:
+                raise httpx2.RemoteProtocolError("malformed header")
+            headers.append((name, value.strip()))
+        if not 100 <= status < 200:
+            return version, status, reason, headers
+
+
+def _final_head_buffered(reader: Any) -> bool:
+    """Is a whole head, not a 1xx one, already read (``_read_head`` then ends without waiting)?"""
+    buffer = reader._buffer  # noqa: SLF001
+    if buffer.find(b"\r\n\r\n") < 0:
+        return False
+    code = buffer.find(b" ") + 1  # (where the status line's code begins; 0: no space, malformed)
+    return code > 0 and buffer[code : code + 1] != b"1"
+
+
 def _stale(reader: Any, writer: Any) -> bool:
     """A kept-alive connection that must not carry another request: closing, closed by the
     server, or holding bytes nobody asked for (they would be read as the next answer), read or
@@ -1177,9 +1201,10 @@ class _RawBody:  # an httpx2.AsyncByteStream (made one in ``_RawTransport.handle
         self.finished = False
         self.closed = False
 
-    async def _wait(self, step: Any) -> Any:
-        """``await step`` within the read timeout (``httpx2.ReadTimeout`` past it, as httpx)."""
-        if self.timeout is None:
+    async def _wait(self, step: Any, ready: bool = False) -> Any:
+        """``await step`` within the read timeout (``httpx2.ReadTimeout`` past it, as httpx);
+        ``ready``: its bytes are there already, it cannot wait (no deadline needed)."""
+        if ready or self.timeout is None:
             return await step
         import httpx2
 
@@ -1214,13 +1239,13 @@ class _RawBody:  # an httpx2.AsyncByteStream (made one in ``_RawTransport.handle
             elif self.length is not None:
                 left = self.length
                 while left:
-                    chunk = await wait(reader.read(min(left, 65536)))
+                    chunk = await wait(reader.read(min(left, 65536)), bool(reader._buffer))  # noqa: SLF001
                     if not chunk:
                         raise httpx2.RemoteProtocolError("the server closed the connection mid-body")
                     left -= len(chunk)
                     yield chunk
             else:
-                while chunk := await wait(reader.read(65536)):
+                while chunk := await wait(reader.read(65536), bool(reader._buffer)):  # noqa: SLF001
                     yield chunk
             self.finished = True
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:
@@ -1320,6 +1345,32 @@ def _build_post(client: Any, url: str, body: Any, headers: dict[str, str]) -> An
     request = httpx2.Request("POST", target, headers=raw, stream=stream, extensions={"timeout": client.timeout.as_dict()})
     request.read()
     return request
+
+
+async def _read_body(response: Any) -> bytes:
+    """``await response.aread()``. For an answer of ``_RawTransport`` whose body is all read
+    already, of the length it declares, and not encoded (the bytes are the content), the same
+    without ``httpx``'s chunk iterators: the content kept, the stream consumed, the response
+    closed (the connection reused) as ``aread`` leaves them; any other answer: ``aread``."""
+    stream = response.stream
+    if (
+        getattr(stream, "length", None) is None
+        or not isinstance(stream, _RawBody)
+        or stream.chunked
+        or response.is_stream_consumed
+        or response.is_closed
+        or hasattr(response, "_content")
+        or "content-encoding" in response.headers
+        or len(stream.reader._buffer) < stream.length  # noqa: SLF001
+    ):
+        return await response.aread()
+    content = await stream.reader.readexactly(stream.length)  # (there: no wait)
+    stream.finished = True
+    response.is_stream_consumed = True
+    response._num_bytes_downloaded = len(content)  # noqa: SLF001
+    response._content = content  # noqa: SLF001
+    await response.aclose()
+    return content
 
 
 _RAW_BODY: Any = None

@@ -900,3 +900,74 @@ def test_the_fast_paths_transport_never_reuses_a_connection_with_stray_bytes_or_
         server.close()
 
     asyncio.run(main())
+
+
+def test_an_answer_read_whole_is_what_httpx_reads() -> None:
+    """``_read_body`` reads an answer ``_RawTransport`` has all of without httpx's iterators: the
+    same content, the response consumed and closed and its connection reused, as ``aread`` leaves
+    them; an answer still arriving, chunked or compressed is read by ``aread`` (its read timeout
+    still holds)."""
+    import asyncio
+    import gzip
+
+    import httpx2
+
+    from dsl.proxy.http_fast import _read_body, _sent
+
+    payload = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"content": []}}).encode()
+    zipped = gzip.compress(payload)
+
+    async def main() -> None:
+        conns = [0]
+
+        async def handle(reader: Any, writer: Any) -> None:
+            conns[0] += 1
+            try:
+                while True:
+                    head = await _read_request(reader)
+                    if b"/late" in head:  # the head, then the body a little later
+                        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload[:5])
+                        await writer.drain()
+                        await asyncio.sleep(0.1)
+                        writer.write(payload[5:])
+                    elif b"/stuck" in head:  # half the body, then nothing
+                        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload[:5])
+                    elif b"/gzip" in head:
+                        writer.write(b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(zipped) + zipped)
+                    elif b"/chunked" in head:
+                        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload))
+                    elif b"/empty" in head:
+                        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    else:
+                        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        server, port = await _serve(handle)
+        client = httpx2.AsyncClient(transport=_RawTransport_(), timeout=httpx2.Timeout(5.0, read=0.5))
+        assert (await client.get(f"http://127.0.0.1:{port}/plain")).content == payload  # the connection kept
+        for path, expected in (("/plain", payload), ("/late", payload), ("/gzip", payload), ("/chunked", payload),
+                               ("/empty", b""), ("/plain", payload)):  # fmt: skip
+            conns[0] = 0
+            for reader in (_read_body, lambda r: r.aread()):
+                async with _sent(client, f"http://127.0.0.1:{port}{path}", {"x": 1}, {}) as response:
+                    if reader is _read_body and path in ("/plain", "/empty"):
+                        await asyncio.sleep(0.05)  # (all of it there: read without httpx's iterators)
+                        response.aread = None  # type: ignore[method-assign]
+                    assert await reader(response) == expected, path
+                    assert response.content == expected and response.is_stream_consumed and response.is_closed
+                    assert response.num_bytes_downloaded == len(zipped if path == "/gzip" else expected)
+            assert conns[0] == 0, path  # both on the connection kept from before: each was reused
+        async with _sent(client, f"http://127.0.0.1:{port}/stuck", {"x": 1}, {}) as response:
+            with pytest.raises(httpx2.ReadTimeout):
+                await _read_body(response)
+        await client.aclose()
+        server.close()
+
+    def _RawTransport_() -> Any:  # noqa: N802
+        from dsl.proxy.http_fast import _RawTransport
+
+        return _RawTransport()
+
+    asyncio.run(main())
