@@ -1083,11 +1083,10 @@ class _RawTransport:
             except OSError as e:
                 raise httpx2.WriteError(str(e)) from None
             try:
-                if _final_head_buffered(reader):
+                if read_timeout is None or _final_head_buffered(reader):
                     version, status, reason, headers = await _read_head(reader)
                 else:
-                    with anyio.fail_after(read_timeout):
-                        version, status, reason, headers = await _read_head(reader)
+                    version, status, reason, headers = await _within(reader, _read_head(reader), read_timeout)
             except TimeoutError:
                 raise httpx2.ReadTimeout("timed out reading the answer") from None
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:
@@ -1161,6 +1160,30 @@ async def _read_head(reader: Any) -> tuple[bytes, int, bytes, list[tuple[bytes, 
             headers.append((name, value.strip()))
         if not 100 <= status < 200:
             return version, status, reason, headers
+
+
+async def _within(reader: Any, step: Any, timeout: float) -> Any:
+    """``with anyio.fail_after(timeout): return await step`` for a ``step`` that waits only for
+    ``reader``'s bytes, without a cancel scope (most of what reading an answer cost): at the
+    deadline the wait then under way ends in ``TimeoutError``, or the next one if the task is
+    just not waiting (as the scope's cancellation reaches the task at its next wait); a step
+    that ends first ends as it would have. ``reader._waiter`` is the future ``StreamReader``
+    waits on for data (CPython's asyncio, as ``_buffer``)."""
+    loop = asyncio.get_running_loop()
+    timer: list[asyncio.Handle] = []
+
+    def expire() -> None:
+        waiter = reader._waiter  # noqa: SLF001
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
+        else:  # not waiting at this moment: at its next wait
+            timer[0] = loop.call_soon(expire)
+
+    timer.append(loop.call_later(timeout, expire))
+    try:
+        return await step
+    finally:
+        timer[0].cancel()
 
 
 def _final_head_buffered(reader: Any) -> bool:
