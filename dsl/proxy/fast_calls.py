@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from .sessions import FrontSessions
     from .upstream import SharedUpstream
 
-__all__ = ["FastCalls", "client_frame", "upstream_frame"]
+__all__ = ["FastCalls", "checked_result", "client_frame", "request_needs_check", "upstream_frame"]
 
 _PARAM_KEYS = frozenset({"name", "arguments"})
 
@@ -144,7 +144,7 @@ class FastCalls:
         name, args = p.get("name"), p.get("arguments")
         if name.__class__ is not str or not (args is None or args.__class__ is dict):
             return False
-        if methods.CLIENT_REQUESTS.get(("tools/call", version)) is not _REQUEST_2025:
+        if request_needs_check(version):
             try:
                 methods.validate_client_request("tools/call", version, p)
             except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
@@ -271,20 +271,7 @@ class FastCalls:
         revisions' keys and shaping it for the client gives (None: ``_answer`` shapes it)."""
         client = self.shared.client
         version = (client.protocol_version if client is not None else None) or "2025-11-25"
-        raw = dict(raw)  # a JSONRPCResponse's result is a dict
-        _clamp_inbound_ttl(raw)
-        shaped: dict[str, Any] | None = None
-        try:
-            if _one_surface(version, client_version):
-                shaped = _plain_text(raw) if methods.SERVER_RESULTS.get(("tools/call", version)) is _RESULT_2025 else None
-                if shaped is None:
-                    shaped = methods.serialize_server_result("tools/call", version, raw)
-            else:
-                methods.validate_server_result("tools/call", version, raw)
-        except KeyError:
-            pass
-        if not (foreign := _later_revision_fields("tools/call", version)).isdisjoint(raw):
-            raw = {k: v for k, v in raw.items() if k not in foreign}
+        raw, shaped = checked_result(raw, version, client_version)
         if raw.get("resultType") == "input_required":
             raise MCPError(
                 code=types.INTERNAL_ERROR,
@@ -402,6 +389,37 @@ def _key(rid: Any) -> tuple[type, Any]:
     """As ``stdio._id_key`` keys the front's ids in flight (1 and "1" are two ids); not imported
     from there, which would load the stdio front into every proxy, HTTP ones too."""
     return type(rid), rid
+
+
+def request_needs_check(version: str) -> bool:
+    """Must a ``tools/call`` request whose params are a str name and a dict (or no) arguments,
+    nothing else, still go through ``validate_client_request`` for ``version``? Not for the
+    2025-era model, which never refuses those."""
+    return methods.CLIENT_REQUESTS.get(("tools/call", version)) is not _REQUEST_2025
+
+
+def checked_result(raw: Any, version: str, client_version: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A server's ``tools/call`` result as ``ClientSession.send_request`` checks it for the
+    server's protocol ``version`` (a negative ``ttlMs`` floored, validated, the later revisions'
+    keys dropped), and, when the client's version has the same result model (every 2025-era
+    pair), that result already shaped for the client: the model ignores unknown keys, so
+    validating it once gives what validating it, dropping those keys and shaping it gives
+    (None: the caller shapes it). Raises what the validation raises."""
+    raw = dict(raw)  # a JSONRPCResponse's result is a dict
+    _clamp_inbound_ttl(raw)
+    shaped: dict[str, Any] | None = None
+    try:
+        if _one_surface(version, client_version):
+            shaped = _plain_text(raw) if methods.SERVER_RESULTS.get(("tools/call", version)) is _RESULT_2025 else None
+            if shaped is None:
+                shaped = methods.serialize_server_result("tools/call", version, raw)
+        else:
+            methods.validate_server_result("tools/call", version, raw)
+    except KeyError:
+        pass
+    if not (foreign := _later_revision_fields("tools/call", version)).isdisjoint(raw):
+        raw = {k: v for k, v in raw.items() if k not in foreign}
+    return raw, shaped
 
 
 # The 2025-era models of a tools/call request and result, for which two shortcuts hold (each

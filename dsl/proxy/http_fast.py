@@ -62,8 +62,8 @@ from mcp.shared.exceptions import MCPError
 
 from .deciding import ToolCall, denied, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
-# the ``_`` names are private there: shortcuts its tests (tests/proxy/test_fast_frames.py) hold to the models
-from .fast_calls import _REQUEST_2025, _RESULT_2025, _one_surface, _plain_text, client_frame
+# shortcuts tests/proxy/test_fast_frames.py holds to the SDK's models, shared with the stdio fast path
+from .fast_calls import checked_result, client_frame, request_needs_check
 from .http import identity_for_header
 
 if TYPE_CHECKING:
@@ -391,7 +391,7 @@ class HttpFastCalls:
             name, args = p.get("name"), p.get("arguments")
             if name.__class__ is not str or not (args is None or args.__class__ is dict):
                 return False
-            if methods.CLIENT_REQUESTS.get(("tools/call", version)) is not _REQUEST_2025:
+            if request_needs_check(version):
                 methods.validate_client_request("tools/call", version, p)
             # else: a str name and a dict or no arguments, nothing else, always pass that model
             # (as in FastCalls.take_now; tests/proxy/test_fast_frames.py holds it to the model)
@@ -700,25 +700,10 @@ class HttpFastCalls:
         gives what validating it, dropping the later revisions' keys and shaping it gives (as
         ``FastCalls._upstream_result``; held to the two steps by tests/proxy/test_fast_frames.py).
         None: ``_result_message`` shapes it."""
-        from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
-        from mcp_types import methods
-
         from .forwarding import RAW
 
-        _clamp_inbound_ttl(raw)
         version = session._negotiated_version or "2025-11-25"  # noqa: SLF001
-        shaped: dict[str, Any] | None = None
-        try:
-            if _one_surface(version, client_version):
-                shaped = _plain_text(raw) if methods.SERVER_RESULTS.get(("tools/call", version)) is _RESULT_2025 else None
-                if shaped is None:
-                    shaped = methods.serialize_server_result("tools/call", version, raw)
-            else:
-                methods.validate_server_result("tools/call", version, raw)
-        except KeyError:
-            pass
-        if not (foreign := _later_revision_fields("tools/call", version)).isdisjoint(raw):
-            raw = {k: v for k, v in raw.items() if k not in foreign}
+        raw, shaped = checked_result(raw, version, client_version)
         result: dict[str, Any] = RAW.validate_python(raw, by_name=False)
         if result.get("resultType") == "input_required":
             raise MCPError(
