@@ -43,6 +43,7 @@ CASES = {
 }
 P50_TARGET_NS = {"a": 2_000.0, "b": 10_000.0}
 EVERY_P50_TARGET_NS = 5_000.0  # issue #15: `every` over 10 items with a `normpath` comparison
+UNNAMED_P50_TARGET_NS = 300.0  # issue #20: a tool no rule names cost ~1 µs, mostly building its frozen Decision
 MIN_SPEEDUP = 20.0
 FLAT_MAX_RATIO = 1.5  # p50 with the most tools / p50 with the fewest, for "flat in tool count"
 
@@ -155,6 +156,24 @@ def _every_row(plan: _Plan, overhead: float) -> Row:
     )
 
 
+def _unnamed_row(plan: _Plan, overhead: float) -> Row:
+    """(e) a tool no rule names, under `default deny`: the answer every unknown or mistyped tool
+    gets (issue #20: ~1 µs, most of it building the frozen Decision; now made once per name)."""
+    engine = Engine(compile_source(EVERY_POLICY), clock=_virtual_clock())
+    call = Call("no_such_tool", {"x": 1})
+    if engine.decide(call.tool, call.args).code != "default":
+        raise AssertionError("the unnamed-tool benchmark call must get the default answer")
+    lat = _time_plr(engine, call, plan, overhead)
+    return Row(
+        section=NAME,
+        case="(e) a tool no rule names (default deny)",
+        result=lat.text(),
+        values=lat.values(),
+        target=f"p50 ≤ {fmt_ns(UNNAMED_P50_TARGET_NS)}",
+        status=status_of(lat.p50_ns <= UNNAMED_P50_TARGET_NS),
+    )
+
+
 def run(cfg: Config) -> Section:
     plan = _plan(cfg)
     section = Section(NAME, TITLE)
@@ -228,6 +247,7 @@ def run(cfg: Config) -> Section:
             section.rows.append(row)
 
     section.rows.append(_every_row(plan, overhead))
+    section.rows.append(_unnamed_row(plan, overhead))
     section.details["policies"] = sizes_info
     if cedarpy is None:
         section.rows.append(

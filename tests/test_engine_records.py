@@ -149,3 +149,29 @@ def test_the_engine_imports_no_dataclasses_and_a_granted_charge_is_kept() -> Non
     assert (d.effect, d.code) == ("allow", "allowed") and isinstance(d.charge, Charge)
     assert engine.decide("t").code == "rate_limited"
     assert engine.refund(d) and engine.decide("t").effect == "allow"
+
+
+# -- the answers to a tool no rule names, made once per name ------------------------------------
+
+
+@pytest.mark.parametrize("default", ["deny", "allow"])
+def test_an_unnamed_tool_gets_one_shared_immutable_answer(default: str) -> None:
+    """``_default_deny``/``_default_allow``/``_hidden`` keep one Decision per (sane) name: equal to
+    a fresh one, the same object each time, still frozen; a long or odd name is never kept (agents
+    choose names: the cache must not grow with them)."""
+    from dsl.engine.prepare import _default_allow_of, _default_deny_of, _hidden_of
+
+    engine = Engine.from_data({"version": "1", "default": default, "hide": ["secret"], "tools": {}})
+    first, again = engine.decide("nope"), engine.decide("nope")
+    assert first is again and first == Decision(
+        default, "default", f"tool `nope` is {'not ' if default == 'deny' else ''}allowed by policy (default {default})"
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.effect = "allow"  # type: ignore[misc]
+    hidden = engine.decide("secret")
+    assert hidden.code == "hidden" and engine.decide("secret") is hidden
+    long_name = "x" * 257
+    assert engine.decide(long_name) == engine.decide(long_name) and engine.decide(long_name) is not engine.decide(long_name)
+    assert engine.decide(long_name).reason.endswith("...` is " + ("not allowed" if default == "deny" else "allowed") + f" by policy (default {default})")
+    for cached in (_default_deny_of, _default_allow_of, _hidden_of):
+        assert cached.cache_info().maxsize == 4096
