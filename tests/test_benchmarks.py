@@ -128,9 +128,10 @@ def test_decision_rows_carry_latencies(quick_run: tuple[subprocess.CompletedProc
     _, doc = quick_run
     section = next(s for s in doc["sections"] if s["name"] == "decision")
     measured = [r for r in section["rows"] if "p50_ns" in r["values"]]
-    # (a), (b), (c) per policy size, and (d) `every` over ten paths once
-    assert len(measured) == 3 * len(section["details"]["sizes"]) + 1
+    # (a), (b), (c) per policy size, (d) `every` over ten paths once, (e) a tool no rule names once
+    assert len(measured) == 3 * len(section["details"]["sizes"]) + 2
     assert [r["values"]["items"] for r in measured if r["case"].startswith("(d)")] == [10]
+    assert [r["case"] for r in measured if r["case"].startswith("(e)")] == ["(e) a tool no rule names (default deny)"]
     for r in measured:
         assert 0 <= r["values"]["p50_ns"] <= r["values"]["p99_ns"]
 
