@@ -210,6 +210,25 @@ class Decisions:
             rec["args"] = redact(c.args)
         self.audit.write(rec)
 
+    def needs_the_sdk_path(self, d: Decision) -> bool:
+        """A decision the fast paths leave to the SDK path, which has counted nothing yet: a
+        human's approval, or a hidden tool under `default allow` (answered as the server answers a
+        tool it does not have)."""
+        return d.effect == "approval_required" or (d.code == "hidden" and self.loaded.policy.default == "allow")
+
+    def record_taken(self, c: ToolCall, d: Decision, latency_us: int) -> types.CallToolResult | None:
+        """Record a fast path's decision (not one ``needs_the_sdk_path``) before anything is
+        forwarded. None: forward the call; else the answer the client gets instead, the denial as
+        the agent sees it, or, when the record cannot be written, the failure (fail closed)."""
+        try:
+            if d.effect != "allow":
+                self.record(c, d, latency_us, effect="deny")
+                return denied(c.tool, self.as_the_agent_sees_it(c.tool, d))
+            self.record(c, d, latency_us)
+        except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
+            return self.fail_closed(c, e)
+        return None
+
     def as_the_agent_sees_it(self, tool: str, d: Decision) -> Decision:
         """A hidden tool answers exactly as a tool that does not exist (under `default deny`: the
         default's denial), so an agent cannot enumerate hidden names; the audit keeps `hidden`."""

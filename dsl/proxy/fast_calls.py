@@ -47,7 +47,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic_core import to_json
 
 from ..engine import Decision
-from .deciding import Decisions, ToolCall, denied, new_call_id
+from .deciding import Decisions, ToolCall, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 from .forwarding import Deadlines
 from .lane import UpstreamLane, lane_of
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from .sessions import FrontSessions
     from .upstream import SharedUpstream
 
-__all__ = ["FastCalls", "checked_result", "client_frame", "request_needs_check", "upstream_frame"]
+__all__ = ["FastCalls", "checked_result", "client_frame", "plain_call", "request_needs_check", "upstream_frame"]
 
 _PARAM_KEYS = frozenset({"name", "arguments"})
 
@@ -139,33 +139,17 @@ class FastCalls:
         if lane is None:
             return False
         p = msg.params
-        if not isinstance(p, dict) or not p.keys() <= _PARAM_KEYS:
-            return False
-        name, args = p.get("name"), p.get("arguments")
-        if name.__class__ is not str or not (args is None or args.__class__ is dict):
-            return False
-        if request_needs_check(version):
-            try:
-                methods.validate_client_request("tools/call", version, p)
-            except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
-                return False
-        # else: a str name and a dict or no arguments, nothing else, always pass that model
+        if not plain_call(p, version):
+            return False  # the SDK path answers it as it always has
         decisions = self.decisions
         sessions = self.sessions
-        c = ToolCall(new_call_id(), name, args if args is not None else {}, sessions.process_session, sessions.identity)
+        args = p.get("arguments")
+        c = ToolCall(new_call_id(), p["name"], args if args is not None else {}, sessions.process_session, sessions.identity)
         d, us = decisions.decide(c, False)
-        if d.effect == "approval_required" or (d.code == "hidden" and decisions.loaded.policy.default == "allow"):
-            return False  # a human, or the server's own answer: the SDK path (nothing was counted)
+        if decisions.needs_the_sdk_path(d):
+            return False
         self.taken += 1
-        result: types.CallToolResult | None = None
-        try:
-            if d.effect != "allow":
-                decisions.record(c, d, us, effect="deny")
-                result = denied(c.tool, decisions.as_the_agent_sees_it(c.tool, d))
-            else:
-                decisions.record(c, d, us)
-        except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
-            result = decisions.fail_closed(c, e)
+        result = decisions.record_taken(c, d, us)
         if result is not None:
             return partial(self._answer, front, msg.id, version, result.model_dump(by_alias=True, mode="json", exclude_none=True))
         return self._forward(front, msg.id, version, lane, p, c.tool, d)
@@ -389,6 +373,23 @@ def _key(rid: Any) -> tuple[type, Any]:
     """As ``stdio._id_key`` keys the front's ids in flight (1 and "1" are two ids); not imported
     from there, which would load the stdio front into every proxy, HTTP ones too."""
     return type(rid), rid
+
+
+def plain_call(p: Any, version: str) -> bool:
+    """Are ``p`` the params of a ``tools/call`` the fast paths take: a str name and a dict (or no)
+    arguments, nothing else, valid for the client's protocol ``version`` as the SDK validates
+    them? (Anything else takes the SDK path, which answers it as it always has.)"""
+    if not isinstance(p, dict) or not p.keys() <= _PARAM_KEYS:
+        return False
+    name, args = p.get("name"), p.get("arguments")
+    if name.__class__ is not str or not (args is None or args.__class__ is dict):
+        return False
+    if request_needs_check(version):
+        try:
+            methods.validate_client_request("tools/call", version, p)
+        except Exception:  # noqa: BLE001 - invalid
+            return False
+    return True  # else: such params always pass the 2025-era model
 
 
 def request_needs_check(version: str) -> bool:

@@ -102,6 +102,15 @@ class _Timer:
         self.scope.deadline = anyio.current_time() + self.budget
 
 
+def session_forgotten() -> MCPError:
+    """The answer to a request the upstream failed because it no longer knows its session."""
+    return MCPError(
+        code=types.INTERNAL_ERROR,
+        message="plr: the upstream MCP server no longer knows this session (did it restart?); "
+        "the request failed and was not re-sent; the next request opens a new upstream session",
+    )
+
+
 class Deadlines:
     """The deadlines of the upstream requests in flight, and the human waits that stop them all."""
 
@@ -193,11 +202,7 @@ class Forwarder:
                 if not link.lost:
                     raise
                 await self.own.forgot(link)
-                raise MCPError(
-                    code=types.INTERNAL_ERROR,
-                    message="plr: the upstream MCP server no longer knows this session (did it restart?); "
-                    "the request failed and was not re-sent; the next request opens a new upstream session",
-                ) from None
+                raise session_forgotten() from None
         await link.settle()
         return result
 

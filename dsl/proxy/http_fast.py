@@ -60,10 +60,11 @@ import anyio
 import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
-from .deciding import ToolCall, denied, new_call_id
+from .deciding import ToolCall, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 # shortcuts tests/proxy/test_fast_frames.py holds to the SDK's models, shared with the stdio fast path
-from .fast_calls import checked_result, client_frame, request_needs_check
+from .fast_calls import checked_result, client_frame, plain_call
+from .forwarding import session_forgotten
 from .http import identity_for_header
 
 if TYPE_CHECKING:
@@ -78,7 +79,6 @@ __all__ = ["HttpFastCalls", "UpstreamWire"]
 
 logger = logging.getLogger("mcp.client.streamable_http")  # the SDK transport's own logger, for its warnings
 
-_PARAM_KEYS = frozenset({"name", "arguments"})
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PING_INTERVAL = 15.0  # sse_starlette's default, which the SDK's event-stream responses use
 _SEP = "\r\n"
@@ -377,7 +377,7 @@ class HttpFastCalls:
         # parsed and validated as the SDK's transport and runner do
         try:
             import pydantic_core
-            from mcp_types import jsonrpc_message_adapter, methods
+            from mcp_types import jsonrpc_message_adapter
 
             raw = pydantic_core.from_json(body)
             if not isinstance(raw, dict) or raw.keys() != _REQUEST_KEYS:
@@ -386,15 +386,9 @@ class HttpFastCalls:
             if not isinstance(message, types.JSONRPCRequest) or message.method != "tools/call":
                 return False
             p = message.params
-            if not isinstance(p, dict) or not p.keys() <= _PARAM_KEYS:
+            if not plain_call(p, version):
                 return False
-            name, args = p.get("name"), p.get("arguments")
-            if name.__class__ is not str or not (args is None or args.__class__ is dict):
-                return False
-            if request_needs_check(version):
-                methods.validate_client_request("tools/call", version, p)
-            # else: a str name and a dict or no arguments, nothing else, always pass that model
-            # (as in FastCalls.take_now; tests/proxy/test_fast_frames.py holds it to the model)
+            name, args = p["name"], p.get("arguments")
         except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
             return False
         identity = self.sessions.identity
@@ -405,8 +399,8 @@ class HttpFastCalls:
         decisions = self.decisions
         c = ToolCall(new_call_id(), name, args if args is not None else {}, sid, identity)
         d, us = decisions.decide(c, False)
-        if d.effect == "approval_required" or (d.code == "hidden" and decisions.loaded.policy.default == "allow"):
-            return False  # a human, or the server's own answer: the SDK path (nothing was counted)
+        if decisions.needs_the_sdk_path(d):
+            return False
         # -- from here on the call is ours -----------------------------------------------------
         self.taken += 1
         reply = _Reply(send, self._head(sid))
@@ -415,15 +409,7 @@ class HttpFastCalls:
             transport._requests_in_flight += 1  # noqa: SLF001 - mcp==2.3.0 is pinned
             idle.deadline = float("inf")
         try:
-            result: types.CallToolResult | None = None
-            try:
-                if d.effect != "allow":
-                    decisions.record(c, d, us, effect="deny")
-                    result = denied(c.tool, decisions.as_the_agent_sees_it(c.tool, d))
-                else:
-                    decisions.record(c, d, us)
-            except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
-                result = decisions.fail_closed(c, e)
+            result = decisions.record_taken(c, d, us)
             if result is not None:
                 dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
                 await reply.events([self._event(transport, self._result_message(message.id, version, dumped))])
@@ -611,11 +597,7 @@ class HttpFastCalls:
                         if not link.lost:
                             raise
                         await self.own.forgot(link)
-                        raise MCPError(
-                            code=types.INTERNAL_ERROR,
-                            message="plr: the upstream MCP server no longer knows this session (did it restart?); "
-                            "the request failed and was not re-sent; the next request opens a new upstream session",
-                        ) from None
+                        raise session_forgotten() from None
                     finally:
                         took = time.perf_counter() - t0
                 await link.settle()
