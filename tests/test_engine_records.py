@@ -159,7 +159,7 @@ def test_an_unnamed_tool_gets_one_shared_immutable_answer(default: str) -> None:
     """``_default_deny``/``_default_allow``/``_hidden`` keep one Decision per (sane) name: equal to
     a fresh one, the same object each time, still frozen; a long or odd name is never kept (agents
     choose names: the cache must not grow with them)."""
-    from dsl.engine.prepare import _default_allow_of, _default_deny_of, _hidden_of
+    from dsl.engine.prepare import _default_allow, _default_deny, _hidden
 
     engine = Engine.from_data({"version": "1", "default": default, "hide": ["secret"], "tools": {}})
     first, again = engine.decide("nope"), engine.decide("nope")
@@ -173,5 +173,5 @@ def test_an_unnamed_tool_gets_one_shared_immutable_answer(default: str) -> None:
     long_name = "x" * 257
     assert engine.decide(long_name) == engine.decide(long_name) and engine.decide(long_name) is not engine.decide(long_name)
     assert engine.decide(long_name).reason.endswith("...` is " + ("not allowed" if default == "deny" else "allowed") + f" by policy (default {default})")
-    for cached in (_default_deny_of, _default_allow_of, _hidden_of):
-        assert cached.cache_info().maxsize == 4096
+    for answer in (_default_deny, _default_allow, _hidden):
+        assert answer.cached.cache_info().maxsize == 4096  # type: ignore[attr-defined]

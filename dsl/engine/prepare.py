@@ -381,34 +381,27 @@ def prepare(data: Data, source: Policy | None = None) -> _Prepared:
 _CACHED_NAME = 256
 
 
-@lru_cache(maxsize=4096)
-def _hidden_of(tool: str) -> Decision:
+def _per_name(make: Callable[[Any], Decision]) -> Callable[[Any], Decision]:
+    """``make``, its answers kept for names of a sane length (``.cached``: the cache)."""
+    cached = lru_cache(maxsize=4096)(make)
+
+    def answer(tool: Any) -> Decision:
+        return cached(tool) if tool.__class__ is str and len(tool) <= _CACHED_NAME else make(tool)
+
+    answer.cached = cached  # type: ignore[attr-defined]
+    return answer
+
+
+@_per_name
+def _hidden(tool: Any) -> Decision:
     return Decision("deny", "hidden", f"tool `{_short(tool)}` is hidden by policy")
 
 
-@lru_cache(maxsize=4096)
-def _default_deny_of(tool: str) -> Decision:
+@_per_name
+def _default_deny(tool: Any) -> Decision:
     return Decision("deny", "default", f"tool `{_short(tool)}` is not allowed by policy (default deny)")
 
 
-@lru_cache(maxsize=4096)
-def _default_allow_of(tool: str) -> Decision:
-    return Decision("allow", "default", f"tool `{_short(tool)}` is allowed by policy (default allow)")
-
-
-def _hidden(tool: Any) -> Decision:
-    if tool.__class__ is str and len(tool) <= _CACHED_NAME:
-        return _hidden_of(tool)
-    return _hidden_of.__wrapped__(tool)
-
-
-def _default_deny(tool: Any) -> Decision:
-    if tool.__class__ is str and len(tool) <= _CACHED_NAME:
-        return _default_deny_of(tool)
-    return _default_deny_of.__wrapped__(tool)
-
-
+@_per_name
 def _default_allow(tool: Any) -> Decision:
-    if tool.__class__ is str and len(tool) <= _CACHED_NAME:
-        return _default_allow_of(tool)
-    return _default_allow_of.__wrapped__(tool)
+    return Decision("allow", "default", f"tool `{_short(tool)}` is allowed by policy (default allow)")

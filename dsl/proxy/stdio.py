@@ -382,11 +382,7 @@ class _Reader:
 
     async def reply(self, msg: Any, rid: Any) -> None:
         """The fast path's answer to the client's request ``rid`` (its id is free again)."""
-        self.in_flight.ids.discard(_id_key(rid))
-        try:
-            await self.writer.write(msg.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n")
-        except OSError:
-            pass  # the client is gone; the reader sees the end of its input
+        await self.reply_frame(msg.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n", rid)
 
     def reply_now(self, data: bytes, rid: Any) -> bool:
         """``reply_frame`` if the client's pipe takes the whole line at once (False: nothing was
