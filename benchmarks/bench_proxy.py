@@ -24,7 +24,9 @@ both sides. Issue #20's targets:
 * start-up: spawn to the ``initialize`` answer, reported;
 * over HTTP: the same server over streamable HTTP (``raw_echo_server.py --http``), called
   directly and through ``plr proxy --listen`` with ``--upstream`` (both on keep-alive
-  connections, interleaved rounds): the added p50, against the same 300 µs.
+  connections, interleaved rounds): the added p50, against the same 300 µs. A bare relay
+  (``http_relay.py``: httptools both ways, nothing checked or recorded) joins the same rounds,
+  reported: the floor of a Python process between the two sockets on this machine.
 
 The proxy always writes its audit log (one flushed JSON line per decision, before the call is
 forwarded); the benchmark points it at a temporary file, and in the full run also at
@@ -58,6 +60,7 @@ NAME = "proxy"
 TITLE = "Proxy: tools/call through plr proxy vs direct stdio"
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = Path(__file__).resolve().parent / "raw_echo_server.py"
+RELAY = Path(__file__).resolve().parent / "http_relay.py"
 ADDED_P50_TARGET_NS = 300_000.0
 WINDOW = 50  # calls in flight for the throughput target
 THROUGHPUT_TARGET = 0.7  # proxy calls/s over direct calls/s
@@ -272,7 +275,16 @@ def _measure_http(policy: Path, audit: str, plan: _Plan) -> dict[str, dict[str, 
         proxy = subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(proxy)
         _wait_port(front, proxy)
-        clients = {"direct": _HttpClient(f"http://127.0.0.1:{up}/mcp"), "plr proxy": _HttpClient(f"http://127.0.0.1:{front}/mcp")}
+        floor = _free_port()
+        relay = subprocess.Popen([sys.executable, str(RELAY), str(floor), str(up)], env=_env(), cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        procs.append(relay)
+        _wait_port(floor, relay)
+        clients = {
+            "direct": _HttpClient(f"http://127.0.0.1:{up}/mcp"),
+            "plr proxy": _HttpClient(f"http://127.0.0.1:{front}/mcp"),
+            "bare relay": _HttpClient(f"http://127.0.0.1:{floor}/mcp"),
+        }
         for c in clients.values():
             c.initialize()
         return _interleaved(clients, plan.calls, plan.rounds)  # type: ignore[arg-type]
@@ -581,6 +593,12 @@ def run(cfg: Config) -> Section:
         _added_row(f"over HTTP: plr proxy --listen, {plan.calls:,} calls", over_http["plr proxy"], over_http["direct"],
                    "direct HTTP", "the same server over HTTP, directly (keep-alive)", plan, judged=True)
     )  # fmt: skip
+    floor = _added_row(f"over HTTP: a bare relay (nothing checked), {plan.calls:,} calls", over_http["bare relay"],
+                       over_http["direct"], "direct HTTP", "the same server over HTTP, directly (keep-alive)", plan,
+                       judged=False)  # fmt: skip
+    floor.target = "reported: the floor of a relay in Python"
+    floor.note = "benchmarks/http_relay.py: asyncio + httptools both ways, no check, decision or audit record"
+    section.rows.append(floor)
     starts = {"direct": direct, **variants}
     section.rows.append(
         Row(
