@@ -7,9 +7,9 @@ upstream ``mcp.Client``'s dispatcher, its transport's writer task and the task o
 what the proxy adds to a call. Here the POST that ``RequestIdGate`` has read is decided, audited and
 forwarded by the task that serves it, and the upstream's answer goes back to the client from that
 same task. The upstream request is built by a twin of the session's upstream ``httpx`` client (same
-headers, hooks, cookie jar, redirect rule: ``UpstreamWire.bind``) and written by ``_RawTransport``,
-plain HTTP/1.1 on kept-alive sockets of its own, instead of the connection pool the SDK client
-shares with its streams.
+headers, hooks, cookie jar, redirect rule: ``UpstreamWire.bind``) and written by
+``raw_transport.RawTransport``, plain HTTP/1.1 on kept-alive sockets of its own, instead of the
+connection pool the SDK client shares with its streams.
 
 It is the same call, not a shortcut around the checks. Before anything is decided, the request
 must pass every check the SDK makes of it, or it is handed to the SDK path untouched (which then
@@ -66,6 +66,7 @@ from .errors import UpstreamTimeout, map_error, secs
 from .fast_calls import checked_result, client_frame, plain_call
 from .forwarding import session_forgotten
 from .http import identity_for_header
+from .raw_transport import RawTransport, read_body
 
 if TYPE_CHECKING:
     from .deciding import Decisions
@@ -82,7 +83,6 @@ logger = logging.getLogger("mcp.client.streamable_http")  # the SDK transport's 
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PING_INTERVAL = 15.0  # sse_starlette's default, which the SDK's event-stream responses use
 _SEP = "\r\n"
-_MAX_IDLE = 20  # kept-alive upstream connections of one session's twin client
 
 
 class UpstreamWire:
@@ -101,8 +101,8 @@ class UpstreamWire:
     def bind(self, http: Any) -> None:
         """The SDK client's ``httpx`` client is open. The fast path sends with a twin of it: the
         same headers, timeouts, redirect budget, event hooks and cookie jar, so ``httpx`` builds the
-        same request and runs the same hooks, but written by ``_RawTransport`` (plain HTTP/1.1 on
-        kept-alive sockets) instead of the connection pool the SDK shares with its own streams.
+        same request and runs the same hooks, but written by ``raw_transport.RawTransport`` (plain
+        HTTP/1.1 on kept-alive sockets) instead of the connection pool the SDK shares with its own streams.
         Where that transport would not be the one ``httpx`` picks (https, a proxy from the
         environment, a mounted transport, auth), the fast path sends with the SDK's client itself."""
         self.http = http
@@ -117,7 +117,7 @@ class UpstreamWire:
             )
             if plain:
                 twin = httpx2.AsyncClient(
-                    transport=_RawTransport(),
+                    transport=RawTransport(),
                     headers=http.headers,
                     timeout=http.timeout,
                     follow_redirects=False,
@@ -721,7 +721,7 @@ class HttpFastCalls:
             if status >= 400:
                 if ctype.startswith("application/json"):
                     try:
-                        parsed = jsonrpc_message_adapter.validate_json(await _read_body(response), by_name=False)
+                        parsed = jsonrpc_message_adapter.validate_json(await read_body(response), by_name=False)
                         if isinstance(parsed, types.JSONRPCError):
                             return parsed.error
                     except (httpx2.StreamError, ValidationError):
@@ -733,7 +733,7 @@ class HttpFastCalls:
                 return types.ErrorData(code=types.INTERNAL_ERROR, message="Server returned an error response")
             if ctype.startswith("application/json"):
                 try:
-                    message = jsonrpc_message_adapter.validate_json(await _read_body(response), by_name=False)
+                    message = jsonrpc_message_adapter.validate_json(await read_body(response), by_name=False)
                 except (httpx2.StreamError, ValidationError) as exc:
                     return types.ErrorData(code=types.PARSE_ERROR, message=f"Failed to parse JSON response: {exc}")
                 if isinstance(message, (types.JSONRPCResponse, types.JSONRPCError)) and _same_id(message.id, up_id):
@@ -935,322 +935,6 @@ def _result_event(rid: Any, result: dict[str, Any]) -> bytes:
     return b"event: message\r\ndata: " + client_frame(rid, result)[:-1] + b"\r\n\r\n"
 
 
-class _RawConn(asyncio.StreamReaderProtocol):
-    """A ``_RawTransport`` connection's protocol: while the connection is idle, anything from the
-    server (stray bytes, its end, an error) drops it at once, so it is never reused and a
-    connection the server closed does not linger."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        super().__init__(reader)
-        self.idle: Any = None  # () -> None: drop this idle connection (``_RawTransport._reuse``)
-
-    def _idle_event(self) -> None:
-        drop, self.idle = self.idle, None
-        if drop is not None:
-            drop()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._idle_event()
-
-    def eof_received(self) -> bool:
-        keep = super().eof_received()
-        self._idle_event()
-        return keep
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self._idle_event()
-
-
-class _RawTransport:
-    """HTTP/1.1 for the fast path's upstream requests: what ``httpx`` hands its transport, written
-    as it stands (the request line, the headers ``httpx`` built, in their order, the body), one
-    request at a time per kept-alive connection; the answer read as a stream (``Content-Length``,
-    chunked, or up to the connection's end), which ``httpx`` then decodes as it decodes any.
-    The request's ``timeout`` extension bounds each step as ``httpx`` bounds it (``connect``:
-    opening a connection, ``write``: sending, ``read``: each wait for the answer's bytes;
-    ``pool``: there is no pool to wait for) and raises the same ``httpx`` timeouts. An idle
-    connection the server wrote to or closed is dropped, never reused (as ``httpcore`` does)."""
-
-    def __init__(self) -> None:
-        self._idle: dict[tuple[bytes, int], list[tuple[Any, Any]]] = {}
-        self._open: set[Any] = set()
-        self.heads: dict[Any, Any] = {}  # the requests' header lists, for ``_build_post``
-
-    async def __aenter__(self) -> _RawTransport:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        for writer in list(self._open):
-            writer.close()
-        self._open.clear()
-        self._idle.clear()
-
-    async def _connect(self, key: tuple[bytes, int], timeout: Any) -> tuple[Any, Any]:
-        import httpx2
-
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2**20, loop=loop)
-        protocol = _RawConn(reader)
-        try:
-            with anyio.fail_after(timeout):
-                transport, _ = await loop.create_connection(lambda: protocol, key[0].decode("ascii"), key[1])
-        except TimeoutError:
-            raise httpx2.ConnectTimeout("timed out connecting to the upstream server") from None
-        except OSError as e:
-            raise httpx2.ConnectError(str(e)) from None
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            import socket
-
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._open.add(writer)
-        return reader, writer
-
-    async def handle_async_request(self, request: Any) -> Any:
-        import httpx2
-
-        url = request.url
-        key = (url.raw_host, url.port or 80)
-        timeouts = request.extensions.get("timeout") or {}
-        body = await request.aread()
-        head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-        for k, v in request.headers.raw:
-            head += (k, b": ", v, b"\r\n")
-        head.append(b"\r\n")
-        data = b"".join(head) + body
-        idle = self._idle.get(key)
-        while idle:
-            reader, writer = idle.pop()
-            writer.transport.get_protocol().idle = None
-            if _stale(reader, writer):
-                self._drop(writer)
-                continue
-            break
-        else:
-            reader, writer = await self._connect(key, timeouts.get("connect"))
-        read_timeout = timeouts.get("read")
-        # (each wait below is bounded by its timeout; a step that cannot wait, the bytes being
-        # there already, needs no deadline: none could expire before it ends)
-        try:
-            writer.write(data)
-            try:
-                if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
-                    with anyio.fail_after(timeouts.get("write")):
-                        await writer.drain()
-                else:
-                    await writer.drain()  # (all written: nothing to wait for)
-            except TimeoutError:
-                raise httpx2.WriteTimeout("timed out sending the request") from None
-            except OSError as e:
-                raise httpx2.WriteError(str(e)) from None
-            try:
-                if read_timeout is None or _final_head_buffered(reader):
-                    version, status, reason, headers = await _read_head(reader)
-                else:
-                    version, status, reason, headers = await _within(reader, _read_head(reader), read_timeout)
-            except TimeoutError:
-                raise httpx2.ReadTimeout("timed out reading the answer") from None
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:
-                raise httpx2.RemoteProtocolError(f"Server disconnected without sending a response: {type(e).__name__}") from None
-        except BaseException:
-            self._drop(writer)
-            raise
-        lowered = [(k.lower(), v) for k, v in headers]
-        keep = version == b"HTTP/1.1" and not any(k == b"connection" and b"close" in v.lower() for k, v in lowered)
-        length: int | None = None
-        chunked = any(k == b"transfer-encoding" and b"chunked" in v.lower() for k, v in lowered)
-        if not chunked:
-            sizes = {v.strip() for k, v in lowered if k == b"content-length"}
-            if len(sizes) > 1 or (sizes and not next(iter(sizes)).isdigit()):
-                self._drop(writer)
-                raise httpx2.RemoteProtocolError("bad Content-Length")
-            if sizes:
-                length = int(next(iter(sizes)))
-            elif status in (204, 304) or request.method == "HEAD":
-                length = 0
-            else:
-                keep = False  # the body ends with the connection
-        stream = _raw_body_class()(self, key, reader, writer, length, chunked, keep, read_timeout)
-        return httpx2.Response(status, headers=headers, stream=stream, request=request,
-                               extensions={"http_version": version, "reason_phrase": reason})  # fmt: skip
-
-    def _drop(self, writer: Any) -> None:
-        self._open.discard(writer)
-        writer.close()
-
-    def _reuse(self, key: tuple[bytes, int], reader: Any, writer: Any) -> None:
-        if writer not in self._open or _stale(reader, writer):
-            self._drop(writer)
-            return
-        idle = self._idle.setdefault(key, [])
-        if len(idle) >= _MAX_IDLE:  # (httpx keeps 20 kept-alive connections at most)
-            self._drop(writer)
-            return
-        entry = (reader, writer)
-        idle.append(entry)
-
-        def dropped() -> None:  # the server wrote to it, or closed it, while it was idle
-            try:
-                idle.remove(entry)
-            except ValueError:
-                pass
-            self._drop(writer)
-
-        writer.transport.get_protocol().idle = dropped
-
-
-async def _read_head(reader: Any) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
-    """The answer's head: its version, status, reason and headers (past any 1xx answers)."""
-    import httpx2
-
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        version, _, rest = line.rstrip(b"\r\n").partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise httpx2.RemoteProtocolError("malformed status line")
-        status = int(code)
-        headers: list[tuple[bytes, bytes]] = []
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            if line == b"\r\n":
-                break
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip() or len(headers) > 256:
-                raise httpx2.RemoteProtocolError("malformed header")
-            headers.append((name, value.strip()))
-        if not 100 <= status < 200:
-            return version, status, reason, headers
-
-
-async def _within(reader: Any, step: Any, timeout: float) -> Any:
-    """``with anyio.fail_after(timeout): return await step`` for a ``step`` that waits only for
-    ``reader``'s bytes, without a cancel scope (most of what reading an answer cost): at the
-    deadline the wait then under way ends in ``TimeoutError``, or the next one if the task is
-    just not waiting (as the scope's cancellation reaches the task at its next wait); a step
-    that ends first ends as it would have. ``reader._waiter`` is the future ``StreamReader``
-    waits on for data (CPython's asyncio, as ``_buffer``)."""
-    loop = asyncio.get_running_loop()
-    timer: list[asyncio.Handle] = []
-
-    def expire() -> None:
-        waiter = reader._waiter  # noqa: SLF001
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(TimeoutError())
-        else:  # not waiting at this moment: at its next wait
-            timer[0] = loop.call_soon(expire)
-
-    timer.append(loop.call_later(timeout, expire))
-    try:
-        return await step
-    finally:
-        timer[0].cancel()
-
-
-def _final_head_buffered(reader: Any) -> bool:
-    """Is a whole head, not a 1xx one, already read (``_read_head`` then ends without waiting)?"""
-    buffer = reader._buffer  # noqa: SLF001
-    if buffer.find(b"\r\n\r\n") < 0:
-        return False
-    code = buffer.find(b" ") + 1  # (where the status line's code begins; 0: no space, malformed)
-    return code > 0 and buffer[code : code + 1] != b"1"
-
-
-def _stale(reader: Any, writer: Any) -> bool:
-    """A kept-alive connection that must not carry another request: closing, closed by the
-    server, or holding bytes nobody asked for (they would be read as the next answer), read or
-    still in the socket (readable: bytes or its end; as ``httpcore`` asks before reusing one)."""
-    if writer.is_closing() or reader.at_eof() or reader._buffer or reader._eof or reader.exception():  # noqa: SLF001
-        return True
-    sock = writer.get_extra_info("socket")
-    if sock is None:
-        return False
-    import select
-
-    try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return True
-
-
-class _RawBody:  # an httpx2.AsyncByteStream (made one in ``_RawTransport.handle_async_request``)
-    """One answer's body off a ``_RawTransport`` connection; the connection is reused once the
-    body was read to its end (and the server keeps it open), closed otherwise."""
-
-    def __init__(self, owner: _RawTransport, key: Any, reader: Any, writer: Any, length: int | None,
-                 chunked: bool, keep: bool, timeout: float | None) -> None:  # fmt: skip
-        self.owner, self.key, self.reader, self.writer = owner, key, reader, writer
-        self.length, self.chunked, self.keep = length, chunked, keep
-        self.timeout = timeout  # for each wait for the body's bytes (httpx's read timeout)
-        self.finished = False
-        self.closed = False
-
-    async def _wait(self, step: Any, ready: bool = False) -> Any:
-        """``await step`` within the read timeout (``httpx2.ReadTimeout`` past it, as httpx);
-        ``ready``: its bytes are there already, it cannot wait (no deadline needed)."""
-        if ready or self.timeout is None:
-            return await step
-        import httpx2
-
-        try:
-            with anyio.fail_after(self.timeout):
-                return await step
-        except TimeoutError:
-            raise httpx2.ReadTimeout("timed out reading the answer") from None
-
-    async def __aiter__(self) -> Any:
-        import httpx2
-
-        reader = self.reader
-        wait = self._wait
-        try:
-            if self.chunked:
-                while True:
-                    line = await wait(reader.readuntil(b"\r\n"))
-                    size_text = line.split(b";", 1)[0].strip()
-                    try:
-                        size = int(size_text, 16)
-                    except ValueError:
-                        raise httpx2.RemoteProtocolError("bad chunk size") from None
-                    if size == 0:
-                        while await wait(reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                            pass
-                        break
-                    chunk = await wait(reader.readexactly(size))
-                    if await wait(reader.readexactly(2)) != b"\r\n":
-                        raise httpx2.RemoteProtocolError("bad chunk end")
-                    yield chunk
-            elif self.length is not None:
-                left = self.length
-                while left:
-                    chunk = await wait(reader.read(min(left, 65536)), bool(reader._buffer))  # noqa: SLF001
-                    if not chunk:
-                        raise httpx2.RemoteProtocolError("the server closed the connection mid-body")
-                    left -= len(chunk)
-                    yield chunk
-            else:
-                while chunk := await wait(reader.read(65536), bool(reader._buffer)):  # noqa: SLF001
-                    yield chunk
-            self.finished = True
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as e:
-            raise httpx2.RemoteProtocolError(f"reading the answer failed: {type(e).__name__}") from None
-
-    async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.finished and self.keep:
-            self.owner._reuse(self.key, self.reader, self.writer)  # noqa: SLF001
-        else:
-            self.owner._drop(self.writer)  # noqa: SLF001
-
-
 def _sent(client: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
     """``stream_within_origin(client, "POST", url, json=body, headers=headers)`` for the twin client
     of ``UpstreamWire.bind``, with ``httpx``'s ``send`` written out for it (no auth, redirects not
@@ -1261,7 +945,7 @@ def _sent(client: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
     import httpx2
     from mcp.shared._httpx_utils import next_request_within_origin
 
-    transport = client._transport  # noqa: SLF001 - the _RawTransport it was made with
+    transport = client._transport  # noqa: SLF001 - the RawTransport it was made with
     hooks = client._event_hooks  # noqa: SLF001
 
     @asynccontextmanager
@@ -1335,45 +1019,6 @@ def _build_post(client: Any, url: str, body: Any, headers: dict[str, str]) -> An
     request = httpx2.Request("POST", target, headers=raw, stream=stream, extensions={"timeout": client.timeout.as_dict()})
     request.read()
     return request
-
-
-async def _read_body(response: Any) -> bytes:
-    """``await response.aread()``. For an answer of ``_RawTransport`` whose body is all read
-    already, of the length it declares, and not encoded (the bytes are the content), the same
-    without ``httpx``'s chunk iterators: the content kept, the stream consumed, the response
-    closed (the connection reused) as ``aread`` leaves them; any other answer: ``aread``."""
-    stream = response.stream
-    if (
-        getattr(stream, "length", None) is None
-        or not isinstance(stream, _RawBody)
-        or stream.chunked
-        or response.is_stream_consumed
-        or response.is_closed
-        or hasattr(response, "_content")
-        or "content-encoding" in response.headers
-        or len(stream.reader._buffer) < stream.length  # noqa: SLF001
-    ):
-        return await response.aread()
-    content = await stream.reader.readexactly(stream.length)  # (there: no wait)
-    stream.finished = True
-    response.is_stream_consumed = True
-    response._num_bytes_downloaded = len(content)  # noqa: SLF001
-    response._content = content  # noqa: SLF001
-    await response.aclose()
-    return content
-
-
-_RAW_BODY: Any = None
-
-
-def _raw_body_class() -> Any:
-    """``_RawBody`` as an ``httpx2.AsyncByteStream`` (httpx checks; imported only when used)."""
-    global _RAW_BODY
-    if _RAW_BODY is None:
-        import httpx2
-
-        _RAW_BODY = type("RawBody", (_RawBody, httpx2.AsyncByteStream), {"__slots__": ()})
-    return _RAW_BODY
 
 
 def _request_dump(name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:

@@ -201,9 +201,10 @@ def test_a_built_post_is_the_one_httpx_builds(client_kw: dict[str, Any]) -> None
     and spelling, ``Content-Length`` of this body, the body as httpx encodes it)."""
     import httpx2
 
-    from dsl.proxy.http_fast import _build_post, _RawTransport
+    from dsl.proxy.http_fast import _build_post
+    from dsl.proxy.raw_transport import RawTransport
 
-    client = httpx2.AsyncClient(transport=_RawTransport(), **client_kw)
+    client = httpx2.AsyncClient(transport=RawTransport(), **client_kw)
     bodies = [{"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "é" * i, "arguments": {"t": "x" * (i * 37)}}}
               for i in range(6)]  # fmt: skip
     header_sets = [
