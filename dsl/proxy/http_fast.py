@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from json import dumps as _json_dumps  # what httpx encodes a request's JSON with
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,13 @@ logger = logging.getLogger("mcp.client.streamable_http")  # the SDK transport's 
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PING_INTERVAL = 15.0  # sse_starlette's default, which the SDK's event-stream responses use
 _SEP = "\r\n"
+
+
+def inert_for_calls(hook: Any) -> Any:
+    """Mark an ``httpx`` response hook of a session's upstream client as doing nothing with a
+    ``200`` answer to a ``tools/call`` POST, so ``_direct`` may read such an answer without it."""
+    hook.plr_inert_for_calls = True
+    return hook
 
 
 class UpstreamWire:
@@ -135,6 +143,7 @@ class UpstreamWire:
         if fast is not None and fast is not self.http:
             await fast.aclose()
 
+    @inert_for_calls  # (it reads the answer to ``initialize`` only)
     async def on_response(self, response: Any) -> None:
         """An ``httpx`` response hook: the session id, taken where the SDK's transport takes it
         (``_maybe_extract_session_id_from_response``: the answer to ``initialize`` when it is not an
@@ -346,6 +355,7 @@ class HttpFastCalls:
         self.calls: dict[tuple[str, Any], _Call] = {}  # (session, coerced id) -> fast call in flight
         self._heads: dict[str, list[tuple[bytes, bytes]]] = {}  # session -> event-stream head
         self.taken = 0  # calls served here (PLR_PROXY_FAST=report prints it at exit, for tests)
+        self.direct = 0  # of which sent and answered without httpx (``_direct``, ``_plain_json``)
 
     def attach(self, manager: Any, path: str) -> None:
         """The front's SDK app is built: its session manager and endpoint path. A manager that is not
@@ -707,7 +717,20 @@ class HttpFastCalls:
 
         # without --upstream-timeout, the SDK client's own read timeout is the only bound on the
         # upstream: its client then (the twin's transport has none)
-        opened = _sent(wire.fast, wire.url, body, headers) if wire.fast is not wire.http and self.timeout else None
+        opened = None
+        if wire.fast is not wire.http and self.timeout:
+            direct = _direct(wire.fast, wire.url, body, headers)
+            if direct is None:
+                opened = _sent(wire.fast, wire.url, body, headers)
+            else:
+                key, data, timeouts = direct
+                transport = wire.fast._transport  # noqa: SLF001 - the RawTransport it was made with
+                conn = await transport.send(key, data, timeouts)
+                if _plain_json(conn.answer):  # all httpx would do is read it: read here
+                    content = await transport.body(key, conn, timeouts.get("read"))
+                    self.direct += 1
+                    return await self._json_answer(content, up_id, dispatcher, session)
+                opened = _sent(wire.fast, wire.url, body, headers, sent=(key, conn))
         if opened is None:
             opened = stream_within_origin(wire.http, "POST", wire.url, json=body, headers=headers)
         async with opened as response:
@@ -733,14 +756,10 @@ class HttpFastCalls:
                 return types.ErrorData(code=types.INTERNAL_ERROR, message="Server returned an error response")
             if ctype.startswith("application/json"):
                 try:
-                    message = jsonrpc_message_adapter.validate_json(await read_body(response), by_name=False)
-                except (httpx2.StreamError, ValidationError) as exc:
+                    content = await read_body(response)
+                except httpx2.StreamError as exc:
                     return types.ErrorData(code=types.PARSE_ERROR, message=f"Failed to parse JSON response: {exc}")
-                if isinstance(message, (types.JSONRPCResponse, types.JSONRPCError)) and _same_id(message.id, up_id):
-                    return message.result if isinstance(message, types.JSONRPCResponse) else message.error
-                # not this request's answer: the SDK's client handles it, and this request waits on
-                await self._hand_over(dispatcher, session, message)
-                await anyio.sleep_forever()
+                return await self._json_answer(content, up_id, dispatcher, session)
             if ctype.startswith("text/event-stream"):
                 from httpx2 import EventSource
 
@@ -767,6 +786,22 @@ class HttpFastCalls:
                 return types.ErrorData(code=types.CONNECTION_CLOSED, message="SSE stream ended without a response")
             logger.error(f"Unexpected content type: {ctype}")
             return types.ErrorData(code=types.INVALID_REQUEST, message=f"Unexpected content type: {ctype}")
+
+    async def _json_answer(self, content: bytes, up_id: int, dispatcher: Any, session: Any) -> Any:
+        """A JSON answer to the POST, read as the SDK's transport reads it: this request's result
+        or error, or else a message for the SDK's client (and this request waits on)."""
+        from mcp_types import jsonrpc_message_adapter
+        from pydantic import ValidationError
+
+        try:
+            message = jsonrpc_message_adapter.validate_json(content, by_name=False)
+        except ValidationError as exc:
+            return types.ErrorData(code=types.PARSE_ERROR, message=f"Failed to parse JSON response: {exc}")
+        if isinstance(message, (types.JSONRPCResponse, types.JSONRPCError)) and _same_id(message.id, up_id):
+            return message.result if isinstance(message, types.JSONRPCResponse) else message.error
+        # not this request's answer: the SDK's client handles it, and this request waits on
+        await self._hand_over(dispatcher, session, message)
+        await anyio.sleep_forever()
 
     @staticmethod
     async def _hand_over(dispatcher: Any, session: Any, message: Any) -> None:
@@ -935,11 +970,13 @@ def _result_event(rid: Any, result: dict[str, Any]) -> bytes:
     return b"event: message\r\ndata: " + client_frame(rid, result)[:-1] + b"\r\n\r\n"
 
 
-def _sent(client: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
+def _sent(client: Any, url: str, body: Any, headers: dict[str, str], sent: Any = None) -> Any:
     """``stream_within_origin(client, "POST", url, json=body, headers=headers)`` for the twin client
     of ``UpstreamWire.bind``, with ``httpx``'s ``send`` written out for it (no auth, redirects not
     followed by ``httpx``): the request ``httpx`` builds, its request and response hooks, its cookie
-    jar; a redirect within the origin followed as ``stream_within_origin`` follows it."""
+    jar; a redirect within the origin followed as ``stream_within_origin`` follows it. ``sent``:
+    the ``(key, connection)`` ``_direct``'s bytes went out on (the request was sent: its answer is
+    taken from there, and everything ``httpx`` does after sending is done with it)."""
     from contextlib import asynccontextmanager, suppress
 
     import httpx2
@@ -951,11 +988,16 @@ def _sent(client: Any, url: str, body: Any, headers: dict[str, str]) -> Any:
     @asynccontextmanager
     async def opened() -> Any:
         request = _build_post(client, url, body, headers)
+        pending = sent
         followed = 0
         while True:
-            for hook in hooks["request"]:
-                await hook(request)
-            response = await transport.handle_async_request(request)
+            if pending is not None:  # (``_direct`` runs no request hook: there is none)
+                response = transport.response(*pending, request, client.timeout.read)
+                pending = None
+            else:
+                for hook in hooks["request"]:
+                    await hook(request)
+                response = await transport.handle_async_request(request)
             response.request = request
             try:
                 client.cookies.extract_cookies(response)
@@ -1019,6 +1061,64 @@ def _build_post(client: Any, url: str, body: Any, headers: dict[str, str]) -> An
     request = httpx2.Request("POST", target, headers=raw, stream=stream, extensions={"timeout": client.timeout.as_dict()})
     request.read()
     return request
+
+
+def _direct(client: Any, url: str, body: Any, headers: dict[str, str]) -> tuple[tuple[bytes, int], bytes, dict[str, Any]] | None:
+    """Where to send this POST of the twin client and the bytes ``_sent`` would write for it
+    (``_build_post``'s request, written as ``RawTransport`` writes it), when ``httpx`` would do
+    nothing with it but build and send it: no cookies in the jar, no query parameters, no request
+    hook, and only response hooks that leave a ``200`` answer to a ``tools/call`` alone
+    (``inert_for_calls``; ``_plain_json`` says when an answer is one), and ``_build_post`` has
+    kept the head of such a request. Else None."""
+    transport = client._transport  # noqa: SLF001
+    heads = getattr(transport, "heads", None)
+    hooks = client._event_hooks  # noqa: SLF001
+    if (
+        heads is None
+        or client.params
+        or client.cookies
+        or hooks["request"]
+        or not all(getattr(h, "plr_inert_for_calls", False) for h in hooks["response"])
+    ):
+        return None
+    made = heads.get((url, tuple(headers.items()), tuple(client.headers.raw)))
+    if made is None:
+        return None
+    target, raw, at = made
+    wire = transport.wire_heads.get(id(raw))
+    if wire is None or wire[0] is not raw:
+        before = [b"POST ", target.raw_path, b" HTTP/1.1\r\n"]
+        for k, v in raw[:at]:
+            before += (k, b": ", v, b"\r\n")
+        after = [b"\r\n"]
+        for k, v in raw[at + 1 :]:
+            after += (k, b": ", v, b"\r\n")
+        after.append(b"\r\n")
+        if len(transport.wire_heads) >= 64:
+            transport.wire_heads.clear()
+        wire = transport.wire_heads[id(raw)] = (
+            raw, (target.raw_host, target.port or 80), b"".join(before) + raw[at][0] + b": ", b"".join(after),
+            client.timeout.as_dict(),
+        )  # fmt: skip
+    _, key, before_length, after_length, timeouts = wire
+    content = _json_dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return key, before_length + str(len(content)).encode("ascii") + after_length + content, timeouts
+
+
+def _plain_json(answer: Any) -> bool:
+    """A ``200`` JSON answer that ``httpx`` would only read: not encoded, no cookie to keep."""
+    if answer.status != 200:
+        return False
+    ctype = None
+    for k, v in answer.headers:
+        k = k.lower()
+        if k == b"content-type":
+            if ctype is not None:
+                return False
+            ctype = v
+        elif k in (b"content-encoding", b"set-cookie", b"set-cookie2"):
+            return False
+    return ctype is not None and ctype.lower().startswith(b"application/json")
 
 
 def _request_dump(name: str, arguments: dict[str, Any] | None) -> dict[str, Any]:

@@ -302,6 +302,7 @@ class RawTransport:
         self._idle: dict[tuple[bytes, int], list[_Conn]] = {}
         self._open: set[_Conn] = set()
         self.heads: dict[Any, Any] = {}  # the requests' header lists, for ``http_fast._build_post``
+        self.wire_heads: dict[int, Any] = {}  # those lists as bytes, for ``http_fast._direct``
 
     async def __aenter__(self) -> RawTransport:
         return self
@@ -331,8 +332,6 @@ class RawTransport:
         return conn
 
     async def handle_async_request(self, request: Any) -> Any:
-        import httpx2
-
         url = request.url
         key = (url.raw_host, url.port or 80)
         timeouts = request.extensions.get("timeout") or {}
@@ -341,6 +340,13 @@ class RawTransport:
         for k, v in request.headers.raw:
             head += (k, b": ", v, b"\r\n")
         head.append(b"\r\n")
+        conn = await self.send(key, b"".join(head) + body, timeouts, head_only=request.method == "HEAD")
+        return self.response(key, conn, request, timeouts.get("read"))
+
+    async def send(self, key: tuple[bytes, int], data: bytes, timeouts: dict[str, Any], *, head_only: bool = False) -> _Conn:
+        """Write a whole request (``data``) on a kept-alive connection to ``key`` (or a new one)
+        and wait for the head of its answer (``conn.answer``); the connection is dropped if that
+        fails. The answer's body is then read by ``response`` (for ``httpx``) or ``body``."""
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
@@ -350,19 +356,39 @@ class RawTransport:
             self._drop(conn)
         else:
             conn = await self._connect(key, timeouts.get("connect"))
-        read_timeout = timeouts.get("read")
-        answer: Any = None
         try:
-            conn.send(b"".join(head) + body, head_only=request.method == "HEAD")
+            conn.send(data, head_only=head_only)
             await conn.drained(timeouts.get("write"))
             answer = conn.answer
-            await conn.wait(lambda: answer.head_done, read_timeout)
+            await conn.wait(lambda: answer.head_done, timeouts.get("read"))  # type: ignore[union-attr]
         except BaseException:
             self._drop(conn)
             raise
+        return conn
+
+    def response(self, key: tuple[bytes, int], conn: _Conn, request: Any, read_timeout: float | None) -> Any:
+        """The ``httpx`` response of ``send``'s answer, its body a stream off the connection."""
+        import httpx2
+
+        answer = conn.answer
+        assert answer is not None
         stream = _raw_body_class()(self, key, conn, read_timeout)
         return httpx2.Response(answer.status, headers=answer.headers, stream=stream, request=request,
                                extensions={"http_version": answer.version, "reason_phrase": answer.reason})  # fmt: skip
+
+    async def body(self, key: tuple[bytes, int], conn: _Conn, read_timeout: float | None) -> bytes:
+        """All of ``send``'s answer's body (``read_timeout`` bounding each wait), the connection
+        then kept for the next request or dropped, as after ``httpx`` has read a response."""
+        answer = conn.answer
+        assert answer is not None
+        try:
+            await conn.wait(lambda: answer.done, read_timeout)
+        except BaseException:
+            self._drop(conn)
+            raise
+        content = b"".join(conn.take())
+        self._reuse(key, conn)
+        return content
 
     def _drop(self, conn: _Conn) -> None:
         self._open.discard(conn)

@@ -319,7 +319,10 @@ async def _serve_front(
         finally:
             await proxy.close_links()  # normally done already, as each front session ended
             if fast is not None and os.environ.get("PLR_PROXY_FAST") == "report":
-                options.stderr(f"plr proxy: the fast path served {fast.taken} tools/call requests")
+                options.stderr(
+                    f"plr proxy: the fast path served {fast.taken} tools/call requests"
+                    f" ({fast.direct} answers read without httpx)"
+                )
     else:
         assert front_streams is not None
         with anyio.CancelScope() as front:
@@ -373,6 +376,9 @@ async def _watched_http(url: str, on_lost: Callable[[], None], wire: Any = None)
     (``http_fast.UpstreamWire``): told the ``httpx`` client and the session id, for the fast path."""
     from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
+    from .http_fast import inert_for_calls
+
+    @inert_for_calls  # (a 404 only)
     async def watch(response: Any) -> None:
         if response.status_code == 404 and response.request.headers.get("mcp-session-id"):
             on_lost()

@@ -313,10 +313,18 @@ class _Run:
         return [{k: v for k, v in r.items() if k not in VOLATILE} for r in recs if "event" not in r]
 
 
-def _served(stderr: str) -> int:
+class _Served(int):
+    """How many calls the fast path served; ``direct``: of which answered without httpx."""
+
+    direct = 0
+
+
+def _served(stderr: str) -> _Served:
     for line in stderr.splitlines():
         if "the fast path served" in line:
-            return int(line.split("served")[1].split()[0])
+            served = _Served(line.split("served")[1].split()[0])
+            served.direct = int(line.split("(")[1].split()[0])
+            return served
     raise AssertionError(f"no fast-path report in the proxy's stderr:\n{stderr[-2000:]}")
 
 
@@ -338,12 +346,12 @@ def _unstamped(request: list[Any]) -> list[Any]:
     return [method, [h for h in headers if str(h[0]).lower() != "mcp-protocol-version"], *rest]
 
 
-def _both(tmp: Path, script: Any, *extra: str, **kw: Any) -> tuple[list[Any], list[Any], list[Any], int]:
+def _both(tmp: Path, script: Any, *extra: str, **kw: Any) -> tuple[list[Any], list[Any], list[Any], _Served]:
     """Run ``script(run, sessions) -> observations`` against both paths (``sessions``: a list the
     script appends the front session ids it opens to); returns the fast run's observations, audit
     records and upstream requests, and how many calls the fast path served."""
     out = []
-    served = 0
+    served = _Served(0)
     for fast in (True, False):
         run = _Run(tmp / ("fast" if fast else "sdk"), fast, *extra, **kw)
         sessions: list[str] = []
@@ -527,6 +535,9 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
     # all but the first (it opens the upstream session), the one that needs a human, and the one
     # after the server forgot the session (it opens the new one)
     assert served == len(calls) - 3
+    # the plain JSON answers read without httpx, the others (an event stream, a compressed answer,
+    # a redirect, a 404, the server's ping) by httpx after the same bytes went out
+    assert 30 <= served.direct <= served - 5, served.direct
 
 
 def test_a_deadline_answers_the_client_and_cancels_upstream_alike(tmp_path: Path) -> None:

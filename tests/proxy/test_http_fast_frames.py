@@ -227,3 +227,79 @@ def test_a_built_post_is_the_one_httpx_builds(client_kw: dict[str, Any]) -> None
         client.build_request("POST", url, json=body, headers=headers)
     )
     assert b"late=1" in dict(_build_post(client, url, body, headers).headers.raw)[b"Cookie"]
+
+
+def _wire_bytes(request: Any) -> bytes:
+    """What ``RawTransport.handle_async_request`` writes for ``request``."""
+    head = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    for k, v in request.headers.raw:
+        head += (k, b": ", v, b"\r\n")
+    return b"".join(head) + b"\r\n" + request.read()
+
+
+@pytest.mark.parametrize(
+    "client_kw",
+    [{}, {"headers": {"User-Agent": "mcp", "X-Extra": "1", "Accept": "*/*"}}, {"timeout": 7.5}],
+)
+def test_a_direct_post_is_the_bytes_httpx_would_have_written(client_kw: dict[str, Any]) -> None:
+    """``_direct`` writes a request without ``httpx`` once ``_build_post`` kept its head: the same
+    bytes ``RawTransport`` writes for the request ``client.build_request`` makes (for every body,
+    URL and header set, non-ASCII names included), to the URL's host and port, with the client's
+    timeouts."""
+    import httpx2
+
+    from dsl.proxy.http_fast import UpstreamWire, _build_post, _direct
+    from dsl.proxy.raw_transport import RawTransport
+
+    client = httpx2.AsyncClient(transport=RawTransport(), **client_kw)
+    client.event_hooks = {"request": [], "response": [UpstreamWire("http://x/mcp").on_response]}
+    bodies = [{"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "é" * i, "arguments": {"t": "x" * (i * 37)}}}
+              for i in range(6)]  # fmt: skip
+    header_sets = [
+        {"accept": "application/json, text/event-stream", "content-type": "application/json", "mcp-session-id": "s1",
+         "mcp-protocol-version": "2025-11-25"},  # fmt: skip
+        {"Accept": "text/plain", "content-type": "application/json", "mcp-session-id": "s2", "Content-Length": "3"},
+    ]
+    for url, key in (("http://127.0.0.1:9/mcp", (b"127.0.0.1", 9)), ("http://[::1]:8080/a/b?x=1", (b"::1", 8080)),
+                     ("http://example.com/mcp", (b"example.com", 80))):  # fmt: skip
+        for headers in header_sets:
+            assert _direct(client, url, bodies[0], headers) is None  # no head kept yet: httpx builds it
+            _build_post(client, url, bodies[0], headers)
+            for body in bodies:
+                direct = _direct(client, url, body, headers)
+                if "Content-Length" in headers:  # a length of the caller's: httpx builds every one
+                    assert direct is None
+                    continue
+                assert direct is not None
+                assert direct == (key, _wire_bytes(client.build_request("POST", url, json=body, headers=headers)),
+                                  client.timeout.as_dict())  # fmt: skip
+
+
+def test_a_direct_post_is_refused_where_httpx_would_do_more() -> None:
+    """A cookie in the jar, query parameters, a request hook or a response hook not marked
+    ``inert_for_calls``: ``httpx`` sends it (``_direct`` gives None)."""
+    import httpx2
+
+    from dsl.proxy.http_fast import UpstreamWire, _build_post, _direct
+    from dsl.proxy.raw_transport import RawTransport
+
+    url, headers, body = "http://127.0.0.1:9/mcp", {"mcp-session-id": "s1"}, {"jsonrpc": "2.0", "id": 1}
+
+    async def other(_: Any) -> None:
+        pass
+
+    own = UpstreamWire(url).on_response
+    for kw, hooks, cookie in (
+        ({}, {"request": [], "response": [own]}, False),  # (the one it takes)
+        ({"params": {"q": "1"}}, {"request": [], "response": [own]}, False),
+        ({}, {"request": [other], "response": [own]}, False),
+        ({}, {"request": [], "response": [own, other]}, False),
+        ({}, {"request": [], "response": [own]}, True),
+    ):
+        client = httpx2.AsyncClient(transport=RawTransport(), **kw)
+        client.event_hooks = hooks
+        _build_post(client, url, body, headers)
+        if cookie:
+            client.cookies.set("c", "1")
+        taken = _direct(client, url, body, headers) is not None
+        assert taken == (not kw and hooks["request"] == [] and hooks["response"] == [own] and not cookie), (kw, hooks, cookie)
