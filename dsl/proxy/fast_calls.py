@@ -44,7 +44,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
 from mcp_types import methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from ..engine import Decision
 from .deciding import Decisions, ToolCall, new_call_id
@@ -496,6 +496,30 @@ def upstream_frame_of_models(up_id: int, name: str, arguments: dict[str, Any] | 
         out_params["_meta"] = meta
     frame = types.JSONRPCRequest(jsonrpc="2.0", id=up_id, method="tools/call", params=out_params)
     return frame.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+
+
+def server_message(text: bytes | str) -> Any:
+    """``jsonrpc_message_adapter.validate_json(text)``, the server's answer read as the SDK reads
+    it. The commonest answer, a response with an int or str id and an object result and nothing
+    else, is the model those values make without validating them again: for exactly those three
+    keys the adapter picks the response model and keeps the values as parsed (held to the adapter
+    by tests/proxy/test_fast_frames.py); anything else, invalid JSON included, goes through it."""
+    try:
+        raw = from_json(text)
+    except ValueError:
+        raw = None
+    if (
+        raw.__class__ is dict
+        and raw.keys() == _RESPONSE_KEYS
+        and raw["jsonrpc"] == "2.0"
+        and raw["id"].__class__ in (int, str)
+        and raw["result"].__class__ is dict
+    ):
+        return types.JSONRPCResponse.model_construct(jsonrpc="2.0", id=raw["id"], result=raw["result"])
+    return types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+
+
+_RESPONSE_KEYS = frozenset({"jsonrpc", "id", "result"})
 
 
 def client_frame(rid: Any, result: dict[str, Any]) -> bytes:

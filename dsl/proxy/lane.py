@@ -119,7 +119,9 @@ class UpstreamLane:
         try:
             if b'"result"' not in line:
                 return False  # an error answer, a request, a notification: the task's
-            message = types.jsonrpc_message_adapter.validate_json(line.decode("utf-8"), by_name=False)
+            from .fast_calls import server_message  # (fast_calls imports this module)
+
+            message = server_message(line.decode("utf-8"))
             if not isinstance(message, types.JSONRPCResponse) or message.id is None:
                 return False
             key = coerce_request_id(message.id)

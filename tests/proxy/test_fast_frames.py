@@ -231,3 +231,65 @@ def test_plain_text_takes_the_commonest_results() -> None:
     assert _plain_text({"content": [], "isError": True}) == {"content": [], "isError": True}
     assert _plain_text({"content": [{"type": "text", "text": "hi", "annotations": None}]}) is None
     assert _plain_text({"content": [], "structuredContent": {}}) is None
+
+
+_ids = st.one_of(_ints, _text, st.none(), st.booleans(), _floats, st.lists(_ints, max_size=2))
+_envelopes = st.one_of(
+    st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": _ids, "result": _json}),
+    st.fixed_dictionaries({"jsonrpc": st.sampled_from(["2.0", "1.0", 2.0, None]), "id": _ids,
+                           "result": st.dictionaries(_text, _json, max_size=4)}),  # fmt: skip
+    st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": _ids, "result": st.dictionaries(_text, _json, max_size=3)},
+                          optional={"error": st.dictionaries(_text, _json, max_size=2), "method": _text,
+                                    "params": _json, "x": _json}),  # fmt: skip
+    _json,
+)
+
+
+def _text_of(value: Any, how: int) -> str:
+    text = json.dumps(value, allow_nan=True, ensure_ascii=how == 1)
+    if how == 2:  # keys repeated: the last one counts, for both
+        text = text.replace('{"jsonrpc": "2.0", ', '{"jsonrpc": "1.0", "jsonrpc": "2.0", ', 1)
+    return text
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_envelopes, st.integers(0, 2), st.booleans())
+def test_a_server_message_is_the_adapters(value: Any, how: int, as_bytes: bool) -> None:
+    """``server_message`` reads every text as ``jsonrpc_message_adapter.validate_json`` does: the
+    same model, fields and set fields, or the same error (invalid JSON and truncated texts too)."""
+    from pydantic import ValidationError
+
+    from dsl.proxy.fast_calls import server_message
+
+    text = _text_of(value, how)
+    for t in (text, text[: len(text) // 2]):
+        data: bytes | str = t.encode("utf-8", "surrogatepass") if as_bytes else t
+        try:
+            expected = types.jsonrpc_message_adapter.validate_json(data, by_name=False)
+        except ValidationError as e:
+            with pytest.raises(ValidationError) as got:
+                server_message(data)
+            assert _nan_equal(got.value.errors(), e.errors())  # (an input may hold NaN, never == itself)
+            continue
+        got_msg = server_message(data)
+        assert type(got_msg) is type(expected)
+        assert got_msg.model_dump() == expected.model_dump() or _nan_equal(got_msg.model_dump(), expected.model_dump())
+        assert got_msg.model_fields_set == expected.model_fields_set
+        assert got_msg.model_dump_json(by_alias=True, exclude_unset=True) == expected.model_dump_json(by_alias=True, exclude_unset=True)
+
+
+def _nan_equal(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, allow_nan=True, default=repr) == json.dumps(b, sort_keys=True, allow_nan=True, default=repr)
+
+
+def test_a_server_message_takes_the_commonest_answer_without_the_adapter() -> None:
+    """The shortcut is taken for a plain response (else the test above would prove nothing)."""
+    from unittest import mock
+
+    from dsl.proxy.fast_calls import server_message
+
+    with mock.patch.object(types.jsonrpc_message_adapter, "validate_json", side_effect=AssertionError("validated")):
+        m = server_message(b'{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hi"}]}}')
+        assert (m.id, m.result["content"][0]["text"]) == (7, "hi")
+        with pytest.raises(AssertionError, match="validated"):
+            server_message(b'{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"x"}}')
