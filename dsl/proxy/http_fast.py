@@ -64,7 +64,7 @@ from mcp.shared.exceptions import MCPError
 from .deciding import ToolCall, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 # shortcuts tests/proxy/test_fast_frames.py holds to the SDK's models, shared with the stdio fast path
-from .fast_calls import checked_result, client_frame, plain_call
+from .fast_calls import checked_result, client_frame, plain_call, server_message
 from .forwarding import session_forgotten
 from .http import identity_for_header
 from .raw_transport import RawTransport, read_body
@@ -354,6 +354,7 @@ class HttpFastCalls:
         self.path = "/mcp"
         self.calls: dict[tuple[str, Any], _Call] = {}  # (session, coerced id) -> fast call in flight
         self._heads: dict[str, list[tuple[bytes, bytes]]] = {}  # session -> event-stream head
+        self._passed: set[tuple[Any, ...]] = set()  # request headers and settings the SDK's checks passed (``_admitted``)
         self.taken = 0  # calls served here (PLR_PROXY_FAST=report prints it at exit, for tests)
         self.direct = 0  # of which sent and answered without httpx (``_direct``, ``_plain_json``)
 
@@ -465,17 +466,31 @@ class HttpFastCalls:
         limit = manager.max_request_body_size
         if len(body) > limit or (size is not None and (not size.isdigit() or int(size) > limit)):
             return None
-        from starlette.requests import Request
+        # the SDK's header checks read four headers and the transport's settings: a set of them
+        # that passed once passes again (only passes are kept: a refusal is the SDK path's to answer)
+        security = transport._security  # noqa: SLF001
+        settings = security.settings
+        seen = (
+            headers.get(b"host"), headers.get(b"origin"), headers.get(b"content-type"), headers.get(b"accept"),
+            settings.enable_dns_rebinding_protection, tuple(settings.allowed_hosts), tuple(settings.allowed_origins),
+        )  # fmt: skip
+        if seen not in self._passed:
+            from mcp.server.streamable_http import check_accept_headers
+            from starlette.requests import Request
 
-        lowered = [(k, v.lower() if k in (b"host", b"origin") else v) for k, v in scope.get("headers") or ()]
-        request = Request({**scope, "headers": lowered})
-        from mcp.server.streamable_http import check_accept_headers
+            lowered = [(k, v.lower() if k in (b"host", b"origin") else v) for k, v in scope.get("headers") or ()]
+            request = Request({**scope, "headers": lowered})
+            if await security.validate_request(request, is_post=True) is not None:
+                return None
+            has_json, has_sse = check_accept_headers(request)
+            if not (has_json and has_sse) or not transport._check_content_type(request):  # noqa: SLF001
+                return None
+            from mcp.server.transport_security import TransportSecurityMiddleware
 
-        if await transport._security.validate_request(request, is_post=True) is not None:  # noqa: SLF001
-            return None
-        has_json, has_sse = check_accept_headers(request)
-        if not (has_json and has_sse) or not transport._check_content_type(request):  # noqa: SLF001
-            return None
+            if type(security) is TransportSecurityMiddleware:  # (one of another kind: asked every time)
+                if len(self._passed) >= 256:
+                    self._passed.clear()
+                self._passed.add(seen)
         return transport, headers
 
     async def _ready(self, scope: Any, body: bytes, sid: str) -> tuple[Any, ...] | None:
@@ -790,11 +805,10 @@ class HttpFastCalls:
     async def _json_answer(self, content: bytes, up_id: int, dispatcher: Any, session: Any) -> Any:
         """A JSON answer to the POST, read as the SDK's transport reads it: this request's result
         or error, or else a message for the SDK's client (and this request waits on)."""
-        from mcp_types import jsonrpc_message_adapter
         from pydantic import ValidationError
 
         try:
-            message = jsonrpc_message_adapter.validate_json(content, by_name=False)
+            message = server_message(content)
         except ValidationError as exc:
             return types.ErrorData(code=types.PARSE_ERROR, message=f"Failed to parse JSON response: {exc}")
         if isinstance(message, (types.JSONRPCResponse, types.JSONRPCError)) and _same_id(message.id, up_id):
