@@ -45,7 +45,9 @@ upstream client open, where the SDK's client transport would die with it; an ups
 that ends before the answer after naming event ids is not resumed (``SSE stream ended without a
 response``) where the SDK's client reconnects with ``Last-Event-ID``; a call that times out or is
 cancelled also closes its upstream POST; the fast path's requests use a connection of their own
-(one more per session upstream).
+(one more per session upstream); an upstream answer framed both by ``Content-Length`` and by
+``Transfer-Encoding`` is refused (``closed the connection``: llhttp, ``raw_transport``'s parser,
+rejects the framing of a smuggled answer) where the SDK's client reads it by its chunks.
 """
 
 from __future__ import annotations
