@@ -45,9 +45,10 @@ upstream client open, where the SDK's client transport would die with it; an ups
 that ends before the answer after naming event ids is not resumed (``SSE stream ended without a
 response``) where the SDK's client reconnects with ``Last-Event-ID``; a call that times out or is
 cancelled also closes its upstream POST; the fast path's requests use a connection of their own
-(one more per session upstream); an upstream answer framed both by ``Content-Length`` and by
-``Transfer-Encoding`` is refused (``closed the connection``: llhttp, ``raw_transport``'s parser,
-rejects the framing of a smuggled answer) where the SDK's client reads it by its chunks.
+(one more per session upstream); llhttp (``raw_transport``'s parser) refuses some framings of an
+upstream answer that the SDK's client reads (both ``Content-Length`` and ``Transfer-Encoding``,
+the framing of a smuggled answer; a repeated ``Content-Length``; a folded header; bare line
+feeds): such a call is answered ``closed the connection``.
 """
 
 from __future__ import annotations
@@ -470,13 +471,16 @@ class HttpFastCalls:
             return None
         # the SDK's header checks read four headers and the transport's settings: a set of them
         # that passed once passes again (only passes are kept: a refusal is the SDK path's to answer)
+        from mcp.server.transport_security import TransportSecurityMiddleware
+
         security = transport._security  # noqa: SLF001
         settings = security.settings
+        kept = type(security) is TransportSecurityMiddleware  # (one of another kind: asked every time)
         seen = (
             headers.get(b"host"), headers.get(b"origin"), headers.get(b"content-type"), headers.get(b"accept"),
             settings.enable_dns_rebinding_protection, tuple(settings.allowed_hosts), tuple(settings.allowed_origins),
         )  # fmt: skip
-        if seen not in self._passed:
+        if not kept or seen not in self._passed:
             from mcp.server.streamable_http import check_accept_headers
             from starlette.requests import Request
 
@@ -487,9 +491,7 @@ class HttpFastCalls:
             has_json, has_sse = check_accept_headers(request)
             if not (has_json and has_sse) or not transport._check_content_type(request):  # noqa: SLF001
                 return None
-            from mcp.server.transport_security import TransportSecurityMiddleware
-
-            if type(security) is TransportSecurityMiddleware:  # (one of another kind: asked every time)
+            if kept:
                 if len(self._passed) >= 256:
                     self._passed.clear()
                 self._passed.add(seen)
@@ -1003,8 +1005,13 @@ def _sent(client: Any, url: str, body: Any, headers: dict[str, str], sent: Any =
 
     @asynccontextmanager
     async def opened() -> Any:
-        request = _build_post(client, url, body, headers)
         pending = sent
+        try:
+            request = _build_post(client, url, body, headers)
+        except BaseException:
+            if pending is not None:  # (the answer under way is never read: its connection goes)
+                transport._drop(pending[1])  # noqa: SLF001
+            raise
         followed = 0
         while True:
             if pending is not None:  # (``_direct`` runs no request hook: there is none)

@@ -80,9 +80,9 @@ class _Conn(asyncio.Protocol):
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            if self.error is None:
-                self.error = _protocol_error(f"malformed answer: {e}")
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as e:
+            if self.error is None:  # (an upgrade nobody asked for is as malformed as any)
+                self.error = _protocol_error(f"malformed answer: {e!r}")
         if not answer.head_done and self._head_bytes > _MAX_HEAD and self.error is None:
             self.error = _protocol_error("the answer's head is too large")
         self._wake()
@@ -202,14 +202,15 @@ class _Conn(asyncio.Protocol):
     async def wait(self, ready: Any, timeout: float | None) -> None:
         """Wait until ``ready()`` (or a failure), at most ``timeout`` seconds between two reads
         (``httpx2.ReadTimeout`` past it, as httpx), ``RemoteProtocolError`` for a malformed
-        answer or a connection that ends before the answer does."""
+        answer or a connection that ends before the answer does. What is ready is handed out
+        even when bad bytes came after it (the connection is then never reused)."""
         import httpx2
 
         while True:
+            if ready():  # (what is read is handed out, as httpx hands out a head before a bad body)
+                return
             if self.error is not None:
                 raise self.error
-            if ready():
-                return
             if self.eof:
                 raise _protocol_error("the server closed the connection before the answer ended")
             self._waiter = self.loop.create_future()
@@ -381,14 +382,18 @@ class RawTransport:
         then kept for the next request or dropped, as after ``httpx`` has read a response."""
         answer = conn.answer
         assert answer is not None
+        chunks: list[bytes] = []
         try:
-            await conn.wait(lambda: answer.done, read_timeout)
+            while True:  # (taking what came resumes a read paused at the high-water mark)
+                await conn.wait(lambda: answer.chunks or answer.done, read_timeout)
+                chunks += conn.take()
+                if answer.done and not answer.chunks:
+                    break
         except BaseException:
             self._drop(conn)
             raise
-        content = b"".join(conn.take())
         self._reuse(key, conn)
-        return content
+        return b"".join(chunks)
 
     def _drop(self, conn: _Conn) -> None:
         self._open.discard(conn)

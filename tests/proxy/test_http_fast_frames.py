@@ -303,3 +303,26 @@ def test_a_direct_post_is_refused_where_httpx_would_do_more() -> None:
             client.cookies.set("c", "1")
         taken = _direct(client, url, body, headers) is not None
         assert taken == (not kw and hooks["request"] == [] and hooks["response"] == [own] and not cookie), (kw, hooks, cookie)
+
+
+def test_only_a_plain_json_answer_is_read_without_httpx() -> None:
+    """``_plain_json``: a 200 with one JSON Content-Type and nothing httpx would act on; any other
+    status, a second Content-Type, an encoding or a cookie to keep: httpx reads it."""
+    from dsl.proxy.http_fast import _plain_json
+    from dsl.proxy.raw_transport import _Answer
+
+    def answer(status: int, *headers: tuple[bytes, bytes]) -> Any:
+        a = _Answer()
+        a.status, a.headers = status, list(headers)
+        return a
+
+    json_ = (b"Content-Type", b"application/json; charset=utf-8")
+    assert _plain_json(answer(200, json_, (b"content-length", b"2")))
+    assert _plain_json(answer(200, (b"content-type", b"APPLICATION/JSON")))
+    for a in (
+        answer(201, json_), answer(404, json_), answer(307, json_, (b"location", b"/x")),
+        answer(200), answer(200, (b"content-type", b"text/event-stream")),
+        answer(200, json_, json_), answer(200, json_, (b"content-encoding", b"gzip")),
+        answer(200, json_, (b"Set-Cookie", b"a=1")), answer(200, json_, (b"set-cookie2", b"a=1")),
+    ):  # fmt: skip
+        assert not _plain_json(a), a.headers

@@ -394,3 +394,82 @@ def test_too_many_headers_or_too_large_a_head_is_refused() -> None:
         return out
 
     assert asyncio.run(main()) == ["RemoteProtocolError", "RemoteProtocolError"]
+
+
+def test_a_whole_body_read_for_the_direct_path_arrives_past_the_high_water_mark() -> None:
+    """``RawTransport.body`` (the fast path's plain JSON answers) reads a body many times the
+    buffer at which reading pauses: taking what came resumes it (before, a body over 1 MiB
+    waited until the read timeout)."""
+    import asyncio
+
+    from dsl.proxy.raw_transport import RawTransport
+
+    big = b'{"jsonrpc":"2.0","id":1,"result":{"t":"' + b"x" * (5 << 20) + b'"}}'
+
+    async def main() -> None:
+        answers = {b"/big": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(big) + big,
+                   b"/small": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"}  # fmt: skip
+        server, port, conns = await _answering(answers, set())
+        transport = RawTransport()
+        key = (b"127.0.0.1", port)
+        timeouts = {"connect": 5.0, "read": 2.0, "write": 5.0}
+        for path in (b"/big", b"/small", b"/big"):
+            conn = await transport.send(key, b"GET %s HTTP/1.1\r\nhost: x\r\n\r\n" % path, timeouts)
+            assert await transport.body(key, conn, 2.0) == (big if path == b"/big" else b"ok")
+        assert conns[0] == 1  # each connection handed back and reused
+        await transport.aclose()
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_what_was_read_before_bad_bytes_is_handed_out_as_httpx_hands_it() -> None:
+    """A head followed in the same read by a malformed body: the head is the response (its hooks
+    run: a 404 that ends a session is seen), then reading the body fails. A whole answer followed
+    by garbage: the answer, and the connection is not reused (httpx's own pool reuses it and reads
+    the garbage as the next answer). A 101 nobody asked for: a protocol error."""
+    import asyncio
+
+    import httpx2
+
+    answers = {
+        b"/bad-body": b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"/garbage-after": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\x00\x01garbage\r\n\r\n",
+        b"/upgrade": b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n",
+        b"/plain": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    }
+
+    async def main() -> list[list[Any]]:
+        server, port, conns = await _answering(answers, set())
+        rows = []
+        for client in _raw_clients(timeout=httpx2.Timeout(2.0)):
+            hooked: list[int] = []
+
+            async def hook(r: Any, hooked: list[int] = hooked) -> None:
+                hooked.append(r.status_code)
+
+            client.event_hooks = {"request": [], "response": [hook]}
+            row: list[Any] = []
+            for path in (b"/bad-body", b"/garbage-after"):
+                try:
+                    r = await client.get(f"http://127.0.0.1:{port}{path.decode()}")
+                    row.append((r.status_code, r.content))
+                except httpx2.HTTPError as e:
+                    row.append(type(e).__name__)
+            row.append(list(hooked))
+            if not rows:  # RawTransport: the connection the garbage came on is not reused
+                conns[0] = 0
+                row += [(await client.get(f"http://127.0.0.1:{port}/plain")).content, conns[0]]
+            rows.append(row)
+            await client.aclose()
+        raw = _raw_clients(timeout=httpx2.Timeout(2.0))[0]
+        with pytest.raises(httpx2.RemoteProtocolError):
+            await raw.get(f"http://127.0.0.1:{port}/upgrade")
+        await raw.aclose()
+        server.close()
+        return rows
+
+    raw, own = asyncio.run(main())
+    assert raw[:3] == own == ["RemoteProtocolError", (200, b"ok"), [404, 200]], (raw, own)
+    # (httpx's own pool would read that garbage as the next answer)
+    assert raw[3:] == [b"ok", 1]
