@@ -70,7 +70,7 @@ from .errors import UpstreamTimeout, map_error, secs
 from .fast_calls import checked_result, client_frame, plain_call, server_message
 from .forwarding import session_forgotten
 from .http import identity_for_header
-from .raw_transport import RawTransport, read_body
+from .raw_transport import RawTransport, header_lines, read_body, request_line
 
 if TYPE_CHECKING:
     from .deciding import Decisions
@@ -1058,7 +1058,8 @@ def _build_post(client: Any, url: str, body: Any, headers: dict[str, str]) -> An
     it gives the same list every time but for ``Content-Length``: the list ``httpx`` built for the
     first such request is kept (per client transport) and reused with this body's length. A
     client with cookies or query parameters: ``httpx`` builds every request (the jar changes).
-    tests/proxy/test_http_fast_frames.py holds the two equal."""
+    The kept head is also kept as the bytes ``RawTransport`` writes for it, around the length
+    (for ``_direct``). tests/proxy/test_http_fast_frames.py holds the two equal."""
     import httpx2
     from httpx2._content import encode_json
 
@@ -1071,13 +1072,19 @@ def _build_post(client: Any, url: str, body: Any, headers: dict[str, str]) -> An
     if made is None:
         request = client.build_request("POST", url, json=body, headers=headers)
         raw = request.headers.raw
-        at = [i for i, (k, _) in enumerate(raw) if k.lower() == b"content-length"]
-        if len(at) == 1 and raw[at[0]][1] == str(len(request.content)).encode("ascii"):
+        found = [i for i, (k, _) in enumerate(raw) if k.lower() == b"content-length"]
+        if len(found) == 1 and raw[found[0]][1] == str(len(request.content)).encode("ascii"):
             if len(heads) >= 64:
                 heads.clear()
-            heads[key] = (request.url, raw, at[0])
+            at = found[0]
+            target = request.url
+            # the same head as bytes around its length, for ``_direct``
+            before = request_line(b"POST", target.raw_path) + header_lines(raw[:at]) + raw[at][0] + b": "
+            after = b"\r\n" + header_lines(raw[at + 1 :]) + b"\r\n"
+            wire = ((target.raw_host, target.port or 80), before, after, client.timeout.as_dict())
+            heads[key] = (target, raw, at, wire)
         return request
-    target, raw, at = made
+    target, raw, at, _ = made
     sized, stream = encode_json(body)
     raw = list(raw)
     raw[at] = (raw[at][0], sized["Content-Length"].encode("ascii"))
@@ -1107,23 +1114,7 @@ def _direct(client: Any, url: str, body: Any, headers: dict[str, str]) -> tuple[
     made = heads.get((url, tuple(headers.items()), tuple(client.headers.raw)))
     if made is None:
         return None
-    target, raw, at = made
-    wire = transport.wire_heads.get(id(raw))
-    if wire is None or wire[0] is not raw:
-        before = [b"POST ", target.raw_path, b" HTTP/1.1\r\n"]
-        for k, v in raw[:at]:
-            before += (k, b": ", v, b"\r\n")
-        after = [b"\r\n"]
-        for k, v in raw[at + 1 :]:
-            after += (k, b": ", v, b"\r\n")
-        after.append(b"\r\n")
-        if len(transport.wire_heads) >= 64:
-            transport.wire_heads.clear()
-        wire = transport.wire_heads[id(raw)] = (
-            raw, (target.raw_host, target.port or 80), b"".join(before) + raw[at][0] + b": ", b"".join(after),
-            client.timeout.as_dict(),
-        )  # fmt: skip
-    _, key, before_length, after_length, timeouts = wire
+    key, before_length, after_length, timeouts = made[3]
     content = _json_dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return key, before_length + str(len(content)).encode("ascii") + after_length + content, timeouts
 

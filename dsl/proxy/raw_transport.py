@@ -21,7 +21,7 @@ from typing import Any
 
 import httptools
 
-__all__ = ["RawTransport", "read_body"]
+__all__ = ["RawTransport", "header_lines", "read_body", "request_line"]
 
 _MAX_IDLE = 20  # kept-alive connections per host (httpx keeps 20 at most)
 _MAX_HEAD = 1 << 20  # an answer's head (status line and headers) larger than this is refused
@@ -88,23 +88,11 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def eof_received(self) -> bool:
-        self.eof = True
-        answer = self.answer
-        if answer is not None and answer.head_done and not answer.done and self._until_close(answer):
-            answer.done = True  # a body that ends with the connection
-            answer.keep = False
-        self._idle_event()
-        self._wake()
+        self._ended()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.eof = True
-        answer = self.answer
-        if answer is not None and answer.head_done and not answer.done and self._until_close(answer):
-            answer.done = True
-            answer.keep = False
-        self._idle_event()
-        self._wake()
+        self._ended()
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
@@ -249,6 +237,16 @@ class _Conn(asyncio.Protocol):
         except (OSError, ValueError):
             return False
 
+    def _ended(self) -> None:
+        """The server's end of the connection (or the connection itself) is gone."""
+        self.eof = True
+        answer = self.answer
+        if answer is not None and answer.head_done and not answer.done and self._until_close(answer):
+            answer.done = True  # a body that ends with the connection
+            answer.keep = False
+        self._idle_event()
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -296,6 +294,15 @@ async def _bounded(future: asyncio.Future[None], timeout: float | None, loop: as
         timer.cancel()
 
 
+def request_line(method: bytes, raw_path: bytes) -> bytes:
+    return method + b" " + raw_path + b" HTTP/1.1\r\n"
+
+
+def header_lines(headers: Any) -> bytes:
+    """``name: value`` lines of ``(name, value)`` byte pairs, in their order and spelling."""
+    return b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+
+
 class RawTransport:
     """The ``httpx`` transport of the fast path's twin client (``UpstreamWire.bind``)."""
 
@@ -303,7 +310,6 @@ class RawTransport:
         self._idle: dict[tuple[bytes, int], list[_Conn]] = {}
         self._open: set[_Conn] = set()
         self.heads: dict[Any, Any] = {}  # the requests' header lists, for ``http_fast._build_post``
-        self.wire_heads: dict[int, Any] = {}  # those lists as bytes, for ``http_fast._direct``
 
     async def __aenter__(self) -> RawTransport:
         return self
@@ -337,11 +343,8 @@ class RawTransport:
         key = (url.raw_host, url.port or 80)
         timeouts = request.extensions.get("timeout") or {}
         body = await request.aread()
-        head = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-        for k, v in request.headers.raw:
-            head += (k, b": ", v, b"\r\n")
-        head.append(b"\r\n")
-        conn = await self.send(key, b"".join(head) + body, timeouts, head_only=request.method == "HEAD")
+        data = request_line(request.method.encode("ascii"), url.raw_path) + header_lines(request.headers.raw) + b"\r\n" + body
+        conn = await self.send(key, data, timeouts, head_only=request.method == "HEAD")
         return self.response(key, conn, request, timeouts.get("read"))
 
     async def send(self, key: tuple[bytes, int], data: bytes, timeouts: dict[str, Any], *, head_only: bool = False) -> _Conn:

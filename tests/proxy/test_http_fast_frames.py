@@ -230,11 +230,23 @@ def test_a_built_post_is_the_one_httpx_builds(client_kw: dict[str, Any]) -> None
 
 
 def _wire_bytes(request: Any) -> bytes:
-    """What ``RawTransport.handle_async_request`` writes for ``request``."""
-    head = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-    for k, v in request.headers.raw:
-        head += (k, b": ", v, b"\r\n")
-    return b"".join(head) + b"\r\n" + request.read()
+    """What ``RawTransport.handle_async_request`` writes for ``request``: sent to a transport whose
+    connection only records it."""
+    import asyncio
+
+    from dsl.proxy.raw_transport import RawTransport
+
+    transport = RawTransport()
+    written: list[bytes] = []
+
+    async def send(key: Any, data: bytes, timeouts: Any, *, head_only: bool = False) -> Any:
+        written.append(data)
+        raise ConnectionError("recorded")
+
+    transport.send = send  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        asyncio.run(transport.handle_async_request(request))
+    return written[0]
 
 
 @pytest.mark.parametrize(
