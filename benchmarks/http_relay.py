@@ -21,22 +21,16 @@ import httptools
 _HOP = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
 
-class _Upstream(asyncio.Protocol):
-    def __init__(self, front: _Front) -> None:
-        self.front = front
-        self.parser = httptools.HttpResponseParser(self)
+class _Messages(asyncio.Protocol):
+    """One side of the relay: the message under way, as httptools hands it over."""
+
+    def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.front.close()
 
     def on_message_begin(self) -> None:
         self.headers, self.body = [], []
@@ -47,27 +41,40 @@ class _Upstream(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
-    def on_message_complete(self) -> None:
-        body = b"".join(self.body)
-        head = [b"HTTP/1.1 %d OK\r\n" % self.parser.get_status_code()]
-        head += [k + b": " + v + b"\r\n" for k, v in self.headers if k.lower() not in _HOP]
+    def _again(self, first: bytes, body: bytes) -> bytes:
+        """The message written again after its first line: its own headers, its body's length."""
+        head = [first] + [k + b": " + v + b"\r\n" for k, v in self.headers if k.lower() not in _HOP]
         head.append(b"content-length: %d\r\n\r\n" % len(body))
-        self.front.answer(b"".join(head) + body)
+        return b"".join(head) + body
 
 
-class _Front(asyncio.Protocol):
+class _Upstream(_Messages):
+    def __init__(self, front: _Front) -> None:
+        super().__init__()
+        self.front = front
+        self.parser = httptools.HttpResponseParser(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.front.close()
+
+    def on_message_complete(self) -> None:
+        self.front.answer(self._again(b"HTTP/1.1 %d OK\r\n" % self.parser.get_status_code(), b"".join(self.body)))
+
+
+class _Front(_Messages):
     def __init__(self, upstream: tuple[str, int]) -> None:
+        super().__init__()
         self.upstream = upstream
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
         self.up: _Upstream | None = None
         self.pending: list[bytes] = []  # what the client sent before the upstream connection was up
         self.url = b"/"
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        super().connection_made(transport)
         asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
@@ -99,26 +106,14 @@ class _Front(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def on_message_begin(self) -> None:
-        self.headers, self.body = [], []
-
     def on_url(self, url: bytes) -> None:
         self.url = url
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
     def on_message_complete(self) -> None:
-        body = b"".join(self.body)
         host, port = self.upstream
-        head = [self.parser.get_method() + b" " + self.url + b" HTTP/1.1\r\n", b"host: %s:%d\r\n" % (host.encode(), port)]
-        head += [k + b": " + v + b"\r\n" for k, v in self.headers if k.lower() not in _HOP]
-        head.append(b"content-length: %d\r\n\r\n" % len(body))
+        first = self.parser.get_method() + b" " + self.url + b" HTTP/1.1\r\nhost: %s:%d\r\n" % (host.encode(), port)
         assert self.up is not None and self.up.transport is not None
-        self.up.transport.write(b"".join(head) + body)
+        self.up.transport.write(self._again(first, b"".join(self.body)))
 
     def answer(self, data: bytes) -> None:
         if self.transport is not None:
