@@ -298,7 +298,19 @@ class RequestIdGate:
             if not message.get("more_body") or size > _BODY_PEEK_MAX:
                 break
         complete = chunks and chunks[-1]["type"] == "http.request" and not chunks[-1].get("more_body")
-        body = b"".join(m.get("body", b"") for m in chunks) if complete else b""
+        body = b"".join(m.get("body", b"") for m in chunks) if complete else None
+
+        async def replay() -> Any:
+            return chunks.pop(0) if chunks else await receive()
+
+        await self.serve(scope, body, replay, send)
+
+    async def serve(self, scope: Any, body: bytes | None, receive: Any, send: Any, held: bool = False) -> None:
+        """The checks, then the fast path or the app, for a POST whose body was read (``body``;
+        None: not whole, too large or the client left), ``receive`` handing it out again
+        (``held``: started by ``HeldPosts``)."""
+        complete = body is not None
+        body = body or b""
         sid = _session_of(scope) if complete else None
         # a session's request is parsed once, for both checks; any other frame only when it looks
         # as if its id were bad
@@ -306,15 +318,11 @@ class RequestIdGate:
         if req is not None and _bad_id(req["id"]) or req is None and complete and bad_request_id(body):
             await _refuse(send, _invalid_request(None, "Invalid Request: the id must be a string or an integer"))
             return
-
-        async def replay() -> Any:
-            return chunks.pop(0) if chunks else await receive()
-
         if req is None or sid is None:
             fast = self.fast
             if fast is not None and req is None and fast.cancelling(sid, body):
                 await fast.cancel(scope, sid, body)  # a fast call it names stops; the SDK sees it too
-            await self.app(scope, replay, send)
+            await self.app(scope, receive, send)
             return
         # the SDK routes a session's answers by ``str(id)``, so ``7`` and ``"7"`` are one key there
         rid = req["id"]
@@ -339,8 +347,8 @@ class RequestIdGate:
 
         try:
             fast = self.fast
-            if fast is None or not await fast.take(scope, body, req, sid, send_and_free):
-                await self.app(scope, replay, send_and_free)
+            if fast is None or not await fast.take(scope, body, req, sid, send_and_free, held):
+                await self.app(scope, receive, send_and_free)
         finally:
             free()
 
@@ -356,12 +364,7 @@ class TokenGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        auth = None
-        for k, v in scope.get("headers") or []:
-            if k.lower() == b"authorization":
-                auth = v.decode("latin-1")
-                break
-        identity = identity_for_header(self.tokens, auth)
+        identity = self.identity(scope)
         if identity is None:
             body = json.dumps(
                 {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": "plr: unauthorized"}}
@@ -380,12 +383,72 @@ class TokenGate:
         # identity is that principal, so token B cannot spend, end or listen on token A's session.
         await self.app({**scope, "user": _principal(identity)}, receive, send)
 
+    def identity(self, scope: Any) -> str | None:
+        """The identity of the request's bearer token (its first ``Authorization``), or None."""
+        auth = None
+        for k, v in scope.get("headers") or []:
+            if k.lower() == b"authorization":
+                auth = v.decode("latin-1")
+                break
+        return identity_for_header(self.tokens, auth)
+
 
 def _principal(identity: str) -> Any:
     from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
     from mcp.server.auth.provider import AccessToken
 
     return AuthenticatedUser(AccessToken(token="", client_id=identity, scopes=[]))
+
+
+_HELD_BODY_MAX = 64 * 1024  # uvicorn's HIGH_WATER_LIMIT: over it the protocol stops reading until the app reads
+_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})  # what uvicorn's ProxyHeadersMiddleware reads
+
+
+class HeldPosts:
+    """The POSTs of a session to the MCP endpoint, served from the front's protocol once their body
+    is in (``guarded_protocol``'s ``held``) instead of through uvicorn's middleware and ours.
+
+    Such a request needs nothing of the outer layers: uvicorn's ``ProxyHeadersMiddleware`` changes
+    nothing without ``X-Forwarded-*`` headers, ``/metrics`` is a GET, and ``TokenGate``'s work is
+    done here (a request without a known token takes the whole chain, which answers it 401). So
+    ``RequestIdGate.serve`` gets the body at once, and either the fast path answers or the chain
+    runs as it always does, reading the same body from the protocol."""
+
+    def __init__(self, gate: RequestIdGate, fast: Any, path: str, tokens: TokenGate | None) -> None:
+        self.gate = gate
+        self.fast = fast
+        self.path = path
+        self.tokens = tokens
+
+    def wants(self, scope: Any) -> bool:
+        """Whether the request whose head is in is held until its body is: a POST to the endpoint
+        with a session id and a ``Content-Length`` of at most 64 KiB, nothing the outer layers act
+        on, and a fast path that is on."""
+        fast = self.fast
+        if fast.manager is None or not fast.enabled or scope["method"] != "POST" or scope["path"] != self.path:
+            return False
+        session = length = False
+        for k, v in scope["headers"]:  # (lower case: uvicorn's protocols lower the names)
+            if k == b"content-length":
+                if length or not v.isdigit() or int(v) > _HELD_BODY_MAX:
+                    return False
+                length = True
+            elif k == b"mcp-session-id":
+                session = True
+            elif k in _FORWARDED or k == b"transfer-encoding" or k == b"expect":
+                return False
+        return session and length
+
+    async def serve(self, scope: Any, receive: Any, send: Any, *, chain: Any, body: bytes) -> None:
+        """``body``: the request's whole body, which ``receive`` still hands out (to ``chain``, the
+        app uvicorn would have run, when this request is not served here)."""
+        if self.tokens is not None:
+            identity = self.tokens.identity(scope)
+            if identity is None:
+                await chain(scope, receive, send)  # TokenGate answers it
+                return
+            scope = {**scope, "user": _principal(identity)}
+        await self.gate.serve(scope, body, receive, send, True)
 
 
 # --- the front's guards: Host/Origin names, read deadline, connection cap -----------------------
@@ -434,7 +497,11 @@ _INVALID = "Invalid HTTP request received."
 
 
 def guarded_protocol(
-    read_timeout: float, max_connections: int, report: Callable[[str], None], kind: str | None = None
+    read_timeout: float,
+    max_connections: int,
+    report: Callable[[str], None],
+    kind: str | None = None,
+    held: HeldPosts | None = None,
 ) -> type:
     """uvicorn's HTTP protocol (``kind``: ``"h11"`` or ``"httptools"``, by default
     ``front_protocol()``) with the two guards it lacks (it never times out a half-sent request,
@@ -458,6 +525,9 @@ def guarded_protocol(
     as h11 passes it; after an ``Upgrade`` request (never served: no WebSocket) the connection
     goes on reading requests, as with h11 (one that carries a body gets 400: llhttp would take the
     body for the new protocol's bytes).
+
+    ``held`` (httptools only): a request it ``wants`` starts once its body is in, as
+    ``held.serve`` (which runs the app itself when it does not serve the request).
     """
     kind = kind or front_protocol()
     last_report = [0.0]
@@ -556,7 +626,7 @@ def guarded_protocol(
             transport.close()
 
     if kind == "httptools":
-        return _guarded_httptools(Guarded, HEAD, BODY)
+        return _guarded_httptools(Guarded, HEAD, BODY, held)
     if kind != "h11":
         raise ValueError(f"unknown HTTP protocol {kind!r}")
 
@@ -579,8 +649,9 @@ def guarded_protocol(
     return GuardedH11Protocol
 
 
-def _guarded_httptools(Guarded: type, HEAD: str, BODY: str) -> type:
+def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | None) -> type:
     """``guarded_protocol`` over uvicorn's httptools protocol (see there for what it adds)."""
+    from functools import partial
     from urllib.parse import unquote
 
     import httptools
@@ -594,6 +665,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str) -> type:
         _trailers = False  # a chunk header with no data after it (the last chunk): trailers follow
         _marks = 0  # parser events that end or start a head or trailer section
         _pending = 0  # bytes counted of the incomplete head (or trailer section)
+        _held: Any = None  # (cycle, app) of a request ``held`` waits on the body of, not started yet
 
         def _state(self) -> Any:
             # what h11's client state would be for the request being answered (or the next one):
@@ -702,6 +774,26 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str) -> type:
             self._marks += 1
             self._in_body = self._trailers = False
             super().on_message_complete()
+            waiting = self._held
+            if waiting is not None and waiting[0] is self.cycle:
+                self._held = None
+                self._start_held(*waiting)
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            # (uvicorn calls this when a request's head is in, or when a queued one's turn comes)
+            if held is None or app is not self.app or self.expect_100_continue or not held.wants(cycle.scope):
+                super()._start_asgi_task(cycle, app)
+            elif cycle.more_body:
+                self._held = (cycle, app)  # its task starts with the body (``on_message_complete``)
+            else:
+                self._start_held(cycle, app)
+
+        def _start_held(self, cycle: Any, app: Any) -> None:
+            super()._start_asgi_task(cycle, partial(held.serve, chain=app, body=bytes(cycle.body)))
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._held = None  # never started: nothing to stop
+            super().connection_lost(exc)
 
     return GuardedHttpToolsProtocol
 
@@ -770,11 +862,14 @@ async def serve_http(
     )
     if fast is not None:
         fast.attach(getattr(server, "_session_manager", None), path)
-    app: Any = RequestIdGate(LowerCaseHost(sdk_app), fast)
+    gate = RequestIdGate(LowerCaseHost(sdk_app), fast)
+    app: Any = gate
     if front.metrics is not None:
         app = _with_metrics(app, front.metrics.asgi_app())
+    token_gate = None
     if tokens is not None:
-        app = TokenGate(app, tokens)
+        app = token_gate = TokenGate(app, tokens)
+    held = HeldPosts(gate, fast, path, token_gate) if fast is not None else None
     # A signal must stop the proxy even while clients hold sessions (streams) open: after 3 s
     # uvicorn cancels what still runs. Its log goes through the proxy's handler (one line, never a
     # traceback), and the cancellations of that shutdown are not errors worth a line at all.
@@ -788,7 +883,7 @@ async def serve_http(
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=3,
-        http=guarded_protocol(front.read_timeout, front.max_connections, report),
+        http=guarded_protocol(front.read_timeout, front.max_connections, report, held=held),
         ws="none",  # the MCP endpoint is plain HTTP: no WebSocket upgrade path
     )
     userver = uvicorn.Server(config)

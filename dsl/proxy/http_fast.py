@@ -4,8 +4,9 @@ the SDK's per-request machinery in between.
 Through the SDK a call over HTTP crosses the session manager, the transport's memory streams and
 message router, the server's dispatcher and handler task, the SSE response's four tasks, then the
 upstream ``mcp.Client``'s dispatcher, its transport's writer task and the task of its POST: most of
-what the proxy adds to a call. Here the POST that ``RequestIdGate`` has read is decided, audited and
-forwarded by the task that serves it, and the upstream's answer goes back to the client from that
+what the proxy adds to a call. Here the POST that ``RequestIdGate`` has read (for a session's POST
+with a small body, straight from the front's protocol once the body is in: ``http.HeldPosts``) is
+decided, audited and forwarded by the task that serves it, and the upstream's answer goes back to the client from that
 same task. The upstream request is built by a twin of the session's upstream ``httpx`` client (same
 headers, hooks, cookie jar, redirect rule: ``UpstreamWire.bind``) and written by
 ``raw_transport.RawTransport``, plain HTTP/1.1 on kept-alive sockets of its own, instead of the
@@ -360,6 +361,7 @@ class HttpFastCalls:
         self._passed: set[tuple[Any, ...]] = set()  # request headers and settings the SDK's checks passed (``_admitted``)
         self.taken = 0  # calls served here (PLR_PROXY_FAST=report prints it at exit, for tests)
         self.direct = 0  # of which sent and answered without httpx (``_direct``, ``_plain_json``)
+        self.held = 0  # of which started from the front's protocol (``http.HeldPosts``)
 
     def attach(self, manager: Any, path: str) -> None:
         """The front's SDK app is built: its session manager and endpoint path. A manager that is not
@@ -379,9 +381,10 @@ class HttpFastCalls:
 
     # -- the client's POST -----------------------------------------------------------------------
 
-    async def take(self, scope: Any, body: bytes, req: dict[str, Any], sid: str, send: Any) -> bool:
+    async def take(self, scope: Any, body: bytes, req: dict[str, Any], sid: str, send: Any, held: bool = False) -> bool:
         """Serve the POST ``body`` (its request ``req`` already parsed by ``RequestIdGate``, its id
-        in flight there) here (True), or leave it to the SDK path (False: nothing was done)."""
+        in flight there) here (True), or leave it to the SDK path (False: nothing was done).
+        ``held``: started by ``http.HeldPosts``, not through the middleware."""
         if self.manager is None or not self.enabled or req.get("method") != "tools/call":
             return False
         ready = await self._ready(scope, body, sid)
@@ -417,6 +420,7 @@ class HttpFastCalls:
             return False
         # -- from here on the call is ours -----------------------------------------------------
         self.taken += 1
+        self.held += held
         reply = _Reply(send, self._head(sid))
         idle = transport.idle_scope if transport._idle_timeout is not None else None  # noqa: SLF001
         if idle is not None:  # a request in flight holds the session open, as the SDK's transport counts it

@@ -236,7 +236,8 @@ class _Client:
         self.token = token
         self.session: str | None = None
 
-    def post(self, data: bytes, *, session: str | None = None, headers: dict[str, str] | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+    def post(self, data: bytes, *, session: str | None = None, headers: dict[str, str] | None = None,
+             chunked: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:  # fmt: skip
         h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
         sid = session or self.session
         if sid:
@@ -245,7 +246,7 @@ class _Client:
         if self.token:
             h["authorization"] = f"Bearer {self.token}"
         h.update(headers or {})
-        self.conn.request("POST", "/mcp", body=data, headers=h)
+        self.conn.request("POST", "/mcp", body=iter([data]) if chunked else data, headers=h, encode_chunked=chunked)
         resp = self.conn.getresponse()
         body = resp.read()
         kept = [(k.lower(), v) for k, v in resp.getheaders() if k.lower() not in ("date", "server")]
@@ -314,9 +315,11 @@ class _Run:
 
 
 class _Served(int):
-    """How many calls the fast path served; ``direct``: of which answered without httpx."""
+    """How many calls the fast path served; ``direct``: of which answered without httpx; ``held``:
+    of which started from the front's protocol (``http.HeldPosts``)."""
 
     direct = 0
+    held = 0
 
 
 def _served(stderr: str) -> _Served:
@@ -324,6 +327,7 @@ def _served(stderr: str) -> _Served:
         if "the fast path served" in line:
             served = _Served(line.split("served")[1].split()[0])
             served.direct = int(line.split("(")[1].split()[0])
+            served.held = int(line.split("(")[1].split(", ")[1].split()[0])
             return served
     raise AssertionError(f"no fast-path report in the proxy's stderr:\n{stderr[-2000:]}")
 
@@ -538,6 +542,7 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
     # the plain JSON answers read without httpx, the others (an event stream, a compressed answer,
     # a redirect, a 404, the server's ping) by httpx after the same bytes went out
     assert 30 <= served.direct <= served - 5, served.direct
+    assert served.held == served  # every call's body was in before it started
 
 
 def test_a_deadline_answers_the_client_and_cancels_upstream_alike(tmp_path: Path) -> None:
@@ -737,7 +742,38 @@ def test_another_identity_cannot_use_a_session_and_a_wrong_host_is_refused_alike
     assert answers[10][0] == 401
     assert all(r["identity"] == "alice" for r in records)
     assert not any('"theirs"' in body for _, _, body in upstream)
-    assert served == 2  # calls 1 and 10
+    assert served == served.held == 2  # calls 1 and 10
+
+
+def test_posts_the_front_does_not_hold_take_the_middleware_and_are_served_alike(tmp_path: Path) -> None:
+    """``http.HeldPosts`` starts a POST only once its body is in, and only when nothing outside
+    ``RequestIdGate`` acts on it. A chunked body, an ``Expect: 100-continue``, a body over 64 KiB,
+    ``X-Forwarded-*`` headers (uvicorn's ProxyHeadersMiddleware reads them) and a request without
+    a known token (TokenGate answers it) start as uvicorn starts any request: the same answers,
+    records and upstream bytes on both paths, and the fast path still serves the calls among them."""
+    tokens = {"tok-a": "alice"}
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client("tok-a")
+        c.start()
+        sessions.append(c.session or "")
+        seen = [c.send(_call(0, "echo", {"text": "open"})), c.send(_call(1, "echo", {"text": "held"}))]
+        seen.append(c.post(json.dumps(_call(2, "echo", {"text": "chunked"})).encode(), chunked=True))
+        seen.append(c.send(_call(3, "echo", {"text": "expect"}), headers={"expect": "100-continue"}))
+        seen.append(c.send(_call(4, "echo", {"text": "big", "pad": "z" * (70 * 1024)})))
+        seen.append(c.send(_call(5, "echo", {"text": "forwarded"}), headers={"x-forwarded-for": "10.0.0.1"}))
+        seen.append(c.send(_call(6, "echo", {"text": "proto"}), headers={"x-forwarded-proto": "https"}))
+        seen.append(c.send(_call(7, "echo", {"text": "bad token"}), headers={"authorization": "Bearer nope"}))
+        seen.append(c.send(_call(8, "echo", {"text": "held again"})))
+        c.close()
+        return seen
+
+    answers, records, upstream, served = _both(tmp_path, script, tokens=tokens)
+    assert [a[0] for a in answers] == [200] * 7 + [401, 200]
+    for i in (1, 2, 3, 4, 5, 6, 8):
+        assert _answer(answers[i])["result"]["isError"] is False, answers[i]
+    assert served == 7 and served.held == 2  # calls 1 to 6 and 8; only 1 and 8 held
+    assert sum(r["identity"] == "alice" for r in records) == len(records) == 8
 
 
 def test_the_fast_path_is_off_with_plr_proxy_fast_0(tmp_path: Path) -> None:

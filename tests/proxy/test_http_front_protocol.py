@@ -79,13 +79,28 @@ async def _answers(port: int, pieces: list[bytes], count: int) -> list[tuple[int
     return got
 
 
-async def _both(pieces: list[bytes], count: int = 1) -> dict[str, list[tuple[int, Any]]]:
+class _HoldAll:
+    """A ``held`` for ``guarded_protocol`` that holds every request with a ``Content-Length``, then
+    runs the app (``chain``), keeping the bodies it was given."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def wants(self, scope: Any) -> bool:
+        return any(k == b"content-length" for k, _ in scope["headers"])
+
+    async def serve(self, scope: Any, receive: Any, send: Any, *, chain: Any, body: bytes) -> None:
+        self.bodies.append(body)
+        await chain(scope, receive, send)
+
+
+async def _both(pieces: list[bytes], count: int = 1, held: Any = None) -> dict[str, list[tuple[int, Any]]]:
     servers = {}
     try:
         for kind in ("h11", "httptools"):
             config = uvicorn.Config(
                 _echo, host="127.0.0.1", port=0, log_level="critical", log_config=None, lifespan="on", ws="none",
-                http=guarded_protocol(10, 64, lambda line: None, kind),
+                http=guarded_protocol(10, 64, lambda line: None, kind, held if kind == "httptools" else None),
             )  # fmt: skip
             server = uvicorn.Server(config)
             task = asyncio.ensure_future(server.serve())
@@ -148,6 +163,29 @@ def test_both_protocols_read_requests_alike(name: str) -> None:
     got = asyncio.run(_both(pieces, len(statuses)))
     assert [s for s, _ in got["h11"]] == statuses, got["h11"]
     assert got["httptools"] == got["h11"]  # same statuses, and the app saw the same requests
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_request_held_until_its_body_is_in_is_read_alike(name: str) -> None:
+    """``held``: the request starts once its body is in, with that body, and the app then reads the
+    same request (the body too) as without holding it."""
+    pieces, statuses = CASES[name]
+    held = _HoldAll()
+    got = asyncio.run(_both(pieces, len(statuses), held))
+    assert [s for s, _ in got["h11"]] == statuses, got["h11"]
+    assert got["httptools"] == got["h11"]
+    served = [seen["body"].encode("latin-1") for status, seen in got["httptools"] if status == 200 and seen["headers"]
+              and any(k == "content-length" for k, _ in seen["headers"]) and seen["method"] == "POST"
+              and not any(k == "expect" for k, _ in seen["headers"])]  # fmt: skip
+    assert held.bodies == served
+
+
+def test_a_held_request_whose_client_leaves_before_its_body_never_starts() -> None:
+    held = _HoldAll()
+    got = asyncio.run(_both([REQ[:-2]], 1, held))
+    assert got == {"h11": [], "httptools": []} and held.bodies == []
+    got = asyncio.run(_both([REQ[:-2], b"bc" + REQ[:-1], b"c"], 2, held))
+    assert [s for s, _ in got["httptools"]] == [200, 200] and held.bodies == [b"abc", b"abc"]
 
 
 def test_the_trailers_and_the_absolute_form_are_what_h11_makes_of_them() -> None:
