@@ -789,6 +789,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
                 self._start_held(cycle, app)
 
         def _start_held(self, cycle: Any, app: Any) -> None:
+            cycle.transport = _Corked(cycle.transport, self.loop)
             super()._start_asgi_task(cycle, partial(held.serve, chain=app, body=bytes(cycle.body)))
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -796,6 +797,47 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
             super().connection_lost(exc)
 
     return GuardedHttpToolsProtocol
+
+
+class _Corked:
+    """The transport as a held request's ``RequestResponseCycle`` sees it. uvicorn writes a
+    response's head and its body apart, two TCP segments (and two system calls) for an answer
+    that fits one; here the head waits for what the same step of the task writes next and goes out
+    with it, or alone at the end of that step (a response whose body comes later, e.g. an event
+    stream, still has its head sent at once)."""
+
+    __slots__ = ("_transport", "_loop", "_head", "_wrote")
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+        self._wrote = False
+
+    def write(self, data: bytes) -> None:
+        if not self._wrote:  # the head (the cycle writes nothing before it: no 100 Continue here)
+            self._wrote = True
+            self._head = data
+            self._loop.call_soon(self._flush)
+            return
+        head = self._head
+        if head is not None:
+            self._head = None
+            data = head + data
+        self._transport.write(data)
+
+    def _flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return bool(self._transport.is_closing())
 
 
 class LowerCaseHost:

@@ -206,3 +206,54 @@ def test_httptools_is_the_default_and_plr_proxy_http_h11_forces_h11(monkeypatch:
     assert front_protocol() == "h11"
     cls = guarded_protocol(10, 64, print)
     assert issubclass(cls, H11Protocol) and not issubclass(cls, HttpToolsProtocol)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_a_held_requests_answer_goes_out_with_its_head_in_one_write() -> None:
+    """``_Corked``: the head waits for what the same step writes next; alone, it goes out at the
+    end of the step (an event stream's head is not held back until its first event); a close
+    writes it first."""
+    from dsl.proxy.http import _Corked
+
+    async def main() -> None:
+        rec = _Recorder()
+        corked = _Corked(rec, asyncio.get_running_loop())
+        corked.write(b"HEAD\r\n\r\n")
+        corked.write(b"5\r\nhello\r\n0\r\n\r\n")
+        assert rec.writes == [b"HEAD\r\n\r\n5\r\nhello\r\n0\r\n\r\n"]
+        await asyncio.sleep(0)
+        assert len(rec.writes) == 1  # nothing left to flush
+
+        rec = _Recorder()
+        corked = _Corked(rec, asyncio.get_running_loop())
+        corked.write(b"HEAD\r\n\r\n")
+        assert rec.writes == []
+        await asyncio.sleep(0)  # the end of the step
+        assert rec.writes == [b"HEAD\r\n\r\n"]
+        corked.write(b"later")
+        assert rec.writes == [b"HEAD\r\n\r\n", b"later"]
+
+        rec = _Recorder()
+        corked = _Corked(rec, asyncio.get_running_loop())
+        corked.write(b"HEAD\r\n\r\n")
+        corked.close()
+        assert rec.writes == [b"HEAD\r\n\r\n"] and rec.closed and corked.is_closing()
+        await asyncio.sleep(0)
+        assert rec.writes == [b"HEAD\r\n\r\n"]
+
+    asyncio.run(main())
