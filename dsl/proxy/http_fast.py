@@ -307,13 +307,15 @@ class _Reply:
 class _Call:
     """One fast call on its way through the upstream server."""
 
-    __slots__ = ("scope", "cancelled", "rid", "relayed", "stream", "streamed", "final_written", "over")
+    __slots__ = ("scope", "cancelled", "rid", "relayed", "open", "streams", "stream", "streamed", "final_written", "over")
 
     def __init__(self, rid: Any) -> None:
         self.rid = rid
         self.scope: anyio.CancelScope | None = None
         self.cancelled = False
         self.relayed = False  # something was relayed on this call's stream
+        self.open: Any = None  # () -> streams: make this call's stream at the front (``_forward``)
+        self.streams: Any = None  # that stream (send, receive), once something is relayed on it
         self.stream: Any = None  # () -> bool: start the writer of this call's stream (``_forward``)
         self.streamed: anyio.Event | None = None  # set when that writer has ended
         self.final_written = False  # that writer wrote the answer (and the end of the body)
@@ -322,8 +324,12 @@ class _Call:
     def relaying(self) -> None:
         """A message is about to be relayed on this call's stream: from now on a writer forwards
         that stream to the client as it comes, as the SDK's ``_run_sse_writer`` drains it, so the
-        session's message router never waits on this call."""
+        session's message router never waits on this call. The stream itself is made here: only
+        a relay (this method first) sends anything for a fast call's request id, so a call that
+        relays nothing, the common one, needs none."""
         self.relayed = True
+        if self.streams is None and not self.over and self.open is not None:
+            self.streams = self.open()
         if self.streamed is None and not self.over and self.stream is not None:
             self.streamed = anyio.Event()
             if not self.stream():
@@ -607,12 +613,17 @@ class HttpFastCalls:
         server_dispatcher = link.session._request_outbound._dispatcher  # noqa: SLF001
         call = _Call(rid)
         waiting = _Waiting(_ScopedSession(link.session, server_dispatcher, rid, call), rid, _RequestHeaders(scope))
-        # this request's own stream at the front: what the server session relays for it lands here
-        streams = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
-        transport._request_streams[key] = streams  # noqa: SLF001
         ckey = (link.key, coerce_request_id(rid))
         self.calls[ckey] = call
-        call.stream = lambda: self.tasks.spawn(self._stream, transport, streams[1], reply, call)
+
+        def open_stream() -> Any:
+            # this request's own stream at the front: what the server session relays for it lands here
+            streams = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
+            transport._request_streams[key] = streams  # noqa: SLF001
+            return streams
+
+        call.open = open_stream
+        call.stream = lambda: self.tasks.spawn(self._stream, transport, call.streams[1], reply, call)
         reply.arm_pings(self.tasks)
         try:
             outcome: Any = None
@@ -653,16 +664,18 @@ class HttpFastCalls:
                 self.decisions.answered(d, took, result=outcome)
                 final = self._result_message(rid, version, outcome) if shaped is None else _Shaped(rid, shaped)
             call.over = True
-            await self._answer(transport, streams, reply, call, final)
+            await self._answer(transport, call.streams, reply, call, final)
         finally:
             call.over = True
             reply.stop_pings()
             if self.calls.get(ckey) is call:
                 del self.calls[ckey]
-            if transport._request_streams.get(key) is streams:  # noqa: SLF001
-                del transport._request_streams[key]  # noqa: SLF001
-            streams[0].close()
-            streams[1].close()
+            streams = call.streams
+            if streams is not None:
+                if transport._request_streams.get(key) is streams:  # noqa: SLF001
+                    del transport._request_streams[key]  # noqa: SLF001
+                streams[0].close()
+                streams[1].close()
 
     async def _exchange(
         self, call: _Call, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str],
@@ -948,7 +961,8 @@ class HttpFastCalls:
         """End the answer with ``final``. When something was relayed on this call's stream (its
         writer runs), ``final`` takes the way the relayed messages took (the transport's router,
         one message after the other) and the writer writes it after them, as on the SDK path;
-        otherwise it is written at once, after anything already on the stream."""
+        otherwise it is written at once, after anything already on the stream (``streams``: None
+        when there is none)."""
         done = call.streamed
         if done is not None:
             from mcp.shared.message import SessionMessage
@@ -963,10 +977,9 @@ class HttpFastCalls:
             if call.final_written:
                 return
         out: list[bytes] = []
-        reader = streams[1]
-        while True:
+        while streams is not None:  # (None: nothing was relayed, so nothing can be on it)
             try:
-                out.append(self._event(transport, reader.receive_nowait().message))
+                out.append(self._event(transport, streams[1].receive_nowait().message))
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 break
         out.append(_result_event(final.rid, final.result) if final.__class__ is _Shaped else self._event(transport, final))
