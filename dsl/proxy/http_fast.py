@@ -62,14 +62,29 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import anyio
+# (what a call uses is imported here, not in the functions that run for every call: a few µs a call)
+import httpx2
 import mcp_types as types
+import pydantic_core
+from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE, _unfollowed_redirect
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
+from mcp.server.streamable_http import REQUEST_STREAM_BUFFER_SIZE, EventMessage
+from mcp.server.transport_security import TransportSecurityMiddleware
+from mcp.shared._httpx_utils import stream_within_origin
+from mcp.shared._otel import inject_trace_context
+from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, encode_header_value
+from mcp_types import jsonrpc_message_adapter
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from sse_starlette.event import ensure_bytes
 
 from .deciding import ToolCall, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 # shortcuts tests/proxy/test_fast_frames.py holds to the SDK's models, shared with the stdio fast path
 from .fast_calls import checked_result, client_frame, plain_call, server_message
-from .forwarding import session_forgotten
+from .forwarding import RAW, _Timer, session_forgotten
 from .http import identity_for_header
 from .raw_transport import RawTransport, header_lines, read_body, request_line
 
@@ -120,8 +135,6 @@ class UpstreamWire:
         self.http = http
         self.fast = http
         try:
-            import httpx2
-
             plain = (
                 httpx2.URL(self.url).scheme == "http"
                 and not any(t is not None for t in http._mounts.values())  # noqa: SLF001 - proxies from the environment
@@ -399,9 +412,6 @@ class HttpFastCalls:
         transport, link, up, wire, headers, version = ready
         # parsed and validated as the SDK's transport and runner do
         try:
-            import pydantic_core
-            from mcp_types import jsonrpc_message_adapter
-
             raw = pydantic_core.from_json(body)
             if not isinstance(raw, dict) or raw.keys() != _REQUEST_KEYS:
                 return False
@@ -457,7 +467,6 @@ class HttpFastCalls:
             if k in headers:
                 return None  # a repeated header: which one the SDK reads is its business
             headers[k] = v
-        from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
         pv = headers.get(b"mcp-protocol-version")
         if pv is not None and pv.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
@@ -466,7 +475,6 @@ class HttpFastCalls:
         transport = manager._server_instances.get(sid)  # noqa: SLF001 - mcp==2.3.0 is pinned
         if transport is None or transport.is_terminated:
             return None
-        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 
         user = scope.get("user")
         requestor = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
@@ -481,7 +489,6 @@ class HttpFastCalls:
             return None
         # the SDK's header checks read four headers and the transport's settings: a set of them
         # that passed once passes again (only passes are kept: a refusal is the SDK path's to answer)
-        from mcp.server.transport_security import TransportSecurityMiddleware
 
         security = transport._security  # noqa: SLF001
         settings = security.settings
@@ -514,7 +521,6 @@ class HttpFastCalls:
         if admitted is None:
             return None
         transport, headers = admitted
-        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
         link = self.sessions.links.get(sid)
         if link is None or link.ended or link.lost or link.recheck_pins or not self.own.enabled or self.shared.modern:
@@ -574,11 +580,6 @@ class HttpFastCalls:
         p: dict[str, Any], d: Any, reply: _Reply,
     ) -> None:  # fmt: skip
         """Send the call upstream, built as the SDK client builds it, and answer the client."""
-        from mcp.server.streamable_http import REQUEST_STREAM_BUFFER_SIZE, EventMessage
-        from mcp.shared._otel import inject_trace_context
-        from mcp.shared.dispatcher import coerce_request_id
-        from mcp.shared.inbound import MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, encode_header_value
-
         session = up.session
         dispatcher = session._dispatcher  # noqa: SLF001 - mcp==2.3.0 is pinned
         # ClientSession.send_request (the request's dump: ``upstream_body`` without the models)
@@ -684,8 +685,6 @@ class HttpFastCalls:
         """One request on the session's upstream session, under ``--upstream-timeout``: the result
         as ``Forwarder.exchange`` hands it on (and shaped for the client: ``_upstream_result``), or
         the ``MCPError`` it raises."""
-        from .forwarding import _Timer
-
         timer = _Timer(self.timeout)
         outcome: Any = None
         with anyio.CancelScope() as scope:
@@ -728,8 +727,6 @@ class HttpFastCalls:
         gives what validating it, dropping the later revisions' keys and shaping it gives (as
         ``FastCalls._upstream_result``; held to the two steps by tests/proxy/test_fast_frames.py).
         None: ``_result_message`` shapes it."""
-        from .forwarding import RAW
-
         version = session._negotiated_version or "2025-11-25"  # noqa: SLF001
         raw, shaped = checked_result(raw, version, client_version)
         result: dict[str, Any] = RAW.validate_python(raw, by_name=False)
@@ -745,12 +742,6 @@ class HttpFastCalls:
     ) -> Any:
         """The POST, and its answer read as ``StreamableHTTPTransport._handle_post_request`` reads it:
         the result (a dict), or the ``ErrorData`` the SDK's client would resolve the request with."""
-        import httpx2
-        from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE, _unfollowed_redirect
-        from mcp.shared._httpx_utils import stream_within_origin
-        from mcp_types import jsonrpc_message_adapter
-        from pydantic import ValidationError
-
         # without --upstream-timeout, the SDK client's own read timeout is the only bound on the
         # upstream: its client then (the twin's transport has none)
         opened = None
@@ -826,8 +817,6 @@ class HttpFastCalls:
     async def _json_answer(self, content: bytes, up_id: int, dispatcher: Any, session: Any) -> Any:
         """A JSON answer to the POST, read as the SDK's transport reads it: this request's result
         or error, or else a message for the SDK's client (and this request waits on)."""
-        from pydantic import ValidationError
-
         try:
             message = server_message(content)
         except ValidationError as exc:
@@ -871,8 +860,6 @@ class HttpFastCalls:
         the SDK would take from this sender (the same checks as for a call: the session's owner,
         Host/Origin, ...), the fast call it names stops. The SDK path still gets the notification
         (it answers 202 and knows no such request of its own)."""
-        import pydantic_core
-
         try:
             raw = pydantic_core.from_json(body)
         except ValueError:
@@ -881,9 +868,7 @@ class HttpFastCalls:
             return  # (the JSON parsed: its escapes are undone, "notifications\\/cancelled" included)
         if self.manager is None or await self._admitted(scope, body, sid) is None:
             return
-        from mcp.shared.dispatcher import coerce_request_id
         from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
-        from mcp_types import jsonrpc_message_adapter
 
         try:
             msg = jsonrpc_message_adapter.validate_python(raw, by_name=False)
@@ -905,9 +890,6 @@ class HttpFastCalls:
 
     @staticmethod
     def _event(transport: Any, message: Any) -> bytes:
-        from mcp.server.streamable_http import EventMessage
-        from sse_starlette.event import ensure_bytes
-
         return ensure_bytes(transport._create_event_data(EventMessage(message)), _SEP)  # noqa: SLF001
 
     @staticmethod
@@ -1014,7 +996,6 @@ def _sent(client: Any, url: str, body: Any, headers: dict[str, str], sent: Any =
     taken from there, and everything ``httpx`` does after sending is done with it)."""
     from contextlib import asynccontextmanager, suppress
 
-    import httpx2
     from mcp.shared._httpx_utils import next_request_within_origin
 
     transport = client._transport  # noqa: SLF001 - the RawTransport it was made with
@@ -1077,7 +1058,6 @@ def _build_post(client: Any, url: str, body: Any, headers: dict[str, str]) -> An
     client with cookies or query parameters: ``httpx`` builds every request (the jar changes).
     The kept head is also kept as the bytes ``RawTransport`` writes for it, around the length
     (for ``_direct``). tests/proxy/test_http_fast_frames.py holds the two equal."""
-    import httpx2
     from httpx2._content import encode_json
 
     transport = client._transport  # noqa: SLF001
@@ -1219,8 +1199,6 @@ class _RequestHeaders:
 
 
 def _same_id(a: Any, b: Any) -> bool:
-    from mcp.shared.dispatcher import coerce_request_id
-
     return a is not None and coerce_request_id(a) == coerce_request_id(b)
 
 
