@@ -781,7 +781,16 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             # (uvicorn calls this when a request's head is in, or when a queued one's turn comes)
-            if held is None or app is not self.app or self.expect_100_continue or not held.wants(cycle.scope):
+            # (an absolute-form target or a "#" in it: the path is rewritten after this; not held)
+            url = self.url
+            if (
+                held is None
+                or app is not self.app
+                or self.expect_100_continue
+                or url[:1] != b"/"
+                or b"#" in url
+                or not held.wants(cycle.scope)
+            ):
                 super()._start_asgi_task(cycle, app)
             elif cycle.more_body:
                 self._held = (cycle, app)  # its task starts with the body (``on_message_complete``)
@@ -795,6 +804,16 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
         def connection_lost(self, exc: Exception | None) -> None:
             self._held = None  # never started: nothing to stop
             super().connection_lost(exc)
+
+        def shutdown(self) -> None:
+            # the server stops: a request still waiting for its body starts now, as uvicorn would
+            # have started it, so it is served or cancelled (500) within the graceful shutdown as
+            # every other request; it must not start after the server has stopped
+            waiting = self._held
+            if waiting is not None:
+                self._held = None
+                super()._start_asgi_task(*waiting)
+            super().shutdown()
 
     return GuardedHttpToolsProtocol
 
