@@ -334,23 +334,51 @@ class RequestIdGate:
                 "(ids 7 and \"7\" are the same one over HTTP)",
             ))  # fmt: skip
             return
-        mine = self._inflight[slot] = [rid]  # (a list: this request's own entry, by identity)
-
-        def free() -> None:
-            if self._inflight.get(slot) is mine:  # not a later request that reused the id
-                del self._inflight[slot]
-
-        async def send_and_free(message: Any) -> None:
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                free()  # answered: the client may use the id again at once
-            await send(message)
-
+        free = self.hold(slot, rid)
+        send_and_free = _freeing(send, free)
         try:
             fast = self.fast
             if fast is None or not await fast.take(scope, body, req, sid, send_and_free, held):
                 await self.app(scope, receive, send_and_free)
         finally:
             free()
+
+    def begin(self, scope: Any, body: bytes) -> tuple[dict[str, Any], str, tuple[str, str]] | None:
+        """For ``HeldPosts.start``: the request, session and slot of a POST (its whole ``body``)
+        that ``serve`` would hand to the fast path, its id not in flight. None: ``serve`` is
+        the one to answer it."""
+        sid = _session_of(scope)
+        if sid is None or (b'"id"' not in body and b"\\u" not in body):
+            return None
+        req = _request_of(body)
+        if req is None or _bad_id(req["id"]):
+            return None
+        slot = (sid, str(req["id"]))
+        if slot in self._inflight:
+            return None
+        return req, sid, slot
+
+    def hold(self, slot: tuple[str, str], rid: Any) -> Callable[[], None]:
+        """Mark the request id ``rid`` in flight in its session; the function that frees it."""
+        mine = self._inflight[slot] = [rid]  # (a list: this request's own entry, by identity)
+
+        def free() -> None:
+            if self._inflight.get(slot) is mine:  # not a later request that reused the id
+                del self._inflight[slot]
+
+        return free
+
+
+def _freeing(send: Any, free: Callable[[], None]) -> Any:
+    """``send``, calling ``free`` as the end of the response goes out: the client may use the id
+    again at once."""
+
+    async def send_and_free(message: Any) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            free()
+        await send(message)
+
+    return send_and_free
 
 
 class TokenGate:
@@ -438,6 +466,35 @@ class HeldPosts:
             elif k in _FORWARDED or k == b"transfer-encoding" or k == b"expect":
                 return False
         return session and length
+
+    def start(self, scope: Any, body: bytes) -> Any:
+        """For the protocol's callback that read the whole ``body``: when the fast path takes the
+        call there (``HttpFastCalls.take_now``: decided, recorded and written upstream), the app
+        that answers it (run as the request's task); None: nothing was done, ``serve`` runs."""
+        if self.tokens is not None:
+            identity = self.tokens.identity(scope)
+            if identity is None:
+                return None
+            scope = {**scope, "user": _principal(identity)}
+        gate = self.gate
+        begun = gate.begin(scope, body)
+        if begun is None:
+            return None
+        req, sid, slot = begun
+        fast = self.fast
+        call = fast.take_now(scope, body, req, sid)
+        if call is None:
+            return None
+        free = gate.hold(slot, req["id"])
+        user_scope = scope
+
+        async def answer(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await fast.finish(call, user_scope, _freeing(send, free))
+            finally:
+                free()
+
+        return answer
 
     async def serve(self, scope: Any, receive: Any, send: Any, *, chain: Any, body: bytes) -> None:
         """``body``: the request's whole body, which ``receive`` still hands out (to ``chain``, the
@@ -799,7 +856,13 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
 
         def _start_held(self, cycle: Any, app: Any) -> None:
             cycle.transport = _Corked(cycle.transport, self.loop)
-            super()._start_asgi_task(cycle, partial(held.serve, chain=app, body=bytes(cycle.body)))
+            body = bytes(cycle.body)
+            try:
+                answer = held.start(cycle.scope, body)
+            except Exception:  # noqa: BLE001 - nothing was taken: the task does it all, as for any request
+                logging.getLogger(__name__).debug("taking a held call in the callback failed", exc_info=True)
+                answer = None
+            super()._start_asgi_task(cycle, answer or partial(held.serve, chain=app, body=body))
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._held = None  # never started: nothing to stop

@@ -6,7 +6,9 @@ message router, the server's dispatcher and handler task, the SSE response's fou
 upstream ``mcp.Client``'s dispatcher, its transport's writer task and the task of its POST: most of
 what the proxy adds to a call. Here the POST that ``RequestIdGate`` has read (for a session's POST
 with a small body, straight from the front's protocol once the body is in: ``http.HeldPosts``) is
-decided, audited and forwarded by the task that serves it, and the upstream's answer goes back to the client from that
+decided, audited and forwarded by the task that serves it (or, when nothing on the way needs a
+wait, already in the protocol's callback that read the body: ``take_now``; the task then only
+answers it), and the upstream's answer goes back to the client from that
 same task. The upstream request is built by a twin of the session's upstream ``httpx`` client (same
 headers, hooks, cookie jar, redirect rule: ``UpstreamWire.bind``) and written by
 ``raw_transport.RawTransport``, plain HTTP/1.1 on kept-alive sockets of its own, instead of the
@@ -381,6 +383,7 @@ class HttpFastCalls:
         self.taken = 0  # calls served here (PLR_PROXY_FAST=report prints it at exit, for tests)
         self.direct = 0  # of which sent and answered without httpx (``_direct``, ``_plain_json``)
         self.held = 0  # of which started from the front's protocol (``http.HeldPosts``)
+        self.early = 0  # of which taken in its callback (``take_now``)
 
     def attach(self, manager: Any, path: str) -> None:
         """The front's SDK app is built: its session manager and endpoint path. A manager that is not
@@ -409,56 +412,167 @@ class HttpFastCalls:
         ready = await self._ready(scope, body, sid)
         if ready is None:
             return False
-        transport, link, up, wire, headers, version = ready
-        # parsed and validated as the SDK's transport and runner do
-        try:
-            raw = pydantic_core.from_json(body)
-            if not isinstance(raw, dict) or raw.keys() != _REQUEST_KEYS:
-                return False
-            message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
-            if not isinstance(message, types.JSONRPCRequest) or message.method != "tools/call":
-                return False
-            p = message.params
-            if not plain_call(p, version):
-                return False
-            name, args = p["name"], p.get("arguments")
-        except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
+        parsed = self._parsed(body, ready, sid)
+        if parsed is None:
             return False
-        identity = self.sessions.identity
-        if self.sessions.tokens is not None:
-            identity = identity_for_header(self.sessions.tokens, headers.get(b"authorization", b"").decode("latin-1"))
-            if identity is None:
-                return False  # TokenGate lets no such request through; the SDK path fails it closed
+        message, p, c = parsed
         decisions = self.decisions
-        c = ToolCall(new_call_id(), name, args if args is not None else {}, sid, identity)
         d, us = decisions.decide(c, False)
         if decisions.needs_the_sdk_path(d):
             return False
         # -- from here on the call is ours -----------------------------------------------------
         self.taken += 1
         self.held += held
-        reply = _Reply(send, self._head(sid))
+        call = _Taken(sid, ready, message, p, d)
+        call.result = decisions.record_taken(c, d, us)
+        await self.finish(call, scope, send)
+        return True
+
+    def take_now(self, scope: Any, body: bytes, req: dict[str, Any], sid: str) -> _Taken | None:
+        """``take`` for a POST ``http.HeldPosts`` holds, in the front protocol's callback that read
+        its body, when nothing on the way needs a wait: the SDK's header checks passed this set of
+        headers before, and the upstream POST can be written at once (``_direct``'s bytes on an
+        idle kept-alive connection). Decided, recorded and written upstream before this returns,
+        so the server works on the call while the task that answers it (``finish``) starts.
+        None: nothing was done (not even decided), and ``take`` runs in that task as for any POST."""
+        if self.manager is None or not self.enabled or req.get("method") != "tools/call" or not self.timeout:
+            return None
+        admitted = self._admitted_now(scope, body, sid)
+        ready = None if admitted is None else self._servable(admitted, sid)
+        if ready is None:
+            return None
+        wire = ready[3]
+        if wire.fast is wire.http:
+            return None
+        parsed = self._parsed(body, ready, sid)
+        if parsed is None:
+            return None
+        message, p, c = parsed
+        session = ready[2].session
+        data, http_headers = self._upstream_head(session, wire, p)
+        direct = _direct_head(wire.fast, wire.url, http_headers)
+        if direct is None:
+            return None
+        raw = wire.fast._transport  # noqa: SLF001 - the RawTransport it was made with
+        key = direct[0]
+        conn = raw.idle_conn(key)
+        if conn is None:
+            return None  # (a new connection is made by the task: ``take``)
+        decisions = self.decisions
+        d, us = decisions.decide(c, False)
+        if decisions.needs_the_sdk_path(d):
+            raw.park(key, conn)
+            return None
+        # -- from here on the call is ours (as in ``take``) --------------------------------------
+        self.taken += 1
+        self.held += 1
+        self.early += 1
+        call = _Taken(sid, ready, message, p, d)
+        # nothing below may raise out of here: the caller would take the call a second time
+        try:
+            call.result = decisions.record_taken(c, d, us)
+            if call.result is not None:
+                raw.park(key, conn)
+                return call
+            up_id, frame = self._upstream_frame(session._dispatcher, data)  # noqa: SLF001
+            sent = _Sent(up_id, frame, http_headers, key, conn, direct[3])
+            data_out = _direct_bytes(direct, frame)
+        except BaseException as e:  # noqa: BLE001 - raised in the task, as ``take`` raises it there
+            raw.park(key, conn)
+            call.failed = e
+            return call
+        call.sent = sent
+        try:
+            conn.send(data_out, head_only=False)
+        except BaseException as e:  # noqa: BLE001 - raised where the task's own write would raise (``_post``)
+            sent.error = e
+        return call
+
+    def _parsed(self, body: bytes, ready: tuple[Any, ...], sid: str) -> tuple[Any, dict[str, Any], ToolCall] | None:
+        """The request, parsed and validated as the SDK's transport and runner do, its params and
+        the call to decide; None when it is not a plain ``tools/call`` (or the caller has no known
+        token: ``TokenGate`` lets no such request through, the SDK path fails it closed)."""
+        headers, version = ready[4], ready[5]
+        try:
+            raw = pydantic_core.from_json(body)
+            if not isinstance(raw, dict) or raw.keys() != _REQUEST_KEYS:
+                return None
+            message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
+            if not isinstance(message, types.JSONRPCRequest) or message.method != "tools/call":
+                return None
+            p = message.params
+            if not plain_call(p, version):
+                return None
+            name, args = p["name"], p.get("arguments")
+        except Exception:  # noqa: BLE001 - invalid: the SDK path answers it as it always has
+            return None
+        identity = self.sessions.identity
+        if self.sessions.tokens is not None:
+            identity = identity_for_header(self.sessions.tokens, headers.get(b"authorization", b"").decode("latin-1"))
+            if identity is None:
+                return None
+        return message, p, ToolCall(new_call_id(), name, args if args is not None else {}, sid, identity)
+
+    @staticmethod
+    def _in_flight(transport: Any) -> Any:
+        """A request in flight holds the session open, as the SDK's transport counts it: the
+        transport's idle scope (None: it has none), to give back with ``_out_of_flight``."""
         idle = transport.idle_scope if transport._idle_timeout is not None else None  # noqa: SLF001
-        if idle is not None:  # a request in flight holds the session open, as the SDK's transport counts it
+        if idle is not None:
             transport._requests_in_flight += 1  # noqa: SLF001 - mcp==2.3.0 is pinned
             idle.deadline = float("inf")
+        return idle
+
+    @staticmethod
+    def _out_of_flight(transport: Any, idle: Any) -> None:
+        if idle is not None:
+            transport._requests_in_flight -= 1  # noqa: SLF001
+            if not transport._requests_in_flight:  # noqa: SLF001
+                idle.deadline = asyncio.get_running_loop().time() + transport._idle_timeout  # noqa: SLF001
+
+    async def finish(self, call: _Taken, scope: Any, send: Any) -> None:
+        """Answer a call ``take`` or ``take_now`` took: its denial (or failure to record), or
+        the upstream's answer (sent now, or already by ``take_now``)."""
+        transport, link, up, wire, _, version = call.ready
+        idle = self._in_flight(transport)
         try:
-            result = decisions.record_taken(c, d, us)
-            if result is not None:
-                dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-                await reply.events([self._event(transport, self._result_message(message.id, version, dumped))])
-                return True
-            await self._forward(scope, transport, link, up, wire, message, version, p, d, reply)
-            return True
+            if call.failed is not None:
+                raise call.failed
+            reply = _Reply(send, self._head(call.sid))
+            if call.result is not None:
+                dumped = call.result.model_dump(by_alias=True, mode="json", exclude_none=True)
+                await reply.events([self._event(transport, self._result_message(call.message.id, version, dumped))])
+                return
+            await self._forward(scope, transport, link, up, wire, call.message, version, call.p, call.d, reply, call.sent)
         finally:
-            if idle is not None:
-                transport._requests_in_flight -= 1  # noqa: SLF001
-                if not transport._requests_in_flight:  # noqa: SLF001
-                    idle.deadline = asyncio.get_running_loop().time() + transport._idle_timeout  # noqa: SLF001
+            self._out_of_flight(transport, idle)
+            sent = call.sent
+            if sent is not None and not sent.read:  # written, never read: not for another request
+                wire.fast._transport.drop(sent.conn)  # noqa: SLF001
 
     async def _admitted(self, scope: Any, body: bytes, sid: str) -> tuple[Any, dict[bytes, bytes]] | None:
         """The SDK's transport of session ``sid`` and the request's headers, when every check the
         SDK makes of a POST before it reads the message passes (else None: the SDK path answers)."""
+        got = self._admission(scope, body, sid)
+        if got is None:
+            return None
+        transport, headers, pending = got
+        if pending is not None and not await self._headers_pass(scope, transport, *pending):
+            return None
+        return transport, headers
+
+    def _admitted_now(self, scope: Any, body: bytes, sid: str) -> tuple[Any, dict[bytes, bytes]] | None:
+        """``_admitted`` without waiting: None also when the SDK's header checks have yet to be
+        asked of this set of headers (only ``_admitted`` asks them)."""
+        got = self._admission(scope, body, sid)
+        if got is None or got[2] is not None:
+            return None
+        return got[0], got[1]
+
+    def _admission(self, scope: Any, body: bytes, sid: str) -> tuple[Any, dict[bytes, bytes], Any] | None:
+        """``_admitted``'s checks but the SDK's header checks, which are left to ask (the third
+        item: what ``_headers_pass`` needs) unless this set of headers and settings passed them
+        before (None)."""
         if scope.get("path") != self.path or scope.get("root_path"):
             return None
         headers: dict[bytes, bytes] = {}
@@ -467,7 +581,6 @@ class HttpFastCalls:
             if k in headers:
                 return None  # a repeated header: which one the SDK reads is its business
             headers[k] = v
-
         pv = headers.get(b"mcp-protocol-version")
         if pv is not None and pv.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
             return None  # the manager routes this to its 2026-07-28 entry
@@ -475,7 +588,6 @@ class HttpFastCalls:
         transport = manager._server_instances.get(sid)  # noqa: SLF001 - mcp==2.3.0 is pinned
         if transport is None or transport.is_terminated:
             return None
-
         user = scope.get("user")
         requestor = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
         if requestor != manager._session_owners.get(sid):  # noqa: SLF001
@@ -489,7 +601,6 @@ class HttpFastCalls:
             return None
         # the SDK's header checks read four headers and the transport's settings: a set of them
         # that passed once passes again (only passes are kept: a refusal is the SDK path's to answer)
-
         security = transport._security  # noqa: SLF001
         settings = security.settings
         kept = type(security) is TransportSecurityMiddleware  # (one of another kind: asked every time)
@@ -497,31 +608,37 @@ class HttpFastCalls:
             headers.get(b"host"), headers.get(b"origin"), headers.get(b"content-type"), headers.get(b"accept"),
             settings.enable_dns_rebinding_protection, tuple(settings.allowed_hosts), tuple(settings.allowed_origins),
         )  # fmt: skip
-        if not kept or seen not in self._passed:
-            from mcp.server.streamable_http import check_accept_headers
-            from starlette.requests import Request
+        if kept and seen in self._passed:
+            return transport, headers, None
+        return transport, headers, (seen, kept)
 
-            lowered = [(k, v.lower() if k in (b"host", b"origin") else v) for k, v in scope.get("headers") or ()]
-            request = Request({**scope, "headers": lowered})
-            if await security.validate_request(request, is_post=True) is not None:
-                return None
-            has_json, has_sse = check_accept_headers(request)
-            if not (has_json and has_sse) or not transport._check_content_type(request):  # noqa: SLF001
-                return None
-            if kept:
-                if len(self._passed) >= 256:
-                    self._passed.clear()
-                self._passed.add(seen)
-        return transport, headers
+    async def _headers_pass(self, scope: Any, transport: Any, seen: Any, kept: bool) -> bool:
+        """The SDK's header checks (Host, Origin, Accept, Content-Type) of this POST; a pass is kept."""
+        from mcp.server.streamable_http import check_accept_headers
+        from starlette.requests import Request
+
+        lowered = [(k, v.lower() if k in (b"host", b"origin") else v) for k, v in scope.get("headers") or ()]
+        request = Request({**scope, "headers": lowered})
+        if await transport._security.validate_request(request, is_post=True) is not None:  # noqa: SLF001
+            return False
+        has_json, has_sse = check_accept_headers(request)
+        if not (has_json and has_sse) or not transport._check_content_type(request):  # noqa: SLF001
+            return False
+        if kept:
+            if len(self._passed) >= 256:
+                self._passed.clear()
+            self._passed.add(seen)
+        return True
 
     async def _ready(self, scope: Any, body: bytes, sid: str) -> tuple[Any, ...] | None:
         """What a fast call of session ``sid`` needs, when every check the SDK would make of this
         POST passes and the session can be served here (else None: the SDK path)."""
         admitted = await self._admitted(scope, body, sid)
-        if admitted is None:
-            return None
-        transport, headers = admitted
+        return None if admitted is None else self._servable(admitted, sid)
 
+    def _servable(self, admitted: tuple[Any, dict[bytes, bytes]], sid: str) -> tuple[Any, ...] | None:
+        """``_ready`` once the request is admitted: whether the session can be served here."""
+        transport, headers = admitted
         link = self.sessions.links.get(sid)
         if link is None or link.ended or link.lost or link.recheck_pins or not self.own.enabled or self.shared.modern:
             return None
@@ -575,21 +692,30 @@ class HttpFastCalls:
 
     # -- upstream ----------------------------------------------------------------------------------
 
-    async def _forward(
-        self, scope: Any, transport: Any, link: Any, up: Any, wire: Any, message: Any, version: str,
-        p: dict[str, Any], d: Any, reply: _Reply,
-    ) -> None:  # fmt: skip
-        """Send the call upstream, built as the SDK client builds it, and answer the client."""
-        session = up.session
-        dispatcher = session._dispatcher  # noqa: SLF001 - mcp==2.3.0 is pinned
-        # ClientSession.send_request (the request's dump: ``upstream_body`` without the models)
+    @staticmethod
+    def _upstream_head(session: Any, wire: Any, p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The upstream request as ``ClientSession.send_request`` dumps it (``upstream_body``
+        without the models), and the HTTP headers its POST carries: the session's stamp and
+        ``Mcp-Name``, as the SDK client's transport writes them (nothing is allocated yet)."""
         data = _request_dump(p["name"], p.get("arguments"))
         opts: dict[str, Any] = {}
         session._stamp(data, opts)  # noqa: SLF001
         stamped = opts.setdefault("headers", {})
         if (key := types.CallToolRequest.name_param) is not None and MCP_NAME_HEADER not in stamped:
             stamped[MCP_NAME_HEADER] = encode_header_value((data.get("params") or {})[key])
-        # JSONRPCDispatcher.send_raw_request
+        # StreamableHTTPTransport._prepare_headers, then the message's own headers
+        http_headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        if wire.session_id:
+            http_headers["mcp-session-id"] = wire.session_id
+        if MCP_PROTOCOL_VERSION_HEADER in stamped:
+            http_headers[MCP_PROTOCOL_VERSION_HEADER] = stamped[MCP_PROTOCOL_VERSION_HEADER]
+        http_headers.update(stamped)
+        return data, http_headers
+
+    @staticmethod
+    def _upstream_frame(dispatcher: Any, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The request's id from the session's dispatcher and its frame
+        (``JSONRPCDispatcher.send_raw_request``)."""
         up_id = dispatcher._allocate_id()  # noqa: SLF001
         while up_id in dispatcher._pending:  # noqa: SLF001
             up_id = dispatcher._allocate_id()  # noqa: SLF001
@@ -600,14 +726,21 @@ class HttpFastCalls:
             out_params["_meta"] = meta
         else:
             out_params.pop("_meta", None)
-        # StreamableHTTPTransport._prepare_headers, then the message's own headers
-        http_headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-        if wire.session_id:
-            http_headers["mcp-session-id"] = wire.session_id
-        if MCP_PROTOCOL_VERSION_HEADER in stamped:
-            http_headers[MCP_PROTOCOL_VERSION_HEADER] = stamped[MCP_PROTOCOL_VERSION_HEADER]
-        http_headers.update(stamped)
-        body = _frame_dump(up_id, out_params)
+        return up_id, _frame_dump(up_id, out_params)
+
+    async def _forward(
+        self, scope: Any, transport: Any, link: Any, up: Any, wire: Any, message: Any, version: str,
+        p: dict[str, Any], d: Any, reply: _Reply, sent: Any = None,
+    ) -> None:  # fmt: skip
+        """Send the call upstream, built as the SDK client builds it, and answer the client.
+        ``sent``: ``_Taken.sent``, the POST ``take_now`` wrote already."""
+        session = up.session
+        dispatcher = session._dispatcher  # noqa: SLF001 - mcp==2.3.0 is pinned
+        if sent is None:
+            data, http_headers = self._upstream_head(session, wire, p)
+            up_id, body = self._upstream_frame(dispatcher, data)
+        else:
+            up_id, body, http_headers = sent.up_id, sent.frame, sent.headers
 
         rid = message.id
         key = str(rid)
@@ -636,7 +769,7 @@ class HttpFastCalls:
                     t0 = time.perf_counter()
                     try:
                         outcome, shaped = await self._exchange(
-                            call, wire, dispatcher, session, up_id, body, http_headers, version
+                            call, wire, dispatcher, session, up_id, body, http_headers, version, sent
                         )
                     except MCPError:
                         if not link.lost:
@@ -680,7 +813,7 @@ class HttpFastCalls:
 
     async def _exchange(
         self, call: _Call, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str],
-        client_version: str,
+        client_version: str, sent: Any = None,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:  # fmt: skip
         """One request on the session's upstream session, under ``--upstream-timeout``: the result
         as ``Forwarder.exchange`` hands it on (and shaped for the client: ``_upstream_result``), or
@@ -691,7 +824,7 @@ class HttpFastCalls:
             call.scope = scope
             self.deadlines.start(timer, scope)
             try:
-                outcome = await self._post(wire, dispatcher, session, up_id, body, headers)
+                outcome = await self._post(wire, dispatcher, session, up_id, body, headers, sent)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception:  # noqa: BLE001 - the SDK's client transport would die with it: closed
@@ -738,21 +871,30 @@ class HttpFastCalls:
         return result, shaped
 
     async def _post(
-        self, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str]
+        self, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str], sent: Any = None
     ) -> Any:
         """The POST, and its answer read as ``StreamableHTTPTransport._handle_post_request`` reads it:
-        the result (a dict), or the ``ErrorData`` the SDK's client would resolve the request with."""
+        the result (a dict), or the ``ErrorData`` the SDK's client would resolve the request with.
+        ``sent``: ``_Taken.sent``, the POST was written already (``take_now``): its answer is read."""
         # without --upstream-timeout, the SDK client's own read timeout is the only bound on the
         # upstream: its client then (the twin's transport has none)
         opened = None
-        if wire.fast is not wire.http and self.timeout:
-            direct = _direct(wire.fast, wire.url, body, headers)
-            if direct is None:
+        if sent is not None or (wire.fast is not wire.http and self.timeout):
+            direct = _direct(wire.fast, wire.url, body, headers) if sent is None else None
+            if sent is None and direct is None:
                 opened = _sent(wire.fast, wire.url, body, headers)
             else:
-                key, data, timeouts = direct
                 transport = wire.fast._transport  # noqa: SLF001 - the RawTransport it was made with
-                conn = await transport.send(key, data, timeouts)
+                if sent is None:
+                    key, data, timeouts = direct  # type: ignore[misc]
+                    conn = await transport.send(key, data, timeouts)
+                else:
+                    sent.read = True  # (from here on this reads it, or drops it)
+                    key, conn, timeouts = sent.key, sent.conn, sent.timeouts
+                    if sent.error is not None:
+                        transport.drop(conn)
+                        raise sent.error
+                    await transport.head(conn, timeouts)
                 if _plain_json(conn.answer):  # all httpx would do is read it: read here
                     content = await transport.body(key, conn, timeouts.get("read"))
                     self.direct += 1
@@ -968,6 +1110,38 @@ class HttpFastCalls:
         await reply.events(out)
 
 
+class _Taken:
+    """A call ``HttpFastCalls.take`` or ``take_now`` took (decided and recorded), to ``finish``."""
+
+    __slots__ = ("sid", "ready", "message", "p", "d", "result", "sent", "failed")
+
+    def __init__(self, sid: str, ready: tuple[Any, ...], message: Any, p: dict[str, Any], d: Any) -> None:
+        self.sid = sid
+        self.ready = ready  # ``_ready``'s answer
+        self.message = message
+        self.p = p
+        self.d = d
+        self.result: Any = None  # ``record_taken``'s: the answer instead of the server's
+        self.sent: _Sent | None = None  # the POST ``take_now`` wrote
+        self.failed: BaseException | None = None  # raised after the call was taken, before it was written
+
+
+class _Sent:
+    """The upstream POST of a call ``take_now`` wrote (or tried to: ``error``), for ``_post``."""
+
+    __slots__ = ("up_id", "frame", "headers", "key", "conn", "timeouts", "error", "read")
+
+    def __init__(self, up_id: int, frame: Any, headers: dict[str, str], key: Any, conn: Any, timeouts: Any) -> None:
+        self.up_id = up_id
+        self.frame = frame
+        self.headers = headers
+        self.key = key
+        self.conn = conn
+        self.timeouts = timeouts
+        self.error: BaseException | None = None
+        self.read = False  # ``_post`` took the connection over
+
+
 class _Shaped:
     """A result shaped for the client (``_upstream_result``): the answer ``_result_message`` would
     make of it, written without the model (``_result_event``)."""
@@ -1091,9 +1265,19 @@ def _build_post(client: Any, url: str, body: Any, headers: dict[str, str]) -> An
 
 
 def _direct(client: Any, url: str, body: Any, headers: dict[str, str]) -> tuple[tuple[bytes, int], bytes, dict[str, Any]] | None:
-    """Where to send this POST of the twin client and the bytes ``_sent`` would write for it
-    (``_build_post``'s request, written as ``RawTransport`` writes it), when ``httpx`` would do
-    nothing with it but build and send it: no cookies in the jar, no query parameters, no request
+    """Where to send this POST of the twin client, the bytes ``_sent`` would write for it
+    (``_build_post``'s request, written as ``RawTransport`` writes it) and its timeouts, when
+    ``_direct_head`` has a head for it. Else None."""
+    head = _direct_head(client, url, headers)
+    if head is None:
+        return None
+    return head[0], _direct_bytes(head, body), head[3]
+
+
+def _direct_head(client: Any, url: str, headers: dict[str, str]) -> tuple[Any, bytes, bytes, dict[str, Any]] | None:
+    """Where to send a POST of the twin client with these headers (the server's address), its
+    head as bytes around its length, and the client's timeouts, when ``httpx`` would do nothing
+    with it but build and send it: no cookies in the jar, no query parameters, no request
     hook, and only response hooks that leave a ``200`` answer to a ``tools/call`` alone
     (``inert_for_calls``; ``_plain_json`` says when an answer is one), and ``_build_post`` has
     kept the head of such a request. Else None."""
@@ -1111,9 +1295,14 @@ def _direct(client: Any, url: str, body: Any, headers: dict[str, str]) -> tuple[
     made = heads.get((url, tuple(headers.items()), tuple(client.headers.raw)))
     if made is None:
         return None
-    key, before_length, after_length, timeouts = made[3]
+    return made[3]  # type: ignore[no-any-return]
+
+
+def _direct_bytes(head: tuple[Any, bytes, bytes, dict[str, Any]], body: Any) -> bytes:
+    """The bytes of a POST of ``body`` with the head ``_direct_head`` kept."""
+    _, before_length, after_length, _ = head
     content = _json_dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    return key, before_length + str(len(content)).encode("ascii") + after_length + content, timeouts
+    return before_length + str(len(content)).encode("ascii") + after_length + content
 
 
 def _plain_json(answer: Any) -> bool:

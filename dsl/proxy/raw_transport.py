@@ -351,24 +351,39 @@ class RawTransport:
         """Write a whole request (``data``) on a kept-alive connection to ``key`` (or a new one)
         and wait for the head of its answer (``conn.answer``); the connection is dropped if that
         fails. The answer's body is then read by ``response`` (for ``httpx``) or ``body``."""
+        conn = self.idle_conn(key)
+        if conn is None:
+            conn = await self._connect(key, timeouts.get("connect"))
+        try:
+            conn.send(data, head_only=head_only)
+        except BaseException:
+            self._drop(conn)
+            raise
+        await self.head(conn, timeouts)
+        return conn
+
+    def idle_conn(self, key: tuple[bytes, int]) -> _Conn | None:
+        """A kept-alive connection to ``key`` that may carry the next request, taken from the idle
+        ones (None: there is none; ``send`` then connects). Given back unused with ``park``."""
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             conn.idle = None
             if conn.fresh():
-                break
+                return conn
             self._drop(conn)
-        else:
-            conn = await self._connect(key, timeouts.get("connect"))
+        return None
+
+    async def head(self, conn: _Conn, timeouts: dict[str, Any]) -> None:
+        """After ``conn.send``: wait until the request is handed to the socket and the head of its
+        answer is in (``conn.answer``); the connection is dropped if that fails."""
         try:
-            conn.send(data, head_only=head_only)
             await conn.drained(timeouts.get("write"))
             answer = conn.answer
             await conn.wait(lambda: answer.head_done, timeouts.get("read"))  # type: ignore[union-attr]
         except BaseException:
             self._drop(conn)
             raise
-        return conn
 
     def response(self, key: tuple[bytes, int], conn: _Conn, request: Any, read_timeout: float | None) -> Any:
         """The ``httpx`` response of ``send``'s answer, its body a stream off the connection."""
@@ -398,6 +413,10 @@ class RawTransport:
         self._reuse(key, conn)
         return b"".join(chunks)
 
+    def drop(self, conn: _Conn) -> None:
+        """Close ``conn`` (taken with ``idle_conn``) for good."""
+        self._drop(conn)
+
     def _drop(self, conn: _Conn) -> None:
         self._open.discard(conn)
         conn.idle = None
@@ -408,6 +427,10 @@ class RawTransport:
             self._drop(conn)
             return
         conn.answer = None
+        self.park(key, conn)
+
+    def park(self, key: tuple[bytes, int], conn: _Conn) -> None:
+        """Keep ``conn``, free for the next request, among the idle connections to ``key``."""
         idle = self._idle.setdefault(key, [])
         if len(idle) >= _MAX_IDLE:
             self._drop(conn)

@@ -321,7 +321,8 @@ async def _serve_front(
             if fast is not None and os.environ.get("PLR_PROXY_FAST") == "report":
                 options.stderr(
                     f"plr proxy: the fast path served {fast.taken} tools/call requests"
-                    f" ({fast.direct} answers read without httpx, {fast.held} from the front's protocol)"
+                    f" ({fast.direct} answers read without httpx, {fast.held} from the front's protocol,"
+                    f" {fast.early} taken in its callback)"
                 )
     else:
         assert front_streams is not None

@@ -89,6 +89,9 @@ class _HoldAll:
     def wants(self, scope: Any) -> bool:
         return any(k == b"content-length" for k, _ in scope["headers"])
 
+    def start(self, scope: Any, body: bytes) -> Any:
+        return None  # nothing taken in the callback: ``serve`` runs
+
     async def serve(self, scope: Any, receive: Any, send: Any, *, chain: Any, body: bytes) -> None:
         self.bodies.append(body)
         await chain(scope, receive, send)
