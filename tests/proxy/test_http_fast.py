@@ -796,6 +796,37 @@ def test_posts_the_front_does_not_hold_take_the_middleware_and_are_served_alike(
     assert sum(r["identity"] == "alice" for r in records) == len(records) == 8
 
 
+@pytest.mark.skipif(os.environ.get("PLR_PROXY_FAST") == "0", reason="the fast path is off")
+def test_a_call_taken_in_the_callback_whose_record_cannot_be_written_is_refused_not_forwarded(tmp_path: Path) -> None:
+    """Fail closed on the front protocol's callback too (``take_now``): a call whose audit record
+    cannot be written is answered with the failure and never reaches the server; the connection
+    it would have used serves the next call once the log can be written again."""
+    run = _Run(tmp_path / "on", True)
+    try:
+        c = run.client()
+        c.start()
+        for i in range(3):  # the session's upstream, the request head, an idle connection
+            assert _answer(c.send(_call(i, "echo", {"text": f"warm {i}"})))["result"]["isError"] is False
+        run.audit.rename(run.audit.with_name("moved.jsonl"))
+        run.audit.mkdir()  # the log's name is now a directory: the record cannot be written
+        refused = c.send(_call(3, "echo", {"text": "unrecorded"}))
+        run.audit.rmdir()
+        again = c.send(_call(4, "echo", {"text": "recorded again"}))
+        c.close()
+    finally:
+        stderr = run.close()
+    served = _served(stderr)
+    failed = _answer(refused)["result"]
+    assert failed["isError"] is True and "internal error in the proxy: IsADirectoryError" in json.dumps(failed), failed
+    assert not any(b"unrecorded" in body for _, _, body in run.upstream.requests())
+    assert _answer(again)["result"]["isError"] is False
+    recs = [json.loads(line) for line in run.audit.read_text().splitlines()]
+    assert [(r["tool"], r["code"]) for r in recs] == [("echo", "allowed")]  # the call after, in a new file
+    # the first call opens the upstream session (the SDK path), the next builds the request head
+    # (its task writes it); the others, the refused one included, are taken in the callback
+    assert served == 4 and served.early == 3, (served, served.early)
+
+
 def test_the_fast_path_is_off_with_plr_proxy_fast_0(tmp_path: Path) -> None:
     run = _Run(tmp_path / "off", False)
     try:
