@@ -260,6 +260,12 @@ def _session_of(scope: Any) -> str | None:
     return None
 
 
+def _session_request(sid: str | None, body: bytes) -> dict[str, Any] | None:
+    """The request a session's POST holds (``_request_of``), when there is a session and the
+    body may hold an id (spelled out, or with an escape that may spell it); else None."""
+    return _request_of(body) if sid and (b'"id"' in body or b"\\u" in body) else None
+
+
 def _invalid_request(rid: Any, message: str) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": -32600, "message": message}}).encode()
 
@@ -314,7 +320,7 @@ class RequestIdGate:
         sid = _session_of(scope) if complete else None
         # a session's request is parsed once, for both checks; any other frame only when it looks
         # as if its id were bad
-        req = _request_of(body) if sid and (b'"id"' in body or b"\\u" in body) else None
+        req = _session_request(sid, body)
         if req is not None and _bad_id(req["id"]) or req is None and complete and bad_request_id(body):
             await _refuse(send, _invalid_request(None, "Invalid Request: the id must be a string or an integer"))
             return
@@ -348,10 +354,8 @@ class RequestIdGate:
         that ``serve`` would hand to the fast path, its id not in flight. None: ``serve`` is
         the one to answer it."""
         sid = _session_of(scope)
-        if sid is None or (b'"id"' not in body and b"\\u" not in body):
-            return None
-        req = _request_of(body)
-        if req is None or _bad_id(req["id"]):
+        req = _session_request(sid, body)
+        if sid is None or req is None or _bad_id(req["id"]):
             return None
         slot = (sid, str(req["id"]))
         if slot in self._inflight:
@@ -392,8 +396,8 @@ class TokenGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        identity = self.identity(scope)
-        if identity is None:
+        user_scope = self.user_scope(scope)
+        if user_scope is None:
             body = json.dumps(
                 {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": "plr: unauthorized"}}
             ).encode()
@@ -409,16 +413,18 @@ class TokenGate:
         # The SDK binds a session to the principal that opened it and answers any other one exactly
         # as for a session that does not exist (404), for POST, GET and DELETE alike: the token's
         # identity is that principal, so token B cannot spend, end or listen on token A's session.
-        await self.app({**scope, "user": _principal(identity)}, receive, send)
+        await self.app(user_scope, receive, send)
 
-    def identity(self, scope: Any) -> str | None:
-        """The identity of the request's bearer token (its first ``Authorization``), or None."""
+    def user_scope(self, scope: Any) -> Any:
+        """``scope`` with the principal of the request's bearer token (its first
+        ``Authorization``) as ``user``; None when the token is not a known one."""
         auth = None
         for k, v in scope.get("headers") or []:
             if k.lower() == b"authorization":
                 auth = v.decode("latin-1")
                 break
-        return identity_for_header(self.tokens, auth)
+        identity = identity_for_header(self.tokens, auth)
+        return None if identity is None else {**scope, "user": _principal(identity)}
 
 
 def _principal(identity: str) -> Any:
@@ -442,10 +448,9 @@ class HeldPosts:
     ``RequestIdGate.serve`` gets the body at once, and either the fast path answers or the chain
     runs as it always does, reading the same body from the protocol."""
 
-    def __init__(self, gate: RequestIdGate, fast: Any, path: str, tokens: TokenGate | None) -> None:
+    def __init__(self, gate: RequestIdGate, fast: Any, tokens: TokenGate | None) -> None:
         self.gate = gate
-        self.fast = fast
-        self.path = path
+        self.fast = fast  # (its ``path``: the endpoint's)
         self.tokens = tokens
 
     def wants(self, scope: Any) -> bool:
@@ -453,7 +458,7 @@ class HeldPosts:
         with a session id and a ``Content-Length`` of at most 64 KiB, nothing the outer layers act
         on, and a fast path that is on."""
         fast = self.fast
-        if fast.manager is None or not fast.enabled or scope["method"] != "POST" or scope["path"] != self.path:
+        if fast.manager is None or not fast.enabled or scope["method"] != "POST" or scope["path"] != fast.path:
             return False
         session = length = False
         for k, v in scope["headers"]:  # (lower case: uvicorn's protocols lower the names)
@@ -472,10 +477,9 @@ class HeldPosts:
         call there (``HttpFastCalls.take_now``: decided, recorded and written upstream), the app
         that answers it (run as the request's task); None: nothing was done, ``serve`` runs."""
         if self.tokens is not None:
-            identity = self.tokens.identity(scope)
-            if identity is None:
+            scope = self.tokens.user_scope(scope)
+            if scope is None:
                 return None
-            scope = {**scope, "user": _principal(identity)}
         gate = self.gate
         begun = gate.begin(scope, body)
         if begun is None:
@@ -500,11 +504,11 @@ class HeldPosts:
         """``body``: the request's whole body, which ``receive`` still hands out (to ``chain``, the
         app uvicorn would have run, when this request is not served here)."""
         if self.tokens is not None:
-            identity = self.tokens.identity(scope)
-            if identity is None:
+            user_scope = self.tokens.user_scope(scope)
+            if user_scope is None:
                 await chain(scope, receive, send)  # TokenGate answers it
                 return
-            scope = {**scope, "user": _principal(identity)}
+            scope = user_scope
         await self.gate.serve(scope, body, receive, send, True)
 
 
@@ -993,7 +997,7 @@ async def serve_http(
     token_gate = None
     if tokens is not None:
         app = token_gate = TokenGate(app, tokens)
-    held = HeldPosts(gate, fast, path, token_gate) if fast is not None else None
+    held = HeldPosts(gate, fast, token_gate) if fast is not None else None
     # A signal must stop the proxy even while clients hold sessions (streams) open: after 3 s
     # uvicorn cancels what still runs. Its log goes through the proxy's handler (one line, never a
     # traceback), and the cancellations of that shutdown are not errors worth a line at all.

@@ -879,27 +879,29 @@ class HttpFastCalls:
         # without --upstream-timeout, the SDK client's own read timeout is the only bound on the
         # upstream: its client then (the twin's transport has none)
         opened = None
-        if sent is not None or (wire.fast is not wire.http and self.timeout):
-            direct = _direct(wire.fast, wire.url, body, headers) if sent is None else None
-            if sent is None and direct is None:
+        conn = None  # a connection the POST went out on, written as ``httpx`` would write it
+        if sent is not None:
+            transport = wire.fast._transport  # noqa: SLF001 - the RawTransport it was made with
+            sent.read = True  # (from here on this reads it, or drops it)
+            key, conn, timeouts = sent.key, sent.conn, sent.timeouts
+            if sent.error is not None:
+                transport.drop(conn)
+                raise sent.error
+            await transport.head(conn, timeouts)
+        elif wire.fast is not wire.http and self.timeout:
+            direct = _direct(wire.fast, wire.url, body, headers)
+            if direct is None:
                 opened = _sent(wire.fast, wire.url, body, headers)
             else:
-                transport = wire.fast._transport  # noqa: SLF001 - the RawTransport it was made with
-                if sent is None:
-                    key, data, timeouts = direct  # type: ignore[misc]
-                    conn = await transport.send(key, data, timeouts)
-                else:
-                    sent.read = True  # (from here on this reads it, or drops it)
-                    key, conn, timeouts = sent.key, sent.conn, sent.timeouts
-                    if sent.error is not None:
-                        transport.drop(conn)
-                        raise sent.error
-                    await transport.head(conn, timeouts)
-                if _plain_json(conn.answer):  # all httpx would do is read it: read here
-                    content = await transport.body(key, conn, timeouts.get("read"))
-                    self.direct += 1
-                    return await self._json_answer(content, up_id, dispatcher, session)
-                opened = _sent(wire.fast, wire.url, body, headers, sent=(key, conn))
+                transport = wire.fast._transport  # noqa: SLF001
+                key, data, timeouts = direct
+                conn = await transport.send(key, data, timeouts)
+        if conn is not None:
+            if _plain_json(conn.answer):  # all httpx would do is read it: read here
+                content = await transport.body(key, conn, timeouts.get("read"))
+                self.direct += 1
+                return await self._json_answer(content, up_id, dispatcher, session)
+            opened = _sent(wire.fast, wire.url, body, headers, sent=(key, conn))
         if opened is None:
             opened = stream_within_origin(wire.http, "POST", wire.url, json=body, headers=headers)
         async with opened as response:
@@ -1182,7 +1184,7 @@ def _sent(client: Any, url: str, body: Any, headers: dict[str, str], sent: Any =
             request = _build_post(client, url, body, headers)
         except BaseException:
             if pending is not None:  # (the answer under way is never read: its connection goes)
-                transport._drop(pending[1])  # noqa: SLF001
+                transport.drop(pending[1])
             raise
         followed = 0
         while True:

@@ -357,7 +357,7 @@ class RawTransport:
         try:
             conn.send(data, head_only=head_only)
         except BaseException:
-            self._drop(conn)
+            self.drop(conn)
             raise
         await self.head(conn, timeouts)
         return conn
@@ -371,7 +371,7 @@ class RawTransport:
             conn.idle = None
             if conn.fresh():
                 return conn
-            self._drop(conn)
+            self.drop(conn)
         return None
 
     async def head(self, conn: _Conn, timeouts: dict[str, Any]) -> None:
@@ -382,7 +382,7 @@ class RawTransport:
             answer = conn.answer
             await conn.wait(lambda: answer.head_done, timeouts.get("read"))  # type: ignore[union-attr]
         except BaseException:
-            self._drop(conn)
+            self.drop(conn)
             raise
 
     def response(self, key: tuple[bytes, int], conn: _Conn, request: Any, read_timeout: float | None) -> Any:
@@ -408,23 +408,20 @@ class RawTransport:
                 if answer.done and not answer.chunks:
                     break
         except BaseException:
-            self._drop(conn)
+            self.drop(conn)
             raise
         self._reuse(key, conn)
         return b"".join(chunks)
 
     def drop(self, conn: _Conn) -> None:
-        """Close ``conn`` (taken with ``idle_conn``) for good."""
-        self._drop(conn)
-
-    def _drop(self, conn: _Conn) -> None:
+        """Close ``conn`` for good (one that failed, or one taken with ``idle_conn`` and not used)."""
         self._open.discard(conn)
         conn.idle = None
         conn.transport.close()
 
     def _reuse(self, key: tuple[bytes, int], conn: _Conn) -> None:
         if conn not in self._open or not conn.reusable():
-            self._drop(conn)
+            self.drop(conn)
             return
         conn.answer = None
         self.park(key, conn)
@@ -433,7 +430,7 @@ class RawTransport:
         """Keep ``conn``, free for the next request, among the idle connections to ``key``."""
         idle = self._idle.setdefault(key, [])
         if len(idle) >= _MAX_IDLE:
-            self._drop(conn)
+            self.drop(conn)
             return
         idle.append(conn)
 
@@ -442,7 +439,7 @@ class RawTransport:
                 idle.remove(conn)
             except ValueError:
                 pass
-            self._drop(conn)
+            self.drop(conn)
 
         conn.idle = dropped
 
@@ -483,7 +480,7 @@ class _RawBody:  # an httpx2.AsyncByteStream (made one in ``_raw_body_class``)
         if self.finished:
             self.owner._reuse(self.key, self.conn)  # noqa: SLF001
         else:
-            self.owner._drop(self.conn)  # noqa: SLF001
+            self.owner.drop(self.conn)
 
 
 _RAW_BODY: Any = None
