@@ -438,6 +438,9 @@ _HELD_BODY_MAX = 64 * 1024  # uvicorn's HIGH_WATER_LIMIT: over it the protocol s
 _FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})  # what uvicorn's ProxyHeadersMiddleware reads
 
 
+ANSWERING = object()  # ``HeldPosts.start``: the call is answered from the callbacks
+
+
 class HeldPosts:
     """The POSTs of a session to the MCP endpoint, served from the front's protocol once their body
     is in (``guarded_protocol``'s ``held``) instead of through uvicorn's middleware and ours.
@@ -472,10 +475,13 @@ class HeldPosts:
                 return False
         return session and length
 
-    def start(self, scope: Any, body: bytes) -> Any:
+    def start(self, scope: Any, body: bytes, cycle: Any = None, start: Any = None) -> Any:
         """For the protocol's callback that read the whole ``body``: when the fast path takes the
         call there (``HttpFastCalls.take_now``: decided, recorded and written upstream), the app
-        that answers it (run as the request's task); None: nothing was done, ``serve`` runs."""
+        that answers it (run as the request's task), or ``ANSWERING`` when it is answered from the
+        callbacks (``answer_now``: through ``cycle``, uvicorn's request-response cycle, whose task
+        ``start(app)`` starts if the call needs one after all); None: nothing was done, ``serve``
+        runs."""
         if self.tokens is not None:
             scope = self.tokens.user_scope(scope)
             if scope is None:
@@ -498,6 +504,11 @@ class HeldPosts:
             finally:
                 free()
 
+        if cycle is not None and start is not None:
+            flow = cycle.flow
+            if fast.answer_now(call, user_scope, _freeing(cycle.send, free), lambda: not flow.write_paused,
+                               lambda: start(answer), free):  # fmt: skip
+                return ANSWERING
         return answer
 
     async def serve(self, scope: Any, receive: Any, send: Any, *, chain: Any, body: bytes) -> None:
@@ -861,11 +872,17 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
         def _start_held(self, cycle: Any, app: Any) -> None:
             cycle.transport = _Corked(cycle.transport, self.loop)
             body = bytes(cycle.body)
+
+            def start(answer: Any) -> None:  # (the task of a call answered from the callbacks, if it needs one)
+                HttpToolsProtocol._start_asgi_task(self, cycle, answer)
+
             try:
-                answer = held.start(cycle.scope, body)
+                answer = held.start(cycle.scope, body, cycle, start)
             except Exception:  # noqa: BLE001 - nothing was taken: the task does it all, as for any request
                 logging.getLogger(__name__).debug("taking a held call in the callback failed", exc_info=True)
                 answer = None
+            if answer is ANSWERING:
+                return
             super()._start_asgi_task(cycle, answer or partial(held.serve, chain=app, body=body))
 
         def connection_lost(self, exc: Exception | None) -> None:

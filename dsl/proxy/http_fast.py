@@ -8,8 +8,9 @@ what the proxy adds to a call. Here the POST that ``RequestIdGate`` has read (fo
 with a small body, straight from the front's protocol once the body is in: ``http.HeldPosts``) is
 decided, audited and forwarded by the task that serves it (or, when nothing on the way needs a
 wait, already in the protocol's callback that read the body: ``take_now``; the task then only
-answers it), and the upstream's answer goes back to the client from that
-same task. The upstream request is built by a twin of the session's upstream ``httpx`` client (same
+answers it), and the upstream's answer goes back to the client from that same task (or, for
+such a call whose answer is a plain JSON result, from the upstream connection's callback, with
+no task at all: ``answer_now``; anything else on the way starts the task there). The upstream request is built by a twin of the session's upstream ``httpx`` client (same
 headers, hooks, cookie jar, redirect rule: ``UpstreamWire.bind``) and written by
 ``raw_transport.RawTransport``, plain HTTP/1.1 on kept-alive sockets of its own, instead of the
 connection pool the SDK client shares with its streams.
@@ -322,7 +323,7 @@ class _Reply:
 class _Call:
     """One fast call on its way through the upstream server."""
 
-    __slots__ = ("scope", "cancelled", "rid", "relayed", "open", "streams", "stream", "streamed", "final_written", "over")
+    __slots__ = ("scope", "cancelled", "rid", "relayed", "open", "streams", "stream", "streamed", "final_written", "over", "kick")
 
     def __init__(self, rid: Any) -> None:
         self.rid = rid
@@ -335,6 +336,7 @@ class _Call:
         self.streamed: anyio.Event | None = None  # set when that writer has ended
         self.final_written = False  # that writer wrote the answer (and the end of the body)
         self.over = False  # the answer is on its way: a late relay starts nothing
+        self.kick: Any = None  # () -> None: the call is answered from callbacks: its task takes over
 
     def relaying(self) -> None:
         """A message is about to be relayed on this call's stream: from now on a writer forwards
@@ -343,12 +345,44 @@ class _Call:
         a relay (this method first) sends anything for a fast call's request id, so a call that
         relays nothing, the common one, needs none."""
         self.relayed = True
+        if self.kick is not None:
+            self.kick()  # (the task answers after the relays, as on the SDK path)
         if self.streams is None and not self.over and self.open is not None:
             self.streams = self.open()
         if self.streamed is None and not self.over and self.stream is not None:
             self.streamed = anyio.Event()
             if not self.stream():
                 self.streamed = None
+
+
+class _Flight:
+    """A taken call's registrations while it waits on the upstream (``HttpFastCalls._board``),
+    undone by ``_land``: made by the task that answers the call, or by ``answer_now`` in the
+    front's callback (then ``kick`` starts that task when the call needs one after all)."""
+
+    __slots__ = ("call", "ckey", "key", "reply", "timer", "scope", "linked", "t0", "idle", "kick", "watch")
+
+    def __init__(self, call: _Call, ckey: tuple[str, Any], key: str, reply: _Reply, timer: _Timer) -> None:
+        self.call = call
+        self.ckey = ckey  # its key in ``HttpFastCalls.calls``
+        self.key = key  # its request stream's key in the SDK's transport
+        self.reply = reply
+        self.timer = timer
+        self.scope = anyio.CancelScope()  # (entered by ``_exchange``: its deadline runs from ``_board``)
+        self.linked: Any = None  # ``FrontSessions.link_request``, entered
+        self.t0 = 0.0
+        self.idle: Any = None  # ``_in_flight``'s, when ``answer_now`` counted the call in flight
+        self.kick: Any = None  # () -> None: leave the callbacks for the task (``answer_now``)
+        self.watch: asyncio.TimerHandle | None = None  # ``answer_now``'s deadline
+
+    def unlink(self, e: BaseException | None) -> None:
+        """Leave ``link_request`` (once), with the exception the wait ended with."""
+        linked, self.linked = self.linked, None
+        if linked is not None:
+            if e is None:
+                linked.__exit__(None, None, None)
+            else:
+                linked.__exit__(type(e), e, e.__traceback__)
 
 
 class HttpFastCalls:
@@ -384,6 +418,7 @@ class HttpFastCalls:
         self.direct = 0  # of which sent and answered without httpx (``_direct``, ``_plain_json``)
         self.held = 0  # of which started from the front's protocol (``http.HeldPosts``)
         self.early = 0  # of which taken in its callback (``take_now``)
+        self.now = 0  # of which answered from the upstream connection's callback (``answer_now``)
 
     def attach(self, manager: Any, path: str) -> None:
         """The front's SDK app is built: its session manager and endpoint path. A manager that is not
@@ -488,6 +523,144 @@ class HttpFastCalls:
             sent.error = e
         return call
 
+    def answer_now(self, call: _Taken, scope: Any, send: Any, writable: Any, start: Any, free: Any) -> bool:
+        """For a call ``take_now`` wrote upstream: answer it from the callbacks, with no task,
+        when all it needs is the upstream's plain JSON answer (True: the call is this method's).
+        Its registrations are made now, as its task would make them (``_board``); the upstream
+        connection's callback then (``_Conn.on_ready``) reads the answer, and when it is a plain
+        ``200`` JSON result for this request, with nothing relayed or pending, the client's
+        answer is written through ``send`` (the request's ASGI send, run to its end at once:
+        ``writable()`` says it will not wait). Anything else (an event stream, an error, a relay,
+        a cancel, a ping, the deadline) ``start()``s the task that answers the call as ``finish``
+        always has, from where the callbacks left it: nothing was read off the connection.
+        ``free()``: the request's id is no longer in flight (``send`` calls it as the answer's end
+        goes out; called again, whatever happened, when the callbacks are done with the call).
+        False: nothing was done, ``finish`` answers it."""
+        sent = call.sent
+        if sent is None or sent.error is not None or call.result is not None or call.failed is not None:
+            return False
+        conn = sent.conn
+        if conn.writing or self.deadlines.human_waiting:
+            return False  # (the task waits for the socket, or for the human)
+        transport, link, up, wire, _, version = call.ready
+        rid = call.message.id
+        idle = self._in_flight(transport)
+        try:
+            flight = self._board(scope, transport, link, rid, _Reply(send, self._head(call.sid)))
+        except Exception:  # noqa: BLE001 - the task boards it again, and fails as it fails there
+            self._out_of_flight(transport, idle)
+            return False
+        flight.idle = idle
+        call.flight = flight
+        raw = wire.fast._transport  # noqa: SLF001 - the RawTransport it was made with
+        session = up.session
+        loop = asyncio.get_running_loop()
+
+        def kick() -> None:
+            if flight.kick is None:
+                return
+            flight.kick = flight.call.kick = conn.on_ready = None
+            if flight.watch is not None:
+                flight.watch.cancel()
+                flight.watch = None
+            try:
+                start()
+            except Exception:  # noqa: BLE001 - (a closed loop) nothing can answer it: its id is not kept
+                logger.exception("plr proxy: a fast call's task could not start")
+                free()
+
+        def ready() -> None:
+            if flight.kick is None:
+                return
+            answer = conn.answer
+            if conn.error is not None or answer is None:
+                kick()
+            elif not answer.head_done or not answer.done:
+                if conn.eof or conn.full or (answer.head_done and not _plain_json(answer)):
+                    kick()
+            else:
+                try:
+                    chunk, outcome = self._final_now(call, flight, conn.answer, session, link, version, writable)
+                except Exception:  # noqa: BLE001 - not one for here: the task reads it again and answers it
+                    logger.debug("answering a fast call from its callbacks failed", exc_info=True)
+                    chunk = None
+                if chunk is None:
+                    kick()
+                    return
+                flight.kick = flight.call.kick = conn.on_ready = None
+                if flight.watch is not None:
+                    flight.watch.cancel()
+                    flight.watch = None
+                try:
+                    self._done_now(call, flight, raw, transport, chunk, outcome)
+                finally:
+                    free()
+
+        def due() -> None:  # the deadline, or the read timeout of the answer's bytes
+            flight.watch = None
+            if flight.kick is None:
+                return
+            if reads == conn.reads and read is not None and loop.time() >= read_by:
+                conn.error = httpx2.ReadTimeout("timed out reading the answer")  # as the task's wait
+            kick()
+
+        read = sent.timeouts.get("read")
+        reads = conn.reads
+        read_by = loop.time() + read if read is not None else float("inf")
+        at = min(flight.scope.deadline, read_by)
+        flight.kick = flight.call.kick = kick
+        conn.on_ready = ready
+        if at != float("inf"):
+            flight.watch = loop.call_at(at, due)
+        ready()  # (what came already)
+        return True
+
+    def _final_now(
+        self, call: _Taken, flight: _Flight, answer: Any, session: Any, link: Any, version: str, writable: Any
+    ) -> tuple[bytes | None, Any]:
+        """The answer's event for the client when ``answer_now`` may write it now (else None):
+        the upstream's whole answer is a plain JSON result for this request, and nothing the
+        task would wait on or write first is pending (a relay, a cancel, a ping, a paused socket)."""
+        c = flight.call
+        if c.cancelled or c.relayed or link._relays or flight.reply.started or flight.reply.lock is not None:  # noqa: SLF001
+            return None, None
+        if not writable():
+            return None, None
+        message = server_message(b"".join(answer.chunks))
+        sent = call.sent
+        assert sent is not None
+        if message.__class__ is not types.JSONRPCResponse or not _same_id(message.id, sent.up_id):
+            return None, None
+        outcome, shaped = self._upstream_result(session, message.result, version)
+        rid = c.rid
+        if shaped is not None:
+            return _result_event(rid, shaped), outcome
+        final = self._result_message(rid, version, outcome)
+        return self._event(call.ready[0], final), outcome
+
+    def _done_now(self, call: _Taken, flight: _Flight, raw: Any, transport: Any, chunk: bytes, outcome: Any) -> None:
+        """``answer_now``'s end: the answer written, then (nothing can come in between: one
+        callback) the connection kept for the next call, the wait left, the answer noted, the
+        registrations undone."""
+        sent = call.sent
+        assert sent is not None
+        took = time.perf_counter() - flight.t0
+        sent.read = True
+        flight.call.over = True
+        try:
+            _run_now(flight.reply.events([chunk]))
+            raw.body_now(sent.key, sent.conn)
+            self.direct += 1
+            self.now += 1
+            flight.unlink(None)
+            self.deadlines.stop(flight.timer)
+            self.decisions.answered(call.d, took, result=outcome)
+        except Exception:  # noqa: BLE001 - nothing left to answer with
+            logger.exception("plr proxy: answering a fast call failed")
+        finally:
+            self._land(flight, transport)
+            self._out_of_flight(transport, flight.idle)
+
     def _parsed(self, body: bytes, ready: tuple[Any, ...], sid: str) -> tuple[Any, dict[str, Any], ToolCall] | None:
         """The request, parsed and validated as the SDK's transport and runner do, its params and
         the call to decide; None when it is not a plain ``tools/call`` (or the caller has no known
@@ -534,16 +707,17 @@ class HttpFastCalls:
         """Answer a call ``take`` or ``take_now`` took: its denial (or failure to record), or
         the upstream's answer (sent now, or already by ``take_now``)."""
         transport, link, up, wire, _, version = call.ready
-        idle = self._in_flight(transport)
+        flight = call.flight
+        idle = self._in_flight(transport) if flight is None else flight.idle
         try:
             if call.failed is not None:
                 raise call.failed
-            reply = _Reply(send, self._head(call.sid))
+            reply = _Reply(send, self._head(call.sid)) if flight is None else flight.reply
             if call.result is not None:
                 dumped = call.result.model_dump(by_alias=True, mode="json", exclude_none=True)
                 await reply.events([self._event(transport, self._result_message(call.message.id, version, dumped))])
                 return
-            await self._forward(scope, transport, link, up, wire, call.message, version, call.p, call.d, reply, call.sent)
+            await self._forward(scope, transport, link, up, wire, call.message, version, call.p, call.d, reply, call.sent, flight)
         finally:
             self._out_of_flight(transport, idle)
             sent = call.sent
@@ -730,10 +904,11 @@ class HttpFastCalls:
 
     async def _forward(
         self, scope: Any, transport: Any, link: Any, up: Any, wire: Any, message: Any, version: str,
-        p: dict[str, Any], d: Any, reply: _Reply, sent: Any = None,
+        p: dict[str, Any], d: Any, reply: _Reply, sent: Any = None, flight: _Flight | None = None,
     ) -> None:  # fmt: skip
         """Send the call upstream, built as the SDK client builds it, and answer the client.
-        ``sent``: ``_Taken.sent``, the POST ``take_now`` wrote already."""
+        ``sent``: ``_Taken.sent``, the POST ``take_now`` wrote already; ``flight``: the call's
+        registrations, made already (``answer_now``)."""
         session = up.session
         dispatcher = session._dispatcher  # noqa: SLF001 - mcp==2.3.0 is pinned
         if sent is None:
@@ -741,35 +916,20 @@ class HttpFastCalls:
             up_id, body = self._upstream_frame(dispatcher, data)
         else:
             up_id, body, http_headers = sent.up_id, sent.frame, sent.headers
-
         rid = message.id
-        key = str(rid)
-        server_dispatcher = link.session._request_outbound._dispatcher  # noqa: SLF001
-        call = _Call(rid)
-        waiting = _Waiting(_ScopedSession(link.session, server_dispatcher, rid, call), rid, _RequestHeaders(scope))
-        ckey = (link.key, coerce_request_id(rid))
-        self.calls[ckey] = call
-
-        def open_stream() -> Any:
-            # this request's own stream at the front: what the server session relays for it lands here
-            streams = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
-            transport._request_streams[key] = streams  # noqa: SLF001
-            return streams
-
-        call.open = open_stream
-        call.stream = lambda: self.tasks.spawn(self._stream, transport, call.streams[1], reply, call)
-        reply.arm_pings(self.tasks)
+        if flight is None:
+            flight = self._board(scope, transport, link, rid, reply)
+        call = flight.call
         try:
             outcome: Any = None
             shaped: dict[str, Any] | None = None  # the result shaped for the client (``_upstream_result``)
             took = 0.0
             error: BaseException | None = None
             try:
-                with self.sessions.link_request(link, waiting):
-                    t0 = time.perf_counter()
+                try:
                     try:
                         outcome, shaped = await self._exchange(
-                            call, wire, dispatcher, session, up_id, body, http_headers, version, sent
+                            call, wire, dispatcher, session, up_id, body, http_headers, version, sent, flight
                         )
                     except MCPError:
                         if not link.lost:
@@ -777,7 +937,11 @@ class HttpFastCalls:
                         await self.own.forgot(link)
                         raise session_forgotten() from None
                     finally:
-                        took = time.perf_counter() - t0
+                        took = time.perf_counter() - flight.t0
+                except BaseException as e:
+                    flight.unlink(e)
+                    raise
+                flight.unlink(None)
                 await link.settle()
             except _ClientCancelled:
                 # noted as the SDK path's cancellation is: the server may still be working on it
@@ -800,29 +964,67 @@ class HttpFastCalls:
             call.over = True
             await self._answer(transport, call.streams, reply, call, final)
         finally:
-            call.over = True
-            reply.stop_pings()
-            if self.calls.get(ckey) is call:
-                del self.calls[ckey]
-            streams = call.streams
-            if streams is not None:
-                if transport._request_streams.get(key) is streams:  # noqa: SLF001
-                    del transport._request_streams[key]  # noqa: SLF001
-                streams[0].close()
-                streams[1].close()
+            self._land(flight, transport)
+
+    def _board(self, scope: Any, transport: Any, link: Any, rid: Any, reply: _Reply) -> _Flight:
+        """A call's registrations while it waits on the upstream: in the calls table (a cancel
+        finds it), as the session's waiting request (relays for it ride its stream), its keep-alive
+        pings and its deadline (``--upstream-timeout``, kept by ``Deadlines``)."""
+        server_dispatcher = link.session._request_outbound._dispatcher  # noqa: SLF001
+        call = _Call(rid)
+        waiting = _Waiting(_ScopedSession(link.session, server_dispatcher, rid, call), rid, _RequestHeaders(scope))
+        flight = _Flight(call, (link.key, coerce_request_id(rid)), str(rid), reply, _Timer(self.timeout))
+        self.calls[flight.ckey] = call
+        key = flight.key
+
+        def open_stream() -> Any:
+            # this request's own stream at the front: what the server session relays for it lands here
+            streams = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
+            transport._request_streams[key] = streams  # noqa: SLF001
+            return streams
+
+        call.open = open_stream
+        call.stream = lambda: self.tasks.spawn(self._stream, transport, call.streams[1], reply, call)
+        try:
+            reply.arm_pings(self.tasks)
+            linked = self.sessions.link_request(link, waiting)
+            linked.__enter__()
+            flight.linked = linked
+            flight.t0 = time.perf_counter()
+            call.scope = flight.scope
+            self.deadlines.start(flight.timer, flight.scope)
+        except BaseException:
+            self._land(flight, transport)
+            raise
+        return flight
+
+    def _land(self, flight: _Flight, transport: Any) -> None:
+        """Undo ``_board`` (what is left of it: the task's steps undo the link and the deadline as
+        they end)."""
+        call = flight.call
+        call.over = True
+        flight.reply.stop_pings()
+        flight.unlink(None)
+        self.deadlines.stop(flight.timer)
+        if self.calls.get(flight.ckey) is call:
+            del self.calls[flight.ckey]
+        streams = call.streams
+        if streams is not None:
+            if transport._request_streams.get(flight.key) is streams:  # noqa: SLF001
+                del transport._request_streams[flight.key]  # noqa: SLF001
+            streams[0].close()
+            streams[1].close()
 
     async def _exchange(
         self, call: _Call, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str],
-        client_version: str, sent: Any = None,
+        client_version: str, sent: Any, flight: _Flight,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:  # fmt: skip
-        """One request on the session's upstream session, under ``--upstream-timeout``: the result
-        as ``Forwarder.exchange`` hands it on (and shaped for the client: ``_upstream_result``), or
-        the ``MCPError`` it raises."""
-        timer = _Timer(self.timeout)
+        """One request on the session's upstream session, under ``--upstream-timeout`` (the
+        flight's deadline, running since ``_board``): the result as ``Forwarder.exchange`` hands it
+        on (and shaped for the client: ``_upstream_result``), or the ``MCPError`` it raises."""
+        timer = flight.timer
         outcome: Any = None
-        with anyio.CancelScope() as scope:
-            call.scope = scope
-            self.deadlines.start(timer, scope)
+        with flight.scope as scope:
             try:
                 outcome = await self._post(wire, dispatcher, session, up_id, body, headers, sent)
             except anyio.get_cancelled_exc_class():
@@ -1029,6 +1231,8 @@ class HttpFastCalls:
         call.cancelled = True
         if call.scope is not None:
             call.scope.cancel()
+        if call.kick is not None:
+            call.kick()  # (its task answers it cancelled)
 
     # -- answers to the client ---------------------------------------------------------------------
 
@@ -1115,7 +1319,7 @@ class HttpFastCalls:
 class _Taken:
     """A call ``HttpFastCalls.take`` or ``take_now`` took (decided and recorded), to ``finish``."""
 
-    __slots__ = ("sid", "ready", "message", "p", "d", "result", "sent", "failed")
+    __slots__ = ("sid", "ready", "message", "p", "d", "result", "sent", "failed", "flight")
 
     def __init__(self, sid: str, ready: tuple[Any, ...], message: Any, p: dict[str, Any], d: Any) -> None:
         self.sid = sid
@@ -1126,6 +1330,7 @@ class _Taken:
         self.result: Any = None  # ``record_taken``'s: the answer instead of the server's
         self.sent: _Sent | None = None  # the POST ``take_now`` wrote
         self.failed: BaseException | None = None  # raised after the call was taken, before it was written
+        self.flight: _Flight | None = None  # boarded by ``answer_now``
 
 
 class _Sent:
@@ -1153,6 +1358,25 @@ class _Shaped:
     def __init__(self, rid: Any, result: dict[str, Any]) -> None:
         self.rid = rid
         self.result = result
+
+
+def _run_now(coro: Any) -> None:
+    """Run ``coro`` now, from a callback: one that does not wait (uvicorn's ASGI ``send`` when
+    writing is not paused) ends before this returns. Should it wait after all, it goes on when
+    what it waits for is done, as a task would step it (a failure is logged)."""
+
+    def step(_: Any = None) -> None:
+        try:
+            waited = coro.send(None)
+        except StopIteration:
+            return
+        except BaseException:  # noqa: BLE001 - no task to raise it in
+            logger.exception("plr proxy: writing an answer failed")
+            return
+        waited._asyncio_future_blocking = False
+        waited.add_done_callback(step)
+
+    step()
 
 
 def _result_event(rid: Any, result: dict[str, Any]) -> bytes:

@@ -47,7 +47,9 @@ class _Answer:
 
 class _Conn(asyncio.Protocol):
     """One upstream connection. The parser runs in ``data_received``; the task that sent the
-    request waits (``wait``) for what it needs next: the head, more of the body, or the end."""
+    request waits (``wait``) for what it needs next: the head, more of the body, or the end. Or,
+    with no task waiting, ``on_ready`` is called after each read (and at the connection's end)
+    to look at what came (``http_fast.HttpFastCalls.answer_now``)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -58,6 +60,8 @@ class _Conn(asyncio.Protocol):
         self.eof = False
         self.error: BaseException | None = None
         self.idle: Any = None  # () -> None: drop this idle connection (``RawTransport._reuse``)
+        self.on_ready: Any = None  # () -> None: called when something came and no task waits
+        self.reads = 0  # reads of the answer under way (a watchdog tells progress by it)
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._head_bytes = 0
@@ -76,6 +80,7 @@ class _Conn(asyncio.Protocol):
             self.stray = True  # nobody asked: the connection is not reused
             self._idle_event()
             return
+        self.reads += 1
         if not answer.head_done:
             self._head_bytes += len(data)
         try:
@@ -161,6 +166,7 @@ class _Conn(asyncio.Protocol):
     def send(self, data: bytes, *, head_only: bool) -> None:
         """Write one request; its answer is read from now on."""
         self.answer = _Answer()
+        self.reads = 0
         self._head_bytes = 0
         self._skip_body = head_only
         self.transport.write(data)
@@ -209,6 +215,16 @@ class _Conn(asyncio.Protocol):
             finally:
                 self._waiter = None
 
+    @property
+    def full(self) -> bool:
+        """Reading is paused until the body read so far is taken (``take``)."""
+        return self._reading_paused
+
+    @property
+    def writing(self) -> bool:
+        """The request is not all handed to the socket yet (``drained`` would wait)."""
+        return self._write_paused and not self.transport.is_closing()
+
     def reusable(self) -> bool:
         """Free for another request: its answer read to the end, kept open, nothing more sent."""
         answer = self.answer
@@ -251,6 +267,8 @@ class _Conn(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        elif waiter is None and self.on_ready is not None:
+            self.on_ready()
 
     def _idle_event(self) -> None:
         drop, self.idle = self.idle, None
@@ -412,6 +430,14 @@ class RawTransport:
             raise
         self._reuse(key, conn)
         return b"".join(chunks)
+
+    def body_now(self, key: tuple[bytes, int], conn: _Conn) -> bytes:
+        """``body`` of an answer that is all read already (``conn.answer.done``), without waiting."""
+        answer = conn.answer
+        assert answer is not None and answer.done
+        content = b"".join(conn.take())
+        self._reuse(key, conn)
+        return content
 
     def drop(self, conn: _Conn) -> None:
         """Close ``conn`` for good (one that failed, or one taken with ``idle_conn`` and not used)."""

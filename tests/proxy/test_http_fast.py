@@ -19,6 +19,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -55,6 +56,7 @@ allow tool "moved"
 allow tool "many"
 allow tool "stall"
 allow tool "rich"
+allow tool "large"
 allow tool "wait" if approved
 """
 # what differs between two runs of the same calls: when, how long, and random ids
@@ -157,6 +159,7 @@ class _Upstream:
                     self.end_headers()
                     for part in (data[:7], data[7:]):
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        time.sleep(0.05)  # (the proxy reads the answer in pieces)
                     self.wfile.write(b"0\r\n\r\n")
                 elif name == "gzip":  # a compressed answer
                     import gzip
@@ -191,6 +194,9 @@ class _Upstream:
                             "structuredContent": {"a": [1, 2.5, None], "args": args}, "isError": False,
                             "_meta": {"k": "v"}, "unknownKey": 1, "ttlMs": -5, "cacheScope": "private"}  # fmt: skip
                     self._json({"jsonrpc": "2.0", "id": rid, "result": rich})
+                elif name == "large":  # a large answer to a small request
+                    big = {"content": [{"type": "text", "text": "z" * int(args.get("n", 3 * 2**20))}], "isError": False}
+                    self._json({"jsonrpc": "2.0", "id": rid, "result": big})
                 elif name == "gone":  # the server forgets the session (it restarted)
                     with owner.lock:
                         owner.forgotten.add(sid or "")
@@ -317,11 +323,13 @@ class _Run:
 class _Served(int):
     """How many calls the fast path served; ``direct``: of which answered without httpx; ``held``:
     of which started from the front's protocol (``http.HeldPosts``); ``early``: of which taken in
-    its callback (``take_now``)."""
+    its callback (``take_now``); ``now``: of which answered from the upstream connection's
+    callback, with no task (``answer_now``)."""
 
     direct = 0
     held = 0
     early = 0
+    now = 0
 
 
 def _served(stderr: str) -> _Served:
@@ -331,6 +339,7 @@ def _served(stderr: str) -> _Served:
             served.direct = int(line.split("(")[1].split()[0])
             served.held = int(line.split("(")[1].split(", ")[1].split()[0])
             served.early = int(line.split("(")[1].split(", ")[2].split()[0])
+            served.now = int(line.split("(")[1].split(", ")[3].split()[0])
             return served
     raise AssertionError(f"no fast-path report in the proxy's stderr:\n{stderr[-2000:]}")
 
@@ -500,7 +509,7 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
              ("fail", {}), ("bad", {}), ("oops", {}), ("ask", {}), ("sse", {"text": "s"}), ("ping", {"a": 1}),
              ("secret", {}), ("nope", {}), ("wait", {}), ("echo", {"n": 2**53 + 1, "text": "big"}),
              ("chunked", {"c": 1}), ("gzip", {"g": 1}), ("close", {"x": 1}), ("close", {"x": 2}), ("moved", {"m": 1}),
-             ("rich", {}), ("rich", {"nested": {"n": None}}),
+             ("rich", {}), ("rich", {"nested": {"n": None}}), ("large", {"n": 3 * 2**20}),
              ("echo", {"text": "not finite", "x": float("inf"), "y": [float("nan"), {"z": -float("inf")}], "n": None}),
              ("raw", b'{"jsonrpc": "2.0", "id": "raw", "method": "tools/call", "params": {"name": "echo", '
                      b'"arguments": {"text": "1e400", "big": 1e400, "list": [-1e999, 1.5e300, 0.1]}}}'),
@@ -533,7 +542,8 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
     assert any(path == "POST" and '"name":"moved"' in body for path, _, body in upstream)
     rich = _answer(answers[18])["result"]  # shaped for the client: its fields, no others
     assert rich["structuredContent"]["a"] == [1, 2.5, None] and "unknownKey" not in rich and "ttlMs" not in rich
-    for i in (20, 21):  # numbers that are not finite: refused before anything is forwarded
+    assert _answer(answers[20])["result"]["content"][0]["text"] == "z" * (3 * 2**20)  # over the read's high-water mark
+    for i in (21, 22):  # numbers that are not finite: refused before anything is forwarded
         assert "NaN or Infinity" in _answer(answers[i])["result"]["content"][0]["text"]
     assert not any("not finite" in body or "1e400" in body for _, _, body in upstream)
     assert "no longer knows this session" in _answer(answers[-4])["error"]["message"]
@@ -550,6 +560,10 @@ def test_every_kind_of_answer_is_the_same_on_both_paths(tmp_path: Path) -> None:
     # the calls that found no idle connection or no kept request head (a session's first calls,
     # the ones after an answer that closed its connection)
     assert 30 <= served.early < served, served.early
+    # of those, answered from the upstream connection's callback: the plain JSON results (the
+    # others went on in their task: an error, an invalid result, an event stream, a compressed
+    # answer, a redirect, a large answer, the session the server forgot)
+    assert 25 <= served.now <= served.early - 5, (served.now, served.early)
 
 
 def test_a_deadline_answers_the_client_and_cancels_upstream_alike(tmp_path: Path) -> None:
@@ -571,7 +585,8 @@ def test_a_deadline_answers_the_client_and_cancels_upstream_alike(tmp_path: Path
     # the slow call was written upstream from the front's callback (the warm-up left a connection
     # and a request head), its deadline then kept by its task; the call after it needs a new
     # connection (the abandoned call's was closed), so its task writes it
-    assert served == 3 and served.early == 1, (served, served.early)
+    # (the callbacks left the slow call to its task when its deadline came)
+    assert served == 3 and served.early == 1 and served.now == 0, (served, served.early, served.now)
 
 
 def test_a_cancelled_call_is_answered_as_cancelled_and_the_server_is_told_alike(tmp_path: Path) -> None:
@@ -602,7 +617,41 @@ def test_a_cancelled_call_is_answered_as_cancelled_and_the_server_is_told_alike(
     assert any("notifications/cancelled" in body for _, _, body in upstream)
     # the warm-up, the call cancelled (written upstream from the front's callback) and the one
     # that reuses its id (on a new connection: the cancelled call's was closed)
-    assert served == 3 and served.early == 1, (served, served.early)
+    # (the callbacks left the cancelled call to its task, which answers it cancelled)
+    assert served == 3 and served.early == 1 and served.now == 0, (served, served.early, served.now)
+
+
+def test_a_client_that_leaves_before_its_answer_frees_its_id_and_the_session_goes_on_alike(tmp_path: Path) -> None:
+    """A call whose client closes its connection while the server works: the answer that comes
+    later (from the upstream connection's callback on the fast path) goes nowhere and breaks
+    nothing, the request id is free again, and the session's connection upstream serves the next
+    call."""
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        seen = [c.send(_call(0, "echo", {"text": "open"})), c.send(_call(1, "echo", {"text": "warm"}))]
+        body = json.dumps(_call("gone-client", "slow", {"seconds": 0.6})).encode()
+        head = (f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{run.port}\r\ncontent-type: application/json\r\n"
+                f"accept: application/json, text/event-stream\r\nmcp-session-id: {c.session}\r\n"
+                f"mcp-protocol-version: 2025-06-18\r\ncontent-length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+        with socket.create_connection(("127.0.0.1", run.port)) as s:
+            s.sendall(head + body)
+            time.sleep(0.2)  # (the call is on its way upstream)
+        time.sleep(1.2)  # the server answers it; nobody reads that answer
+        seen.append(c.send(_call("gone-client", "echo", {"text": "same id"})))
+        seen.append(c.send(_call(2, "echo", {"text": "next"})))
+        c.close()
+        return seen
+
+    answers, records, upstream, served = _both(tmp_path, script)
+    assert _answer(answers[2])["result"]["isError"] is False  # the id was free again
+    assert _answer(answers[3])["result"]["isError"] is False
+    assert sum('"name":"slow"' in body for _, _, body in upstream) == 1
+    # the slow call was taken in the callback (the warm-up left a connection) and answered from the
+    # upstream connection's, to a client gone; its connection then served the calls after it
+    assert served == 4 and served.early == 3 and served.now == 3, (served, served.early, served.now)
 
 
 def test_many_relayed_messages_reach_the_client_in_order_then_the_answer_alike(tmp_path: Path) -> None:
@@ -638,6 +687,8 @@ def test_many_relayed_messages_reach_the_client_in_order_then_the_answer_alike(t
     # callback, its stream made by a relay (a warm-up after the first is too when the event
     # stream before it left its connection open)
     assert 3 <= served.early <= 5, served.early
+    # a relay leaves a call answered from the callbacks to its task: only the early warm-ups are
+    assert served.now == served.early - 3, (served.now, served.early)
 
 
 def _first_note_and_answer(port: int, sid: str, msg: dict[str, Any]) -> tuple[float, float, bytes]:
