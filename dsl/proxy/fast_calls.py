@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from .sessions import FrontSessions
     from .upstream import SharedUpstream
 
-__all__ = ["FastCalls", "checked_result", "client_frame", "plain_call", "request_needs_check", "upstream_frame"]
+__all__ = ["FastCalls", "checked_result", "client_frame", "client_request", "plain_call", "request_needs_check", "upstream_frame"]
 
 _PARAM_KEYS = frozenset({"name", "arguments"})
 
@@ -520,6 +520,25 @@ def server_message(text: bytes | str) -> Any:
 
 
 _RESPONSE_KEYS = frozenset({"jsonrpc", "id", "result"})
+_REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+
+
+def client_request(raw: Any) -> Any:
+    """``jsonrpc_message_adapter.validate_python(raw)`` of a parsed JSON value, as the front reads a
+    client's request. The commonest one, a request with an int or str id, a str method, an object
+    of params and nothing else, is the model those values make without validating them again: for
+    exactly those four keys the adapter picks the request model and keeps the values as parsed
+    (held to the adapter by tests/proxy/test_fast_frames.py); anything else goes through it."""
+    if (
+        raw.__class__ is dict
+        and raw.keys() == _REQUEST_KEYS
+        and raw["jsonrpc"] == "2.0"
+        and raw["id"].__class__ in (int, str)
+        and raw["method"].__class__ is str
+        and raw["params"].__class__ is dict
+    ):
+        return types.JSONRPCRequest.model_construct(jsonrpc="2.0", id=raw["id"], method=raw["method"], params=raw["params"])
+    return types.jsonrpc_message_adapter.validate_python(raw, by_name=False)
 
 
 def client_frame(rid: Any, result: dict[str, Any]) -> bytes:

@@ -86,7 +86,7 @@ from sse_starlette.event import ensure_bytes
 from .deciding import ToolCall, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 # shortcuts tests/proxy/test_fast_frames.py holds to the SDK's models, shared with the stdio fast path
-from .fast_calls import checked_result, client_frame, plain_call, server_message
+from .fast_calls import checked_result, client_frame, client_request, plain_call, server_message
 from .forwarding import RAW, _Timer, session_forgotten
 from .http import identity_for_header
 from .raw_transport import RawTransport, header_lines, read_body, request_line
@@ -670,7 +670,7 @@ class HttpFastCalls:
             raw = pydantic_core.from_json(body)
             if not isinstance(raw, dict) or raw.keys() != _REQUEST_KEYS:
                 return None
-            message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
+            message = client_request(raw)
             if not isinstance(message, types.JSONRPCRequest) or message.method != "tools/call":
                 return None
             p = message.params

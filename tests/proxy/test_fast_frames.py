@@ -278,6 +278,59 @@ def test_a_server_message_is_the_adapters(value: Any, how: int, as_bytes: bool) 
         assert got_msg.model_dump_json(by_alias=True, exclude_unset=True) == expected.model_dump_json(by_alias=True, exclude_unset=True)
 
 
+_requests = st.one_of(
+    st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": _ids, "method": _text, "params": st.dictionaries(_text, _json, max_size=4)}),
+    st.fixed_dictionaries({"jsonrpc": st.sampled_from(["2.0", "1.0", 2.0, None]), "id": _ids,
+                           "method": st.one_of(_text, _json), "params": _json}),  # fmt: skip
+    st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": _ids, "method": _text},
+                          optional={"params": st.dictionaries(_text, _json, max_size=3), "result": _json, "x": _json}),  # fmt: skip
+    _json,
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_requests, st.integers(0, 2))
+def test_a_client_request_is_the_adapters(value: Any, how: int) -> None:
+    """``client_request`` reads every parsed value as ``jsonrpc_message_adapter.validate_python``
+    does: the same model, fields and set fields, or the same error."""
+    import pydantic_core
+    from pydantic import ValidationError
+
+    from dsl.proxy.fast_calls import client_request
+
+    try:
+        raw = pydantic_core.from_json(_text_of(value, how))
+    except ValueError:
+        return
+    try:
+        expected = types.jsonrpc_message_adapter.validate_python(raw, by_name=False)
+    except ValidationError as e:
+        with pytest.raises(ValidationError) as got:
+            client_request(raw)
+        assert _nan_equal(got.value.errors(), e.errors())
+        return
+    got_msg = client_request(raw)
+    assert type(got_msg) is type(expected)
+    assert got_msg.model_dump() == expected.model_dump() or _nan_equal(got_msg.model_dump(), expected.model_dump())
+    assert got_msg.model_fields_set == expected.model_fields_set
+    assert got_msg.model_dump_json(by_alias=True, exclude_unset=True) == expected.model_dump_json(by_alias=True, exclude_unset=True)
+
+
+def test_a_client_request_takes_the_commonest_request_without_the_adapter() -> None:
+    """The shortcut is taken for a plain request (else the test above would prove nothing)."""
+    from unittest import mock
+
+    from dsl.proxy.fast_calls import client_request
+
+    with mock.patch.object(types.jsonrpc_message_adapter, "validate_python", side_effect=AssertionError("validated")):
+        m = client_request({"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {"name": "echo"}})
+        assert (m.id, m.method, m.params) == ("a", "tools/call", {"name": "echo"})
+        for other in ({"jsonrpc": "2.0", "id": True, "method": "m", "params": {}},
+                      {"jsonrpc": "2.0", "id": 1, "method": "m", "params": []}, {"jsonrpc": "2.0", "id": 1, "method": "m"}):  # fmt: skip
+            with pytest.raises(AssertionError, match="validated"):
+                client_request(other)
+
+
 def _nan_equal(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, allow_nan=True, default=repr) == json.dumps(b, sort_keys=True, allow_nan=True, default=repr)
 
