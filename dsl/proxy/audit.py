@@ -172,16 +172,18 @@ class AuditLog:
         except OSError:
             pass  # still failing: the next write tries again, and fails (denying) if it must
 
-    def _reopen_if_moved(self) -> None:
-        """Another process rotated the file: follow the name to the new file."""
+    def _reopen_if_moved(self) -> int | None:
+        """Another process rotated the file: follow the name to the new file. The size of the file
+        when it was not moved (None: it was, or is new), for the size check after the write."""
         try:
             st = os.stat(self.path)
             if (st.st_dev, st.st_ino) == self._ino:
-                return
+                return st.st_size
         except FileNotFoundError:
             pass
         self._close_fd()
         self._open()
+        return None
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -230,10 +232,11 @@ class AuditLog:
         with self._lock:
             if self._fd is None:
                 self._open()
-            self._reopen_if_moved()
+            size = self._reopen_if_moved()
             assert self._fd is not None
             if self._torn:
                 self._end_torn_line()
+                size = None
             view = memoryview(line)
             while view:
                 try:
@@ -251,8 +254,12 @@ class AuditLog:
             if self.fsync:
                 os.fsync(self._fd)
             self.records += 1
-            if self.max_bytes > 0 and os.fstat(self._fd).st_size >= self.max_bytes:
-                self._rotate()
+            if self.max_bytes > 0:
+                # the size seen before the write and what it added (one system call fewer a record;
+                # another writer's record in between is counted by the next one's check)
+                size = os.fstat(self._fd).st_size if size is None else size + len(line)
+                if size >= self.max_bytes:
+                    self._rotate()
 
     def close(self) -> None:
         with self._lock:

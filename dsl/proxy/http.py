@@ -438,7 +438,35 @@ _HELD_BODY_MAX = 64 * 1024  # uvicorn's HIGH_WATER_LIMIT: over it the protocol s
 _FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})  # what uvicorn's ProxyHeadersMiddleware reads
 
 
-ANSWERING = object()  # ``HeldPosts.start``: the call is answered from the callbacks
+class Answering:
+    """``HeldPosts.start``'s answer for a call answered from the callbacks (``answer_now``):
+    ``kick()`` starts the task that answers it, if it has none yet (the server is stopping)."""
+
+    __slots__ = ("kick",)
+
+    def __init__(self, kick: Callable[[], None]) -> None:
+        self.kick = kick
+
+
+class _CycleFront:
+    """uvicorn's request-response cycle of a held request, as ``HttpFastCalls.answer_now`` writes
+    through it: ``send`` (its ASGI send, freeing the request id as the answer's end goes out),
+    ``writable()`` (a send will not wait: writing is not paused), ``start()`` (the request's
+    task, answering the call), ``free()`` and ``abort()`` (close the client's connection)."""
+
+    __slots__ = ("cycle", "send", "free", "start")
+
+    def __init__(self, cycle: Any, free: Callable[[], None], start: Callable[[], None]) -> None:
+        self.cycle = cycle
+        self.send = _freeing(cycle.send, free)
+        self.free = free
+        self.start = start
+
+    def writable(self) -> bool:
+        return not self.cycle.flow.write_paused
+
+    def abort(self) -> None:
+        self.cycle.transport.close()
 
 
 class HeldPosts:
@@ -478,10 +506,10 @@ class HeldPosts:
     def start(self, scope: Any, body: bytes, cycle: Any = None, start: Any = None) -> Any:
         """For the protocol's callback that read the whole ``body``: when the fast path takes the
         call there (``HttpFastCalls.take_now``: decided, recorded and written upstream), the app
-        that answers it (run as the request's task), or ``ANSWERING`` when it is answered from the
-        callbacks (``answer_now``: through ``cycle``, uvicorn's request-response cycle, whose task
-        ``start(app)`` starts if the call needs one after all); None: nothing was done, ``serve``
-        runs."""
+        that answers it (run as the request's task), or an ``Answering`` when it is answered from the
+        callbacks (``answer_now`` writes through ``cycle``, uvicorn's request-response cycle, whose
+        task ``start(app)`` starts if the call needs one after all); None: nothing was done,
+        ``serve`` runs."""
         if self.tokens is not None:
             scope = self.tokens.user_scope(scope)
             if scope is None:
@@ -505,10 +533,13 @@ class HeldPosts:
                 free()
 
         if cycle is not None and start is not None:
-            flow = cycle.flow
-            if fast.answer_now(call, user_scope, _freeing(cycle.send, free), lambda: not flow.write_paused,
-                               lambda: start(answer), free):  # fmt: skip
-                return ANSWERING
+            try:
+                kick = fast.answer_now(call, user_scope, _CycleFront(cycle, free, lambda: start(answer)))
+            except Exception:  # noqa: BLE001 - nothing raises there once the call is boarded: its task
+                logging.getLogger(__name__).debug("answering a held call from the callbacks failed", exc_info=True)
+                kick = None
+            if kick is not None:
+                return Answering(kick)
         return answer
 
     async def serve(self, scope: Any, receive: Any, send: Any, *, chain: Any, body: bytes) -> None:
@@ -738,6 +769,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
         _marks = 0  # parser events that end or start a head or trailer section
         _pending = 0  # bytes counted of the incomplete head (or trailer section)
         _held: Any = None  # (cycle, app) of a request ``held`` waits on the body of, not started yet
+        _answering: Any = None  # the kick of a call answered from the callbacks (``HeldPosts.start``)
 
         def _state(self) -> Any:
             # what h11's client state would be for the request being answered (or the next one):
@@ -881,13 +913,19 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
             except Exception:  # noqa: BLE001 - nothing was taken: the task does it all, as for any request
                 logging.getLogger(__name__).debug("taking a held call in the callback failed", exc_info=True)
                 answer = None
-            if answer is ANSWERING:
+            if isinstance(answer, Answering):
+                self._answering = answer.kick
                 return
             super()._start_asgi_task(cycle, answer or partial(held.serve, chain=app, body=body))
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._held = None  # never started: nothing to stop
+            self._answering = None  # (its call goes on: the upstream's answer ends it)
             super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            self._answering = None  # (its call is answered; a pipelined request may start now)
+            super().on_response_complete()
 
         def shutdown(self) -> None:
             # the server stops: a request still waiting for its body starts now, as uvicorn would
@@ -897,6 +935,11 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
             if waiting is not None:
                 self._held = None
                 super()._start_asgi_task(*waiting)
+            # a call answered from the callbacks gets its task now, for the same reason: the
+            # graceful shutdown waits for it, and cancels it when its time is up
+            kick, self._answering = self._answering, None
+            if kick is not None:
+                kick()
             super().shutdown()
 
     return GuardedHttpToolsProtocol

@@ -523,51 +523,64 @@ class HttpFastCalls:
             sent.error = e
         return call
 
-    def answer_now(self, call: _Taken, scope: Any, send: Any, writable: Any, start: Any, free: Any) -> bool:
+    def answer_now(self, call: _Taken, scope: Any, front: Any) -> Any:
         """For a call ``take_now`` wrote upstream: answer it from the callbacks, with no task,
-        when all it needs is the upstream's plain JSON answer (True: the call is this method's).
-        Its registrations are made now, as its task would make them (``_board``); the upstream
-        connection's callback then (``_Conn.on_ready``) reads the answer, and when it is a plain
-        ``200`` JSON result for this request, with nothing relayed or pending, the client's
-        answer is written through ``send`` (the request's ASGI send, run to its end at once:
-        ``writable()`` says it will not wait). Anything else (an event stream, an error, a relay,
-        a cancel, a ping, the deadline) ``start()``s the task that answers the call as ``finish``
-        always has, from where the callbacks left it: nothing was read off the connection.
-        ``free()``: the request's id is no longer in flight (``send`` calls it as the answer's end
-        goes out; called again, whatever happened, when the callbacks are done with the call).
-        False: nothing was done, ``finish`` answers it."""
+        when all it needs is the upstream's plain JSON answer. Its registrations are made now, as
+        its task would make them (``_board``); the upstream connection's callback then
+        (``_Conn.on_ready``) reads the answer, and when it is a plain ``200`` JSON result for this
+        request, with nothing relayed or pending, the client's answer is written through
+        ``front.send`` (the request's ASGI send, run to its end at once: ``front.writable()`` says
+        it will not wait). Anything else (an event stream, an error, a relay, a cancel, a ping,
+        the deadline or the read timeout, the server stopping) ``front.start()``s the task that
+        answers the call as ``finish`` always has, from where the callbacks left it: nothing was
+        read off the connection. ``front.free()``: the request's id is no longer in flight
+        (``front.send`` calls it as the answer's end goes out; called again when the callbacks
+        are done with the call); ``front.abort()`` closes the client's connection.
+
+        Returns the call's "kick" (start its task now, if it has none yet; the front calls it when
+        the server stops, so a call answered from callbacks is one uvicorn's shutdown waits for
+        and cancels), or None: nothing was done, or the call was boarded (``call.flight``) and the
+        task's ``finish`` goes on with it."""
         sent = call.sent
         if sent is None or sent.error is not None or call.result is not None or call.failed is not None:
-            return False
+            return None
         conn = sent.conn
         if conn.writing or self.deadlines.human_waiting:
-            return False  # (the task waits for the socket, or for the human)
+            return None  # (the task waits for the socket, or for the human)
         transport, link, up, wire, _, version = call.ready
-        rid = call.message.id
         idle = self._in_flight(transport)
         try:
-            flight = self._board(scope, transport, link, rid, _Reply(send, self._head(call.sid)))
+            flight = self._board(scope, transport, link, call.message.id, _Reply(front.send, self._head(call.sid)))
         except Exception:  # noqa: BLE001 - the task boards it again, and fails as it fails there
             self._out_of_flight(transport, idle)
-            return False
+            return None
         flight.idle = idle
         call.flight = flight
         raw = wire.fast._transport  # noqa: SLF001 - the RawTransport it was made with
         session = up.session
         loop = asyncio.get_running_loop()
+        read = sent.timeouts.get("read")  # (httpx's: at most this long between two reads)
+        inf = float("inf")
 
-        def kick() -> None:
-            if flight.kick is None:
-                return
+        def leave() -> None:
             flight.kick = flight.call.kick = conn.on_ready = None
             if flight.watch is not None:
                 flight.watch.cancel()
                 flight.watch = None
+
+        def kick() -> None:
+            if flight.kick is None:
+                return
+            leave()
             try:
-                start()
-            except Exception:  # noqa: BLE001 - (a closed loop) nothing can answer it: its id is not kept
+                front.start()
+            except Exception:  # noqa: BLE001 - (a closed loop) nothing can answer it: undo it all
                 logger.exception("plr proxy: a fast call's task could not start")
-                free()
+                raw.drop(conn)
+                self._land(flight, transport)
+                self._out_of_flight(transport, flight.idle)
+                front.free()
+                front.abort()
 
         def ready() -> None:
             if flight.kick is None:
@@ -580,43 +593,49 @@ class HttpFastCalls:
                     kick()
             else:
                 try:
-                    chunk, outcome = self._final_now(call, flight, conn.answer, session, link, version, writable)
+                    chunk, outcome = self._final_now(call, flight, answer, session, link, version, front)
                 except Exception:  # noqa: BLE001 - not one for here: the task reads it again and answers it
                     logger.debug("answering a fast call from its callbacks failed", exc_info=True)
                     chunk = None
                 if chunk is None:
                     kick()
                     return
-                flight.kick = flight.call.kick = conn.on_ready = None
-                if flight.watch is not None:
-                    flight.watch.cancel()
-                    flight.watch = None
-                try:
-                    self._done_now(call, flight, raw, transport, chunk, outcome)
-                finally:
-                    free()
+                leave()
+                self._done_now(call, flight, raw, transport, chunk, outcome, front)
 
-        def due() -> None:  # the deadline, or the read timeout of the answer's bytes
+        def due() -> None:
+            # the deadline, or no byte of the answer for the read timeout (as the task's waits)
             flight.watch = None
             if flight.kick is None:
                 return
-            if reads == conn.reads and read is not None and loop.time() >= read_by:
-                conn.error = httpx2.ReadTimeout("timed out reading the answer")  # as the task's wait
-            kick()
+            now = loop.time()
+            if read is not None and now >= conn.last_read + read:
+                conn.error = httpx2.ReadTimeout("timed out reading the answer")
+                kick()
+            elif flight.scope.deadline != deadline or now >= deadline:
+                kick()  # (the deadline passed, or moved: a human's wait, a restart; the task keeps it)
+            else:
+                watch(deadline)
 
-        read = sent.timeouts.get("read")
-        reads = conn.reads
-        read_by = loop.time() + read if read is not None else float("inf")
-        at = min(flight.scope.deadline, read_by)
-        flight.kick = flight.call.kick = kick
-        conn.on_ready = ready
-        if at != float("inf"):
-            flight.watch = loop.call_at(at, due)
+        def watch(deadline: float) -> None:
+            at = min(deadline, conn.last_read + read if read is not None else inf)
+            if at != inf:
+                flight.watch = loop.call_at(at, due)
+
+        try:
+            deadline = flight.scope.deadline
+            conn.last_read = loop.time()
+            flight.kick = flight.call.kick = kick
+            conn.on_ready = ready
+            watch(deadline)
+        except Exception:  # noqa: BLE001 - the task goes on with the flight (``finish``)
+            leave()
+            return None
         ready()  # (what came already)
-        return True
+        return kick
 
     def _final_now(
-        self, call: _Taken, flight: _Flight, answer: Any, session: Any, link: Any, version: str, writable: Any
+        self, call: _Taken, flight: _Flight, answer: Any, session: Any, link: Any, version: str, front: Any
     ) -> tuple[bytes | None, Any]:
         """The answer's event for the client when ``answer_now`` may write it now (else None):
         the upstream's whole answer is a plain JSON result for this request, and nothing the
@@ -624,7 +643,7 @@ class HttpFastCalls:
         c = flight.call
         if c.cancelled or c.relayed or link._relays or flight.reply.started or flight.reply.lock is not None:  # noqa: SLF001
             return None, None
-        if not writable():
+        if not front.writable():
             return None, None
         message = server_message(b"".join(answer.chunks))
         sent = call.sent
@@ -638,28 +657,33 @@ class HttpFastCalls:
         final = self._result_message(rid, version, outcome)
         return self._event(call.ready[0], final), outcome
 
-    def _done_now(self, call: _Taken, flight: _Flight, raw: Any, transport: Any, chunk: bytes, outcome: Any) -> None:
-        """``answer_now``'s end: the answer written, then (nothing can come in between: one
-        callback) the connection kept for the next call, the wait left, the answer noted, the
-        registrations undone."""
+    def _done_now(
+        self, call: _Taken, flight: _Flight, raw: Any, transport: Any, chunk: bytes, outcome: Any, front: Any
+    ) -> None:
+        """``answer_now``'s end: the connection kept for the next call, the wait left, the answer
+        noted (a refund given back), the registrations undone, and then the answer written: its
+        end may start the connection's next request at once (a pipelined one, taken in that
+        same callback), which must find all of this done, as on the task path."""
         sent = call.sent
         assert sent is not None
-        took = time.perf_counter() - flight.t0
         sent.read = True
-        flight.call.over = True
         try:
-            _run_now(flight.reply.events([chunk]))
             raw.body_now(sent.key, sent.conn)
             self.direct += 1
             self.now += 1
             flight.unlink(None)
             self.deadlines.stop(flight.timer)
-            self.decisions.answered(call.d, took, result=outcome)
-        except Exception:  # noqa: BLE001 - nothing left to answer with
-            logger.exception("plr proxy: answering a fast call failed")
+            self.decisions.answered(call.d, time.perf_counter() - flight.t0, result=outcome)
+        except Exception:  # noqa: BLE001 - the answer still goes out
+            logger.exception("plr proxy: the bookkeeping of a fast call failed")
         finally:
             self._land(flight, transport)
             self._out_of_flight(transport, flight.idle)
+        try:
+            if not _run_now(flight.reply.events([chunk])):
+                front.abort()  # (a half-written answer: the client's connection cannot be used again)
+        finally:
+            front.free()
 
     def _parsed(self, body: bytes, ready: tuple[Any, ...], sid: str) -> tuple[Any, dict[str, Any], ToolCall] | None:
         """The request, parsed and validated as the SDK's transport and runner do, its params and
@@ -1360,23 +1384,28 @@ class _Shaped:
         self.result = result
 
 
-def _run_now(coro: Any) -> None:
+def _run_now(coro: Any) -> bool:
     """Run ``coro`` now, from a callback: one that does not wait (uvicorn's ASGI ``send`` when
-    writing is not paused) ends before this returns. Should it wait after all, it goes on when
-    what it waits for is done, as a task would step it (a failure is logged)."""
+    writing is not paused) ends before this returns. Should it wait on a future after all, it
+    goes on when that future is done, as a task would step it. False: it failed (logged)."""
 
-    def step(_: Any = None) -> None:
+    def step(_: Any = None) -> bool:
         try:
             waited = coro.send(None)
+            if waited is None:
+                asyncio.get_running_loop().call_soon(step)  # (a bare yield: a task steps it again)
+            else:
+                waited._asyncio_future_blocking = False
+                waited.add_done_callback(step)
         except StopIteration:
-            return
+            return True
         except BaseException:  # noqa: BLE001 - no task to raise it in
             logger.exception("plr proxy: writing an answer failed")
-            return
-        waited._asyncio_future_blocking = False
-        waited.add_done_callback(step)
+            coro.close()
+            return False
+        return True
 
-    step()
+    return step()
 
 
 def _result_event(rid: Any, result: dict[str, Any]) -> bytes:

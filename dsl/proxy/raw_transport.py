@@ -61,7 +61,7 @@ class _Conn(asyncio.Protocol):
         self.error: BaseException | None = None
         self.idle: Any = None  # () -> None: drop this idle connection (``RawTransport._reuse``)
         self.on_ready: Any = None  # () -> None: called when something came and no task waits
-        self.reads = 0  # reads of the answer under way (a watchdog tells progress by it)
+        self.last_read = 0.0  # the loop's time of the last read (a watchdog tells progress by it)
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._head_bytes = 0
@@ -80,7 +80,7 @@ class _Conn(asyncio.Protocol):
             self.stray = True  # nobody asked: the connection is not reused
             self._idle_event()
             return
-        self.reads += 1
+        self.last_read = self.loop.time()
         if not answer.head_done:
             self._head_bytes += len(data)
         try:
@@ -166,7 +166,6 @@ class _Conn(asyncio.Protocol):
     def send(self, data: bytes, *, head_only: bool) -> None:
         """Write one request; its answer is read from now on."""
         self.answer = _Answer()
-        self.reads = 0
         self._head_bytes = 0
         self._skip_body = head_only
         self.transport.write(data)

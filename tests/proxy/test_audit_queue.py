@@ -93,6 +93,8 @@ def test_audit_rotation_keeps_every_record(tmp_path: Path) -> None:
     files = rotated_paths(path)
     assert len(files) > 3 and files[-1] == path
     assert all(f.stat().st_size < 2000 + 400 for f in files)
+    # each rotated file ends with the record that took it to the limit: not one record later
+    assert all(2000 <= f.stat().st_size for f in files[:-1]), [f.stat().st_size for f in files]
     assert [r["latency_us"] for r in read_records(files)] == list(range(100))
     out = run_proxy_cli("audit", str(path), "--format", "json")
     assert len(out.stdout_text.splitlines()) == 100
@@ -109,6 +111,23 @@ def test_two_writers_sharing_a_file_never_interleave(tmp_path: Path) -> None:
     a.close()
     b.close()
     assert sorted(r["latency_us"] for r in read_records([path])) == list(range(50))
+
+
+def test_two_writers_rotating_a_shared_file_keep_every_record_near_the_limit(tmp_path: Path) -> None:
+    """The size check after a write counts the size seen before it and what it added; another
+    writer's record in between is counted by the next check: a file is rotated at most one
+    record of the other writer late, and no record is lost."""
+    path = tmp_path / "a.jsonl"
+    a, b = AuditLog(path, max_bytes=3000, backups=200), AuditLog(path, max_bytes=3000, backups=200)
+    for i in range(200):
+        (a if i % 2 else b).write(rec(i))
+    a.close()
+    b.close()
+    files = rotated_paths(path)
+    assert len(files) > 5
+    one = max(len(line) for f in files for line in f.read_bytes().splitlines(keepends=True))
+    assert all(3000 <= f.stat().st_size <= 3000 + 2 * one for f in files[:-1]), [f.stat().st_size for f in files]
+    assert sorted(r["latency_us"] for r in read_records(files)) == list(range(200))
 
 
 def test_audit_filters(tmp_path: Path) -> None:

@@ -654,6 +654,79 @@ def test_a_client_that_leaves_before_its_answer_frees_its_id_and_the_session_goe
     assert served == 4 and served.early == 3 and served.now == 3, (served, served.early, served.now)
 
 
+class _Kept:
+    """A file whose ``close`` does nothing: ``http.client.HTTPResponse`` closes its file at the end
+    of a body, and two pipelined answers are read off one."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
+
+    def close(self) -> None:
+        pass
+
+
+def _pipelined(port: int, sid: str, msgs: list[dict[str, Any]]) -> list[tuple[int, list[tuple[str, str]], bytes]]:
+    """POST ``msgs`` in one write on one connection (pipelined) and read their answers in turn."""
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        data = b""
+        for msg in msgs:
+            body = json.dumps(msg).encode()
+            data += (f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
+                     f"accept: application/json, text/event-stream\r\nmcp-session-id: {sid}\r\n"
+                     f"mcp-protocol-version: 2025-06-18\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
+        s.sendall(data)
+        f = _Kept(s.makefile("rb"))
+
+        class _Sock:
+            def makefile(self, mode: str) -> Any:
+                return f
+
+        for _ in msgs:
+            resp = http.client.HTTPResponse(_Sock())  # type: ignore[arg-type]
+            resp.begin()
+            kept = [(k.lower(), v) for k, v in resp.getheaders() if k.lower() not in ("date", "server")]
+            out.append((resp.status, kept, resp.read()))
+    return out
+
+
+def test_pipelined_calls_see_the_refund_of_the_call_before_them_alike(tmp_path: Path) -> None:
+    """Two calls pipelined on one connection, under a limit of one that the server's failure
+    gives back (`refund on error`): the second is decided after the first is answered and its
+    failure refunded, as on the SDK path (a call answered from the callbacks starts the next
+    request as its answer's end goes out, so its bookkeeping comes first)."""
+    policy = 'default deny\nallow tool "echo"\nallow tool "slow"\nallow tool "oops"\nlimit tool "oops" to 1 per hour refund on error\n'
+
+    def script(run: _Run, sessions: list[str]) -> list[Any]:
+        c = run.client()
+        c.start()
+        sessions.append(c.session or "")
+        other = run.client()
+        other.session = c.session
+        seen = [c.send(_call(0, "echo", {"text": "open"})), c.send(_call(1, "echo", {"text": "warm"}))]
+        # two calls at once: the session's upstream then keeps two idle connections, so the second
+        # pipelined call finds one while the first one's is still reading its answer
+        box: list[Any] = []
+        t = threading.Thread(target=lambda: box.append(other.send(_call("w2", "slow", {"seconds": 0.3}))))
+        t.start()
+        seen.append(c.send(_call("w1", "slow", {"seconds": 0.3})))
+        t.join(10)
+        seen.append(box[0])
+        seen += _pipelined(run.port, c.session or "", [_call(2, "oops", {"n": 1}), _call(3, "oops", {"n": 2})])
+        seen.append(c.send(_call(4, "oops", {"n": 3})))
+        c.close()
+        return seen
+
+    answers, records, _, served = _both(tmp_path, script, policy=policy)
+    for answer in answers[4:]:
+        assert _answer(answer)["result"]["content"][0]["text"] == "no", answer  # the server's own failure
+    assert [r["code"] for r in records if r["tool"] == "oops"] == ["allowed", "allowed", "allowed"]
+    assert served.now >= 2, (served, served.now)
+
+
 def test_many_relayed_messages_reach_the_client_in_order_then_the_answer_alike(tmp_path: Path) -> None:
     """More messages relayed for one call than the per-request stream holds (16): each reaches the
     client, in order, and the answer follows them at once, as the SDK's writer drains the stream."""
@@ -876,6 +949,34 @@ def test_a_call_taken_in_the_callback_whose_record_cannot_be_written_is_refused_
     # the first call opens the upstream session (the SDK path), the next builds the request head
     # (its task writes it); the others, the refused one included, are taken in the callback
     assert served == 4 and served.early == 3, (served, served.early)
+
+
+@pytest.mark.skipif(os.environ.get("PLR_PROXY_FAST") == "0", reason="the fast path is off")
+def test_a_call_answered_from_callbacks_is_ended_by_the_graceful_shutdown_as_one_with_a_task(tmp_path: Path) -> None:
+    """SIGTERM while a call answered from the callbacks waits on a slow server: the server stopping
+    gives it its task, so uvicorn's graceful shutdown (3 s) waits for it and then cancels it, as it
+    does a call with a task from the start: the client gets its 500 then, and the proxy exits."""
+    run = _Run(tmp_path / "on", True)
+    box: list[Any] = []
+    try:
+        c = run.client()
+        c.start()
+        for i in range(3):  # the session's upstream, the request head, a call answered from the callbacks
+            assert _answer(c.send(_call(i, "echo", {"text": f"warm {i}"})))["result"]["isError"] is False
+        t = threading.Thread(target=lambda: box.append(c.send(_call(9, "slow", {"seconds": 8}))))
+        t.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        run.proc.send_signal(signal.SIGTERM)
+        t.join(15)
+        took = time.monotonic() - t0
+        run.proc.wait(15)
+    finally:
+        stderr = run.close()
+    assert box and box[0][0] == 500, box  # (uvicorn's answer to a request cancelled unanswered)
+    assert 2.5 < took < 6, took
+    served = _served(stderr)
+    assert served.early == 2 and served.now == 1, (served.early, served.now)
 
 
 def test_the_fast_path_is_off_with_plr_proxy_fast_0(tmp_path: Path) -> None:

@@ -338,3 +338,40 @@ def test_only_a_plain_json_answer_is_read_without_httpx() -> None:
         answer(200, json_, (b"Set-Cookie", b"a=1")), answer(200, json_, (b"set-cookie2", b"a=1")),
     ):  # fmt: skip
         assert not _plain_json(a), a.headers
+
+
+def test_run_now_ends_a_coroutine_that_does_not_wait_and_steps_one_that_does() -> None:
+    """``_run_now`` (answers written from a callback): a send that does not wait ends before it
+    returns; one that waits on a future (or yields bare) goes on as a task would step it; one that
+    fails is reported (False), never raised into the callback."""
+    import asyncio
+
+    from dsl.proxy.http_fast import _run_now
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen: list[str] = []
+
+        async def quick() -> None:
+            seen.append("quick")
+
+        assert _run_now(quick()) is True and seen == ["quick"]
+        fut = loop.create_future()
+
+        async def waits() -> None:
+            seen.append(await fut)
+            await asyncio.sleep(0)  # (a bare yield)
+            seen.append("after")
+
+        assert _run_now(waits()) is True and seen == ["quick"]
+        fut.set_result("got")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert seen == ["quick", "got", "after"]
+
+        async def fails() -> None:
+            raise RuntimeError("the transport is gone")
+
+        assert _run_now(fails()) is False
+
+    asyncio.run(main())
