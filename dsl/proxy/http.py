@@ -452,18 +452,23 @@ class _CycleFront:
     """uvicorn's request-response cycle of a held request, as ``HttpFastCalls.answer_now`` writes
     through it: ``send`` (its ASGI send, freeing the request id as the answer's end goes out),
     ``writable()`` (a send will not wait: writing is not paused), ``start()`` (the request's
-    task, answering the call), ``free()`` and ``abort()`` (close the client's connection)."""
+    task, answering the call), ``free()``, ``abort()`` (close the client's connection) and
+    ``queued()`` (a request the client pipelined behind this one waits: the protocol's)."""
 
-    __slots__ = ("cycle", "send", "free", "start")
+    __slots__ = ("cycle", "send", "free", "start", "pipeline")
 
-    def __init__(self, cycle: Any, free: Callable[[], None], start: Callable[[], None]) -> None:
+    def __init__(self, cycle: Any, free: Callable[[], None], start: Callable[[], None], pipeline: Any) -> None:
         self.cycle = cycle
         self.send = _freeing(cycle.send, free)
         self.free = free
         self.start = start
+        self.pipeline = pipeline  # (uvicorn's queue of the connection's pipelined requests)
 
     def writable(self) -> bool:
         return not self.cycle.flow.write_paused
+
+    def queued(self) -> bool:
+        return bool(self.pipeline)
 
     def abort(self) -> None:
         self.cycle.transport.close()
@@ -503,7 +508,7 @@ class HeldPosts:
                 return False
         return session and length
 
-    def start(self, scope: Any, body: bytes, cycle: Any = None, start: Any = None) -> Any:
+    def start(self, scope: Any, body: bytes, cycle: Any = None, start: Any = None, pipeline: Any = ()) -> Any:
         """For the protocol's callback that read the whole ``body``: when the fast path takes the
         call there (``HttpFastCalls.take_now``: decided, recorded and written upstream), the app
         that answers it (run as the request's task), or an ``Answering`` when it is answered from the
@@ -534,7 +539,7 @@ class HeldPosts:
 
         if cycle is not None and start is not None:
             try:
-                kick = fast.answer_now(call, user_scope, _CycleFront(cycle, free, lambda: start(answer)))
+                kick = fast.answer_now(call, user_scope, _CycleFront(cycle, free, lambda: start(answer), pipeline))
             except Exception:  # noqa: BLE001 - nothing raises there once the call is boarded: its task
                 logging.getLogger(__name__).debug("answering a held call from the callbacks failed", exc_info=True)
                 kick = None
@@ -909,7 +914,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
                 HttpToolsProtocol._start_asgi_task(self, cycle, answer)
 
             try:
-                answer = held.start(cycle.scope, body, cycle, start)
+                answer = held.start(cycle.scope, body, cycle, start, self.pipeline)
             except Exception:  # noqa: BLE001 - nothing was taken: the task does it all, as for any request
                 logging.getLogger(__name__).debug("taking a held call in the callback failed", exc_info=True)
                 answer = None

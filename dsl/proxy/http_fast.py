@@ -535,7 +535,8 @@ class HttpFastCalls:
         answers the call as ``finish`` always has, from where the callbacks left it: nothing was
         read off the connection. ``front.free()``: the request's id is no longer in flight
         (``front.send`` calls it as the answer's end goes out; called again when the callbacks
-        are done with the call); ``front.abort()`` closes the client's connection.
+        are done with the call); ``front.abort()`` closes the client's connection;
+        ``front.queued()``: the client pipelined another request behind this one.
 
         Returns the call's "kick" (start its task now, if it has none yet; the front calls it when
         the server stops, so a call answered from callbacks is one uvicorn's shutdown waits for
@@ -660,25 +661,36 @@ class HttpFastCalls:
     def _done_now(
         self, call: _Taken, flight: _Flight, raw: Any, transport: Any, chunk: bytes, outcome: Any, front: Any
     ) -> None:
-        """``answer_now``'s end: the connection kept for the next call, the wait left, the answer
-        noted (a refund given back), the registrations undone, and then the answer written: its
-        end may start the connection's next request at once (a pipelined one, taken in that
-        same callback), which must find all of this done, as on the task path."""
+        """``answer_now``'s end: the answer written, and the connection kept for the next call,
+        the wait left, the answer noted (a refund given back), the registrations undone. All in
+        this one callback, so nothing else runs in between, but for one thing: the answer's end
+        starts a request the client pipelined behind this one at once (uvicorn's ``on_response``,
+        taken in that same callback), which must find all of this done, as on the task path: the
+        answer goes out first only when no such request is queued."""
         sent = call.sent
         assert sent is not None
         sent.read = True
+        took = time.perf_counter() - flight.t0
+        first = not front.queued()
+        if first:
+            self._write_now(flight, chunk, front)
         try:
             raw.body_now(sent.key, sent.conn)
             self.direct += 1
             self.now += 1
             flight.unlink(None)
             self.deadlines.stop(flight.timer)
-            self.decisions.answered(call.d, time.perf_counter() - flight.t0, result=outcome)
-        except Exception:  # noqa: BLE001 - the answer still goes out
+            self.decisions.answered(call.d, took, result=outcome)
+        except Exception:  # noqa: BLE001 - the answer goes out all the same
             logger.exception("plr proxy: the bookkeeping of a fast call failed")
         finally:
             self._land(flight, transport)
             self._out_of_flight(transport, flight.idle)
+            if not first:
+                self._write_now(flight, chunk, front)
+
+    @staticmethod
+    def _write_now(flight: _Flight, chunk: bytes, front: Any) -> None:
         try:
             if not _run_now(flight.reply.events([chunk])):
                 front.abort()  # (a half-written answer: the client's connection cannot be used again)
