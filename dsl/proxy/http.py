@@ -717,9 +717,12 @@ def guarded_protocol(
             loop = self.loop  # type: ignore[attr-defined]
             self._since = loop.time()
             self._deadline = self._since + read_timeout
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = loop.call_at(self._deadline, self._expire)
+            timer = self._timer
+            if timer is not None and timer.when() > self._deadline:  # (a body's extension)
+                timer.cancel()
+                timer = None
+            if timer is None:  # (an armed timer firing before the deadline: ``_expire`` re-arms it)
+                self._timer = loop.call_at(self._deadline, self._expire)
 
         def _expire(self) -> None:
             self._timer = None

@@ -213,6 +213,33 @@ async def test_half_sent_requests_are_closed_after_the_read_timeout(setup: Proxy
 
 
 @pytest.mark.usefixtures("front")
+async def test_a_connection_stalled_after_a_slow_body_gets_the_read_timeout_not_the_bodys(setup: ProxySetup) -> None:
+    """A body earns its sender more time (a second per 64 KiB), for that body only: once its
+    request is answered, a connection that stops inside its next request's head is closed after
+    --read-timeout, not after the time the body earned."""
+    with proxy_on(setup, "127.0.0.1:PORT", "--read-timeout", "1") as port:
+        body = b"x" * (640 * 1024)  # 10 s more while it comes
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                      b"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n" % (port, len(body)))  # fmt: skip
+            for i in range(0, len(body), len(body) // 8):  # over ~1.6 s: past the first second
+                s.sendall(body[i : i + len(body) // 8])
+                time.sleep(0.2)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += s.recv(65536)
+            assert got.startswith(b"HTTP/1.1 4"), got  # (a POST with no session: answered at once)
+            time.sleep(0.3)
+            if select.select([s], [], [], 0)[0]:
+                s.recv(65536)  # (the rest of the answer)
+            answered = time.monotonic()
+            s.sendall(HALF_HEADERS)
+            assert wait_closed([s], 1, bound=10) == 1
+            took = time.monotonic() - answered
+        assert took < 3, took  # (what the body earned would give ~5 s)
+
+
+@pytest.mark.usefixtures("front")
 async def test_an_idle_session_expires(setup: ProxySetup) -> None:
     """A handshake-era session with nothing in flight for --session-idle-timeout is ended: its id
     answers 404 afterwards."""
