@@ -247,6 +247,7 @@ class AuditLog:
                     if e.errno == errno.EBADF:
                         self._close_fd()
                         self._open()
+                        size = None  # (another file, maybe: its size is asked after the write)
                         continue
                     self._torn = True
                     raise

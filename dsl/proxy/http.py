@@ -778,6 +778,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
         _pending = 0  # bytes counted of the incomplete head (or trailer section)
         _held: Any = None  # (cycle, app) of a request ``held`` waits on the body of, not started yet
         _answering: Any = None  # the kick of a call answered from the callbacks (``HeldPosts.start``)
+        _stopping = False  # the server is stopping: every request gets its task at once
 
         def _state(self) -> Any:
             # what h11's client state would be for the request being answered (or the next one):
@@ -897,6 +898,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
             url = self.url
             if (
                 held is None
+                or self._stopping
                 or app is not self.app
                 or self.expect_100_continue
                 or url[:1] != b"/"
@@ -945,9 +947,13 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
                 super()._start_asgi_task(*waiting)
             # a call answered from the callbacks gets its task now, for the same reason: the
             # graceful shutdown waits for it, and cancels it when its time is up
+            self._stopping = True  # (a pipelined request started later: the same, see _start_asgi_task)
             kick, self._answering = self._answering, None
             if kick is not None:
-                kick()
+                try:
+                    kick()
+                except Exception:  # noqa: BLE001 - the other connections are still to be told
+                    logging.getLogger(__name__).exception("plr proxy: starting a call's task at shutdown failed")
             super().shutdown()
 
     return GuardedHttpToolsProtocol

@@ -661,33 +661,42 @@ class HttpFastCalls:
     def _done_now(
         self, call: _Taken, flight: _Flight, raw: Any, transport: Any, chunk: bytes, outcome: Any, front: Any
     ) -> None:
-        """``answer_now``'s end: the answer written, and the connection kept for the next call,
-        the wait left, the answer noted (a refund given back), the registrations undone. All in
-        this one callback, so nothing else runs in between, but for one thing: the answer's end
-        starts a request the client pipelined behind this one at once (uvicorn's ``on_response``,
-        taken in that same callback), which must find all of this done, as on the task path: the
-        answer goes out first only when no such request is queued."""
+        """``answer_now``'s end: the answer noted (a refund given back), written, and the
+        connection kept for the next call, the wait left, the registrations undone.
+
+        The note comes first, always: a refund may be read by other processes (the limits' SQLite
+        file or Redis store) as soon as the client has its answer, as on the task path. The rest
+        is this process's own, and nothing else runs in this one callback but for one thing: the
+        answer's end starts a request the client pipelined behind this one at once (uvicorn's
+        ``on_response``, taken in that same callback), which must find it all done: the answer
+        goes out before it only when no such request is queued."""
         sent = call.sent
         assert sent is not None
         sent.read = True
-        took = time.perf_counter() - flight.t0
-        first = not front.queued()
-        if first:
-            self._write_now(flight, chunk, front)
         try:
-            raw.body_now(sent.key, sent.conn)
-            self.direct += 1
-            self.now += 1
-            flight.unlink(None)
-            self.deadlines.stop(flight.timer)
-            self.decisions.answered(call.d, took, result=outcome)
-        except Exception:  # noqa: BLE001 - the answer goes out all the same
-            logger.exception("plr proxy: the bookkeeping of a fast call failed")
-        finally:
-            self._land(flight, transport)
-            self._out_of_flight(transport, flight.idle)
-            if not first:
+            self.decisions.answered(call.d, time.perf_counter() - flight.t0, result=outcome)
+        except Exception:  # noqa: BLE001 - (it never raises) the answer goes out all the same
+            logger.exception("plr proxy: noting a fast call's answer failed")
+        first = not front.queued()
+        try:
+            if first:
                 self._write_now(flight, chunk, front)
+        finally:
+            try:
+                raw.body_now(sent.key, sent.conn)
+                self.direct += 1
+                self.now += 1
+                flight.unlink(None)
+                self.deadlines.stop(flight.timer)
+            except Exception:  # noqa: BLE001 - the answer goes out all the same
+                logger.exception("plr proxy: the bookkeeping of a fast call failed")
+            finally:
+                try:
+                    self._land(flight, transport)
+                    self._out_of_flight(transport, flight.idle)
+                finally:
+                    if not first:
+                        self._write_now(flight, chunk, front)
 
     @staticmethod
     def _write_now(flight: _Flight, chunk: bytes, front: Any) -> None:

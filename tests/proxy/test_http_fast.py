@@ -979,6 +979,40 @@ def test_a_call_answered_from_callbacks_is_ended_by_the_graceful_shutdown_as_one
     assert served.early == 2 and served.now == 1, (served.early, served.now)
 
 
+@pytest.mark.skipif(os.environ.get("PLR_PROXY_FAST") == "0", reason="the fast path is off")
+def test_a_call_pipelined_behind_one_when_the_server_stops_gets_its_task_too(tmp_path: Path) -> None:
+    """SIGTERM while a call waits with another pipelined behind it: the first is answered within
+    the graceful shutdown; the second, started by that answer after the stop began, has its task
+    from the start (not the callbacks), so the shutdown cancels it in time: its client gets 500."""
+    run = _Run(tmp_path / "on", True)
+    box: list[Any] = []
+    try:
+        c = run.client()
+        c.start()
+        other = run.client()
+        other.session = c.session
+        for i in range(2):  # the session's upstream, the request head
+            assert _answer(c.send(_call(i, "echo", {"text": f"warm {i}"})))["result"]["isError"] is False
+        t = threading.Thread(target=lambda: box.append(other.send(_call("w", "slow", {"seconds": 0.3}))))
+        t.start()  # (two calls at once: two idle connections upstream after)
+        assert _answer(c.send(_call("v", "slow", {"seconds": 0.3})))["result"]["isError"] is False
+        t.join(10)
+        got: list[Any] = []
+        sid = c.session or ""
+        t = threading.Thread(target=lambda: got.extend(_pipelined(run.port, sid, [_call(7, "slow", {"seconds": 1}), _call(8, "slow", {"seconds": 8})])))
+        t.start()
+        time.sleep(0.5)
+        run.proc.send_signal(signal.SIGTERM)
+        t.join(20)
+        run.proc.wait(15)
+    finally:
+        stderr = run.close()
+    assert len(got) == 2, got
+    assert _answer(got[0])["result"]["isError"] is False  # answered within the grace period
+    assert got[1][0] == 500, got[1]  # (uvicorn's answer to a request cancelled unanswered)
+    assert _served(stderr).now >= 1
+
+
 def test_the_fast_path_is_off_with_plr_proxy_fast_0(tmp_path: Path) -> None:
     run = _Run(tmp_path / "off", False)
     try:
