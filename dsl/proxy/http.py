@@ -470,6 +470,73 @@ class _CycleFront:
     def queued(self) -> bool:
         return bool(self.pipeline)
 
+    def answer(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """The whole answer, a ``200`` with ``headers`` and ``body``, written at once as the
+        cycle's ASGI ``send`` writes an ``http.response.start`` and one last ``http.response.body``
+        (the same bytes, in one write, and the same state after: complete, ``on_response`` called,
+        the id freed first), without the two messages. False, nothing done: the sends are to write
+        it (a response already started, a client gone, writing paused, a connection to close after
+        it, an access log, a head this does not write as uvicorn would: ``_answer_head``)."""
+        cycle = self.cycle
+        if (
+            cycle.response_started
+            or cycle.disconnected
+            or cycle.flow.write_paused
+            or not cycle.keep_alive
+            or cycle.access_log
+            or cycle.scope["method"] == "HEAD"
+            or cycle.transport.__class__ is not _Corked
+        ):
+            return False
+        head = _answer_head(cycle.default_headers, headers)
+        if head is None:
+            return False
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        cycle.chunked_encoding = True
+        self.free()
+        cycle.transport.write_whole(head + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n")
+        cycle.response_complete = True
+        cycle.message_event.set()
+        cycle.on_response()
+        return True
+
+
+_ANSWER_HEADS: dict[int, tuple[Any, Any, bytes]] = {}  # id(headers) -> (default headers, headers, head)
+
+
+def _answer_head(default: list[tuple[bytes, bytes]], headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The head uvicorn's ``RequestResponseCycle.send`` writes for a ``200`` with ``headers`` on
+    a kept-alive connection, when it is a chunked one with nothing uvicorn would act on (no
+    length, no ``Connection: close``, valid names and values); else None. Kept per headers list
+    and default headers (uvicorn makes a new default list when its ``Date`` changes)."""
+    kept = _ANSWER_HEADS.get(id(headers))
+    if kept is not None and kept[0] is default and kept[1] is headers:
+        return kept[2]
+    from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE
+
+    content = [STATUS_LINE[200]]
+    chunked = False
+    for name, value in [*default, *headers]:
+        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+            return None  # (uvicorn raises)
+        name = name.lower()
+        if name == b"content-length":
+            return None
+        if name == b"transfer-encoding" and value.lower() == b"chunked":
+            chunked = True
+        elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
+            return None
+        content.extend([name, b": ", value, b"\r\n"])
+    if not chunked:
+        content.append(b"transfer-encoding: chunked\r\n")
+    content.append(b"\r\n")
+    head = b"".join(content)
+    if len(_ANSWER_HEADS) >= 1024:
+        _ANSWER_HEADS.clear()
+    _ANSWER_HEADS[id(headers)] = (default, headers, head)
+    return head
+
     def abort(self) -> None:
         self.cycle.transport.close()
 
@@ -984,6 +1051,12 @@ class _Corked:
         if head is not None:
             self._head = None
             data = head + data
+        self._transport.write(data)
+
+    def write_whole(self, data: bytes) -> None:
+        """A whole response, head and body, in one write (``_CycleFront.answer``)."""
+        self._wrote = True
+        self._flush()
         self._transport.write(data)
 
     def _flush(self) -> None:

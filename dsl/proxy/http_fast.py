@@ -536,7 +536,8 @@ class HttpFastCalls:
         read off the connection. ``front.free()``: the request's id is no longer in flight
         (``front.send`` calls it as the answer's end goes out; called again when the callbacks
         are done with the call); ``front.abort()`` closes the client's connection;
-        ``front.queued()``: the client pipelined another request behind this one.
+        ``front.queued()``: the client pipelined another request behind this one;
+        ``front.answer(headers, body)``: the whole answer in one write (False: the sends write it).
 
         Returns the call's "kick" (start its task now, if it has none yet; the front calls it when
         the server stops, so a call answered from callbacks is one uvicorn's shutdown waits for
@@ -700,8 +701,14 @@ class HttpFastCalls:
 
     @staticmethod
     def _write_now(flight: _Flight, chunk: bytes, front: Any) -> None:
+        """The answer, ``chunk`` its one event: in one write when the front can (nothing of it
+        sent yet), else through the ASGI sends, run to their end at once."""
+        reply = flight.reply
         try:
-            if not _run_now(flight.reply.events([chunk])):
+            if not reply.started and reply.lock is None and not reply.done and front.answer(reply.headers, chunk):
+                reply.stop_pings()
+                reply.started = reply.done = True
+            elif not _run_now(reply.events([chunk])):
                 front.abort()  # (a half-written answer: the client's connection cannot be used again)
         finally:
             front.free()

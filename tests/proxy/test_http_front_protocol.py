@@ -304,3 +304,109 @@ def test_a_request_held_when_the_server_stops_is_started_as_any_other(rest: byte
     status = b"200" if rest else b"500"
     assert plain.split(b"\r\n")[0] == got.split(b"\r\n")[0] == b"HTTP/1.1 " + status + (b" OK" if rest else b" Internal Server Error")
     assert bodies == []  # started the ordinary way, not through ``held``
+
+
+# -- a whole answer in one write (``http._CycleFront.answer``) -----------------------------------
+
+
+class _Recorded:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _cycle(loop: Any, *, keep_alive: bool = True, access_log: bool = False, method: str = "POST") -> tuple[Any, _Recorded, list[str]]:
+    import logging
+
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from dsl.proxy.http import _Corked
+
+    raw = _Recorded()
+    seen: list[str] = []
+    cycle = RequestResponseCycle(
+        scope={"method": method, "http_version": "1.1", "path": "/mcp", "query_string": b"", "client": None},
+        transport=_Corked(raw, loop), flow=FlowControl(raw), logger=logging.getLogger("t"),  # type: ignore[arg-type]
+        access_logger=logging.getLogger("t.access"), access_log=access_log,
+        default_headers=[(b"date", b"Mon, 07 Dec 2026 01:00:00 GMT"), (b"server", b"uvicorn")],
+        message_event=asyncio.Event(), expect_100_continue=False, keep_alive=keep_alive,
+        on_response=lambda: seen.append("on_response"),
+    )  # fmt: skip
+    return cycle, raw, seen
+
+
+_SSE_HEAD = [(b"cache-control", b"no-cache, no-transform"), (b"connection", b"keep-alive"),
+             (b"content-type", b"text/event-stream"), (b"mcp-session-id", b"abc"), (b"x-accel-buffering", b"no")]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", [b'event: message\r\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\r\n\r\n', b""])
+def test_a_whole_answer_in_one_write_is_what_uvicorns_two_sends_write(body: bytes) -> None:
+    """The same bytes, in one write instead of a held head and a body, and the same state after:
+    the response started and complete, ``on_response`` called once, the request id freed."""
+    from dsl.proxy.http import _CycleFront
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        cycle, raw, seen = _cycle(loop)
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": list(_SSE_HEAD)})
+        await cycle.send({"type": "http.response.body", "body": body, "more_body": False})
+        await asyncio.sleep(0)
+        mine, raw2, seen2 = _cycle(loop)
+        freed: list[int] = []
+        front = _CycleFront(mine, lambda: freed.append(1), lambda: None, ())
+        assert front.answer(_SSE_HEAD, body) is True
+        assert b"".join(raw2.writes) == b"".join(raw.writes) and len(raw2.writes) == 1, (raw2.writes, raw.writes)
+        for attr in ("response_started", "response_complete", "chunked_encoding", "keep_alive", "waiting_for_100_continue"):
+            assert getattr(mine, attr) == getattr(cycle, attr), attr
+        assert mine.message_event.is_set() and seen2 == seen == ["on_response"] and freed == [1]
+        await asyncio.sleep(0)
+        assert len(raw2.writes) == 1  # (nothing held back to flush later)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("case", ["started", "closing", "access log", "HEAD", "paused", "gone", "length", "close", "bad value"])
+def test_a_whole_answer_is_left_to_the_sends_when_uvicorn_would_do_more_or_otherwise(case: str) -> None:
+    """Anything the two sends would write or do differently: nothing written, nothing changed."""
+    from dsl.proxy.http import _CycleFront
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        cycle, raw, seen = _cycle(loop, keep_alive=case != "closing", access_log=case == "access log",
+                                  method="HEAD" if case == "HEAD" else "POST")  # fmt: skip
+        head = list(_SSE_HEAD)
+        if case == "started":
+            cycle.response_started = True
+        elif case == "paused":
+            cycle.flow.write_paused = True
+        elif case == "gone":
+            cycle.disconnected = True
+        elif case == "length":
+            head.append((b"content-length", b"3"))
+        elif case == "close":
+            head.append((b"Connection", b"Keep-Alive, close"))
+        elif case == "bad value":
+            head.append((b"x-bad", b"a\r\nb"))
+        freed: list[int] = []
+        front = _CycleFront(cycle, lambda: freed.append(1), lambda: None, ())
+        assert front.answer(head, b"data") is False
+        assert raw.writes == [] and seen == [] and freed == []
+        assert not cycle.response_complete and cycle.response_started is (case == "started")
+
+    asyncio.run(main())
