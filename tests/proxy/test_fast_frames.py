@@ -272,10 +272,7 @@ def test_a_server_message_is_the_adapters(value: Any, how: int, as_bytes: bool) 
             assert _nan_equal(got.value.errors(), e.errors())  # (an input may hold NaN, never == itself)
             continue
         got_msg = server_message(data)
-        assert type(got_msg) is type(expected)
-        assert got_msg.model_dump() == expected.model_dump() or _nan_equal(got_msg.model_dump(), expected.model_dump())
-        assert got_msg.model_fields_set == expected.model_fields_set
-        assert got_msg.model_dump_json(by_alias=True, exclude_unset=True) == expected.model_dump_json(by_alias=True, exclude_unset=True)
+        _same_message(got_msg, expected)
 
 
 _requests = st.one_of(
@@ -310,10 +307,7 @@ def test_a_client_request_is_the_adapters(value: Any, how: int) -> None:
         assert _nan_equal(got.value.errors(), e.errors())
         return
     got_msg = client_request(raw)
-    assert type(got_msg) is type(expected)
-    assert got_msg.model_dump() == expected.model_dump() or _nan_equal(got_msg.model_dump(), expected.model_dump())
-    assert got_msg.model_fields_set == expected.model_fields_set
-    assert got_msg.model_dump_json(by_alias=True, exclude_unset=True) == expected.model_dump_json(by_alias=True, exclude_unset=True)
+    _same_message(got_msg, expected)
 
 
 def test_a_client_request_takes_the_commonest_request_without_the_adapter() -> None:
@@ -329,6 +323,14 @@ def test_a_client_request_takes_the_commonest_request_without_the_adapter() -> N
                       {"jsonrpc": "2.0", "id": 1, "method": "m", "params": []}, {"jsonrpc": "2.0", "id": 1, "method": "m"}):  # fmt: skip
             with pytest.raises(AssertionError, match="validated"):
                 client_request(other)
+
+
+def _same_message(got: Any, expected: Any) -> None:
+    """The same model, dump, set fields and JSON (an input may hold NaN, never == itself)."""
+    assert type(got) is type(expected)
+    assert got.model_dump() == expected.model_dump() or _nan_equal(got.model_dump(), expected.model_dump())
+    assert got.model_fields_set == expected.model_fields_set
+    assert got.model_dump_json(by_alias=True, exclude_unset=True) == expected.model_dump_json(by_alias=True, exclude_unset=True)
 
 
 def _nan_equal(a: Any, b: Any) -> bool:
