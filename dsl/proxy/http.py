@@ -470,6 +470,9 @@ class _CycleFront:
     def queued(self) -> bool:
         return bool(self.pipeline)
 
+    def abort(self) -> None:
+        self.cycle.transport.close()
+
     def answer(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
         """The whole answer, a ``200`` with ``headers`` and ``body``, written at once as the
         cycle's ASGI ``send`` writes an ``http.response.start`` and one last ``http.response.body``
@@ -536,9 +539,6 @@ def _answer_head(default: list[tuple[bytes, bytes]], headers: list[tuple[bytes, 
         _ANSWER_HEADS.clear()
     _ANSWER_HEADS[id(headers)] = (default, headers, head)
     return head
-
-    def abort(self) -> None:
-        self.cycle.transport.close()
 
 
 class HeldPosts:

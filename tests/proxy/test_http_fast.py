@@ -57,6 +57,7 @@ allow tool "many"
 allow tool "stall"
 allow tool "rich"
 allow tool "large"
+allow tool "drip"
 allow tool "wait" if approved
 """
 # what differs between two runs of the same calls: when, how long, and random ids
@@ -194,6 +195,19 @@ class _Upstream:
                             "structuredContent": {"a": [1, 2.5, None], "args": args}, "isError": False,
                             "_meta": {"k": "v"}, "unknownKey": 1, "ttlMs": -5, "cacheScope": "private"}  # fmt: skip
                     self._json({"jsonrpc": "2.0", "id": rid, "result": rich})
+                elif name == "drip":  # a JSON answer in parts, a while apart
+                    data = json.dumps({"jsonrpc": "2.0", "id": rid, "result": echo}).encode()
+                    n = int(args.get("parts", 4))
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    step = -(-len(data) // n)
+                    for i in range(0, len(data), step):
+                        time.sleep(float(args.get("gap", 0.5)))
+                        part = data[i : i + step]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    self.wfile.write(b"0\r\n\r\n")
                 elif name == "large":  # a large answer to a small request
                     big = {"content": [{"type": "text", "text": "z" * int(args.get("n", 3 * 2**20))}], "isError": False}
                     self._json({"jsonrpc": "2.0", "id": rid, "result": big})
@@ -277,7 +291,8 @@ class _Client:
 class _Run:
     """One proxy process in front of its own recording server."""
 
-    def __init__(self, tmp: Path, fast: bool, *extra: str, policy: str = POLICY, tokens: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, fast: bool, *extra: str, policy: str = POLICY, tokens: dict[str, str] | None = None,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
         tmp.mkdir(parents=True, exist_ok=True)
         (tmp / "policy.plr").write_text(policy)
         self.audit = tmp / "audit.jsonl"
@@ -287,7 +302,7 @@ class _Run:
         if tokens is not None:
             (tmp / "tokens.json").write_text(json.dumps(tokens))
             args += ["--auth-tokens", str(tmp / "tokens.json")]
-        env = base_env(PLR_PROXY_FAST="report" if fast else "0")
+        env = {**base_env(PLR_PROXY_FAST="report" if fast else "0"), **(env or {})}
         cmd = [sys.executable, "-m", "dsl.proxy", "--policy", str(tmp / "policy.plr"), "--audit", str(self.audit),
                "--approvals-db", str(tmp / "approvals.sqlite"), "--approval", "deny", *args,
                "--listen", f"127.0.0.1:{self.port}", "--upstream", f"http://127.0.0.1:{self.upstream.port}/mcp"]  # fmt: skip
@@ -1011,6 +1026,35 @@ def test_a_call_pipelined_behind_one_when_the_server_stops_gets_its_task_too(tmp
     assert _answer(got[0])["result"]["isError"] is False  # answered within the grace period
     assert got[1][0] == 500, got[1]  # (uvicorn's answer to a request cancelled unanswered)
     assert _served(stderr).now >= 1
+
+
+@pytest.mark.skipif(os.environ.get("PLR_PROXY_FAST") == "0", reason="the fast path is off")
+def test_a_call_answered_from_callbacks_keeps_the_read_timeout_between_two_reads(tmp_path: Path) -> None:
+    """The upstream client's read timeout (here 1 s) bounds the wait between two reads of an
+    answer, as it does for a call with a task: an answer that comes in parts 0.6 s apart (2.4 s
+    in all) is read from the callbacks; one that does not come at all is given up after ~1 s (the
+    connection's failure), long before --upstream-timeout."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import mcp.shared._httpx_utils as u\n\nu.MCP_DEFAULT_SSE_READ_TIMEOUT = 1.0\n")
+    run = _Run(tmp_path / "on", True, "--upstream-timeout", "30", env={"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])})
+    try:
+        c = run.client()
+        c.start()
+        for i in range(2):  # the session's upstream, the request head
+            assert _answer(c.send(_call(i, "echo", {"text": f"warm {i}"})))["result"]["isError"] is False
+        dripped = c.send(_call(2, "drip", {"parts": 4, "gap": 0.6}))
+        t0 = time.monotonic()
+        stalled = c.send(_call(3, "slow", {"seconds": 4}))
+        took = time.monotonic() - t0
+        c.close()
+    finally:
+        stderr = run.close()
+    assert _answer(dripped)["result"]["isError"] is False
+    assert "error" in _answer(stalled), stalled
+    assert 0.9 < took < 2.5, took
+    served = _served(stderr)
+    assert served.early == 2 and served.now == 1, (served.early, served.now)  # the drip from the callbacks
 
 
 def test_the_fast_path_is_off_with_plr_proxy_fast_0(tmp_path: Path) -> None:

@@ -410,3 +410,17 @@ def test_a_whole_answer_is_left_to_the_sends_when_uvicorn_would_do_more_or_other
         assert not cycle.response_complete and cycle.response_started is (case == "started")
 
     asyncio.run(main())
+
+
+def test_aborting_an_answer_closes_the_clients_connection() -> None:
+    """``_CycleFront.abort`` (a call answered from the callbacks that cannot be answered whole):
+    what the cycle holds goes out, then the client's connection is closed."""
+    from dsl.proxy.http import _CycleFront
+
+    async def main() -> None:
+        cycle, raw, _ = _cycle(asyncio.get_running_loop())
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": list(_SSE_HEAD)})
+        _CycleFront(cycle, lambda: None, lambda: None, ()).abort()
+        assert raw.closed and raw.writes and raw.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+
+    asyncio.run(main())
