@@ -473,7 +473,7 @@ class _CycleFront:
     def abort(self) -> None:
         self.cycle.transport.close()
 
-    def answer(self, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    def answer(self, headers: tuple[tuple[bytes, bytes], ...], body: bytes) -> bool:
         """The whole answer, a ``200`` with ``headers`` and ``body``, written at once as the
         cycle's ASGI ``send`` writes an ``http.response.start`` and one last ``http.response.body``
         (the same bytes, in one write, and the same state after: complete, ``on_response`` called,
@@ -508,11 +508,14 @@ class _CycleFront:
 _ANSWER_HEADS: dict[int, tuple[Any, Any, bytes]] = {}  # id(headers) -> (default headers, headers, head)
 
 
-def _answer_head(default: list[tuple[bytes, bytes]], headers: list[tuple[bytes, bytes]]) -> bytes | None:
+def _answer_head(default: list[tuple[bytes, bytes]], headers: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
     """The head uvicorn's ``RequestResponseCycle.send`` writes for a ``200`` with ``headers`` on
     a kept-alive connection, when it is a chunked one with nothing uvicorn would act on (no
-    length, no ``Connection: close``, valid names and values); else None. Kept per headers list
-    and default headers (uvicorn makes a new default list when its ``Date`` changes)."""
+    length, no ``Connection: close``, valid names and values); else None. Kept per ``headers``
+    (a tuple: it cannot change in place) and per default headers (uvicorn makes a new default
+    list when its ``Date`` changes, and never changes one in place)."""
+    if headers.__class__ is not tuple:
+        return None  # (a list may change after its head is kept)
     kept = _ANSWER_HEADS.get(id(headers))
     if kept is not None and kept[0] is default and kept[1] is headers:
         return kept[2]

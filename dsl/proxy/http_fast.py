@@ -242,7 +242,7 @@ class _Reply:
 
     __slots__ = ("send", "headers", "started", "done", "lock", "timer")
 
-    def __init__(self, send: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, send: Any, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self.send = send
         self.headers = headers
         self.started = False
@@ -412,7 +412,7 @@ class HttpFastCalls:
         self.manager: Any = None  # the SDK's StreamableHTTPSessionManager (``attach``)
         self.path = "/mcp"
         self.calls: dict[tuple[str, Any], _Call] = {}  # (session, coerced id) -> fast call in flight
-        self._heads: dict[str, list[tuple[bytes, bytes]]] = {}  # session -> event-stream head
+        self._heads: dict[str, tuple[tuple[bytes, bytes], ...]] = {}  # session -> event-stream head
         self._passed: set[tuple[Any, ...]] = set()  # request headers and settings the SDK's checks passed (``_admitted``)
         self.taken = 0  # calls served here (PLR_PROXY_FAST=report prints it at exit, for tests)
         self.direct = 0  # of which sent and answered without httpx (``_direct``, ``_plain_json``)
@@ -705,11 +705,20 @@ class HttpFastCalls:
         sent yet), else through the ASGI sends, run to their end at once."""
         reply = flight.reply
         try:
-            if not reply.started and reply.lock is None and not reply.done and front.answer(reply.headers, chunk):
-                reply.stop_pings()
-                reply.started = reply.done = True
-            elif not _run_now(reply.events([chunk])):
-                front.abort()  # (a half-written answer: the client's connection cannot be used again)
+            if not reply.started and reply.lock is None and not reply.done:
+                try:
+                    whole = front.answer(reply.headers, chunk)
+                except Exception:  # noqa: BLE001 - never into the upstream connection's callback
+                    logger.exception("plr proxy: writing an answer failed")
+                    reply.done = True
+                    front.abort()  # (a half-written answer: the client's connection cannot be used again)
+                    return
+                if whole:
+                    reply.stop_pings()
+                    reply.started = reply.done = True
+                    return
+            if not _run_now(reply.events([chunk])):
+                front.abort()
         finally:
             front.free()
 
@@ -894,7 +903,7 @@ class HttpFastCalls:
             return None
         return transport, link, up, wire, headers, version
 
-    def _head(self, sid: str) -> list[tuple[bytes, bytes]]:
+    def _head(self, sid: str) -> tuple[tuple[bytes, bytes], ...]:
         """The event-stream head the SDK's transport gives this session's POSTs."""
         head = self._heads.get(sid)
         if head is None:
@@ -910,7 +919,9 @@ class HttpFastCalls:
                 "mcp-session-id": sid,
             }
             content = nothing()
-            head = EventSourceResponse(content=content, headers=headers).raw_headers
+            # (a tuple: nothing on the way can change it in place, and the whole-answer write keeps
+            # the bytes of its head by its identity: http._answer_head)
+            head = tuple(EventSourceResponse(content=content, headers=headers).raw_headers)
             if len(self._heads) >= 1024:
                 self._heads.clear()
             self._heads[sid] = head
