@@ -1671,14 +1671,22 @@ def _json_native(value: Any) -> bool:
 
 
 class _RequestHeaders:
-    """``ctx.request`` as ``FrontSessions.identity_of`` reads it: the request's headers."""
+    """``ctx.request`` as ``FrontSessions.identity_of`` reads it: the request's headers (made when
+    first read: a session's identity is asked once)."""
 
-    __slots__ = ("headers",)
+    __slots__ = ("scope", "_headers")
 
     def __init__(self, scope: Any) -> None:
-        from starlette.datastructures import Headers
+        self.scope = scope
+        self._headers: Any = None
 
-        self.headers = Headers(scope=scope)
+    @property
+    def headers(self) -> Any:
+        if self._headers is None:
+            from starlette.datastructures import Headers
+
+            self._headers = Headers(scope=self.scope)
+        return self._headers
 
 
 def _same_id(a: Any, b: Any) -> bool:

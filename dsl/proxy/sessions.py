@@ -37,6 +37,7 @@ ABANDONED_WINDOW = 600.0
 
 # the identity of a caller whose token could not be read: it is nobody else's
 _UNKNOWN = object()
+_ABSENT = object()  # (no identity noted for a session yet)
 
 # what the SDK's own client answers when it has no callback for a server-to-client request
 NOT_SUPPORTED = {
@@ -203,7 +204,9 @@ class FrontSessions:
     @contextmanager
     def link_request(self, link: FrontLink, ctx: Any) -> Iterator[None]:
         """A request of ``link`` waits on the upstream: relays for this session ride its stream meanwhile."""
-        caller = self._link_identity.setdefault(link.key, self._caller(ctx))
+        caller = self._link_identity.get(link.key, _ABSENT)
+        if caller is _ABSENT:  # (asked once a session: it cannot change, the session is its owner's)
+            caller = self._link_identity[link.key] = self._caller(ctx)
         self._callers.add(caller)
         with link.waiting(ctx):
             try:
