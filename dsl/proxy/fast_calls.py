@@ -508,13 +508,7 @@ def server_message(text: bytes | str) -> Any:
         raw = from_json(text)
     except ValueError:
         raw = None
-    if (
-        raw.__class__ is dict
-        and raw.keys() == _RESPONSE_KEYS
-        and raw["jsonrpc"] == "2.0"
-        and raw["id"].__class__ in (int, str)
-        and raw["result"].__class__ is dict
-    ):
+    if _plain_envelope(raw, _RESPONSE_KEYS) and raw["result"].__class__ is dict:
         return types.JSONRPCResponse.model_construct(jsonrpc="2.0", id=raw["id"], result=raw["result"])
     return types.jsonrpc_message_adapter.validate_json(text, by_name=False)
 
@@ -523,20 +517,21 @@ _RESPONSE_KEYS = frozenset({"jsonrpc", "id", "result"})
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 
 
+def _plain_envelope(raw: Any, keys: frozenset[str]) -> bool:
+    """A JSON object with exactly ``keys``, ``"jsonrpc": "2.0"`` and an int or str id: the frame of
+    a message the shortcuts of ``server_message`` and ``client_request`` may take."""
+    return (
+        raw.__class__ is dict and raw.keys() == keys and raw["jsonrpc"] == "2.0" and raw["id"].__class__ in (int, str)
+    )
+
+
 def client_request(raw: Any) -> Any:
     """``jsonrpc_message_adapter.validate_python(raw)`` of a parsed JSON value, as the front reads a
     client's request. The commonest one, a request with an int or str id, a str method, an object
     of params and nothing else, is the model those values make without validating them again: for
     exactly those four keys the adapter picks the request model and keeps the values as parsed
     (held to the adapter by tests/proxy/test_fast_frames.py); anything else goes through it."""
-    if (
-        raw.__class__ is dict
-        and raw.keys() == _REQUEST_KEYS
-        and raw["jsonrpc"] == "2.0"
-        and raw["id"].__class__ in (int, str)
-        and raw["method"].__class__ is str
-        and raw["params"].__class__ is dict
-    ):
+    if _plain_envelope(raw, _REQUEST_KEYS) and raw["method"].__class__ is str and raw["params"].__class__ is dict:
         return types.JSONRPCRequest.model_construct(jsonrpc="2.0", id=raw["id"], method=raw["method"], params=raw["params"])
     return types.jsonrpc_message_adapter.validate_python(raw, by_name=False)
 

@@ -86,7 +86,7 @@ from sse_starlette.event import ensure_bytes
 from .deciding import ToolCall, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 # shortcuts tests/proxy/test_fast_frames.py holds to the SDK's models, shared with the stdio fast path
-from .fast_calls import checked_result, client_frame, client_request, plain_call, server_message
+from .fast_calls import _REQUEST_KEYS, checked_result, client_frame, client_request, plain_call, server_message
 from .forwarding import RAW, _Timer, session_forgotten
 from .http import identity_for_header
 from .raw_transport import RawTransport, header_lines, read_body, request_line
@@ -103,7 +103,6 @@ __all__ = ["HttpFastCalls", "UpstreamWire"]
 
 logger = logging.getLogger("mcp.client.streamable_http")  # the SDK transport's own logger, for its warnings
 
-_REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PING_INTERVAL = 15.0  # sse_starlette's default, which the SDK's event-stream responses use
 _SEP = "\r\n"
 
@@ -358,9 +357,9 @@ class _Call:
 class _Flight:
     """A taken call's registrations while it waits on the upstream (``HttpFastCalls._board``),
     undone by ``_land``: made by the task that answers the call, or by ``answer_now`` in the
-    front's callback (then ``kick`` starts that task when the call needs one after all)."""
+    front's callback (then its call's ``kick`` starts that task when the call needs one after all)."""
 
-    __slots__ = ("call", "ckey", "key", "reply", "timer", "scope", "linked", "t0", "idle", "kick", "watch")
+    __slots__ = ("call", "ckey", "key", "reply", "timer", "scope", "linked", "t0", "idle", "watch")
 
     def __init__(self, call: _Call, ckey: tuple[str, Any], key: str, reply: _Reply, timer: _Timer) -> None:
         self.call = call
@@ -372,7 +371,6 @@ class _Flight:
         self.linked: Any = None  # ``FrontSessions.link_request``, entered
         self.t0 = 0.0
         self.idle: Any = None  # ``_in_flight``'s, when ``answer_now`` counted the call in flight
-        self.kick: Any = None  # () -> None: leave the callbacks for the task (``answer_now``)
         self.watch: asyncio.TimerHandle | None = None  # ``answer_now``'s deadline
 
     def unlink(self, e: BaseException | None) -> None:
@@ -565,13 +563,13 @@ class HttpFastCalls:
         inf = float("inf")
 
         def leave() -> None:
-            flight.kick = flight.call.kick = conn.on_ready = None
+            flight.call.kick = conn.on_ready = None
             if flight.watch is not None:
                 flight.watch.cancel()
                 flight.watch = None
 
         def kick() -> None:
-            if flight.kick is None:
+            if flight.call.kick is None:
                 return
             leave()
             try:
@@ -585,7 +583,7 @@ class HttpFastCalls:
                 front.abort()
 
         def ready() -> None:
-            if flight.kick is None:
+            if flight.call.kick is None:
                 return
             answer = conn.answer
             if conn.error is not None or answer is None:
@@ -608,7 +606,7 @@ class HttpFastCalls:
         def due() -> None:
             # the deadline, or no byte of the answer for the read timeout (as the task's waits)
             flight.watch = None
-            if flight.kick is None:
+            if flight.call.kick is None:
                 return
             now = loop.time()
             if read is not None and now >= conn.last_read + read:
@@ -627,7 +625,7 @@ class HttpFastCalls:
         try:
             deadline = flight.scope.deadline
             conn.last_read = loop.time()
-            flight.kick = flight.call.kick = kick
+            flight.call.kick = kick
             conn.on_ready = ready
             watch(deadline)
         except Exception:  # noqa: BLE001 - the task goes on with the flight (``finish``)
@@ -663,14 +661,14 @@ class HttpFastCalls:
         self, call: _Taken, flight: _Flight, raw: Any, transport: Any, chunk: bytes, outcome: Any, front: Any
     ) -> None:
         """``answer_now``'s end: the answer noted (a refund given back), written, and the
-        connection kept for the next call, the wait left, the registrations undone.
+        connection kept for the next call, the registrations undone (``_settle_now``).
 
         The note comes first, always: a refund may be read by other processes (the limits' SQLite
         file or Redis store) as soon as the client has its answer, as on the task path. The rest
         is this process's own, and nothing else runs in this one callback but for one thing: the
         answer's end starts a request the client pipelined behind this one at once (uvicorn's
         ``on_response``, taken in that same callback), which must find it all done: the answer
-        goes out before it only when no such request is queued."""
+        goes out before it only when no such request is queued. Both run whatever raises."""
         sent = call.sent
         assert sent is not None
         sent.read = True
@@ -678,26 +676,30 @@ class HttpFastCalls:
             self.decisions.answered(call.d, time.perf_counter() - flight.t0, result=outcome)
         except Exception:  # noqa: BLE001 - (it never raises) the answer goes out all the same
             logger.exception("plr proxy: noting a fast call's answer failed")
-        first = not front.queued()
-        try:
-            if first:
+        if front.queued():
+            try:
+                self._settle_now(flight, raw, sent, transport)
+            finally:
                 self._write_now(flight, chunk, front)
+        else:
+            try:
+                self._write_now(flight, chunk, front)
+            finally:
+                self._settle_now(flight, raw, sent, transport)
+
+    def _settle_now(self, flight: _Flight, raw: Any, sent: _Sent, transport: Any) -> None:
+        """The connection kept for the next call (or dropped), the registrations undone."""
+        try:
+            raw.body_now(sent.key, sent.conn)
+            self.direct += 1
+            self.now += 1
+        except Exception:  # noqa: BLE001 - the answer goes out all the same
+            logger.exception("plr proxy: the bookkeeping of a fast call failed")
         finally:
             try:
-                raw.body_now(sent.key, sent.conn)
-                self.direct += 1
-                self.now += 1
-                flight.unlink(None)
-                self.deadlines.stop(flight.timer)
-            except Exception:  # noqa: BLE001 - the answer goes out all the same
-                logger.exception("plr proxy: the bookkeeping of a fast call failed")
+                self._land(flight, transport)
             finally:
-                try:
-                    self._land(flight, transport)
-                    self._out_of_flight(transport, flight.idle)
-                finally:
-                    if not first:
-                        self._write_now(flight, chunk, front)
+                self._out_of_flight(transport, flight.idle)
 
     @staticmethod
     def _write_now(flight: _Flight, chunk: bytes, front: Any) -> None:
@@ -992,7 +994,7 @@ class HttpFastCalls:
                 try:
                     try:
                         outcome, shaped = await self._exchange(
-                            call, wire, dispatcher, session, up_id, body, http_headers, version, sent, flight
+                            wire, dispatcher, session, up_id, body, http_headers, version, sent, flight
                         )
                     except MCPError:
                         if not link.lost:
@@ -1079,13 +1081,13 @@ class HttpFastCalls:
             streams[1].close()
 
     async def _exchange(
-        self, call: _Call, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str],
+        self, wire: Any, dispatcher: Any, session: Any, up_id: int, body: Any, headers: dict[str, str],
         client_version: str, sent: Any, flight: _Flight,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:  # fmt: skip
         """One request on the session's upstream session, under ``--upstream-timeout`` (the
         flight's deadline, running since ``_board``): the result as ``Forwarder.exchange`` hands it
         on (and shaped for the client: ``_upstream_result``), or the ``MCPError`` it raises."""
-        timer = flight.timer
+        call, timer = flight.call, flight.timer
         outcome: Any = None
         with flight.scope as scope:
             try:
