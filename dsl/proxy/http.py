@@ -38,6 +38,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import pydantic_core
 
 from ..listener_names import allowed_names, is_loopback_listener, parse_allow_host
 
@@ -226,11 +227,11 @@ _SUSPECT_ID = re.compile(rb'"id"\s*:\s*(?:true|false|null|[\[{]|-?\d+(?:\.\d|[eE
 _BODY_PEEK_MAX = 4 * 1024 * 1024  # the SDK refuses larger bodies itself (413)
 
 
-def _request_of(body: bytes) -> dict[str, Any] | None:
+def _request_of(body: bytes, loads: Callable[[bytes], Any] = json.loads) -> dict[str, Any] | None:
     """The JSON-RPC request (an object with a string method and an id) a frame holds, else None
     (a notification, a response, a batch, or not JSON: the SDK answers those itself)."""
     try:
-        obj = json.loads(body)
+        obj = loads(body)
     except (ValueError, RecursionError):
         return None
     if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("method"), str):
@@ -260,10 +261,10 @@ def _session_of(scope: Any) -> str | None:
     return None
 
 
-def _session_request(sid: str | None, body: bytes) -> dict[str, Any] | None:
+def _session_request(sid: str | None, body: bytes, loads: Callable[[bytes], Any] = json.loads) -> dict[str, Any] | None:
     """The request a session's POST holds (``_request_of``), when there is a session and the
     body may hold an id (spelled out, or with an escape that may spell it); else None."""
-    return _request_of(body) if sid and (b'"id"' in body or b"\\u" in body) else None
+    return _request_of(body, loads) if sid and (b'"id"' in body or b"\\u" in body) else None
 
 
 def _invalid_request(rid: Any, message: str) -> bytes:
@@ -352,9 +353,14 @@ class RequestIdGate:
     def begin(self, scope: Any, body: bytes) -> tuple[dict[str, Any], str, tuple[str, str]] | None:
         """For ``HeldPosts.start``: the request, session and slot of a POST (its whole ``body``)
         that ``serve`` would hand to the fast path, its id not in flight. None: ``serve`` is
-        the one to answer it."""
+        the one to answer it.
+
+        The request is parsed as the SDK (and the fast path after this) parses it, by
+        ``pydantic_core``, once for both: where that parser and ``json.loads`` both read a body they
+        read the same value (duplicate keys included); a body only ``json.loads`` reads (a lone
+        surrogate escape, a byte-order mark) is never the fast path's, and gets None here."""
         sid = _session_of(scope)
-        req = _session_request(sid, body)
+        req = _session_request(sid, body, pydantic_core.from_json)
         if sid is None or req is None or _bad_id(req["id"]):
             return None
         slot = (sid, str(req["id"]))

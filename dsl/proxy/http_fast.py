@@ -467,7 +467,8 @@ class HttpFastCalls:
         headers before, and the upstream POST can be written at once (``_direct``'s bytes on an
         idle kept-alive connection). Decided, recorded and written upstream before this returns,
         so the server works on the call while the task that answers it (``finish``) starts.
-        None: nothing was done (not even decided), and ``take`` runs in that task as for any POST."""
+        None: nothing was done (not even decided), and ``take`` runs in that task as for any POST.
+        ``req``: ``body`` as ``RequestIdGate.begin`` parsed it, the one parse of it here."""
         if self.manager is None or not self.enabled or req.get("method") != "tools/call" or not self.timeout:
             return None
         admitted = self._admitted_now(scope, body, sid)
@@ -477,7 +478,7 @@ class HttpFastCalls:
         wire = ready[3]
         if wire.fast is wire.http:
             return None
-        parsed = self._parsed(body, ready, sid)
+        parsed = self._parsed(body, ready, sid, req)
         if parsed is None:
             return None
         message, p, c = parsed
@@ -724,13 +725,18 @@ class HttpFastCalls:
         finally:
             front.free()
 
-    def _parsed(self, body: bytes, ready: tuple[Any, ...], sid: str) -> tuple[Any, dict[str, Any], ToolCall] | None:
+    def _parsed(
+        self, body: bytes, ready: tuple[Any, ...], sid: str, raw: Any = None
+    ) -> tuple[Any, dict[str, Any], ToolCall] | None:
         """The request, parsed and validated as the SDK's transport and runner do, its params and
         the call to decide; None when it is not a plain ``tools/call`` (or the caller has no known
-        token: ``TokenGate`` lets no such request through, the SDK path fails it closed)."""
+        token: ``TokenGate`` lets no such request through, the SDK path fails it closed).
+        ``raw``: ``body`` parsed already by ``pydantic_core.from_json`` (``RequestIdGate.begin``),
+        not by any other parser."""
         headers, version = ready[4], ready[5]
         try:
-            raw = pydantic_core.from_json(body)
+            if raw is None:
+                raw = pydantic_core.from_json(body)
             if not isinstance(raw, dict) or raw.keys() != _REQUEST_KEYS:
                 return None
             message = client_request(raw)

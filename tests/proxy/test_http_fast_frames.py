@@ -375,3 +375,48 @@ def test_run_now_ends_a_coroutine_that_does_not_wait_and_steps_one_that_does() -
         assert _run_now(fails()) is False
 
     asyncio.run(main())
+
+
+# -- the held POST's one parse (``RequestIdGate.begin``) -------------------------------------------
+
+
+def _held(body: bytes) -> Any:
+    from dsl.proxy.http import RequestIdGate
+
+    return RequestIdGate(None).begin({"headers": [(b"mcp-session-id", b"s1")]}, body)
+
+
+@given(body=st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _text),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3)),
+    max_leaves=8,
+), rid=st.one_of(st.integers(), st.text(max_size=5)), ascii_only=st.booleans())
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_a_held_post_is_read_as_json_loads_reads_it_when_the_sdk_can_read_it(body: Any, rid: Any, ascii_only: bool) -> None:
+    """``begin`` parses a held POST once, with the SDK's parser, for the id check and the fast
+    path: where ``json.loads`` (the id check of every other POST) reads the same body, the two
+    read the same request; where only ``json.loads`` can, the POST is not held (``serve`` runs)."""
+    frame = json.dumps(
+        {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": "echo", "arguments": body}},
+        ensure_ascii=ascii_only,
+    ).encode("utf-8", "surrogatepass")
+    try:
+        sdk = pydantic_core.from_json(frame)
+    except ValueError:
+        assert _held(frame) is None
+        return
+    req, sid, slot = _held(frame)
+    assert req == json.loads(frame) == sdk
+    assert (sid, slot) == ("s1", ("s1", str(rid)))
+
+
+@pytest.mark.parametrize(("frame", "slot"), [
+    (b'{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{}}', ("s1", "2")),  # the last one, as the SDK reads it
+    (b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"\\ud800"}}', None),  # only json.loads reads it
+    (b'\xef\xbb\xbf{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{}}', None),  # a byte-order mark: the same
+    (b'{"jsonrpc":"2.0","id":true,"method":"tools/call","params":{}}', None),  # a bad id: ``serve`` refuses it
+    (b'{"jsonrpc":"2.0","method":"notifications/x"}', None),
+])  # fmt: skip
+def test_a_held_post_only_the_sdk_reads_alike_is_left_to_serve(frame: bytes, slot: Any) -> None:
+    got = _held(frame)
+    assert (got and got[2]) == slot
