@@ -504,13 +504,20 @@ def server_message(text: bytes | str) -> Any:
     else, is the model those values make without validating them again: for exactly those three
     keys the adapter picks the response model and keeps the values as parsed (held to the adapter
     by tests/proxy/test_fast_frames.py); anything else, invalid JSON included, goes through it."""
+    raw = plain_response(text)
+    if raw is not None:
+        return types.JSONRPCResponse.model_construct(jsonrpc="2.0", id=raw["id"], result=raw["result"])
+    return types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+
+
+def plain_response(text: bytes | str) -> dict[str, Any] | None:
+    """The commonest answer of ``server_message`` as the parsed dict, its ``id`` and ``result``
+    what the model would hold (for a caller that needs no model); None: any other text."""
     try:
         raw = from_json(text)
     except ValueError:
-        raw = None
-    if _plain_envelope(raw, _RESPONSE_KEYS) and raw["result"].__class__ is dict:
-        return types.JSONRPCResponse.model_construct(jsonrpc="2.0", id=raw["id"], result=raw["result"])
-    return types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+        return None
+    return raw if _plain_envelope(raw, _RESPONSE_KEYS) and raw["result"].__class__ is dict else None
 
 
 _RESPONSE_KEYS = frozenset({"jsonrpc", "id", "result"})

@@ -60,7 +60,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from json import dumps as _json_dumps  # what httpx encodes a request's JSON with
+from json import JSONEncoder
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +86,15 @@ from sse_starlette.event import ensure_bytes
 from .deciding import ToolCall, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 # shortcuts tests/proxy/test_fast_frames.py holds to the SDK's models, shared with the stdio fast path
-from .fast_calls import _REQUEST_KEYS, checked_result, client_frame, client_request, plain_call, server_message
+from .fast_calls import (
+    _REQUEST_KEYS,
+    checked_result,
+    client_frame,
+    client_request,
+    plain_call,
+    plain_response,
+    server_message,
+)
 from .forwarding import RAW, _Timer, session_forgotten
 from .http import identity_for_header
 from .raw_transport import RawTransport, header_lines, read_body, request_line
@@ -646,12 +654,20 @@ class HttpFastCalls:
             return None, None
         if not front.writable():
             return None, None
-        message = server_message(b"".join(answer.chunks))
+        text = b"".join(answer.chunks)
+        plain = plain_response(text)  # (no model for the commonest answer: its id and result are all it needs)
+        if plain is not None:
+            up_id, result = plain["id"], plain["result"]
+        else:
+            message = server_message(text)
+            if message.__class__ is not types.JSONRPCResponse:
+                return None, None
+            up_id, result = message.id, message.result
         sent = call.sent
         assert sent is not None
-        if message.__class__ is not types.JSONRPCResponse or not _same_id(message.id, sent.up_id):
+        if not _same_id(up_id, sent.up_id):
             return None, None
-        outcome, shaped = self._upstream_result(session, message.result, version)
+        outcome, shaped = self._upstream_result(session, result, version)
         rid = c.rid
         if shaped is not None:
             return _result_event(rid, shaped), outcome
@@ -1600,10 +1616,15 @@ def _direct_head(client: Any, url: str, headers: dict[str, str]) -> tuple[Any, b
     return made[3]  # type: ignore[no-any-return]
 
 
+# what httpx encodes a request's JSON with (``json.dumps`` with these options), made once: the
+# function makes a new encoder on every call
+_HTTPX_JSON = JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def _direct_bytes(head: tuple[Any, bytes, bytes, dict[str, Any]], body: Any) -> bytes:
     """The bytes of a POST of ``body`` with the head ``_direct_head`` kept."""
     _, before_length, after_length, _ = head
-    content = _json_dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    content = _HTTPX_JSON(body).encode("utf-8")
     return before_length + str(len(content)).encode("ascii") + after_length + content
 
 

@@ -256,10 +256,12 @@ def _text_of(value: Any, how: int) -> str:
 @given(_envelopes, st.integers(0, 2), st.booleans())
 def test_a_server_message_is_the_adapters(value: Any, how: int, as_bytes: bool) -> None:
     """``server_message`` reads every text as ``jsonrpc_message_adapter.validate_json`` does: the
-    same model, fields and set fields, or the same error (invalid JSON and truncated texts too)."""
+    same model, fields and set fields, or the same error (invalid JSON and truncated texts too);
+    a text ``plain_response`` reads (the answer's path without a model) is a response with its
+    id and result."""
     from pydantic import ValidationError
 
-    from dsl.proxy.fast_calls import server_message
+    from dsl.proxy.fast_calls import plain_response, server_message
 
     text = _text_of(value, how)
     for t in (text, text[: len(text) // 2]):
@@ -270,9 +272,14 @@ def test_a_server_message_is_the_adapters(value: Any, how: int, as_bytes: bool) 
             with pytest.raises(ValidationError) as got:
                 server_message(data)
             assert _nan_equal(got.value.errors(), e.errors())  # (an input may hold NaN, never == itself)
+            assert plain_response(data) is None
             continue
         got_msg = server_message(data)
         _same_message(got_msg, expected)
+        plain = plain_response(data)
+        if plain is not None:
+            assert isinstance(expected, types.JSONRPCResponse)
+            assert _nan_equal([plain["id"], plain["result"]], [expected.id, expected.result])
 
 
 _requests = st.one_of(
