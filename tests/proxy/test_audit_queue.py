@@ -7,8 +7,11 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dsl.state.sqlite import SqliteApprovalQueue
 from dsl.proxy.audit import AuditLog, args_sha256, parse_since, read_records, redact, rotated_paths
@@ -167,6 +170,24 @@ def test_redact_and_hash() -> None:
     }
     assert args_sha256({"b": 1, "a": 2}) == args_sha256({"a": 2, "b": 1}) != args_sha256({"a": 2})
     assert args_sha256(None) == args_sha256({})
+
+
+@given(st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    max_leaves=10,
+))
+@settings(max_examples=200, deadline=None)
+def test_the_args_hash_is_sha256_of_the_canonical_text(args: Any) -> None:
+    """The audit hashes with CPython's own SHA-256 where it has one (not OpenSSL's, for speed):
+    the same digest as hashlib's, of the canonical text (sorted keys, no spaces, UTF-8)."""
+    import hashlib
+
+    from dsl.proxy.audit import canonical_args
+
+    text = canonical_args({"a": args})
+    assert args_sha256({"a": args}) == hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    assert text == json.dumps({"a": args}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
 
 
 def test_parse_since() -> None:
