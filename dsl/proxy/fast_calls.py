@@ -538,9 +538,25 @@ def client_request(raw: Any) -> Any:
     of params and nothing else, is the model those values make without validating them again: for
     exactly those four keys the adapter picks the request model and keeps the values as parsed
     (held to the adapter by tests/proxy/test_fast_frames.py); anything else goes through it."""
-    if _plain_envelope(raw, _REQUEST_KEYS) and raw["method"].__class__ is str and raw["params"].__class__ is dict:
+    if _plain_request(raw):
         return types.JSONRPCRequest.model_construct(jsonrpc="2.0", id=raw["id"], method=raw["method"], params=raw["params"])
     return types.jsonrpc_message_adapter.validate_python(raw, by_name=False)
+
+
+def _plain_request(raw: Any) -> bool:
+    return _plain_envelope(raw, _REQUEST_KEYS) and raw["method"].__class__ is str and raw["params"].__class__ is dict
+
+
+def request_parts(raw: Any) -> tuple[Any, str, Any] | None:
+    """The id, method and params of ``client_request(raw)`` when it is a request (else None),
+    without its model for the commonest one (for a caller that needs no model). Raises what
+    ``client_request`` raises."""
+    if _plain_request(raw):
+        return raw["id"], raw["method"], raw["params"]
+    message = client_request(raw)
+    if not isinstance(message, types.JSONRPCRequest):
+        return None
+    return message.id, message.method, message.params
 
 
 def client_frame(rid: Any, result: dict[str, Any]) -> bytes:

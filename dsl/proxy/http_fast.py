@@ -90,9 +90,9 @@ from .fast_calls import (
     _REQUEST_KEYS,
     checked_result,
     client_frame,
-    client_request,
     plain_call,
     plain_response,
+    request_parts,
     server_message,
 )
 from .forwarding import RAW, _Timer, session_forgotten
@@ -456,7 +456,7 @@ class HttpFastCalls:
         parsed = self._parsed(body, ready, sid)
         if parsed is None:
             return False
-        message, p, c = parsed
+        rid, p, c = parsed
         decisions = self.decisions
         d, us = decisions.decide(c, False)
         if decisions.needs_the_sdk_path(d):
@@ -464,7 +464,7 @@ class HttpFastCalls:
         # -- from here on the call is ours -----------------------------------------------------
         self.taken += 1
         self.held += held
-        call = _Taken(sid, ready, message, p, d)
+        call = _Taken(sid, ready, rid, p, d)
         call.result = decisions.record_taken(c, d, us)
         await self.finish(call, scope, send)
         return True
@@ -489,7 +489,7 @@ class HttpFastCalls:
         parsed = self._parsed(body, ready, sid, req)
         if parsed is None:
             return None
-        message, p, c = parsed
+        rid, p, c = parsed
         session = ready[2].session
         data, http_headers = self._upstream_head(session, wire, p)
         direct = _direct_head(wire.fast, wire.url, http_headers)
@@ -509,7 +509,7 @@ class HttpFastCalls:
         self.taken += 1
         self.held += 1
         self.early += 1
-        call = _Taken(sid, ready, message, p, d)
+        call = _Taken(sid, ready, rid, p, d)
         # nothing below may raise out of here: the caller would take the call a second time
         try:
             call.result = decisions.record_taken(c, d, us)
@@ -559,7 +559,7 @@ class HttpFastCalls:
         transport, link, up, wire, _, version = call.ready
         idle = self._in_flight(transport)
         try:
-            flight = self._board(scope, transport, link, call.message.id, _Reply(front.send, self._head(call.sid)))
+            flight = self._board(scope, transport, link, call.rid, _Reply(front.send, self._head(call.sid)))
         except Exception:  # noqa: BLE001 - the task boards it again, and fails as it fails there
             self._out_of_flight(transport, idle)
             return None
@@ -744,8 +744,8 @@ class HttpFastCalls:
     def _parsed(
         self, body: bytes, ready: tuple[Any, ...], sid: str, raw: Any = None
     ) -> tuple[Any, dict[str, Any], ToolCall] | None:
-        """The request, parsed and validated as the SDK's transport and runner do, its params and
-        the call to decide; None when it is not a plain ``tools/call`` (or the caller has no known
+        """The request, parsed and validated as the SDK's transport and runner do: its id, its
+        params and the call to decide; None when it is not a plain ``tools/call`` (or the caller has no known
         token: ``TokenGate`` lets no such request through, the SDK path fails it closed).
         ``raw``: ``body`` parsed already by ``pydantic_core.from_json`` (``RequestIdGate.begin``),
         not by any other parser."""
@@ -755,10 +755,10 @@ class HttpFastCalls:
                 raw = pydantic_core.from_json(body)
             if not isinstance(raw, dict) or raw.keys() != _REQUEST_KEYS:
                 return None
-            message = client_request(raw)
-            if not isinstance(message, types.JSONRPCRequest) or message.method != "tools/call":
+            parts = request_parts(raw)
+            if parts is None or parts[1] != "tools/call":
                 return None
-            p = message.params
+            rid, _, p = parts
             if not plain_call(p, version):
                 return None
             name, args = p["name"], p.get("arguments")
@@ -769,7 +769,7 @@ class HttpFastCalls:
             identity = identity_for_header(self.sessions.tokens, headers.get(b"authorization", b"").decode("latin-1"))
             if identity is None:
                 return None
-        return message, p, ToolCall(new_call_id(), name, args if args is not None else {}, sid, identity)
+        return rid, p, ToolCall(new_call_id(), name, args if args is not None else {}, sid, identity)
 
     @staticmethod
     def _in_flight(transport: Any) -> Any:
@@ -800,9 +800,9 @@ class HttpFastCalls:
             reply = _Reply(send, self._head(call.sid)) if flight is None else flight.reply
             if call.result is not None:
                 dumped = call.result.model_dump(by_alias=True, mode="json", exclude_none=True)
-                await reply.events([self._event(transport, self._result_message(call.message.id, version, dumped))])
+                await reply.events([self._event(transport, self._result_message(call.rid, version, dumped))])
                 return
-            await self._forward(scope, transport, link, up, wire, call.message, version, call.p, call.d, reply, call.sent, flight)
+            await self._forward(scope, transport, link, up, wire, call.rid, version, call.p, call.d, reply, call.sent, flight)
         finally:
             self._out_of_flight(transport, idle)
             sent = call.sent
@@ -990,7 +990,7 @@ class HttpFastCalls:
         return up_id, _frame_dump(up_id, out_params)
 
     async def _forward(
-        self, scope: Any, transport: Any, link: Any, up: Any, wire: Any, message: Any, version: str,
+        self, scope: Any, transport: Any, link: Any, up: Any, wire: Any, rid: Any, version: str,
         p: dict[str, Any], d: Any, reply: _Reply, sent: Any = None, flight: _Flight | None = None,
     ) -> None:  # fmt: skip
         """Send the call upstream, built as the SDK client builds it, and answer the client.
@@ -1003,7 +1003,6 @@ class HttpFastCalls:
             up_id, body = self._upstream_frame(dispatcher, data)
         else:
             up_id, body, http_headers = sent.up_id, sent.frame, sent.headers
-        rid = message.id
         if flight is None:
             flight = self._board(scope, transport, link, rid, reply)
         call = flight.call
@@ -1406,12 +1405,12 @@ class HttpFastCalls:
 class _Taken:
     """A call ``HttpFastCalls.take`` or ``take_now`` took (decided and recorded), to ``finish``."""
 
-    __slots__ = ("sid", "ready", "message", "p", "d", "result", "sent", "failed", "flight")
+    __slots__ = ("sid", "ready", "rid", "p", "d", "result", "sent", "failed", "flight")
 
-    def __init__(self, sid: str, ready: tuple[Any, ...], message: Any, p: dict[str, Any], d: Any) -> None:
+    def __init__(self, sid: str, ready: tuple[Any, ...], rid: Any, p: dict[str, Any], d: Any) -> None:
         self.sid = sid
         self.ready = ready  # ``_ready``'s answer
-        self.message = message
+        self.rid = rid  # the client's request id
         self.p = p
         self.d = d
         self.result: Any = None  # ``record_taken``'s: the answer instead of the server's

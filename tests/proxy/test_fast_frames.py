@@ -296,11 +296,12 @@ _requests = st.one_of(
 @given(_requests, st.integers(0, 2))
 def test_a_client_request_is_the_adapters(value: Any, how: int) -> None:
     """``client_request`` reads every parsed value as ``jsonrpc_message_adapter.validate_python``
-    does: the same model, fields and set fields, or the same error."""
+    does: the same model, fields and set fields, or the same error; ``request_parts`` (the HTTP
+    fast path's reading, with no model) gives a request's id, method and params, else None."""
     import pydantic_core
     from pydantic import ValidationError
 
-    from dsl.proxy.fast_calls import client_request
+    from dsl.proxy.fast_calls import client_request, request_parts
 
     try:
         raw = pydantic_core.from_json(_text_of(value, how))
@@ -312,9 +313,18 @@ def test_a_client_request_is_the_adapters(value: Any, how: int) -> None:
         with pytest.raises(ValidationError) as got:
             client_request(raw)
         assert _nan_equal(got.value.errors(), e.errors())
+        with pytest.raises(ValidationError):
+            request_parts(raw)
         return
     got_msg = client_request(raw)
     _same_message(got_msg, expected)
+    parts = request_parts(raw)
+    if isinstance(expected, types.JSONRPCRequest):
+        assert parts is not None
+        assert _nan_equal(list(parts), [expected.id, expected.method, expected.params])
+        assert [parts[0].__class__, parts[1].__class__] == [expected.id.__class__, str]
+    else:
+        assert parts is None
 
 
 def test_a_client_request_takes_the_commonest_request_without_the_adapter() -> None:
