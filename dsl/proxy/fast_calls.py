@@ -40,6 +40,8 @@ import anyio
 import mcp_types as types
 from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
 from mcp.shared._otel import inject_trace_context
+from opentelemetry import context as otel_context
+from opentelemetry.propagate import get_global_textmap
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
 from mcp_types import methods
@@ -180,7 +182,7 @@ class FastCalls:
         """Send the call upstream, built as the SDK path builds it (its answer comes to ``finish``);
         True, or the error the client is owed when the server's stdin is gone."""
         meta: dict[str, Any] = {}
-        inject_trace_context(meta)  # as the SDK's dispatcher does (nothing without a tracer)
+        trace_context_into(meta)  # as the SDK's dispatcher does (nothing without a tracer)
         up_id = lane.next_id()
         data = upstream_frame(up_id, p["name"], p.get("arguments"), meta, lane.encoding)
         call = _Call(self, front, rid, up_id, lane, tool, version, d)
@@ -462,6 +464,36 @@ def _one_surface(server_version: str, client_version: str) -> bool:
     if server is None or server is not client or not isinstance(server, type):
         return False
     return server.model_config.get("extra", "ignore") == "ignore"
+
+
+def trace_context_into(meta: dict[str, Any]) -> None:
+    """``inject_trace_context(meta)``, as the SDK's dispatcher calls it for every request, but not
+    when it surely writes nothing: OpenTelemetry's default propagators (W3C trace context and
+    baggage) write nothing from a context that holds nothing (no span, no baggage), the proxy's
+    own with no tracer configured. ~5 µs of a call's way upstream, measured in the proxy; any
+    other propagator, or a context that holds anything, is asked."""
+    if not otel_context.get_current() and _default_propagators(get_global_textmap()):
+        return
+    inject_trace_context(meta)
+
+
+_DEFAULT_TEXTMAP: list[Any] = [None, False]  # (the global propagator last seen, whether it is the default)
+
+
+def _default_propagators(textmap: Any) -> bool:
+    if textmap is not _DEFAULT_TEXTMAP[0]:
+        from opentelemetry.baggage.propagation import W3CBaggagePropagator
+        from opentelemetry.propagators.composite import CompositePropagator
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        inner = getattr(textmap, "_propagators", None)
+        default = (
+            textmap.__class__ is CompositePropagator
+            and isinstance(inner, list)
+            and [p.__class__ for p in inner] == [TraceContextTextMapPropagator, W3CBaggagePropagator]
+        )
+        _DEFAULT_TEXTMAP[:] = [textmap, default]
+    return bool(_DEFAULT_TEXTMAP[1])
 
 
 def upstream_frame(up_id: int, name: str, arguments: dict[str, Any] | None, meta: dict[str, Any], encoding: str) -> bytes:

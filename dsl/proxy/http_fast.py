@@ -74,7 +74,6 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorizat
 from mcp.server.streamable_http import REQUEST_STREAM_BUFFER_SIZE, EventMessage
 from mcp.server.transport_security import TransportSecurityMiddleware
 from mcp.shared._httpx_utils import stream_within_origin
-from mcp.shared._otel import inject_trace_context
 from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, encode_header_value
@@ -94,6 +93,7 @@ from .fast_calls import (
     plain_response,
     request_parts,
     server_message,
+    trace_context_into,
 )
 from .forwarding import RAW, _Timer, session_forgotten
 from .http import identity_for_header
@@ -982,7 +982,7 @@ class HttpFastCalls:
             up_id = dispatcher._allocate_id()  # noqa: SLF001
         out_params = dict(data.get("params") or {})
         meta = dict(out_params.get("_meta") or {})
-        inject_trace_context(meta)
+        trace_context_into(meta)
         if meta:
             out_params["_meta"] = meta
         else:

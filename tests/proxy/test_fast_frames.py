@@ -365,3 +365,62 @@ def test_a_server_message_takes_the_commonest_answer_without_the_adapter() -> No
         assert (m.id, m.result["content"][0]["text"]) == (7, "hi")
         with pytest.raises(AssertionError, match="validated"):
             server_message(b'{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"x"}}')
+
+
+def test_the_trace_context_is_written_upstream_as_the_sdk_writes_it() -> None:
+    """``trace_context_into`` skips OpenTelemetry only where it writes nothing: a span or baggage
+    in the current context, or a propagator other than the default ones, is written as
+    ``inject_trace_context`` writes it."""
+    from unittest import mock
+
+    from mcp.shared._otel import inject_trace_context
+    from opentelemetry import baggage, context, trace
+    from opentelemetry.propagate import get_global_textmap, set_global_textmap
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    from dsl.proxy import fast_calls
+    from dsl.proxy.fast_calls import trace_context_into
+
+    def both() -> tuple[dict[str, Any], dict[str, Any]]:
+        ours: dict[str, Any] = {}
+        sdk: dict[str, Any] = {}
+        trace_context_into(ours)
+        inject_trace_context(sdk)
+        return ours, sdk
+
+    with mock.patch.object(fast_calls, "inject_trace_context", side_effect=AssertionError("asked")):
+        meta: dict[str, Any] = {}
+        trace_context_into(meta)  # the proxy's own context, no tracer: OpenTelemetry is not asked
+        assert meta == {}
+    span = trace.NonRecordingSpan(trace.SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=trace.TraceFlags(1)))
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        ours, sdk = both()
+        assert ours == sdk and ours["traceparent"].startswith("00-00000000000000000000000000000abc-")
+    finally:
+        context.detach(token)
+    token = context.attach(baggage.set_baggage("tenant", "a"))
+    try:
+        ours, sdk = both()
+        assert ours == sdk == {"baggage": "tenant=a"}
+    finally:
+        context.detach(token)
+
+    class Constant(TextMapPropagator):
+        def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+            return context
+
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            carrier["x-always"] = "1"
+
+        @property
+        def fields(self) -> set[str]:
+            return {"x-always"}
+
+    before = get_global_textmap()
+    set_global_textmap(Constant())
+    try:
+        assert both() == ({"x-always": "1"}, {"x-always": "1"})
+    finally:
+        set_global_textmap(before)
+    assert both() == ({}, {})
