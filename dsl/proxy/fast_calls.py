@@ -40,12 +40,12 @@ import anyio
 import mcp_types as types
 from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
 from mcp.shared._otel import inject_trace_context
-from opentelemetry import context as otel_context
-from opentelemetry.propagate import get_global_textmap
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params, handler_exception_to_error_data
 from mcp_types import methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from opentelemetry import context as otel_context
+from opentelemetry.propagate import get_global_textmap
 from pydantic_core import from_json, to_json
 
 from ..engine import Decision
@@ -477,23 +477,28 @@ def trace_context_into(meta: dict[str, Any]) -> None:
     inject_trace_context(meta)
 
 
-_DEFAULT_TEXTMAP: list[Any] = [None, False]  # (the global propagator last seen, whether it is the default)
+# the global propagator last seen, its propagators then, and whether they are the default ones
+# (one tuple, read at once: a thread replacing it never pairs one propagator with another's answer)
+_DEFAULT_TEXTMAP: tuple[Any, Any, bool] = (None, None, False)
 
 
 def _default_propagators(textmap: Any) -> bool:
-    if textmap is not _DEFAULT_TEXTMAP[0]:
-        from opentelemetry.baggage.propagation import W3CBaggagePropagator
-        from opentelemetry.propagators.composite import CompositePropagator
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    global _DEFAULT_TEXTMAP
+    inner = getattr(textmap, "_propagators", None)
+    seen, seen_inner, default = _DEFAULT_TEXTMAP
+    if textmap is seen and inner == seen_inner:  # (the same objects: a list changed in place is seen)
+        return default
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-        inner = getattr(textmap, "_propagators", None)
-        default = (
-            textmap.__class__ is CompositePropagator
-            and isinstance(inner, list)
-            and [p.__class__ for p in inner] == [TraceContextTextMapPropagator, W3CBaggagePropagator]
-        )
-        _DEFAULT_TEXTMAP[:] = [textmap, default]
-    return bool(_DEFAULT_TEXTMAP[1])
+    default = (
+        textmap.__class__ is CompositePropagator
+        and isinstance(inner, list)
+        and [p.__class__ for p in inner] == [TraceContextTextMapPropagator, W3CBaggagePropagator]
+    )
+    _DEFAULT_TEXTMAP = (textmap, list(inner) if isinstance(inner, list) else inner, default)
+    return default
 
 
 def upstream_frame(up_id: int, name: str, arguments: dict[str, Any] | None, meta: dict[str, Any], encoding: str) -> bytes:

@@ -658,8 +658,8 @@ class HttpFastCalls:
         plain = plain_response(text)  # (no model for the commonest answer: its id and result are all it needs)
         if plain is not None:
             up_id, result = plain["id"], plain["result"]
-        else:
-            message = server_message(text)
+        else:  # (what plain_response read is not plain: the adapter, as server_message goes on)
+            message = types.jsonrpc_message_adapter.validate_json(text, by_name=False)
             if message.__class__ is not types.JSONRPCResponse:
                 return None, None
             up_id, result = message.id, message.result

@@ -190,6 +190,21 @@ def test_the_args_hash_is_sha256_of_the_canonical_text(args: Any) -> None:
     assert text == json.dumps({"a": args}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
 
 
+def test_the_args_hash_is_openssls_on_a_host_in_fips_mode() -> None:
+    import hashlib
+    from unittest import mock
+
+    import _hashlib
+
+    from dsl.proxy import audit
+
+    assert audit._plain_sha256() is not hashlib.sha256  # (CPython's own, where it has one)
+    with mock.patch.object(_hashlib, "get_fips_mode", return_value=1):
+        assert audit._plain_sha256() is hashlib.sha256
+    with mock.patch.object(audit, "_builtin_sha256", side_effect=ValueError("broken")):
+        assert audit._plain_sha256() is hashlib.sha256
+
+
 def test_parse_since() -> None:
     now = dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc)
     assert parse_since("90s", now) == now - dt.timedelta(seconds=90)

@@ -424,3 +424,9 @@ def test_the_trace_context_is_written_upstream_as_the_sdk_writes_it() -> None:
     finally:
         set_global_textmap(before)
     assert both() == ({}, {})
+    before._propagators.append(Constant())  # the default composite changed in place
+    try:
+        assert both() == ({"x-always": "1"}, {"x-always": "1"})
+    finally:
+        before._propagators.pop()
+    assert both() == ({}, {})

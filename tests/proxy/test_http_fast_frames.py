@@ -14,7 +14,7 @@ from typing import Any
 import mcp_types as types
 import pydantic_core
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
 from mcp.server.streamable_http import EventMessage, StreamableHTTPServerTransport
@@ -386,17 +386,31 @@ def _held(body: bytes) -> Any:
     return RequestIdGate(None).begin({"headers": [(b"mcp-session-id", b"s1")]}, body)
 
 
+# text with lone surrogates (which only ``json.loads`` reads, escaped), among others
+_odd_text = st.one_of(_text, st.text(st.characters(categories=["Cs", "Lu", "Nd", "Zs"]), max_size=4))
+
+
 @given(body=st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _text),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3)),
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _odd_text),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_odd_text, inner, max_size=3)),
     max_leaves=8,
-), rid=st.one_of(st.integers(), st.text(max_size=5)), ascii_only=st.booleans())
+), rid=st.one_of(st.integers(), st.text(max_size=5)), ascii_only=st.booleans(),
+   wrap=st.sampled_from([b"", b"\xef\xbb\xbf", b" "]), depth=st.sampled_from([0, 0, 0, 150, 250]))  # fmt: skip
+@example(body="\ud800", rid=1, ascii_only=True, wrap=b"", depth=0)  # each kind of body only json.loads reads,
+@example(body="x", rid=1, ascii_only=True, wrap=b"\xef\xbb\xbf", depth=0)  # always tried
+@example(body="x", rid=1, ascii_only=True, wrap=b"", depth=250)
+@example(body={"x": ["\u2028", 1.5, None]}, rid="a", ascii_only=False, wrap=b" ", depth=3)  # and one both read
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-def test_a_held_post_is_read_as_json_loads_reads_it_when_the_sdk_can_read_it(body: Any, rid: Any, ascii_only: bool) -> None:
+def test_a_held_post_is_read_as_json_loads_reads_it_when_the_sdk_can_read_it(
+    body: Any, rid: Any, ascii_only: bool, wrap: bytes, depth: int
+) -> None:
     """``begin`` parses a held POST once, with the SDK's parser, for the id check and the fast
     path: where ``json.loads`` (the id check of every other POST) reads the same body, the two
-    read the same request; where only ``json.loads`` can, the POST is not held (``serve`` runs)."""
-    frame = json.dumps(
+    read the same request; where only ``json.loads`` can (a lone surrogate, a byte-order mark,
+    nesting past the SDK parser's depth), the POST is not held (``serve`` runs)."""
+    for _ in range(depth):
+        body = [body]
+    frame = wrap + json.dumps(
         {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": "echo", "arguments": body}},
         ensure_ascii=ascii_only,
     ).encode("utf-8", "surrogatepass")
