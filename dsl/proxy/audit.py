@@ -93,6 +93,45 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 _RECORD = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr)
 
 
+_STR = json.encoder.encode_basestring  # how _RECORD writes a str (ensure_ascii=False)
+
+
+def _json_text(value: Any) -> str | None:
+    """``_RECORD.encode(value)`` of a str or None (None: any other value, for the encoder)."""
+    if value is None:
+        return "null"
+    return _STR(value) if value.__class__ is str else None
+
+
+def record_head(session: Any, identity: Any, server: Any) -> str | None:
+    """The part of a decision record a session's records share (see ``record_text``)."""
+    parts = (_json_text(session), _json_text(identity), _json_text(server))
+    if None in parts:
+        return None
+    return '"session":%s,"identity":%s,"server":%s,' % parts
+
+
+def record_text(
+    ts: str, head: str, tool: Any, args_sha: str, effect: Any, code: Any, rule: Any, reason: Any,
+    policy_sha: Any, latency_us: int, call: Any,
+) -> str | None:  # fmt: skip
+    """``_RECORD.encode`` of a decision record with no optional field (``Decisions.record``), its
+    session's part ``head`` written once per session: the same text without encoding the whole
+    record (~2.5 µs less, on the way of every call to its upstream). None: a value that is not a
+    str or None (an int ``latency_us``), for the encoder to write."""
+    parts = (
+        _json_text(ts), _json_text(tool), _json_text(args_sha), _json_text(effect), _json_text(code),
+        _json_text(rule), _json_text(reason), _json_text(policy_sha), _json_text(call),
+    )  # fmt: skip
+    if None in parts or latency_us.__class__ is not int:
+        return None
+    t, tool_, sha, eff, code_, rule_, reason_, policy, call_ = parts
+    return (
+        f'{{"ts":{t},{head}"tool":{tool_},"args_sha256":{sha},"effect":{eff},"code":{code_},"rule":{rule_},'
+        f'"reason":{reason_},"policy_sha256":{policy},"latency_us":{latency_us},"call":{call_}}}'
+    )
+
+
 def canonical_args(args: Any) -> str:
     """The canonical JSON text of a call's arguments (sorted keys, no spaces, UTF-8)."""
     try:
@@ -248,9 +287,10 @@ class AuditLog:
 
     # -- writing ----------------------------------------------------------------------
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Append one record and hand it to the kernel before returning (raises OSError on failure)."""
-        text = _RECORD.encode(record)
+    def write(self, record: dict[str, Any] | str) -> None:
+        """Append one record (or its JSON text, ``record_text``) and hand it to the kernel before
+        returning (raises OSError on failure)."""
+        text = record if record.__class__ is str else _RECORD.encode(record)
         # U+2028/U+2029 are valid in JSON but split lines for many readers: escape them
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
         line = (text + "\n").encode("utf-8", "surrogatepass")

@@ -20,7 +20,7 @@ import mcp_types as types
 from ..engine import Decision, Engine
 from ..engine.arguments import argument_problem
 from ..engine.prepare import _default_deny
-from .audit import AuditLog, args_sha256, redact, utc_now
+from .audit import AuditLog, args_sha256, record_head, record_text, redact, utc_now
 from .errors import UpstreamErrorAnswer, log, secs, short
 from .pins import PinCheck
 from .reload import LoadedPolicy
@@ -111,6 +111,7 @@ class Decisions:
         self.pins = pins
         self.audit = audit
         self.server_name = server_name  # the records' "server" (the upstream's name once known)
+        self._heads: dict[tuple[Any, Any, Any], str] = {}  # (session, identity, server) -> ``record_head``
         self.log_args = log_args
         self.report = report
         self._last_hidden: frozenset[str] = frozenset(loaded.policy.hide)
@@ -185,13 +186,20 @@ class Decisions:
         cannot be written."""
         if self.audit is None:
             return
+        ts = utc_now()
+        sha = args_sha256(c.args)
+        if d.retry_after is None and approval is None and approval_id is None and not self.log_args:
+            text = self._record_text(c, d, ts, sha, effect or d.effect, latency_us)
+            if text is not None:
+                self.audit.write(text)
+                return
         rec: dict[str, Any] = {
-            "ts": utc_now(),
+            "ts": ts,
             "session": c.session,
             "identity": c.identity,
             "server": self.server_name,
             "tool": c.tool,
-            "args_sha256": args_sha256(c.args),
+            "args_sha256": sha,
             "effect": effect or d.effect,
             "code": d.code,
             "rule": d.rule,
@@ -209,6 +217,20 @@ class Decisions:
         if self.log_args:
             rec["args"] = redact(c.args)
         self.audit.write(rec)
+
+    def _record_text(self, c: ToolCall, d: Decision, ts: str, sha: str, effect: str, latency_us: int) -> str | None:
+        """``record``'s record as its JSON text, the part its session's records share written once
+        (None: the encoder writes it)."""
+        key = (c.session, c.identity, self.server_name)
+        head = self._heads.get(key)
+        if head is None:
+            head = record_head(*key)
+            if head is None:
+                return None
+            if len(self._heads) >= 1024:
+                self._heads.clear()
+            self._heads[key] = head
+        return record_text(ts, head, c.tool, sha, effect, d.code, d.rule, d.reason, self.loaded.sha256, latency_us, c.id)
 
     def needs_the_sdk_path(self, d: Decision) -> bool:
         """A decision the fast paths leave to the SDK path, which has counted nothing yet: a

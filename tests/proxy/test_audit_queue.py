@@ -439,3 +439,85 @@ def test_audit_record_with_a_lone_surrogate_is_escaped_and_later_records_survive
     assert out.returncode == 0, out.stderr_text
     lines = [json.loads(line) for line in out.stdout.decode("utf-8").splitlines()]  # valid UTF-8, valid JSON
     assert [r["tool"] for r in lines] == ["a\ud800b", "later"]  # the same value, escaped in the text
+
+
+_field = st.one_of(st.none(), st.text(), st.text(st.characters(categories=["Cs", "Cc", "Zl", "Zp", "Po"]), max_size=5))
+
+
+@given(
+    session=_field, identity=_field, server=_field, tool=_field, effect=_field, code=_field, rule=_field,
+    reason=_field, policy=_field, call=_field, latency=st.one_of(st.integers(), st.booleans(), st.floats(), st.none()),
+    odd=st.one_of(st.none(), st.integers(), st.lists(st.integers(), max_size=2)),
+)  # fmt: skip
+@settings(max_examples=400, deadline=None)
+def test_a_record_written_as_text_is_the_encoders_record(
+    session: Any, identity: Any, server: Any, tool: Any, effect: Any, code: Any, rule: Any, reason: Any,
+    policy: Any, call: Any, latency: Any, odd: Any,
+) -> None:
+    """``record_text`` (a decision record written without encoding the whole dict, its session's
+    part once) is the text the encoder writes of the same record, or None where it cannot be."""
+    from dsl.proxy.audit import _RECORD, record_head, record_text
+
+    if odd is not None:  # a value that is not a str or None in one place or another
+        session = odd
+    rec = {"ts": "2026-12-07T04:00:00.123Z", "session": session, "identity": identity, "server": server,
+           "tool": tool, "args_sha256": "ab" * 32, "effect": effect, "code": code, "rule": rule, "reason": reason,
+           "policy_sha256": policy, "latency_us": latency, "call": call}  # fmt: skip
+    head = record_head(session, identity, server)
+    text = None if head is None else record_text(
+        rec["ts"], head, tool, rec["args_sha256"], effect, code, rule, reason, policy, latency, call
+    )
+    plain = odd is None and latency.__class__ is int
+    assert (text is not None) == plain
+    if text is not None:
+        assert text == _RECORD.encode(rec)
+
+
+def test_a_decision_record_reads_the_same_either_way(tmp_path: Path) -> None:
+    """What ``Decisions.record`` writes as text is, line for line, what it writes of the dict (with
+    an optional field, or a value that is not a str); a change of session, identity, server or
+    policy is in the next record."""
+    from dsl.engine import Decision
+    from dsl.proxy.deciding import Decisions, ToolCall
+
+    d = Decisions.__new__(Decisions)  # (only what ``record`` reads)
+    d.audit = AuditLog(tmp_path / "a.jsonl")
+    d.server_name = "srv"
+    d.log_args = False
+    d._heads = {}
+    d.loaded = type("Loaded", (), {"sha256": "p1"})()
+    allow = Decision("allow", "allowed", "allow\u2028\"x\"", rule='allow tool "echo"')
+    calls = [ToolCall("c1", "echo", {"a": 1}, "s1", None), ToolCall("c2", "echo\u2029", {}, "s1", "alice"),
+             ToolCall("c3", "echo", {}, "s2", "bob")]  # fmt: skip
+    for c in calls:
+        d.record(c, allow, 7)
+    d.server_name = "srv2"
+    d.loaded = type("Loaded", (), {"sha256": "p2"})()
+    d.record(calls[0], allow, 8, effect="deny")
+    d.record(calls[0], Decision("deny", "rate_limited", "slow down", retry_after=1.5), 9)  # the dict
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and "\u2028" not in "".join(lines) and "\\u2028" in lines[0]
+    recs = [json.loads(x) for x in lines]
+    assert [(r["session"], r["identity"], r["server"], r["policy_sha256"], r["effect"]) for r in recs] == [
+        ("s1", None, "srv", "p1", "allow"), ("s1", "alice", "srv", "p1", "allow"), ("s2", "bob", "srv", "p1", "allow"),
+        ("s1", None, "srv2", "p2", "deny"), ("s1", None, "srv2", "p2", "deny"),
+    ]  # fmt: skip
+    assert recs[4]["retry_after"] == 1.5 and list(recs[4])[:13] == list(recs[0])
+    assert recs[1]["tool"] == "echo\u2029" and recs[1]["reason"] == "allow\u2028\"x\""
+
+    # byte for byte: the same records, at the same time, with the text path and with the dict
+    from unittest import mock
+
+    from dsl.proxy import deciding
+
+    written = []
+    for path, texts in (("text.jsonl", True), ("dict.jsonl", False)):
+        d.audit = AuditLog(tmp_path / path)
+        d._heads = {}
+        with mock.patch.object(deciding, "utc_now", return_value="2026-12-07T04:00:00.123Z"), \
+             mock.patch.object(deciding, "record_text", wraps=deciding.record_text if texts else lambda *a: None) as made:  # fmt: skip
+            for c in calls:
+                d.record(c, allow, 7)
+        assert made.call_count == 3
+        written.append((tmp_path / path).read_bytes())
+    assert written[0] == written[1]
