@@ -407,7 +407,14 @@ def checked_result(raw: Any, version: str, client_version: str) -> tuple[dict[st
     keys dropped), and, when the client's version has the same result model (every 2025-era
     pair), that result already shaped for the client: the model ignores unknown keys, so
     validating it once gives what validating it, dropping those keys and shaping it gives
-    (None: the caller shapes it). Raises what the validation raises."""
+    (None: the caller shapes it). Raises what the validation raises.
+
+    The commonest result, text blocks and ``isError`` alone, under the 2025-era model on both
+    sides, is shaped at once: it has no ``ttlMs`` to floor and no key of a later revision."""
+    if _plain_2025(version, client_version):
+        shaped = _plain_text(raw)
+        if shaped is not None:
+            return dict(raw), shaped
     raw = dict(raw)  # a JSONRPCResponse's result is a dict
     _clamp_inbound_ttl(raw)
     shaped: dict[str, Any] | None = None
@@ -454,6 +461,12 @@ def _plain_text(raw: dict[str, Any]) -> dict[str, Any] | None:
 
 
 _TEXT_KEYS = frozenset({"content", "isError"})
+
+
+@cache
+def _plain_2025(server_version: str, client_version: str) -> bool:
+    """Does ``_plain_text`` shape these versions' results (one model, the 2025-era one)?"""
+    return _one_surface(server_version, client_version) and methods.SERVER_RESULTS.get(("tools/call", server_version)) is _RESULT_2025
 
 
 @cache

@@ -87,6 +87,7 @@ from .errors import UpstreamTimeout, map_error, secs
 # shortcuts tests/proxy/test_fast_frames.py holds to the SDK's models, shared with the stdio fast path
 from .fast_calls import (
     _REQUEST_KEYS,
+    _TEXT_KEYS,
     checked_result,
     client_frame,
     plain_call,
@@ -1150,6 +1151,8 @@ class HttpFastCalls:
         None: ``_result_message`` shapes it."""
         version = session._negotiated_version or "2025-11-25"  # noqa: SLF001
         raw, shaped = checked_result(raw, version, client_version)
+        if shaped is not None and raw.keys() <= _TEXT_KEYS:
+            return raw, shaped  # (what RAW makes of it: a copy, which ``raw`` is; and no resultType)
         result: dict[str, Any] = RAW.validate_python(raw, by_name=False)
         if result.get("resultType") == "input_required":
             raise MCPError(
