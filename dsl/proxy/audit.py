@@ -119,17 +119,20 @@ def record_text(
     session's part ``head`` written once per session: the same text without encoding the whole
     record (~2.5 µs less, on the way of every call to its upstream). None: a value that is not a
     str or None (an int ``latency_us``), for the encoder to write."""
-    parts = (
-        _json_text(ts), _json_text(tool), _json_text(args_sha), _json_text(effect), _json_text(code),
-        _json_text(rule), _json_text(reason), _json_text(policy_sha), _json_text(call),
-    )  # fmt: skip
-    if None in parts or latency_us.__class__ is not int:
+    if latency_us.__class__ is not int:
         return None
-    t, tool_, sha, eff, code_, rule_, reason_, policy, call_ = parts
-    return (
-        f'{{"ts":{t},{head}"tool":{tool_},"args_sha256":{sha},"effect":{eff},"code":{code_},"rule":{rule_},'
-        f'"reason":{reason_},"policy_sha256":{policy},"latency_us":{latency_us},"call":{call_}}}'
-    )
+    s = _STR  # (raises TypeError for anything but a str)
+    try:
+        return (
+            f'{{"ts":{"null" if ts is None else s(ts)},{head}"tool":{"null" if tool is None else s(tool)},'
+            f'"args_sha256":{"null" if args_sha is None else s(args_sha)},'
+            f'"effect":{"null" if effect is None else s(effect)},"code":{"null" if code is None else s(code)},'
+            f'"rule":{"null" if rule is None else s(rule)},"reason":{"null" if reason is None else s(reason)},'
+            f'"policy_sha256":{"null" if policy_sha is None else s(policy_sha)},"latency_us":{latency_us},'
+            f'"call":{"null" if call is None else s(call)}}}'
+        )
+    except TypeError:
+        return None
 
 
 def canonical_args(args: Any) -> str:

@@ -447,19 +447,23 @@ _field = st.one_of(st.none(), st.text(), st.text(st.characters(categories=["Cs",
 @given(
     session=_field, identity=_field, server=_field, tool=_field, effect=_field, code=_field, rule=_field,
     reason=_field, policy=_field, call=_field, latency=st.one_of(st.integers(), st.booleans(), st.floats(), st.none()),
-    odd=st.one_of(st.none(), st.integers(), st.lists(st.integers(), max_size=2)),
+    odd=st.one_of(st.none(), st.integers(), st.lists(st.integers(), max_size=2), st.binary(max_size=2)),
+    where=st.sampled_from(["session", "identity", "server", "tool", "effect", "code", "rule", "reason", "policy", "call"]),
 )  # fmt: skip
 @settings(max_examples=400, deadline=None)
 def test_a_record_written_as_text_is_the_encoders_record(
     session: Any, identity: Any, server: Any, tool: Any, effect: Any, code: Any, rule: Any, reason: Any,
-    policy: Any, call: Any, latency: Any, odd: Any,
+    policy: Any, call: Any, latency: Any, odd: Any, where: str,
 ) -> None:
     """``record_text`` (a decision record written without encoding the whole dict, its session's
     part once) is the text the encoder writes of the same record, or None where it cannot be."""
     from dsl.proxy.audit import _RECORD, record_head, record_text
 
     if odd is not None:  # a value that is not a str or None in one place or another
-        session = odd
+        values = {"session": session, "identity": identity, "server": server, "tool": tool, "effect": effect,
+                  "code": code, "rule": rule, "reason": reason, "policy": policy, "call": call}  # fmt: skip
+        values[where] = odd
+        session, identity, server, tool, effect, code, rule, reason, policy, call = values.values()
     rec = {"ts": "2026-12-07T04:00:00.123Z", "session": session, "identity": identity, "server": server,
            "tool": tool, "args_sha256": "ab" * 32, "effect": effect, "code": code, "rule": rule, "reason": reason,
            "policy_sha256": policy, "latency_us": latency, "call": call}  # fmt: skip
