@@ -227,9 +227,10 @@ class Decisions:
             head = record_head(*key)
             if head is None:
                 return None
-            if len(self._heads) >= 1024:
-                self._heads.clear()
-            self._heads[key] = head
+            if len(head) <= 512:  # (kept for the session's next records; an outsized one is not)
+                if len(self._heads) >= 1024:
+                    self._heads.clear()
+                self._heads[key] = head
         return record_text(ts, head, c.tool, sha, effect, d.code, d.rule, d.reason, self.loaded.sha256, latency_us, c.id)
 
     def needs_the_sdk_path(self, d: Decision) -> bool:

@@ -419,10 +419,8 @@ def checked_result(raw: Any, version: str, client_version: str) -> tuple[dict[st
     _clamp_inbound_ttl(raw)
     shaped: dict[str, Any] | None = None
     try:
-        if _one_surface(version, client_version):
-            shaped = _plain_text(raw) if methods.SERVER_RESULTS.get(("tools/call", version)) is _RESULT_2025 else None
-            if shaped is None:
-                shaped = methods.serialize_server_result("tools/call", version, raw)
+        if _one_surface(version, client_version):  # (a result _plain_text shapes was shaped above)
+            shaped = methods.serialize_server_result("tools/call", version, raw)
         else:
             methods.validate_server_result("tools/call", version, raw)
     except KeyError:

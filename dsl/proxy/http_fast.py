@@ -1594,6 +1594,16 @@ def _direct(client: Any, url: str, body: Any, headers: dict[str, str]) -> tuple[
     return head[0], _direct_bytes(head, body), head[3]
 
 
+def _has_cookies(jar: Any) -> bool:
+    """``bool(cookies)`` (a cookie in the jar) without iterating the jar through its generators:
+    its table, domain -> path -> name -> cookie, holds one (a path's table may be left empty
+    when its last cookie goes). A jar of another make is taken to hold some."""
+    table = getattr(jar, "_cookies", None)
+    if table.__class__ is not dict:
+        return True
+    return bool(table) and any(names for paths in table.values() for names in paths.values())
+
+
 def _direct_head(client: Any, url: str, headers: dict[str, str]) -> tuple[Any, bytes, bytes, dict[str, Any]] | None:
     """Where to send a POST of the twin client with these headers (the server's address), its
     head as bytes around its length, and the client's timeouts, when ``httpx`` would do nothing
@@ -1604,8 +1614,7 @@ def _direct_head(client: Any, url: str, headers: dict[str, str]) -> tuple[Any, b
     transport = client._transport  # noqa: SLF001
     heads = getattr(transport, "heads", None)
     hooks = client._event_hooks  # noqa: SLF001
-    # (a jar that ever held a cookie counts: its cookies' table, not an iteration of them)
-    if heads is None or client.params or client.cookies.jar._cookies or hooks["request"]:  # noqa: SLF001
+    if heads is None or client.params or _has_cookies(client.cookies.jar) or hooks["request"]:
         return None
     for hook in hooks["response"]:
         if not getattr(hook, "plr_inert_for_calls", False):

@@ -525,3 +525,15 @@ def test_a_decision_record_reads_the_same_either_way(tmp_path: Path) -> None:
         assert made.call_count == 3
         written.append((tmp_path / path).read_bytes())
     assert written[0] == written[1]
+
+
+def test_only_a_records_own_text_is_written_as_it_is(tmp_path: Path) -> None:
+    """``AuditLog.write`` writes ``record_text``'s text as it is; any other str is a JSON string,
+    so a caller that hands it one by mistake can never split a line or forge a record."""
+    from dsl.proxy.audit import RecordText
+
+    log = AuditLog(tmp_path / "a.jsonl")
+    log.write(RecordText('{"ts":"t","event":"x"}'))
+    log.write('{"forged":1}\n{"forged":2}')
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == [{"ts": "t", "event": "x"}, '{"forged":1}\n{"forged":2}']

@@ -434,3 +434,28 @@ def test_a_held_post_is_read_as_json_loads_reads_it_when_the_sdk_can_read_it(
 def test_a_held_post_only_the_sdk_reads_alike_is_left_to_serve(frame: bytes, slot: Any) -> None:
     got = _held(frame)
     assert (got and got[2]) == slot
+
+
+def test_the_cookie_check_is_the_jars_own_answer() -> None:
+    """``_has_cookies`` answers as ``bool(cookies)`` does, without iterating the jar: a cookie set,
+    one deleted again (its path's table left empty), an expired one, a cleared jar; a jar of
+    another make is taken to hold some (the direct POST is then refused)."""
+    import httpx2
+
+    from dsl.proxy.http_fast import _has_cookies
+
+    cookies = httpx2.Cookies()
+    seen = [(_has_cookies(cookies.jar), bool(cookies))]
+    cookies.set("a", "1", domain="127.0.0.1")
+    cookies.set("b", "2", domain="example.com", path="/x")
+    seen.append((_has_cookies(cookies.jar), bool(cookies)))
+    cookies.delete("a", domain="127.0.0.1")
+    seen.append((_has_cookies(cookies.jar), bool(cookies)))
+    cookies.delete("b", domain="example.com", path="/x")
+    assert cookies.jar._cookies  # (the tables are left behind, empty)
+    seen.append((_has_cookies(cookies.jar), bool(cookies)))
+    cookies.set("c", "3")
+    cookies.clear()
+    seen.append((_has_cookies(cookies.jar), bool(cookies)))
+    assert seen == [(False, False), (True, True), (True, True), (False, False), (False, False)]
+    assert _has_cookies(object()) is True
