@@ -287,7 +287,14 @@ def _measure_http(policy: Path, audit: str, plan: _Plan) -> dict[str, dict[str, 
         }
         for c in clients.values():
             c.initialize()
-        return _interleaved(clients, plan.calls, plan.rounds)  # type: ignore[arg-type]
+        pids = {"plr proxy": proxy.pid, "bare relay": relay.pid}
+        before = {k: _cpu_seconds(pid) for k, pid in pids.items()}
+        out = _interleaved(clients, plan.calls, plan.rounds)  # type: ignore[arg-type]
+        for k, pid in pids.items():  # (idle but for its own calls while the other connections run)
+            used, start = _cpu_seconds(pid), before[k]
+            calls = min(50, plan.calls) + max(1, plan.calls // plan.rounds) * plan.rounds
+            out[k]["cpu_per_call_s"] = None if used is None or start is None else (used - start) / calls
+        return out
     finally:
         for c in clients.values():
             c.close()
@@ -420,6 +427,15 @@ def _windowed(client: _Client, n: int, window: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     return {"calls": n, "window": window, "seconds": elapsed, "calls_per_s": n / elapsed if elapsed > 0 else 0.0,
             "bad": bad + len(expected)}  # fmt: skip
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """The CPU time ``pid`` has used, user and system (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _rss_bytes(pid: int) -> int | None:
@@ -599,6 +615,18 @@ def run(cfg: Config) -> Section:
     floor.target = "reported: the floor of a relay in Python"
     floor.note = "benchmarks/http_relay.py: asyncio + httptools both ways, no check, decision or audit record"
     section.rows.append(floor)
+    cpu = {k: over_http[k].get("cpu_per_call_s") for k in ("plr proxy", "bare relay")}
+    if None not in cpu.values():
+        section.rows.append(
+            Row(
+                section=NAME,
+                case="over HTTP: CPU per call, plr proxy and the bare relay",
+                result=f"plr proxy {fmt_ns(cpu['plr proxy'] * 1e9)}, bare relay {fmt_ns(cpu['bare relay'] * 1e9)}",
+                values={k.replace(" ", "_") + "_cpu_per_call_s": v for k, v in cpu.items()},
+                note="each process's own CPU time (user and system, from /proc) over the interleaved rounds, per call: "
+                "steadier than the latency on a busy machine",
+            )
+        )
     starts = {"direct": direct, **variants}
     section.rows.append(
         Row(
