@@ -213,6 +213,9 @@ def test_httptools_is_the_default_and_plr_proxy_http_h11_forces_h11(monkeypatch:
 
 
 class _Recorder:
+    """A transport that keeps what is written (and reads nothing: uvicorn's flow control may
+    pause and resume it)."""
+
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.closed = False
@@ -226,6 +229,12 @@ class _Recorder:
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
 
 
 def test_a_held_requests_answer_goes_out_with_its_head_in_one_write() -> None:
@@ -309,28 +318,7 @@ def test_a_request_held_when_the_server_stops_is_started_as_any_other(rest: byte
 # -- a whole answer in one write (``http._CycleFront.answer``) -----------------------------------
 
 
-class _Recorded:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
-def _cycle(loop: Any, *, keep_alive: bool = True, access_log: bool = False, method: str = "POST") -> tuple[Any, _Recorded, list[str]]:
+def _cycle(loop: Any, *, keep_alive: bool = True, access_log: bool = False, method: str = "POST") -> tuple[Any, _Recorder, list[str]]:
     import logging
 
     from uvicorn.protocols.http.flow_control import FlowControl
@@ -338,7 +326,7 @@ def _cycle(loop: Any, *, keep_alive: bool = True, access_log: bool = False, meth
 
     from dsl.proxy.http import _Corked
 
-    raw = _Recorded()
+    raw = _Recorder()
     seen: list[str] = []
     cycle = RequestResponseCycle(
         scope={"method": method, "http_version": "1.1", "path": "/mcp", "query_string": b"", "client": None},
