@@ -558,6 +558,19 @@ def server_message(text: bytes | str) -> Any:
     return types.jsonrpc_message_adapter.validate_json(text, by_name=False)
 
 
+def response_parts(text: bytes | str) -> tuple[Any, dict[str, Any]] | None:
+    """The id and result of ``server_message(text)`` when it is a response (else None), without
+    its model for the commonest one (for a caller that needs no model). Raises what
+    ``server_message`` raises."""
+    raw = plain_response(text)
+    if raw is not None:
+        return raw["id"], raw["result"]
+    message = types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+    if message.__class__ is not types.JSONRPCResponse:
+        return None
+    return message.id, message.result
+
+
 def plain_response(text: bytes | str) -> dict[str, Any] | None:
     """The commonest answer of ``server_message`` as the parsed dict, its ``id`` and ``result``
     what the model would hold (for a caller that needs no model); None: any other text."""

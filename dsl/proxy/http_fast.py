@@ -91,8 +91,8 @@ from .fast_calls import (
     checked_result,
     client_frame,
     plain_call,
-    plain_response,
     request_parts,
+    response_parts,
     server_message,
     trace_context_into,
 )
@@ -655,19 +655,12 @@ class HttpFastCalls:
             return None, None
         if not front.writable():
             return None, None
-        text = b"".join(answer.chunks)
-        plain = plain_response(text)  # (no model for the commonest answer: its id and result are all it needs)
-        if plain is not None:
-            up_id, result = plain["id"], plain["result"]
-        else:  # (what plain_response read is not plain: the adapter, as server_message goes on)
-            message = types.jsonrpc_message_adapter.validate_json(text, by_name=False)
-            if message.__class__ is not types.JSONRPCResponse:
-                return None, None
-            up_id, result = message.id, message.result
+        parts = response_parts(b"".join(answer.chunks))  # (its id and result are all it needs)
         sent = call.sent
         assert sent is not None
-        if not _same_id(up_id, sent.up_id):
+        if parts is None or not _same_id(parts[0], sent.up_id):
             return None, None
+        result = parts[1]
         outcome, shaped = self._upstream_result(session, result, version)
         rid = c.rid
         if shaped is not None:

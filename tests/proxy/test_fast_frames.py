@@ -257,11 +257,11 @@ def _text_of(value: Any, how: int) -> str:
 def test_a_server_message_is_the_adapters(value: Any, how: int, as_bytes: bool) -> None:
     """``server_message`` reads every text as ``jsonrpc_message_adapter.validate_json`` does: the
     same model, fields and set fields, or the same error (invalid JSON and truncated texts too);
-    a text ``plain_response`` reads (the answer's path without a model) is a response with its
-    id and result."""
+    a text ``plain_response`` reads is a response with its id and result, and ``response_parts``
+    (the answer's path without a model) gives a response's id and result, else None."""
     from pydantic import ValidationError
 
-    from dsl.proxy.fast_calls import plain_response, server_message
+    from dsl.proxy.fast_calls import plain_response, response_parts, server_message
 
     text = _text_of(value, how)
     for t in (text, text[: len(text) // 2]):
@@ -273,6 +273,8 @@ def test_a_server_message_is_the_adapters(value: Any, how: int, as_bytes: bool) 
                 server_message(data)
             assert _nan_equal(got.value.errors(), e.errors())  # (an input may hold NaN, never == itself)
             assert plain_response(data) is None
+            with pytest.raises(ValidationError):
+                response_parts(data)
             continue
         got_msg = server_message(data)
         _same_message(got_msg, expected)
@@ -280,6 +282,11 @@ def test_a_server_message_is_the_adapters(value: Any, how: int, as_bytes: bool) 
         if plain is not None:
             assert isinstance(expected, types.JSONRPCResponse)
             assert _nan_equal([plain["id"], plain["result"]], [expected.id, expected.result])
+        parts = response_parts(data)
+        if isinstance(expected, types.JSONRPCResponse):
+            assert parts is not None and _nan_equal(list(parts), [expected.id, expected.result])
+        else:
+            assert parts is None
 
 
 _requests = st.one_of(
