@@ -29,7 +29,6 @@ from tests.strategies import EXTRA_TOOLS, advances, calls, hints, limit_programs
 
 MAX_EXAMPLES = int(os.environ.get("PLR_DIFF_EXAMPLES", "500"))
 LIMIT_EXAMPLES = max(1, MAX_EXAMPLES // 5)  # programs of limits only: many calls reach them
-DERANDOMIZE = os.environ.get("PLR_DIFF_DERANDOMIZE", "") == "1"
 MAX_ERROR_RATE = 0.20
 REPEATS = st.sampled_from((1, 1, 1, 2, 3, 4))  # the same call again, to reach limits
 FAILS = st.sampled_from((False, False, True))  # the upstream answers with an error: refunds
@@ -127,7 +126,6 @@ def run_generated(source: st.SearchStrategy[str], examples: int) -> tuple[Counte
     @settings(
         max_examples=examples,
         deadline=None,
-        derandomize=DERANDOMIZE,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )
     @given(src=source, data=st.data())
@@ -178,9 +176,10 @@ def test_engine_agrees_with_reference_on_generated_limits() -> None:
     windows (UTC and zones), `refund on error` with generated upstream failures."""
     stats, first_error = run_generated(limit_programs(), LIMIT_EXAMPLES)
     assert stats["error"] == 0, first_error
-    # the generator reaches every kind of limit outcome, not just the easy ones: at the default
-    # 100 programs each is reached by 10 to 60 of them (fewer examples, as PLR_DIFF_EXAMPLES
-    # allows, make no promise)
+    # the generator reaches every kind of limit outcome, not just the easy ones: in the suite's
+    # repeatable draw of 100 programs each is reached by 6 to 46 of them (a fresh draw,
+    # HYPOTHESIS_PROFILE=explore, has reached the rarest, a full spend cap, as few as 2 times;
+    # fewer examples, as PLR_DIFF_EXAMPLES allows, make no promise)
     if LIMIT_EXAMPLES >= 100:
         for outcome in ("count full", "spend cap full", "calendar period full", "amount refused", "refunded"):
             assert stats[outcome] >= 3, (outcome, stats)
