@@ -82,6 +82,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from pydantic import ValidationError
 from sse_starlette.event import ensure_bytes
 
+from .audit import encoding_once
 from .deciding import ToolCall, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 # shortcuts tests/proxy/test_fast_frames.py holds to the SDK's models, shared with the stdio fast path
@@ -1620,7 +1621,7 @@ def _direct_head(client: Any, url: str, headers: dict[str, str]) -> tuple[Any, b
 
 # what httpx encodes a request's JSON with (``json.dumps`` with these options), made once: the
 # function makes a new encoder on every call
-_HTTPX_JSON = JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_HTTPX_JSON = encoding_once(JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False))
 
 
 def _direct_bytes(head: tuple[Any, bytes, bytes, dict[str, Any]], body: Any) -> bytes:

@@ -190,6 +190,67 @@ def test_the_args_hash_is_sha256_of_the_canonical_text(args: Any) -> None:
     assert text == json.dumps({"a": args}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
 
 
+_json_like = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.binary(max_size=2)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers(), st.floats(), st.booleans(), st.none()), inner, max_size=3),
+    ),
+    max_leaves=10,
+)
+
+
+def _outcome(encode: Any, value: Any) -> tuple[str, str]:
+    try:
+        return "text", encode(value)
+    except Exception as e:  # noqa: BLE001 - the error is the outcome compared
+        return type(e).__name__, str(e)
+
+
+@given(
+    value=_json_like,
+    sort_keys=st.booleans(), ensure_ascii=st.booleans(), allow_nan=st.booleans(), skipkeys=st.booleans(),
+    separators=st.sampled_from([(",", ":"), (", ", ": "), None]), default=st.sampled_from([None, repr]),
+)  # fmt: skip
+@settings(max_examples=400, deadline=None)
+def test_an_encoder_made_once_writes_what_the_encoder_writes(
+    value: Any, sort_keys: bool, ensure_ascii: bool, allow_nan: bool, skipkeys: bool, separators: Any, default: Any
+) -> None:
+    """``encoding_once`` (the C encoder built once, not per call) gives the text ``encode`` gives,
+    or fails as it fails (a NaN refused, a value it cannot write, keys that cannot be sorted)."""
+    from dsl.proxy.audit import encoding_once
+
+    encoder = json.JSONEncoder(
+        sort_keys=sort_keys, ensure_ascii=ensure_ascii, allow_nan=allow_nan, skipkeys=skipkeys,
+        separators=separators, default=default,
+    )  # fmt: skip
+    once = encoding_once(encoder)
+    assert once is not encoder.encode  # (the C encoder is there: this is what is compared)
+    assert _outcome(once, value) == _outcome(encoder.encode, value)
+    assert _outcome(once, value) == _outcome(encoder.encode, value)  # (nothing kept from the last call)
+
+
+def test_an_encoder_made_once_falls_back_to_encode_where_it_cannot_be_the_same() -> None:
+    from dsl.proxy.audit import encoding_once
+
+    class Mine(json.JSONEncoder):
+        def encode(self, o: Any) -> str:
+            return "mine"
+
+    indenting = json.JSONEncoder(indent=2)
+    assert encoding_once(indenting) == indenting.encode
+    mine = Mine()
+    assert encoding_once(mine)({}) == "mine"
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(RecursionError):  # (encode raises ValueError; neither writes a text)
+        encoding_once(json.JSONEncoder())(looped)
+    from dsl.proxy.audit import canonical_args
+
+    assert canonical_args(looped) == repr(looped)  # the audit's fallback, as before
+
+
 def test_the_args_hash_is_openssls_on_a_host_in_fips_mode() -> None:
     import hashlib
     from unittest import mock
