@@ -89,9 +89,10 @@ def utc_now() -> str:
 
 def encoding_once(encoder: json.JSONEncoder) -> Callable[[Any], str]:
     """``encoder.encode``, with the C encoder it builds for every call built once (about half of
-    what encoding a call's arguments costs). The same text for every value without a reference
-    cycle (any JSON document's): with one, RecursionError is raised, not ValueError. A subclass or
-    an indenting encoder, or a Python without the C encoder: ``encoder.encode`` itself."""
+    what encoding a call's arguments costs), from the encoder's settings as they are now (a later
+    change of them is not seen). The same text for every value without a reference cycle (any
+    JSON document's): with one, RecursionError is raised, not ValueError. A subclass or an
+    indenting encoder, or a Python without the C encoder: ``encoder.encode`` itself."""
     make = json.encoder.c_make_encoder
     if (
         make is None
@@ -100,7 +101,10 @@ def encoding_once(encoder: json.JSONEncoder) -> Callable[[Any], str]:
     ):
         return encoder.encode
     c_encode = make(
-        None,  # (no markers: json.JSONEncoder's check_circular keeps them, for one error message)
+        # no markers: a dict of them would be shared by every call, and by every thread at once
+        # (a false "circular reference" for two encoding the same object); check_circular's dict
+        # only changes the error a value holding itself gets
+        None,
         encoder.default,
         json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring,
         None,
