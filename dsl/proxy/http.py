@@ -254,7 +254,12 @@ def bad_request_id(body: bytes) -> bool:
     return req is not None and _bad_id(req["id"])
 
 
-def _session_of(scope: Any) -> str | None:
+def _session_of(scope: Any, headers: dict[bytes, bytes] | None = None) -> str | None:
+    """The request's session id (its first ``Mcp-Session-Id``). ``headers``: the request's headers
+    by lower-case name, when the front read them once with none repeated (``HeldPosts``)."""
+    if headers is not None:
+        v = headers.get(b"mcp-session-id")
+        return None if v is None else v.decode("latin-1")
     for k, v in scope.get("headers") or []:
         if k.lower() == b"mcp-session-id":
             return v.decode("latin-1")
@@ -350,7 +355,9 @@ class RequestIdGate:
         finally:
             free()
 
-    def begin(self, scope: Any, body: bytes) -> tuple[dict[str, Any], str, tuple[str, str]] | None:
+    def begin(
+        self, scope: Any, body: bytes, headers: dict[bytes, bytes] | None = None
+    ) -> tuple[dict[str, Any], str, tuple[str, str]] | None:
         """For ``HeldPosts.start``: the request, session and slot of a POST (its whole ``body``)
         that ``serve`` would hand to the fast path, its id not in flight. None: ``serve`` is
         the one to answer it.
@@ -358,8 +365,9 @@ class RequestIdGate:
         The request is parsed as the SDK (and the fast path after this) parses it, by
         ``pydantic_core``, once for both: where that parser and ``json.loads`` both read a body they
         read the same value (duplicate keys included); a body only ``json.loads`` reads (a lone
-        surrogate escape, a byte-order mark) is never the fast path's, and gets None here."""
-        sid = _session_of(scope)
+        surrogate escape, a byte-order mark) is never the fast path's, and gets None here.
+        ``headers``: as ``_session_of``'s."""
+        sid = _session_of(scope, headers)
         req = _session_request(sid, body, pydantic_core.from_json)
         if sid is None or req is None or _bad_id(req["id"]):
             return None
@@ -421,14 +429,19 @@ class TokenGate:
         # identity is that principal, so token B cannot spend, end or listen on token A's session.
         await self.app(user_scope, receive, send)
 
-    def user_scope(self, scope: Any) -> Any:
+    def user_scope(self, scope: Any, headers: dict[bytes, bytes] | None = None) -> Any:
         """``scope`` with the principal of the request's bearer token (its first
-        ``Authorization``) as ``user``; None when the token is not a known one."""
+        ``Authorization``) as ``user``; None when the token is not a known one. ``headers``: as
+        ``_session_of``'s."""
         auth = None
-        for k, v in scope.get("headers") or []:
-            if k.lower() == b"authorization":
-                auth = v.decode("latin-1")
-                break
+        if headers is not None:
+            v = headers.get(b"authorization")
+            auth = None if v is None else v.decode("latin-1")
+        else:
+            for k, v in scope.get("headers") or []:
+                if k.lower() == b"authorization":
+                    auth = v.decode("latin-1")
+                    break
         identity = identity_for_header(self.tokens, auth)
         return None if identity is None else {**scope, "user": _principal(identity)}
 
@@ -442,6 +455,7 @@ def _principal(identity: str) -> Any:
 
 _HELD_BODY_MAX = 64 * 1024  # uvicorn's HIGH_WATER_LIMIT: over it the protocol stops reading until the app reads
 _FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})  # what uvicorn's ProxyHeadersMiddleware reads
+_NOT_HELD = _FORWARDED | {b"transfer-encoding", b"expect"}  # (``HeldPosts.wants``)
 
 
 class Answering:
@@ -565,13 +579,19 @@ class HeldPosts:
         self.fast = fast  # (its ``path``: the endpoint's)
         self.tokens = tokens
 
-    def wants(self, scope: Any) -> bool:
+    def wants(self, scope: Any, headers: dict[bytes, bytes] | None = None) -> bool:
         """Whether the request whose head is in is held until its body is: a POST to the endpoint
         with a session id and a ``Content-Length`` of at most 64 KiB, nothing the outer layers act
-        on, and a fast path that is on."""
+        on, and a fast path that is on. ``headers``: as ``_session_of``'s."""
         fast = self.fast
         if fast.manager is None or not fast.enabled or scope["method"] != "POST" or scope["path"] != fast.path:
             return False
+        if headers is not None:
+            v = headers.get(b"content-length")
+            return (
+                v is not None and v.isdigit() and int(v) <= _HELD_BODY_MAX and b"mcp-session-id" in headers
+                and _NOT_HELD.isdisjoint(headers)
+            )  # fmt: skip
         session = length = False
         for k, v in scope["headers"]:  # (lower case: uvicorn's protocols lower the names)
             if k == b"content-length":
@@ -584,24 +604,27 @@ class HeldPosts:
                 return False
         return session and length
 
-    def start(self, scope: Any, body: bytes, cycle: Any = None, start: Any = None, pipeline: Any = ()) -> Any:
+    def start(
+        self, scope: Any, body: bytes, cycle: Any = None, start: Any = None, pipeline: Any = (),
+        headers: dict[bytes, bytes] | None = None,
+    ) -> Any:  # fmt: skip
         """For the protocol's callback that read the whole ``body``: when the fast path takes the
         call there (``HttpFastCalls.take_now``: decided, recorded and written upstream), the app
         that answers it (run as the request's task), or an ``Answering`` when it is answered from the
         callbacks (``answer_now`` writes through ``cycle``, uvicorn's request-response cycle, whose
         task ``start(app)`` starts if the call needs one after all); None: nothing was done,
-        ``serve`` runs."""
+        ``serve`` runs. ``headers``: as ``_session_of``'s."""
         if self.tokens is not None:
-            scope = self.tokens.user_scope(scope)
+            scope = self.tokens.user_scope(scope, headers)
             if scope is None:
                 return None
         gate = self.gate
-        begun = gate.begin(scope, body)
+        begun = gate.begin(scope, body, headers)
         if begun is None:
             return None
         req, sid, slot = begun
         fast = self.fast
-        call = fast.take_now(scope, body, req, sid)
+        call = fast.take_now(scope, body, req, sid, headers)
         if call is None:
             return None
         free = gate.hold(slot, req["id"])
@@ -855,6 +878,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
         _held: Any = None  # (cycle, app) of a request ``held`` waits on the body of, not started yet
         _answering: Any = None  # the kick of a call answered from the callbacks (``HeldPosts.start``)
         _stopping = False  # the server is stopping: every request gets its task at once
+        _names: dict[bytes, bytes] | None = None  # the head just read, by lower-case name (None: a name repeated)
 
         def _state(self) -> Any:
             # what h11's client state would be for the request being answered (or the next one):
@@ -923,7 +947,9 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
             hosts = 0
             te = None
             framed = False
+            names = {}
             for name, value in self.headers:
+                names[name] = value
                 if name == b"host":
                     hosts += 1
                 elif name == b"transfer-encoding":
@@ -937,6 +963,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
                 raise _Invalid
             if framed and parser.should_upgrade():
                 raise _Invalid  # llhttp would hand the body to the new protocol
+            self._names = names if len(names) == len(self.headers) else None
             super().on_headers_complete()
             self._in_body = True
             url = self.url
@@ -979,15 +1006,15 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
                 or self.expect_100_continue
                 or url[:1] != b"/"
                 or b"#" in url
-                or not held.wants(cycle.scope)
+                or not held.wants(cycle.scope, self._names)
             ):
                 super()._start_asgi_task(cycle, app)
             elif cycle.more_body:
-                self._held = (cycle, app)  # its task starts with the body (``on_message_complete``)
+                self._held = (cycle, app, self._names)  # its task starts with the body (``on_message_complete``)
             else:
-                self._start_held(cycle, app)
+                self._start_held(cycle, app, self._names)
 
-        def _start_held(self, cycle: Any, app: Any) -> None:
+        def _start_held(self, cycle: Any, app: Any, names: dict[bytes, bytes] | None = None) -> None:
             cycle.transport = _Corked(cycle.transport, self.loop)
             body = bytes(cycle.body)
 
@@ -995,7 +1022,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
                 HttpToolsProtocol._start_asgi_task(self, cycle, answer)
 
             try:
-                answer = held.start(cycle.scope, body, cycle, start, self.pipeline)
+                answer = held.start(cycle.scope, body, cycle, start, self.pipeline, names)
             except Exception:  # noqa: BLE001 - nothing was taken: the task does it all, as for any request
                 logging.getLogger(__name__).debug("taking a held call in the callback failed", exc_info=True)
                 answer = None
@@ -1020,7 +1047,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
             waiting = self._held
             if waiting is not None:
                 self._held = None
-                super()._start_asgi_task(*waiting)
+                super()._start_asgi_task(waiting[0], waiting[1])
             # a call answered from the callbacks gets its task now, for the same reason: the
             # graceful shutdown waits for it, and cancels it when its time is up
             self._stopping = True  # (a pipelined request started later: the same, see _start_asgi_task)

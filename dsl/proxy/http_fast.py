@@ -471,17 +471,21 @@ class HttpFastCalls:
         await self.finish(call, scope, send)
         return True
 
-    def take_now(self, scope: Any, body: bytes, req: dict[str, Any], sid: str) -> _Taken | None:
+    def take_now(
+        self, scope: Any, body: bytes, req: dict[str, Any], sid: str, headers: dict[bytes, bytes] | None = None
+    ) -> _Taken | None:
         """``take`` for a POST ``http.HeldPosts`` holds, in the front protocol's callback that read
         its body, when nothing on the way needs a wait: the SDK's header checks passed this set of
         headers before, and the upstream POST can be written at once (``_direct``'s bytes on an
         idle kept-alive connection). Decided, recorded and written upstream before this returns,
         so the server works on the call while the task that answers it (``finish``) starts.
         None: nothing was done (not even decided), and ``take`` runs in that task as for any POST.
-        ``req``: ``body`` as ``RequestIdGate.begin`` parsed it, the one parse of it here."""
+        ``req``: ``body`` as ``RequestIdGate.begin`` parsed it, the one parse of it here;
+        ``headers``: the request's headers by lower-case name, none repeated, when the front read
+        them so (``http.HeldPosts``)."""
         if self.manager is None or not self.enabled or req.get("method") != "tools/call" or not self.timeout:
             return None
-        admitted = self._admitted_now(scope, body, sid)
+        admitted = self._admitted_now(scope, body, sid, headers)
         ready = None if admitted is None else self._servable(admitted, sid)
         if ready is None:
             return None
@@ -815,26 +819,33 @@ class HttpFastCalls:
             return None
         return transport, headers
 
-    def _admitted_now(self, scope: Any, body: bytes, sid: str) -> tuple[Any, dict[bytes, bytes]] | None:
+    def _admitted_now(
+        self, scope: Any, body: bytes, sid: str, headers: dict[bytes, bytes] | None = None
+    ) -> tuple[Any, dict[bytes, bytes]] | None:
         """``_admitted`` without waiting: None also when the SDK's header checks have yet to be
-        asked of this set of headers (only ``_admitted`` asks them)."""
-        got = self._admission(scope, body, sid)
+        asked of this set of headers (only ``_admitted`` asks them). ``headers``: as ``take_now``'s."""
+        got = self._admission(scope, body, sid, headers)
         if got is None or got[2] is not None:
             return None
         return got[0], got[1]
 
-    def _admission(self, scope: Any, body: bytes, sid: str) -> tuple[Any, dict[bytes, bytes], Any] | None:
+    def _admission(
+        self, scope: Any, body: bytes, sid: str, read: dict[bytes, bytes] | None = None
+    ) -> tuple[Any, dict[bytes, bytes], Any] | None:
         """``_admitted``'s checks but the SDK's header checks, which are left to ask (the third
         item: what ``_headers_pass`` needs) unless this set of headers and settings passed them
-        before (None)."""
+        before (None). ``read``: the request's headers as ``take_now``'s ``headers``."""
         if scope.get("path") != self.path or scope.get("root_path"):
             return None
-        headers: dict[bytes, bytes] = {}
-        for k, v in scope.get("headers") or ():
-            k = k.lower()
-            if k in headers:
-                return None  # a repeated header: which one the SDK reads is its business
-            headers[k] = v
+        if read is not None:
+            headers = read
+        else:
+            headers = {}
+            for k, v in scope.get("headers") or ():
+                k = k.lower()
+                if k in headers:
+                    return None  # a repeated header: which one the SDK reads is its business
+                headers[k] = v
         pv = headers.get(b"mcp-protocol-version")
         if pv is not None and pv.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
             return None  # the manager routes this to its 2026-07-28 entry

@@ -86,7 +86,7 @@ class _HoldAll:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
 
-    def wants(self, scope: Any) -> bool:
+    def wants(self, scope: Any, headers: Any = None) -> bool:
         return any(k == b"content-length" for k, _ in scope["headers"])
 
     def start(self, scope: Any, body: bytes) -> Any:
@@ -413,3 +413,77 @@ def test_aborting_an_answer_closes_the_clients_connection() -> None:
         assert raw.closed and raw.writes and raw.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
 
     asyncio.run(main())
+
+
+class _HoldNames(_HoldAll):
+    """``_HoldAll``, keeping the head by name that the protocol hands to ``wants`` and ``start``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, Any, Any]] = []
+
+    def wants(self, scope: Any, headers: Any = None) -> bool:
+        self.seen.append(("wants", list(scope["headers"]), headers))
+        return super().wants(scope)
+
+    def start(self, scope: Any, body: bytes, cycle: Any = None, start: Any = None, pipeline: Any = (), headers: Any = None) -> Any:
+        self.seen.append(("start", list(scope["headers"]), headers))
+        return None
+
+
+HEADS = {
+    "plain": b"POST /mcp HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: s1\r\nAuthorization: Bearer t\r\nContent-Length: 3\r\n\r\nabc",
+    "a name repeated": b"POST /mcp HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: s1\r\nmcp-session-id: s2\r\nContent-Length: 3\r\n\r\nabc",
+    "a repeat that differs in case only": b"POST /mcp HTTP/1.1\r\nHost: a\r\nAuthorization: x\r\nAUTHORIZATION: y\r\nContent-Length: 3\r\n\r\nabc",
+    "blanks after a value": b"POST /mcp HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: s1 \t\r\nContent-Length: 3\r\n\r\nabc",
+    "the body in its own read": b"POST /mcp HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: s1\r\nContent-Length: 3\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_the_head_by_name_handed_on_is_the_heads_headers_or_none_when_a_name_repeats(name: str) -> None:
+    """The protocol reads a held request's head once into a dict by name, for ``wants``, ``start``
+    and the fast path's checks (``_session_of``, ``user_scope``, ``_admission``): it holds exactly
+    the scope's headers (the values uvicorn keeps), and is None when a name repeats, so that every
+    reader falls back to reading the list itself (and the fast path leaves the request to the SDK)."""
+    head = HEADS[name]
+    pieces = [head, b"abc"] if head.endswith(b"\r\n\r\n") else [head]
+    held = _HoldNames()
+    got = asyncio.run(_both(pieces, 1, held))
+    assert [s for s, _ in got["httptools"]] == [200]
+    assert [what for what, _, _ in held.seen] == ["wants", "start"]
+    for _, headers, names in held.seen:
+        repeated = len({k for k, _ in headers}) != len(headers)
+        assert names == (None if repeated else dict(headers))
+    assert (held.seen[0][2] is None) == (name.startswith("a repeat") or name == "a name repeated")
+
+
+@pytest.mark.parametrize("name", [n for n in HEADS if "repeat" not in n])
+def test_the_readers_of_the_head_answer_alike_with_it_by_name_and_without(name: str) -> None:
+    """``_session_of``, ``TokenGate.user_scope`` and ``HeldPosts.wants`` give the same answer from
+    the head by name as from the scope's list, for every head that has one."""
+    from types import SimpleNamespace
+
+    from dsl.proxy.http import HeldPosts, TokenGate, _session_of
+
+    held = _HoldNames()
+    asyncio.run(_both([HEADS[name], b"abc"] if HEADS[name].endswith(b"\r\n\r\n") else [HEADS[name]], 1, held))
+    _, headers, names = held.seen[0]
+    assert names is not None
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": headers}
+    assert _session_of(scope, names) == _session_of(scope) is not None
+    gate = TokenGate(None, {"t": "alice"})
+    by_name, by_list = gate.user_scope(scope, names), gate.user_scope(scope)
+    assert (by_name is None) == (by_list is None)
+    if by_list is not None:
+        assert by_name["user"].access_token.client_id == by_list["user"].access_token.client_id == "alice"
+    fast = SimpleNamespace(manager=object(), enabled=True, path="/mcp")
+    posts = HeldPosts(None, fast, None)  # type: ignore[arg-type]
+    assert posts.wants(scope, names) == posts.wants(scope)
+    for extra in ([(b"expect", b"100-continue")], [(b"x-forwarded-for", b"1.2.3.4")], [(b"transfer-encoding", b"chunked")],
+                  [(b"content-length", b"70000")]):  # fmt: skip
+        changed = {**scope, "headers": [*(h for h in headers if h[0] != extra[0][0]), *extra]}
+        changed_names = {k: v for k, v in changed["headers"]}
+        assert posts.wants(changed, changed_names) == posts.wants(changed) is False
+    no_session = {**scope, "headers": [h for h in headers if h[0] != b"mcp-session-id"]}
+    assert posts.wants(no_session, dict(no_session["headers"])) == posts.wants(no_session) is False
