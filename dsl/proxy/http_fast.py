@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from json import JSONEncoder
 from datetime import datetime, timezone
@@ -114,6 +115,20 @@ __all__ = ["HttpFastCalls", "UpstreamWire"]
 logger = logging.getLogger("mcp.client.streamable_http")  # the SDK transport's own logger, for its warnings
 
 _PING_INTERVAL = 15.0  # sse_starlette's default, which the SDK's event-stream responses use
+# a call answered from the callbacks makes the registrations it needs only once it lasts (pings,
+# deadline, the session's idle accounting): most answers of a fast server are in before this
+_LASTS = 0.002
+
+
+def _lasts() -> float:
+    """``_LASTS``, or ``PLR_PROXY_LASTS`` seconds (at most 1; for tests that need a call to end
+    before it lasts on a busy machine)."""
+    try:
+        value = float(os.environ.get("PLR_PROXY_LASTS", _LASTS))
+    except ValueError:
+        return _LASTS
+    return value if 0 < value <= 1 else _LASTS
+_IDLE_NEAR = 1.0  # a session's idle deadline this near: the call is counted in flight at once
 _SEP = "\r\n"
 
 
@@ -369,7 +384,7 @@ class _Flight:
     undone by ``_land``: made by the task that answers the call, or by ``answer_now`` in the
     front's callback (then its call's ``kick`` starts that task when the call needs one after all)."""
 
-    __slots__ = ("call", "ckey", "key", "reply", "timer", "scope", "linked", "t0", "idle", "watch")
+    __slots__ = ("call", "ckey", "key", "reply", "timer", "scope", "linked", "t0", "idle", "watch", "later")
 
     def __init__(self, call: _Call, ckey: tuple[str, Any], key: str, reply: _Reply, timer: _Timer) -> None:
         self.call = call
@@ -377,11 +392,13 @@ class _Flight:
         self.key = key  # its request stream's key in the SDK's transport
         self.reply = reply
         self.timer = timer
-        self.scope = anyio.CancelScope()  # (entered by ``_exchange``: its deadline runs from ``_board``)
+        # (made by ``_enlist``; entered by ``_exchange``: its deadline runs from ``_enlist``)
+        self.scope: anyio.CancelScope | None = None
         self.linked: Any = None  # ``FrontSessions.link_request``, entered
         self.t0 = 0.0
         self.idle: Any = None  # ``_in_flight``'s, when ``answer_now`` counted the call in flight
         self.watch: asyncio.TimerHandle | None = None  # ``answer_now``'s deadline
+        self.later: asyncio.TimerHandle | None = None  # ``answer_now``'s registrations once the call lasts
 
     def unlink(self, e: BaseException | None) -> None:
         """Leave ``link_request`` (once), with the exception the wait ended with."""
@@ -427,6 +444,8 @@ class HttpFastCalls:
         self.held = 0  # of which started from the front's protocol (``http.HeldPosts``)
         self.early = 0  # of which taken in its callback (``take_now``)
         self.now = 0  # of which answered from the upstream connection's callback (``answer_now``)
+        self.quick = 0  # of which answered before they lasted: none of ``_enlist``'s registrations made
+        self.lasts = _lasts()
 
     def attach(self, manager: Any, path: str) -> None:
         """The front's SDK app is built: its session manager and endpoint path. A manager that is not
@@ -538,8 +557,12 @@ class HttpFastCalls:
 
     def answer_now(self, call: _Taken, scope: Any, front: Any) -> Any:
         """For a call ``take_now`` wrote upstream: answer it from the callbacks, with no task,
-        when all it needs is the upstream's plain JSON answer. Its registrations are made now, as
-        its task would make them (``_board``); the upstream connection's callback then
+        when all it needs is the upstream's plain JSON answer. The registrations a cancel or a
+        relay must find are made now (``_embark``: the calls table, the session's waiting request);
+        the rest of what its task would make (``_enlist``: its cancel scope, pings and deadline, and
+        the call counted in flight for the session's idle deadline) once it lasts ``_LASTS`` or
+        needs its task, so an answer that comes before never makes them (``_unflight`` then moves
+        the idle deadline as the end of a counted request would); the upstream connection's callback then
         (``_Conn.on_ready``) reads the answer, and when it is a plain ``200`` JSON result for this
         request, with nothing relayed or pending, the client's answer is written through
         ``front.send`` (the request's ASGI send, run to its end at once: ``front.writable()`` says
@@ -563,39 +586,78 @@ class HttpFastCalls:
         if conn.writing or self.deadlines.human_waiting:
             return None  # (the task waits for the socket, or for the human)
         transport, link, up, wire, _, version = call.ready
-        idle = self._in_flight(transport)
-        try:
-            flight = self._board(scope, transport, link, call.rid, _Reply(front.send, self._head(call.sid)))
-        except Exception:  # noqa: BLE001 - the task boards it again, and fails as it fails there
-            self._out_of_flight(transport, idle)
-            return None
-        flight.idle = idle
-        call.flight = flight
+        loop = asyncio.get_running_loop()
         raw = wire.fast._transport  # noqa: SLF001 - the RawTransport it was made with
         session = up.session
-        loop = asyncio.get_running_loop()
         read = sent.timeouts.get("read")  # (httpx's: at most this long between two reads)
+        idle = transport.idle_scope if transport._idle_timeout is not None else None  # noqa: SLF001
+        counted = None
+        if idle is not None and idle.deadline - loop.time() < _IDLE_NEAR:
+            counted = self._in_flight(transport)  # (the session must not end before ``lasts`` counts it)
+        try:
+            flight = self._embark(scope, transport, link, call.rid, _Reply(front.send, self._head(call.sid)))
+        except Exception:  # noqa: BLE001 - the task boards it again, and fails as it fails there
+            self._out_of_flight(transport, counted)
+            return None
+        flight.idle = counted
+        call.flight = flight
         inf = float("inf")
+        deadline = inf
+
+        def enlist() -> None:
+            # the rest of ``_board``'s registrations, and the call counted in flight as the SDK's
+            # transport counts a request: made once the call lasts (``lasts``) or needs its task
+            if flight.later is not None:
+                flight.later.cancel()
+                flight.later = None
+            if flight.idle is None:
+                flight.idle = self._in_flight(transport)
+            if flight.scope is None:
+                self._enlist(flight)
 
         def leave() -> None:
             flight.call.kick = conn.on_ready = None
             if flight.watch is not None:
                 flight.watch.cancel()
                 flight.watch = None
+            if flight.later is not None:
+                flight.later.cancel()
+                flight.later = None
 
         def kick() -> None:
             if flight.call.kick is None:
                 return
             leave()
             try:
+                enlist()  # (the task finds the call as ``_board`` leaves it)
+            except Exception:  # noqa: BLE001 - its task makes them (``finish``)
+                logger.exception("plr proxy: a fast call's registrations failed")
+            try:
                 front.start()
             except Exception:  # noqa: BLE001 - (a closed loop) nothing can answer it: undo it all
                 logger.exception("plr proxy: a fast call's task could not start")
                 raw.drop(conn)
                 self._land(flight, transport)
-                self._out_of_flight(transport, flight.idle)
+                self._unflight(transport, flight.idle)
                 front.free()
                 front.abort()
+
+        def lasts() -> None:
+            nonlocal deadline
+            flight.later = None
+            if flight.call.kick is None:
+                return
+            if self.deadlines.human_waiting:
+                kick()  # (its deadline stands still until the human answers: its task keeps it, as from the start)
+                return
+            try:
+                enlist()
+                assert flight.scope is not None
+                deadline = flight.scope.deadline
+                watch(deadline)
+            except Exception:  # noqa: BLE001 - its task answers it, as from the start
+                logger.exception("plr proxy: a fast call's registrations failed")
+                kick()
 
         def ready() -> None:
             if flight.call.kick is None:
@@ -627,7 +689,7 @@ class HttpFastCalls:
             if read is not None and now >= conn.last_read + read:
                 conn.error = httpx2.ReadTimeout("timed out reading the answer")
                 kick()
-            elif flight.scope.deadline != deadline or now >= deadline:
+            elif flight.scope is None or flight.scope.deadline != deadline or now >= deadline:
                 kick()  # (the deadline passed, or moved: a human's wait, a restart; the task keeps it)
             else:
                 watch(deadline)
@@ -638,13 +700,18 @@ class HttpFastCalls:
                 flight.watch = loop.call_at(at, due)
 
         try:
-            deadline = flight.scope.deadline
-            conn.last_read = loop.time()
+            conn.last_read = now = loop.time()
             flight.call.kick = kick
             conn.on_ready = ready
-            watch(deadline)
-        except Exception:  # noqa: BLE001 - the task goes on with the flight (``finish``)
+            flight.later = loop.call_at(now + self.lasts, lasts)
+        except Exception:  # noqa: BLE001 - the task goes on with the flight (``finish``), or boards anew
             leave()
+            try:
+                enlist()
+            except Exception:  # noqa: BLE001
+                self._land(flight, transport)
+                self._unflight(transport, flight.idle)
+                call.flight = None
             return None
         ready()  # (what came already)
         return kick
@@ -713,9 +780,10 @@ class HttpFastCalls:
             logger.exception("plr proxy: the bookkeeping of a fast call failed")
         finally:
             try:
+                self.quick += flight.scope is None
                 self._land(flight, transport)
             finally:
-                self._out_of_flight(transport, flight.idle)
+                self._unflight(transport, flight.idle)
 
     @staticmethod
     def _write_now(flight: _Flight, chunk: bytes, front: Any) -> None:
@@ -780,6 +848,24 @@ class HttpFastCalls:
             idle.deadline = float("inf")
         return idle
 
+    @classmethod
+    def _unflight(cls, transport: Any, idle: Any) -> None:
+        """``answer_now``'s end of a call: ``_out_of_flight`` when it was counted in flight (``idle``);
+        else (answered before it lasted) the session's idle deadline runs from now, as the SDK's
+        transport sets it when a request ends with none other in flight, or a little later: moved
+        only when it would come early, then a 64th of the idle timeout (at most a second) past it,
+        so a session that keeps calling is not moved on every call and never ends early."""
+        if idle is not None:
+            cls._out_of_flight(transport, idle)
+            return
+        timeout = transport._idle_timeout  # noqa: SLF001
+        scope = transport.idle_scope
+        if timeout is None or scope is None or transport._requests_in_flight:  # noqa: SLF001
+            return
+        due = asyncio.get_running_loop().time() + timeout
+        if scope.deadline < due:
+            scope.deadline = due + min(1.0, timeout / 64)
+
     @staticmethod
     def _out_of_flight(transport: Any, idle: Any) -> None:
         if idle is not None:
@@ -792,6 +878,10 @@ class HttpFastCalls:
         the upstream's answer (sent now, or already by ``take_now``)."""
         transport, link, up, wire, _, version = call.ready
         flight = call.flight
+        if flight is not None and flight.scope is None:  # (``answer_now``'s ``enlist`` failed: made here)
+            if flight.idle is None:
+                flight.idle = self._in_flight(transport)
+            self._enlist(flight)
         idle = self._in_flight(transport) if flight is None else flight.idle
         try:
             if call.failed is not None:
@@ -1062,6 +1152,33 @@ class HttpFastCalls:
         """A call's registrations while it waits on the upstream: in the calls table (a cancel
         finds it), as the session's waiting request (relays for it ride its stream), its keep-alive
         pings and its deadline (``--upstream-timeout``, kept by ``Deadlines``)."""
+        flight = self._embark(scope, transport, link, rid, reply)
+        try:
+            self._enlist(flight)
+        except BaseException:
+            self._land(flight, transport)
+            raise
+        return flight
+
+    def _enlist(self, flight: _Flight) -> None:
+        """``_board``'s registrations after ``_embark``'s: the call's cancel scope (cancelled at
+        once when a cancel came first), its keep-alive pings and its deadline."""
+        call = flight.call
+        scope = anyio.CancelScope()
+        if call.cancelled:
+            scope.cancel()
+        try:
+            flight.reply.arm_pings(self.tasks)
+            self.deadlines.start(flight.timer, scope)
+        except BaseException:
+            flight.reply.stop_pings()
+            self.deadlines.stop(flight.timer)
+            raise
+        flight.scope = call.scope = scope
+
+    def _embark(self, scope: Any, transport: Any, link: Any, rid: Any, reply: _Reply) -> _Flight:
+        """``_board``'s registrations that cannot wait: in the calls table and as the session's
+        waiting request, and the time it started (``answer_now`` makes the rest once it lasts)."""
         server_dispatcher = link.session._request_outbound._dispatcher  # noqa: SLF001
         call = _Call(rid)
         waiting = _Waiting(_ScopedSession(link.session, server_dispatcher, rid, call), rid, _RequestHeaders(scope))
@@ -1078,13 +1195,10 @@ class HttpFastCalls:
         call.open = open_stream
         call.stream = lambda: self.tasks.spawn(self._stream, transport, call.streams[1], reply, call)
         try:
-            reply.arm_pings(self.tasks)
             linked = self.sessions.link_request(link, waiting)
             linked.__enter__()
             flight.linked = linked
             flight.t0 = time.perf_counter()
-            call.scope = flight.scope
-            self.deadlines.start(flight.timer, flight.scope)
         except BaseException:
             self._land(flight, transport)
             raise
@@ -1112,10 +1226,11 @@ class HttpFastCalls:
         client_version: str, sent: Any, flight: _Flight,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:  # fmt: skip
         """One request on the session's upstream session, under ``--upstream-timeout`` (the
-        flight's deadline, running since ``_board``): the result as ``Forwarder.exchange`` hands it
+        flight's deadline, running since ``_enlist``): the result as ``Forwarder.exchange`` hands it
         on (and shaped for the client: ``_upstream_result``), or the ``MCPError`` it raises."""
         call, timer = flight.call, flight.timer
         outcome: Any = None
+        assert flight.scope is not None  # (``_board``, or ``answer_now``'s ``enlist`` before its task starts)
         with flight.scope as scope:
             try:
                 outcome = await self._post(wire, dispatcher, session, up_id, body, headers, sent)

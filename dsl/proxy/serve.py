@@ -322,7 +322,8 @@ async def _serve_front(
                 options.stderr(
                     f"plr proxy: the fast path served {fast.taken} tools/call requests"
                     f" ({fast.direct} answers read without httpx, {fast.held} from the front's protocol,"
-                    f" {fast.early} taken in its callback, {fast.now} answered from callbacks)"
+                    f" {fast.early} taken in its callback, {fast.now} answered from callbacks,"
+                    f" {fast.quick} before they lasted)"
                 )
     else:
         assert front_streams is not None

@@ -339,12 +339,14 @@ class _Served(int):
     """How many calls the fast path served; ``direct``: of which answered without httpx; ``held``:
     of which started from the front's protocol (``http.HeldPosts``); ``early``: of which taken in
     its callback (``take_now``); ``now``: of which answered from the upstream connection's
-    callback, with no task (``answer_now``)."""
+    callback, with no task (``answer_now``); ``quick``: of which before they lasted (``_LASTS``:
+    none of ``_enlist``'s registrations made)."""
 
     direct = 0
     held = 0
     early = 0
     now = 0
+    quick = 0
 
 
 def _served(stderr: str) -> _Served:
@@ -355,6 +357,7 @@ def _served(stderr: str) -> _Served:
             served.held = int(line.split("(")[1].split(", ")[1].split()[0])
             served.early = int(line.split("(")[1].split(", ")[2].split()[0])
             served.now = int(line.split("(")[1].split(", ")[3].split()[0])
+            served.quick = int(line.split("(")[1].split(", ")[4].split()[0])
             return served
     raise AssertionError(f"no fast-path report in the proxy's stderr:\n{stderr[-2000:]}")
 
@@ -1099,3 +1102,94 @@ def test_without_a_deadline_the_calls_go_out_on_the_sdk_clients_connections_alik
     answers, _, _, served = _both(tmp_path, script, "--upstream-timeout", "0")
     assert b"notifications/message" in json.dumps(answers[2]).encode()
     assert served == 5
+
+
+def _echoed(reply: tuple[int, list[tuple[str, str]], bytes]) -> Any:
+    status, _, _ = reply
+    assert status == 200, reply
+    return json.loads(_answer(reply)["result"]["content"][0]["text"])
+
+
+def test_calls_answered_before_they_last_still_move_the_sessions_idle_deadline(tmp_path: Path) -> None:
+    """A call answered from the callbacks before it lasts (``_LASTS``) is never counted in flight
+    (no timer, no idle accounting); the session's idle deadline still runs from the end of its last call, as the
+    SDK's transport sets it: a session that called until 2 s after it opened is alive 2.8 s after
+    that last call, past the 4 s its opening alone would have given it, and ends 4 s after it."""
+    # (a call ends before it lasts within 0.3 s here, however busy the machine: 2 ms by default)
+    run = _Run(tmp_path / "on", True, "--session-idle-timeout", "4", env={"PLR_PROXY_LASTS": "0.3"})
+    try:
+        c = run.client()
+        c.start()
+        opened = time.monotonic()
+        i = 0
+        while time.monotonic() - opened < 2.0:
+            assert _echoed(c.send(_call(i, "echo", {"text": str(i)}))) == {"text": str(i)}
+            i += 1
+            time.sleep(0.4)
+        last = time.monotonic()
+        time.sleep(max(0.0, opened + 4.8 - last))
+        assert _echoed(c.send(_call(i, "echo", {"text": "still"}))) == {"text": "still"}
+        time.sleep(5.5)
+        other = run.client()  # (the first connection was closed by now: uvicorn's 5 s keep-alive)
+        other.session = c.session
+        status, _, _ = other.send(_call(i + 1, "echo", {"text": "gone"}))
+        assert status == 404
+        c.close()
+        other.close()
+    finally:
+        stderr = run.close()
+    served = _served(stderr)
+    # (answered from the callbacks before they lasted, never counted in flight: the case at stake)
+    assert served.now >= 3 and served.quick >= 3, (served, served.now, served.quick)
+
+
+def test_a_call_that_lasts_past_the_idle_timeout_keeps_its_session(tmp_path: Path) -> None:
+    """A call answered from the callbacks that lasts is counted in flight once it does (as the
+    SDK's transport counts a request): its session does not end under it, however long it takes."""
+    run = _Run(tmp_path / "on", True, "--session-idle-timeout", "4")
+    try:
+        c = run.client()
+        c.start()
+        assert _echoed(c.send(_call(0, "echo", {"text": "open"}))) == {"text": "open"}  # (the SDK path's)
+        assert _echoed(c.send(_call(1, "echo", {"text": "warm"}))) == {"text": "warm"}  # (a kept connection)
+        reply = c.send(_call(2, "slow", {"seconds": 5.5}))
+        assert reply[0] == 200 and _answer(reply)["result"]["isError"] is False, reply
+        assert _echoed(c.send(_call(3, "echo", {"text": "after"}))) == {"text": "after"}
+        c.close()
+    finally:
+        stderr = run.close()
+    served = _served(stderr)
+    assert served.early == 2 and served.now == 2 and served.quick == 1, (served, served.early, served.now, served.quick)
+
+
+@pytest.mark.parametrize("cancelled", [False, True])
+def test_registrations_made_after_a_cancel_came_find_the_call_cancelled(cancelled: bool) -> None:
+    """``answer_now`` makes a call's cancel scope, pings and deadline only once the call lasts or
+    needs its task (``_enlist``); a cancel that came before (it finds no scope to cancel, and kicks
+    the call to its task, whose ``kick`` calls ``_enlist``) must find the scope ``_enlist`` makes
+    already cancelled, or the task would wait on the upstream for a call its client gave up. This
+    holds ``_enlist`` itself to that (the timing of a cancel inside 2 ms cannot be arranged from
+    outside the process)."""
+    import asyncio
+
+    from dsl.proxy.forwarding import Deadlines, _Timer
+    from dsl.proxy.http_fast import HttpFastCalls, _Call, _Flight, _Reply
+    from dsl.proxy.options import Background
+
+    async def main() -> tuple[Any, Any, Any]:
+        fast = HttpFastCalls.__new__(HttpFastCalls)
+        fast.tasks, fast.deadlines = Background(), Deadlines()
+        call = _Call("c")
+        call.cancelled = cancelled
+        flight = _Flight(call, ("s", "c"), "c", _Reply(None, ()), _Timer(5.0))
+        assert flight.scope is None and call.scope is None  # (nothing made before it is needed)
+        fast._enlist(flight)
+        pings = flight.reply.timer
+        flight.reply.stop_pings()
+        return flight, call, pings
+
+    flight, call, pings = asyncio.run(main())
+    assert flight.scope is not None and call.scope is flight.scope
+    assert flight.scope.cancel_called is cancelled
+    assert pings is not None  # (its keep-alive pings armed)
+    assert flight.scope.deadline != float("inf")  # (its deadline running)
