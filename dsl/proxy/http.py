@@ -878,7 +878,9 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
         _held: Any = None  # (cycle, app) of a request ``held`` waits on the body of, not started yet
         _answering: Any = None  # the kick of a call answered from the callbacks (``HeldPosts.start``)
         _stopping = False  # the server is stopping: every request gets its task at once
-        _names: dict[bytes, bytes] | None = None  # the head just read, by lower-case name (None: a name repeated)
+        # the last head read: (its scope, its headers by lower-case name, or None when a name repeats);
+        # a pipelined request starts later, when another head may have been read since
+        _names: tuple[Any, dict[bytes, bytes] | None] | None = None
 
         def _state(self) -> Any:
             # what h11's client state would be for the request being answered (or the next one):
@@ -963,7 +965,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
                 raise _Invalid
             if framed and parser.should_upgrade():
                 raise _Invalid  # llhttp would hand the body to the new protocol
-            self._names = names if len(names) == len(self.headers) else None
+            self._names = (self.scope, names if len(names) == len(self.headers) else None)
             super().on_headers_complete()
             self._in_body = True
             url = self.url
@@ -999,6 +1001,8 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
             # (uvicorn calls this when a request's head is in, or when a queued one's turn comes)
             # (an absolute-form target or a "#" in it: the path is rewritten after this; not held)
             url = self.url
+            seen = self._names
+            names = seen[1] if seen is not None and seen[0] is cycle.scope else None  # (this request's own)
             if (
                 held is None
                 or self._stopping
@@ -1006,13 +1010,13 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
                 or self.expect_100_continue
                 or url[:1] != b"/"
                 or b"#" in url
-                or not held.wants(cycle.scope, self._names)
+                or not held.wants(cycle.scope, names)
             ):
                 super()._start_asgi_task(cycle, app)
             elif cycle.more_body:
-                self._held = (cycle, app, self._names)  # its task starts with the body (``on_message_complete``)
+                self._held = (cycle, app, names)  # its task starts with the body (``on_message_complete``)
             else:
-                self._start_held(cycle, app, self._names)
+                self._start_held(cycle, app, names)
 
         def _start_held(self, cycle: Any, app: Any, names: dict[bytes, bytes] | None = None) -> None:
             cycle.transport = _Corked(cycle.transport, self.loop)

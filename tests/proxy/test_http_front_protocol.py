@@ -440,6 +440,25 @@ HEADS = {
 }
 
 
+def test_a_pipelined_request_is_never_handed_the_head_of_a_later_one() -> None:
+    """Requests pipelined behind one being answered start only when it is (uvicorn's
+    ``on_response_complete``), after the heads of later ones were read: each must be handed its
+    own head by name (or none: its readers then walk its own list), never the last one read, or
+    the request of one session (and token) would be checked and served as another's."""
+    def req(sid: str, token: str) -> bytes:
+        return (f"POST /mcp HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: {sid}\r\nAuthorization: Bearer {token}\r\n"
+                "Content-Length: 3\r\n\r\nabc").encode()
+
+    held = _HoldNames()
+    got = asyncio.run(_both([req("s1", "t1") + req("s2", "t2") + req("s3", "t3")], 3, held))
+    assert [s for s, _ in got["httptools"]] == [200, 200, 200]
+    asked = [(headers, names) for what, headers, names in held.seen if what == "wants"]
+    assert [dict(h)[b"mcp-session-id"] for h, _ in asked] == [b"s1", b"s2", b"s3"]
+    for headers, names in asked:
+        assert names is None or names == dict(headers), (headers, names)
+    assert asked[0][1] == dict(asked[0][0])  # (the first, started as its head was read, has its own)
+
+
 @pytest.mark.parametrize("name", list(HEADS))
 def test_the_head_by_name_handed_on_is_the_heads_headers_or_none_when_a_name_repeats(name: str) -> None:
     """The protocol reads a held request's head once into a dict by name, for ``wants``, ``start``
