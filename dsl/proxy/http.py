@@ -878,9 +878,10 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
         _held: Any = None  # (cycle, app) of a request ``held`` waits on the body of, not started yet
         _answering: Any = None  # the kick of a call answered from the callbacks (``HeldPosts.start``)
         _stopping = False  # the server is stopping: every request gets its task at once
-        # the last head read: (its scope, its headers by lower-case name, or None when a name repeats);
-        # a pipelined request starts later, when another head may have been read since
-        _names: tuple[Any, dict[bytes, bytes] | None] | None = None
+        # the last head read: (its scope, its headers by lower-case name or None when a name repeats,
+        # its target, its Expect: 100-continue); a pipelined request starts later, when another
+        # head may have been read since
+        _names: tuple[Any, dict[bytes, bytes] | None, bytes, bool] | None = None
 
         def _state(self) -> Any:
             # what h11's client state would be for the request being answered (or the next one):
@@ -965,7 +966,7 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
                 raise _Invalid
             if framed and parser.should_upgrade():
                 raise _Invalid  # llhttp would hand the body to the new protocol
-            self._names = (self.scope, names if len(names) == len(self.headers) else None)
+            self._names = (self.scope, names if len(names) == len(self.headers) else None, self.url, self.expect_100_continue)
             super().on_headers_complete()
             self._in_body = True
             url = self.url
@@ -1000,14 +1001,16 @@ def _guarded_httptools(Guarded: type, HEAD: str, BODY: str, held: HeldPosts | No
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             # (uvicorn calls this when a request's head is in, or when a queued one's turn comes)
             # (an absolute-form target or a "#" in it: the path is rewritten after this; not held)
-            url = self.url
             seen = self._names
-            names = seen[1] if seen is not None and seen[0] is cycle.scope else None  # (this request's own)
+            if seen is not None and seen[0] is cycle.scope:
+                _, names, url, expect = seen
+            else:  # a pipelined request, its turn come after later heads were read: its own scope
+                names, url, expect = None, cycle.scope.get("raw_path") or b"", cycle.waiting_for_100_continue
             if (
                 held is None
                 or self._stopping
                 or app is not self.app
-                or self.expect_100_continue
+                or expect
                 or url[:1] != b"/"
                 or b"#" in url
                 or not held.wants(cycle.scope, names)

@@ -459,6 +459,20 @@ def test_a_pipelined_request_is_never_handed_the_head_of_a_later_one() -> None:
     assert asked[0][1] == dict(asked[0][0])  # (the first, started as its head was read, has its own)
 
 
+@pytest.mark.parametrize("odd", [b"POST http://evil/mcp HTTP/1.1", b"POST /mcp#x HTTP/1.1"])
+def test_a_pipelined_request_is_held_or_not_by_its_own_target(odd: bytes) -> None:
+    """A pipelined request whose target is not a path (absolute form) or holds a ``#`` is never
+    held, as when it comes alone, even when the request read after it is an ordinary one: the
+    target judged is its own, not the last one read."""
+    plain = b"POST /mcp HTTP/1.1\r\nHost: a\r\nMcp-Session-Id: s\r\nContent-Length: 3\r\n\r\nabc"
+    strange = odd + b"\r\nHost: a\r\nMcp-Session-Id: s\r\nContent-Length: 3\r\n\r\nabc"
+    held = _HoldNames()
+    got = asyncio.run(_both([plain + strange + plain], 3, held))
+    assert [s for s, _ in got["httptools"]] == [200, 200, 200]
+    assert got["httptools"] == got["h11"]
+    assert [what for what, _, _ in held.seen] == ["wants", "start", "wants", "start"]  # (the two plain ones only)
+
+
 @pytest.mark.parametrize("name", list(HEADS))
 def test_the_head_by_name_handed_on_is_the_heads_headers_or_none_when_a_name_repeats(name: str) -> None:
     """The protocol reads a held request's head once into a dict by name, for ``wants``, ``start``
