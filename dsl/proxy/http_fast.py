@@ -118,6 +118,7 @@ _PING_INTERVAL = 15.0  # sse_starlette's default, which the SDK's event-stream r
 # a call answered from the callbacks makes the registrations it needs only once it lasts (pings,
 # deadline, the session's idle accounting): most answers of a fast server are in before this
 _LASTS = 0.002
+_IDLE_NEAR = 1.0  # a session's idle deadline this near: the call is counted in flight at once
 
 
 def _lasts() -> float:
@@ -128,7 +129,8 @@ def _lasts() -> float:
     except ValueError:
         return _LASTS
     return value if 0 < value <= 1 else _LASTS
-_IDLE_NEAR = 1.0  # a session's idle deadline this near: the call is counted in flight at once
+
+
 _SEP = "\r\n"
 
 
@@ -610,10 +612,7 @@ class HttpFastCalls:
             if flight.later is not None:
                 flight.later.cancel()
                 flight.later = None
-            if flight.idle is None:
-                flight.idle = self._in_flight(transport)
-            if flight.scope is None:
-                self._enlist(flight)
+            self._catch_up(flight, transport)
 
         def leave() -> None:
             flight.call.kick = conn.on_ready = None
@@ -879,9 +878,7 @@ class HttpFastCalls:
         transport, link, up, wire, _, version = call.ready
         flight = call.flight
         if flight is not None and flight.scope is None:  # (``answer_now``'s ``enlist`` failed: made here)
-            if flight.idle is None:
-                flight.idle = self._in_flight(transport)
-            self._enlist(flight)
+            self._catch_up(flight, transport)
         idle = self._in_flight(transport) if flight is None else flight.idle
         try:
             if call.failed is not None:
@@ -1175,6 +1172,14 @@ class HttpFastCalls:
             self.deadlines.stop(flight.timer)
             raise
         flight.scope = call.scope = scope
+
+    def _catch_up(self, flight: _Flight, transport: Any) -> None:
+        """What ``_board`` leaves that ``answer_now`` has not made yet of a flight it embarked: the
+        call counted in flight, then ``_enlist``'s registrations (each once)."""
+        if flight.idle is None:
+            flight.idle = self._in_flight(transport)
+        if flight.scope is None:
+            self._enlist(flight)
 
     def _embark(self, scope: Any, transport: Any, link: Any, rid: Any, reply: _Reply) -> _Flight:
         """``_board``'s registrations that cannot wait: in the calls table and as the session's
