@@ -67,22 +67,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _cpu_burners(request: pytest.FixtureRequest):
-    """With --stress, one busy-looping process per core for the whole session."""
-    if not request.config.getoption("--stress"):
-        yield
+_BURNERS: list[subprocess.Popen[bytes]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With --stress, one busy-looping process per core for the whole run: started once, by the
+    process that runs the tests or (under pytest-xdist, as ``.ci/run`` runs it) by the controller,
+    not once per worker, so "every core busy" means the same however the suite is run."""
+    if not config.getoption("--stress") or hasattr(config, "workerinput"):
         return
-    burners = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
-        for _ in range(os.cpu_count() or 2)
-    ]
-    try:
-        yield
-    finally:
-        for b in burners:
-            b.kill()
-            b.wait()
+    # (each burner ends itself when the run is killed and it is left to another parent)
+    burn = "import os\np = os.getppid()\nwhile os.getppid() == p:\n    for _ in range(1_000_000): pass"
+    _BURNERS.extend(
+        subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.DEVNULL) for _ in range(os.cpu_count() or 2)
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _BURNERS:
+        b = _BURNERS.pop()
+        b.kill()
+        b.wait()
 
 
 @pytest.fixture(autouse=True, scope="session")

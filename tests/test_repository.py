@@ -104,6 +104,12 @@ def test_a_copy_with_nothing_beside_it_collects_and_runs(tmp_path: Path) -> None
     assert probe.stdout.strip().startswith(str(copy)), probe.stdout
 
 
+def _test_extra() -> list[str]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]["test"]
+
+
 def test_readme_test_command_is_ci_run_and_ci_run_fails_with_pytest() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme.split("```sh\n", 1)[1].split("```", 1)[0].strip().splitlines()
@@ -112,4 +118,6 @@ def test_readme_test_command_is_ci_run_and_ci_run_fails_with_pytest() -> None:
     assert os.access(ci, os.X_OK)
     text = ci.read_text()
     assert "set -euo pipefail" in text  # a failing step fails CI
-    assert text.rstrip().splitlines()[-1] == 'exec "$PY" -m pytest -q "$@"'  # pytest's exit code is CI's
+    # pytest's exit code is CI's; two workers (the project's test extra brings pytest-xdist)
+    assert text.rstrip().splitlines()[-1] == 'exec "$PY" -m pytest -q -n 2 "$@"'
+    assert any(dep.startswith("pytest-xdist") for dep in _test_extra())
