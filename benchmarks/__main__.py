@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     machine = machine_info()
     print(f"plr benchmarks ({'quick' if cfg.quick else 'full'}): {', '.join(names)}")
-    print(f"python {machine['python']} on {machine['cpu']} × {machine['cpus']}, load {machine['loadavg_at_start']}")
+    print(f"python {machine['python']} on {machine['cpu']} × {machine['cpus']}, load {machine['loadavg_at_start']}, "
+          f"{machine['python_speed_ns']:g} ns per step of plain Python (the absolute targets move with it)")  # fmt: skip
     sections: list[Section] = []
     for name in names:
         print(f"\n-- {name} ...", flush=True)

@@ -91,6 +91,7 @@ def test_quick_run_writes_a_well_formed_result(quick_run: tuple[subprocess.Compl
     assert set(doc["summary"]) == STATUSES
     assert sum(doc["summary"].values()) == sum(len(s["rows"]) for s in doc["sections"])
     assert doc["machine"]["python"] and doc["machine"]["cpus"]
+    assert 1 < doc["machine"]["python_speed_ns"] < 100_000  # a step of plain Python takes some ns
     for section in doc["sections"]:
         assert section["rows"], section["name"]
         assert section["seconds"] >= 0
