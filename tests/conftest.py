@@ -31,6 +31,14 @@ def example_files() -> list[Path]:
     return sorted(EXAMPLES.rglob("*.plr"))
 
 
+def nested_pytest_env(**extra: str) -> dict[str, str]:
+    """The environment for a pytest run inside a test: without what an xdist worker sets for its
+    own process (syrupy, for one, takes ``PYTEST_XDIST_WORKER`` to mean it is a worker itself and
+    skips its snapshot report)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
+    return {**env, **extra}
+
+
 def run_plr(*args: str, cwd: Path | str | None = None, input: str | bytes | None = None, timeout: float = 60):
     """Run the CLI in a subprocess (as users do), returning the CompletedProcess."""
     env = dict(os.environ, NO_COLOR="1", PYTHONIOENCODING="utf-8")
@@ -88,6 +96,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         b = _BURNERS.pop()
         b.kill()
         b.wait()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _local_modules_imported() -> None:
+    """Hypothesis draws some values from the constants of the local modules imported so far (with
+    derandomize too), and which those are depends on the tests a process ran before: every module
+    of plr and its benchmarks is imported before the first test, so each test draws the same
+    examples whether the suite runs in one process, on xdist's workers, or in part."""
+    import importlib
+    import pkgutil
+
+    import benchmarks
+    import dsl
+
+    for package in (dsl, benchmarks):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if not module.name.endswith(".__main__"):
+                importlib.import_module(module.name)
 
 
 @pytest.fixture(autouse=True, scope="session")

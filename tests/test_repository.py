@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, nested_pytest_env
 
 # Absolute paths that only exist on some machine: the checkout itself, its parent, home folders.
 MACHINE_ROOTS = [r"/work/", r"/Users/[^/\s]+/", r"/root/", r"C:\\Users\\", r"/home/runner/"]
@@ -77,7 +77,7 @@ def test_a_copy_with_nothing_beside_it_collects_and_runs(tmp_path: Path) -> None
         shutil.copy2(path, dest)
     assert sorted(p.name for p in empty.iterdir()) == ["plr"]
     # the copy's own package first: imports and the `python -m dsl.cli` runs resolve inside it
-    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = nested_pytest_env(PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
     env.pop("PLR_STRESS", None)
 
     def pytest_in_copy(*args: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 
-from .conftest import SPEC_JSON, SPEC_PLR, run_plr
+from .conftest import SPEC_JSON, SPEC_PLR, nested_pytest_env, run_plr
 
 CODEX = SPEC_PLR
 
@@ -140,13 +140,13 @@ def test_pytest_plugin_collects_plr_tests(tmp_path: Path):
 
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--plr", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=nested_pytest_env(),
     )
     assert "1 failed, 4 passed" in proc.stdout, proc.stdout
     assert "expected: allow" in proc.stdout
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env=nested_pytest_env(),
     )
     assert "no tests ran" in proc.stdout
 
