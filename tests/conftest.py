@@ -185,11 +185,17 @@ class RedisServer:
 
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:  # (its port taken meanwhile, say by another worker's)
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode} on port {self.port}")
             try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.2).ping()
-                return
+                info = redis.Redis(port=self.port, socket_connect_timeout=0.2).info("server")
             except redis.exceptions.ConnectionError:
                 time.sleep(0.05)
+                continue
+            # ours, not another test's server that took this port between its runs
+            if info.get("process_id") != self.proc.pid:
+                raise RuntimeError(f"port {self.port} answers for another redis-server (pid {info.get('process_id')})")
+            return
         raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
