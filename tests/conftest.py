@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,33 @@ def nested_pytest_env(**extra: str) -> dict[str, str]:
     skips its snapshot report)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_") and k != "PYTEST_CURRENT_TEST"}
     return {**env, **extra}
+
+
+@contextmanager
+def npm_cache(cache: Path) -> Iterator[None]:
+    """Hold ``cache`` (a folder npm installs test tools into, shared by every run on the machine)
+    for this process alone: xdist's workers, or two runs of the suite, install and write there."""
+    import fcntl
+
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def npm_install(npm: str, cache: Path, name: str, *specs: str) -> None:
+    """``npm install specs`` into ``cache`` (a private package called ``name``, made if missing),
+    inside ``npm_cache``; a failure fails the test: node and npm are present, so it is an error."""
+    if not (cache / "package.json").exists():
+        (cache / "package.json").write_text(f'{{"name": "{name}", "private": true}}\n', encoding="utf-8")
+    proc = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *specs], cwd=cache, capture_output=True, timeout=240
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"npm install {' '.join(specs)} failed (node and npm are present, so this is an error, not a skip):\n"
+            + proc.stderr.decode(errors="replace")[-2000:]
+        )
 
 
 def run_plr(*args: str, cwd: Path | str | None = None, input: str | bytes | None = None, timeout: float = 60):

@@ -26,6 +26,8 @@ from dsl.lsp import words
 from dsl.pygments_lexer import PlrLexer
 from dsl.resources import grammar_text
 
+from .conftest import npm_cache, npm_install
+
 ROOT = Path(__file__).resolve().parent.parent
 EDITORS = ROOT / "editors"
 EXAMPLES = sorted((ROOT / "examples").glob("*.plr"))
@@ -204,24 +206,13 @@ def _textmate_engine() -> tuple[str, Path]:
         if os.environ.get("PLR_SKIP_NODE") == "1":
             pytest.skip("node/npm not installed and PLR_SKIP_NODE=1")
         pytest.fail("node and npm are not installed: .ci/run installs them (apt-get install nodejs npm; macOS: brew install node)")
-    import fcntl
-
     modules = NPM_CACHE / "node_modules"
-    NPM_CACHE.mkdir(parents=True, exist_ok=True)
-    # one process at a time (xdist's workers, or two runs of the suite) installs and writes here
-    with open(NPM_CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with npm_cache(NPM_CACHE):
         if not all((modules / v.rsplit("@", 1)[0] / "package.json").exists() for v in TEXTMATE_VERSIONS):
-            if not (NPM_CACHE / "package.json").exists():
-                (NPM_CACHE / "package.json").write_text('{"name": "plr-test-textmate", "private": true}\n', encoding="utf-8")
-            proc = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *TEXTMATE_VERSIONS],
-                cwd=NPM_CACHE, capture_output=True, timeout=240,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                pytest.fail(f"npm install {' '.join(TEXTMATE_VERSIONS)} failed:\n{proc.stderr.decode(errors='replace')[-2000:]}")
-        if not (NPM_CACHE / "tokenize.js").exists() or (NPM_CACHE / "tokenize.js").read_text(encoding="utf-8") != TOKENIZE_JS:
-            (NPM_CACHE / "tokenize.js").write_text(TOKENIZE_JS, encoding="utf-8")
+            npm_install(npm, NPM_CACHE, "plr-test-textmate", *TEXTMATE_VERSIONS)
+        tokenize = NPM_CACHE / "tokenize.js"
+        if not tokenize.exists() or tokenize.read_text(encoding="utf-8") != TOKENIZE_JS:
+            tokenize.write_text(TOKENIZE_JS, encoding="utf-8")
     return node, NPM_CACHE
 
 

@@ -6,7 +6,6 @@ Nothing here mocks MCP: the tests drive the SDK's ``Client`` against ``python -m
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, npm_cache, npm_install
 
 HERE = Path(__file__).resolve().parent
 FAKE_SERVER = HERE / "servers" / "fake_codex.py"
@@ -246,23 +245,6 @@ def _node_tools() -> tuple[str, str] | None:
     return node, npm
 
 
-def _install_server_memory(npm: str, entry: Path) -> None:
-    """``npm install`` the memory server into the cache dir unless it is there (under its lock)."""
-    if entry.exists():
-        return
-    if not (NPM_CACHE / "package.json").exists():
-        (NPM_CACHE / "package.json").write_text('{"name": "plr-test-npm-cache", "private": true}\n')
-    proc = subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", f"@modelcontextprotocol/server-memory@{SERVER_MEMORY_VERSION}"],
-        cwd=str(NPM_CACHE), capture_output=True, timeout=240,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        pytest.fail(
-            "npm install @modelcontextprotocol/server-memory failed (node and npm are present, so this is "
-            f"an error, not a skip):\n{proc.stderr.decode(errors='replace')[-2000:]}"
-        )
-
-
 @pytest.fixture(scope="session")
 def server_memory() -> list[str]:
     """The command line of ``@modelcontextprotocol/server-memory``, installed once into a cache dir."""
@@ -275,10 +257,9 @@ def server_memory() -> list[str]:
     node, npm = tools
     pkg = NPM_CACHE / "node_modules" / "@modelcontextprotocol" / "server-memory"
     entry = pkg / "dist" / "index.js"
-    NPM_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(NPM_CACHE / ".lock", "w") as lock:  # one process at a time installs (xdist's workers)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        _install_server_memory(npm, entry)
+    with npm_cache(NPM_CACHE):
+        if not entry.exists():
+            npm_install(npm, NPM_CACHE, "plr-test-npm-cache", f"@modelcontextprotocol/server-memory@{SERVER_MEMORY_VERSION}")
     if not entry.exists():
         # the package layout changed: fall back to its declared bin
         meta = json.loads((pkg / "package.json").read_text())
