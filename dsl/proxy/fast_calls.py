@@ -82,6 +82,7 @@ class _Call:
     deadline: float = 0.0  # loop time at which it expires
     paused: bool = False
     done: bool = False
+    noted: bool = False  # its answer noted (``Decisions.answered``) by ``finish_now`` already
 
 
 class FastCalls:
@@ -225,7 +226,8 @@ class FastCalls:
             self.decisions.answered(call.decision, took, error=mapped)
             await self._error(call, mapped)
             return
-        self.decisions.answered(call.decision, took, result=result)
+        if not call.noted:
+            self.decisions.answered(call.decision, took, result=result)
         if shaped is not None:
             await call.front.reply_frame(client_frame(call.front_id, shaped), call.front_id)
             return
@@ -242,10 +244,16 @@ class FastCalls:
             result, shaped = self._upstream_result(message.result, call.version)
         except Exception:  # noqa: BLE001 - an error to map: finish's
             return False
-        if shaped is None or not call.front.reply_now(client_frame(call.front_id, shaped), call.front_id):
+        if shaped is None:
+            return False
+        # noted before the client has its answer, as ``finish`` notes it: a refund (read by other
+        # processes through a shared limit store) or the server's time (read by a metrics scrape)
+        # is there by the time the client can act on the answer
+        self.decisions.answered(call.decision, took, result=result)
+        if not call.front.reply_now(client_frame(call.front_id, shaped), call.front_id):
+            call.noted = True  # (``finish``, which takes it from here, does not note it again)
             return False
         self._settle(call)
-        self.decisions.answered(call.decision, took, result=result)
         self.answered_now += 1
         return True
 
