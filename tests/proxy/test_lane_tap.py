@@ -208,3 +208,69 @@ def test_a_blocking_pipe_or_a_file_is_never_written_this_way(tmp_path: Any) -> N
     finally:
         for x in (r, w, fd):
             os.close(x)
+
+
+# -- the note of an answer comes before the client has it ---------------------------------------
+
+
+class _Events:
+    """One log of what the fast path did, in order: its notes and its writes to the client."""
+
+    def __init__(self, takes: bool) -> None:
+        self.log: list[str] = []
+        self.takes = takes  # does the client's pipe take the answer at once?
+
+    # Decisions
+    def answered(self, d: Any, seconds: float, *, error: Any = None, result: Any = None) -> None:
+        self.log.append("noted")
+
+    # the stdio front's reader
+    def reply_now(self, frame: bytes, rid: Any) -> bool:
+        self.log.append("written" if self.takes else "refused")
+        return self.takes
+
+    async def reply_frame(self, frame: bytes, rid: Any) -> None:
+        self.log.append("written later")
+
+    # FrontSessions
+    def fast_call_ended(self) -> None:
+        pass
+
+
+def _fast_call(events: _Events) -> tuple[Any, Any, Any]:
+    from types import SimpleNamespace
+
+    from mcp import types
+
+    from dsl.proxy.fast_calls import FastCalls, _Call as FastCall, _key
+
+    fast = FastCalls.__new__(FastCalls)
+    fast.decisions = events
+    fast.sessions = events
+    fast.shared = SimpleNamespace(client=None, restarting=False)
+    fast.by_front = {}
+    fast.answered_now = 0
+    call = FastCall(owner=fast, front=events, front_id=7, up_id=5, lane=UpstreamLane(), tool="t", version="2025-06-18", decision=object())
+    fast.by_front[_key(7)] = call
+    answer = types.JSONRPCResponse(jsonrpc="2.0", id=5, result={"content": [{"type": "text", "text": "x"}], "isError": True})
+    return fast, call, answer
+
+
+def test_an_answer_written_at_once_is_noted_before_the_client_has_it() -> None:
+    """A refund (read by other processes through a shared limit store) and the server's time (read
+    by a metrics scrape) must be there by the time the client can act on the answer."""
+    events = _Events(takes=True)
+    fast, call, answer = _fast_call(events)
+    assert fast.finish_now(call, answer)
+    assert events.log == ["noted", "written"]
+    assert call.done and fast.answered_now == 1 and not fast.by_front
+
+
+def test_an_answer_the_pipe_refuses_is_noted_once_and_finished_by_the_task() -> None:
+    events = _Events(takes=False)
+    fast, call, answer = _fast_call(events)
+    assert not fast.finish_now(call, answer)
+    assert events.log == ["noted", "refused"] and not call.done
+    anyio.run(fast.finish, call, answer)
+    assert events.log == ["noted", "refused", "written later"]  # not noted twice: one refund only
+    assert call.done and fast.answered_now == 0
