@@ -166,16 +166,69 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
+    """Wait until ``proc`` (or, without it, anything) listens on ``port``.
+
+    With two workers, a port ``free_port`` found free can be taken by the other worker's server
+    before ours binds it: answering is then not enough, the listener must be ``proc``'s own (or
+    its child's), or the test would talk to another test's server."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited early with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
+        owners = listening_pids(port)
+        if owners is None:  # no /proc: answering is all we can see
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                pass
+        elif owners and (proc is None or any(_descends_from(pid, proc.pid) for pid in owners)):
+            return
+        elif owners:
+            raise RuntimeError(f"127.0.0.1:{port} is taken by another process (pids {sorted(owners)}), not {proc.pid}")
+        time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def listening_pids(port: int) -> set[int] | None:
+    """The pids holding a listening TCP socket on ``port`` (None where /proc cannot tell)."""
+    inodes: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                        inodes.add(f"socket:[{cols[9]}]")
+    except OSError:
+        return None
+    pids: set[int] = set()
+    if not inodes:
+        return pids
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            for fd in os.scandir(f"/proc/{entry.name}/fd"):
+                if os.readlink(fd.path) in inodes:
+                    pids.add(int(entry.name))
+                    break
+        except OSError:  # gone, or not ours to read
+            continue
+    return pids
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])  # the parent's pid
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
