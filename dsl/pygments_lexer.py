@@ -13,7 +13,7 @@ This module needs Pygments (not a dependency of plr: it is imported only by Pygm
 
 from __future__ import annotations
 
-from pygments.lexer import RegexLexer, bygroups, words
+from pygments.lexer import RegexLexer, bygroups
 from pygments.token import (
     Comment,
     Error,

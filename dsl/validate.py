@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .vocab import (
-    parse_path,
     NAME_RE,
     PATH_ROOTS,
     LIST_OPS,

@@ -17,7 +17,7 @@ from dsl.compiler import compile_source
 from dsl.errors import PlrError
 from dsl.policy import Policy, load_policy
 
-from .conftest import EXAMPLES, ROOT, SPEC_JSON, SPEC_PLR
+from .conftest import EXAMPLES, ROOT, SPEC_PLR
 
 CORPUS = [p.read_text() for p in sorted(EXAMPLES.glob("*.plr"))] + [
     SPEC_PLR.read_text(),

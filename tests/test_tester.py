@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 
-from .conftest import SPEC_JSON, SPEC_PLR, nested_pytest_env, run_plr
+from .conftest import SPEC_PLR, nested_pytest_env, run_plr
 
 CODEX = SPEC_PLR
 

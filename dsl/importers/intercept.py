@@ -117,7 +117,7 @@ class _Importer:
         package = _PACKAGE_BAD.sub("_", self.name).strip("_") or "imported"
         if not package[0].isalpha():
             package = "p_" + package
-        self.out.append(f"# imported from an Intercept policy by `plr import intercept`")
+        self.out.append("# imported from an Intercept policy by `plr import intercept`")
         if isinstance(doc.get("description"), str):
             self.out.append(f"# {doc['description']}")
         self.out += [f"package {package}", ""]

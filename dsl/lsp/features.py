@@ -655,7 +655,7 @@ def _tool_hover(result: RootResult | None, tool: str) -> str:
     else:
         doc = policy.to_dict()
         if "*" in doc.get("hide", []) or tool in doc.get("hide", []):
-            out.append(f"\n**Compiled**: hidden (`\"hide\"`): every call is denied and `tools/list` leaves it out.")
+            out.append("\n**Compiled**: hidden (`\"hide\"`): every call is denied and `tools/list` leaves it out.")
         elif tool in doc.get("tools", {}):
             entry = json.dumps(doc["tools"][tool], indent=2, ensure_ascii=False)
             out.append(f"\n**Compiled** (`tools[\"{tool}\"]`):\n```json\n{_clip(entry)}\n```")

@@ -66,7 +66,7 @@ async def serve(
     ``policy_poll``: with ``--watch``, how often a URL or Redis policy source is re-read.
     ``http_front``: with ``listen``, the HTTP front's guards (Host checks, timeouts, caps).
     """
-    from mcp import Client, StdioServerParameters
+    from mcp import StdioServerParameters
 
     proxy = Proxy(options, loaded, transport="http" if listen else "stdio")
     params: StdioServerParameters | None = None

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 
 from dsl.console.app import ConsoleConfig, create_app, is_public, public
 from dsl.console.security import ConsoleGuard

@@ -97,7 +97,7 @@ def closed_by_server(socks: list[socket.socket]) -> int:
         if not select.select([s], [], [], 0)[0]:
             continue
         try:
-            while chunk := s.recv(65536, socket.MSG_DONTWAIT):
+            while s.recv(65536, socket.MSG_DONTWAIT):
                 pass
             n += 1  # b"": EOF
         except BlockingIOError:

@@ -19,7 +19,6 @@ from mcp import Client
 from mcp.client.stdio import stdio_client
 
 from .conftest import CODEX_SERVER, ProxySetup, run_proxy_cli
-from .helpers import text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
