@@ -23,6 +23,7 @@ How a client is made and how failures are reported (``RedisHealth``: Redis unrea
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import uuid
@@ -67,8 +68,9 @@ end
 """
 
 # KEYS: counter keys. ARGV[1]: now in seconds or "" to use Redis TIME; ARGV[2]: member id ("" to
-# peek: answer without recording); then per key: max, window. Returns nil when admitted, else
-# {retry_after, index}.
+# peek: answer without recording); then per key: max, window. Returns 'admitted' when admitted,
+# else {retry_after, index}. (An explicit word, not nil: a reply that is neither, say a
+# Redis-speaking proxy's empty answer, must read as a failure, never as room left.)
 _ACQUIRE = _PRELUDE + """
 local worst, which = -1, -1
 for i, key in ipairs(KEYS) do
@@ -85,14 +87,14 @@ end
 if which >= 0 then
   return {g(worst), which}
 end
-if ARGV[2] == '' then return false end  -- a peek: room everywhere, nothing recorded
+if ARGV[2] == '' then return 'admitted' end  -- a peek: room everywhere, nothing recorded
 local at = g(now)
 for i, key in ipairs(KEYS) do
   local window = tonumber(ARGV[2 + 2 * i])
   redis.call('ZADD', key, at, ARGV[2] .. ':' .. i)
   redis.call('PEXPIRE', key, math.ceil(window * 1000))
 end
-return false
+return 'admitted'
 """
 
 
@@ -107,7 +109,8 @@ return false
 #
 # KEYS[1]: the sequence counter; KEYS[1 + i]: entry i's key. ARGV[1]: now in seconds or "" for
 # Redis TIME; ARGV[2]: the token; then per entry: max, window, amount ("" for a plain counter).
-# Returns nil when admitted (everything recorded), else {wait, index, left} (nothing recorded).
+# Returns 'admitted' when admitted (everything recorded), else {wait, index, left} (nothing
+# recorded).
 _SPEND = _PRELUDE + """
 local n = #KEYS - 1
 local worst, which, left = -1, -1, 0
@@ -166,7 +169,7 @@ for i = 1, n do
   end
   redis.call('PEXPIRE', key, math.ceil(window * 1000))
 end
-return false
+return 'admitted'
 """
 
 # KEYS: ledger keys; ARGV[1]: the token. Forgets what ``spend`` recorded under it (the members
@@ -183,6 +186,25 @@ for _, key in ipairs(KEYS) do
 end
 return gone
 """
+
+
+def _admitted(res: Any) -> bool:
+    """The limit scripts' word for room left: nothing else admits a call."""
+    return res == b"admitted" or res == "admitted"
+
+
+def _refusal(res: Any, size: int, entries: int, script: str) -> tuple[float, ...]:
+    """A limit script's refusal, ``{wait, index[, left]}``, read strictly: any other answer (nil,
+    0, an empty list, a number out of range) fails closed with ``StateUnavailable``."""
+    try:
+        if not isinstance(res, (list, tuple)) or len(res) != size:
+            raise ValueError(f"{res!r:.80}")
+        out = tuple(float(_s(x)) for x in res)  # type: ignore[arg-type]
+        if not all(math.isfinite(x) for x in out) or out[0] < 0 or out[1] != int(out[1]) or not 0 <= out[1] < entries:
+            raise ValueError(f"{res!r:.80}")
+    except (TypeError, ValueError) as e:  # an answer we do not understand: fail closed
+        raise StateUnavailable(f"redis: unexpected answer from the {script} script: {e}") from None
+    return out
 
 
 def _num(x: float) -> str:
@@ -229,13 +251,10 @@ class RedisLimitStore:
         for _key, mx, window in keys:
             args += [int(mx), float(window)]
         res = self._health.run(self._script, keys=[self._prefix + k for k, _, _ in keys], args=args)
-        if not res:
+        if _admitted(res):
             return None
-        try:
-            retry, index = res
-            return (float(retry), int(index))
-        except (TypeError, ValueError) as e:  # an answer we do not understand: fail closed
-            raise StateUnavailable(f"redis: unexpected answer from the limit script: {e}") from None
+        retry, index = _refusal(res, 2, len(keys), "limit")[:2]
+        return (retry, int(index))
 
     def spend(
         self, entries: Sequence[tuple[str, float, float, float | None]], now: float, token: str
@@ -246,13 +265,10 @@ class RedisLimitStore:
             args += [_num(mx), _num(window), "" if amount is None else _num(amount)]
         keys = [self._prefix + "\x00seq", *(self._prefix + e[0] for e in entries)]
         res = self._health.run(self._spend, keys=keys, args=args)
-        if not res:
+        if _admitted(res):
             return None
-        try:
-            wait, index, left = res
-            return (float(wait), int(index), float(left))
-        except (TypeError, ValueError) as e:  # an answer we do not understand: fail closed
-            raise StateUnavailable(f"redis: unexpected answer from the spend script: {e}") from None
+        wait, index, left = _refusal(res, 3, len(entries), "spend")
+        return (wait, int(index), left)
 
     def refund(self, keys: Sequence[str], token: str) -> None:
         """See ``LimitStore.refund``."""
