@@ -9,6 +9,7 @@ time. A hot reload swaps one ``_Prepared`` for another in a single assignment.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -202,13 +203,28 @@ def _amount_text(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
+def _counting(lim: Data) -> str:
+    """How a limit counts, in its counters' key: the proxies of a machine share one limits file
+    (and a fleet one Redis), and a store forgets a key's hits by the window of the call at hand.
+    Two policies' limits that count alike share their counters, as they should (one agent's
+    calls through two proxies); two that count otherwise never do, so a `per second` limit
+    cannot forget the hits of another policy's `per day` limit, nor a count mix with amounts."""
+    kind = "s" if lim.get("of") is not None else "r" if lim.get("refund") == "error" else "c"
+    sig = f"{kind}{float(lim['window'])!r}"
+    if lim.get("calendar") is not None:
+        sig += f"\x01{lim['calendar']}\x01{lim.get('tz')}"
+    if lim.get("of") is not None:
+        sig += f"\x01{json.dumps(lim['of'], sort_keys=True)}"
+    return sig
+
+
 def _prepare_limit(lim: Data, prefix: str) -> _Lim:
     per = lim["per"]
     cond = lim.get("if")
     of = lim.get("of")
     refund = lim.get("refund") == "error"
     return _Lim(
-        prefix=f"{prefix}\x00{per}\x00",
+        prefix=f"{prefix}\x00{_counting(lim)}\x00{per}\x00",
         scope=_SCOPE_INDEX[per],
         max=lim["max"],
         window=float(lim["window"]),

@@ -136,3 +136,44 @@ def test_the_window_edge_is_exact_at_a_real_timestamp(limit_store) -> None:  # t
     assert r is not None and r[0] == pytest.approx(0.00001, abs=1e-6)
     clock.now = 1_700_000_000.123456 + 0.3
     assert store.spend([("k", 1.0, 0.3, 1.0)], clock.now, "c") == want.spend([("k", 1.0, 0.3, 1.0)], clock.now, "c")
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "limit all tools to 1000 per second per identity",  # a shorter window
+        "limit all tools to 1000 per calendar day per identity",
+        "limit all tools to 1000 per second per identity refund on error",
+        "limit all tools to 1000 of args.n per second per identity",  # amounts, not calls
+    ],
+)
+def test_two_policies_limits_that_count_otherwise_share_no_counter(limit_store, other: str) -> None:  # type: ignore[no-untyped-def]
+    """The proxies of a machine share one limits file (a fleet one Redis). A store forgets a
+    key's hits by the window of the call at hand, so another policy's limit at the same place
+    (the first limit on every tool) counting over a shorter window must not share its counter:
+    it would forget this policy's hits, and a daily cap would let through a call a second."""
+    from dsl.compiler import compile_source
+    from dsl.engine import Engine
+
+    clock = Clock()
+    store = limit_store(clock)
+    daily = Engine(compile_source("default allow\nlimit all tools to 3 per day per identity\n"), clock=clock, store=store)
+    busy = Engine(compile_source(f"default allow\n{other}\n"), clock=clock, store=store)
+    allowed = 0
+    for _ in range(10):
+        allowed += daily.decide("anything", {"n": 1}, identity="alice").effect == "allow"
+        clock.now += 1.05
+        busy.decide("other", {"n": 1}, identity="alice")
+    assert allowed == 3
+
+
+def test_two_policies_limits_that_count_alike_share_their_counter(limit_store) -> None:  # type: ignore[no-untyped-def]
+    """One agent's calls through two proxies of one machine count together, as before."""
+    from dsl.compiler import compile_source
+    from dsl.engine import Engine
+
+    clock = Clock()
+    store = limit_store(clock)
+    policy = "default allow\nlimit all tools to 3 per day per identity\n"
+    one, two = (Engine(compile_source(policy), clock=clock, store=store) for _ in range(2))
+    assert [e.decide("t", {}, identity="alice").effect for e in (one, two, one, two)] == ["allow"] * 3 + ["deny"]
