@@ -396,6 +396,8 @@ def _announce(o: ProxyCommandOptions, cmd: list[str], loaded: Any, audit_path: P
         click.echo(terminal_text(f"plr proxy: policy warning: {w.location()}: {w.message}"), err=True)
     if shared is not None and shared.ping():
         click.echo(terminal_text(f"plr proxy: limit counters shared in redis at {shared.display}"), err=True)
+        if (risk := shared.eviction_risk()) is not None:
+            click.echo(terminal_text(f"plr proxy: warning: {risk}"), err=True)
     # else: the state's health monitor has said it is unreachable; calls needing it are denied until it returns
     if o.approval in ("queue", "auto"):
         where, hint = queue_location(shared, o.approvals_db, audit_path)

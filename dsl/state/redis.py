@@ -586,6 +586,31 @@ class RedisState:
         except StateUnavailable:
             return False
 
+    def eviction_risk(self) -> str | None:
+        """What to tell the operator when this Redis may evict plr's keys (None: it will not, or
+        it does not say). A Redis with ``maxmemory`` and any policy but ``noeviction`` drops keys
+        when full, counters (which all expire, so the ``volatile-*`` policies take them first) and
+        approvals alike: a limit whose counter vanished lets calls through again."""
+        try:
+            info = self.health.run(self.client.info, "memory")
+        except StateUnavailable:
+            return None
+        if not isinstance(info, dict):
+            return None
+        try:
+            limit = int(info.get("maxmemory") or 0)
+        except (TypeError, ValueError):
+            return None
+        policy = _s(info.get("maxmemory_policy")) or "noeviction"
+        if limit <= 0 or policy == "noeviction":
+            return None
+        return (
+            f"redis at {self.display} evicts keys when full (maxmemory {limit}, maxmemory-policy {policy}): "
+            "limit counters and approval requests can vanish, and a limit whose counter vanished lets calls "
+            "through again; set `maxmemory-policy noeviction` (a full Redis then refuses writes, and plr "
+            "denies the calls that need it)"
+        )
+
     def close(self) -> None:
         try:
             self.client.close()

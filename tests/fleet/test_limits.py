@@ -122,3 +122,39 @@ def _wall(ts: str) -> float:
     import datetime as dt
 
     return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("maxmemory", "policy", "warned"),
+    [
+        ("0", "noeviction", False),  # redis-server's defaults
+        ("0", "allkeys-lru", False),  # no memory limit: nothing is ever evicted
+        ("100mb", "noeviction", False),
+        ("100mb", "allkeys-lru", True),
+        ("100mb", "volatile-ttl", True),  # every counter has a TTL: these take them first
+    ],
+)
+def test_a_redis_that_may_evict_plrs_keys_is_named(redis_server, maxmemory: str, policy: str, warned: bool) -> None:
+    from dsl.state.redis import RedisState
+
+    client = redis_server.client()
+    client.config_set("maxmemory", maxmemory)
+    client.config_set("maxmemory-policy", policy)
+    state = RedisState(redis_server.url)
+    try:
+        risk = state.eviction_risk()
+    finally:
+        state.close()
+    assert (risk is not None) == warned
+    if warned:
+        assert f"maxmemory-policy {policy}" in risk and "noeviction" in risk
+
+
+def test_the_proxy_warns_at_start_of_a_redis_that_may_evict(tmp_path: Path, redis_server) -> None:
+    client = redis_server.client()
+    client.config_set("maxmemory", "100mb")
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    policy = tmp_path / "policy.plr"
+    policy.write_text(LIMIT_POLICY)
+    with replicas(tmp_path, str(policy), "--state", redis_server.url, n=1) as (a,):
+        a.wait_stderr("evicts keys when full (maxmemory 104857600, maxmemory-policy allkeys-lru)")
