@@ -1,8 +1,10 @@
 """The console's web application (starlette): pages, fragments, server-sent events, decisions.
 
 The pages are rendered on the server (``render``); ``static/console.js`` only swaps in fresh
-fragments when ``/events`` says something changed, counts down expiries and keeps the page's
-place. Without JavaScript every page still works (forms post, the server redirects back).
+fragments when ``/events`` says something changed (never moving the approvals list under the
+pointer, see its header), counts down expiries and keeps the page's place. Without JavaScript
+every page still works (forms post the id of the request they were rendered in, the server
+redirects back).
 
 A decision (``POST /approvals/ID``) is the queue's own ``answer`` with the signed-in identity as
 ``who``: exactly `plr approvals grant/deny`, so the waiting call proceeds or is denied at once.
@@ -183,6 +185,13 @@ def create_app(cfg: ConsoleConfig) -> Any:
             return PlainTextResponse("plr console: decision must be grant or deny", status_code=400)
         aid = request.path_params["aid"]
         note = (form.get("note") or "").strip()[:1000] or None
+        if decision == "grant":
+            # the page disables Approve for a request whose arguments it cannot show whole; a
+            # form posted anyway (an old page, a script) is refused here, before the queue is touched
+            a, _ = await anyio.to_thread.run_sync(cfg.queue.get, aid)
+            hidden = render.hidden_args(a.args) if a is not None else None
+            if hidden is not None:
+                return PlainTextResponse(f"plr console: not approved: {hidden}", status_code=409)
         try:
             await anyio.to_thread.run_sync(cfg.queue.answer, aid, decision == "grant", note, identity)
         except Exception:  # noqa: BLE001 - the page that follows reads the queue and says what it holds

@@ -16,11 +16,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from ..proxy.approvals import SHOWN_MAX, args_cut
 from ..vocab import terminal_text
 from ..audit_filters import FIELDS, AuditFilter, is_decision
 from .counts import EFFECTS, counts_over_time, counts_per_tool
 
-__all__ = ["esc", "page", "approvals_fragment", "audit_fragment", "policy_page", "login_page", "json_html"]
+__all__ = ["esc", "page", "approvals_fragment", "hidden_args", "audit_fragment", "policy_page", "login_page", "json_html"]
 
 FOLD_AT = 200  # a string value longer than this is folded (its start shown, the rest one click away)
 AUDIT_ROWS = 500  # the newest matching records listed (the chart and counts use every one kept)
@@ -76,12 +77,33 @@ def json_html(value: Any, indent: int = 0) -> str:
     return f'<span class="{cls}">{esc(text)}</span>'
 
 
-def _args_html(args_text: str) -> str:
+def hidden_args(args_text: str) -> str | None:
+    """Why the approver cannot see the whole arguments of a request (None: they can). The
+    console shows the reason in red above them and does not approve such a request."""
+    cut = args_cut(args_text)
+    if cut is not None:
+        return (
+            f"arguments cut at {SHOWN_MAX:,} characters: {cut:,} more characters not shown. The arguments "
+            "are sorted by name, so any argument after the cut is not on this page at all. Do not approve "
+            "what you cannot see: Approve is disabled; deny it, or have the call made with smaller arguments."
+        )
     try:
-        value = json.loads(args_text)
-    except ValueError:  # cut at the queue's bound (its note says how much is missing): shown as text
+        json.loads(args_text)
+    except (ValueError, RecursionError):
+        return (
+            "the arguments cannot be read as JSON: what would run is not shown here. Do not approve what "
+            "you cannot see: Approve is disabled; deny it."
+        )
+    return None
+
+
+def _args_html(args_text: str, hidden: str | None) -> str:
+    if hidden is not None:  # cut at the queue's bound (or unreadable): the raw text, under a warning
+        return f'<p class="error args-hidden" role="alert"><strong>{esc(hidden)}</strong></p><pre class="args">{esc(args_text)}</pre>'
+    try:
+        return f'<pre class="args">{json_html(json.loads(args_text))}</pre>'
+    except RecursionError:  # nested deeper than the page can draw: as text (still whole)
         return f'<pre class="args">{esc(args_text)}</pre>'
-    return f'<pre class="args">{json_html(value)}</pre>'
 
 
 # --- the page around every view -----------------------------------------------------------------
@@ -104,6 +126,7 @@ def page(title: str, body: str, *, csrf: str, active: str, who: str | None, bann
 <header class="top"><strong>plr console</strong><nav>{nav}</nav>{user}<span id="live" class="live" aria-live="polite"></span></header>
 {banner}
 <main>{body}</main>
+<div id="queue-changed" class="queue-changed" role="status" aria-live="polite" hidden></div>
 </body></html>"""
 
 
@@ -126,15 +149,29 @@ def _request(a: Any, csrf: str, now: float) -> str:
     ]
     dl = "".join(f"<dt>{k}</dt><dd>{esc(v) if v else '<span class=none>—</span>'}</dd>" for k, v in rows)
     aid = esc(a.id)
+    hidden = hidden_args(a.args)
+    if hidden is None:
+        approve = '<button type="submit" name="decision" value="grant" class="approve">Approve</button>'
+    else:  # disabled in the markup (no script needed), and refused by the server too
+        approve = (
+            '<button type="submit" name="decision" value="grant" class="approve" disabled data-held="args" '
+            'title="the arguments are not all shown">Approve</button>'
+            '<span class="held">Approve is disabled: the arguments are not all shown</span>'
+        )
+    # the form posts the id this request was rendered with: a click answers the request it is in.
+    # Its first submit button is a disabled one: the browser's default button, which Enter in the
+    # note field would press. So Enter answers nothing (it would have pressed Approve while the
+    # approver typed a reason to deny), with or without the script.
     return f"""<article class="request" id="req-{aid}" data-id="{aid}" aria-label="request {aid}">
 <header><h3><code class="tool">{esc(a.tool)}</code></h3>
 <span class="age">filed {_span(now - a.created)} ago</span>
 <span class="expires" data-expires="{a.expires:.3f}">expires in {_span(a.expires - now)}</span> <span class="age">({_when(a.expires)})</span></header>
 <dl>{dl}</dl>
-<h4>arguments</h4>{_args_html(a.args)}
+<h4>arguments</h4>{_args_html(a.args, hidden)}
 <form method="post" action="/approvals/{quote(a.id, safe='')}" class="decide">{_csrf_input(csrf)}
+<button type="submit" class="no-enter" disabled hidden tabindex="-1" aria-hidden="true"></button>
 <label>Note <input type="text" name="note" maxlength="1000" placeholder="optional: why"></label>
-<button type="submit" name="decision" value="grant" class="approve">Approve</button>
+{approve}
 <button type="submit" name="decision" value="deny" class="deny">Deny</button>
 </form></article>"""
 
@@ -153,22 +190,29 @@ def _answered_row(a: Any) -> str:
 
 
 def approvals_fragment(view: Any, csrf: str, *, now: float | None = None, notice: str = "") -> str:
-    """The pending requests (newest first) with their buttons, then the recently answered ones."""
+    """The pending requests (oldest first: a new one is added below, never above the one the
+    approver is reading) with their buttons, then the recently answered ones.
+
+    The parts ``static/console.js`` updates on its own have ids: ``pending-head`` (the count),
+    ``pending-list`` (one ``article.request`` per request, ``data-id`` its id) and ``answered``."""
     now = time.time() if now is None else now
     parts = [notice]
     if view.error:
         parts.append(f'<p class="error" role="alert">{esc(view.error)}</p>')
     parts.append(f'<p class="where">queue: <code>{esc(view.where)}</code></p>')
     if not view.error:
+        parts.append(f'<h2 id="pending-head">Pending ({len(view.pending)})</h2>')
         if view.pending:
-            parts.append(f"<h2>Pending ({len(view.pending)})</h2>")
-            parts += [_request(a, csrf, now) for a in view.pending]
+            items = "\n".join(_request(a, csrf, now) for a in view.pending)
         else:
-            parts.append('<h2>Pending (0)</h2><p class="empty">No call is waiting for a human.</p>')
+            items = '<p class="empty">No call is waiting for a human.</p>'
+        parts.append(f'<div id="pending-list">{items}</div>')
+        answered = ""
         if view.recent:
             head = "<tr><th>id</th><th>tool</th><th>status</th><th>decided by</th><th>decided at</th><th>note</th><th>identity</th><th>filed</th></tr>"
             rows = "".join(_answered_row(a) for a in view.recent)
-            parts.append(f"<h2>Answered and expired</h2><table class=done>{head}{rows}</table>")
+            answered = f"<h2>Answered and expired</h2><table class=done>{head}{rows}</table>"
+        parts.append(f'<div id="answered">{answered}</div>')
     return "\n".join(parts)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..state.base import StateUnavailable
+from ..state.sqlite import NotAQueue
 
 __all__ = ["QueueSource", "QueueView", "AuditTail", "PolicyView", "load_policy_view"]
 
@@ -26,7 +27,7 @@ RECENT_ANSWERED = 50  # answered/expired requests the page lists under the pendi
 
 @dataclass(frozen=True)
 class QueueView:
-    """One look at the queue: pending requests (newest first), recent others, or why not."""
+    """One look at the queue: pending requests (oldest first), recent others, or why not."""
 
     pending: list[Any] = field(default_factory=list)
     recent: list[Any] = field(default_factory=list)
@@ -65,15 +66,23 @@ class QueueSource:
         return self._queue
 
     def view(self) -> QueueView:
-        """Pending (newest first) and recently answered requests; ``error`` when unreachable."""
+        """Pending (oldest first: a new request is listed below the ones the approver is
+        reading, never pushing them down) and recently answered requests; ``error`` when
+        unreachable."""
         try:
             q = self._open()
-            pending = sorted(q.list(), key=lambda a: a.created, reverse=True)
+            pending = sorted(q.list(), key=lambda a: (a.created, a.id))
             done = [a for a in q.list(include_done=True, limit=RECENT_ANSWERED + len(pending)) if a.status != "pending"]
         except FileNotFoundError:
             return QueueView(
                 error=f"no approval queue at {self.where} yet: the proxy creates it when it first asks for an "
                 "approval (check that this is the file `plr proxy` named when it started)",
+                where=self.where,
+            )
+        except NotAQueue as e:  # an SQLite file of something else (limits.sqlite?): left as it is
+            return QueueView(
+                error=f"not an approval queue: {self.where} ({e.why}); "
+                "check that this is the file `plr proxy` named when it started",
                 where=self.where,
             )
         except Exception as e:  # noqa: BLE001 - the page says why; it never pretends the queue is empty

@@ -8,9 +8,10 @@ show the call's arguments through the helpers here.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-__all__ = ["short_args", "cut_marked", "args_for_display", "SHOWN_MAX"]
+__all__ = ["short_args", "cut_marked", "args_for_display", "args_cut", "SHOWN_MAX"]
 
 
 def short_args(args_text: str, limit: int = 120) -> str:
@@ -25,11 +26,34 @@ def short_args(args_text: str, limit: int = 120) -> str:
 SHOWN_MAX = 65536
 
 
+_CUT_NOTE = " … [{n} more characters not shown: decline unless you know what they are]"
+_CUT_AT_END = re.compile(r" … \[([1-9][0-9]*) more characters not shown: decline unless you know what they are\]\Z")
+
+
 def cut_marked(text: str, limit: int) -> str:
     """``text``, or its first ``limit`` characters and a note of how many more it has."""
     if len(text) <= limit:
         return text
-    return f"{text[:limit]} … [{len(text) - limit} more characters not shown: decline unless you know what they are]"
+    return text[:limit] + _CUT_NOTE.format(n=len(text) - limit)
+
+
+def args_cut(args_text: str, limit: int = SHOWN_MAX) -> int | None:
+    """How many characters of the call's arguments ``args_for_display`` cut from ``args_text``
+    (its stored form), or None when nothing was cut.
+
+    Unambiguous, and not for the arguments to fake: whole arguments are JSON, and a cut text never
+    is (its first ``limit`` characters end inside the JSON object and its note holds no quote, so
+    it cannot close a string either); a cut text is exactly ``limit`` characters and then the note.
+    So a value that ends with a copy of the note is still JSON (not cut), and a cut is always seen.
+    """
+    m = _CUT_AT_END.search(args_text)
+    if m is None or m.start() != limit:
+        return None
+    try:
+        json.loads(args_text)
+    except (ValueError, RecursionError):
+        return int(m.group(1))
+    return None
 
 
 def args_for_display(args: Any, limit: int = SHOWN_MAX) -> str:

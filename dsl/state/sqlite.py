@@ -22,7 +22,15 @@ import anyio.to_thread
 from .base import state_home
 from .queue import APPROVAL_COLUMNS, Approval, operator_name
 
-__all__ = ["SqliteApprovalQueue", "default_db_path", "queue_db_path", "db_cli_hint"]
+__all__ = ["SqliteApprovalQueue", "NotAQueue", "default_db_path", "queue_db_path", "db_cli_hint"]
+
+
+class NotAQueue(sqlite3.DatabaseError):
+    """An SQLite file that holds no approval queue (``create=False`` refuses it untouched)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"not an approval queue ({why})")
+        self.why = why
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS approvals (
@@ -75,28 +83,62 @@ class SqliteApprovalQueue:
 
     def __init__(self, path: str | os.PathLike[str], poll_interval: float = 0.1, *, create: bool = True) -> None:
         """Open the queue at ``path``; the proxy (``create=True``) makes the file and its folder.
-        ``create=False`` (the operator's ``plr approvals``) raises ``FileNotFoundError`` when
-        there is no queue there, and ``sqlite3.DatabaseError`` when the file is not one."""
+        ``create=False`` (the operator's ``plr approvals`` and the console) creates and writes
+        nothing to open it: it raises ``FileNotFoundError`` when there is no queue there (no
+        file, or the empty file the proxy is about to give its schema), ``NotAQueue`` when the
+        file is an SQLite database without the queue's table, and ``sqlite3.DatabaseError`` when
+        it is not SQLite at all."""
         self.path = Path(path)
         self.where = str(self.path)
         self.poll_interval = poll_interval
+        self._create = create
         if not create:
-            if not self.path.is_file():
+            # the operator's side never writes a schema: a file without the queue's table is
+            # refused as it is (never given an empty `approvals` table), a missing file stays missing
+            # (0 bytes: the proxy has just made the file and is about to write its schema)
+            if not self.path.is_file() or self.path.stat().st_size == 0:
                 raise FileNotFoundError(errno.ENOENT, "no approval queue", str(self.path))
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
+            self._check_queue()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+
+    def _check_queue(self) -> None:
+        """Raise ``NotAQueue`` unless the file holds the queue's table with its columns; it only
+        reads (nothing is created or written; opened ``rw`` so that SQLite, as for every other
+        connection, removes the WAL files it made when it closes); ``sqlite3.DatabaseError``
+        when the file is not SQLite at all."""
+        db = sqlite3.connect(self._uri("rw"), uri=True, timeout=10, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 10000")
+            cols = {r[1] for r in db.execute("PRAGMA table_info(approvals)").fetchall()}
+        finally:
+            db.close()
+        if not cols:
+            raise NotAQueue("it has no approvals table")
+        missing = [c for c in APPROVAL_COLUMNS if c not in cols]
+        if missing:
+            raise NotAQueue(f"its approvals table has no {', '.join(missing)}")
+
+    def _uri(self, mode: str) -> str:
+        """The file as an SQLite URI opened with ``mode`` (``rw``: never created if missing)."""
+        from urllib.parse import quote
+
+        return f"file:{quote(os.path.abspath(self.path))}?mode={mode}"
 
     @property
     def cli_hint(self) -> str:
         return db_cli_hint(self.path)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        if self._create:
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        else:  # the operator's side: a file deleted meanwhile is an error, never a new empty file
+            db = sqlite3.connect(self._uri("rw"), uri=True, timeout=10, isolation_level=None)
         db.execute("PRAGMA busy_timeout = 10000")
         return db
 

@@ -1,35 +1,190 @@
 // plr console: live updates without a build step. The server renders every fragment (escaped);
 // this file only fetches fresh fragments when /events says the queue or the audit logs changed,
 // and counts down expiry times. No inline script anywhere (the CSP forbids it).
+//
+// A click must only ever answer the request the approver saw under the pointer:
+// - pending requests are listed oldest first, so a new one is added below the others;
+// - while the pointer or the focus is in the approvals list, nothing in it moves: a new request
+//   is only appended at the end, and any other change (a request answered elsewhere or expired)
+//   waits until the pointer and focus leave the list (a note at the bottom says what waits);
+// - after any change of the list, Approve and Deny are disabled for a second (SETTLE_MS), so a
+//   click already on its way lands on nothing.
+// Without this script every form still posts the id of the request it was rendered in.
 (function () {
   "use strict";
 
-  function fragment(section) {
+  var SETTLE_MS = 1000;
+  var seq = {};            // section id -> number of the newest fetch; an older answer is dropped
+  var deferred = false;    // an approvals update waits for the pointer and focus to leave the list
+  var pointerIn = false;
+  var settleTimer = null;
+
+  function load(section) {
     var url = section.getAttribute("data-fragment");
-    if (!url) return;
-    // a half-typed note or an open record must not vanish under the human's cursor
+    if (!url) return null;
+    var n = (seq[section.id] || 0) + 1;
+    seq[section.id] = n;
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text();
+      })
+      .then(function (html) { return seq[section.id] === n ? html : null; });
+  }
+
+  function fragment(section) {
+    if (section.id === "approvals") return approvals(section);
+    // a half-typed filter or an open record must not vanish under the human's cursor
     var active = document.activeElement;
     if (active && section.contains(active) && active.tagName === "INPUT" && active.value) return;
     var open = Array.prototype.map.call(section.querySelectorAll("details[open]"), function (d) {
       return d.id || (d.closest("[id]") || {}).id;
     });
-    fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (r) {
-        if (!r.ok) throw new Error("HTTP " + r.status);
-        return r.text();
-      })
-      .then(function (html) {
-        section.innerHTML = html;
-        open.forEach(function (id) {
-          if (!id) return;
-          var el = document.getElementById(id);
-          var d = el && (el.tagName === "DETAILS" ? el : el.querySelector("details"));
-          if (d) d.open = true;
-        });
-        tick();
-      })
-      .catch(function (e) { status("could not refresh: " + e.message); });
+    var p = load(section);
+    if (!p) return;
+    p.then(function (html) {
+      if (html === null) return;
+      section.innerHTML = html;
+      reopen(open);
+      tick();
+    }).catch(function (e) { status("could not refresh: " + e.message); });
   }
+
+  function reopen(ids) {
+    ids.forEach(function (id) {
+      if (!id) return;
+      var el = document.getElementById(id);
+      var d = el && (el.tagName === "DETAILS" ? el : el.querySelector("details"));
+      if (d) d.open = true;
+    });
+  }
+
+  // --- approvals ---------------------------------------------------------------------------
+
+  function ids(root) {
+    return Array.prototype.map.call(root.querySelectorAll("article.request[data-id]"), function (a) {
+      return a.getAttribute("data-id");
+    });
+  }
+
+  function inside(section) {
+    var active = document.activeElement;
+    return pointerIn || section.matches(":hover") ||
+      !!(active && active !== document.body && section.contains(active));
+  }
+
+  function settle(section) {
+    // the list just changed: no button answers anything until the human has seen it a moment
+    section.querySelectorAll("form.decide button").forEach(function (b) {
+      if (b.disabled && !b.classList.contains("settling")) return; // held by the server: stays disabled
+      b.disabled = true;
+      b.classList.add("settling");
+      b.title = "the list just changed: read it again";
+    });
+    clearTimeout(settleTimer);
+    settleTimer = setTimeout(function () {
+      document.querySelectorAll("button.settling").forEach(function (b) {
+        b.disabled = false;
+        b.classList.remove("settling");
+        b.removeAttribute("title");
+      });
+    }, SETTLE_MS);
+  }
+
+  function notes(root) {
+    var kept = {};
+    root.querySelectorAll("article.request[data-id] input[name=note]").forEach(function (i) {
+      if (i.value) kept[i.closest("article").getAttribute("data-id")] = i.value;
+    });
+    return kept;
+  }
+
+  function restoreNotes(root, kept) {
+    root.querySelectorAll("article.request[data-id] input[name=note]").forEach(function (i) {
+      var v = kept[i.closest("article").getAttribute("data-id")];
+      if (v) i.value = v;
+    });
+  }
+
+  function say(text) {
+    var box = document.getElementById("queue-changed");
+    if (!box) return;
+    box.textContent = text;
+    box.hidden = !text;
+  }
+
+  function plural(n, one, many) { return n + " " + (n === 1 ? one : many); }
+
+  function approvals(section) {
+    var p = load(section);
+    if (!p) return;
+    p.then(function (html) {
+      if (html === null) return;
+      var next = document.createElement("template");
+      next.innerHTML = html;
+      var now = ids(section);
+      var then = ids(next.content);
+      var prefix = now.every(function (id, i) { return id === then[i]; });
+      var same = prefix && now.length === then.length;
+      if (!inside(section)) {
+        var kept = notes(section);
+        var open = Array.prototype.map.call(section.querySelectorAll("details[open]"), function (d) {
+          return d.id || (d.closest("[id]") || {}).id;
+        });
+        section.innerHTML = html;
+        restoreNotes(section, kept);
+        reopen(open);
+        deferred = false;
+        say("");
+        if (!same) settle(section);
+        tick();
+        return;
+      }
+      // the pointer or the focus is in the list: what is under it stays where it is
+      var list = section.querySelector("#pending-list");
+      var nextList = next.content.querySelector("#pending-list");
+      if (prefix && list && nextList) {
+        if (!same) {
+          if (now.length === 0) list.textContent = "";
+          then.slice(now.length).forEach(function (id) {
+            var a = nextList.querySelector('article.request[data-id="' + CSS.escape(id) + '"]');
+            if (a) list.appendChild(a);
+          });
+          settle(section);
+        }
+        [["pending-head", "textContent"], ["answered", "innerHTML"]].forEach(function (part) {
+          var mine = section.querySelector("#" + part[0]);
+          var theirs = next.content.querySelector("#" + part[0]);
+          if (mine && theirs) mine[part[1]] = theirs[part[1]];
+        });
+        deferred = false;
+        say("");
+        tick();
+        return;
+      }
+      deferred = true;
+      var added = then.filter(function (id) { return now.indexOf(id) < 0; }).length;
+      var gone = now.filter(function (id) { return then.indexOf(id) < 0; }).length;
+      var what = [];
+      if (added) what.push(plural(added, "new request", "new requests"));
+      if (gone) what.push(plural(gone, "request answered or expired", "requests answered or expired"));
+      say((what.length ? what.join(", ") : "The queue changed") +
+        ": the list updates when the pointer leaves it (and nothing in it has the focus)");
+    }).catch(function (e) { status("could not refresh: " + e.message); });
+  }
+
+  function watchApprovals(section) {
+    function left() {
+      setTimeout(function () {
+        if (deferred && !inside(section)) approvals(section);
+      }, 50);
+    }
+    section.addEventListener("mouseenter", function () { pointerIn = true; });
+    section.addEventListener("mouseleave", function () { pointerIn = false; left(); });
+    section.addEventListener("focusout", left);
+  }
+
+  // --- the rest ----------------------------------------------------------------------------
 
   function status(text) {
     var live = document.getElementById("live");
@@ -72,6 +227,11 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    var section = document.getElementById("approvals");
+    if (section) {
+      watchApprovals(section);
+      settle(section); // a page just loaded (after a decision, the list moved up): a moment first
+    }
     tick();
     setInterval(tick, 1000);
     connect();
