@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ..vocab import terminal_text
+
 __all__ = ["Notifier", "approval_message", "check_notify_url"]
 
 BACKOFF = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd and 4th attempt
@@ -56,8 +58,8 @@ def approval_message(a: dict[str, Any], *, console_url: str | None, cli_hint: st
     aid = str(a.get("id"))
     link = f"{console_url.rstrip('/')}/#req-{quote(aid, safe='')}" if console_url else None
     answer = link or f"plr approvals{cli_hint} grant {aid}"
-    who = ", ".join(f"{k} {a[k]}" for k in ("identity", "server") if a.get(k))
-    text = f"plr: approval needed for {a.get('tool')}: {a.get('reason') or 'approval required'}"
+    who = ", ".join(f"{k} {_code(a[k])}" for k in ("identity", "server") if a.get(k))
+    text = f"plr: approval needed for {_code(a.get('tool'))}: {_plain(a.get('reason') or 'approval required')}"
     text += f" ({who})" if who else ""
     text += f". Answer: {answer}"
     msg = {
@@ -68,6 +70,26 @@ def approval_message(a: dict[str, Any], *, console_url: str | None, cli_hint: st
     if link:
         msg["console_url"] = link
     return msg
+
+
+FIELD_MAX = 200  # characters of one field in the text; the JSON's `approval` has it whole
+
+
+def _plain(value: object) -> str:
+    """A field for the ``text`` that Slack and its look-alikes render: one line (control, bidi
+    and line-separator characters escaped) with ``&``, ``<`` and ``>`` escaped, so a server's
+    name or an agent's tool name can never add a line, a link (``<url|label>``) or a mention
+    that looks like plr's own."""
+    text = terminal_text(value)
+    if len(text) > FIELD_MAX:
+        text = text[: FIELD_MAX - 1] + "…"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(value: object) -> str:
+    """An untrusted name as inline code, so no formatting of its own (``*bold*``) applies: a
+    backtick inside it, which would end the code span, is shown as a prime."""
+    return "`" + _plain(value).replace("`", "‵") + "`"
 
 
 class Notifier:
