@@ -180,16 +180,15 @@ class ApprovalFlow:
             )
             return nd, us, "unavailable", None
         # a call its limit would refuse once approved is refused now: a human is not asked for it
-        # (an agent looping on a limited tool must not flood the approver); only the retry that
-        # carries plr's own approval answer is let through, to be decided with that answer (junk
-        # input responses must not switch the check off)
-        if not (modern and APPROVAL_KEY in (params.input_responses or {})):
-            limited = self.decisions.limited_once_approved(c)
-            if limited is not None:
-                return limited, us, None, None
+        # (an agent looping on a limited tool must not flood the approver); only a 2026-07-28
+        # retry whose sealed request state verifies is let through, to be decided with its answer
+        # (``_approve_modern``: a forged or stray answer must not switch the check off)
         use_elicit = mode == "elicit" or (mode == "auto" and can_elicit)
         if use_elicit and modern:
             return await self._approve_modern(params, c, d, us)
+        limited = self.decisions.limited_once_approved(c)
+        if limited is not None:
+            return limited, us, None, None
         crowded = self._crowded(c)
         if crowded is not None:
             why = f"{d.reason} (approval required, but {crowded}; wait for a human to answer those first)"
@@ -357,6 +356,12 @@ class ApprovalFlow:
         fp = self.seals.fingerprint(c)
         responses = params.input_responses or {}
         resp = responses.get(APPROVAL_KEY)
+        st = self.seals.unseal(params.request_state) if resp is not None else None
+        if st is None or st.get("fp") != fp or st.get("sess") != c.session:
+            # no answer, or one whose seal does not verify: the limit look-ahead (``approve``) applies
+            limited = self.decisions.limited_once_approved(c)
+            if limited is not None:
+                return limited, us, None, None
         if resp is None:
             # first round: ask, bound to this exact call, this session and a deadline
             nonce = uuid.uuid4().hex
@@ -366,8 +371,7 @@ class ApprovalFlow:
                 params=types.ElicitRequestFormParams(message=self._message(c, d), requested_schema=APPROVAL_SCHEMA)
             )
             return types.InputRequiredResult(input_requests={APPROVAL_KEY: req}, request_state=state)
-        # the retry: request_state is attacker-controlled until verified
-        st = self.seals.unseal(params.request_state)
+        # the retry: request_state is attacker-controlled until verified (above)
         if st is None or st.get("fp") != fp or st.get("sess") != c.session:
             why = f"{d.reason} (the approval does not match this call)"
             return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None

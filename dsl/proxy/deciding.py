@@ -131,13 +131,25 @@ class Decisions:
         """Which of the listed tool names the policy lets a client see."""
         return set(self.engine.visible(names))
 
+    def shown(self, tool: Any) -> bool:
+        """Whether the policy now lets a client see ``tool`` (the test ``tools/list`` applies)."""
+        return bool(self.engine.visible((tool,)))
+
     def decide(self, c: ToolCall, approved: bool) -> tuple[Decision, int]:
         """The decision for ``c`` and how long it took (µs). Never raises: an error is a deny."""
         t0 = time.perf_counter_ns()
         try:
             changed = self.pins.refusal(c.tool)
+            withheld = None
             if changed is not None:  # before the engine: a withheld tool counts against no limit
-                return Decision("deny", "tool_changed", changed), (time.perf_counter_ns() - t0) // 1000
+                if self.shown(c.tool):
+                    return Decision("deny", "tool_changed", changed), (time.perf_counter_ns() - t0) // 1000
+                # a hidden tool answers as a name the server does not have (refused only while the
+                # server's tools are unchecked); its audit record still says it changed
+                absent = self.pins.refusal_of_absent()
+                if absent is not None:
+                    return Decision("deny", "tool_changed", absent), (time.perf_counter_ns() - t0) // 1000
+                withheld = changed
             # NaN (forwarded as null) or an integer a JavaScript server rounds: the server would act on
             # another value than the one decided on, whatever the tool (so also for an unknown one)
             why = argument_problem(c.args)
@@ -146,6 +158,8 @@ class Decisions:
             d = self.engine.decide(
                 c.tool, c.args, identity=c.identity, session=c.session, server=self.server_name, approved=approved
             )
+            if withheld is not None and d.code == "hidden":  # (the agent sees `hidden` as absence, never this reason)
+                d = Decision(d.effect, d.code, f"{d.reason}; {withheld}", d.rule)
         except Exception as e:  # noqa: BLE001 - the engine promises not to raise; fail closed if it does
             d = Decision("deny", "error", f"internal error while deciding: {type(e).__name__}: {e}")
         return d, (time.perf_counter_ns() - t0) // 1000

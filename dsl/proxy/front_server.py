@@ -159,8 +159,9 @@ class FrontServer:
             version=(info.version if info is not None else "") or "",
             title=info.title if info is not None else None,
             instructions=up.instructions if up is not None else None,
-            # Mcp-Param header checks (2026-07-28 HTTP) read the last listing, not a fresh upstream one
-            get_tool_input_schema=self.tools.schemas.get,
+            # Mcp-Param header checks (2026-07-28 HTTP) read the last listing, not a fresh upstream
+            # one, and only the tools the policy shows (a hidden tool is checked as an absent one)
+            get_tool_input_schema=self.tools.input_schema,
             on_list_tools=self.tools.list_tools,
             on_call_tool=self.tools.call_tool,
             on_ping=self.ping,

@@ -231,6 +231,11 @@ class PinCheck:
         changed = self.pins.withheld(tool)
         if changed is not None:
             return changed.reason()
+        return self.refusal_of_absent()
+
+    def refusal_of_absent(self) -> str | None:
+        """Why a call to a tool the server does not have is refused before the engine sees it
+        (None: it is not). A hidden tool gets this answer, whatever its pin says."""
         if self.unchecked:
             return "the restarted server's tools could not be checked against their pins; list the tools again"
         return None

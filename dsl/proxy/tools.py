@@ -37,8 +37,19 @@ class ToolMethods:
     approvals: ApprovalFlow
     pin_check: PinCheck
     forwarding: Forwarder
-    # input schemas of the last listing: Mcp-Param header checks (2026-07-28 HTTP) read them
+    # input schemas of the last listing, hidden tools' too: Mcp-Param header checks (2026-07-28
+    # HTTP) read them through ``input_schema``, which shows only what the policy shows now
     schemas: dict[str, Any] = field(default_factory=dict)
+
+    def input_schema(self, name: str) -> Any:
+        """The SDK's Mcp-Param header check (2026-07-28 HTTP, before the policy runs): the input
+        schema of a tool the policy lets the client see, from the last listing; None (no check,
+        as for a name the server does not have) for any other, so a hidden tool answers as an
+        absent one. Asked at each call, so a reload that hides or shows a tool counts at once."""
+        schema = self.schemas.get(name)
+        if schema is None or not self.decisions.shown(name):
+            return None
+        return schema
 
     async def list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> dict[str, Any]:
         self.sessions.remember(ctx)
