@@ -834,7 +834,7 @@ def test_a_store_with_only_acquire() -> None:
     d = e.decide("x", session="s")
     assert (d.code, d.rule, d.retry_after) == ("rate_limited", "p:1", 60.0)
     keys = {k for call in store.calls for k, _, _ in call}
-    assert keys == {"t\x00x\x000\x00c60.0\x00session\x00s"}  # the tool, its limit, how it counts, per what
+    assert keys == {"t\x00x\x000\x00c\x00session\x00s"}  # the tool, its limit, what it counts, per what
 
 
 # --- hostile arguments --------------------------------------------------------------------

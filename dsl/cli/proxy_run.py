@@ -144,7 +144,7 @@ def _open_limit_store(o: ProxyCommandOptions, loaded: Any, opts: Any) -> str | N
     if spec == "memory" and not o.state:
         return None
     try:
-        opts.limit_store, where = open_limit_store(spec)
+        opts.limit_store, where = open_limit_store(spec, policy_source=o.policy)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--state") from None
     except StateUnavailable as e:

@@ -204,18 +204,15 @@ def _amount_text(x: Any) -> str:
 
 
 def _counting(lim: Data) -> str:
-    """How a limit counts, in its counters' key: the proxies of a machine share one limits file
-    (and a fleet one Redis), and a store forgets a key's hits by the window of the call at hand.
-    Two policies' limits that count alike share their counters, as they should (one agent's
-    calls through two proxies); two that count otherwise never do, so a `per second` limit
-    cannot forget the hits of another policy's `per day` limit, nor a count mix with amounts."""
-    kind = "s" if lim.get("of") is not None else "r" if lim.get("refund") == "error" else "c"
-    sig = f"{kind}{float(lim['window'])!r}"
-    if lim.get("calendar") is not None:
-        sig += f"\x01{lim['calendar']}\x01{lim.get('tz')}"
+    """What a limit counts, in its counters' key: calls (``c``), refundable calls (``r``) or the
+    amounts of an argument (``s`` and its path), so a counter never mixes calls with amounts
+    when a reload changes a limit's kind. Not its window: a reload that changes the window (say
+    from `per hour` to `per day`, tightening it during an incident) keeps the calls counted so
+    far. Different policies sharing a store are kept apart by the store's namespace (the SQLite
+    file of a machine: one per policy source)."""
     if lim.get("of") is not None:
-        sig += f"\x01{json.dumps(lim['of'], sort_keys=True)}"
-    return sig
+        return f"s{json.dumps(lim['of'], sort_keys=True)}"
+    return "r" if lim.get("refund") == "error" else "c"
 
 
 def _prepare_limit(lim: Data, prefix: str) -> _Lim:

@@ -48,19 +48,21 @@ def limit_store_spec(state: str | None, *, has_limits: bool) -> str:
     return "sqlite" if has_limits else "memory"
 
 
-def open_limit_store(spec: str) -> tuple[LimitStore, str]:
+def open_limit_store(spec: str, *, policy_source: str | None = None) -> tuple[LimitStore, str]:
     """``(store, where)`` for a ``--state`` value: ``memory`` (this process only), ``sqlite``
     (``default_limits_path()``) or ``sqlite:PATH``. ``where`` is what the proxy prints at
     start. A Redis URL is opened by ``dsl.state.redis.RedisState`` (it also holds the
-    approval queue); ValueError on anything else, StateUnavailable if the file cannot be used."""
+    approval queue); ValueError on anything else, StateUnavailable if the file cannot be used.
+    ``policy_source`` (the proxy's ``--policy``) names the SQLite file's namespace: the proxies
+    of a machine share the file, each policy its own counters."""
     if spec == "memory":
         return MemoryLimitStore(), "memory (this process only: counters restart with it)"
     if spec == "sqlite" or spec.startswith("sqlite:"):
-        from .sqlite_limits import SqliteLimitStore, default_limits_path
+        from .sqlite_limits import SqliteLimitStore, default_limits_path, policy_namespace
 
         raw = spec[len("sqlite:"):] if spec.startswith("sqlite:") else ""
         path = Path(os.path.expanduser(raw)) if raw else default_limits_path()
-        store = SqliteLimitStore(path)
+        store = SqliteLimitStore(path, namespace=policy_namespace(policy_source) if policy_source else "")
         return store, f"sqlite at {path}"
     raise ValueError(f"unknown state store {spec!r}: use memory, sqlite, sqlite:PATH or redis://HOST:PORT/DB")
 

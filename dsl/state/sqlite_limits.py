@@ -21,6 +21,7 @@ Same semantics and answers as ``MemoryLimitStore`` (a hit at ``t`` counts while
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -53,6 +54,15 @@ def default_limits_path() -> Path:
     return Path(env) if env else state_home() / "limits.sqlite"
 
 
+def policy_namespace(source: str) -> str:
+    """The namespace of a policy source's counters in a machine's limits file: a file by its
+    real path (the same policy through two proxies, or across a client's restarts, shares its
+    counters; a reload keeps them), anything else (a URL, a Redis key) by what names it."""
+    if "://" in source:  # (hashed: a URL may hold a password)
+        return "url:" + hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return os.path.realpath(os.path.expanduser(source))
+
+
 def _expire(db: sqlite3.Connection, key: str, window: float, now: float) -> None:
     """Forget ``key``'s hits with ``now - t >= window``: the in-process store's rule to the last
     bit (``t <= now - window`` rounds differently at the edge), so every store answers alike.
@@ -75,8 +85,14 @@ class SqliteLimitStore:
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout: float = 5.0,
+        namespace: str = "",
     ) -> None:
+        """``namespace``: the counters of one policy source (``policy_namespace``). The proxies of
+        a machine share the file; two with different policies must never share a counter: a store
+        forgets a key's hits by the window of the call at hand, so another policy's `per second`
+        limit at the same place would forget a `per day` limit's hits."""
         self.path = Path(path)
+        self._ns = f"{namespace}\x02" if namespace else ""
         self._clock = clock
         self._lock = threading.Lock()
         self._calls = 0
@@ -108,21 +124,21 @@ class SqliteLimitStore:
         return None if r is None else r[0]
 
     def acquire_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
-        r = self._run([(k, mx, w, None) for k, mx, w in keys], None, record=True)
+        r = self._run([(self._ns + k, mx, w, None) for k, mx, w in keys], None, record=True)
         return None if r is None else (r[0], r[1])
 
     def peek_which(self, keys: Sequence[tuple[str, int, float]], now: float) -> tuple[float, int] | None:
-        r = self._run([(k, mx, w, None) for k, mx, w in keys], None, record=False)
+        r = self._run([(self._ns + k, mx, w, None) for k, mx, w in keys], None, record=False)
         return None if r is None else (r[0], r[1])
 
     def spend(
         self, entries: Sequence[tuple[str, float, float, float | None]], now: float, token: str
     ) -> tuple[float, int, float] | None:
-        return self._run(entries, token, record=True)
+        return self._run([(self._ns + k, *rest) for k, *rest in entries], token, record=True)  # type: ignore[misc]
 
     def refund(self, keys: Sequence[str], token: str) -> None:
         def go(db: sqlite3.Connection) -> None:
-            db.executemany("DELETE FROM limit_hits WHERE key = ? AND token = ?", [(k, token) for k in keys])
+            db.executemany("DELETE FROM limit_hits WHERE key = ? AND token = ?", [(self._ns + k, token) for k in keys])
 
         self._transaction(go)
 

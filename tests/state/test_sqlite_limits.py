@@ -154,3 +154,62 @@ def test_two_processes_share_one_file_with_no_lost_update(tmp_path: Path) -> Non
     assert all(r["call"] > 0 for r in results)  # both really competed
     rows = sqlite3.connect(path).execute("SELECT COUNT(*), SUM(amount) FROM limit_hits WHERE amount = 7").fetchone()
     assert rows == (142, 994.0)
+
+
+# -- one file, several policies ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "limit all tools to 1000 per second per identity",  # a shorter window
+        "limit all tools to 1000 per calendar day per identity",
+        "limit all tools to 1000 of args.n per second per identity",
+    ],
+)
+def test_two_policies_sharing_the_machines_file_share_no_counter(tmp_path: Path, other: str) -> None:
+    """The review's keycollide.py: two proxies on one machine, two policies, the default shared
+    file. The store forgets a key's hits by the window of the call at hand, so a shared counter
+    let another policy's `per second` limit forget a `per day` limit's hits: the daily cap let a
+    call through every second."""
+    clock = Clock()
+    path = tmp_path / "limits.sqlite"
+    for a in ("a.plr", "b.plr"):
+        (tmp_path / a).touch()
+    daily_store, _ = open_limit_store(f"sqlite:{path}", policy_source=str(tmp_path / "a.plr"))
+    busy_store, _ = open_limit_store(f"sqlite:{path}", policy_source=str(tmp_path / "b.plr"))
+    daily_store._clock = busy_store._clock = clock  # type: ignore[attr-defined]
+    daily = Engine(compile_source("default allow\nlimit all tools to 3 per day per identity\n"), clock=clock, store=daily_store)
+    busy = Engine(compile_source(f"default allow\n{other}\n"), clock=clock, store=busy_store)
+    allowed = 0
+    for _ in range(10):
+        allowed += daily.decide("anything", {"n": 1}, identity="alice").effect == "allow"
+        clock.now += 1.05
+        busy.decide("other", {"n": 1}, identity="alice")
+    assert allowed == 3
+
+
+def test_one_policy_through_two_proxies_shares_its_counters(tmp_path: Path) -> None:
+    """The same policy file, named two ways (a relative path, a symlink): one set of counters,
+    as for a desktop client that starts a new proxy per launch."""
+    clock = Clock()
+    path = tmp_path / "limits.sqlite"
+    policy = tmp_path / "policy.plr"
+    policy.touch()
+    (tmp_path / "link.plr").symlink_to(policy)
+    stores = [
+        open_limit_store(f"sqlite:{path}", policy_source=str(policy))[0],
+        open_limit_store(f"sqlite:{path}", policy_source=str(tmp_path / "link.plr"))[0],
+    ]
+    engines = [Engine(compile_source("default allow\nlimit all tools to 3 per day per identity\n"), clock=clock, store=s) for s in stores]
+    for s in stores:
+        s._clock = clock  # type: ignore[attr-defined]
+    assert [engines[i % 2].decide("t", identity="alice").effect for i in range(4)] == ["allow"] * 3 + ["deny"]
+
+
+def test_a_policy_url_names_its_counters_without_its_password() -> None:
+    from dsl.state.sqlite_limits import policy_namespace
+
+    ns = policy_namespace("redis://:s3cret@redis.internal:6379/0#plr-policy")
+    assert "s3cret" not in ns and ns == policy_namespace("redis://:s3cret@redis.internal:6379/0#plr-policy")
+    assert ns != policy_namespace("redis://:s3cret@redis.internal:6379/0#other-policy")

@@ -141,34 +141,47 @@ def test_the_window_edge_is_exact_at_a_real_timestamp(limit_store) -> None:  # t
 @pytest.mark.parametrize(
     "other",
     [
-        "limit all tools to 1000 per second per identity",  # a shorter window
-        "limit all tools to 1000 per calendar day per identity",
-        "limit all tools to 1000 per second per identity refund on error",
-        "limit all tools to 1000 of args.n per second per identity",  # amounts, not calls
+        "limit all tools to 1000 per day per identity refund on error",
+        "limit all tools to 1000 of args.n per day per identity",  # amounts, not calls
     ],
 )
-def test_two_policies_limits_that_count_otherwise_share_no_counter(limit_store, other: str) -> None:  # type: ignore[no-untyped-def]
-    """The proxies of a machine share one limits file (a fleet one Redis). A store forgets a
-    key's hits by the window of the call at hand, so another policy's limit at the same place
-    (the first limit on every tool) counting over a shorter window must not share its counter:
-    it would forget this policy's hits, and a daily cap would let through a call a second."""
+def test_limits_that_count_other_things_at_the_same_place_share_no_counter(limit_store, other: str) -> None:  # type: ignore[no-untyped-def]
+    """Calls and amounts never share a counter: a reload that turns a call count into a spend cap
+    (or back) starts the new kind from zero instead of adding calls to amounts."""
     from dsl.compiler import compile_source
     from dsl.engine import Engine
 
     clock = Clock()
     store = limit_store(clock)
     daily = Engine(compile_source("default allow\nlimit all tools to 3 per day per identity\n"), clock=clock, store=store)
-    busy = Engine(compile_source(f"default allow\n{other}\n"), clock=clock, store=store)
-    allowed = 0
-    for _ in range(10):
-        allowed += daily.decide("anything", {"n": 1}, identity="alice").effect == "allow"
-        clock.now += 1.05
-        busy.decide("other", {"n": 1}, identity="alice")
-    assert allowed == 3
+    other_kind = Engine(compile_source(f"default allow\n{other}\n"), clock=clock, store=store)
+    for _ in range(5):
+        other_kind.decide("other", {"n": 1}, identity="alice")
+    assert [daily.decide("t", {"n": 1}, identity="alice").effect for _ in range(4)] == ["allow"] * 3 + ["deny"]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("3 per minute", "3 per day"),  # tightened during an incident: no new quota
+        ("3 per hour", "2 per day"),
+        ("3 per day", "3 per minute"),
+    ],
+)
+def test_a_reload_that_changes_a_window_keeps_the_calls_counted(limit_store, before: str, after: str) -> None:  # type: ignore[no-untyped-def]
+    from dsl.compiler import compile_source
+    from dsl.engine import Engine
+
+    clock = Clock()
+    engine = Engine(compile_source(f"default allow\nlimit all tools to {before} per global\n"), clock=clock, store=limit_store(clock))
+    assert [engine.decide("t").effect for _ in range(4)] == ["allow"] * 3 + ["deny"]
+    clock.now += 10
+    engine.replace_policy(compile_source(f"default allow\nlimit all tools to {after} per global\n"))
+    assert engine.decide("t").effect == "deny"
 
 
 def test_two_policies_limits_that_count_alike_share_their_counter(limit_store) -> None:  # type: ignore[no-untyped-def]
-    """One agent's calls through two proxies of one machine count together, as before."""
+    """One agent's calls through two proxies of one policy count together."""
     from dsl.compiler import compile_source
     from dsl.engine import Engine
 
