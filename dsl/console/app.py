@@ -188,7 +188,10 @@ def create_app(cfg: ConsoleConfig) -> Any:
         if decision == "grant":
             # the page disables Approve for a request whose arguments it cannot show whole; a
             # form posted anyway (an old page, a script) is refused here, before the queue is touched
-            a, _ = await anyio.to_thread.run_sync(cfg.queue.get, aid)
+            # (a request that cannot be read is not approved either: its arguments were not checked)
+            a, err = await anyio.to_thread.run_sync(cfg.queue.get, aid)
+            if err is not None:
+                return PlainTextResponse(f"plr console: not approved: {err}", status_code=503)
             hidden = render.hidden_args(a.args) if a is not None else None
             if hidden is not None:
                 return PlainTextResponse(f"plr console: not approved: {hidden}", status_code=409)

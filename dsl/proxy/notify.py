@@ -59,7 +59,9 @@ def approval_message(a: dict[str, Any], *, console_url: str | None, cli_hint: st
     link = f"{console_url.rstrip('/')}/#req-{quote(aid, safe='')}" if console_url else None
     answer = link or f"plr approvals{cli_hint} grant {aid}"
     who = ", ".join(f"{k} {_code(a[k])}" for k in ("identity", "server") if a.get(k))
-    text = f"plr: approval needed for {_code(a.get('tool'))}: {_plain(a.get('reason') or 'approval required')}"
+    # the reason too is inline code: a reason the engine wrote for a rule on every tool names the
+    # called tool, which the agent chose (`*bold*`, a bare URL Slack would link)
+    text = f"plr: approval needed for {_code(a.get('tool'))}: {_code(a.get('reason') or 'approval required')}"
     text += f" ({who})" if who else ""
     text += f". Answer: {answer}"
     msg = {

@@ -85,7 +85,7 @@ def test_webhooks_are_retried_with_backoff_and_failures_reported(tmp_path: Path,
     [msg] = receiver.hits["/ok"]
     assert msg["event"] == "approval_requested" and msg["approval"]["id"] == "3f9c2a1b"
     assert msg["console_url"] == "http://127.0.0.1:8766/#req-3f9c2a1b"
-    assert msg["text"].startswith("plr: approval needed for `cancel-task`: a human must approve (identity `ops`")
+    assert msg["text"].startswith("plr: approval needed for `cancel-task`: `a human must approve` (identity `ops`")
     assert "args" not in msg["approval"]  # arguments never leave the machine in a notification
     assert len(receiver.hits["/flaky"]) == 3  # two failures, then delivered: no report for it
     assert len(receiver.hits["/down/SECRET"]) == 4

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -76,6 +77,7 @@ def _settled(page, aid: str) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
     expect(page.locator(f"#req-{aid} button.approve")).to_be_enabled(timeout=10000)
+    expect(page.locator(f"#req-{aid} button.approve")).not_to_have_class(re.compile(r"\bsettling\b"), timeout=10000)
 
 
 # --- 1. the list never moves under the pointer ---------------------------------------------------
@@ -137,11 +139,20 @@ def test_other_changes_wait_until_the_pointer_leaves_and_then_hold_the_buttons(t
     _settled(page, third)
     fourth = _file(q, {"command": "echo fourth"})
     page.locator(f"#req-{fourth}").wait_for(state="attached", timeout=10000)
+    # every Approve and Deny right after the change, and a click on one then sends nothing
     held = page.evaluate(
-        "() => Array.from(document.querySelectorAll('form.decide button')).map(b => b.disabled)"
+        """(aid) => {
+            const buttons = Array.from(document.querySelectorAll('form.decide button:not([hidden])'));
+            const marks = buttons.map(b => b.getAttribute('aria-disabled') === 'true' && b.classList.contains('settling'));
+            document.querySelector('#req-' + aid + ' button.approve').click();
+            return marks;
+        }""",
+        fourth,
     )
-    assert held and all(held), held  # every Approve and Deny, right after the change
+    assert held and all(held), held
     screenshot(page, "review-fixes-settling")
+    time.sleep(1.0)
+    assert q.get(fourth).status == "pending"  # the click during the hold sent nothing
     _settled(page, fourth)  # and about a second later they answer again
     assert page.locator(f"#req-{third} button.approve").is_enabled()
     assert page.locator(f"#req-{third}").bounding_box()["y"] < page.locator(f"#req-{fourth}").bounding_box()["y"]
@@ -299,3 +310,123 @@ def test_enter_in_a_note_answers_nothing(tmp_path: Path, browser, start_console)
     page.locator(".notice").wait_for(timeout=10000)
     assert q.get(a).status == "denied" and q.get(a).note == "no: this deletes the data"
     page.close()
+
+
+def test_a_refresh_that_changes_nothing_keeps_the_hold(tmp_path: Path, browser, start_console) -> None:  # noqa: ANN001
+    """The hold begun when the page loads (or the list changes) must survive a refresh that brings
+    fresh buttons for the same requests (the first refresh when the event stream opens, say):
+    fresh buttons came in answering clicks at once, 133 ms into a 1,000 ms hold."""
+    q = SqliteApprovalQueue(tmp_path / "approvals.sqlite")
+    a = _file(q, {"command": "rm -rf /srv/app/data"})
+    console = start_console("--db", str(q.path))
+    probe = """
+        window.__swap = null;
+        document.addEventListener('DOMContentLoaded', () => {
+            const t0 = performance.now();
+            const section = document.getElementById('approvals');
+            new MutationObserver((_, obs) => {
+                const b = section.querySelector('button.approve');
+                window.__swap = {dt: performance.now() - t0, held: !!b && b.classList.contains('settling')};
+                obs.disconnect();
+            }).observe(section, {childList: true});
+        });
+    """
+    samples = []
+    for _ in range(3):  # a sample counts only if the refresh came well inside the hold
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.add_init_script(probe)
+        page.goto(console.url + "/")
+        page.wait_for_function("() => window.__swap !== null", timeout=10000)
+        samples.append(page.evaluate("() => window.__swap"))
+        page.close()
+        if samples[-1]["dt"] < 800:
+            break
+    inside = [x for x in samples if x["dt"] < 800]
+    assert inside, f"no refresh came within the hold: {samples}"
+    assert all(x["held"] for x in inside), samples
+    assert q.get(a).status == "pending"
+
+
+def test_the_keyboards_focus_stays_in_the_list_through_a_hold(tmp_path: Path, browser, start_console) -> None:  # noqa: ANN001
+    """A `disabled` button loses the focus (to the body): the list then counted as left alone and
+    moved under a keyboard user. The hold never disables, so the focus stays, and a change that
+    would move the list waits."""
+    q = SqliteApprovalQueue(tmp_path / "approvals.sqlite")
+    first = _file(q, {"command": "echo first"})
+    time.sleep(0.01)
+    second = _file(q, {"command": "echo second"})
+    console = start_console("--db", str(q.path))
+    page = _open(browser, console.url)
+    _settled(page, second)
+    page.mouse.move(5, 5)  # the pointer is outside the list
+    page.locator(f"#req-{second} button.approve").focus()
+    before = _center(page, f"#req-{second} button.approve")
+    third = _file(q, {"command": "echo third"})
+    page.locator(f"#req-{third}").wait_for(state="attached", timeout=10000)  # appended: a hold begins
+    assert page.evaluate("(aid) => document.activeElement === document.querySelector('#req-' + aid + ' button.approve')", second)
+    assert q.answer(first, False, "no", "someone-else") == (True, "denied")
+    note = page.locator("#queue-changed")
+    note.wait_for(state="visible", timeout=10000)
+    assert page.locator(f"#req-{first}").count() == 1 and _center(page, f"#req-{second} button.approve") == before
+    _settled(page, second)
+    page.keyboard.press("Enter")  # the focused Approve, pressed once the hold is over
+    page.locator(".notice").wait_for(timeout=10000)
+    assert q.get(second).status == "granted" and q.get(third).status == "pending"
+    page.close()
+
+
+def test_a_grant_whose_request_cannot_be_read_is_not_sent(tmp_path: Path) -> None:
+    """The refusal of cut arguments reads the request first; when that read fails (a Redis blip,
+    an SQLite lock past its timeout) the grant is refused too, never sent unchecked."""
+    import anyio
+
+    from dsl.console.app import ConsoleConfig, create_app
+    from dsl.console.security import ConsoleGuard
+    from dsl.console.sources import AuditTail
+
+    class Flaky:
+        where = "test"
+        answered: list[tuple[str, bool]] = []
+
+        def get(self, aid: str) -> tuple[None, str]:
+            return None, "cannot reach the approval queue at test: locked"
+
+        def answer(self, aid: str, grant: bool, note: str | None, who: str | None) -> tuple[bool, str]:
+            self.answered.append((aid, grant))
+            return True, "granted" if grant else "denied"
+
+    host = "console.test:8766"
+    guard = ConsoleGuard(None, operator="os-user")
+    guard.hosts[:] = [host]
+    queue = Flaky()
+    app = create_app(ConsoleConfig(queue=queue, audit=AuditTail([]), guard=guard))  # type: ignore[arg-type]
+
+    def post(decision: str) -> int:
+        body = urlencode({"decision": decision, "csrf": guard.csrf({})}).encode()
+        headers = {"host": host, "origin": f"http://{host}", "content-type": "application/x-www-form-urlencoded", "content-length": str(len(body))}
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/approvals/abc", "raw_path": b"/approvals/abc", "root_path": "", "query_string": b"",
+            "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8766),
+        }  # fmt: skip
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        async def run() -> None:
+            with anyio.fail_after(5):
+                await app(scope, receive, send)
+
+        # in a thread of its own: Playwright's sync API keeps an event loop running in this one
+        worker = threading.Thread(target=anyio.run, args=(run,))
+        worker.start()
+        worker.join(10)
+        return next(m for m in sent if m["type"] == "http.response.start")["status"]
+
+    assert post("grant") == 503 and queue.answered == []
+    assert post("deny") == 303 and queue.answered == [("abc", False)]  # a denial needs no reading

@@ -20,7 +20,7 @@ def _text(**fields: object) -> str:
 
 def test_plain_fields_read_as_before() -> None:
     assert _text() == (
-        "plr: approval needed for `cancel-task`: a human must approve (identity `ops`, server `tasks`). "
+        "plr: approval needed for `cancel-task`: `a human must approve` (identity `ops`, server `tasks`). "
         f"Answer: {CONSOLE}/#req-3f9c2a1b"
     )
 
@@ -50,3 +50,14 @@ def test_a_long_field_is_cut_in_the_text_and_whole_in_the_record() -> None:
     msg = approval_message({"id": "1", "tool": tool}, console_url=None)
     assert len(msg["text"]) < FIELD_MAX + 200 and "…" in msg["text"]
     assert msg["approval"]["tool"] == tool
+
+
+def test_a_reason_naming_the_tool_cannot_close_its_code_span() -> None:
+    """A reason the engine writes for a rule on every tool names the called tool: the agent's
+    choice, e.g. one that closes a code span and adds bold text and a bare URL Slack would link."""
+    tool = "fs` *Answer:* https://evil.example/approve?req=1 `x"
+    text = _text(tool=tool, reason=f"tool `{tool}`: requirement not met")
+    outside = re.sub(r"`[^`]*`", "", text)  # what Slack formats and links
+    assert text.count("`") % 2 == 0
+    assert "evil.example" not in outside and "*" not in outside
+    assert outside.endswith(f"Answer: {CONSOLE}/#req-3f9c2a1b")

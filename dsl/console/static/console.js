@@ -7,8 +7,11 @@
 // - while the pointer or the focus is in the approvals list, nothing in it moves: a new request
 //   is only appended at the end, and any other change (a request answered elsewhere or expired)
 //   waits until the pointer and focus leave the list (a note at the bottom says what waits);
-// - after any change of the list, Approve and Deny are disabled for a second (SETTLE_MS), so a
-//   click already on its way lands on nothing.
+// - after any change of the list (and when the page loads), Approve and Deny answer nothing for a
+//   second (SETTLE_MS), so a click already on its way lands on nothing: a time, not a state of
+//   the buttons, so a refresh that brings fresh buttons keeps the hold, and the buttons are not
+//   `disabled` (which would throw the keyboard's focus out of the list): a capturing listener
+//   stops every click and submit in the list until the time is up, and the buttons look held.
 // Without this script every form still posts the id of the request it was rendered in.
 (function () {
   "use strict";
@@ -18,6 +21,7 @@
   var deferred = false;    // an approvals update waits for the pointer and focus to leave the list
   var pointerIn = false;
   var settleTimer = null;
+  var settleUntil = 0;     // Date.now() before which no decision in the list is sent
 
   function load(section) {
     var url = section.getAttribute("data-fragment");
@@ -73,22 +77,40 @@
       !!(active && active !== document.body && section.contains(active));
   }
 
+  function held() { return Date.now() < settleUntil; }
+
+  function mark(section) {
+    // the buttons show the hold (the listener below is what enforces it)
+    var on = held();
+    section.querySelectorAll("form.decide button:not([hidden])").forEach(function (b) {
+      if (b.disabled) return; // disabled by the server (arguments not all shown): stays so
+      b.classList.toggle("settling", on);
+      if (on) {
+        b.setAttribute("aria-disabled", "true");
+        b.title = "the list just changed: read it again";
+      } else {
+        b.removeAttribute("aria-disabled");
+        b.removeAttribute("title");
+      }
+    });
+  }
+
   function settle(section) {
     // the list just changed: no button answers anything until the human has seen it a moment
-    section.querySelectorAll("form.decide button").forEach(function (b) {
-      if (b.disabled && !b.classList.contains("settling")) return; // held by the server: stays disabled
-      b.disabled = true;
-      b.classList.add("settling");
-      b.title = "the list just changed: read it again";
-    });
+    settleUntil = Date.now() + SETTLE_MS;
+    mark(section);
     clearTimeout(settleTimer);
-    settleTimer = setTimeout(function () {
-      document.querySelectorAll("button.settling").forEach(function (b) {
-        b.disabled = false;
-        b.classList.remove("settling");
-        b.removeAttribute("title");
-      });
-    }, SETTLE_MS);
+    settleTimer = setTimeout(function () { mark(section); }, SETTLE_MS + 20);
+  }
+
+  function guard(section) {
+    function stop(e) {
+      if (!held() || !(e.target instanceof Element) || !e.target.closest("form.decide")) return;
+      e.preventDefault();
+      e.stopImmediatePropagation();
+    }
+    section.addEventListener("click", stop, true);
+    section.addEventListener("submit", stop, true);
   }
 
   function notes(root) {
@@ -137,6 +159,7 @@
         deferred = false;
         say("");
         if (!same) settle(section);
+        else mark(section); // fresh buttons: a hold in progress goes on
         tick();
         return;
       }
@@ -152,6 +175,7 @@
           });
           settle(section);
         }
+        mark(section);
         [["pending-head", "textContent"], ["answered", "innerHTML"]].forEach(function (part) {
           var mine = section.querySelector("#" + part[0]);
           var theirs = next.content.querySelector("#" + part[0]);
@@ -230,6 +254,7 @@
     var section = document.getElementById("approvals");
     if (section) {
       watchApprovals(section);
+      guard(section);
       settle(section); // a page just loaded (after a decision, the list moved up): a moment first
     }
     tick();
