@@ -273,7 +273,7 @@ def _filed(db: Path) -> list[Any]:
 
 
 @pytest.mark.anyio
-async def test_a_forged_seal_gets_the_look_ahead_and_a_verified_one_still_skips_it(setup: ProxySetup) -> None:
+async def test_a_forged_seal_gets_the_look_ahead_and_a_verified_one_is_decided_with_its_answer(setup: ProxySetup) -> None:
     """2026-07-28 elicitation: a retry whose request state does not verify is a call without an
     answer (its limit refuses it first); a verified retry is decided with its answer, limits
     included, as before."""
