@@ -363,9 +363,23 @@ def approvals_show(ctx: click.Context, approval_id: str, fmt: str) -> None:
         click.echo(f"  {shown(line)}")
 
 
-def _answer(ctx: click.Context, aid: str, grant: bool, note: str | None) -> None:
+def _answer(ctx: click.Context, aid: str, grant: bool, note: str | None, unseen: bool = False) -> None:
     q = _queue(ctx)
     with _answering(q):
+        if grant and not unseen:
+            # secure by default, as the console: nobody approves arguments they cannot see
+            from ..proxy.approvals import SHOWN_MAX, args_cut
+
+            a = q.get(aid)
+            cut = args_cut(a.args) if a is not None and a.status == "pending" else None
+            if cut is not None:
+                click.echo(
+                    f"plr approvals: not granted: the arguments of {shown(aid)} were cut at {SHOWN_MAX:,} "
+                    f"characters ({cut:,} more not kept), so nobody can see all of what would run; deny it, or "
+                    "grant it with --unseen-arguments if you know what the rest is",
+                    err=True,
+                )
+                sys.exit(EXIT_FAIL)
         done, status = q.answer(aid, grant, note)
     if done:
         click.echo(f"{'granted' if grant else 'denied'} {shown(aid)}")
@@ -385,10 +399,16 @@ def _answer_options(f: Callable[..., None]) -> Callable[..., None]:
 
 
 @approvals_group.command("grant")
+@click.option(
+    "--unseen-arguments",
+    is_flag=True,
+    help="Grant even when the request's arguments were cut at 64 KiB in the queue (refused by default: "
+    "the rest cannot be shown to anyone).",
+)
 @_answer_options
-def approvals_grant(ctx: click.Context, approval_id: str, note: str | None) -> None:
+def approvals_grant(ctx: click.Context, approval_id: str, note: str | None, unseen_arguments: bool) -> None:
     """Approve one pending call (exactly that call: same tool and arguments)."""
-    _answer(ctx, approval_id, True, note)
+    _answer(ctx, approval_id, True, note, unseen_arguments)
 
 
 @approvals_group.command("deny")

@@ -430,3 +430,15 @@ def test_a_grant_whose_request_cannot_be_read_is_not_sent(tmp_path: Path) -> Non
 
     assert post("grant") == 503 and queue.answered == []
     assert post("deny") == 303 and queue.answered == [("abc", False)]  # a denial needs no reading
+
+
+def test_plr_approvals_grant_refuses_cut_arguments_unless_told(tmp_path: Path) -> None:
+    q = SqliteApprovalQueue(tmp_path / "approvals.sqlite")
+    cut = _file(q, CUT_ARGS)
+    whole = _file(q, {"command": "ls"})
+    refused = run_proxy_cli("approvals", "--db", str(q.path), "grant", cut)
+    assert refused.returncode == 1 and "not granted" in refused.stderr_text and "--unseen-arguments" in refused.stderr_text
+    assert q.get(cut).status == "pending"
+    assert run_proxy_cli("approvals", "--db", str(q.path), "grant", whole).returncode == 0
+    assert run_proxy_cli("approvals", "--db", str(q.path), "grant", "--unseen-arguments", cut).returncode == 0
+    assert q.get(cut).status == "granted" and q.get(whole).status == "granted"
