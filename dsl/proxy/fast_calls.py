@@ -52,6 +52,7 @@ from ..engine import Decision
 from .deciding import Decisions, ToolCall, new_call_id
 from .errors import UpstreamTimeout, map_error, secs
 from .forwarding import Deadlines
+from .http import id_key
 from .lane import UpstreamLane, lane_of
 from .options import Background
 
@@ -108,6 +109,9 @@ class FastCalls:
         self.tasks = tasks
         # a cache hint on tools/call results would change the answer's shape: the SDK path then
         self.enabled = not cacheable
+        # the client's id (keyed as the SDK's dispatcher and the stdio front key ids in flight:
+        # ``coerce_request_id``, by ``http.id_key``, so a cancel of "07" finds call 7, as the SDK's
+        # would) -> its call
         self.by_front: dict[Any, _Call] = {}
         self.taken = 0  # calls served here (PLR_PROXY_FAST=report prints it at exit, for tests)
         self.answered_now = 0  # of which answered in the server pipe's read callback (finish_now)
@@ -188,7 +192,7 @@ class FastCalls:
         data = upstream_frame(up_id, p["name"], p.get("arguments"), meta, lane.encoding)
         call = _Call(self, front, rid, up_id, lane, tool, version, d)
         lane.calls[up_id] = call
-        self.by_front[_key(rid)] = call
+        self.by_front[id_key(rid)] = call
         self.sessions.fast_call_started()
         self._arm(call)
         call.sent = time.perf_counter()
@@ -331,7 +335,7 @@ class FastCalls:
         """The client cancelled a call of ours: never answered (as the SDK does), and the server
         is told, as the SDK tells it when a request is abandoned."""
         rid = cancelled_request_id_from_params(msg.params)
-        call = self.by_front.get(_key(rid)) if rid is not None else None
+        call = self.by_front.get(id_key(rid)) if rid is not None else None
         if call is None or not self._settle(call):
             return
         call.lane.calls.pop(call.up_id, None)
@@ -360,7 +364,7 @@ class FastCalls:
         if call.timer is not None:
             call.timer.cancel()
             call.timer = None
-        self.by_front.pop(_key(call.front_id), None)
+        self.by_front.pop(id_key(call.front_id), None)
         self.sessions.fast_call_ended()
         return True
 
@@ -377,12 +381,6 @@ class FastCalls:
     async def _error(self, call: _Call, e: BaseException) -> None:
         err = handler_exception_to_error_data(e) or types.ErrorData(code=0, message=str(e))
         await call.front.reply(types.JSONRPCError(jsonrpc="2.0", id=call.front_id, error=err), call.front_id)
-
-
-def _key(rid: Any) -> tuple[type, Any]:
-    """As ``stdio._id_key`` keys the front's ids in flight (1 and "1" are two ids); not imported
-    from there, which would load the stdio front into every proxy, HTTP ones too."""
-    return type(rid), rid
 
 
 def plain_call(p: Any, version: str) -> bool:

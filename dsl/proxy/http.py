@@ -39,6 +39,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pydantic_core
+from mcp.shared.dispatcher import coerce_request_id
 
 from ..listener_names import allowed_names, is_loopback_listener, parse_allow_host
 
@@ -223,6 +224,20 @@ class FrontLink:
             self._scope.cancel()
 
 
+def id_key(rid: Any) -> Any:
+    """``coerce_request_id(rid)``: the key the SDK's dispatcher files a request in flight under
+    (7, "7", "07" and " 7" are one id there), which every table of the client's requests in
+    flight uses too (the fronts' gates, both fast paths, their cancellation lookups). Without the
+    ``ValueError`` its ``int()`` raises for most string ids (a few µs a call): a string whose
+    first character is no digit, sign or space, or whose last is no digit or space, is no integer
+    to ``int()``, and the SDK's function returns it unchanged."""
+    if rid.__class__ is str and rid:
+        a, z = rid[0], rid[-1]
+        if not (z.isdecimal() or z.isspace()) or not (a.isdecimal() or a.isspace() or a == "+" or a == "-"):
+            return rid
+    return coerce_request_id(rid)
+
+
 _SUSPECT_ID = re.compile(rb'"id"\s*:\s*(?:true|false|null|[\[{]|-?\d+(?:\.\d|[eE]))')
 _BODY_PEEK_MAX = 4 * 1024 * 1024  # the SDK refuses larger bodies itself (413)
 
@@ -254,6 +269,53 @@ def bad_request_id(body: bytes) -> bool:
     return req is not None and _bad_id(req["id"])
 
 
+def mixed_frame(body: bytes) -> bool:
+    """Whether the JSON object ``body`` has a ``"method"`` and a ``"result"`` or an ``"error"``:
+    neither a request nor a response, though the SDK reads one of them (with an ``"error"``, a
+    response it drops: the client would wait for ever; with a ``"result"``, a request). An
+    Invalid Request, never forwarded. Parses ``body`` as the SDK parses it: for a frame a cheap
+    scan did not clear (the stdio front's ``_parsed``; the HTTP front's ``_refusal`` scans too)."""
+    try:
+        obj = pydantic_core.from_json(body)
+    except ValueError:
+        return False
+    return is_mixed(obj)
+
+
+def is_mixed(obj: Any) -> bool:
+    """Is the parsed JSON value ``obj`` an object with a method and a result or an error?"""
+    return obj.__class__ is dict and "method" in obj and ("result" in obj or "error" in obj)
+
+
+MIXED_MESSAGE = "a request or a notification carries no result and no error"
+
+
+def _refusal(body: bytes) -> bytes | None:
+    """The Invalid Request answering a POST the SDK would misread (a request whose id is not a
+    string or an integer, or a frame with a method and a result or an error: ``mixed_frame``),
+    with its id when it has a usable one; None: the SDK reads it right. A cheap scan first; the
+    frame is parsed only when it looks so."""
+    if not (
+        _SUSPECT_ID.search(body)
+        or body.find(b"\\u") >= 0
+        or body.find(b'"method"') >= 0 and (body.find(b'"result"') >= 0 or body.find(b'"error"') >= 0)
+    ):
+        return None
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if is_mixed(obj):
+        rid = obj.get("id")
+        return _invalid_request(None if _bad_id(rid) else rid, f"Invalid Request: {MIXED_MESSAGE}")
+    if obj.__class__ is dict and "id" in obj and isinstance(obj.get("method"), str) and _bad_id(obj["id"]):
+        return _invalid_request(None, _BAD_ID_MESSAGE)
+    return None
+
+
+_BAD_ID_MESSAGE = "Invalid Request: the id must be a string or an integer"
+
+
 def _session_of(scope: Any, headers: dict[bytes, bytes] | None = None) -> str | None:
     """The request's session id (its first ``Mcp-Session-Id``). ``headers``: the request's headers
     by lower-case name, when the front read them once with none repeated (``HeldPosts``)."""
@@ -269,7 +331,8 @@ def _session_of(scope: Any, headers: dict[bytes, bytes] | None = None) -> str | 
 def _session_request(sid: str | None, body: bytes, loads: Callable[[bytes], Any] = json.loads) -> dict[str, Any] | None:
     """The request a session's POST holds (``_request_of``), when there is a session and the
     body may hold an id (spelled out, or with an escape that may spell it); else None."""
-    return _request_of(body, loads) if sid and (b'"id"' in body or b"\\u" in body) else None
+    # (``find``: ``in`` on bytes first tries the needle as an int, an exception raised and cleared)
+    return _request_of(body, loads) if sid and (body.find(b'"id"') >= 0 or body.find(b"\\u") >= 0) else None
 
 
 def _invalid_request(rid: Any, message: str) -> bytes:
@@ -284,16 +347,34 @@ async def _refuse(send: Any, body: bytes) -> None:
 
 class RequestIdGate:
     """ASGI middleware: a POST whose JSON-RPC request has an id that is not a string or an
-    integer gets a 400 with a JSON-RPC Invalid Request error (id null), not a silent 202; one
-    that reuses the id of a request of the same session still in flight gets a 400 Invalid
-    Request with that id: the SDK keys a session's answers by request id, so the first request
-    would be orphaned (a cancel no longer reaching it, a later grant still running it)."""
+    integer, or whose frame has a method and a result or an error (``mixed_frame``), gets a 400
+    with a JSON-RPC Invalid Request error, not a silent 202; one that reuses the id of a request
+    of the same session still in flight gets a 400 Invalid Request with that id: the SDK keys a
+    session's answers by request id, so the first request would be orphaned (a cancel no longer
+    reaching it, a later grant still running it). Ids are keyed as the SDK's dispatcher keys its
+    requests in flight (``id_key``: 7, "7", "07" and " 7" are one id there).
 
-    def __init__(self, app: Any, fast: Any = None) -> None:
+    Only a request the SDK serves in that session takes a slot (``routed``): one of another
+    identity (or for a session that does not exist, or of the 2026-07-28 era, which no session
+    serves) goes to the SDK untouched, which answers it as without the gate (another identity
+    gets exactly the 404 of a session that does not exist, whatever ids are in flight)."""
+
+    def __init__(self, app: Any, fast: Any = None, manager: Any = None) -> None:
         self.app = app
         # http_fast.HttpFastCalls (or None): takes a session's tools/call once its id is in flight here
         self.fast = fast
-        self._inflight: dict[tuple[str, str], list[Any]] = {}  # (session, str(id)) -> [the id in flight]
+        self._inflight: dict[tuple[str, Any], list[Any]] = {}  # (session, coerced id) -> [the id in flight]
+        # the SDK's StreamableHTTPSessionManager (its sessions and their owners), for ``routed``;
+        # None (a bare gate): every session's request takes a slot
+        self.manager = manager
+        if manager is not None:
+            from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
+            from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+            from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+            self._user_class, self._principal_of = AuthenticatedUser, authorization_context
+            self._version_header = MCP_PROTOCOL_VERSION_HEADER.encode("ascii")
+            self._handshake_versions = HANDSHAKE_PROTOCOL_VERSIONS
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST":
@@ -325,25 +406,33 @@ class RequestIdGate:
         body = body or b""
         sid = _session_of(scope) if complete else None
         # a session's request is parsed once, for both checks; any other frame only when it looks
-        # as if its id were bad
+        # as if it were to be refused
         req = _session_request(sid, body)
-        if req is not None and _bad_id(req["id"]) or req is None and complete and bad_request_id(body):
-            await _refuse(send, _invalid_request(None, "Invalid Request: the id must be a string or an integer"))
-            return
-        if req is None or sid is None:
+        if req is not None:
+            if _bad_id(req["id"]):
+                await _refuse(send, _invalid_request(None, _BAD_ID_MESSAGE))
+                return
+            if "result" in req or "error" in req:
+                await _refuse(send, _invalid_request(req["id"], f"Invalid Request: {MIXED_MESSAGE}"))
+                return
+        elif complete:
+            refusal = _refusal(body)
+            if refusal is not None:
+                await _refuse(send, refusal)
+                return
+        if req is None or sid is None or not self.routed(scope, sid):
             fast = self.fast
             if fast is not None and req is None and fast.cancelling(sid, body):
                 await fast.cancel(scope, sid, body)  # a fast call it names stops; the SDK sees it too
             await self.app(scope, receive, send)
             return
-        # the SDK routes a session's answers by ``str(id)``, so ``7`` and ``"7"`` are one key there
         rid = req["id"]
-        slot = (sid, str(rid))
+        slot = (sid, id_key(rid))
         if slot in self._inflight:
             await _refuse(send, _invalid_request(
                 rid,
                 f"Invalid Request: id {json.dumps(self._inflight[slot][0])} is still in flight in this session "
-                "(ids 7 and \"7\" are the same one over HTTP)",
+                "(7, \"7\" and \"07\" are one id to the MCP SDK)",
             ))  # fmt: skip
             return
         free = self.hold(slot, rid)
@@ -355,9 +444,29 @@ class RequestIdGate:
         finally:
             free()
 
+    def routed(self, scope: Any, sid: str) -> bool:
+        """Whether the SDK serves this POST in session ``sid`` itself: a handshake-era POST (no
+        ``MCP-Protocol-Version``, or one of that era, read as the session manager reads it) for a
+        live session whose owner is the request's principal. Asked before any slot is looked at:
+        a request of another identity never touches or learns a slot of the session."""
+        manager = self.manager
+        if manager is None:
+            return True
+        header = self._version_header
+        for k, v in scope.get("headers") or ():
+            if k == header:
+                if v.decode("latin-1") not in self._handshake_versions:
+                    return False  # the manager's 2026-07-28 entry: no session serves it
+                break
+        if sid not in manager._server_instances:  # noqa: SLF001 - mcp==2.3.0 is pinned
+            return False  # the SDK answers 404
+        user = scope.get("user")
+        requestor = self._principal_of(user) if isinstance(user, self._user_class) else None
+        return requestor == manager._session_owners.get(sid)  # noqa: SLF001
+
     def begin(
         self, scope: Any, body: bytes, headers: dict[bytes, bytes] | None = None
-    ) -> tuple[dict[str, Any], str, tuple[str, str]] | None:
+    ) -> tuple[dict[str, Any], str, tuple[str, Any]] | None:
         """For ``HeldPosts.start``: the request, session and slot of a POST (its whole ``body``)
         that ``serve`` would hand to the fast path, its id not in flight. None: ``serve`` is
         the one to answer it.
@@ -366,17 +475,18 @@ class RequestIdGate:
         ``pydantic_core``, once for both: where that parser and ``json.loads`` both read a body they
         read the same value (duplicate keys included); a body only ``json.loads`` reads (a lone
         surrogate escape, a byte-order mark) is never the fast path's, and gets None here.
-        ``headers``: as ``_session_of``'s."""
+        ``headers``: as ``_session_of``'s. (The session's owner is not asked here: the fast path
+        takes no request of another identity, and ``serve`` asks before it looks at a slot.)"""
         sid = _session_of(scope, headers)
         req = _session_request(sid, body, pydantic_core.from_json)
-        if sid is None or req is None or _bad_id(req["id"]):
+        if sid is None or req is None or _bad_id(req["id"]) or "result" in req or "error" in req:
             return None
-        slot = (sid, str(req["id"]))
+        slot = (sid, id_key(req["id"]))
         if slot in self._inflight:
             return None
         return req, sid, slot
 
-    def hold(self, slot: tuple[str, str], rid: Any) -> Callable[[], None]:
+    def hold(self, slot: tuple[str, Any], rid: Any) -> Callable[[], None]:
         """Mark the request id ``rid`` in flight in its session; the function that frees it."""
         mine = self._inflight[slot] = [rid]  # (a list: this request's own entry, by identity)
 
@@ -1180,7 +1290,8 @@ async def serve_http(
     )
     if fast is not None:
         fast.attach(getattr(server, "_session_manager", None), path)
-    gate = RequestIdGate(LowerCaseHost(sdk_app), fast)
+    manager = getattr(server, "_session_manager", None)
+    gate = RequestIdGate(LowerCaseHost(sdk_app), fast, manager if hasattr(manager, "_session_owners") else None)
     app: Any = gate
     if front.metrics is not None:
         app = _with_metrics(app, front.metrics.asgi_app())

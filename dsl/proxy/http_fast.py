@@ -99,7 +99,7 @@ from .fast_calls import (
     trace_context_into,
 )
 from .forwarding import RAW, _Timer, session_forgotten
-from .http import identity_for_header
+from .http import id_key, identity_for_header
 from .raw_transport import RawTransport, header_lines, read_body, request_line
 
 if TYPE_CHECKING:
@@ -438,7 +438,7 @@ class HttpFastCalls:
         self.enabled = not cacheable
         self.manager: Any = None  # the SDK's StreamableHTTPSessionManager (``attach``)
         self.path = "/mcp"
-        self.calls: dict[tuple[str, Any], _Call] = {}  # (session, coerced id) -> fast call in flight
+        self.calls: dict[tuple[str, Any], _Call] = {}  # (session, ``id_key`` of its id) -> fast call in flight
         self._heads: dict[str, tuple[tuple[bytes, bytes], ...]] = {}  # session -> event-stream head
         self._passed: set[tuple[Any, ...]] = set()  # request headers and settings the SDK's checks passed (``_admitted``)
         self.taken = 0  # calls served here (PLR_PROXY_FAST=report prints it at exit, for tests)
@@ -1187,7 +1187,7 @@ class HttpFastCalls:
         server_dispatcher = link.session._request_outbound._dispatcher  # noqa: SLF001
         call = _Call(rid)
         waiting = _Waiting(_ScopedSession(link.session, server_dispatcher, rid, call), rid, _RequestHeaders(scope))
-        flight = _Flight(call, (link.key, coerce_request_id(rid)), str(rid), reply, _Timer(self.timeout))
+        flight = _Flight(call, (link.key, id_key(rid)), str(rid), reply, _Timer(self.timeout))
         self.calls[flight.ckey] = call
         key = flight.key
 
@@ -1439,7 +1439,7 @@ class HttpFastCalls:
         rid = cancelled_request_id_from_params(msg.params)
         if rid is None:
             return
-        call = self.calls.get((sid, coerce_request_id(rid)))
+        call = self.calls.get((sid, id_key(rid)))
         if call is None or call.cancelled:
             return
         call.cancelled = True

@@ -30,10 +30,11 @@ import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
 import mcp_types as types
+from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
 from mcp.shared.message import SessionMessage
 
 from .errors import log
-from .http import bad_request_id
+from .http import MIXED_MESSAGE, bad_request_id, id_key, is_mixed, mixed_frame
 
 MAX_LINE = 32 * 1024 * 1024  # a longer line is answered with a parse error, not buffered forever
 
@@ -63,6 +64,8 @@ def error_for_bad_line(line: bytes) -> types.JSONRPCError | None:
             return None  # a malformed response: there is nobody to answer
         if rid is None and "id" not in obj and isinstance(obj.get("method"), str):
             return None  # a malformed notification: JSON-RPC never answers notifications
+        if is_mixed(obj):
+            why = MIXED_MESSAGE
     return types.JSONRPCError(
         jsonrpc="2.0",
         id=rid,
@@ -260,36 +263,37 @@ class _Writer:
 class _InFlight:
     """The ids of the client's requests that have no answer yet. A second request with the id of
     one still in flight (a call waiting for approval, say) would orphan the first: its cancel
-    could no longer reach it, and a later grant would answer twice. It is an Invalid Request."""
+    could no longer reach it, and a later grant would answer twice. It is an Invalid Request.
+
+    Ids are keyed as the SDK's dispatcher keys its requests in flight (``coerce_request_id``, by
+    ``http.id_key``): 7, "7", "07" and " 7" are one id there, so they are one id here too."""
 
     def __init__(self) -> None:
-        self.ids: set[tuple[type, Any]] = set()
+        self.ids: set[Any] = set()
 
     def claim(self, msg: Any) -> bool:
         """False: ``msg`` is a request whose id is in flight; else it is now (if a request).
         A cancellation frees its request's id: a cancelled request is never answered."""
         if isinstance(msg, types.JSONRPCRequest):
-            key = _id_key(msg.id)
+            key = id_key(msg.id)
             if key in self.ids:
                 return False
             self.ids.add(key)
         elif isinstance(msg, types.JSONRPCNotification) and msg.method == "notifications/cancelled":
-            rid = msg.params.get("requestId") if isinstance(msg.params, dict) else None
+            # read as the SDK's dispatcher reads it (a bool or a float names no request: True
+            # and 1.0 would free id 1 in a set)
+            rid = cancelled_request_id_from_params(msg.params)
             if rid is not None:
-                self.ids.discard(_id_key(rid))
+                self.ids.discard(id_key(rid))
         return True
 
     def unclaim(self, msg: Any) -> None:
         if isinstance(msg, types.JSONRPCRequest):
-            self.ids.discard(_id_key(msg.id))
+            self.ids.discard(id_key(msg.id))
 
     def release(self, msg: Any) -> None:
         if isinstance(msg, (types.JSONRPCResponse, types.JSONRPCError)) and msg.id is not None:
-            self.ids.discard(_id_key(msg.id))
-
-
-def _id_key(rid: Any) -> tuple[type, Any]:
-    return type(rid), rid  # 1 and "1" are two ids
+            self.ids.discard(id_key(msg.id))
 
 
 def _duplicate_id(msg: Any) -> types.JSONRPCError:
@@ -298,7 +302,8 @@ def _duplicate_id(msg: Any) -> types.JSONRPCError:
         id=msg.id,
         error=types.ErrorData(
             code=types.INVALID_REQUEST,
-            message=f"Invalid Request: a request with id {json.dumps(msg.id)} is still in flight; use a new id",
+            message=f"Invalid Request: a request with id {json.dumps(msg.id)} is still in flight "
+            '(7, "7" and "07" are one id to the MCP SDK); use a new id',
         ),
     )
 
@@ -341,8 +346,21 @@ def _parsed(line: bytes) -> SessionMessage | None:
         msg = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
     except Exception:  # noqa: BLE001 - any invalid frame: the caller answers it
         return None
-    if isinstance(msg, types.JSONRPCNotification) and bad_request_id(line):
+    cls = msg.__class__
+    # a frame with a "method" and a "result" or an "error" (``mixed_frame``): read by the SDK as a
+    # request when it has a "result", as a response it drops when it has an "error"; answered
+    # (with its id) as an Invalid Request instead, never forwarded. Only a key can make a request
+    # or a notification so (a response: a "method" key), spelled out or with an escape. (``find``:
+    # ``in`` on bytes first tries the needle as an int, an exception raised and cleared each time.)
+    if cls is types.JSONRPCNotification and bad_request_id(line):
         return None  # a request whose id is not a string or an integer: answered, not dropped
+    if cls is types.JSONRPCRequest or cls is types.JSONRPCNotification:
+        if (
+            line.find(b'"result"') >= 0 or line.find(b'"error"') >= 0 or line.find(b"\\") >= 0 and line.find(b"\\u") >= 0
+        ) and mixed_frame(line):
+            return None
+    elif (line.find(b'"method"') >= 0 or line.find(b"\\u") >= 0) and mixed_frame(line):
+        return None
     return SessionMessage(msg)
 
 
@@ -389,12 +407,12 @@ class _Reader:
         written, nor freed)."""
         if not self.writer.write_now(data):
             return False
-        self.in_flight.ids.discard(_id_key(rid))
+        self.in_flight.ids.discard(id_key(rid))
         return True
 
     async def reply_frame(self, data: bytes, rid: Any) -> None:
         """``reply`` of a message the fast path has written already (one line)."""
-        self.in_flight.ids.discard(_id_key(rid))
+        self.in_flight.ids.discard(id_key(rid))
         try:
             await self.writer.write(data)
         except OSError:
@@ -402,7 +420,7 @@ class _Reader:
 
     def release(self, rid: Any) -> None:
         """A request of the fast path that will not be answered (the client cancelled it)."""
-        self.in_flight.ids.discard(_id_key(rid))
+        self.in_flight.ids.discard(id_key(rid))
 
     async def handle_line(self, line: bytes | None) -> bool:
         """Parse one line and hand it on (False: the session is gone, stop reading)."""

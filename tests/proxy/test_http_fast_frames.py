@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields
+from mcp.shared.dispatcher import coerce_request_id
 from mcp.server.streamable_http import EventMessage, StreamableHTTPServerTransport
 from mcp_types import methods
 
@@ -421,15 +422,17 @@ def test_a_held_post_is_read_as_json_loads_reads_it_when_the_sdk_can_read_it(
         return
     req, sid, slot = _held(frame)
     assert req == json.loads(frame) == sdk
-    assert (sid, slot) == ("s1", ("s1", str(rid)))
+    assert (sid, slot) == ("s1", ("s1", coerce_request_id(rid)))  # keyed as the SDK's dispatcher keys it
 
 
 @pytest.mark.parametrize(("frame", "slot"), [
-    (b'{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{}}', ("s1", "2")),  # the last one, as the SDK reads it
+    (b'{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{}}', ("s1", 2)),  # the last one, as the SDK reads it
     (b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"\\ud800"}}', None),  # only json.loads reads it
     (b'\xef\xbb\xbf{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{}}', None),  # a byte-order mark: the same
     (b'{"jsonrpc":"2.0","id":true,"method":"tools/call","params":{}}', None),  # a bad id: ``serve`` refuses it
     (b'{"jsonrpc":"2.0","method":"notifications/x"}', None),
+    (b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{},"error":{"code":1,"message":"x"}}', None),  # refused
+    (b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{},"\\u0072esult":{}}', None),  # by ``serve``
 ])  # fmt: skip
 def test_a_held_post_only_the_sdk_reads_alike_is_left_to_serve(frame: bytes, slot: Any) -> None:
     got = _held(frame)

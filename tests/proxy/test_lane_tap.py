@@ -242,7 +242,9 @@ def _fast_call(events: _Events) -> tuple[Any, Any, Any]:
 
     from mcp import types
 
-    from dsl.proxy.fast_calls import FastCalls, _Call as FastCall, _key
+    from mcp.shared.dispatcher import coerce_request_id
+
+    from dsl.proxy.fast_calls import FastCalls, _Call as FastCall
 
     fast = FastCalls.__new__(FastCalls)
     fast.decisions = events
@@ -251,7 +253,7 @@ def _fast_call(events: _Events) -> tuple[Any, Any, Any]:
     fast.by_front = {}
     fast.answered_now = 0
     call = FastCall(owner=fast, front=events, front_id=7, up_id=5, lane=UpstreamLane(), tool="t", version="2025-06-18", decision=object())
-    fast.by_front[_key(7)] = call
+    fast.by_front[coerce_request_id(7)] = call
     answer = types.JSONRPCResponse(jsonrpc="2.0", id=5, result={"content": [{"type": "text", "text": "x"}], "isError": True})
     return fast, call, answer
 

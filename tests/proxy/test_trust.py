@@ -224,7 +224,11 @@ def test_a_request_id_in_flight_cannot_be_reused(setup: ProxySetup) -> None:
         w.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         dup = w.recv()
         assert dup["id"] == 1 and dup["error"]["code"] == -32600 and "still in flight" in dup["error"]["message"]
-        w.send({"jsonrpc": "2.0", "id": "1", "method": "tools/list"})  # "1" is another id
+        # "1" is the same id to the SDK's dispatcher (``coerce_request_id``): refused just the same
+        w.send({"jsonrpc": "2.0", "id": "1", "method": "tools/list"})
+        alias = w.recv()
+        assert alias["id"] == "1" and alias["error"]["code"] == -32600 and "still in flight" in alias["error"]["message"]
+        w.send({"jsonrpc": "2.0", "id": "x1", "method": "tools/list"})  # another id
         assert "result" in w.recv()
         w.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
         w.call(2, "get-task", {"task_id": "after"})
@@ -259,7 +263,7 @@ async def test_over_http_a_request_id_in_flight_cannot_be_reused(setup: ProxySet
                     assert dup.status_code == 400, dup.text
                     err = dup.json()
                     assert err["id"] == 7 and err["error"]["code"] == -32600 and "still in flight" in err["error"]["message"]
-                    # the SDK keys a session's answers by str(id): "7" would orphan 7 just the same
+                    # the SDK keys a session's requests by coerce_request_id: "7" would orphan 7 just the same
                     other = await h.post(url, json={"jsonrpc": "2.0", "id": "7", "method": "tools/list"}, headers=heads)
                     assert other.status_code == 400 and other.json()["id"] == "7", other.text
                 answer = rpc_body(first["r"])
