@@ -226,8 +226,13 @@ def test_the_filesystem_example_hover_and_definition(server, workspace: Path):
 def test_completion_offers_the_catalogues_tools_with_class_and_description(server, workspace: Path):
     client, _ = server
     path = workspace / "filesystem.plr"
+    # as an editor does: the file opens whole (and is built), then the author types; a first
+    # text that does not parse has no build to take the catalogues from
+    mark = client.mark()
+    client.open(path)
+    client.diagnostics(path, after=mark)
     text = path.read_text(encoding="utf-8") + '\ndeny tool "'
-    client.open(path, text)
+    client.change(path, text)
     try:
         line = text.count("\n")
         items = client.at("textDocument/completion", path, line, len('deny tool "'))["items"]
