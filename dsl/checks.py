@@ -7,6 +7,7 @@ Every message names the rule's place and says what to write instead.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Callable, Iterator
 
 from . import ir
@@ -114,6 +115,12 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
             f"`{r.kind} all tools` for every call" + (" (or `default …`)" if r.kind != "limit" else ""),
             sel.span,
         )
+    if sel.kind in ("tool", "list"):
+        for name in dict.fromkeys(sel.names):
+            if name != "*" and ("*" in name or "?" in name):
+                prog.error(_wildcard_name_message(r, name, program_default(prog)), sel.span)
+    if sel.kind == "glob" and r.kind != "allow" and sel.pattern and set(sel.pattern) == {"*"}:
+        prog.error(_star_glob_message(r, sel.pattern, program_default(prog)), sel.span)
     if r.limit is not None:
         if r.limit.of is not None:
             if r.limit.max <= 0:
@@ -155,6 +162,82 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
             )
     if r.condition is not None and r.guard in ("if", "unless"):
         _check_literal_types(prog, r)
+
+
+def _glob_condition(pattern: str) -> str:
+    """A condition on `tool` that holds for exactly the names the glob ``pattern`` matches."""
+    from .format import string_text
+
+    body = pattern.strip("*")
+    if "*" not in body and "?" not in body:
+        lead, trail = pattern.startswith("*"), pattern.endswith("*")
+        if trail and not lead:
+            return f"tool starts_with {string_text(body)}"
+        if lead and not trail:
+            return f"tool ends_with {string_text(body)}"
+        if lead and trail and body:
+            return f"tool contains {string_text(body)}"
+    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return f"tool matches {string_text('^' + regex + '$')}"
+
+
+def _wildcard_name_message(r: ir.Rule, name: str, default: str) -> str:
+    """`deny tool "delete_*"`: a name with `*` or `?` names one tool literally called that, so
+    the tools it was meant to match go through. Say so, and give the two forms that match."""
+    from .format import string_text
+
+    quoted = string_text(name)
+    cond = _glob_condition(name)
+    rest = " …" if r.kind == "limit" else f" {r.guard} …" if r.guard in ("if", "unless") else ""
+    glob = f"`{r.kind} tools {quoted}{rest}` (a glob, expanded against the catalogues: only the tools they declare)"
+    if r.kind == "hide":
+        every = f"`deny all tools if {cond}` to refuse every call of such a tool (hiding has no such form)"
+    elif r.kind == "limit":
+        every = f"`limit all tools … if {cond}` (one quota shared by every call of such a tool)"
+    elif r.kind == "allow" and default == "allow":
+        every = (
+            f"`deny all tools unless not ({cond}) or …` (every call of such a tool)" if r.guard == "if" else ""
+        )
+    elif r.guard == "unless":
+        every = f"`deny all tools unless not ({cond}) or …` (every call of such a tool; it makes no tool callable)"
+    elif r.guard == "if":
+        every = f"`{r.kind} all tools if {cond} and (…)` (every call of such a tool)"
+    else:
+        every = f"`{r.kind} all tools if {cond}` (every call of such a tool)"
+    return (
+        f"`*` and `?` are not wildcards in a tool name: {quoted} would name only a tool literally called "
+        f"`{name}` (MCP tool names are letters, digits, `_`, `-` and `.`), and this rule does not govern "
+        f"the tools it seems to match; write {glob}" + (f", or {every}" if every else "")
+    )
+
+
+def _star_glob_message(r: ir.Rule, pattern: str, default: str) -> str:
+    """`hide/deny/limit tools "*"` reaches only the catalogued tools, while `"*"` in the JSON's
+    `hide` is every tool: a tool the catalogues lack would slip through."""
+    sel = f'tools "{pattern}"'
+    if r.kind == "hide":
+        return (
+            f"`hide {sel}` hides only the tools the catalogues declare: a tool they lack stays visible "
+            '(while `"hide": ["*"]` in the JSON means every tool); write `hide all tools` to hide every tool'
+        )
+    if r.kind == "limit":
+        return (
+            f"`limit {sel}` limits only the tools the catalogues declare: a tool they lack is not limited; "
+            "write `limit all tools …` for every call (one quota shared by every call)"
+        )
+    if r.guard == "always":
+        fix = "`default deny` to deny every tool"
+    elif r.guard == "unless" and default == "deny":
+        fix = (
+            f"`deny all tools unless …` for every call, with `allow {sel}` to keep the catalogued tools "
+            "callable (`deny all tools …` makes no tool callable)"
+        )
+    else:
+        fix = f"`deny all tools {r.guard} …` for every call"
+    return (
+        f"`deny {sel}` denies only the tools the catalogues declare: a tool they lack is not denied by it; "
+        f"write {fix}"
+    )
 
 
 def _check_names(prog: Program, sel: ir.Selector) -> None:
@@ -423,7 +506,7 @@ def _check_catalogue_names(prog: Program) -> None:
         if rr.rule.selector.kind not in ("tool", "list"):
             continue
         for name in rr.tools:
-            if name not in known:
+            if name not in known and "*" not in name and "?" not in name:  # _check_rule: a wildcard
                 prog.error(
                     f"tool `{name}` is not in any declared catalogue{hint_for(name)} (a tool the server "
                     f'has beyond its catalogue is declared in a `server` block: tool "{name}" CLASS)',
@@ -508,13 +591,43 @@ def _check_all_tools(prog: Program, default: str, by_tool, every, hide_all: bool
                 rr.rule.span,
             )
             continue
-        own = sorted(t for t, tr in by_tool.items() if tr.allow_if and not (tr.hide or tr.deny))
-        if own and not prog.in_stdlib(rr.rule.span):
-            shown = ", ".join(f"`{t}`" for t in own[:3]) + (f" and {len(own) - 3} more" if len(own) > 3 else "")
+        if prog.in_stdlib(rr.rule.span):
+            continue
+        own = sorted(
+            t
+            for t, tr in by_tool.items()
+            if tr.allow_if and not (tr.hide or tr.deny) and not _repeats(tr, rr.rule.condition)
+        )
+        if own:
+            shown = _some(own)
             warn_once(
                 f"`allow all tools if …` does not apply to {shown}: a tool's own `allow … if` rules decide for it "
                 f"alone ({prog.rule_name(by_tool[own[0]].allow_if[0].rule.span)}); repeat the condition there to "
                 "allow it too",
+                rr.rule.span,
+            )
+        # A `deny … unless` makes its tool callable on its own, to anyone its condition lets
+        # through: the grant's condition does not bind it (unless `deny all tools unless` does).
+        grant = _text(rr.rule.condition)
+        if any(_text(x.rule.condition) == grant for x in every.deny_unless):
+            continue
+        gated = sorted(
+            t
+            for t, tr in by_tool.items()
+            if tr.deny_unless and not (tr.allow or tr.allow_if or tr.hide or tr.deny)
+        )
+        if gated:
+            first = by_tool[gated[0]].deny_unless[0].rule
+            approval = all(_is_approved(x.rule.condition) for t in gated for x in by_tool[t].deny_unless)
+            its = "its" if len(gated) == 1 else "their"
+            who = "once approved" if approval else f"when {its} `deny … unless` condition holds"
+            fix = (
+                f"`deny all tools unless {grant}`" if len(grant) <= 80 else "`deny all tools unless` with the same condition"
+            )
+            warn_once(
+                f"anyone may call {_some(gated)} {who} ({prog.rule_name(first.span)}): `allow all tools if …` does "
+                f"not apply to a tool that a `deny … unless` makes callable; to hold every call to this condition "
+                f"too, add {fix}",
                 rr.rule.span,
             )
     some_callable = default == "allow" or granted or any(
@@ -529,6 +642,45 @@ def _check_all_tools(prog: Program, default: str, by_tool, every, hide_all: bool
                 "so this rule can never matter",
                 rr.rule.span,
             )
+
+
+def _text(c: ir.Condition | None) -> str:
+    from .format import condition_text
+
+    return "" if c is None else condition_text(c)
+
+
+def _some(tools: list[str]) -> str:
+    return ", ".join(f"`{t}`" for t in tools[:3]) + (f" and {len(tools) - 3} more" if len(tools) > 3 else "")
+
+
+def _repeats(tr, grant: ir.Condition | None) -> bool:  # type: ignore[no-untyped-def]
+    """Whether one of the tool's own `allow … if` rules is the grant's condition, or an `or` with
+    it as one side: the grant's callers reach the tool there (the check's advice was followed)."""
+    if grant is None:
+        return False
+    text = None
+    for x in tr.allow_if:
+        c = x.rule.condition
+        for cand in (c, *(c.items if isinstance(c, ir.Or) else ())):
+            if not _alike(cand, grant):
+                continue  # cheap: most conditions differ at the top; the text compares the rest
+            text = _text(grant) if text is None else text
+            if _text(cand) == text:
+                return True
+    return False
+
+
+def _alike(a: ir.Condition | None, b: ir.Condition) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, ir.Compare) and isinstance(b, ir.Compare):
+        return a.op == b.op and a.path.root == b.path.root and a.path.steps == b.path.steps
+    return True
+
+
+def _is_approved(c: ir.Condition | None) -> bool:
+    return isinstance(c, ir.Compare) and c.path.root == "approved" and not c.path.steps and c.op == "eq" and c.value is True
 
 
 def _check_string_guards(prog: Program, tool: str, tr, warn_once) -> None:  # type: ignore[no-untyped-def]

@@ -34,10 +34,14 @@ from .validate import (
     check_limit_extensions,
     check_leaf,
     check_scopes,
+    check_hide_names,
     check_tool_names,
     check_window_type,
+    DuplicateKey,
     fn_chain,
+    locate_duplicate,
     surrogate_problem,
+    unique_keys,
 )
 from .vocab import (
     LIST_OPS,
@@ -338,6 +342,13 @@ class Policy(BaseModel):
             check_tool_names(v)
         return v
 
+    @field_validator("hide", mode="before")
+    @classmethod
+    def _hide_names(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            check_hide_names(v)
+        return v
+
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, v: Any) -> Any:
@@ -535,7 +546,12 @@ def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = Non
         except UnicodeDecodeError as e:
             raise PlrError.at(f"policy is not UTF-8 text (byte {e.start})", label) from None
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=unique_keys)
+        except DuplicateKey as e:
+            from .errors import line_of
+
+            d = locate_duplicate(text, e)
+            raise PlrError.at(str(d), label, d.line, d.col, line_of(text, d.line), d.width) from None
         except json.JSONDecodeError as e:
             from .errors import line_of
 

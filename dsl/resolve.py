@@ -18,6 +18,7 @@ from .errors import Diagnostic, PlrError, line_of
 from .lower import lower_source
 from .names import Names, resolve_names, resolved_rule
 from .resources import stdlib_dir
+from .validate import DuplicateKey, locate_duplicate, unique_keys
 
 Reader = Callable[[str], str]
 
@@ -226,7 +227,12 @@ def _load_data(prog: Program, imp: ir.DataImport, display: str, importer: str, r
         prog.error(f"cannot read data file `{imp.path}` ({shown}): {e}", imp.span)
         return
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=unique_keys)
+    except DuplicateKey as e:
+        d = locate_duplicate(text, e)
+        where = f" (line {d.line}, column {d.col})" if d.line else ""
+        prog.error(f"data file `{imp.path}`: {d}{where}", imp.span)
+        return
     except json.JSONDecodeError as e:
         prog.error(f"data file `{imp.path}` is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}", imp.span)
         return

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,11 @@ __all__ = [
     "surrogate_problem",
     "check_data",
     "check_binding",
+    "check_hide_names",
+    "check_tool_names",
+    "DuplicateKey",
+    "unique_keys",
+    "locate_duplicate",
     "check_scopes",
     "QUANTIFIERS",
 ]
@@ -175,6 +181,89 @@ def surrogate_problem(value: Any) -> str | None:
 
 def _surrogate_at(where: str) -> str:
     return f"{where or '(document)'}: a lone surrogate (\\ud800-\\udfff) is not a character"
+
+
+# --- duplicate keys ------------------------------------------------------------------------
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice. ``json.loads`` would keep the last silently, so
+    `{"delete_repo": {"action": "deny"}, "delete_repo": {}}` would allow what it denies."""
+
+    def __init__(self, key: str, path: str = "", line: int = 0, col: int = 0, width: int = 1) -> None:
+        self.key, self.path, self.line, self.col, self.width = key, path, line, col, width
+        where = f" in `{path}`" if path else " at the top level" if line else ""
+        super().__init__(
+            f"key {literal(key)} is written twice{where}: JSON readers keep only one of the two (which one "
+            "differs between readers), so the document would not mean what it says; merge the two into one"
+        )
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads``: the object as a dict, or DuplicateKey. One
+    ``dict()`` and one length comparison per object: the JSON reader's own work, near enough."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise DuplicateKey(k)
+            seen.add(k)
+    return d
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def locate_duplicate(text: str, found: DuplicateKey) -> DuplicateKey:
+    """``found`` (raised by ``unique_keys`` while reading ``text``) with the JSON path of the
+    object, and the line and column of the key's second appearance. Only run once a duplicate
+    is known, so it may be slow: it walks the text again, keeping positions."""
+    from json.decoder import scanstring
+
+    decoder = json.JSONDecoder()
+
+    def skip(i: int) -> int:
+        return _WS.match(text, i).end()  # type: ignore[union-attr]
+
+    def walk(i: int, path: str) -> int:
+        ch = text[i]
+        if ch == "{":
+            i = skip(i + 1)
+            if text[i] == "}":
+                return i + 1
+            seen: set[str] = set()
+            while True:
+                at = i
+                key, i = scanstring(text, i + 1)
+                if key in seen:
+                    line, col = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+                    raise DuplicateKey(key, path, line, col, i - at)
+                seen.add(key)
+                i = skip(walk(skip(skip(i) + 1), f"{path}.{key}" if path else key))
+                if text[i] == "}":
+                    return i + 1
+                i = skip(i + 1)
+        if ch == "[":
+            i = skip(i + 1)
+            if text[i] == "]":
+                return i + 1
+            n = 0
+            while True:
+                i = skip(walk(i, f"{path}[{n}]"))
+                n += 1
+                if text[i] == "]":
+                    return i + 1
+                i = skip(i + 1)
+        return decoder.raw_decode(text, i)[1]
+
+    try:
+        walk(skip(0), "")
+    except DuplicateKey as e:
+        return e
+    except (ValueError, IndexError, RecursionError):
+        pass
+    return found
 
 
 # --- the canonical dump (Engine.from_data) ---------------------------------------------------
@@ -349,13 +438,44 @@ WILDCARD_TOOL = (
     'a tools key "*" is not a wildcard: it would govern only a tool literally named `*`, while "*" in '
     "`hide` means every tool; for rules on every call use `all_tools` (`all tools` in .plr)"
 )
+_MCP_NAMES = "MCP tool names are letters, digits, `_`, `-` and `.`"
+
+
+def _json_condition(name: str) -> str:
+    """An `all_tools` condition on `tool` that holds for the names the glob ``name`` matches."""
+    body = name.strip("*")
+    if "*" not in body and "?" not in body and name.endswith("*") and not name.startswith("*"):
+        return json.dumps({"path": "tool", "op": "starts_with", "value": body}, ensure_ascii=False)
+    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in name)
+    return json.dumps({"path": "tool", "op": "regex", "value": f"^{regex}$"}, ensure_ascii=False)
 
 
 def check_tool_names(names: Any) -> None:
     """``"*"`` has one meaning in a policy (every tool, as `hide` has it): as a `tools` key it
-    would silently govern nothing, so it is refused (an Intercept-style wildcard rule)."""
+    would silently govern nothing, so it is refused (an Intercept-style wildcard rule). So is
+    any key holding `*` or `?`: it names one tool literally called that, not the tools it
+    seems to match (`"delete_*"` would leave `delete_file` to the default)."""
     if "*" in names:
         raise ValueError(WILDCARD_TOOL)
+    for name in names:
+        if isinstance(name, str) and ("*" in name or "?" in name):
+            raise ValueError(
+                f"{literal(name)}: `*` and `?` are not wildcards in a tool name ({_MCP_NAMES}); this key would "
+                "govern only a tool literally named that, not the tools it seems to match: name each tool, or put "
+                f"a condition on `tool` in `all_tools` (such as {_json_condition(name)})"
+            )
+
+
+def check_hide_names(names: Any) -> None:
+    """A `hide` entry is a tool name, or ``"*"`` for every tool; `*` or `?` within a name is no
+    wildcard (`"exec*"` would hide only a tool literally called that, leaving `exec_cmd` visible)."""
+    for name in names:
+        if isinstance(name, str) and name != "*" and ("*" in name or "?" in name):
+            raise ValueError(
+                f"{literal(name)}: `*` and `?` are not wildcards in a tool name ({_MCP_NAMES}); this entry "
+                "would hide only a tool literally named that, not the tools it seems to match: name each tool "
+                'to hide ("*" alone hides every tool)'
+            )
 
 
 def check_data(data: Any) -> None:
@@ -376,6 +496,7 @@ def check_data(data: Any) -> None:
         )
     hide = data.get("hide", [])
     _shape(isinstance(hide, list) and all(isinstance(h, str) for h in hide), "hide", "must be a list of names")
+    _rule(check_hide_names, "hide", hide)
     top = data.get("all_tools", {})
     _shape(
         isinstance(top, dict) and set(top) <= ALL_TOOLS_KEYS,

@@ -13,6 +13,9 @@ Decision order for one call (first match wins):
 2. an unconditional ``deny`` selects it → ``deny``/``denied``
 3. not callable (default deny, no ``allow`` / ``allow if`` / ``deny unless`` selects it, and no
    ``allow all tools if`` grants it) → ``deny``/``default``
+3b. arguments that are not None or a JSON object, or hold a value a server would read as
+   another (NaN, an integer past 2^53 - 1) or no JSON value (a tuple, bytes, a key that is not
+   a string) → ``deny``/``invalid_args``
 4. a ``deny … if C`` (its own, then ``deny all tools if C``) whose ``C`` holds → ``deny``/``deny_if``
 5. requirements: the OR of the tool's ``allow … if`` conditions (whenever it has any, even
    when an unconditional ``allow`` selects it too; for a tool callable only through
@@ -308,7 +311,7 @@ def holds(c: ir.Condition, call: Call, env: Env = NO_NAMES) -> bool:
             return False
         v = STRING_FUNCTIONS[f](v)
     if c.fn == "count":
-        n = len(v) if isinstance(v, list) else 0 if v is MISSING else 1
+        n = len(v) if isinstance(v, list) else 0 if v is MISSING or v is None else 1  # null: missing
         return compare(c.op, n, c.value)
     if c.fn == "len":
         if not isinstance(v, (str, list, dict)):
@@ -320,7 +323,15 @@ def holds(c: ir.Condition, call: Call, env: Env = NO_NAMES) -> bool:
 
 
 def unsafe_arguments(v: Any) -> bool:
-    """NaN, ±Infinity, or an integer a JavaScript number cannot hold exactly, anywhere in ``v``."""
+    """Arguments the engine refuses (``invalid_args``): anything but None or an object at the
+    top; anywhere within, NaN, ±Infinity, an integer a JavaScript number cannot hold exactly,
+    an object key that is not a string, or a value that is not JSON (a tuple, a set, bytes)."""
+    if v is None:
+        return False
+    return not isinstance(v, dict) or _unsafe_value(v)
+
+
+def _unsafe_value(v: Any) -> bool:
     if isinstance(v, bool) or v is None or isinstance(v, str):
         return False
     if isinstance(v, int):
@@ -328,10 +339,10 @@ def unsafe_arguments(v: Any) -> bool:
     if isinstance(v, float):
         return v != v or v in (float("inf"), float("-inf"))
     if isinstance(v, dict):
-        return any(unsafe_arguments(x) for x in v.values())
+        return any(not isinstance(k, str) for k in v) or any(_unsafe_value(x) for x in v.values())
     if isinstance(v, list):
-        return any(unsafe_arguments(x) for x in v)
-    return False
+        return any(_unsafe_value(x) for x in v)
+    return True
 
 
 def glob_matches(pattern: str, name: str) -> bool:
@@ -405,7 +416,7 @@ class RefInterpreter:
         # 3. callable?
         if not (self.default == "allow" or own_grant or granted):
             return DENY, "default"
-        # 3b. arguments the server would read as other values than the ones decided on
+        # 3b. arguments that are not an object, or that a server would read as other values
         if unsafe_arguments(args):
             return DENY, "invalid_args"
         call = Call(tool, args, identity, session, server, approved is True)

@@ -65,7 +65,8 @@ REGEXES = (
 )  # fmt: skip
 
 PREFIXES = ("fs", "git", "task", "db", "net", "get")
-SEPARATORS = ("-", "_", ".", "/", "", "-", "[1]", "?")  # brackets and `?` are literal in names
+# brackets are literal in names; `*` and `?` are not in them: `tool "a?b"` is an error (no MCP name has one)
+SEPARATORS = ("-", "_", ".", "/", "", "-", "[1]")
 WORDS = ("read", "write", "list", "get", "delete", "run", "log", "x1", "purge", "tools")
 # named by rules beside the generated catalogue: with a catalogue in scope a rule may name only a
 # declared tool, so they are declared on purpose in a server block of their own
@@ -385,23 +386,25 @@ def conditions(draw: Any, names: bool = False) -> str:
 # --- selectors, rules, programs -----------------------------------------------------------
 
 
-def _glob_for(draw: Any, name: str) -> str:
-    """A glob that matches `name` (so it matches at least one catalogue tool)."""
-    form = draw(st.sampled_from(("prefix", "prefix", "qmark", "exact", "star", "suffix")))
+def _glob_for(draw: Any, name: str, star: bool = True) -> str:
+    """A glob that matches `name` (so it matches at least one catalogue tool); `"*"` alone only
+    with ``star`` (`hide`, `deny` and `limit tools "*"` are errors: they mean `all tools`)."""
+    forms = ("prefix", "prefix", "qmark", "exact", "star", "suffix") if star else ("prefix", "qmark", "exact", "suffix")
+    form = draw(st.sampled_from(forms))
     if form == "prefix":
-        return name[: draw(st.integers(0, len(name)))] + "*"
+        return name[: draw(st.integers(0 if star else min(1, len(name)), len(name)))] + "*"
     if form == "qmark" and name:
         i = draw(st.integers(0, len(name) - 1))
         return name[:i] + "?" + name[i + 1 :]
     if form == "star":
         return "*"
     if form == "suffix":
-        return "*" + name[draw(st.integers(0, len(name))) :]
+        return "*" + name[draw(st.integers(0, len(name) - (0 if star else min(1, len(name))))) :]
     return name
 
 
 @st.composite
-def selectors(draw: Any, catalogue: list[tuple[str, str]], allow_all: bool) -> str:
+def selectors(draw: Any, catalogue: list[tuple[str, str]], allow_all: bool, star: bool = False) -> str:
     names = [n for n, _ in catalogue]
     pool = names + list(EXTRA_TOOLS)
     forms = ["tool", "tool", "list", "glob", "class"] + (["all"] if allow_all else [])
@@ -413,7 +416,7 @@ def selectors(draw: Any, catalogue: list[tuple[str, str]], allow_all: bool) -> s
         trailing = "," if draw(st.booleans()) else ""
         return "tools [" + ", ".join(_string_text(draw, n) for n in chosen) + trailing + "]"
     if form == "glob":
-        return f"tools {json.dumps(_glob_for(draw, draw(st.sampled_from(names))))}"
+        return f"tools {json.dumps(_glob_for(draw, draw(st.sampled_from(names)), star))}"
     if form == "class":
         return f"{draw(st.sampled_from(RISKS))} tools"
     return "all tools"
@@ -435,10 +438,10 @@ def rules(draw: Any, catalogue: list[tuple[str, str]], names: bool = False) -> s
         )
     )  # fmt: skip
     if kind == "allow":
-        return f"allow {draw(selectors(catalogue, False))}{_reason(draw)}"
+        return f"allow {draw(selectors(catalogue, False, star=True))}{_reason(draw)}"
     every = draw(st.integers(0, 5)) == 0  # a conditional rule on `all tools`
     if kind == "allow_if":
-        return f"allow {draw(selectors(catalogue, every))}{_ws(draw)}if {draw(conditions(names))}{_reason(draw)}"
+        return f"allow {draw(selectors(catalogue, every, star=True))}{_ws(draw)}if {draw(conditions(names))}{_reason(draw)}"
     if kind == "deny":
         return f"deny {draw(selectors(catalogue, False))}{_reason(draw)}"
     if kind == "deny_if":

@@ -537,7 +537,8 @@ def test_every_comparison_on_a_missing_path_is_false(op: str, value: Any) -> Non
         ([], "eq", 0, True),
         ("one-id", "eq", 1, True),
         ({"a": 1, "b": 2}, "eq", 1, True),
-        (None, "eq", 1, True),  # null is a value
+        (None, "eq", 0, True),  # an explicit null is missing, as to `missing`
+        (None, "eq", 1, False),
         (MISSING, "eq", 0, True),
         (MISSING, "neq", 1, True),  # count is never missing
         (MISSING, "not_in", [1, 2], True),
@@ -887,15 +888,16 @@ HOSTILE_ARGS = [
     pytest.param({"cmd": "ok", "n": float("inf")}, "invalid_args", id="Infinity"),
     pytest.param({"cmd": "ok", "n": 2**53}, "invalid_args", id="2^53: a double cannot tell it from 2^53 + 1"),
     pytest.param({"cmd": "ok", "n": 2**53 - 1}, "deny_if", id="2^53 - 1: exact everywhere, decided"),
-    pytest.param({"cmd": "ok", 1: "x", None: 2, (1, 2): 3}, "allowed", id="non-string keys"),
+    # not JSON at all (a Python caller's values): refused, never read as missing
+    pytest.param({"cmd": "ok", 1: "x", None: 2, (1, 2): 3}, "invalid_args", id="non-string keys"),
     pytest.param({"cmd": ["rm -rf /", "evilish"]}, "allowed", id="list where a string is expected"),
     pytest.param({"cmd": ["ok", "evil"]}, "deny_if", id="contains on a list is membership"),
-    pytest.param({"cmd": b"rm -rf /"}, "require", id="bytes"),
-    pytest.param({"cmd": object()}, "require", id="arbitrary object"),
+    pytest.param({"cmd": b"rm -rf /"}, "invalid_args", id="bytes"),
+    pytest.param({"cmd": object()}, "invalid_args", id="arbitrary object"),
     pytest.param({"cmd": "ok", "s": 5}, "deny_if", id="number where a string is expected"),
     pytest.param({"cmd": "ok", "ids": list(range(1_000_000))}, "deny_if", id="million-item list"),
-    pytest.param(object(), "require", id="args is an object"),
-    pytest.param([1, 2, 3], "require", id="args is a list"),
+    pytest.param(object(), "invalid_args", id="args is an object"),
+    pytest.param([1, 2, 3], "invalid_args", id="args is a list"),
 ]
 
 

@@ -68,11 +68,34 @@ def test_hostile_args_give_a_defined_decision(args: object):
     d = Engine(POLICY).decide("spawn", args)  # type: ignore[arg-type]
     assert d.effect in ("allow", "deny")
     assert d.code in ("allowed", "deny_if", "error", "invalid_args")
-    # invalid_args exactly for what a server could read as another value
-    assert (d.code == "invalid_args") == any(
-        isinstance(v, float) and not math.isfinite(v) or isinstance(v, int) and abs(v) > 2**53 - 1
-        for v in (args.values() if isinstance(args, dict) else ())
-    )
+    # invalid_args exactly for what a server could read as another value, and for what is not
+    # JSON at all (arguments that are not an object, bytes, a Python object, a key that is not a string)
+    assert (d.code == "invalid_args") == _invalid(args)
+
+
+def _invalid(args: object) -> bool:
+    if args is None:
+        return False
+    if not isinstance(args, dict):
+        return True
+    stack: list[object] = [args]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            if not all(isinstance(k, str) for k in v):
+                return True
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                return True
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if abs(v) > 2**53 - 1:
+                return True
+        elif not (v is None or isinstance(v, (str, bool))):
+            return True
+    return False
 
 
 def test_regex_on_hostile_strings_fails_closed_or_matches():

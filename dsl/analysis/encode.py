@@ -378,7 +378,8 @@ class Context:
                 return z.And(v.kind == STR, self._test(op, lit, _NumView(z, z.ToReal(z.Length(y)))))
             return z.And(v.kind == STR, self._test(op, lit, _StrView(z, y)))
         if fn == "count":
-            n = z.If(v.kind == LIST, z.ToReal(v.len), z.If(v.kind == MISSING, z.RealVal(0), z.RealVal(1)))
+            absent = z.Or(v.kind == MISSING, v.kind == NULL)  # an explicit null counts as missing
+            n = z.If(v.kind == LIST, z.ToReal(v.len), z.If(absent, z.RealVal(0), z.RealVal(1)))
             return self._test(op, lit, _NumView(z, n))
         if fn == "len":
             size = z.Sum([z.If(ch.kind != MISSING, 1, 0) for ch in v.keys.values()] + [v.extra])

@@ -163,7 +163,7 @@ def _value_test(c: Data) -> ItemPred:
             return lambda v: isinstance(v, str) and method(apply(v), lit)
         return lambda v: isinstance(v, str) and test(apply(v))
     if fn == "count":
-        return lambda v: test(len(v) if isinstance(v, list) else 0 if v is MISSING else 1)
+        return lambda v: test(len(v) if isinstance(v, list) else 0 if v is MISSING or v is None else 1)
     if fn == "len":
         return lambda v: isinstance(v, (str, list, dict)) and test(len(v))
     return lambda v: v is not MISSING and test(v)
@@ -308,7 +308,7 @@ def compile_condition(c: Data, scope: Scope = ()) -> Pred:
 
             def count_leaf(ctx: Ctx) -> bool:
                 v = get(ctx)
-                return test(len(v) if isinstance(v, list) else 0 if v is MISSING else 1)
+                return test(len(v) if isinstance(v, list) else 0 if v is MISSING or v is None else 1)
 
             return count_leaf
         if fn == "len":

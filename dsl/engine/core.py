@@ -229,7 +229,8 @@ class Engine:
                     return _named(self._check(p.other, tool, args, identity, session, server, approved), tool)
                 if not p.default_allow:
                     return _default_deny(tool)
-                if args and (bad := argument_problem(args)) is not None:
+                # None and {} hold nothing to refuse; anything else that is not an object is refused
+                if args is not None and (args.__class__ is not dict or args) and (bad := argument_problem(args)):
                     return Decision("deny", "invalid_args", bad)
                 if p.all_limits:
                     refused = self._acquire(p.all_limits, session, identity, None, args=args)
@@ -237,7 +238,12 @@ class Engine:
                         return _granted(refused, _default_allow(tool))
                 return _default_allow(tool)
             if t.__class__ is Decision:
-                if args and t.effect != "deny" and (bad := argument_problem(args)) is not None:  # type: ignore[union-attr]
+                if (
+                    args is not None
+                    and (args.__class__ is not dict or args)
+                    and t.effect != "deny"  # type: ignore[union-attr]
+                    and (bad := argument_problem(args)) is not None
+                ):
                     return Decision("deny", "invalid_args", bad)
                 return t
             return self._check(t, tool, args, identity, session, server, approved)  # type: ignore[arg-type]
@@ -251,7 +257,7 @@ class Engine:
         answer depends on approval and names a requirement) is left to ``_run``."""
         if t.action == "deny":
             return t.denied
-        if args:  # None and {} hold nothing to refuse: no walk on the common empty call
+        if args is not None and (args.__class__ is not dict or args):  # None and {} hold nothing to refuse
             bad = argument_problem(args)
             if bad is not None:
                 return Decision("deny", "invalid_args", bad)

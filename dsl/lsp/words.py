@@ -109,7 +109,7 @@ KEYWORD_HELP: dict[str, str] = {
     "true": "the boolean true.",
     "false": "the boolean false.",
     "null": "JSON null (absent to `exists` and `missing`).",
-    "count": "`count(PATH)`: the number of items of a list (1 for a single value, 0 when missing).",
+    "count": "`count(PATH)`: the number of items of a list (1 for a single value, 0 when missing or null).",
     "len": "`len(PATH)`: the length of a string, list or object.",
     "lower": "`lower(PATH)`: the string in lower case.",
     "upper": "`upper(PATH)`: the string in upper case.",
