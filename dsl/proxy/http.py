@@ -283,8 +283,14 @@ def mixed_frame(body: bytes) -> bool:
 
 
 def is_mixed(obj: Any) -> bool:
-    """Is the parsed JSON value ``obj`` an object with a method and a result or an error?"""
-    return obj.__class__ is dict and "method" in obj and ("result" in obj or "error" in obj)
+    """Is the parsed JSON value ``obj`` an object with a method and a result or an error? (A
+    ``null`` one is none: the SDK serves such a frame as the request it is, as it always did.)"""
+    return obj.__class__ is dict and "method" in obj and answers_too(obj)
+
+
+def answers_too(req: dict[str, Any]) -> bool:
+    """Whether a request also carries a result or an error that is not ``null``."""
+    return req.get("result") is not None or req.get("error") is not None
 
 
 MIXED_MESSAGE = "a request or a notification carries no result and no error"
@@ -412,7 +418,7 @@ class RequestIdGate:
             if _bad_id(req["id"]):
                 await _refuse(send, _invalid_request(None, _BAD_ID_MESSAGE))
                 return
-            if "result" in req or "error" in req:
+            if answers_too(req):
                 await _refuse(send, _invalid_request(req["id"], f"Invalid Request: {MIXED_MESSAGE}"))
                 return
         elif complete:
@@ -479,7 +485,7 @@ class RequestIdGate:
         takes no request of another identity, and ``serve`` asks before it looks at a slot.)"""
         sid = _session_of(scope, headers)
         req = _session_request(sid, body, pydantic_core.from_json)
-        if sid is None or req is None or _bad_id(req["id"]) or "result" in req or "error" in req:
+        if sid is None or req is None or _bad_id(req["id"]) or answers_too(req):
             return None
         slot = (sid, id_key(req["id"]))
         if slot in self._inflight:

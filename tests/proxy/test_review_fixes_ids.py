@@ -567,3 +567,14 @@ async def test_http_end_to_end_mixed_frames_are_refused_and_never_forwarded(setu
                 r = await h.post(url, content=PLAIN[0], headers=heads)
                 assert "result" in _rpc(r)
     assert [c["args"] for c in setup.calls()] == [{"task_id": "warm"}, {"task_id": "error"}]  # (the server records the task id)
+
+
+@pytest.mark.parametrize("member", ['"error":null', '"result":null'])
+def test_a_null_result_or_error_beside_a_method_is_no_answer(member: str) -> None:
+    """A JSON-RPC 1.0 habit: `"error": null` in a request. The SDK serves it as the request it
+    is, and so does the proxy: only a result or an error that is there makes a frame mixed."""
+    from dsl.proxy.http import is_mixed, mixed_frame
+
+    frame = f'{{"jsonrpc":"2.0","id":1,"method":"tools/list",{member}}}'.encode()
+    assert not mixed_frame(frame) and not is_mixed(json.loads(frame))
+    assert mixed_frame(frame.replace(b"null", b'{"code":1,"message":"x"}' if b"error" in frame else b"{}"))
