@@ -312,6 +312,17 @@ def _build_catalogue(prog: Program) -> None:
         entries = prog.servers.setdefault(cat.server, [])
         seen = {t.name: t for t in entries}
         for tool in cat.tools:
+            if "*" in tool.name or "?" in tool.name:
+                # a class or glob rule would carry it into `hide` or `tools`, where `*` and `?` are
+                # refused (a wildcard there is every tool, or a typo'd pattern); the MCP spec's
+                # tool names are letters, digits, `_`, `-` and `.`
+                prog.error(
+                    f"tool `{tool.name}` of server `{cat.server}`: `*` and `?` cannot be in a catalogued "
+                    "tool name (MCP tool names are letters, digits, `_`, `-` and `.`); a server's tool "
+                    f'named so is governed by a condition on every call: `all tools if tool == "{tool.name}"`',
+                    tool.span,
+                )
+                continue
             if tool.name in seen:
                 if seen[tool.name].risk != tool.risk:
                     prog.error(

@@ -142,3 +142,24 @@ def test_the_command_writes_the_policy_and_reports_warnings(tmp_path: Path) -> N
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and 'version "2"' in bad.stderr
+
+
+def test_a_repeated_key_is_refused_not_the_last_kept() -> None:
+    """A later `delete_repo: {rules: []}` would undo the deny above it without a word."""
+    from dsl.importers.intercept import ImportError_, import_intercept
+
+    text = 'version: "1"\ndefault: allow\ntools:\n  delete_repo:\n    rules: [{name: no deletes, action: deny}]\n  delete_repo:\n    rules: []\n'
+    with pytest.raises(ImportError_, match=r'line 6, column 3: the key "delete_repo" is written twice'):
+        import_intercept(text)
+    as_json = '{"version": "1", "tools": {"x": {"rules": []}, "x": {"rules": []}}}'
+    with pytest.raises(ImportError_, match="written twice"):
+        import_intercept(as_json)
+
+
+@pytest.mark.parametrize("doc", ['tools:\n  "delete_*":\n    rules: [{name: n, action: deny}]\n', 'hide: ["exec*"]\n'])
+def test_a_wildcard_tool_name_is_refused_at_the_import(doc: str) -> None:
+    """Intercept matches names exactly: such an entry governs no real tool, there or here."""
+    from dsl.importers.intercept import ImportError_, import_intercept
+
+    with pytest.raises(ImportError_, match=r"has `\*` or `\?`"):
+        import_intercept('version: "1"\ndefault: allow\n' + doc)

@@ -105,12 +105,12 @@ def test_the_json_error_for_a_wildcard_key_suggests_an_all_tools_condition() -> 
     assert '{"path": "tool", "op": "starts_with", "value": "delete_"}' in str(e.value)
 
 
-def test_an_intercept_policy_with_a_wildcard_tool_imports_to_plr_that_does_not_compile() -> None:
-    from dsl.importers.intercept import import_intercept
+def test_an_intercept_policy_with_a_wildcard_tool_is_refused_at_the_import() -> None:
+    """(The importer refuses it; tests/test_import_intercept.py has the cases.)"""
+    from dsl.importers.intercept import ImportError_, import_intercept
 
-    out = import_intercept('version: "1"\ndefault: allow\ntools:\n  delete_*:\n    rules:\n      - action: deny\n')
-    errors, _ = diagnostics(out.text)
-    assert any("are not wildcards in a tool name" in e for e in errors), errors
+    with pytest.raises(ImportError_, match="governs no real tool"):
+        import_intercept('version: "1"\ndefault: allow\ntools:\n  delete_*:\n    rules:\n      - action: deny\n')
 
 
 # --- 2. a key written twice in a JSON document ------------------------------------------------
@@ -350,3 +350,17 @@ def test_dict_and_list_subclasses_are_read_as_json() -> None:
     assert e.decide("run", D(cmd="rm -rf")).code == "deny_if"
     assert e.decide("run", {"cmd": L(["rm"])}).code == "deny_if"
     assert e.decide("run", json.loads('{"cmd": "rm"}', object_pairs_hook=collections.OrderedDict)).code == "deny_if"
+
+
+def test_a_catalogued_tool_name_with_a_wildcard_is_an_error_at_its_declaration() -> None:
+    """A class or glob rule would carry such a name into `hide` or `tools`, where the JSON loader
+    refuses it: `plr check` passed and `plr compile` failed with an internal error."""
+    from dsl.compiler import compile_source
+    from dsl.errors import PlrError
+
+    src = 'server "s" {\n    tool "get?x" read\n    tool "run*" execute\n}\ndefault allow\ndeny execute tools\nhide tools "get*"\n'
+    with pytest.raises(PlrError) as e:
+        compile_source(src, "cat.plr")
+    text = str(e.value)
+    assert "tool `get?x` of server `s`" in text and "tool `run*` of server `s`" in text
+    assert "cat.plr:2:10" in text and "internal error" not in text

@@ -54,12 +54,39 @@ class ImportError_(ValueError):
     """The input is not an Intercept policy plr can read (the message says why)."""
 
 
+def _strict_loader() -> Any:
+    """YAML's safe loader refusing a key repeated in one mapping: a later `delete_repo: {}` would
+    otherwise undo an earlier deny without a word (as a repeated key in a JSON policy would)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the constructor below says so
+                continue
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {json.dumps(key, default=str)} is written twice in one mapping", key_node.start_mark
+                )
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
+
+
 def parse_intercept(text: str) -> dict[str, Any]:
     """The document of an Intercept policy file (YAML, or JSON which YAML reads too)."""
     import yaml
 
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -81,6 +108,18 @@ def _path(dotted: str) -> str:
 
 def _sel(tool: str) -> str:
     return "all tools" if tool == "*" else f"tool {string_text(tool)}"
+
+
+def _literal_name(name: str, where: str) -> None:
+    """Refuse a tool name with `*` or `?` (but `*` alone, every tool): Intercept matches names
+    exactly, so such an entry governs no real tool there either, which is surely not what its
+    author meant; plr refuses it rather than import a rule that governs nothing."""
+    if name != "*" and ("*" in name or "?" in name):
+        raise ImportError_(
+            f"{where}: the tool name {json.dumps(name)} has `*` or `?`: Intercept matches tool names exactly, "
+            "so it governs no real tool; name the tools one by one, or after the import write a condition on "
+            "every call, such as `deny all tools if tool starts_with \"delete_\"`"
+        )
 
 
 def _number(v: Any) -> float | None:
@@ -132,6 +171,7 @@ class _Importer:
         if not isinstance(hide, list):
             raise ImportError_("hide must be a list of tool names")
         for h in hide:
+            _literal_name(str(h), "hide")
             self.out.append("hide all tools" if h == "*" else f"hide tool {string_text(str(h))}")
         if hide:
             self.out.append("")
@@ -139,6 +179,7 @@ class _Importer:
         if not isinstance(tools, dict):
             raise ImportError_("tools must map tool names to {rules: [...]}")
         for tool in sorted((t for t in tools if t != "*"), key=str):
+            _literal_name(str(tool), f"tools.{tool}")
             self.tool(str(tool), tools[tool])
         if "*" in tools:
             self.tool("*", tools["*"])
