@@ -10,7 +10,9 @@ the SDK checks the header against the tool's input schema before the call is han
 from __future__ import annotations
 
 import json
-import sys
+from typing import Any
+
+from raw_echo import serve  # (this folder: the script's own)
 
 _REGION = {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}
 TOOLS = [
@@ -21,34 +23,11 @@ TOOLS = [
 NAMES = {t["name"] for t in TOOLS}
 
 
-def main() -> None:
-    out = sys.stdout.buffer
-    for line in sys.stdin.buffer:
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(msg, dict) or "id" not in msg or not isinstance(msg.get("method"), str):
-            continue
-        method, rid, params = msg["method"], msg["id"], msg.get("params") or {}
-        kind, body = "result", {}
-        if method == "initialize":
-            body = {"protocolVersion": params.get("protocolVersion", "2025-06-18"), "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "header-tools", "version": "1"}}  # fmt: skip
-        elif method == "tools/list":
-            body = {"tools": TOOLS}
-        elif method == "tools/call":
-            name, args = params.get("name"), params.get("arguments")
-            if name in NAMES:
-                text = json.dumps(args if isinstance(args, dict) else {}, sort_keys=True)
-                body = {"content": [{"type": "text", "text": text}], "isError": False}
-            else:
-                body = {"content": [{"type": "text", "text": f"Unknown tool: {name}"}], "isError": True}
-        elif method != "ping":
-            kind, body = "error", {"code": -32601, "message": "Method not found"}
-        out.write(json.dumps({"jsonrpc": "2.0", "id": rid, kind: body}).encode() + b"\n")
-        out.flush()
+def answer(name: Any, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if name in NAMES:
+        return "result", {"content": [{"type": "text", "text": json.dumps(args, sort_keys=True)}], "isError": False}
+    return "result", {"content": [{"type": "text", "text": f"Unknown tool: {name}"}], "isError": True}
 
 
 if __name__ == "__main__":
-    main()
+    serve(TOOLS, "header-tools", answer)

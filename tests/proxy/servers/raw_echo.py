@@ -14,6 +14,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in ("echo", "fail", "bad", "slow", "die", "ask", "secret", "oops")]
 
@@ -35,6 +37,12 @@ def result_for(name: object, args: dict) -> tuple[str, object]:
 
 
 def main() -> None:
+    serve(TOOLS, "raw-echo", result_for)
+
+
+def serve(tools: list[dict[str, Any]], name: str, answer: Callable[[Any, dict[str, Any]], tuple[str, dict[str, Any]]]) -> None:
+    """The stdio loop: ``initialize``, ``tools/list`` (``tools``), ``ping`` and ``tools/call``
+    (``answer(name, arguments)`` -> ("result" or "error", body)); other servers here reuse it."""
     log = os.environ.get("RAW_ECHO_LOG")
     record = open(log, "ab", buffering=0) if log else None  # noqa: SIM115 - open for the process's life
     out = sys.stdout.buffer
@@ -51,12 +59,12 @@ def main() -> None:
         kind, body = "result", {}
         if method == "initialize":
             body = {"protocolVersion": params.get("protocolVersion", "2025-06-18"), "capabilities": {"tools": {}},
-                    "serverInfo": {"name": "raw-echo", "version": "1"}}  # fmt: skip
+                    "serverInfo": {"name": name, "version": "1"}}  # fmt: skip
         elif method == "tools/list":
-            body = {"tools": TOOLS}
+            body = {"tools": tools}
         elif method == "tools/call":
             args = params.get("arguments")
-            kind, body = result_for(params.get("name"), args if isinstance(args, dict) else {})
+            kind, body = answer(params.get("name"), args if isinstance(args, dict) else {})
         elif method != "ping":
             kind, body = "error", {"code": -32601, "message": "Method not found"}
         out.write(json.dumps({"jsonrpc": "2.0", "id": rid, kind: body}).encode() + b"\n")
