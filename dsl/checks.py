@@ -15,7 +15,7 @@ from .arg_check import check_argument_names
 from .policy import PATH_ROOTS
 from .regex import compile_re2
 from .resolve import Program, ResolvedRule, all_tools_rules, glob_regex, program_default, rules_by_tool
-from .vocab import json_type
+from .vocab import has_glob_chars, json_type
 
 DENY_CODES = {"hidden", "denied", "deny_if", "rate_limited"}
 # "did you mean" costs a difflib comparison per catalogue name: at most this many in all
@@ -117,7 +117,7 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
         )
     if sel.kind in ("tool", "list"):
         for name in dict.fromkeys(sel.names):
-            if name != "*" and ("*" in name or "?" in name):
+            if name != "*" and has_glob_chars(name):
                 prog.error(_wildcard_name_message(r, name, program_default(prog)), sel.span)
     if sel.kind == "glob" and r.kind != "allow" and sel.pattern and set(sel.pattern) == {"*"}:
         prog.error(_star_glob_message(r, sel.pattern, program_default(prog)), sel.span)

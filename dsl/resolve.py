@@ -19,6 +19,7 @@ from .lower import lower_source
 from .names import Names, resolve_names, resolved_rule
 from .resources import stdlib_dir
 from .validate import DuplicateKey, locate_duplicate, unique_keys
+from .vocab import has_glob_chars
 
 Reader = Callable[[str], str]
 
@@ -312,7 +313,7 @@ def _build_catalogue(prog: Program) -> None:
         entries = prog.servers.setdefault(cat.server, [])
         seen = {t.name: t for t in entries}
         for tool in cat.tools:
-            if "*" in tool.name or "?" in tool.name:
+            if has_glob_chars(tool.name):
                 # a class or glob rule would carry it into `hide` or `tools`, where `*` and `?` are
                 # refused (a wildcard there is every tool, or a typo'd pattern); the MCP spec's
                 # tool names are letters, digits, `_`, `-` and `.`

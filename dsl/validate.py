@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .vocab import (
+    has_glob_chars,
     NAME_RE,
     PATH_ROOTS,
     LIST_OPS,
@@ -458,7 +459,7 @@ def check_tool_names(names: Any) -> None:
     if "*" in names:
         raise ValueError(WILDCARD_TOOL)
     for name in names:
-        if isinstance(name, str) and ("*" in name or "?" in name):
+        if isinstance(name, str) and has_glob_chars(name):
             raise ValueError(
                 f"{literal(name)}: `*` and `?` are not wildcards in a tool name ({_MCP_NAMES}); this key would "
                 "govern only a tool literally named that, not the tools it seems to match: name each tool, or put "
@@ -470,7 +471,7 @@ def check_hide_names(names: Any) -> None:
     """A `hide` entry is a tool name, or ``"*"`` for every tool; `*` or `?` within a name is no
     wildcard (`"exec*"` would hide only a tool literally called that, leaving `exec_cmd` visible)."""
     for name in names:
-        if isinstance(name, str) and name != "*" and ("*" in name or "?" in name):
+        if isinstance(name, str) and name != "*" and has_glob_chars(name):
             raise ValueError(
                 f"{literal(name)}: `*` and `?` are not wildcards in a tool name ({_MCP_NAMES}); this entry "
                 "would hide only a tool literally named that, not the tools it seems to match: name each tool "

@@ -80,6 +80,14 @@ def parse_path(path: str, bound: Collection[str] = ()) -> tuple[str, tuple[str |
     return m.group(), tuple(steps)
 
 
+def has_glob_chars(name: str) -> bool:
+    """Whether a tool name holds `*` or `?`, the characters of the language's globs. In a name
+    they are never wildcards (MCP tool names are letters, digits, `_`, `-` and `.`), so every
+    place a name is read refuses them; `"*"` alone, where it means every tool, is the caller's
+    to allow."""
+    return "*" in name or "?" in name
+
+
 def json_type(v: object) -> str:
     """The JSON type of a Python value as the language sees it (int and float are one: number)."""
     if v is None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import ir
 from ..format import literal_text, string_text
+from ..vocab import has_glob_chars
 
 __all__ = ["ImportResult", "import_intercept", "parse_intercept"]
 
@@ -114,7 +115,7 @@ def _literal_name(name: str, where: str) -> None:
     """Refuse a tool name with `*` or `?` (but `*` alone, every tool): Intercept matches names
     exactly, so such an entry governs no real tool there either, which is surely not what its
     author meant; plr refuses it rather than import a rule that governs nothing."""
-    if name != "*" and ("*" in name or "?" in name):
+    if name != "*" and has_glob_chars(name):
         raise ImportError_(
             f"{where}: the tool name {json.dumps(name)} has `*` or `?`: Intercept matches tool names exactly, "
             "so it governs no real tool; name the tools one by one, or after the import write a condition on "
