@@ -33,19 +33,11 @@ from mcp.shared.dispatcher import coerce_request_id
 
 from .conftest import FAKE_SERVER, ProxySetup, base_env, http_proxy_process, http_server, run_proxy_cli
 from .test_reliability import Wire
+from .test_trust import rpc_body
 
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 V2025 = "2025-06-18"
 ALIASES = ["7", "07", " 7", "+7", "7 "]  # one id with 7 to the SDK's dispatcher
-
-
-def _rpc(response: httpx2.Response) -> dict[str, Any]:
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        for line in response.text.splitlines():
-            if line.startswith("data:") and line[5:].strip():
-                return json.loads(line[5:])
-        raise AssertionError(f"no data in the event stream: {response.text!r}")
-    return response.json()
 
 
 def _approval_id(path: Path, timeout: float = 20) -> str:
@@ -385,7 +377,7 @@ async def test_http_an_aliasing_id_is_refused_and_the_cancel_still_reaches_the_w
                     r = await h.post(url, json={"jsonrpc": "2.0", "method": "notifications/cancelled",
                                                 "params": {"requestId": 7}}, headers=heads)  # fmt: skip
                     assert r.status_code == 202
-                answer = _rpc(first["r"])
+                answer = rpc_body(first["r"])
                 assert answer["id"] == 7 and answer["error"]["message"] == "Request cancelled", answer
                 granted = await anyio.to_thread.run_sync(_grant, setup, aid)
                 assert granted.returncode != 0 and "cancelled" in granted.stdout_text + granted.stderr_text
@@ -400,7 +392,7 @@ async def test_http_fast_path_an_aliasing_id_is_refused(setup: ProxySetup) -> No
             async with httpx2.AsyncClient(timeout=60) as h:
                 heads = await _open(h, url)
                 r = await h.post(url, json=_call(1, "get-task", {"task_id": "warm"}), headers=heads)
-                assert "result" in _rpc(r)
+                assert "result" in rpc_body(r)
                 first: dict[str, Any] = {}
 
                 async def slow() -> None:
@@ -412,9 +404,9 @@ async def test_http_fast_path_an_aliasing_id_is_refused(setup: ProxySetup) -> No
                     for alias in ("07", " 7"):
                         r = await h.post(url, json=_call(alias, "get-task", {"task_id": "x"}), headers=heads)
                         assert r.status_code == 400 and "still in flight" in r.json()["error"]["message"], r.text
-                assert _rpc(first["r"])["id"] == 7 and "result" in _rpc(first["r"])
+                assert rpc_body(first["r"])["id"] == 7 and "result" in rpc_body(first["r"])
                 r = await h.post(url, json=_call("07", "get-task", {"task_id": "y"}), headers=heads)
-                assert _rpc(r)["id"] == "07" and "result" in _rpc(r)  # free once answered
+                assert rpc_body(r)["id"] == "07" and "result" in rpc_body(r)  # free once answered
     assert [c["args"] for c in setup.calls()] == [{"task_id": "warm"}, {"prompt": "sleep:2"}, {"task_id": "y"}]
 
 
@@ -455,7 +447,7 @@ async def test_http_another_identity_gets_the_answer_of_no_session_whatever_is_i
                     r = await h.post(url, json=_ping("07"), headers=alice)  # her slot is still hers
                     assert r.status_code == 400 and "still in flight" in r.json()["error"]["message"]
                     assert (await anyio.to_thread.run_sync(_grant, setup, aid)).returncode == 0
-                answer = _rpc(first["r"])
+                answer = rpc_body(first["r"])
                 assert answer["id"] == 7 and not answer["result"].get("isError"), answer
     assert setup.called_tools() == ["cancel-task"]
     assert not [r for r in setup.records() if r.get("identity") == "bob"]
@@ -549,7 +541,7 @@ async def test_http_end_to_end_mixed_frames_are_refused_and_never_forwarded(setu
             async with httpx2.AsyncClient(timeout=60) as h:
                 heads = await _open(h, url)
                 r = await h.post(url, json=_call(1, "get-task", {"task_id": "warm"}), headers=heads)
-                assert "result" in _rpc(r)
+                assert "result" in rpc_body(r)
                 for frame, rid in MIXED:
 
                     async def chunked(frame: bytes = frame) -> Any:
@@ -565,7 +557,7 @@ async def test_http_end_to_end_mixed_frames_are_refused_and_never_forwarded(setu
                     r = await h.post(url, content=frame, headers=heads)
                     assert r.status_code == 400 and r.json()["id"] is None, r.text
                 r = await h.post(url, content=PLAIN[0], headers=heads)
-                assert "result" in _rpc(r)
+                assert "result" in rpc_body(r)
     assert [c["args"] for c in setup.calls()] == [{"task_id": "warm"}, {"task_id": "error"}]  # (the server records the task id)
 
 
