@@ -407,7 +407,15 @@ def _answer_options(f: Callable[..., None]) -> Callable[..., None]:
 )
 @_answer_options
 def approvals_grant(ctx: click.Context, approval_id: str, note: str | None, unseen_arguments: bool) -> None:
-    """Approve one pending call (exactly that call: same tool and arguments)."""
+    """Approve one pending call (exactly that call: same tool and arguments).
+
+    \b
+    Example:
+      plr approvals show 3f9c2a1b     # read every argument first
+      plr approvals grant 3f9c2a1b --note "release window"
+
+    A request whose arguments were cut at 64 KiB in the queue is refused (exit 1): nobody can see
+    all of what would run. Deny it, or pass --unseen-arguments if you know what the rest is."""
     _answer(ctx, approval_id, True, note, unseen_arguments)
 
 
