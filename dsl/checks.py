@@ -119,7 +119,7 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
         for name in dict.fromkeys(sel.names):
             if name != "*" and has_glob_chars(name):
                 prog.error(_wildcard_name_message(r, name, program_default(prog)), sel.span)
-    if sel.kind == "glob" and r.kind != "allow" and sel.pattern and set(sel.pattern) == {"*"}:
+    if sel.kind == "glob" and r.kind != "allow" and _matches_every_name(sel.pattern):
         prog.error(_star_glob_message(r, sel.pattern, program_default(prog)), sel.span)
     if r.limit is not None:
         if r.limit.of is not None:
@@ -209,6 +209,12 @@ def _wildcard_name_message(r: ir.Rule, name: str, default: str) -> str:
         f"`{name}` (MCP tool names are letters, digits, `_`, `-` and `.`), and this rule does not govern "
         f"the tools it seems to match; write {glob}" + (f", or {every}" if every else "")
     )
+
+
+def _matches_every_name(pattern: str) -> bool:
+    """`"*"`, `"**"`, `"?*"`, `"*?"`: a glob of only `*` and `?` (one `*` at least) matches every
+    tool name but the shortest, so it carries the trap of `"*"`. (`"?"` alone names one-letter tools.)"""
+    return "*" in pattern and set(pattern) <= {"*", "?"}
 
 
 def _star_glob_message(r: ir.Rule, pattern: str, default: str) -> str:

@@ -560,15 +560,19 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         return list(items)
 
     def object(self, items: list[Any]) -> dict[str, Any]:
+        # a repeated key is refused, as the JSON loader refuses it: a test that kept only the last
+        # `path` of `{path: "/etc", path: "/tmp"}` would test a call its author did not write
         out: dict[str, Any] = {}
-        for key, value in items:
+        for key, tok, value in items:
+            if key in out:
+                self.error(f"key {json.dumps(key)} is repeated in this object: a call's arguments name each key once", tok)
             out[key] = value
         return out
 
-    def pair(self, items: list[Any]) -> tuple[str, Any]:
+    def pair(self, items: list[Any]) -> tuple[str, Token, Any]:
         key = items[0]
         name = self.text_of(key) if key.type == "STRING" else str(key)
-        return (name, items[1])
+        return (name, key, items[1])
 
     # -- tests ----------------------------------------------------------------------------
     @v_args(meta=True)

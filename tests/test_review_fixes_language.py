@@ -273,6 +273,9 @@ def test_the_hover_text_says_null_counts_zero() -> None:
         ('deny tools "*"', "write `default deny`"),
         ('limit tools "*" to 5 per minute', "write `limit all tools …`"),
         ('deny tools "**" unless approved', "write `deny all tools unless …`"),
+        ('deny tools "?*" if identity == "guest"', "write `deny all tools if …` for every call"),
+        ('hide tools "*?"', "write `hide all tools`"),
+        ('limit tools "?*?" to 5 per minute', "write `limit all tools …`"),
     ],
 )
 def test_a_star_glob_that_would_miss_uncatalogued_tools_is_an_error(rule: str, fix: str) -> None:
@@ -286,11 +289,37 @@ def test_deny_star_unless_under_default_deny_says_how_to_keep_tools_callable() -
     assert len(errors) == 1 and 'with `allow tools "*"` to keep the catalogued tools callable' in errors[0]
 
 
+def test_a_glob_of_question_marks_alone_is_not_taken_for_every_tool() -> None:
+    # `"?"` names the one-letter tools of the catalogues: narrow on purpose, not the trap of `"*"`
+    errors, _ = diagnostics('import "stdlib/server-memory"\ndefault allow\ndeny tools "??"\n')
+    assert not any("only the tools the catalogues declare" in e for e in errors), errors
+
+
 def test_allow_tools_star_stays_legal() -> None:
     src = 'import "stdlib/server-memory"\ndefault deny\nallow tools "*"\n'
     e = Engine(compile_source(src, "p.plr"))
     assert e.decide("read_graph").effect == "allow"
     assert e.decide("not_catalogued").code == "default"
+
+
+# --- 5b. a key written twice in a test call's arguments ---------------------------------------
+
+
+def test_a_repeated_key_in_a_test_calls_arguments_is_an_error_at_the_second() -> None:
+    src = 'default deny\nallow tool "w" if args.path == "/tmp"\n\ntest "t" {\n  call "w" {path: "/etc", "path": "/tmp"} -> allow\n}\n'
+    (err,) = located_errors(src)
+    assert 'key "path" is repeated' in err.message
+    assert (err.line, err.col) == (5, 27)
+
+
+def test_a_repeated_key_nested_in_a_test_call_is_an_error_too() -> None:
+    errors, _ = diagnostics('default deny\ntest "t" {\n  call "w" {a: {b: 1, b: 2}} -> deny\n}\n')
+    assert len(errors) == 1 and 'key "b" is repeated' in errors[0]
+
+
+def test_distinct_keys_in_a_test_call_still_load() -> None:
+    errors, _ = diagnostics('default deny\ntest "t" {\n  call "w" {a: {b: 1}, b: 2, "c": [1]} -> deny\n}\n')
+    assert errors == []
 
 
 # --- 6. arguments that are not a JSON object ---------------------------------------------------
