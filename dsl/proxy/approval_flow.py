@@ -104,7 +104,10 @@ class RequestSeals:
             return None
 
     def spend_nonce(self, nonce: str, expires: float) -> bool:
-        now = time.time()
+        """Spend a seal's nonce once; ``expires`` on ``time.monotonic()``, as the seal's ``iat``:
+        a seal verifies only in the process that made it, so no wall clock is needed, and a wall
+        clock stepping back after a prune would make a pruned nonce's seal young again (a replay)."""
+        now = time.monotonic()
         if len(self._used_nonces) > self._nonce_prune_at:  # amortised: not a rebuild per retry
             self._used_nonces = {k: v for k, v in self._used_nonces.items() if v > now}
             self._nonce_prune_at = max(4096, 2 * len(self._used_nonces))
@@ -365,7 +368,7 @@ class ApprovalFlow:
         if resp is None:
             # first round: ask, bound to this exact call, this session and a deadline
             nonce = uuid.uuid4().hex
-            state = self.seals.seal({"fp": fp, "sess": c.session, "iat": time.time(), "n": nonce, "call": c.id})
+            state = self.seals.seal({"fp": fp, "sess": c.session, "iat": time.monotonic(), "n": nonce, "call": c.id})
             self.decisions.record(c, d, us, approval="elicitation")
             req = types.ElicitRequest(
                 params=types.ElicitRequestFormParams(message=self._message(c, d), requested_schema=APPROVAL_SCHEMA)
@@ -377,7 +380,7 @@ class ApprovalFlow:
             return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None
         c.id = str(st.get("call") or c.id)  # the retry's records join the first round's
         issued = float(st.get("iat", 0))
-        if time.time() - issued > self.timeout:
+        if not 0 <= time.monotonic() - issued <= self.timeout:
             answer = "expired"
         elif not self.seals.spend_nonce(str(st.get("n")), issued + self.timeout):
             why = f"{d.reason} (this approval was already used)"

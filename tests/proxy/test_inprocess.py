@@ -74,7 +74,7 @@ async def test_spent_approval_nonces_are_pruned_in_bulk_and_never_forgotten_earl
 
     async with inprocess(setup) as ip:
         p = ip.proxy
-        now = time.time()
+        now = time.monotonic()
         assert p.approvals.seals.spend_nonce("live", now + 60) and not p.approvals.seals.spend_nonce("live", now + 60)
         for i in range(20000):  # an agent churning approval rounds: expired nonces pile up
             assert p.approvals.seals.spend_nonce(f"old-{i}", now - 1)
@@ -122,6 +122,39 @@ async def test_modern_approval_state_is_bound_to_one_call(setup: ProxySetup) -> 
     assert not good.is_error
     assert replay.is_error and "this approval was already used" in text(replay)
     assert setup.called_tools() == ["cancel-task"]
+
+
+async def test_a_pruned_approval_stays_spent_when_the_wall_clock_steps_back(setup: ProxySetup, monkeypatch) -> None:
+    """A used seal's nonce is pruned once the seal expired; a wall clock stepped back (NTP, a VM
+    restored) must not make that seal young again: its age is read on the monotonic clock."""
+    import time
+    from types import SimpleNamespace
+
+    from dsl.proxy import approval_flow
+
+    async with inprocess(setup, approval_timeout=0.5) as ip:
+        async with Client(ip.server, mode=MODERN, elicitation_callback=Human()) as c:
+            s = c.session
+            first = await s.call_tool("cancel-task", {"task_id": "t-1"}, allow_input_required=True)
+            yes = {"plr.approval": types.ElicitResult(action="accept", content={"approve": True})}
+
+            async def retry():
+                return await s.call_tool(
+                    "cancel-task", {"task_id": "t-1"}, input_responses=yes, request_state=first.request_state,
+                    allow_input_required=True,
+                )
+
+            good = await retry()
+            await anyio.sleep(0.6)  # the seal expires
+            seals = ip.proxy.approvals.seals
+            for i in range(5000):  # enough spent nonces to prune the expired ones, this one among them
+                seals.spend_nonce(f"other-{i}", time.monotonic() - 1)
+            assert len(seals._used_nonces) < 5000
+            monkeypatch.setattr(approval_flow, "time", SimpleNamespace(time=lambda: time.time() - 3600, monotonic=time.monotonic))
+            replay = await retry()
+    assert not good.is_error
+    assert replay.is_error and "cancel-task" in setup.called_tools() and setup.called_tools().count("cancel-task") == 1
+    assert replay.meta["plr/decision"]["code"] == "approval_timeout", text(replay)  # expired, as it is
 
 
 async def test_modern_approval_expires(setup: ProxySetup) -> None:
