@@ -6,6 +6,7 @@ policy is written; read the warnings). An input plr cannot read is exit 2 with t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import click
@@ -72,10 +73,13 @@ def intercept_cmd(policy: str, output: str | None) -> None:
     if output and output != "-":
         write_output_check(output, [policy])
     name = os.path.splitext(os.path.basename(policy))[0] if policy != "-" else "imported"
+    refused = "not an Intercept policy plr can import"
     try:
-        result = import_intercept(_read(policy), name)
+        result = import_intercept(_read(policy), name, file=policy)
+    except PlrError as e:  # located: `file:line:col: error: …` and the line with a caret
+        input_error(PlrError([dataclasses.replace(d, message=f"{refused}: {d.message}") for d in e.diagnostics]))
     except ValueError as e:
-        input_error(PlrError.at(f"not an Intercept policy plr can import: {e}", policy))
+        input_error(PlrError.at(f"{refused}: {e}", policy))
     _finish(result, policy, output)
 
 

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ir
+from ..errors import Diagnostic, PlrError, line_of
 from ..format import literal_text, string_text
 from ..vocab import has_glob_chars
 
-__all__ = ["ImportResult", "import_intercept", "parse_intercept"]
+__all__ = ["ImportError_", "ImportResult", "import_intercept", "parse_intercept"]
 
 _TOP_KEYS = {"version", "description", "default", "hide", "tools"}
 _RULE_KEYS = {"name", "action", "rate_limit", "conditions", "on_deny", "state"}
@@ -51,8 +52,10 @@ class ImportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-class ImportError_(ValueError):
-    """The input is not an Intercept policy plr can read (the message says why)."""
+class ImportError_(PlrError, ValueError):
+    """The input is not an Intercept policy plr can read: a ``PlrError`` whose diagnostic says
+    why and, when the YAML node is known, where (``file:line:col`` and the offending line with a
+    caret, as every other error of plr). A ``ValueError`` too, as it always was."""
 
 
 def _strict_loader() -> Any:
@@ -64,42 +67,179 @@ def _strict_loader() -> Any:
         pass
 
     def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
+        seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=deep)
             try:
-                repeated = key in seen
-                seen.add(key)
+                first = seen.get(key)
+                seen.setdefault(key, key_node)
             except TypeError:  # an unhashable key: the constructor below says so
                 continue
-            if repeated:
-                raise yaml.constructor.ConstructorError(
+            if first is not None:
+                e = yaml.constructor.ConstructorError(
                     None, None, f"the key {json.dumps(key, default=str)} is written twice in one mapping", key_node.start_mark
                 )
+                e.repeated = (first, key_node)  # type: ignore[attr-defined]  # both places, for the diagnostic
+                raise e
         return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     return StrictLoader
 
 
-def parse_intercept(text: str) -> dict[str, Any]:
-    """The document of an Intercept policy file (YAML, or JSON which YAML reads too)."""
+def _place(text: str, index: int) -> tuple[int, int]:
+    """The 1-based line and column of the character ``index`` of ``text``, counted as plr counts
+    them (lines end at ``\n`` only, as ``errors.line_of`` splits them; YAML also breaks lines at
+    ``\r``, U+0085, U+2028 and U+2029, so its own mark's line could name another line)."""
+    index = max(0, min(index, len(text)))
+    return text.count("\n", 0, index) + 1, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def _located(message: str, file: str, text: str, start: int | None = None, end: int | None = None) -> ImportError_:
+    """An ``ImportError_`` at the character ``start`` of ``text`` (none: the file as a whole),
+    the caret as wide as ``start``..``end`` when both are on one line."""
+    if start is None:
+        return ImportError_([Diagnostic("error", message, file)])
+    line, col = _place(text, start)
+    width = 1
+    if end is not None and end > start and "\n" not in text[start:end]:
+        width = end - start
+    return ImportError_([Diagnostic("error", message, file, line, col, line_of(text, line), width)])
+
+
+def _yaml_error(e: Exception, file: str, text: str) -> ImportError_:
+    """A YAML reader's, scanner's, parser's or constructor's error as a located diagnostic."""
+    repeated = getattr(e, "repeated", None)
+    if repeated is not None:
+        first, again = repeated
+        line, col = _place(text, first.start_mark.index)
+        return _located(
+            f"{getattr(e, 'problem', None) or e} (first at line {line}, column {col}): YAML keeps only the last one, "
+            "so it would silently replace the first; merge the two into one",
+            file, text, again.start_mark.index, again.end_mark.index,
+        )  # fmt: skip
+    mark = getattr(e, "problem_mark", None)
+    if mark is None and isinstance(getattr(e, "position", None), int):  # a ReaderError: a character YAML refuses
+        import yaml
+
+        line, col = _place(text, e.position)  # type: ignore[attr-defined]
+        reason = str(e).split("\n", 1)[0]
+        # the offending character (and any other on its line) is not shown as is: it may be a
+        # terminal's control character
+        shown = yaml.reader.Reader.NON_PRINTABLE.sub("\ufffd", line_of(text, line) or "")
+        return ImportError_([Diagnostic("error", f"not valid YAML: {reason}", file, line, col, shown)])
+    if mark is None:
+        return _located(f"not valid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file, text)
+    message = f"not valid YAML: {getattr(e, 'problem', None) or e}"
+    context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context and context_mark is not None and context_mark.index != mark.index:
+        line, col = _place(text, context_mark.index)
+        message += f" ({context} at line {line}, column {col})"
+    elif context:
+        message += f" ({context})"
+    return _located(message, file, text, mark.index)
+
+
+def _load(text: str, file: str) -> tuple[Any, Any]:
+    """The document of ``text`` and its YAML node (to locate a later error), or ImportError_."""
     import yaml
 
+    loader = None
     try:
-        doc = yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
+        loader = _strict_loader()(text)  # refuses a character YAML does not allow (ReaderError)
+        node = loader.get_single_node()
+        doc = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ImportError_(f"not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+        raise _yaml_error(e, file, text) from None
+    except RecursionError:
+        raise _located("the document is nested too deeply to import", file, text) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if not isinstance(doc, dict):
-        raise ImportError_("an Intercept policy is a mapping with version, default and tools")
-    return doc
+        message = "an Intercept policy is a mapping with version, default and tools"
+        if doc is None:
+            raise _located(f"{message}; this file has none (its YAML document is empty)", file, text) from None
+        raise _located(
+            f"{message}, not {_kind(doc)}", file, text, node.start_mark.index, node.end_mark.index
+        ) from None
+    return doc, node
 
 
-def import_intercept(text: str, name: str = "intercept") -> ImportResult:
-    """``text`` (an Intercept policy) as .plr text; ValueError if it is not one."""
-    return _Importer(parse_intercept(text), name).run()
+def _kind(value: Any) -> str:
+    """What a YAML value is, in a message: "a list", "a string", …"""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def parse_intercept(text: str, file: str = "<input>") -> dict[str, Any]:
+    """The document of an Intercept policy file (YAML, or JSON which YAML reads too); an
+    ``ImportError_`` located in ``file`` (a name for the messages) if it is not a mapping."""
+    return _load(text, file)[0]  # type: ignore[no-any-return]
+
+
+def import_intercept(text: str, name: str = "intercept", file: str = "<input>") -> ImportResult:
+    """``text`` (an Intercept policy) as .plr text; ``ImportError_`` (a located ``PlrError`` and a
+    ``ValueError``, ``file`` naming the input in its diagnostic) if it is not one."""
+    doc, node = _load(text, file)
+    try:
+        return _Importer(doc, name, _Source(text, file, node)).run()
+    except RecursionError:
+        raise _located("the document is nested too deeply to import", file, text) from None
+
+
+@dataclass
+class _Source:
+    """The text and YAML node of the document, to place an error on the node it is about."""
+
+    text: str
+    file: str
+    root: Any
+
+    def error(self, message: str, at: tuple[Any, ...] = (), key: bool = False) -> ImportError_:
+        """An error about the value at the path ``at`` (its key's node with ``key``); the file as
+        a whole when the path is not in the document (a missing key)."""
+        node = self.node(at, key)
+        if node is None:
+            return _located(message, self.file, self.text)
+        return _located(message, self.file, self.text, node.start_mark.index, node.end_mark.index)
+
+    def node(self, at: tuple[Any, ...], key: bool = False) -> Any:
+        import yaml
+
+        node, key_node = self.root, None
+        for step in at:
+            if isinstance(node, yaml.MappingNode):
+                found = [(k, v) for k, v in node.value if _key_is(k, step)]
+                if not found:
+                    return None
+                key_node, node = found[-1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+                key_node, node = None, node.value[step]
+            else:
+                return None
+        return key_node if key else node
+
+
+def _key_is(node: Any, key: Any) -> bool:
+    """Whether the YAML key ``node`` reads as ``key`` (a scalar: ``1`` is the key 1, not "1")."""
+    import yaml
+
+    if not isinstance(node, yaml.ScalarNode):
+        return False
+    try:
+        return bool(yaml.constructor.SafeConstructor().construct_object(node) == key)
+    except Exception:  # noqa: BLE001 - a scalar this constructor cannot read is not the key
+        return False
 
 
 def _path(dotted: str) -> str:
@@ -111,15 +251,17 @@ def _sel(tool: str) -> str:
     return "all tools" if tool == "*" else f"tool {string_text(tool)}"
 
 
-def _literal_name(name: str, where: str) -> None:
+def _literal_name(src: _Source, name: str, where: str, at: tuple[Any, ...], key: bool) -> None:
     """Refuse a tool name with `*` or `?` (but `*` alone, every tool): Intercept matches names
     exactly, so such an entry governs no real tool there either, which is surely not what its
     author meant; plr refuses it rather than import a rule that governs nothing."""
     if name != "*" and has_glob_chars(name):
-        raise ImportError_(
+        raise src.error(
             f"{where}: the tool name {json.dumps(name)} has `*` or `?`: Intercept matches tool names exactly, "
             "so it governs no real tool; name the tools one by one, or after the import write a condition on "
-            "every call, such as `deny all tools if tool starts_with \"delete_\"`"
+            "every call, such as `deny all tools if tool starts_with \"delete_\"`",
+            at,
+            key,
         )
 
 
@@ -138,9 +280,10 @@ def _number(v: Any) -> float | None:
 
 
 class _Importer:
-    def __init__(self, doc: dict[str, Any], name: str) -> None:
+    def __init__(self, doc: dict[str, Any], name: str, src: _Source) -> None:
         self.doc = doc
         self.name = name
+        self.src = src
         self.out: list[str] = []
         self.warnings: list[str] = []
 
@@ -153,7 +296,8 @@ class _Importer:
         doc = self.doc
         version = doc.get("version")
         if str(version) != "1":
-            raise ImportError_(f'unsupported Intercept policy version {json.dumps(version)}: plr reads version "1"')
+            shown = json.dumps(version, default=str)
+            raise self.src.error(f'unsupported Intercept policy version {shown}: plr reads version "1"', ("version",))
         package = _PACKAGE_BAD.sub("_", self.name).strip("_") or "imported"
         if not package[0].isalpha():
             package = "p_" + package
@@ -165,48 +309,48 @@ class _Importer:
             self.warn(str(key), "an unknown top-level key; Intercept ignores it and so does plr")
         default = doc.get("default", "allow")
         if default not in ("allow", "deny"):
-            raise ImportError_(f'default must be "allow" or "deny", got {json.dumps(default)}')
+            raise self.src.error(f'default must be "allow" or "deny", got {json.dumps(default, default=str)}', ("default",))
         self.default = default
         self.out += [f"default {default}", ""]
         hide = doc.get("hide") or []
         if not isinstance(hide, list):
-            raise ImportError_("hide must be a list of tool names")
-        for h in hide:
-            _literal_name(str(h), "hide")
+            raise self.src.error("hide must be a list of tool names", ("hide",))
+        for i, h in enumerate(hide):
+            _literal_name(self.src, str(h), "hide", ("hide", i), False)
             self.out.append("hide all tools" if h == "*" else f"hide tool {string_text(str(h))}")
         if hide:
             self.out.append("")
         tools = doc.get("tools") or {}
         if not isinstance(tools, dict):
-            raise ImportError_("tools must map tool names to {rules: [...]}")
+            raise self.src.error("tools must map tool names to {rules: [...]}", ("tools",))
         for tool in sorted((t for t in tools if t != "*"), key=str):
-            _literal_name(str(tool), f"tools.{tool}")
-            self.tool(str(tool), tools[tool])
+            _literal_name(self.src, str(tool), f"tools.{tool}", ("tools", tool), True)
+            self.tool(str(tool), tools[tool], ("tools", tool))
         if "*" in tools:
-            self.tool("*", tools["*"])
+            self.tool("*", tools["*"], ("tools", "*"))
         return ImportResult("\n".join(self.out).rstrip() + "\n", self.warnings)
 
-    def tool(self, tool: str, entry: Any) -> None:
+    def tool(self, tool: str, entry: Any, at: tuple[Any, ...]) -> None:
         where = f"tools.{tool}"
         if entry is None:
             entry = {}
         if not isinstance(entry, dict):
-            raise ImportError_(f"{where} must be a mapping with rules: [...]")
+            raise self.src.error(f"{where} must be a mapping with rules: [...]", at)
         for key in sorted(set(entry) - {"rules"}, key=str):
             self.warn(f"{where}.{key}", "an unknown key of a tool; Intercept ignores it and so does plr")
         rules = entry.get("rules") or []
         if not isinstance(rules, list):
-            raise ImportError_(f"{where}.rules must be a list")
+            raise self.src.error(f"{where}.rules must be a list", (*at, "rules"))
         denied = any(isinstance(r, dict) and r.get("action") == "deny" for r in rules)
         if tool != "*" and self.default == "deny" and not denied:
             self.out.append(f"allow {_sel(tool)}")  # a listed tool is callable under `default deny`
         for i, rule in enumerate(rules):
-            self.rule(tool, rule, f"{where}.rules[{i}]")
+            self.rule(tool, rule, f"{where}.rules[{i}]", (*at, "rules", i))
         self.out.append("")
 
-    def rule(self, tool: str, rule: Any, where: str) -> None:
+    def rule(self, tool: str, rule: Any, where: str, at: tuple[Any, ...]) -> None:
         if not isinstance(rule, dict):
-            raise ImportError_(f"{where} must be a mapping")
+            raise self.src.error(f"{where} must be a mapping", at)
         for key in sorted(set(rule) - _RULE_KEYS, key=str):
             self.warn(f"{where}.{key}", "an unknown key of a rule; Intercept ignores it and so does plr")
         name = str(rule.get("name") or "")
@@ -214,7 +358,10 @@ class _Importer:
         on_deny = rule.get("on_deny")
         reason = str(on_deny) if on_deny else f'Denied by rule "{name}"'
         described = f"description {string_text(name)}" if name else ""
-        conditions = list(rule.get("conditions") or [])
+        conditions = rule.get("conditions") or []
+        if not isinstance(conditions, list):
+            raise self.src.error(f"{where}.conditions must be a list of {{path, op, value}} mappings", (*at, "conditions"))
+        conditions = list(conditions)
         state = rule.get("state")
         rate = rule.get("rate_limit")
         if action == "deny":
@@ -270,7 +417,7 @@ class _Importer:
                     "(only `lt`/`lte` on the rule's own state counter becomes a limit)",
                 )
                 continue
-            text = self.condition(path, op, c.get("value"), cw)
+            text = self.condition(path, op, c.get("value"), cw, (*at, "conditions", j, "value"))
             if text is not None:
                 args_conds.append(text)
         if args_conds:
@@ -293,7 +440,7 @@ class _Importer:
         self, tool: str, state: dict[str, Any], limit: tuple[str, float] | None, where: str, name: str, reason: str
     ) -> None:
         window = state.get("window")
-        if window not in _WINDOWS:
+        if not isinstance(window, str) or window not in _WINDOWS:
             self.warn(f"{where}.state.window", f"window {window!r} is not minute, hour or day: not carried over")
             return
         if limit is None:
@@ -335,11 +482,21 @@ class _Importer:
         if name:
             self.out.append(f"    description {string_text(name)}")
 
-    def condition(self, path: str, op: Any, value: Any, where: str) -> str | None:
+    def condition(self, path: str, op: Any, value: Any, where: str, at: tuple[Any, ...]) -> str | None:
         if not path.startswith("args.") or any(not p for p in path.split(".")):
             self.warn(where, f"path {path!r} is not args.… or state.…: not carried over (Intercept refuses it)")
             return None
         p = _path(path)
+        if not isinstance(op, str):
+            self.warn(where, f"unknown operator {op!r}: not carried over (Intercept refuses it)")
+            return None
+
+        def literal(value: Any) -> str:
+            try:
+                return literal_text(value)
+            except (TypeError, ValueError) as e:  # a date, bytes, NaN, …: refused, at its place
+                raise self.src.error(f"{where}.value: {e}", at) from None
+
         if op in _CMP:
             if op in ("lt", "lte", "gt", "gte") and _number(value) is None:
                 self.warn(where, f"`{op}` needs a number, got {value!r}: not carried over (Intercept refuses it)")
@@ -348,13 +505,13 @@ class _Importer:
                 value = _number(value)
                 if isinstance(value, float) and value.is_integer():
                     value = int(value)
-            text = f"{p} {_CMP[op]} {literal_text(value)}"
+            text = f"{p} {_CMP[op]} {literal(value)}"
             return f"{p} exists and {text}" if op == "neq" else text  # missing fails every op but exists
         if op in ("in", "not_in"):
             if not isinstance(value, list):
                 self.warn(where, f"`{op}` needs a list, got {value!r}: not carried over (Intercept refuses it)")
                 return None
-            text = f"{p} {'in' if op == 'in' else 'not in'} {literal_text(value)}"
+            text = f"{p} {'in' if op == 'in' else 'not in'} {literal(value)}"
             return text if op == "in" else f"{p} exists and {text}"
         if op == "regex":
             from ..regex import compile_re2
@@ -366,7 +523,7 @@ class _Importer:
                 return None
             return f"{p} matches {string_text(str(value))}"
         if op == "contains":
-            return f"{p} contains {literal_text(value)}"
+            return f"{p} contains {literal(value)}"
         if op == "exists":
             if not isinstance(value, bool):
                 self.warn(where, f"`exists` needs true or false, got {value!r}: not carried over")
