@@ -18,6 +18,27 @@ from .output import EXIT_INPUT
 DEFAULT_LISTEN = "127.0.0.1:8766"
 
 
+class _Lifetime(click.ParamType):
+    """A session lifetime in ``unit`` (minutes or hours), given back in seconds: a finite number
+    above zero, at most 30 days (``dsl.console.security.lifetime_problem``)."""
+
+    def __init__(self, unit: str, seconds: float) -> None:
+        self.unit, self.seconds = unit, seconds
+        self.name = unit
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        from ..console.security import lifetime_problem
+
+        try:
+            n = float(str(value).strip())
+        except ValueError:
+            self.fail(f"`{value}` is not a number of {self.unit}", param, ctx)
+        why = lifetime_problem(n * self.seconds)
+        if why is not None:
+            self.fail(f"`{value}` {self.unit} {why}", param, ctx)
+        return n * self.seconds
+
+
 @click.command("console")
 @click.option(
     "--listen",
@@ -56,6 +77,26 @@ DEFAULT_LISTEN = "127.0.0.1:8766"
     help="Also accept requests whose Host names HOST (a reverse proxy's name); otherwise only the --listen "
     "address (on loopback also localhost, 127.0.0.1 and [::1]).",
 )
+@click.option(
+    "--session-idle",
+    "session_idle",
+    type=_Lifetime("minutes", 60),
+    default="30",
+    show_default=True,
+    metavar="MINUTES",
+    help="With --auth-tokens: a browser's sign-in ends after this long without a request (an open "
+    "console tab keeps it alive), so a sign-in left behind (tab closed, cookie copied) soon approves nothing.",
+)
+@click.option(
+    "--session-lifetime",
+    "session_lifetime",
+    type=_Lifetime("hours", 3600),
+    default="12",
+    show_default=True,
+    metavar="HOURS",
+    help="With --auth-tokens: a browser's sign-in ends this long after it began, however busy, and "
+    "its cookie with it (a stolen cookie is not good forever). At most 720 (30 days).",
+)
 def console_cmd(
     listen: str,
     db: str | None,
@@ -64,6 +105,8 @@ def console_cmd(
     policy: str | None,
     auth_tokens: str | None,
     allow_host: tuple[str, ...],
+    session_idle: float,
+    session_lifetime: float,
 ) -> None:
     """Answer approval requests and read the audit log in a browser.
 
@@ -95,12 +138,27 @@ def console_cmd(
         )
         sys.exit(EXIT_INPUT)
     tokens = load_tokens(auth_tokens, "plr console") if auth_tokens else None
-    cfg = _config(db, state, audits, policy, tokens, check_hosts=loopback or bool(allow) or tokens is None)
+    cfg = _config(
+        db,
+        state,
+        audits,
+        policy,
+        tokens,
+        check_hosts=loopback or bool(allow) or tokens is None,
+        sessions={"idle": session_idle, "lifetime": session_lifetime},
+    )
     _serve(cfg, host, port, allow)
 
 
 def _config(
-    db: str | None, state: str | None, audits: tuple[str, ...], policy: str | None, tokens: Any, *, check_hosts: bool
+    db: str | None,
+    state: str | None,
+    audits: tuple[str, ...],
+    policy: str | None,
+    tokens: Any,
+    *,
+    check_hosts: bool,
+    sessions: dict[str, float] | None = None,
 ) -> Any:
     from ..console.app import ConsoleConfig
     from ..console.security import ConsoleGuard
@@ -120,7 +178,7 @@ def _config(
         click.echo(view.error, err=True)
         click.echo("plr console: the policy could not be loaded; not starting", err=True)
         sys.exit(EXIT_INPUT)
-    guard = ConsoleGuard(tokens, operator=operator_name(), check_hosts=check_hosts)
+    guard = ConsoleGuard(tokens, operator=operator_name(), check_hosts=check_hosts, **(sessions or {}))
     return ConsoleConfig(queue=queue, audit=AuditTail([Path(a) for a in audits]), guard=guard, policy=view)
 
 

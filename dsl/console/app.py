@@ -27,7 +27,7 @@ from starlette.routing import Match, Route
 
 from . import render
 from ..audit_filters import AuditFilter
-from .security import SECURITY_HEADERS, ConsoleGuard, cookie_header, header_map
+from .security import SECURITY_HEADERS, SESSION_COOKIE, ConsoleGuard, cookie_header, header_map
 from .sources import AuditTail, PolicyView, QueueSource
 
 __all__ = ["ConsoleConfig", "create_app", "public", "IDENTITY"]
@@ -71,8 +71,9 @@ class Guarded:
     """ASGI middleware, in front of every route: the Host check on every request, the Origin
     check on every POST, the sign-in check on every route not marked ``public`` (a request
     without a valid session or bearer token is answered 401 on a fragment or event stream, and
-    sent to /login otherwise), and the security headers (CSP without inline script, no framing,
-    no caching) on every answer. The identity is left in ``scope[IDENTITY]`` for the endpoints."""
+    sent to /login otherwise; an expired or signed-out session is no session), and the security
+    headers (CSP without inline script, no framing, no caching) on every answer. The identity is
+    left in ``scope[IDENTITY]`` for the endpoints."""
 
     def __init__(self, app: Starlette, guard: ConsoleGuard) -> None:
         self.app = app
@@ -240,6 +241,10 @@ def create_app(cfg: ConsoleConfig) -> Any:
             yield "retry: 2000\n\n"
             while True:
                 await anyio.sleep(cfg.poll)
+                # the open stream of a page is use of its session (the page is live), and it
+                # ends with the session (expired or signed out): the reconnect then gets 401
+                if not guard.still_signed_in(request.headers, request.cookies):
+                    return
                 view = await anyio.to_thread.run_sync(cfg.queue.view)
                 await anyio.to_thread.run_sync(cfg.refresh_audit)
                 sig = view.signature()
@@ -268,7 +273,7 @@ def create_app(cfg: ConsoleConfig) -> Any:
         form = await _form(request)
         if form is None or not guard.csrf_ok(request.cookies, form.get("csrf")):
             return PlainTextResponse("plr console: the form's CSRF token is missing or stale: reload the page", status_code=403)
-        got = guard.sign_in(form.get("token") or "")
+        got = guard.sign_in(form.get("token") or "", replacing=request.cookies.get(SESSION_COOKIE))
         if got is None:
             body = render.login_page(guard.csrf(request.cookies), "unknown token")
             return html(body, title="Sign in", active="", request=request, status=401)

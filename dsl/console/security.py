@@ -2,11 +2,15 @@
 
 - Listening beyond loopback needs ``--auth-tokens`` (the proxy's file: ``{"TOKEN": "identity"}``);
   a browser signs in once with its token and gets an HttpOnly, SameSite=Strict session cookie;
-  a script may send ``Authorization: Bearer TOKEN`` instead. The token's identity is recorded as
+  a script may send ``Authorization: Bearer TOKEN`` instead. A session ends when it has not been
+  used for ``idle`` seconds (the page's open event stream and its refreshes are use), ``lifetime``
+  seconds after sign-in however much it is used, at sign-out, or when ``max_sessions`` newer ones
+  push it out; an ended session is forgotten and is exactly no session. Times are read on
+  ``time.monotonic`` (a wall clock stepped back must not make a session young again). The token's identity is recorded as
   ``decided_by`` of every decision. Without tokens (loopback only) the console acts as the user
   it runs as, exactly as `plr approvals grant` does.
 - Every state-changing request (POST) must carry the CSRF token of the page it came from (an
-  HMAC of this process's secret and the session) and an ``Origin`` (or, failing that, a
+  HMAC of this process's secret and the live session, so an ended session's token is void) and an ``Origin`` (or, failing that, a
   ``Referer``) naming the host it was sent to; the ``Host`` must name the listener (the proxy's
   DNS-rebinding names, ``dsl.listener_names``) unless a public listener with tokens is reached by
   any name, as the proxy's HTTP front allows.
@@ -16,15 +20,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ConsoleGuard", "SESSION_COOKIE"]
+__all__ = ["ConsoleGuard", "SESSION_COOKIE", "DEFAULT_IDLE", "DEFAULT_LIFETIME", "MAX_SESSIONS", "lifetime_problem"]
 
 SESSION_COOKIE = "plr_console"
+# NIST SP 800-63B's AAL2 re-authentication bounds (also OWASP ASVS level 2): a session idle for
+# 30 minutes, or 12 hours after sign-in however busy, must sign in again. Approving an agent's
+# tool call is a privileged act; a working day is one sign-in, a lunch break another.
+DEFAULT_IDLE = 30 * 60.0
+DEFAULT_LIFETIME = 12 * 3600.0
+LONGEST = 30 * 24 * 3600.0  # no lifetime beyond 30 days
+MAX_SESSIONS = 1000  # live sessions at once; the oldest sign-in is forgotten to make room
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -38,16 +52,88 @@ SECURITY_HEADERS = [
 ]
 
 
-class ConsoleGuard:
-    """Sessions, CSRF tokens and the Host/Origin checks of one console process."""
+def lifetime_problem(seconds: float) -> str | None:
+    """Why ``seconds`` cannot be a session lifetime (None: it can)."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or math.isnan(seconds):
+        return "is not a number"
+    if seconds <= 0:
+        return "must be more than zero"
+    if seconds > LONGEST:
+        return "must be at most 30 days"
+    return None
 
-    def __init__(self, tokens: Mapping[str, str] | None, *, operator: str | None, check_hosts: bool = True) -> None:
+
+@dataclass
+class _Session:
+    identity: str
+    signed_in: float  # clock() at sign-in
+    used: float  # clock() at the last request that showed the cookie
+
+
+class ConsoleGuard:
+    """Sessions, CSRF tokens and the Host/Origin checks of one console process.
+
+    ``idle`` and ``lifetime`` are seconds on ``clock`` (``time.monotonic``; a test passes its own).
+    Every call is made on the server's event loop, one at a time."""
+
+    def __init__(
+        self,
+        tokens: Mapping[str, str] | None,
+        *,
+        operator: str | None,
+        check_hosts: bool = True,
+        idle: float = DEFAULT_IDLE,
+        lifetime: float = DEFAULT_LIFETIME,
+        max_sessions: int = MAX_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for name, value in (("idle", idle), ("lifetime", lifetime)):
+            why = lifetime_problem(value)
+            if why is not None:
+                raise ValueError(f"session {name} {value!r} {why}")
+        if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1:
+            raise ValueError(f"max_sessions {max_sessions!r} must be a whole number of at least 1")
         self.tokens = dict(tokens) if tokens else None
         self.operator = operator  # who decides when there are no tokens (the console's OS user)
         self.check_hosts = check_hosts
         self.hosts: list[str] = []  # the Host values that name the listener (filled once bound)
+        self.idle = float(idle)
+        self.lifetime = float(lifetime)
+        self.max_sessions = max_sessions
+        self._clock = clock
         self._secret = os.urandom(32)
-        self._sessions: dict[str, str] = {}  # cookie value -> identity
+        self._sessions: dict[str, _Session] = {}  # cookie value -> session, oldest sign-in first
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    @property
+    def live_sessions(self) -> int:
+        self._sweep()
+        return len(self._sessions)
+
+    def _ended(self, s: _Session, now: float) -> bool:
+        return now - s.signed_in >= self.lifetime or now - s.used >= self.idle
+
+    def _live(self, sid: str | None, *, use: bool = False) -> _Session | None:
+        """The live session of cookie value ``sid`` (an ended one is forgotten here); ``use``
+        counts this request as use (resets the idle time)."""
+        if not sid:
+            return None
+        s = self._sessions.get(sid)
+        if s is None:
+            return None
+        now = self._clock()
+        if self._ended(s, now):
+            del self._sessions[sid]
+            return None
+        if use:
+            s.used = now
+        return s
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        for sid in [sid for sid, s in self._sessions.items() if self._ended(s, now)]:
+            del self._sessions[sid]
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -60,11 +146,17 @@ class ConsoleGuard:
         auth = headers.get("authorization")
         if auth:
             return identity_for_header(self.tokens, auth)
-        sid = cookies.get(SESSION_COOKIE)
-        return self._sessions.get(sid) if sid else None
+        s = self._live(cookies.get(SESSION_COOKIE), use=True)  # a request with the cookie is use
+        return s.identity if s is not None else None
 
-    def sign_in(self, token: str) -> tuple[str, str] | None:
-        """(cookie value, identity) for a valid token, else None."""
+    def still_signed_in(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> bool:
+        """For a long request (the event stream): whether its sign-in still holds; an open
+        stream of a page counts as use of its session, as the page's refreshes do."""
+        return self.identity(headers, cookies) is not None
+
+    def sign_in(self, token: str, replacing: str | None = None) -> tuple[str, str] | None:
+        """(cookie value, identity) for a valid token, else None. ``replacing``: the cookie the
+        browser had (its session, if any, ends: one browser, one session)."""
         from ..proxy.http import identity_for_header
 
         if self.tokens is None:
@@ -72,8 +164,14 @@ class ConsoleGuard:
         who = identity_for_header(self.tokens, f"Bearer {token}")
         if who is None:
             return None
+        if replacing:
+            self._sessions.pop(replacing, None)
+        self._sweep()
+        while len(self._sessions) >= self.max_sessions:  # signing in in a loop cannot grow memory
+            del self._sessions[next(iter(self._sessions))]  # the oldest sign-in
         sid = secrets.token_urlsafe(32)
-        self._sessions[sid] = who
+        now = self._clock()
+        self._sessions[sid] = _Session(who, now, now)
         return sid, who
 
     def sign_out(self, cookies: Mapping[str, str]) -> None:
@@ -82,8 +180,11 @@ class ConsoleGuard:
     # -- CSRF ---------------------------------------------------------------------------------
 
     def csrf(self, cookies: Mapping[str, str]) -> str:
-        """The CSRF token of this browser's session (the page embeds it in every form)."""
-        key = cookies.get(SESSION_COOKIE) or "anonymous"
+        """The CSRF token of this browser's session (the page embeds it in every form). Only a
+        live session has its own: a cookie whose session ended (signed out, expired, pushed
+        out) gets the token of no session, so the ended session's token no longer passes."""
+        sid = cookies.get(SESSION_COOKIE)
+        key = f"session:{sid}" if self._live(sid) is not None else "anonymous"
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
 
     def csrf_ok(self, cookies: Mapping[str, str], given: str | None) -> bool:
@@ -115,6 +216,8 @@ class ConsoleGuard:
 
 
 def cookie_header(sid: str, *, clear: bool = False) -> bytes:
+    """The session cookie's Set-Cookie value: a browser session's cookie, no Max-Age (OWASP's
+    advice for session cookies: closing the browser drops it; the server ends it sooner)."""
     if clear:
         return f"{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0".encode()
     return f"{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict".encode()
