@@ -6,7 +6,9 @@ Every answer comes from two places: the text as typed (``source.Source``, which 
 statement is half written) and the latest build of the policy the file belongs to
 (``workspace.RootResult``: the catalogues in scope, the rules per tool, the compiled JSON), so a
 hover says what `plr compile` would write and a tool name completes from the catalogues that
-`plr check` would use.
+`plr check` would use. While a file has no build that parsed it (an editor opens a half-written
+file), completion takes the catalogues from its ``import`` and ``server`` statements written
+whole (``Workspace.partial_result``).
 """
 
 from __future__ import annotations
@@ -195,6 +197,10 @@ def complete(ws: Workspace, path: str, pos: Pos) -> list[Item]:
     if src.in_comment(offset):
         return []
     result = ws.result_for(path)
+    if result is None or path not in result.modules:
+        # no build parsed the file yet (it never parsed, or the first build is still running):
+        # its imports and catalogues written whole are known all the same
+        result = ws.partial_result(path, offset) or result
     i = src.index_before(offset)
     tok = src.tokens[i] if i >= 0 else None
     if tok is not None and tok.kind == "string" and tok.start < offset and (not tok.closed or offset < tok.end):

@@ -84,6 +84,7 @@ class Source:
     comments: list[Token] = field(default_factory=list)
     line_starts: list[int] = field(default_factory=list)
     _starts: list[int] = field(default_factory=list)
+    _complete: list[tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         self.line_starts = [0, *(m.end() for m in re.finditer("\n", self.text))]
@@ -213,6 +214,45 @@ class Source:
             elif tok.text == "as" and i >= 3 and toks[i - 1].kind == "string" and toks[i - 2].is_word("data"):
                 out.setdefault(toks[i + 1].text, ("data", toks[i + 1]))
         return out
+
+    def complete_statements(self) -> list[tuple[int, int]]:
+        """The (start, end) offsets of the top-level statements that say what a file brings into
+        scope and are written whole: ``import "…"``, ``import data "…" as NAME`` and a
+        ``server "…" { … }`` block closed by its brace. Found by shape only (the parser judges
+        them, see ``Workspace.partial_result``); computed once per text."""
+        if self._complete is None:
+            toks = self.tokens
+            out: list[tuple[int, int]] = []
+            for i, tok in enumerate(toks):
+                if tok.stmt != i or tok.block != TOP or not tok.is_word("import", "server"):
+                    continue
+                j = i
+                while j + 1 < len(toks) and toks[j + 1].stmt == i:
+                    j += 1
+                stmt = toks[i : j + 1]
+                if tok.text == "import":
+                    whole = (len(stmt) == 2 and stmt[1].kind == "string" and stmt[1].closed) or (
+                        len(stmt) == 5
+                        and stmt[1].is_word("data")
+                        and stmt[2].kind == "string"
+                        and stmt[2].closed
+                        and stmt[3].is_word("as")
+                        and stmt[4].is_word()
+                    )
+                else:
+                    whole = (
+                        len(stmt) >= 4
+                        and stmt[1].kind == "string"
+                        and stmt[1].closed
+                        and stmt[2].opens == SERVER
+                        and stmt[-1].text == "}"
+                        and stmt[-1].kind == "punct"
+                        and stmt[-1].block == TOP
+                    )
+                if whole:
+                    out.append((tok.start, stmt[-1].end))
+            self._complete = out
+        return list(self._complete)
 
     # -- structure ------------------------------------------------------------------------
     def _structure(self) -> None:

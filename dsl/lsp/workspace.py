@@ -11,7 +11,10 @@ its own, as ``plr check FILE`` would check it.
 After an edit only the roots that load the edited file are built again. A root's build is kept
 (its ``Program``: catalogues, rules, names) for completion, hover and go to definition; for a
 file that does not parse at the moment, the last build in which it did is used instead, so
-completing inside a half-typed statement still knows the catalogues.
+completing inside a half-typed statement still knows the catalogues. A file that has not parsed
+yet (an editor opens half-written files), or has no build yet, is completed from a partial build
+(``partial_result``): its root loaded with only the file's ``import`` and ``server`` statements
+that are written whole and parse, in place of its text.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .source import Source
 
 Reader = Callable[[str], str]
 
+_PARTIALS_KEPT = 8  # partial builds kept (one per file being completed in)
 _TESTS = re.compile(r'^\s*test\s+"', re.MULTILINE)
 _IMPORTS = re.compile(r'^\s*import\s+"([^"]+)"', re.MULTILINE)
 
@@ -113,6 +117,9 @@ class Workspace:
         self.last_good: dict[str, RootResult] = {}
         self._signature: dict[str, tuple[bool, tuple[str, ...]]] = {}
         self._sources: dict[str, tuple[str, Source]] = {}
+        # file -> (its known text, its root, the open texts read, disk epoch, the partial build)
+        self._partial: dict[str, tuple[str, str, dict[str, str | None], int, RootResult | None]] = {}
+        self._epoch = 0  # counts the checks of everything (files on disk may have changed)
         self._lock = threading.RLock()
 
     # -- texts ----------------------------------------------------------------------------
@@ -194,6 +201,8 @@ class Workspace:
         overlay = dict(self.open) if overlay is None else overlay
         with self._lock:
             every = changed is None
+            if every:
+                self._epoch += 1
             changed_set = set() if changed is None else {os.path.abspath(p) for p in changed}
             if every or any(
                 p in self.files and self._signature.get(p) != self._signature_of(p, overlay) for p in changed_set
@@ -263,9 +272,121 @@ class Workspace:
                 return result
         return own
 
+    def partial_result(self, path: str, skip: int | None = None) -> RootResult | None:
+        """A build of what can be known of ``path`` without parsing all of it, for completion
+        while the file has no build that parsed it (it never parsed, or it was not built yet).
+
+        The file's ``import``, ``import data`` and ``server`` statements that are written whole
+        (``Source.complete_statements``; not the one holding offset ``skip``, the one being
+        typed) stand in for its text, at their places (the rest blanked), and the root that
+        reads the file (else the file itself) is loaded with that text: the parser judges each
+        statement (one that does not parse alone is left out), the imports are followed as
+        `plr check` follows them, and an import that cannot be resolved brings nothing. No
+        checks run and no policy is compiled. None when nothing is known (or on any failure:
+        this never raises). Kept until the known text, an open text it read, or the files on
+        disk (``check`` of everything) change."""
+        try:
+            return self._partial_result(os.path.abspath(path), skip)
+        except Exception:  # noqa: BLE001 - completion answers from what there is
+            return None
+
+    def _partial_result(self, path: str, skip: int | None) -> RootResult | None:
+        src = self.source(path)
+        if src is None:
+            return None
+        spans = [(a, b) for a, b in src.complete_statements() if skip is None or not a <= skip <= b]
+        if not spans:
+            return None
+        text = _keep_only(src.text, spans)
+        root = path
+        if path not in self.results:
+            for result in list(self.results.values()):
+                if path in result.files:
+                    root = result.root
+                    break
+        cached = self._partial.get(path)
+        if (
+            cached is not None
+            and cached[0] == text
+            and cached[1] == root
+            and cached[3] == self._epoch
+            and all(self.open.get(f) == t for f, t in cached[2].items())
+        ):
+            return cached[4]
+        epoch = self._epoch
+        result = None
+        for base in dict.fromkeys([root, path]):  # the file alone when its root no longer reads it
+            result = self._load_known(base, path, src.text, spans, text)
+            if result is not None:
+                break
+        read = {f: self.open.get(f) for f in (result.files if result is not None else ()) if f != path}
+        self._partial.pop(path, None)
+        self._partial[path] = (text, root, read, epoch, result)
+        while len(self._partial) > _PARTIALS_KEPT:
+            del self._partial[next(iter(self._partial))]  # the least recently built
+        return result
+
+    def _load_known(self, root: str, path: str, full: str, spans: list[tuple[int, int]], text: str) -> RootResult | None:
+        """``_load_partial`` of ``text`` (``full`` with only ``spans`` kept); when the parser
+        refuses one of them (`server "s" { tool "a" raed }`), of the others; None when ``root``
+        does not load ``path``."""
+        result = self._load_partial(root, path, text)
+        if path in result.modules:
+            return result
+        from ..errors import PlrError
+        from ..lower import lower_source
+
+        def parses(span: tuple[int, int]) -> bool:
+            try:
+                lower_source(full[span[0] : span[1]], path)
+            except (PlrError, RecursionError, ValueError):
+                return False
+            return True
+
+        good = [span for span in spans if parses(span)]
+        if not good or len(good) == len(spans):
+            return None
+        result = self._load_partial(root, path, _keep_only(full, good))
+        return result if path in result.modules else None
+
+    def _load_partial(self, root: str, path: str, text: str) -> RootResult:
+        """Load ``root`` (with its imports, no checks) reading ``text`` for ``path``."""
+        from ..resolve import load_program
+
+        overlay = dict(self.open)
+        overlay[path] = text
+
+        def reader(p: str) -> str:
+            key = os.path.abspath(p)
+            if key in overlay:
+                return overlay[key]
+            return self.read(p)
+
+        prog = load_program([root], reader=reader)
+        files = {abs_file(f) for f in prog.sources} | {os.path.abspath(f) for f in prog.data_files}
+        files.add(root)
+        modules = {m.path: m for m in prog.modules if m.path}
+        # no policy: a partial program is not the file's (`policy()` answers None)
+        return RootResult(root, prog, list(prog.diagnostics), frozenset(files), modules, _compiled=True)
+
     def all_files(self) -> list[str]:
         """Every file the workspace knows: under its folders, open, or read by a root."""
         files = dict.fromkeys([*self.files, *self.open])
         for result in list(self.results.values()):
             files.update(dict.fromkeys(f for f in result.files if f.endswith(".plr")))
         return list(files)
+
+
+def _keep_only(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with everything outside ``spans`` (sorted offsets) blanked: a line break stays a
+    line break and the rest of a line becomes spaces, so what is kept is where it was (line and
+    column); nothing after the last span."""
+    out: list[str] = []
+    at = 0
+    for start, end in spans:
+        gap = text[at:start]
+        breaks = gap.count("\n")
+        out.append("\n" * breaks + " " * (len(gap) - gap.rfind("\n") - 1 if breaks else len(gap)))
+        out.append(text[start:end])
+        at = end
+    return "".join(out) + "\n"
