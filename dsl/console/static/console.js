@@ -210,6 +210,21 @@
 
   // --- the rest ----------------------------------------------------------------------------
 
+  function signedOut() {
+    // the session ended (idle, its lifetime, a sign-out elsewhere): nothing on this page can be
+    // decided any more, so it says so and offers the way back rather than "reconnecting…" for ever
+    status("signed out: the session ended");
+    var live = document.getElementById("live");
+    if (live && !document.getElementById("sign-in-again")) {
+      var a = document.createElement("a");
+      a.id = "sign-in-again";
+      a.href = "/login";
+      a.textContent = " sign in again";
+      live.parentNode.insertBefore(a, live.nextSibling);
+    }
+    document.querySelectorAll("form button").forEach(function (b) { b.disabled = true; });
+  }
+
   function status(text) {
     var live = document.getElementById("live");
     if (live) live.textContent = text;
@@ -241,7 +256,16 @@
         if (section) fragment(section);
       });
     };
-    es.onerror = function () { status("reconnecting…"); };
+    es.onerror = function () {
+      if (es.readyState !== 2) { status("reconnecting…"); return; }
+      // closed for good: the browser does not retry a refused stream (401: the session ended)
+      fetch("/fragments/approvals", { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (r) {
+          if (r.status === 401) signedOut();
+          else { status("reconnecting…"); setTimeout(connect, 2000); }
+        })
+        .catch(function () { status("reconnecting…"); setTimeout(connect, 2000); });
+    };
     ["approvals", "audit"].forEach(function (name) {
       es.addEventListener(name, function () {
         var section = document.getElementById(name);
@@ -259,6 +283,7 @@
     }
     tick();
     setInterval(tick, 1000);
-    connect();
+    // the sign-in page has nothing live to show (its stream would be refused: not signed in)
+    if (!document.querySelector('form[action="/login"]')) connect();
   });
 })();
