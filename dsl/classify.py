@@ -7,6 +7,12 @@ person to review (``plr catalog harvest`` writes that list). The rules are biase
 stricter class: a tool whose name says nothing is ``write``, never ``read``, and a tool guessed
 ``read`` whose description speaks of writing or deleting is moved up (the issue's rule: never
 ``read`` by guess alone when the description mentions writing or deleting).
+
+A ``readOnlyHint: true`` is still only a claim by the server, the party a policy does not
+trust: a tool annotated read (like one guessed read) whose name joins a second action, whose
+description opens a clause with an acting verb, or whose input schema takes a path to write to
+or offers a writing operation is raised to the stricter class and marked ``inferred``
+(``acts_despite_read``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ WRITE = (
     "initialize", "login", "logout", "authenticate", "connect", "disconnect", "sync", "fork",
     "pin", "unpin", "archive", "lock", "unlock", "mute", "unmute", "react", "resize", "scroll",
     "upload", "mutate", "make", "new", "manage", "handle", "perform", "do", "process", "convert",
+    "format", "hide", "unhide",
 )
 READ = (
     "get", "list", "read", "search", "find", "fetch", "describe", "show", "view", "lookup",
@@ -47,7 +54,7 @@ READ = (
     "snapshot", "screenshot", "download", "summarize", "summarise", "docs",
     "look", "see", "peek", "tail", "head", "watch", "poll", "wait", "ping", "health",
     "whoami", "me", "history", "logs", "metrics", "report", "overview", "help", "discover", "scan",
-    "audit", "verify", "test", "lint", "suggest", "recommend", "calculate", "format",
+    "audit", "verify", "test", "lint", "suggest", "recommend", "calculate",
     "translate", "think", "sequentialthinking", "plan", "echo", "tree", "stat", "exists", "diagnose",
 )
 # a tool whose name starts with one of these replaces or loses data whatever it is annotated
@@ -65,15 +72,70 @@ for _risk, _words in reversed(RULES):  # the more severe class wins a word liste
     for _w in _words:
         _WORD_CLASS[_w] = _risk
 
-# words in a description that forbid a guessed `read`
+# words in a description that forbid a guessed `read` (anywhere, in any form: a guess gives way
+# to any mention). `set` and `trigger` are not here: mostly nouns ("a set of", "Apex triggers"),
+# they count where they are verbs (description_acts below)
 _MENTIONS_DELETE = re.compile(
     r"\b(delet|remov|drop|purg|destroy|eras|truncat|wip(e|ing)|overwrit|terminat|cancel)\w*", re.I
 )
 _MENTIONS_WRITE = re.compile(
     r"\b(writ(e|es|ing)|wrote|creat|updat|modif|edit(s|ing)?\b|insert|upload|send(s|ing)?\b|post(s|ing)?\b|"
-    r"chang(e|es|ing)\b|sav(e|es|ing)\b|execut|run(s|ning)?\b)\w*",
+    r"chang(e|es|ing)\b|sav(e|es|ing)\b|execut|run(s|ning)?\b|"
+    r"appl(y|ies|ying)\b|replac(e|es|ing)\b|transfer(s|ring)?\b|unhid(e|es|ing)\b|submit(s|ting)?\b)\w*",
     re.I,
 )
+
+# Evidence that a tool classed `read` acts after all. Checked for a guessed `read` and for a
+# server's own `readOnlyHint: true` alike: the annotation is a claim by the party a policy does
+# not trust, so a name, description or input schema that says the tool writes wins over it.
+# These checks look at how a word is used (its place in the name or sentence, its form), not at
+# every mention: a read tool's description names the data it reads ("comments", "a set of
+# events", "added, deleted, or updated" items, "Apex triggers"), and those must not count.
+
+# a name word that makes a tool not read wherever it stands (findAndReplaceInDoc): verbs that a
+# read tool's name does not carry as nouns (`list_commits`, `get_tags`, `get_run_logs` stay read)
+NAME_VERBS_ANYWHERE = (
+    "replace", "create", "delete", "remove", "insert", "upsert", "overwrite", "modify", "rename", "unhide", "update",
+)
+# a name word after one of these is a second action (get_or_create, fetch_and_store)
+_CONJUNCTIONS = ("and", "or", "then")
+# verbs that, at the start of a description or of one of its clauses (after , ; : ( or and/or/
+# then), say what the tool does: "Find and replace text", "Report a bug, submit a feature request"
+# (not after a dash: "post-install script", "genai-model-eval-create-run" name things)
+STRONG_VERBS: dict[str, str] = {
+    **dict.fromkeys(
+        ("delete", "remove", "overwrite", "erase", "purge", "destroy", "wipe", "truncate", "drop", "cancel", "revoke", "terminate"),
+        "destructive",
+    ),
+    **dict.fromkeys(
+        ("create", "write", "add", "insert", "upload", "modify", "save", "apply", "replace", "submit", "rename", "unhide",
+         "hide", "edit", "append", "install", "publish", "send", "upsert", "attach", "assign", "move", "enable", "invite",
+         "approve", "reject"),
+        "write",
+    ),
+}
+# verbs that are as often nouns ("a set of", "Apex triggers", "ownership transfer"): an action
+# only as a description's first word or before an object ("set the current context", "sets
+# hiddenByUser=false", "trigger a deploy"); never in "set up"
+WEAK_VERBS: dict[str, str] = {
+    **dict.fromkeys(("reset", "clear", "disable"), "destructive"),
+    **dict.fromkeys(
+        ("set", "trigger", "transfer", "update", "change", "post", "share", "format", "store", "mark", "schedule", "archive",
+         "restore", "commit", "push", "merge", "register", "deploy"),
+        "write",
+    ),
+}
+_OBJECT_WORDS = frozenset(
+    ("a", "an", "the", "its", "their", "this", "that", "these", "those", "all", "each", "every", "one", "new", "current", "your", "any", "my")
+)
+_CLAUSE_MARKS = frozenset(",;:()[]")
+# input schema properties that name a place on disk the tool writes to (outputPath, local_path,
+# savePath, saveTo, outDir, downloadsDir, destinationPath): a `read` tool that takes one writes
+_SAVE_WORDS = frozenset(("save", "saves"))
+_PLACE_WORDS = frozenset(("path", "file", "filename", "dir", "directory", "folder"))
+_WHERE_WORDS = frozenset(("local", "output", "out", "dest", "destination", "download", "downloads", "target"))
+# properties whose enum lists what a tool does: a value `set`/`create`/`delete` is an action
+_OPERATION_PROPERTIES = frozenset(("operation", "action", "op", "mode", "command", "subcommand"))
 
 
 @dataclass(frozen=True)
@@ -129,10 +191,13 @@ def _annotated(annotations: dict[str, Any] | None) -> tuple[str, str] | None:
     return None
 
 
-def classify(name: str, description: str = "", annotations: dict[str, Any] | None = None) -> Classification:
-    """The risk class of one tool (see the module docstring for the order of the sources)."""
+def classify(
+    name: str, description: str = "", annotations: dict[str, Any] | None = None, schema: dict[str, Any] | None = None
+) -> Classification:
+    """The risk class of one tool (see the module docstring for the order of the sources).
+    ``schema``: the tool's input schema (the compact one a catalogue keeps is enough)."""
     annotated = _annotated(annotations)
-    guessed = _guess(name, description)
+    guessed = _guess(name, description, schema)
     lead = re.match(r"([A-Za-z]+)[_-]", name)
     if lead and (lead.group(1).lower() in OVERWRITE or lead.group(1).lower() in DESTRUCTIVE):
         verb = lead.group(1).lower()
@@ -141,6 +206,12 @@ def classify(name: str, description: str = "", annotations: dict[str, Any] | Non
             return Classification("destructive", True, f"{said}name starts with {verb}: it replaces or deletes data")
     if annotated is not None:
         risk, why = annotated
+        if risk == "read":
+            # the server's word is a claim, not a proof: what its own name (a second action joined
+            # by and/or), description or schema says the tool does raises the class
+            acts = acts_despite_read(name, description, schema, name_anywhere=False)
+            if acts:
+                return Classification(acts[0], True, f"{why} said read, but {acts[1]}")
         # execute cannot be said in annotations: a tool the server calls non-destructive whose
         # name says it runs code or queries is execute, and that part is a guess
         if risk == "write" and guessed.risk == "execute":
@@ -149,7 +220,7 @@ def classify(name: str, description: str = "", annotations: dict[str, Any] | Non
     return guessed
 
 
-def _guess(name: str, description: str) -> Classification:
+def _guess(name: str, description: str, schema: dict[str, Any] | None = None) -> Classification:
     risk, why = "write", "no rule matched (write by default, never read by guess)"
     for word in name_words(name):
         hit = _class_of_word(word)
@@ -167,7 +238,108 @@ def _guess(name: str, description: str) -> Classification:
         m = _MENTIONS_DELETE.search(description)
         if m:
             return Classification("destructive", True, f"{why}, but the description mentions `{m.group(0)}`")
+    if risk == "read":
+        acts = acts_despite_read(name, description, schema, name_anywhere=True)
+        if acts:
+            return Classification(acts[0], True, f"{why}, but {acts[1]}")
+    if risk == "read" and description:
         m = _MENTIONS_WRITE.search(description)
         if m:
             return Classification("write", True, f"{why}, but the description mentions `{m.group(0)}`")
     return Classification(risk, True, why)
+
+
+def _stricter(a: tuple[str, str] | None, b: tuple[str, str] | None) -> tuple[str, str] | None:
+    if a is None or (b is not None and _SEVERITY[b[0]] > _SEVERITY[a[0]]):
+        return b
+    return a
+
+
+_SEVERITY = {"read": 0, "write": 1, "execute": 2, "destructive": 3}
+
+
+def acts_despite_read(
+    name: str, description: str = "", schema: dict[str, Any] | None = None, name_anywhere: bool = True
+) -> tuple[str, str] | None:
+    """(class, why) when a tool otherwise classed ``read`` writes or deletes after all, else None:
+    the strictest of what its name, description and input schema say. ``name_anywhere``: also
+    count a verb of NAME_VERBS_ANYWHERE in any place of the name (for a guessed ``read``; a
+    server's annotation is overruled by a second action joined by and/or, not by a lone word
+    such as `get_create_fields`)."""
+    found = _stricter(_name_acts(name, name_anywhere), description_acts(description))
+    return _stricter(found, schema_acts(schema))
+
+
+def _name_acts(name: str, anywhere: bool) -> tuple[str, str] | None:
+    words = name_words(name)
+    found = None
+    for i, word in enumerate(words):
+        if i and words[i - 1] in _CONJUNCTIONS:
+            hit = _class_of_word(word)
+            if hit and hit[0] != "read":
+                found = _stricter(found, (hit[0], f"the name also says `{words[i - 1]} {word}`"))
+        if anywhere and word in NAME_VERBS_ANYWHERE:
+            found = _stricter(found, (_WORD_CLASS[word], f"the name says `{word}`"))
+    return found
+
+
+def _verb(word: str, table: dict[str, str]) -> str | None:
+    """``word``'s verb in ``table`` when it is its base or third-person form (not -ed/-ing: "added,
+    deleted, or updated" items and "the editing history" describe data, they do no act)."""
+    w = word.lower()
+    for candidate in (w, w[:-1] if w.endswith("s") else "", w[:-2] if w.endswith("es") else "", w[:-3] + "y" if w.endswith("ies") else ""):
+        if candidate and candidate in table:
+            return candidate
+    return None
+
+
+def description_acts(description: str) -> tuple[str, str] | None:
+    """(class, why) when a description says the tool writes or deletes: a verb of STRONG_VERBS
+    opening the description or one of its clauses, or one of WEAK_VERBS opening it or taking an
+    object there. A clause opens after , ; : ( [ ] and after and/or/then joining two clause
+    openers ("Find and replace text"; not "Get view and edit restrictions": `edit` there is
+    said of the restrictions read)."""
+    tokens = re.findall(r"[A-Za-z]+|=|[^\sA-Za-z]", description or "")
+    opens = [False] * len(tokens)
+    found = None
+    for i, tok in enumerate(tokens):
+        if not tok[0].isalpha():
+            continue
+        prev = tokens[i - 1] if i else ""
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        after = tokens[i + 2] if i + 2 < len(tokens) else ""
+        takes_object = nxt.lower() in _OBJECT_WORDS or after == "="
+        if i == 0 or prev in _CLAUSE_MARKS:
+            opens[i] = True
+        elif prev.lower() in _CONJUNCTIONS and i >= 2:
+            opens[i] = tokens[i - 2] in _CLAUSE_MARKS or opens[i - 2] or takes_object
+        if not opens[i]:
+            continue
+        verb = _verb(tok, STRONG_VERBS)
+        if verb:
+            found = _stricter(found, (STRONG_VERBS[verb], f"the description says `{tok}`"))
+            continue
+        verb = _verb(tok, WEAK_VERBS)
+        if verb and nxt.lower() != "up" and (i == 0 or takes_object):
+            said = f"{tok} {nxt}" if nxt[:1].isalpha() else tok
+            found = _stricter(found, (WEAK_VERBS[verb], f"the description says `{said}`"))
+    return found
+
+
+def schema_acts(schema: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(class, why) when an input schema says the tool writes: a property naming a place on disk
+    to write to, or an operation property whose enum offers a writing or deleting action."""
+    props = (schema or {}).get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict):
+        return None
+    found = None
+    for key, sub in props.items():
+        words = set(name_words(str(key)))
+        if words & _SAVE_WORDS or (words & _WHERE_WORDS and words & _PLACE_WORDS):
+            found = _stricter(found, ("write", f"it takes `{key}`, a place to write to"))
+        if str(key).lower() in _OPERATION_PROPERTIES and isinstance(sub, dict) and isinstance(sub.get("enum"), list):
+            for value in sub["enum"]:
+                risk = _WORD_CLASS.get(value.lower()) if isinstance(value, str) else None
+                if risk in ("write", "destructive"):
+                    found = _stricter(found, (risk, f"its `{key}` can be `{value}`"))
+    return found

@@ -161,8 +161,8 @@ def tool_entry(raw: dict[str, Any]) -> dict[str, Any]:
 
 def classified(entry: dict[str, Any]) -> dict[str, Any]:
     """``entry`` with its risk class set from what the catalogue itself keeps (name, first
-    sentence, annotations), so anyone can re-derive every class from the committed JSON."""
-    c = classify(entry["name"], entry.get("description", ""), entry.get("annotations"))
+    sentence, annotations, compact input schema), so anyone can re-derive every class from the committed JSON."""
+    c = classify(entry["name"], entry.get("description", ""), entry.get("annotations"), entry.get("schema"))
     out = {k: v for k, v in entry.items() if k not in ("risk", "inferred", "from")}
     out["risk"] = c.risk
     out["inferred" if c.inferred else "from"] = c.why

@@ -57,14 +57,19 @@ def test_the_first_verb_of_the_name_decides():
 
 
 def test_never_read_by_guess_when_the_description_mentions_writing_or_deleting():
-    c = classify("get_or_create", "Gets a record.")
+    c = classify("get_record", "Gets a record.")
     assert c.risk == "read"
-    c = classify("fetch_and_store", "Fetches a page and writes it to disk.")
+    c = classify("get_or_create", "Gets a record.")  # the name's second action decides
+    assert (c.risk, c.inferred) == ("write", True) and "or create" in c.why
+    c = classify("fetch_page", "Fetches a page and writes it to disk.")
     assert (c.risk, c.inferred) == ("write", True) and "writes" in c.why
     c = classify("list_and_prune", "Lists old branches and deletes the merged ones.")
     assert c.risk == "destructive" and "deletes" in c.why
-    # the server's own readOnlyHint is not a guess: kept
-    assert classify("list_and_prune", "… deletes …", {"readOnlyHint": True}).risk == "read"
+    # the server's own readOnlyHint is a claim: a name with a second, deleting action overrules it
+    c = classify("list_and_prune", "… deletes …", {"readOnlyHint": True})
+    assert (c.risk, c.inferred) == ("destructive", True) and "readOnlyHint said read" in c.why
+    # ... but a description that only mentions deleting, not as what the tool does, does not
+    assert classify("list_changes", "Lists items added, deleted, or updated.", {"readOnlyHint": True}).risk == "read"
 
 
 def test_a_name_without_a_verb_falls_back_to_the_descriptions_first_words():
