@@ -61,7 +61,7 @@ def _is(d: dict[str, Any], effect: str, code: str) -> bool:
 def _decided_earlier(earlier: list[dict[str, Any]]) -> Check:
     """The engine denied the call by a deny_if, and one of ``earlier`` holds on it (the first
     that holds is the check the engine stopped at)."""
-    return lambda call, d: _is(d, "deny", "deny_if") and any(holds(e, call) for e in earlier)
+    return lambda call, d: _is(d, "deny", "deny_if") and any(holds(e, call) is not False for e in earlier)
 
 
 def _origin(view: ToolView, kind: str, i: int, tool: str | None) -> tuple[Any, ...]:
@@ -105,9 +105,7 @@ class _Finder:
         s.set("timeout", TIMEOUT_MS)
         s.add(*ctx.constraints, *facts)
         for _ in range(1 + (_RETRIES if ctx.opaque else 0)):
-            answer = str(s.check(ctx.small_flag))
-            if answer == "unsat":
-                answer = str(s.check())
+            answer = ctx.check(s)
             if answer != "sat":
                 break
             m = s.model()
@@ -174,7 +172,7 @@ class _Finder:
         earlier_conds: list[dict[str, Any]] = []
         for i, c in enumerate(view.deny_if):
             origin = _origin(view, "deny_if", i, tool)
-            hit = ctx.cond(c)
+            hit = ctx.fires(c)
             never = self.unsat(ctx, hit)
             self.add(origin, "never", {"kind": "never", "tool": tool, "rule": c.get("rule"),
                                        "message": f"deny_if on `{label}` can never hold"}, never)
@@ -184,20 +182,20 @@ class _Finder:
                          "message": f"deny_if on `{label}` never decides: an earlier deny_if holds on every call where it does"},
                          self.unsat(ctx, hit, *earlier),
                          lambda c=c, hit=hit, before=before: self.witness(
-                             ctx, [hit], lambda call, d: holds(c, call) is True and _decided_earlier(before)(call, d)))
+                             ctx, [hit], lambda call, d: holds(c, call) is not False and _decided_earlier(before)(call, d)))
             self.add(origin, "always", {"kind": "always", "tool": tool, "rule": c.get("rule"),
                      "message": f"deny_if on `{label}` holds on every call: `{label}` is always denied"},
                      self.unsat(ctx, z.Not(hit)),
-                     lambda c=c: self.witness(ctx, [], lambda call, d: _is(d, "deny", "deny_if") and holds(c, call) is True))
+                     lambda c=c: self.witness(ctx, [], lambda call, d: _is(d, "deny", "deny_if") and holds(c, call) is not False))
             earlier.append(z.Not(hit))
             earlier_conds.append(c)
         for i, c in enumerate(view.require):
             origin = _origin(view, "require", i, tool)
-            ok = z.Or(ctx.cond(c), ctx.cond(c, lookahead=True))
+            ok = z.Or(ctx.passes(c), ctx.passes(c, lookahead=True))
             self.add(origin, "never", {"kind": "never", "tool": tool, "rule": c.get("rule"),
                      "message": f"requirement on `{label}` can never hold, even with approval: `{label}` is never allowed"},
                      self.unsat(ctx, ok))
-            fails = z.Not(ctx.cond(c))
+            fails = z.Not(ctx.passes(c))
             always = self.unsat(ctx, fails)
             self.add(origin, "always", {"kind": "always", "tool": tool, "rule": c.get("rule"),
                      "message": f"requirement on `{label}` holds on every call: it checks nothing"}, always)
@@ -207,7 +205,7 @@ class _Finder:
                          "message": f"requirement on `{label}` never decides: a deny_if denies every call it would fail"},
                          self.unsat(ctx, fails, *earlier),
                          lambda c=c, fails=fails, before=before: self.witness(
-                             ctx, [fails], lambda call, d: holds(c, call) is False and _decided_earlier(before)(call, d)))
+                             ctx, [fails], lambda call, d: holds(c, call) is not True and _decided_earlier(before)(call, d)))
         if view.entry is not None or view.allowed_code == "allowed":
             term = decision_term(ctx, view)
             allowed = z.Or(*[term == i for i, o in enumerate(OUTCOMES) if o[0] == "allow"])

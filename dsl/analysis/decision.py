@@ -9,7 +9,9 @@ an ``If`` chain over those checks giving the index of an (effect, code) pair in 
 Two parts of the engine are deliberately outside the term: limits (stateful; compared as
 parameters by ``limits.py``), and step 3b, arguments holding NaN or integers beyond 2^53
 (the symbolic call carries only values a server reads as decided: a change there shows on
-every call of the tool, so on the calls modelled too).
+every call of the tool, so on the calls modelled too). Both only ever deny: ``plr query
+--can deny`` looks at them after the term (query.py). A condition whose evaluation raises (a
+regex given a lone surrogate) is in the term: a ``deny_if`` fires, a ``require`` fails.
 """
 
 from __future__ import annotations
@@ -100,13 +102,13 @@ def cases(ctx: Context, view: ToolView) -> list[Case]:
     out: list[Case] = []
     earlier: list[Any] = []  # the conditions of the steps before: none of them decided
     for i, c in enumerate(view.deny_if):
-        hit = ctx.cond(c)
+        hit = ctx.fires(c)  # holds, or raises: the engine fails closed
         out.append(Case(z.And(*earlier, hit), ("deny", "deny_if"), "deny_if", i))
         earlier.append(z.Not(hit))
     approved = ctx.approved
     if view.require:
-        holds = [ctx.cond(c) for c in view.require]
-        with_approval = [ctx.cond(c, lookahead=True) for c in view.require]
+        holds = [ctx.passes(c) for c in view.require]  # holds and does not raise
+        with_approval = [ctx.passes(c, lookahead=True) for c in view.require]
         failing = z.Or(*[z.Not(h) for h in holds])
         helps = z.And(*[z.Or(h, a) for h, a in zip(holds, with_approval, strict=True)])
         # the first failing requirement names the deny (approved, or approval would not help)

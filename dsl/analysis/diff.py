@@ -152,16 +152,14 @@ def _diff_tool(z: Any, tool: str | None, vo: Any, vn: Any, known: set[str], engi
     s.add(to != tn)
     label = tool if tool is not None else "(any other tool)"
     for _ in range(_MAX_CLASSES):
-        answer = str(s.check(ctx.small_flag))  # a printable call first
-        if answer == "unsat":
-            answer = str(s.check())
+        answer = ctx.check(s)  # a printable call first
         if answer == "unsat":
             return
         if answer != "sat":
             result.unknown.append({"tool": label, "reason": f"the solver could not decide ({s.reason_unknown()})"})
             return
         m = s.model()
-        oi, ni = m.eval(to).as_long(), m.eval(tn).as_long()
+        oi, ni = m.eval(to, model_completion=True).as_long(), m.eval(tn, model_completion=True).as_long()
         block = z.Not(z.And(to == oi, tn == ni))
         pair = (OUTCOMES[oi], OUTCOMES[ni])
         why = _confirm(ctx, m, pair, engines)
@@ -171,7 +169,7 @@ def _diff_tool(z: Any, tool: str | None, vo: Any, vn: Any, known: set[str], engi
             s.push()
             s.add(to == oi, tn == ni)
             s.add(z.Not(z.And(*[a == m.eval(a, model_completion=True) for a in ctx.atoms.values()])))
-            found = str(s.check(ctx.small_flag)) == "sat"
+            found = ctx.check(s) == "sat"
             m = s.model() if found else m
             s.pop()
             if not found:
@@ -182,9 +180,10 @@ def _diff_tool(z: Any, tool: str | None, vo: Any, vn: Any, known: set[str], engi
             result.unknown.append({"tool": label, "old": _ec(pair[0]), "new": _ec(pair[1]), "reason": why})
             continue
         call, do, dn = why
-        result.changes.append(
-            {"tool": call["tool"], "kind": change_kind(*pair), "call": call, "old": do, "new": dn}
-        )
+        change = {"tool": call["tool"], "kind": change_kind(*pair), "call": call, "old": do, "new": dn}
+        if tool is None:
+            change["other_tool"] = True  # the class of every tool neither policy names; call["tool"] is one
+        result.changes.append(change)
 
 
 def _ec(o: tuple[str, str]) -> dict[str, str]:

@@ -24,14 +24,23 @@ boolean, the same one wherever the same condition meets the same values. Free at
 over-approximate: "unsatisfiable" stays a proof, and a satisfying model is only a candidate,
 which the callers confirm on the real engine before printing it (dsl/analysis/witness.py).
 
-Strings holding a lone surrogate are left out of the values a regex reads (RE2 cannot read
-them: the engine fails closed on such a call), as are characters beyond z3's alphabet, which
-every encoded condition treats as it treats the alphabet's last character.
+Each condition is a pair (value, raises): the engine's evaluation of a condition raises when
+a regex meets a string holding a lone surrogate (RE2 cannot read one), and the engine then
+fails closed (a ``deny_if`` that raises holds, a ``require`` that raises fails). ``all``/``any``
+and ``every``/``some`` stop at the first part that decides, in order, exactly as the engine's
+loops do, so whether a call raises is modelled exactly (``fires``/``passes``), not left out.
+
+Numbers are reals in z3 and doubles in the engine: a number is kept out of the gap between a
+literal it is compared with and the next double either side (no double lies there), so every
+model rounds to a double that compares as it does. Characters beyond z3's alphabet are left
+out: every encoded condition treats them as it treats the alphabet's last character.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import sys
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -40,7 +49,7 @@ from ..validate import fn_chain
 from ..vocab import parse_path
 from . import regular
 
-__all__ = ["Context", "Sym", "ROOTS", "conditions_of", "strip_meta"]
+__all__ = ["Context", "Sym", "ROOTS", "OTHER_TOOL", "conditions_of", "other_tool", "strip_meta"]
 
 MISSING, NULL, BOOL, NUM, STR, LIST, OBJ = range(7)
 ROOTS = ("args", "identity", "session", "server", "tool", "approved")
@@ -50,6 +59,18 @@ _MAX_CHAR = regular.MAX_CHAR  # z3's unicode strings stop here; a literal at or 
 _EXACT_FNS = ("count", "len", "trim", "basename")
 _QUANT = ("every", "some")
 SMALL = 10_000  # the longest list (and most extra keys) a printed witness may have
+
+
+OTHER_TOOL = "other-tool"  # the name an example call of "any other tool" is shown with
+
+
+def other_tool(known: set[str]) -> str:
+    """A readable tool name that is none of ``known``."""
+    name, i = OTHER_TOOL, 1
+    while name in known:
+        i += 1
+        name = f"{OTHER_TOOL}-{i}"
+    return name
 
 
 def strip_meta(c: Any) -> Any:
@@ -112,6 +133,15 @@ def _text_ok(v: Any) -> bool:
     return True
 
 
+def _has_regex(c: Any) -> bool:
+    """Whether a condition holds a regex test anywhere (the one test that can raise)."""
+    if isinstance(c, dict):
+        return c.get("op") == "regex" or any(_has_regex(x) for x in c.values() if isinstance(x, (dict, list)))
+    if isinstance(c, list):
+        return any(_has_regex(x) for x in c)
+    return False
+
+
 @lru_cache(maxsize=1024)
 def _regex_ok(pattern: str) -> bool:
     try:
@@ -136,9 +166,10 @@ def _leaf_exact(c: dict[str, Any]) -> bool:
 class Shape:
     """The part of a JSON value the conditions read: keys, items, and how many explicit items."""
 
-    __slots__ = ("keys", "item", "idx", "ex", "lit")
+    __slots__ = ("keys", "item", "idx", "ex", "lit", "nums")
 
     def __init__(self) -> None:
+        self.nums: set[float] = set()  # the number literals this value is compared with
         self.keys: dict[str, Shape] = {}
         self.item: Shape | None = None
         self.idx = 0  # one more than the largest index read
@@ -191,6 +222,9 @@ def _collect(c: dict[str, Any], scope: dict[str, Shape], roots: dict[str, Shape]
     op, lit = c["op"], c.get("value")
     if c.get("fn") is not None:
         return  # count/len read the length only
+    for x in lit if isinstance(lit, list) and op in ("in", "not_in") else [lit]:
+        if isinstance(x, (int, float)) and not isinstance(x, bool) and float(x) == x:
+            sh.nums.add(float(x))
     if op == "contains":
         sh.ex += 1
         _need_literal(sh.items(), lit)
@@ -239,6 +273,8 @@ class Sym:
         cons += [self.gap >= 0, z.Implies(self.gap == 0, self.tail == string_val(z, ""))]
         ctx.small.append(z.And(self.len <= SMALL, self.extra <= SMALL, self.gap <= 100 * SMALL))
         cons.append(z.Implies(kind != LIST, self.len == 0))
+        if shape.nums:
+            cons.append(z.Implies(kind == NUM, z.And(*_double_cells(z, self.n, shape.nums))))
         cons.append(z.Implies(kind != OBJ, self.extra == 0))
         for child in self.keys.values():
             cons.append(z.Implies(kind != OBJ, child.kind == MISSING))
@@ -306,10 +342,14 @@ class Context:
             cons.append(z.Or(k == MISSING, k == STR))
         t = self.roots["tool"]
         cons += [t.kind == STR, t.gap == 0]
+        self.prefer: list[Any] = []  # assumptions tried first, for a readable witness
         if tool is not None:
             cons.append(t.s == string_val(z, tool))
-        else:  # a tool no policy names
+        else:  # a tool no policy names; shown, where the conditions allow it, as OTHER_TOOL
             cons += [t.s != string_val(z, n) for n in sorted(known)]
+            readable = z.Bool("readable!")
+            cons.append(z.Implies(readable, t.s == string_val(z, other_tool(known))))
+            self.prefer.append(readable)
         self.approved = z.Bool("approved")
         a = self.roots["approved"]
         cons += [a.kind == BOOL, a.b == self.approved]
@@ -319,8 +359,18 @@ class Context:
         self._memo: dict[tuple[int, bool], Any] = {}
         self._full: dict[str, Any] = {}  # Sym name -> its whole string (head, pad run, tail)
         self._fns: dict[tuple[Any, ...], Any] = {}  # (Sym name, functions) -> the result string
-        self._no_surrogates: set[str] = set()
         cons.append(z.Implies(self.small_flag, z.And(*self.small)))
+
+    def check(self, s: Any) -> str:
+        """``s.check()`` preferring a printable call (small lists, a readable tool name): the
+        first answer that is not ``unsat`` of the assumptions (small and preferred), (small),
+        then none. ``unsat`` only when no call at all satisfies ``s``."""
+        answer = "unsat"
+        for assumptions in ([self.small_flag, *self.prefer], [self.small_flag], []):
+            answer = str(s.check(*assumptions))
+            if answer != "unsat":
+                break
+        return answer
 
     def fresh(self, base: str) -> str:
         self._n += 1
@@ -328,37 +378,107 @@ class Context:
 
     # -- conditions -----------------------------------------------------------------------
 
-    def cond(self, c: dict[str, Any], lookahead: bool = False) -> Any:
-        """``c`` as a z3 boolean over the call (``lookahead``: with approved = true)."""
+    def pair(self, c: dict[str, Any], lookahead: bool = False) -> tuple[Any, Any]:
+        """``c`` over the call (``lookahead``: with approved = true) as (value, raises): the
+        value it has when it does not raise, and when the engine's evaluation of it raises
+        (a regex meeting a string with a lone surrogate, which RE2 cannot read). ``raises``
+        is None when nothing in ``c`` can raise."""
         key = (id(c), lookahead)
         hit = self._memo.get(key)
         if hit is None:
             env: dict[str, Sym] = dict(self.roots)
             if lookahead:
                 env["approved"] = self.approved_true
-            hit = self._cond(c, env, ())
-            self._memo[key] = (hit, c)  # c kept alive so its id is not reused
-            return hit
-        return hit[0]
+            val, err = self._cond(c, env, ())
+            self._memo[key] = hit = (val, err, c)  # c kept alive so its id is not reused
+        return hit[0], hit[1]
 
-    def _cond(self, c: dict[str, Any], env: dict[str, Sym], bound: tuple[str, ...]) -> Any:
+    def cond(self, c: dict[str, Any], lookahead: bool = False) -> Any:
+        """The value ``c`` has on the call when its evaluation does not raise (see ``pair``)."""
+        return self.pair(c, lookahead)[0]
+
+    def fires(self, c: dict[str, Any], lookahead: bool = False) -> Any:
+        """When a ``deny_if`` (or a limit's ``if``) takes effect: it holds, or it raises (the
+        engine fails closed: a condition that raises is treated as holding)."""
+        val, err = self.pair(c, lookahead)
+        return val if err is None else self.z.Or(val, err)
+
+    def passes(self, c: dict[str, Any], lookahead: bool = False) -> Any:
+        """When a ``require`` is met: it holds and does not raise (one that raises fails)."""
+        val, err = self.pair(c, lookahead)
+        return val if err is None else self.z.And(val, self.z.Not(err))
+
+    def _in_order(self, parts: list[tuple[Any, Any, Any]], go_on: bool) -> Any:
+        """When a sequence that stops at the first part whose value is not ``go_on`` (as
+        ``all``/``every`` stop at a false one and ``any``/``some`` at a true one) raises:
+        ``parts`` are (reached, value, raises), ``reached`` None for always."""
+        z = self.z
+        if all(e is None for _, _, e in parts):
+            return None
+        out, before = [], []
+        for present, val, err in parts:
+            if err is not None:
+                out.append(z.And(*before, *([present] if present is not None else []), err))
+            before.append(val if go_on else z.Not(val))
+            if err is not None:
+                before.append(z.Not(err))
+        return z.Or(*out)
+
+    def _cond(self, c: dict[str, Any], env: dict[str, Sym], bound: tuple[str, ...]) -> tuple[Any, Any]:
         z = self.z
         if any(q in c for q in _QUANT):
             if not _quantifier_exact(c, bound):
-                return self._atom(c, env, bound)
+                return self._atom(c, env, bound), self._err_atom(c, env, bound)
             var = c["every"] if "every" in c else c["some"]
             lst = self._nav(c["in"], env, bound)
-            parts = [(present, self._cond(c["where"], {**env, var: item}, (*bound, var))) for present, item in lst.items()]
+            parts = [(present, *self._cond(c["where"], {**env, var: item}, (*bound, var))) for present, item in lst.items()]
+            err = self._in_order(parts, "every" in c)
             if "every" in c:
-                return z.And(lst.kind == LIST, *[z.Implies(p, w) for p, w in parts])
-            return z.And(lst.kind == LIST, z.Or(*[z.And(p, w) for p, w in parts]) if parts else z.BoolVal(False))
+                return z.And(lst.kind == LIST, *[z.Implies(p, w) for p, w, _ in parts]), err
+            return z.And(lst.kind == LIST, z.Or(*[z.And(p, w) for p, w, _ in parts]) if parts else z.BoolVal(False)), err
         if "not" in c:
-            return z.Not(self._cond(c["not"], env, bound))
-        if "all" in c:
-            return z.And(*[self._cond(x, env, bound) for x in c["all"]])
-        if "any" in c:
-            return z.Or(*[self._cond(x, env, bound) for x in c["any"]])
+            val, err = self._cond(c["not"], env, bound)
+            return z.Not(val), err
+        if "all" in c or "any" in c:
+            subs = [self._cond(x, env, bound) for x in c["all" if "all" in c else "any"]]
+            err = self._in_order([(None, v, e) for v, e in subs], "all" in c)
+            vals = [v for v, _ in subs]
+            return (z.And(*vals) if "all" in c else z.Or(*vals)), err
         v = self._nav(c["path"], env, bound)
+        return self._leaf(c, v, env, bound), self._leaf_err(c, v, env, bound)
+
+    def _leaf_err(self, c: dict[str, Any], v: Sym, env: dict[str, Sym], bound: tuple[str, ...]) -> Any:
+        """When the engine's test of a leaf raises: a regex given a string with a lone
+        surrogate (RE2 cannot encode it). Nothing else in a leaf raises on JSON values."""
+        if c["op"] != "regex":
+            return None
+        z = self.z
+        chain = fn_chain(c.get("fn"))
+        if chain and (chain[0] in ("count", "len") or chain[-1] == "len"):
+            return None  # the regex is given a number: false, no raise
+        # the string's parts, not whole(v): an opaque regex must not pin a long string to its
+        # head (z3 stalls on heads thousands long), and the pad character is no surrogate
+        held = z.Or(self._has_surrogate(v.s), self._has_surrogate(v.tail))
+        if not chain:
+            return z.And(v.kind == STR, held)
+        if all(f in _EXACT_FNS for f in chain):
+            return z.And(v.kind == STR, self._has_surrogate(self._apply(v, chain)))
+        # lower, upper, normpath, dirname: the result holds a lone surrogate only if the value does
+        atom = self._atom(c, env, bound, "raises")
+        return z.And(v.kind == STR, held, atom)
+
+    def _has_surrogate(self, term: Any) -> Any:
+        z = self.z
+        R = z.ReSort(z.StringSort())
+        sur = z.Range(string_val(z, "\ud800"), string_val(z, "\udfff"))
+        return z.InRe(term, z.Concat(z.Star(z.AllChar(R)), sur, z.Star(z.AllChar(R))))
+
+    def _err_atom(self, c: dict[str, Any], env: dict[str, Sym], bound: tuple[str, ...]) -> Any:
+        """Whether an opaque condition raises: free when it holds a regex, else never."""
+        return self._atom(c, env, bound, "raises") if _has_regex(c) else None
+
+    def _leaf(self, c: dict[str, Any], v: Sym, env: dict[str, Sym], bound: tuple[str, ...]) -> Any:
+        z = self.z
         if not _leaf_exact(c):
             atom = self._atom(c, env, bound)
             if c["op"] == "regex" or c.get("fn") not in (None, "count", "len"):
@@ -439,22 +559,12 @@ class Context:
             return y
         raise ValueError(f"`{fn}` is not encoded")  # _leaf_exact keeps it opaque
 
-    def _no_surrogate(self, v: Any) -> None:
-        """A value a regex reads holds no lone surrogate (RE2 cannot read one; the engine fails
-        closed on such a call): those calls are outside the model."""
-        if not isinstance(v, Sym) or v.name in self._no_surrogates:
-            return
-        self._no_surrogates.add(v.name)
-        z = self.z
-        R = z.ReSort(z.StringSort())
-        sur = z.Range(string_val(z, "\ud800"), string_val(z, "\udfff"))
-        self.constraints.append(z.Implies(v.kind == STR, z.Not(z.InRe(self.whole(v), z.Concat(z.Star(z.AllChar(R)), sur, z.Star(z.AllChar(R)))))))
-
-    def _atom(self, c: dict[str, Any], env: dict[str, Sym], bound: tuple[str, ...]) -> Any:
-        """A free boolean for a condition outside the exact fragment; one per (condition,
-        items it reads, approval view), shared by both policies."""
+    def _atom(self, c: dict[str, Any], env: dict[str, Sym], bound: tuple[str, ...], what: str = "holds") -> Any:
+        """A free boolean for a condition outside the exact fragment (``what``: whether it
+        holds, or whether it raises); one per (condition, items it reads, approval view),
+        shared by both policies."""
         self.opaque = True
-        key = (_key(c), tuple(env[b].name for b in bound), env["approved"].name)
+        key = (_key(c), tuple(env[b].name for b in bound), env["approved"].name, what)
         atom = self.atoms.get(key)
         if atom is None:
             atom = self.z.Bool(f"opaque/{len(self.atoms)}")
@@ -537,7 +647,6 @@ class Context:
                 return z.And(v.kind == STR, z.PrefixOf(w, v.s))
             return z.And(v.kind == STR, z.If(self._short(v), z.SuffixOf(w, v.s), z.SuffixOf(w, v.tail)))
         if op == "regex":
-            self._no_surrogate(v)
             return z.And(v.kind == STR, z.InRe(self.whole(v), _search_re(z, lit)))
         raise ValueError(f"unknown op `{op}`")
 
@@ -623,6 +732,22 @@ def _kind_of(x: Any) -> int | None:
     if isinstance(x, list):
         return LIST
     return None
+
+
+def _double_cells(z: Any, n: Any, nums: set[float]) -> list[Any]:
+    """Keep a number where a double is: the engine reads doubles, z3 reals. Between a literal
+    and the next double either side lies no double, so a real there (``x > 0.1`` and
+    ``x < 0.10000000000000002``) is no call; outside those gaps every real rounds to a double
+    that compares with every literal as it does (the gaps' ends are doubles), so the call shown
+    is the call modelled. Finite, as JSON numbers are."""
+    big = sys.float_info.max
+    out = [n >= _real(z, -big), n <= _real(z, big)]
+    for x in sorted(nums):
+        for y in (math.nextafter(x, math.inf), math.nextafter(x, -math.inf)):
+            if math.isfinite(y):
+                lo, hi = (x, y) if y > x else (y, x)
+                out.append(z.Not(z.And(n > _real(z, lo), n < _real(z, hi))))
+    return out
 
 
 def _real(z: Any, x: int | float) -> Any:

@@ -4,6 +4,7 @@ Markdown for a pull-request comment. Pure functions from results to text."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = ["diff_text", "diff_json", "diff_markdown", "findings_text", "findings_json"]
@@ -12,16 +13,36 @@ _RERUN = "Each example call was re-run on both policies with the real engine (`p
 _STATUS = {"added": "added (a new policy)", "removed": "removed (its calls are no longer decided by it)"}
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with each lone surrogate written as its JSON escape (``\\ud800``): a terminal
+    cannot print one, and ``plr eval --args`` reads the escape back as the same string."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _dumps(x: Any, **kw: Any) -> str:
+    return _printable(json.dumps(x, ensure_ascii=False, **kw))
+
+
 def _decision(d: dict[str, Any]) -> str:
     rule = f" by {d['rule']}" if d.get("rule") else ""
     return f"{d['effect']} ({d['code']}){rule}"
 
 
+def _tool(c: dict[str, Any]) -> str:
+    """A change's tool: its name, or for the class of tools neither policy names, that class."""
+    if c.get("other_tool"):
+        return f"any tool neither policy names (e.g. `{c['tool']}`)"
+    return f"`{c['tool']}`"
+
+
 def _call(call: dict[str, Any]) -> str:
-    parts = [f"--tool {json.dumps(call['tool'])}", f"--args '{json.dumps(call['args'], ensure_ascii=False)}'"]
+    parts = [f"--tool {json.dumps(call['tool'])}", f"--args '{_dumps(call['args'])}'"]
     for k in ("identity", "session", "server"):
         if call.get(k) is not None:
-            parts.append(f"--{k} {json.dumps(call[k], ensure_ascii=False)}")
+            parts.append(f"--{k} {_dumps(call[k])}")
     if call.get("approved"):
         parts.append("--approved")
     text = " ".join(parts)
@@ -42,7 +63,7 @@ def _limit_line(x: dict[str, Any]) -> str:
 
 
 def diff_json(result: Any) -> str:
-    return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return _dumps(result.to_dict(), indent=2) + "\n"
 
 
 def diff_text(result: Any) -> str:
@@ -52,7 +73,7 @@ def diff_text(result: Any) -> str:
         return "equivalent: no call changes decision, and no limit changes\n"
     lines = []
     for c in result.changes:
-        lines.append(f"{c['kind']}: `{c['tool']}`: {_decision(c['old'])} -> {_decision(c['new'])}")
+        lines.append(f"{c['kind']}: {_tool(c)}: {_decision(c['old'])} -> {_decision(c['new'])}")
         lines.append(f"  e.g. {_call(c['call'])}")
     lines += [_limit_line(x) for x in result.limits]
     for u in result.unknown:
@@ -99,7 +120,7 @@ def diff_markdown(result: Any) -> str:
         for c in result.changes:
             icon = {"loosen": "🔓 loosen", "tighten": "🔒 tighten"}.get(c["kind"], c["kind"])
             out.append(
-                f"| {icon} | `{_md(c['tool'])}` | {_md(_decision(c['old']))} | {_md(_decision(c['new']))} | "
+                f"| {icon} | {_md(_tool(c))} | {_md(_decision(c['old']))} | {_md(_decision(c['new']))} | "
                 f"<code>{_md(_call(c['call']))}</code> |"
             )
         out.append("")
@@ -128,7 +149,7 @@ def _folder_markdown(result: Any) -> str:
 
 
 def findings_json(result: Any) -> str:
-    return json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return _dumps(result.to_dict(), indent=2) + "\n"
 
 
 def findings_text(result: Any) -> str:

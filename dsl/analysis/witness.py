@@ -133,7 +133,8 @@ def decide(engines: Engines, call: dict[str, Any]) -> dict[str, Any]:
 def holds(cond: dict[str, Any], call: dict[str, Any]) -> bool | None:
     """Whether ``cond`` holds on ``call``, by the engine's own evaluator (``compile_condition``,
     the closure the engine runs): how a finding's claim about one rule is checked on a witness.
-    None when the evaluation raises (the engine would fail closed: not a clean confirmation)."""
+    None when the evaluation raises: the engine then fails closed (a deny_if that raises
+    denies, a require that raises fails), so callers read None as the engine does."""
     args = call["args"]
     ctx = (
         {} if args is None else args,

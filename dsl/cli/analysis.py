@@ -144,7 +144,9 @@ def analyze_cmd(policy: str, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def query_cmd(policy: str, effect: str, tool: str, identity: str | None, fmt: str) -> None:
     """Can a call of TOOL get this decision? Prints one such call (exit 0), or says that none
-    can (exit 1, a proof); 2 on errors or when it cannot be decided.
+    can (exit 1, a proof); 2 on errors or when it cannot be decided. A deny also counts when
+    it comes from a limit (the call repeated until its limit is reached) or from arguments the
+    engine refuses (invalid_args); the answer says so.
 
     \b
     Examples:
@@ -163,12 +165,30 @@ def query_cmd(policy: str, effect: str, tool: str, identity: str | None, fmt: st
         r = query_policy(data, effect, tool, identity)
     except AnalysisUnavailable as e:
         _unavailable(e)
+    how = _how(r) if r.possible else None
     if fmt == "json":
-        click.echo(json.dumps({"possible": r.possible, "call": r.call, "decision": r.decision, "reason": r.reason or None}))
+        doc = {"possible": r.possible, "call": r.call, "decision": r.decision, "reason": r.reason or None}
+        if r.possible:
+            doc.update(via=r.via, repeat=r.repeat, note=how or None)
+        click.echo(json.dumps(doc))
     elif r.possible:
-        click.echo(f"yes: {_call(r.call)} -> {_decision(r.decision)}")  # type: ignore[arg-type]
+        click.echo(f"yes: {_call(r.call)} -> {_decision(r.decision)}{how and f' ({how})'}")  # type: ignore[arg-type]
     elif r.possible is False:
         click.echo(f"no: no call of `{tool}`{' with identity ' + json.dumps(identity) if identity else ''} gets {effect}")
     else:
         click.echo(f"plr: error: cannot decide: {r.reason}", err=True)
     sys.exit(EXIT_OK if r.possible else EXIT_FAIL if r.possible is False else EXIT_INPUT)
+
+
+def _how(r: Any) -> str:
+    """How a `plr query` answer comes about when the call alone does not show it."""
+    if r.via == "limit":
+        n = r.repeat
+        nth = f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+        return f"once its limit is reached: the {nth} such call in a row, on fresh counters; the earlier ones are allowed"
+    if r.via == "invalid_args":
+        return (
+            "no rule and no limit denies a call: a call whose arguments a server would read as another "
+            "value (here an integer beyond 2^53) is denied before any rule"
+        )
+    return ""

@@ -118,6 +118,21 @@ def _witness(c: _Cond, ctx: Ctx, trace: list[TraceStep]) -> None:
     trace.extend(TraceStep(f"  {text}", value, c.rule) for text, value in notes)
 
 
+def _unevaluated(d: Decision, text: str, what: str) -> Decision:
+    """``d`` for a condition whose evaluation raised (``what``: the trace's "error (ValueError):
+    treated as ..."), its reason saying so: the generated "denied because COND" would claim
+    that COND held. Only the reason changes, never the decision. (The only raise a JSON call
+    can cause today: a regex given a string with a lone surrogate, which RE2 cannot read.)"""
+    err = what.split(":", 1)[0]  # "error (ValueError)"
+    note = f"{text} could not be evaluated ({err.removeprefix('error ').strip('()')}), so it is {what.split(': ', 1)[-1]}"
+    reason = d.reason
+    for generated in (f"denied because {text}", f"requirement not met without approval: {text}", f"requirement not met: {text}"):
+        if reason.endswith(generated):
+            lead = "denied" if generated.startswith("denied") else generated.rsplit(": ", 1)[0].removesuffix(f": {text}")
+            return d._replace(reason=f"{reason[: -len(generated)]}{lead}: {note}")  # type: ignore[no-any-return]
+    return d._replace(reason=f"{reason} ({note})")  # type: ignore[no-any-return]
+
+
 def _error(e: BaseException) -> Decision:
     """The deny for a bug: bounded text, even from an exception whose ``str()`` raises."""
     try:
@@ -273,8 +288,8 @@ class Engine:
             try:
                 if pred(ctx):
                     return denied
-            except Exception:  # noqa: BLE001 - fail closed: the deny_if holds
-                return denied
+            except Exception:  # noqa: BLE001 - fail closed: the deny_if holds (_run says why)
+                return self._run(t, tool, args, identity, session, server, approved)
         for pred in t.require_preds:
             try:
                 ok = pred(ctx)
@@ -331,14 +346,15 @@ class Engine:
                 trace.append(TraceStep(f"deny_if {c.text}", hit, c.rule))
                 _witness(c, ctx, trace)
             if hit:
-                return c.decision
+                return c.decision if hit is True else _unevaluated(c.decision, c.text, hit)
         if t.require:
             failing: list[_Cond] = []
+            raised: dict[int, str] = {}  # id of a requirement that raised -> what the trace says
             for c in t.require:
                 try:
                     ok: bool | str = bool(c.pred(ctx))
                 except Exception as e:  # noqa: BLE001 - fail closed: the require fails
-                    ok = f"error ({type(e).__name__}): treated as failing"
+                    ok = raised[id(c)] = f"error ({type(e).__name__}): treated as failing"
                 if trace is not None:
                     trace.append(TraceStep(f"require {c.text}", ok, c.rule))
                     _witness(c, ctx, trace)
@@ -346,18 +362,21 @@ class Engine:
                     failing.append(c)
             if failing:
                 if approved:
-                    return failing[0].decision
+                    c = failing[0]
+                    return _unevaluated(c.decision, c.text, raised[id(c)]) if id(c) in raised else c.decision
                 actx: Ctx = ctx[:5] + (True,)
                 for c in failing:
                     try:
                         ok = bool(c.pred(actx))
                     except Exception as e:  # noqa: BLE001
-                        ok = f"error ({type(e).__name__}): treated as failing"
+                        ok = raised[id(c)] = f"error ({type(e).__name__}): treated as failing"
                     if trace is not None:
                         trace.append(TraceStep(f"require {c.text} (if approved)", ok, c.rule))
-                    if ok is not True:
-                        return c.decision  # approval would not help: name this requirement
-                return failing[0].approval  # type: ignore[return-value]
+                    if ok is not True:  # approval would not help: name this requirement
+                        return _unevaluated(c.decision, c.text, raised[id(c)]) if id(c) in raised else c.decision
+                c = failing[0]
+                approval: Decision = c.approval  # type: ignore[assignment]
+                return _unevaluated(approval, c.text, raised[id(c)]) if id(c) in raised else approval
         if t.action == "require_approval":
             if trace is not None:
                 trace.append(TraceStep("action == require_approval: approved", approved, t.rule))
