@@ -225,3 +225,27 @@ def test_what_is_known_of_a_file_that_never_parsed(tmp_path: Path):
     assert known is not None and known.prog.catalogue == {}
     assert any("no such file" in d.message for d in known.diagnostics)
     assert [i.label for i in features.complete(ws, path, (1, len('allow tool "')))] == []
+
+
+def test_hovering_a_tool_in_a_file_that_never_parsed_says_its_catalogue_entry(tmp_path: Path):
+    """Hover reads the same partial build: the tool's class and description, and a plain word that
+    the file's rules and compiled JSON are not known yet (not "No rule names this tool", which the
+    partial build, holding none of the file's rules, would otherwise claim)."""
+    (tmp_path / "catalogue.plr").write_text(CATALOGUE, encoding="utf-8")
+    path = str(tmp_path / "p.plr")
+    ws = Workspace([str(tmp_path)])
+    ws.scan()
+    text = 'import "./catalogue.plr"\ndefault deny\ndeny tool "refund" if args.amount >\nallow tool "get-order"\n'
+    ws.open[path] = text
+    ws.check()
+    assert path not in ws.last_good
+    got = features.hover(ws, path, (1 + 2, len('allow tool "ge')))
+    assert got is not None
+    md, _ = got
+    assert "`get-order`" in md and "read (server" in md, md
+    assert "does not parse yet" in md and "No rule names this tool" not in md, md
+    # once it parses, the full hover: its rules and compiled JSON
+    ws.open[path] = text.replace("args.amount >", "args.amount > 5")
+    ws.check()
+    md, _ = features.hover(ws, path, (3, len('allow tool "ge')))
+    assert "**Rules**" in md and "does not parse yet" not in md, md

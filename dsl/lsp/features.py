@@ -593,6 +593,11 @@ def hover(ws: Workspace, path: str, pos: Pos) -> tuple[str, Range] | None:
     if tok.kind == "string":
         role = src.string_role(i)
         if role in TOOL_ROLES:
+            if result is None or path not in result.modules:
+                # no build parsed the file yet: its catalogues are known all the same (its rules are not)
+                partial = ws.partial_result(path, offset)
+                if partial is not None:
+                    return _tool_hover(partial, tok.value(), partial=True), rng
             return _tool_hover(result, tok.value()), rng
         if role == GLOB:
             return _glob_hover(result, tok.value()), rng
@@ -629,7 +634,9 @@ def _clip(text: str, lines: int = 40) -> str:
     return "\n".join(parts[:lines] + (["…"] if len(parts) > lines else []))
 
 
-def _tool_hover(result: RootResult | None, tool: str) -> str:
+def _tool_hover(result: RootResult | None, tool: str, *, partial: bool = False) -> str:
+    """``partial``: ``result`` holds only the file's imports and catalogues (it has not parsed yet),
+    so the catalogue entry is said and the rules and compiled JSON are not guessed at."""
     head = f"**`{tool}`**"
     if result is None:
         return head + "\n\nno build of this policy yet"
@@ -645,6 +652,9 @@ def _tool_hover(result: RootResult | None, tool: str) -> str:
                 break
     else:
         out.append(f"{head} — in no catalogue in scope")
+    if partial:
+        out.append("\nThis file does not parse yet: the rules on this tool and its compiled JSON come with its first build.")
+        return "\n".join(out)
     from ..resolve import rules_by_tool
 
     by_tool, hide_all, limit_all = rules_by_tool(result.prog)
