@@ -269,3 +269,9 @@ def test_a_deeply_nested_file_is_one_line_through_the_real_entry_point(tmp_path:
     r = run_plr("import", "intercept", str(src))
     assert r.returncode == 2
     assert r.stderr_text == f"{src}: error: {REFUSED}: the document is nested too deeply to import\n"
+
+
+def test_an_input_read_from_stdin_is_named_stdin_as_other_commands_name_it() -> None:
+    result = CliRunner().invoke(cli, ["import", "intercept", "-"], input='version: "1"\ndefault: maybe\n')
+    assert result.exit_code == 2
+    assert result.output.startswith("<stdin>:2:10: error: "), result.output

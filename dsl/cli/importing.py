@@ -75,7 +75,7 @@ def intercept_cmd(policy: str, output: str | None) -> None:
     name = os.path.splitext(os.path.basename(policy))[0] if policy != "-" else "imported"
     refused = "not an Intercept policy plr can import"
     try:
-        result = import_intercept(_read(policy), name, file=policy)
+        result = import_intercept(_read(policy), name, file="<stdin>" if policy == "-" else policy)
     except PlrError as e:  # located: `file:line:col: error: …` and the line with a caret
         input_error(PlrError([dataclasses.replace(d, message=f"{refused}: {d.message}") for d in e.diagnostics]))
     except ValueError as e:
