@@ -42,17 +42,21 @@ def test_invalid_fixtures_are_refused_with_the_reason() -> None:
 
 
 def test_every_construct_not_carried_over_is_a_warning_and_a_comment() -> None:
-    doc = yaml.safe_load((DATA / "invalid_schema.yaml").read_text())
-    doc["version"] = "1"
+    # what Intercept refuses to start with (unknown operator, `in` without a list, ...) is now
+    # refused by the import too: what remains to warn about is Intercept-valid
+    doc = yaml.safe_load((DATA / "valid_policy.yaml").read_text())
     doc["mystery"] = True
-    doc["tools"]["some_tool"]["rules"].append(
-        {"name": "reads another counter", "conditions": [{"path": "state.other.n", "op": "lt", "value": 3}]}
-    )
-    doc["tools"]["some_tool"]["rules"].append({"name": "counts only", "state": {"counter": "n", "window": "day"}})
+    doc["tools"]["other"] = {"rules": [{"name": "o", "conditions": [{"path": "args.a", "op": "exists", "value": True}],
+                                        "state": {"counter": "n", "window": "day"}}]}  # fmt: skip
+    doc["tools"]["some_tool"] = {"rules": [
+        {"name": "reads another counter", "conditions": [{"path": "state.other.n", "op": "lt", "value": 3}]},
+        {"name": "counts only", "conditions": [{"path": "args.a", "op": "exists", "value": True}],
+         "state": {"counter": "n", "window": "day"}},
+    ]}  # fmt: skip
     result = import_intercept(yaml.safe_dump(doc))
     compile_source(result.text)
     text = "\n".join(result.warnings)
-    for what in ("mystery", "unknown operator", "foo.bar", "needs a list", "needs a number", "reads a counter", "never limits"):
+    for what in ("mystery", "reads a counter", "never limits"):
         assert what in text, what
     for w in result.warnings:
         assert f"# not carried over ({w.split(':', 1)[0]})" in result.text

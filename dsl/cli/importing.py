@@ -1,7 +1,9 @@
 """`plr import intercept|policylayer`: another tool's policy → a readable .plr policy.
 
 What is not carried over is a `#` comment in the output and a warning on stderr (exit 0: the
-policy is written; read the warnings). An input plr cannot read is exit 2 with the reason.
+policy is written; read the warnings). An input plr cannot read, or one Intercept itself
+refuses to start with, is exit 2 with the reason; so is a generated .plr that plr's compiler
+refuses (an internal error of the import: nothing is written).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def intercept_cmd(policy: str, output: str | None) -> None:
       plr import intercept intercept.yaml -o policy.plr && plr check policy.plr
     """
     from ..errors import PlrError
-    from ..importers.intercept import import_intercept
+    from ..importers.intercept import ImportInternalError, import_intercept
 
     if output and output != "-":
         write_output_check(output, [policy])
@@ -76,6 +78,8 @@ def intercept_cmd(policy: str, output: str | None) -> None:
     refused = "not an Intercept policy plr can import"
     try:
         result = import_intercept(_read(policy), name, file="<stdin>" if policy == "-" else policy)
+    except ImportInternalError as e:  # the generated .plr does not compile: never written
+        input_error(e)
     except PlrError as e:  # located: `file:line:col: error: …` and the line with a caret
         input_error(PlrError([dataclasses.replace(d, message=f"{refused}: {d.message}") for d in e.diagnostics]))
     except ValueError as e:

@@ -17,8 +17,11 @@ decides as Intercept does:
   a spend cap (``to N of args.amount``), ``increment: k`` → ``floor(N/k)`` calls.
 
 What plr cannot say (a condition reading another rule's counter, a counter with no limit, an
-unknown key or operator) is written as a ``#`` comment and reported as a warning naming what
-was not carried over and why: nothing is dropped silently.
+unknown key) is written as ``#`` comment lines (free text never leaves a comment: see
+``comment_lines``) and reported as a warning naming what was not carried over and why: nothing
+is dropped silently. What Intercept refuses to start with (its ``config.Validate``) is refused,
+the file is read as yaml.v3 reads it (YAML 1.2), and the generated .plr is compiled before it is
+returned (``ImportInternalError`` if plr refuses it).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ..errors import Diagnostic, PlrError, line_of
 from ..format import literal_text, string_text
 from ..vocab import has_glob_chars
 
-__all__ = ["ImportError_", "ImportResult", "import_intercept", "parse_intercept"]
+__all__ = ["ImportError_", "ImportInternalError", "ImportResult", "comment_lines", "import_intercept", "parse_intercept"]
 
 _TOP_KEYS = {"version", "description", "default", "hide", "tools"}
 _RULE_KEYS = {"name", "action", "rate_limit", "conditions", "on_deny", "state"}
@@ -64,12 +67,28 @@ def _strict_loader() -> Any:
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
-        pass
+        """YAML 1.2's core schema, as gopkg.in/yaml.v3 (Intercept's reader) resolves a plain
+        scalar: only true/false are booleans, `1e3` is a number, `yes`, `on`, `1:30` are text."""
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            if kind is yaml.ScalarNode and implicit[0]:
+                return _go_tag(value)
+            return super().resolve(kind, value, implicit)
+
+    StrictLoader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: _go_scalar(node.value)[1])
+    StrictLoader.add_constructor("tag:yaml.org,2002:float", lambda loader, node: _go_scalar(node.value)[1])
 
     def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=deep)
+            if not isinstance(key, str) and key_node.tag != "tag:yaml.org,2002:merge":
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"the key {_shown_key(key_node)} reads as {_kind(key)}, not as text (YAML 1.2, as Intercept "
+                    "reads it); write it quoted if it is a name",
+                    key_node.start_mark,
+                )  # fmt: skip
             try:
                 first = seen.get(key)
                 seen.setdefault(key, key_node)
@@ -85,6 +104,87 @@ def _strict_loader() -> Any:
 
     StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
     return StrictLoader
+
+
+_GO_NULL = {"", "~", "null", "Null", "NULL"}
+_GO_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_GO_SPECIAL = {
+    **{k: math.nan for k in (".nan", ".NaN", ".NAN")},
+    **{k: math.inf for k in (".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF")},
+    **{k: -math.inf for k in ("-.inf", "-.Inf", "-.INF")},
+}
+_GO_INT = re.compile(r"([-+]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)\Z")
+_GO_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_GO_DOT_FLOAT = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?\Z")
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _go_scalar(s: str) -> tuple[str, Any]:
+    """The tag and value gopkg.in/yaml.v3 gives the plain scalar ``s`` read into a Go ``any``
+    (its resolve.go: YAML 1.2 core schema; Go's base-0 ParseInt, so `0x1F`, `017`, `0o17` and
+    `0b101` are integers; a timestamp stays text; a float that overflows stays text)."""
+    if s in _GO_NULL:
+        return "tag:yaml.org,2002:null", None
+    if s in _GO_BOOL:
+        return "tag:yaml.org,2002:bool", _GO_BOOL[s]
+    if s in _GO_SPECIAL:
+        return "tag:yaml.org,2002:float", _GO_SPECIAL[s]
+    if s == "<<":
+        return "tag:yaml.org,2002:merge", s
+    if s[:1] and s[0] in "+-0123456789":
+        plain = s.replace("_", "")
+        m = _GO_INT.match(plain)
+        if m is not None:
+            digits = m.group(2)
+            if digits[:2] in ("0x", "0X", "0o", "0O", "0b", "0B"):
+                n = int(digits[2:], {"x": 16, "o": 8, "b": 2}[digits[1].lower()])
+            elif len(digits) > 1 and digits[0] == "0":
+                n = int(digits, 8)
+            else:
+                n = int(digits)
+            n = -n if m.group(1) == "-" else n
+            if INT64[0] <= n <= INT64[1] or (m.group(1) == "" and 0 <= n < 2**64):  # int64, else uint64
+                return "tag:yaml.org,2002:int", n
+        if _GO_FLOAT.match(plain):
+            f = float(plain)
+            if math.isfinite(f):  # Go's ParseFloat fails on an overflow: the scalar stays text
+                return "tag:yaml.org,2002:float", f
+        return "tag:yaml.org,2002:str", s
+    if s[:1] == "." and _GO_DOT_FLOAT.match(s):
+        f = float(s)
+        if math.isfinite(f):
+            return "tag:yaml.org,2002:float", f
+    return "tag:yaml.org,2002:str", s
+
+
+def _go_tag(s: str) -> str:
+    return _go_scalar(s)[0]
+
+
+def _shown_key(node: Any) -> str:
+    return json.dumps(getattr(node, "value", ""), default=str) if isinstance(getattr(node, "value", None), str) else "here"
+
+
+_BREAKS = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+_INERT = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
+
+def comment_lines(text: str) -> list[str]:
+    """``text`` as ``#`` comment lines that stay comments: split on every line break plr's lexer
+    or an editor honours (\\n, \\r, \\r\\n, \\v, \\f, U+0085, U+2028, U+2029, ...), each line
+    prefixed with `# `, any other control or bidi character written as ``\\uXXXX``. Every
+    piece of free text (a description, a deny message, a warning naming a tool) goes through it."""
+    return [("# " + _INERT.sub(_escape, line)).rstrip() for line in _BREAKS.split(str(text))]
+
+
+def _str(s: str) -> str:
+    """A plr string literal whose text shows on one line in any editor (line separators and
+    control or bidi characters written as ``\\uXXXX``)."""
+    return _BREAKS.sub(_escape, _INERT.sub(_escape, string_text(s)))
 
 
 def _place(text: str, index: int) -> tuple[int, int]:
@@ -192,9 +292,29 @@ def import_intercept(text: str, name: str = "intercept", file: str = "<input>") 
     ``ValueError``, ``file`` naming the input in its diagnostic) if it is not one."""
     doc, node = _load(text, file)
     try:
-        return _Importer(doc, name, _Source(text, file, node)).run()
+        result = _Importer(doc, name, _Source(text, file, node)).run()
     except RecursionError:
         raise _located("the document is nested too deeply to import", file, text) from None
+    return _checked(result, file)
+
+
+def _checked(result: ImportResult, file: str) -> ImportResult:
+    """``result`` once plr's own compiler reads it: a .plr that does not compile (or whose
+    comments are not all comments) is a bug of this importer, refused, never written."""
+    from ..compiler import compile_source
+
+    try:
+        compile_source(result.text, "<imported>.plr")
+    except PlrError as e:
+        raise ImportInternalError([Diagnostic(
+            "error",
+            "internal error of `plr import intercept` (please report this): the .plr it generated does not "
+            f"compile, so nothing is written: {e.first.message if e.diagnostics else e}",
+            file,
+        )]) from None  # fmt: skip
+    except RecursionError:
+        raise _located("the document is nested too deeply to import", file, "") from None
+    return result
 
 
 @dataclass
@@ -231,15 +351,10 @@ class _Source:
 
 
 def _key_is(node: Any, key: Any) -> bool:
-    """Whether the YAML key ``node`` reads as ``key`` (a scalar: ``1`` is the key 1, not "1")."""
+    """Whether the YAML key ``node`` reads as ``key`` (every key is text: the loader refuses others)."""
     import yaml
 
-    if not isinstance(node, yaml.ScalarNode):
-        return False
-    try:
-        return bool(yaml.constructor.SafeConstructor().construct_object(node) == key)
-    except Exception:  # noqa: BLE001 - a scalar this constructor cannot read is not the key
-        return False
+    return isinstance(node, yaml.ScalarNode) and isinstance(key, str) and node.value == key
 
 
 def _path(dotted: str) -> str:
@@ -248,7 +363,7 @@ def _path(dotted: str) -> str:
 
 
 def _sel(tool: str) -> str:
-    return "all tools" if tool == "*" else f"tool {string_text(tool)}"
+    return "all tools" if tool == "*" else f"tool {_str(tool)}"
 
 
 def _literal_name(src: _Source, name: str, where: str, at: tuple[Any, ...], key: bool) -> None:
@@ -265,18 +380,87 @@ def _literal_name(src: _Source, name: str, where: str, at: tuple[Any, ...], key:
         )
 
 
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float)) and math.isfinite(v):
-        return v
-    if isinstance(v, str):
-        try:
-            f = float(v)
-        except ValueError:
-            return None
-        return f if math.isfinite(f) else None
-    return None
+_VALID_OPS = {"eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "contains", "exists"}
+_REFUSED = "Intercept refuses to start with this policy"
+
+
+class ImportInternalError(PlrError, RuntimeError):
+    """The .plr the import generated does not compile: a bug of the importer, never written."""
+
+
+def _go_float_text(f: float) -> str:
+    """Go's ``fmt.Sprintf("%v", f)`` of a float64 (``strconv.FormatFloat(f, 'g', -1, 64)``):
+    the shortest digits, with an exponent of two digits at least when it is below -4 or 6 and
+    over: ``1.5``, ``123456``, ``1e+06``, ``1.234567e+06``, ``1e-05``, ``1e+21``."""
+    from decimal import Decimal
+
+    if math.isnan(f):
+        return "NaN"
+    if math.isinf(f):
+        return "+Inf" if f > 0 else "-Inf"
+    sign = "-" if math.copysign(1.0, f) < 0 else ""
+    if f == 0:
+        return sign + "0"
+    t = Decimal(repr(abs(f))).normalize().as_tuple()
+    digs = "".join(map(str, t.digits))
+    nd, dp = len(digs), len(digs) + int(t.exponent)
+    exp = dp - 1
+    eprec = 6  # strconv: %e when the exponent is < -4 or >= 6 in the shortest form
+    if exp < -4 or exp >= eprec:
+        mant = digs[0] + ("." + digs[1:] if nd > 1 else "")
+        return f"{sign}{mant}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if dp <= 0:
+        return f"{sign}0.{'0' * -dp}{digs}"
+    if dp >= nd:
+        return sign + digs + "0" * (dp - nd)
+    return f"{sign}{digs[:dp]}.{digs[dp:]}"
+
+
+@dataclass
+class _Cond:
+    path: str
+    op: str
+    value: Any
+    at: tuple[Any, ...]
+
+
+@dataclass
+class _State:
+    counter: str
+    window: str
+    increment: int
+    increment_from: str
+    at: tuple[Any, ...]
+
+
+@dataclass
+class _Rule:
+    """A rule as Intercept holds it after ``config.Load`` (applyDefaults: rate_limit desugared,
+    action defaulted, increment 0 → 1), with where its parts are in the file."""
+
+    name: str
+    action: str
+    rate_limit: str
+    conditions: list[_Cond]
+    on_deny: str
+    state: _State | None
+    at: tuple[Any, ...]
+    where: str
+    desugared: bool = False
+
+
+def _parse_rate(s: str) -> tuple[int, str] | str:
+    """Intercept's parseRateLimit: (count, window), or its error (Go's Atoi takes a sign)."""
+    parts = s.split("/", 1)
+    if len(parts) != 2:
+        return f'rate_limit must be in the format "N/window" (e.g. "5/hour"), got {json.dumps(s)}'
+    m = re.fullmatch(r"[+-]?[0-9]+", parts[0])
+    count = int(parts[0]) if m else 0
+    if m is None or count <= 0 or count > INT64[1]:
+        return f"rate_limit count must be a positive integer, got {json.dumps(parts[0])}"
+    if parts[1] not in _WINDOWS:
+        return f'rate_limit window must be "minute", "hour", or "day", got {json.dumps(parts[1])}'
+    return count, parts[1]
 
 
 class _Importer:
@@ -286,251 +470,433 @@ class _Importer:
         self.src = src
         self.out: list[str] = []
         self.warnings: list[str] = []
+        self.lossy = False  # a warning in the current tool dropped part of a rule
 
-    def warn(self, where: str, what: str) -> None:
-        """A construct not carried over: a warning, and the same words as a comment."""
+    def warn(self, where: str, what: str, lossy: bool = True) -> None:
+        """A construct not carried over: a warning, and the same words as comment lines."""
         self.warnings.append(f"{where}: {what}")
-        self.out.append(f"# not carried over ({where}): {what}")
+        self.out += comment_lines(f"not carried over ({where}): {what}")
+        self.lossy = self.lossy or lossy
+
+    # --- reading values as Intercept's Go structs read them ------------------------------------
+
+    def text(self, value: Any, at: tuple[Any, ...], where: str) -> str:
+        """A Go ``string`` field: yaml.v3 stores a scalar's own text (`1.0` is "1.0", `yes` is
+        "yes"), null is "", and refuses a list or a mapping."""
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+        if isinstance(value, bytes):  # !!binary: yaml.v3 stores the decoded bytes
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self.src.error(f"{where} is binary data that is not UTF-8 text", at) from None
+        if isinstance(value, (bool, int, float)):
+            import yaml
+
+            node = self.src.node(at)
+            return node.value if isinstance(node, yaml.ScalarNode) else str(value)
+        raise self.src.error(f"{where} must be text, not {_kind(value)} ({_REFUSED}: it cannot read it)", at)
+
+    def mapping(self, value: Any, at: tuple[Any, ...], where: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.src.error(f"{where} must be a mapping", at)
+        return value
+
+    def seq(self, value: Any, at: tuple[Any, ...], where: str, what: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.src.error(f"{where} must be a list{what}", at)
+        return value
+
+    def unknown(self, value: dict[str, Any], known: set[str], where: str, what: str) -> None:
+        for key in sorted(set(value) - known, key=str):
+            self.warn(f"{where}.{key}" if where else str(key), f"an unknown {what}; Intercept ignores it and so does plr", False)
+
+    def read_rule(self, tool: str, rule: Any, where: str, at: tuple[Any, ...]) -> _Rule:
+        if not isinstance(rule, dict):
+            raise self.src.error(f"{where} must be a mapping", at)
+        self.unknown(rule, _RULE_KEYS, where, "key of a rule")
+        conds = []
+        raw_conds = self.seq(rule.get("conditions"), (*at, "conditions"), f"{where}.conditions", " of {path, op, value} mappings")
+        for j, c in enumerate(raw_conds):
+            cat, cw = (*at, "conditions", j), f"{where}.conditions[{j}]"
+            c = self.mapping(c, cat, cw)
+            self.unknown(c, {"path", "op", "value"}, cw, "key of a condition")
+            conds.append(_Cond(self.text(c.get("path"), (*cat, "path"), f"{cw}.path"),
+                               self.text(c.get("op"), (*cat, "op"), f"{cw}.op"), c.get("value"), cat))  # fmt: skip
+        state = None
+        if rule.get("state") is not None:
+            sat = (*at, "state")
+            st = self.mapping(rule["state"], sat, f"{where}.state")
+            self.unknown(st, _STATE_KEYS, f"{where}.state", "key of a state block")
+            inc = st.get("increment")
+            if inc is None:
+                inc = 0
+            elif isinstance(inc, float) and math.isfinite(inc) and INT64[0] <= inc <= INT64[1]:
+                inc = int(inc)  # yaml.v3 truncates a float into an int field
+            elif isinstance(inc, bool) or not isinstance(inc, int) or not INT64[0] <= inc <= INT64[1]:
+                raise self.src.error(
+                    f"{where}.state.increment must be a whole number, not {_kind(inc)} ({_REFUSED}: it cannot read it)",
+                    (*sat, "increment"),
+                )
+            state = _State(
+                self.text(st.get("counter"), (*sat, "counter"), f"{where}.state.counter"),
+                self.text(st.get("window"), (*sat, "window"), f"{where}.state.window"),
+                inc or 1,
+                self.text(st.get("increment_from"), (*sat, "increment_from"), f"{where}.state.increment_from"),
+                sat,
+            )
+        r = _Rule(
+            self.text(rule.get("name"), (*at, "name"), f"{where}.name"),
+            self.text(rule.get("action"), (*at, "action"), f"{where}.action"),
+            self.text(rule.get("rate_limit"), (*at, "rate_limit"), f"{where}.rate_limit"),
+            conds,
+            self.text(rule.get("on_deny"), (*at, "on_deny"), f"{where}.on_deny"),
+            state,
+            at,
+            where,
+        )
+        if r.rate_limit and not r.conditions and r.state is None and r.action != "deny":  # applyDefaults
+            parsed = _parse_rate(r.rate_limit)
+            if not isinstance(parsed, str):
+                count, window = parsed
+                scope = "_global" if tool == "*" else tool
+                r.action, r.desugared = "evaluate", True
+                r.conditions = [_Cond(f"state.{scope}._rate_{window}", "lte", count, (*at, "rate_limit"))]
+                r.state = _State(f"_rate_{window}", window, 1, "", (*at, "rate_limit"))
+                r.on_deny = r.on_deny or f"Rate limit of {count} per {window} reached. Try again later."
+                r.rate_limit = ""
+        r.action = r.action or "evaluate"
+        return r
+
+    # --- Intercept's config.Validate ------------------------------------------------------------
+
+    def validate(self, tools: dict[str, list[_Rule]]) -> None:
+        """Refuse, at its place, what Intercept's ``config.Validate`` refuses (it will not start)."""
+        for tool in sorted(tools):
+            seen: dict[str, int] = {}
+            for i, r in enumerate(tools[tool]):
+                if r.state is not None:
+                    if r.state.counter in seen:
+                        raise self.src.error(
+                            f"{r.where}: duplicate state counter {json.dumps(r.state.counter)} (also used by "
+                            f"rules[{seen[r.state.counter]}]); {_REFUSED}", r.state.at,
+                        )  # fmt: skip
+                    seen[r.state.counter] = i
+            for r in tools[tool]:
+                self.validate_rule(r, tools)
+
+    def validate_rule(self, r: _Rule, tools: dict[str, list[_Rule]]) -> None:
+        def refuse(message: str, at: tuple[Any, ...] | None = None) -> ImportError_:
+            return self.src.error(f"{r.where}: {message}; {_REFUSED}", r.at if at is None else at)
+
+        if r.rate_limit:
+            parsed = _parse_rate(r.rate_limit)
+            if isinstance(parsed, str):
+                raise refuse(parsed, (*r.at, "rate_limit"))
+            if r.conditions or r.state is not None:
+                raise refuse("rate_limit cannot be combined with conditions or state", (*r.at, "rate_limit"))
+            raise refuse('rate_limit cannot be used with action "deny"', (*r.at, "rate_limit"))
+        if not r.name:
+            raise refuse("rule must have a name")
+        if r.action not in ("evaluate", "deny", "require_approval"):
+            raise refuse(f'action must be "evaluate" or "deny", got {json.dumps(r.action)}', (*r.at, "action"))
+        if r.action == "deny" and r.conditions:
+            raise refuse("deny rules must not have conditions", (*r.at, "conditions"))
+        if r.action == "evaluate" and not r.conditions:
+            raise refuse("evaluate rules must have at least one condition")
+        for j, c in enumerate(r.conditions):
+            cw = f"conditions[{j}]"
+            if not (c.path.startswith("args.") or c.path.startswith("state.")):
+                raise refuse(f'{cw}: path must start with "args." or "state.", got {json.dumps(c.path)}', (*c.at, "path"))
+            if c.op not in _VALID_OPS:
+                raise refuse(f"{cw}: unknown operator {json.dumps(c.op)}", (*c.at, "op"))
+            v, vat = c.value, (*c.at, "value")
+            if c.op in ("in", "not_in") and not isinstance(v, list):
+                raise refuse(f'{cw}: operator "{c.op}" requires a list value', vat)
+            if c.op in ("lt", "lte", "gt", "gte") and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, int) and not INT64[0] <= v <= INT64[1])
+            ):
+                raise refuse(f'{cw}: operator "{c.op}" requires a numeric value, got {_kind(v)}', vat)
+            if c.op == "exists" and not isinstance(v, bool):
+                raise refuse(f'{cw}: operator "exists" requires a boolean value (true or false)', vat)
+            if c.op == "regex":
+                if not isinstance(v, str):
+                    raise refuse(f"{cw}: regex value must be a string", vat)
+                from ..regex import compile_re2
+
+                try:
+                    compile_re2(v)
+                except Exception as e:  # noqa: BLE001 - re.error / ValueError: say which
+                    raise refuse(f"{cw}: invalid regex {json.dumps(v)}: {e}", vat) from None
+        if r.state is not None:
+            if not r.state.counter:
+                raise refuse("state: counter must not be empty", r.state.at)
+            if r.state.window not in _WINDOWS:
+                raise refuse(f'state: window must be "minute", "hour", or "day", got {json.dumps(r.state.window)}', r.state.at)
+            if r.state.increment_from and not r.state.increment_from.startswith("args."):
+                raise refuse(f'state: increment_from must start with "args.", got {json.dumps(r.state.increment_from)}', r.state.at)
+        for c in r.conditions:
+            parts = c.path.split(".", 2)
+            if c.path.startswith("state.") and len(parts) == 3:
+                rules = tools.get(parts[1], tools.get("*") if parts[1] == "_global" else None)
+                if not any(o.state is not None and o.state.counter == parts[2] for o in rules or []):
+                    raise refuse(f"condition references {c.path} but no matching state block found", (*c.at, "path"))
+
+    # --- the .plr ---------------------------------------------------------------------------------
 
     def run(self) -> ImportResult:
         doc = self.doc
-        version = doc.get("version")
-        if str(version) != "1":
-            shown = json.dumps(version, default=str)
-            raise self.src.error(f'unsupported Intercept policy version {shown}: plr reads version "1"', ("version",))
+        version = self.text(doc.get("version"), ("version",), "version")
+        if version != "1":
+            raise self.src.error(f'unsupported Intercept policy version {json.dumps(version)}: plr reads version "1"', ("version",))
         package = _PACKAGE_BAD.sub("_", self.name).strip("_") or "imported"
         if not package[0].isalpha():
             package = "p_" + package
         self.out.append("# imported from an Intercept policy by `plr import intercept`")
-        if isinstance(doc.get("description"), str):
-            self.out.append(f"# {doc['description']}")
+        description = self.text(doc.get("description"), ("description",), "description")
+        if description:
+            self.out += comment_lines(description)
         self.out += [f"package {package}", ""]
-        for key in sorted(set(doc) - _TOP_KEYS, key=str):
-            self.warn(str(key), "an unknown top-level key; Intercept ignores it and so does plr")
-        default = doc.get("default", "allow")
+        self.unknown(doc, _TOP_KEYS, "", "top-level key")
+        default = self.text(doc.get("default"), ("default",), "default") or "allow"  # Go: "" → allow
         if default not in ("allow", "deny"):
-            raise self.src.error(f'default must be "allow" or "deny", got {json.dumps(default, default=str)}', ("default",))
+            raise self.src.error(f'default must be "allow" or "deny", got {json.dumps(default)}', ("default",))
+        hide = self.seq(doc.get("hide"), ("hide",), "hide", " of tool names")
+        names = [self.text(h, ("hide", i), f"hide[{i}]") for i, h in enumerate(hide)]
+        seen: set[str] = set()
+        for i, h in enumerate(names):
+            if not h.strip():
+                raise self.src.error(f"hide[{i}]: entry must not be empty; {_REFUSED}", ("hide", i))
+            if h in seen:
+                raise self.src.error(f"hide: duplicate entry {json.dumps(h)}; {_REFUSED}", ("hide", i))
+            seen.add(h)
+            _literal_name(self.src, h, "hide", ("hide", i), False)
+        raw_tools = doc.get("tools")
+        if raw_tools is not None and not isinstance(raw_tools, dict):
+            raise self.src.error("tools must map tool names to {rules: [...]}", ("tools",))
+        tools: dict[str, list[_Rule]] = {}
+        for tool, entry in (raw_tools or {}).items():
+            at, where = ("tools", tool), f"tools.{tool}"
+            if tool != "*":
+                _literal_name(self.src, tool, where, at, True)
+            if entry is not None and not isinstance(entry, dict):
+                raise self.src.error(f"{where} must be a mapping with rules: [...]", at)
+            rules = self.seq((entry or {}).get("rules"), (*at, "rules"), f"{where}.rules", "")
+            tools[tool] = [self.read_rule(tool, r, f"{where}.rules[{i}]", (*at, "rules", i)) for i, r in enumerate(rules)]
+        self.validate(tools)
+        every = any(r.action == "deny" for r in tools.get("*", []))
+        if every and default == "allow":
+            self.out.append('# a deny rule on "*": Intercept denies every call')
         self.default = default
         self.out += [f"default {default}", ""]
-        hide = doc.get("hide") or []
-        if not isinstance(hide, list):
-            raise self.src.error("hide must be a list of tool names", ("hide",))
-        for i, h in enumerate(hide):
-            _literal_name(self.src, str(h), "hide", ("hide", i), False)
-            self.out.append("hide all tools" if h == "*" else f"hide tool {string_text(str(h))}")
-        if hide:
+        for h in names:
+            self.out.append("hide all tools" if h == "*" else f"hide tool {_str(h)}")
+        if names:
             self.out.append("")
-        tools = doc.get("tools") or {}
-        if not isinstance(tools, dict):
-            raise self.src.error("tools must map tool names to {rules: [...]}", ("tools",))
-        for tool in sorted((t for t in tools if t != "*"), key=str):
-            _literal_name(self.src, str(tool), f"tools.{tool}", ("tools", tool), True)
-            self.tool(str(tool), tools[tool], ("tools", tool))
+        for tool in sorted(t for t in tools if t != "*"):
+            self.tool(tool, (raw_tools or {})[tool], tools[tool])
         if "*" in tools:
-            self.tool("*", tools["*"], ("tools", "*"))
+            self.tool("*", (raw_tools or {})["*"], tools["*"])
         return ImportResult("\n".join(self.out).rstrip() + "\n", self.warnings)
 
-    def tool(self, tool: str, entry: Any, at: tuple[Any, ...]) -> None:
+    def tool(self, tool: str, entry: Any, rules: list[_Rule]) -> None:
         where = f"tools.{tool}"
-        if entry is None:
-            entry = {}
-        if not isinstance(entry, dict):
-            raise self.src.error(f"{where} must be a mapping with rules: [...]", at)
-        for key in sorted(set(entry) - {"rules"}, key=str):
-            self.warn(f"{where}.{key}", "an unknown key of a tool; Intercept ignores it and so does plr")
-        rules = entry.get("rules") or []
-        if not isinstance(rules, list):
-            raise self.src.error(f"{where}.rules must be a list", (*at, "rules"))
-        denied = any(isinstance(r, dict) and r.get("action") == "deny" for r in rules)
+        if isinstance(entry, dict):
+            self.unknown(entry, {"rules"}, where, "key of a tool")
+        self.lossy = False
+        allow_at = len(self.out)
+        for r in rules:
+            self.rule(tool, r)
+        denied = any(r.action == "deny" for r in rules)
+        if self.lossy and not denied and (tool == "*" or self.default == "allow"):
+            # what was dropped narrowed the calls Intercept lets through; without it, `default allow`
+            # (or a "*" rule, every tool) would let more through: the tool is denied instead, as a
+            # dropped rule is under `default deny` (fail closed: rewrite the rule, then delete this)
+            self.warn(where, "part of a rule of this tool is not carried over, so plr denies the tool rather "
+                      "than let it through with less checked; write the rule in plr, then delete this deny", False)  # fmt: skip
+            self.deny_every(tool, "a rule of this tool was not carried over from Intercept (see the import's warnings)", "")
         if tool != "*" and self.default == "deny" and not denied:
-            self.out.append(f"allow {_sel(tool)}")  # a listed tool is callable under `default deny`
-        for i, rule in enumerate(rules):
-            self.rule(tool, rule, f"{where}.rules[{i}]", (*at, "rules", i))
+            if self.lossy:  # a rule of it was not carried over whole: it stays denied by the default
+                self.warn(where, "part of a rule of this tool is not carried over, so plr leaves the tool "
+                          "denied by `default deny` rather than allow it with less checked", False)  # fmt: skip
+            else:
+                self.out.insert(allow_at, f"allow {_sel(tool)}")  # a listed tool is callable under `default deny`
         self.out.append("")
 
-    def rule(self, tool: str, rule: Any, where: str, at: tuple[Any, ...]) -> None:
-        if not isinstance(rule, dict):
-            raise self.src.error(f"{where} must be a mapping", at)
-        for key in sorted(set(rule) - _RULE_KEYS, key=str):
-            self.warn(f"{where}.{key}", "an unknown key of a rule; Intercept ignores it and so does plr")
-        name = str(rule.get("name") or "")
-        action = rule.get("action") or "evaluate"
-        on_deny = rule.get("on_deny")
-        reason = str(on_deny) if on_deny else f'Denied by rule "{name}"'
-        described = f"description {string_text(name)}" if name else ""
-        conditions = rule.get("conditions") or []
-        if not isinstance(conditions, list):
-            raise self.src.error(f"{where}.conditions must be a list of {{path, op, value}} mappings", (*at, "conditions"))
-        conditions = list(conditions)
-        state = rule.get("state")
-        rate = rule.get("rate_limit")
-        if action == "deny":
-            if conditions or state or rate:
-                self.warn(where, "a deny rule's conditions, state and rate_limit (Intercept refuses such a rule)")
+    def deny_every(self, tool: str, reason: str, described: str) -> None:
+        """Deny every call of ``tool`` (every call at all for "*": plr has no bare `deny all tools`,
+        so it is a condition every call meets)."""
+        if tool == "*":
+            self.emit("deny all tools if", ['tool starts_with ""'], reason, described)
+        else:
             self.emit(f"deny {_sel(tool)}", [], reason, described)
+
+    def rule(self, tool: str, r: _Rule) -> None:
+        where = r.where
+        reason = r.on_deny or f'Denied by rule "{r.name}"'
+        described = f"description {_str(r.name)}" if r.name else ""
+        if r.action == "deny":
+            self.deny_every(tool, reason, described)
             return
-        if action not in ("evaluate", "require_approval"):
-            self.warn(f"{where}.action", f"unknown action {json.dumps(action)}: the rule is not carried over")
-            return
-        if action == "require_approval":  # Intercept's later versions: a human approves
+        if r.action == "require_approval":  # Intercept's later versions: a human approves
             self.emit(f"deny {_sel(tool)} unless approved", [], reason, described)
-            if conditions or state or rate:
-                self.warn(where, "conditions on require_approval: plr asks for approval on every call of the tool")
+            if r.conditions or r.state is not None:
+                self.warn(where, "conditions on require_approval: plr asks for approval on every call of the tool", False)
             return
-        if rate:
-            if conditions or state:
-                self.warn(where, "rate_limit together with conditions or state (Intercept refuses such a rule)")
-                return
-            m = re.fullmatch(r"\s*(\d+)\s*/\s*(minute|hour|day)\s*", str(rate))
-            if m is None or int(m.group(1)) < 1:
-                self.warn(f"{where}.rate_limit", f"{rate!r} is not N/minute|hour|day: not carried over")
-                return
-            state = {"counter": f"_rate_{m.group(2)}", "window": m.group(2)}
-            scope = "_global" if tool == "*" else tool
-            conditions = [{"path": f"state.{scope}._rate_{m.group(2)}", "op": "lte", "value": int(m.group(1))}]
-            if not on_deny:
-                reason = f"Rate limit of {m.group(1)} per {m.group(2)} reached. Try again later."
-        own_counter = None
-        if state is not None:
-            own_counter = self.state_path(tool, state, where)
+        scope = "_global" if tool == "*" else tool
+        own = f"state.{scope}.{r.state.counter}" if r.state is not None else None
         args_conds: list[str] = []
-        limit_value: tuple[str, float] | None = None
-        for j, c in enumerate(conditions):
+        limit: tuple[str, float] | None = None
+        for j, c in enumerate(r.conditions):
             cw = f"{where}.conditions[{j}]"
-            if not isinstance(c, dict):
-                self.warn(cw, "not a {path, op, value} mapping: not carried over (Intercept refuses it)")
-                continue
-            for key in sorted(set(c) - {"path", "op", "value"}, key=str):
-                self.warn(f"{cw}.{key}", "an unknown key of a condition; Intercept ignores it and so does plr")
-            path, op = str(c.get("path", "")), c.get("op")
-            if path.startswith("state."):
-                if own_counter is not None and path == own_counter and op in ("lt", "lte"):
-                    n = _number(c.get("value"))
-                    if n is None:
-                        self.warn(cw, f"a counter limit that is not a number ({c.get('value')!r}): not carried over")
-                    else:
-                        limit_value = (op, n)
+            if c.path.startswith("state."):
+                if limit is None and c.path == own and c.op in ("lt", "lte"):
+                    limit = (c.op, c.value)  # Intercept's extractLimit: the first lt/lte on its own counter
                     continue
                 self.warn(
                     cw,
-                    f"`{path} {op} {c.get('value')!r}` reads a counter; plr limits count their own calls "
-                    "(only `lt`/`lte` on the rule's own state counter becomes a limit)",
+                    f"`{c.path} {c.op} {json.dumps(c.value, default=str)}` reads a counter; plr limits count their "
+                    "own calls (only the first `lt`/`lte` on the rule's own state counter becomes a limit)",
                 )
                 continue
-            text = self.condition(path, op, c.get("value"), cw, (*at, "conditions", j, "value"))
+            text = self.condition(_path(c.path), c.op, c.value, cw, (*c.at, "value"))
             if text is not None:
                 args_conds.append(text)
         if args_conds:
             self.emit(f"deny {_sel(tool)} unless", args_conds, reason, described)
-        if state is not None and own_counter is not None:
-            self.counter(tool, state, limit_value, where, name, reason)
-        elif not args_conds and state is None:
-            self.warn(where, "an evaluate rule without conditions: Intercept refuses it; nothing to carry over")
-
-    def state_path(self, tool: str, state: Any, where: str) -> str | None:
-        if not isinstance(state, dict) or not state.get("counter"):
-            self.warn(f"{where}.state", "a state block without a counter: not carried over")
-            return None
-        for key in sorted(set(state) - _STATE_KEYS, key=str):
-            self.warn(f"{where}.state.{key}", "an unknown key of a state block; Intercept ignores it and so does plr")
-        scope = "_global" if tool == "*" else tool
-        return f"state.{scope}.{state['counter']}"
+        if r.state is not None:
+            self.counter(tool, r.state, limit, where, r.name, reason)
 
     def counter(
-        self, tool: str, state: dict[str, Any], limit: tuple[str, float] | None, where: str, name: str, reason: str
+        self, tool: str, state: _State, limit: tuple[str, float] | None, where: str, name: str, reason: str
     ) -> None:
-        window = state.get("window")
-        if not isinstance(window, str) or window not in _WINDOWS:
-            self.warn(f"{where}.state.window", f"window {window!r} is not minute, hour or day: not carried over")
-            return
+        described = f"description {_str(name)}" if name else ""
+        of = state.increment_from
         if limit is None:
+            if of:  # handler.go: the amount is read before the limit is looked for: none → an error → deny
+                self.warn(
+                    f"{where}.state",
+                    f"counter `{state.counter}` has no `lt`/`lte` condition on itself, so Intercept counts "
+                    f"{of} but never limits it; it still denies a call whose {of} is missing or not a number "
+                    "(an internal error), and so does plr",
+                    False,
+                )
+                p = _path(of)
+                self.emit(f"deny {_sel(tool)} unless", [f"({p} >= 0 or {p} < 0)"], "Internal policy error", described)
+                return
             self.warn(
                 f"{where}.state",
-                f"counter `{state['counter']}` has no `lt`/`lte` condition on itself, so Intercept counts it but "
+                f"counter `{state.counter}` has no `lt`/`lte` condition on itself, so Intercept counts it but "
                 "never limits it; plr has nothing to enforce",
+                False,
             )
             return
         op, n = limit
-        cap = math.floor(n) - 1 if op == "lt" else math.floor(n)  # Intercept: int64(value) (- 1 for lt)
-        of = state.get("increment_from")
-        inc = state.get("increment", 1) or 1
+        cap = int(n) - 1 if op == "lt" else int(n)  # Intercept: int64(value) (- 1 for lt), toward zero
+        inc = state.increment
         head = f"limit {_sel(tool)} to "
         if of:
-            if not isinstance(of, str) or not of.startswith("args."):
-                self.warn(f"{where}.state.increment_from", f"{of!r} is not an args.… path: not carried over")
-                return
             if cap <= 0:
-                self.warn(where, f"a spend cap of {cap}: Intercept denies every call; written as a deny")
-                self.emit(f"deny {_sel(tool)}", [], reason, f"description {string_text(name)}" if name else "")
+                self.warn(
+                    where,
+                    f"a spend cap of {cap}: Intercept lets through only a call whose {of} keeps the window's total "
+                    f"at or under {cap} (zero or negative amounts); plr denies every call of it (stricter)",
+                    False,
+                )
+                self.deny_every(tool, reason, described)
                 return
             head += f"{cap} of {_path(of)}"
         else:
-            if not isinstance(inc, int) or isinstance(inc, bool) or inc < 1:
-                self.warn(f"{where}.state.increment", f"{inc!r} is not a whole number >= 1: not carried over")
+            if inc < 1:
+                self.warn(f"{where}.state.increment", f"{inc} is below 1: Intercept's counter never reaches its limit, "
+                          "so there is nothing to enforce", False)  # fmt: skip
                 return
             calls = cap // inc
             if calls < 1:
-                self.warn(where, f"a limit of {cap} with increment {inc} lets no call through: written as a deny")
-                self.emit(f"deny {_sel(tool)}", [], reason, f"description {string_text(name)}" if name else "")
+                self.warn(where, f"a limit of {cap} with increment {inc} lets no call through: written as a deny", False)
+                self.deny_every(tool, reason, described)
                 return
             head += str(calls)
             if inc != 1:
                 self.out.append(f"# increment {inc} per call against {cap}: at most {calls} calls")
-        head += f" per calendar {window} per global refund on error"
-        self.out.append(f"# Intercept's deny message: {reason}")
+        head += f" per calendar {state.window} per global refund on error"
+        self.out += comment_lines(f"Intercept's deny message: {reason}")
         self.out.append(head)
-        if name:
-            self.out.append(f"    description {string_text(name)}")
+        if described:
+            self.out.append(f"    {described}")
 
-    def condition(self, path: str, op: Any, value: Any, where: str, at: tuple[Any, ...]) -> str | None:
-        if not path.startswith("args.") or any(not p for p in path.split(".")):
-            self.warn(where, f"path {path!r} is not args.… or state.…: not carried over (Intercept refuses it)")
-            return None
-        p = _path(path)
-        if not isinstance(op, str):
-            self.warn(where, f"unknown operator {op!r}: not carried over (Intercept refuses it)")
-            return None
+    def go_equal(self, value: Any, where: str, at: tuple[Any, ...]) -> list[Any]:
+        """Every JSON value Intercept's evalEq finds equal to ``value`` (numbers compare as numbers,
+        anything else by Go's ``%v`` text): so `neq`/`not_in` deny all of them, as Intercept does."""
+        if value is None:
+            return [None, "<nil>"]
+        if isinstance(value, bool):
+            return [value, "true" if value else "false"]
+        if isinstance(value, int):
+            if not INT64[0] <= value <= INT64[1]:
+                raise self.src.error(f"{where}.value: {value} is beyond a 64-bit integer: Intercept compares it as "
+                                     "text, which plr cannot reproduce", at)  # fmt: skip
+            return [value, str(value)]
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise self.src.error(f"{where}.value: {value!r} has no plr spelling: numbers must be finite", at)
+            return [value, _go_float_text(value)]
+        if isinstance(value, str):
+            forms: list[Any] = [value]
+            if value in ("true", "false"):
+                forms.append(value == "true")
+            if value == "<nil>":
+                forms.append(None)
+            if re.fullmatch(r"-?[0-9.]+(e[-+][0-9]+)?", value):
+                try:
+                    f = float(value)
+                except ValueError:
+                    f = math.nan
+                if math.isfinite(f) and _go_float_text(f) == value:  # the %v text of a JSON number
+                    forms.append(int(f) if f.is_integer() and abs(f) < 2**53 else f)
+            if (value.startswith("[") or value.startswith("map[")) and value.endswith("]"):
+                raise self.src.error(f"{where}.value: {json.dumps(value)} is how Go writes a list or a mapping, and "
+                                     "Intercept compares by that text, which plr cannot reproduce", at)  # fmt: skip
+            return forms
+        raise self.src.error(f"{where}.value: Intercept compares {_kind(value)} by Go's %v text, which plr cannot "
+                             "reproduce for `neq`/`not_in`", at)  # fmt: skip
 
+    def condition(self, p: str, op: str, value: Any, where: str, at: tuple[Any, ...]) -> str | None:
         def literal(value: Any) -> str:
             try:
-                return literal_text(value)
+                return _INERT.sub(_escape, literal_text(value)).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
             except (TypeError, ValueError) as e:  # a date, bytes, NaN, …: refused, at its place
                 raise self.src.error(f"{where}.value: {e}", at) from None
 
+        if op in ("neq", "not_in"):
+            forms: list[Any] = []
+            keys: set[tuple[str, Any]] = set()
+            for item in [value] if op == "neq" else value:
+                for f in self.go_equal(item, where, at):
+                    k = (type(f).__name__ if not isinstance(f, (int, float)) or isinstance(f, bool) else "n", f)
+                    if k not in keys:
+                        keys.add(k)
+                        forms.append(f)
+            if not forms:  # `not_in: []`: every value that is there passes
+                return f"{p} exists"
+            return f"{p} exists and {p} not in {literal(forms)}"  # missing fails every op but exists
         if op in _CMP:
-            if op in ("lt", "lte", "gt", "gte") and _number(value) is None:
-                self.warn(where, f"`{op}` needs a number, got {value!r}: not carried over (Intercept refuses it)")
-                return None
-            if op in ("lt", "lte", "gt", "gte"):
-                value = _number(value)
-                if isinstance(value, float) and value.is_integer():
-                    value = int(value)
-            text = f"{p} {_CMP[op]} {literal(value)}"
-            return f"{p} exists and {text}" if op == "neq" else text  # missing fails every op but exists
-        if op in ("in", "not_in"):
-            if not isinstance(value, list):
-                self.warn(where, f"`{op}` needs a list, got {value!r}: not carried over (Intercept refuses it)")
-                return None
-            text = f"{p} {'in' if op == 'in' else 'not in'} {literal(value)}"
-            return text if op == "in" else f"{p} exists and {text}"
+            if op in ("lt", "lte", "gt", "gte") and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            return f"{p} {_CMP[op]} {literal(value)}"
+        if op == "in":
+            return f"{p} in {literal(value)}"
         if op == "regex":
-            from ..regex import compile_re2
-
-            try:
-                compile_re2(str(value))
-            except Exception as e:  # noqa: BLE001 - re.error / ValueError: say which
-                self.warn(where, f"regex {value!r} does not compile ({e}): not carried over (Intercept refuses it)")
-                return None
-            return f"{p} matches {string_text(str(value))}"
+            return f"{p} matches {_str(value)}"
         if op == "contains":
             return f"{p} contains {literal(value)}"
-        if op == "exists":
-            if not isinstance(value, bool):
-                self.warn(where, f"`exists` needs true or false, got {value!r}: not carried over")
-                return None
-            return f"{p} exists" if value else f"{p} missing"
-        self.warn(where, f"unknown operator {op!r}: not carried over (Intercept refuses it)")
-        return None
+        return f"{p} exists" if value else f"{p} missing"  # exists (validated: a boolean)
 
     def emit(self, head: str, conds: list[str], reason: str, described: str) -> None:
         if len(conds) == 1:
@@ -541,6 +907,6 @@ class _Importer:
             self.out.append("}")
         else:
             self.out.append(head)
-        self.out.append(f"    reason {string_text(reason)}")
+        self.out.append(f"    reason {_str(reason)}")
         if described:
             self.out.append(f"    {described}")
