@@ -510,7 +510,8 @@ args_values = st.recursive(
     scalars.map(lambda s: [s]),
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(lambda xs: _list_tokens([" ".join(x) for x in xs])),
-        st.lists(st.tuples(st.sampled_from(["a", "if", "b c", "x-y"]), inner), max_size=3).map(
+        # (distinct keys: a key written twice in a test call's object is an error)
+        st.lists(st.tuples(st.sampled_from(["a", "if", "b c", "x-y"]), inner), max_size=3, unique_by=lambda kv: kv[0]).map(
             lambda kvs: ["{", *itertools.chain.from_iterable(_pair(i, k, v) for i, (k, v) in enumerate(kvs)), "}"]
         ),
     ),
@@ -531,8 +532,8 @@ def steps(draw: st.DrawFn, depth: int = 0) -> list[str]:
         out += ["->", effect]
         if effect == "deny" and draw(st.booleans()):
             out.append(draw(st.sampled_from(["hidden", "denied", "default", "deny_if", "require", "rate_limited"])))
-        if draw(st.booleans()):
-            out += ["reason", draw(STRINGS.map(_q))]
+        if draw(st.booleans()):  # `reason ""` in a test step is a compile error (it matches every reason)
+            out += ["reason", draw(STRINGS.filter(bool).map(_q))]
         return out
     if kind == "context":
         key = draw(st.sampled_from(["identity", "session", "server"]))
