@@ -583,6 +583,15 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     def call_step(self, meta: Meta, items: list[Any]) -> ir.CallStep:
         tool_tok, args, approved, expectation = items
         effect, code, reason = expectation
+        if reason == "":
+            # a substring check: "" is in every reason, so the step would check nothing. The
+            # reason is the step's last token, and `""` its only spelling: the caret is there
+            end = self.span(meta)
+            self.error(
+                'reason "" matches every reason: write the text the reason must contain, '
+                "or leave `reason` out to check the effect (and code) only",
+                ir.Span(file=self.file, line=end.end_line, col=end.end_col - 2, end_line=end.end_line, end_col=end.end_col),
+            )
         return construct(
             ir.CallStep, tool=self.text_of(tool_tok),
             args=args,

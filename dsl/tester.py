@@ -22,6 +22,11 @@ from .policy import Policy, load_policy
 from .reading import read_policy_bytes
 from .resolve import Program
 
+# `plr test`'s exit code when no test ran (an empty folder, files without test blocks, a --run
+# that matched nothing): pytest's "no tests collected" code, unused by every other plr command
+# (0 ok, 1 a failure, 2 an input or usage error), so a wrong path or filter in CI does not pass
+EXIT_NO_TESTS = 5
+
 
 class VirtualClock:
     """A clock the test advances with `after`; starts far from zero so windows never go negative,
@@ -239,7 +244,10 @@ def run_test(suite: Suite, test: ir.TestCase, *, trace: bool = False, covered: s
                     for t in d.trace or ():
                         if t.rule:
                             covered.add(t.rule)
-                ok = d.effect == step.effect and (step.code is None or d.code == step.code)
+                # the engine's `error` (a bug turned into a deny) never satisfies an expectation:
+                # a broken engine that denied everything would otherwise pass every `-> deny`
+                engine_error = d.code == "error"
+                ok = not engine_error and d.effect == step.effect and (step.code is None or d.code == step.code)
                 if ok and step.reason is not None:
                     ok = step.reason in (d.reason or "")
                 if not ok:
@@ -249,7 +257,11 @@ def run_test(suite: Suite, test: ir.TestCase, *, trace: bool = False, covered: s
                             line=step.span.line,
                             step=describe_call(step),
                             expected=_describe_expected(step),
-                            actual=_describe_decision(d),
+                            actual=(
+                                f"engine error (no expectation accepts it): {d.reason}"
+                                if engine_error
+                                else _describe_decision(d)
+                            ),
                             rule=d.rule,
                             trace=[f"{t.check} -> {t.result}" + (f"  [{t.rule}]" if t.rule else "") for t in d.trace or ()]
                             if trace
@@ -354,10 +366,44 @@ class Report:
                     seen.setdefault((d.file, d.line, d.col, d.message), d)
         return list(seen.values())
 
+    @property
+    def tests_found(self) -> int:
+        """Tests of the policies that compiled, run or skipped by `--run`."""
+        return len(self.results) + self.skipped
+
     def exit_code(self) -> int:
+        """2 a policy does not compile, 1 a test failed, EXIT_NO_TESTS no test ran, 0 passed."""
         if self.errors:
             return 2
-        return 1 if self.failed else 0
+        if self.failed:
+            return 1
+        return EXIT_NO_TESTS if not self.results else 0
+
+    def nothing_ran(self, paths: Iterable[str] = (), select: str | None = None) -> str | None:
+        """Why no test ran (what was searched, what was found), or None when some test ran."""
+        if self.results:
+            return None
+        where = ", ".join(paths) or "."
+        if self.skipped:
+            n = self.skipped
+            found = "the one test" if n == 1 else f"any of the {n} tests"
+            return (
+                f"no test ran: --run {json.dumps(select) if select else 'REGEX'} did not match {found} "
+                f"found under {where} (the regex searches test names)"
+            )
+        compiled = [s for s in self.suites if s.ok]
+        if compiled:
+            n = len(compiled)
+            return (
+                f"no test ran: {n} polic{'ies' if n != 1 else 'y'} found under {where}, "
+                f'and none has a test block (test "NAME" {{ call "TOOL" -> EFFECT }})'
+            )
+        if self.suites:
+            return None  # nothing compiled: the errors say why
+        return (
+            f"no test ran: no .plr file found under {where} "
+            "(hidden folders, __snapshots__ and node_modules are not searched)"
+        )
 
 
 def run(

@@ -68,8 +68,16 @@ def find_roots(paths: list[str]) -> tuple[list[str], list[Diagnostic]]:
     return tester.suite_roots(files), unreadable
 
 
-def summary_lines(report: tester.Report, changed: list[str], max_lines: int = 20) -> list[str]:
-    """A one-screen summary: what changed, errors, failures (truncated), the counts."""
+def summary_lines(
+    report: tester.Report,
+    changed: list[str],
+    max_lines: int = 20,
+    *,
+    paths: Iterable[str] = (),
+    select: str | None = None,
+) -> list[str]:
+    """A one-screen summary: what changed, errors, failures (truncated), why no test ran on
+    the first run (a note, not a stop: the next save may add one), the counts."""
     lines: list[str] = []
     stamp = time.strftime("%H:%M:%S")
     if changed:
@@ -91,7 +99,13 @@ def summary_lines(report: tester.Report, changed: list[str], max_lines: int = 20
     if len(body) > max_lines:
         body = body[: max_lines - 1] + [f"... {len(body) - max_lines + 1} more lines (run plr test for all)"]
     lines += body
+    # on the first run (a rerun runs only what a save affects, and says so in its counts)
+    nothing = None if report.errors or changed else report.nothing_ran(paths, select)
+    if nothing:
+        lines.append(nothing)
     counts = f"{report.passed} passed, {report.failed} failed"
+    if report.skipped:
+        counts += f", {report.skipped} skipped"
     if report.errors:
         counts += f", {len(report.errors)} errors"
     lines.append(f"{counts} in {report.duration:.2f}s — waiting for changes (Ctrl-C to stop)")
@@ -111,7 +125,7 @@ def watch(
 
     state = WatchState()
     roots, unreadable = find_roots(paths)
-    emit(summary_lines(run_roots(roots, select, state, unreadable), []))
+    emit(summary_lines(run_roots(roots, select, state, unreadable), [], paths=paths, select=select))
 
     def sources(change: watchfiles.Change, path: str) -> bool:
         """Policy files, and JSON files a policy may read with `import data`."""

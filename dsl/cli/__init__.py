@@ -1,6 +1,6 @@
 """The `plr` command. Thin: parse flags, call the library, print, return an exit code.
 
-Exit codes scripts can rely on: 0 ok, 1 a test/check/format failure, 2 usage or input error.
+Exit codes scripts can rely on: 0 ok, 1 a test/check/format failure, 2 usage or input error, 5 `plr test` ran no test.
 
 Which module owns which commands (a new command is a module and a line in ``COMMANDS``):
   files.py      compile, check, fmt, decompile, schema  (the policy-file commands)
@@ -118,7 +118,7 @@ def _build() -> click.Group:
           plr test examples/                            # run the rule tests
           plr eval examples/codex_worker.plr --tool cancel-task --args '{"task_id": "t1"}' --explain
 
-        Exit codes: 0 ok, 1 a test/check/format failure, 2 usage or input error.
+        Exit codes: 0 ok, 1 a test/check/format failure, 2 usage or input error, 5 `plr test` ran no test.
         """
 
     return plr

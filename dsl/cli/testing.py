@@ -49,8 +49,12 @@ def test_cmd(
     Warnings (such as a test that calls a tool no rule or catalogue knows, close to one that is
     known) are printed on stderr; --strict makes them fail the run.
 
+    No test running is a failure: an empty folder, files without test blocks, or a --run that
+    matches no test name exit 5 (pytest's "no tests collected"), with a message on stderr
+    saying what was searched, so a wrong path or filter in CI does not pass.
+
     Exit codes: 0 all passed, 1 a test failed (or, with --strict, a warning), 2 a policy does not
-    compile.
+    compile, 5 no test ran.
     """
     from .. import tester
     from ..policy_files import readable_policy_files
@@ -79,6 +83,8 @@ def test_cmd(
     if refused and fmt != "text":
         print_diagnostics(refused)  # the human message, on stderr
     code = report.exit_code()
+    nothing = report.nothing_ran(paths, select) if code == tester.EXIT_NO_TESTS else None
+    passing = (EXIT_OK, tester.EXIT_NO_TESTS)  # a failure below (exit 1) says more than "no test ran"
     snapshot_failures = _check_snapshots(report, update_snapshots) if snapshot or update_snapshots else []
     cov = tester.coverage(report) if want_cov else None
     if fmt == "json":
@@ -91,13 +97,15 @@ def test_cmd(
             _print_coverage(cov)
         for s in snapshot_failures:
             click.echo(style("SNAPSHOT ", "red", True) + s)
+    if nothing:
+        click.echo(style(f"plr test: {nothing}", "red", True, err=True), err=True)  # stderr, in every format
     if report.warnings:
         print_diagnostics(report.warnings)  # stderr: every format's document stays whole
-        if strict and code == EXIT_OK:
+        if strict and code in passing:
             code = EXIT_FAIL
-    if code == EXIT_OK and snapshot_failures:
+    if code in passing and snapshot_failures:
         code = EXIT_FAIL
-    if code == EXIT_OK and fail_under is not None and cov is not None and _percent(cov) < fail_under:
+    if code in passing and fail_under is not None and cov is not None and _percent(cov) < fail_under:
         click.echo(style(f"coverage {_percent(cov):.1f}% is under {fail_under:g}%", "red", True), err=True)
         code = EXIT_FAIL
     sys.exit(code)
@@ -171,7 +179,7 @@ def _print_test_report(report: Any, verbose: bool) -> None:
         parts.append(f"{report.skipped} skipped")
     if report.errors:
         parts.append(f"{len(report.errors)} errors")
-    colour = "red" if report.failed or report.errors else "green"
+    colour = "red" if report.failed or report.errors or not report.results else "green"
     click.echo(style(", ".join(parts), colour, True) + f" in {report.duration:.2f}s")
 
 
