@@ -9,7 +9,6 @@ so the server has built that version before completion is asked: no step depends
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,17 +19,8 @@ from dsl.lsp import features
 from dsl.lsp.client import LspClient, uri
 from dsl.lsp.workspace import Workspace
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+from .test_lsp import CATALOGUE, ENV  # the same shop catalogue and server environment
 
-CATALOGUE = """\
-# The shop's MCP server.
-server "shop" {
-    tool "get-order" read  # Reads one order by id
-    # Refunds a whole order to the card it was paid with.
-    tool "refund" destructive
-}
-"""
 HEAD = 'import "stdlib/server-memory"\nimport "./catalogue.plr"\n\ndefault deny\n'
 GOOD = HEAD + 'allow tool "read_graph"\n'
 TYPING = 'allow tool "'  # the statement being typed: no version ending so parses

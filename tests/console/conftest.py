@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,29 @@ class Console:
                 return r.status, r.read().decode(), dict(r.headers)
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(), dict(e.headers)
+
+
+ASGI_HOST = "console.test:8766"  # the Host of the requests sent straight to the ASGI application
+
+
+def asgi_scope(method: str, path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ASGI scope of one request to the console's application, from its own page (Host and
+    Origin set, ``headers`` added), for tests that call the application without a server."""
+    hdrs = {"host": ASGI_HOST, "origin": f"http://{ASGI_HOST}", **(headers or {})}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in hdrs.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8766),
+    }
 
 
 @pytest.fixture

@@ -20,10 +20,11 @@ from click.testing import CliRunner
 from dsl.console.app import ConsoleConfig, create_app
 from dsl.console.security import SESSION_COOKIE, ConsoleGuard
 from dsl.console.sources import AuditTail, QueueSource
+from tests.console.conftest import ASGI_HOST, asgi_scope
 
 TOKEN = "s3cret-token"
 TOKENS = {TOKEN: "alice"}
-HOST = "console.test:8766"
+HOST = ASGI_HOST
 MIN = 60.0
 HOUR = 3600.0
 
@@ -53,21 +54,7 @@ def _console(tmp_path: Path, clock: Any = None, **kw: Any) -> tuple[Any, Console
 
 
 def _scope(method: str, path: str, headers: dict[str, str]) -> dict[str, Any]:
-    hdrs = {"host": HOST, "origin": f"http://{HOST}", **headers}
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in hdrs.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8766),
-    }
+    return asgi_scope(method, path, headers)
 
 
 def _call(

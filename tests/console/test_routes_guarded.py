@@ -16,9 +16,10 @@ import anyio
 from dsl.console.app import ConsoleConfig, create_app, is_public, public
 from dsl.console.security import ConsoleGuard
 from dsl.console.sources import AuditTail, QueueSource
+from tests.console.conftest import ASGI_HOST, asgi_scope
 
 TOKENS = {"s3cret-token": "alice"}
-HOST = "console.test:8766"
+HOST = ASGI_HOST
 PUBLIC_PATHS = {"/login", "/static/{name}"}  # the only routes a visitor may reach unsigned
 
 
@@ -32,21 +33,7 @@ def _app(tmp_path: Path, tokens: dict[str, str] | None = TOKENS) -> Any:
 def _call(app: Any, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
     """(status, headers) of one request sent straight to the ASGI application."""
     sent: list[dict[str, Any]] = []
-    hdrs = {"host": HOST, "origin": f"http://{HOST}", **(headers or {})}
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in hdrs.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8766),
-    }
+    scope = asgi_scope(method, path, headers)
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
