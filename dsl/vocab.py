@@ -112,3 +112,39 @@ def terminal_text(value: object) -> str:
         c if c == " " or unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp") else f"\\u{ord(c):04x}"
         for c in text
     )
+
+
+# letters that read as Latin ones but are named so (ſ is "LATIN SMALL LETTER LONG S"): counted as
+# look-alikes beside the letters of other scripts
+_LATIN_LOOKALIKES = frozenset("ſıĸ")
+
+
+def lookalike_words(text: str, limit: int = 5) -> list[tuple[str, str]]:
+    """(word, its look-alike letters) for the words of ``text`` that mix Latin letters with letters
+    that look like them but are not them: another script's (Cyrillic а in `exаmple.com`), fullwidth
+    forms, the Kelvin sign, ſ or ı. Such a word reads as one thing to an approver and is another
+    to the server (a domain, a path, a command). A word of one other script alone (Russian text)
+    and accented Latin (`café`) are not flagged. At most ``limit`` words."""
+    import re
+    import unicodedata
+
+    out: list[tuple[str, str]] = []
+    for word in re.findall(r"[^\s\"'`,;:(){}\[\]<>|=]+", text):
+        if word.isascii():
+            continue
+        latin = any("a" <= c.lower() <= "z" for c in word)
+        odd = []
+        for c in dict.fromkeys(word):
+            if c.isascii() or not c.isalpha():
+                continue
+            name = unicodedata.name(c, "")
+            # a compatibility form of an ASCII letter (fullwidth ｒ, mathematical 𝐫, the Kelvin
+            # sign) is one anywhere; another script's letter is one beside Latin letters
+            compat = unicodedata.normalize("NFKC", c).isascii()
+            if compat or (latin and (c in _LATIN_LOOKALIKES or not name.startswith("LATIN "))):
+                odd.append(f"{c} (U+{ord(c):04X} {name or 'unnamed'})")
+        if odd:
+            out.append((word, ", ".join(odd)))
+            if len(out) >= limit:
+                break
+    return out

@@ -361,6 +361,11 @@ def approvals_show(ctx: click.Context, approval_id: str, fmt: str) -> None:
     click.echo("arguments:")
     for line in args.splitlines():
         click.echo(f"  {shown(line)}")
+    from ..proxy.approvals import args_lookalikes
+
+    warning = args_lookalikes(a.args)
+    if warning is not None:  # (after the arguments: the last thing read before `grant`)
+        click.echo(click.style(f"warning: {shown(warning)}", fg="red", bold=True))
 
 
 def _answer(ctx: click.Context, aid: str, grant: bool, note: str | None, unseen: bool = False) -> None:

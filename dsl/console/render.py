@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ..proxy.approvals import SHOWN_MAX, args_cut
+from ..proxy.approvals import SHOWN_MAX, args_cut, args_lookalikes
 from ..vocab import terminal_text
 from ..audit_filters import FIELDS, AuditFilter, is_decision
 from .counts import EFFECTS, counts_over_time, counts_per_tool
@@ -97,6 +97,12 @@ def hidden_args(args_text: str) -> str | None:
     return None
 
 
+def _lookalike_html(args_text: str, hidden: str | None) -> str:
+    """The look-alike letters warning above readable arguments (``args_lookalikes``)."""
+    warning = None if hidden is not None else args_lookalikes(args_text)
+    return "" if warning is None else f'<p class="error lookalike" role="alert"><strong>{esc(warning)}</strong></p>'
+
+
 def _args_html(args_text: str, hidden: str | None) -> str:
     if hidden is not None:  # cut at the queue's bound (or unreadable): the raw text, under a warning
         return f'<p class="error args-hidden" role="alert"><strong>{esc(hidden)}</strong></p><pre class="args">{esc(args_text)}</pre>'
@@ -167,7 +173,7 @@ def _request(a: Any, csrf: str, now: float) -> str:
 <span class="age">filed {_span(now - a.created)} ago</span>
 <span class="expires" data-expires="{a.expires:.3f}">expires in {_span(a.expires - now)}</span> <span class="age">({_when(a.expires)})</span></header>
 <dl>{dl}</dl>
-<h4>arguments</h4>{_args_html(a.args, hidden)}
+<h4>arguments</h4>{_lookalike_html(a.args, hidden)}{_args_html(a.args, hidden)}
 <form method="post" action="/approvals/{quote(a.id, safe='')}" class="decide">{_csrf_input(csrf)}
 <button type="submit" class="no-enter" disabled hidden tabindex="-1" aria-hidden="true"></button>
 <label>Note <input type="text" name="note" maxlength="1000" placeholder="optional: why"></label>

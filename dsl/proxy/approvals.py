@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["short_args", "cut_marked", "args_for_display", "args_cut", "SHOWN_MAX"]
+__all__ = ["short_args", "cut_marked", "args_for_display", "args_cut", "args_lookalikes", "SHOWN_MAX"]
 
 
 def short_args(args_text: str, limit: int = 120) -> str:
@@ -64,3 +64,34 @@ def args_for_display(args: Any, limit: int = SHOWN_MAX) -> str:
     except (ValueError, RecursionError, TypeError):
         return "<unprintable>"
     return cut_marked(text, limit)
+
+
+def args_lookalikes(args_text: str) -> str | None:
+    """A warning for the approver when a request's arguments hold words whose letters look like
+    others (``vocab.lookalike_words``: `exаmple.com` with a Cyrillic а reads as example.com and is
+    another domain), or None. The words of every key and string value count; Approve stays
+    possible (Ukrainian text beside a brand name is honest), the approver is told what to check."""
+    import json
+
+    from ..vocab import lookalike_words
+
+    try:
+        value = json.loads(args_text)
+    except (ValueError, RecursionError):
+        return None  # (unreadable arguments have their own warning)
+    strings: list[str] = []
+    stack = [value]
+    while stack and len(strings) < 10_000:
+        v = stack.pop()
+        if isinstance(v, str):
+            strings.append(v)
+        elif isinstance(v, dict):
+            strings.extend(k for k in v if isinstance(k, str))
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    found = lookalike_words("\n".join(strings))
+    if not found:
+        return None
+    words = "; ".join(f"`{w}` holds {letters}" for w, letters in found)
+    return f"look-alike letters: {words}. What you read is not what the server gets: check these before you approve."
