@@ -115,36 +115,56 @@ def terminal_text(value: object) -> str:
 
 
 # letters that read as Latin ones but are named so (ſ is "LATIN SMALL LETTER LONG S"): counted as
-# look-alikes beside the letters of other scripts
-_LATIN_LOOKALIKES = frozenset("ſıĸ")
+# look-alikes beside the letters of other scripts, as are the IPA letters (ɑ, ɡ, ɩ: `pɑypal.com`
+# is a valid IDN) and the small capitals (ᴇ, ᴄ)
+_LATIN_LOOKALIKES = frozenset("ſıĸȷ")
+_LATIN_LOOKALIKE_RANGES = ((0x0250, 0x02AF), (0x1D00, 0x1D2B), (0xA730, 0xA7FF))
 
 
-def lookalike_words(text: str, limit: int = 5) -> list[tuple[str, str]]:
-    """(word, its look-alike letters) for the words of ``text`` that mix Latin letters with letters
-    that look like them but are not them: another script's (Cyrillic а in `exаmple.com`), fullwidth
-    forms, the Kelvin sign, ſ or ı. Such a word reads as one thing to an approver and is another
-    to the server (a domain, a path, a command). A word of one other script alone (Russian text)
-    and accented Latin (`café`) are not flagged. At most ``limit`` words."""
+def _lookalike_letter(c: str, latin: bool) -> bool:
+    """Whether ``c`` (not ASCII) is a look-alike in a word (``latin``: the word has ASCII letters)."""
+    import unicodedata
+
+    if not c.isalnum():
+        return False
+    # a compatibility form of an ASCII letter or digit (fullwidth ｒ or １, mathematical 𝐫, the
+    # Kelvin sign) is one anywhere; another script's letter, or a Latin look-alike, beside Latin letters
+    if unicodedata.normalize("NFKC", c).isascii():
+        return True
+    if not latin or not c.isalpha():
+        return False
+    o = ord(c)
+    return (
+        c in _LATIN_LOOKALIKES
+        or any(lo <= o <= hi for lo, hi in _LATIN_LOOKALIKE_RANGES)
+        or not unicodedata.name(c, "").startswith("LATIN ")
+    )
+
+
+def lookalike_words(text: str, limit: int = 5) -> tuple[list[tuple[str, str]], int]:
+    """(word, its look-alike letters) for the words of ``text`` with letters that look like others
+    but are not them: another script's beside Latin letters (Cyrillic а in `exаmple.com`), IPA
+    letters and small capitals there (`pɑypal.com`), and compatibility forms anywhere (fullwidth
+    `ｒｍ`, the Kelvin sign). Such a word reads as one thing to an approver and is another to the
+    server (a domain, a path, a command). A word of one other script alone (Russian text) and
+    accented Latin (`café`) are not flagged. Each word once, those that mix scripts first (the
+    likelier spoof: a sender cannot hide one behind harmless fullwidth words), at most ``limit``;
+    and the number of flagged words left out."""
     import re
     import unicodedata
 
-    out: list[tuple[str, str]] = []
-    for word in re.findall(r"[^\s\"'`,;:(){}\[\]<>|=]+", text):
+    mixed: list[tuple[str, str]] = []
+    other: list[tuple[str, str]] = []
+    for word in dict.fromkeys(re.findall(r"[^\s\"'`,;:(){}\[\]<>|=]+", text)):
         if word.isascii():
             continue
         latin = any("a" <= c.lower() <= "z" for c in word)
-        odd = []
-        for c in dict.fromkeys(word):
-            if c.isascii() or not c.isalpha():
-                continue
-            name = unicodedata.name(c, "")
-            # a compatibility form of an ASCII letter (fullwidth ｒ, mathematical 𝐫, the Kelvin
-            # sign) is one anywhere; another script's letter is one beside Latin letters
-            compat = unicodedata.normalize("NFKC", c).isascii()
-            if compat or (latin and (c in _LATIN_LOOKALIKES or not name.startswith("LATIN "))):
-                odd.append(f"{c} (U+{ord(c):04X} {name or 'unnamed'})")
+        odd = [
+            f"{c} (U+{ord(c):04X} {unicodedata.name(c, 'unnamed')})"
+            for c in dict.fromkeys(word)
+            if not c.isascii() and _lookalike_letter(c, latin)
+        ]
         if odd:
-            out.append((word, ", ".join(odd)))
-            if len(out) >= limit:
-                break
-    return out
+            (mixed if latin else other).append((word, ", ".join(odd)))
+    found = mixed + other
+    return found[:limit], max(0, len(found) - limit)

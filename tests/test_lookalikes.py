@@ -28,16 +28,33 @@ from dsl.vocab import lookalike_words
         ("\u212aube", "\u212aube", "U+212A KELVIN SIGN"),
         ("\uff52\uff4d -rf /", "\uff52\uff4d", "U+FF52 FULLWIDTH LATIN SMALL LETTER R"),
         ("\U0001d42b\U0001d426", "\U0001d42b\U0001d426", "U+1D42B MATHEMATICAL BOLD SMALL R"),
+        # Latin-named look-alikes: IPA letters (valid in domain names) and small capitals
+        ("p\u0251ypal.com", "p\u0251ypal.com", "U+0251 LATIN SMALL LETTER ALPHA"),
+        ("\u0261oogle.com", "\u0261oogle.com", "U+0261 LATIN SMALL LETTER SCRIPT G"),
+        ("\u1d07xample.com", "\u1d07xample.com", "U+1D07 LATIN LETTER SMALL CAPITAL E"),
+        ("\uff11\uff12\uff17.0.0.1", "\uff11\uff12\uff17.0.0.1", "U+FF11 FULLWIDTH DIGIT ONE"),
     ],
 )
 def test_a_word_with_look_alike_letters_is_named_with_them(text: str, word: str, letter: str) -> None:
-    ((got, letters),) = lookalike_words(text)
+    ((got, letters),), more = lookalike_words(text)
+    assert more == 0
     assert got == word and letter in letters
 
 
 @pytest.mark.parametrize("text", ["plain ascii", "café au lait", "naïve résumé straße", "привет мир", "Ελληνικά", "日本語 text"])
 def test_honest_text_is_not_flagged(text: str) -> None:
-    assert lookalike_words(text) == []
+    assert lookalike_words(text) == ([], 0)
+
+
+def test_harmless_look_alikes_cannot_crowd_out_a_spoofed_domain() -> None:
+    # a sender fills the arguments with fullwidth words: the word that mixes scripts comes first,
+    # each word is named once, and the rest are counted
+    args = {"a": " ".join(["\uff48\uff49"] * 20 + [f"\uff4a{chr(0xff41 + i)}" for i in range(8)]), "url": "https://ex\u0430mple.com"}
+    warning = args_lookalikes(json.dumps(args))
+    assert warning is not None
+    assert warning.index("ex\u0430mple.com") < warning.index("\uff48\uff49")
+    assert warning.count("`\uff48\uff49`") == 1
+    assert "and 5 more such words" in warning
 
 
 def test_every_key_and_string_of_the_arguments_counts_however_the_json_escapes_them() -> None:

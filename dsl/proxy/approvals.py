@@ -90,8 +90,10 @@ def args_lookalikes(args_text: str) -> str | None:
             stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(v)
-    found = lookalike_words("\n".join(strings))
+    found, more = lookalike_words("\n".join(strings))
     if not found:
         return None
     words = "; ".join(f"`{w}` holds {letters}" for w, letters in found)
+    if more:
+        words += f"; and {more} more such word{'s' if more != 1 else ''} (plr approvals show ID lists the arguments)"
     return f"look-alike letters: {words}. What you read is not what the server gets: check these before you approve."
