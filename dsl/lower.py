@@ -577,7 +577,15 @@ class _Lower(Transformer):  # type: ignore[type-arg]
     # -- tests ----------------------------------------------------------------------------
     @v_args(meta=True)
     def test_block(self, meta: Meta, items: list[Any]) -> ir.TestCase:
-        return construct(ir.TestCase, name=self.text_of(items[0]), steps=tuple(items[1:]), span=self.span(meta))
+        steps = tuple(items[1:])
+        if not _checks_something(steps):
+            # a test whose calls were all commented out would pass and keep CI green proving nothing
+            self.error(
+                f"test {items[0]} checks nothing: it has no `call` or `visible` step; "
+                "write the call it should check, or delete the test",
+                items[0],
+            )
+        return construct(ir.TestCase, name=self.text_of(items[0]), steps=steps, span=self.span(meta))
 
     @v_args(meta=True)
     def call_step(self, meta: Meta, items: list[Any]) -> ir.CallStep:
@@ -648,3 +656,13 @@ def _dispatch_table(cls: type) -> dict[str, tuple[Callable[..., Any], bool]]:
 
 
 _DISPATCH = _dispatch_table(_Lower)
+
+
+def _checks_something(steps: tuple[Any, ...]) -> bool:
+    """Whether test steps hold an assertion: a `call` or a `visible` step (within `repeat` too)."""
+    for step in steps:
+        if isinstance(step, (ir.CallStep, ir.VisibleStep)):
+            return True
+        if isinstance(step, ir.RepeatStep) and _checks_something(step.steps):
+            return True
+    return False

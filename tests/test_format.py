@@ -265,9 +265,9 @@ CASES: dict[str, tuple[str, str]] = {
         'test "t" { repeat 2 {\n# why\ncall "x" -> allow } }',
         'test "t" {\n    repeat 2 {\n        # why\n        call "x" -> allow\n    }\n}\n',
     ),
-    "empty blocks": (
-        'server "s" {} test "t" {\n}',
-        'server "s" {}\n\ntest "t" {}\n',
+    "empty blocks": (  # (a test needs a call: an empty `repeat` is the empty block inside one)
+        'server "s" {} test "t" {\ncall "x" -> allow repeat 2 {\n}}',
+        'server "s" {}\n\ntest "t" {\n    call "x" -> allow\n    repeat 2 {}\n}\n',
     ),
     "blank lines: kept once, never at the edges of a block": (
         (
@@ -520,8 +520,9 @@ args_values = st.recursive(
 
 
 @st.composite
-def steps(draw: st.DrawFn, depth: int = 0) -> list[str]:
-    kind = draw(st.sampled_from(["call", "context", "after", "visible", "repeat"] if depth < 2 else ["call", "after"]))
+def steps(draw: st.DrawFn, depth: int = 0, kind: str | None = None) -> list[str]:
+    if kind is None:
+        kind = draw(st.sampled_from(["call", "context", "after", "visible", "repeat"] if depth < 2 else ["call", "after"]))
     if kind == "call":
         out = ["call", _q(draw(st.sampled_from(TOOLS)))]
         if draw(st.booleans()):
@@ -549,7 +550,9 @@ def steps(draw: st.DrawFn, depth: int = 0) -> list[str]:
 @st.composite
 def statements(draw: st.DrawFn) -> list[str]:
     if draw(st.integers(0, 5)) == 0:
-        body = draw(st.lists(steps(), max_size=4))
+        # a test checks something: one call at least (a test with none is an error)
+        body = draw(st.lists(steps(), max_size=3))
+        body.insert(draw(st.integers(0, len(body))), draw(steps(kind="call")))
         return ["test", _q("t"), "{", *itertools.chain.from_iterable(body), "}"]
     return draw(rules())
 

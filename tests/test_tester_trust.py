@@ -184,3 +184,27 @@ def test_an_empty_reason_fails_plr_test_and_plr_check(tmp_path: Path):
     assert f'{f}:4:' in result.stderr and 'reason "" matches every reason' in result.stderr
     check = CliRunner().invoke(cli, ["check", str(f)])
     assert check.exit_code == 2, check.output
+
+
+# --- a test that checks nothing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['    # call "x" -> deny\n', '    as identity "alice"\n    after 1m\n', '    repeat 3 { after 1s }\n'],
+    ids=["calls commented out", "context only", "repeat without a call"],
+)
+def test_a_test_without_a_call_or_visible_step_is_a_located_error(tmp_path: Path, body: str) -> None:
+    path = tmp_path / "p.plr"
+    path.write_text(f'default deny\n\ntest "empty" {{\n{body}}}\n', encoding="utf-8")
+    r = CliRunner().invoke(cli, ["test", str(path)])
+    assert r.exit_code == 2, r.output  # not "1 passed", exit 0
+    assert f"{path}:3:6: error: test \"empty\" checks nothing" in r.output, r.output
+
+
+@pytest.mark.parametrize("step", ['call "x" -> deny', 'visible []', 'repeat 2 { call "x" -> deny }'])
+def test_a_test_with_one_assertion_runs(tmp_path: Path, step: str) -> None:
+    path = tmp_path / "p.plr"
+    path.write_text(f'default deny\n\ntest "one" {{\n    as identity "a"\n    {step}\n}}\n', encoding="utf-8")
+    r = CliRunner().invoke(cli, ["test", str(path)])
+    assert r.exit_code == 0 and "1 passed" in r.output, r.output
