@@ -39,6 +39,7 @@ DEFAULT_IDLE = 30 * 60.0
 DEFAULT_LIFETIME = 12 * 3600.0
 LONGEST = 30 * 24 * 3600.0  # no lifetime beyond 30 days
 MAX_SESSIONS = 1000  # live sessions at once; the oldest sign-in is forgotten to make room
+PER_IDENTITY = 20  # live sessions of one identity (its browsers); its own oldest makes room
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -100,6 +101,7 @@ class ConsoleGuard:
         self.idle = float(idle)
         self.lifetime = float(lifetime)
         self.max_sessions = max_sessions
+        self.per_identity = min(PER_IDENTITY, max_sessions)
         self._clock = clock
         self._secret = os.urandom(32)
         self._sessions: dict[str, _Session] = {}  # cookie value -> session, oldest sign-in first
@@ -167,6 +169,11 @@ class ConsoleGuard:
         if replacing:
             self._sessions.pop(replacing, None)
         self._sweep()
+        # one identity's sign-ins make room among its own first: a token holder signing in in a
+        # loop pushes out its own oldest sessions, never another identity's
+        own = [k for k, v in self._sessions.items() if v.identity == who]
+        while own and len(own) >= self.per_identity:
+            del self._sessions[own.pop(0)]
         while len(self._sessions) >= self.max_sessions:  # signing in in a loop cannot grow memory
             del self._sessions[next(iter(self._sessions))]  # the oldest sign-in
         sid = secrets.token_urlsafe(32)

@@ -256,6 +256,16 @@ def test_signing_in_in_a_loop_evicts_the_oldest_session(tmp_path: Path) -> None:
     assert guard.live_sessions == 3 and len(guard._sessions) == 3
 
 
+def test_one_identity_signing_in_in_a_loop_pushes_out_only_its_own_sessions() -> None:
+    # a token holder cannot sign everyone else out by filling the bound with its own sign-ins
+    guard = ConsoleGuard({"tok-a": "alice", "tok-m": "mallory"}, operator=None, clock=Clock())
+    alice, _ = guard.sign_in("tok-a")
+    for _ in range(2000):
+        assert guard.sign_in("tok-m") is not None
+    assert guard.identity({}, {SESSION_COOKIE: alice}) == "alice"
+    assert guard.live_sessions == 1 + guard.per_identity
+
+
 def test_signing_in_again_ends_the_browsers_previous_session(tmp_path: Path) -> None:
     app, guard = _console(tmp_path, Clock())
     old, _ = _sign_in(app)
