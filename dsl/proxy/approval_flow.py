@@ -103,11 +103,13 @@ class RequestSeals:
         except (ValueError, TypeError):
             return None
 
-    def spend_nonce(self, nonce: str, expires: float) -> bool:
+    def spend_nonce(self, nonce: str, expires: float, now: float | None = None) -> bool:
         """Spend a seal's nonce once; ``expires`` on ``time.monotonic()``, as the seal's ``iat``:
         a seal verifies only in the process that made it, so no wall clock is needed, and a wall
-        clock stepping back after a prune would make a pruned nonce's seal young again (a replay)."""
-        now = time.monotonic()
+        clock stepping back after a prune would make a pruned nonce's seal young again (a replay).
+        ``now``: the reading the seal's age was checked with (a later one could prune this very
+        nonce, expired in between, before it is looked up)."""
+        now = time.monotonic() if now is None else now
         if len(self._used_nonces) > self._nonce_prune_at:  # amortised: not a rebuild per retry
             self._used_nonces = {k: v for k, v in self._used_nonces.items() if v > now}
             self._nonce_prune_at = max(4096, 2 * len(self._used_nonces))
@@ -380,9 +382,10 @@ class ApprovalFlow:
             return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None
         c.id = str(st.get("call") or c.id)  # the retry's records join the first round's
         issued = float(st.get("iat", 0))
-        if not 0 <= time.monotonic() - issued <= self.timeout:
+        now = time.monotonic()
+        if not 0 <= now - issued <= self.timeout:
             answer = "expired"
-        elif not self.seals.spend_nonce(str(st.get("n")), issued + self.timeout):
+        elif not self.seals.spend_nonce(str(st.get("n")), issued + self.timeout, now):
             why = f"{d.reason} (this approval was already used)"
             return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None
         else:

@@ -304,3 +304,15 @@ async def test_a_pin_recheck_cut_short_leaves_the_session_unopened_and_calls_den
         assert link.up is None and link.recheck_pins  # the next request opens and checks again
         d, _ = proxy.decisions.decide(ToolCall("1", "get-task", {}, "s", None), False)
         assert (d.effect, d.code) == ("deny", "tool_changed")
+
+
+def test_a_nonce_is_looked_up_at_the_reading_its_seal_was_checked_with() -> None:
+    # the nonce expires between the seal's age check and its lookup, and that lookup prunes: with
+    # one reading for both it is still found spent (a later reading would prune it first)
+    from dsl.proxy.approval_flow import RequestSeals
+
+    seals = RequestSeals()
+    assert seals.spend_nonce("n", expires=100.0, now=50.0)
+    for i in range(5000):
+        seals.spend_nonce(f"o{i}", expires=100.0, now=50.0)
+    assert not seals.spend_nonce("n", expires=100.0, now=99.0)  # checked at 99: still spent
