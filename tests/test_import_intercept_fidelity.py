@@ -225,3 +225,36 @@ def test_a_star_rule_only_partly_carried_over_denies_every_call(tmp_path: Path) 
     text = LOSSY.replace("  pay:", '  "*":').replace("state.pay.spent", "state._global.spent")
     e = engine(tmp_path, text, warnings=2)
     assert e.decide("list", {}).effect == "deny" and e.decide("anything", {}).effect == "deny"
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u2028", "\u0085", "\x1b"])
+def test_a_condition_path_with_a_bidi_or_line_separator_is_written_escaped(tmp_path: Path, char: str) -> None:
+    escaped = "\\u%04x" % ord(char)
+    text = (
+        'version: "1"\ndefault: allow\ntools:\n  t:\n    rules:\n      - name: r\n        action: evaluate\n'
+        f'        conditions:\n          - {{path: "args.a{escaped}b", op: eq, value: "v"}}\n'
+    )
+    r, plr = imp(tmp_path, text)
+    assert r.exit_code == 0, r.output
+    assert char not in plr and f'args["a{escaped}b"]' in plr, plr
+    e = Engine(compile_source(plr))
+    assert e.decide("t", {f"a{char}b": "v"}).effect == "allow" and e.decide("t", {f"a{char}b": "w"}).effect == "deny"
+
+
+def test_an_object_as_a_condition_value_is_refused_at_its_place(tmp_path: Path) -> None:
+    text = (
+        'version: "1"\ndefault: allow\ntools:\n  t:\n    rules:\n      - name: r\n        action: evaluate\n'
+        '        conditions:\n          - {path: "args.a", op: eq, value: {k: v}}\n'
+    )
+    err = refused(tmp_path, text, "is no value plr can compare with")
+    assert "p.yaml:9:45: error:" in err and "internal error" not in err
+
+
+@pytest.mark.parametrize("field", ["description", "tool"])
+def test_a_lone_surrogate_is_refused_as_input_not_reported_as_an_internal_error(tmp_path: Path, field: str) -> None:
+    if field == "description":
+        text = 'version: "1"\ndescription: "x\\ud800y"\ndefault: allow\ntools:\n  t: {}\n'
+    else:
+        text = 'version: "1"\ndefault: allow\ntools:\n  "t\\ud800": {}\n'
+    err = refused(tmp_path, text, "U+D800, a lone surrogate")
+    assert "internal error" not in err

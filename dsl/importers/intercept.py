@@ -263,7 +263,28 @@ def _load(text: str, file: str) -> tuple[Any, Any]:
         raise _located(
             f"{message}, not {_kind(doc)}", file, text, node.start_mark.index, node.end_mark.index
         ) from None
+    bad = _lone_surrogate(doc)
+    if bad is not None:  # (a YAML "\ud800" escape: no character, in plr's text or anywhere)
+        raise _located(f"the policy holds U+{ord(bad):04X}, a lone surrogate: it is no character, and plr "
+                       "cannot carry it; write the character it stands for", file, text)  # fmt: skip
     return doc, node
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in the strings (keys included) of a loaded document, or None."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            for c in v:
+                if "\ud800" <= c <= "\udfff":
+                    return c
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
 
 
 def _kind(value: Any) -> str:
@@ -358,8 +379,10 @@ def _key_is(node: Any, key: Any) -> bool:
 
 
 def _path(dotted: str) -> str:
+    """The plr path of an Intercept path; a step that is no bare name is a quoted key, written as
+    ``_str`` writes strings (line separators, control and bidi characters as ``\\uXXXX``)."""
     parts = dotted.split(".")
-    return ir.Path(root=parts[0], steps=tuple(parts[1:])).text()
+    return _BREAKS.sub(_escape, _INERT.sub(_escape, ir.Path(root=parts[0], steps=tuple(parts[1:])).text()))
 
 
 def _sel(tool: str) -> str:
@@ -869,6 +892,9 @@ class _Importer:
 
     def condition(self, p: str, op: str, value: Any, where: str, at: tuple[Any, ...]) -> str | None:
         def literal(value: Any) -> str:
+            if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
+                # (Intercept compares an object by Go's %v text, which plr cannot reproduce)
+                raise self.src.error(f"{where}.value: an object (or a nested list) is no value plr can compare with", at)
             try:
                 return _INERT.sub(_escape, literal_text(value)).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
             except (TypeError, ValueError) as e:  # a date, bytes, NaN, …: refused, at its place
