@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 OPS = (
     "eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in",
@@ -112,6 +112,21 @@ def terminal_text(value: object) -> str:
         c if c == " " or unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp") else f"\\u{ord(c):04x}"
         for c in text
     )
+
+
+def json_strings(value: object) -> Iterator[str]:
+    """Every string of a JSON-like value, object keys included, depth first and without
+    recursion (a hostile document may nest deeper than Python's stack)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            yield v
+        elif isinstance(v, dict):
+            yield from (k for k in v if isinstance(k, str))
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
 
 
 # letters that read as Latin ones but are named so (ſ is "LATIN SMALL LETTER LONG S"): counted as

@@ -35,7 +35,7 @@ from typing import Any
 from .. import ir
 from ..errors import Diagnostic, PlrError, line_of
 from ..format import literal_text, string_text
-from ..vocab import has_glob_chars
+from ..vocab import has_glob_chars, json_strings
 
 __all__ = ["ImportError_", "ImportInternalError", "ImportResult", "comment_lines", "import_intercept", "parse_intercept"]
 
@@ -181,10 +181,15 @@ def comment_lines(text: str) -> list[str]:
     return [("# " + _INERT.sub(_escape, line)).rstrip() for line in _BREAKS.split(str(text))]
 
 
+def _one_line(text: str) -> str:
+    """Written plr text (a string literal, a path, a value) that shows on one line in any editor:
+    line separators and control or bidi characters written as ``\\uXXXX``."""
+    return _BREAKS.sub(_escape, _INERT.sub(_escape, text))
+
+
 def _str(s: str) -> str:
-    """A plr string literal whose text shows on one line in any editor (line separators and
-    control or bidi characters written as ``\\uXXXX``)."""
-    return _BREAKS.sub(_escape, _INERT.sub(_escape, string_text(s)))
+    """A plr string literal whose text shows on one line in any editor."""
+    return _one_line(string_text(s))
 
 
 def _place(text: str, index: int) -> tuple[int, int]:
@@ -272,18 +277,10 @@ def _load(text: str, file: str) -> tuple[Any, Any]:
 
 def _lone_surrogate(value: Any) -> str | None:
     """The first lone surrogate in the strings (keys included) of a loaded document, or None."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            for c in v:
-                if "\ud800" <= c <= "\udfff":
-                    return c
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
+    for text in json_strings(value):
+        for c in text:
+            if "\ud800" <= c <= "\udfff":
+                return c
     return None
 
 
@@ -382,7 +379,7 @@ def _path(dotted: str) -> str:
     """The plr path of an Intercept path; a step that is no bare name is a quoted key, written as
     ``_str`` writes strings (line separators, control and bidi characters as ``\\uXXXX``)."""
     parts = dotted.split(".")
-    return _BREAKS.sub(_escape, _INERT.sub(_escape, ir.Path(root=parts[0], steps=tuple(parts[1:])).text()))
+    return _one_line(ir.Path(root=parts[0], steps=tuple(parts[1:])).text())
 
 
 def _sel(tool: str) -> str:
@@ -896,7 +893,7 @@ class _Importer:
                 # (Intercept compares an object by Go's %v text, which plr cannot reproduce)
                 raise self.src.error(f"{where}.value: an object (or a nested list) is no value plr can compare with", at)
             try:
-                return _INERT.sub(_escape, literal_text(value)).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+                return _one_line(literal_text(value))
             except (TypeError, ValueError) as e:  # a date, bytes, NaN, …: refused, at its place
                 raise self.src.error(f"{where}.value: {e}", at) from None
 

@@ -72,24 +72,15 @@ def args_lookalikes(args_text: str) -> str | None:
     another domain), or None. The words of every key and string value count; Approve stays
     possible (Ukrainian text beside a brand name is honest), the approver is told what to check."""
     import json
+    from itertools import islice
 
-    from ..vocab import lookalike_words
+    from ..vocab import json_strings, lookalike_words
 
     try:
         value = json.loads(args_text)
     except (ValueError, RecursionError):
         return None  # (unreadable arguments have their own warning)
-    strings: list[str] = []
-    stack = [value]
-    while stack and len(strings) < 10_000:
-        v = stack.pop()
-        if isinstance(v, str):
-            strings.append(v)
-        elif isinstance(v, dict):
-            strings.extend(k for k in v if isinstance(k, str))
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
+    strings = list(islice(json_strings(value), 10_000))
     found, more = lookalike_words("\n".join(strings))
     if not found:
         return None
