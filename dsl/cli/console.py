@@ -94,8 +94,8 @@ class _Lifetime(click.ParamType):
     default="12",
     show_default=True,
     metavar="HOURS",
-    help="With --auth-tokens: a browser's sign-in ends this long after it began, however busy, and "
-    "its cookie with it (a stolen cookie is not good forever). At most 720 (30 days).",
+    help="With --auth-tokens: a browser's sign-in ends this long after it began, however busy (a stolen "
+    "cookie is not good forever). At most 720 (30 days).",
 )
 def console_cmd(
     listen: str,
