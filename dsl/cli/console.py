@@ -121,6 +121,7 @@ def console_cmd(
       plr console --audit audit.jsonl --policy policy.plr       # then open http://127.0.0.1:8766/
       plr console --db /var/lib/plr/approvals.sqlite --audit a.jsonl --audit b.jsonl
       plr console --state redis://10.0.0.5:6379/0 --listen 0.0.0.0:8766 --auth-tokens tokens.json
+    plr console --listen 0.0.0.0:8766 --auth-tokens tokens.json --session-idle 15 --session-lifetime 8
     """
     from ..listener_names import is_loopback_listener
     from .listen_flags import load_tokens, parse_allow_host, parse_listen
