@@ -156,30 +156,53 @@ def _lookalike_letter(c: str, latin: bool) -> bool:
     )
 
 
+_WORDS = re.compile(r"[^\s\"'`,;:(){}\[\]<>|=]+")
+
+
 def lookalike_words(text: str, limit: int = 5) -> tuple[list[tuple[str, str]], int]:
     """(word, its look-alike letters) for the words of ``text`` with letters that look like others
     but are not them: another script's beside Latin letters (Cyrillic а in `exаmple.com`), IPA
     letters and small capitals there (`pɑypal.com`), and compatibility forms anywhere (fullwidth
     `ｒｍ`, the Kelvin sign). Such a word reads as one thing to an approver and is another to the
-    server (a domain, a path, a command). A word of one other script alone (Russian text) and
-    accented Latin (`café`) are not flagged. Each word once, those that mix scripts first (the
-    likelier spoof: a sender cannot hide one behind harmless fullwidth words), at most ``limit``;
-    and the number of flagged words left out."""
-    import re
+    server (a domain, a path, a command). A word wholly of other scripts' letters that each read as
+    a Latin one (Cyrillic `аррӏе`: UTS #39's whole-script confusables, ``confusables``) is one too
+    where it stands as a name: alone on its line (a JSON string of one word: a host, a user) or
+    with a dot, slash or ``@`` inside it; in prose (`горе и радость`) it is a word of that
+    language. A word of one other script alone (Russian text) and accented Latin (`café`) are not
+    flagged. Each word once, those that mix scripts or read wholly as Latin first (the likelier
+    spoof: a sender cannot hide one behind harmless fullwidth words), at most ``limit``; and the
+    number of flagged words left out."""
     import unicodedata
+
+    from .confusables import READS_AS_LATIN
 
     mixed: list[tuple[str, str]] = []
     other: list[tuple[str, str]] = []
-    for word in dict.fromkeys(re.findall(r"[^\s\"'`,;:(){}\[\]<>|=]+", text)):
-        if word.isascii():
-            continue
-        latin = any("a" <= c.lower() <= "z" for c in word)
-        odd = [
-            f"{c} (U+{ord(c):04X} {unicodedata.name(c, 'unnamed')})"
-            for c in dict.fromkeys(word)
-            if not c.isascii() and _lookalike_letter(c, latin)
-        ]
-        if odd:
-            (mixed if latin else other).append((word, ", ".join(odd)))
+    seen: set[str] = set()
+    for line in text.split("\n"):
+        alone = len(line.split()) == 1
+        for word in _WORDS.findall(line):
+            if word in seen or word.isascii():
+                continue
+            latin = any("a" <= c.lower() <= "z" for c in word)
+            odd = [
+                f"{c} (U+{ord(c):04X} {unicodedata.name(c, 'unnamed')})"
+                for c in dict.fromkeys(word)
+                if not c.isascii() and _lookalike_letter(c, latin)
+            ]
+            if odd:
+                seen.add(word)
+                (mixed if latin else other).append((word, ", ".join(odd)))
+                continue
+            letters = [c for c in word if c.isalpha()]
+            if latin or len(letters) < 2 or not all(c in READS_AS_LATIN for c in letters):
+                seen.add(word)
+                continue
+            if alone or any(c in word[1:-1] for c in "./@"):
+                seen.add(word)
+                named = ", ".join(f"{c} (U+{ord(c):04X} {unicodedata.name(c, 'unnamed')})" for c in dict.fromkeys(letters))
+                reads = "".join(READS_AS_LATIN.get(c, c) for c in word)
+                mixed.append((word, f"only letters that read as Latin ones, {named}: it can read as `{reads}`"))
+            # (else the same word may yet stand as a name on another line)
     found = mixed + other
     return found[:limit], max(0, len(found) - limit)

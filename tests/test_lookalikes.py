@@ -97,3 +97,67 @@ def test_plr_approvals_show_warns_after_the_arguments(tmp_path: Path) -> None:
     q2, aid2 = _filed(tmp_path / "honest", {"cmd": "ls"})
     r = CliRunner().invoke(cli, ["approvals", "--db", str(q2.path), "show", aid2])
     assert r.exit_code == 0 and "look-alike" not in r.output
+
+
+# whole-script look-alikes (UTS #39): a word wholly of other scripts' letters that each read as a
+# Latin one, where it stands as a name
+_APPLE = "\u0430\u0440\u0440\u04cf\u0435"  # Cyrillic а р р ӏ е
+
+
+@pytest.mark.parametrize(
+    "text, word, reads",
+    [
+        (f"{_APPLE}\ncom", _APPLE, "appie"),  # a JSON string of one word: a host beside its TLD
+        (f"ping {_APPLE}.\u0455\u0435", f"{_APPLE}.\u0455\u0435", "appie.se"),  # a dot inside: a name in prose
+        ("\u13aa\u13e2\u13e2\u13de\u13ac", "\u13aa\u13e2\u13e2\u13de\u13ac", "APPLE"),  # Cherokee capitals
+        ("mail \u0391\u0392\u0395@corp", None, None),  # (mixes Latin: named by the older rule)
+    ],
+)
+def test_a_name_wholly_of_letters_that_read_as_latin_is_named(text: str, word: str | None, reads: str | None) -> None:
+    ((got, letters),), more = lookalike_words(text)
+    if word is None:
+        assert "U+0391 GREEK CAPITAL LETTER ALPHA" in letters
+        return
+    assert (got, more) == (word, 0)
+    assert letters.startswith("only letters that read as Latin ones") and f"it can read as `{reads}`" in letters
+    assert "U+0430 CYRILLIC SMALL LETTER A" in letters or "CHEROKEE" in letters
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u0433\u043e\u0440\u0435 \u0438 \u0440\u0430\u0434\u043e\u0441\u0442\u044c",  # Russian prose: горе и радость
+        "\u0430",  # one letter alone (the Russian "and")
+        "\u043c\u0438\u0440",  # мир: и and м read as no Latin letter
+        "\u0395\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac",  # Ελληνικά
+    ],
+)
+def test_honest_words_of_other_scripts_are_not_named(text: str) -> None:
+    assert lookalike_words(text) == ([], 0)
+
+
+def test_a_word_in_prose_is_still_named_where_it_stands_alone() -> None:
+    prose = f"{_APPLE} \u0438 \u043c\u0438\u0440"
+    assert lookalike_words(prose) == ([], 0)
+    ((got, _),), _ = lookalike_words(f"{prose}\n{_APPLE}")
+    assert got == _APPLE
+
+
+def test_a_spoofed_host_in_its_own_string_warns_the_approver() -> None:
+    # the miss of the first version: the host wholly Cyrillic, the TLD in a string of its own
+    warning = args_lookalikes(json.dumps({"host": _APPLE, "tld": "com", "port": 443}))
+    assert warning is not None and f"`{_APPLE}`" in warning and "appie" in warning
+    assert args_lookalikes(json.dumps({"note": "\u0433\u043e\u0440\u0435 \u0438 \u0440\u0430\u0434\u043e\u0441\u0442\u044c"})) is None
+
+
+def test_the_table_holds_only_other_scripts_letters_that_read_as_one_ascii_letter() -> None:
+    import unicodedata
+
+    from dsl.confusables import READS_AS_LATIN
+
+    assert len(READS_AS_LATIN) > 200
+    for c, latin in READS_AS_LATIN.items():
+        assert len(c) == 1 and c.isalpha() and not unicodedata.name(c).startswith("LATIN "), c
+        assert not unicodedata.normalize("NFKC", c).isascii(), c  # (compatibility forms: the older rule)
+        assert len(latin) == 1 and latin.isascii() and latin.isalpha()
+    assert READS_AS_LATIN["\u0430"] == "a" and READS_AS_LATIN["\u0440"] == "p" and READS_AS_LATIN["\u13aa"] == "A"
