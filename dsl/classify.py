@@ -13,6 +13,14 @@ trust: a tool annotated read (like one guessed read) whose name joins a second a
 description opens a clause with an acting verb, or whose input schema takes a path to write to
 or offers a writing operation is raised to the stricter class and marked ``inferred``
 (``acts_despite_read``).
+
+A router (one tool that runs one of many sub-commands, named by an argument) is classed by the
+most severe sub-command it can run, not by its name: when the catalogue lists the sub-commands
+(an enum on its ``command``/``action``/``operation``/``method`` property), by the strictest of
+them; when it cannot (a free string, or a description that says it routes commands),
+``destructive`` (``router_class``). Otherwise `deny destructive tools unless approved` would let
+a router named after its service (``keyvault``) delete unapproved. Annotations still decide a
+tool that has them: the server has stated its class.
 """
 
 from __future__ import annotations
@@ -136,6 +144,21 @@ _PLACE_WORDS = frozenset(("path", "file", "filename", "dir", "directory", "folde
 _WHERE_WORDS = frozenset(("local", "output", "out", "dest", "destination", "download", "downloads", "target"))
 # properties whose enum lists what a tool does: a value `set`/`create`/`delete` is an action
 _OPERATION_PROPERTIES = frozenset(("operation", "action", "op", "mode", "command", "subcommand"))
+# properties (compared without case, `_` or `-`: subCommand, sub_command) whose value picks the
+# sub-command a router runs. Not `mode`: an output mode (`values | formulas`) is no sub-command
+SUBCOMMAND_PROPERTIES = frozenset(("command", "subcommand", "cmd", "action", "operation", "op", "method"))
+# a router's bag of arguments for the sub-command it runs: an object that lists no properties.
+# A free `command` without one is a command line (run_command: execute), a filter (`operation`,
+# `method` of a read tool) or a setting (a container's `command`), not a router
+ARGUMENT_BAGS = frozenset(("parameters", "params", "args", "arguments", "payload", "body", "input"))
+# a description that says the tool routes commands ("a hierarchical MCP command router")
+_ROUTES_COMMANDS = re.compile(
+    r"\b(sub-?)?command (router|dispatcher)\b|\b(routes|dispatches)\b[^.]{0,40}?\b(sub-?)?commands?\b", re.I
+)
+# how many enum values a catalogue keeps (dsl.harvest cuts longer enums): a sub-command enum this
+# long may have lost entries, which are then not listed
+ENUM_KEPT = 30
+ROUTER_WHY = "its sub-commands are not listed, so it is classed by the most severe it could run"
 
 
 @dataclass(frozen=True)
@@ -217,6 +240,9 @@ def classify(
         if risk == "write" and guessed.risk == "execute":
             return Classification("execute", True, f"{why}; {guessed.why}")
         return Classification(risk, False, why)
+    routed = router_class(description, schema)
+    if routed and _SEVERITY[routed[0]] > _SEVERITY[guessed.risk]:
+        return Classification(routed[0], True, f"{guessed.why}, but {routed[1]}")
     return guessed
 
 
@@ -342,4 +368,56 @@ def schema_acts(schema: dict[str, Any] | None) -> tuple[str, str] | None:
                 risk = _WORD_CLASS.get(value.lower()) if isinstance(value, str) else None
                 if risk in ("write", "destructive"):
                     found = _stricter(found, (risk, f"its `{key}` can be `{value}`"))
+    return found
+
+
+def _is_free_string(sub: dict[str, Any]) -> bool:
+    """A property that takes any string: no enum, and typed string (or not typed at all)."""
+    kind = sub.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    return not isinstance(sub.get("enum"), list) and (kind is None or "string" in kinds)
+
+
+def _argument_bag(props: dict[str, Any]) -> str | None:
+    """The name of a property holding a sub-command's arguments (ARGUMENT_BAGS), if any."""
+    for key, sub in props.items():
+        if "".join(name_words(str(key))) in ARGUMENT_BAGS and isinstance(sub, dict) and not sub.get("properties"):
+            kind = sub.get("type")
+            if kind == "object" or (isinstance(kind, list) and "object" in kind):
+                return str(key)
+    return None
+
+
+def router_class(description: str = "", schema: dict[str, Any] | None = None) -> tuple[str, str] | None:
+    """(class, why) of a tool that runs sub-commands picked by an argument, else None.
+
+    Enumerated sub-commands (an enum on a SUBCOMMAND_PROPERTIES property) give the strictest of
+    their classes, each classed as a tool of that name would be (so an unknown one is `write`,
+    and `method: GET` stays read). Sub-commands that are not listed give ``destructive``: a
+    free-string sub-command property next to an argument bag (azure's `command` + `parameters`),
+    a description saying it routes commands (unless an enum lists them), or an enum as long as
+    a catalogue keeps (the rest were cut)."""
+    props = (schema or {}).get("properties") if isinstance(schema, dict) else None
+    props = props if isinstance(props, dict) else {}
+    found: tuple[str, str] | None = None
+    enumerated = False
+    bag = _argument_bag(props)
+    for key, sub in props.items():
+        if "".join(name_words(str(key))) not in SUBCOMMAND_PROPERTIES or not isinstance(sub, dict):
+            continue
+        values = sub.get("enum")
+        if isinstance(values, list) and values:
+            enumerated = True
+            if len(values) >= ENUM_KEPT:
+                cut = f"a command router (`{key}` lists {len(values)} values, as many as a catalogue keeps: more may be cut)"
+                found = _stricter(found, ("destructive", f"{cut}: {ROUTER_WHY}"))
+            for value in values:
+                if isinstance(value, str) and value.strip():
+                    found = _stricter(found, (classify(value).risk, f"its `{key}` can be `{value}`"))
+        elif bag and _is_free_string(sub):
+            found = _stricter(found, ("destructive", f"a command router (`{key}` takes any string, `{bag}` its arguments): {ROUTER_WHY}"))
+    if not enumerated and description:
+        m = _ROUTES_COMMANDS.search(description)
+        if m:
+            found = _stricter(found, ("destructive", f"a command router (the description says `{m.group(0)}`): {ROUTER_WHY}"))
     return found

@@ -36,7 +36,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .classify import classify
+from .classify import ENUM_KEPT, classify, router_class
 
 CATALOGUE_FORMAT = 1
 DESCRIPTION_CHARS = 160  # a catalogue keeps the first sentence of a description, this long at most
@@ -102,7 +102,7 @@ def load_sources(path: Path) -> list[Source]:
 # --- compact schemas -------------------------------------------------------------------------
 
 _SCHEMA_KEYS = ("type", "properties", "required", "items", "enum", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions")
-_ENUM_MAX = 30
+_ENUM_MAX = ENUM_KEPT  # the classifier reads an enum this long as perhaps cut
 
 
 def compact_schema(schema: Any, depth: int = 0) -> Any:
@@ -172,24 +172,38 @@ def classified(entry: dict[str, Any]) -> dict[str, Any]:
 SEVERITY = {"read": 0, "write": 1, "execute": 2, "destructive": 3}
 
 
+def _by_its_arguments(t: dict[str, Any]) -> bool:
+    """Whether ``t``'s inferred class is a router's (``classify.router_class``): the class of
+    the sub-commands its own arguments pick, which says nothing of another server's tool of the
+    same name (azure's `search` router is no reason to class ripgrep's `search` destructive)."""
+    if "inferred" not in t:
+        return False
+    routed = router_class(t.get("description", ""), t.get("schema"))
+    return routed is not None and routed[0] == t["risk"]
+
+
 def harmonize(docs: list[dict[str, Any]], fixed: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Give a tool name the same class in every catalogue: the strictest any of them gives it.
 
     Two imported catalogues that class one name differently make the tool both (resolve warns);
     across the stdlib that would warn on ordinary imports and leave a `read` class that another
-    server contradicts. ``fixed``: classes of names in hand-reviewed catalogues, which win."""
+    server contradicts. A router's class, read from its own arguments, is not lent to other
+    servers' tools of its name (they keep theirs; imported together, the name has both classes,
+    so a rule on either selects it, and resolve warns). ``fixed``: classes of names in
+    hand-reviewed catalogues, which win."""
     strictest: dict[str, tuple[str, str]] = {}
+    routers = {id(t) for doc in docs for t in doc.get("tools", []) if _by_its_arguments(t)}
     for doc in docs:
         for t in doc.get("tools", []):
             have = strictest.get(t["name"])
-            if have is None or SEVERITY[t["risk"]] > SEVERITY[have[0]]:
+            if id(t) not in routers and (have is None or SEVERITY[t["risk"]] > SEVERITY[have[0]]):
                 strictest[t["name"]] = (t["risk"], doc["server"])
     for name, risk in (fixed or {}).items():
         strictest[name] = (risk, "a hand-reviewed stdlib catalogue")
     for doc in docs:
         for t in doc.get("tools", []):
-            risk, where = strictest[t["name"]]
-            if risk != t["risk"]:
+            risk, where = strictest.get(t["name"], (t["risk"], ""))
+            if risk != t["risk"] and (id(t) not in routers or SEVERITY[risk] > SEVERITY[t["risk"]]):
                 why = t.pop("inferred", None) or t.pop("from", "")
                 t["risk"] = risk
                 t["inferred"] = f"{why}; {risk} as in {where} (one class per name across the stdlib)"
