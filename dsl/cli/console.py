@@ -97,6 +97,14 @@ class _Lifetime(click.ParamType):
     help="With --auth-tokens: a browser's sign-in ends this long after it began, however busy (a stolen "
     "cookie is not good forever). At most 720 (30 days).",
 )
+@click.option(
+    "--behind-https",
+    "behind_https",
+    is_flag=True,
+    help="With --auth-tokens: browsers reach this console over HTTPS only (a TLS-terminating reverse "
+    "proxy), so its sign-in cookie is always Secure and __Host- prefixed, and a sign-in from a plain-HTTP "
+    "page beyond loopback is refused. Without it the cookie is Secure when the sign-in page was HTTPS.",
+)
 def console_cmd(
     listen: str,
     db: str | None,
@@ -107,6 +115,7 @@ def console_cmd(
     allow_host: tuple[str, ...],
     session_idle: float,
     session_lifetime: float,
+    behind_https: bool,
 ) -> None:
     """Answer approval requests and read the audit log in a browser.
 
@@ -121,7 +130,8 @@ def console_cmd(
       plr console --audit audit.jsonl --policy policy.plr       # then open http://127.0.0.1:8766/
       plr console --db /var/lib/plr/approvals.sqlite --audit a.jsonl --audit b.jsonl
       plr console --state redis://10.0.0.5:6379/0 --listen 0.0.0.0:8766 --auth-tokens tokens.json
-    plr console --listen 0.0.0.0:8766 --auth-tokens tokens.json --session-idle 15 --session-lifetime 8
+      plr console --listen 0.0.0.0:8766 --auth-tokens tokens.json --session-idle 15 --session-lifetime 8
+      plr console --auth-tokens tokens.json --allow-host approvals.ops.example --behind-https
     """
     from ..listener_names import is_loopback_listener
     from .listen_flags import load_tokens, parse_allow_host, parse_listen
@@ -146,7 +156,7 @@ def console_cmd(
         policy,
         tokens,
         check_hosts=loopback or bool(allow) or tokens is None,
-        sessions={"idle": session_idle, "lifetime": session_lifetime},
+        sessions={"idle": session_idle, "lifetime": session_lifetime, "behind_https": behind_https},
     )
     _serve(cfg, host, port, allow)
 
@@ -159,7 +169,7 @@ def _config(
     tokens: Any,
     *,
     check_hosts: bool,
-    sessions: dict[str, float] | None = None,
+    sessions: dict[str, Any] | None = None,
 ) -> Any:
     from ..console.app import ConsoleConfig
     from ..console.security import ConsoleGuard

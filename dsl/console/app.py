@@ -27,7 +27,7 @@ from starlette.routing import Match, Route
 
 from . import render
 from ..audit_filters import AuditFilter
-from .security import SECURITY_HEADERS, SESSION_COOKIE, ConsoleGuard, cookie_header, header_map
+from .security import SECURITY_HEADERS, ConsoleGuard, header_map
 from .sources import AuditTail, PolicyView, QueueSource
 
 __all__ = ["ConsoleConfig", "create_app", "public", "IDENTITY"]
@@ -273,13 +273,16 @@ def create_app(cfg: ConsoleConfig) -> Any:
         form = await _form(request)
         if form is None or not guard.csrf_ok(request.cookies, form.get("csrf")):
             return PlainTextResponse("plr console: the form's CSRF token is missing or stale: reload the page", status_code=403)
-        got = guard.sign_in(form.get("token") or "", replacing=request.cookies.get(SESSION_COOKIE))
+        refused = guard.https_refusal(request.headers)  # --behind-https: before the token is looked at
+        if refused is not None:
+            return PlainTextResponse(refused, status_code=403)
+        got = guard.sign_in(form.get("token") or "", replacing=request.cookies.get(guard.cookie_name))
         if got is None:
             body = render.login_page(guard.csrf(request.cookies), "unknown token")
             return html(body, title="Sign in", active="", request=request, status=401)
         sid, _ = got
         resp = RedirectResponse("/", status_code=303)
-        resp.raw_headers.append((b"set-cookie", cookie_header(sid)))
+        resp.raw_headers.append((b"set-cookie", guard.cookie_header(sid, request.headers)))
         return resp
 
     async def logout(request: Request) -> Response:
@@ -288,7 +291,7 @@ def create_app(cfg: ConsoleConfig) -> Any:
             return PlainTextResponse("plr console: the form's CSRF token is missing or stale", status_code=403)
         guard.sign_out(request.cookies)
         resp = RedirectResponse("/login", status_code=303)
-        resp.raw_headers.append((b"set-cookie", cookie_header("", clear=True)))
+        resp.raw_headers.append((b"set-cookie", guard.cookie_header("", request.headers, clear=True)))
         return resp
 
     @public

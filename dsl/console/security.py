@@ -1,7 +1,10 @@
 """Who may use the console and how a request proves it came from the console's own page.
 
 - Listening beyond loopback needs ``--auth-tokens`` (the proxy's file: ``{"TOKEN": "identity"}``);
-  a browser signs in once with its token and gets an HttpOnly, SameSite=Strict session cookie;
+  a browser signs in once with its token and gets an HttpOnly, SameSite=Strict session cookie
+  named for this process alone (``plr_console_`` and a random suffix: browsers send a host's
+  cookies to every port of it, so two consoles on one host name must not share a name), Secure
+  when the sign-in page was HTTPS, always Secure and ``__Host-`` prefixed with ``behind_https``;
   a script may send ``Authorization: Bearer TOKEN`` instead. A session ends when it has not been
   used for ``idle`` seconds (the page's open event stream and its refreshes are use), ``lifetime``
   seconds after sign-in however much it is used, at sign-out, or when ``max_sessions`` newer ones
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 import os
 import secrets
@@ -27,11 +31,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-__all__ = ["ConsoleGuard", "SESSION_COOKIE", "DEFAULT_IDLE", "DEFAULT_LIFETIME", "MAX_SESSIONS", "lifetime_problem"]
+__all__ = ["ConsoleGuard", "COOKIE_PREFIX", "DEFAULT_IDLE", "DEFAULT_LIFETIME", "MAX_SESSIONS", "lifetime_problem"]
 
-SESSION_COOKIE = "plr_console"
+# the session cookie is COOKIE_PREFIX and a random suffix, new at every start (``ConsoleGuard.cookie_name``):
+# browsers do not keep cookies apart by port, so a fixed name would let two consoles on one host
+# name overwrite (sign out) each other's sign-in; a restart signs everyone out anyway
+COOKIE_PREFIX = "plr_console_"
+HOST_PREFIX = "__Host-"  # with behind_https: the browser keeps it only if Secure, Path=/, no Domain
 # NIST SP 800-63B's AAL2 re-authentication bounds (also OWASP ASVS level 2): a session idle for
 # 30 minutes, or 12 hours after sign-in however busy, must sign in again. Approving an agent's
 # tool call is a privileged act; a working day is one sign-in, a lunch break another.
@@ -75,7 +83,10 @@ class ConsoleGuard:
     """Sessions, CSRF tokens and the Host/Origin checks of one console process.
 
     ``idle`` and ``lifetime`` are seconds on ``clock`` (``time.monotonic``; a test passes its own).
-    Every call is made on the server's event loop, one at a time."""
+    ``behind_https``: the operator says browsers reach the console over HTTPS (a TLS-terminating
+    reverse proxy), so its cookie is always Secure and ``__Host-`` prefixed, and a sign-in from a
+    plain-HTTP page beyond loopback is refused. Every call is made on the server's event loop,
+    one at a time."""
 
     def __init__(
         self,
@@ -86,6 +97,7 @@ class ConsoleGuard:
         idle: float = DEFAULT_IDLE,
         lifetime: float = DEFAULT_LIFETIME,
         max_sessions: int = MAX_SESSIONS,
+        behind_https: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         for name, value in (("idle", idle), ("lifetime", lifetime)):
@@ -104,6 +116,9 @@ class ConsoleGuard:
         self.per_identity = min(PER_IDENTITY, max_sessions)
         self._clock = clock
         self._secret = os.urandom(32)
+        self.behind_https = bool(behind_https)
+        # this process's cookie name, read by sign-in, sign-out, the CSRF token and every request alike
+        self.cookie_name = (HOST_PREFIX if self.behind_https else "") + COOKIE_PREFIX + secrets.token_hex(6)
         self._sessions: dict[str, _Session] = {}  # cookie value -> session, oldest sign-in first
 
     # -- sessions -----------------------------------------------------------------------------
@@ -148,7 +163,7 @@ class ConsoleGuard:
         auth = headers.get("authorization")
         if auth:
             return identity_for_header(self.tokens, auth)
-        s = self._live(cookies.get(SESSION_COOKIE), use=True)  # a request with the cookie is use
+        s = self._live(cookies.get(self.cookie_name), use=True)  # a request with the cookie is use
         return s.identity if s is not None else None
 
     def still_signed_in(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> bool:
@@ -182,7 +197,7 @@ class ConsoleGuard:
         return sid, who
 
     def sign_out(self, cookies: Mapping[str, str]) -> None:
-        self._sessions.pop(cookies.get(SESSION_COOKIE, ""), None)
+        self._sessions.pop(cookies.get(self.cookie_name, ""), None)
 
     # -- CSRF ---------------------------------------------------------------------------------
 
@@ -190,7 +205,7 @@ class ConsoleGuard:
         """The CSRF token of this browser's session (the page embeds it in every form). Only a
         live session has its own: a cookie whose session ended (signed out, expired, pushed
         out) gets the token of no session, so the ended session's token no longer passes."""
-        sid = cookies.get(SESSION_COOKIE)
+        sid = cookies.get(self.cookie_name)
         key = f"session:{sid}" if self._live(sid) is not None else "anonymous"
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
 
@@ -212,22 +227,62 @@ class ConsoleGuard:
         """A state-changing request comes from a page of this very console: its Origin (or
         Referer, when a browser sent no Origin) has the scheme http(s) and the request's Host."""
         host = (headers.get("host") or "").lower()
-        source = headers.get("origin") or headers.get("referer")
-        if not source or source == "null" or not host:
-            return False
-        try:
-            parts = urlsplit(source)
-        except ValueError:
-            return False
-        return parts.scheme in ("http", "https") and parts.netloc.lower() == host
+        page = _page(headers)
+        return bool(host) and page is not None and page.scheme in ("http", "https") and page.netloc.lower() == host
+
+    # -- the cookie ---------------------------------------------------------------------------
+
+    def https_refusal(self, headers: Mapping[str, str]) -> str | None:
+        """With ``behind_https``, why a sign-in sent from this page is refused (None: it is not):
+        a plain-HTTP page beyond loopback would never get its Secure cookie back (a sign-in loop),
+        and its token crossed the network in clear; say so instead."""
+        if not self.behind_https:
+            return None
+        page = _page(headers)
+        if page is not None and (page.scheme == "https" or _loopback_name(page.hostname or "")):
+            return None
+        return (
+            "plr console: this console is reached over HTTPS (--behind-https): sign in on its https:// "
+            "address (the token just sent over plain HTTP may have been read: consider replacing it)"
+        )
+
+    def cookie_header(self, sid: str, headers: Mapping[str, str], *, clear: bool = False) -> bytes:
+        """The session cookie's Set-Cookie value for the request with ``headers``: a browser
+        session's cookie, no Max-Age (OWASP's advice for session cookies: closing the browser
+        drops it; the server ends it sooner). Secure with ``behind_https``, or when the page the
+        request came from was HTTPS (its Origin, the browser's own word, not a proxy's
+        X-Forwarded-Proto): a browser on HTTPS keeps a Secure cookie, so this cannot sign it out."""
+        page = _page(headers)
+        secure = self.behind_https or (page is not None and page.scheme == "https")
+        attrs = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if secure else "")
+        if clear:
+            return f"{self.cookie_name}={attrs}; Max-Age=0".encode()
+        return f"{self.cookie_name}={sid}{attrs}".encode()
 
 
-def cookie_header(sid: str, *, clear: bool = False) -> bytes:
-    """The session cookie's Set-Cookie value: a browser session's cookie, no Max-Age (OWASP's
-    advice for session cookies: closing the browser drops it; the server ends it sooner)."""
-    if clear:
-        return f"{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0".encode()
-    return f"{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict".encode()
+def _page(headers: Mapping[str, str]) -> SplitResult | None:
+    """The page a request came from: its Origin, else its Referer (a browser sends one on every
+    POST; neither can be set by a page's script), parsed; None without one."""
+    source = headers.get("origin") or headers.get("referer")
+    if not source or source == "null":
+        return None
+    try:
+        return urlsplit(source)
+    except ValueError:
+        return None
+
+
+def _loopback_name(host: str) -> bool:
+    """Whether a page's host name is loopback as browsers see it (they keep Secure cookies set
+    over plain HTTP there): ``localhost``, ``*.localhost``, 127.0.0.0/8, ``::1``. Never looked
+    up: the name comes from the request."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def header_map(scope: Mapping[str, Any]) -> dict[str, str]:

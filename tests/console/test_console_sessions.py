@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from dsl.console.app import ConsoleConfig, create_app
-from dsl.console.security import SESSION_COOKIE, ConsoleGuard
+from dsl.console.security import ConsoleGuard
 from dsl.console.sources import AuditTail, QueueSource
 from tests.console.conftest import ASGI_HOST, asgi_scope
 
@@ -63,7 +63,7 @@ def _call(
     """(status, headers, body) of one request sent straight to the ASGI application."""
     headers = {}
     if cookie is not None:
-        headers["cookie"] = f"{SESSION_COOKIE}={cookie}"
+        headers["cookie"] = f"{app.guard.cookie_name}={cookie}"  # this console's own name
     body = b""
     if form is not None:
         body = urlencode(form).encode()
@@ -109,7 +109,7 @@ def _sign_in(app: Any, cookie: str | None = None) -> tuple[str, str]:
     status, headers, body = _call(app, "POST", "/login", cookie=cookie, form={"token": TOKEN, "csrf": _csrf(body)})
     assert status == 303, body
     set_cookie = _header(headers, "set-cookie")
-    m = re.match(rf"{SESSION_COOKIE}=([^;]+);", set_cookie)
+    m = re.match(rf"{re.escape(app.guard.cookie_name)}=([^;]+);", set_cookie)
     assert m, set_cookie
     return m.group(1), set_cookie
 
@@ -181,7 +181,7 @@ def test_an_open_event_stream_is_use_and_ends_with_the_session(tmp_path: Path) -
         ended = anyio.Event()
 
         async def stream() -> None:
-            await app(_scope("GET", "/events", {"cookie": f"{SESSION_COOKIE}={sid}"}), receive, send)
+            await app(_scope("GET", "/events", {"cookie": f"{guard.cookie_name}={sid}"}), receive, send)
             ended.set()
 
         with anyio.fail_after(20):
@@ -262,7 +262,7 @@ def test_one_identity_signing_in_in_a_loop_pushes_out_only_its_own_sessions() ->
     alice, _ = guard.sign_in("tok-a")
     for _ in range(2000):
         assert guard.sign_in("tok-m") is not None
-    assert guard.identity({}, {SESSION_COOKIE: alice}) == "alice"
+    assert guard.identity({}, {guard.cookie_name: alice}) == "alice"
     assert guard.live_sessions == 1 + guard.per_identity
 
 
@@ -289,10 +289,10 @@ def test_a_signed_out_sessions_csrf_token_no_longer_passes(tmp_path: Path) -> No
     sid, _ = _sign_in(app)
     status, _, body = _call(app, "GET", "/", cookie=sid)
     token = _csrf(body)
-    assert guard.csrf_ok({SESSION_COOKIE: sid}, token)
+    assert guard.csrf_ok({guard.cookie_name: sid}, token)
     status, headers, _ = _call(app, "POST", "/logout", cookie=sid, form={"csrf": token})
     assert status == 303 and "Max-Age=0" in _header(headers, "set-cookie")
-    assert not guard.csrf_ok({SESSION_COOKIE: sid}, token)
+    assert not guard.csrf_ok({guard.cookie_name: sid}, token)
     # a form of the signed-out page, posted with the old cookie, is refused as stale
     status, _, body = _call(app, "POST", "/login", cookie=sid, form={"token": TOKEN, "csrf": token})
     assert status == 403 and "CSRF" in body
@@ -305,7 +305,7 @@ def test_an_expired_sessions_csrf_token_no_longer_passes(tmp_path: Path) -> None
     sid, _ = _sign_in(app)
     token = _csrf(_call(app, "GET", "/", cookie=sid)[2])
     clock.advance(10 * MIN)
-    assert not guard.csrf_ok({SESSION_COOKIE: sid}, token)
+    assert not guard.csrf_ok({guard.cookie_name: sid}, token)
     status, _, _ = _call(app, "POST", "/login", cookie=sid, form={"token": TOKEN, "csrf": token})
     assert status == 403
     # the page a stale cookie gets is the anonymous one, and its form works

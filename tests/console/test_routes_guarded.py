@@ -72,7 +72,7 @@ def test_every_route_that_is_not_public_refuses_an_unsigned_request(tmp_path: Pa
     for method, path, route, is_pub in _requests(app):
         if is_pub:
             continue
-        for headers in ({}, {"authorization": "Bearer wrong-token"}, {"cookie": "plr_console=forged-session"}):
+        for headers in ({}, {"authorization": "Bearer wrong-token"}, {"cookie": f"{app.guard.cookie_name}=forged-session"}):
             status, h = _call(app, method, path, headers)
             refused = status == 401 or (status == 303 and h.get("location") == "/login")
             assert refused, f"{method} {route} answered {status} without sign-in ({headers})"
