@@ -571,6 +571,11 @@ class Context:
             self.atoms[key] = atom
         return atom
 
+    def value(self, path: str) -> Sym:
+        """The call's symbolic value at ``path`` (a path one of the conditions given to the
+        context mentions): ``plr query`` reads a spend cap's amount through it."""
+        return self._nav(path, self.roots, ())
+
     def _nav(self, path: str, env: dict[str, Sym], bound: tuple[str, ...]) -> Sym:
         root, steps = parse_path(path, bound)
         v = env[root]
