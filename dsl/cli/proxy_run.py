@@ -394,15 +394,38 @@ def _announce(o: ProxyCommandOptions, cmd: list[str], loaded: Any, audit_path: P
     )
     for w in loaded.warnings:  # a desktop-client user sees only this stderr: never drop a warning
         click.echo(terminal_text(f"plr proxy: policy warning: {w.location()}: {w.message}"), err=True)
-    if shared is not None and shared.ping():
-        click.echo(terminal_text(f"plr proxy: limit counters shared in redis at {shared.display}"), err=True)
-        if (risk := shared.eviction_risk()) is not None:
-            click.echo(terminal_text(f"plr proxy: warning: {risk}"), err=True)
-    # else: the state's health monitor has said it is unreachable; calls needing it are denied until it returns
+    if shared is not None:
+        _watch_eviction(shared)
     if o.approval in ("queue", "auto"):
         where, hint = queue_location(shared, o.approvals_db, audit_path)
         place = f"in {where}" if shared is not None else where
         click.echo(terminal_text(f"plr proxy: approvals queue {place} (plr approvals{hint} list)"), err=True)
+
+
+def _watch_eviction(shared: Any) -> None:
+    """A fleet's Redis that may evict plr's keys makes limits fail open (an evicted counter starts
+    from zero): refuse to start (exit 2) unless the operator accepted it (``?allow_eviction=1`` in
+    --state: then a warning), and keep looking while running (``EvictionWatch``: a later
+    ``CONFIG SET`` denies the calls that need Redis until it is undone, or warns if accepted)."""
+    from ..vocab import terminal_text
+
+    watch = shared.eviction_watch()
+    if shared.ping():
+        click.echo(terminal_text(f"plr proxy: limit counters shared in redis at {shared.display}"), err=True)
+        if (risk := watch.look(quiet=True)) is not None:
+            if not shared.allow_eviction:
+                click.echo(
+                    terminal_text(
+                        f"plr proxy: {risk}; not starting (to accept the risk: --state {shared.allow_eviction_hint()})"
+                    ),
+                    err=True,
+                )
+                shared.close()
+                sys.exit(EXIT_INPUT)
+            click.echo(terminal_text(f"plr proxy: warning: {risk}; accepted (allow_eviction=1 in --state): calls go on"), err=True)
+    # else: the state's health monitor has said it is unreachable; calls needing it are denied until it
+    # returns, and the watch below looks at its eviction settings once it answers
+    watch.start()
 
 
 def _serve(

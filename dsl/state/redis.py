@@ -15,6 +15,12 @@
   ``plr approvals --state URL grant ID`` from anywhere.
 - ``RedisState``: what ``--state`` builds once per process: one client, the limit store, the
   approval queue and one ``RedisHealth``.
+- ``EvictionWatch``: a Redis with ``maxmemory`` and an evicting ``maxmemory-policy`` drops keys
+  when full, and a limit whose counter was dropped lets calls through again (fails open). The
+  proxy looks at start and then every ``interval`` seconds from a thread (one pipelined round
+  trip, never on a call's path): unless the ``--state`` URL says ``?allow_eviction=1``, every
+  command is refused (``StateUnavailable``: calls that need Redis are denied) while the risk
+  lasts; a rise of ``INFO evicted_keys`` (keys were really lost) is reported either way.
 
 How a client is made and how failures are reported (``RedisHealth``: Redis unreachable ->
 ``StateUnavailable`` -> the call is denied with ``state_unavailable``) is
@@ -26,15 +32,30 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import shlex
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .base import StateUnavailable
 from .queue import Approval, operator_name
-from .redis_link import RedisHealth, _client, aclose_quietly, check_state_url, display_url, redis_errors
+from .redis_link import (
+    ALLOW_EVICTION,
+    RedisHealth,
+    _client,
+    aclose_quietly,
+    allow_eviction,
+    check_state_url,
+    display_url,
+    redis_errors,
+    with_allow_eviction,
+)
 
 __all__ = [
+    "EVICTION_CHECK_INTERVAL",
+    "EvictionWatch",
     "RedisLimitStore",
     "RedisApprovalQueue",
     "RedisHealth",
@@ -547,6 +568,52 @@ class RedisApprovalQueue:
         return done, (status if done else now_status)
 
 
+# How often a running proxy re-reads Redis's eviction settings (seconds): one pipelined round
+# trip per replica, so a `CONFIG SET maxmemory-policy allkeys-lru` is noticed within this time.
+EVICTION_CHECK_INTERVAL = 5.0
+
+
+class Eviction(NamedTuple):
+    """What Redis says about evicting keys (``INFO memory`` and ``INFO stats``)."""
+
+    risk: str | None  # what to tell the operator (None: it will not evict, or does not say)
+    reason: str | None  # the same in a few words, for the calls it refuses
+    evicted: int | None  # INFO evicted_keys: keys evicted since Redis started (None: not said)
+    settings: str  # "maxmemory N, maxmemory-policy P", for messages
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(_s(v))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _eviction(display: str, memory: Any, stats: Any) -> Eviction | None:
+    """Read ``INFO memory`` (and ``INFO stats``, for ``evicted_keys``); None if memory is not a
+    usable answer. A Redis with ``maxmemory`` and any policy but ``noeviction`` drops keys when
+    full: counters (which all expire, so the ``volatile-*`` policies take them first) and
+    approvals alike."""
+    if not isinstance(memory, dict):
+        return None
+    limit = _int(memory.get("maxmemory") or 0)
+    if limit is None:
+        return None
+    policy = _s(memory.get("maxmemory_policy")) or "noeviction"
+    evicted = _int(stats.get("evicted_keys")) if isinstance(stats, dict) else None
+    settings = f"maxmemory {limit}, maxmemory-policy {policy}"
+    if limit <= 0 or policy == "noeviction":
+        return Eviction(None, None, evicted, settings)
+    risk = (
+        f"redis at {display} evicts keys when full ({settings}): "
+        "limit counters and approval requests can vanish, and a limit whose counter vanished lets calls "
+        "through again; set `maxmemory-policy noeviction` (a full Redis then refuses writes, and plr "
+        "denies the calls that need it)"
+    )
+    reason = f"redis at {display} may evict plr's keys (maxmemory-policy {policy}); refused until it is noeviction"
+    return Eviction(risk, reason, evicted, settings)
+
+
 class RedisState:
     """The shared state of one proxy process: limit counters and the approval queue in Redis."""
 
@@ -558,15 +625,20 @@ class RedisState:
         prefix: str = "plr:",
         retry_interval: float = 0.5,
         socket_timeout: float = 0.5,
+        eviction_check_interval: float = EVICTION_CHECK_INTERVAL,
     ) -> None:
         self.url = check_state_url(url)
         self.display = display_url(url)
+        self.allow_eviction = allow_eviction(url)  # the operator accepts an evicting Redis: warn only
         self.prefix = prefix
         self.socket_timeout = socket_timeout
+        self.eviction_check_interval = eviction_check_interval
+        self._report = report
         self.health = RedisHealth(self.display, report, retry_interval=retry_interval, max_retry_interval=2.0)
         self.client = _client(url, socket_timeout=socket_timeout)
         self.limit_store = RedisLimitStore(self.client, prefix=prefix + "limit:", health=self.health)
         self._queue: RedisApprovalQueue | None = None
+        self._watch: EvictionWatch | None = None
 
     def async_client(self) -> Any:
         """A new ``redis.asyncio`` client for the running event loop (the caller closes it)."""
@@ -586,33 +658,141 @@ class RedisState:
         except StateUnavailable:
             return False
 
+    def eviction(self) -> Eviction | None:
+        """What Redis says about evicting keys now, in one pipelined round trip (``INFO memory``,
+        ``INFO stats``); None when it does not answer or says nothing usable. Read past the
+        health monitor: the eviction watch must see a refused Redis recover, and an outage is
+        the calls' to report."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.info("memory")
+            pipe.info("stats")
+            memory, stats = pipe.execute(raise_on_error=False)
+        except redis_errors():
+            return None
+        except (TypeError, ValueError):  # an answer redis-py could not parse
+            return None
+        return _eviction(self.display, memory, stats)
+
     def eviction_risk(self) -> str | None:
         """What to tell the operator when this Redis may evict plr's keys (None: it will not, or
         it does not say). A Redis with ``maxmemory`` and any policy but ``noeviction`` drops keys
         when full, counters (which all expire, so the ``volatile-*`` policies take them first) and
         approvals alike: a limit whose counter vanished lets calls through again."""
-        try:
-            info = self.health.run(self.client.info, "memory")
-        except StateUnavailable:
-            return None
-        if not isinstance(info, dict):
-            return None
-        try:
-            limit = int(info.get("maxmemory") or 0)
-        except (TypeError, ValueError):
-            return None
-        policy = _s(info.get("maxmemory_policy")) or "noeviction"
-        if limit <= 0 or policy == "noeviction":
-            return None
-        return (
-            f"redis at {self.display} evicts keys when full (maxmemory {limit}, maxmemory-policy {policy}): "
-            "limit counters and approval requests can vanish, and a limit whose counter vanished lets calls "
-            "through again; set `maxmemory-policy noeviction` (a full Redis then refuses writes, and plr "
-            "denies the calls that need it)"
-        )
+        ev = self.eviction()
+        return None if ev is None else ev.risk
+
+    def allow_eviction_hint(self) -> str:
+        """The ``--state`` value that accepts this Redis's evictions (quoted for a shell; a
+        password shows as ``***``: put the real one in)."""
+        return shlex.quote(with_allow_eviction(self.display))
+
+    def eviction_watch(self) -> EvictionWatch:
+        """This process's eviction watch (one per state; ``start`` it to look on a timer)."""
+        if self._watch is None:
+            self._watch = EvictionWatch(self, interval=self.eviction_check_interval)
+        return self._watch
+
+    def say(self, text: str) -> None:
+        """One line to the operator (the proxy's stderr), never raising."""
+        if self._report is not None:
+            try:
+                self._report(text)
+            except Exception:  # noqa: BLE001 - reporting must never break a decision
+                pass
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         try:
             self.client.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+class EvictionWatch:
+    """Whether Redis may evict plr's keys, re-read while the proxy runs (an operator, or another
+    tenant of a shared Redis, may ``CONFIG SET maxmemory-policy allkeys-lru`` at any time).
+
+    ``look`` reads ``INFO memory`` and ``INFO stats`` in one round trip. When the risk appears
+    it is said once, and, unless the state URL says ``allow_eviction=1``, the state's health
+    monitor refuses every command (calls needing Redis are denied ``state_unavailable``: a
+    counter that may vanish must not decide); when it goes away that is said once, with how
+    many commands were refused, and commands flow again. A Redis that does not answer changes
+    nothing: a refusal holds until Redis itself says it no longer evicts. A rise of
+    ``evicted_keys`` (keys really were evicted, perhaps between two looks) is said each time.
+    ``start`` looks every ``interval`` seconds from a daemon thread, never on a call's path."""
+
+    def __init__(self, state: RedisState, *, interval: float = EVICTION_CHECK_INTERVAL) -> None:
+        self._state = state
+        self.interval = interval
+        self.risk: str | None = None  # the risk as last seen (None: none, or never seen)
+        self.evicted: int | None = None  # evicted_keys as last seen
+        self._seen_at = 0.0
+        self._lock = threading.Lock()  # one look at a time (the thread, and a caller)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def look(self, *, quiet: bool = False) -> str | None:
+        """Read Redis's eviction settings once and act on a change (``quiet``: set the refusal
+        without saying so: the caller reports, e.g. the proxy at start). Returns the risk now
+        known (the last one seen when Redis does not answer)."""
+        state = self._state
+        with self._lock:
+            ev = state.eviction()
+            if ev is None:
+                return self.risk
+            now = time.monotonic()
+            if ev.evicted is not None:
+                if self.evicted is not None and ev.evicted > self.evicted and not quiet:
+                    state.say(
+                        f"plr proxy: warning: redis at {state.display} evicted {ev.evicted - self.evicted} key(s) "
+                        f"in the last {now - self._seen_at:.0f} s (INFO evicted_keys {self.evicted} -> {ev.evicted}; "
+                        f"now {ev.settings}): plr's limit counters and approval requests may have been among them, "
+                        "and a limit whose counter was evicted lets calls through again"
+                    )
+                self.evicted = ev.evicted  # lower: Redis restarted or CONFIG RESETSTAT; count from here
+            self._seen_at = now
+            if ev.risk == self.risk:
+                return self.risk
+            self.risk = ev.risk
+            if ev.risk is not None:
+                if state.allow_eviction:
+                    if not quiet:
+                        state.say(f"plr proxy: warning: {ev.risk}; accepted ({ALLOW_EVICTION}=1 in --state): calls go on")
+                else:
+                    state.health.refuse(ev.reason)
+                    if not quiet:
+                        state.say(
+                            f"plr proxy: {ev.risk}; denying every call that needs it (limits, approval queue) with "
+                            "code state_unavailable until it no longer evicts (to accept the risk instead, restart "
+                            f"with --state {state.allow_eviction_hint()})"
+                        )
+            else:
+                refused = state.health.refuse(None)
+                if not quiet:
+                    tail = "" if state.allow_eviction else f"; {refused} request(s) were denied (state_unavailable) meanwhile"
+                    state.say(f"plr proxy: redis at {state.display} no longer evicts keys ({ev.settings}){tail}")
+            return self.risk
+
+    def start(self) -> None:
+        """Look every ``interval`` seconds from a daemon thread until ``stop`` (never when
+        ``interval`` <= 0: then only ``look`` by hand)."""
+        if self._thread is not None or self.interval <= 0:
+            return
+        self._thread = threading.Thread(target=self._run, name="plr-redis-eviction-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.look()
+            except Exception as e:  # noqa: BLE001 - the watch must outlive a surprise, and say so
+                self._state.say(f"plr proxy: the redis eviction check failed ({type(e).__name__}: {e}); still watching")
+
+    def stop(self) -> None:
+        """End the thread (waiting at most a second for a look under way)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=1.0)

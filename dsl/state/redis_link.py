@@ -10,6 +10,13 @@ never stalls every call for a socket timeout); the next attempt after that probe
 (the pause doubles while the outage lasts, up to ``max_retry_interval``), so service resumes
 by itself when Redis returns.
 
+``RedisHealth`` also refuses on purpose: while ``refuse(reason)`` holds (the proxy's eviction
+watch, ``dsl.state.redis``: a Redis that may evict plr's counters would let limits fail open),
+every command raises ``StateUnavailable`` at once, although Redis answers.
+
+``?allow_eviction=1`` in a ``--state`` URL is plr's, not redis-py's: the operator's consent to a
+Redis that evicts keys (``allow_eviction``); clients are made without it (``_client``).
+
 redis-py is imported only inside the functions that need it: ``pip install 'plr[fleet]'``
 is needed only by those who use ``--state``.
 """
@@ -24,7 +31,21 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .base import StateUnavailable
 
-__all__ = ["RedisHealth", "aclose_quietly", "check_state_url", "display_url", "redis_errors"]
+__all__ = [
+    "ALLOW_EVICTION",
+    "RedisHealth",
+    "aclose_quietly",
+    "allow_eviction",
+    "check_state_url",
+    "display_url",
+    "redis_errors",
+    "with_allow_eviction",
+]
+
+# The query parameter of a ``--state`` URL by which the operator accepts a Redis that evicts keys.
+ALLOW_EVICTION = "allow_eviction"
+_YES = ("1", "true", "yes")
+_NO = ("0", "false", "no")
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:
@@ -54,8 +75,64 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _plr_params(query: str) -> tuple[list[str], list[str]]:
+    """A URL's raw query split into (redis-py's parts, verbatim; the values of ``allow_eviction``)."""
+    keep: list[str] = []
+    ours: list[str] = []
+    for part in query.split("&") if query else []:
+        name, _, value = part.partition("=")
+        if unquote(name).strip().lower() == ALLOW_EVICTION:
+            ours.append(unquote(value).strip().lower())
+        else:
+            keep.append(part)
+    return keep, ours
+
+
+def _query_of(url: str) -> tuple[str, str, str]:
+    """``url`` as (what precedes ``?``, the raw query, ``#`` and what follows): rebuilt by
+    concatenation, so a ``unix:///path`` keeps its slashes (``urlunsplit`` drops them)."""
+    base, hash_, fragment = url.partition("#")
+    head, _, query = base.partition("?")
+    return head, query, hash_ + fragment
+
+
+def allow_eviction(url: str) -> bool:
+    """Whether a ``--state`` URL says ``allow_eviction=1`` (``true``/``yes``): the operator accepts
+    a Redis that may evict plr's keys, so the proxy only warns. Absent: refused (secure by
+    default). ValueError on any other value, or when given twice: a typo must not mean "no"
+    silently, nor a second value override the first."""
+    _, ours = _plr_params(_query_of(url)[1])
+    if len(ours) > 1:
+        raise ValueError(f"`{ALLOW_EVICTION}` is given {len(ours)} times; give it once")
+    if not ours:
+        return False
+    if ours[0] in _YES:
+        return True
+    if ours[0] in _NO:
+        return False
+    raise ValueError(f"`{ALLOW_EVICTION}={ours[0]}`: expected {ALLOW_EVICTION}=1 (or 0)")
+
+
+def _without_plr_params(url: str) -> str:
+    """``url`` as redis-py must see it: without ``allow_eviction`` (redis-py passes unknown
+    query parameters to its connections, which refuse them)."""
+    head, query, fragment = _query_of(url)
+    keep, ours = _plr_params(query)
+    if not ours:
+        return url
+    return head + ("?" + "&".join(keep) if keep else "") + fragment
+
+
+def with_allow_eviction(url: str) -> str:
+    """``url`` with ``allow_eviction=1`` (for the hint of a refusal; other parameters kept)."""
+    head, query, fragment = _query_of(url)
+    keep, _ = _plr_params(query)
+    return head + "?" + "&".join([*keep, f"{ALLOW_EVICTION}=1"]) + fragment
+
+
 def check_state_url(url: str) -> str:
-    """Validate a ``--state`` URL (``redis://HOST:PORT/DB``, ``rediss://``, ``unix://``); ValueError if bad."""
+    """Validate a ``--state`` URL (``redis://HOST:PORT/DB``, ``rediss://``, ``unix://``, any of
+    them with ``?allow_eviction=1``); ValueError if bad."""
     try:
         parts = urlsplit(url)
     except ValueError as e:
@@ -74,6 +151,7 @@ def check_state_url(url: str) -> str:
         db = unquote(parts.path.lstrip("/"))
         if db and not db.isdigit():
             raise ValueError(f"the database `{db}` is not a number (redis://HOST:PORT/DB)")
+    allow_eviction(url)
     return url
 
 
@@ -104,6 +182,8 @@ class RedisHealth:
         self._reminded = 0.0
         self.denied = 0  # calls refused during the current outage
         self.last_error = ""
+        self.refusal: str | None = None  # why every command is refused although Redis answers
+        self.refused = 0  # commands refused since ``refusal`` was set
 
     def _say(self, text: str) -> None:
         if self._report is not None:
@@ -112,8 +192,25 @@ class RedisHealth:
             except Exception:  # noqa: BLE001 - reporting must never break a decision
                 pass
 
+    def refuse(self, reason: str | None) -> int:
+        """Refuse every command with ``StateUnavailable(reason)`` from now on, although Redis
+        answers (an evicting Redis: counters that may vanish must not decide); None lifts it.
+        Returns how many commands were refused since it was set (0 when none was)."""
+        with self._lock:
+            n = self.refused if self.refusal is not None else 0
+            if reason is None or self.refusal is None:
+                self.refused = 0
+            self.refusal = reason
+        return n
+
     def guard(self) -> None:
-        """Before talking to Redis: raise at once while an outage is known and no retry is due."""
+        """Before talking to Redis: raise at once while a refusal holds, or while an outage is
+        known and no retry is due."""
+        reason = self.refusal
+        if reason is not None:
+            with self._lock:
+                self.refused += 1
+            raise StateUnavailable(reason)
         if self.up:
             return
         with self._lock:
@@ -234,10 +331,10 @@ def _client(url: str, *, socket_timeout: float = 0.5, asyncio: bool = False) -> 
         from redis.asyncio.retry import Retry as ARetry
 
         kw["retry"] = ARetry(NoBackoff(), 1)
-        return redis.asyncio.Redis.from_url(url, **kw)
+        return redis.asyncio.Redis.from_url(_without_plr_params(url), **kw)
     import redis
 
-    return redis.Redis.from_url(url, **kw)
+    return redis.Redis.from_url(_without_plr_params(url), **kw)
 
 
 async def aclose_quietly(*objs: Any) -> None:

@@ -151,10 +151,13 @@ def test_a_redis_that_may_evict_plrs_keys_is_named(redis_server, maxmemory: str,
 
 
 def test_the_proxy_warns_at_start_of_a_redis_that_may_evict(tmp_path: Path, redis_server) -> None:
+    """Only once the operator accepted it (``?allow_eviction=1``; without it the proxy refuses
+    to start: tests/state/test_redis_eviction_watch.py)."""
     client = redis_server.client()
     client.config_set("maxmemory", "100mb")
     client.config_set("maxmemory-policy", "allkeys-lru")
     policy = tmp_path / "policy.plr"
     policy.write_text(LIMIT_POLICY)
-    with replicas(tmp_path, str(policy), "--state", redis_server.url, n=1) as (a,):
+    with replicas(tmp_path, str(policy), "--state", redis_server.url + "?allow_eviction=1", n=1) as (a,):
         a.wait_stderr("evicts keys when full (maxmemory 104857600, maxmemory-policy allkeys-lru)")
+        a.wait_stderr("accepted (allow_eviction=1 in --state): calls go on")
