@@ -423,6 +423,15 @@ def _watch_eviction(shared: Any) -> None:
                 shared.close()
                 sys.exit(EXIT_INPUT)
             click.echo(terminal_text(f"plr proxy: warning: {risk}; accepted (allow_eviction=1 in --state): calls go on"), err=True)
+        elif not watch.read:
+            click.echo(
+                terminal_text(
+                    f"plr proxy: warning: redis at {shared.display} does not say whether it evicts keys (INFO memory "
+                    "refused: an ACL without INFO?): plr cannot tell whether limit counters may vanish; make sure its "
+                    "maxmemory-policy is noeviction"
+                ),
+                err=True,
+            )
     # else: the state's health monitor has said it is unreachable; calls needing it are denied until it
     # returns, and the watch below looks at its eviction settings once it answers
     watch.start()

@@ -729,6 +729,7 @@ class EvictionWatch:
         self.risk: str | None = None  # the risk as last seen (None: none, or never seen)
         self.evicted: int | None = None  # evicted_keys as last seen
         self._seen_at = 0.0
+        self.read = False  # whether Redis has ever answered what it evicts (an ACL may forbid INFO)
         self._lock = threading.Lock()  # one look at a time (the thread, and a caller)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -742,6 +743,7 @@ class EvictionWatch:
             ev = state.eviction()
             if ev is None:
                 return self.risk
+            self.read = True
             now = time.monotonic()
             if ev.evicted is not None:
                 if self.evicted is not None and ev.evicted > self.evicted and not quiet:

@@ -233,3 +233,18 @@ async def test_the_proxy_notices_a_redis_that_starts_evicting_while_it_runs(tmp_
             assert code_of(await c.call_tool("get-task", {"task_id": "t2"})) == "allowed"
     assert [r["code"] for r in a.records() if r["tool"] == "get-task"] == ["allowed", "state_unavailable", "allowed"]
     assert [c["args"]["task_id"] for c in a.calls() if c["tool"] == "get-task"] == ["t0", "t2"]
+
+
+@pytest.mark.slow
+def test_a_redis_that_will_not_say_whether_it_evicts_is_warned_about(tmp_path: Path, redis_server) -> None:
+    # an ACL user without INFO: plr cannot tell whether counters may vanish, and says so at start
+    # (it does not refuse: nothing shows a risk, and the operator may have set noeviction)
+    redis_server.client().execute_command("ACL", "SETUSER", "plr", "on", ">pw", "~*", "&*", "+@all", "-info")
+    url = f"redis://plr:pw@127.0.0.1:{redis_server.port}/0"
+    out = _proxy(tmp_path, url)
+    err = out.stderr_text
+    assert out.returncode == 0, err
+    assert "does not say whether it evicts keys (INFO memory refused" in err and "make sure its maxmemory-policy is noeviction" in err
+    assert "plr:pw" not in err  # (the password is never printed)
+    out = _proxy(tmp_path, redis_server.url)  # the default user may read INFO: no such warning
+    assert out.returncode == 0 and "does not say whether it evicts" not in out.stderr_text, out.stderr_text
