@@ -166,9 +166,9 @@ def lookalike_words(text: str, limit: int = 5) -> tuple[list[tuple[str, str]], i
     `ｒｍ`, the Kelvin sign). Such a word reads as one thing to an approver and is another to the
     server (a domain, a path, a command). A word wholly of other scripts' letters that each read as
     a Latin one (Cyrillic `аррӏе`: UTS #39's whole-script confusables, ``confusables``) is one too
-    where it stands as a name: alone on its line (a JSON string of one word: a host, a user) or
-    with a dot, slash or ``@`` inside it; in prose (`горе и радость`) it is a word of that
-    language. A word of one other script alone (Russian text) and accented Latin (`café`) are not
+    where it stands as a name: alone on its line (a JSON string of one word: a host, a user), on
+    a line with Latin letters (a command line: `ssh аррӏе`), or with a dot, slash or ``@``
+    inside it; in prose of its own language (`горе и радость`) it is a word of that language. A word of one other script alone (Russian text) and accented Latin (`café`) are not
     flagged. Each word once, those that mix scripts or read wholly as Latin first (the likelier
     spoof: a sender cannot hide one behind harmless fullwidth words), at most ``limit``; and the
     number of flagged words left out."""
@@ -180,7 +180,9 @@ def lookalike_words(text: str, limit: int = 5) -> tuple[list[tuple[str, str]], i
     other: list[tuple[str, str]] = []
     seen: set[str] = set()
     for line in text.split("\n"):
-        alone = len(line.split()) == 1
+        # a name stands alone (a one-word string: a host, a user) or beside Latin words (a command
+        # line, `ssh аррӏе`); prose of the word's own language has neither
+        alone = len(line.split()) == 1 or any(c.isascii() and c.isalpha() for c in line)
         for word in _WORDS.findall(line):
             if word in seen or word.isascii():
                 continue

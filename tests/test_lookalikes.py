@@ -161,3 +161,17 @@ def test_the_table_holds_only_other_scripts_letters_that_read_as_one_ascii_lette
         assert not unicodedata.normalize("NFKC", c).isascii(), c  # (compatibility forms: the older rule)
         assert len(latin) == 1 and latin.isascii() and latin.isalpha()
     assert READS_AS_LATIN["\u0430"] == "a" and READS_AS_LATIN["\u0440"] == "p" and READS_AS_LATIN["\u13aa"] == "A"
+
+
+def test_a_name_beside_latin_words_is_named_as_on_a_command_line() -> None:
+    # `ssh аррӏе`: a command line is no prose of the word's language
+    warning = args_lookalikes(json.dumps({"cmd": f"ssh {_APPLE}"}))
+    assert warning is not None and f"`{_APPLE}`" in warning
+    assert args_lookalikes(json.dumps({"cmd": "\u0433\u043e\u0440\u0435 \u0438 \u0440\u0430\u0434\u043e\u0441\u0442\u044c"})) is None
+
+
+def test_padding_cannot_push_a_spoofed_word_out_of_the_check() -> None:
+    # many harmless strings walked before the spoof (the walk takes the last value first)
+    args = {"a_host": "\u0435xample.com", "z_pad": [f"p{i}" for i in range(12_000)]}
+    warning = args_lookalikes(json.dumps(args))
+    assert warning is not None and "\u0435xample.com" in warning

@@ -72,7 +72,6 @@ def args_lookalikes(args_text: str) -> str | None:
     another domain), or None. The words of every key and string value count; Approve stays
     possible (Ukrainian text beside a brand name is honest), the approver is told what to check."""
     import json
-    from itertools import islice
 
     from ..vocab import json_strings, lookalike_words
 
@@ -80,8 +79,9 @@ def args_lookalikes(args_text: str) -> str | None:
         value = json.loads(args_text)
     except (ValueError, RecursionError):
         return None  # (unreadable arguments have their own warning)
-    strings = list(islice(json_strings(value), 10_000))
-    found, more = lookalike_words("\n".join(strings))
+    # every string: the queue keeps at most 64 KiB of readable arguments (cut ones are not JSON),
+    # so padding cannot push a spoofed word past a count
+    found, more = lookalike_words("\n".join(json_strings(value)))
     if not found:
         return None
     words = "; ".join(f"`{w}` holds {letters}" for w, letters in found)
