@@ -438,7 +438,9 @@ def test_without_pygls_plr_lsp_says_what_to_install(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-m", "dsl.cli", "lsp"], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert "pip install 'plr[lsp]'" in proc.stderr and "Traceback" not in proc.stderr
+    from dsl.extras import install_hint
+
+    assert install_hint("lsp") in proc.stderr and "Traceback" not in proc.stderr
 
 
 # --- the pieces, in-process ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 __all__ = ["AnalysisUnavailable", "z3", "INSTALL_HINT"]
 
-INSTALL_HINT = "pip install 'plr[analyze]'"
+INSTALL_HINT = "pip install 'plr[analyze]'"  # (messages say it as ``extras.install_hint`` does)
 
 
 class AnalysisUnavailable(Exception):
@@ -23,7 +23,9 @@ def z3(command: str = "plr diff") -> ModuleType:
     try:
         import z3 as module
     except ImportError:
-        raise AnalysisUnavailable(f"{command} needs the analyze extra: {INSTALL_HINT}") from None
+        from ..extras import install_hint
+
+        raise AnalysisUnavailable(f"{command} needs the analyze extra: {install_hint('analyze')}") from None
     return module
 
 

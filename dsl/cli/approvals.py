@@ -31,7 +31,9 @@ def open_state(url: str, who: str) -> Any:
     try:
         import redis  # noqa: F401
     except ImportError:
-        click.echo(f"{who}: --state needs redis-py; install it with: pip install 'plr[fleet]'", err=True)
+        from ..extras import install_hint
+
+        click.echo(f"{who}: --state needs redis-py; install it with: {install_hint('fleet')}", err=True)
         sys.exit(EXIT_INPUT)
     from ..state.redis import RedisState
 

@@ -13,7 +13,7 @@ import os
 
 import click
 
-from .output import input_error, write_output, write_output_check
+from .output import EXIT_INPUT, input_error, write_output, write_output_check
 
 __all__ = ["import_group"]
 
@@ -72,6 +72,13 @@ def intercept_cmd(policy: str, output: str | None) -> None:
     from ..errors import PlrError
     from ..importers.intercept import ImportInternalError, import_intercept
 
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        from ..extras import install_hint
+
+        click.echo(f"plr import intercept: reading Intercept policies needs PyYAML (the intercept extra): {install_hint('intercept')}", err=True)
+        raise SystemExit(EXIT_INPUT) from None
     if output and output != "-":
         write_output_check(output, [policy])
     name = os.path.splitext(os.path.basename(policy))[0] if policy != "-" else "imported"

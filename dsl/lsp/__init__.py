@@ -14,6 +14,7 @@ pygls is an optional dependency (``pip install 'plr[lsp]'``); only ``server`` im
 
 from __future__ import annotations
 
+PLAIN_HINT = "pip install 'plr[lsp]'"
 MISSING_PYGLS = (
     "plr lsp needs the language server extra: pip install 'plr[lsp]' (it adds pygls); "
     "the other commands work without it"
@@ -25,5 +26,8 @@ def pygls_problem() -> str | None:
     try:
         import pygls.lsp.server  # noqa: F401
     except ImportError as e:
-        return f"{MISSING_PYGLS} ({e})"
+        from ..extras import install_hint
+
+        hint = install_hint("lsp")
+        return f"{MISSING_PYGLS.replace(PLAIN_HINT, hint)} ({e})"
     return None

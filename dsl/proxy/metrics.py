@@ -44,7 +44,9 @@ def need_prometheus() -> None:
     try:
         import prometheus_client  # noqa: F401
     except ImportError:
-        raise MetricsMissing("--metrics needs prometheus-client; install it with: pip install 'plr[metrics]'") from None
+        from ..extras import install_hint
+
+        raise MetricsMissing(f"--metrics needs prometheus-client; install it with: {install_hint('metrics')}") from None
 
 
 class _AuditReader:

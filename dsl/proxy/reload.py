@@ -225,7 +225,9 @@ class _RedisSource:
             try:
                 self._client = _client(self.url, socket_timeout=min(self.timeout, 2.0))
             except ImportError:
-                raise PlrError.at("reading a policy from Redis needs redis-py: pip install 'plr[fleet]'", self.shown) from None
+                from ..extras import install_hint
+
+                raise PlrError.at(f"reading a policy from Redis needs redis-py: {install_hint('fleet')}", self.shown) from None
             except ValueError as e:
                 raise PlrError.at(f"not a Redis URL: {e}", self.shown) from None
         return self._client

@@ -85,7 +85,9 @@ def test_bad_input_exits_2(tmp_path: Path) -> None:
 def test_without_z3_the_commands_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "z3", None)  # `import z3` now raises ImportError
     code, out = run("diff", str(CODEX), str(CODEX))
-    assert code == 2 and "plr diff needs the analyze extra: pip install 'plr[analyze]'" in out
+    from dsl.extras import install_hint
+
+    assert code == 2 and f"plr diff needs the analyze extra: {install_hint('analyze')}" in out
 
 
 @pytest.mark.slow
