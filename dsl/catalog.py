@@ -275,36 +275,34 @@ def catalogue_text(server: str, tools: list[tuple[str, str, str]], source: str =
     return "\n".join(lines) + "\n"
 
 
-STARTER = """# Starter policy for {server} ({module}): destructive tools need a person,
-# execute tools are rate limited, reads are free, everything else is denied.
+STARTER = """{header}
 package {package}
 
 import "{module}"
 
 default deny
+{rules}"""
 
-allow read tools
-{write_rule}
-deny destructive tools unless approved
-    reason "Destructive: a human must approve"
-{execute_rule}"""
-
-STARTER_TEST = """import "./{policy}"
-
-test "reads are allowed" {{
-{read_call}}}
-
-test "destructive calls need a human" {{
-{destructive_calls}}}
-
-test "unknown tools are denied" {{
-    call "no-such-tool" -> deny default
-}}
-"""
+# what each class's rule lets through, for the header (only the classes the catalogue has)
+_STARTER_SAYS = {
+    "destructive": "destructive tools need a person",
+    "execute": "execute tools run at most 30 a minute per session",
+    "write": "write tools are allowed",
+    "read": "reads are allowed",
+}
+_STARTER_RULES = {
+    "read": "allow read tools\n",
+    "write": "allow write tools\n",
+    "destructive": 'deny destructive tools unless approved\n    reason "Destructive: a human must approve"\n',
+    "execute": "allow execute tools\nlimit execute tools to 30 per minute per session\n",
+}
 
 
 def starter_files(info: CatalogueInfo, policy_name: str) -> tuple[str, str]:
-    """A starter policy and its test file for one catalogue (`plr init`)."""
+    """A starter policy and its test file for one catalogue (`plr init`). Its header says what
+    its rules do, it writes a rule only for a class the catalogue has (a rule selecting nothing
+    is a warning), and each test calls a real tool of the class it is about: a test of a made-up
+    tool would pass whatever the rules said."""
     import json
     import re
 
@@ -312,24 +310,29 @@ def starter_files(info: CatalogueInfo, policy_name: str) -> tuple[str, str]:
     for name, risk in info.tools:
         by_risk.setdefault(risk, []).append(name)
     package = re.sub(r"[^A-Za-z0-9_]", "_", info.server).strip("_") or "policy"
-    write_rule = "allow write tools\n" if by_risk.get("write") else ""
-    execute_rule = (
-        "\nallow execute tools\nlimit execute tools to 30 per minute per session\n" if by_risk.get("execute") else ""
-    )
-    policy = STARTER.format(
-        server=info.server, module=info.module, package=package, write_rule=write_rule, execute_rule=execute_rule
-    )
-    read_call = (
-        f"    call {json.dumps(by_risk['read'][0])} -> allow\n" if by_risk.get("read") else "    call \"no-such-tool\" -> deny\n"
-    )
-    destructive = by_risk.get("destructive", [])
-    if destructive:
-        d = json.dumps(destructive[0])
-        destructive_calls = f"    call {d} -> approval_required\n    call {d} approved -> allow\n"
-    else:
-        destructive_calls = '    call "no-such-tool" approved -> deny default\n'
-    test = STARTER_TEST.format(policy=policy_name, read_call=read_call, destructive_calls=destructive_calls)
-    return policy, test
+    order = ("read", "write", "destructive", "execute")
+    present = [r for r in order if by_risk.get(r)]
+    said = [_STARTER_SAYS[r] for r in ("destructive", "execute", "write", "read") if r in present]
+    summary = ", ".join([*said, "everything else is denied."]) if said else "every tool is denied."
+    rules = "".join(f"\n{_STARTER_RULES[r]}" for r in present)
+    import textwrap
+
+    header = textwrap.fill(f"Starter policy for {info.server} ({info.module}): {summary}", 96, initial_indent="# ",
+                           subsequent_indent="# ", break_on_hyphens=False, break_long_words=False)  # fmt: skip
+    policy = STARTER.format(header=header, package=package, module=info.module, rules=rules)
+    tests = [f'import "./{policy_name}"\n']
+    first = {r: json.dumps(sorted(by_risk[r])[0]) for r in present}
+    if "read" in first:
+        tests.append(f'test "reads are allowed" {{\n    call {first["read"]} -> allow\n}}\n')
+    if "write" in first:
+        tests.append(f'test "writes are allowed" {{\n    call {first["write"]} -> allow\n}}\n')
+    if "destructive" in first:
+        d = first["destructive"]
+        tests.append(f'test "destructive calls need a human" {{\n    call {d} -> approval_required\n    call {d} approved -> allow\n}}\n')
+    if "execute" in first:
+        tests.append(f'test "execute tools are allowed" {{\n    call {first["execute"]} -> allow\n}}\n')
+    tests.append('test "unknown tools are denied" {\n    call "no-such-tool" -> deny default\n}\n')
+    return policy, "\n".join(tests)
 
 
 def find(name: str) -> list[CatalogueInfo]:

@@ -60,9 +60,10 @@ def test_risk_from_annotations():
 
 
 def test_catalogue_text_round_trips_through_the_parser():
-    text = catalogue_text("srv", [("b-tool", "read", "reads"), ("a tool", "destructive", "")], "npx srv")
+    # a name that needs escaping (a quote, non-ASCII); whitespace is refused in a tool name
+    text = catalogue_text("srv", [("b-tool", "read", "reads"), ('a"tool/ä', "destructive", "")], "npx srv")
     p = compile_source(text + 'default deny\nallow read tools\ndeny destructive tools unless approved\n')
-    assert set(p.tools) == {"a tool", "b-tool"}
+    assert set(p.tools) == {'a"tool/ä', "b-tool"}
 
 
 def test_plr_catalog_lists_and_init_writes_a_passing_starter(tmp_path: Path):
@@ -75,14 +76,8 @@ def test_plr_catalog_lists_and_init_writes_a_passing_starter(tmp_path: Path):
     proc = run_plr("init", "memory", "--dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr_text
     proc = run_plr("test", str(tmp_path))
-    assert proc.returncode == 0 and "3 passed" in proc.stdout_text, proc.stdout_text
+    assert proc.returncode == 0 and "4 passed" in proc.stdout_text, proc.stdout_text
     assert run_plr("init", "memory", "--dir", str(tmp_path)).returncode == 2  # never overwrites
-
-
-@pytest.mark.parametrize("cat", stdlib_catalogues(), ids=lambda c: c.server)
-def test_starter_for_every_catalogue_compiles(cat):
-    policy, _ = starter_files(cat, "policy.plr")
-    compile_source(policy)
 
 
 STDLIB_TESTS = sorted((ROOT / "stdlib_rules" / "tests").glob("*.plr"))
@@ -97,3 +92,25 @@ def test_rule_pack_json_is_pinned(path: Path, snapshot):
 
     policy = compile_files([str(path)], source=False)
     assert json.loads(policy.to_json()) == snapshot.use_extension(JSONSnapshotExtension)
+
+
+@pytest.mark.parametrize("cat", stdlib_catalogues(), ids=lambda c: c.server)
+def test_a_starter_says_what_its_rules_do_and_its_tests_call_real_tools(cat, tmp_path: Path):
+    # a new user's walkthrough found every header promising rate-limited execute tools, an
+    # `allow read tools` that selected nothing, and a test of a made-up tool that proved nothing
+    from dsl.compiler import compile_files
+
+    policy, test = starter_files(cat, "policy.plr")
+    classes = {risk for _, risk in cat.tools}
+    header = " ".join(line.removeprefix("# ") for line in policy.splitlines() if line.startswith("#"))
+    assert ("rate" in header or "30 a minute" in header) == ("execute" in classes)
+    assert ("allow read tools" in policy) == ("read" in classes) and ("reads are allowed" in header) == ("read" in classes)
+    assert ("destructive tools need a person" in header) == ("destructive" in classes)
+    names = {name for name, _ in cat.tools}
+    called = {line.split('"')[1] for line in test.splitlines() if line.strip().startswith("call ")}
+    assert called - {"no-such-tool"} <= names and len(called - {"no-such-tool"}) >= min(1, len(names))
+    (tmp_path / "policy.plr").write_text(policy, encoding="utf-8")
+    (tmp_path / "policy_test.plr").write_text(test, encoding="utf-8")
+    warnings: list = []
+    compile_files([str(tmp_path / "policy.plr")], source=False, warnings=warnings)
+    assert not [w for w in warnings if "selects nothing" in w.message], warnings

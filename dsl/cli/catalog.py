@@ -267,4 +267,4 @@ def init_cmd(server: str, name: str, folder: str) -> None:
         for t in written:  # all or nothing
             t.unlink(missing_ok=True)
         fail(f"cannot write the starter files in {folder}: {getattr(e, 'strerror', None) or e}")
-    click.echo(f"wrote {os.path.join(folder, name)}.plr and {name}_test.plr; next: plr test {folder}")
+    click.echo(f"wrote {os.path.join(folder, name)}.plr and {os.path.join(folder, name)}_test.plr; next: plr test {folder}")
