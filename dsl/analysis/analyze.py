@@ -10,7 +10,8 @@ named by the rule's ``file:line``:
   (a ``deny_if`` that holds only where an earlier ``deny_if`` already denied, a ``require``
   that fails only where a ``deny_if`` already denied, a tool entry for a hidden tool);
 - ``never_allowed``: a tool that the policy means to allow (or to allow with approval) that no
-  call, approved or not, gets allowed.
+  call, approved or not, gets allowed: by its checks, or because every call they allow is
+  refused by a spend cap (no valid amount, or more than the cap: refused on any counters).
 
 A rule of ``all_tools`` is reported only when the finding holds for every tool it binds.
 Opaque parts (what the encoding cannot model exactly) are free booleans here, so they can hide
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decision import OUTCOMES, ToolView, decision_term, tool_view
+from .decision import OUTCOMES, Limits, ToolView, decision_term, tool_view
 from .diff import tool_names
 from .encode import Context
 from .solver import z3 as load_z3
@@ -209,11 +210,28 @@ class _Finder:
         if view.entry is not None or view.allowed_code == "allowed":
             term = decision_term(ctx, view)
             allowed = z.Or(*[term == i for i, o in enumerate(OUTCOMES) if o[0] == "allow"])
-            if self.unsat(ctx, allowed):
+            message = f"`{label}` is never allowed, whatever the call, approved or not"
+            never = self.unsat(ctx, allowed)
+            if not never and (capped := self.capped(view, tool)) is not None:
+                never = capped
+                message += ": every call its rules allow is refused by a spend cap (no valid amount, or more than the cap)"
+            if never:
                 rule = view.entry.get("rule") if view.entry is not None else None
                 key = ("tool", tool, "never_allowed") if tool is not None else ("all", "never_allowed")
-                self.findings[key] = {"kind": "never_allowed", "tool": tool, "rule": rule, "call": None,
-                                      "message": f"`{label}` is never allowed, whatever the call, approved or not"}
+                self.findings[key] = {"kind": "never_allowed", "tool": tool, "rule": rule, "call": None, "message": message}
+
+    def capped(self, view: ToolView, tool: str | None) -> bool | None:
+        """Whether no call the rules allow gets past the tool's spend caps (a valid amount within
+        each cap that applies): such a call is refused on any counters, so the tool is never
+        allowed. None without spend caps. A context of its own, so the other findings' calls
+        stay as they are."""
+        limits = Limits.of(self.data, tool).caps()
+        if not limits.data:
+            return None
+        ctx = Context(self.z, [*view.conditions(), *limits.conditions()], tool, self.known)
+        term = decision_term(ctx, view)
+        allowed = self.z.Or(*[term == i for i, o in enumerate(OUTCOMES) if o[0] == "allow"])
+        return self.unsat(ctx, allowed, limits.first_call(ctx).fits)
 
 
 def analyze_policy(data: dict[str, Any]) -> AnalyzeResult:

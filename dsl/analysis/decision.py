@@ -9,9 +9,14 @@ an ``If`` chain over those checks giving the index of an (effect, code) pair in 
 Two parts of the engine are deliberately outside the term: limits (stateful; compared as
 parameters by ``limits.py``), and step 3b, arguments holding NaN or integers beyond 2^53
 (the symbolic call carries only values a server reads as decided: a change there shows on
-every call of the tool, so on the calls modelled too). Both only ever deny: ``plr query
---can deny`` looks at them after the term (query.py). A condition whose evaluation raises (a
-regex given a lone surrogate) is in the term: a ``deny_if`` fires, a ``require`` fails.
+every call of the tool, so on the calls modelled too). Both only ever deny, and only a call
+the term allows meets the limits. What the limits do to that call on fresh counters is
+modelled apart (``Limits``, ``FirstCall``): a counter (max >= 1) never refuses a first call,
+but a spend cap refuses a call whose amount is no valid amount or alone passes the cap, on
+any counters. ``plr query`` and ``plr diff`` read it so that the calls they show are decided
+as the term says, and ``plr analyze`` to find a tool no call gets past (query.py, diff.py,
+analyze.py). A condition whose evaluation raises (a regex given a
+lone surrogate) is in the term: a ``deny_if`` fires, a ``require`` fails.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 from .encode import Context
 
-__all__ = ["OUTCOMES", "ToolView", "Case", "tool_view", "cases", "decision_term"]
+__all__ = ["OUTCOMES", "ToolView", "Case", "tool_view", "cases", "decision_term", "Limits", "LimitFacts", "FirstCall"]
 
 OUTCOMES: tuple[tuple[str, str], ...] = (
     ("allow", "allowed"),
@@ -132,3 +137,93 @@ def decision_term(ctx: Context, view: ToolView) -> Any:
     for c in reversed(cs[:-1]):
         term = z.If(c.when, z.IntVal(_INDEX[c.outcome]), term)
     return term
+
+
+# --- the limit step, for the first call on fresh counters --------------------------------------
+
+
+@dataclass
+class LimitFacts:
+    """One limit over the symbolic call: when it applies (its ``if`` holds, or raises: the
+    engine applies a limit that cannot tell), and for a spend cap when its amount is valid
+    (a finite number >= 0, what the engine adds up), positive, and over the cap on its own."""
+
+    data: dict[str, Any]
+    applies: Any
+    amount: dict[str, Any] | None  # "valid", "positive", "over"; None for a call counter
+
+
+@dataclass
+class FirstCall:
+    """What the limit step does, on fresh counters, to a call the term allows: ``invalid`` (an
+    applying spend cap gets no valid amount: deny ``invalid_args``), else ``over`` (an amount
+    alone passes its applying cap: deny ``rate_limited``), else ``fits`` (allowed). Both
+    refusals hold on any counters (used amounts are >= 0), so a call that does not fit is
+    never allowed."""
+
+    invalid: Any
+    over: Any
+    fits: Any
+
+
+@dataclass
+class Limits:
+    """The limits that count a call of one tool, in the engine's order (the tool's own, then
+    those of every tool), with a spend cap's amount tests as conditions the encoding reads
+    exactly. ``conditions()`` go to the ``Context``; the same objects are then encoded (the
+    context memoizes by identity, so they are kept here)."""
+
+    data: list[dict[str, Any]]
+    leaves: list[dict[str, dict[str, Any]] | None]
+
+    @classmethod
+    def of(cls, data: dict[str, Any], tool: str | None) -> "Limits":
+        """The limits of ``tool`` in a canonical dump (None: a tool the policy names nowhere)."""
+        own = data.get("tools", {}).get(tool, {}).get("limits", ()) if tool is not None else ()
+        lims = [*own, *data.get("all_tools", {}).get("limits", ())]
+        return cls(lims, [_amount_leaves(lim) for lim in lims])
+
+    def caps(self) -> "Limits":
+        """Only the spend caps: the limits that can refuse a first call on fresh counters."""
+        kept = [(lim, lv) for lim, lv in zip(self.data, self.leaves, strict=True) if lv is not None]
+        return Limits([lim for lim, _ in kept], [lv for _, lv in kept])
+
+    def conditions(self) -> list[dict[str, Any]]:
+        """What the ``Context`` must be built with: each ``if``, and each cap's amount tests."""
+        out = [lim["if"] for lim in self.data if lim.get("if") is not None]
+        return out + [c for lv in self.leaves if lv is not None for c in lv.values()]
+
+    def facts(self, ctx: Context) -> list[LimitFacts]:
+        """Each limit over the call of ``ctx`` (built with ``conditions()``)."""
+        z = ctx.z
+        return [
+            LimitFacts(
+                lim,
+                ctx.fires(lim["if"]) if lim.get("if") is not None else z.BoolVal(True),
+                {k: ctx.cond(c) for k, c in lv.items()} if lv is not None else None,
+            )
+            for lim, lv in zip(self.data, self.leaves, strict=True)
+        ]
+
+    def first_call(self, ctx: Context, facts: list[LimitFacts] | None = None) -> FirstCall:
+        """The limit step on fresh counters: any applying cap without a valid amount answers
+        ``invalid_args`` before the store is asked (the engine's order); then a cap whose
+        amount alone passes it answers ``rate_limited``."""
+        z = ctx.z
+        caps = [f for f in (self.facts(ctx) if facts is None else facts) if f.amount is not None]
+        invalid = z.Or(z.BoolVal(False), *[z.And(f.applies, z.Not(f.amount["valid"])) for f in caps])
+        over = z.And(z.Not(invalid), z.Or(z.BoolVal(False), *[z.And(f.applies, f.amount["over"]) for f in caps]))
+        return FirstCall(invalid, over, z.And(z.Not(invalid), z.Not(over)))
+
+
+def _amount_leaves(lim: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """A spend cap's amount tests (``gte 0`` is what the engine accepts as an amount: a
+    number, finite, not negative); None for a counter."""
+    of = lim.get("of")
+    if of is None:
+        return None
+    return {
+        "valid": {"path": of, "op": "gte", "value": 0},
+        "positive": {"path": of, "op": "gt", "value": 0},
+        "over": {"path": of, "op": "gt", "value": lim["max"]},
+    }

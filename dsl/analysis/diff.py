@@ -6,6 +6,14 @@ decision terms (dsl/analysis/decision.py) go to z3 with "they differ". Each mode
 blocked, until the solver proves no other class exists. "Equivalent" is therefore an
 ``unsat`` answer, never a search that gave up; anything the solver or the engine re-run cannot
 settle is listed under ``unknown``.
+
+Limits are compared as parameters (limits.py), but the example call of a class must also get
+past them where a policy allows it: a spend cap refuses, on its first run, a call whose amount
+is missing, invalid or over the cap (decision.py, ``FirstCall``). So the call is sought among
+those every limit lets through on fresh counters (a valid amount within each cap, a whole one
+first); when the class holds none, no call of it is ever allowed by that policy, and the call
+is shown as the engine decides it (say deny_if -> invalid_args), or, when the engine decides
+every call of the class alike, the class is no difference (a proof, as above).
 """
 
 from __future__ import annotations
@@ -13,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decision import OUTCOMES, decision_term, tool_view
-from .encode import Context, strip_meta
+from .decision import OUTCOMES, FirstCall, Limits, decision_term, tool_view
+from .encode import MISSING, NUM, Context, strip_meta
 from .limits import limit_changes
 from .solver import z3 as load_z3
 from .witness import Engines, TooLarge, call_of, decide
@@ -22,6 +30,7 @@ from .witness import Engines, TooLarge, call_of, decide
 __all__ = ["DiffResult", "FolderDiff", "PolicyDiff", "diff_policies", "diff_folders", "fails", "change_kind", "tool_names"]
 
 _MAX_CLASSES = len(OUTCOMES) ** 2
+_UNSAT = "unsat"  # from _shown: no call satisfies the facts (a proof), not a reason
 TIMEOUT_MS = 20_000
 
 
@@ -139,13 +148,20 @@ def diff_policies(old: dict[str, Any], new: dict[str, Any]) -> DiffResult:
         vo, vn = tool_view(old, tool), tool_view(new, tool)
         if _view_key(vo) == _view_key(vn):
             continue  # the same checks in the same order: the same decision for every call
-        _diff_tool(z, tool, vo, vn, set(names), engines, result)
+        limits = (Limits.of(old, tool).caps(), Limits.of(new, tool).caps())  # what can refuse a first call
+        _diff_tool(z, tool, vo, vn, limits, set(names), engines, result)
     return result
 
 
-def _diff_tool(z: Any, tool: str | None, vo: Any, vn: Any, known: set[str], engines: tuple[Engines, Engines], result: DiffResult) -> None:
-    ctx = Context(z, [*vo.conditions(), *vn.conditions()], tool, known)
+def _diff_tool(
+    z: Any, tool: str | None, vo: Any, vn: Any, limits: tuple[Limits, Limits], known: set[str],
+    engines: tuple[Engines, Engines], result: DiffResult,
+) -> None:
+    lo, ln = limits
+    ctx = Context(z, [*vo.conditions(), *vn.conditions(), *lo.conditions(), *ln.conditions()], tool, known)
     to, tn = decision_term(ctx, vo), decision_term(ctx, vn)
+    firsts = (lo.first_call(ctx), ln.first_call(ctx))
+    tiers = _readable(z, ctx, [*lo.data, *ln.data])
     s = z.Solver()
     s.set("timeout", TIMEOUT_MS)
     s.add(*ctx.constraints)
@@ -160,27 +176,17 @@ def _diff_tool(z: Any, tool: str | None, vo: Any, vn: Any, known: set[str], engi
             return
         m = s.model()
         oi, ni = m.eval(to, model_completion=True).as_long(), m.eval(tn, model_completion=True).as_long()
-        block = z.Not(z.And(to == oi, tn == ni))
         pair = (OUTCOMES[oi], OUTCOMES[ni])
-        why = _confirm(ctx, m, pair, engines)
-        for _retry in range(4 if ctx.opaque else 0):  # another assignment of the opaque atoms
-            if not isinstance(why, str):
-                break
-            s.push()
-            s.add(to == oi, tn == ni)
-            s.add(z.Not(z.And(*[a == m.eval(a, model_completion=True) for a in ctx.atoms.values()])))
-            found = ctx.check(s) == "sat"
-            m = s.model() if found else m
-            s.pop()
-            if not found:
-                break
-            why = _confirm(ctx, m, pair, engines)
-        s.add(block)
+        why = _class_call(ctx, s, m, [to == oi, tn == ni], pair, firsts, engines, tiers)
+        s.add(z.Not(z.And(to == oi, tn == ni)))
+        if why is None:
+            continue  # every call of the class is refused alike by limits of both policies
         if isinstance(why, str):
             result.unknown.append({"tool": label, "old": _ec(pair[0]), "new": _ec(pair[1]), "reason": why})
             continue
         call, do, dn = why
-        change = {"tool": call["tool"], "kind": change_kind(*pair), "call": call, "old": do, "new": dn}
+        shown = ((do["effect"], do["code"]), (dn["effect"], dn["code"]))
+        change = {"tool": call["tool"], "kind": change_kind(*shown), "call": call, "old": do, "new": dn}
         if tool is None:
             change["other_tool"] = True  # the class of every tool neither policy names; call["tool"] is one
         result.changes.append(change)
@@ -188,6 +194,93 @@ def _diff_tool(z: Any, tool: str | None, vo: Any, vn: Any, known: set[str], engi
 
 def _ec(o: tuple[str, str]) -> dict[str, str]:
     return {"effect": o[0], "code": o[1]}
+
+
+def _readable(z: Any, ctx: Context, limits: list[dict[str, Any]]) -> list[list[Any]]:
+    """Assumptions tried first, in order, for a readable example call under spend caps (whose
+    call is sought afresh): whole amounts, and no identity, session or server the rules do not
+    need. Empty without spend caps: the call that found the class is shown, as it always was."""
+    paths = sorted({lim["of"] for lim in limits if lim.get("of") is not None})
+    if not paths:
+        return []
+    whole, plain = z.Bool("whole-amounts!"), z.Bool("plain!")
+    amounts = [ctx.value(p) for p in paths]
+    ctx.constraints.append(z.Implies(whole, z.And(*[z.Implies(a.kind == NUM, z.IsInt(a.n)) for a in amounts])))
+    unused = [ctx.roots[r].kind == MISSING for r in ("identity", "session", "server")]
+    ctx.constraints.append(z.Implies(plain, z.And(*unused)))
+    return [[whole, plain], [whole], [plain]]
+
+
+def _class_call(
+    ctx: Context, s: Any, m: Any, cls: list[Any], pair: tuple[tuple[str, str], tuple[str, str]],
+    firsts: tuple[FirstCall, FirstCall], engines: tuple[Engines, Engines], tiers: list[list[Any]],
+) -> Any:
+    """The example call of one class (``m``: the model that found it; ``cls``: its facts;
+    ``pair``: its decisions by the terms), as (call, old decision, new decision); a reason when
+    none can be shown; None when the engine decides every call of the class alike (proven)."""
+    z = ctx.z
+    allows = [f for f, o in zip(firsts, pair, strict=True) if o[0] == "allow"]
+    fits = [f.fits for f in allows]
+    # a call every limit of a policy that allows it lets through: the engines show the pair itself
+    # (without spend caps every call is one, and the model's call is shown as it is)
+    first = m if not tiers and all(z.is_true(m.eval(f, model_completion=True)) for f in fits) else None
+    why = _shown(ctx, s, [*cls, *fits], lambda _m: pair, engines, tiers, first)
+    if why != _UNSAT:
+        return why
+
+    def refused(model: Any) -> tuple[tuple[str, str], ...]:
+        """The decisions of the model's call: a policy that allows it refuses it at its limits."""
+        out = []
+        for o, f in zip(pair, firsts, strict=True):
+            if o[0] != "allow" or z.is_true(model.eval(f.fits, model_completion=True)):
+                out.append(o)
+            else:
+                invalid = z.is_true(model.eval(f.invalid, model_completion=True))
+                out.append(("deny", "invalid_args" if invalid else "rate_limited"))
+        return tuple(out)
+
+    # no call of the class gets past those limits: one the engines decide differently, if any
+    differs = z.BoolVal(True)
+    if len(allows) == 2:
+        fo, fn = allows
+        differs = z.Not(z.Or(z.And(fo.invalid, fn.invalid), z.And(fo.over, fn.over)))
+    why = _shown(ctx, s, [*cls, differs], refused, engines, tiers)
+    return None if why == _UNSAT else why
+
+
+def _shown(
+    ctx: Context, s: Any, facts: list[Any], expect: Any, engines: tuple[Engines, Engines], tiers: list[list[Any]],
+    first: Any | None = None,
+) -> Any:
+    """A call satisfying ``facts`` that both engines decide as ``expect(model)`` says, as
+    (call, old decision, new decision); ``_UNSAT`` when no call satisfies them (a proof); else
+    why none is shown. ``tiers``: assumptions tried first, in order, for a readable call (they
+    pick among calls, never decide the answer). ``first``: a model known to satisfy the facts,
+    shown first. A candidate that leaned on an opaque atom is replaced by another assignment of
+    the atoms, a few times; ``unsat`` after that is no proof, so the reason is kept."""
+    z = ctx.z
+    s.push()
+    try:
+        s.add(*facts)
+        why: Any = _UNSAT
+        for _ in range(1 + (4 if ctx.opaque else 0)):
+            if first is not None:
+                m, first = first, None
+            else:
+                readable = any(str(s.check(ctx.small_flag, *ctx.prefer, *t)) == "sat" for t in tiers)
+                answer = "sat" if readable else ctx.check(s)
+                if answer == "unsat":
+                    return why
+                if answer != "sat":
+                    return f"the solver could not decide ({s.reason_unknown()})"
+                m = s.model()
+            why = _confirm(ctx, m, expect(m), engines)
+            if not isinstance(why, str) or not ctx.opaque or not ctx.atoms:
+                return why
+            s.add(z.Not(z.And(*[a == m.eval(a, model_completion=True) for a in ctx.atoms.values()])))  # another assignment
+        return why
+    finally:
+        s.pop()
 
 
 def _confirm(ctx: Context, m: Any, pair: Any, engines: tuple[Engines, Engines]) -> Any:

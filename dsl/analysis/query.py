@@ -2,10 +2,13 @@
 
 The decision term (dsl/analysis/decision.py) leaves out two things that also deny: limits
 (stateful: call counters and spend caps) and step 3b (``invalid_args``: arguments a server
-would read as another value). Both only ever turn a decision into a deny, so "no call gets
-allow" and "no call needs approval" stay proofs; but a call can always be denied through them.
-``--can deny`` therefore answers from the term first (a deny by a rule), then from each limit
-of the tool, then from invalid arguments.
+would read as another value). Both only ever turn a decision into a deny, and only a call the
+term allows meets the limits, so "no call needs approval" stays a proof; but a call can always
+be denied through them. ``--can allow`` asks for a call the term allows that every spend cap
+takes on its first run (``FirstCall.fits``: a valid amount within each cap that applies), so the
+engine allows it on fresh counters; a call that does not fit is refused on any counters, so
+"no" stays a proof. ``--can deny`` answers from the term first (a deny by a rule), then from
+each limit of the tool, then from invalid arguments.
 
 Limits are modelled, not re-played call by call. The same call made again and again at one
 instant is allowed while every counter it touches has room: a limit of N calls refuses the
@@ -31,7 +34,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..engine import Engine
-from .decision import OUTCOMES, decision_term, tool_view
+from .decision import OUTCOMES, LimitFacts, Limits, decision_term, tool_view
 from .diff import tool_names
 from .encode import MISSING, NUM, STR, Context, string_val
 from .solver import z3 as load_z3
@@ -59,35 +62,6 @@ class QueryResult:
 Confirm = Callable[[dict[str, Any]], "QueryResult | None"]
 
 
-@dataclass
-class _Limit:
-    """One limit of the tool, with its z3 facts: when it applies, and for a spend cap when its
-    amount is valid (a finite number >= 0), positive, and over the cap on its own."""
-
-    data: dict[str, Any]
-    applies: Any
-    amount: dict[str, Any] | None  # "valid", "positive", "over"; None for a call counter
-
-
-def _limits_of(data: dict[str, Any], tool: str) -> list[dict[str, Any]]:
-    """The limits that count calls of ``tool`` (its own, then those of every tool)."""
-    own = data.get("tools", {}).get(tool, {}).get("limits", ())
-    return [*own, *data.get("all_tools", {}).get("limits", ())]
-
-
-def _amount_leaves(lim: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
-    """A spend cap's amount tests as conditions the encoding reads exactly (``gte 0`` is what
-    the engine accepts as an amount: a number, finite, not negative); None for a counter."""
-    of = lim.get("of")
-    if of is None:
-        return None
-    return {
-        "valid": {"path": of, "op": "gte", "value": 0},
-        "positive": {"path": of, "op": "gt", "value": 0},
-        "over": {"path": of, "op": "gt", "value": lim["max"]},
-    }
-
-
 def _rule(lim: dict[str, Any]) -> str:
     return str(lim.get("rule") or f"{lim['max']} per {lim['window']} s")
 
@@ -96,37 +70,38 @@ def query_policy(data: dict[str, Any], effect: str, tool: str, identity: str | N
     """Can a call of ``tool`` (with ``identity``, when given) get ``effect``?"""
     z = load_z3("plr query")
     view = tool_view(data, tool)
-    limits = _limits_of(data, tool) if effect == "deny" else []
-    leaves = [_amount_leaves(lim) for lim in limits]
-    extra = [lim["if"] for lim in limits if lim.get("if") is not None]
-    extra += [c for lv in leaves if lv is not None for c in lv.values()]
-    ctx = Context(z, [*view.conditions(), *extra], tool, set(tool_names(data)))
+    # approval_required is decided before the limits; a first call meets only the spend caps
+    limits = Limits.of(data, tool)
+    limits = limits if effect == "deny" else limits.caps() if effect == "allow" else Limits([], [])
+    ctx = Context(z, [*view.conditions(), *limits.conditions()], tool, set(tool_names(data)))
     term = decision_term(ctx, view)
+    lims = limits.facts(ctx)
+    first = limits.first_call(ctx, lims)
     who = []
     if identity is not None:
         me = ctx.roots["identity"]  # the whole string: a head ``s`` with no pad run or tail after it
         who = [me.kind == STR, me.gap == 0, me.s == string_val(z, identity)]
-    tiers = _tiers(z, ctx, limits, identity)
+    tiers = _tiers(z, ctx, limits.data, identity)
     engines = Engines(data)
 
     def gets(e: str) -> Any:
         return z.Or(*[term == i for i, o in enumerate(OUTCOMES) if o[0] == e])
 
+    if effect == "allow":  # allowed by the rules, and with an amount every spend cap takes
+        r = _search(z, ctx, [*who, gets("allow"), first.fits], engines, "allow", tiers=tiers)
+        if r.possible is False and any(f.amount is not None for f in lims) and _sat(z, ctx, [*who, gets("allow")]):
+            r.reason = (
+                "every call the rules allow is refused by a spend cap, on any counters: "
+                "it has no valid amount or more than the cap"
+            )
+        return r
     r = _search(z, ctx, [*who, gets(effect)], engines, effect)
     if effect != "deny" or r.possible:
         return r
     # no rule denies a call (or none could be shown): a limit or invalid arguments still do
     open_: list[str] = [] if r.possible is False else [f"whether a rule denies a call: {r.reason}"]
-    lims = [
-        _Limit(
-            lim,
-            ctx.fires(lim["if"]) if lim.get("if") is not None else z.BoolVal(True),
-            {k: ctx.cond(c) for k, c in lv.items()} if lv is not None else None,
-        )
-        for lim, lv in zip(limits, leaves, strict=True)
-    ]
     # a call gets as far as the counters only with a valid amount within every cap that applies
-    fits = [z.Implies(x.applies, z.And(x.amount["valid"], z.Not(x.amount["over"]))) for x in lims if x.amount]
+    fits = [first.fits]
     for lim in lims:
         found = _by_limit(z, ctx, [*who, gets("allow"), lim.applies], fits, lim, data, engines, tiers)
         if found.possible:
@@ -134,6 +109,14 @@ def query_policy(data: dict[str, Any], effect: str, tool: str, identity: str | N
         if found.possible is None:
             open_.append(f"whether the limit {_rule(lim.data)} denies a call: {found.reason}")
     return _invalid_args(data, tool, identity, r, open_)
+
+
+def _sat(z: Any, ctx: Context, facts: list[Any]) -> bool:
+    """Whether some call satisfies ``facts`` (False also when the solver cannot tell)."""
+    s = z.Solver()
+    s.set("timeout", 20_000)
+    s.add(*ctx.constraints, *facts)
+    return str(s.check()) == "sat"
 
 
 def _tiers(z: Any, ctx: Context, limits: list[dict[str, Any]], identity: str | None) -> list[list[Any]]:
@@ -158,7 +141,7 @@ def _tiers(z: Any, ctx: Context, limits: list[dict[str, Any]], identity: str | N
 
 
 def _by_limit(
-    z: Any, ctx: Context, base: list[Any], fits: list[Any], lim: _Limit, data: dict[str, Any], engines: Engines,
+    z: Any, ctx: Context, base: list[Any], fits: list[Any], lim: LimitFacts, data: dict[str, Any], engines: Engines,
     tiers: list[list[Any]],
 ) -> QueryResult:
     """A call that ``lim`` denies (or, once it is reached, a smaller limit counting the same
@@ -224,14 +207,11 @@ def _search(
                 return shown
             if not ctx.opaque:
                 return QueryResult(None, reason="no limit refuses the call found, repeated (please report this)")
-        elif d["code"] in ("rate_limited", "invalid_args", "state_unavailable"):
+        elif not ctx.opaque:  # limits are modelled too: a call that fits them is not refused by them
             return QueryResult(
-                None, call, d,
-                reason=f"the call found is refused by a limit or its arguments ({d['code']}, {d.get('rule') or 'no rule'})"
-                + ("" if confirm is not None else ": the analysis models limits only for --can deny"),
+                None, reason=f"the analysis and the engine disagree on the call found ({d['code']}, "
+                f"{d.get('rule') or 'no rule'}) (please report this)",
             )
-        elif not ctx.opaque:
-            return QueryResult(None, reason="the analysis and the engine disagree (please report this)")
         # a candidate that leaned on a regex or value function: ask for another one
         blocked = True
         s.add(z.Not(z.And(*[ctx.atoms[k] == m.eval(a, model_completion=True) for k, a in ctx.atoms.items()])))

@@ -168,16 +168,19 @@ def test_query_deny_counts_invalid_arguments(tmp_path: Path) -> None:
     assert code == 0 and text.startswith("yes:") and "invalid_args" in text
 
 
-def test_query_allow_under_a_spend_cap_is_not_called_a_disagreement(tmp_path: Path) -> None:
+def test_query_allow_under_a_spend_cap_answers_with_an_amount_that_fits(tmp_path: Path) -> None:
     policy = {
         "version": "1", "default": "deny",
         "tools": {"t": {"limits": [{"max": 5, "window": 60, "per": "session", "of": "args.cost"}]}},
     }
     p = write(tmp_path, "s.json", json.dumps(policy))
     assert decide(p, {"tool": "t", "args": {}}) == ("deny", "invalid_args")  # no amount: refused
-    code, out = run("query", p, "--can", "allow", "--tool", "t")
-    assert "please report" not in out and "invalid_args" in out, out
-    assert code == 2
+    code, out = run("query", p, "--can", "allow", "--tool", "t", "--format", "json")
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["possible"] is True and doc["decision"]["effect"] == "allow"
+    assert 0 <= doc["call"]["args"]["cost"] <= 5
+    assert decide(p, doc["call"]) == ("allow", "allowed")  # on fresh counters
 
 
 # --- B4: numbers are doubles; the other tool has a readable name ---------------------------
