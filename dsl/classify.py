@@ -19,8 +19,12 @@ most severe sub-command it can run, not by its name: when the catalogue lists th
 (an enum on its ``command``/``action``/``operation``/``method`` property), by the strictest of
 them; when it cannot (a free string, or a description that says it routes commands),
 ``destructive`` (``router_class``). Otherwise `deny destructive tools unless approved` would let
-a router named after its service (``keyvault``) delete unapproved. Annotations still decide a
-tool that has them: the server has stated its class.
+a router named after its service (``keyvault``) delete unapproved. The sub-commands are read
+wherever a schema lists them: an enum behind a ``$ref``, an ``anyOf``/``oneOf`` of enums or
+consts, the variants of a root union. A server's annotation is weighed as elsewhere: a
+``readOnlyHint: true`` gives way to an acting sub-command or to unlisted ones (it is a claim,
+as above); a ``destructiveHint: false`` only to a listed sub-command that deletes or runs code,
+as it gives way to a name that starts with `delete_`.
 """
 
 from __future__ import annotations
@@ -145,12 +149,19 @@ _WHERE_WORDS = frozenset(("local", "output", "out", "dest", "destination", "down
 # properties whose enum lists what a tool does: a value `set`/`create`/`delete` is an action
 _OPERATION_PROPERTIES = frozenset(("operation", "action", "op", "mode", "command", "subcommand"))
 # properties (compared without case, `_` or `-`: subCommand, sub_command) whose value picks the
-# sub-command a router runs. Not `mode`: an output mode (`values | formulas`) is no sub-command
-SUBCOMMAND_PROPERTIES = frozenset(("command", "subcommand", "cmd", "action", "operation", "op", "method"))
+# sub-command a router runs. Not `mode`: an output mode (`values | formulas`) is no sub-command.
+# `tool`/`toolName` only beside an argument bag (a gateway: `tool` + `arguments`); alone it
+# names a subject (codacy's linter to run, the tool whose past calls to list)
+TOOL_PROPERTIES = frozenset(("tool", "toolname"))
+SUBCOMMAND_PROPERTIES = frozenset(("command", "subcommand", "cmd", "action", "operation", "op", "method")) | TOOL_PROPERTIES
 # a router's bag of arguments for the sub-command it runs: an object that lists no properties.
 # A free `command` without one is a command line (run_command: execute), a filter (`operation`,
 # `method` of a read tool) or a setting (a container's `command`), not a router
-ARGUMENT_BAGS = frozenset(("parameters", "params", "args", "arguments", "payload", "body", "input"))
+ARGUMENT_BAGS = frozenset(("parameters", "params", "args", "arguments", "payload", "body", "input", "options"))
+# bags named for arguments count in any shape that lists no properties: positional (`args:
+# [..]`), JSON in a string (`parameters: "{..}"`) or untyped (`parameters: {}`). A string
+# `body`, `input` or `payload` is data (an HTTP body, a text), not arguments
+POSITIONAL_BAGS = frozenset(("parameters", "params", "args", "arguments"))
 # a description that says the tool routes commands ("a hierarchical MCP command router")
 _ROUTES_COMMANDS = re.compile(
     r"\b(sub-?)?command (router|dispatcher)\b|\b(routes|dispatches)\b[^.]{0,40}?\b(sub-?)?commands?\b", re.I
@@ -229,12 +240,18 @@ def classify(
             return Classification("destructive", True, f"{said}name starts with {verb}: it replaces or deletes data")
     if annotated is not None:
         risk, why = annotated
+        # a router's sub-commands (router_class with the annotations): under a read claim, any
+        # listed acting one or unlisted ones; under destructiveHint: false, a listed one that
+        # deletes or runs code, as a name starting with delete_ overrules it (below)
+        routed = router_class(description, schema, annotations)
         if risk == "read":
             # the server's word is a claim, not a proof: what its own name (a second action joined
             # by and/or), description or schema says the tool does raises the class
-            acts = acts_despite_read(name, description, schema, name_anywhere=False)
+            acts = _stricter(acts_despite_read(name, description, schema, name_anywhere=False), routed)
             if acts:
                 return Classification(acts[0], True, f"{why} said read, but {acts[1]}")
+        if routed:
+            return Classification(routed[0], True, f"{why} said {risk}, but {routed[1]}")
         # execute cannot be said in annotations: a tool the server calls non-destructive whose
         # name says it runs code or queries is execute, and that part is a guess
         if risk == "write" and guessed.risk == "execute":
@@ -371,53 +388,189 @@ def schema_acts(schema: dict[str, Any] | None) -> tuple[str, str] | None:
     return found
 
 
-def _is_free_string(sub: dict[str, Any]) -> bool:
-    """A property that takes any string: no enum, and typed string (or not typed at all)."""
-    kind = sub.get("type")
-    kinds = kind if isinstance(kind, list) else [kind]
-    return not isinstance(sub.get("enum"), list) and (kind is None or "string" in kinds)
+def _pointer(root: dict[str, Any], ref: str) -> Any:
+    """The part of ``root`` a local ``$ref`` ("#/$defs/Action") points at, else None."""
+    if ref == "#":
+        return root
+    if not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for step in ref[2:].split("/"):
+        step = step.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or step not in node:
+            return None
+        node = node[step]
+    return node
 
 
-def _argument_bag(props: dict[str, Any]) -> str | None:
-    """The name of a property holding a sub-command's arguments (ARGUMENT_BAGS), if any."""
-    for key, sub in props.items():
-        if "".join(name_words(str(key))) in ARGUMENT_BAGS and isinstance(sub, dict) and not sub.get("properties"):
-            kind = sub.get("type")
-            if kind == "object" or (isinstance(kind, list) and "object" in kind):
-                return str(key)
+def _resolved(sub: Any, root: dict[str, Any]) -> dict[str, Any] | None:
+    """``sub`` with its local ``$ref`` followed (pydantic's Enum parameters sit in ``$defs``);
+    None for a reference the schema does not hold, which may stand for anything."""
+    for _ in range(8):
+        if not isinstance(sub, dict):
+            return None
+        ref = sub.get("$ref")
+        if not isinstance(ref, str):
+            return sub
+        sub = _pointer(root, ref)
     return None
 
 
-def router_class(description: str = "", schema: dict[str, Any] | None = None) -> tuple[str, str] | None:
+def _branches(sub: dict[str, Any], key: str) -> list[Any]:
+    value = sub.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _choices(sub: Any, root: dict[str, Any], depth: int = 0) -> tuple[list[Any], bool, int]:
+    """(the values a property lists, whether it takes any other string, the length of an enum of
+    it as long as a catalogue keeps, else 0). Values come from ``enum``/``const`` on the property, behind
+    a ``$ref``, or in its ``anyOf``/``oneOf``/``allOf`` branches (Optional[Literal], an Enum, a
+    oneOf of consts); a branch typed string (or untyped) without them takes any string."""
+    node = _resolved(sub, root)
+    if node is None or depth > 8:
+        return [], True, 0
+    if isinstance(node.get("enum"), list) or "const" in node:
+        values = list(node["enum"]) if isinstance(node.get("enum"), list) else []
+        if "const" in node:
+            values.append(node["const"])
+        longest = len(node["enum"]) if isinstance(node.get("enum"), list) else 0
+        return values, False, longest if longest >= ENUM_KEPT else 0
+    alternatives, conjuncts = _branches(node, "anyOf") + _branches(node, "oneOf"), _branches(node, "allOf")
+    if not alternatives and not conjuncts:
+        kind = node.get("type")
+        return [], kind is None or "string" in (kind if isinstance(kind, list) else [kind]), 0
+    values: list[Any] = []
+    free, cut = False, 0
+    for branch in alternatives:
+        v, f, c = _choices(branch, root, depth + 1)
+        values, free, cut = values + v, free or f, max(cut, c)
+    if conjuncts:  # allOf: a branch that lists values restricts the others (allOf: [{$ref: Action}])
+        parts = [_choices(branch, root, depth + 1) for branch in conjuncts]
+        listing = [part for part in parts if part[0]]
+        for v, _, c in listing:
+            values, cut = values + v, max(cut, c)
+        free = free or (not listing and all(part[1] for part in parts))
+    return values, free, cut
+
+
+def _shape(sub: Any, root: dict[str, Any], depth: int = 0) -> tuple[set[str], bool]:
+    """(the JSON types a property's value may take, whether it lists properties of its own,
+    directly or in its array items), across ``$ref`` and ``anyOf``/``oneOf``/``allOf``."""
+    node = _resolved(sub, root)
+    if node is None or depth > 8:
+        return set(), False
+    kind = node.get("type")
+    kinds = {k for k in (kind if isinstance(kind, list) else [kind]) if isinstance(k, str)}
+    items = _resolved(node.get("items"), root) if "items" in node else None
+    lists = bool(node.get("properties")) or bool(items and items.get("properties"))
+    for key in ("anyOf", "oneOf", "allOf"):
+        for branch in _branches(node, key):
+            k, listed = _shape(branch, root, depth + 1)
+            kinds, lists = kinds | k, lists or listed
+    return kinds, lists
+
+
+def _argument_bag(props: dict[str, Any], root: dict[str, Any]) -> str | None:
+    """The name of a property holding a sub-command's arguments, if any: one of ARGUMENT_BAGS
+    that lists no properties of its own and is an object; or, for POSITIONAL_BAGS, also an
+    array (`args: [..]`), a string (JSON in a string) or untyped (`parameters: {}`)."""
+    for key, sub in props.items():
+        word = "".join(name_words(str(key)))
+        if word not in ARGUMENT_BAGS:
+            continue
+        kinds, lists = _shape(sub, root)
+        if lists:
+            continue
+        if "object" in kinds or (word in POSITIONAL_BAGS and (kinds & {"array", "string"} or not kinds - {"null"})):
+            return str(key)
+    return None
+
+
+def _properties(schema: dict[str, Any]) -> dict[str, Any]:
+    """A schema's top-level properties, with those of its root ``anyOf``/``oneOf``/``allOf``
+    variants (a discriminated union: one variant per sub-command, each with its `action` const);
+    a name in several variants takes the values of all."""
+    merged: dict[str, Any] = {}
+    variants = [schema] + [_resolved(v, schema) for key in ("anyOf", "oneOf", "allOf") for v in _branches(schema, key)]
+    for variant in variants:
+        props = variant.get("properties") if isinstance(variant, dict) else None
+        for key, sub in (props if isinstance(props, dict) else {}).items():
+            merged[key] = {"anyOf": [merged[key], sub]} if key in merged else sub
+    return merged
+
+
+def _participle(word: str) -> bool:
+    """A past participle (`removed`, `failed`), not a word that ends so (`feed`, `embed`)."""
+    return len(word) > 4 and word.endswith("ed") and not word.endswith("eed") and word != "embed"
+
+
+def _entry_evidence(value: str) -> tuple[str, str] | None:
+    """(class, word) of a listed sub-command as evidence against a server's annotation: only an
+    entry with a known word counts (`versions` says nothing, it is not `write`), and not one
+    that ends in a participle: `build_failed`, `merge_train_removed` name events a read tool
+    filters by (gitlab's list_todos), not sub-commands it runs."""
+    words = name_words(value)
+    if not words or _participle(words[-1]):
+        return None
+    c = classify(value)
+    return None if c.why.startswith("no rule matched") else (c.risk, value)
+
+
+def router_class(
+    description: str = "", schema: dict[str, Any] | None = None, annotations: dict[str, Any] | None = None
+) -> tuple[str, str] | None:
     """(class, why) of a tool that runs sub-commands picked by an argument, else None.
 
-    Enumerated sub-commands (an enum on a SUBCOMMAND_PROPERTIES property) give the strictest of
-    their classes, each classed as a tool of that name would be (so an unknown one is `write`,
-    and `method: GET` stays read). Sub-commands that are not listed give ``destructive``: a
-    free-string sub-command property next to an argument bag (azure's `command` + `parameters`),
-    a description saying it routes commands (unless an enum lists them), or an enum as long as
-    a catalogue keeps (the rest were cut)."""
-    props = (schema or {}).get("properties") if isinstance(schema, dict) else None
-    props = props if isinstance(props, dict) else {}
+    Enumerated sub-commands (an enum or consts on a SUBCOMMAND_PROPERTIES property, also
+    behind a ``$ref`` or in ``anyOf``/``oneOf``/``allOf``) give the strictest of their classes,
+    each classed as a tool of that name would be (so an unknown one is `write`, and `method:
+    GET` stays read). Sub-commands that are not listed give ``destructive``: a free-string
+    sub-command property next to an argument bag (azure's `command` + `parameters`), a
+    description saying it routes commands (unless an enum lists them), or an enum as long as a
+    catalogue keeps (the rest were cut). A `tool`/`toolName` property picks a sub-command only
+    beside an argument bag (alone it names the subject: a linter to run, calls to list).
+
+    ``annotations``: the server's hints, which an enum overrules only with evidence (an entry
+    with a known word, not a participle: ``_entry_evidence``). Under ``readOnlyHint: true``
+    (a claim, as in ``acts_despite_read``) unlisted sub-commands still give ``destructive``;
+    under ``destructiveHint: false`` only a listed entry that deletes or runs code raises the
+    class (as a name that starts with `delete_` does), and `method` does not count: a request's
+    HTTP method is what the tool may store (postman's createCollectionRequest saves a `DELETE`
+    request), and the server has said which."""
+    stated = _annotated(annotations)
+    if stated is not None and stated[0] == "destructive":
+        return None
+    root = schema if isinstance(schema, dict) else {}
+    props = _properties(root)
     found: tuple[str, str] | None = None
     enumerated = False
-    bag = _argument_bag(props)
+    bag = _argument_bag(props, root)
     for key, sub in props.items():
-        if "".join(name_words(str(key))) not in SUBCOMMAND_PROPERTIES or not isinstance(sub, dict):
+        word = "".join(name_words(str(key)))
+        if word not in SUBCOMMAND_PROPERTIES or (word in TOOL_PROPERTIES and not bag):
             continue
-        values = sub.get("enum")
-        if isinstance(values, list) and values:
+        if stated is not None and stated[0] == "write" and word == "method":
+            continue
+        values, free, cut = _choices(sub, root)
+        values = [v for v in values if isinstance(v, str) and v.strip()]
+        unlisted: list[str] = []
+        if values:
             enumerated = True
-            if len(values) >= ENUM_KEPT:
-                cut = f"a command router (`{key}` lists {len(values)} values, as many as a catalogue keeps: more may be cut)"
-                found = _stricter(found, ("destructive", f"{cut}: {ROUTER_WHY}"))
+            if cut:
+                unlisted.append(f"`{key}` lists {cut} values, as many as a catalogue keeps: more may be cut")
             for value in values:
-                if isinstance(value, str) and value.strip():
-                    found = _stricter(found, (classify(value).risk, f"its `{key}` can be `{value}`"))
-        elif bag and _is_free_string(sub):
-            found = _stricter(found, ("destructive", f"a command router (`{key}` takes any string, `{bag}` its arguments): {ROUTER_WHY}"))
-    if not enumerated and description:
+                hit = (classify(value).risk, value) if stated is None else _entry_evidence(value)
+                if hit:
+                    found = _stricter(found, (hit[0], f"its `{key}` can be `{value}`"))
+        if bag and free:
+            unlisted.append(f"`{key}` takes any string, `{bag}` its arguments")
+        if stated is None or stated[0] == "read":
+            for why in unlisted:
+                found = _stricter(found, ("destructive", f"a command router ({why}): {ROUTER_WHY}"))
+    if not enumerated and description and (stated is None or stated[0] == "read"):
         m = _ROUTES_COMMANDS.search(description)
         if m:
             found = _stricter(found, ("destructive", f"a command router (the description says `{m.group(0)}`): {ROUTER_WHY}"))
+    if stated is not None and (found is None or _SEVERITY[found[0]] <= _SEVERITY[stated[0]]):
+        return None
     return found

@@ -101,14 +101,15 @@ def load_sources(path: Path) -> list[Source]:
 
 # --- compact schemas -------------------------------------------------------------------------
 
-_SCHEMA_KEYS = ("type", "properties", "required", "items", "enum", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions")
+_SCHEMA_KEYS = ("type", "properties", "required", "items", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions")
 _ENUM_MAX = ENUM_KEPT  # the classifier reads an enum this long as perhaps cut
 
 
 def compact_schema(schema: Any, depth: int = 0) -> Any:
-    """A JSON Schema cut to what a policy author and the argument check need: types, property
-    names, required, items, enums (the first 30 values) and references. Descriptions, titles,
-    defaults and examples go (they are most of a schema's size)."""
+    """A JSON Schema cut to what a policy author, the argument check and the classifier need:
+    types, property names, required, items, enums (the first 30 values), a scalar ``const`` (a
+    `oneOf` of consts lists a router's sub-commands, dsl.classify.router_class) and references.
+    Descriptions, titles, defaults and examples go (they are most of a schema's size)."""
     if not isinstance(schema, dict) or depth > 8:
         return {}
     out: dict[str, Any] = {}
@@ -124,6 +125,8 @@ def compact_schema(schema: Any, depth: int = 0) -> Any:
             out[key] = [compact_schema(v, depth + 1) for v in value]
         elif key == "enum" and isinstance(value, list):
             out[key] = value[:_ENUM_MAX]
+        elif key == "const" and (value is None or isinstance(value, (str, int, float, bool))):
+            out[key] = value
         elif key in ("type", "required", "$ref"):
             out[key] = value
     ap = schema.get("additionalProperties")
@@ -178,7 +181,7 @@ def _by_its_arguments(t: dict[str, Any]) -> bool:
     same name (azure's `search` router is no reason to class ripgrep's `search` destructive)."""
     if "inferred" not in t:
         return False
-    routed = router_class(t.get("description", ""), t.get("schema"))
+    routed = router_class(t.get("description", ""), t.get("schema"), t.get("annotations"))
     return routed is not None and routed[0] == t["risk"]
 
 

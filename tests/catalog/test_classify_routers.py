@@ -198,3 +198,153 @@ def test_a_router_class_is_not_lent_to_another_servers_tool_of_the_same_name():
 def test_stdlib_search_tools_beside_azure_search_keep_their_read_class(server: str):
     tools = {t["name"]: t for t in json.loads((CATALOGUES / f"server-{server}.json").read_text(encoding="utf-8"))["tools"]}
     assert tools["search"]["risk"] == "read", tools["search"]
+
+
+# --- a router with annotations: the server's word is weighed, not taken -----------------------
+
+READ_CLAIM = {"readOnlyHint": True}
+WRITE_CLAIM = {"readOnlyHint": False, "destructiveHint": False}
+
+ANNOTATED_READ_ROUTERS = [
+    # (description, schema, the words that say why): the review's repros
+    ("", _props(command={"type": "string"}, parameters={"type": "object"}), "`command` takes any string, `parameters` its arguments"),
+    ("", _props(command={"enum": ["secret_get", "secret_delete"]}), "its `command` can be `secret_delete`"),
+    ("A hierarchical MCP command router", _props(command={"type": "string"}), "the description says `command router`"),
+    ("", ROUTER_SCHEMA, "its sub-commands are not listed"),
+]
+
+
+@pytest.mark.parametrize("description, schema, words", ANNOTATED_READ_ROUTERS, ids=range(len(ANNOTATED_READ_ROUTERS)))
+def test_a_router_annotated_read_is_raised_to_its_most_severe_sub_command(description: str, schema: dict, words: str):
+    c = classify("keyvault", description, READ_CLAIM, schema)
+    assert (c.risk, c.inferred) == ("destructive", True), c.why
+    assert c.why.startswith("readOnlyHint said read, but ") and words in c.why, c.why
+
+
+def test_under_a_read_claim_only_a_listed_sub_command_that_names_an_action_counts():
+    # an entry with a known acting word raises the claim; `versions` (no known word) says
+    # nothing, and a participle names an event a read tool filters by
+    c = classify("alerting_rules", "", READ_CLAIM, _props(operation={"enum": ["list", "versions", "purge_versions"]}))
+    assert (c.risk, c.why) == ("destructive", "readOnlyHint said read, but its `operation` can be `purge_versions`")
+    assert classify("alerting_rules_read", "", READ_CLAIM, _props(operation={"enum": ["list", "get", "versions"]})).risk == "read"
+    todos = ["assigned", "mentioned", "build_failed", "marked", "directly_addressed", "merge_train_removed", "member_access_requested"]
+    assert classify("list_todos", "List to-do items.", READ_CLAIM, _props(action={"enum": todos})).risk == "read"
+    # without annotations the entries still count as tool names would (an unknown one is write)
+    assert classify("alerting_rules", "", None, _props(operation={"enum": ["list", "versions"]})).risk == "write"
+
+
+def test_a_write_claim_gives_way_to_a_listed_sub_command_that_deletes_not_to_a_method_or_unlisted_ones():
+    """destructiveHint: false is overruled as a name starting with `delete_` overrules it (a listed
+    `action` is the name of what the call runs); an HTTP `method` is what the tool may store,
+    and unlisted sub-commands are no evidence against the server's word."""
+    c = classify("manage_agent_triggers", "Manage the triggers of an agent.", WRITE_CLAIM, _props(action={"enum": ["list", "add", "remove"]}))
+    assert (c.risk, c.inferred, c.why) == ("destructive", True, "destructiveHint: false said write, but its `action` can be `remove`")
+    c = classify("update_form", "", WRITE_CLAIM, _props(action={"enum": ["activate", "createTag", "deleteTag"]}))
+    assert (c.risk, c.why) == ("destructive", "destructiveHint: false said write, but its `action` can be `deleteTag`")
+    assert classify("manage_jobs", "", WRITE_CLAIM, _props(action={"enum": ["create", "run_script"]})).risk == "execute"
+    kept = [
+        classify("createCollectionRequest", "", WRITE_CLAIM, _props(method={"enum": ["GET", "DELETE"]})),
+        classify("keyvault", "", WRITE_CLAIM, ROUTER_SCHEMA),
+        classify("vault", "A hierarchical MCP command router.", WRITE_CLAIM, None),
+        classify("manage_columns", "", WRITE_CLAIM, _props(action={"enum": ["create", "update"]})),
+    ]
+    assert [(k.risk, k.inferred) for k in kept] == [("write", False)] * 4, [k.why for k in kept]
+
+
+# --- sub-commands wherever a schema lists them, and other argument bags ------------------------
+
+ACTION_ENUM = {"type": "string", "enum": ["get", "delete"]}
+SHAPES = [
+    # (id, a router's schema, its near miss that is no router: unchanged)
+    ("enum-behind-$ref",
+     {"type": "object", "properties": {"action": {"$ref": "#/$defs/Action"}}, "$defs": {"Action": ACTION_ENUM}},
+     {"type": "object", "properties": {"action": {"$ref": "#/$defs/Action"}}, "$defs": {"Action": {"type": "string", "enum": ["get"]}}}),
+    ("allOf-of-a-definitions-$ref",
+     {"type": "object", "properties": {"action": {"allOf": [{"$ref": "#/definitions/Action"}]}}, "definitions": {"Action": ACTION_ENUM}},
+     _props(action={"allOf": [{"$ref": "#/definitions/Missing"}]})),  # a reference it does not hold, no bag: not a router
+    ("optional-literal", _props(action={"anyOf": [ACTION_ENUM, {"type": "null"}]}), _props(action={"anyOf": [{"enum": ["get"]}, {"type": "null"}]})),
+    ("optional-enum-$ref",
+     {"type": "object", "properties": {"op": {"anyOf": [{"$ref": "#/$defs/Op"}, {"type": "null"}]}}, "$defs": {"Op": {"enum": ["list", "purge"]}}},
+     _props(op={"anyOf": [{"type": "string"}, {"type": "null"}]})),  # a free string alone is a filter
+    ("oneOf-of-consts", _props(command={"oneOf": [{"const": "get"}, {"const": "delete"}]}), _props(command={"oneOf": [{"const": "get"}, {"const": "list"}]})),
+    ("root-union-of-consts",
+     {"oneOf": [{"type": "object", "properties": {"action": {"const": "get"}}}, {"type": "object", "properties": {"action": {"const": "delete"}}}]},
+     {"oneOf": [{"required": ["id"]}, {"required": ["name"]}], "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}),
+    ("tool-beside-arguments", _props(tool={"type": "string"}, arguments={"type": "object"}), _props(tool={"type": "string"}, file={"type": "string"})),
+    ("toolName-beside-json-args", _props(toolName={"type": "string"}, args={"type": "string"}), _props(toolName={"type": "string"}, since={"type": "string"})),
+    ("args-array", _props(command={"type": "string"}, args={"type": "array", "items": {"type": "string"}}),
+     _props(action={"type": "string"}, args={"type": "array", "items": {"type": "object", "properties": {"name": {}}}})),
+    ("parameters-json-string", _props(command={"type": "string"}, parameters={"type": "string"}), _props(command={"type": "string"}, input={"type": "string"})),
+    ("parameters-untyped", _props(command={"type": "string"}, parameters={}), _props(command={"type": "string"}, parameters={"type": "integer"})),
+    ("options-bag", _props(command={"type": "string"}, options={"type": "object"}), _props(command={"type": "string"}, options={"type": "string"})),
+    ("optional-command-and-dict",
+     _props(command={"anyOf": [{"type": "string"}, {"type": "null"}]}, params={"anyOf": [{"type": "object"}, {"type": "null"}]}),
+     _props(command={"anyOf": [{"type": "string"}, {"type": "null"}]}, params={"anyOf": [{"type": "object", "properties": {"q": {}}}, {"type": "null"}]})),
+]
+
+
+@pytest.mark.parametrize("router, near_miss", [s[1:] for s in SHAPES], ids=[s[0] for s in SHAPES])
+def test_sub_commands_are_read_wherever_the_schema_lists_them_and_beside_any_argument_bag(router: dict, near_miss: dict):
+    for name, was in (("get_item", "read"), ("vault", "write")):
+        c = classify(name, "", None, router)
+        assert (c.risk, c.inferred) == ("destructive", True), (name, c.why)
+        assert ("a command router" in c.why) or ("can be `delete`" in c.why) or ("can be `purge`" in c.why), c.why
+        assert classify(name, "", None, near_miss).risk == was, (name, classify(name, "", None, near_miss).why)
+
+
+def test_a_catalogue_keeps_const_so_a_oneof_of_const_sub_commands_is_classed_from_the_committed_json():
+    from dsl.harvest import compact_schema, tool_entry
+
+    command = {"oneOf": [{"const": "list", "description": "List keys."}, {"const": "purge", "title": "Purge"}]}
+    assert compact_schema({"type": "object", "properties": {"command": command}})["properties"]["command"] == {"oneOf": [{"const": "list"}, {"const": "purge"}]}
+    assert compact_schema({"const": {"a": "big object"}}) == {}  # only a scalar is kept
+    entry = tool_entry({"name": "keys", "inputSchema": {"type": "object", "properties": {"command": command}}})
+    assert (entry["risk"], entry["inferred"]) == ("destructive", "no rule matched (write by default, never read by guess), but its `command` can be `purge`")
+
+
+# --- the stdlib catalogues, re-derived ----------------------------------------------------------
+
+
+def test_stdlib_routers_the_review_found_are_destructive_and_filters_stay_read():
+    monday = _tools("monday")
+    for name, entry in [("manage_agent_knowledge", "remove"), ("manage_agent_skills", "remove"), ("manage_agent_triggers", "remove"),
+                        ("set_object_schema_column_active_state", "deactivate"), ("update_form", "deactivate")]:  # fmt: skip
+        assert (monday[name]["risk"], monday[name].get("inferred")) == ("destructive", f"destructiveHint: false said write, but its `action` can be `{entry}`")
+    nextjs = _tools("next-devtools")["nextjs_call"]  # toolName + args (a JSON string): calls any tool of the dev server
+    assert nextjs["risk"] == "destructive" and "`toolName` takes any string, `args` its arguments" in nextjs["inferred"]
+    # a read tool's filter enum and an annotated write's HTTP method keep the server's class
+    assert _tools("gitlab-zereight")["list_todos"]["risk"] == "read"
+    assert _tools("grafana")["alerting_rules_read"]["risk"] == "read"
+    assert {_tools("postman")[n]["risk"] for n in ("createCollectionRequest", "createCollectionResponse", "updateCollectionRequest")} == {"write"}
+
+
+def test_no_stdlib_router_of_any_shape_is_classed_below_destructive():
+    """A sweep independent of the classifier's helpers: a free `command`/`action`/`tool`/… string
+    beside an argument bag of any shape that lists no properties (object, array, JSON string,
+    untyped) is destructive, unless the server annotated it as a write or destructive."""
+    selectors = {"command", "subcommand", "sub_command", "action", "operation", "method", "tool", "toolname", "tool_name"}
+    offenders = []
+    for path in sorted(CATALOGUES.glob("server-*.json")):
+        for t in json.loads(path.read_text(encoding="utf-8")).get("tools", []):
+            props = (t.get("schema") or {}).get("properties") or {}
+            free = [k for k, v in props.items() if k.lower() in selectors and isinstance(v, dict) and "enum" not in v and v.get("type") in (None, "string")]
+            bags = [k for k, v in props.items() if k.lower() in {"parameters", "params", "args", "arguments"} and isinstance(v, dict)
+                    and v.get("type") in (None, "object", "array", "string") and not v.get("properties") and not (v.get("items") or {}).get("properties")]  # fmt: skip
+            stated_write = (t.get("annotations") or {}).get("readOnlyHint") is not True and "from" in t
+            if free and bags and not stated_write and t["risk"] != "destructive":
+                offenders.append(f"{path.stem}: {t['name']} ({t['risk']})")
+    assert not offenders, "routers classed below destructive:\n" + "\n".join(offenders)
+
+
+def test_a_router_class_raised_over_annotations_is_not_lent_to_another_servers_tool():
+    from dsl.harvest import classified, harmonize
+
+    triggers = classified({"name": "manage_triggers", "annotations": WRITE_CLAIM, "schema": _props(action={"enum": ["list", "add", "remove"]})})
+    other = classified({"name": "manage_triggers", "description": "Manage triggers.", "schema": None})
+    # under a read claim a participle entry does not count, so the class (write, by `create_todo`)
+    # differs from what the entries would give unannotated (destructive): still the router's own
+    todos = classified({"name": "list_todos", "annotations": READ_CLAIM, "schema": _props(action={"enum": ["create_todo", "merge_train_removed"]})})
+    plain = classified({"name": "list_todos", "description": "List to-do items.", "schema": None})
+    assert [t["risk"] for t in (triggers, other, todos, plain)] == ["destructive", "write", "write", "read"]
+    docs = harmonize([_doc("monday", triggers), _doc("jira", other), _doc("gitlab", todos), _doc("todoist", plain)])
+    assert {d["server"]: d["tools"][0]["risk"] for d in docs} == {"monday": "destructive", "jira": "write", "gitlab": "write", "todoist": "read"}
