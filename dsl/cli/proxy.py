@@ -59,8 +59,9 @@ def _count(flag: str, low: int, default: int, help: str) -> Callable[[_F], _F]:
     envvar="PLR_STATE",
     help="Where limit counters live. redis://HOST:PORT/DB: shared with other replicas, with the approval "
     "queue; Redis unreachable -> calls needing it are denied (state_unavailable) until it returns. A Redis that "
-    "may evict keys (maxmemory with a policy but noeviction) would reset counters: the proxy refuses to start, "
-    "and denies those calls if it turns so later, unless the URL says ?allow_eviction=1 (then it warns). "
+    "may evict keys (maxmemory with a policy but noeviction), or will not say (INFO refused), would reset counters: "
+    "the proxy refuses to start, and denies those calls if it turns so later, unless the URL says "
+    "?allow_eviction=1 (then it warns). "
     "sqlite or sqlite:PATH: a file shared by this machine's proxies, surviving restarts (the default when "
     "the policy has a limit or --watch is on; the path is printed at start). memory: this process only "
     "(counters restart with the client). Env: PLR_STATE.",

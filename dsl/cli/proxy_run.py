@@ -404,9 +404,11 @@ def _announce(o: ProxyCommandOptions, cmd: list[str], loaded: Any, audit_path: P
 
 def _watch_eviction(shared: Any) -> None:
     """A fleet's Redis that may evict plr's keys makes limits fail open (an evicted counter starts
-    from zero): refuse to start (exit 2) unless the operator accepted it (``?allow_eviction=1`` in
-    --state: then a warning), and keep looking while running (``EvictionWatch``: a later
-    ``CONFIG SET`` denies the calls that need Redis until it is undone, or warns if accepted)."""
+    from zero), and one that will not say (an ACL without INFO) may: refuse to start (exit 2)
+    unless the operator accepted it (``?allow_eviction=1`` in --state: then a warning), and keep
+    looking while running (``EvictionWatch``: a later ``CONFIG SET`` denies the calls that need
+    Redis until it is undone, or warns if accepted). A Redis that does not answer at start is
+    looked at as soon as it does; until then the calls that need it are denied."""
     from ..vocab import terminal_text
 
     watch = shared.eviction_watch()
@@ -423,17 +425,16 @@ def _watch_eviction(shared: Any) -> None:
                 shared.close()
                 sys.exit(EXIT_INPUT)
             click.echo(terminal_text(f"plr proxy: warning: {risk}; accepted (allow_eviction=1 in --state): calls go on"), err=True)
-        elif not watch.read:
+        elif not watch.read:  # it answered PING, then not INFO (gone meanwhile): as if unreachable
             click.echo(
                 terminal_text(
-                    f"plr proxy: warning: redis at {shared.display} does not say whether it evicts keys (INFO memory "
-                    "refused: an ACL without INFO?): plr cannot tell whether limit counters may vanish; make sure its "
-                    "maxmemory-policy is noeviction"
+                    f"plr proxy: redis at {shared.display} did not answer whether it evicts keys; denying every call "
+                    "that needs it (state_unavailable) until it does"
                 ),
                 err=True,
             )
-    # else: the state's health monitor has said it is unreachable; calls needing it are denied until it
-    # returns, and the watch below looks at its eviction settings once it answers
+    # else: the state's health monitor has said it is unreachable. Either way the watch refuses
+    # every command until Redis has answered what it evicts, and looks at once and often until then
     watch.start()
 
 

@@ -20,7 +20,9 @@
   proxy looks at start and then every ``interval`` seconds from a thread (one pipelined round
   trip, never on a call's path): unless the ``--state`` URL says ``?allow_eviction=1``, every
   command is refused (``StateUnavailable``: calls that need Redis are denied) while the risk
-  lasts; a rise of ``INFO evicted_keys`` (keys were really lost) is reported either way.
+  lasts, and a Redis that will not say (INFO refused) is such a risk; until Redis has answered
+  once (unreachable at start), every command is refused too. A rise of ``INFO evicted_keys``
+  (keys were really lost) is reported either way.
 
 How a client is made and how failures are reported (``RedisHealth``: Redis unreachable ->
 ``StateUnavailable`` -> the call is denied with ``state_unavailable``) is
@@ -45,6 +47,7 @@ from .redis_link import (
     ALLOW_EVICTION,
     RedisHealth,
     _client,
+    address_of,
     aclose_quietly,
     allow_eviction,
     check_state_url,
@@ -55,6 +58,8 @@ from .redis_link import (
 
 __all__ = [
     "EVICTION_CHECK_INTERVAL",
+    "EVICTION_FIRST_LOOK_RETRY",
+    "NOT_YET_CHECKED",
     "EvictionWatch",
     "RedisLimitStore",
     "RedisApprovalQueue",
@@ -233,6 +238,18 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
+def _address_of_client(client: Any) -> list[str]:
+    """``address_of`` for a client made elsewhere (its pool's host and port, or socket path)."""
+    try:
+        kw = client.connection_pool.connection_kwargs
+    except AttributeError:
+        return []
+    if kw.get("path"):
+        return [str(kw["path"])]
+    host, port = kw.get("host"), kw.get("port", 6379)
+    return [f"{host}:{port}", f"[{host}]:{port}", str(host)] if host else []
+
+
 class RedisLimitStore:
     """``LimitStore`` on Redis (sorted set per key: ZREMRANGEBYSCORE + ZCARD + ZADD + PEXPIRE),
     with spend caps and refunds (``spend``/``refund``) on the same keys."""
@@ -250,7 +267,7 @@ class RedisLimitStore:
         self._script = client.register_script(_ACQUIRE)
         self._spend = client.register_script(_SPEND)
         self._refund = client.register_script(_REFUND)
-        self._health = health if health is not None else RedisHealth("redis")
+        self._health = health if health is not None else RedisHealth("redis", conceal=_address_of_client(client))
 
     @classmethod
     def from_url(cls, url: str, **kw: Any) -> "RedisLimitStore":
@@ -571,15 +588,23 @@ class RedisApprovalQueue:
 # How often a running proxy re-reads Redis's eviction settings (seconds): one pipelined round
 # trip per replica, so a `CONFIG SET maxmemory-policy allkeys-lru` is noticed within this time.
 EVICTION_CHECK_INTERVAL = 5.0
+# How often the watch asks while Redis has never answered (unreachable at start): its commands
+# are refused until it has, so the calls wait no longer than this once it is back.
+EVICTION_FIRST_LOOK_RETRY = 0.25
+
+# Why commands are refused before the watch has read Redis's settings once (a decision's
+# reason, so the agent's: it names no Redis).
+NOT_YET_CHECKED = "shared state not yet checked for key eviction; refused until redis answers"
 
 
 class Eviction(NamedTuple):
     """What Redis says about evicting keys (``INFO memory`` and ``INFO stats``)."""
 
-    risk: str | None  # what to tell the operator (None: it will not evict, or does not say)
-    reason: str | None  # the same in a few words, for the calls it refuses
+    risk: str | None  # what to tell the operator, naming the Redis (None: it will not evict)
+    reason: str | None  # the same in a few words, for the calls it refuses (naming no Redis: the agent reads it)
     evicted: int | None  # INFO evicted_keys: keys evicted since Redis started (None: not said)
     settings: str  # "maxmemory N, maxmemory-policy P", for messages
+    known: bool = True  # False: Redis answered but would not say (INFO refused: an ACL without +info)
 
 
 def _int(v: Any) -> int | None:
@@ -589,16 +614,19 @@ def _int(v: Any) -> int | None:
         return None
 
 
-def _eviction(display: str, memory: Any, stats: Any) -> Eviction | None:
-    """Read ``INFO memory`` (and ``INFO stats``, for ``evicted_keys``); None if memory is not a
-    usable answer. A Redis with ``maxmemory`` and any policy but ``noeviction`` drops keys when
-    full: counters (which all expire, so the ``volatile-*`` policies take them first) and
-    approvals alike."""
+def _eviction(display: str, memory: Any, stats: Any) -> Eviction:
+    """Read ``INFO memory`` (and ``INFO stats``, for ``evicted_keys``). A Redis with
+    ``maxmemory`` and any policy but ``noeviction`` drops keys when full: counters (which all
+    expire, so the ``volatile-*`` policies take them first) and approvals alike. A Redis that
+    answers but will not say (INFO refused, or an answer that is not INFO's) is a risk too:
+    nothing shows that it does not evict."""
     if not isinstance(memory, dict):
-        return None
+        if isinstance(memory, Exception):
+            return _unsaid(display, f"INFO memory refused: {str(memory).strip()[:120] or type(memory).__name__}")
+        return _unsaid(display, "INFO memory answered with something else")
     limit = _int(memory.get("maxmemory") or 0)
     if limit is None:
-        return None
+        return _unsaid(display, "INFO memory has no readable maxmemory")
     policy = _s(memory.get("maxmemory_policy")) or "noeviction"
     evicted = _int(stats.get("evicted_keys")) if isinstance(stats, dict) else None
     settings = f"maxmemory {limit}, maxmemory-policy {policy}"
@@ -610,8 +638,20 @@ def _eviction(display: str, memory: Any, stats: Any) -> Eviction | None:
         "through again; set `maxmemory-policy noeviction` (a full Redis then refuses writes, and plr "
         "denies the calls that need it)"
     )
-    reason = f"redis at {display} may evict plr's keys (maxmemory-policy {policy}); refused until it is noeviction"
+    reason = f"shared state may evict keys (maxmemory-policy {policy}); refused until it is noeviction"
     return Eviction(risk, reason, evicted, settings)
+
+
+def _unsaid(display: str, why: str) -> Eviction:
+    """A Redis that answers but does not say whether it evicts: plr cannot rule it out."""
+    risk = (
+        f"redis at {display} does not say whether it evicts keys ({why}; an ACL without INFO?): plr cannot "
+        "tell whether limit counters and approval requests may vanish, and a limit whose counter vanished lets "
+        "calls through again; let its user read INFO (ACL SETUSER USER +info) and make sure its maxmemory-policy "
+        "is noeviction"
+    )
+    reason = "shared state does not say whether it may evict keys (INFO refused); refused until it says"
+    return Eviction(risk, reason, None, why, known=False)
 
 
 class RedisState:
@@ -634,7 +674,9 @@ class RedisState:
         self.socket_timeout = socket_timeout
         self.eviction_check_interval = eviction_check_interval
         self._report = report
-        self.health = RedisHealth(self.display, report, retry_interval=retry_interval, max_retry_interval=2.0)
+        self.health = RedisHealth(
+            self.display, report, retry_interval=retry_interval, max_retry_interval=2.0, conceal=address_of(url)
+        )
         self.client = _client(url, socket_timeout=socket_timeout)
         self.limit_store = RedisLimitStore(self.client, prefix=prefix + "limit:", health=self.health)
         self._queue: RedisApprovalQueue | None = None
@@ -660,9 +702,9 @@ class RedisState:
 
     def eviction(self) -> Eviction | None:
         """What Redis says about evicting keys now, in one pipelined round trip (``INFO memory``,
-        ``INFO stats``); None when it does not answer or says nothing usable. Read past the
-        health monitor: the eviction watch must see a refused Redis recover, and an outage is
-        the calls' to report."""
+        ``INFO stats``); None when it does not answer (an ``Eviction`` that is not ``known``
+        when it answers but will not say). Read past the health monitor: the eviction watch
+        must see a refused Redis recover, and an outage is the calls' to report."""
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.info("memory")
@@ -670,15 +712,16 @@ class RedisState:
             memory, stats = pipe.execute(raise_on_error=False)
         except redis_errors():
             return None
-        except (TypeError, ValueError):  # an answer redis-py could not parse
-            return None
+        except (TypeError, ValueError):  # an answer redis-py could not parse: it does not say
+            return _unsaid(self.display, "INFO memory answered with something else")
         return _eviction(self.display, memory, stats)
 
     def eviction_risk(self) -> str | None:
-        """What to tell the operator when this Redis may evict plr's keys (None: it will not, or
-        it does not say). A Redis with ``maxmemory`` and any policy but ``noeviction`` drops keys
-        when full, counters (which all expire, so the ``volatile-*`` policies take them first) and
-        approvals alike: a limit whose counter vanished lets calls through again."""
+        """What to tell the operator when this Redis may evict plr's keys, or will not say
+        whether it does (None: it will not, or it does not answer). A Redis with ``maxmemory``
+        and any policy but ``noeviction`` drops keys when full, counters (which all expire, so
+        the ``volatile-*`` policies take them first) and approvals alike: a limit whose counter
+        vanished lets calls through again."""
         ev = self.eviction()
         return None if ev is None else ev.risk
 
@@ -715,21 +758,28 @@ class EvictionWatch:
     tenant of a shared Redis, may ``CONFIG SET maxmemory-policy allkeys-lru`` at any time).
 
     ``look`` reads ``INFO memory`` and ``INFO stats`` in one round trip. When the risk appears
-    it is said once, and, unless the state URL says ``allow_eviction=1``, the state's health
-    monitor refuses every command (calls needing Redis are denied ``state_unavailable``: a
-    counter that may vanish must not decide); when it goes away that is said once, with how
-    many commands were refused, and commands flow again. A Redis that does not answer changes
-    nothing: a refusal holds until Redis itself says it no longer evicts. A rise of
-    ``evicted_keys`` (keys really were evicted, perhaps between two looks) is said each time.
-    ``start`` looks every ``interval`` seconds from a daemon thread, never on a call's path."""
+    (Redis may evict, or answers but will not say: INFO refused) it is said once, and, unless
+    the state URL says ``allow_eviction=1``, the state's health monitor refuses every command
+    (calls needing Redis are denied ``state_unavailable``: a counter that may vanish must not
+    decide); when it goes away that is said once, with how many commands were refused, and
+    commands flow again. A Redis that does not answer changes nothing: a refusal holds until
+    Redis itself says it does not evict. A rise of ``evicted_keys`` (keys really were evicted,
+    perhaps between two looks) is said each time.
+
+    ``start`` looks from a daemon thread, never on a call's path: at once, every
+    ``EVICTION_FIRST_LOOK_RETRY`` seconds until Redis has answered once, then every
+    ``interval``. Until Redis has answered once, commands are refused (``NOT_YET_CHECKED``): a
+    Redis unreachable at start may come back evicting, and no call may count on it unchecked."""
 
     def __init__(self, state: RedisState, *, interval: float = EVICTION_CHECK_INTERVAL) -> None:
         self._state = state
         self.interval = interval
         self.risk: str | None = None  # the risk as last seen (None: none, or never seen)
+        self._known = True  # whether that risk was Redis's settings (False: it would not say)
         self.evicted: int | None = None  # evicted_keys as last seen
         self._seen_at = 0.0
-        self.read = False  # whether Redis has ever answered what it evicts (an ACL may forbid INFO)
+        self.read = False  # whether Redis has ever answered (its settings, or that it will not say them)
+        self._unchecked = False  # whether ``start`` refused commands until Redis first answers
         self._lock = threading.Lock()  # one look at a time (the thread, and a caller)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -743,7 +793,7 @@ class EvictionWatch:
             ev = state.eviction()
             if ev is None:
                 return self.risk
-            self.read = True
+            first, self.read = not self.read, True
             now = time.monotonic()
             if ev.evicted is not None:
                 if self.evicted is not None and ev.evicted > self.evicted and not quiet:
@@ -755,42 +805,62 @@ class EvictionWatch:
                     )
                 self.evicted = ev.evicted  # lower: Redis restarted or CONFIG RESETSTAT; count from here
             self._seen_at = now
-            if ev.risk == self.risk:
+            unchecked, self._unchecked = self._unchecked and first, False
+            if ev.risk == self.risk and not unchecked:
                 return self.risk
+            was_known, self._known = self._known, ev.known
             self.risk = ev.risk
             if ev.risk is not None:
                 if state.allow_eviction:
+                    state.health.refuse(None)  # (the refusal until Redis first answered, if any)
                     if not quiet:
                         state.say(f"plr proxy: warning: {ev.risk}; accepted ({ALLOW_EVICTION}=1 in --state): calls go on")
                 else:
                     state.health.refuse(ev.reason)
                     if not quiet:
+                        until = "it no longer evicts" if ev.known else "it says that it does not"
                         state.say(
                             f"plr proxy: {ev.risk}; denying every call that needs it (limits, approval queue) with "
-                            "code state_unavailable until it no longer evicts (to accept the risk instead, restart "
+                            f"code state_unavailable until {until} (to accept the risk instead, restart "
                             f"with --state {state.allow_eviction_hint()})"
                         )
             else:
                 refused = state.health.refuse(None)
                 if not quiet:
-                    tail = "" if state.allow_eviction else f"; {refused} request(s) were denied (state_unavailable) meanwhile"
-                    state.say(f"plr proxy: redis at {state.display} no longer evicts keys ({ev.settings}){tail}")
+                    tail = ""
+                    if refused or not state.allow_eviction:
+                        tail = f"; {refused} request(s) were denied (state_unavailable) meanwhile"
+                    if unchecked:
+                        said = f"answers: it does not evict keys ({ev.settings}); calls that need it go on"
+                    elif was_known:
+                        said = f"no longer evicts keys ({ev.settings})"
+                    else:
+                        said = f"says that it does not evict keys ({ev.settings})"
+                    state.say(f"plr proxy: redis at {state.display} {said}{tail}")
             return self.risk
 
     def start(self) -> None:
-        """Look every ``interval`` seconds from a daemon thread until ``stop`` (never when
-        ``interval`` <= 0: then only ``look`` by hand)."""
-        if self._thread is not None or self.interval <= 0:
+        """Refuse commands until Redis has answered once (unless it has), and look from a daemon
+        thread until ``stop`` (never when ``interval`` <= 0: then only ``look`` by hand)."""
+        if self._thread is not None:
+            return
+        with self._lock:
+            if not self.read:
+                self._unchecked = True
+                self._state.health.refuse(NOT_YET_CHECKED)
+        if self.interval <= 0:
             return
         self._thread = threading.Thread(target=self._run, name="plr-redis-eviction-watch", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        delay = 0.0 if not self.read else self.interval  # not yet answered: calls wait for this look
+        while not self._stop.wait(delay):
             try:
                 self.look()
             except Exception as e:  # noqa: BLE001 - the watch must outlive a surprise, and say so
                 self._state.say(f"plr proxy: the redis eviction check failed ({type(e).__name__}: {e}); still watching")
+            delay = self.interval if self.read else min(self.interval, EVICTION_FIRST_LOOK_RETRY)
 
     def stop(self) -> None:
         """End the thread (waiting at most a second for a look under way)."""

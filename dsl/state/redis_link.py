@@ -14,6 +14,11 @@ by itself when Redis returns.
 watch, ``dsl.state.redis``: a Redis that may evict plr's counters would let limits fail open),
 every command raises ``StateUnavailable`` at once, although Redis answers.
 
+Two audiences: the operator's lines (``report``) name the Redis (``display_url``: every
+credential hidden); a ``StateUnavailable``'s text never does, nor Redis's address in an error
+(``conceal``): the engine makes it the reason of a decision, which the proxy sends to the agent
+and writes to the audit log.
+
 ``?allow_eviction=1`` in a ``--state`` URL is plr's, not redis-py's: the operator's consent to a
 Redis that evicts keys (``allow_eviction``); clients are made without it (``_client``).
 
@@ -23,11 +28,12 @@ is needed only by those who use ``--state``.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from .base import StateUnavailable
 
@@ -35,6 +41,7 @@ __all__ = [
     "ALLOW_EVICTION",
     "RedisHealth",
     "aclose_quietly",
+    "address_of",
     "allow_eviction",
     "check_state_url",
     "display_url",
@@ -55,24 +62,67 @@ def redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.exceptions.RedisError, OSError)
 
 
+# Query parameters whose values ``display_url`` shows: plr's own and redis-py's that hold no
+# secret. redis-py passes any other one to its connections (``?password=``, ``?ssl_password=``,
+# ...), so any other one is hidden: a name redis-py learns tomorrow is hidden too.
+_SHOWN_PARAMS = frozenset(
+    {
+        ALLOW_EVICTION, "db", "protocol", "username", "client_name", "lib_name", "lib_version", "encoding",
+        "decode_responses", "socket_timeout", "socket_connect_timeout", "socket_read_size", "socket_keepalive",
+        "retry_on_timeout", "retry_on_error", "max_connections", "health_check_interval", "timeout",
+        "legacy_responses", "ssl_cert_reqs", "ssl_check_hostname", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile",
+        "ssl_keyfile", "ssl_min_version", "ssl_ciphers", "ssl_validate_ocsp", "ssl_validate_ocsp_stapled",
+        "ssl_include_verify_flags", "ssl_exclude_verify_flags",
+    }
+)  # fmt: skip
+
+
 def display_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs and hints)."""
+    """``url`` for logs and hints: a password in it (``redis://:PW@``) and the value of every
+    query parameter that may hold a secret (``?password=PW``) replaced by ``***``."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<invalid url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
+    head, query, fragment = _query_of(url)
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{port}" if port is not None else "")
+        head = f"{parts.scheme}://{netloc}{parts.path}"  # concatenated: `unix://:***@/path` keeps its slashes
+    if "?" not in url.partition("#")[0]:
+        return head + fragment
+    shown: list[str] = []
+    for part in query.split("&") if query else []:
+        name, eq, value = part.partition("=")
+        if unquote(name).strip().lower() in _SHOWN_PARAMS:
+            shown.append(part)
+        elif not eq:
+            shown.append("***" if part else part)  # not a parameter redis-py reads, yet it is hidden
+        else:
+            shown.append(f"{name}=***" if value else part)
+    return head + "?" + "&".join(shown) + fragment
+
+
+def address_of(url: str) -> list[str]:
+    """Where a ``--state`` URL's Redis is, as redis-py's errors name it (``HOST:PORT``, ``HOST``,
+    a socket's path): what ``RedisHealth`` conceals in the text of a ``StateUnavailable``."""
     try:
+        parts = urlsplit(_without_plr_params(url))
         port = parts.port
     except ValueError:
-        port = None
-    netloc = f"{user}:***@{host}" + (f":{port}" if port is not None else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return []
+    if parts.scheme == "unix":
+        return [unquote(parts.path)] if parts.path else []
+    host = unquote(parts.hostname or "")
+    if not host:
+        return []
+    return [f"{host}:{port if port is not None else 6379}", f"[{host}]:{port or 6379}", host]
 
 
 def _plr_params(query: str) -> tuple[list[str], list[str]]:
@@ -156,7 +206,11 @@ def check_state_url(url: str) -> str:
 
 
 class RedisHealth:
-    """Is Redis reachable? Fail fast while it is not, and report changes once (thread-safe)."""
+    """Is Redis reachable? Fail fast while it is not, and report changes once (thread-safe).
+
+    ``where`` (the URL as ``display_url`` shows it) is for the operator's lines only; the text
+    of a ``StateUnavailable`` names no Redis, and ``conceal`` (``address_of``) is taken out of
+    the errors it quotes: that text becomes a decision's reason, which reaches the agent."""
 
     def __init__(
         self,
@@ -167,8 +221,10 @@ class RedisHealth:
         max_retry_interval: float = 5.0,
         remind_every: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        conceal: Iterable[str] = (),
     ) -> None:
         self.where = where
+        self._conceal = _concealer(conceal)
         self._report = report
         self.retry_interval = retry_interval
         self.max_retry_interval = max(retry_interval, max_retry_interval)
@@ -181,7 +237,8 @@ class RedisHealth:
         self._next_try = 0.0
         self._reminded = 0.0
         self.denied = 0  # calls refused during the current outage
-        self.last_error = ""
+        self.last_error = ""  # for the operator
+        self._last_public = ""  # the same without Redis's address (for the agent)
         self.refusal: str | None = None  # why every command is refused although Redis answers
         self.refused = 0  # commands refused since ``refusal`` was set
 
@@ -222,7 +279,7 @@ class RedisHealth:
                 return
             self.denied += 1
             note = self._remind(now)
-            err = StateUnavailable(f"redis at {self.where} unreachable ({self.last_error})")
+            err = StateUnavailable(f"shared state (redis) unreachable: {self._last_public}")
         if note:
             self._say(note)
         raise err
@@ -251,6 +308,7 @@ class RedisHealth:
         with self._lock:
             now = self._clock()
             self.last_error = detail
+            self._last_public = public = _describe(e, self._conceal)
             self.denied += 1
             if self.up:
                 self._pause = self.retry_interval
@@ -271,7 +329,7 @@ class RedisHealth:
                 f"plr proxy: shared state redis at {self.where} is unreachable ({detail}); denying every call "
                 "that needs it (limits, approval queue) with code state_unavailable until it returns"
             )
-        return StateUnavailable(f"redis at {self.where} unreachable ({detail})")
+        return StateUnavailable(f"shared state (redis) unreachable: {public}")
 
     def _remind(self, now: float) -> str | None:  # under the lock; the caller prints outside it
         if self.remind_every > 0 and now - self._reminded >= self.remind_every:
@@ -307,8 +365,22 @@ class RedisHealth:
         return res
 
 
-def _describe(e: BaseException) -> str:
+def _concealer(words: Iterable[str]) -> Callable[[str], str]:
+    """A function that writes ``redis`` for each of ``words`` standing alone in a text (redis-py
+    names the address it failed to reach: `Error 111 connecting to HOST:PORT.`)."""
+    found = sorted({w for w in words if w}, key=len, reverse=True)
+    if not found:
+        return lambda text: text
+    pattern = re.compile(r"(?<![\w.:/\[-])(?:" + "|".join(map(re.escape, found)) + r")(?![\w:/\]-])")
+    return lambda text: pattern.sub("redis", text)
+
+
+def _describe(e: BaseException, conceal: Callable[[str], str] | None = None) -> str:
+    """``e`` in one line of at most 200 characters (``conceal``: applied before it is cut, so
+    no part of a concealed word survives)."""
     text = str(e).strip() or type(e).__name__
+    if conceal is not None:
+        text = conceal(text)
     text = text if len(text) <= 200 else text[:197] + "..."
     return f"{type(e).__name__}: {text}" if type(e).__name__ not in text else text
 
