@@ -143,7 +143,7 @@ def diff_policies(old: dict[str, Any], new: dict[str, Any]) -> DiffResult:
     z = load_z3("plr diff")
     engines = (Engines(old), Engines(new))
     names = tool_names(old, new)
-    result = DiffResult(limits=limit_changes(old, new))
+    result = DiffResult(limits=_moot(limit_changes(old, new), new))
     for tool in [*names, None]:
         vo, vn = tool_view(old, tool), tool_view(new, tool)
         if _view_key(vo) == _view_key(vn):
@@ -151,6 +151,25 @@ def diff_policies(old: dict[str, Any], new: dict[str, Any]) -> DiffResult:
         limits = (Limits.of(old, tool).caps(), Limits.of(new, tool).caps())  # what can refuse a first call
         _diff_tool(z, tool, vo, vn, limits, set(names), engines, result)
     return result
+
+
+def _moot(limits: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """A limit loosened or dropped on a tool the new policy never allows is no loosening: no call
+    of it is let through to count (``kind: moot``, proven by ``plr query --can allow``'s search;
+    `--fail-on loosen` then passes a change that only tightens)."""
+    from .query import query_policy  # (query imports this module)
+
+    never: dict[str, bool] = {}
+    for x in limits:
+        tool = x["tool"]
+        if x["kind"] not in ("loosen", "change") or tool is None:
+            continue
+        if tool not in never:
+            never[tool] = query_policy(new, "allow", tool).possible is False
+        if never[tool]:
+            x["kind"] = "moot"
+            x["note"] = f"`{tool}` is never allowed by the new policy: no call is let through to count"
+    return limits
 
 
 def _diff_tool(

@@ -59,7 +59,8 @@ def _limit(lim: dict[str, Any] | None) -> str:
 def _limit_line(x: dict[str, Any]) -> str:
     scope = f"`{x['tool']}`" if x["tool"] else "all tools"
     rules = " ".join(r for r in (x.get("old_rule"), x.get("new_rule")) if r)
-    return f"{x['kind']}: limit on {scope}: {_limit(x['old'])} -> {_limit(x['new'])}" + (f"  [{rules}]" if rules else "")
+    note = f" ({x['note']})" if x.get("note") else ""
+    return f"{x['kind']}: limit on {scope}: {_limit(x['old'])} -> {_limit(x['new'])}{note}" + (f"  [{rules}]" if rules else "")
 
 
 def diff_json(result: Any) -> str:
