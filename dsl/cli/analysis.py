@@ -166,6 +166,11 @@ def query_cmd(policy: str, effect: str, tool: str, identity: str | None, fmt: st
     except AnalysisUnavailable as e:
         _unavailable(e)
     how = _how(r) if r.possible else None
+    from ..vocab import terminal_text
+    from .eval import near_tool
+
+    if (near := near_tool(data, tool)) is not None:  # "no call of `cancle-task` gets allow" is a proof, of the wrong tool
+        click.echo(terminal_text(f"plr query: note: the policy names no tool `{tool}`: did you mean `{near}`?"), err=True)
     if fmt == "json":
         doc = {"possible": r.possible, "call": r.call, "decision": r.decision, "reason": r.reason or None}
         if r.possible:

@@ -93,11 +93,25 @@ def _args_text(args_json: str) -> str:
     return args_json
 
 
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are each written once: JSON keeps the last of a repeated key
+    silently, so `{"path": "/etc/passwd", "path": "/work/x"}` would be decided as the second
+    while it reads as the first (a repeated key in a test's call is an error too)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _ArgsProblem(f"the key {json.dumps(key)} is written twice in one object: write it once")
+        out[key] = value
+    return out
+
+
 def _call_arguments(text: str) -> dict[str, Any]:
     """--args as the call's arguments: a JSON object of the values an MCP call can carry (no
     NaN, no infinity); anything else is a usage error naming --args."""
     try:
-        args = json.loads(text, parse_constant=_not_json_number, parse_float=_finite_float)
+        args = json.loads(text, parse_constant=_not_json_number, parse_float=_finite_float, object_pairs_hook=_once)
+    except _ArgsProblem:
+        raise
     except (ValueError, RecursionError) as e:
         raise _ArgsProblem(f"not valid JSON: {e}") from None
     if not isinstance(args, dict):
@@ -143,6 +157,22 @@ def _description(data: dict[str, Any], rule: str | None) -> str | None:
     return text if isinstance(text, str) else None
 
 
+def near_tool(data: dict[str, Any], tool: str) -> str | None:
+    """A tool the compiled policy names (its ``tools`` and ``hide``) close to ``tool``, when the
+    policy does not name ``tool`` itself: what a typo'd --tool most likely meant."""
+    import difflib
+
+    tools = data.get("tools") if isinstance(data.get("tools"), dict) else {}
+    if tool in tools:  # (the common case first: nothing built for a named tool)
+        return None
+    hide = data.get("hide") if isinstance(data.get("hide"), list) else []
+    names = {n for n in [*tools, *hide] if isinstance(n, str)}
+    if not names or tool in names:
+        return None
+    close = difflib.get_close_matches(tool, sorted(names), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def _decide(
     echo: Any, policy: str, tool: str, args: dict[str, Any], identity: str | None, session: str | None,
     server: str | None, approved: bool, explain: bool, fmt: str, no_cache: bool,
@@ -150,6 +180,8 @@ def _decide(
     """The command after its arguments are read: decide, and print through ``echo``."""
     engine, data = _engine(policy, no_cache)
     d = engine.decide(tool, args, identity=identity, session=session, server=server, approved=approved, explain=explain)
+    if (near := near_tool(data, tool)) is not None:  # a typo'd --tool is decided as an unknown tool
+        sys.stderr.write(f"plr eval: note: the policy names no tool `{shown(tool)}`: did you mean `{shown(near)}`?\n")
     description = _description(data, d.rule) if explain else None
     if fmt == "json":
         out = d.to_dict()
