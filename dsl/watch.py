@@ -107,7 +107,7 @@ def summary_lines(
     if report.skipped:
         counts += f", {report.skipped} skipped"
     if report.errors:
-        counts += f", {len(report.errors)} errors"
+        counts += f", {len(report.errors)} error{'' if len(report.errors) == 1 else 's'}"
     lines.append(f"{counts} in {report.duration:.2f}s — waiting for changes (Ctrl-C to stop)")
     return lines
 

@@ -44,3 +44,11 @@ def test_eval_args_refuse_a_key_written_twice() -> None:
     r = _run("eval", CODEX, "--tool", "get-task", "--args", nested, "--no-cache")
     assert r.exit_code == 2 and 'the key "b" is written twice' in r.output
     assert _run("eval", CODEX, "--tool", "get-task", "--args", '{"task_id": "t1"}', "--no-cache").exit_code == 0
+
+
+def test_one_error_is_counted_in_the_singular(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.plr"
+    bad.write_text('default deny\nallow tool "a"\ntest "t" {\n    call "a" -> allow\n}\n', encoding="utf-8")
+    (tmp_path / "worse.plr").write_text("default maybe\n", encoding="utf-8")
+    r = _run("test", str(tmp_path))
+    assert "1 passed, 0 failed, 1 error in" in r.stdout, r.stdout

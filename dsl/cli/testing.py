@@ -178,7 +178,7 @@ def _print_test_report(report: Any, verbose: bool) -> None:
     if report.skipped:
         parts.append(f"{report.skipped} skipped")
     if report.errors:
-        parts.append(f"{len(report.errors)} errors")
+        parts.append(f"{len(report.errors)} error{'' if len(report.errors) == 1 else 's'}")
     colour = "red" if report.failed or report.errors or not report.results else "green"
     click.echo(style(", ".join(parts), colour, True) + f" in {report.duration:.2f}s")
 
