@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from functools import lru_cache
 from typing import Callable, Iterator
 
 from . import ir
@@ -27,8 +28,11 @@ HINT_COMPARISONS = 50_000
 def check_program(prog: Program) -> list:  # list[Diagnostic]
     """Run every check; return the program's diagnostics (resolve's included), sorted."""
     _check_statements(prog)
+    named = _named_values(prog)
     for rr in prog.rules:
         _check_rule(prog, rr)
+        _check_traps(prog, rr.rule, named)
+        _check_shared_cap(prog, rr)
     _check_hides(prog)
     if not prog.errors:  # a failed import leaves a partial catalogue: its names would be noise
         _check_catalogue_names(prog)
@@ -344,30 +348,170 @@ def _never_holds(leaf: ir.Compare) -> str | None:
     return None
 
 
-# Value functions that give the same string when applied again: a literal that one of them
-# changes is a string it never gives (`lower(...) == "Admin"`). Not `dirname` (`/a/b` -> `/a` -> `/`).
-_IDEMPOTENT = {"lower", "upper", "trim", "normpath", "basename"}
+# The value functions but `dirname` give the same string when applied again: a literal that one
+# of them changes is a string it never gives (`lower(...) == "Admin"`). `dirname` is not
+# idempotent (`/a/b` -> `/a` -> `/`), but what it gives is normalised as `normpath`'s is, so a
+# literal that `normpath` changes is one `dirname` never gives either.
 _CASE_FNS = {"lower", "upper"}  # every part of what they give is given unchanged too (prefixes, ...)
+_TEXT_OPS = ("starts_with", "ends_with", "contains")
 
 
 def _unreachable(leaf: ir.Compare) -> str | None:
     """Why a comparison of a value function's result with a string it never gives never holds."""
-    if leaf.fn is not None or not leaf.fns or leaf.fns[-1] not in _IDEMPOTENT:
+    if leaf.fn is not None or not leaf.fns:
         return None
     f = leaf.fns[-1]
     from .engine.functions import STRING_FUNCTIONS
 
-    apply = STRING_FUNCTIONS[f]
+    apply = STRING_FUNCTIONS["normpath" if f == "dirname" else f]
     op, value = leaf.op, leaf.value
     if op == "eq" and isinstance(value, str) and apply(value) != value:
+        if f == "dirname":
+            return f"dirname(...) never gives {_quote(value)} (what it gives is normalised: {_quote(apply(value))})"
         return f"{f}(...) never gives {_quote(value)} (it gives {_quote(apply(value))} for it)"
     if op == "in" and isinstance(value, list) and value:
         if not any(isinstance(x, str) and apply(x) == x for x in value):
             return f"{f}(...) gives none of the strings of the list"
-    if op in ("starts_with", "ends_with", "contains") and f in _CASE_FNS and isinstance(value, str):
+    if op in _TEXT_OPS and f in _CASE_FNS and isinstance(value, str):
         if apply(value) != value:
             return f"{f}(...) gives no text with {_quote(value)} in it (write {_quote(apply(value))})"
+    if op in _TEXT_OPS and isinstance(value, str):
+        shape = _never_shaped(leaf.fns, op, value)
+        if shape is not None:
+            return shape
+    if op == "regex" and f in _CASE_FNS and isinstance(value, str):
+        found = _case_letters(value, f)
+        if found is not None and not found[0]:
+            return (
+                f"{f}(...) gives no {_CASE_WORD[f]} letter, and the pattern needs {_letters(found[1])}; "
+                f"start it with `(?i)` ({_quote('(?i)' + value)}) or write the letters in {_OTHER_CASE[f]}"
+            )
     return None
+
+
+def _fn_text(fns: tuple[str, ...]) -> str:
+    """``lower(normpath(...))`` for the functions applied innermost first."""
+    text = "..."
+    for f in fns:
+        text = f"{f}({text})"
+    return text
+
+
+def _never_shaped(fns: tuple[str, ...], op: str, s: str) -> str | None:
+    """Why no text that `normpath`, `dirname`, `trim` or `basename` gives (and `lower`/`upper`
+    of it: they neither make nor take away a `/`, a `.` or whitespace, character by character)
+    has ``s`` as its prefix, suffix or part, as ``op`` asks; None when one may.
+
+    What they give (dsl/engine/functions.py): normpath and dirname a path with no `//`, no `.`
+    element and no trailing `/` but `/` itself, and no `..` element in an absolute path (a
+    relative one keeps its leading `..`s: `../../x`); trim a text that neither starts nor ends
+    with whitespace; basename `/` or a text with no `/`."""
+    i = len(fns) - 1
+    while i >= 0 and fns[i] in _CASE_FNS:
+        i -= 1
+    if i < 0 or not s:
+        return None
+    base, fn = fns[i], _fn_text(fns)
+    if base in ("normpath", "dirname"):
+        if "//" in s:
+            return f"{fn} gives no text with `//` in it (`//` is resolved to `/`)"
+        if "/./" in s:
+            return f"{fn} gives no text with `/./` in it (a `.` element is dropped)"
+        if op == "starts_with" and s.startswith("./"):
+            return f"{fn} gives no text that starts with `./` (a `.` element is dropped)"
+        if op == "starts_with" and s.startswith("/") and "/../" in s:
+            return f"{fn} gives no absolute path with a `..` element (`/a/../b` is `/b`)"
+        if op == "ends_with" and s.endswith("/") and s != "/":
+            return f"{fn} gives no text that ends with `/` but `/` itself (a trailing slash is dropped)"
+        if op == "ends_with" and s.endswith("/."):
+            return f"{fn} gives no text that ends with `/.` (a `.` element is dropped)"
+    elif base == "trim":
+        if op == "starts_with" and s[0].isspace():
+            return f"{fn} gives no text that starts with whitespace (it is stripped)"
+        if op == "ends_with" and s[-1].isspace():
+            return f"{fn} gives no text that ends with whitespace (it is stripped)"
+    elif base == "basename" and "/" in s and s != "/":
+        return f"{fn} gives no text with a `/` in it but `/` itself (the path of slashes alone)"
+    return None
+
+
+def _only_root(leaf: ir.Compare) -> str | None:
+    """`normpath(p) ends_with "/"` and `basename(p) contains "/"` can hold, but only when the
+    path is `/` (or slashes alone): hardly what was meant (a folder, a path with a folder in
+    it), so the rule next to never applies. Why, or None."""
+    if leaf.fn is not None or not leaf.fns or leaf.value != "/" or leaf.op not in _TEXT_OPS:
+        return None
+    fns = leaf.fns
+    i = len(fns) - 1
+    while i >= 0 and fns[i] in _CASE_FNS:
+        i -= 1
+    if i >= 0 and fns[i] == "normpath" and leaf.op == "ends_with":
+        return "normpath(...) drops a trailing slash; to test what was written, compare the path itself"
+    if i >= 0 and fns[i] == "basename":
+        return "basename(...) gives the last element, which has no `/`; to test for a folder, compare the path itself"
+    return None
+
+
+_CASE_WORD = {"lower": "upper-case", "upper": "lower-case"}
+_OTHER_CASE = {"lower": "lower case", "upper": "upper case"}
+
+
+def _letters(letters: tuple[str, ...]) -> str:
+    shown = ", ".join(f"`{c}`" for c in letters[:4])
+    return shown + (f" and {len(letters) - 4} more" if len(letters) > 4 else "")
+
+
+@lru_cache(maxsize=1024)
+def _case_letters(pattern: str, f: str) -> tuple[bool, tuple[str, ...]] | None:
+    """For ``f(...) matches pattern`` with ``f`` lower or upper: whether the pattern can still
+    match a text ``f`` gives, and the literal ASCII letters in it that never can (upper-case
+    ones after lower, lower-case ones after upper), outside character classes and escapes
+    (the S of a `\\S`) and where no `(?i)` applies. None when Python's parser (close to RE2's
+    syntax) cannot read the pattern (`\\pL`, `\\z`): then nothing is said. Only ASCII letters:
+    no character's lower case has an upper-case ASCII letter in it, nor its upper case a
+    lower-case one."""
+    import warnings
+
+    try:
+        compile_re2(pattern)
+    except ValueError:
+        return None  # reported as an invalid pattern
+    try:
+        from re import _constants as c, _parser as sre  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - Python 3.11 has both
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = sre.parse(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError, TypeError):
+        return None
+    dead: list[str] = []
+    wrong = str.isupper if f == "lower" else str.islower
+
+    def possible(items, icase: bool) -> bool:  # type: ignore[no-untyped-def]
+        ok = True
+        for op, av in items:
+            if op is c.LITERAL:
+                ch = chr(av)
+                if not icase and ch.isascii() and ch.isalpha() and wrong(ch):
+                    if ch not in dead:
+                        dead.append(ch)
+                    ok = False
+            elif op is c.BRANCH:
+                ok = [possible(b, icase) for b in av[1]].count(True) > 0 and ok
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
+                ok = (possible(av[2], icase) or av[0] == 0) and ok
+            elif op is c.SUBPATTERN:
+                inner = (icase or bool(av[1] & c.SRE_FLAG_IGNORECASE)) and not av[2] & c.SRE_FLAG_IGNORECASE
+                ok = possible(av[3], inner) and ok
+        return ok
+
+    try:
+        whole = possible(parsed, bool(parsed.state.flags & c.SRE_FLAG_IGNORECASE))
+    except (RecursionError, TypeError, IndexError):
+        return None
+    return whole, tuple(dead)
 
 
 def _quote(s: str) -> str:
@@ -487,26 +631,204 @@ def _check_leaf(prog: Program, leaf: ir.Compare, bound: tuple[str, ...] = ()) ->
         prog.error(f"{leaf.fn}(...) is a number: compare it with ==, <, > or in", leaf.span)
 
 
+SpanKey = tuple[str, int, int, int, int]
+
+
+def _key(span: ir.Span) -> SpanKey:
+    return (span.file, span.line, span.col, span.end_line, span.end_col)
+
+
+def _named_values(prog: Program) -> dict[SpanKey, ir.Ref]:
+    """The `==`/`!=` comparisons whose value is written as one name (`args.user == banned`), by
+    place: resolution replaces the name by its value, and the check needs to know it was one.
+    A list written out (`args.pair == [cap, ws]`) is visibly a list, so it is not here."""
+    out: dict[SpanKey, ir.Ref] = {}
+
+    def walk(c: ir.Condition | None) -> None:
+        if isinstance(c, ir.Compare):
+            if c.op in ("eq", "neq") and isinstance(c.value, ir.Ref):
+                out[_key(c.span)] = c.value
+        elif isinstance(c, (ir.And, ir.Or)):
+            for item in c.items:
+                walk(item)
+        elif isinstance(c, ir.Not):
+            walk(c.item)
+        elif isinstance(c, ir.Quantifier):
+            walk(c.body)
+
+    for module in prog.modules:
+        for st in module.statements:
+            if isinstance(st, ir.Rule):
+                walk(st.condition)
+            elif isinstance(st, ir.Def):
+                walk(st.body)
+    return out
+
+
+_ABSOLUTE = re.compile(r"/|~/|[A-Za-z]:[\\/]")
+
+
+def _check_traps(prog: Program, r: ir.Rule, named: dict[SpanKey, ir.Ref]) -> None:
+    """Comparisons that can hold, but not as their author most likely meant: a letter of a
+    `matches` pattern that `lower`/`upper` never gives, a test that holds only for the path `/`,
+    a whole `let` list compared with `==`, and a path prefix that lets more through than its
+    folder. Each is silent at run time, so it is said here (a comparison that can never hold
+    has its own warning, and gets none of these)."""
+    from .format import condition_text
+
+    if r.condition is None or r.guard not in ("if", "unless"):
+        return
+    for leaf, negated in _leaves_with_polarity(r.condition):
+        if _never_holds(leaf) is not None:
+            continue
+        text = condition_text(leaf)
+        f = leaf.fns[-1] if leaf.fns and leaf.fn is None else None
+        if leaf.op == "regex" and f is not None and f in _CASE_FNS and isinstance(leaf.value, str):
+            found = _case_letters(leaf.value, f)
+            if found is not None and found[1]:
+                n = len(found[1])
+                prog.warn(
+                    f"`{text}`: {f}(...) gives no {_CASE_WORD[f]} letter, so {_letters(found[1])} in the pattern "
+                    f"{'never matches' if n == 1 else 'never match'} and {'its' if n == 1 else 'their'} part of "
+                    f"the pattern never holds; start it with `(?i)` or write "
+                    f"{'it' if n == 1 else 'them'} in {_OTHER_CASE[f]}",
+                    leaf.span,
+                )
+        only = _only_root(leaf)
+        if only is not None:
+            prog.warn(f"`{text}` holds only when `{leaf.path.text()}` is `/` (or slashes alone): {only}", leaf.span)
+        ref = named.get(_key(leaf.span))
+        if ref is not None and isinstance(leaf.value, list):
+            lhs, name = leaf.lhs_text(), ref.text()
+            if leaf.op == "eq":
+                fix = f"write `{lhs} in {name}` to test that it is one of them"
+            else:
+                fix = f"write `not ({lhs} in {name})` to test that it is none of them"
+            prog.warn(
+                f"`{lhs} {_SYMBOLS[leaf.op]} {name}` compares `{lhs}` with the whole list `{name}`: it holds only "
+                f"when `{lhs}` {'is' if leaf.op == 'eq' else 'is a list, and not'} that very list, item for item; "
+                f"{fix} (to compare with the whole list, write the list out)",
+                leaf.span,
+            )
+        grant = (r.kind == "allow" and not negated) or (r.kind == "deny" and (r.guard == "unless") != negated)
+        if grant:
+            _check_path_prefix(prog, leaf)
+
+
+def _check_path_prefix(prog: Program, leaf: ir.Compare) -> None:
+    """In a condition that lets calls through, `args.path starts_with "/workspace"` also lets
+    `/workspace-secrets/k` through (no `/` at its end), and without `normpath` it lets
+    `/workspace/../etc/passwd` through. A prefix that looks like an absolute path is read as
+    a folder, so both are warned about, apart (each has its own fix)."""
+    value = leaf.value
+    if leaf.op != "starts_with" or leaf.fn is not None or not isinstance(value, str) or not _ABSOLUTE.match(value):
+        return
+    root = leaf.path.root
+    if root in PATH_ROOTS and root != "args":
+        return  # identity, session, server and tool are names, not paths
+    from .format import condition_text, string_text
+
+    text, lhs = condition_text(leaf), leaf.lhs_text()
+    windows = "\\" in value or re.match(r"[A-Za-z]:", value) is not None
+    if not value.endswith("/") and not (windows and value.endswith("\\")):
+        sep = "\\" if "\\" in value else "/"
+        prog.warn(
+            f"`{text}` also holds for `{value}-other{sep}…` (a sibling whose name begins the same), so it lets "
+            f"more through than the folder: end the prefix with `{sep}` (`starts_with {string_text(value + sep)}`), "
+            f"and write `{lhs} == {string_text(value)}` for the folder itself",
+            leaf.span,
+        )
+    if "normpath" not in leaf.fns and "dirname" not in leaf.fns and value != "/" and "\\" not in value:
+        if leaf.path.text() in _dots_denied(prog):
+            return  # a deny on any `..` in this path keeps it in the folder (stricter than normpath)
+        inner = _fn_text(("normpath", *leaf.fns)).replace("...", leaf.path.text())
+        climb = value + ("" if value.endswith("/") else "/") + "../etc/passwd"
+        prog.warn(
+            f"`{text}` also holds for `{climb}`: the path is compared as written, and `..` climbs out of the "
+            f"folder; compare it normalised: `{inner} starts_with {string_text(value)}`, or deny any `..` in "
+            "it (normpath reads `link/..` as the folder, a disk as the link target's parent)",
+            leaf.span,
+        )
+
+
+def _dots_denied(prog: Program) -> frozenset[str]:
+    """Paths (as written) that some `deny ... if` refuses whenever they hold a `..`: a `contains
+    ".."` or a `matches` whose pattern needs two literal dots. Such a rule keeps a raw
+    `starts_with` folder check honest, symlinks included, where `normpath` would not."""
+    cached = getattr(prog, "_plr_dots_denied", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    found: set[str] = set()
+    for r in prog.statements(ir.Rule):
+        if r.kind != "deny" or r.guard != "if":
+            continue
+        for leaf, _ in _conditions(r.condition):
+            if leaf.fns or leaf.fn is not None or not isinstance(leaf.value, str):
+                continue
+            if (leaf.op == "contains" and ".." in leaf.value) or (leaf.op in ("matches", "regex") and "\\.\\." in leaf.value):
+                found.add(leaf.path.text())
+    result = frozenset(found)
+    try:
+        object.__setattr__(prog, "_plr_dots_denied", result)
+    except (AttributeError, TypeError):
+        pass
+    return result
+
+
+def _check_shared_cap(prog: Program, rr: ResolvedRule) -> None:
+    """A spend cap on several tools (a list, a class, a glob) is one budget per tool, each
+    tool adding up its own amounts: 500 a day on `refund` and `payout` lets 1000 a day out.
+    Say so, and write the one budget across them."""
+    from .format import condition_text, limit_window_text, number_text, string_text
+
+    r = rr.rule
+    lim = r.limit
+    tools = list(dict.fromkeys(rr.tools))
+    if r.kind != "limit" or lim is None or lim.of is None or len(tools) < 2 or prog.in_stdlib(r.span):
+        return
+    if r.selector.kind == "glob" and r.selector.pattern:
+        cond = _glob_condition(r.selector.pattern)
+    elif len(tools) <= 6:
+        cond = "tool in [" + ", ".join(string_text(t) for t in tools) + "]"
+    else:
+        cond = "tool in [...]"
+    if r.condition is not None:
+        more = condition_text(r.condition)
+        cond += f" and ({more})" if isinstance(r.condition, ir.Or) else f" and {more}"
+    head = (
+        f"limit all tools to {number_text(lim.max)} of {lim.of.text()} per {limit_window_text(lim)} per {lim.per}"
+        + (" refund on error" if lim.refund else "")
+    )
+    prog.warn(
+        f"this spend cap counts each of its {len(tools)} tools on its own: each may add up to "
+        f"{number_text(lim.max)} of {lim.of.text()} per {limit_window_text(lim)}, {len(tools)} times that in all; "
+        "for one budget across them "
+        f"write `{head} if {cond}`",
+        r.selector.span,
+    )
+
+
 def _check_catalogue_names(prog: Program) -> None:
     """With a catalogue in scope a name it lacks is most likely a typo, and a typo fails open
     (`deny tool "write_fil"` under `default allow` governs nothing): an error. A tool the server
-    has beyond its catalogue is declared in a `server` block of the author's own."""
+    has beyond its catalogue is declared in a `server` block of the author's own. The same
+    typo in a condition on `tool` is a warning (see `_check_tool_literals`)."""
     known = set(prog.catalogue)
     if not known:
         return
     candidates = sorted(known)
-    hints: dict[str, str] = {}  # one difflib search per unknown name, not per rule naming it
+    hints: dict[tuple[str, str], str] = {}  # one difflib search per unknown name, not per rule naming it
     budget = HINT_COMPARISONS
 
-    def hint_for(name: str) -> str:
+    def hint_for(name: str, among: list[str] = candidates, kind: str = "") -> str:
         nonlocal budget
-        if name not in hints:
-            if budget < len(candidates):  # a missing catalogue, not typos: stop searching
+        if (kind, name) not in hints:
+            if budget < len(among):  # a missing catalogue, not typos: stop searching
                 return ""
-            budget -= len(candidates)
-            close = difflib.get_close_matches(name, candidates, n=1)
-            hints[name] = f"; did you mean `{close[0]}`?" if close else ""
-        return hints[name]
+            budget -= len(among)
+            close = difflib.get_close_matches(name, among, n=1)
+            hints[kind, name] = f"; did you mean `{close[0]}`?" if close else ""
+        return hints[kind, name]
 
     for rr in prog.rules:
         if rr.rule.selector.kind not in ("tool", "list"):
@@ -518,6 +840,92 @@ def _check_catalogue_names(prog: Program) -> None:
                     f'has beyond its catalogue is declared in a `server` block: tool "{name}" CLASS)',
                     rr.rule.selector.span,
                 )
+    _check_tool_literals(prog, candidates, hint_for)
+
+
+def _paren(hint: str) -> str:
+    """``; did you mean `x`?`` as `` (did you mean `x`?)``."""
+    return f" ({hint[2:]})" if hint else ""
+
+
+_TOOL_TESTS = {
+    "starts_with": ("starts with", lambda n, v: n.startswith(v)),
+    "ends_with": ("ends with", lambda n, v: n.endswith(v)),
+    "contains": ("has", lambda n, v: v in n),
+}
+
+
+def _check_tool_literals(prog: Program, candidates: list[str], hint_for: Callable[..., str]) -> None:
+    """`deny all tools if tool == "write_fil"` governs nothing, as `deny tool "write_fil"` does,
+    and so does a prefix, suffix, part or pattern that no catalogued name has. Reported with the
+    same near-miss hint, as a warning: a condition on `tool` is also how a policy reaches tools
+    beyond its catalogues (`deny all tools if tool starts_with "delete_"`), so `plr check
+    --strict` fails on it and compiling does not. A rule pack's own conditions are not the
+    user's to fix, and are left alone."""
+    from .engine.functions import string_chain
+    from .format import condition_text, string_text
+
+    views: dict[tuple[str, ...], tuple[list[str], set[str]]] = {(): (candidates, set(candidates))}
+    for rr in prog.rules:
+        if rr.rule.condition is None or prog.in_stdlib(rr.rule.span):
+            continue
+        for leaf, _bound in _conditions(rr.rule.condition):
+            value = leaf.value
+            if leaf.path.root != "tool" or leaf.path.steps or leaf.fn is not None or _never_holds(leaf) is not None:
+                continue
+            if leaf.fns not in views:
+                given = {string_chain(leaf.fns)(n) for n in candidates}
+                views[leaf.fns] = (sorted(given), given)
+            names, known = views[leaf.fns]
+            text = condition_text(leaf)
+            beyond = "a tool the server has beyond its catalogue is declared in a `server` block"
+            if leaf.op in ("eq", "neq", "in", "not_in"):
+                items = value if isinstance(value, list) else [value]
+                for name in dict.fromkeys(x for x in items if isinstance(x, str)):
+                    if name in known:
+                        continue
+                    if has_glob_chars(name):
+                        prog.warn(
+                            f"tool `{name}` is not in any declared catalogue, and `*` and `?` are not wildcards in "
+                            f"`{text}`: it matches only a tool literally called `{name}`; write "
+                            f"`{_glob_condition(name)}` for the tools it seems to match",
+                            leaf.span,
+                        )
+                        continue
+                    hint = _paren(hint_for(name, names, ",".join(leaf.fns)))
+                    prog.warn(
+                        f"tool `{name}` in `{text}` is not in any declared catalogue{hint}: a misspelt name matches "
+                        f'no call of the tool meant; {beyond}: tool "{name}" CLASS',
+                        leaf.span,
+                    )
+            elif leaf.op in _TOOL_TESTS and isinstance(value, str):
+                words, test = _TOOL_TESTS[leaf.op]
+                if any(test(n, value) for n in names):
+                    continue
+                hint = ""
+                if leaf.op != "contains" and value:
+                    cut = sorted({n[: len(value)] if leaf.op == "starts_with" else n[-len(value) :] for n in names})
+                    hint = _paren(hint_for(value, cut, leaf.op + ":" + ",".join(leaf.fns)))
+                what = f"`{value}` in its name" if leaf.op == "contains" else string_text(value)
+                prog.warn(
+                    f"no tool in any declared catalogue {words} {what}{hint}: `{text}` matches no call of the tools "
+                    f"meant if it is misspelt; {beyond}",
+                    leaf.span,
+                )
+            elif leaf.op == "regex" and isinstance(value, str):
+                try:
+                    compile_re2(value)
+                except ValueError:
+                    continue  # reported as an invalid pattern
+                from .regex import re2_search_test
+
+                search = re2_search_test(value)
+                if not any(search(n) for n in names):
+                    prog.warn(
+                        f"no tool in any declared catalogue matches {string_text(value)}: `{text}` matches no call "
+                        f"of the tools meant if it is misspelt; {beyond}",
+                        leaf.span,
+                    )
 
 
 def _check_interactions(prog: Program) -> None:

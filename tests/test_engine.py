@@ -664,7 +664,7 @@ def test_limit_scopes() -> None:
 
     assert e.decide("g", session="s1", identity="a").effect == "allow"
     d = e.decide("g", session="s9", identity="z")
-    assert d.code == "rate_limited" and "in total" in d.reason
+    assert d.code == "rate_limited" and "shared by all callers" in d.reason
 
 
 def test_limits_are_per_tool_and_per_limit() -> None:

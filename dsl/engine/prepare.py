@@ -183,7 +183,9 @@ OTHER = "\x00tool\x00"  # stands for the called tool's name in the reasons of `o
 
 
 def _limit_text(lim: Data, any_tool: bool) -> str:
-    scope = {"session": "per session", "identity": "per identity", "global": "in total"}[lim["per"]]
+    # `global` is one counter for every caller, not one across tools: a limit on several tools
+    # counts each on its own (language.md), so "in total" would promise a total there is not
+    scope = {"session": "per session", "identity": "per identity", "global": "shared by all callers"}[lim["per"]]
     calendar = lim.get("calendar")
     if calendar is not None:
         period = f"per calendar {calendar}" + (f" ({lim['tz']})" if lim.get("tz") else " (UTC)")
