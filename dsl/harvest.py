@@ -247,11 +247,20 @@ def plr_text(doc: dict[str, Any]) -> str:
         "# descriptions (marked `inferred`): review them before relying on a class.",
         f"server {json.dumps(doc['server'])} {{",
     ]
+    from .validate import shown_name, tool_name_problem
+
     width = max((len(json.dumps(t["name"], ensure_ascii=False)) for t in tools), default=0)
+    odd = []
     for t in tools:
+        if tool_name_problem(t["name"]) is not None:  # not declarable: said below the block
+            odd.append(t)
+            continue
         mark = "  # inferred" if "inferred" in t else ""
         lines.append(f"    tool {json.dumps(t['name'], ensure_ascii=False).ljust(width)} {t['risk']}{mark}".rstrip())
     lines.append("}")
+    for t in odd:  # a name with whitespace, a control or a format character cannot be a tool rule
+        lines.append(f"# not declared: {shown_name(t['name'])} ({t['risk']}) holds a character no tool name may hold;")
+        lines.append(f'# govern it by a condition: `deny all tools if tool == {shown_name(t["name"])}`')
     from .format import format_source
 
     # what `plr fmt` would make of it: shipped policies are kept formatted (a test checks)

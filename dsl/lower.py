@@ -19,11 +19,14 @@ from lark.tree import Meta
 from . import ir
 from .errors import Diagnostic, PlrError, line_of
 from .parser import parse, parse_inline
+from .vocab import MAX_LIMIT_COUNT
 
 CMP_OPS = {"==": "eq", "!=": "neq", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 # A string literal with no escape and no control character is its own text between the quotes
 # (what json.loads would return): most strings of a policy, decoded without the JSON reader.
 _PLAIN_STRING = re.compile(r'"[^"\\\x00-\x1f]*"')
+# A JSON escape in a string: `\uXXXX` or a backslash and one character.
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -296,6 +299,12 @@ class _Lower(Transformer):  # type: ignore[type-arg]
             count: int | float = self.positive_int(count_tok, "a limit's count")
         else:  # a spend cap: any positive amount (`to 12.50 of args.amount`)
             count = self.number_of(count_tok)
+            if count > MAX_LIMIT_COUNT:  # a whole number past it is the parser's; `1e300` is not
+                self.error(
+                    f"a spend cap's amount must be at most {MAX_LIMIT_COUNT} (2^53 - 1, the largest whole "
+                    f"number a JSON number carries exactly: the compiled policy's `max` stops there), got {count_tok}",
+                    count_tok,
+                )  # fmt: skip
         lim_span = self.span(count_tok)
         calendar = tz = None
         if isinstance(window, tuple):
@@ -516,7 +525,36 @@ class _Lower(Transformer):  # type: ignore[type-arg]
 
     @v_args(meta=True)
     def matches(self, meta: Meta, items: list[Any]) -> ir.Compare:
-        return self._leaf(meta, items[0], "regex", self.string_value(items[1]))
+        pattern = items[1]
+        if isinstance(pattern, Token) and "\\" in pattern:
+            self._check_backspace(pattern)
+        return self._leaf(meta, items[0], "regex", self.string_value(pattern))
+
+    def _check_backspace(self, tok: Token) -> None:
+        r"""`"\bdrop\b"` in a pattern: JSON reads `\b` as a backspace (U+0008), so the pattern looks
+        for one and never matches the word boundary its author meant: an error at the escape.
+        `\u0008` is refused too: `plr fmt` writes a backspace as `\b`, and RE2 spells one `\\x08`,
+        which survives every rewrite (docs/language.md, "Lexical structure")."""
+        for m in _JSON_ESCAPE.finditer(tok):
+            escape = m.group()
+            if escape == "\\b":
+                message = (
+                    "`\\b` in a string is a backspace (U+0008), not a word boundary: strings are JSON strings, "
+                    "so this pattern looks for a backspace character and never matches a word boundary. Write "
+                    "`\\\\b` for a word boundary (`\\\\x08` if a backspace is truly meant)"
+                )
+            elif escape.lower() == "\\u0008":
+                message = (
+                    f"`{escape}` is a backspace (U+0008): a pattern may not hold one written so (`plr fmt` writes "
+                    "it `\\b`, which reads as a word boundary). Write `\\\\x08` to match a backspace, or `\\\\b` "
+                    "for a word boundary"
+                )
+            else:
+                continue
+            col = (tok.column or 0) + m.start()  # a STRING token never spans lines
+            line = tok.line or 0
+            self.error(message, ir.Span(file=self.file, line=line, col=col, end_line=line, end_col=col + len(escape)))
+            return
 
     @v_args(meta=True)
     def exists(self, meta: Meta, items: list[Any]) -> ir.Compare:

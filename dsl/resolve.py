@@ -16,9 +16,9 @@ from typing import Any, Callable
 from . import ir
 from .errors import Diagnostic, PlrError, line_of
 from .lower import lower_source
-from .names import Names, resolve_names, resolved_rule
+from .names import NameError_, Names, resolve_names, resolved_rule
 from .resources import stdlib_dir
-from .validate import DuplicateKey, locate_duplicate, unique_keys
+from .validate import DuplicateKey, locate_duplicate, tool_name_problem, unique_keys
 from .vocab import has_glob_chars
 
 Reader = Callable[[str], str]
@@ -132,6 +132,7 @@ def load_program(
     """
     prog = Program()
     loaded: dict[str, ir.Module | None] = {}
+    edges: dict[str, list[tuple[ir.Import, str]]] = {}  # display file -> (its import, the file it loads)
     base_dir = ""
     first = paths[0] if paths else next(iter(texts or {}), "")
     if first and not (texts and first in texts):
@@ -196,6 +197,7 @@ def load_program(
             child = load(target, display_name(target), [*stack, abs_path])
             if child is not None:
                 imported.append(child.file)
+                edges.setdefault(display, []).append((imp, child.file))
         return module
 
     for p in paths:
@@ -209,8 +211,146 @@ def load_program(
             prog.roots.append(module)
 
     _build_catalogue(prog)
-    _expand_selectors(prog, resolve_names(prog))
+    names = resolve_names(prog)
+    _expand_selectors(prog, names)
+    _check_named_patterns(prog, names)
+    _check_tool_names(prog)
+    _warn_imported_default(prog, edges)
     return prog
+
+
+def _check_tool_names(prog: Program) -> None:
+    """A tool name no MCP tool can bear (whitespace, a control or a format character) in a rule's
+    selector is an error: `deny tool "delete_file "` would govern no tool and leave `delete_file`
+    to the default, a fail-open no reader sees. In a comparison of `tool` it is a warning: that is
+    how a policy still reaches a server that names a tool so against the MCP spec, as a condition
+    on `tool` reaches tools beyond the catalogues (docs/language.md, "Selectors"). (Catalogue
+    entries: ``_build_catalogue``; the JSON loader: ``validate.check_tool_names``.)"""
+    for rr in prog.rules:
+        sel = rr.rule.selector
+        names = sel.names if sel.kind in ("tool", "list") else (sel.pattern or "",) if sel.kind == "glob" else ()
+        effect = "this glob would match no tool" if sel.kind == "glob" else "this rule would govern no tool"
+        for name in names:
+            problem = tool_name_problem(name, effect)
+            if problem is not None:
+                prog.error(problem, _name_span(prog, sel, name) if sel.kind == "list" else sel.span)
+    written = [d.body for m in prog.modules for d in m.defs]  # a predicate no rule calls yet
+    for leaf in (c for root in [*(rr.rule.condition for rr in prog.rules), *written] for c in _leaves(root)):
+        if leaf.path.root != "tool" or leaf.path.steps or leaf.op not in ("eq", "neq", "in", "not_in"):
+            continue
+        values = leaf.value if isinstance(leaf.value, list) else [leaf.value]
+        for value in values:
+            if not isinstance(value, str):
+                continue
+            problem = tool_name_problem(value, "this comparison is about no tool a conforming server has")
+            if problem is not None:
+                prog.warn(
+                    f"{problem} (a warning, not an error: a condition on `tool` is how a policy reaches the "
+                    "tool of a server that breaks this rule)",
+                    leaf.span,
+                )
+                break
+
+
+def _warn_imported_default(prog: Program, edges: dict[str, list[tuple[ir.Import, str]]]) -> None:
+    """A `default allow` that an imported file (not plr's stdlib) sets is the whole policy's
+    default, while the file compiled says none and reads as `default deny` (language.md): every
+    tool no rule mentions is allowed by a line its reader does not see. A warning at the import
+    of each root file that brings it in (docs/language.md, `import`): not an error, since one
+    `default` across all loaded files is the language's rule and a shared base file may mean it."""
+    defaults = prog.statements(ir.Default)
+    if len(defaults) != 1 or defaults[0].effect != "allow":
+        return  # none, deny, or a duplicate (an error of its own)
+    span = defaults[0].span
+    if prog.in_stdlib(span) or any(root.file == span.file for root in prog.roots):
+        return
+    where = f"{span.file}:{span.line}"
+    for root in prog.roots:
+        chain = _import_chain(edges, root.file, span.file)
+        if not chain:
+            continue
+        through = " -> ".join(imp.path for imp, _ in chain)
+        prog.warn(
+            f"`default allow` comes from {where}, which this file imports"
+            + (f" ({through})" if len(chain) > 1 else "")
+            + ": every tool that no rule mentions is allowed, though this file has no `default` (which reads "
+            "as deny). If allow is meant, move `default allow` into this file; if not, delete it there",
+            chain[0][0].span,
+        )
+
+
+_STRING = re.compile(r'"[^"\\\n\r]*(?:\\.[^"\\\n\r]*)*"')  # the grammar's STRING
+
+
+def _name_span(prog: Program, sel: ir.Selector, name: str) -> ir.Span:
+    """Where ``name`` is written in a `tools [...]` selector on one line (the selector's place otherwise)."""
+    span = sel.span
+    if span.line != span.end_line:
+        return span
+    text = line_of(prog.sources.get(span.file, ""), span.line)
+    for m in _STRING.finditer(text, max(span.col - 1, 0), max(span.end_col - 1, 0)):
+        try:
+            if json.loads(m.group()) == name:
+                col, end = m.start() + 1, m.end() + 1
+                return ir.Span(file=span.file, line=span.line, col=col, end_line=span.line, end_col=end)
+        except ValueError:
+            continue
+    return span
+
+
+def _import_chain(edges: dict[str, list[tuple[ir.Import, str]]], start: str, goal: str) -> list[tuple[ir.Import, str]]:
+    """The first (breadth-first, in source order) chain of imports from ``start`` to ``goal``."""
+    paths: dict[str, list[tuple[ir.Import, str]]] = {start: []}
+    queue = [start]
+    for file in queue:
+        for imp, child in edges.get(file, ()):
+            if child in paths:
+                continue
+            paths[child] = [*paths[file], (imp, child)]
+            if child == goal:
+                return paths[child]
+            queue.append(child)
+    return []
+
+
+def _check_named_patterns(prog: Program, names: Names) -> None:
+    r"""`matches NAME`, where the `let` or `import data` value holds a backspace (U+0008): JSON's
+    `\b` as written in a `let` or a data file, not the word boundary meant (a pattern written in
+    place is checked where it is written, at its escape). How the value was spelled is gone by
+    now, so a backspace is refused however written: RE2 spells one `\\x08`."""
+    for module in prog.modules:
+        roots = [r.condition for r in module.rules] + [d.body for d in module.defs]
+        for leaf in (c for root in roots for c in _leaves(root)):
+            if leaf.op != "regex" or not isinstance(leaf.value, ir.Ref):
+                continue
+            try:
+                value = names.literal(leaf.value, module.file)
+            except (NameError_, RecursionError):
+                continue  # reported where the rule is resolved
+            if isinstance(value, str) and "\x08" in value:
+                prog.error(
+                    f"`{leaf.value.text()}` holds a backspace (U+0008), not a word boundary: `\\b` in a JSON "
+                    "string (a `let`, a data file) is a backspace. Write `\\\\b` there for a word boundary "
+                    "(`\\\\x08` if a backspace is truly meant)",
+                    leaf.value.span,
+                )
+
+
+def _leaves(c: ir.Condition | None) -> list[ir.Compare]:
+    """The comparisons of a condition as written (calls of predicates not followed)."""
+    out: list[ir.Compare] = []
+    stack = [c]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, ir.Compare):
+            out.append(x)
+        elif isinstance(x, (ir.And, ir.Or)):
+            stack.extend(x.items)
+        elif isinstance(x, ir.Not):
+            stack.append(x.item)
+        elif isinstance(x, ir.Quantifier):
+            stack.append(x.body)
+    return out
 
 
 def _load_data(prog: Program, imp: ir.DataImport, display: str, importer: str, reader: Reader) -> None:
@@ -321,6 +461,14 @@ def _build_catalogue(prog: Program) -> None:
                     f"tool `{tool.name}` of server `{cat.server}`: `*` and `?` cannot be in a catalogued "
                     "tool name (MCP tool names are letters, digits, `_`, `-` and `.`); a server's tool "
                     f'named so is governed by a condition on every call: `all tools if tool == "{tool.name}"`',
+                    tool.span,
+                )
+                continue
+            problem = tool_name_problem(tool.name, "a rule naming it would govern no tool")
+            if problem is not None:
+                prog.error(
+                    f"server `{cat.server}`: {problem} (the tool of a server that breaks this rule is governed by "
+                    'a condition on every call: `all tools if tool == "..."`)',
                     tool.span,
                 )
                 continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,7 @@ __all__ = [
     "check_binding",
     "check_hide_names",
     "check_tool_names",
+    "tool_name_problem",
     "DuplicateKey",
     "unique_keys",
     "locate_duplicate",
@@ -401,7 +403,9 @@ def _check_limit(lim: Any, where: str) -> None:
     _shape(
         isinstance(m, (int, float)) and not isinstance(m, bool) and 0 < m <= MAX_LIMIT_COUNT,
         f"{where}.max",
-        f"must be an integer from 1 to {MAX_LIMIT_COUNT}",
+        f"must be an integer from 1 to {MAX_LIMIT_COUNT}"
+        if lim.get("of") is None
+        else f"must be an amount above 0 and at most {MAX_LIMIT_COUNT} (a spend cap)",
     )
     _shape(lim.get("calendar") in (None, *CALENDAR_UNITS), f"{where}.calendar", "must be minute, hour, day, week or month")
     _shape(lim.get("refund") in (None, "error"), f"{where}.refund", 'must be "error"')
@@ -451,14 +455,69 @@ def _json_condition(name: str) -> str:
     return json.dumps({"path": "tool", "op": "regex", "value": f"^{regex}$"}, ensure_ascii=False)
 
 
+# Characters no MCP server puts in a tool name, and that a reader cannot see: whitespace,
+# control and format characters (Cf: zero-width, bidi controls). A name holding one governs no
+# real tool; other non-ASCII letters are left alone (some servers use them).
+_UNSEEN_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def _unseen(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in _UNSEEN_CATEGORIES
+
+
+def shown_name(name: str) -> str:
+    """``name`` as a JSON-style string for a message, each whitespace, control or format
+    character written as an escape (a trailing space or a zero-width space is otherwise invisible)."""
+
+    def one(ch: str) -> str:
+        if _unseen(ch):
+            return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
+        return "\\" + ch if ch in '"\\' else ch
+
+    return '"' + "".join(one(ch) for ch in name) + '"'
+
+
+_CONTROL_NAMES = {
+    "\t": "TAB", "\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\x0b": "LINE TABULATION", "\x0c": "FORM FEED",
+}  # fmt: skip
+_KINDS = {"Cf": "a format character", "Cc": "a control character"}
+
+
+def tool_name_problem(name: str, effect: str = "") -> str | None:
+    """Why no MCP server's tool can be called ``name`` (None when it can): it holds whitespace,
+    a control or a format character. A rule naming it governs nothing (`deny tool "delete_file "`
+    leaves `delete_file` to the default), and a reader cannot see why. The message shows the name
+    escaped, names the character, and suggests the name without it when that is a plain guess
+    (the ends trimmed, format characters dropped). ``effect``: what that does to the rule."""
+    if name.isascii() and name.isprintable() and " " not in name:
+        return None  # the common case, at C speed: no ASCII control, no space
+    bad = next((ch for ch in name if _unseen(ch)), None)
+    if bad is None:
+        return None
+    what = unicodedata.name(bad, "") or _CONTROL_NAMES.get(bad, "")
+    kind = _KINDS.get(unicodedata.category(bad), "whitespace")
+    message = (
+        f"tool name {shown_name(name)} holds U+{ord(bad):04X}{' ' + what if what else ''} ({kind}), "
+        f"which no MCP tool name holds ({_MCP_NAMES})" + (f", so {effect}" if effect else "")
+    )
+    guess = "".join(ch for ch in name.strip() if unicodedata.category(ch) != "Cf")
+    if guess and not any(_unseen(ch) for ch in guess):
+        message += f"; did you mean {shown_name(guess)}?"
+    return message
+
+
 def check_tool_names(names: Any) -> None:
     """``"*"`` has one meaning in a policy (every tool, as `hide` has it): as a `tools` key it
     would silently govern nothing, so it is refused (an Intercept-style wildcard rule). So is
     any key holding `*` or `?`: it names one tool literally called that, not the tools it
-    seems to match (`"delete_*"` would leave `delete_file` to the default)."""
+    seems to match (`"delete_*"` would leave `delete_file` to the default); and any key holding
+    whitespace, a control or a format character (``tool_name_problem``): no tool has it."""
     if "*" in names:
         raise ValueError(WILDCARD_TOOL)
     for name in names:
+        problem = tool_name_problem(name, "this key would govern no tool") if isinstance(name, str) else None
+        if problem is not None:  # the tool meant is left to the default
+            raise ValueError(problem)
         if isinstance(name, str) and has_glob_chars(name):
             raise ValueError(
                 f"{literal(name)}: `*` and `?` are not wildcards in a tool name ({_MCP_NAMES}); this key would "
@@ -471,6 +530,9 @@ def check_hide_names(names: Any) -> None:
     """A `hide` entry is a tool name, or ``"*"`` for every tool; `*` or `?` within a name is no
     wildcard (`"exec*"` would hide only a tool literally called that, leaving `exec_cmd` visible)."""
     for name in names:
+        problem = tool_name_problem(name, "this entry would hide no tool") if isinstance(name, str) else None
+        if problem is not None:  # the tool meant stays visible
+            raise ValueError(problem)
         if isinstance(name, str) and name != "*" and has_glob_chars(name):
             raise ValueError(
                 f"{literal(name)}: `*` and `?` are not wildcards in a tool name ({_MCP_NAMES}); this entry "

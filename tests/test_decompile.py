@@ -17,6 +17,7 @@ from dsl.engine import Engine
 from dsl.errors import PlrError
 from dsl.format import format_source, is_formatted
 from dsl.policy import Policy, load_policy
+from dsl.validate import tool_name_problem
 from dsl.vocab import has_glob_chars
 from tests.strategies import programs
 
@@ -73,7 +74,7 @@ server "s" {
 }
 server "extras" {
     tool "a" execute tool "b" execute tool "c" execute tool "d" execute tool "e" execute
-    tool "h0" execute tool "h1" execute tool "h2" execute tool "weird \\"name\\" é" execute
+    tool "h0" execute tool "h1" execute tool "h2" execute tool "weird\\"name\\"é" execute
 }
 default deny
 allow read tools
@@ -99,7 +100,7 @@ hide tool "h1"
 hide tools ["h2", "h0"]
 limit all tools to 100 per day per identity
 limit all tools to 7 per minute
-allow tool "weird \\"name\\" é"
+allow tool "weird\\"name\\"é"
 """
 
 
@@ -214,9 +215,9 @@ HAND_WRITTEN: dict[str, Policy] = {
     "actions": policy(
         {
             "denied": {"action": "deny"},
-            "denied with reason": {"action": "deny", "reason": "no"},
+            "denied-with-reason": {"action": "deny", "reason": "no"},
             "approval": {"action": "require_approval"},
-            "approval with reason": {"action": "require_approval", "reason": "ask", "deny_if": [APPROVED]},
+            "approval-with-reason": {"action": "require_approval", "reason": "ask", "deny_if": [APPROVED]},
         },
         default="allow",
     ),
@@ -275,7 +276,9 @@ HAND_WRITTEN: dict[str, Policy] = {
     ),
     "hide names": policy({"a": {}}, hide=["h1", "h2"]),
     "hide all": policy({"a": {"limits": [{"max": 1, "window": 1}]}}, hide=["*"]),
-    "odd names": policy({"": {}, 'é "q" \\ \n': {"action": "deny"}}, hide=["\t", "x y"]),
+    # names a string must escape (a quote, a backslash, non-ASCII); whitespace and control
+    # characters are refused in a tool name (no MCP server has them)
+    "odd names": policy({"": {}, 'é"q"\\/': {"action": "deny"}}, hide=["\\", "x\"y"]),
 }
 
 
@@ -579,16 +582,22 @@ def tools(draw: st.DrawFn) -> dict[str, Any]:
     return t
 
 
+def _a_tool_name(name: str) -> bool:
+    """Whether the JSON loader takes ``name`` as a tool name (in `tools` or `hide`)."""
+    return not has_glob_chars(name) and tool_name_problem(name) is None
+
+
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
-    # no `*` or `?` in a tool name (the loader refuses them; "*" alone in `hide` is every tool)
-    names = draw(st.lists(texts.filter(lambda n: not has_glob_chars(n)), max_size=5, unique=True))
+    # no `*` or `?` in a tool name (the loader refuses them; "*" alone in `hide` is every tool), nor
+    # whitespace, a control or a format character (refused too: no MCP server names a tool so)
+    names = draw(st.lists(texts.filter(_a_tool_name), max_size=5, unique=True))
     hide_kind = draw(st.sampled_from(["none", "names", "all"]))
     hide: list[str] = []
     if hide_kind == "all":
         hide = ["*"]
     elif hide_kind == "names":
-        hide = sorted(draw(st.lists(texts.filter(lambda n: n not in names and not has_glob_chars(n)), max_size=3, unique=True)))
+        hide = sorted(draw(st.lists(texts.filter(lambda n: n not in names and _a_tool_name(n)), max_size=3, unique=True)))
     doc: dict[str, Any] = {
         "version": "1",
         "default": draw(st.sampled_from(["allow", "deny"])),
@@ -668,7 +677,7 @@ def loose_tools(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def loose_policies(draw: st.DrawFn) -> Policy:
-    names = draw(st.lists(st.sampled_from(["a", "b", "c", "x y", ""]), max_size=4, unique=True))
+    names = draw(st.lists(st.sampled_from(["a", "b", "c", "x\"y", ""]), max_size=4, unique=True))
     doc: dict[str, Any] = {
         "version": "1",
         "default": draw(st.sampled_from(["allow", "deny"])),

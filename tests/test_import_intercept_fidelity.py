@@ -52,9 +52,12 @@ def test_f1_free_text_never_becomes_code(tmp_path: Path, brk: str, field: str) -
         doc += f'description: "{quoted}"\n'
     doc += "tools:\n  list_customers: {}\n  refund:\n    rules:\n      - {name: cap, rate_limit: 2/day"
     doc += f', on_deny: "{quoted}"}}\n' if field == "on_deny" else "}\n"
-    if field == "tool":  # a warning naming the tool (its unknown key) is a comment too
+    if field == "tool":  # a name no MCP tool has (a line break in it) is refused at its key
         doc += f'  "{quoted}":\n    extra: 1\n    rules: [{{name: n, conditions: [{{path: args.a, op: exists, value: true}}]}}]\n'
-    e = engine(tmp_path, doc, warnings=1 if field == "tool" else 0)
+        out = refused(tmp_path, doc, "which no MCP tool name holds", "governs no real tool")
+        assert "internal error" not in out
+        return
+    e = engine(tmp_path, doc)
     plr = (tmp_path / "p.plr").read_text(encoding="utf-8")
     assert plr.splitlines() == plr.split("\n")[:-1]  # no line break an editor honours but `\n`
     assert e.decide("delete_customer").effect == "deny"

@@ -387,7 +387,8 @@ def _sel(tool: str) -> str:
 
 
 def _literal_name(src: _Source, name: str, where: str, at: tuple[Any, ...], key: bool) -> None:
-    """Refuse a tool name with `*` or `?` (but `*` alone, every tool): Intercept matches names
+    """Refuse a tool name with `*` or `?` (but `*` alone, every tool), or with whitespace, a
+    control or a format character (``validate.tool_name_problem``): Intercept matches names
     exactly, so such an entry governs no real tool there either, which is surely not what its
     author meant; plr refuses it rather than import a rule that governs nothing."""
     if name != "*" and has_glob_chars(name):
@@ -398,6 +399,10 @@ def _literal_name(src: _Source, name: str, where: str, at: tuple[Any, ...], key:
             at,
             key,
         )
+    from ..validate import tool_name_problem
+
+    if (problem := tool_name_problem(name, "it governs no real tool in Intercept either")) is not None:
+        raise src.error(f"{where}: {problem}", at, key)
 
 
 _VALID_OPS = {"eq", "neq", "in", "not_in", "lt", "lte", "gt", "gte", "regex", "contains", "exists"}

@@ -106,14 +106,17 @@ def test_an_unavailable_server_is_recorded_with_its_reason_and_no_tools():
 
 
 def test_the_generated_server_block_compiles_with_the_documents_classes(tmp_path: Path):
-    doc = harvest.catalogue_document(SRC, [raw("delete-thing"), raw("list things", annotations={"readOnlyHint": True})])
+    doc = harvest.catalogue_document(SRC, [raw("delete-thing"), raw("list/things.ä", annotations={"readOnlyHint": True}),
+                                           raw("list things", annotations={"readOnlyHint": True})])  # fmt: skip
     written = harvest.write_catalogue(doc, tmp_path)
     assert [p.name for p in written] == ["server-shop.json", "server-shop.plr"]
     text = (tmp_path / "server-shop.plr").read_text()
-    assert '"delete-thing" destructive  # inferred' in text and '"list things" read\n' in text
+    assert '"delete-thing" destructive  # inferred' in text and '"list/things.ä" read\n' in text
+    # a name no tool rule may hold (a space) is said below the block, not declared
+    assert '# not declared: "list\\u0020things" (read)' in text and 'tool "list things"' not in text
     assert is_formatted(text)  # shipped as `plr fmt` writes it
     policy = compile_source(text + "default deny\nallow read tools\n")
-    assert set(policy.tools) == {"list things"}
+    assert set(policy.tools) == {"list/things.ä"}
     assert json.loads((tmp_path / "catalogues" / "server-shop.json").read_text()) == doc
 
 
