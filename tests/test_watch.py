@@ -65,7 +65,7 @@ def test_watch_reruns_on_save_and_survives_a_broken_save(tmp_path: Path):
         out = lines.wait_for("0 passed, 1 failed")
         assert "changed: p.plr" in out and "expected: allow" in out
         (tmp_path / "p.plr").write_text('default deny\nallow tool "a" if argz.x == 1\n')
-        out = lines.wait_for("errors")
+        out = lines.wait_for("1 error in")
         assert "p.plr:2:19: error: unknown path root `argz`" in out
         (tmp_path / "p.plr").write_text(POLICY)
         lines.wait_for("1 passed, 0 failed")

@@ -95,7 +95,7 @@ def _args_text(args_json: str) -> str:
 
 def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """An object whose keys are each written once: JSON keeps the last of a repeated key
-    silently, so `{"path": "/etc/passwd", "path": "/work/x"}` would be decided as the second
+    silently, so `{"path": "/etc/passwd", "path": "notes/x"}` would be decided as the second
     while it reads as the first (a repeated key in a test's call is an error too)."""
     out: dict[str, Any] = {}
     for key, value in pairs:

@@ -174,7 +174,12 @@ def test_the_policy_warnings_are_printed_at_start(setup: ProxySetup) -> None:
 
 
 def test_plr_audit_shows_the_comparison_as_one_escaped_line(setup: ProxySetup) -> None:
+    # a control character in a rule's tool name is refused before start (no MCP tool holds one),
+    # named escaped, never written raw to the terminal
     setup.policy.write_text(TYPO_POLICY.replace("cancel-tsak", "cancel-tsak\\u001b[2K"))
+    refused = run_proxy_cli(*setup.proxy_args()[2:], input=session_input(), timeout=60)
+    assert refused.returncode == 2 and "U+001B" in refused.stderr_text and "\x1b" not in refused.stderr_text
+    setup.policy.write_text(TYPO_POLICY)
     assert run_proxy_cli(*setup.proxy_args()[2:], input=session_input(), timeout=60).returncode == 0
     out = run_proxy_cli("audit", str(setup.audit))
     (line,) = [x for x in out.stdout_text.splitlines() if "tools_compared" in x]
