@@ -10,27 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 import dsl
-from dsl.cli import cli
 from dsl.engine import Engine
 from dsl.state.memory import MemoryLimitStore
 
 pytest.importorskip("z3")
 
+from tests.analysis.test_review_fixes_analysis import run, write  # noqa: E402  (the same CLI helpers)
+
 CAP = 'limit tool "pay" to 500 of args.amount per day\n'
 
 
-def run(*argv: str) -> tuple[int, str]:
-    r = CliRunner().invoke(cli, list(argv))
-    return r.exit_code, r.output
-
-
-def write(tmp_path: Path, name: str, text: str) -> str:
-    p = tmp_path / name
-    p.write_text(text)
-    return str(p)
 
 
 def decide(path: str, call: dict[str, Any]) -> tuple[str, str]:
