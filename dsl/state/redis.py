@@ -673,7 +673,6 @@ class RedisState:
         self.prefix = prefix
         self.socket_timeout = socket_timeout
         self.eviction_check_interval = eviction_check_interval
-        self._report = report
         self.health = RedisHealth(
             self.display, report, retry_interval=retry_interval, max_retry_interval=2.0, conceal=address_of(url)
         )
@@ -737,12 +736,8 @@ class RedisState:
         return self._watch
 
     def say(self, text: str) -> None:
-        """One line to the operator (the proxy's stderr), never raising."""
-        if self._report is not None:
-            try:
-                self._report(text)
-            except Exception:  # noqa: BLE001 - reporting must never break a decision
-                pass
+        """One line to the operator (the proxy's stderr), never raising (the health monitor's own)."""
+        self.health._say(text)
 
     def close(self) -> None:
         if self._watch is not None:
