@@ -172,6 +172,19 @@ ENUM_KEPT = 30
 ROUTER_WHY = "its sub-commands are not listed, so it is classed by the most severe it could run"
 
 
+# A tool that hands a task to an autonomous agent (a browser or computer-use agent, a coding
+# agent) runs whatever actions that agent's model picks at run time, out of the policy's sight,
+# as a shell runs whatever command it is given: `execute` (agent_acts). Named so (the name's
+# last word `agent`, not a `user_agent` setting nor `manage_agent`, a tool about agents) or
+# described so ("autonomously execute", "computer use agent").
+_AGENT_DESCRIBED = re.compile(
+    r"\bautonomous(ly)?\b[^.]{0,40}?\b(execut|perform|run|complet|carr(y|ies) out|act)\w*"
+    r"|\bcomputer[- ]use\b[^.]{0,20}?\bagent\b|\bagent\b[^.]{0,20}?\bautonomous",
+    re.I,
+)
+AGENT_WHY = "it hands the task to an autonomous agent, whose actions the policy cannot see"
+
+
 @dataclass(frozen=True)
 class Classification:
     risk: str  # read | write | destructive | execute
@@ -247,7 +260,7 @@ def classify(
         if risk == "read":
             # the server's word is a claim, not a proof: what its own name (a second action joined
             # by and/or), description or schema says the tool does raises the class
-            acts = _stricter(acts_despite_read(name, description, schema, name_anywhere=False), routed)
+            acts = _stricter(_stricter(acts_despite_read(name, description, schema, name_anywhere=False), routed), agent_acts(name, description))
             if acts:
                 return Classification(acts[0], True, f"{why} said read, but {acts[1]}")
         if routed:
@@ -277,6 +290,9 @@ def _guess(name: str, description: str, schema: dict[str, Any] | None = None) ->
             if hit:
                 risk, why = hit[0], f"description: {hit[1]}"
                 break
+    agent = agent_acts(name, description)
+    if agent and _SEVERITY[agent[0]] > _SEVERITY[risk]:
+        return Classification(agent[0], True, agent[1] if risk == "write" and why.startswith("no rule") else f"{why}, but {agent[1]}")
     if risk == "read" and description:
         m = _MENTIONS_DELETE.search(description)
         if m:
@@ -290,6 +306,20 @@ def _guess(name: str, description: str, schema: dict[str, Any] | None = None) ->
         if m:
             return Classification("write", True, f"{why}, but the description mentions `{m.group(0)}`")
     return Classification(risk, True, why)
+
+
+def agent_acts(name: str, description: str = "") -> tuple[str, str] | None:
+    """("execute", why) when the tool delegates to an autonomous agent (see _AGENT_DESCRIBED):
+    its name ends in `agent` and says nothing else it does (`browser_use_agent`, not
+    `manage_agent` or `set_user_agent`), or its description says so."""
+    words = name_words(name)
+    if len(words) >= 2 and words[-1] == "agent" and words[-2] != "user":
+        if not any(_class_of_word(w) and _class_of_word(w)[0] != "execute" for w in words[:-1]):  # type: ignore[index]
+            return "execute", f"name: agent ({AGENT_WHY})"
+    m = _AGENT_DESCRIBED.search(description or "")
+    if m:
+        return "execute", f"the description says `{m.group(0)}` ({AGENT_WHY})"
+    return None
 
 
 def _stricter(a: tuple[str, str] | None, b: tuple[str, str] | None) -> tuple[str, str] | None:
