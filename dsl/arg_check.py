@@ -1,4 +1,5 @@
-"""The argument-name check: a condition on an argument the tool does not have.
+"""The argument-name check: a condition on an argument the tool does not have (and, through
+dsl/arg_types.py, the argument-type check: a comparison its type makes impossible).
 
 ``deny tool "read_file" if args.pth contains ".."`` never fires (the call has no ``pth``), a
 silent fail-open. The harvested stdlib catalogues keep each tool's input schema
@@ -13,19 +14,24 @@ or looser than its properties say, and a policy has no way to declare an argumen
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from typing import Any, Iterator
 
 from . import ir
+from .arg_types import absolute as _absolute, check_argument_types
 from .catalog import tool_schemas
+from .errors import Diagnostic
 from .resolve import Program
 
 Schema = dict[str, Any]
 UNKNOWN: Schema = {}  # a schema the check cannot see into: no warning below it
 
 
-def check_argument_names(prog: Program) -> None:
-    """Warn at each `args.NAME` that no selected tool's schema has (see the module docstring)."""
-    schemas = schemas_in_scope(prog)
+def check_argument_names(prog: Program, schemas: Mapping[str, list[Schema] | None] | None = None) -> None:
+    """Warn at each `args.NAME` that no selected tool's schema has (see the module docstring).
+    ``schemas``: tool -> its input schemas (None: it has none to judge by); by default those
+    the imported stdlib catalogues give (``schemas_in_scope``)."""
+    schemas = schemas_in_scope(prog) if schemas is None else schemas
     if not schemas:
         return
     for rr in prog.rules:
@@ -37,6 +43,28 @@ def check_argument_names(prog: Program) -> None:
             continue
         for path, scope in _paths(r):
             _check_path(prog, path, scope, rr.tools, tool_schemas_)  # type: ignore[arg-type]
+    # The same schemas give each argument a type: a comparison that no value of it can satisfy
+    # (`args.command starts_with "rm"` on a list) is the same silent trap (dsl/arg_types.py).
+    check_argument_types(prog, schemas)
+
+
+def live_schema_warnings(prog: Program, listed: Mapping[str, Any]) -> list[Diagnostic]:
+    """The argument-name and -type warnings of ``prog`` against a server's own `tools/list`
+    (tool name -> its `inputSchema`), beyond those ``plr check`` already gave: what a proxy
+    could say at start, when the catalogue is the author's own or older than the server. A
+    tool the listing lacks, or lists without a schema, is not judged. ``prog`` is left as it was."""
+    before = len(prog.diagnostics)
+    seen = {(d.file, d.line, d.col, d.message) for d in prog.diagnostics}
+    check_argument_names(prog, {name: [s] if isinstance(s, dict) else None for name, s in listed.items()})
+    new = prog.diagnostics[before:]
+    del prog.diagnostics[before:]
+    out: list[Diagnostic] = []
+    for d in new:
+        key = (d.file, d.line, d.col, d.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return sorted(out, key=lambda d: (d.file, d.line, d.col))
 
 
 def schemas_in_scope(prog: Program) -> dict[str, list[Schema] | None]:
@@ -79,20 +107,6 @@ def _walk(c: Any, scope: dict[str, ir.Path]) -> Iterator[tuple[ir.Path, dict[str
     elif isinstance(c, ir.Quantifier):
         yield c.path, scope
         yield from _walk(c.body, {**scope, c.var: c.path})
-
-
-def _absolute(path: ir.Path, scope: dict[str, ir.Path]) -> tuple[tuple[str | int | None, ...], int] | None:
-    """A path's steps from `args`, a quantifier variable standing for one item (None) of its
-    list; and how many leading steps came from the variable (not to be reported again)."""
-    if path.root in scope:
-        outer = _absolute(scope[path.root], {k: v for k, v in scope.items() if k != path.root})
-        if outer is None:
-            return None
-        steps = (*outer[0], None)
-        return (*steps, *path.steps), len(steps)
-    if path.root != "args":
-        return None
-    return tuple(path.steps), 0
 
 
 def _check_path(prog: Program, path: ir.Path, scope: dict[str, ir.Path], tools: tuple[str, ...], schemas: list[list[Schema]]) -> None:
