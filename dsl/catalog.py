@@ -335,12 +335,80 @@ def starter_files(info: CatalogueInfo, policy_name: str) -> tuple[str, str]:
     return policy, "\n".join(tests)
 
 
+def stdlib_core(name: str) -> str:
+    """A stdlib module or catalogue name in any of its spellings, reduced to one: `stdlib/server-github.plr`,
+    `server-github`, `GitHub` and `github` are all `github` (what `plr catalog` lists it as)."""
+    return name.strip().lower().removeprefix("stdlib/").removesuffix(".plr").removeprefix("server-")
+
+
+def nearest_stdlib_names(wanted: str, names: list[str], n: int = 3) -> list[str]:
+    """The stdlib module names (file stems: `server-github`, `baseline`) ``wanted`` most likely
+    meant, best first, ``n`` at most: the same name spelt another way, difflib's close matches,
+    then the names that start with it. Shared by the import error and `plr catalog`/`plr init`,
+    so both suggest the same names for the same slip."""
+    import difflib
+
+    # `server-` is compared apart: it is common to nearly all names, so with it every catalogue would
+    # look close to every other; `memory` finds `server-memory`, `play` finds `server-playwright`
+    core = stdlib_core(wanted)
+    by_core: dict[str, str] = {}
+    for name in names:
+        by_core.setdefault(stdlib_core(name), name)
+    starts = [by_core[c] for c in sorted(by_core) if len(core) >= 3 and c.startswith(core)]
+    similar = [by_core[c] for c in difflib.get_close_matches(core, list(by_core), n=n, cutoff=0.75)]
+    exact = [by_core[core]] if core in by_core else []  # `memory` for `server-memory`, or a case slip
+    return list(dict.fromkeys([*exact, *similar, *starts]))[:n]
+
+
+def short_name(info: CatalogueInfo) -> str:
+    """The name `plr catalog` lists a catalogue by: `github` for `stdlib/server-github` (whose
+    `server` block says `server-github`), `mcp-codex-worker` for `stdlib/mcp-codex-worker`."""
+    return stdlib_core(info.module)
+
+
 def find(name: str) -> list[CatalogueInfo]:
-    """Catalogues whose module or server name contains ``name``."""
-    name = name.lower()
+    """The catalogues ``name`` means: the one it names in any spelling (`github`,
+    `server-github`, `stdlib/server-github`, `stdlib/server-github.plr`, or its `server` block's
+    name), else every catalogue whose name contains it (`brave` is both brave-search ones).
+    Every spelling is tried first as a whole name, so `server-brave-search` is one catalogue,
+    not also `server-brave-search-legacy`, which merely contains it."""
+    core = stdlib_core(name)
     every = stdlib_catalogues()
-    exact = [c for c in every if name in (c.module.lower(), c.server.lower(), c.module.lower().removeprefix("stdlib/server-"))]
-    return exact or [c for c in every if name in c.module.lower() or name in c.server.lower()]
+    exact = [c for c in every if core in (stdlib_core(c.module), stdlib_core(c.server))]
+    if exact:
+        return exact
+    raw = name.strip().lower()
+    return [c for c in every if any(w in n for w in (raw, core) for n in (c.module.lower(), c.server.lower()))]
+
+
+def unknown_name_message(name: str, every: list[CatalogueInfo]) -> str:
+    """Why no catalogue matched ``name``: the nearest names (as `plr catalog` lists them, with
+    their import), then where the list is. The full list (~170 names) is `plr catalog`'s to
+    show, never dumped into an error."""
+    from .vocab import terminal_text
+
+    by_stem = {c.module.removeprefix("stdlib/"): c for c in every}
+    close = [by_stem[s] for s in nearest_stdlib_names(name, list(by_stem))]
+    head = f"no catalogue is called `{terminal_text(name)}`"
+    if close:
+        shown = [f'`{short_name(c)}` (import "{c.module}")' for c in close]
+        head += "; did you mean " + (", ".join(shown[:-1]) + " or " if len(shown) > 1 else "") + shown[-1] + "?"
+    return (
+        f"{head}\n  `plr catalog` lists the {len(every)} catalogues by name; "
+        "`plr catalog --search WORD` finds one by its tools"
+    )
+
+
+def ambiguous_name_message(name: str, found: list[CatalogueInfo], most: int = 10) -> str:
+    """``name`` is part of several catalogues' names: the first ``most`` of them, by the name
+    `plr catalog` lists them under (one spelling for all, so the list can be copied back)."""
+    from .vocab import terminal_text
+
+    names = [short_name(c) for c in found]
+    listed = ", ".join(names[:most])
+    if len(names) > most:
+        listed += f" and {len(names) - most} more (`plr catalog` lists every name)"
+    return f"`{terminal_text(name)}` matches {len(found)} catalogues; choose one of: {listed}"
 
 
 def write_new(path: Path, text: str) -> None:

@@ -192,7 +192,7 @@ def load_program(
                 prog.error(f"import cycle: {chain}", imp.span)
                 continue
             if not os.path.isfile(target):
-                prog.error(f"cannot import `{imp.path}`: no such file ({display_name(target)})", imp.span)
+                prog.error(f"cannot import `{imp.path}`: no such file ({display_name(target)}){_stdlib_hint(imp.path)}", imp.span)
                 continue
             child = load(target, display_name(target), [*stack, abs_path])
             if child is not None:
@@ -407,26 +407,33 @@ def _stdlib_missing(spec: str) -> str:
     return stdlib_missing_message(spec, sorted(p.stem for p in stdlib_dir().glob("*.plr")))
 
 
+def _stdlib_hint(spec: str) -> str:
+    """For a file import that does not exist but names a stdlib module (`import "server-github"`,
+    `import "github"`): how that module is imported, since the file was most likely never meant.
+    Only a bare name (no folder) is taken for one: `./rules/baseline.plr` is someone's own file."""
+    from .catalog import stdlib_core
+
+    bare = spec.removeprefix("./")
+    if not bare or "/" in bare or "\\" in bare:
+        return ""
+    wanted = stdlib_core(bare)
+    for path in sorted(stdlib_dir().glob("*.plr")):
+        if stdlib_core(path.stem) == wanted:
+            return f"; the stdlib module of that name is imported as `stdlib/{path.stem}`"
+    return ""
+
+
 def stdlib_missing_message(spec: str, names: list[str], width: int = 100) -> str:
     """The message for a missing stdlib module ``spec`` given the modules there are: a
     did-you-mean (``server-NAME`` for a bare ``NAME``, difflib's close matches, the names that
     start with it; three at most), then the modules in two groups, the rule packs by name and
     the server catalogues counted, wrapped at ``width`` with the continuation lines indented
     (the old one-line list of every module was 5,000 characters). Pure: tested without files."""
-    import difflib
     import textwrap
 
-    wanted = spec[len("stdlib/") :].removesuffix(".plr").lower()
-    # `server-` is compared apart: it is common to nearly all names, so with it every catalogue would
-    # look close to every other; `memory` finds `server-memory`, `play` finds `server-playwright`
-    core = wanted.removeprefix("server-")
-    by_core: dict[str, str] = {}
-    for n in names:
-        by_core.setdefault(n.removeprefix("server-"), n)
-    starts = [by_core[c] for c in sorted(by_core) if len(core) >= 3 and c.startswith(core)]
-    similar = [by_core[c] for c in difflib.get_close_matches(core, list(by_core), n=3, cutoff=0.75)]
-    exact = [by_core[core]] if core in by_core else []  # `memory` for `server-memory`, or a case slip
-    close = list(dict.fromkeys([*exact, *similar, *starts]))[:3]
+    from .catalog import nearest_stdlib_names
+
+    close = nearest_stdlib_names(spec, names)
     head = f"no stdlib module `{spec}`"
     if close:
         shown = [f"`stdlib/{c}`" for c in close]

@@ -113,10 +113,11 @@ def _build() -> click.Group:
         and enforce them in front of a real MCP server.
 
         \b
-        A 30-second tour:
-          plr compile examples/codex_worker.plr        # .plr -> JSON policy
-          plr test examples/                            # run the rule tests
-          plr eval examples/codex_worker.plr --tool cancel-task --args '{"task_id": "t1"}' --explain
+        A 30-second tour, in an empty folder:
+          plr init memory                          # policy.plr + its tests, for a real MCP server
+          plr test                                 # run the rule tests (default: this folder)
+          plr compile policy.plr -o policy.json    # .plr -> JSON policy
+          plr eval policy.plr --tool delete_entities --explain   # held for approval, and why
 
         Exit codes: 0 ok, 1 a test/check/format failure, 2 usage or input error, 5 `plr test` ran no test.
         """

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from .output import EXIT_FAIL as EXIT_FINDING, EXIT_INPUT, fail, shown, style
+
+if TYPE_CHECKING:
+    from ..catalog import CatalogueInfo
 
 
 class _CatalogCommand(click.Command):
@@ -24,7 +28,7 @@ class _CatalogCommand(click.Command):
 
 @click.command("catalog", cls=_CatalogCommand)
 @click.argument("server", required=False)
-@click.option("--search", "word", metavar="WORD", help="Tools across all catalogues whose name or description contains WORD.")
+@click.option("--search", "word", metavar="WORD", help="Tools across all catalogues whose name or description contains WORD (exit 1 when none does).")
 @click.option("--check", "check", is_flag=True, help="Compare a live server with SERVER's catalogue: plr catalog --check SERVER -- CMD ARGS... (exit 1 on drift).")
 @click.option("--from-server", "from_server", is_flag=True, help="Read the tool list of a live stdio server: plr catalog --from-server NAME -- CMD ARGS...")
 @click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True, help="Seconds to wait for a live server's tools/list.")
@@ -32,6 +36,10 @@ class _CatalogCommand(click.Command):
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def catalog_cmd(server: str | None, word: str | None, check: bool, from_server: bool, timeout: float, fmt: str, command: tuple[str, ...]) -> None:
     """List the stdlib catalogues: servers, their tools and risk classes.
+
+    SERVER is a catalogue's name as `plr catalog` lists it (`github`) or as a policy imports it
+    (`server-github`, `stdlib/server-github`); a part of a name shows every catalogue whose name
+    contains it. A name no catalogue has gets the nearest names.
 
     A class marked `inferred` was not given by the server's own annotations but by plr's
     reviewed rules on names and descriptions (docs/catalogue.md): review it before relying on it.
@@ -50,6 +58,9 @@ def catalog_cmd(server: str | None, word: str | None, check: bool, from_server: 
       plr catalog --check memory -- npx -y @modelcontextprotocol/server-memory
       plr catalog --from-server my-server -- npx -y @modelcontextprotocol/server-memory
       plr catalog harvest --only memory --out stdlib_rules
+
+    Exit 0: done; 1: --search found no tool (with --format json: `[]` and exit 0) or --check
+    found drift; 2: no catalogue has that name, a live server could not be read, or a usage error.
     """
     from .. import catalog
 
@@ -59,6 +70,8 @@ def catalog_cmd(server: str | None, word: str | None, check: bool, from_server: 
     if check:
         _check(server, command, timeout)
         return
+    if server in _SUBCOMMAND_WORDS and len(command) <= 1 and not catalog.find(server):
+        _not_a_subcommand(server, command)
     if command:
         raise click.UsageError("a server command after -- goes with --check or --from-server")
     if word is not None:
@@ -66,9 +79,7 @@ def catalog_cmd(server: str | None, word: str | None, check: bool, from_server: 
         return
     found = catalog.find(server) if server else catalog.stdlib_catalogues()
     if not found:
-        names = ", ".join(c.module.removeprefix("stdlib/server-") for c in catalog.stdlib_catalogues())
-        click.echo(f"plr: error: no catalogue matches `{server}`; known: {names}", err=True)
-        sys.exit(EXIT_INPUT)
+        fail(catalog.unknown_name_message(server or "", catalog.stdlib_catalogues()))
     if fmt == "json":
         click.echo(
             json.dumps(
@@ -89,7 +100,7 @@ def catalog_cmd(server: str | None, word: str | None, check: bool, from_server: 
     if not server:  # the overview: one line per catalogue
         for c in found:
             inferred = f", {len(c.inferred)} inferred" if c.inferred else ""
-            click.echo(f"{style(c.module.removeprefix('stdlib/server-'), 'cyan', True):<28} {len(c.tools):>4} tools{inferred}  import \"{c.module}\"")
+            click.echo(f"{style(catalog.short_name(c), 'cyan', True):<28} {len(c.tools):>4} tools{inferred}  import \"{c.module}\"")
         click.echo(f"{len(found)} catalogues; `plr catalog NAME` lists one, `plr catalog --search WORD` finds a tool")
         return
     for c in found:
@@ -102,6 +113,23 @@ def catalog_cmd(server: str | None, word: str | None, check: bool, from_server: 
             # a description comes from the server (or a catalogue file): escaped for the terminal
             about = f"  {shown(descriptions[name])}" if descriptions.get(name) else ""
             click.echo(f"    {name:<34} {risk + mark:<24}{about}".rstrip())
+
+
+# what other tools call "show one" and "list all": `plr catalog show githb` means `plr catalog githb`
+_SUBCOMMAND_WORDS = frozenset({"show", "list", "ls", "info", "get", "describe"})
+
+
+def _not_a_subcommand(word: str, rest: tuple[str, ...]) -> None:
+    """`plr catalog show NAME` / `plr catalog list`: no such subcommand; say the command that
+    does it, and for a NAME no catalogue has, the nearest names straight away. Exits 2."""
+    from .. import catalog
+
+    if rest:
+        found = catalog.find(rest[0])
+        if not found:
+            fail(catalog.unknown_name_message(rest[0], catalog.stdlib_catalogues()))
+        fail(f"`plr catalog` has no `{word}` subcommand; `plr catalog {shown(rest[0])}` lists that catalogue")
+    fail(f"`plr catalog` has no `{word}` subcommand; `plr catalog` lists every catalogue, `plr catalog NAME` one")
 
 
 def _search(word: str, fmt: str) -> None:
@@ -121,7 +149,7 @@ def _search(word: str, fmt: str) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not hits:
-        click.echo(f"no tool in any catalogue matches `{word}`", err=True)
+        _no_hit(word.strip())
         sys.exit(EXIT_FINDING)
     for c, tool, risk in hits:
         mark = " (inferred)" if tool in c.inferred else ""
@@ -129,6 +157,23 @@ def _search(word: str, fmt: str) -> None:
         about = c.description(tool)
         if about:  # on its own line: one hit's first line stays tool, class, server, import
             click.echo(f"    {shown(about)}")
+
+
+def _no_hit(word: str) -> None:
+    """What an empty --search says on stderr: that nothing was found (exit 1, as grep), where
+    it looked, and, when WORD names a catalogue rather than a tool, the command that lists it."""
+    from .. import catalog
+
+    click.echo(f"no tool in any catalogue matches `{shown(word)}` (exit 1: nothing found)", err=True)
+    named = catalog.find(word)
+    if len(named) == 1:
+        name = catalog.short_name(named[0])
+        click.echo(f"  `{shown(word)}` names a catalogue, not a tool: `plr catalog {name}` lists its tools", err=True)
+    click.echo(
+        "  --search looks for WORD inside tool names and descriptions: try a shorter word "
+        "(`issue`, `delete`), or `plr catalog` for the catalogues",
+        err=True,
+    )
 
 
 def _live_tools(command: tuple[str, ...], timeout: float) -> list:  # type: ignore[type-arg]
@@ -152,11 +197,7 @@ def _check(server: str | None, command: tuple[str, ...], timeout: float) -> None
 
     if not server or not command:
         raise click.UsageError("plr catalog --check SERVER -- CMD ARGS...")
-    found = catalog.find(server)
-    if len(found) != 1:
-        names = ", ".join(c.module.removeprefix("stdlib/server-") for c in (found or catalog.stdlib_catalogues()))
-        click.echo(f"plr: error: `{server}` matches {len(found)} catalogues; choose one of: {names}", err=True)
-        sys.exit(EXIT_INPUT)
+    found = _one_catalogue(server)
     lines = catalog.drift(catalog.expected_tools(found[0]), _live_tools(command, timeout))
     for line in lines:
         click.echo(line)
@@ -164,6 +205,19 @@ def _check(server: str | None, command: tuple[str, ...], timeout: float) -> None
         click.echo(f"{found[0].module}: the live server differs from the catalogue ({len(lines)} changes)", err=True)
         sys.exit(EXIT_FINDING)
     click.echo(f"{found[0].module}: the live server matches the catalogue")
+
+
+def _one_catalogue(name: str) -> list[CatalogueInfo]:
+    """The one catalogue ``name`` means, for `--check` and `plr init`; none (with the nearest
+    names) or several (listed, one spelling) exits 2."""
+    from .. import catalog
+
+    found = catalog.find(name)
+    if not found:
+        fail(catalog.unknown_name_message(name, catalog.stdlib_catalogues()))
+    if len(found) > 1:
+        fail(catalog.ambiguous_name_message(name, found))
+    return found
 
 
 def _from_server(server: str | None, command: tuple[str, ...], timeout: float) -> None:
@@ -235,6 +289,9 @@ def harvest_cmd(out: str, sources: str | None, only: tuple[str, ...], jobs: int,
 def init_cmd(server: str, name: str, folder: str) -> None:
     """Write a starter policy and its test file for a stdlib server.
 
+    SERVER is a catalogue's name as `plr catalog` lists it (`memory`) or as a policy imports it
+    (`server-memory`, `stdlib/server-memory`).
+
     \b
     Example:
       plr init memory            # policy.plr + policy_test.plr for server-memory
@@ -244,11 +301,7 @@ def init_cmd(server: str, name: str, folder: str) -> None:
 
     from .. import catalog
 
-    found = catalog.find(server)
-    if len(found) != 1:
-        names = ", ".join(c.server for c in (found or catalog.stdlib_catalogues()))
-        click.echo(f"plr: error: `{server}` matches {len(found)} catalogues; choose one of: {names}", err=True)
-        sys.exit(EXIT_INPUT)
+    found = _one_catalogue(server)
     if not name or name in (".", "..") or "/" in name or os.sep in name or (os.altsep and os.altsep in name) or "\0" in name:
         raise click.BadParameter(f"`{name}` is not a file name stem (put the folder in --dir)", param_hint="--name")
     policy, test = catalog.starter_files(found[0], f"{name}.plr")

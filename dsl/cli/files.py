@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,10 +18,14 @@ from .output import (
     input_error,
     print_diagnostics,
     read_stdin,
+    shown,
     style,
     write_output,
     write_output_check,
 )
+
+if TYPE_CHECKING:
+    from ..errors import PlrError
 
 
 def missing_paths(paths: tuple[str, ...]) -> list[Any]:
@@ -192,12 +196,16 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
 
 
 @click.command("fmt")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--check", "check_only", is_flag=True, help="Write nothing; exit 1 if a file would change.")
 @click.option("--diff", is_flag=True, help="Write nothing; print a unified diff of the changes.")
 @click.option("--json", "json_mode", is_flag=True, help="Format JSON policies (canonical form; seed `rate_limit` becomes `limits`).")
 def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: bool) -> None:
     """Rewrite .plr files in canonical form (idempotent; never changes the compiled JSON).
+
+    PATHS are files or folders (default: the current folder, searched as `plr check` and
+    `plr test` search it; hidden folders and node_modules are skipped). With --json, name the
+    policies: a folder's other JSON files (package.json, ...) are not policies.
 
     `-` (alone) formats stdin to stdout; with --check or --diff it prints nothing or the diff
     and exits 1 if the input would change. Files are rewritten atomically, keeping their mode;
@@ -205,10 +213,14 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: boo
 
     \b
     Examples:
+      plr fmt                          # every .plr file under the current folder
       plr fmt policies/                # rewrite in place
-      plr fmt --check policies/        # CI: exit 1 if anything is not formatted
+      plr fmt --check                  # CI: exit 1 if anything is not formatted
       plr fmt --json policy.json       # canonical JSON policy
     """
+    if not paths and json_mode:
+        raise click.UsageError("--json formats the JSON policies you name: plr fmt --json policy.json")
+    paths = paths or (".",)  # as `plr check` and `plr test`
     if "-" in paths:
         if len(paths) > 1:
             raise click.UsageError("`-` formats stdin to stdout; it cannot be combined with other paths")
@@ -221,7 +233,9 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: boo
     if (check_only or diff) and changed:
         click.echo(style(f"{len(changed)} file(s) would be reformatted", "yellow", err=True), err=True)
         sys.exit(EXIT_FAIL)
-    if not changed and not check_only and not diff:
+    if not files:
+        click.echo(f"no {'.json' if json_mode else '.plr'} files under {shown(', '.join(paths))}", err=True)
+    elif not changed and not check_only and not diff:
         click.echo(f"{len(files)} file(s) already formatted", err=True)
 
 
@@ -324,6 +338,9 @@ def _fmt_files(files: list[str], check_only: bool, diff: bool, json_mode: bool) 
 def decompile_cmd(policy: str, output: str | None) -> None:
     """Turn a JSON policy back into readable .plr rules (compiling them gives the same JSON).
 
+    POLICY is a compiled JSON policy (`plr compile`'s output, or PolicyLayer's), not a .plr
+    source; `-` reads it from stdin.
+
     \b
     Example:
       plr decompile policy.json -o policy.plr
@@ -335,9 +352,11 @@ def decompile_cmd(policy: str, output: str | None) -> None:
 
     if output and output != "-":
         write_output_check(output, [policy])
+    raw: str | bytes = b""
     try:
         if policy == "-":
-            pol = load_policy(read_stdin(), name="<stdin>")
+            raw = read_stdin()
+            pol = load_policy(raw, name="<stdin>")
         else:
             try:
                 raw = read_policy_bytes(policy)  # a regular file only, size-capped: never waits
@@ -345,6 +364,8 @@ def decompile_cmd(policy: str, output: str | None) -> None:
                 raise PlrError.at(f"cannot read policy: {e}", policy) from None
             pol = load_policy(raw, name=policy)
     except PlrError as e:
+        if e.diagnostics and e.diagnostics[0].message.startswith("invalid JSON"):
+            input_error(_plr_source_error(policy, raw) or e)
         input_error(e)
     try:
         text = decompile(pol)
@@ -355,6 +376,40 @@ def decompile_cmd(policy: str, output: str | None) -> None:
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+# the words a .plr statement starts with (grammar/plr.lark, `_statement`)
+_PLR_STATEMENTS = frozenset({"package", "import", "let", "def", "default", "server", "allow", "deny", "hide", "limit", "test"})
+
+
+def _plr_source_error(policy: str, raw: str | bytes) -> PlrError | None:
+    """When the "JSON policy" given to decompile is really .plr source (its name ends in .plr,
+    or its first statement starts with a .plr keyword): a PlrError that says so and what to run
+    instead, with the caret on that first word. None when it does not look like .plr, so the
+    JSON error stands (a JSON policy named x.plr is still read as JSON)."""
+    import re
+    import shlex
+
+    from ..errors import PlrError
+
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    lines = text.removeprefix("\ufeff").splitlines()
+    first = next(((n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.lstrip().startswith("#")), None)
+    word = re.match(r"\s*([A-Za-z_]+)", first[1]) if first else None
+    keyword = bool(word and word.group(1) in _PLR_STATEMENTS)
+    named = policy.lower().endswith(".plr") and not (first and first[1].lstrip().startswith(("{", "[")))
+    if not (keyword or named):
+        return None
+    src = "-" if policy == "-" else shown(shlex.quote(policy))  # a name cannot forge a line
+    what = "the input" if policy == "-" else shown(policy)
+    message = (
+        f"{what} is .plr source; decompile reads a compiled JSON policy "
+        f"(plr compile {src} -o policy.json, then plr decompile policy.json)"
+    )
+    if first is None or word is None:
+        return PlrError.at(message, "<stdin>" if policy == "-" else policy)
+    line, at = first
+    return PlrError.at(message, "<stdin>" if policy == "-" else policy, line, word.start(1) + 1, at, len(word.group(1)))
 
 
 @click.command("schema")
