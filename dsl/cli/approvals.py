@@ -1,8 +1,10 @@
 """`plr approvals list / show / grant / deny`: a human answers the proxy's approval queue
 (SQLite next to the audit log, or a fleet's Redis with --state).
 
-Only the proxy creates a queue; these commands read and answer one, never make one. Every
-field the agent or the server chose is escaped before it is shown.
+Only the proxy creates a queue; these commands read and answer one, never make one. No queue at
+the place they look (a wrong path, or a proxy that never asked for an approval there) is an
+error, exit 2, whichever subcommand: a script can tell it from an empty queue (`list` exit 0).
+Every field the agent or the server chose is escaped before it is shown.
 
 Which queue: the options --db, --audit and --state are taken before the subcommand or after it
 (`plr approvals --db F list` == `plr approvals list --db F`); `list` says on stderr which queue
@@ -12,7 +14,6 @@ it read, and the proxy names its own when it starts, so the two can be matched.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,22 +44,6 @@ def open_state(url: str, who: str) -> Any:
         return RedisState(url, report=report)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--state") from None
-
-
-class _NoQueue:
-    """The default queue before any proxy filed a request: empty, and never created here."""
-
-    def __init__(self, path: Path) -> None:
-        self.where = str(path)
-
-    def list(self, *, include_done: bool = False, limit: int = 200) -> list[Any]:
-        return []
-
-    def get(self, aid: str) -> None:
-        return None
-
-    def answer(self, aid: str, grant: bool, note: str | None = None, who: str | None = None) -> tuple[bool, str]:
-        return False, "unknown"
 
 
 def _options(ctx: click.Context) -> dict[str, Any]:
@@ -105,9 +90,9 @@ def _chosen(ctx: click.Context) -> tuple[str | None, str | None, str | None]:
 
 
 def _queue(ctx: click.Context) -> Any:
-    """The queue to read or answer. Only the proxy creates a queue: a path the user named
-    (--db, PLR_APPROVALS_DB, or --audit naming a log that does not exist either) with no queue
-    is an error, exit 2; the default place with no queue yet is an empty queue."""
+    """The queue to read or answer. Only the proxy creates a queue, so no queue where we look is
+    an error (exit 2), never an empty queue: `list` exiting 0 must mean "a queue, and this is
+    what it holds", or a script reading the wrong place would believe nothing is pending."""
     import sqlite3
 
     from ..state.sqlite import SqliteApprovalQueue, default_db_path
@@ -119,17 +104,29 @@ def _queue(ctx: click.Context) -> Any:
     try:
         return SqliteApprovalQueue(path, create=False)
     except FileNotFoundError:
-        named = bool(db or os.environ.get("PLR_APPROVALS_DB")) or (audit is not None and not Path(audit).exists())
-        if named:
-            click.echo(
-                f"plr approvals: no approval queue at {shown(str(path))} (check the path; the proxy creates "
-                "it when it first needs an approval, and names it when it starts)",
-                err=True,
-            )
-            sys.exit(EXIT_INPUT)
-        return _NoQueue(path)
+        _no_queue(path, _how_found(ctx, db, audit))
     except (sqlite3.DatabaseError, OSError) as e:
         _bad_queue(path, e)
+
+
+def _how_found(ctx: click.Context, db: str | None, audit: str | None) -> str:
+    """Which option chose the queue's path, for the message that says no queue is there."""
+    if db:
+        return "named by --db" if _options(ctx).get("db", (None, False))[1] else "named by PLR_APPROVALS_DB"
+    return "next to the --audit log" if audit else "the default place"
+
+
+def _no_queue(path: Path, how: str) -> NoReturn:
+    """No queue at ``path``: say where we looked, why a queue may be missing, and how to point at
+    the right one; exit 2 (nothing is created: only the proxy makes a queue)."""
+    click.echo(
+        f"plr approvals: no approval queue at {shown(str(path))} ({how}). A proxy creates its queue at its "
+        "first approval request and names it when it starts (`plr proxy: approvals queue FILE`); check the "
+        "path, or point at that queue with --db FILE (env PLR_APPROVALS_DB), --audit FILE (the queue next to "
+        "a proxy's audit log) or --state redis://HOST:PORT/DB.",
+        err=True,
+    )
+    sys.exit(EXIT_INPUT)
 
 
 def _place(q: Any) -> str:
@@ -141,15 +138,7 @@ def _place(q: Any) -> str:
 def _say_which(q: Any) -> None:
     """Which queue was read, on stderr (stdout stays the listing): an operator whose proxy runs
     with another --audit, --approvals-db or --state sees that this is not its queue."""
-    if isinstance(q, _NoQueue):
-        click.echo(
-            f"plr approvals: no queue {_place(q)} yet (a proxy creates it at its first approval request); "
-            "a proxy started with --audit, --approvals-db or --state keeps its queue elsewhere and names it "
-            "when it starts: `plr proxy: approvals queue ...`",
-            err=True,
-        )
-    else:
-        click.echo(f"plr approvals: queue {_place(q)}", err=True)
+    click.echo(f"plr approvals: queue {_place(q)}", err=True)
 
 
 def _bad_queue(path: Any, e: Exception) -> NoReturn:
@@ -179,8 +168,8 @@ def _answering(q: Any) -> Iterator[None]:
 
 _DB_HELP = (
     "The queue file: the --approvals-db a proxy was given, else approvals.sqlite next to its audit log "
-    "(`plr proxy` names its queue when it starts). Only the proxy creates it; a FILE that does not exist is "
-    "an error. Env: PLR_APPROVALS_DB."
+    "(`plr proxy` names its queue when it starts). Only the proxy creates it; no queue at FILE is an error "
+    "(exit 2). Env: PLR_APPROVALS_DB."
 )
 _AUDIT_HELP = "The proxy's audit log (its --audit); the queue is approvals.sqlite next to it."
 _STATE_HELP = "The fleet's queue in Redis (the proxies' --state). Env: PLR_STATE."
@@ -198,7 +187,9 @@ def approvals_group(ctx: click.Context, db: str | None, audit: str | None, state
     (plr approvals --db FILE list)`). Without options: PLR_APPROVALS_DB, else approvals.sqlite
     next to the default audit log (~/.local/state/plr); a proxy started with --audit,
     --approvals-db or --state keeps its queue elsewhere. `list` says on stderr which queue it
-    read. --db, --audit and --state go before or after the subcommand.
+    read. No queue where it looks (a wrong path, or no proxy has asked for an approval there) is
+    an error, exit 2, never an empty list. --db, --audit and --state go before or after the
+    subcommand.
 
     \b
     Examples:
@@ -271,7 +262,9 @@ def approvals_list(ctx: click.Context, show_all: bool, fmt: str) -> None:
     """Pending approval requests (id, tool, arguments, why, time left).
 
     Which queue was read goes to stderr (`plr approvals: queue at FILE`), so a queue other than
-    your proxy's (it names its own when it starts) shows; stdout is only the listing.
+    your proxy's (it names its own when it starts) shows; stdout is only the listing. Exit 0: a
+    queue was read (an empty one too); exit 2: there is no queue there (nothing is printed on
+    stdout, not even `[]`).
     """
     import time
 

@@ -2,6 +2,10 @@
 
 Every field of a record may have been chosen by the agent or the server, so each is escaped
 before it reaches a terminal (text) or a line-based reader (JSON).
+
+A call a human answered through the queue names its request (``approval_id``) in the log; who
+answered it is kept in the queue. The text form joins the two, reading the queue the proxy used
+beside that log (never creating or writing it), so the line says who approved the call.
 """
 
 from __future__ import annotations
@@ -56,15 +60,87 @@ def _event_line(rec: dict[str, Any]) -> str:
     return f"{shown(rec.get('ts', '?'))}  {style(f'{event:<17}', 'yellow')} " + "; ".join(parts)
 
 
-def _text_line(rec: dict[str, Any]) -> str:
+class _Answers:
+    """Who answered the queue's requests, read from the queue beside the log (``default_db_path``:
+    where a proxy run with this ``--audit`` keeps it). Opened once, read-only, on the first
+    record that names a request; no queue there (or one that cannot be read) leaves the lines
+    with what the records say. A request is taken as the record's only if its tool and
+    arguments' hash match too: another queue's request with the same id is not this call's."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self._queue: Any = None
+        self._opened = False
+        self._seen: dict[str, Any] = {}
+
+    def _open(self) -> Any:
+        if not self._opened:
+            self._opened = True
+            from ..state.sqlite import SqliteApprovalQueue, default_db_path
+
+            try:
+                self._queue = SqliteApprovalQueue(default_db_path(self.log), create=False)
+            except Exception:  # noqa: BLE001 - no queue to join: the lines say what the log says
+                self._queue = None
+        return self._queue
+
+    def of(self, rec: dict[str, Any]) -> Any:
+        """The queue's request the record names (an ``Approval``), or None."""
+        aid = rec.get("approval_id")
+        if not isinstance(aid, str) or rec.get("approval") != "queue":
+            return None
+        if aid not in self._seen:
+            q = self._open()
+            try:
+                self._seen[aid] = q.get(aid) if q is not None else None
+            except Exception:  # noqa: BLE001 - an unreadable queue: the line says what the log says
+                self._seen[aid] = None
+        a = self._seen[aid]
+        if a is None or a.tool != rec.get("tool") or a.args_sha256 != rec.get("args_sha256"):
+            return None
+        return a
+
+
+# what a human's answer was, from an outcome record's code when the queue does not say
+_ANSWERED_BY_CODE = {"approval_declined": "declined", "approval_timeout": "unanswered"}
+
+
+def _approval_note(rec: dict[str, Any], answers: _Answers | None) -> str:
+    """How a human was asked about this call, and what they answered, for the text line:
+    ``approved by alice via queue 3f9c2a1b``, ``declined via elicitation``, ``asked via queue
+    3f9c2a1b`` (the ask itself); "" for a record that asked nobody."""
+    channel = rec.get("approval")
+    if channel is None:
+        return ""
+    if channel == "unavailable":
+        return "no approval channel"
+    eff = rec.get("effect")
+    aid = rec.get("approval_id")
+    via = f" via {shown(channel)}" + (f" {shown(aid)}" if aid is not None else "")
+    if eff == "approval_required":
+        return f"asked{via}"
+    verb = "approved" if eff == "allow" else _ANSWERED_BY_CODE.get(str(rec.get("code")), "asked")
+    a = answers.of(rec) if answers is not None else None
+    if a is not None and a.status in ("granted", "used", "denied"):
+        # the queue's answer: a grant the policy then denied (a limit reached meanwhile) was approved
+        verb = "declined" if a.status == "denied" else "approved"
+        if a.decided_by:
+            return f"{verb} by {shown(a.decided_by)}{via}"
+    return f"{verb}{via}"
+
+
+def _text_line(rec: dict[str, Any], answers: _Answers | None = None) -> str:
     # every field is shown escaped: a tool name the agent chose must not fake a line or a colour
     if "event" in rec and "effect" not in rec:
         return _event_line(rec)
     eff = shown(rec.get("effect"))
     colour = {"allow": "green", "deny": "red"}.get(eff, "yellow")
+    # how a human answered goes with the effect, before the first field the agent chose (the tool)
+    note = _approval_note(rec, answers)
+    cell = f"{eff} ({note})" if note else eff
     rule = f" {shown(rec['rule'])}" if rec.get("rule") else ""
     return (
-        f"{shown(rec.get('ts', '?'))}  {style(f'{eff:<17}', colour)} {shown(rec.get('tool'))}  "
+        f"{shown(rec.get('ts', '?'))}  {style(f'{cell:<17}', colour)} {shown(rec.get('tool'))}  "
         f"({shown(rec.get('code'))}){rule}: {shown(rec.get('reason', ''))}"
     )
 
@@ -100,6 +176,10 @@ def audit_cmd(
 ) -> None:
     """Read and filter the proxy's audit log (a torn last line is skipped, never fatal).
 
+    A call a human answered shows it after its effect, e.g. `allow (approved by alice via queue
+    3f9c2a1b)`: who answered is read from the approval queue beside FILE (approvals.sqlite, or
+    PLR_APPROVALS_DB), which is only read; without it the line names the request.
+
     \b
     Examples:
       plr audit audit.jsonl --effect deny --since 1h
@@ -114,6 +194,7 @@ def audit_cmd(
     keep = _filter(tools, effects, codes, session, identity, since)
     paths = rotated_paths(path) if rotated else [path]
     errors: list[str] = []
+    answers = _Answers(path) if fmt == "text" else None
     n = 0
     for rec in read_records(paths, errors):
         if not keep.matches(rec):  # an event (no effect) is shown too, unless a filter leaves it out
@@ -121,7 +202,7 @@ def audit_cmd(
         n += 1
         # U+2028/U+2029 end a line for many readers, a lone surrogate (another writer's "\\ud800")
         # cannot be written as UTF-8: both are escaped, which keeps the JSON value the same
-        click.echo(_json_line(rec) if fmt == "json" else _text_line(rec))
+        click.echo(_json_line(rec) if fmt == "json" else _text_line(rec, answers))
     for e in errors:
         click.echo(f"plr audit: {shown(e)}", err=True)
     if fmt == "text" and sys.stdout.isatty():

@@ -78,10 +78,11 @@ async def test_the_proxy_names_its_queue_and_list_says_which_queue_it_read(setup
         assert where == str(logs / "approvals.sqlite") and opts == ["--db", where]
         while not (Path(where).exists() and SqliteApprovalQueue(where, create=False).list()):
             await anyio.sleep(0.05)
-        # the bare command reads another queue, and says so instead of a silent "nothing pending"
+        # the bare command looks at another place, where there is no queue: an error naming it
+        # (exit 2), never a silent "nothing pending"
         bare = await anyio.to_thread.run_sync(lambda: approvals("list", env=operator_env))
-        assert bare.returncode == 0 and bare.stdout_text == "no pending approval requests\n"
-        assert f"no queue at {setup.tmp / 'operator-state' / 'plr' / 'approvals.sqlite'} yet" in bare.stderr_text
+        assert bare.returncode == 2 and bare.stdout_text == ""
+        assert f"no approval queue at {setup.tmp / 'operator-state' / 'plr' / 'approvals.sqlite'}" in bare.stderr_text
         assert "names it when it starts" in bare.stderr_text
         # the command the proxy printed, options after the subcommand too
         listed = await anyio.to_thread.run_sync(lambda: approvals("list", *opts, "--format", "json", env=operator_env))

@@ -340,9 +340,9 @@ def test_approvals_cli(tmp_path: Path) -> None:
     assert out.returncode == 2 and "no approval queue at" in out.stderr_text
     assert not (tmp_path / "logs").exists()
     audit.parent.mkdir()
-    audit.touch()  # a proxy runs with this log but has not asked for an approval yet
+    audit.touch()  # a proxy runs with this log but has not asked for an approval yet: no queue either
     out = run_proxy_cli("approvals", "--audit", str(audit), "list")
-    assert out.returncode == 0 and "no pending approval requests" in out.stdout_text
+    assert out.returncode == 2 and out.stdout_text == "" and "no approval queue at" in out.stderr_text
     assert not (tmp_path / "logs" / "approvals.sqlite").exists()
     SqliteApprovalQueue(tmp_path / "logs" / "approvals.sqlite").file(tool="t", args_text="{}", args_hash="h", timeout=60)
     assert "t({})" in run_proxy_cli("approvals", "--audit", str(audit), "list").stdout_text
@@ -465,13 +465,13 @@ def test_approvals_never_create_a_queue_and_refuse_a_named_one_that_is_missing(t
         out = run_proxy_cli("approvals", "list", env=base_env(PLR_APPROVALS_DB=str(db)))
         assert out.returncode == 2 and "no approval queue at" in out.stderr_text
     assert list(tmp_path.iterdir()) == []
-    # the default place, before any proxy asked: an empty queue, and still nothing is created
+    # the default place, before any proxy asked: no queue either (exit 2, never an empty list), and
+    # still nothing is created
     env = base_env(XDG_STATE_HOME=str(tmp_path / "state"))
-    out = run_proxy_cli("approvals", "list", env=env)
-    assert out.returncode == 0 and "no pending approval requests" in out.stdout_text
-    assert json.loads(run_proxy_cli("approvals", "list", "--format", "json", env=env).stdout_text) == []
-    out = run_proxy_cli("approvals", "grant", "feedbeef", env=env)
-    assert out.returncode == 2 and "no approval request feedbeef" in out.stderr_text
+    for args in (("list",), ("list", "--format", "json"), ("grant", "feedbeef")):
+        out = run_proxy_cli("approvals", *args, env=env)
+        assert out.returncode == 2 and out.stdout_text == "", (args, out.stdout_text)
+        assert f"no approval queue at {tmp_path / 'state' / 'plr' / 'approvals.sqlite'}" in out.stderr_text
     assert not (tmp_path / "state").exists()
 
 
