@@ -37,6 +37,11 @@ from .errors import log
 from .http import MIXED_MESSAGE, bad_request_id, id_key, is_mixed, mixed_frame
 
 MAX_LINE = 32 * 1024 * 1024  # a longer line is answered with a parse error, not buffered forever
+# At the end of the client's input, how long its requests still in flight may take to be answered
+# before the session ends (and the SDK answers what is left with "Connection closed"): a client
+# that pipes its requests in (`printf ... | plr proxy ...`) gets its answers; one that leaves
+# mid-call is not kept waiting long (the MCP SDK's client sends SIGTERM 2 s after closing stdin).
+EOF_GRACE = 3.0
 
 
 def error_for_bad_line(line: bytes) -> types.JSONRPCError | None:
@@ -422,6 +427,14 @@ class _Reader:
         """A request of the fast path that will not be answered (the client cancelled it)."""
         self.in_flight.ids.discard(id_key(rid))
 
+    async def settle(self) -> None:
+        """The input ended: wait (at most ``EOF_GRACE`` s) until every request read has been
+        answered, before the read stream closes and the session cancels what is still running.
+        (When the front is closing instead, its task group cancels this wait.)"""
+        with anyio.move_on_after(EOF_GRACE):
+            while self.in_flight.ids:
+                await anyio.sleep(0.01)
+
     async def handle_line(self, line: bytes | None) -> bool:
         """Parse one line and hand it on (False: the session is gone, stop reading)."""
         if line is None:
@@ -498,6 +511,7 @@ class _Reader:
         """Read stdin from the event loop and parse inline (no task hop per message)."""
         async with self.read_send:
             if await pump_lines(self.fd, self.splitter, self.deliver_now, self.handle_line):
+                await self.settle()
                 return
             while True:
                 try:
@@ -512,6 +526,7 @@ class _Reader:
                     if not await self.handle_line(item):
                         return
                 if end:
+                    await self.settle()
                     return
 
     def thread_pump(self, lines_send: Any, token: Any) -> None:
@@ -534,6 +549,7 @@ class _Reader:
         async with self.read_send:
             async for line in lines_recv:
                 if line == b"":
+                    await self.settle()
                     break
                 if not await self.handle_line(line):
                     break
