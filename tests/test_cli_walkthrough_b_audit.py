@@ -83,9 +83,26 @@ async def test_the_text_view_says_who_approved_or_declined_a_call_through_the_qu
         f"deny (declined by bob via queue {asks[1]}) cancel-task  (approval_declined) {why} "
         "(a human declined this call)",
     ]
+    # the outcome records name who answered themselves (the queue's decided_by), the asks do not
+    assert [r.get("decided_by") for r in records] == [None, "alice", None, "bob"]
     # the JSON form is the records as written: nothing joined in
     js = [json.loads(x) for x in run_proxy_cli("audit", str(setup.audit), "--format", "json").stdout_text.splitlines()]
     assert [r for r in js if "event" not in r] == records
+    # so the log names them without the queue (moved, or a copy of the log read elsewhere)
+    setup.db.rename(tmp_path / "away.sqlite")
+    assert [x.split(" cancel-task")[0] for x in text_lines(setup)][1::2] == [
+        f"allow (approved by alice via queue {asks[0]})", f"deny (declined by bob via queue {asks[1]})",
+    ]  # fmt: skip
+    (tmp_path / "away.sqlite").rename(setup.db)
+    # a log written before the outcome records carried decided_by: joined with the queue beside it
+    lines = setup.audit.read_text().splitlines()
+    older = [json.loads(x) for x in lines]
+    for r in older:
+        r.pop("decided_by", None)
+    setup.audit.write_text("".join(json.dumps(r) + "\n" for r in older))
+    assert [x.split(" cancel-task")[0] for x in text_lines(setup)][1::2] == [
+        f"allow (approved by alice via queue {asks[0]})", f"deny (declined by bob via queue {asks[1]})",
+    ]  # fmt: skip
     # a request of another call under the same id (another queue, say) is not taken for this one's
     with sqlite3.connect(setup.db) as db:
         db.execute("UPDATE approvals SET args_sha256 = 'other' WHERE id = ?", (asks[0],))

@@ -120,6 +120,12 @@ def _approval_note(rec: dict[str, Any], answers: _Answers | None) -> str:
     if eff == "approval_required":
         return f"asked{via}"
     verb = "approved" if eff == "allow" else _ANSWERED_BY_CODE.get(str(rec.get("code")), "asked")
+    by = rec.get("decided_by")
+    if isinstance(by, str) and by:
+        # the proxy wrote who answered into the outcome record: no queue needed to name them
+        # (a grant the policy then denied, a limit reached meanwhile, was still approved)
+        verb = "declined" if rec.get("code") == "approval_declined" else "approved"
+        return f"{verb} by {shown(by)}{via}"
     a = answers.of(rec) if answers is not None else None
     if a is not None and a.status in ("granted", "used", "denied"):
         # the queue's answer: a grant the policy then denied (a limit reached meanwhile) was approved

@@ -48,7 +48,7 @@ STATE_PREFIX = "plr1."
 ELICIT_ARGS_MAX = 8000  # characters of arguments in an approval question (more is named, not dropped)
 
 # An answer: (the final decision, its latency in µs, the channel, the queue's approval id)
-Answered = tuple[Decision, int, str | None, str | None]
+Answered = tuple[Decision, int, str | None, str | None, str | None]  # decision, latency, channel, request id, who answered
 
 
 def upstream_inputs(params: types.CallToolRequestParams) -> dict[str, Any]:
@@ -175,7 +175,8 @@ class ApprovalFlow:
         return f"{d.reason} ({described})" if described else d.reason
 
     async def approve(self, ctx: Any, params: types.CallToolRequestParams, c: ToolCall, d: Decision, us: int) -> Any:
-        """Ask a human. Returns a final (Decision, latency, channel, id), or a result to return as is."""
+        """Ask a human. Returns a final (Decision, latency, channel, id, who answered), or a result to
+        return as is."""
         mode = self.mode
         modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
         can_elicit = _form_capable(ctx) and (modern or ctx.session.can_send_request)
@@ -183,7 +184,7 @@ class ApprovalFlow:
             nd = Decision(
                 "deny", d.code, f"{d.reason} (approval required, but no approval channel is available)", d.rule
             )
-            return nd, us, "unavailable", None
+            return nd, us, "unavailable", None, None
         # a call its limit would refuse once approved is refused now: a human is not asked for it
         # (an agent looping on a limited tool must not flood the approver); only a 2026-07-28
         # retry whose sealed request state verifies is let through, to be decided with its answer
@@ -193,11 +194,11 @@ class ApprovalFlow:
             return await self._approve_modern(params, c, d, us)
         limited = self.decisions.limited_once_approved(c)
         if limited is not None:
-            return limited, us, None, None
+            return limited, us, None, None, None
         crowded = self._crowded(c)
         if crowded is not None:
             why = f"{d.reason} (approval required, but {crowded}; wait for a human to answer those first)"
-            return Decision("deny", "approval_unavailable", why, d.rule), us, None, None
+            return Decision("deny", "approval_unavailable", why, d.rule), us, None, None, None
         keys = _pending_keys(c)
         for k in keys:
             self._pending[k] = self._pending.get(k, 0) + 1
@@ -225,14 +226,33 @@ class ApprovalFlow:
             answer = await self._elicit_legacy(ctx, c, d)
             return self._after_answer(answer, c, d, "elicitation", None)
         answer, aid = await self._ask_queue(c, d, us)
-        return self._after_answer(answer, c, d, "queue", aid)
+        by = await self._decided_by(aid) if answer in ("granted", "denied") else None
+        return self._after_answer(answer, c, d, "queue", aid, by)
 
-    def _after_answer(self, answer: str, c: ToolCall, d: Decision, channel: str, aid: str | None) -> Answered:
+    async def _decided_by(self, aid: str | None) -> str | None:
+        """Who answered the queue's request ``aid`` (its ``decided_by``), for the outcome record:
+        the log then names the approver on its own, whatever becomes of the queue. None when
+        the queue cannot say (the call's decision does not depend on it)."""
+        if aid is None or self._queue is None:
+            return None
+        q = self._queue
+        try:
+            req = await anyio.to_thread.run_sync(q.get, aid)
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception:  # noqa: BLE001 - only the record's detail is lost
+            return None
+        by = getattr(req, "decided_by", None)
+        return by if isinstance(by, str) and by else None
+
+    def _after_answer(
+        self, answer: str, c: ToolCall, d: Decision, channel: str, aid: str | None, by: str | None = None
+    ) -> Answered:
         if answer == "granted":
             nd, us2 = self.decisions.decide(c, True)
             if nd.effect == "approval_required":  # cannot happen with approved=True; fail closed anyway
                 nd = Decision("deny", nd.code, nd.reason, nd.rule)
-            return nd, us2, channel, aid
+            return nd, us2, channel, aid, by
         why = {
             "denied": "a human declined this call",
             "expired": f"no approval within {secs(self.timeout)} s",
@@ -247,7 +267,7 @@ class ApprovalFlow:
             )
         codes = {"denied": "approval_declined", "expired": "approval_timeout", "state_unavailable": "state_unavailable"}
         code = codes.get(answer, "approval_unavailable")
-        return Decision("deny", code, f"{d.reason} ({why})", d.rule), 0, channel, aid  # type: ignore[arg-type]
+        return Decision("deny", code, f"{d.reason} ({why})", d.rule), 0, channel, aid, by  # type: ignore[arg-type]
 
     # -- handshake era: ask the client, and wait -----------------------------------------------
 
@@ -366,7 +386,7 @@ class ApprovalFlow:
             # no answer, or one whose seal does not verify: the limit look-ahead (``approve``) applies
             limited = self.decisions.limited_once_approved(c)
             if limited is not None:
-                return limited, us, None, None
+                return limited, us, None, None, None
         if resp is None:
             # first round: ask, bound to this exact call, this session and a deadline
             nonce = uuid.uuid4().hex
@@ -379,7 +399,7 @@ class ApprovalFlow:
         # the retry: request_state is attacker-controlled until verified (above)
         if st is None or st.get("fp") != fp or st.get("sess") != c.session:
             why = f"{d.reason} (the approval does not match this call)"
-            return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None
+            return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None, None
         c.id = str(st.get("call") or c.id)  # the retry's records join the first round's
         issued = float(st.get("iat", 0))
         now = time.monotonic()
@@ -387,7 +407,7 @@ class ApprovalFlow:
             answer = "expired"
         elif not self.seals.spend_nonce(str(st.get("n")), issued + self.timeout, now):
             why = f"{d.reason} (this approval was already used)"
-            return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None
+            return Decision("deny", "approval_unavailable", why, d.rule), 0, "elicitation", None, None
         else:
             ok = (
                 isinstance(resp, types.ElicitResult)
@@ -395,8 +415,8 @@ class ApprovalFlow:
                 and (resp.content or {}).get("approve") is True
             )
             answer = "granted" if ok else "denied"
-        nd, us2, channel, aid = self._after_answer(answer, c, d, "elicitation", None)
+        nd, us2, channel, aid, by = self._after_answer(answer, c, d, "elicitation", None)
         if nd.effect != "allow":
             self.decisions.record(c, nd, us2, effect="deny", approval=channel)
             return denied(c.tool, nd)
-        return nd, us2, channel, aid
+        return nd, us2, channel, aid, by

@@ -194,6 +194,7 @@ class Decisions:
         effect: str | None = None,
         approval: str | None = None,
         approval_id: str | None = None,
+        decided_by: str | None = None,
     ) -> None:
         """Write one decision record, outcome from ``d`` (effect may be overridden: an
         ``approval_required`` that was not approved is logged as a deny). Raises OSError if it
@@ -228,6 +229,8 @@ class Decisions:
             rec["approval"] = approval
         if approval_id is not None:
             rec["approval_id"] = approval_id
+        if decided_by is not None:
+            rec["decided_by"] = decided_by
         if self.log_args:
             rec["args"] = redact(c.args)
         self.audit.write(rec)

@@ -80,21 +80,21 @@ class ToolMethods:
             c.session = self.sessions.session_of(ctx)
             c.identity = self.sessions.identity_of(ctx)
             d, us = decisions.decide(c, False)
-            approval = approval_id = None
+            approval = approval_id = decided_by = None
             if d.effect == "approval_required":
                 outcome = await self.approvals.approve(ctx, params, c, d, us)
                 if isinstance(outcome, types.InputRequiredResult | types.CallToolResult):
                     return outcome
-                d, us, approval, approval_id = outcome
+                d, us, approval, approval_id, decided_by = outcome
             if d.effect != "allow":
-                decisions.record(c, d, us, effect="deny", approval=approval, approval_id=approval_id)
+                decisions.record(c, d, us, effect="deny", approval=approval, approval_id=approval_id, decided_by=decided_by)
                 if d.code == "hidden" and decisions.loaded.policy.default == "allow":
                     absent = True  # answered below, as the server answers a tool it does not have
                 else:
                     return denied(c.tool, decisions.as_the_agent_sees_it(c.tool, d))
             else:
                 absent = False
-                decisions.record(c, d, us, approval=approval, approval_id=approval_id)
+                decisions.record(c, d, us, approval=approval, approval_id=approval_id, decided_by=decided_by)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as e:  # noqa: BLE001 - fail closed: nothing is forwarded
