@@ -13,8 +13,9 @@ from typing import Callable, Iterator
 
 from . import ir
 from .arg_check import check_argument_names
+from .arg_types import rules_out_by_schema
 from .policy import PATH_ROOTS
-from .regex import compile_re2
+from .regex import compile_re2, newline_blind_dots, newline_example, with_dotall
 from .resolve import Program, ResolvedRule, all_tools_rules, glob_regex, program_default, rules_by_tool
 from .vocab import has_glob_chars, json_type
 
@@ -149,6 +150,8 @@ def _check_rule(prog: Program, rr: ResolvedRule) -> None:
         what_rule = "deny does not fire" if r.kind == "deny" else "limit does not apply"
         verb = "deny" if r.kind == "deny" else "limit"
         for leaf in _positive_negations(r.condition):
+            if rules_out_by_schema(prog, rr.tools, leaf):
+                continue  # dsl/arg_types.py warns here, with the argument's type and what to write
             path = leaf.lhs_text()
             if leaf.fns:
                 what = f"`{leaf.path.text()}` is missing or not a string"
@@ -713,6 +716,8 @@ def _check_traps(prog: Program, r: ir.Rule, named: dict[SpanKey, ir.Ref]) -> Non
         grant = (r.kind == "allow" and not negated) or (r.kind == "deny" and (r.guard == "unless") != negated)
         if grant:
             _check_path_prefix(prog, leaf)
+        elif r.kind in ("allow", "deny") or not negated:  # a match restricts: a missed one fails open
+            _check_newline_dots(prog, r, leaf)
 
 
 def _check_path_prefix(prog: Program, leaf: ir.Compare) -> None:
@@ -749,6 +754,51 @@ def _check_path_prefix(prog: Program, leaf: ir.Compare) -> None:
             "it (normpath reads `link/..` as the folder, a disk as the link target's parent)",
             leaf.span,
         )
+
+
+def _check_newline_dots(prog: Program, r: ir.Rule, leaf: ir.Compare) -> None:
+    """`deny … if args.cmd matches "rm.*-rf"` does not fire for "rm \\n -rf": RE2's `.` (as Go's,
+    and so Intercept's) matches any character but a newline. The matching stays as the JSON
+    contract and Intercept have it (docs/language.md, "Comparisons"); where a match restricts
+    (a deny or limit that holds, an allow under `not`), a `.` without the `s` flag is warned
+    about. A tool name holds no newline, so a pattern on `tool` is left alone."""
+    pattern = leaf.value
+    if leaf.op != "regex" or not isinstance(pattern, str) or leaf.path.root == "tool" or "." not in pattern:
+        return
+    dots = newline_blind_dots(pattern)
+    if not dots or prog.in_stdlib(leaf.span):
+        return
+    seen: set[SpanKey] | None = getattr(prog, "_plr_newline_dots", None)
+    if seen is None:  # a `def` inlined at several calls is one place: one warning
+        seen = set()
+        try:
+            object.__setattr__(prog, "_plr_newline_dots", seen)
+        except (AttributeError, TypeError):
+            pass
+    if _key(leaf.span) in seen:
+        return
+    seen.add(_key(leaf.span))
+    from .format import condition_text, string_text
+
+    example = newline_example(pattern, dots)
+    through = (
+        f"a value such as {string_text(example)}" if example is not None else "a value with a newline where the `.` stands"
+    )
+    effect = {
+        "deny": "this deny does not fire for it",
+        "limit": "this limit does not count it",
+        "allow": "the `not` around it holds and the allow lets it through",
+    }[r.kind]
+    literal = "" if _REPEAT_AFTER.match(pattern, dots[0] + 1) else " (for a literal dot, write `\\\\.`)"
+    prog.warn(
+        f"`{condition_text(leaf)}`: `.` matches any character but a newline (RE2, as Go and Intercept read it), "
+        f"so {through} does not match and {effect} (a silent fail-open); start the pattern with `(?s)` "
+        f"(`matches {string_text(with_dotall(pattern))}`) or write `[\\\\s\\\\S]` for any character{literal}",
+        leaf.span,
+    )
+
+
+_REPEAT_AFTER = re.compile(r"[*+?{]")
 
 
 def _dots_denied(prog: Program) -> frozenset[str]:
@@ -1109,7 +1159,7 @@ def _check_string_guards(prog: Program, tool: str, tr, warn_once) -> None:  # ty
                 continue
             if leaf.op in ("neq", "not_in"):
                 continue  # the warning on `!=` / `not in` in a `deny … if` says this already
-            if _string_required(tr, leaf.path):
+            if _string_required(tr, leaf.path) or rules_out_by_schema(prog, rr.tools, leaf):
                 continue
             path = leaf.path.text()
             warn_once(

@@ -373,8 +373,114 @@ def _error_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     """The error of one parse: a keyword glued to the word after it, lexed just before the error on
     its line, explains it better than the token the parser stumbled on (`per minutes`: `s`)."""
     line = getattr(e, "line", 0) or 0
+    longer = _longer_keyword(e, text, file)
+    if longer is not None:
+        return longer
     glued = glued_keywords((k for k in _keywords if k.line == line), text, file)
     return glued[-1] if glued else syntax_diagnostic(e, text, file)
+
+
+def _longer_keyword(e: UnexpectedInput, text: str, file: str) -> Diagnostic | None:
+    """`call "a" -> allowed`, `allowed tool "x"`, `default allowed`: a keyword of another place
+    (`allowed` is a decision code) written where only a shorter one can stand. The lexer reads
+    the shorter keyword (`allow`) and stumbles on the rest (`ed`); the author wrote one word, so
+    the error names that word, where it starts, and the keyword meant."""
+    tok = getattr(e, "token", None)
+    pos = tok.start_pos if isinstance(tok, Token) and tok.type != "$END" else getattr(e, "pos_in_stream", None)
+    if pos is None:
+        return None
+    keyword = next((k for k in _keywords if k.end_pos == pos), None)
+    if keyword is None or keyword.start_pos is None:
+        return None
+    word = _word_at(text, keyword.start_pos).rstrip("-")
+    if word == str(keyword) or word.lower() not in _keywords_of_grammar():
+        return None  # not a keyword at all: glued_keywords names it
+    context = _context_before(text, keyword.start_pos)
+    if context == "decision":
+        message = _decision_message(word)
+    elif context == "default":
+        message = _default_message(word)
+    elif str(keyword) in ("allow", "deny"):  # else they only start a statement
+        message = f"unknown keyword `{word}`: expected a statement: {STATEMENTS} (did you mean `{keyword}`?)"
+    else:
+        return None
+    line = keyword.line or 0
+    return Diagnostic("error", message, file, line, keyword.column or 0, line_of(text, line), len(word))
+
+
+def _context_before(text: str, pos: int) -> str:
+    """Where the word at ``pos`` stands, from the text before it: "decision" right after `->`
+    (a test step's expected decision), "default" right after `default`, else "". A bounded look
+    back (no scan of a long line); a comment in between is not seen through."""
+    before = text[max(0, pos - 200) : pos].rstrip()
+    if before.endswith("->"):
+        return "decision"
+    if re.search(r"(?<![A-Za-z0-9_\-.])default$", before):
+        return "default"
+    return ""
+
+
+DECISION = "expected a decision (allow, deny or approval_required)"
+# A word written where a test step's decision stands, and what was most likely meant: the codes
+# come after the effect they go with (`deny hidden`), `approved` before the arrow.
+_DECISION_FIXES = {
+    "allowed": "allow",
+    "allows": "allow",
+    "denied": "deny",
+    "denies": "deny",
+    "blocked": "deny",
+    "refused": "deny",
+    "rejected": "deny",
+    "forbidden": "deny",
+    "hidden": "deny hidden",
+    "hide": "deny hidden",
+    "deny_if": "deny deny_if",
+    "rate_limited": "deny rate_limited",
+    "limited": "deny rate_limited",
+    "require": "deny require",
+    "default": "deny default",
+    "approved": "approval_required",
+    "approve": "approval_required",
+    "approval": "approval_required",
+    "require_approval": "approval_required",
+    "needs_approval": "approval_required",
+}
+_DECISION_NOTES = {
+    "approved": " (`approved` marks a call a human approved, before the arrow: `call \"x\" approved -> allow`)",
+    "default": " (or `allow default` under `default allow`)",
+}
+
+
+def _decision_fix(word: str) -> str | None:
+    """The decision (with its code) most likely meant by ``word``, or None."""
+    import difflib
+
+    lower = word.lower()
+    if lower in ("allow", "deny", "approval_required"):
+        return lower  # `Allow`, `DENY`: keywords are lowercase
+    if lower in _DECISION_FIXES:
+        return _DECISION_FIXES[lower]
+    for start, fix in (("allow", "allow"), ("deny", "deny"), ("deni", "deny"), ("approv", "approval_required")):
+        if lower.startswith(start):
+            return fix
+    close = difflib.get_close_matches(lower, ["allow", "deny", "approval_required", *_DECISION_FIXES], n=1, cutoff=0.75)
+    return _DECISION_FIXES.get(close[0], close[0]) if close else None
+
+
+def _decision_message(word: str) -> str:
+    """`unexpected `allowed`: expected a decision (...): did you mean `allow`?`"""
+    fix = _decision_fix(word)
+    if fix is None:
+        return f"unexpected `{word}`: {DECISION}"
+    return f"unexpected `{word}`: {DECISION}: did you mean `{fix}`?" + _DECISION_NOTES.get(word.lower(), "")
+
+
+def _default_message(word: str) -> str:
+    """After `default`: only `allow` or `deny`."""
+    fix = _decision_fix(word)
+    fix = fix.split()[0] if fix and fix.split()[0] in ("allow", "deny") else None
+    head = f"unexpected `{word}`: expected allow or deny after `default`"
+    return f"{head}: did you mean `{fix}`?" if fix else head
 
 
 def _broken_statement(lines: list[str], line: int, col: int) -> tuple[int, int]:
@@ -633,22 +739,31 @@ def glued_keywords(tokens: Iterable[Token], text: str, file: str) -> list[Diagno
         if word.lower() in _keywords_of_grammar():  # `tools` after `tool`: a keyword of its own
             continue
         line = tok.line or 0
+        context = _context_before(text, tok.start_pos or 0)
         diags.append(
-            Diagnostic("error", _glued_message(str(tok), word), file, line, tok.column or 0, line_of(text, line), len(word))
+            Diagnostic(
+                "error", _glued_message(str(tok), word, context), file, line, tok.column or 0, line_of(text, line), len(word)
+            )
         )
     return diags
 
 
-def _glued_message(keyword: str, word: str) -> str:
+def _glued_message(keyword: str, word: str, context: str = "") -> str:
     rest = word[len(keyword):]
     if rest.lower() in ("s", "es") and keyword in _UNIT_AND_SCOPE:
         return f"unknown word `{word}`: did you mean `per {keyword}`? (units and scopes are singular)"
     if rest.lower() in _keywords_of_grammar() or rest.lower() == "server":  # `server` is a pattern, not a quoted word
         return f"unknown word `{word}`: did you mean `{keyword} {rest}`? (a keyword ends at a space)"
+    if context == "decision":  # `-> allows`, `-> denyed`: a test step's decision
+        return _decision_message(word)
+    if context == "default":
+        return _default_message(word)
     import difflib
 
     # `defualt` starts with `def`, but is a slip of `default`: name the longer keyword it resembles
-    longer = [k for k in _keywords_of_grammar() if k.startswith(keyword.lower()) and len(k) > len(keyword)]
+    # (of the same kind: `allows` at a statement's start is no slip of the decision code `allowed`)
+    kinds = _KEYWORDS if keyword.lower() in _KEYWORDS else _keywords_of_grammar()
+    longer = [k for k in kinds if k.startswith(keyword.lower()) and len(k) > len(keyword)]
     close = difflib.get_close_matches(word.lower(), longer, n=1, cutoff=0.7)
     if close and keyword.lower() in _KEYWORDS:  # a statement's first word, as an unknown one is reported
         return f"unknown keyword `{word}`: expected a statement: {STATEMENTS} (did you mean `{close[0]}`?)"
@@ -725,7 +840,9 @@ def _expected_sentence(expected: set[str], after: str | None) -> str:
     if {"READ", "WRITE", "DESTRUCTIVE", "EXECUTE"} <= exp and "TOOLS" not in exp:
         return "expected a risk class: read, write, destructive or execute"
     if {"ALLOW", "DENY", "APPROVAL_REQUIRED"} <= exp and "DEFAULT" not in exp:
-        return "expected an effect: allow, deny or approval_required"
+        return DECISION
+    if exp == {"ALLOW", "DENY"}:
+        return "expected allow or deny after `default`"
     if {"HIDDEN", "DENIED", "RATE_LIMITED"} <= exp:
         return "expected a decision code (hidden, denied, default, deny_if, require, rate_limited), reason \"...\" or the next step"
     if "CALL" in exp and "VISIBLE" in exp:
@@ -783,6 +900,8 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
                 msg = "unexpected end of file: a `{` block is not closed (expected `}`)"
             return Diagnostic("error", msg, file, line, col, line_of(text, line))
         expected = set(e.expected or ())
+        if tok.type == "LBRACE" and _starts_text(text, tok.start_pos):
+            return Diagnostic("error", JSON_NOT_PLR, file, line, col, line_of(text, line))
         msg = f"unexpected {_describe_token(tok)}: " + _expected_sentence(expected, None)
         if tok.type == "EQUAL" and "CMP_OP" in expected:  # `=` is a token only for `let`
             msg = "`=` is not an operator: write `==` to compare"
@@ -802,8 +921,18 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
                     return Diagnostic("error", msg, file, line, col, line_of(text, line), len(call.group(1)))
         elif tok.type in ("EXISTS", "MISSING") and "CMP_OP" in expected and "DOT" not in expected:
             msg = f"`{tok}` tests a path, not a function's result: write `PATH {tok}` (a function's value is compared)"
-        if tok.type in ("NAME", "REF_NAME") and {"ALLOW", "DENY", "PACKAGE"} <= expected:
-            msg = f"unknown keyword `{tok}`: " + _expected_sentence(expected, None) + _did_you_mean(str(tok), _KEYWORDS)
+        word = str(tok)
+        is_word = tok.type in ("NAME", "REF_NAME") or (tok.type == word.upper() and word in _keywords_of_grammar())
+        if (tok.type in ("NAME", "REF_NAME") or word in _STATEMENT_FIXES) and {"ALLOW", "DENY", "PACKAGE"} <= expected:
+            # `frobnicate tool "x"`; `denied tool "x"`: a keyword of another place (`reason` is not unknown)
+            hint = f" (did you mean `{_STATEMENT_FIXES[word]}`?)" if word in _STATEMENT_FIXES else _did_you_mean(word, _KEYWORDS)
+            msg = f"unknown keyword `{tok}`: " + _expected_sentence(expected, None) + hint
+        elif is_word and {"ALLOW", "DENY", "APPROVAL_REQUIRED"} <= expected and "DEFAULT" not in expected:
+            msg = _decision_message(word)  # `-> denied`, `-> hidden`, `-> approved`
+        elif is_word and expected == {"ALLOW", "DENY"}:
+            msg = _default_message(word)  # `default denied`
+        elif is_word and {"HIDDEN", "DENIED", "RATE_LIMITED"} <= expected:  # `-> deny hiden`
+            msg += _did_you_mean(word.lower(), _CODES)
         return Diagnostic("error", msg, file, line, col, line_of(text, line), max(1, min(len(str(tok)), 40)))
     if isinstance(e, UnexpectedEOF):
         line, col = _end_position(text)
@@ -812,7 +941,27 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     return Diagnostic("error", f"syntax error: {e}", file, line, col, line_of(text, line))
 
 
+# A file whose first character is `{`: a JSON document (most likely a compiled policy) given where
+# .plr rules are read; one sentence naming the commands that read it, not "expected a statement".
+JSON_NOT_PLR = (
+    "`{` starts a JSON document, not .plr rules (a .plr file starts with a statement such as `default deny`): "
+    "a compiled JSON policy is read from a file named *.json by `plr eval` and `plr proxy`, and "
+    "`plr decompile FILE` turns it into .plr rules"
+)
+
+
+def _starts_text(text: str, pos: int | None) -> bool:
+    """Whether ``pos`` is the first character of ``text`` that is not whitespace (a BOM aside)."""
+    return pos is not None and _LEADING_SPACE.match(text).end() == pos  # type: ignore[union-attr]
+
+
+_LEADING_SPACE = re.compile("[\ufeff \t\r\n\f]*")
+
+
 _KEYWORDS = ("package", "import", "let", "def", "default", "server", "allow", "deny", "hide", "limit", "test")
+# a keyword of another place at a statement's start, and the statement meant
+_STATEMENT_FIXES = {"allowed": "allow", "denied": "deny", "deny_if": "deny", "hidden": "hide"}
+_CODES = ("allowed", "hidden", "denied", "default", "deny_if", "require", "rate_limited")
 _FUNCTIONS = ("count", "len", "lower", "upper", "trim", "normpath", "basename", "dirname")
 _UNIT_AND_SCOPE = frozenset({"second", "minute", "hour", "day", "session", "identity", "global"})
 

@@ -575,6 +575,66 @@ def load_policy(src: str | bytes | Path | dict[str, Any], name: str | None = Non
         raise PlrError.at("policy is nested too deeply", label) from None
 
 
+def policy_file_diagnostics(path: str) -> list[Any]:  # list[Diagnostic]
+    """What `plr check` reports for a compiled JSON policy: every error the loader finds (the
+    same loader `plr eval` and `plr proxy` use, so a file that passes here loads there), each
+    at the line and column of the value it names, with a caret, as a .plr error is. No
+    warnings: those are about rules as written, and a JSON policy is checked as it loads."""
+    from .errors import Diagnostic
+
+    try:
+        raw = read_policy_bytes(Path(path))
+    except (OSError, ValueError) as e:
+        return [Diagnostic("error", f"cannot read policy: {getattr(e, 'strerror', None) or e}", path)]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return [Diagnostic("error", f"policy is not UTF-8 text (byte {e.start})", path)]
+    try:
+        load_policy(text, name=path)
+    except PlrError as e:
+        return [_placed(d, text) for d in e.diagnostics]
+    return []
+
+
+def _placed(d: Any, text: str) -> Any:
+    """``d`` (a loader error naming a JSON path: `tools.x.deny_if[0]: ...`) at the line and
+    column of that value in ``text``: a pattern's error at the pattern, a backspace at its escape."""
+    from .errors import Diagnostic, line_of
+    from .validate import json_value_offset, locate_json_path
+
+    if d.line or ": " not in d.message:
+        return d
+    where = d.message.split(": ", 1)[0]
+    at = None
+    if "backspace (U+0008)" in d.message:
+        start = json_value_offset(text, where + ".value")
+        at = _backspace_escape(text, start) if start is not None else None
+    if at is None and "invalid regular expression" in d.message:
+        at = locate_json_path(text, where + ".value")
+    if at is None:
+        at = locate_json_path(text, where)
+    if at is None:
+        return d
+    line, col, width = at
+    return Diagnostic(d.severity, d.message, d.file, line, col, line_of(text, line), width)
+
+
+def _backspace_escape(text: str, start: int) -> tuple[int, int, int] | None:
+    """The place of the first `\\b` (or `\\u0008`) escape in the JSON string at ``start``, as a
+    .plr pattern's error points at its escape; None when it holds no backspace so written."""
+    import re
+
+    for m in re.compile(r'\\(?:u[0-9A-Fa-f]{4}|[^u])|"').finditer(text, start + 1):
+        if m.group() == '"':
+            return None
+        if m.group() == "\\b" or m.group().lower() == "\\u0008":
+            at = m.start()
+            line = text.count("\n", 0, at) + 1
+            return line, at - text.rfind("\n", 0, at), len(m.group())
+    return None
+
+
 _MIGRATE = "convert it with `plr import intercept FILE -o policy.plr`, or rewrite it as a .plr policy (docs/migrate.md)"
 _FOREIGN_YAML = (
     "this is YAML, not a JSON policy: plr loads compiled JSON policies (and compiles .plr files); "

@@ -63,6 +63,8 @@ __all__ = [
     "DuplicateKey",
     "unique_keys",
     "locate_duplicate",
+    "json_value_offset",
+    "locate_json_path",
     "check_scopes",
     "QUANTIFIERS",
 ]
@@ -148,9 +150,21 @@ def check_leaf(op: str, value: Any, has_value: bool, fn: Any) -> None:
     if op in STRING_OPS and not isinstance(value, str):
         raise ValueError(f"op `{op}` needs a string value")
     if op == "regex":
+        if "\x08" in value:
+            raise ValueError(BACKSPACE_IN_PATTERN)
         from .regex import compile_re2
 
         compile_re2(value)  # raises ValueError with RE2's explanation
+
+
+# `"\bdrop\b"` in a hand-written JSON policy: JSON reads `\b` as a backspace (U+0008), so the
+# pattern looks for backspace characters and the deny it guards never fires. Refused, as a .plr
+# pattern refuses it (dsl/lower.py): a compiled policy never holds one, so nothing plr writes is lost.
+BACKSPACE_IN_PATTERN = (
+    "the regex holds a backspace (U+0008): `\\b` (or `\\u0008`) in a JSON string is a backspace, not a "
+    "word boundary, so this pattern looks for a backspace character and never matches the word boundary "
+    "meant. Write `\\\\b` in the JSON for a word boundary (`\\\\x08` if a backspace is truly meant)"
+)
 
 
 def check_window_type(v: Any) -> Any:
@@ -267,6 +281,71 @@ def locate_duplicate(text: str, found: DuplicateKey) -> DuplicateKey:
     except (ValueError, IndexError, RecursionError):
         pass
     return found
+
+
+def json_value_offset(text: str, path: str) -> int | None:
+    """Where the value at ``path`` (as the loader names it: `tools.query.deny_if[0]`, or
+    `(document)`) starts in the JSON ``text``, or None when the text has no such value. A key
+    holding a dot (`tools.a.b`) is tried both ways. Only run once the document is known to be
+    wrong: it walks the text again, keeping positions."""
+    from json.decoder import scanstring
+
+    decoder = json.JSONDecoder()
+
+    def skip(i: int) -> int:
+        return _WS.match(text, i).end()  # type: ignore[union-attr]
+
+    def find(i: int, rest: str) -> int | None:
+        if not rest:
+            return i
+        if text[i] == "{":
+            prefix = rest[1:] if rest.startswith(".") else rest
+            i = skip(i + 1)
+            while text[i] == '"':
+                key, i = scanstring(text, i + 1)
+                value = skip(skip(i) + 1)
+                if prefix == key or prefix.startswith((key + ".", key + "[")):
+                    found = find(value, prefix[len(key) :])
+                    if found is not None:
+                        return found
+                i = skip(decoder.raw_decode(text, value)[1])
+                if text[i] != ",":
+                    return None
+                i = skip(i + 1)
+            return None
+        index = _INDEX.match(rest)
+        if text[i] != "[" or index is None:
+            return None
+        i = skip(i + 1)
+        for _ in range(int(index.group(1))):
+            i = skip(decoder.raw_decode(text, i)[1])
+            if text[i] != ",":
+                return None
+            i = skip(i + 1)
+        return None if text[i] == "]" else find(i, rest[index.end() :])
+
+    try:
+        return find(skip(0), "" if path == "(document)" else path)
+    except (ValueError, IndexError, RecursionError):
+        return None
+
+
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+def locate_json_path(text: str, path: str) -> tuple[int, int, int] | None:
+    """The line, column and width (a scalar's text, 1 for an object or a list) of the value at
+    ``path`` in the JSON ``text`` (``json_value_offset``), or None: for `plr check` on a JSON
+    policy, a message with a caret, as a .plr error has."""
+    start = json_value_offset(text, path)
+    if start is None:
+        return None
+    try:
+        end = json.JSONDecoder().raw_decode(text, start)[1] if text[start] not in "{[" else start + 1
+    except (ValueError, IndexError):
+        end = start + 1
+    line = text.count("\n", 0, start) + 1
+    return line, start - text.rfind("\n", 0, start), max(1, min(end - start, 60))
 
 
 # --- the canonical dump (Engine.from_data) ---------------------------------------------------

@@ -146,7 +146,8 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     """Report every error and warning of every policy, without writing anything.
 
     PATHS are files or folders (default: the current folder). Each policy in a folder (a file
-    with tests, or one no other file imports) is checked with its imports.
+    with tests, or one no other file imports) is checked with its imports. A file named *.json
+    is a compiled policy: it is checked as `plr eval` and `plr proxy` load it.
 
     \b
     Examples:
@@ -167,7 +168,12 @@ def check_cmd(paths: tuple[str, ...], fmt: str, strict: bool) -> None:
     stdin = {"<stdin>": stdin_text} if stdin_text is not None else None
     seen: set[tuple[Any, ...]] = set()
     for root, texts in [*((r, None) for r in roots), *([("<stdin>", stdin)] if stdin else [])]:
-        _, ds = build([] if texts else [root], texts, reader=read_policy_text)
+        if texts is None and root.endswith(".json"):  # a compiled policy: checked as the loader reads it
+            from ..policy import policy_file_diagnostics
+
+            ds = policy_file_diagnostics(root)
+        else:
+            _, ds = build([] if texts else [root], texts, reader=read_policy_text)
         for d in ds:
             key = (d.severity, d.file, d.line, d.col, d.message)
             if key not in seen:
