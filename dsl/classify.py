@@ -176,10 +176,13 @@ ROUTER_WHY = "its sub-commands are not listed, so it is classed by the most seve
 # agent) runs whatever actions that agent's model picks at run time, out of the policy's sight,
 # as a shell runs whatever command it is given: `execute` (agent_acts). Named so (the name's
 # last word `agent`, not a `user_agent` setting nor `manage_agent`, a tool about agents) or
-# described so ("autonomously execute", "computer use agent").
+# described so ("autonomously execute", "delegate a task to an autonomous coding agent", "a
+# computer-use agent"; not "lists the autonomous agents", "Autonomous Databases").
 _AGENT_DESCRIBED = re.compile(
-    r"\bautonomous(ly)?\b[^.]{0,40}?\b(execut|perform|run|complet|carr(y|ies) out|act)\w*"
-    r"|\bcomputer[- ]use\b[^.]{0,20}?\bagent\b|\bagent\b[^.]{0,20}?\bautonomous",
+    r"\bautonomous(ly)?\s+(execut(e|es|ing)|perform(s|ing)?|run(s|ning)?|complet(e|es|ing)|carr(y|ies|ying) out|acts?)\b"
+    r"|\b(execut(e|es|ing)|perform(s|ing)?|run(s|ning)?|complet(e|es|ing))\b[^.]{0,40}?\bautonomously\b"
+    r"|\b(to|using|with|via|by)\s+(an?\s+)?autonomous\b[^.]{0,20}?\bagent\b"
+    r"|\b(to|using|with|via|by)\s+(an?\s+|the\s+)?[\w ]{0,20}?\bcomputer[- ]use\s+agent\b|^\s*an?\s+computer[- ]use\s+agent\b",
     re.I,
 )
 AGENT_WHY = "it hands the task to an autonomous agent, whose actions the policy cannot see"
@@ -313,7 +316,7 @@ def agent_acts(name: str, description: str = "") -> tuple[str, str] | None:
     its name ends in `agent` and says nothing else it does (`browser_use_agent`, not
     `manage_agent` or `set_user_agent`), or its description says so."""
     words = name_words(name)
-    if len(words) >= 2 and words[-1] == "agent" and words[-2] != "user":
+    if len(words) >= 2 and words[-1] == "agent" and words[-2] not in ("user", "mcp"):
         if not any(_class_of_word(w) and _class_of_word(w)[0] != "execute" for w in words[:-1]):  # type: ignore[index]
             return "execute", f"name: agent ({AGENT_WHY})"
     m = _AGENT_DESCRIBED.search(description or "")

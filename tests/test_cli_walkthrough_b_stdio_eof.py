@@ -37,3 +37,27 @@ def test_requests_piped_in_are_answered_before_the_proxy_exits(tmp_path: Path) -
     assert "result" in answers[2] and not answers[2]["result"].get("isError"), answers[2]  # not "Connection closed"
     assert "get-task" in [t["name"] for t in answers[3]["result"]["tools"]]
     assert setup.called_tools() == ["get-task"]
+
+
+def test_an_answer_to_a_client_gone_both_ways_still_frees_its_id() -> None:
+    """The end-of-input grace waits for the ids in flight: an answer the closed output cannot take
+    must still free its id, or a client gone both ways holds the proxy for the whole grace."""
+    import anyio
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+
+    from dsl.proxy.stdio import _FrontWrite, _InFlight
+
+    in_flight = _InFlight()
+    req = types.JSONRPCRequest(jsonrpc="2.0", id=7, method="tools/call", params={"name": "x"})
+    assert in_flight.claim(req) and in_flight.ids
+    front = _FrontWrite(writer=None, in_flight=in_flight)  # type: ignore[arg-type]  # never written to: closed
+    front.close()
+    answer = SessionMessage(types.JSONRPCResponse(jsonrpc="2.0", id=7, result={}))
+
+    async def send() -> None:
+        with pytest.raises(anyio.ClosedResourceError):
+            await front.send(answer)
+
+    anyio.run(send)
+    assert not in_flight.ids

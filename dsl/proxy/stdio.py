@@ -322,9 +322,11 @@ class _FrontWrite:
         self.closed = False
 
     async def send(self, sm: SessionMessage) -> None:
+        # the id is free once its answer is out of the session, written or not: a client gone
+        # both ways must not hold the end-of-input grace (``_Reader.settle``) for its full length
+        self.in_flight.release(sm.message)
         if self.closed:
             raise anyio.ClosedResourceError
-        self.in_flight.release(sm.message)
         data = sm.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
         try:
             await self.writer.write(data)

@@ -22,6 +22,7 @@ from ..conftest import ROOT
         ("do_task", "Execute a task autonomously using Gemini Computer Use agent."),
         ("research", "Autonomously performs multi-step research and acts on the results."),
         ("browse", "A computer-use agent that drives a remote desktop."),
+        ("delegate", "Delegate a task to an autonomous coding agent."),
     ],
 )
 def test_an_agent_delegate_is_execute(name: str, description: str):
@@ -38,12 +39,22 @@ def test_an_agent_delegate_is_execute(name: str, description: str):
         ("delete_agent", "", "destructive"),  # stricter already
         ("plan_workflow", "Plans a workflow using an AI agent.", "read"),  # an AI used inside a service
         ("agent_catalog", "Browse the catalog of agent skills.", "read"),
+        # "autonomous" that is not an agent, and a read tool about agents (the review's cases)
+        ("list_autonomous_databases", "Lists the Autonomous Databases in a compartment.", "read"),
+        ("get_asn", "Get the autonomous system number of a host and its active prefixes.", "read"),
+        ("list_agents", "List the autonomous agents of the account.", "read"),
+        ("status", "Shows the status of the computer use agent.", "read"),
     ],
 )
 def test_a_tool_about_agents_keeps_its_class(name: str, description: str, risk: str):
     assert classify(name, description).risk == risk
     if risk == "read":
         assert agent_acts(name, description) is None
+
+
+def test_a_read_claim_about_an_agent_stands():
+    assert classify("mcp_agent", "Get the MCP agent's status", {"readOnlyHint": True}).risk == "read"
+    assert classify("list_things", "List the autonomous agents of the account.", {"readOnlyHint": True}).risk == "read"
 
 
 def test_a_read_claim_gives_way_to_an_agent_delegate():
