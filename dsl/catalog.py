@@ -366,17 +366,24 @@ def short_name(info: CatalogueInfo) -> str:
     return stdlib_core(info.module)
 
 
+def named(name: str) -> list[CatalogueInfo]:
+    """The catalogue ``name`` names in any spelling (see ``find``), without the catalogues whose
+    names merely contain it: `ls` names none (`browser-tools` contains it)."""
+    core = stdlib_core(name)
+    return [c for c in stdlib_catalogues() if core in (stdlib_core(c.module), stdlib_core(c.server))]
+
+
 def find(name: str) -> list[CatalogueInfo]:
     """The catalogues ``name`` means: the one it names in any spelling (`github`,
     `server-github`, `stdlib/server-github`, `stdlib/server-github.plr`, or its `server` block's
     name), else every catalogue whose name contains it (`brave` is both brave-search ones).
     Every spelling is tried first as a whole name, so `server-brave-search` is one catalogue,
     not also `server-brave-search-legacy`, which merely contains it."""
-    core = stdlib_core(name)
-    every = stdlib_catalogues()
-    exact = [c for c in every if core in (stdlib_core(c.module), stdlib_core(c.server))]
+    exact = named(name)
     if exact:
         return exact
+    core = stdlib_core(name)
+    every = stdlib_catalogues()
     raw = name.strip().lower()
     return [c for c in every if any(w in n for w in (raw, core) for n in (c.module.lower(), c.server.lower()))]
 

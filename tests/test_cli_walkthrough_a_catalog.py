@@ -43,6 +43,9 @@ def test_catalog_show_name_is_answered_as_plr_catalog_name() -> None:
     assert "--check" not in proc.stderr_text
     assert_clean_error(run_plr("catalog", "show", "github"), "no `show` subcommand; `plr catalog github` lists that catalogue")
     assert_clean_error(run_plr("catalog", "list"), "no `list` subcommand; `plr catalog` lists every catalogue")
+    # `ls` is inside `browser-tools` and four other names: a word that merely appears in names is
+    # still the subcommand word it looks like, not those catalogues
+    assert_clean_error(run_plr("catalog", "ls"), "no `ls` subcommand; `plr catalog` lists every catalogue")
 
 
 def test_every_spelling_of_a_name_is_the_same_one_catalogue() -> None:

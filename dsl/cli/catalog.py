@@ -70,7 +70,7 @@ def catalog_cmd(server: str | None, word: str | None, check: bool, from_server: 
     if check:
         _check(server, command, timeout)
         return
-    if server in _SUBCOMMAND_WORDS and len(command) <= 1 and not catalog.find(server):
+    if server in _SUBCOMMAND_WORDS and len(command) <= 1 and not catalog.named(server):
         _not_a_subcommand(server, command)
     if command:
         raise click.UsageError("a server command after -- goes with --check or --from-server")

@@ -210,8 +210,10 @@ def fmt_cmd(paths: tuple[str, ...], check_only: bool, diff: bool, json_mode: boo
     """Rewrite .plr files in canonical form (idempotent; never changes the compiled JSON).
 
     PATHS are files or folders (default: the current folder, searched as `plr check` and
-    `plr test` search it; hidden folders and node_modules are skipped). With --json, name the
-    policies: a folder's other JSON files (package.json, ...) are not policies.
+    `plr test` search it; hidden folders and node_modules are skipped). In a folder, a symlink
+    to a file outside it and a virtual environment's files (under a `pyvenv.cfg`) are left
+    alone; a file named on the command line is formatted (a symlink's target). With --json,
+    name the policies: a folder's other JSON files (package.json, ...) are not policies.
 
     `-` (alone) formats stdin to stdout; with --check or --diff it prints nothing or the diff
     and exits 1 if the input would change. Files are rewritten atomically, keeping their mode;
@@ -292,14 +294,34 @@ def _fmt_targets(paths: tuple[str, ...], json_mode: bool) -> list[str]:
     files: list[str] = []
     for p in paths:
         if os.path.isdir(p):
-            files += [f for f in discover([p])] if not json_mode else sorted(
+            found = [f for f in discover([p])] if not json_mode else sorted(
                 os.path.join(r, f) for r, _, fs in os.walk(p) for f in fs if f.endswith(".json")
             )
+            files += [f for f in found if _inside_walk(p, f)]
         elif os.path.exists(p):
             files.append(p)
         else:
             input_error(PlrError.at("no such file or directory", p))
     return files
+
+
+def _inside_walk(root: str, path: str) -> bool:
+    """Whether a file found under the folder ``root`` is one `plr fmt` may rewrite: not a symlink
+    to a file outside that folder (named on the command line, it is rewritten: a symlink's target
+    is), nor inside a Python virtual environment (a folder holding `pyvenv.cfg`: installed
+    packages' files are not the project's)."""
+    top = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([top, real]) != top:
+        return False
+    here = os.path.dirname(os.path.abspath(path))
+    stop = os.path.abspath(root)
+    while True:
+        if os.path.exists(os.path.join(here, "pyvenv.cfg")):
+            return False
+        if here == stop or os.path.dirname(here) == here:
+            return True
+        here = os.path.dirname(here)
 
 
 def _fmt_files(files: list[str], check_only: bool, diff: bool, json_mode: bool) -> tuple[list[str], bool]:
