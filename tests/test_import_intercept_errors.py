@@ -277,3 +277,32 @@ def test_an_input_read_from_stdin_is_named_stdin_as_other_commands_name_it() -> 
     result = CliRunner().invoke(cli, ["import", "intercept", "-"], input='version: "1"\ndefault: maybe\n')
     assert result.exit_code == 2
     assert result.output.startswith("<stdin>:2:10: error: "), result.output
+
+
+BACKSPACE = (
+    'version: "1"\n'
+    'description: "t"\n'
+    "tools:\n"
+    "  query:\n"
+    "    rules:\n"
+    '      - name: "selects only"\n'
+    "        conditions:\n"
+    '          - path: "args.sql"\n'
+    '            op: "regex"\n'
+    '            value: "\\bselect\\b"\n'
+    '        on_deny: "no"\n'
+)
+
+
+def test_a_yaml_backspace_in_a_regex_is_located_not_an_internal_error(tmp_path: Path):
+    """YAML's double-quoted `\\b` is a backspace, as JSON's is: the pattern never matches the
+    word boundary meant. The import refuses it at the value's place (it was an internal error,
+    `please report this`, when the generated .plr failed to compile), and says how to write it."""
+    src, res = run(tmp_path, BACKSPACE)
+    assert res.exit_code == 2, res.output
+    assert f"{src}:10:20: error: " in res.output and "backspace" in res.output
+    assert "single quotes" in res.output and "internal error" not in res.output
+    assert "Intercept refuses" not in res.output  # Go compiles it: it is plr that refuses
+    _, ok = run(tmp_path, BACKSPACE.replace('"\\bselect\\b"', "'\\bselect\\b'"))  # single quotes: a word boundary
+    assert ok.exit_code == 0, ok.output
+    assert 'matches "\\\\bselect\\\\b"' in ok.output

@@ -653,11 +653,19 @@ class _Importer:
             if c.op == "regex":
                 if not isinstance(v, str):
                     raise refuse(f"{cw}: regex value must be a string", vat)
-                from ..regex import compile_re2
+                from ..validate import check_leaf
 
                 try:
-                    compile_re2(v)
+                    check_leaf("regex", v, True, None)  # RE2, and no backspace meant as a word boundary
                 except Exception as e:  # noqa: BLE001 - re.error / ValueError: say which
+                    yaml_hint = (
+                        " (in YAML, `\\b` inside double quotes is a backspace too: write `\\\\b`, or put the "
+                        "pattern in single quotes)"
+                        if "\x08" in v
+                        else ""
+                    )
+                    if yaml_hint:  # Go compiles it (a literal backspace); it is plr that refuses a never-matching guard
+                        raise self.src.error(f"{r.where}: {cw}: regex {json.dumps(v)}: {e}{yaml_hint}", vat) from None
                     raise refuse(f"{cw}: invalid regex {json.dumps(v)}: {e}", vat) from None
         if r.state is not None:
             if not r.state.counter:
