@@ -76,7 +76,9 @@ _REGEX_META = set(".^$*+?()[]{}|\\")
 
 
 def regex_to_like(pattern: str) -> str:
-    """``^/etc/.*\\.conf$`` → ``"/etc/*.conf"``; NotTranslatable for anything ``like`` cannot say."""
+    """``(?s)^/etc/.*\\.conf$`` → ``"/etc/*.conf"``; NotTranslatable for anything ``like`` cannot
+    say. A leading ``(?s)`` is what makes ``.*`` match a newline, as ``*`` in ``like`` does."""
+    pattern = pattern.removeprefix("(?s)")
     anchored_start = pattern.startswith("^")
     body = pattern[1:] if anchored_start else pattern
     anchored_end = body.endswith("$") and not body.endswith("\\$")

@@ -26,7 +26,7 @@ FIVE_RULES = f"""\
 allow tool "{FIVE_TOOL}" if identity in ["agent-1", "agent-2", "agent-3"]
 deny tool "{FIVE_TOOL}" if args.amount > 10000
     reason "Amounts over 10000 need a human"
-deny tool "{FIVE_TOOL}" if args.path matches "^/etc/.*\\\\.conf$"
+deny tool "{FIVE_TOOL}" if args.path matches "(?s)^/etc/.*\\\\.conf$"
     reason "No writes to /etc/*.conf"
 deny tool "{FIVE_TOOL}" if args.mode == "force"
 deny tool "{FIVE_TOOL}" unless args.reason exists

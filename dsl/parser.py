@@ -932,7 +932,7 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         elif is_word and expected == {"ALLOW", "DENY"}:
             msg = _default_message(word)  # `default denied`
         elif is_word and {"HIDDEN", "DENIED", "RATE_LIMITED"} <= expected:  # `-> deny hiden`
-            msg += _did_you_mean(word.lower(), _CODES)
+            msg += _did_you_mean(word.lower(), _codes_after(text, tok.start_pos))
         return Diagnostic("error", msg, file, line, col, line_of(text, line), max(1, min(len(str(tok)), 40)))
     if isinstance(e, UnexpectedEOF):
         line, col = _end_position(text)
@@ -945,8 +945,8 @@ def syntax_diagnostic(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
 # .plr rules are read; one sentence naming the commands that read it, not "expected a statement".
 JSON_NOT_PLR = (
     "`{` starts a JSON document, not .plr rules (a .plr file starts with a statement such as `default deny`): "
-    "a compiled JSON policy is read from a file named *.json by `plr eval` and `plr proxy`, and "
-    "`plr decompile FILE` turns it into .plr rules"
+    "a compiled JSON policy is read from a file named *.json by `plr eval` and `plr proxy`, "
+    "`plr check FILE.json` checks it as they load it, and `plr decompile FILE` turns it into .plr rules"
 )
 
 
@@ -964,6 +964,22 @@ _STATEMENT_FIXES = {"allowed": "allow", "denied": "deny", "deny_if": "deny", "hi
 _CODES = ("allowed", "hidden", "denied", "default", "deny_if", "require", "rate_limited")
 _FUNCTIONS = ("count", "len", "lower", "upper", "trim", "normpath", "basename", "dirname")
 _UNIT_AND_SCOPE = frozenset({"second", "minute", "hour", "day", "session", "identity", "global"})
+
+
+# The decision codes each effect goes with (dsl/checks.py refuses the others in a test step).
+_CODES_OF = {
+    "allow": ("allowed", "default"),
+    "deny": ("hidden", "denied", "default", "deny_if", "require", "rate_limited"),
+    "approval_required": ("require",),
+}
+
+
+def _codes_after(text: str, pos: int | None) -> tuple[str, ...]:
+    """The codes that go with the effect written before ``pos`` (`-> deny all`: the codes of
+    `deny`, so no `allowed`), all of them when that word is not an effect. A bounded look back."""
+    before = text[max(0, (pos or 0) - 200) : pos or 0].rstrip()
+    effect = re.search(r"[A-Za-z_]+$", before)
+    return _CODES_OF.get(effect.group() if effect else "", _CODES)
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:

@@ -117,64 +117,161 @@ def _escape_end(pattern: str, i: int) -> int:
     return i + 2
 
 
-def newline_blind_dots(pattern: str) -> list[int]:
-    """The indexes of the `.`s of ``pattern`` that do not match a newline (outside a character
-    class, not escaped, the `s` flag off there), leaving out the two that cannot change whether
-    a search finds a match: a `.*` that starts the pattern (no `^` before it), and one that ends it.
+# A pattern read as tokens: (kind, start, end). Kinds: "open" (a group: `(`, `(?:`, `(?P<n>`,
+# `(?i:`), "flags" (`(?i)`, no group), "close", "alt" (`|`), "repeat" (`*`, `{2,}?`), "atom"
+# (anything else that matches: a character, an escape, a class, `.`, `^`, `$`).
+Token = tuple[str, int, int]
+Groups = tuple[dict[int, int], dict[int, int], list[int]]  # see _groups
 
-    A sketch of RE2's syntax, enough to place the flags: groups and their flags (`(?s)`,
-    `(?s:...)`, `(?-s)`), classes, escapes (`\\Q...\\E` among them). An invalid pattern is
-    compile_re2's to report: what this returns for one does not matter."""
-    dots: list[int] = []
-    stack = [False]  # is the `s` flag on, per open group (the pattern is the outermost)
+
+def _tokens(pattern: str) -> list[Token]:
+    """``pattern`` cut into tokens, a sketch of RE2's syntax: enough to place the flags, the
+    groups, the alternatives and the repeats. An invalid pattern is compile_re2's to report."""
+    out: list[Token] = []
     i = 0
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\":
-            i = _escape_end(pattern, i)
-            continue
-        if ch == "[":
-            i = _class_end(pattern, i)
-            continue
-        if ch == "(":
+            end, kind = _escape_end(pattern, i), "atom"
+        elif ch == "[":
+            end, kind = _class_end(pattern, i), "atom"
+        elif ch == "(":
             flags = _syntax("flags").match(pattern, i)
+            named = _syntax("named").match(pattern, i)
+            if flags is not None:
+                end, kind = flags.end(), "flags" if flags.group(3) == ")" else "open"
+            elif named is not None:
+                end, kind = named.end(), "open"
+            else:
+                end, kind = i + (3 if pattern.startswith("(?:", i) else 1), "open"
+        elif ch == ")":
+            end, kind = i + 1, "close"
+        elif ch == "|":
+            end, kind = i + 1, "alt"
+        elif (repeat := _syntax("repeat").match(pattern, i)) is not None:
+            end, kind = repeat.end(), "repeat"
+        else:
+            end, kind = i + 1, "atom"
+        out.append((kind, i, end))
+        i = end
+    return out
+
+
+def outside_classes(pattern: str) -> str:
+    """The text of ``pattern`` outside its character classes: `[\\x00-\\x1f]` is a class, so
+    what it holds says nothing about the pattern's other characters."""
+    tokens = _tokens(pattern)
+    return "".join(pattern[start:end] for kind, start, end in tokens if kind != "atom" or pattern[start] != "[")
+
+
+def newline_blind_dots(pattern: str) -> list[int]:
+    """The indexes of the `.`s of ``pattern`` that do not match a newline (outside a character
+    class, not escaped, the `s` flag off there), leaving out the `.*`s that cannot change
+    whether a search finds a match (see _harmless_star)."""
+    tokens = _tokens(pattern)
+    groups = _groups(tokens)
+    dots: list[int] = []
+    stack = [False]  # is the `s` flag on, per open group (the pattern is the outermost)
+    for n, (kind, start, end) in enumerate(tokens):
+        if kind in ("flags", "open"):
+            flags = _syntax("flags").match(pattern, start)
             dotall = stack[-1]
             if flags is not None:
                 if "s" in flags.group(1):
                     dotall = True
                 if flags.group(2) and "s" in flags.group(2):
                     dotall = False
-                if flags.group(3) == ")":  # (?s): the rest of the enclosing group
-                    stack[-1] = dotall
-                else:
-                    stack.append(dotall)
-                i = flags.end()
-                continue
-            named = _syntax("named").match(pattern, i)
-            stack.append(dotall)
-            i = named.end() if named is not None else i + (3 if pattern.startswith("(?:", i) else 1)
-            continue
-        if ch == ")":
+            if kind == "flags":  # (?s): the rest of the enclosing group
+                stack[-1] = dotall
+            else:
+                stack.append(dotall)
+        elif kind == "close":
             if len(stack) > 1:
                 stack.pop()
-        elif ch == "." and not stack[-1]:
-            dots.append(i)
-        i += 1
-    return [i for i in dots if not _harmless_star(pattern, i)]
+        elif kind == "atom" and pattern[start:end] == "." and not stack[-1] and not _harmless_star(pattern, tokens, groups, n):
+            dots.append(start)
+    return dots
 
 
-def _harmless_star(pattern: str, i: int) -> bool:
-    """A `.*` (or `.*?`) first in the pattern (after flags alone) or last in it: a search finds
-    a match with it exactly when it finds one without it, newline or not."""
-    rest = pattern[i + 1 :]
-    if rest in ("*", "*?"):
-        return True
-    if not rest.startswith("*"):
+def _groups(tokens: list[Token]) -> Groups:
+    """Which token closes each "open" token, which opens each "close" one, and, per token,
+    the "open" token of the group it stands in (-1 at the top level)."""
+    closing: dict[int, int] = {}
+    opening: dict[int, int] = {}
+    inside: list[int] = []
+    stack: list[int] = []
+    for n, (kind, _, _) in enumerate(tokens):
+        if kind == "close" and stack:
+            opening[n] = stack.pop()
+            closing[opening[n]] = n
+        inside.append(stack[-1] if stack else -1)
+        if kind == "open":
+            stack.append(n)
+    return closing, opening, inside
+
+
+def _harmless_star(pattern: str, tokens: list[Token], groups: Groups, n: int) -> bool:
+    """Whether the `.` at ``tokens[n]`` is a `.*` (or `.*?`) that cannot change whether a search
+    finds a match, newline or not: one last in its alternative, in groups each last in theirs up
+    to the end of the pattern (`rm -rf.*`, `(rm.*)`, `(foo|bar.*)`), or first in its alternative,
+    in groups each first in theirs from the start (`.*x`, `(.*foo)`). A match found with it
+    taking a newline is then also found with it taking nothing, so a search answers the same.
+    Conservative: a repeated group on the way (`(a.*){2}`), or anything that matches, even
+    nothing (`$`, `\\z`, `^`, `\\b`), keeps the warning."""
+    if n + 1 >= len(tokens) or tokens[n + 1][0] != "repeat":
         return False
-    start = 0
-    while (m := _syntax("flags").match(pattern, start)) is not None and m.group(3) == ")":
-        start = m.end()
-    return start == i
+    if pattern[tokens[n + 1][1] : tokens[n + 1][2]] not in ("*", "*?"):
+        return False
+    closing, opening, inside = groups
+    return _reaches_end(tokens, n + 2, closing, inside) or _reaches_start(tokens, n - 1, closing, opening, inside)
+
+
+def _repeated(tokens: list[Token], close: int | None) -> bool:
+    """Whether the group that ends at token ``close`` is repeated (or not closed at all)."""
+    return close is None or (close + 1 < len(tokens) and tokens[close + 1][0] == "repeat")
+
+
+def _reaches_end(tokens: list[Token], j: int, closing: dict[int, int], inside: list[int]) -> bool:
+    """Whether nothing but the ends of alternatives and of unrepeated groups (and flags) stands
+    from token ``j`` to the end of the pattern."""
+    while j < len(tokens):
+        kind = tokens[j][0]
+        if kind == "alt":  # the other alternatives are not taken: on to the group's end
+            group = inside[j]
+            if group == -1:
+                return True
+            j = closing.get(group, len(tokens))
+            if j == len(tokens):
+                return False  # a group never closed: invalid, left to compile_re2
+            kind = "close"
+        if kind == "close":
+            if _repeated(tokens, j):
+                return False
+        elif kind != "flags":
+            return False
+        j += 1
+    return True
+
+
+def _reaches_start(
+    tokens: list[Token], j: int, closing: dict[int, int], opening: dict[int, int], inside: list[int]
+) -> bool:
+    """Whether nothing but the starts of alternatives and of unrepeated groups (and flags)
+    stands from the pattern's start to token ``j``."""
+    while j >= 0:
+        kind = tokens[j][0]
+        if kind == "alt":
+            group = inside[j]
+            if group == -1:
+                return True
+            j, kind = group, "open"
+        if kind == "open":
+            if _repeated(tokens, closing.get(j)):
+                return False
+        elif kind != "flags":
+            return False
+        j -= 1
+    return True
 
 
 def newline_example(pattern: str, dots: list[int]) -> str | None:
@@ -218,8 +315,31 @@ def newline_example(pattern: str, dots: list[int]) -> str | None:
 
 
 def with_dotall(pattern: str) -> str:
-    """``pattern`` with the `s` flag on from its start: `(?i)x` becomes `(?is)x`, not `(?s)(?i)x`."""
+    """``pattern`` with the `s` flag on from its start: `(?i)x` becomes `(?is)x`, not `(?s)(?i)x`.
+    A `-s` the pattern writes itself (`(?i-s)x.y`) would turn the flag off again after a leading
+    `(?s)`: it is taken out (`(?is)x.y`), so the suggestion holds no newline-blind `.`."""
+    pattern = _without_clear_s(pattern)
     m = _syntax("flags").match(pattern)
-    if m is not None and m.group(3) == ")" and m.start() == 0 and not m.group(2):
-        return f"(?{m.group(1)}s)" + pattern[m.end() :]
+    if m is not None and m.group(3) == ")" and not m.group(2):
+        return pattern if "s" in m.group(1) else f"(?{m.group(1)}s)" + pattern[m.end() :]
     return "(?s)" + pattern
+
+
+def _without_clear_s(pattern: str) -> str:
+    """``pattern`` with `s` taken out of the flags it clears: `(?i-s)` becomes `(?i)`, `(?-s:`
+    `(?:`, `(?-s)` nothing (RE2 refuses an empty `(?-)`)."""
+    out: list[str] = []
+    last = 0
+    for kind, start, end in _tokens(pattern):
+        flags = _syntax("flags").match(pattern, start) if kind in ("flags", "open") else None
+        if flags is None or "s" not in (flags.group(2) or ""):
+            continue
+        on, off = flags.group(1), flags.group(2).replace("s", "")
+        text = f"(?{on}-{off}" if off else f"(?{on}"
+        if flags.group(3) == ")":
+            text = "" if text == "(?" else text + ")"
+        else:
+            text += ":"
+        out.append(pattern[last:start] + text)
+        last = end
+    return "".join(out) + pattern[last:]

@@ -150,20 +150,23 @@ def check_leaf(op: str, value: Any, has_value: bool, fn: Any) -> None:
     if op in STRING_OPS and not isinstance(value, str):
         raise ValueError(f"op `{op}` needs a string value")
     if op == "regex":
-        if "\x08" in value:
-            raise ValueError(BACKSPACE_IN_PATTERN)
-        from .regex import compile_re2
+        from .regex import compile_re2, outside_classes
 
+        if "\x08" in value and "\x08" in outside_classes(value):
+            raise ValueError(BACKSPACE_IN_PATTERN)
         compile_re2(value)  # raises ValueError with RE2's explanation
 
 
 # `"\bdrop\b"` in a hand-written JSON policy: JSON reads `\b` as a backspace (U+0008), so the
 # pattern looks for backspace characters and the deny it guards never fires. Refused, as a .plr
 # pattern refuses it (dsl/lower.py): a compiled policy never holds one, so nothing plr writes is lost.
+# Inside a character class it is left alone: `[\u0000-\u0008\u000b]` is a range of control
+# characters, RE2 reads the raw backspace as itself, and a word boundary cannot stand there.
 BACKSPACE_IN_PATTERN = (
-    "the regex holds a backspace (U+0008): `\\b` (or `\\u0008`) in a JSON string is a backspace, not a "
-    "word boundary, so this pattern looks for a backspace character and never matches the word boundary "
-    "meant. Write `\\\\b` in the JSON for a word boundary (`\\\\x08` if a backspace is truly meant)"
+    "the regex holds a backspace (U+0008) outside a character class: `\\b` (or `\\u0008`) in a JSON "
+    "string is a backspace, not a word boundary, so this pattern looks for a backspace character and "
+    "never matches the word boundary meant. Write `\\\\b` in the JSON for a word boundary, or `\\\\x08` "
+    "for a backspace character"
 )
 
 

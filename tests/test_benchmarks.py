@@ -171,6 +171,7 @@ def test_regex_to_like_translates_only_what_like_can_say():
     from benchmarks.cedar import NotTranslatable, regex_to_like
 
     assert regex_to_like(r"^/etc/.*\.conf$") == '"/etc/*.conf"'
+    assert regex_to_like(r"(?s)^/etc/.*\.conf$") == '"/etc/*.conf"'  # `.*` that matches a newline, as `*` does
     assert regex_to_like("^/etc/") == '"/etc/*"'
     assert regex_to_like("secret") == '"*secret*"'
     assert regex_to_like(r"a\*b$") == '"*a\\*b"'

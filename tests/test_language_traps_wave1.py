@@ -340,3 +340,114 @@ def test_a_pattern_error_points_at_the_pattern_and_a_spelled_backspace_at_its_es
     assert "invalid regular expression" in bad_regex.message
     assert (bad_regex.line, bad_regex.col, bad_regex.width) == (2, 64, 4)  # "(a" with its quotes
     assert (backspace.line, backspace.col, backspace.width) == (3, 69, 6)  # `\u0008`, not the `\\b` before it
+
+
+# --- review of the wave: a `.*` that cannot matter, `-s` in the fix, a backspace in a class ---
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "(rm.*)",  # last in a group that ends the pattern
+        "rm -rf.*|mkfs.*",  # last in each top-level alternative
+        "(foo|bar.*)",  # last in an alternative of a group that ends the pattern
+        "(.*foo)",  # first in a group that starts the pattern
+        "(a|.*b)c",  # first in an alternative of a group that starts it
+        "(?i)(rm.*?)",
+        "a|(b.*)|c",
+    ],
+)
+def test_a_dot_star_at_an_end_of_the_pattern_through_groups_is_not_warned(pattern: str) -> None:
+    from dsl.regex import compile_re2, newline_blind_dots
+
+    rule = f'deny tool "sh" if args.cmd matches "{pattern}"'
+    assert newline_warnings(CMD + rule + "\n") == [], rule
+    assert newline_blind_dots(pattern) == []
+    for text in ("rm\n-rf", "xfoo\nfoo", "\nb\nc", "mkfs\n", "bar\nx", "b\n"):  # the claim: same answer
+        assert (compile_re2(pattern).search(text) is None) == (compile_re2("(?s)" + pattern).search(text) is None)
+
+
+@pytest.mark.parametrize(
+    "pattern, text",
+    [
+        ("(rm.*)$", "rm\n"),  # `$` after the group: the `.*` must reach the end
+        ("rm.*-rf", "rm\n-rf"),
+        ("(a.*|b)c", "a\nc"),  # the group is followed by `c`
+        ("^(.*foo)", "\nfoo"),  # `^` before the group
+        ("(a.*){2}", "a\na"),  # a repeated group: the first pass's `.*` is followed by the second
+        ("(.*a){2}", "a\na"),
+        ("(rm.+)", None),  # `.+` needs a character that is not a newline
+        ("(x.*)\\\\z", "x\n"),
+    ],
+)
+def test_a_dot_that_can_still_decide_is_warned(pattern: str, text: str | None) -> None:
+    from dsl.regex import compile_re2
+
+    rule = f'deny tool "sh" if args.cmd matches "{pattern}"'
+    assert len(newline_warnings(CMD + rule + "\n")) == 1, rule
+    if text is not None:  # the warning is true: (?s) changes the answer
+        raw = pattern.replace("\\\\", "\\")
+        assert compile_re2(raw).search(text) is None and compile_re2("(?s)" + raw).search(text) is not None
+
+
+def test_the_suggested_fix_takes_out_a_minus_s_the_pattern_writes() -> None:
+    from dsl.regex import newline_blind_dots, with_dotall
+
+    assert with_dotall("(?i-s)x.y") == "(?is)x.y"
+    assert with_dotall("(?s)a(?-s).b") == "(?s)a.b"
+    assert with_dotall("(?-s:x.)y") == "(?s)(?:x.)y"
+    assert with_dotall("(?i-sm)x.") == "(?s)(?i-m)x."
+    assert with_dotall("[(?-s)]x.") == "(?s)[(?-s)]x."  # a class, not flags
+    for pattern in ("(?i-s)x.y", "(?s)a(?-s).b", "(?-s:x.)y", "(?i-sm)x."):
+        assert newline_blind_dots(pattern) and newline_blind_dots(with_dotall(pattern)) == [], pattern
+    (w,) = newline_warnings(CMD + 'deny tool "sh" if args.cmd matches "(?i-s)rm.*-rf"\n')
+    assert '(`matches "(?is)rm.*-rf"`)' in w.message
+
+
+CONTROL_CLASS = "[\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f]"  # as written in the JSON
+
+
+def test_a_raw_backspace_inside_a_character_class_loads_and_means_itself() -> None:
+    policy = load_policy(leaf_policy(CONTROL_CLASS))
+    pattern = policy.tools["query"].deny_if[0].value
+    assert pattern == "[\x00-\x08\x0b\x0c\x0e-\x1f]"
+    engine = Engine(policy)
+    assert engine.decide("query", {"sql": "a\x08b"}).effect == "deny"
+    assert engine.decide("query", {"sql": "a\tb"}).effect == "allow"
+    check_data(json.loads(leaf_policy("[\\b]x")))  # the cache door agrees
+
+
+@pytest.mark.parametrize("pattern", ["[a-z]\\bdrop", "\\bdrop[\\b]", "[x]\\u0008", "\\\\Q\\b\\\\E"])
+def test_a_raw_backspace_outside_a_class_is_still_refused_naming_x08(pattern: str) -> None:
+    with pytest.raises(PlrError) as info:
+        load_policy(leaf_policy(pattern), name="policy.json")
+    (d,) = info.value.diagnostics
+    assert d.message.startswith("tools.query.deny_if[0]: the regex holds a backspace (U+0008) outside a character class")
+    assert "Write `\\\\b` in the JSON for a word boundary, or `\\\\x08` for a backspace character" in d.message
+
+
+def test_a_misspelled_code_after_deny_is_offered_only_a_code_of_deny() -> None:
+    (d,) = syntax_errors(step("deny all"))
+    assert "did you mean" not in d.message and "`allowed`" not in d.message, d.message
+    (d,) = syntax_errors(step("deny denid"))
+    assert d.message.endswith("(did you mean `denied`?)"), d.message
+    (d,) = syntax_errors(step("allow alowed"))
+    assert d.message.endswith("(did you mean `allowed`?)"), d.message
+    (d,) = syntax_errors(step("approval_required requir"))
+    assert d.message.endswith("(did you mean `require`?)"), d.message
+
+
+def test_a_json_document_given_as_rules_names_plr_check_for_it() -> None:
+    (d,) = syntax_errors('{"version": "1", "default": "deny"}\n')
+    assert d.message.startswith("`{` starts a JSON document, not .plr rules")
+    assert "`plr check FILE.json` checks it" in d.message
+
+
+def test_the_plr_rules_of_docs_performance_have_no_newline_blind_deny() -> None:
+    """The Cedar comparison's rules are read as an example: its `.*` between `/etc/` and
+    `.conf` must take a newline too (`(?s)`), as `*` in Cedar's `like` does."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "performance.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in text.split("```plr\n")[1:]]
+    assert any("bench-five" in b for b in blocks)
+    for block in blocks:
+        assert newline_warnings(block) == [], block
