@@ -14,6 +14,7 @@ or looser than its properties say, and a policy has no way to declare an argumen
 from __future__ import annotations
 
 import difflib
+import weakref
 from collections.abc import Mapping
 from typing import Any, Iterator
 
@@ -69,7 +70,30 @@ def live_schema_warnings(prog: Program, listed: Mapping[str, Any]) -> list[Diagn
 
 def schemas_in_scope(prog: Program) -> dict[str, list[Schema] | None]:
     """Tool name -> the input schemas the imported stdlib catalogues give it; None when some
-    catalogue in scope declares the tool without a schema (the author's own `server` block)."""
+    catalogue in scope declares the tool without a schema (the author's own `server` block).
+
+    Worked out once per program: the general checks ask at every `args.…` comparison
+    (dsl/arg_types.rules_out_by_schema), and each scan reads every statement of every module,
+    so asking afresh made checking thousands of rules quadratic. The answer is shared: read it,
+    do not change it."""
+    key = id(prog)
+    cached = _IN_SCOPE.get(key)
+    if cached is not None and cached[0]() is prog and cached[1] == len(prog.modules):
+        return cached[2]
+    found = _scan_schemas(prog)
+    if cached is None or cached[0]() is not prog:  # a first answer: forget it when the program goes
+        weakref.finalize(prog, _IN_SCOPE.pop, key, None)
+    _IN_SCOPE[key] = (weakref.ref(prog), len(prog.modules), found)
+    return found
+
+
+# id(program) -> (the program, its number of modules then, its schemas in scope). Keyed by id:
+# a Program (a dataclass with `==`) cannot be a key of a WeakKeyDictionary; the weak reference
+# tells a program from a later one given the same id, the module count one loaded further.
+_IN_SCOPE: dict[int, tuple[weakref.ref[Program], int, dict[str, list[Schema] | None]]] = {}
+
+
+def _scan_schemas(prog: Program) -> dict[str, list[Schema] | None]:
     out: dict[str, list[Schema] | None] = {}
     for module in prog.modules:
         rule_name = prog.rule_names.get(module.file, "")

@@ -4,8 +4,16 @@ Comparing values of different types is false, never an error (docs/language.md, 
 and mismatched types"). So ``deny tool "exec_in_pod" if args.command starts_with "rm"`` never
 fires when the tool's ``command`` is a list (``["rm", "-rf", "/"]``): a silent fail-open. When
 every tool a rule selects has an input schema (a harvested stdlib catalogue's) that gives the
-argument a type, and the comparison cannot hold for any value of that type, ``plr check`` warns
-at the comparison, says what that does to the rule and what to write instead.
+argument a type, and the comparison holds for no value of that type, ``plr check`` warns at the
+comparison, says what that does to the rule and what to write instead.
+
+The proxy does not validate arguments against the schema, so the warning speaks of "a call that
+follows the tool's input schema", and never advises dropping what the rule catches today: a
+client may send another type (LLM clients send an explicit null for an optional field; a lenient
+server coerces "0" to 0 and "false" to false). So `== null` is never warned about (that is the
+null such a client sends), and where holding denies, the suggested fix covers both forms
+(`args.replicas in [0, "0"]`, `args.command starts_with "rm" or some c in args.command { … }`);
+where holding allows, the narrower fix fails closed and is given alone.
 
 A warning, as the argument-name check's (dsl/arg_check.py): a schema can be older than the
 server. Where a schema says nothing about a path (no type, a reference it cannot follow, a
@@ -15,6 +23,7 @@ union with an untyped branch), or allows a type the comparison can hold for, not
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
@@ -41,6 +50,14 @@ _TEXT_OPS = {"starts_with": "starts_with", "ends_with": "ends_with", "regex": "m
 _MAX_DEPTH = 48  # schema nodes followed for one path ($ref cycles end here)
 _MAX_HOPS = 16  # $refs followed in a row
 _MAX_NODES = 5000  # schema nodes visited for one path, at most
+# What this check says (the proxy does not validate arguments: a call may not follow the schema)
+NEVER_HOLDS = "never holds for a call that follows the tool's input schema"
+_LENGTH_MAX = 32  # `e.newText > 5` is its length, most likely; `args.timeout > 600` is not
+# Words in an argument's name that make a number compared with it a quantity, not a length
+_QUANTITY_WORDS = frozenset(
+    "time timeout duration ttl interval delay wait age period since until expiry expires seconds secs sec "
+    "minutes mins hours days ms millis port size count limit replicas amount number num retries".split()
+)
 
 
 # --- what a schema says about a path ------------------------------------------------------
@@ -257,7 +274,14 @@ def _findings(where: _Where, c: Any, scope: dict[str, ir.Path], negated: bool) -
         found = _judge(where, c, scope, negated)
         if found is not None:
             yield found
-    elif isinstance(c, (ir.And, ir.Or)):
+    elif isinstance(c, ir.Or):
+        found = [list(_findings(where, item, scope, negated)) for item in c.items]
+        for item, own in zip(c.items, found):
+            for f in own:
+                if f.node is item and _other_form(where, c.items, found, item, scope):
+                    continue  # `args.x == "0" or args.x == 0`: both forms on purpose, as the fix writes
+                yield f
+    elif isinstance(c, ir.And):
         for item in c.items:
             yield from _findings(where, item, scope, negated)
     elif isinstance(c, ir.Not):
@@ -268,6 +292,49 @@ def _findings(where: _Where, c: Any, scope: dict[str, ir.Path], negated: bool) -
             why = f"`{c.kind}` holds only over a list ({'true for an empty one' if c.kind == 'every' else 'an item of one'})"
             yield _Finding(c, negated, _says(where, c.path, scope, seen[0]) + ", and " + why, seen[0], None)
         yield from _findings(where, c.body, {**scope, c.var: c.path}, negated)
+
+
+def _other_form(
+    where: _Where, items: Sequence[Any], found: list[list[_Finding]], item: Any, scope: dict[str, ir.Path]
+) -> bool:
+    """Whether another operand of the `or` ``item`` is in makes the same test in another form
+    and may hold: the two forms side by side (what the fix advises in a deny), one for a call
+    that follows the schema, one for a call that does not. Only the same test: `args.command
+    starts_with "rm" or args.command contains "sudo"` is still warned about."""
+    mine = _test(item, scope)
+    return mine is not None and any(
+        other is not item and not other_found and _same(mine, _test(other, scope))
+        for other, other_found in zip(items, found)
+    )
+
+
+_Test = tuple[tuple[str | int | None, ...], Optional[str], tuple[str, ...], str, Any]
+
+
+def _test(c: Any, scope: dict[str, ir.Path]) -> _Test | None:
+    """(path from `args`, count/len, value functions, operator, value) of a comparison, or of
+    `some x in P { x OP v }` read as a test on P; None for anything else."""
+    if isinstance(c, ir.Quantifier):
+        body = c.body.items[0] if isinstance(c.body, ir.And) and len(c.body.items) == 1 else c.body
+        if not (isinstance(body, ir.Compare) and body.path.root == c.var and not body.path.steps):
+            return None
+        c = body.model_copy(update={"path": c.path})
+    if not isinstance(c, ir.Compare) or c.op in ("exists", "missing"):
+        return None
+    found = absolute(c.path, scope)
+    return None if found is None else (found[0], c.fn, c.fns, c.op, _loose(c.value))
+
+
+def _same(a: _Test, b: _Test | None) -> bool:
+    """The same test, up to a literal's type (`0`, `"0"`) and a length taken (`len(x) > 5`)."""
+    return b is not None and a[0] == b[0] and a[2:] == b[2:] and (a[1] == b[1] or {a[1], b[1]} == {None, "len"})
+
+
+def _loose(value: Any) -> Any:
+    """A literal with its type forgotten: `0` and `"0"`, `false` and `"false"` are one."""
+    if isinstance(value, list):
+        return tuple(_loose(v) for v in value)
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def absolute(path: ir.Path, scope: dict[str, ir.Path]) -> tuple[tuple[str | int | None, ...], int] | None:
@@ -333,16 +400,16 @@ def never_for(leaf: ir.Compare, types: frozenset[str], items: Types = None) -> s
         return _contains_never(value, types, items)
     if op in ("eq", "neq", *_ORDERED):
         kind = json_type(value)
-        if kind in types:
-            return None
+        if kind in types or (op == "eq" and kind == "null"):
+            return None  # `== null`: what a client sends for an optional field, whatever the schema
         if op in _ORDERED:
             return f"{_or(types)} is never ordered against {_WORDS[kind]}"
         return f"{_or(types)} never equals {_WORDS[kind]}" if op == "eq" else (
             f"`!=` holds only between two values of the same type, and the value is {_WORDS[kind]}"
         )
     if op in ("in", "not_in") and isinstance(value, list) and value:
-        if {json_type(x) for x in value} & types:
-            return None
+        if {json_type(x) for x in value} & (types | {"null"} if op == "in" else types):
+            return None  # `in [null, …]` holds for a client's explicit null, as `== null` does
         return f"no item of the list is {_or(types)}"
     return None
 
@@ -395,7 +462,9 @@ def _says(where: _Where, path: ir.Path, scope: dict[str, ir.Path], types: frozen
 
 def _report(where: _Where, r: ir.Rule, found: list[_Finding]) -> None:
     """One warning per finding, saying what the never-true part does to the rule (the wording
-    of the literal-type check in dsl/checks.py): in a `deny … if` a silent fail-open."""
+    of the literal-type check in dsl/checks.py): in a `deny … if` a silent fail-open. Each
+    consequence is said "for such a call" (one that follows the schema): the proxy does not
+    validate arguments, so a call of another type may still make the comparison hold."""
     from .format import condition_text
 
     assert r.condition is not None
@@ -407,61 +476,113 @@ def _report(where: _Where, r: ir.Rule, found: list[_Finding]) -> None:
     fires, meant = ("applies", "limit are not counted") if r.kind == "limit" else ("fires", "deny are allowed")
     for f in found:
         text = condition_text(f.node) if isinstance(f.node, ir.Compare) else f"{f.node.head()} {{ … }}"
-        message = f"`{text}` can never hold: {f.why}"
+        message = f"`{text}` {NEVER_HOLDS}: {f.why}"
         if deny_if and not f.negated:
             if whole is False:
-                message += f", so this {head} never {fires}: the calls it is meant to {meant} (a silent fail-open)"
+                message += f", so for such a call this {head} never {fires}: the calls it is meant to {meant} (a silent fail-open)"
             else:
                 message += (
-                    f", so this part of the {head} never {fires}: calls it is meant to "
+                    f", so for such a call this part of the {head} never {fires}: calls it is meant to "
                     f"{meant.replace(' are ', ' may be ')} (a silent fail-open)"
                 )
         elif not deny_if and f.negated:
-            message += f", so the `not` around it always holds and this {head} denies less than written (fail open)"
+            message += f", so for such a call the `not` around it always holds and this {head} denies less than written (fail open)"
         elif deny_if:
-            message += ", so the `not` around it always holds"
+            message += ", so for such a call the `not` around it always holds"
             if whole is True:
-                message += f" and this {head} {'denies' if r.kind == 'deny' else 'counts'} every call it selects"
+                message += f" and this {head} {'denies' if r.kind == 'deny' else 'counts'} every such call it selects"
         elif whole is False:
-            message += f", so this {head} condition never holds: the rule denies every call it selects"
+            message += f", so for such a call this {head} condition never holds: the rule denies every such call it selects"
         restricts = deny_if != f.negated  # the comparison holding denies (or counts) the call
-        where.prog.warn(message + _fix(where, f, restricts), f.node.span)
+        where.prog.warn(message + _fix(where, f, restricts, _or_fits(r.condition, f.node)), f.node.span)
 
 
-def _fix(where: _Where, f: _Finding, restricts: bool) -> str:
+def _fix(where: _Where, f: _Finding, restricts: bool, alone: bool) -> str:
     """What to write instead: the test on each item of a list, the literal of the right type,
-    or the comparison of the value itself for a quantifier over what is not a list."""
+    or the comparison of the value itself for a quantifier over what is not a list.
+
+    ``restricts``: the comparison holding denies (or counts) the call. Then the fix keeps what
+    the rule catches today and adds the schema's form (a client may not follow the schema): a
+    narrower rewrite would turn a deny that fires today into a fail-open. Otherwise the
+    schema's form alone is given: narrower there fails closed. ``alone``: an `or` may stand
+    in place of the comparison without parentheses."""
     from .format import condition_text, literal_text
 
     node = f.node
+
+    def both(new: ir.Condition) -> str:
+        return condition_text(ir.Or(items=(node, new)), None if alone else "and")
+
     if isinstance(node, ir.Quantifier):
         body = node.body.items[0] if isinstance(node.body, ir.And) and len(node.body.items) == 1 else node.body
         if isinstance(body, ir.Compare) and body.path.root == node.var and not body.path.steps:
             direct = body.model_copy(update={"path": node.path})
             if never_for(direct, f.types) is None:
+                if restricts:
+                    return f"; to test the value itself as well, write `{both(direct)}`"
                 return f"; to test the value itself, write `{condition_text(direct)}`"
         return f"; `{node.path.text()}` is not a list: compare it itself"
     leaf = node
     if "list" in f.types and (f.items is None or never_for(leaf, f.items) is None):
         if leaf.op == "eq" and leaf.fn is None and not leaf.fns and not isinstance(leaf.value, list):
-            if restricts:  # `contains` on a list: an item equals the value
+            if restricts:  # `contains`: an item of a list equal to it, or a string holding it (as today)
                 return f"; to test for an item equal to it, write `{leaf.lhs_text()} contains {literal_text(leaf.value)}`"
             return f"; to allow exactly that one item, write `{leaf.lhs_text()} == {literal_text([leaf.value])}`"
         var = _item_name(where.prog, leaf.path)
         item = leaf.model_copy(update={"path": ir.Path(root=var)})
         kind = "some" if restricts else "every"
         q = ir.Quantifier(kind=kind, var=var, path=leaf.path, body=ir.And(items=(item,), block=True))
-        return f"; to test {'any' if kind == 'some' else 'every'} item, write `{condition_text(q)}`"
+        if restricts:
+            return f"; to test any item as well, write `{both(q)}`"
+        return f"; to test every item, write `{condition_text(q)}`"
     sized = f.types & {"string", "list", "object"}
     if leaf.op in _ORDERED and json_type(leaf.value) == "number" and leaf.fn is None and sized:
+        if not _length_meant(leaf, f.types):
+            return ""  # `args.timeout > 600` on a string: the reason says it is a string
         length = leaf.model_copy(update={"fn": "len"})  # `e.newText > 5`: its length, most likely
+        if restricts:
+            return f"; to compare its length as well, write `{both(length)}`"
         return f"; to compare its length, write `{condition_text(length)}`"
     other = _retyped(leaf.value, f.types) if leaf.op not in _ORDERED or json_type(leaf.value) == "string" else None
     if other is not None and leaf.fn is None and not leaf.fns:
-        return f"; write `{leaf.lhs_text()} {_SYMBOLS.get(leaf.op, leaf.op)} {literal_text(other)}`"
+        retyped = leaf.model_copy(update={"value": other})
+        if not restricts:
+            return f"; write `{condition_text(retyped)}`"
+        return "; to catch both forms (a lenient server reads one as the other), write " + _both_literals(leaf, other, both)
     if "object" in f.types and not leaf.fns and leaf.fn is None:
         return f"; compare one of its fields (`{leaf.path.text()}.NAME`)"
     return ""
+
+
+def _both_literals(leaf: ir.Compare, other: Any, both: Any) -> str:
+    """`args.replicas in [0, "0"]` for `args.replicas == "0"`; `not (args.replicas in [0, "0"])`
+    for `!=` (as the `!=` warning of dsl/checks.py advises: missing and other types denied too);
+    `ORIGINAL or RETYPED` for an order."""
+    from .format import condition_text
+
+    if leaf.op in _ORDERED:
+        return f"`{both(leaf.model_copy(update={'value': other}))}`"
+    written = leaf.value if isinstance(leaf.value, list) else [leaf.value]
+    retyped = other if isinstance(other, list) else [other]
+    seen = {(json_type(v), json.dumps(v)) for v in retyped}
+    merged = [*retyped, *(v for v in written if (json_type(v), json.dumps(v)) not in seen)]
+    member = ir.Compare(path=leaf.path, op="in", value=merged)
+    if leaf.op in ("eq", "in"):
+        return f"`{condition_text(member)}`"
+    return f"`not ({condition_text(member)})`"
+
+
+def _length_meant(leaf: ir.Compare, types: frozenset[str]) -> bool:
+    """Whether a number compared with a string, a list or an object means its length: a small
+    whole number, and (for a string) a name that is not a quantity's (`timeout`, `port`)."""
+    value = leaf.value
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _LENGTH_MAX:
+        return False
+    if "string" not in types:
+        return True
+    name = next((s for s in reversed(leaf.path.steps) if isinstance(s, str)), "")
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).replace("_", " ").replace("-", " ").lower().split()
+    return not _QUANTITY_WORDS & set(words)
 
 
 def _retyped(value: Any, types: frozenset[str]) -> Any:
@@ -494,6 +615,17 @@ def _item_name(prog: Program, path: ir.Path) -> str:
         if name.isascii() and name.isalpha() and name not in taken:
             return name
     return "x_"
+
+
+def _or_fits(c: Any, node: Any, parent: Any = None) -> bool:
+    """Whether an `or` can stand in place of ``node`` in ``c`` without parentheses: it is the
+    whole condition, an operand of an `or`, or a line of a block."""
+    if c is node:
+        return parent is None or isinstance(parent, ir.Or) or (isinstance(parent, ir.And) and parent.block)
+    kids = c.items if isinstance(c, (ir.And, ir.Or)) else (c.item,) if isinstance(c, ir.Not) else (
+        (c.body,) if isinstance(c, ir.Quantifier) else ()
+    )
+    return any(_or_fits(k, node, c) for k in kids)
 
 
 def _const(c: Any, never: set[int]) -> bool | None:
