@@ -534,7 +534,17 @@ class _Lower(Transformer):  # type: ignore[type-arg]
         r"""`"\bdrop\b"` in a pattern: JSON reads `\b` as a backspace (U+0008), so the pattern looks
         for one and never matches the word boundary its author meant: an error at the escape.
         `\u0008` is refused too: `plr fmt` writes a backspace as `\b`, and RE2 spells one `\\x08`,
-        which survives every rewrite (docs/language.md, "Lexical structure")."""
+        which survives every rewrite (docs/language.md, "Lexical structure"). Inside a character
+        class (`"[\u0000-\b]"`, a range of control characters) a backspace is itself, as the JSON
+        loader accepts it there: `plr decompile` of such a policy compiles again."""
+        from .regex import outside_classes
+
+        try:
+            decoded = self.string_value(tok)
+        except Exception:  # noqa: BLE001 - the string's own error is reported where it is read
+            decoded = None
+        if isinstance(decoded, str) and "\x08" not in outside_classes(decoded):
+            return
         for m in _JSON_ESCAPE.finditer(tok):
             escape = m.group()
             if escape == "\\b":

@@ -451,3 +451,25 @@ def test_the_plr_rules_of_docs_performance_have_no_newline_blind_deny() -> None:
     assert any("bench-five" in b for b in blocks)
     for block in blocks:
         assert newline_warnings(block) == [], block
+
+
+def test_a_backspace_inside_a_class_round_trips_through_decompile(tmp_path):
+    """The loader accepts a control-character class holding U+0008; decompile writes it `\\b`
+    inside the class, and the .plr side accepts it there too, so the policy compiles back to the
+    same JSON. Outside a class, `\\b` in a .plr pattern is still the mistaken word boundary."""
+    import json as _json
+
+    from dsl.compiler import compile_source
+    from dsl.decompile import decompile
+    from dsl.errors import PlrError
+    from dsl.policy import load_policy
+
+    doc = {"version": "1", "default": "allow",
+           "tools": {"x": {"deny_if": [{"path": "args.s", "op": "regex", "value": "[\u0000-\u0008\u000b]"}]}}}  # fmt: skip
+    pol = load_policy(_json.dumps(doc))
+    text = decompile(pol)
+    assert "[\\u0000-\\b\\u000b]" in text
+    again = compile_source(text, "p.plr")
+    assert _json.loads(again.to_json())["tools"]["x"]["deny_if"][0]["value"] == "[\u0000-\u0008\u000b]"
+    with pytest.raises(PlrError, match="not a word boundary"):
+        compile_source('default allow\ndeny tool "x" if args.s matches "[\\b]drop\\b"\n', "q.plr")
