@@ -55,3 +55,16 @@ def test_wheel_installs_and_compiles_outside_the_checkout(tmp_path: Path):
         cwd=work, capture_output=True, text=True, env=env,
     )
     assert str(ROOT) not in where.stdout, where.stdout
+
+    # the tour of `plr --help` runs there too, line by line, in an empty folder (it once named
+    # examples/ files a wheel has not): built on this venv rather than a second wheel and venv
+    from .test_cli_walkthrough_a_tour import tour_commands
+
+    tour = tmp_path / "tour"
+    tour.mkdir()
+    env |= {"NO_COLOR": "1", "PLR_NO_CACHE": "1"}
+    text = subprocess.run([str(bindir / "plr"), "--help"], cwd=tour, capture_output=True, text=True, env=env, timeout=60)
+    assert text.returncode == 0, text.stderr
+    for argv in tour_commands(text.stdout):
+        proc = subprocess.run([str(bindir / "plr"), *argv], cwd=tour, capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, (argv, proc.stdout, proc.stderr)
