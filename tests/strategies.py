@@ -15,6 +15,7 @@ sliding or calendar windows (``per calendar day "Asia/Kolkata"``), some with ``r
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,32 @@ EXTRA_TOOLS = ("ghost-tool", "legacy_run", "fs-ghost")
 UNKNOWN_TOOLS = ("unknown", "fs-zzz", "git-", "", "Task-read", "get")
 
 
+# Hypothesis validates every new strategy object on its first draw, which costs about as much as
+# the draw itself: the pools below are drawn from hundreds of times per program, so each pool's
+# strategy is built once. A cached strategy draws exactly what a fresh one would.
+_PICKS: dict[tuple[Any, ...], st.SearchStrategy[Any]] = {}
+_SCALAR_TYPES = (str, int, float, bool, type(None))
+
+
+def _pick(pool: Any) -> st.SearchStrategy[Any]:
+    """``st.sampled_from(pool)``, built once per pool of plain scalars (keyed by type and repr, so
+    ``1``, ``1.0``, ``True`` and ``0.0``, ``-0.0`` stay apart; a tuple of strings, most pools, is
+    its own key: no other pool equals it); any other pool (mutable items, which drawn values must
+    not share between examples) gets a fresh strategy."""
+    try:
+        return _PICKS[pool]
+    except (KeyError, TypeError):  # not seen, or a list
+        pass
+    if not all(type(v) in _SCALAR_TYPES for v in pool):
+        return st.sampled_from(pool)
+    strings = type(pool) is tuple and all(type(v) is str for v in pool)
+    key = pool if strings else (type(pool), *((type(v), repr(v)) for v in pool))
+    found = _PICKS.get(key)
+    if found is None:
+        found = _PICKS[key] = st.sampled_from(pool)
+    return found
+
+
 # Names a program may define (`let`) or import (`import data`), by the kind of value they stand
 # for; a generated program defines all of them or none (`Names`).
 DATA_FILE = Path(__file__).resolve().parent / "data" / "names.json"
@@ -88,9 +115,9 @@ LET_NAMES = {"string": ("ws", "who-1"), "number": ("cap",), "list": ("admins", "
 def _ref_text(draw: Any, kind: str | None) -> str:
     """A name standing for a value of ``kind`` (any kind when None)."""
     kinds = ("string", "number", "list") if kind is None else (kind,)
-    k = draw(st.sampled_from(kinds))
+    k = draw(_pick(kinds))
     pool = DATA_REFS.get(k, ()) + LET_NAMES.get(k, ()) + (LET_NAMES["any"] if kind is None else ())
-    return draw(st.sampled_from(pool))
+    return draw(_pick(pool))
 
 
 def _defs_text(draw: Any) -> list[str]:
@@ -99,8 +126,8 @@ def _defs_text(draw: Any) -> list[str]:
     must rename it)."""
     def body(params: tuple[str, ...]) -> str:
         items = [_render(draw, draw(_cond_tree("def", params))) for _ in range(draw(st.integers(1, 2)))]
-        sep = draw(st.sampled_from(("\n    ", " ")))
-        return "{" + sep + sep.join(items) + draw(st.sampled_from(("\n", " "))) + "}"
+        sep = draw(_pick(("\n    ", " ")))
+        return "{" + sep + sep.join(items) + draw(_pick(("\n", " "))) + "}"
 
     return [
         f"def ok1(a1) {body(('a1',))}",
@@ -112,7 +139,7 @@ def _defs_text(draw: Any) -> list[str]:
 
 def _call_text(draw: Any, bound: tuple[str, ...]) -> str:
     """A call of one of the predicates of ``_defs_text``, with paths (maybe rooted at a bound name)."""
-    name = draw(st.sampled_from(("ok1", "ok1", "ok2", "ok0", "all_ok")))
+    name = draw(_pick(("ok1", "ok1", "ok2", "ok0", "all_ok")))
     arity = {"ok1": 1, "ok2": 2, "ok0": 0, "all_ok": 1}[name]
     def arg() -> str:  # a context root has no fields, and a predicate may read some of its parameter's
         path = draw(_path(bound))
@@ -124,14 +151,14 @@ def _call_text(draw: Any, bound: tuple[str, ...]) -> str:
 def _lets_text(draw: Any) -> list[str]:
     """The statements defining every name of LET_NAMES (and the data import), in any order."""
     data = f"import data {json.dumps(str(DATA_FILE))} as teams"
-    ws = _string_text(draw, draw(st.sampled_from(("/workspace/", "a", "x/", ""))))
-    who = _string_text(draw, draw(st.sampled_from(STRINGS)))
-    cap = draw(st.sampled_from(INT_TEXTS + FLOAT_TEXTS))
+    ws = _string_text(draw, draw(_pick(("/workspace/", "a", "x/", ""))))
+    who = _string_text(draw, draw(_pick(STRINGS)))
+    cap = draw(_pick(INT_TEXTS + FLOAT_TEXTS))
     admins = "[" + ", ".join(
-        draw(st.lists(st.sampled_from(('"alice"', '"bob"', "ws", "teams.ws", '"ops-bot"', '""')), max_size=3))
+        draw(st.lists(_pick(('"alice"', '"bob"', "ws", "teams.ws", '"ops-bot"', '""')), max_size=3))
     ) + "]"
     mixed = _list_text(draw, 1, None, names=False)
-    v_any = draw(st.sampled_from(("null", "true", "1", '"1"', "teams.flags", "[1, true]", "cap")))
+    v_any = draw(_pick(("null", "true", "1", '"1"', "teams.flags", "[1, true]", "cap")))
     return [data, f"let ws = {ws}", f"let who-1 = {who}", f"let cap = {cap}", f"let admins = {admins}",
             f"let mixed = {mixed}", f"let v_any = {v_any}"]  # fmt: skip
 
@@ -145,24 +172,29 @@ def _string_text(draw: Any, s: str) -> str:
 
 def _ws(draw: Any) -> str:
     """Whitespace between tokens: usually one space, sometimes a newline or more."""
-    return draw(st.sampled_from((" ", " ", " ", " ", "\n    ", "  ", "\t", " \n", '  # note: deny tool "x"\n    ')))
+    return draw(_pick((" ", " ", " ", " ", "\n    ", "  ", "\t", " \n", '  # note: deny tool "x"\n    ')))
 
 
+@functools.cache  # one strategy per arguments (see _pick)
 @st.composite
 def _name(draw: Any) -> str:
     """A NAME for `package`: identifiers, some of them keywords."""
-    return draw(st.sampled_from(("acme", "codex_worker", "p1", "default", "allow", "tools", "in", "x-y", "_z")))
+    return draw(_pick(("acme", "codex_worker", "p1", "default", "allow", "tools", "in", "x-y", "_z")))
 
 
+@functools.cache  # one strategy per arguments (see _pick)
 @st.composite
 def _catalogue(draw: Any) -> list[tuple[str, str]]:
     n = draw(st.integers(1, 6))
     names: list[str] = []
     while len(names) < n:
-        name = draw(st.sampled_from(PREFIXES)) + draw(st.sampled_from(SEPARATORS)) + draw(st.sampled_from(WORDS))
+        name = draw(_pick(PREFIXES)) + draw(_pick(SEPARATORS)) + draw(_pick(WORDS))
         if name not in names:
             names.append(name)
-    return [(name, draw(st.sampled_from(RISKS))) for name in names]
+    return [(name, draw(_pick(RISKS))) for name in names]
+
+
+_STRING_LITERALS = _pick(STRINGS) | st.text(st.characters(exclude_categories=("Cs",)), max_size=6)
 
 
 def _literal_text(draw: Any, kind: str | None = None, depth: int = 0, names: bool = False) -> str:
@@ -171,19 +203,19 @@ def _literal_text(draw: Any, kind: str | None = None, depth: int = 0, names: boo
     if names and kind in (None, "string", "number", "list") and draw(st.integers(0, 4)) == 0:
         return _ref_text(draw, kind)
     kind = kind or draw(
-        st.sampled_from(
+        _pick(
             ("string", "string", "number", "number", "bool", "null", "list")
             if depth < 2
             else ("string", "number", "bool", "null")
         )
     )
     if kind == "string":
-        s = draw(st.sampled_from(STRINGS) | st.text(st.characters(exclude_categories=("Cs",)), max_size=6))
+        s = draw(_STRING_LITERALS)
         return _string_text(draw, s)
     if kind == "number":
-        return draw(st.sampled_from(INT_TEXTS + FLOAT_TEXTS))
+        return draw(_pick(INT_TEXTS + FLOAT_TEXTS))
     if kind == "bool":
-        return draw(st.sampled_from(("true", "false")))
+        return draw(_pick(("true", "false")))
     if kind == "null":
         return "null"
     return _list_text(draw, depth + 1, names=names)
@@ -194,35 +226,36 @@ def _list_text(draw: Any, depth: int = 0, scalar_kind: str | None = None, names:
         return _ref_text(draw, "list")
     items = [_literal_text(draw, scalar_kind, depth, names) for _ in range(draw(st.integers(0, 4)))]
     trailing = "," if items and draw(st.booleans()) else ""
-    sep = draw(st.sampled_from((", ", ",", " , ", ",\n  ")))
+    sep = draw(_pick((", ", ",", " , ", ",\n  ")))
     return "[" + sep.join(items) + trailing + "]"
 
 
+@functools.cache  # one strategy per arguments (see _pick)
 @st.composite
 def _path(draw: Any, bound: tuple[str, ...] = ()) -> str:
     if bound and draw(st.integers(0, 2)):  # mostly the item a quantifier binds: `p`, `p.key`, `p[0]`
-        var = draw(st.sampled_from(bound))
-        return var + draw(st.sampled_from(("", "", f".{draw(st.sampled_from(ARG_KEYS))}", "[0]", "[1].x", '["a b"]')))
+        var = draw(_pick(bound))
+        return var + draw(_pick(("", "", f".{draw(_pick(ARG_KEYS))}", "[0]", "[1].x", '["a b"]')))
     kind = draw(
-        st.sampled_from(
+        _pick(
             ("key", "key", "key", "nested", "index", "index_key", "odd", "identity", "session", "server", "tool",
              "approved", "args", "args_index")
         )
     )  # fmt: skip
     if kind == "args_index":
-        return f"args[{draw(st.sampled_from(INDICES))}]"
-    key = draw(st.sampled_from(ARG_KEYS))
+        return f"args[{draw(_pick(INDICES))}]"
+    key = draw(_pick(ARG_KEYS))
     if kind == "key":
         return f"args.{key}"
     if kind == "nested":
-        return f"args.{key}.{draw(st.sampled_from(ARG_KEYS))}"
+        return f"args.{key}.{draw(_pick(ARG_KEYS))}"
     if kind == "index":
-        return f"args.{key}[{draw(st.sampled_from(INDICES))}]"
+        return f"args.{key}[{draw(_pick(INDICES))}]"
     if kind == "index_key":
-        return f"args.{key}[{draw(st.sampled_from(INDICES))}].{draw(st.sampled_from(ARG_KEYS))}"
+        return f"args.{key}[{draw(_pick(INDICES))}].{draw(_pick(ARG_KEYS))}"
     if kind == "odd":
-        odd = json.dumps(draw(st.sampled_from(ODD_KEYS)))
-        tail = draw(st.sampled_from(("", f".{key}", "[0]")))
+        odd = json.dumps(draw(_pick(ODD_KEYS)))
+        tail = draw(_pick(("", f".{key}", "[0]")))
         return f"args[{odd}]{tail}"
     return kind
 
@@ -235,12 +268,12 @@ QUANT_NAMES = ("p", "e", "item", "x-1", "q")
 
 def _quantifier(draw: Any, names: bool, bound: tuple[str, ...]) -> str:
     """`every p in PATH { ... }` / `some ...`, its block using the item (and nesting, a little)."""
-    kind = draw(st.sampled_from(("every", "some")))
-    var = draw(st.sampled_from([n for n in QUANT_NAMES if n not in bound]))
-    path = draw(_path(bound)) if bound else f"args.{draw(st.sampled_from(ARG_KEYS))}"
+    kind = draw(_pick(("every", "some")))
+    var = draw(_pick([n for n in QUANT_NAMES if n not in bound]))
+    path = draw(_path(bound)) if bound else f"args.{draw(_pick(ARG_KEYS))}"
     inner = (*bound, var)
     items = [_render(draw, draw(_cond_tree(names, inner))) for _ in range(draw(st.integers(1, 3)))]
-    sep = draw(st.sampled_from(("\n", " ", "\n        ")))
+    sep = draw(_pick(("\n", " ", "\n        ")))
     return f"{kind} {var} in {path} {{{sep}" + sep.join(items) + f"{sep}}}"
 
 
@@ -253,7 +286,7 @@ def _leaf(draw: Any, names: bool = False, bound: tuple[str, ...] = ()) -> str:
     if names is True and draw(st.integers(0, 5)) == 0:  # "def": names, but no calls (inside a predicate)
         return _call_text(draw, bound)
     form = draw(
-        st.sampled_from(
+        _pick(
             (
                 "cmp", "cmp", "in", "not_in", "contains", "starts_with", "ends_with", "matches",
                 "exists", "missing", "fn", "fn", "approved", "not_approved", "strfn", "strfn",
@@ -267,37 +300,37 @@ def _leaf(draw: Any, names: bool = False, bound: tuple[str, ...] = ()) -> str:
     path = draw(_path(bound))
     if form == "cmp":
         if draw(st.integers(0, 3)) == 0:  # literals that Python's == would confuse across types
-            lit = draw(st.sampled_from(("true", "false", "0", "1", "1.0", "0.0", "null", '"1"', "[1]", "[true]")))
-            return f"{path} {draw(st.sampled_from(('==', '!=')))} {lit}"
-        return f"{path} {draw(st.sampled_from(CMP))} {_literal_text(draw, names=names)}"
+            lit = draw(_pick(("true", "false", "0", "1", "1.0", "0.0", "null", '"1"', "[1]", "[true]")))
+            return f"{path} {draw(_pick(('==', '!=')))} {lit}"
+        return f"{path} {draw(_pick(CMP))} {_literal_text(draw, names=names)}"
     if form == "in":
         return f"{path} in {_list_text(draw, names=names)}"
     if form == "not_in":
-        word = draw(st.sampled_from(("not in", "not  in", "not" + chr(10) + "in")))
+        word = draw(_pick(("not in", "not  in", "not" + chr(10) + "in")))
         return f"{path} {word} {_list_text(draw, names=names)}"
     if form == "contains":
-        kind = draw(st.sampled_from(("string", "string", "number", "bool", "null")))
+        kind = draw(_pick(("string", "string", "number", "bool", "null")))
         return f"{path} contains {_literal_text(draw, kind, names=names)}"
     if form in ("starts_with", "ends_with"):
         if names and draw(st.integers(0, 3)) == 0:
             return f"{path} {form} {_ref_text(draw, 'string')}"
-        s = draw(st.sampled_from(STRINGS[:8]))
+        s = draw(_pick(STRINGS[:8]))
         return f"{path} {form} {_string_text(draw, s)}"
     if form == "matches":
         if names and draw(st.integers(0, 3)) == 0:
-            return f"{path} matches {draw(st.sampled_from(('teams.ws', 'teams.nested[1][0]')))}"  # valid RE2
-        return f"{path} matches {_string_text(draw, draw(st.sampled_from(REGEXES)))}"
+            return f"{path} matches {draw(_pick(('teams.ws', 'teams.nested[1][0]')))}"  # valid RE2
+        return f"{path} matches {_string_text(draw, draw(_pick(REGEXES)))}"
     if form in ("exists", "missing"):
         return f"{path} {form}"
     if form == "strfn":
         return _string_fn_leaf(draw, path, names)
-    fn = draw(st.sampled_from(("count", "len")))
+    fn = draw(_pick(("count", "len")))
     lhs = f"{fn}({path})" if draw(st.booleans()) else f"{fn} ( {path} )"
-    how = draw(st.sampled_from(("cmp", "cmp", "cmp", "in", "not_in")))
+    how = draw(_pick(("cmp", "cmp", "cmp", "in", "not_in")))
     if how == "cmp":
-        lit = draw(st.sampled_from(("0", "0", "1", "1", "2", "3", "-1", "2.5", "1.0", '"1"', "true", "null")))
-        return f"{lhs} {draw(st.sampled_from(CMP))} {lit}"
-    nums = ", ".join(draw(st.lists(st.sampled_from(("0", "1", "2", "3", "1.0", '"2"')), max_size=3)))
+        lit = draw(_pick(("0", "0", "1", "1", "2", "3", "-1", "2.5", "1.0", '"1"', "true", "null")))
+        return f"{lhs} {draw(_pick(CMP))} {lit}"
+    nums = ", ".join(draw(st.lists(_pick(("0", "1", "2", "3", "1.0", '"2"')), max_size=3)))
     return f"{lhs} {'in' if how == 'in' else 'not in'} [{nums}]"
 
 
@@ -316,21 +349,21 @@ PATHY_VALUES = (
 
 def _string_fn_leaf(draw: Any, path: str, names: bool) -> str:
     """A comparison of value functions of a path: `normpath(args.p) starts_with "/workspace/"`."""
-    chain = draw(st.lists(st.sampled_from(STRING_FNS), min_size=1, max_size=3))
+    chain = draw(st.lists(_pick(STRING_FNS), min_size=1, max_size=3))
     lhs = path
     for f in chain:
         lhs = f"{f}({lhs})" if draw(st.integers(0, 4)) else f"{f} ( {lhs} )"
     if draw(st.integers(0, 5)) == 0:
-        return f"len({lhs}) {draw(st.sampled_from(CMP))} {draw(st.sampled_from(('0', '1', '3', '10')))}"
-    op = draw(st.sampled_from(("==", "!=", "<", "in", "not in", "starts_with", "ends_with", "contains", "matches")))
+        return f"len({lhs}) {draw(_pick(CMP))} {draw(_pick(('0', '1', '3', '10')))}"
+    op = draw(_pick(("==", "!=", "<", "in", "not in", "starts_with", "ends_with", "contains", "matches")))
     if op == "matches":
-        return f"{lhs} matches {_string_text(draw, draw(st.sampled_from(REGEXES)))}"
+        return f"{lhs} matches {_string_text(draw, draw(_pick(REGEXES)))}"
     if op in ("in", "not in"):
-        items = draw(st.lists(st.sampled_from(PATHY), max_size=3))
+        items = draw(st.lists(_pick(PATHY), max_size=3))
         return f"{lhs} {op} [" + ", ".join(_string_text(draw, x) for x in items) + "]"
     if names and draw(st.integers(0, 3)) == 0:
         return f"{lhs} {op} {_ref_text(draw, 'string')}"
-    lit = _string_text(draw, draw(st.sampled_from(PATHY))) if draw(st.integers(0, 7)) else _literal_text(draw)
+    lit = _string_text(draw, draw(_pick(PATHY))) if draw(st.integers(0, 7)) else _literal_text(draw)
     if op in ("starts_with", "ends_with") and not lit.startswith('"'):
         lit = '"a"'
     if op == "contains" and lit.startswith("["):  # `contains` takes one value (a list is a check error)
@@ -339,6 +372,11 @@ def _string_fn_leaf(draw: Any, path: str, names: bool) -> str:
 
 
 # A condition as a small tree: ("leaf", text) | ("and"|"or", [c, ...]) | ("not", c).
+# Built once per (names, bound): a fresh `st.recursive` on every draw made Hypothesis validate it
+# again each time (it reads the lambda's source), most of the cost of generating a program. The
+# same strategy draws the same values; it is never drawn inside itself (a quantifier's block has
+# one more bound name), which `st.recursive`'s leaf counter needs.
+@functools.cache
 def _cond_tree(names: bool = False, bound: tuple[str, ...] = ()) -> st.SearchStrategy[Any]:
     leaves = _leaf(names, bound).map(lambda t: ("leaf", t))
     # half of the conditions are one comparison, so each one's outcome often decides the call
@@ -373,13 +411,14 @@ def _render(draw: Any, c: Any, parens: bool = False) -> str:
     return f"({text})" if parens else text
 
 
+@functools.cache  # one strategy per arguments (see _pick)
 @st.composite
 def conditions(draw: Any, names: bool = False) -> str:
     """A rule's COND: one expression, or a `{ ... }` block of expressions (AND)."""
     if draw(st.integers(0, 3)) == 0:
         items = [_render(draw, draw(_cond_tree(names))) for _ in range(draw(st.integers(1, 3)))]
-        sep = draw(st.sampled_from(("\n    ", "\n    ", " ")))
-        return "{" + sep + sep.join(items) + draw(st.sampled_from(("\n", " "))) + "}"
+        sep = draw(_pick(("\n    ", "\n    ", " ")))
+        return "{" + sep + sep.join(items) + draw(_pick(("\n", " "))) + "}"
     return _render(draw, draw(_cond_tree(names)))
 
 
@@ -390,7 +429,7 @@ def _glob_for(draw: Any, name: str, star: bool = True) -> str:
     """A glob that matches `name` (so it matches at least one catalogue tool); `"*"` alone only
     with ``star`` (`hide`, `deny` and `limit tools "*"` are errors: they mean `all tools`)."""
     forms = ("prefix", "prefix", "qmark", "exact", "star", "suffix") if star else ("prefix", "qmark", "exact", "suffix")
-    form = draw(st.sampled_from(forms))
+    form = draw(_pick(forms))
     if form == "prefix":
         return name[: draw(st.integers(0 if star else min(1, len(name)), len(name)))] + "*"
     if form == "qmark" and name:
@@ -408,31 +447,31 @@ def selectors(draw: Any, catalogue: list[tuple[str, str]], allow_all: bool, star
     names = [n for n, _ in catalogue]
     pool = names + list(EXTRA_TOOLS)
     forms = ["tool", "tool", "list", "glob", "class"] + (["all"] if allow_all else [])
-    form = draw(st.sampled_from(forms))
+    form = draw(_pick(forms))
     if form == "tool":
-        return f"tool {_string_text(draw, draw(st.sampled_from(pool)))}"
+        return f"tool {_string_text(draw, draw(_pick(pool)))}"
     if form == "list":
-        chosen = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3))
+        chosen = draw(st.lists(_pick(pool), min_size=1, max_size=3))
         trailing = "," if draw(st.booleans()) else ""
         return "tools [" + ", ".join(_string_text(draw, n) for n in chosen) + trailing + "]"
     if form == "glob":
-        return f"tools {json.dumps(_glob_for(draw, draw(st.sampled_from(names)), star))}"
+        return f"tools {json.dumps(_glob_for(draw, draw(_pick(names)), star))}"
     if form == "class":
-        return f"{draw(st.sampled_from(RISKS))} tools"
+        return f"{draw(_pick(RISKS))} tools"
     return "all tools"
 
 
 def _reason(draw: Any) -> str:
     if draw(st.integers(0, 3)):
         return ""
-    text = draw(st.sampled_from(("Destructive: needs approval", "no", 'say "why"', "é\ttab", "")))
+    text = draw(_pick(("Destructive: needs approval", "no", 'say "why"', "é\ttab", "")))
     return f"{_ws(draw)}reason {_string_text(draw, text)}"
 
 
 @st.composite
 def rules(draw: Any, catalogue: list[tuple[str, str]], names: bool = False) -> str:
     kind = draw(
-        st.sampled_from(
+        _pick(
             ("allow", "allow", "allow_if", "allow_if", "allow_if", "deny", "deny_if", "deny_if", "deny_unless",
              "deny_unless", "hide", "limit", "limit", "limit")
         )
@@ -456,21 +495,26 @@ def rules(draw: Any, catalogue: list[tuple[str, str]], names: bool = False) -> s
     return _limit_text(draw, catalogue, names)
 
 
+# a limit's window (a unit, `90s`, `calendar day "Asia/Kolkata"`) and scope (none, `per identity`)
+_WINDOWS = (
+    _pick(UNITS)
+    | st.builds(lambda n, u: f"{n}{u}", _pick((1, 2, 5, 30, 90)), _pick("smhd"))
+    | st.builds(lambda u, z: f"calendar {u}{z}", _pick(CALENDAR_UNITS), _pick(ZONES))
+)
+_SCOPE_TEXTS = _pick(("", "")) | _pick(SCOPES).map(lambda x: f" per {x}")
+
+
 def _limit_text(draw: Any, catalogue: list[tuple[str, str]], names: bool, spend: int = 2, refund: int = 3) -> str:
     """A `limit` rule: a call count or (one time in ``spend + 1``) a spend cap, over a sliding
     or calendar window, in a scope, (one time in ``refund + 1``) `refund on error`, maybe `if`."""
     sel = draw(selectors(catalogue, allow_all=draw(st.integers(0, 2)) == 0))
     if draw(st.integers(0, spend)) == 0:  # a spend cap: adds up an argument
-        count: Any = draw(st.sampled_from(CAPS))
-        of = f" of {draw(st.sampled_from(AMOUNT_PATHS))}"
+        count: Any = draw(_pick(CAPS))
+        of = f" of {draw(_pick(AMOUNT_PATHS))}"
     else:
-        count, of = draw(st.sampled_from((1, 1, 2, 2, 3, 5, 12345678901))), ""
-    window = draw(
-        st.sampled_from(UNITS)
-        | st.builds(lambda n, u: f"{n}{u}", st.sampled_from((1, 2, 5, 30, 90)), st.sampled_from("smhd"))
-        | st.builds(lambda u, z: f"calendar {u}{z}", st.sampled_from(CALENDAR_UNITS), st.sampled_from(ZONES))
-    )
-    scope = draw(st.sampled_from(("", "")) | st.sampled_from(SCOPES).map(lambda x: f" per {x}"))
+        count, of = draw(_pick((1, 1, 2, 2, 3, 5, 12345678901))), ""
+    window = draw(_WINDOWS)
+    scope = draw(_SCOPE_TEXTS)
     back = " refund on error" if draw(st.integers(0, refund)) == 0 else ""
     cond = f"{_ws(draw)}if {draw(conditions(names))}" if draw(st.integers(0, 3)) == 0 else ""
     return f"limit {sel} to {count}{of} per {window}{scope}{back}{cond}{_reason(draw)}"
@@ -488,10 +532,10 @@ def programs(draw: Any) -> str:
         entries = [f"tool {_string_text(draw, n)} {r}" for n, r in block]
         if draw(st.integers(0, 5)) == 0:
             entries.append(entries[0])
-        inner = draw(st.sampled_from(("\n    ", " ")))
-        server = _string_text(draw, draw(st.sampled_from(("mcp-fs", "git", "srv", "é server"))) + str(i))
+        inner = draw(_pick(("\n    ", " ")))
+        server = _string_text(draw, draw(_pick(("mcp-fs", "git", "srv", "é server"))) + str(i))
         statements.append(f"server {server} {{{inner}" + inner.join(entries) + "\n}")
-    extras = draw(st.sampled_from(RISKS))
+    extras = draw(_pick(RISKS))
     statements.append('server "extras" { ' + " ".join(f'tool "{n}" {extras}' for n in EXTRA_TOOLS) + " }")
     if draw(st.integers(0, 9)) == 0:
         statements.append('import "stdlib/mcp-codex-worker"')  # one more catalogue: cancel-task
@@ -501,7 +545,7 @@ def programs(draw: Any) -> str:
             'test "generated" {\n    as identity "alice"\n    call "x" {"a": [1, {"b": null}]} approved -> deny\n'
             '    repeat 2 { call "y" -> allow }\n    after 90s\n}'
         )
-    default = draw(st.sampled_from(("deny", "allow", None)))
+    default = draw(_pick(("deny", "allow", None)))
     if default is not None:
         statements.append(f"default {default}")
     names = draw(st.integers(0, 2)) == 0
@@ -523,7 +567,7 @@ def programs(draw: Any) -> str:
         out.append("default deny")
     # statements may share a line (whitespace is free), unless a comment would swallow the rest
     seps = ("\n", "\n\n", "\n  \n") if comments else ("\n", "\n\n", " ")
-    sep = draw(st.sampled_from(seps))
+    sep = draw(_pick(seps))
     return sep.join(out) + "\n"
 
 
@@ -540,7 +584,7 @@ def limit_programs(draw: Any) -> str:
     statements.append(_limit_text(draw, catalogue, False, spend=10**9, refund=1))  # a call count
     statements += [_limit_text(draw, catalogue, False, spend=1, refund=1) for _ in range(draw(st.integers(0, 2)))]
     if draw(st.integers(0, 3)) == 0:
-        kind = draw(st.sampled_from(("allow", "deny")))
+        kind = draw(_pick(("allow", "deny")))
         statements.append(f"{kind} {draw(selectors(catalogue, False))} if {draw(conditions())}")
     order = draw(st.permutations(range(len(statements))))
     return "\n".join(statements[i] for i in order) + "\n"
@@ -549,9 +593,9 @@ def limit_programs(draw: Any) -> str:
 # --- calls --------------------------------------------------------------------------------
 
 _SCALARS = st.one_of(
-    st.sampled_from(STRINGS),
-    st.sampled_from(NUMBERS),
-    st.sampled_from((None, True, False, 0, 1, 2, 3, 1.0, 2**64, -(2**70), 0.1 + 0.2)),
+    _pick(STRINGS),
+    _pick(NUMBERS),
+    _pick((None, True, False, 0, 1, 2, 3, 1.0, 2**64, -(2**70), 0.1 + 0.2)),
     st.integers(),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(st.characters(exclude_categories=("Cs",)), max_size=8),
@@ -560,7 +604,7 @@ _VALUES = st.recursive(
     _SCALARS,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(st.sampled_from(ARG_KEYS + ODD_KEYS), inner, max_size=3),
+        st.dictionaries(_pick(ARG_KEYS + ODD_KEYS), inner, max_size=3),
     ),
     max_leaves=8,
 )
@@ -568,9 +612,10 @@ _VALUES = st.recursive(
 _MATCHING = ("abc", "xb", "rm  -RF /", "123", "", "ops-x", "y/z", "Prod", "a prod b", "é", "b\nb", "x/y")
 
 
+@functools.cache  # one strategy (see _pick)
 def arguments() -> st.SearchStrategy[dict[str, Any]]:
     """A call's `args`: keys the generated paths use, values of every JSON type (and NaN)."""
-    return st.dictionaries(st.sampled_from(ARG_KEYS + ODD_KEYS), _VALUES, max_size=5)
+    return st.dictionaries(_pick(ARG_KEYS + ODD_KEYS), _VALUES, max_size=5)
 
 
 Hint = tuple[str, tuple[Any, ...], str, Any, Any, tuple[str, ...]]  # (root, steps, op, value, fn, fns)
@@ -606,36 +651,36 @@ def hints(program: Any) -> list[Hint]:
 def _value_for(draw: Any, op: str, value: Any, fn: Any) -> Any:
     """A value that makes `op value` hold (usually) or nearly hold."""
     if op == "amount":  # mostly numbers a cap adds up; some it must refuse
-        return draw(st.sampled_from(AMOUNTS))
+        return draw(_pick(AMOUNTS))
     if draw(st.integers(0, 4)) == 0:
         return draw(_VALUES)
     if fn == "count":
         n = value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6 else 1
-        n = max(0, n + draw(st.sampled_from((0, 0, 1, -1))))
-        return draw(st.sampled_from(("one", [0] * n, [None] * n)))
+        n = max(0, n + draw(_pick((0, 0, 1, -1))))
+        return draw(_pick(("one", [0] * n, [None] * n)))
     if fn == "len":
         n = value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6 else 1
-        n = max(0, n + draw(st.sampled_from((0, 0, 1, -1))))
-        return draw(st.sampled_from(("z" * n, list(range(n)), {str(i): i for i in range(n)}, n)))
+        n = max(0, n + draw(_pick((0, 0, 1, -1))))
+        return draw(_pick(("z" * n, list(range(n)), {str(i): i for i in range(n)}, n)))
     if op in ("in", "not_in") and isinstance(value, list) and value:
-        return draw(st.sampled_from(value))
+        return draw(_pick(value))
     if op == "contains":
         if isinstance(value, str):
-            return draw(st.sampled_from((value, "<" + value + ">", [value], [1, value])))
-        return draw(st.sampled_from(([value], [0, value], [[value]], value)))
+            return draw(_pick((value, "<" + value + ">", [value], [1, value])))
+        return draw(_pick(([value], [0, value], [[value]], value)))
     if op == "starts_with":
-        return value + draw(st.sampled_from(("", "zz")))
+        return value + draw(_pick(("", "zz")))
     if op == "ends_with":
-        return draw(st.sampled_from(("", "zz"))) + value
+        return draw(_pick(("", "zz"))) + value
     if op == "regex":
-        return draw(st.sampled_from(_MATCHING))
+        return draw(_pick(_MATCHING))
     if op in ("lt", "lte", "gt", "gte") and not isinstance(value, bool) and isinstance(value, (int, float)):
-        return value + draw(st.sampled_from((0, 1, -1, 0.5)))
+        return value + draw(_pick((0, 1, -1, 0.5)))
     if op in ("in", "not_in") and isinstance(value, list):
-        return draw(st.sampled_from((0, 1, True, False, None, "", [])))
+        return draw(_pick((0, 1, True, False, None, "", [])))
     other = _confusable(value)
     extra = (other, other) if other is not None else ()
-    return draw(st.sampled_from((value, value, [value], str(value), *extra)))
+    return draw(_pick((value, value, [value], str(value), *extra)))
 
 
 def _hinted_value(draw: Any, op: str, value: Any, fn: Any, fns: Any) -> Any:
@@ -655,7 +700,7 @@ def _items_for(draw: Any, var: str, body: list[Hint]) -> Any:
     for _ in range(draw(st.integers(0, 4))):
         whole = [h for h in own if not h[1]]
         if whole and draw(st.booleans()):
-            _r, _s, op, value, fn, fns = draw(st.sampled_from(whole))
+            _r, _s, op, value, fn, fns = draw(_pick(whole))
             items.append(_hinted_value(draw, op, value, fn, fns))
             continue
         item: dict[str, Any] | list[Any] = {} if draw(st.integers(0, 3)) else []
@@ -673,11 +718,11 @@ def _pathy_value(draw: Any, value: Any) -> Any:
     if draw(st.integers(0, 5)) == 0:
         return draw(_VALUES)
     if isinstance(value, list) and value:
-        value = draw(st.sampled_from(value))
+        value = draw(_pick(value))
     if isinstance(value, str) and draw(st.booleans()):
-        return draw(st.sampled_from((value, value.upper(), f" {value} ", "/" + value, value + "/..", "//" + value,
+        return draw(_pick((value, value.upper(), f" {value} ", "/" + value, value + "/..", "//" + value,
                                      value + "/", "/x/../" + value, [value])))  # fmt: skip
-    return draw(st.sampled_from(PATHY_VALUES))
+    return draw(_pick(PATHY_VALUES))
 
 
 def _confusable(value: Any) -> Any:
@@ -742,16 +787,18 @@ def calls(
     program's paths, and identity/session/server sometimes take a compared literal.
     """
     names = list(tool_names) or ["t"]
+    # three distinct strategies, not one cached thrice: `one_of` drops a repeated object, and the
+    # repeat is what makes the program's own tools three times as likely as unknown names
     tools = st.one_of(
-        st.sampled_from(names), st.sampled_from(names), st.sampled_from(names), st.sampled_from(UNKNOWN_TOOLS)
+        st.sampled_from(names), st.sampled_from(names), st.sampled_from(names), _pick(UNKNOWN_TOOLS)
     )
     h = program_hints or []
 
     def ctx(root: str, pool: tuple[Any, ...]) -> st.SearchStrategy[Any]:
         extra = [v for r, _s, _op, v, _fn, _fns in h if r == root and isinstance(v, str)]
         extra += [x for r, _s, _op, v, _fn, _fns in h if r == root and isinstance(v, list) for x in v if isinstance(x, str)]
-        base = st.sampled_from(pool)
-        return st.one_of(base, base, base, st.sampled_from(extra)) if extra else base
+        base = _pick(pool)
+        return st.one_of(base, base, base, _pick(extra)) if extra else base
 
     return st.fixed_dictionaries(
         {
@@ -769,12 +816,12 @@ def calls(
 def advances(windows: list[float] | tuple[float, ...] = ()) -> st.SearchStrategy[float]:
     """Seconds to move the clock after a call: often none, sometimes exactly a window (pass the
     program's limit windows to hit their boundaries: a hit no longer counts `window` s later)."""
-    exact = [st.sampled_from(sorted(set(windows)))] * 2 if windows else []
+    exact = [_pick(sorted(set(windows)))] * 2 if windows else []
     return st.one_of(
         *exact,
         st.just(0),
         st.just(0),
         st.just(0),
-        st.sampled_from((0.5, 1, 2, 29.5, 30, 59, 60, 61, 90, 120, 3600, 86400)),
+        _pick((0.5, 1, 2, 29.5, 30, 59, 60, 61, 90, 120, 3600, 86400)),
         st.floats(0, 200, allow_nan=False),
     )

@@ -19,7 +19,6 @@ from dsl.format import format_source, is_formatted
 from dsl.policy import Policy, load_policy
 from dsl.validate import tool_name_problem
 from dsl.vocab import has_glob_chars
-from tests.strategies import programs
 
 REPO = Path(__file__).resolve().parent.parent
 from tests.conftest import SPEC_JSON
@@ -443,23 +442,37 @@ step = st.one_of(
 )
 
 
+# Each strategy a draw uses is built once, here, not inside the draw: Hypothesis validates every
+# new strategy object on its first draw, which cost as much as the drawing (the same values come out).
+_CONTEXT_ROOTS = st.sampled_from(["identity", "session", "server", "tool", "approved"])
+_STEPS = st.lists(step, max_size=3)
+
+
 @st.composite
 def paths(draw: st.DrawFn) -> str:
     from dsl import ir
 
     if draw(st.integers(0, 3)) == 0:
-        return draw(st.sampled_from(["identity", "session", "server", "tool", "approved"]))
-    return ir.Path(root="args", steps=tuple(draw(st.lists(step, max_size=3)))).text()
+        return draw(_CONTEXT_ROOTS)
+    return ir.Path(root="args", steps=tuple(draw(_STEPS))).text()
+
+
+_PATHS = paths()
+_OPS = st.sampled_from(["eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in", "contains",
+                        "starts_with", "ends_with", "regex", "exists", "missing", "approved"])  # fmt: skip
+_FNS = st.sampled_from([None, None, "count", "len"])
+_STRING_FNS = st.lists(st.sampled_from(["lower", "upper", "trim", "normpath", "basename", "dirname"]), max_size=3)
+_REGEXES = st.sampled_from(REGEXES)
+_VALUE_LISTS = st.lists(json_values, max_size=3)
 
 
 @st.composite
 def leaves(draw: st.DrawFn) -> dict[str, Any]:
-    path = draw(paths())
-    op = draw(st.sampled_from(["eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in", "contains",
-                               "starts_with", "ends_with", "regex", "exists", "missing", "approved"]))  # fmt: skip
-    fn = draw(st.sampled_from([None, None, "count", "len"]))
+    path = draw(_PATHS)
+    op = draw(_OPS)
+    fn = draw(_FNS)
     # value functions, alone or chained (then maybe `len`): a string for a string test
-    strings = draw(st.lists(st.sampled_from(["lower", "upper", "trim", "normpath", "basename", "dirname"]), max_size=3))
+    strings = draw(_STRING_FNS)
     chain = [*strings, *([fn] if fn == "len" or (fn and not strings) else [])]
     str_fn = {"fn": chain[0] if len(chain) == 1 else chain} if chain and chain[-1] not in ("count", "len") else {}
     if op == "approved":
@@ -469,12 +482,12 @@ def leaves(draw: st.DrawFn) -> dict[str, Any]:
     if op in ("starts_with", "ends_with"):
         return leaf(path, op, draw(texts), **str_fn)
     if op == "regex":
-        return leaf(path, op, draw(st.sampled_from(REGEXES)), **str_fn)
+        return leaf(path, op, draw(_REGEXES), **str_fn)
     if op == "contains":
         return leaf(path, op, draw(scalars), **str_fn)
     if chain:
         fn = chain[0] if len(chain) == 1 else chain  # type: ignore[assignment]
-    value = draw(st.lists(json_values, max_size=3)) if op in ("in", "not_in") else draw(json_values)
+    value = draw(_VALUE_LISTS) if op in ("in", "not_in") else draw(json_values)
     return leaf(path, op, value, **({"fn": fn} if fn else {}))
 
 
@@ -532,17 +545,23 @@ def _item_paths(c: Any, var: str) -> Any:
     return {k: _item_paths(v, var) if k in ("all", "any", "not") else v for k, v in c.items()}
 
 
+_ENTRY_KINDS = st.sampled_from(["leaf", "all", "any", "not"])
+_LEAVES = leaves()
+_ALL_ITEMS = st.lists(nested, min_size=2, max_size=3)
+_ANY_ITEMS = st.lists(nested, min_size=2, max_size=3).filter(_first_is_not("any"))
+
+
 @st.composite
 def entries(draw: st.DrawFn) -> dict[str, Any]:
     """An entry's own condition: plr writes a top-level `all` as a `{ }` block, so its first
     item may be an `all`; an `any` is an inline `or`, so its first item may not be one."""
-    kind = draw(st.sampled_from(["leaf", "all", "any", "not"]))
+    kind = draw(_ENTRY_KINDS)
     if kind == "leaf":
-        c = draw(leaves())
+        c = draw(_LEAVES)
     elif kind == "all":
-        c = {"all": draw(st.lists(nested, min_size=2, max_size=3))}
+        c = {"all": draw(_ALL_ITEMS)}
     elif kind == "any":
-        c = {"any": draw(st.lists(nested, min_size=2, max_size=3).filter(_first_is_not("any")))}
+        c = {"any": draw(_ANY_ITEMS)}
     else:
         c = {"not": draw(nested)}
     reason = draw(reasons)
@@ -556,9 +575,17 @@ limits = st.builds(
 )  # fmt: skip
 
 
+_ENTRIES = entries()
+_ENTRIES_3 = st.lists(_ENTRIES, max_size=3)
+_ENTRIES_2 = st.lists(_ENTRIES, max_size=2)
+_ENTRY_GROUPS = st.lists(_ENTRIES, min_size=2, max_size=3)
+_LIMITS_2 = st.lists(limits, max_size=2)
+_ACTIONS = st.sampled_from(["allow", "allow", "require_approval", "deny"])
+
+
 @st.composite
 def tools(draw: st.DrawFn) -> dict[str, Any]:
-    action = draw(st.sampled_from(["allow", "allow", "require_approval", "deny"]))
+    action = draw(_ACTIONS)
     if action == "deny":
         reason = draw(reasons)
         return {"action": "deny", **({"reason": reason} if reason is not None else {})}
@@ -568,14 +595,14 @@ def tools(draw: st.DrawFn) -> dict[str, Any]:
         reason = draw(reasons)
         if reason is not None:
             t["reason"] = reason
-    require = draw(st.lists(entries(), max_size=3))
+    require = draw(_ENTRIES_3)
     allow_group = draw(st.booleans())
     if require and allow_group:  # the OR of several allow-ifs, each with its reason
-        require[0] = {"any": draw(st.lists(entries(), min_size=2, max_size=3))}
+        require[0] = {"any": draw(_ENTRY_GROUPS)}
     for key, value in (
         ("require", require),
-        ("deny_if", draw(st.lists(entries(), max_size=3))),
-        ("limits", draw(st.lists(limits, max_size=2))),
+        ("deny_if", draw(_ENTRIES_3)),
+        ("limits", draw(_LIMITS_2)),
     ):
         if value:
             t[key] = value
@@ -587,12 +614,21 @@ def _a_tool_name(name: str) -> bool:
     return not has_glob_chars(name) and tool_name_problem(name) is None
 
 
+_TOOL_NAME_LISTS = st.lists(texts.filter(_a_tool_name), max_size=5, unique=True)
+_HIDE_KINDS = st.sampled_from(["none", "names", "all"])
+_DEFAULTS = st.sampled_from(["allow", "deny"])
+_TOOLS = tools()
+_PACKAGES = st.one_of(
+    st.none(), st.from_regex(r"[a-z_][a-z0-9_\-]{0,4}(\.[a-z_][a-z0-9_\-]{0,4}){0,2}", fullmatch=True)
+)
+
+
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
     # no `*` or `?` in a tool name (the loader refuses them; "*" alone in `hide` is every tool), nor
     # whitespace, a control or a format character (refused too: no MCP server names a tool so)
-    names = draw(st.lists(texts.filter(_a_tool_name), max_size=5, unique=True))
-    hide_kind = draw(st.sampled_from(["none", "names", "all"]))
+    names = draw(_TOOL_NAME_LISTS)
+    hide_kind = draw(_HIDE_KINDS)
     hide: list[str] = []
     if hide_kind == "all":
         hide = ["*"]
@@ -600,19 +636,18 @@ def policies(draw: st.DrawFn) -> Policy:
         hide = sorted(draw(st.lists(texts.filter(lambda n: n not in names and _a_tool_name(n)), max_size=3, unique=True)))
     doc: dict[str, Any] = {
         "version": "1",
-        "default": draw(st.sampled_from(["allow", "deny"])),
+        "default": draw(_DEFAULTS),
         "hide": hide,
         "all_tools": {
-            "limits": draw(st.lists(limits, max_size=2)),
-            "deny_if": draw(st.lists(entries(), max_size=2)),
-            "require": draw(st.lists(entries(), max_size=2)),
+            "limits": draw(_LIMITS_2),
+            "deny_if": draw(_ENTRIES_2),
+            "require": draw(_ENTRIES_2),
         },
-        "tools": {name: draw(tools()) for name in names},
+        "tools": {name: draw(_TOOLS) for name in names},
     }
     if doc["default"] == "deny":  # a grant is written only where it grants something
-        doc["all_tools"]["allow_if"] = draw(st.lists(entries(), max_size=2))
-    package_names = st.from_regex(r"[a-z_][a-z0-9_\-]{0,4}(\.[a-z_][a-z0-9_\-]{0,4}){0,2}", fullmatch=True)
-    package = draw(st.one_of(st.none(), package_names))
+        doc["all_tools"]["allow_if"] = draw(_ENTRIES_2)
+    package = draw(_PACKAGES)
     if package is not None:
         doc["package"] = package
     return Policy.model_validate(bind_document(json.loads(json.dumps(doc))))
@@ -625,12 +660,10 @@ def test_generated_policies_round_trip(p: Policy) -> None:
     assert "# note" not in text
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(programs())  # the project's generator of valid programs (tests/strategies.py)
-def test_compiled_generated_programs_round_trip(source: str) -> None:
-    """Every policy the compiler produces decompiles exactly (here: from generated programs)."""
-    text = round_trip(compile_source(source, "generated.plr"))
-    assert "# note" not in text
+# Every policy the compiler produces decompiles exactly: the policies compiled from the project's
+# generator of valid programs (`programs()`, tests/strategies.py) are held to round_trip in
+# test_generated_roundtrips.py, with the other properties of a generated program (each program
+# is drawn once for all of them).
 
 
 # --- any valid policy ----------------------------------------------------------------------------

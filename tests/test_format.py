@@ -16,7 +16,6 @@ from dsl.errors import PlrError
 from dsl.format import _bare_server_item_parses, condition_text, format_source, is_formatted, literal_text, window_text
 from dsl.lower import lower_source
 from dsl.parser import parse_with_comments
-from tests.strategies import programs
 
 REPO = Path(__file__).resolve().parent.parent
 from tests.conftest import SPEC_PLR as SPEC_EXAMPLE
@@ -601,7 +600,6 @@ def test_generated_sources_mostly_compile() -> None:
     assert sum(results) >= len(results) // 3, f"only {sum(results)} of {len(results)} generated sources compile"
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(programs())  # the project's generator of valid programs (tests/strategies.py)
-def test_shared_generated_programs(source: str) -> None:
-    assert_format_properties(source)
+# The project's generator of valid programs (`programs()`, tests/strategies.py) is held to
+# assert_format_properties in test_generated_roundtrips.py, with the other properties of a
+# generated program: each program is drawn once for all of them.

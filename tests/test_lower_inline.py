@@ -3,7 +3,8 @@
 The inline path exists only for speed (#20): it must build the same IR — equal, same types,
 same field order, same fields set — and raise the same diagnostics, or hand the text to the
 tree path. These tests hold the two to each other on every ``.plr`` in the repository,
-generated policies and the edge cases the inline path treats specially.
+generated policies (``programs()`` in test_generated_roundtrips.py) and the edge cases the inline
+path treats specially.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dsl import lower, parser
 from dsl.errors import PlrError
 
 from .conftest import ROOT
-from .strategies import limit_programs, programs
+from .strategies import limit_programs
 
 
 def _repo_plr_files() -> list[Path]:
@@ -81,7 +82,8 @@ def _identical(a: Any, b: Any, path: str = "$") -> Iterator[str]:
         yield f"{path}: {a!r} != {b!r}"
 
 
-def _assert_same(text: str, file: str) -> bool:
+def assert_same_both_ways(text: str, file: str) -> bool:
+    """Both paths give the same IR or the same errors; returns whether the inline path fell back."""
     expected = _tree(text, file)
     got, fell = _inline(text, file)
     assert got == expected
@@ -99,12 +101,12 @@ def test_the_repository_has_plr_files_to_compare():
 @pytest.mark.parametrize("path", _repo_plr_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_plr_file_in_the_repository_lowers_the_same_both_ways(path: Path):
     text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    _assert_same(text, str(path.relative_to(ROOT)))
+    assert_same_both_ways(text, str(path.relative_to(ROOT)))
 
 
 @pytest.mark.parametrize("n", [10, 200, 2000])
 def test_generated_benchmark_policies_lower_the_same_without_falling_back(n: int):
-    assert _assert_same(compile_policy(n), f"gen{n}.plr") is False
+    assert assert_same_both_ways(compile_policy(n), f"gen{n}.plr") is False
 
 
 EDGE_CASES = {
@@ -153,21 +155,19 @@ def test_edge_cases_lower_or_fail_the_same_both_ways(text: str):
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 10_000))  # repr of the deepest IR
     try:
-        _assert_same(text, "f.plr")
+        assert_same_both_ways(text, "f.plr")
     finally:
         sys.setrecursionlimit(limit)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(programs())
-def test_generated_programs_lower_the_same_both_ways(text: str):
-    _assert_same(text, "gen.plr")
+# Programs of `programs()` are held to this in test_generated_roundtrips.py, with the other
+# properties of a generated program, so that each program is drawn once for all of them.
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(limit_programs())
 def test_generated_limit_programs_lower_the_same_both_ways(text: str):
-    _assert_same(text, "gen.plr")
+    assert_same_both_ways(text, "gen.plr")
 
 
 def test_a_constructed_model_is_the_validated_one():
